@@ -1,0 +1,386 @@
+"""YAML config -> typed, validated config.
+
+Every error names the path of the offending field (``glance[0].partner_id: required``),
+so that a user can find it without reading a traceback. Vendor packages read their own
+account fields through `Fields`, which keeps the path bookkeeping in one place.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
+
+import yaml
+
+if TYPE_CHECKING:
+    from .vendors.base import AccountConfig, Vendor
+
+T = TypeVar("T")
+
+SECRET_FIELDS = ("api_key", "api_secret", "password", "auth_code")
+
+
+class ConfigError(ValueError):
+    """A config problem, with the dotted path of the field at fault."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+        self.message = message
+
+
+class Secret:
+    """A credential that never shows itself in repr, str, logs or error messages."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('<redacted>')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def parse_duration(text: str) -> float:
+    """Prometheus-style durations: ``90s``, ``5m``, ``1h30m``; a bare number is seconds."""
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    pos, total = 0, 0.0
+    for match in _DURATION.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNITS[match.group(2)]
+        pos = match.end()
+    if pos != len(text) or not text:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 5m, 1h)")
+    return total
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Fields:
+    """Typed access to one YAML mapping, raising `ConfigError` with the field's path."""
+
+    def __init__(self, data: Any, path: str) -> None:
+        if not isinstance(data, Mapping):
+            raise ConfigError(path, "must be a mapping")
+        self._data: Mapping[str, Any] = data
+        self.path = path
+        self._read: set[str] = set()
+
+    def _path(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def has(self, name: str) -> bool:
+        return self._data.get(name) is not None
+
+    def _get(self, name: str, required: bool) -> Any:
+        self._read.add(name)
+        value = self._data.get(name)
+        if value is None and required:
+            raise ConfigError(self._path(name), "required")
+        return value
+
+    def str(self, name: str, default: str | None = None) -> str:
+        value = self._get(name, default is None)
+        if value is None:
+            assert default is not None
+            return default
+        if not isinstance(value, str | int) or isinstance(value, bool):
+            raise ConfigError(self._path(name), "must be a string")
+        return str(value)
+
+    def optional_str(self, name: str) -> str | None:
+        return self.str(name) if self.has(name) else self._get(name, False)
+
+    def int(self, name: str, default: int | None = None, minimum: int | None = None) -> int:
+        value = self._get(name, default is None)
+        if value is None:
+            assert default is not None
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, str) and value.strip().isdigit():
+                value = int(value)
+            else:
+                raise ConfigError(self._path(name), "must be a whole number")
+        if minimum is not None and value < minimum:
+            raise ConfigError(self._path(name), f"must be at least {minimum}")
+        return int(value)
+
+    def bool(self, name: str, default: bool) -> bool:
+        value = self._get(name, False)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise ConfigError(self._path(name), "must be true or false")
+        return value
+
+    def duration(self, name: str, default: float, minimum: float = 0.0) -> float:
+        value = self._get(name, False)
+        if value is None:
+            return default
+        try:
+            seconds = float(value) if isinstance(value, int | float) else parse_duration(str(value))
+        except ValueError as exc:
+            raise ConfigError(self._path(name), str(exc)) from None
+        if seconds < minimum:
+            raise ConfigError(self._path(name), f"must be at least {minimum:g}s")
+        return seconds
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.str(name, default)
+        if value not in choices:
+            raise ConfigError(self._path(name), f"must be one of {', '.join(choices)}")
+        return value
+
+    def list(self, name: str) -> list[Any]:
+        value = self._get(name, False)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise ConfigError(self._path(name), "must be a list")
+        return value
+
+    def str_list(self, name: str) -> tuple[str, ...]:
+        items = self.list(name)
+        for i, item in enumerate(items):
+            if not isinstance(item, str | int) or isinstance(item, bool):
+                raise ConfigError(f"{self._path(name)}[{i}]", "must be a string")
+        return tuple(str(item) for item in items)
+
+    def float_list(self, name: str, default: tuple[float, ...]) -> tuple[float, ...]:
+        if not self.has(name):
+            self._read.add(name)
+            return default
+        items = self.list(name)
+        result = []
+        for i, item in enumerate(items):
+            if isinstance(item, bool) or not isinstance(item, int | float):
+                raise ConfigError(f"{self._path(name)}[{i}]", "must be a number")
+            result.append(float(item))
+        if not result or result != sorted(set(result)):
+            raise ConfigError(self._path(name), "must be a non-empty, strictly increasing list")
+        return tuple(result)
+
+    def str_map(self, name: str) -> dict[str, str]:
+        value = self._get(name, False)
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise ConfigError(self._path(name), "must be a mapping")
+        for key, item in value.items():
+            if not isinstance(item, str):
+                raise ConfigError(f"{self._path(name)}.{key}", "must be a string")
+        return {str(k): v for k, v in value.items()}
+
+    def sub(self, name: str) -> Fields:
+        self._read.add(name)
+        return Fields(self._data.get(name) or {}, self._path(name))
+
+    def items(self, name: str) -> Iterator[Fields]:
+        for i, item in enumerate(self.list(name)):
+            yield Fields(item, f"{self._path(name)}[{i}]")
+
+    def secret(self, name: str, required: bool = True) -> Secret | None:
+        """A credential given inline, as ``${ENV}``, or through ``<name>_file``."""
+        inline, file_name = self._get(name, False), f"{name}_file"
+        from_file = self._get(file_name, False)
+        if inline is not None and from_file is not None:
+            raise ConfigError(self._path(name), f"give either {name} or {file_name}, not both")
+        if from_file is not None:
+            path = Path(str(from_file))
+            try:
+                text = path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(self._path(file_name), f"cannot read: {exc.strerror}") from None
+            if not text:
+                raise ConfigError(self._path(file_name), "file is empty")
+            return Secret(text)
+        if inline is None:
+            if required:
+                raise ConfigError(self._path(name), f"required (or {file_name})")
+            return None
+        if not isinstance(inline, str | int) or isinstance(inline, bool):
+            raise ConfigError(self._path(name), "must be a string")
+        return Secret(self._expand_env(name, str(inline)))
+
+    def _expand_env(self, name: str, text: str) -> str:
+        def replace(match: re.Match[str]) -> str:
+            value = os.environ.get(match.group(1))
+            if value is None:
+                raise ConfigError(
+                    self._path(name), f"environment variable {match.group(1)} is not set"
+                )
+            return value
+
+        value = _ENV_REF.sub(replace, text)
+        if not value:
+            raise ConfigError(self._path(name), "is empty")
+        return value
+
+    def base_url(self, name: str, default: str) -> str:
+        url = self.str(name, default).rstrip("/")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(self._path(name), "must be an http(s) URL")
+        if parts.scheme == "http" and not is_loopback(parts.hostname):
+            raise ConfigError(self._path(name), "plain http is only allowed for loopback hosts")
+        if parts.username or parts.password or parts.query:
+            raise ConfigError(self._path(name), "must not carry credentials or a query string")
+        return url
+
+    def check_unknown(self) -> None:
+        """Reject typos: a field nobody read is a field the user misspelled."""
+        for key in self._data:
+            if key not in self._read:
+                raise ConfigError(self._path(str(key)), "unknown field")
+
+
+@dataclass(frozen=True)
+class GlobalConfig:
+    interval: float = 60.0
+    timeout: float = 20.0
+    stale_after: float = 300.0
+    jitter: float = 0.1
+    max_backoff: float = 600.0
+    max_concurrency: int = 4
+    max_body_bytes: int = 16 * 1024 * 1024
+    label_value_limit: int = 50
+
+
+@dataclass(frozen=True)
+class AccountCommon:
+    """What the core needs of every account, whatever the vendor."""
+
+    vendor: str
+    name: str
+    base_url: str
+    interval: float
+    timeout: float
+    stale_after: float
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.vendor, self.name)
+
+
+@dataclass(frozen=True)
+class Config:
+    global_: GlobalConfig = field(default_factory=GlobalConfig)
+    accounts: tuple[AccountConfig, ...] = ()
+    source: str = ""
+
+
+_ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+def parse_global(fields: Fields) -> GlobalConfig:
+    g = GlobalConfig(
+        interval=fields.duration("interval", 60.0, minimum=1.0),
+        timeout=fields.duration("timeout", 20.0, minimum=0.1),
+        stale_after=fields.duration("stale_after", 300.0, minimum=1.0),
+        jitter=fields.duration("jitter", 0.1),
+        max_backoff=fields.duration("max_backoff", 600.0, minimum=1.0),
+        max_concurrency=fields.int("max_concurrency", 4, minimum=1),
+        max_body_bytes=fields.int("max_body_bytes", 16 * 1024 * 1024, minimum=1024),
+        label_value_limit=fields.int("label_value_limit", 50, minimum=1),
+    )
+    if g.jitter >= 1:
+        raise ConfigError(fields._path("jitter"), "is a fraction of the interval, below 1")
+    fields.check_unknown()
+    return g
+
+
+def parse_config(
+    data: Any, vendors: Mapping[str, Vendor], source: str = "", shard: tuple[int, int] | None = None
+) -> Config:
+    root = Fields(data if data is not None else {}, "")
+    global_ = parse_global(root.sub("global"))
+    accounts: list[AccountConfig] = []
+    seen: set[tuple[str, str]] = set()
+    for vendor_name, vendor in vendors.items():
+        for fields in root.items(vendor_name):
+            name = fields.str("name")
+            if not _ACCOUNT_NAME.match(name):
+                raise ConfigError(fields._path("name"), "use 1-64 letters, digits, _ . : -")
+            if (vendor_name, name) in seen:
+                raise ConfigError(fields._path("name"), f"duplicate account name {name!r}")
+            seen.add((vendor_name, name))
+            common = AccountCommon(
+                vendor=vendor_name,
+                name=name,
+                base_url=fields.base_url("base_url", vendor.default_base_url),
+                interval=fields.duration("interval", global_.interval, minimum=1.0),
+                timeout=fields.duration("timeout", global_.timeout, minimum=0.1),
+                stale_after=fields.duration("stale_after", global_.stale_after, minimum=1.0),
+            )
+            accounts.append(vendor.parse_account(fields, common, global_))
+            fields.check_unknown()
+    root.check_unknown()
+    if shard is not None:
+        accounts = [a for a in accounts if in_shard(a.common, *shard)]
+    return Config(global_=global_, accounts=tuple(accounts), source=source)
+
+
+def in_shard(account: AccountCommon, index: int, count: int) -> bool:
+    """Stable across processes and Python versions (unlike hash()), so replicas agree."""
+    import zlib
+
+    digest = zlib.crc32(f"{account.vendor}/{account.name}".encode())
+    return digest % count == index
+
+
+def load_config(
+    path: str | Path, vendors: Mapping[str, Vendor], shard: tuple[int, int] | None = None
+) -> Config:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("", f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError("", f"{path} is not valid YAML{where}") from None
+    return parse_config(data, vendors, source=str(path), shard=shard)
+
+
+def parse_with(fields: Fields, name: str, parse: Callable[[Fields], T]) -> T:
+    """Parse a nested mapping and reject its unknown fields."""
+    sub = fields.sub(name)
+    value = parse(sub)
+    sub.check_unknown()
+    return value

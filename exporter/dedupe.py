@@ -1,0 +1,38 @@
+"""Remembering which records were already counted, for a bounded time."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Hashable
+
+
+class SeenRecords:
+    """Keys seen recently. Memory is bounded by time: a key is forgotten `retention`
+    seconds after it was last seen, by which time no overlapping window can return it."""
+
+    def __init__(self, retention: float) -> None:
+        self.retention = retention
+        self._expiry: dict[Hashable, float] = {}
+        self._heap: list[tuple[float, int, Hashable]] = []
+        self._tie = 0
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._expiry
+
+    def __len__(self) -> int:
+        return len(self._expiry)
+
+    def add(self, key: Hashable, now: float) -> bool:
+        """Remember `key`; True if it is new."""
+        new = key not in self._expiry
+        expires = now + self.retention
+        self._expiry[key] = expires
+        self._tie += 1
+        heapq.heappush(self._heap, (expires, self._tie, key))
+        return new
+
+    def prune(self, now: float) -> None:
+        while self._heap and self._heap[0][0] <= now:
+            expires, _, key = heapq.heappop(self._heap)
+            if self._expiry.get(key) == expires:
+                del self._expiry[key]

@@ -1,0 +1,146 @@
+"""Small metric-state helpers for collectors: bounded labels, counters, histograms.
+
+Collectors keep their own state and turn it into `prometheus_client` metric families
+when the snapshot is rendered; no global registry is involved, so an account's series
+can be dropped by simply not asking its collector for them.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Iterable, Mapping, Sequence
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+
+LabelValues = tuple[str, ...]
+
+OTHER = "other"
+
+
+class BoundedLabel:
+    """Keeps free-text vendor values as label values, up to `limit` distinct extras.
+
+    Known values always pass. Beyond the limit, new values fold into ``other`` so that a
+    vendor returning garbage cannot blow up the series count.
+    """
+
+    def __init__(self, known: Iterable[str], limit: int) -> None:
+        self.known = frozenset(known)
+        self.limit = limit
+        self._extra: set[str] = set()
+
+    def __call__(self, value: str) -> str:
+        if value in self.known or value in self._extra:
+            return value
+        if len(self._extra) < self.limit:
+            self._extra.add(value)
+            return value
+        return OTHER
+
+    def folds(self, value: str) -> bool:
+        return self(value) == OTHER and value != OTHER
+
+
+class CounterSet:
+    """A labelled counter that only goes up."""
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self.values: dict[LabelValues, float] = {}
+
+    def inc(self, labels: LabelValues, amount: float = 1.0) -> None:
+        if amount < 0:
+            raise ValueError("counters only go up")
+        self.values[labels] = self.values.get(labels, 0.0) + amount
+
+    def family(self, prefix: LabelValues = ()) -> CounterMetricFamily:
+        name = self.name.removesuffix("_total")
+        family = CounterMetricFamily(name, self.documentation, labels=self.labelnames)
+        for labels, value in sorted(self.values.items()):
+            family.add_metric(list(prefix + labels), value)
+        return family
+
+
+class HistogramSet:
+    """A labelled histogram with fixed buckets (in base units)."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        buckets: Sequence[float],
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self.bounds = tuple(sorted(float(b) for b in buckets if not math.isinf(b)))
+        self._counts: dict[LabelValues, list[int]] = {}
+        self._sums: dict[LabelValues, float] = {}
+
+    def observe(self, labels: LabelValues, value: float) -> None:
+        counts = self._counts.get(labels)
+        if counts is None:
+            counts = self._counts[labels] = [0] * (len(self.bounds) + 1)
+            self._sums[labels] = 0.0
+        counts[bisect.bisect_left(self.bounds, value)] += 1
+        self._sums[labels] += value
+
+    def count(self, labels: LabelValues) -> int:
+        return sum(self._counts.get(labels, ()))
+
+    def total_count(self) -> int:
+        return sum(sum(c) for c in self._counts.values())
+
+    def family(self, prefix: LabelValues = ()) -> HistogramMetricFamily:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for labels in sorted(self._counts):
+            cumulative, buckets = 0, []
+            for bound, count in zip((*self.bounds, math.inf), self._counts[labels], strict=True):
+                cumulative += count
+                buckets.append((_bound_text(bound), float(cumulative)))
+            family.add_metric(list(prefix + labels), buckets, self._sums[labels])
+        return family
+
+
+def _bound_text(bound: float) -> str:
+    return "+Inf" if math.isinf(bound) else repr(float(bound))
+
+
+def gauge(
+    name: str,
+    documentation: str,
+    labelnames: Sequence[str],
+    values: Mapping[LabelValues, float],
+) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, documentation, labels=list(labelnames))
+    for labels, value in sorted(values.items()):
+        family.add_metric(list(labels), value)
+    return family
+
+
+def merge_families(families: Iterable[Metric]) -> list[Metric]:
+    """Merge same-named families from several accounts into one, as exposition requires."""
+    merged: dict[str, Metric] = {}
+    for family in families:
+        existing = merged.get(family.name)
+        if existing is None:
+            copy = Metric(family.name, family.documentation, family.type, family.unit)
+            copy.samples = list(family.samples)
+            merged[family.name] = copy
+        else:
+            existing.samples.extend(family.samples)
+    return list(merged.values())
+
+
+DURATION_BUCKETS = (30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1200.0, 1800.0, 2700.0, 3600.0,
+                    5400.0, 7200.0)
+WAIT_BUCKETS = (10.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0, 3600.0)

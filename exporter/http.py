@@ -1,0 +1,163 @@
+"""Upstream HTTP: one shared ClientSession, a body-size cap, and failures mapped to reasons.
+
+Vendor clients call `Upstream.fetch` and never see aiohttp's exceptions: every failure
+arrives as an `UpstreamError` with a fixed `reason`, counted once in the self-metrics.
+Messages are built from status codes and operation names only, never from URLs or
+bodies, because those may carry credentials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import TypeVar
+
+import aiohttp
+from multidict import CIMultiDictProxy
+
+from .errors import ParseError, UpstreamError
+from .selfmetrics import SelfMetrics
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: bytes
+    headers: CIMultiDictProxy[str]
+
+
+def new_client_session() -> aiohttp.ClientSession:
+    """The one session every account shares: pooled connections, no shared cookies
+    (two accounts of one vendor must never see each other's login cookie)."""
+    return aiohttp.ClientSession(
+        cookie_jar=aiohttp.DummyCookieJar(),
+        connector=aiohttp.TCPConnector(limit=100, ttl_dns_cache=300),
+        headers={"User-Agent": "session-exporter"},
+        auto_decompress=True,
+    )
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def reason_for_status(status: int) -> str:
+    if status in (401, 403):
+        return "auth"
+    if status == 429:
+        return "rate_limited"
+    if status >= 500:
+        return "http_5xx"
+    return "http_4xx"
+
+
+class Upstream:
+    """One account's door to its vendor: timeout, concurrency bound, size cap, counting."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        vendor: str,
+        account: str,
+        timeout: float,
+        semaphore: asyncio.Semaphore,
+        metrics: SelfMetrics,
+        max_body_bytes: int,
+        wall_time: Callable[[], float],
+    ) -> None:
+        self._session = session
+        self.vendor = vendor
+        self.account = account
+        self._timeout = timeout
+        self._semaphore = semaphore
+        self._metrics = metrics
+        self._max_body = max_body_bytes
+        self._wall_time = wall_time
+
+    def error(
+        self, operation: str, reason: str, message: str, retry_after: float | None = None
+    ) -> UpstreamError:
+        """Count a failure and return the exception for the caller to raise."""
+        self._metrics.upstream_failure(self.vendor, self.account, operation, reason)
+        return UpstreamError(operation, reason, message, retry_after)
+
+    def parse(self, operation: str, parser: Callable[[bytes], T], body: bytes) -> T:
+        try:
+            return parser(body)
+        except ParseError as exc:
+            raise self.error(operation, "parse", str(exc)) from None
+
+    async def fetch(
+        self,
+        operation: str,
+        method: str,
+        url: str,
+        *,
+        data: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        auth: aiohttp.BasicAuth | None = None,
+        ok_statuses: tuple[int, ...] = (200,),
+    ) -> Reply:
+        self._metrics.upstream_request(self.vendor, self.account, operation)
+        try:
+            async with self._semaphore:
+                async with asyncio.timeout(self._timeout):
+                    async with self._session.request(
+                        method,
+                        url,
+                        data=data,
+                        params=params,
+                        headers=headers,
+                        auth=auth,
+                        allow_redirects=False,
+                    ) as response:
+                        body = await self._read_capped(operation, response)
+                        reply = Reply(response.status, body, response.headers)
+        except TimeoutError:
+            raise self.error(operation, "timeout", f"no reply within {self._timeout:g}s") from None
+        except aiohttp.ClientPayloadError:
+            raise self.error(operation, "connection", "reply body was cut short") from None
+        except aiohttp.ClientResponseError as exc:
+            raise self.error(operation, "connection", f"bad HTTP reply ({exc.status})") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise self.error(operation, "connection", type(exc).__name__) from None
+        if reply.status not in ok_statuses:
+            retry_after = parse_retry_after(reply.headers.get("Retry-After"), self._wall_time())
+            raise self.error(
+                operation,
+                reason_for_status(reply.status),
+                f"HTTP {reply.status}",
+                retry_after,
+            )
+        return reply
+
+    async def _read_capped(self, operation: str, response: aiohttp.ClientResponse) -> bytes:
+        declared = response.content_length
+        if declared is not None and declared > self._max_body:
+            raise self.error(
+                operation, "body_too_large", f"reply declares {declared} bytes"
+            )
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_chunked(65536):
+            size += len(chunk)
+            if size > self._max_body:
+                raise self.error(
+                    operation, "body_too_large", f"reply exceeds {self._max_body} bytes"
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)

@@ -1,0 +1,76 @@
+"""The interface every vendor package implements, and nothing more.
+
+A vendor is a `Vendor` record: how to read its account config, how to build a collector
+for an account, and how to build its simulator. The core knows vendors only through
+the registry in `exporter.vendors`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+from aiohttp import web
+from prometheus_client.core import Metric
+
+from ..clock import Clock
+from ..config import AccountCommon, Fields, GlobalConfig
+from ..faults import Faults
+from ..http import Upstream
+
+
+class AccountConfig(Protocol):
+    """A vendor's frozen account dataclass; it must carry the common fields."""
+
+    @property
+    def common(self) -> AccountCommon: ...
+
+
+@dataclass
+class CollectorContext:
+    clock: Clock
+    log: structlog.stdlib.BoundLogger
+    label_value_limit: int
+    # Count records that were skipped or folded, by a short reason.
+    reject: Callable[[str, int], None]
+    # When this process started; feeds begin here unless a lookback is configured.
+    started_at: float
+
+
+class AccountCollector(ABC):
+    """Polls one account and holds its metric state between cycles."""
+
+    @abstractmethod
+    async def collect(self, upstream: Upstream) -> None:
+        """Run one cycle. Raise `UpstreamError` (made with `upstream.error`) on failure,
+        after applying whatever this cycle already learned that is consistent."""
+
+    @abstractmethod
+    def families(self) -> Iterable[Metric]:
+        """The account's metric families as of the last cycle. Called on render, not on
+        scrape: it may allocate, but must not do I/O."""
+
+
+class Simulator(ABC):
+    """A vendor API on loopback with a seeded, moving population and injectable faults."""
+
+    faults: Faults
+
+    @abstractmethod
+    def app(self) -> web.Application: ...
+
+    @abstractmethod
+    def demo_accounts(self, base_url: str) -> list[dict[str, Any]]:
+        """Config entries (as YAML would give them) that point demo accounts at us."""
+
+
+@dataclass(frozen=True)
+class Vendor:
+    name: str
+    default_base_url: str
+    parse_account: Callable[[Fields, AccountCommon, GlobalConfig], AccountConfig]
+    new_collector: Callable[[Any, CollectorContext], AccountCollector]
+    new_simulator: Callable[[Clock, int], Simulator]

@@ -1,0 +1,32 @@
+"""The one hardened XML parser every vendor uses."""
+
+from __future__ import annotations
+
+from lxml import etree
+
+from .errors import ParseError
+
+_PARSER = etree.XMLParser(
+    resolve_entities=False,
+    no_network=True,
+    dtd_validation=False,
+    load_dtd=False,
+    huge_tree=False,
+    remove_comments=True,
+    remove_pis=True,
+)
+
+
+def parse_xml(body: bytes, max_bytes: int = 16 * 1024 * 1024) -> etree._Element:
+    """Parse untrusted XML: no DTD, no entities, no network, bounded size."""
+    if len(body) > max_bytes:
+        raise ParseError(f"XML body of {len(body)} bytes exceeds the {max_bytes}-byte cap")
+    if b"<!DOCTYPE" in body or b"<!ENTITY" in body:
+        raise ParseError("XML with a DTD or entity declarations is refused")
+    try:
+        root = etree.fromstring(body, _PARSER)
+    except etree.XMLSyntaxError as exc:
+        raise ParseError(f"malformed XML: {exc.msg}") from None
+    if root is None:
+        raise ParseError("empty XML document")
+    return root

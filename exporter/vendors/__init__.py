@@ -1,13 +1,1 @@
-"""The vendor registry: the only place the core learns which vendors exist.
-
-Adding a vendor is one package under `exporter/vendors/` and one line here.
-"""
-
-from __future__ import annotations
-
-from .base import Vendor
-from .glance import VENDOR as GLANCE
-from .rescue import VENDOR as RESCUE
-from .securevideo import VENDOR as SECUREVIDEO
-
-VENDORS: dict[str, Vendor] = {v.name: v for v in (GLANCE, SECUREVIDEO, RESCUE)}
+"""Vendor packages; the registry that lists them is `exporter.registry`."""

@@ -1,0 +1,164 @@
+"""Command line: Prometheus-style flags, wiring, signals."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+from contextlib import suppress
+
+from aiohttp import web
+
+from . import __version__
+from .clock import SystemClock
+from .config import ConfigError, load_config, parse_config
+from .demo import DemoWorld, start_world
+from .logs import configure, get_logger
+from .loop import Daemon
+from .registry import VENDORS
+from .server import WebOptions, build_app
+from .webconfig import WebConfigError, WebSecurity
+
+DEFAULT_PORT = 9786
+log = get_logger(component="main")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    try:
+        index_text, count_text = text.split("/")
+        index, count = int(index_text), int(count_text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("use I/N, e.g. 0/3") from None
+    if count < 1 or not 0 <= index < count:
+        raise argparse.ArgumentTypeError("need 0 <= I < N")
+    return index, count
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="session-exporter",
+        description="Prometheus exporter for Glance, SecureVideo and LogMeIn Rescue sessions.",
+    )
+    p.add_argument("--config.file", dest="config_file", default="config.yaml",
+                   help="path of the YAML config (default: %(default)s)")
+    p.add_argument("--config.check", dest="config_check", action="store_true",
+                   help="validate the config file and exit (status 2 when invalid)")
+    p.add_argument("--web.listen-address", dest="listen_address", default=None,
+                   help=f"address to listen on (default :{DEFAULT_PORT}; "
+                        f"127.0.0.1:{DEFAULT_PORT} with --demo)")
+    p.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics",
+                   help="path of the metrics endpoint (default: %(default)s)")
+    p.add_argument("--web.config.file", dest="web_config_file", default=None,
+                   help="exporter-toolkit web config: TLS and basic auth")
+    p.add_argument("--log.level", dest="log_level", default="info",
+                   choices=("debug", "info", "warn", "error"))
+    p.add_argument("--log.format", dest="log_format", default="logfmt",
+                   choices=("logfmt", "json"))
+    p.add_argument("--shard", dest="shard", type=parse_shard, default=None,
+                   help="I/N: poll only the accounts whose stable hash falls in shard I of N")
+    p.add_argument("--demo", action="store_true",
+                   help="run against built-in vendor simulators on loopback; no config needed")
+    p.add_argument("--demo.fault-rate", dest="demo_fault_rate", type=float, default=0.02,
+                   help="share of simulator replies that fail in the demo (default %(default)s)")
+    p.add_argument("--version", action="version", version=f"session-exporter {__version__}")
+    return p
+
+
+def split_address(address: str) -> tuple[str | None, int]:
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    try:
+        return (host or None), int(port)
+    except ValueError:
+        raise SystemExit(f"--web.listen-address: not host:port: {address!r}") from None
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    configure(args.log_level, args.log_format)
+    if args.config_check:
+        try:
+            config = load_config(args.config_file, VENDORS, shard=args.shard)
+        except ConfigError as exc:
+            print(f"config error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+        print(f"{args.config_file}: OK, {len(config.accounts)} account(s)")
+        return
+    try:
+        raise SystemExit(asyncio.run(serve(args)))
+    except KeyboardInterrupt:
+        raise SystemExit(0) from None
+
+
+async def serve(args: argparse.Namespace) -> int:
+    clock = SystemClock()
+    world: DemoWorld | None = None
+    try:
+        web_security = WebSecurity.load(args.web_config_file) if args.web_config_file else None
+        if args.demo:
+            world = await start_world(VENDORS, clock, fault_rate=args.demo_fault_rate)
+            config = parse_config(world.config_data(), VENDORS, source="demo", shard=args.shard)
+        else:
+            config = load_config(args.config_file, VENDORS, shard=args.shard)
+    except (ConfigError, WebConfigError) as exc:
+        log.error("invalid configuration", error=str(exc))
+        return 2
+
+    daemon = Daemon(config, VENDORS, clock=clock)
+
+    async def reload_config() -> str | None:
+        if world is not None:
+            return None  # the demo's config is generated, there is nothing to re-read
+        try:
+            new = load_config(args.config_file, VENDORS, shard=args.shard)
+        except ConfigError as exc:
+            daemon.metrics.reload_ok = False
+            log.error("config reload failed; keeping the old config", error=str(exc))
+            return str(exc)
+        daemon.apply_config(new)
+        log.info("config reloaded", accounts=len(new.accounts))
+        return None
+
+    default_host = "127.0.0.1" if args.demo else ""
+    host, port = split_address(args.listen_address or f"{default_host}:{DEFAULT_PORT}")
+    middlewares = (web_security.middleware(),) if web_security else ()
+    app = build_app(daemon, reload_config, WebOptions(args.telemetry_path), middlewares)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+    await daemon.start()
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port,
+                           ssl_context=web_security.ssl_context() if web_security else None)
+        await site.start()
+    except OSError as exc:
+        log.error("cannot listen", address=f"{host or ''}:{port}", error=exc.strerror)
+        await daemon.stop()
+        await runner.cleanup()
+        return 1
+    log.info("listening", address=f"{host or ''}:{port}", version=__version__,
+             accounts=len(config.accounts), demo=args.demo,
+             tls=bool(web_security and web_security.tls_enabled))
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[str | None]] = set()
+
+    def on_sighup() -> None:
+        task = asyncio.create_task(reload_config())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
+    await stop.wait()
+    log.info("shutting down")
+    with suppress(Exception):
+        await runner.cleanup()
+    await daemon.stop()
+    if world is not None:
+        await world.close()
+    return 0
+

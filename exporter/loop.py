@@ -1,0 +1,276 @@
+"""The collector loop: every account on its own schedule, and the snapshot they feed.
+
+Each account gets one asyncio task that runs a cycle, then sleeps for its interval (with
+jitter) or for its backoff after a failure. A cycle's failures never reach another
+account: each runner catches everything its collector raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from prometheus_client.core import Metric
+
+from .clock import Clock, SystemClock
+from .config import AccountCommon, Config, GlobalConfig
+from .errors import UpstreamError
+from .http import Upstream, new_client_session
+from .logs import get_logger
+from .selfmetrics import SelfMetrics
+from .snapshot import EMPTY, Snapshot, render
+from .vendors.base import AccountCollector, AccountConfig, CollectorContext, Vendor
+
+log = get_logger(component="loop")
+
+
+def next_delay(
+    common: AccountCommon,
+    global_: GlobalConfig,
+    failures: int,
+    retry_after: float | None,
+    rng: random.Random,
+) -> float:
+    """Seconds until the next cycle: the interval with jitter, or a capped backoff."""
+    if failures == 0:
+        spread = common.interval * global_.jitter
+        return max(1.0, common.interval + rng.uniform(-spread, spread))
+    backoff = min(global_.max_backoff, common.interval * 2 ** (failures - 1))
+    if retry_after is not None:
+        backoff = max(backoff, min(retry_after, global_.max_backoff))
+    return backoff
+
+
+@dataclass
+class AccountRunner:
+    account: AccountConfig
+    collector: AccountCollector
+    upstream: Upstream
+    failures: int = 0
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @property
+    def common(self) -> AccountCommon:
+        return self.account.common
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: Config,
+        vendors: Mapping[str, Vendor],
+        *,
+        clock: Clock | None = None,
+        metrics: SelfMetrics | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.config = config
+        self.vendors = vendors
+        self.clock: Clock = clock or SystemClock()
+        self.metrics = metrics or SelfMetrics()
+        self.started_at = self.clock.time()
+        self.snapshot: Snapshot = EMPTY
+        self.runners: dict[tuple[str, str], AccountRunner] = {}
+        self._rng = random.Random(seed)
+        self._session: aiohttp.ClientSession | None = None
+        self._semaphores: dict[str, asyncio.Semaphore] = {}
+        self._dirty = asyncio.Event()
+        self._renderer: asyncio.Task[None] | None = None
+        self._scheduling = False
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self, schedule: bool = True) -> None:
+        """Open the shared HTTP session and create a runner per account.
+
+        With ``schedule=False`` no background tasks start: tests then drive cycles with
+        `collect_once` and time with a fake clock.
+        """
+        self._session = new_client_session()
+        self._scheduling = schedule
+        self.metrics.reload_success_time = self.clock.time()
+        for account in self.config.accounts:
+            self._add(account)
+        self.snapshot = self.render_now()
+        if schedule:
+            self._renderer = asyncio.create_task(self._render_loop(), name="renderer")
+
+    async def stop(self) -> None:
+        tasks = [r.task for r in self.runners.values() if r.task is not None]
+        if self._renderer is not None:
+            tasks.append(self._renderer)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+
+    def apply_config(self, config: Config) -> None:
+        """Swap in a new config: unchanged accounts keep their state and schedule."""
+        old, new = self.runners, {a.common.key: a for a in config.accounts}
+        for key in [k for k in old if k not in new or old[k].account != new[k]]:
+            runner = self.runners.pop(key)
+            if runner.task is not None:
+                runner.task.cancel()
+            if key not in new:
+                self.metrics.forget(key)
+        self.config = config
+        for key, account in new.items():
+            if key not in self.runners:
+                self._add(account)
+        self.metrics.reload_ok = True
+        self.metrics.reload_success_time = self.clock.time()
+        self.request_render()
+
+    def _add(self, account: AccountConfig) -> None:
+        common = account.common
+        vendor = self.vendors[common.vendor]
+        global_ = self.config.global_
+        assert self._session is not None, "start() first"
+        key = common.key
+
+        def reject(reason: str, count: int = 1) -> None:
+            self.metrics.record_rejected(common.vendor, common.name, reason, count)
+
+        ctx = CollectorContext(
+            clock=self.clock,
+            log=get_logger(vendor=common.vendor, account=common.name),
+            label_value_limit=global_.label_value_limit,
+            reject=reject,
+            started_at=self.started_at,
+        )
+        semaphore = self._semaphores.setdefault(
+            common.vendor, asyncio.Semaphore(global_.max_concurrency)
+        )
+        upstream = Upstream(
+            self._session,
+            vendor=common.vendor,
+            account=common.name,
+            timeout=common.timeout,
+            semaphore=semaphore,
+            metrics=self.metrics,
+            max_body_bytes=global_.max_body_bytes,
+            wall_time=self.clock.time,
+        )
+        runner = AccountRunner(account, vendor.new_collector(account, ctx), upstream)
+        self.metrics.account(key)
+        self.runners[key] = runner
+        if self._scheduling:
+            runner.task = asyncio.create_task(self._run(runner), name=f"{key[0]}/{key[1]}")
+
+    # -- cycles ----------------------------------------------------------------------
+
+    async def _run(self, runner: AccountRunner) -> None:
+        # Spread first cycles so accounts sharing an interval do not fire together.
+        await asyncio.sleep(self._rng.uniform(0, runner.common.interval * self.config.global_.jitter))
+        while True:
+            delay = await self.cycle(runner)
+            await asyncio.sleep(delay)
+
+    async def collect_once(self, vendor: str, name: str) -> bool:
+        """Run one cycle of one account now; True if it succeeded. For tests and tools."""
+        runner = self.runners[(vendor, name)]
+        await self.cycle(runner)
+        self.snapshot = self.render_now()
+        return runner.failures == 0
+
+    async def collect_all_once(self) -> None:
+        await asyncio.gather(*(self.cycle(r) for r in list(self.runners.values())))
+        self.snapshot = self.render_now()
+
+    async def cycle(self, runner: AccountRunner) -> float:
+        common = runner.common
+        health = self.metrics.account(common.key)
+        started = self.clock.monotonic()
+        retry_after: float | None = None
+        health.last_attempt = self.clock.time()
+        try:
+            await runner.collector.collect(runner.upstream)
+        except UpstreamError as exc:
+            runner.failures += 1
+            retry_after = exc.retry_after
+            log.warning(
+                "collection failed",
+                vendor=common.vendor,
+                account=common.name,
+                operation=exc.operation,
+                reason=exc.reason,
+                error=exc.message,
+                consecutive_failures=runner.failures,
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug of ours must not take the loop down
+            runner.failures += 1
+            self.metrics.upstream_failure(common.vendor, common.name, "collect", "internal")
+            log.error(
+                "collection crashed",
+                vendor=common.vendor,
+                account=common.name,
+                error=type(exc).__name__,
+                exc_info=True,
+            )
+        else:
+            if runner.failures:
+                log.info("collection recovered", vendor=common.vendor, account=common.name)
+            runner.failures = 0
+            health.last_success = self.clock.time()
+        health.up = runner.failures == 0
+        health.collect_duration = self.clock.monotonic() - started
+        health.first_cycle_done = True
+        self.request_render()
+        return next_delay(common, self.config.global_, runner.failures, retry_after, self._rng)
+
+    # -- rendering -------------------------------------------------------------------
+
+    def ready(self) -> bool:
+        return all(self.metrics.account(key).first_cycle_done for key in self.runners)
+
+    def is_fresh(self, runner: AccountRunner) -> bool:
+        last = self.metrics.account(runner.common.key).last_success
+        return last is not None and self.clock.time() - last <= runner.common.stale_after
+
+    def families(self) -> Iterable[Metric]:
+        for runner in self.runners.values():
+            if self.is_fresh(runner):
+                yield from runner.collector.families()
+        yield from self.metrics.families()
+
+    def render_now(self) -> Snapshot:
+        return render(self.families())
+
+    def request_render(self) -> None:
+        self._dirty.set()
+
+    def _seconds_until_next_stale(self) -> float | None:
+        now, deadlines = self.clock.time(), []
+        for key, runner in self.runners.items():
+            last = self.metrics.account(key).last_success
+            if last is not None and now - last <= runner.common.stale_after:
+                deadlines.append(last + runner.common.stale_after - now)
+        return min(deadlines) + 0.01 if deadlines else None
+
+    async def _render_loop(self) -> None:
+        """Coalesce render requests: many accounts finishing together cost one render."""
+        while True:
+            try:
+                await asyncio.wait_for(self._dirty.wait(), self._seconds_until_next_stale())
+            except TimeoutError:
+                pass  # an account just went stale: drop its series
+            self._dirty.clear()
+            try:
+                self.snapshot = self.render_now()
+            except Exception:
+                log.error("rendering failed; serving the previous snapshot", exc_info=True)
+
+
+def describe(config: Config) -> dict[str, Any]:
+    """What the landing page shows of the config: names only, never credentials."""
+    accounts: dict[str, list[str]] = {}
+    for account in config.accounts:
+        accounts.setdefault(account.common.vendor, []).append(account.common.name)
+    return accounts

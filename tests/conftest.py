@@ -1,0 +1,7 @@
+from __future__ import annotations
+
+from exporter.logs import configure
+
+
+def pytest_configure() -> None:
+    configure("debug", "logfmt")

@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from exporter.config import ConfigError, in_shard, load_config, parse_config, parse_duration
+
+from .fakevendor import VENDORS
+
+
+def account(**fields: object) -> dict[str, object]:
+    return {"name": "a", "token": "t", "base_url": "http://127.0.0.1:1", **fields}
+
+
+def parse(data: object):
+    return parse_config(data, VENDORS)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90s", 90), ("5m", 300), ("1h30m", 5400), ("250ms", 0.25), ("12", 12)]
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "5x", "m5", "5m3"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    ("data", "path", "message"),
+    [
+        ({"fake": [{"token": "t"}]}, "fake[0].name", "required"),
+        ({"fake": [account(token=None)]}, "fake[0].token", "required"),
+        ({"fake": [account(interval="soon")]}, "fake[0].interval", "not a duration"),
+        ({"fake": [account(), account()]}, "fake[1].name", "duplicate"),
+        ({"fake": [account(colour="red")]}, "fake[0].colour", "unknown field"),
+        ({"fake": [account(base_url="http://vendor.example.com")]}, "fake[0].base_url",
+         "loopback"),
+        ({"fake": [account(base_url="https://u:p@vendor.example.com")]}, "fake[0].base_url",
+         "credentials"),
+        ({"global": {"timeout": "0s"}}, "global.timeout", "at least"),
+        ({"global": {"jitter": 2}}, "global.jitter", "below 1"),
+        ({"glance": []}, "glance", "unknown field"),
+        ({"fake": {"name": "x"}}, "fake", "must be a list"),
+        ({"fake": ["x"]}, "fake[0]", "must be a mapping"),
+    ],
+)
+def test_errors_name_the_field(data: object, path: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse(data)
+    assert info.value.path == path
+    assert message in str(info.value)
+
+
+def test_defaults_and_overrides() -> None:
+    config = parse({"global": {"interval": "30s"},
+                    "fake": [account(), account(name="b", interval="2m", timeout="3s")]})
+    a, b = (acc.common for acc in config.accounts)
+    assert (a.interval, a.timeout, a.stale_after) == (30, 20, 300)
+    assert (b.interval, b.timeout) == (120, 3)
+    assert a.base_url == "http://127.0.0.1:1"
+
+
+def test_default_base_url_is_the_vendors() -> None:
+    config = parse({"fake": [{"name": "a", "token": "t"}]})
+    assert config.accounts[0].common.base_url == "https://fake.example.com"
+
+
+def test_secret_from_env_and_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_TOKEN", "from-env")
+    secret_file = tmp_path / "token"
+    secret_file.write_text("from-file\n")
+    config = parse({"fake": [account(token="${FAKE_TOKEN}"),
+                             account(name="b", token=None, token_file=str(secret_file))]})
+    tokens = [acc.token.reveal() for acc in config.accounts]  # type: ignore[attr-defined]
+    assert tokens == ["from-env", "from-file"]
+    assert "from-env" not in repr(config)
+
+
+def test_missing_env_and_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"fake\[0\].token: environment variable NOPE_X"):
+        parse({"fake": [account(token="${NOPE_X}")]})
+    with pytest.raises(ConfigError, match=r"fake\[0\].token_file: cannot read"):
+        parse({"fake": [account(token=None, token_file=str(tmp_path / "missing"))]})
+    with pytest.raises(ConfigError, match="not both"):
+        parse({"fake": [account(token_file=str(tmp_path / "x"))]})
+
+
+def test_load_config_reports_yaml_position(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("fake:\n  - name: a\n   bad: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML at line"):
+        load_config(path, VENDORS)
+
+
+def test_shards_partition_accounts_exactly() -> None:
+    data = {"fake": [account(name=f"acct-{i}") for i in range(200)]}
+    everything = {a.common.name for a in parse(data).accounts}
+    for count in (1, 2, 3, 7):
+        seen: list[str] = []
+        for index in range(count):
+            shard = parse_config(data, VENDORS, shard=(index, count))
+            seen.extend(a.common.name for a in shard.accounts)
+        assert sorted(seen) == sorted(everything)  # each account in exactly one shard
+    # stable: the same account lands in the same shard every time
+    acc = parse(data).accounts[5].common
+    assert in_shard(acc, 0, 3) == in_shard(acc, 0, 3)

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiohttp import web
+
+from exporter.errors import UpstreamError
+from exporter.http import Upstream, new_client_session, parse_retry_after
+from exporter.selfmetrics import SelfMetrics
+
+from .support import serve_app
+
+
+async def big_reply(request: web.Request) -> web.StreamResponse:
+    # Chunked, so no Content-Length warns us: the cap must hold while streaming.
+    response = web.StreamResponse()
+    await response.prepare(request)
+    for _ in range(64):
+        await response.write(b"x" * 1024)
+    await response.write_eof()
+    return response
+
+
+async def declared_reply(request: web.Request) -> web.Response:
+    return web.Response(body=b"y" * 4096)
+
+
+@pytest.mark.parametrize(("path", "message"), [("/big", "exceeds"), ("/declared", "declares")])
+async def test_body_cap(path: str, message: str) -> None:
+    app = web.Application()
+    app.router.add_get("/big", big_reply)
+    app.router.add_get("/declared", declared_reply)
+    metrics = SelfMetrics()
+    async with serve_app(app) as url, new_client_session() as session:
+        upstream = Upstream(session, vendor="v", account="a", timeout=5,
+                            semaphore=asyncio.Semaphore(1), metrics=metrics,
+                            max_body_bytes=2048, wall_time=lambda: 0.0)
+        with pytest.raises(UpstreamError) as info:
+            await upstream.fetch("op", "GET", url + path)
+    assert info.value.reason == "body_too_large"
+    assert message in info.value.message
+    assert metrics.failures.values == {("v", "a", "op", "body_too_large"): 1.0}
+
+
+def test_retry_after_forms() -> None:
+    assert parse_retry_after("120", 0) == 120
+    assert parse_retry_after("Thu, 01 Jan 1970 00:02:00 GMT", 60) == 60
+    assert parse_retry_after("soon", 0) is None
+    assert parse_retry_after(None, 0) is None

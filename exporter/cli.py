@@ -141,6 +141,7 @@ async def serve(args: argparse.Namespace) -> int:
              accounts=len(config.accounts), demo=args.demo,
              tls=bool(web_security and web_security.tls_enabled))
 
+    watcher = asyncio.create_task(web_security.watch()) if web_security else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -155,6 +156,8 @@ async def serve(args: argparse.Namespace) -> int:
     loop.add_signal_handler(signal.SIGHUP, on_sighup)
     await stop.wait()
     log.info("shutting down")
+    if watcher is not None:
+        watcher.cancel()
     with suppress(Exception):
         await runner.cleanup()
     await daemon.stop()

@@ -7,6 +7,7 @@ account fields through `Fields`, which keeps the path bookkeeping in one place.
 
 from __future__ import annotations
 
+import builtins
 import ipaddress
 import os
 import re
@@ -93,27 +94,27 @@ def is_loopback(host: str) -> bool:
 class Fields:
     """Typed access to one YAML mapping, raising `ConfigError` with the field's path."""
 
-    def __init__(self, data: Any, path: str) -> None:
+    def __init__(self, data: Any, path: builtins.str) -> None:
         if not isinstance(data, Mapping):
             raise ConfigError(path, "must be a mapping")
         self._data: Mapping[str, Any] = data
         self.path = path
         self._read: set[str] = set()
 
-    def _path(self, name: str) -> str:
+    def _path(self, name: builtins.str) -> builtins.str:
         return f"{self.path}.{name}" if self.path else name
 
-    def has(self, name: str) -> bool:
+    def has(self, name: builtins.str) -> builtins.bool:
         return self._data.get(name) is not None
 
-    def _get(self, name: str, required: bool) -> Any:
+    def _get(self, name: builtins.str, required: builtins.bool) -> Any:
         self._read.add(name)
         value = self._data.get(name)
         if value is None and required:
             raise ConfigError(self._path(name), "required")
         return value
 
-    def str(self, name: str, default: str | None = None) -> str:
+    def str(self, name: builtins.str, default: builtins.str | None = None) -> builtins.str:
         value = self._get(name, default is None)
         if value is None:
             assert default is not None
@@ -122,10 +123,15 @@ class Fields:
             raise ConfigError(self._path(name), "must be a string")
         return str(value)
 
-    def optional_str(self, name: str) -> str | None:
+    def optional_str(self, name: builtins.str) -> builtins.str | None:
         return self.str(name) if self.has(name) else self._get(name, False)
 
-    def int(self, name: str, default: int | None = None, minimum: int | None = None) -> int:
+    def int(
+        self,
+        name: builtins.str,
+        default: builtins.int | None = None,
+        minimum: builtins.int | None = None,
+    ) -> builtins.int:
         value = self._get(name, default is None)
         if value is None:
             assert default is not None
@@ -139,7 +145,7 @@ class Fields:
             raise ConfigError(self._path(name), f"must be at least {minimum}")
         return int(value)
 
-    def bool(self, name: str, default: bool) -> bool:
+    def bool(self, name: builtins.str, default: builtins.bool) -> builtins.bool:
         value = self._get(name, False)
         if value is None:
             return default
@@ -147,7 +153,9 @@ class Fields:
             raise ConfigError(self._path(name), "must be true or false")
         return value
 
-    def duration(self, name: str, default: float, minimum: float = 0.0) -> float:
+    def duration(
+        self, name: builtins.str, default: builtins.float, minimum: builtins.float = 0.0
+    ) -> builtins.float:
         value = self._get(name, False)
         if value is None:
             return default
@@ -159,13 +167,15 @@ class Fields:
             raise ConfigError(self._path(name), f"must be at least {minimum:g}s")
         return seconds
 
-    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+    def choice(
+        self, name: builtins.str, choices: tuple[builtins.str, ...], default: builtins.str
+    ) -> builtins.str:
         value = self.str(name, default)
         if value not in choices:
             raise ConfigError(self._path(name), f"must be one of {', '.join(choices)}")
         return value
 
-    def list(self, name: str) -> list[Any]:
+    def list(self, name: builtins.str) -> builtins.list[Any]:
         value = self._get(name, False)
         if value is None:
             return []
@@ -173,14 +183,16 @@ class Fields:
             raise ConfigError(self._path(name), "must be a list")
         return value
 
-    def str_list(self, name: str) -> tuple[str, ...]:
+    def str_list(self, name: builtins.str) -> tuple[builtins.str, ...]:
         items = self.list(name)
         for i, item in enumerate(items):
             if not isinstance(item, str | int) or isinstance(item, bool):
                 raise ConfigError(f"{self._path(name)}[{i}]", "must be a string")
         return tuple(str(item) for item in items)
 
-    def float_list(self, name: str, default: tuple[float, ...]) -> tuple[float, ...]:
+    def float_list(
+        self, name: builtins.str, default: tuple[builtins.float, ...]
+    ) -> tuple[builtins.float, ...]:
         if not self.has(name):
             self._read.add(name)
             return default
@@ -194,7 +206,7 @@ class Fields:
             raise ConfigError(self._path(name), "must be a non-empty, strictly increasing list")
         return tuple(result)
 
-    def str_map(self, name: str) -> dict[str, str]:
+    def str_map(self, name: builtins.str) -> dict[builtins.str, builtins.str]:
         value = self._get(name, False)
         if value is None:
             return {}
@@ -205,15 +217,15 @@ class Fields:
                 raise ConfigError(f"{self._path(name)}.{key}", "must be a string")
         return {str(k): v for k, v in value.items()}
 
-    def sub(self, name: str) -> Fields:
+    def sub(self, name: builtins.str) -> Fields:
         self._read.add(name)
         return Fields(self._data.get(name) or {}, self._path(name))
 
-    def items(self, name: str) -> Iterator[Fields]:
+    def items(self, name: builtins.str) -> Iterator[Fields]:
         for i, item in enumerate(self.list(name)):
             yield Fields(item, f"{self._path(name)}[{i}]")
 
-    def secret(self, name: str, required: bool = True) -> Secret | None:
+    def secret(self, name: builtins.str, required: builtins.bool = True) -> Secret | None:
         """A credential given inline, as ``${ENV}``, or through ``<name>_file``."""
         inline, file_name = self._get(name, False), f"{name}_file"
         from_file = self._get(file_name, False)
@@ -236,8 +248,8 @@ class Fields:
             raise ConfigError(self._path(name), "must be a string")
         return Secret(self._expand_env(name, str(inline)))
 
-    def _expand_env(self, name: str, text: str) -> str:
-        def replace(match: re.Match[str]) -> str:
+    def _expand_env(self, name: builtins.str, text: builtins.str) -> builtins.str:
+        def replace(match: re.Match[builtins.str]) -> builtins.str:
             value = os.environ.get(match.group(1))
             if value is None:
                 raise ConfigError(
@@ -250,7 +262,7 @@ class Fields:
             raise ConfigError(self._path(name), "is empty")
         return value
 
-    def base_url(self, name: str, default: str) -> str:
+    def base_url(self, name: builtins.str, default: builtins.str) -> builtins.str:
         url = self.str(name, default).rstrip("/")
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Iterable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,8 +39,8 @@ def next_delay(
     """Seconds until the next cycle: the interval with jitter, or a capped backoff."""
     if failures == 0:
         spread = common.interval * global_.jitter
-        return max(1.0, common.interval + rng.uniform(-spread, spread))
-    backoff = min(global_.max_backoff, common.interval * 2 ** (failures - 1))
+        return max(1.0, common.interval + rng.uniform(-spread, spread))  # never a busy loop
+    backoff: float = min(global_.max_backoff, common.interval * 2.0 ** (failures - 1))
     if retry_after is not None:
         backoff = max(backoff, min(retry_after, global_.max_backoff))
     return backoff
@@ -166,7 +167,8 @@ class Daemon:
 
     async def _run(self, runner: AccountRunner) -> None:
         # Spread first cycles so accounts sharing an interval do not fire together.
-        await asyncio.sleep(self._rng.uniform(0, runner.common.interval * self.config.global_.jitter))
+        spread = runner.common.interval * self.config.global_.jitter
+        await asyncio.sleep(self._rng.uniform(0, spread))
         while True:
             delay = await self.cycle(runner)
             await asyncio.sleep(delay)
@@ -257,10 +259,9 @@ class Daemon:
     async def _render_loop(self) -> None:
         """Coalesce render requests: many accounts finishing together cost one render."""
         while True:
-            try:
+            # Waking on the timeout means an account just went stale: drop its series.
+            with suppress(TimeoutError):
                 await asyncio.wait_for(self._dirty.wait(), self._seconds_until_next_stale())
-            except TimeoutError:
-                pass  # an account just went stale: drop its series
             self._dirty.clear()
             try:
                 self.snapshot = self.render_now()

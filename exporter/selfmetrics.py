@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from . import __version__
-from .families import CounterSet, gauge
+from .families import CounterSet, LabelValues, gauge
 
 
 @dataclass
@@ -64,7 +64,9 @@ class SelfMetrics:
                 del counters.values[labels]
 
     def families(self) -> list[Metric]:
-        up, last, duration = {}, {}, {}
+        up: dict[LabelValues, float] = {}
+        last: dict[LabelValues, float] = {}
+        duration: dict[LabelValues, float] = {}
         for key, h in self.health.items():
             up[key] = 1.0 if h.up else 0.0
             if h.last_success is not None:

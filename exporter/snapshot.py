@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client.core import Metric
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import (
     CONTENT_TYPE_LATEST as OPENMETRICS_CONTENT_TYPE,
 )
@@ -18,7 +18,8 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 
 from .families import merge_families
 
-TEXT_CONTENT_TYPE = CONTENT_TYPE_LATEST
+# We emit the classic text format; say so, whatever newer version the library defaults to.
+TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class _Families:
@@ -46,8 +47,8 @@ class Snapshot:
 
 def render(families: Iterable[Metric]) -> Snapshot:
     registry = _Families(merge_families(families))
-    text = generate_latest(registry)  # type: ignore[arg-type]
-    om = generate_openmetrics(registry)  # type: ignore[arg-type]
+    text = generate_latest(registry)
+    om: bytes = generate_openmetrics(registry)  # type: ignore[no-untyped-call]
     # Level 6 is zlib's default; higher levels cost far more CPU for a few percent.
     return Snapshot(text, gzip.compress(text, 6, mtime=0), om, gzip.compress(om, 6, mtime=0))
 

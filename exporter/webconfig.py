@@ -17,6 +17,7 @@ users rotate without a restart; a broken new file is logged and the old settings
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -187,6 +188,13 @@ class WebSecurity:
         self.settings = settings
         self._verified.clear()
         log.info("web config reloaded")
+
+    async def watch(self, every: float = 1.0) -> None:
+        """Re-read the file when it changes; before a handshake, not during a request,
+        so that the first connection after a rotation already gets the new certificate."""
+        while True:
+            await asyncio.sleep(every)
+            self.maybe_reload()
 
     def authorized(self, header: str | None) -> bool:
         users = self.settings.users

@@ -12,8 +12,8 @@ from prometheus_client.core import Metric
 from exporter.clock import Clock
 from exporter.config import AccountCommon, Fields, GlobalConfig, Secret
 from exporter.errors import ParseError
-from exporter.faults import Faults
 from exporter.families import gauge
+from exporter.faults import Faults
 from exporter.http import Upstream
 from exporter.vendors.base import AccountCollector, CollectorContext, Simulator, Vendor
 

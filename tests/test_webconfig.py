@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import ssl
+import subprocess
+from pathlib import Path
+
+import aiohttp
+import bcrypt
+import pytest
+from aiohttp import web
+
+from exporter.clock import FakeClock
+from exporter.webconfig import WebConfigError, WebSecurity, load_settings
+
+from .conftest import require_tool
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_cert(directory: Path, name: str) -> tuple[Path, Path]:
+    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", f"/CN={name}", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
+async def hello(request: web.Request) -> web.Response:
+    return web.Response(text="hello")
+
+
+def write_config(path: Path, cert: Path, key: Path, password: str) -> None:
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
+    path.write_text(
+        "tls_server_config:\n"
+        f"  cert_file: {cert.name}\n  key_file: {key.name}\n  min_version: TLS12\n"
+        f"basic_auth_users:\n  prometheus: '{hashed}'\n"
+    )
+
+
+async def test_tls_and_basic_auth_and_certificate_rotation(tmp_path: Path) -> None:
+    cert, key = make_cert(tmp_path, "first")
+    config = tmp_path / "web.yml"
+    write_config(config, cert, key, "right-password")
+    clock = FakeClock()
+    security = WebSecurity(config, load_settings(config), clock)
+    app = web.Application(middlewares=[security.middleware()])
+    app.router.add_get("/", hello)
+    runner = web.AppRunner(app, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=security.ssl_context())
+    await site.start()
+    url = f"https://127.0.0.1:{runner.addresses[0][1]}/"
+    try:
+        trust_first = ssl.create_default_context(cafile=str(cert))
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url, ssl=trust_first) as r:
+                assert r.status == 401
+                assert "Basic" in r.headers["WWW-Authenticate"]
+            wrong = aiohttp.BasicAuth("prometheus", "wrong")
+            async with http.get(url, ssl=trust_first, auth=wrong) as r:
+                assert r.status == 401
+            right = aiohttp.BasicAuth("prometheus", "right-password")
+            async with http.get(url, ssl=trust_first, auth=right) as r:
+                assert r.status == 200 and await r.text() == "hello"
+
+            # Rotate: a new certificate and password, picked up without a restart.
+            cert2, key2 = make_cert(tmp_path, "second")
+            write_config(config, cert2, key2, "new-password")
+            os.utime(config, (1, 2))  # make sure the mtime changes
+            clock.advance(2)
+            security.maybe_reload()  # what the watcher task does every second
+            trust_second = ssl.create_default_context(cafile=str(cert2))
+            async with aiohttp.ClientSession() as fresh:  # a new TLS handshake
+                auth2 = aiohttp.BasicAuth("prometheus", "new-password")
+                async with fresh.get(url, ssl=trust_second, auth=auth2) as r:
+                    assert r.status == 200
+                async with fresh.get(url, ssl=trust_second, auth=right) as r:
+                    assert r.status == 401  # the old password is gone
+            async with aiohttp.ClientSession() as again:
+                with pytest.raises(aiohttp.ClientConnectorCertificateError):
+                    async with again.get(url, ssl=trust_first, auth=auth2):
+                        pass  # the old certificate is no longer served
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("tls_server_config:\n  key_file: k\n", "cert_file: required"),
+        ("basic_auth_users:\n  bob: plaintext\n", "bcrypt"),
+        ("tls_server_config:\n  cert_file: c\n  key_file: k\n  min_version: SSL3\n",
+         "min_version"),
+        ("colour: red\n", "unknown field"),
+    ],
+)
+def test_bad_web_config(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "web.yml"
+    path.write_text(text)
+    with pytest.raises(WebConfigError, match=message):
+        load_settings(path)
+
+
+def test_promtool_and_we_accept_the_example_web_config(tmp_path: Path) -> None:
+    require_tool("promtool")
+    example = tmp_path / "web-config.yml"
+    shutil.copy(ROOT / "examples" / "web-config.yml", example)
+    (tmp_path / "tls").mkdir()
+    make_cert(tmp_path / "tls", "server")
+    result = subprocess.run(["promtool", "check", "web-config", str(example)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    security = WebSecurity.load(str(example))
+    assert security.tls_enabled
+    assert security.authorized("Basic " + base64.b64encode(b"prometheus:change-me").decode())
+    assert not security.authorized("Basic " + base64.b64encode(b"prometheus:nope").decode())

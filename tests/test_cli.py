@@ -1,0 +1,128 @@
+"""The real command, as users run it: config checking, the demo, signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from .conftest import require_tool
+from .support import samples
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "exporter", *args], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, **(env or {})})
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_config_check_names_the_field_and_exits_2(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("glance:\n  - name: acme\n    api_key: k\n")
+    result = run_cli("--config.file", str(path), "--config.check")
+    assert result.returncode == 2
+    assert "glance[0].partner_id: required" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_example_config_is_valid(tmp_path: Path) -> None:
+    secrets = {name: tmp_path / name for name in ("sv_secret", "rescue_code")}
+    for path in secrets.values():
+        path.write_text("not-a-real-secret\n")
+    text = (ROOT / "config.example.yaml").read_text()
+    text = text.replace("/run/secrets/securevideo_secret", str(secrets["sv_secret"]))
+    text = text.replace("/run/secrets/rescue_auth_code", str(secrets["rescue_code"]))
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    result = run_cli("--config.file", str(path), "--config.check",
+                     env={"GLANCE_API_KEY": "k", "SV_API_KEY": "k", "RESCUE_PASSWORD": "p"})
+    assert result.returncode == 0, result.stderr
+    assert "OK" in result.stdout
+
+
+def test_bad_listen_address_is_a_clean_error() -> None:
+    result = run_cli("--demo", "--web.listen-address", "nonsense")
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+
+
+@contextmanager
+def demo(*extra: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "exporter", "--demo", "--demo.fault-rate", "0",
+         "--web.listen-address", f"127.0.0.1:{port}", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        yield proc, url
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except OSError:
+        return 0, b""
+
+
+def wait_for(predicate, deadline: float) -> bool:  # type: ignore[no-untyped-def]
+    """Poll an external process until `predicate` holds: waiting on another process,
+    not sleeping to synchronise our own code."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.slow
+def test_demo_serves_every_vendor_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    with demo() as (proc, url):
+        assert wait_for(lambda: get(url + "/-/ready")[0] == 200, 30), proc.stderr
+        metrics = get(url + "/metrics")[1]
+        names = {name for name, _ in samples(metrics)}
+        for expected in ("glance_sessions_current", "securevideo_sessions_month",
+                         "rescue_sessions", "session_exporter_build_info"):
+            assert expected in names
+        for key, v in samples(metrics).items():
+            if key[0] == "session_exporter_up":
+                assert v == 1.0, key
+
+        require_tool("promtool")
+        path = tmp_path / "metrics.txt"
+        path.write_bytes(metrics)
+        with path.open("rb") as stdin:
+            lint = subprocess.run(["promtool", "check", "metrics"], stdin=stdin,
+                                  capture_output=True, text=True)
+        assert lint.returncode == 0 and not lint.stdout.strip() and not lint.stderr.strip(), (
+            lint.stdout + lint.stderr)
+
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        assert time.monotonic() - started < 5

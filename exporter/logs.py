@@ -14,7 +14,7 @@ LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
 def configure(level: str = "info", fmt: str = "logfmt") -> None:
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer() if fmt == "json"
-        else structlog.processors.LogfmtRenderer(key_order=["ts", "level", "event"])
+        else structlog.processors.LogfmtRenderer(key_order=["ts", "level", "event"], bool_as_flag=False)
     )
     structlog.configure(
         processors=[
@@ -31,5 +31,6 @@ def configure(level: str = "info", fmt: str = "logfmt") -> None:
 
 
 def get_logger(**bindings: object) -> structlog.stdlib.BoundLogger:
-    logger: structlog.stdlib.BoundLogger = structlog.get_logger().bind(**bindings)
+    # Stays lazy: module-level loggers created before configure() still obey it.
+    logger: structlog.stdlib.BoundLogger = structlog.get_logger(**bindings)
     return logger

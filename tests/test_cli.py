@@ -126,3 +126,32 @@ def test_demo_serves_every_vendor_and_stops_cleanly_on_sigterm(tmp_path: Path) -
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
         assert time.monotonic() - started < 5
+
+
+CONTRACT = (
+    "glance_sessions_current", "glance_session_guests_current",
+    "glance_waiting_session_oldest_start_timestamp_seconds", "glance_sessions_today",
+    "glance_session_average_duration_seconds", "glance_sessions_completed_total",
+    "glance_session_duration_seconds_count", "glance_user_sessions_current",
+    "securevideo_sessions_total", "securevideo_session_duration_seconds_count",
+    "securevideo_session_wait_seconds_count", "securevideo_sessions_month",
+    "securevideo_sessions_in_progress", "rescue_sessions",
+    "rescue_session_status_oldest_change_timestamp_seconds", "rescue_session_wait_seconds_count",
+    "session_exporter_up", "session_exporter_last_success_timestamp_seconds",
+    "session_exporter_collect_duration_seconds", "session_exporter_upstream_requests_total",
+    "session_exporter_build_info", "session_exporter_config_last_reload_successful",
+    "session_exporter_config_last_reload_success_timestamp_seconds",
+)
+
+
+@pytest.mark.slow
+def test_demo_shows_every_contract_metric_non_zero_within_a_minute() -> None:
+    missing: set[str] = set(CONTRACT)
+    with demo() as (proc, url):
+        def all_non_zero() -> bool:
+            for (name, _), v in samples(get(url + "/metrics")[1] or b"").items():
+                if v != 0:
+                    missing.discard(name)
+            return not missing
+
+        assert wait_for(all_non_zero, 60), f"still zero or absent after 60 s: {sorted(missing)}"

@@ -114,7 +114,7 @@ async def serve(args: argparse.Namespace) -> int:
         try:
             new = load_config(args.config_file, VENDORS, shard=args.shard)
         except ConfigError as exc:
-            daemon.metrics.reload_ok = False
+            daemon.config_rejected()
             log.error("config reload failed; keeping the old config", error=str(exc))
             return str(exc)
         daemon.apply_config(new)

@@ -28,6 +28,8 @@ from .vendors.base import AccountCollector, AccountConfig, CollectorContext, Ven
 
 log = get_logger(component="loop")
 
+FIRST_CYCLE_SPREAD = 5.0  # seconds
+
 
 def next_delay(
     common: AccountCommon,
@@ -127,6 +129,11 @@ class Daemon:
         self.metrics.reload_success_time = self.clock.time()
         self.request_render()
 
+    def config_rejected(self) -> None:
+        """A new config was refused: the old one stays, and the self-metric says so."""
+        self.metrics.reload_ok = False
+        self.request_render()
+
     def _add(self, account: AccountConfig) -> None:
         common = account.common
         vendor = self.vendors[common.vendor]
@@ -166,8 +173,9 @@ class Daemon:
     # -- cycles ----------------------------------------------------------------------
 
     async def _run(self, runner: AccountRunner) -> None:
-        # Spread first cycles so accounts sharing an interval do not fire together.
-        spread = runner.common.interval * self.config.global_.jitter
+        # Spread first cycles so accounts sharing an interval do not fire together, but
+        # never keep a freshly started exporter without data for long.
+        spread = min(runner.common.interval * self.config.global_.jitter, FIRST_CYCLE_SPREAD)
         await asyncio.sleep(self._rng.uniform(0, spread))
         while True:
             delay = await self.cycle(runner)

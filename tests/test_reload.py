@@ -1,0 +1,68 @@
+"""Reload through SIGHUP and POST /-/reload on the real process."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from .support import value
+from .test_cli import free_port, get, wait_for
+
+
+def account(name: str) -> str:
+    # An account aimed at a closed loopback port: it fails fast, and its series show up.
+    return (f"  - name: {name}\n    partner_id: 1\n    api_key: key-{name}\n"
+            f"    base_url: http://127.0.0.1:9\n")
+
+
+def post(url: str) -> tuple[int, str]:
+    request = urllib.request.Request(url, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_sighup_and_post_reload(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("global:\n  interval: 1h\nglance:\n" + account("alpha"))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "exporter", "--config.file", str(config),
+         "--web.listen-address", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def up(name: str) -> float | None:
+        return value(get(url + "/metrics")[1], "session_exporter_up", vendor="glance",
+                     account=name)
+
+    try:
+        assert wait_for(lambda: get(url + "/-/ready")[0] == 200, 20)
+        assert up("alpha") == 0.0
+
+        config.write_text("global:\n  interval: 1h\nglance:\n" + account("beta"))
+        proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: up("beta") == 0.0 and up("alpha") is None, 10)
+
+        config.write_text("glance:\n  - name: gamma\n")  # partner_id missing
+        status, text = post(url + "/-/reload")
+        assert status == 500
+        assert "glance[0].partner_id: required" in text
+        metrics = get(url + "/metrics")[1]
+        assert value(metrics, "session_exporter_config_last_reload_successful") == 0.0
+        assert up("beta") == 0.0  # the old config stays in force
+        assert "key-beta" not in metrics.decode() and "key-beta" not in text
+
+        config.write_text("global:\n  interval: 1h\nglance:\n" + account("gamma"))
+        assert post(url + "/-/reload")[0] == 200
+        assert value(get(url + "/metrics")[1], "session_exporter_config_last_reload_successful") == 1.0
+        assert wait_for(lambda: up("gamma") == 0.0, 10)
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+    assert "key-" not in proc.stderr.read()  # type: ignore[union-attr]

@@ -14,7 +14,9 @@ LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
 def configure(level: str = "info", fmt: str = "logfmt") -> None:
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer() if fmt == "json"
-        else structlog.processors.LogfmtRenderer(key_order=["ts", "level", "event"], bool_as_flag=False)
+        else structlog.processors.LogfmtRenderer(
+            key_order=["ts", "level", "event"], bool_as_flag=False
+        )
     )
     structlog.configure(
         processors=[

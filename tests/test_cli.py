@@ -147,7 +147,7 @@ CONTRACT = (
 @pytest.mark.slow
 def test_demo_shows_every_contract_metric_non_zero_within_a_minute() -> None:
     missing: set[str] = set(CONTRACT)
-    with demo() as (proc, url):
+    with demo() as (_proc, url):
         def all_non_zero() -> bool:
             for (name, _), v in samples(get(url + "/metrics")[1] or b"").items():
                 if v != 0:

@@ -60,7 +60,8 @@ def test_sighup_and_post_reload(tmp_path: Path) -> None:
 
         config.write_text("global:\n  interval: 1h\nglance:\n" + account("gamma"))
         assert post(url + "/-/reload")[0] == 200
-        assert value(get(url + "/metrics")[1], "session_exporter_config_last_reload_successful") == 1.0
+        metrics = get(url + "/metrics")[1]
+        assert value(metrics, "session_exporter_config_last_reload_successful") == 1.0
         assert wait_for(lambda: up("gamma") == 0.0, 10)
     finally:
         proc.terminate()

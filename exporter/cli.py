@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import sqlite3
 import sys
 from collections.abc import Sequence
 from contextlib import suppress
@@ -19,6 +20,7 @@ from .logs import configure, get_logger
 from .loop import Daemon
 from .registry import VENDORS
 from .server import WebOptions, build_app
+from .storage import StateStore
 from .webconfig import WebConfigError, WebSecurity
 
 DEFAULT_PORT = 9786
@@ -58,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=("logfmt", "json"))
     p.add_argument("--shard", dest="shard", type=parse_shard, default=None,
                    help="I/N: poll only the accounts whose stable hash falls in shard I of N")
+    p.add_argument("--storage.path", dest="storage_path", default=None,
+                   help="SQLite file that keeps feed cursors, dedupe state and counters "
+                        "across restarts (default: none, counters start from zero)")
     p.add_argument("--demo", action="store_true",
                    help="run against built-in vendor simulators on loopback; no config needed")
     p.add_argument("--demo.fault-rate", dest="demo_fault_rate", type=float, default=0.02,
@@ -106,7 +111,12 @@ async def serve(args: argparse.Namespace) -> int:
         log.error("invalid configuration", error=str(exc))
         return 2
 
-    daemon = Daemon(config, VENDORS, clock=clock)
+    try:
+        store = StateStore(args.storage_path) if args.storage_path else None
+    except sqlite3.Error as exc:
+        log.error("cannot open --storage.path", path=args.storage_path, error=str(exc))
+        return 2
+    daemon = Daemon(config, VENDORS, clock=clock, store=store)
 
     async def reload_config() -> str | None:
         if world is not None:

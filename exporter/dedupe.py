@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Hashable
+from typing import Any
 
 
 class SeenRecords:
@@ -30,6 +31,16 @@ class SeenRecords:
         self._tie += 1
         heapq.heappush(self._heap, (expires, self._tie, key))
         return new
+
+    def to_state(self) -> list[list[Any]]:
+        return [[key, expires] for key, expires in self._expiry.items()]
+
+    def load_state(self, state: list[list[Any]]) -> None:
+        for key, expires in state:
+            key = tuple(key) if isinstance(key, list) else key  # JSON turns tuples to lists
+            self._expiry[key] = float(expires)
+            self._tie += 1
+            heapq.heappush(self._heap, (float(expires), self._tie, key))
 
     def prune(self, now: float) -> None:
         while self._heap and self._heap[0][0] <= now:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -61,6 +62,12 @@ class CounterSet:
             raise ValueError("counters only go up")
         self.values[labels] = self.values.get(labels, 0.0) + amount
 
+    def to_state(self) -> list[list[Any]]:
+        return [[list(labels), value] for labels, value in self.values.items()]
+
+    def load_state(self, state: list[list[Any]]) -> None:
+        self.values = {tuple(labels): float(value) for labels, value in state}
+
     def family(self, prefix: LabelValues = ()) -> CounterMetricFamily:
         name = self.name.removesuffix("_total")
         family = CounterMetricFamily(name, self.documentation, labels=self.labelnames)
@@ -99,6 +106,18 @@ class HistogramSet:
 
     def total_count(self) -> int:
         return sum(sum(c) for c in self._counts.values())
+
+    def to_state(self) -> list[list[Any]]:
+        return [[list(labels), counts, self._sums[labels]]
+                for labels, counts in self._counts.items()]
+
+    def load_state(self, state: list[list[Any]]) -> None:
+        """Restore counts saved by `to_state`; ignored if the buckets have changed since."""
+        counts = {tuple(labels): [int(c) for c in cs] for labels, cs, _ in state}
+        if any(len(c) != len(self.bounds) + 1 for c in counts.values()):
+            return
+        self._counts = counts
+        self._sums = {tuple(labels): float(total) for labels, _, total in state}
 
     def family(self, prefix: LabelValues = ()) -> HistogramMetricFamily:
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)

@@ -24,6 +24,7 @@ from .http import Upstream, new_client_session
 from .logs import get_logger
 from .selfmetrics import SelfMetrics
 from .snapshot import EMPTY, Snapshot, render
+from .storage import StateStore
 from .vendors.base import AccountCollector, AccountConfig, CollectorContext, Vendor
 
 log = get_logger(component="loop")
@@ -70,6 +71,7 @@ class Daemon:
         clock: Clock | None = None,
         metrics: SelfMetrics | None = None,
         seed: int | None = None,
+        store: StateStore | None = None,
     ) -> None:
         self.config = config
         self.vendors = vendors
@@ -84,6 +86,7 @@ class Daemon:
         self._dirty = asyncio.Event()
         self._renderer: asyncio.Task[None] | None = None
         self._scheduling = False
+        self.store = store
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -109,8 +112,12 @@ class Daemon:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for runner in self.runners.values():
+            self._save(runner)  # between awaits, so every collector is consistent
         if self._session is not None:
             await self._session.close()
+        if self.store is not None:
+            self.store.close()
 
     def apply_config(self, config: Config) -> None:
         """Swap in a new config: unchanged accounts keep their state and schedule."""
@@ -121,6 +128,8 @@ class Daemon:
                 runner.task.cancel()
             if key not in new:
                 self.metrics.forget(key)
+                if self.store is not None:
+                    self.store.delete(*key)
         self.config = config
         for key, account in new.items():
             if key not in self.runners:
@@ -165,6 +174,7 @@ class Daemon:
             wall_time=self.clock.time,
         )
         runner = AccountRunner(account, vendor.new_collector(account, ctx), upstream)
+        self._restore(runner)
         self.metrics.account(key)
         self.runners[key] = runner
         if self._scheduling:
@@ -229,11 +239,37 @@ class Daemon:
                 log.info("collection recovered", vendor=common.vendor, account=common.name)
             runner.failures = 0
             health.last_success = self.clock.time()
+            self._save(runner)
         health.up = runner.failures == 0
         health.collect_duration = self.clock.monotonic() - started
         health.first_cycle_done = True
         self.request_render()
         return next_delay(common, self.config.global_, runner.failures, retry_after, self._rng)
+
+    # -- durable state -----------------------------------------------------------------
+
+    def _restore(self, runner: AccountRunner) -> None:
+        if self.store is None:
+            return
+        common = runner.common
+        state = self.store.load(common.vendor, common.name)
+        if state is None:
+            return
+        try:
+            runner.collector.restore(state)
+        except Exception:  # a state file from another version must not stop us
+            log.error("saved state unusable; starting afresh", vendor=common.vendor,
+                      account=common.name, exc_info=True)
+        else:
+            log.info("state restored", vendor=common.vendor, account=common.name)
+
+    def _save(self, runner: AccountRunner) -> None:
+        if self.store is None:
+            return
+        state = runner.collector.state()
+        if state is not None:
+            common = runner.common
+            self.store.save(common.vendor, common.name, state, self.clock.time())
 
     # -- rendering -------------------------------------------------------------------
 

@@ -49,6 +49,12 @@ class FakeCollector(AccountCollector):
         )
         self.value = upstream.parse("value", parse_value, reply.body)
 
+    def state(self) -> dict[str, Any] | None:
+        return {"value": self.value}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.value = state["value"]
+
     def families(self) -> Iterable[Metric]:
         if self.value is None:
             return []

@@ -53,6 +53,15 @@ class AccountCollector(ABC):
         """The account's metric families as of the last cycle. Called on render, not on
         scrape: it may allocate, but must not do I/O."""
 
+    def state(self) -> dict[str, Any] | None:
+        """JSON-serialisable state worth keeping across restarts with --storage.path
+        (feed cursors, dedupe keys, counter and histogram values), or None. Taken after
+        each successful cycle, so it is always the state of a complete cycle."""
+        return None
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Resume from what `state()` returned in an earlier process."""
+
 
 class Simulator(ABC):
     """A vendor API on loopback with a seeded, moving population and injectable faults."""

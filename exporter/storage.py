@@ -1,0 +1,59 @@
+"""Optional durable state (--storage.path): feed cursors, dedupe keys and counter values.
+
+One SQLite row per account, written in one transaction after each successful cycle, so
+a process killed at any moment restarts from the last complete cycle: what completed
+while it was down is counted when it comes back, and nothing twice.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS account_state (
+    vendor TEXT NOT NULL,
+    account TEXT NOT NULL,
+    saved_at REAL NOT NULL,
+    state TEXT NOT NULL,
+    PRIMARY KEY (vendor, account)
+)
+"""
+
+
+class StateStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._db = sqlite3.connect(self.path, isolation_level=None)
+        # WAL survives a killed process without fsync on every commit.
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(SCHEMA)
+
+    def load(self, vendor: str, account: str) -> dict[str, Any] | None:
+        row = self._db.execute(
+            "SELECT state FROM account_state WHERE vendor = ? AND account = ?",
+            (vendor, account),
+        ).fetchone()
+        if row is None:
+            return None
+        state = json.loads(row[0])
+        return state if isinstance(state, dict) else None
+
+    def save(self, vendor: str, account: str, state: dict[str, Any], now: float) -> None:
+        self._db.execute(
+            "INSERT INTO account_state (vendor, account, saved_at, state) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (vendor, account) DO UPDATE SET saved_at = excluded.saved_at, "
+            "state = excluded.state",
+            (vendor, account, now, json.dumps(state, separators=(",", ":"))),
+        )
+
+    def delete(self, vendor: str, account: str) -> None:
+        self._db.execute(
+            "DELETE FROM account_state WHERE vendor = ? AND account = ?", (vendor, account)
+        )
+
+    def close(self) -> None:
+        self._db.close()

@@ -103,8 +103,23 @@ class Faults:
         if not isinstance(body, bytes):
             body = bytes(body)
         if fault.kind == "truncate":
-            return _clone(response, body[: max(1, len(body) // 2)])
+            return await _truncated(request, response, body)
         return _clone(response, b"<<garbage|{\x00not what you expected")  # garbage
+
+
+async def _truncated(
+    request: web.Request, response: web.StreamResponse, body: bytes
+) -> web.StreamResponse:
+    """Announce the whole body, send half, then drop the connection: a reply cut short
+    in transit, as a client sees it."""
+    cut = web.StreamResponse(status=response.status)
+    cut.content_type = response.content_type or "text/plain"
+    cut.content_length = len(body)
+    await cut.prepare(request)
+    await cut.write(body[: len(body) // 2])
+    if request.transport is not None:
+        request.transport.abort()
+    return cut
 
 def _clone(response: web.StreamResponse, body: bytes) -> web.Response:
     return web.Response(status=response.status, body=body,

@@ -57,7 +57,7 @@ async def test_failing_upstream_keeps_values_then_goes_stale_then_recovers() -> 
 @pytest.mark.parametrize(
     ("fault", "reason"),
     [("http_503", "http_5xx"), ("auth", "auth"), ("rate_limit", "rate_limited"),
-     ("garbage", "parse"), ("reset", "connection"), ("truncate", "parse")],
+     ("garbage", "parse"), ("reset", "connection"), ("truncate", "connection")],
 )
 async def test_faults_map_to_reasons(fault: str, reason: str) -> None:
     clock = FakeClock()

@@ -1,0 +1,189 @@
+"""Per-node session gauges and the queue-wait histogram, from successive getSession polls."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from prometheus_client.core import Metric
+
+from ...errors import UpstreamError
+from ...families import OTHER, BoundedLabel, HistogramSet, gauge, merge_families
+from ...http import Upstream
+from ..base import AccountCollector, CollectorContext
+from .client import RescueClient, UnknownNodeError
+from .config import Node, RescueAccount
+from .parser import Session, SessionList
+from .statuses import STATUSES, WAITING
+
+SESSIONS = "rescue_sessions"
+OLDEST_CHANGE = "rescue_session_status_oldest_change_timestamp_seconds"
+WAIT = "rescue_session_wait_seconds"
+
+SESSIONS_HELP = ("Current sessions of a Rescue node by getSession Status (every documented "
+                 "status zero-filled), polled in the background.")
+OLDEST_HELP = ("Poll time minus the largest getSession Waiting Time among the node's sessions "
+               "in this Status: when the longest-standing one entered it. Polled in the "
+               "background; absent when no session has the status.")
+WAIT_HELP = ("Time Rescue sessions spent in Waiting, from getSession Status and Waiting Time "
+             "polled in the background; observed once when a session leaves Waiting or "
+             "vanishes; a lower bound, precise to one poll interval.")
+
+# Waiting Time comes in whole seconds, so a start estimate may drift by one between polls.
+ROUNDING = 1.0
+
+# Stop the cycle at once for these: every other node would fail the same way.
+ACCOUNT_WIDE = frozenset({"auth", "rate_limited"})
+
+
+@dataclass
+class Wait:
+    start: float  # estimated moment the session entered Waiting
+    last_seen: float  # the last poll that saw it Waiting
+
+
+@dataclass
+class NodeState:
+    polled_at: float
+    counts: dict[tuple[str, ...], float] = field(default_factory=dict)
+    oldest_change: dict[str, float] = field(default_factory=dict)
+    waiting: dict[str, Wait] = field(default_factory=dict)
+
+
+class RescueCollector(AccountCollector):
+    def __init__(self, account: RescueAccount, ctx: CollectorContext) -> None:
+        self.account = account
+        self.ctx = ctx
+        self.client = RescueClient(account, ctx.clock)
+        limit = ctx.label_value_limit
+        self.status_label = BoundedLabel(STATUSES, limit)
+        self.extra_labels = {name: BoundedLabel((), limit) for name in account.labels}
+        # English statuses match whatever their case; aliases translate localised ones.
+        self.canonical = {s.casefold(): s for s in STATUSES}
+        self.canonical.update({k.casefold(): v for k, v in account.status_aliases.items()})
+        self.nodes: dict[str, NodeState] = {}
+        self.waits: dict[str, HistogramSet] = {}
+
+    async def collect(self, upstream: Upstream) -> None:
+        failure: UpstreamError | None = None
+        unknown: UpstreamError | None = None
+        collected = 0
+        for node in self.account.nodes:
+            try:
+                reply = await self.client.get_sessions(upstream, node)
+            except UnknownNodeError as exc:
+                # A node the vendor does not know has no series to keep; it is reported by
+                # the failure counter and this log line, without failing the other nodes.
+                self.ctx.log.warning("rescue_node_unknown", node=node.id, ref=node.ref,
+                                     error=str(exc))
+                self.forget(node.label)
+                unknown = exc
+                continue
+            except UpstreamError as exc:
+                if exc.reason in ACCOUNT_WIDE:
+                    raise
+                self.ctx.log.warning("rescue_node_failed", node=node.id, ref=node.ref,
+                                     error=str(exc))
+                failure = failure or exc
+                continue
+            self.apply(node, reply, self.ctx.clock.time())
+            collected += 1
+        if failure is not None:
+            raise failure
+        if unknown is not None and not collected:
+            raise unknown  # no node left at all: the account is not up
+
+    def forget(self, node: str) -> None:
+        self.nodes.pop(node, None)
+        self.waits.pop(node, None)
+
+    def apply(self, node: Node, reply: SessionList, now: float) -> None:
+        for reason, count in (("shifted_row", reply.shifted_rows),
+                              ("invalid_row", reply.invalid_rows),
+                              ("invalid_value", reply.invalid_values)):
+            if count:
+                self.ctx.reject(reason, count)
+        sessions = list({s.id: s for s in reversed(reply.sessions)}.values())
+        state = self.nodes.get(node.label)
+        previous = state.waiting if state is not None else {}
+        state = self.nodes[node.label] = NodeState(polled_at=now)
+        overflow = 0
+        # The blank combination keeps every node's statuses present (zero) even with
+        # opt-in labels and no sessions; a blank label equals an absent one in PromQL.
+        self._zero_fill(state, ("",) * len(self.extra_labels))
+        waiting: list[Session] = []
+        for session in sessions:
+            status = self._status(session.status)
+            extras = tuple(self._extra(name, session) for name in self.extra_labels)
+            overflow += (status == OTHER) + extras.count(OTHER)
+            if (STATUSES[0], *extras) not in state.counts:
+                self._zero_fill(state, extras)
+            key = (status, *extras)
+            state.counts[key] = state.counts.get(key, 0.0) + 1
+            if session.waiting_seconds is not None:
+                changed = now - session.waiting_seconds
+                state.oldest_change[status] = min(state.oldest_change.get(status, changed),
+                                                  changed)
+            if status == WAITING:
+                waiting.append(session)
+        if overflow:
+            self.ctx.reject("label_overflow", overflow)
+        state.waiting = self._follow_waits(node.label, previous, waiting, now)
+
+    def _follow_waits(self, node: str, previous: dict[str, Wait], waiting: list[Session],
+                      now: float) -> dict[str, Wait]:
+        """Carry each Waiting session's wait start across polls; observe finished waits."""
+        current: dict[str, Wait] = {}
+        for session in waiting:
+            start = now - session.waiting_seconds if session.waiting_seconds is not None \
+                else None
+            wait = previous.pop(session.id, None)
+            if wait is not None and start is not None and start > wait.last_seen + ROUNDING:
+                # It left Waiting and came back between two polls: two waits, not one.
+                self._observe(node, wait)
+                wait = None
+            if wait is None:
+                # Waiting Time dates the start even for sessions queued before we started;
+                # without it, the first sighting is the best lower bound we have.
+                wait = Wait(start=start if start is not None else now, last_seen=now)
+            wait.last_seen = now
+            current[session.id] = wait
+        for wait in previous.values():  # left Waiting, or vanished from the list
+            self._observe(node, wait)
+        return current
+
+    def _observe(self, node: str, wait: Wait) -> None:
+        histogram = self.waits.get(node)
+        if histogram is None:
+            histogram = self.waits[node] = HistogramSet(
+                WAIT, WAIT_HELP, ("account", "node"), self.account.wait_buckets)
+        histogram.observe((node,), max(0.0, wait.last_seen - wait.start))
+
+    def _zero_fill(self, state: NodeState, extras: tuple[str, ...]) -> None:
+        for status in STATUSES:
+            state.counts.setdefault((status, *extras), 0.0)
+
+    def _status(self, raw: str) -> str:
+        english = self.canonical.get(raw.casefold())
+        return english if english is not None else self.status_label(raw)
+
+    def _extra(self, name: str, session: Session) -> str:
+        value = session.channel if name == "channel" else session.technician
+        return self.extra_labels[name](value) if value else ""
+
+    def families(self) -> Iterable[Metric]:
+        account = self.account.common.name
+        cutoff = self.ctx.clock.time() - self.account.common.stale_after
+        fresh = {n: s for n, s in self.nodes.items() if s.polled_at >= cutoff}
+        counts = {(account, node, *labels): value
+                  for node, state in fresh.items() for labels, value in state.counts.items()}
+        oldest: dict[tuple[str, ...], float] = {(account, node, status): ts
+                  for node, state in fresh.items() for status, ts in state.oldest_change.items()}
+        waits = [h.family((account,)) for h in self.waits.values()]
+        return [
+            gauge(SESSIONS, SESSIONS_HELP, ("account", "node", "status", *self.account.labels),
+                  counts),
+            gauge(OLDEST_CHANGE, OLDEST_HELP, ("account", "node", "status"), oldest),
+            *(merge_families(waits) or [HistogramSet(WAIT, WAIT_HELP, ("account", "node"),
+                                                     self.account.wait_buckets).family()]),
+        ]

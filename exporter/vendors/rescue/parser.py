@@ -1,0 +1,212 @@
+"""getSession and login replies: bytes in, records out. Pure; raises only `ParseError`.
+
+A getSession reply is a status token (``OK``, ``NOTLOGGEDIN`` ...) and, after ``OK``, a
+pipe-delimited table: a header row then data rows, every row ending with ``|``. Real
+replies put each row on its own line; the vendor's own doc sample shows one logical
+record wrapped across lines at arbitrary points. Both are read, see `_rows`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
+
+from ...errors import ParseError
+from .statuses import GET_SESSION_CODES, LOGIN_CODES, OK
+
+_TOKEN = re.compile(r"\A\s*([A-Z][A-Z_]*)(?=\s|\Z)")
+_DIGITS = re.compile(r"\A[0-9]+\Z")
+_START = re.compile(
+    r"\A(\d{1,2})/(\d{1,2})/(\d{4})\s+(\d{1,2}):(\d{2})(?::(\d{2}))?\s*([AaPp][Mm])?\Z"
+)
+
+# Every column name of getSession, _v2 and _v3, normalised; used to tell a header that
+# wrapped onto the next line from a data row (whose first field is a numeric session ID).
+KNOWN_COLUMNS = frozenset(
+    {"id", "status", "entryid", "entry", "technicianid", "technician", "starttime",
+     "waitingtime", "language", "transferredto", "transferredcomment", "isleadtechnician",
+     "handingoff"} | {f"customfield{i}" for i in range(6)}
+)
+
+
+@dataclass(frozen=True)
+class Session:
+    id: str
+    status: str
+    channel_id: str = ""
+    channel: str = ""
+    technician_id: str = ""
+    technician: str = ""
+    start_time: float | None = None
+    # Seconds since the session's last status change; None when the vendor left it empty.
+    waiting_seconds: int | None = None
+
+
+@dataclass(frozen=True)
+class SessionList:
+    code: str
+    sessions: tuple[Session, ...] = ()
+    columns: tuple[str, ...] = ()
+    # Rows whose field count differs from the header's (a `|` or line break in a free-text
+    # field): skipped, because their columns can no longer be trusted.
+    shifted_rows: int = 0
+    # Rows of the right width without a numeric ID or with an empty Status: skipped.
+    invalid_rows: int = 0
+    # Unreadable Waiting Time or Start Time: the row is kept, the value is unknown.
+    invalid_values: int = 0
+
+
+def parse_sessions(body: bytes, zone: tzinfo = UTC) -> SessionList:
+    text = _decode(body)
+    code, rest = _status(text, GET_SESSION_CODES)
+    if code != OK:
+        return SessionList(code)
+    header, rows, shifted = _rows(rest)
+    if not header:
+        return SessionList(code)
+    return _sessions(header, rows, shifted, zone)
+
+
+def parse_login(body: bytes) -> str:
+    """The return value of login.aspx (OK, INVALID, LIMITREACHED, ERROR ...)."""
+    code, _ = _status(_decode(body), LOGIN_CODES)
+    return code
+
+
+def parse_start_time(text: str, zone: tzinfo) -> float | None:
+    """``M/d/yyyy h:mm AM/PM`` (seconds and a 24-hour clock tolerated) in `zone`."""
+    match = _START.match(text.strip())
+    if match is None:
+        return None
+    month, day, year, hour, minute = (int(g) for g in match.groups()[:5])
+    second = int(match.group(6) or 0)
+    meridiem = (match.group(7) or "").upper()
+    if meridiem:
+        if not 1 <= hour <= 12:
+            return None
+        hour = hour % 12 + (12 if meridiem == "PM" else 0)
+    try:
+        return datetime(year, month, day, hour, minute, second, tzinfo=zone).timestamp()
+    except ValueError:
+        return None
+
+
+def _decode(body: bytes) -> str:
+    try:
+        return body.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        # Older ASP.NET deployments answer in the Windows code page.
+        return body.decode("cp1252", errors="replace")
+
+
+def _status(text: str, codes: frozenset[str]) -> tuple[str, str]:
+    match = _TOKEN.match(text)
+    if match is None:
+        raise ParseError("reply does not start with a return value")
+    code = match.group(1)
+    if code not in codes:
+        raise ParseError(f"unknown return value {code[:40]!r}")
+    return code, text[match.end():]
+
+
+def _logical_lines(rest: str) -> list[str]:
+    lines = rest.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    lines = [line.rstrip(" \t") for line in lines]
+    lines = [line for line in lines if line.strip()]
+    if not lines:
+        return []
+    lines[0] = lines[0].lstrip()
+    if not lines[-1].endswith("|"):
+        # Without a final `|` the list was cut short; counting the rows that did arrive
+        # would report vanished sessions that still exist.
+        raise ParseError("reply ends inside a row (truncated?)")
+    # A line that does not end with `|` continues in the next one: a line break inside a
+    # free-text field (the text is not escaped).
+    logical: list[str] = []
+    pending: str | None = None
+    for line in lines:
+        pending = line if pending is None else f"{pending}\n{line}"
+        if pending.endswith("|"):
+            logical.append(pending)
+            pending = None
+    return logical
+
+
+def _fields(line: str) -> list[str]:
+    return line[:-1].split("|")
+
+
+def _norm(name: str) -> str:
+    return "".join(name.split()).casefold()
+
+
+def _rows(rest: str) -> tuple[list[str], list[list[str]], int]:
+    """(header, rows of the header's width, number of rows skipped as shifted)."""
+    lines = _logical_lines(rest)
+    if not lines:
+        return [], [], 0
+    first = _fields(lines[0])
+    if len(lines) > 1 and _norm(_fields(lines[1])[0]) in KNOWN_COLUMNS:
+        return _wrapped_rows(lines)
+    # One row per line: a shifted row is detected by its width and costs only itself.
+    # A missing final line end is accepted: the doc's own sample has none, and a reply
+    # cut short in transit is caught below us (Content-Length, chunked framing).
+    rows = [_fields(line) for line in lines[1:]]
+    good = [row for row in rows if len(row) == len(first)]
+    return first, good, len(rows) - len(good)
+
+
+def _wrapped_rows(lines: list[str]) -> tuple[list[str], list[list[str]], int]:
+    # The doc sample's shape: line ends carry no meaning, so the fields are read as one
+    # stream; the header ends where the first numeric session ID begins.
+    fields = [f.replace("\n", " ") for line in lines for f in _fields(line)]
+    width = next((i for i, f in enumerate(fields) if _DIGITS.match(f.strip())), len(fields))
+    header, values = fields[:width], fields[width:]
+    if len(values) % width:
+        raise ParseError(f"wrapped table does not split into rows of {width} fields")
+    rows = [values[i:i + width] for i in range(0, len(values), width)]
+    return header, rows, 0
+
+
+def _sessions(header: list[str], rows: list[list[str]], shifted: int, zone: tzinfo) -> SessionList:
+    index: dict[str, int] = {}
+    for i, name in enumerate(header):
+        index.setdefault(_norm(name), i)
+    if "id" not in index or "status" not in index:
+        raise ParseError("table header has no ID or Status column")
+
+    def cell(row: list[str], column: str) -> str:
+        i = index.get(column)
+        return row[i].strip() if i is not None else ""
+
+    sessions: list[Session] = []
+    invalid_rows = invalid_values = 0
+    for row in rows:
+        session_id, status = cell(row, "id"), cell(row, "status")
+        if not _DIGITS.match(session_id) or not status:
+            invalid_rows += 1
+            continue
+        waiting_text, start_text = cell(row, "waitingtime"), cell(row, "starttime")
+        waiting = int(waiting_text) if _DIGITS.match(waiting_text) else None
+        start = parse_start_time(start_text, zone) if start_text else None
+        invalid_values += (waiting_text != "" and waiting is None)
+        invalid_values += (start_text != "" and start is None)
+        sessions.append(Session(
+            id=session_id,
+            status=status,
+            channel_id=cell(row, "entryid"),
+            channel=cell(row, "entry"),
+            technician_id=cell(row, "technicianid"),
+            technician=cell(row, "technician"),
+            start_time=start,
+            waiting_seconds=waiting,
+        ))
+    return SessionList(
+        code=OK,
+        sessions=tuple(sessions),
+        columns=tuple(h.strip() for h in header),
+        shifted_rows=shifted,
+        invalid_rows=invalid_rows,
+        invalid_values=invalid_values,
+    )

@@ -1,0 +1,370 @@
+"""A LogMeIn Rescue API on loopback: login, requestAuthCode and getSession (v1, v2, v3).
+
+The world is seeded and moves on whole seconds of the injected clock: customers arrive in
+channels (a few privately to a technician), wait, get picked up, go through the statuses
+the doc lists, close, and linger briefly before vanishing. Each session's whole life is
+drawn when it arrives, so what a poll sees depends only on the seed and the poll's time.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+
+from ...clock import Clock
+from ...faults import Faults
+from ..base import Simulator
+from .statuses import WAITING
+
+GROUP_ID = 337366  # a technician group holding every technician and channel
+
+
+@dataclass(frozen=True)
+class Channel:
+    id: int
+    name: str
+
+
+@dataclass(frozen=True)
+class Technician:
+    id: int
+    name: str
+
+
+CHANNELS = (Channel(4411, "Billing"), Channel(4412, "Hardware"), Channel(4413, "Software"))
+TECHNICIANS = tuple(Technician(337400 + i, name) for i, name in enumerate(
+    ("John Doe", "Ana Silva", "Wei Chen", "Priya Nair", "Tom Berg"), start=1))
+
+PORTUGUESE = {
+    "Waiting": "Aguardando",
+    "Active": "Ativo",
+    "Connecting": "Conectando",
+    "On Hold": "Em espera",
+    "Transferring": "Transferindo",
+    "Reconnecting": "Reconectando",
+    "Rebooting": "Reiniciando",
+    "Rebooted": "Reiniciado",
+    "Closed by customer": "Fechado pelo cliente",
+    "Closed by active customer": "Fechado pelo cliente ativo",
+    "Closed by waiting customer": "Fechado pelo cliente em espera",
+    "Closed by technician": "Fechado pelo técnico",
+    "Timed out": "Tempo esgotado",
+    "Timed out: closed by technician": "Tempo esgotado: fechado pelo técnico",
+    "Disconnected": "Desconectado",
+}
+
+V1_COLUMNS = ("ID", "Status", "Entry ID", "Entry", "Technician ID", "Technician", "Start Time",
+              "Waiting Time", "Custom Field 0", "Custom Field 1", "Custom Field 2", "Language",
+              "Transferred To", "Transferred Comment")
+COLUMNS = {
+    1: V1_COLUMNS,
+    2: (*V1_COLUMNS, "Is Lead Technician", "HandingOff"),
+    3: (*V1_COLUMNS[:11], "Custom Field 3", "Custom Field 4", "Custom Field 5",
+        *V1_COLUMNS[11:], "Is Lead Technician", "HandingOff"),
+}
+ENDPOINTS = {"/API/getSession.aspx": 1, "/API/getSession_v2.aspx": 2,
+             "/API/getSession_v3.aspx": 3}
+
+IDLE_EXPIRY = 20 * 60
+LOGIN_LIMIT, LOGIN_WINDOW = 10, 180
+LINGER = 15  # seconds a closed session stays listed
+HISTORY = 900  # seconds of world simulated before the first request
+FINAL = ("Closed by technician", "Closed by customer", "Closed by active customer",
+         "Timed out", "Disconnected", "Timed out: closed by technician")
+
+
+@dataclass
+class SimSession:
+    id: int
+    channel: Channel | None  # None: a private session straight to `technician`
+    technician: Technician
+    created: int
+    custom: tuple[str, str]
+    language: str
+    path: list[tuple[str, int]] = field(default_factory=list)  # (status, entered at)
+    gone_at: int = 0
+
+    def segment(self, t: float) -> tuple[str, int] | None:
+        if t < self.created or t >= self.gone_at:
+            return None
+        current = self.path[0]
+        for step in self.path:
+            if step[1] > t:
+                break
+            current = step
+        return current
+
+    @property
+    def picked_up_at(self) -> int:
+        return next(at for status, at in self.path if status != WAITING)
+
+    def in_node(self, node: int, ref: str, t: float) -> bool:
+        if ref == "CHANNEL":
+            return self.channel is not None and self.channel.id == node
+        if node == GROUP_ID:
+            return True
+        return self.technician.id == node and (self.channel is None or t >= self.picked_up_at)
+
+    def waits(self) -> list[tuple[int, int]]:
+        """(entered Waiting, left Waiting) for every wait of this session."""
+        ends = [at for _, at in self.path[1:]] + [self.gone_at]
+        return [(at, end) for (status, at), end in zip(self.path, ends, strict=True)
+                if status == WAITING]
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    path: str
+    method: str
+    query: dict[str, str]
+    form: dict[str, str]
+    cookie: str
+
+
+class RescueSimulator(Simulator):
+    def __init__(self, clock: Clock, seed: int, *, pipe_rate: float = 0.0,
+                 timezone: str = "UTC") -> None:
+        self.clock = clock
+        self.faults = Faults(seed)
+        self._rng = random.Random(seed)
+        self._cookie_rng = random.Random(seed + 1)
+        self.pipe_rate = pipe_rate
+        self.zone = ZoneInfo(timezone)
+        self.language = "en"  # "pt" answers with Portuguese status strings
+        self.email, self.password = "admin@example.com", "sim-password"
+        self.auth_code = f"{self._cookie_rng.getrandbits(128):032x}"
+        self.disabled = False
+        self.cookies: dict[str, float] = {}  # session cookie -> last use
+        self.login_calls: deque[float] = deque()
+        self.logins = 0
+        self.forced: deque[tuple[str, str]] = deque()
+        self.requests: list[RecordedRequest] = []
+        self.live: list[SimSession] = []
+        self.finished: deque[SimSession] = deque(maxlen=5000)
+        self._next_id = 1663112
+        self._now = math.floor(clock.time()) - HISTORY
+        self._next_arrival = self._now
+        self.advance()
+
+    # -- the world -------------------------------------------------------------------
+
+    def advance(self) -> int:
+        """Bring the world to the clock's current whole second; returns it."""
+        target = math.floor(self.clock.time())
+        while self._next_arrival <= target:
+            self.live.append(self._arrive(self._next_arrival))
+            self._next_arrival += self._rng.randint(3, 12)
+        self._now = max(self._now, target)
+        gone = [s for s in self.live if s.gone_at <= self._now]
+        self.finished.extend(gone)
+        self.live = [s for s in self.live if s.gone_at > self._now]
+        return self._now
+
+    def _arrive(self, t: int) -> SimSession:
+        r = self._rng
+        self._next_id += r.randint(1, 3)
+        private = r.random() < 0.1
+        channel = None if private else r.choice(CHANNELS)
+        pipe = r.random() < self.pipe_rate
+        customer = f"Customer {r.randint(1, 999)}" + (" | ACME" if pipe else "")
+        session = SimSession(self._next_id, channel, r.choice(TECHNICIANS), t,
+                             (customer, f"T-{r.randint(1000, 9999)}"), r.choice(("en", "pt", "de")))
+        path = session.path
+        path.append((WAITING, t))
+        t += r.randint(5, 75)
+        if r.random() < 0.15:
+            path.append(("Closed by waiting customer", t))
+            session.gone_at = t + LINGER
+            return session
+        t = self._serve(session, t)
+        detour = r.choice(("none", "hold", "reconnect", "reboot", "transfer", "requeue"))
+        if detour == "hold":
+            t = self._step(path, "On Hold", t, 5, 30)
+        elif detour == "reconnect":
+            t = self._step(path, "Reconnecting", t, 3, 10)
+        elif detour == "reboot":
+            t = self._step(path, "Rebooting", t, 10, 30)
+            t = self._step(path, "Rebooted", t, 3, 8)
+        elif detour == "transfer":
+            t = self._step(path, "Transferring", t, 2, 8)
+        elif detour == "requeue" and channel is not None:
+            t = self._step(path, "Transferring", t, 2, 6)
+            t = self._step(path, WAITING, t, 5, 40)
+            t = self._serve(session, t)
+        if detour != "none":
+            t = self._step(path, "Active", t, 10, 60)
+        path.append((r.choice(FINAL), t))
+        session.gone_at = t + LINGER
+        return session
+
+    def _serve(self, session: SimSession, t: int) -> int:
+        t = self._step(session.path, "Connecting", t, 2, 5)
+        return self._step(session.path, "Active", t, 10, 90)
+
+    def _step(self, path: list[tuple[str, int]], status: str, t: int, low: int, high: int) -> int:
+        path.append((status, t))
+        return t + self._rng.randint(low, high)
+
+    # -- ground truth for tests ------------------------------------------------------
+
+    def sessions(self, node: int = GROUP_ID, ref: str = "NODE") -> list[SimSession]:
+        now = self.advance()
+        return [s for s in self.live if s.segment(now) is not None and s.in_node(node, ref, now)]
+
+    def status_counts(self, node: int = GROUP_ID, ref: str = "NODE") -> Counter[str]:
+        now = self.advance()
+        return Counter(seg[0] for s in self.sessions(node, ref) if (seg := s.segment(now)))
+
+    def oldest_change(self, node: int = GROUP_ID, ref: str = "NODE") -> dict[str, float]:
+        now = self.advance()
+        oldest: dict[str, float] = {}
+        for s in self.sessions(node, ref):
+            seg = s.segment(now)
+            if seg is not None:
+                oldest[seg[0]] = min(oldest.get(seg[0], float(seg[1])), float(seg[1]))
+        return oldest
+
+    def waits(self, node: int = GROUP_ID, ref: str = "NODE") -> list[tuple[int, int, int]]:
+        """(session id, entered Waiting, left Waiting) of every wait, past and present.
+        A wait still going has the session's planned end."""
+        self.advance()
+        return [(s.id, start, end) for s in (*self.finished, *self.live)
+                for start, end in s.waits() if s.in_node(node, ref, start)]
+
+    def fail_next(self, code: str, endpoint: str = "getSession", count: int = 1) -> None:
+        """Answer the next `count` calls of `endpoint` (getSession, login) with `code`."""
+        self.forced.extend([(endpoint, code)] * count)
+
+    def expire_logins(self) -> None:
+        self.cookies.clear()
+
+    # -- HTTP ------------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self.faults.middleware()])
+        for path in ENDPOINTS:
+            app.router.add_route("*", path, self._get_session)
+        app.router.add_route("*", "/API/login.aspx", self._login)
+        app.router.add_route("*", "/API/requestAuthCode.aspx", self._request_auth_code)
+        return app
+
+    async def _params(self, request: web.Request) -> dict[str, str]:
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        self.requests.append(RecordedRequest(request.path, request.method, dict(request.query),
+                                             form, request.headers.get("Cookie", "")))
+        return {**request.query, **form}
+
+    def _forced(self, endpoint: str) -> str | None:
+        if self.forced and self.forced[0][0] == endpoint:
+            return self.forced.popleft()[1]
+        return None
+
+    async def _login(self, request: web.Request) -> web.Response:
+        params = await self._params(request)
+        now = self.clock.time()
+        self.login_calls.append(now)
+        while self.login_calls and self.login_calls[0] <= now - LOGIN_WINDOW:
+            self.login_calls.popleft()
+        forced = self._forced("login")
+        if forced is not None:
+            return _text(forced)
+        if len(self.login_calls) > LOGIN_LIMIT:
+            return _text("LIMITREACHED")
+        if self.disabled or not self._credentials_ok(params):
+            return _text("INVALID")
+        cookie = f"{self._cookie_rng.getrandbits(96):024x}"
+        self.cookies[cookie] = now
+        self.logins += 1
+        response = _text("OK")
+        response.headers["Set-Cookie"] = f"ASP.NET_SessionId={cookie}; path=/; HttpOnly"
+        return response
+
+    async def _request_auth_code(self, request: web.Request) -> web.Response:
+        params = await self._params(request)
+        if self.disabled or not self._credentials_ok(params):
+            return _text("INVALID")
+        return _text(f"OK\r\nAUTHCODE: {self.auth_code}\r\n")
+
+    def _credentials_ok(self, params: dict[str, str]) -> bool:
+        return params.get("email") == self.email and params.get("pwd") == self.password
+
+    async def _get_session(self, request: web.Request) -> web.Response:
+        params = await self._params(request)
+        now = self.advance()
+        code = self._forced("getSession") or self._authorize(params, request)
+        node_text, ref = params.get("node", ""), params.get("noderef", "NODE")
+        if code is None and node_text and not self._node_exists(node_text, ref):
+            code = "INVALIDPARAM_NODE"
+        if code is not None:
+            return _text(code)
+        node, ref = (int(node_text), ref) if node_text else (GROUP_ID, "NODE")
+        columns = COLUMNS[ENDPOINTS[request.path]]
+        lines = ["OK", "", "|".join(columns) + "|"]
+        for session in sorted(self.sessions(node, ref), key=lambda s: s.id):
+            row = self._row(session, now)
+            lines.append("|".join(row.get(c, "") for c in columns) + "|")
+        return _text("\r\n".join(lines) + "\r\n")
+
+    def _authorize(self, params: dict[str, str], request: web.Request) -> str | None:
+        if "authcode" in params:
+            if params["authcode"] != self.auth_code:
+                return "INVALID_SECRETAUTHCODE"
+        else:
+            cookie = request.cookies.get("ASP.NET_SessionId", "")
+            used = self.cookies.get(cookie)
+            if used is None or self.clock.time() - used >= IDLE_EXPIRY:
+                self.cookies.pop(cookie, None)
+                return "NOTLOGGEDIN"
+            self.cookies[cookie] = self.clock.time()
+        return "USER_DELETED_OR_DISABLED" if self.disabled else None
+
+    def _node_exists(self, node: str, ref: str) -> bool:
+        if not node.isdigit():
+            return False
+        ids = {c.id for c in CHANNELS} if ref == "CHANNEL" else \
+            {GROUP_ID} | {t.id for t in TECHNICIANS}
+        return int(node) in ids
+
+    def _row(self, s: SimSession, now: int) -> dict[str, str]:
+        seg = s.segment(now)
+        assert seg is not None
+        status, since = seg
+        started = datetime.fromtimestamp(s.created, self.zone)
+        hour = started.hour % 12 or 12
+        shown_tech = s.channel is None or now >= s.picked_up_at
+        return {
+            "ID": str(s.id),
+            "Status": PORTUGUESE.get(status, status) if self.language == "pt" else status,
+            "Entry ID": str(s.channel.id) if s.channel else "0",
+            "Entry": s.channel.name if s.channel else "",
+            "Technician ID": str(s.technician.id) if shown_tech else "",
+            "Technician": s.technician.name if shown_tech else "",
+            "Start Time": f"{started.month}/{started.day}/{started.year} {hour}:"
+                          f"{started.minute:02d} {'PM' if started.hour >= 12 else 'AM'}",
+            "Waiting Time": str(now - since),
+            "Custom Field 0": s.custom[0],
+            "Custom Field 1": s.custom[1],
+            "Language": s.language,
+            "Is Lead Technician": "yes" if shown_tech else "",
+        }
+
+    def demo_accounts(self, base_url: str) -> list[dict[str, Any]]:
+        return [{
+            "name": "demo-helpdesk",
+            "base_url": base_url,
+            "interval": "5s",
+            "auth_code": self.auth_code,
+            "nodes": [{"id": GROUP_ID, "ref": "NODE"}, {"id": CHANNELS[0].id, "ref": "CHANNEL"}],
+            "labels": ["channel"],
+        }]
+
+
+def _text(body: str) -> web.Response:
+    return web.Response(text=body, content_type="text/plain", charset="utf-8")

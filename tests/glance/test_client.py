@@ -1,0 +1,249 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from yarl import URL
+
+from exporter.clock import FakeClock
+from exporter.config import Secret
+from exporter.errors import UpstreamError
+from exporter.http import Upstream, new_client_session
+from exporter.selfmetrics import SelfMetrics
+from exporter.vendors.glance.client import (
+    COMPLETED,
+    COMPLETED_ENDING,
+    GlanceClient,
+    utc,
+    windows,
+)
+from exporter.vendors.glance.parser import NS
+
+from .support import mocked as aioresponses
+from .support import sample
+
+BASE = "https://glance.example"
+KEY = "s3cr3t-KEY-value"
+DAY = 86400
+T0 = 1_767_225_600  # 2026-01-01T00:00:00Z
+
+
+def url(operation: str) -> str:
+    return f"{BASE}/services/activityservice.asmx/{operation}"
+
+
+@pytest.fixture
+def metrics() -> SelfMetrics:
+    return SelfMetrics()
+
+
+@pytest.fixture
+async def upstream(metrics: SelfMetrics) -> AsyncIterator[Upstream]:
+    session = new_client_session()
+    yield Upstream(session, vendor="glance", account="acme", timeout=5.0,
+                   semaphore=asyncio.Semaphore(2), metrics=metrics,
+                   max_body_bytes=1 << 20, wall_time=FakeClock().time)
+    await session.close()
+
+
+@pytest.fixture
+def client() -> GlanceClient:
+    return GlanceClient(BASE + "/", 12345, Secret(KEY))
+
+
+def sent(m: aioresponses, operation: str) -> list[dict[str, Any]]:
+    calls = m.requests.get(("POST", URL(url(operation))), [])
+    return [dict(call.kwargs["data"]) for call in calls]
+
+
+def page(next_id: int | None, ids: list[int]) -> bytes:
+    sessions = "".join(
+        f"<session><id>{i}</id><type>C</type><status>C</status><duration>60</duration>"
+        "</session>" for i in ids)
+    nxt = "" if next_id is None else f"<nextId>{next_id}</nextId>"
+    return (f'<groupSessions xmlns="{NS}">{nxt}<users><userSessions>'
+            f"<partnerUserId>U</partnerUserId><validUser>true</validUser>"
+            f"<sessions>{sessions}</sessions></userSessions></users></groupSessions>").encode()
+
+
+def test_utc_is_explicit() -> None:
+    assert utc(T0) == "2026-01-01T00:00:00Z"
+    assert utc(T0 + 0.9) == "2026-01-01T00:00:00Z"
+
+
+@pytest.mark.parametrize(("start", "end", "expected"), [
+    (T0, T0, [(T0, T0)]),
+    (T0, T0 + 31 * DAY, [(T0, T0 + 31 * DAY)]),
+    (T0, T0 + 31 * DAY + 1, [(T0, T0 + 31 * DAY), (T0 + 31 * DAY, T0 + 31 * DAY + 1)]),
+    (T0 + 0.5, T0 + 10.2, [(T0, T0 + 11)]),  # widened to whole seconds, never narrowed
+    (T0, T0 + 70 * DAY, [(T0, T0 + 31 * DAY), (T0 + 31 * DAY, T0 + 62 * DAY),
+                         (T0 + 62 * DAY, T0 + 70 * DAY)]),
+])
+def test_windows(start: float, end: float, expected: list[tuple[int, int]]) -> None:
+    assert windows(start, end) == expected
+    assert all(hi - lo <= 31 * DAY for lo, hi in windows(start, end))
+
+
+async def test_active_sessions_request_shape(client: GlanceClient, upstream: Upstream) -> None:
+    with aioresponses() as m:
+        m.post(url("PartnerActiveSessions"), body=sample("PartnerActiveSessions"))
+        reply = await client.active_sessions(upstream)
+        (call,) = m.requests[("POST", URL(url("PartnerActiveSessions")))]
+    assert reply.records[0].id == 61943691
+    assert call.kwargs["data"] == {"partnerId": "12345", "apiKey": KEY}
+    assert call.kwargs.get("params") is None
+
+
+async def test_counts_request_shape(client: GlanceClient, upstream: Upstream) -> None:
+    with aioresponses() as m:
+        m.post(url("PartnerSessionCounts"), body=sample("PartnerSessionCounts"))
+        m.post(url("PartnerSessionCountsEnding"), body=sample("PartnerSessionCountsEnding"))
+        await client.session_counts(upstream, "C", T0 - 5 * 3600, T0 + 19 * 3600)
+        await client.session_counts_ending(upstream, T0, T0 + DAY)
+        assert sent(m, "PartnerSessionCounts") == [{
+            "partnerId": "12345", "apiKey": KEY, "type": "", "status": "C",
+            "startRange": "2025-12-31T19:00:00Z", "endRange": "2026-01-01T19:00:00Z"}]
+        assert sent(m, "PartnerSessionCountsEnding") == [{
+            "partnerId": "12345", "apiKey": KEY, "type": "",
+            "startRange": "2026-01-01T00:00:00Z", "endRange": "2026-01-02T00:00:00Z"}]
+
+
+async def test_user_sessions_request_shape(client: GlanceClient, upstream: Upstream) -> None:
+    with aioresponses() as m:
+        m.post(url("PartnerUserSessions"), body=sample("PartnerUserSessions"))
+        reply = await client.user_sessions(upstream, "JDemo", "A", T0 - DAY, T0 + 3600)
+        assert reply.valid_user
+        assert sent(m, "PartnerUserSessions") == [{
+            "partnerId": "12345", "apiKey": KEY, "partnerUserId": "JDemo",
+            "startRange": "2025-12-31T00:00:00Z", "endRange": "2026-01-01T01:00:00Z",
+            "status": "A", "sessionKey": ""}]
+
+
+async def collect(client: GlanceClient, upstream: Upstream, operation: str,
+                  start: float, end: float) -> list[int]:
+    ids: list[int] = []
+    async for p in client.completed(upstream, operation, start, end):
+        ids.extend(s.id for s in p.sessions)
+    return ids
+
+
+@pytest.mark.parametrize("operation", [COMPLETED, COMPLETED_ENDING])
+async def test_feed_follows_next_id_until_an_empty_page(
+    client: GlanceClient, upstream: Upstream, operation: str
+) -> None:
+    with aioresponses() as m:
+        m.post(url(operation), body=page(11, [1, 2]))
+        m.post(url(operation), body=page(21, [11, 12]))
+        m.post(url(operation), body=page(21, []))
+        ids = await collect(client, upstream, operation, T0, T0 + 600)
+        calls = sent(m, operation)
+    assert ids == [1, 2, 11, 12]
+    assert [c["nextId"] for c in calls] == ["0", "11", "21"]
+    assert {(c["startRange"], c["endRange"], c["nResults"], c["sessionKey"]) for c in calls} == {
+        ("2026-01-01T00:00:00Z", "2026-01-01T00:10:00Z", "1000", "")}
+    assert all(KEY not in str(u) for _, u in m.requests)
+
+
+@pytest.mark.parametrize(("last_next", "pages"), [(0, 2), (None, 2), (11, 2)])
+async def test_feed_stops_on_zero_missing_or_repeated_next_id(
+    client: GlanceClient, upstream: Upstream, last_next: int | None, pages: int
+) -> None:
+    with aioresponses() as m:
+        m.post(url(COMPLETED_ENDING), body=page(11, [1, 2]))
+        m.post(url(COMPLETED_ENDING), body=page(last_next, [11, 12]))
+        m.post(url(COMPLETED_ENDING), body=page(99, [99]))  # must never be asked for
+        ids = await collect(client, upstream, COMPLETED_ENDING, T0, T0 + 600)
+        assert len(sent(m, COMPLETED_ENDING)) == pages
+    assert ids == [1, 2, 11, 12]
+
+
+async def test_feed_stops_on_a_next_id_cycle(client: GlanceClient, upstream: Upstream) -> None:
+    with aioresponses() as m:
+        m.post(url(COMPLETED_ENDING), body=page(5, [1]))
+        m.post(url(COMPLETED_ENDING), body=page(9, [5]))
+        m.post(url(COMPLETED_ENDING), body=page(5, [9]))  # back to 5: already sent
+        m.post(url(COMPLETED_ENDING), body=page(9, [5]), repeat=True)
+        assert await collect(client, upstream, COMPLETED_ENDING, T0, T0 + 60) == [1, 5, 9]
+        assert len(sent(m, COMPLETED_ENDING)) == 3
+
+
+async def test_feed_page_cap_is_an_error(upstream: Upstream, metrics: SelfMetrics) -> None:
+    client = GlanceClient(BASE, 1, Secret(KEY), max_pages=3)
+    with aioresponses() as m:
+        for n in range(1, 10):
+            m.post(url(COMPLETED_ENDING), body=page(n + 1, [n]))
+        with pytest.raises(UpstreamError) as info:
+            await collect(client, upstream, COMPLETED_ENDING, T0, T0 + 60)
+        assert len(sent(m, COMPLETED_ENDING)) == 3
+    assert info.value.reason == "vendor_error"
+    assert metrics.failures.values == {("glance", "acme", COMPLETED_ENDING, "vendor_error"): 1}
+
+
+async def test_feed_splits_long_ranges_into_31_day_windows(
+    client: GlanceClient, upstream: Upstream
+) -> None:
+    with aioresponses() as m:
+        m.post(url(COMPLETED), body=page(0, [1]))
+        m.post(url(COMPLETED), body=page(0, [2]))
+        assert await collect(client, upstream, COMPLETED, T0, T0 + 40 * DAY) == [1, 2]
+        calls = sent(m, COMPLETED)
+    assert [(c["startRange"], c["endRange"], c["nextId"]) for c in calls] == [
+        ("2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z", "0"),
+        ("2026-02-01T00:00:00Z", "2026-02-10T00:00:00Z", "0"),
+    ]
+
+
+async def test_page_size_is_sent(upstream: Upstream) -> None:
+    client = GlanceClient(BASE, 1, Secret(KEY), page_size=7)
+    with aioresponses() as m:
+        m.post(url(COMPLETED), body=page(0, []))
+        await collect(client, upstream, COMPLETED, T0, T0 + 1)
+        assert sent(m, COMPLETED)[0]["nResults"] == "7"
+    with pytest.raises(ValueError):
+        GlanceClient(BASE, 1, Secret(KEY), page_size=1001)
+
+
+@pytest.mark.parametrize(("status", "body", "reason"), [
+    (500, "System.Security.Authentication.AuthenticationException: Invalid partnerId or "
+          "apiKey.\r\n   at Glance.Services", "auth"),
+    (500, "Invalid API key " + KEY, "auth"),
+    (500, "System.InvalidOperationException: Missing parameter: partnerUserId.", "http_5xx"),
+    (500, "", "http_5xx"),
+    (503, "Service Unavailable", "http_5xx"),
+    (401, "Unauthorized", "auth"),
+    (429, "slow down", "rate_limited"),
+    (404, "nope", "http_4xx"),
+    (200, "<html>maintenance</html>", "parse"),
+])
+async def test_error_mapping(
+    client: GlanceClient, upstream: Upstream, metrics: SelfMetrics,
+    status: int, body: str, reason: str,
+) -> None:
+    with aioresponses() as m:
+        m.post(url("PartnerActiveSessions"), status=status, body=body)
+        with pytest.raises(UpstreamError) as info:
+            await client.active_sessions(upstream)
+    assert info.value.reason == reason
+    assert KEY not in str(info.value)
+    assert metrics.failures.values == {("glance", "acme", "PartnerActiveSessions", reason): 1}
+    assert metrics.requests.values == {("glance", "acme", "PartnerActiveSessions"): 1}
+
+
+async def test_asmx_message_is_kept_for_the_log(client: GlanceClient, upstream: Upstream) -> None:
+    with aioresponses() as m:
+        m.post(url("PartnerActiveSessions"), status=500,
+               body="\r\nSystem.ArgumentException: Bad thing for " + KEY + "\r\n   at X.Y()")
+        with pytest.raises(UpstreamError) as info:
+            await client.active_sessions(upstream)
+    assert "System.ArgumentException: Bad thing for <redacted>" in info.value.message
+    assert "at X.Y" not in info.value.message
+
+
+async def test_connection_failure_is_counted(client: GlanceClient, upstream: Upstream) -> None:
+    with aioresponses() as m:
+        m.post(url("PartnerActiveSessions"), exception=ConnectionResetError("gone"))
+        with pytest.raises(UpstreamError) as info:
+            await client.active_sessions(upstream)
+    assert info.value.reason == "connection"

@@ -1,0 +1,420 @@
+"""The Glance collector against the simulator over real loopback HTTP, time on a FakeClock."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+
+import pytest
+from aiohttp import web
+
+from exporter.clock import FakeClock
+from exporter.errors import UpstreamError
+from exporter.vendors.glance.collector import STATUSES, GlanceCollector
+from exporter.vendors.glance.simulator import GlanceSimulator, SimSession
+
+from .support import Harness, by_label, series, start_harness, stop_harness
+
+HOUR = 3600.0
+# 2026-03-10 15:00 UTC: New York is on EDT (UTC-4) since 2026-03-08.
+NOON_ISH = datetime(2026, 3, 10, 15, 0, tzinfo=UTC).timestamp()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(NOON_ISH)
+
+
+@pytest.fixture
+async def h(clock: FakeClock) -> AsyncIterator[Harness]:
+    harness = await start_harness(clock, GlanceSimulator(clock, seed=7))
+    yield harness
+    await stop_harness(harness)
+
+
+def completed(c: GlanceCollector) -> dict[tuple[str, ...], float]:
+    return by_label(series(c.families(), "glance_sessions_completed_total"),
+                    "session_type", "status")
+
+
+def truth(sessions: list[SimSession]) -> dict[tuple[str, ...], float]:
+    return {k: float(v) for k, v in Counter((s.type, s.final_status) for s in sessions).items()}
+
+
+def nonzero(counts: dict[tuple[str, ...], float]) -> dict[tuple[str, ...], float]:
+    return {k: v for k, v in counts.items() if v}
+
+
+def assert_feed_matches(h: Harness, c: GlanceCollector, lo: float) -> None:
+    ended = h.sim.completed_ended(lo, h.clock.time())
+    assert ended, "the simulator should have completed sessions in the range"
+    assert nonzero(completed(c)) == truth(ended)
+    counts = by_label(series(c.families(), "glance_session_duration_seconds_count"),
+                      "session_type")
+    sums = by_label(series(c.families(), "glance_session_duration_seconds_sum"), "session_type")
+    for session_type in ("C", "G", "V"):
+        mine = [s for s in ended if s.type == session_type]
+        assert counts[(session_type,)] == len(mine)
+        assert sums[(session_type,)] == sum(s.duration for s in mine)
+
+
+async def test_every_metric_is_labelled_with_the_account_first(h: Harness) -> None:
+    c = h.collector(users=["JDemo"], name="acme-eu")
+    await c.collect(h.upstream())
+    names = set()
+    for family in c.families():
+        names.add(family.name)
+        for s in family.samples:
+            assert s.labels["account"] == "acme-eu"
+    assert names == {
+        "glance_sessions_current", "glance_session_guests_current",
+        "glance_waiting_session_oldest_start_timestamp_seconds", "glance_sessions_today",
+        "glance_session_average_duration_seconds", "glance_sessions_completed",
+        "glance_session_duration_seconds", "glance_user_sessions_current",
+    }
+
+
+async def test_current_sessions_match_the_simulator(h: Harness) -> None:
+    c = h.collector()
+    await c.collect(h.upstream())
+    live = h.sim.in_progress()
+    now = h.clock.time()
+    want = {(t, s): 0.0 for t in "CGV" for s in "AW"}
+    for s in live:
+        want[(s.type, s.status_at(now))] += 1
+    got = by_label(series(c.families(), "glance_sessions_current"), "session_type", "status")
+    assert got == want
+    assert sum(want.values()) > 5
+
+    guests = by_label(series(c.families(), "glance_session_guests_current"), "session_type")
+    assert guests == {(t,): float(sum(s.guests for s in live
+                                      if s.type == t and s.status_at(now) == "A"))
+                      for t in "CGV"}
+
+    oldest = by_label(series(c.families(),
+                             "glance_waiting_session_oldest_start_timestamp_seconds"),
+                      "session_type")
+    waiting = [s for s in live if s.status_at(now) == "W"]
+    assert oldest == {(t,): float(min(s.start for s in waiting if s.type == t))
+                      for t in {s.type for s in waiting}}
+
+
+async def test_oldest_waiting_is_absent_when_nobody_waits(h: Harness) -> None:
+    c = h.collector()
+    # Walk forward until a moment when some type has nobody waiting.
+    for _ in range(200):
+        await c.collect(h.upstream())
+        waiting = {s.type for s in h.sim.in_progress() if s.status_at(h.clock.time()) == "W"}
+        if waiting != {"C", "G", "V"}:
+            break
+        h.clock.advance(7)
+    got = by_label(series(c.families(),
+                          "glance_waiting_session_oldest_start_timestamp_seconds"),
+                   "session_type")
+    assert {k[0] for k in got} == waiting
+
+
+@pytest.mark.parametrize(("zone", "midnight"), [
+    ("UTC", datetime(2026, 3, 10, 0, 0, tzinfo=UTC).timestamp()),
+    ("America/New_York", datetime(2026, 3, 10, 4, 0, tzinfo=UTC).timestamp()),
+    ("Asia/Kolkata", datetime(2026, 3, 9, 18, 30, tzinfo=UTC).timestamp()),
+])
+async def test_today_gauges_use_the_local_day(h: Harness, zone: str, midnight: float) -> None:
+    c = h.collector(timezone=zone)
+    await c.collect(h.upstream())
+    end = midnight + 24 * HOUR
+    started = {**h.sim.session_counts(midnight, end, "A"),
+               **h.sim.session_counts(midnight, end, "C")}
+    ended = h.sim.session_counts_ending(midnight, end)
+    assert started and ended
+
+    counts = by_label(series(c.families(), "glance_sessions_today"),
+                      "counted_by", "session_type", "status")
+    averages = by_label(series(c.families(), "glance_session_average_duration_seconds"),
+                        "counted_by", "session_type", "status")
+    want = {("start", t, s): float(n) for (t, s), (n, _) in started.items()}
+    want |= {("end", t, s): float(n) for (t, s), (n, _) in ended.items()}
+    zero_filled = {(by, t, "C"): 0.0 for by in ("start", "end") for t in "CGV"}
+    assert counts == zero_filled | want
+    assert averages == {("start", t, s): float(a) for (t, s), (_, a) in started.items()} | {
+        ("end", t, s): float(a) for (t, s), (_, a) in ended.items()}
+    sent = [p for op, p in h.sim.requests if op == "PartnerSessionCounts"]
+    assert sorted(p["status"] for p in sent) == ["A", "C"]
+    assert {p["startRange"] for p in sent} == {
+        datetime.fromtimestamp(midnight, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+async def test_completed_sessions_counted_once_across_overlapping_polls_and_pages(
+    h: Harness,
+) -> None:
+    started_at = h.clock.time()
+    c = h.collector(page_size=4, feed_overlap="30m")
+    for step in (0, 0, 5, 60, 1, 300, 45, 900, 2, 1200, 30):
+        h.clock.advance(step)
+        await c.collect(h.upstream())
+    assert_feed_matches(h, c, started_at)
+    pages = [p for op, p in h.sim.requests if op == "PartnerCompletedSessionsEnding"]
+    assert any(p["nextId"] != "0" for p in pages), "the test should cross page boundaries"
+    assert not h.rejects
+
+
+@pytest.mark.parametrize("end_style", ["empty_page", "zero", "same"])
+async def test_every_way_of_ending_a_feed(clock: FakeClock, end_style: str) -> None:
+    sim = GlanceSimulator(clock, seed=3, end_style=end_style)
+    h = await start_harness(clock, sim)
+    try:
+        c = h.collector(page_size=3)
+        for _ in range(6):
+            clock.advance(240)
+            await c.collect(h.upstream())
+        assert_feed_matches(h, c, NOON_ISH)
+    finally:
+        await stop_harness(h)
+
+
+async def test_restart_does_not_recount(h: Harness) -> None:
+    first = h.collector(page_size=10)
+    for _ in range(5):
+        await first.collect(h.upstream())
+        h.clock.advance(600)
+    restarted_at = h.clock.time()
+    second = h.collector(started_at=restarted_at, page_size=10)
+    for _ in range(3):
+        h.clock.advance(120)
+        await second.collect(h.upstream())
+        await first.collect(h.upstream())
+    assert_feed_matches(h, second, restarted_at)
+    assert_feed_matches(h, first, NOON_ISH)
+    assert sum(completed(second).values()) < sum(completed(first).values())
+
+
+async def test_lookback_backfills_once(h: Harness) -> None:
+    started_at = h.clock.time()
+    c = h.collector(lookback="3h", page_size=50)
+    for step in (0, 60, 60, 60):
+        h.clock.advance(step)
+        await c.collect(h.upstream())
+    assert_feed_matches(h, c, started_at - 3 * HOUR)
+    backfill = [p for op, p in h.sim.requests if op == "PartnerCompletedSessions"]
+    assert backfill, "lookback reads PartnerCompletedSessions"
+    assert {(p["startRange"], p["endRange"]) for p in backfill} == {
+        ("2026-03-10T12:00:00Z", "2026-03-10T15:00:00Z")}
+    assert all(p["nextId"] != "0" for p in backfill[1:])  # one pass, paged, never repeated
+
+
+async def test_lookback_beyond_31_days(clock: FakeClock) -> None:
+    sim = GlanceSimulator(clock, seed=5, history=40 * 86400, rate=1 / 3600)
+    h = await start_harness(clock, sim)
+    try:
+        c = h.collector(lookback="35d", page_size=200)
+        await c.collect(h.upstream())
+        clock.advance(60)
+        await c.collect(h.upstream())
+        assert_feed_matches(h, c, NOON_ISH - 35 * 86400)
+        assert sum(completed(c).values()) > 500
+        assert not h.failures()
+    finally:
+        await stop_harness(h)
+
+
+def fail_nth(operation: str, n: int) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Fail the n-th request of an operation once, like a hiccup in the middle of a feed."""
+    seen = {"count": 0}
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Callable[..., Awaitable[web.StreamResponse]]
+                         ) -> web.StreamResponse:
+        if request.path.endswith("/" + operation):
+            seen["count"] += 1
+            if seen["count"] == n:
+                return web.Response(status=502, text="Bad Gateway")
+        return await handler(request)
+
+    return middleware
+
+
+async def test_failure_mid_feed_keeps_what_was_counted(clock: FakeClock) -> None:
+    sim = GlanceSimulator(clock, seed=11)
+    app = sim.app()
+    app.middlewares.append(fail_nth("PartnerCompletedSessionsEnding", 3))
+    h = await start_harness(clock, sim, app)
+    try:
+        c = h.collector(page_size=2)
+        clock.advance(1800)
+        with pytest.raises(UpstreamError) as info:
+            await c.collect(h.upstream())
+        assert info.value.reason == "http_5xx"
+        assert c.cursor == NOON_ISH, "a failed feed must not move the cursor"
+        partial = sum(completed(c).values())
+        assert partial == 4, "the two pages before the failure stay counted"
+        await c.collect(h.upstream())
+        assert c.cursor == clock.time()
+        assert_feed_matches(h, c, NOON_ISH)
+    finally:
+        await stop_harness(h)
+
+
+async def test_a_long_outage_does_not_recount(h: Harness) -> None:
+    c = h.collector(page_size=20, feed_overlap="10m")
+    await c.collect(h.upstream())
+    h.clock.advance(300)
+    await c.collect(h.upstream())
+    before = sum(completed(c).values())
+    assert before > 0
+    h.sim.faults.inject("http_503", None, path_contains="PartnerCompletedSessionsEnding")
+    for _ in range(30):  # 5 hours, far beyond any fixed retention
+        h.clock.advance(600)
+        with pytest.raises(UpstreamError):
+            await c.collect(h.upstream())
+    h.sim.faults.clear()
+    await c.collect(h.upstream())
+    assert_feed_matches(h, c, NOON_ISH)
+
+
+async def test_seen_ids_are_pruned_in_steady_state(h: Harness) -> None:
+    c = h.collector(page_size=100, feed_overlap="5m")
+    for _ in range(30):
+        h.clock.advance(600)
+        await c.collect(h.upstream())
+    # About 3 sessions a minute finish; only the overlap plus the skew margin is kept.
+    assert len(c.seen) < 3 * (5 + 60 + 10) * 1.5
+    assert_feed_matches(h, c, NOON_ISH)
+
+
+async def test_values_stay_when_a_cycle_fails(h: Harness) -> None:
+    c = h.collector(users=["JDemo"])
+    await c.collect(h.upstream())
+    before = [(f.name, repr(f.samples)) for f in c.families()]
+    h.sim.faults.inject("http_500", None)
+    h.clock.advance(60)
+    with pytest.raises(UpstreamError):
+        await c.collect(h.upstream())
+    assert [(f.name, repr(f.samples)) for f in c.families()] == before
+
+
+async def test_one_failing_operation_does_not_stop_the_others(h: Harness) -> None:
+    c = h.collector()
+    h.sim.faults.inject("garbage", 1, path_contains="PartnerActiveSessions")
+    with pytest.raises(UpstreamError) as info:
+        await c.collect(h.upstream())
+    assert (info.value.operation, info.value.reason) == ("PartnerActiveSessions", "parse")
+    assert series(c.families(), "glance_sessions_current") == {}
+    assert series(c.families(), "glance_sessions_today")
+    assert c.cursor == h.clock.time()
+
+
+async def test_bad_api_key_is_an_auth_failure(h: Harness) -> None:
+    c = h.collector(api_key="wrong-key", users=["JDemo"])
+    with pytest.raises(UpstreamError) as info:
+        await c.collect(h.upstream())
+    assert info.value.reason == "auth"
+    assert "wrong-key" not in str(info.value)
+    failed = {k[2] for k in h.failures("auth")}
+    # The day's calls run in sequence and stop at the first failure; the rest run apart.
+    assert failed == {"PartnerActiveSessions", "PartnerSessionCounts",
+                      "PartnerCompletedSessionsEnding", "PartnerUserSessions"}
+    assert not h.failures("http_5xx")
+
+
+@pytest.mark.parametrize(("fault", "reason"), [
+    ("http_503", "http_5xx"), ("rate_limit", "rate_limited"), ("truncate", "parse"),
+    ("garbage", "parse"), ("auth", "auth"),
+])
+async def test_faults_map_to_reasons(h: Harness, fault: str, reason: str) -> None:
+    c = h.collector()
+    h.sim.faults.inject(fault, None, seconds=42)
+    with pytest.raises(UpstreamError) as info:
+        await c.collect(h.upstream())
+    assert info.value.reason == reason
+    if fault == "rate_limit":
+        assert info.value.retry_after == 42
+
+
+async def test_user_gauges_match_the_simulator(h: Harness) -> None:
+    users = ["JDemo", "ASmith", "BJones"]
+    c = h.collector(users=users)
+    for _ in range(3):
+        h.clock.advance(97)
+        await c.collect(h.upstream())
+        now = h.clock.time()
+        got = by_label(series(c.families(), "glance_user_sessions_current"),
+                       "user", "session_type")
+        want = {(u, t): 0.0 for u in users for t in "CGV"}
+        for u in users:
+            for s in h.sim.user_in_progress(u, now - 24 * HOUR, now + HOUR):
+                want[(u, s.type)] += 1
+        assert got == want
+        assert sum(want.values()) > 0
+
+
+async def test_invalid_user_vanishes_and_is_logged_once(h: Harness) -> None:
+    c = h.collector(users=["JDemo", "Nobody"])
+    for _ in range(3):
+        await c.collect(h.upstream())
+        h.clock.advance(30)
+    users = {k[0] for k in by_label(series(c.families(), "glance_user_sessions_current"),
+                                    "user")}
+    assert users == {"JDemo"}
+    warnings = [e for e in h.log.events if e[0] == "warning"]
+    assert warnings == [("warning", "glance_user_not_valid",
+                         {"user": "Nobody", "hint": "check the partnerUserId in the config"})]
+
+
+async def test_unknown_types_and_statuses_are_kept_within_the_limit(clock: FakeClock) -> None:
+    sim = GlanceSimulator(clock, seed=2, session_types={"C": 1, "S": 1, "Y": 1, "Z": 1},
+                          final_statuses={"C": 1, "N": 1, "P": 1})
+    h = await start_harness(clock, sim)
+    try:
+        c = h.collector(label_limit=1, page_size=100)
+        for _ in range(4):
+            clock.advance(900)
+            await c.collect(h.upstream())
+        got = completed(c)
+        types = {t for t, _ in got}
+        statuses = {s for _, s in got}
+        assert {"C", "other"} <= types and len(types - {"C", "G", "V", "other"}) == 1
+        assert "other" in statuses and len(statuses - set(STATUSES) - {"other"}) == 1
+        ended = h.sim.completed_ended(NOON_ISH, clock.time())
+        assert sum(got.values()) == len(ended), "folded, never dropped"
+        assert h.rejects["label_overflow"] > 0
+    finally:
+        await stop_harness(h)
+
+
+async def test_today_statuses_can_be_narrowed(h: Harness) -> None:
+    c = h.collector(today_statuses=["C"])
+    await c.collect(h.upstream())
+    sent = [p["status"] for op, p in h.sim.requests if op == "PartnerSessionCounts"]
+    assert sent == ["C"]
+    today = by_label(series(c.families(), "glance_sessions_today"), "counted_by", "status")
+    assert ("start", "W") not in today and ("start", "A") not in today
+
+
+async def test_custom_duration_buckets(h: Harness) -> None:
+    c = h.collector(duration_buckets=[60, 600])
+    h.clock.advance(1200)
+    await c.collect(h.upstream())
+    bucket_series = series(c.families(), "glance_session_duration_seconds_bucket")
+    buckets = {dict(k)["le"] for k in bucket_series}
+    assert buckets == {"60.0", "600.0", "+Inf"}
+
+
+async def test_demo_account_shows_every_metric_within_a_minute(clock: FakeClock) -> None:
+    from exporter.vendors.glance import VENDOR
+
+    sim = VENDOR.new_simulator(clock, 0)
+    assert isinstance(sim, GlanceSimulator)
+    h = await start_harness(clock, sim)
+    try:
+        (demo,) = sim.demo_accounts(h.base_url)
+        assert demo["interval"] == "5s"
+        fields = {k: v for k, v in demo.items() if k not in ("name", "base_url", "interval")}
+        c = h.collector(name=demo["name"], **fields)
+        for _ in range(12):
+            await c.collect(h.upstream())
+            clock.advance(5)
+        for family in c.families():
+            assert any(s.value > 0 for s in family.samples), family.name
+    finally:
+        await stop_harness(h)

@@ -1,0 +1,247 @@
+from __future__ import annotations
+
+import contextlib
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from exporter.errors import ParseError
+from exporter.vendors.glance.parser import (
+    NS,
+    parse_active_sessions,
+    parse_group_sessions,
+    parse_session_counts,
+    parse_time,
+    parse_user_sessions,
+)
+
+from .support import sample
+
+PARSERS = {
+    "PartnerSessionCounts": parse_session_counts,
+    "PartnerSessionCountsEnding": parse_session_counts,
+    "PartnerActiveSessions": parse_active_sessions,
+    "PartnerCompletedSessions": parse_group_sessions,
+    "PartnerCompletedSessionsEnding": parse_group_sessions,
+    "PartnerUserSessions": parse_user_sessions,
+}
+
+
+def ts(text: str) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
+
+
+def test_session_counts_sample() -> None:
+    counts = parse_session_counts(sample("PartnerSessionCounts"))
+    assert [(r.type, r.status, r.count, r.average_duration) for r in counts.records] == [
+        ("C", "C", 141, 748), ("C", "Q", 2, 106), ("C", "T", 24, 127), ("C", "X", 2, 905),
+        ("G", "C", 123, 619),
+    ]
+    assert counts.skipped == 0
+
+
+def test_session_counts_ending_sample() -> None:
+    counts = parse_session_counts(sample("PartnerSessionCountsEnding"))
+    assert [(r.type, r.status, r.count, r.average_duration) for r in counts.records] == [
+        ("C", "C", 2, 40), ("C", "Q", 3, 8), ("C", "T", 2, 125),
+    ]
+
+
+def test_active_sessions_sample() -> None:
+    (record,) = parse_active_sessions(sample("PartnerActiveSessions")).records
+    assert record.id == 61943691
+    assert (record.type, record.status) == ("C", "A")
+    assert record.start_time == ts("2020-03-31T20:13:58")
+    assert record.partner_user_id == "JDemo"
+    assert record.nguests == 2
+
+
+@pytest.mark.parametrize("name", ["PartnerCompletedSessions", "PartnerCompletedSessionsEnding"])
+def test_completed_sessions_samples(name: str) -> None:
+    page = parse_group_sessions(sample(name))
+    assert page.next_id == 61943153
+    (session,) = page.sessions
+    assert session.id == 61874627
+    assert (session.type, session.status) == ("C", "C")
+    assert session.start_time == ts("2020-03-31T12:43:12")
+    assert session.duration == 7  # the session's, not a guest's
+    assert session.partner_user_id == "JDemo"
+    assert page.invalid_users == []
+    assert page.skipped == 0
+
+
+def test_user_sessions_sample() -> None:
+    reply = parse_user_sessions(sample("PartnerUserSessions"))
+    assert reply.valid_user is True
+    (session,) = reply.sessions
+    assert (session.id, session.type, session.status, session.duration) == (
+        61943691, "C", "C", 687)
+
+
+@pytest.mark.parametrize("name", sorted(PARSERS))
+def test_mangled_namespace_is_refused(name: str) -> None:
+    """The doc's markdown-mangled namespace is not Glance's: proof we check the namespace."""
+    with pytest.raises(ParseError, match=r"namespace|xmlns"):
+        PARSERS[name](sample(name, unmangle=False))
+
+
+@pytest.mark.parametrize("name", sorted(PARSERS))
+def test_truncated_sample(name: str) -> None:
+    body = sample(name)
+    with pytest.raises(ParseError):
+        PARSERS[name](body[: len(body) // 2])
+
+
+@pytest.mark.parametrize("name", sorted(PARSERS))
+def test_wrong_root_element(name: str) -> None:
+    other = "PartnerActiveSessions" if "Active" not in name else "PartnerSessionCounts"
+    with pytest.raises(ParseError, match="expected"):
+        PARSERS[name](sample(other))
+
+
+def test_wrong_namespace() -> None:
+    body = sample("PartnerActiveSessions").replace(NS.encode(), b"http://evil.example/services")
+    with pytest.raises(ParseError, match=r"evil\.example"):
+        parse_active_sessions(body)
+
+
+def test_no_namespace() -> None:
+    with pytest.raises(ParseError):
+        parse_session_counts(b"<ArrayOfSessionCount><sessionCount/></ArrayOfSessionCount>")
+
+
+BILLION_LAUGHS = b"""<?xml version="1.0"?>
+<!DOCTYPE lolz [
+ <!ENTITY lol "lol">
+ <!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+ <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
+ <!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
+]>
+<ArrayOfSessionCount xmlns="http://www.glancenetworks.com/services">
+ <sessionCount><type>&lol4;</type><status>C</status><count>1</count></sessionCount>
+</ArrayOfSessionCount>"""
+
+EXTERNAL_ENTITY = b"""<?xml version="1.0"?>
+<!DOCTYPE x [<!ENTITY secret SYSTEM "file:///etc/passwd">]>
+<userSessions xmlns="http://www.glancenetworks.com/services">
+ <validUser>true</validUser>
+ <sessions><session><id>1</id><type>&secret;</type><status>A</status></session></sessions>
+</userSessions>"""
+
+PARAMETER_ENTITY = b"""<?xml version="1.0"?>
+<!DOCTYPE x SYSTEM "http://127.0.0.1:1/evil.dtd">
+<ArrayOfActiveSession xmlns="http://www.glancenetworks.com/services"/>"""
+
+
+@pytest.mark.parametrize("body", [BILLION_LAUGHS, EXTERNAL_ENTITY, PARAMETER_ENTITY])
+def test_dtds_and_entities_are_refused(body: bytes) -> None:
+    parser = parse_user_sessions if b"userSessions" in body else (
+        parse_active_sessions if b"Active" in body else parse_session_counts)
+    with pytest.raises(ParseError, match="DTD"):
+        parser(body)
+
+
+@pytest.mark.parametrize("body", [
+    b"", b"   ", b"not xml at all", b"<ArrayOfSessionCount", b"\x00\xff\xfe<",
+    b"<?xml version='1.0'?>", b'{"json": true}', b"<a><b></a>",
+])
+def test_malformed(body: bytes) -> None:
+    with pytest.raises(ParseError):
+        parse_session_counts(body)
+
+
+def test_oversized_body() -> None:
+    body = sample("PartnerSessionCounts") + b" " * (16 * 1024 * 1024)
+    with pytest.raises(ParseError, match="cap"):
+        parse_session_counts(body)
+    with pytest.raises(ParseError, match="cap"):
+        parse_session_counts(sample("PartnerSessionCounts"), max_bytes=100)
+
+
+def _counts(*items: str) -> bytes:
+    return (f'<ArrayOfSessionCount xmlns="{NS}">' + "".join(items)
+            + "</ArrayOfSessionCount>").encode()
+
+
+def test_unusable_count_records_are_skipped_not_fatal() -> None:
+    body = _counts(
+        "<sessionCount><type>C</type><status>C</status><count>3</count></sessionCount>",
+        "<sessionCount><type>C</type><status>Q</status><count>many</count></sessionCount>",
+        "<sessionCount><type>G</type><status>C</status><count>-1</count></sessionCount>",
+        "<sessionCount><status>C</status><count>1</count></sessionCount>",
+        "<sessionCount><type>V</type><status>Z</status><count>4</count>"
+        "<averageDuration>soon</averageDuration></sessionCount>",
+    )
+    counts = parse_session_counts(body)
+    assert [(r.type, r.status, r.count, r.average_duration) for r in counts.records] == [
+        ("C", "C", 3, None), ("V", "Z", 4, None)]
+    assert counts.skipped == 3
+
+
+def test_group_sessions_edge_cases() -> None:
+    body = f"""<groupSessions xmlns="{NS}"><users>
+      <userSessions><partnerUserId>Gone</partnerUserId><validUser>false</validUser></userSessions>
+      <userSessions><partnerUserId>U1</partnerUserId><validUser>true</validUser><sessions>
+        <session><id>5</id><type>Z</type><status>?</status><duration>-4</duration></session>
+        <session><type>C</type><status>C</status></session>
+        <session><id>6</id><type>C</type><status>C</status><duration>1e400</duration>
+          <startTime>yesterday</startTime></session>
+      </sessions></userSessions></users></groupSessions>""".encode()
+    page = parse_group_sessions(body)
+    assert page.next_id is None
+    assert [(s.id, s.type, s.status, s.duration, s.start_time) for s in page.sessions] == [
+        (5, "Z", "?", None, None), (6, "C", "C", None, None)]
+    assert page.skipped == 1
+    assert page.invalid_users == ["Gone"]
+
+
+def test_group_sessions_bad_next_id() -> None:
+    body = f'<groupSessions xmlns="{NS}"><nextId>abc</nextId></groupSessions>'.encode()
+    with pytest.raises(ParseError, match="nextId"):
+        parse_group_sessions(body)
+
+
+def test_user_sessions_needs_valid_user() -> None:
+    with pytest.raises(ParseError, match="validUser"):
+        parse_user_sessions(f'<userSessions xmlns="{NS}"><sessions/></userSessions>'.encode())
+    reply = parse_user_sessions(
+        f'<userSessions xmlns="{NS}"><validUser>false</validUser></userSessions>'.encode())
+    assert reply.valid_user is False
+    assert reply.sessions == []
+
+
+def test_elements_in_a_foreign_namespace_are_ignored() -> None:
+    body = (f'<ArrayOfSessionCount xmlns="{NS}" xmlns:x="urn:x">'
+            "<x:sessionCount><type>C</type><status>C</status><count>9</count></x:sessionCount>"
+            "</ArrayOfSessionCount>").encode()
+    assert parse_session_counts(body).records == []
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("2020-03-31T20:13:58Z", ts("2020-03-31T20:13:58")),
+    ("2020-03-31T20:13:58", ts("2020-03-31T20:13:58")),  # "Date values are returned in UTC"
+    ("2020-03-31T16:13:58-04:00", ts("2020-03-31T20:13:58")),
+    ("2020-03-31T20:13:58.250Z", ts("2020-03-31T20:13:58") + 0.25),
+    ("", None), ("garbage", None), (None, None),
+])
+def test_parse_time(text: str | None, expected: float | None) -> None:
+    assert parse_time(text) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=2000))
+def test_arbitrary_bytes_raise_only_parse_error(body: bytes) -> None:
+    for parser in set(PARSERS.values()):
+        with contextlib.suppress(ParseError):
+            parser(body)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(sorted(PARSERS)), st.integers(0, 3000), st.binary(max_size=20))
+def test_mutated_samples_raise_only_parse_error(name: str, at: int, junk: bytes) -> None:
+    body = sample(name)
+    at %= len(body)
+    with contextlib.suppress(ParseError):
+        PARSERS[name](body[:at] + junk + body[at + len(junk):])

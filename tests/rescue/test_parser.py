@@ -1,0 +1,227 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from exporter.errors import ParseError
+from exporter.vendors.rescue.parser import parse_login, parse_sessions, parse_start_time
+
+DOC = Path("/work/shared/vendor-docs/logmein-rescue-getsession.txt")
+
+# The doc's Output section, verbatim (wrapping and trailing space included).
+DOC_SAMPLE = (
+    b"OK ID|Status|Entry ID|Entry|Technician ID|Technician|Start Time|Waiting Time|"
+    b"Custom Field 0|\n"
+    b"Custom Field 1|Custom Field 2|Language|Transferred To|Transferred Comment|"
+    b"Is Lead Technician|\n"
+    b"HandingOff|1663112|Waiting|0||337366|John Doe|2/16/2012 9:00 AM|13|Customer|||en|||yes|| "
+)
+
+HEADER_V2 = (b"ID|Status|Entry ID|Entry|Technician ID|Technician|Start Time|Waiting Time|"
+             b"Custom Field 0|Custom Field 1|Custom Field 2|Language|Transferred To|"
+             b"Transferred Comment|Is Lead Technician|HandingOff|")
+ROW_1 = b"1663112|Waiting|4411|Billing|||2/16/2012 9:00 AM|13|Customer 1|T-1||en|||||"
+ROW_2 = b"1663115|Active|4412|Hardware|337401|John Doe|2/16/2012 9:05 PM|40|Customer 2|||pt|||yes||"
+
+
+def capture(*rows: bytes, sep: bytes = b"\r\n", header: bytes = HEADER_V2) -> bytes:
+    return b"OK" + sep + sep + sep.join((header, *rows)) + sep
+
+
+def test_doc_sample_is_the_one_in_the_vendor_doc() -> None:
+    if DOC.exists():
+        assert DOC_SAMPLE.decode() in DOC.read_text()
+
+
+def test_doc_sample_verbatim() -> None:
+    result = parse_sessions(DOC_SAMPLE)
+    assert result.code == "OK"
+    assert len(result.columns) == 16
+    assert result.shifted_rows == 0
+    (session,) = result.sessions
+    assert session.id == "1663112"
+    assert session.status == "Waiting"
+    assert session.channel_id == "0"
+    assert session.channel == ""
+    assert session.technician_id == "337366"
+    assert session.technician == "John Doe"
+    assert session.waiting_seconds == 13
+    assert session.start_time == datetime(2012, 2, 16, 9, 0, tzinfo=UTC).timestamp()
+
+
+def test_real_capture_shape_with_blank_line_and_crlf() -> None:
+    result = parse_sessions(capture(ROW_1, ROW_2))
+    assert [s.id for s in result.sessions] == ["1663112", "1663115"]
+    assert [s.status for s in result.sessions] == ["Waiting", "Active"]
+    assert result.sessions[0].technician == ""
+    assert result.sessions[1].technician == "John Doe"
+    assert result.sessions[1].channel == "Hardware"
+    assert result.sessions[1].start_time == datetime(2012, 2, 16, 21, 5, tzinfo=UTC).timestamp()
+
+
+@pytest.mark.parametrize("sep", [b"\n", b"\r\n", b"\r"])
+def test_line_endings(sep: bytes) -> None:
+    result = parse_sessions(capture(ROW_1, ROW_2, sep=sep))
+    assert len(result.sessions) == 2 and result.shifted_rows == 0
+
+
+def test_status_line_followed_by_table_on_same_line_without_blank_line() -> None:
+    body = b"OK " + HEADER_V2 + b"\n" + ROW_1 + b"\n" + ROW_2 + b"\n"
+    assert [s.id for s in parse_sessions(body).sessions] == ["1663112", "1663115"]
+
+
+def test_columns_found_by_name_not_position() -> None:
+    header = b"Waiting Time|Status|Custom Field 3|ID|Technician|"
+    body = b"OK\r\n\r\n" + header + b"\r\n" + b"7|On Hold|x|42|Ana Silva|\r\n"
+    (session,) = parse_sessions(body).sessions
+    assert (session.id, session.status, session.waiting_seconds, session.technician) == (
+        "42", "On Hold", 7, "Ana Silva")
+    assert session.start_time is None and session.channel == ""
+
+
+def test_empty_list_and_header_only() -> None:
+    assert parse_sessions(b"OK").sessions == ()
+    assert parse_sessions(b"OK\r\n\r\n").sessions == ()
+    result = parse_sessions(capture())
+    assert result.sessions == () and len(result.columns) == 16
+
+
+def test_pipe_in_custom_field_shifts_only_that_row() -> None:
+    shifted = b"1663113|Waiting|4411|Billing|||2/16/2012 9:00 AM|5|ACME | Ltd|||en|||||"
+    result = parse_sessions(capture(ROW_1, shifted, ROW_2))
+    assert [s.id for s in result.sessions] == ["1663112", "1663115"]
+    assert result.shifted_rows == 1
+
+
+def test_a_single_shifted_row_is_not_mistaken_for_the_doc_wrapping() -> None:
+    shifted = b"1663113|Waiting|4411|Billing|||2/16/2012 9:00 AM|5|A|B|C|D|en|||||"
+    result = parse_sessions(capture(shifted))
+    assert result.sessions == () and result.shifted_rows == 1
+
+
+def test_line_break_inside_a_field_keeps_the_row() -> None:
+    broken = (b"1663114|Active|4411|Billing|337401|John Doe|2/16/2012 9:00 AM|5|Cust\r\nomer"
+              b"|||en|||||")
+    result = parse_sessions(capture(ROW_1, broken))
+    assert [s.id for s in result.sessions] == ["1663112", "1663114"]
+    assert result.shifted_rows == 0
+
+
+def test_truncated_reply_is_a_parse_error() -> None:
+    body = capture(ROW_1, ROW_2)
+    with pytest.raises(ParseError, match="truncated"):
+        parse_sessions(body[: len(body) - 10])
+
+
+def test_row_cut_right_after_a_pipe_is_skipped_as_shifted() -> None:
+    body = capture(ROW_1, ROW_2)
+    cut = body.index(b"|Hardware|") + 1
+    table = parse_sessions(body[:cut])
+    assert (len(table.sessions), table.shifted_rows) == (1, 1)
+
+
+def test_missing_final_line_end_is_accepted() -> None:
+    # The doc's own sample ends without one; transport truncation is caught by the
+    # HTTP layer (Content-Length and chunked framing), not here.
+    assert len(parse_sessions(capture(ROW_1, ROW_2)[:-2]).sessions) == 2
+    assert len(parse_sessions(capture(ROW_1, ROW_2)[:-1]).sessions) == 2
+
+
+def test_shifted_last_row_with_line_end_is_only_skipped() -> None:
+    shifted = b"1663113|Waiting|4411|Billing|||2/16/2012 9:00 AM|5|ACME | Ltd|||en|||||"
+    assert parse_sessions(capture(ROW_1, shifted)).shifted_rows == 1
+
+
+def test_wrapped_table_that_does_not_divide_is_a_parse_error() -> None:
+    with pytest.raises(ParseError):
+        parse_sessions(DOC_SAMPLE.replace(b"|Customer|", b"|Cust|omer|"))
+
+
+def test_wrapped_table_with_two_rows() -> None:
+    body = DOC_SAMPLE.rstrip() + b"1663113|Active|0||337366|John Doe|2/16/2012 9:01 AM|2|||||||||"
+    assert [s.id for s in parse_sessions(body).sessions] == ["1663112", "1663113"]
+
+
+def test_localised_and_unknown_statuses_are_kept_verbatim() -> None:
+    rows = (b"1|Aguardando|||||||||||||||", b"2|Something new|||||||||||||||")
+    assert [s.status for s in parse_sessions(capture(*rows)).sessions] == [
+        "Aguardando", "Something new"]
+
+
+def test_utf8_and_cp1252_bodies() -> None:
+    row = "1|Fechado pelo técnico|||||||||||||||".encode()
+    assert parse_sessions(capture(row)).sessions[0].status == "Fechado pelo técnico"
+    row = "1|Fechado pelo técnico|||||||||||||||".encode("cp1252")
+    assert parse_sessions(capture(row)).sessions[0].status == "Fechado pelo técnico"
+
+
+def test_rows_with_bad_id_or_empty_status_are_invalid() -> None:
+    rows = (b"abc|Active|||||||||||||||", b"12||||||||||||||||", ROW_1)
+    result = parse_sessions(capture(*rows))
+    assert [s.id for s in result.sessions] == ["1663112"]
+    assert result.invalid_rows == 2
+
+
+def test_unreadable_times_become_unknown_and_are_counted() -> None:
+    row = b"5|Active||||||x1|||||||||"
+    row2 = b"6|Active|||||13/45/2012 9:00 AM||||||||||"
+    result = parse_sessions(capture(row, row2))
+    assert [s.waiting_seconds for s in result.sessions] == [None, None]
+    assert [s.start_time for s in result.sessions] == [None, None]
+    assert result.invalid_values == 2
+
+
+@pytest.mark.parametrize("code", ["ERROR", "NOTLOGGEDIN", "INVALIDPARAM_NODE",
+                                  "INVALID_SECRETAUTHCODE", "USER_DELETED_OR_DISABLED"])
+def test_error_codes(code: str) -> None:
+    assert parse_sessions(code.encode()).code == code
+    assert parse_sessions(f"{code}\r\n".encode()).sessions == ()
+
+
+@pytest.mark.parametrize("body", [
+    b"", b"   ", b"<html>Service Unavailable</html>", b"<<garbage|{\x00not what you expected",
+    b"MAINTENANCE", b"ok\r\n", b"\xff\xfe\x00O\x00K", b"OKAY|ID|",
+    b"OK\r\n\r\nStatus|Entry|\r\nActive|x|\r\n",
+])
+def test_hostile_bodies_raise_parse_error(body: bytes) -> None:
+    with pytest.raises(ParseError):
+        parse_sessions(body)
+
+
+def test_huge_garbage_table_does_not_explode() -> None:
+    rows = [b"|" * (i % 50) for i in range(1, 2000)]
+    result = parse_sessions(capture(*rows))
+    assert result.sessions == ()
+
+
+def test_start_time_in_configured_zone() -> None:
+    sao_paulo = ZoneInfo("America/Sao_Paulo")
+    expected = datetime(2012, 2, 16, 0, 30, tzinfo=sao_paulo).timestamp()
+    assert parse_start_time("2/16/2012 12:30 AM", sao_paulo) == expected
+    assert parse_start_time("2/16/2012 12:30 PM", UTC) == datetime(
+        2012, 2, 16, 12, 30, tzinfo=UTC).timestamp()
+    assert parse_start_time("2/16/2012 13:30", UTC) == datetime(
+        2012, 2, 16, 13, 30, tzinfo=UTC).timestamp()
+    assert parse_start_time("2/16/2012 13:30 PM", UTC) is None
+    assert parse_start_time("16.02.2012 9:00", UTC) is None
+
+
+def test_zone_is_used_by_parse_sessions() -> None:
+    zone = ZoneInfo("Europe/Lisbon")
+    summer = b"1|Active|||||7/1/2024 9:00 AM||||||||||"
+    session = parse_sessions(capture(summer), zone).sessions[0]
+    assert session.start_time == datetime(2024, 7, 1, 8, 0, tzinfo=UTC).timestamp()
+
+
+@pytest.mark.parametrize("body,code", [(b"OK", "OK"), (b"INVALID\r\n", "INVALID"),
+                                       (b"LIMITREACHED", "LIMITREACHED"), (b"ERROR", "ERROR")])
+def test_login_codes(body: bytes, code: str) -> None:
+    assert parse_login(body) == code
+
+
+def test_login_garbage() -> None:
+    with pytest.raises(ParseError):
+        parse_login(b"<html>")

@@ -318,7 +318,7 @@ async def test_bad_api_key_is_an_auth_failure(h: Harness) -> None:
 
 
 @pytest.mark.parametrize(("fault", "reason"), [
-    ("http_503", "http_5xx"), ("rate_limit", "rate_limited"), ("truncate", "parse"),
+    ("http_503", "http_5xx"), ("rate_limit", "rate_limited"), ("truncate", "connection"),
     ("garbage", "parse"), ("auth", "auth"),
 ])
 async def test_faults_map_to_reasons(h: Harness, fault: str, reason: str) -> None:

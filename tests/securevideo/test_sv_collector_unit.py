@@ -1,0 +1,310 @@
+"""Collector semantics on crafted History replies (no network: the client is replaced)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from exporter.clock import FakeClock
+from exporter.errors import UpstreamError
+from exporter.http import Upstream
+from exporter.vendors.securevideo.collector import SecureVideoCollector
+from exporter.vendors.securevideo.parser import HistoryPage, HistoryRecord
+
+from .helpers import Harness, account, harness, pick, samples, total
+
+BASE = "https://api.securevideo.com"
+
+
+def ts(text: str) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
+
+
+class FakeClient:
+    """Stands in for HistoryClient: serves whatever the test put in `feed_records`."""
+
+    def __init__(self) -> None:
+        self.feed_records: list[HistoryRecord] = []
+        self.month_records: list[HistoryRecord] = []
+        self.skipped = 0
+        self.month_calls: list[float] = []
+        self.fail_month = False
+        self.fail_feed = False
+
+    async def feed(self, upstream: Upstream, now: float) -> HistoryPage:
+        if self.fail_feed:
+            raise upstream.error("history", "http_5xx", "HTTP 500")
+        return HistoryPage(tuple(self.feed_records), self.skipped, "record 0: x")
+
+    async def month(self, upstream: Upstream, now: float) -> HistoryPage:
+        self.month_calls.append(now)
+        if self.fail_month:
+            raise upstream.error("history_month", "timeout", "no reply")
+        return HistoryPage(tuple(self.month_records))
+
+
+@pytest.fixture
+async def h() -> AsyncIterator[Harness]:
+    async with harness(FakeClock(ts("2026-03-10T12:00:00"))) as result:
+        yield result
+
+
+def make(h: Harness, started_at: float | None = None, limit: int = 50,
+         **fields: Any) -> tuple[SecureVideoCollector, FakeClient]:
+    collector = h.collector(account(BASE, **fields), started_at, limit)
+    fake = FakeClient()
+    collector.client = fake  # type: ignore[assignment]
+    return collector, fake
+
+
+def rec(sid: int, billable: str | None, duration: float | None = None,
+        wait: float | None = None, status: str | None = "BILL",
+        schedule: str | None = "OnDemand", provider: str | None = "Zoom") -> HistoryRecord:
+    return HistoryRecord(session_id=sid, billable_ts=ts(billable) if billable else None,
+                         duration_minutes=duration, wait_minutes=wait, billable_status=status,
+                         schedule_type=schedule, provider=provider)
+
+
+def metrics(c: SecureVideoCollector) -> dict[Any, float]:
+    return samples(c.families())
+
+
+async def test_a_session_is_counted_once_with_the_labels_first_seen(h: Harness) -> None:
+    c, fake = make(h, started_at=ts("2026-03-10T11:00:00"))
+    fake.feed_records = [rec(1, "2026-03-10T11:30:00", status="BILL", provider="Zoom")]
+    await c.collect(h.upstream)
+    # Comped and switched provider later: still the one original count.
+    fake.feed_records = [rec(1, "2026-03-10T11:30:00", 20, 2, status="COMP",
+                             provider="VSee")]
+    h.clock.advance(60)
+    await c.collect(h.upstream)
+    await c.collect(h.upstream)
+    m = metrics(c)
+    assert pick(m, "securevideo_sessions_total") == {
+        (("account", "clinic"), ("billable_status", "BILL"), ("provider", "Zoom"),
+         ("schedule_type", "OnDemand")): 1.0}
+    # The duration is labelled with the provider current when it became known.
+    assert total(m, "securevideo_session_duration_seconds_count", provider="VSee") == 1
+    assert total(m, "securevideo_session_duration_seconds_sum", provider="VSee") == 1200
+    assert total(m, "securevideo_session_wait_seconds_sum", provider="VSee") == 120
+
+
+async def test_duration_observed_once_even_when_a_reconnect_grows_it(h: Harness) -> None:
+    c, fake = make(h, started_at=ts("2026-03-10T00:00:00"))
+    fake.feed_records = [rec(1, "2026-03-10T11:00:00", None, None)]
+    await c.collect(h.upstream)
+    m = metrics(c)
+    assert total(m, "securevideo_session_duration_seconds_count") == 0
+    assert total(m, "securevideo_sessions_in_progress") == 1
+    for duration, wait in ((10, 3), (None, None), (25, 3), (25, 3)):
+        fake.feed_records = [rec(1, "2026-03-10T11:00:00", duration, wait)]
+        h.clock.advance(60)
+        await c.collect(h.upstream)
+    m = metrics(c)
+    assert total(m, "securevideo_session_duration_seconds_count") == 1
+    assert total(m, "securevideo_session_duration_seconds_sum") == 600
+    assert total(m, "securevideo_session_wait_seconds_count") == 1
+    assert total(m, "securevideo_session_wait_seconds_sum") == 180
+    assert total(m, "securevideo_sessions_total") == 1
+    assert total(m, "securevideo_sessions_in_progress") == 0
+
+
+async def test_null_wait_is_unknown_but_zero_wait_is_observed(h: Harness) -> None:
+    c, fake = make(h, started_at=0.0)
+    fake.feed_records = [rec(1, "2026-03-10T11:00:00", 10, None, provider="Zoom"),
+                         rec(2, "2026-03-10T11:05:00", 10, 0, provider="VSee")]
+    await c.collect(h.upstream)
+    m = metrics(c)
+    assert total(m, "securevideo_session_wait_seconds_count") == 1
+    assert total(m, "securevideo_session_wait_seconds_count", provider="VSee") == 1
+    assert m[("securevideo_session_wait_seconds_bucket",
+              (("account", "clinic"), ("le", "10.0"), ("provider", "VSee")))] == 1
+    assert total(m, "securevideo_session_duration_seconds_count") == 2
+    # A wait that shows up later is observed then, once.
+    fake.feed_records = [rec(1, "2026-03-10T11:00:00", 10, 4)]
+    await c.collect(h.upstream)
+    await c.collect(h.upstream)
+    assert total(metrics(c), "securevideo_session_wait_seconds_count") == 2
+
+
+async def test_restart_rule_sessions_before_start_are_never_counted(h: Harness) -> None:
+    started = ts("2026-03-10T11:00:00")
+    c, fake = make(h, started_at=started)
+    fake.feed_records = [
+        rec(1, "2026-03-10T10:59:59.999", None),  # connected before we started
+        rec(2, "2026-03-10T11:00:00", None),
+        rec(3, "2026-03-09T08:00:00", 30, 1),
+    ]
+    await c.collect(h.upstream)
+    fake.feed_records = [rec(1, "2026-03-10T10:59:59.999", 40, 2),
+                         rec(2, "2026-03-10T11:00:00", 15, 1)]
+    await c.collect(h.upstream)
+    m = metrics(c)
+    assert total(m, "securevideo_sessions_total") == 1
+    assert total(m, "securevideo_session_duration_seconds_sum") == 900
+    assert total(m, "securevideo_session_wait_seconds_sum") == 60
+
+
+async def test_in_progress_counts_connected_sessions_without_duration(h: Harness) -> None:
+    c, fake = make(h, started_at=h.clock.time())
+    fake.feed_records = [
+        rec(1, "2026-03-10T11:00:00", None),
+        rec(1, "2026-03-10T11:00:00", None),  # a duplicate row counts once
+        rec(2, "2026-03-09T01:00:00", None),  # before start: still in progress now
+        rec(3, "2026-03-10T11:10:00", 4),
+        rec(4, None, None),  # never connected
+    ]
+    await c.collect(h.upstream)
+    assert total(metrics(c), "securevideo_sessions_in_progress") == 2
+
+
+async def test_in_progress_max_age_drops_sessions_whose_end_was_never_learnt(
+    h: Harness,
+) -> None:
+    c, fake = make(h, in_progress_max_age="6h")
+    fake.feed_records = [rec(1, "2026-03-10T11:00:00", None), rec(2, "2026-03-10T05:59:59",
+                                                                  None)]
+    await c.collect(h.upstream)
+    assert total(metrics(c), "securevideo_sessions_in_progress") == 1
+
+
+async def test_null_and_unknown_enum_values_and_label_overflow(h: Harness) -> None:
+    c, fake = make(h, started_at=0.0, limit=1)
+    fake.feed_records = [
+        rec(1, "2026-03-10T11:00:00", status=None, schedule=None, provider=None),
+        rec(2, "2026-03-10T11:01:00", status="TRIA", schedule="", provider="Teams"),
+        rec(3, "2026-03-10T11:02:00", status="FREE", provider="Webex"),
+        rec(4, "2026-03-10T11:03:00", status="TRIA", provider="Teams" + "x" * 500),
+    ]
+    await c.collect(h.upstream)
+    m = metrics(c)
+    sessions = {(d["billable_status"], d["schedule_type"], d["provider"]): n
+                for d, n in ((dict(k), n) for k, n in
+                             pick(m, "securevideo_sessions_total").items())}
+    assert sessions == {
+        ("unknown", "unknown", "unknown"): 1,
+        ("TRIA", "unknown", "Teams"): 1,  # one extra value per label fits the limit
+        ("other", "OnDemand", "other"): 1,
+        ("TRIA", "OnDemand", "other"): 1,  # a long value is cut, then folds as new
+    }
+    assert h.rejected["label_overflow"] == 3
+
+
+async def test_bad_records_are_rejected_as_counted(h: Harness) -> None:
+    c, fake = make(h)
+    fake.skipped = 3
+    await c.collect(h.upstream)
+    assert h.rejected["bad_record"] == 3
+
+
+async def test_month_gauge_zero_filled_latest_status_and_interval(h: Harness) -> None:
+    c, fake = make(h)
+    fake.month_records = [rec(1, "2026-03-01T00:00:00", status="BILL"),
+                          rec(2, "2026-03-02T00:00:00", status="COMP"),
+                          rec(2, "2026-03-02T00:00:00", status="COMP"),
+                          rec(3, "2026-03-03T00:00:00", status="WEIRD"),
+                          rec(4, None, status=None)]
+    await c.collect(h.upstream)
+    month = {dict(k)["billable_status"]: v
+             for k, v in pick(metrics(c), "securevideo_sessions_month").items()}
+    assert month == {"BILL": 1, "SVCO": 0, "DUPL": 0, "COMP": 1, "WEIRD": 1}
+    fake.month_records = [rec(1, "2026-03-01T00:00:00", status="COMP")]
+    h.clock.advance(299)
+    await c.collect(h.upstream)
+    assert len(fake.month_calls) == 1  # not due yet: the default month_interval is 5m
+    h.clock.advance(1)
+    await c.collect(h.upstream)
+    assert len(fake.month_calls) == 2
+    month = {dict(k)["billable_status"]: v
+             for k, v in pick(metrics(c), "securevideo_sessions_month").items()}
+    assert month == {"BILL": 0, "SVCO": 0, "DUPL": 0, "COMP": 1}
+
+
+async def test_month_boundary_drops_last_months_numbers_at_once(h: Harness) -> None:
+    h.clock.set(ts("2026-03-31T23:59:00"))
+    c, fake = make(h, month_interval="1h")
+    fake.month_records = [rec(1, "2026-03-05T00:00:00")]
+    await c.collect(h.upstream)
+    assert total(metrics(c), "securevideo_sessions_month") == 1
+    h.clock.set(ts("2026-04-01T00:00:10"))
+    fake.fail_month = True
+    with pytest.raises(UpstreamError):
+        await c.collect(h.upstream)
+    assert pick(metrics(c), "securevideo_sessions_month") == {}
+    fake.fail_month = False
+    fake.month_records = []
+    h.clock.advance(5)
+    await c.collect(h.upstream)  # a failed month query is retried next cycle, not in 1h
+    assert len(fake.month_calls) == 3
+    assert total(metrics(c), "securevideo_sessions_month") == 0
+    assert len(pick(metrics(c), "securevideo_sessions_month")) == 4
+
+
+async def test_month_failure_keeps_what_the_feed_taught(h: Harness) -> None:
+    c, fake = make(h, started_at=0.0)
+    fake.feed_records = [rec(1, "2026-03-10T11:00:00", 5, 1)]
+    fake.fail_month = True
+    with pytest.raises(UpstreamError) as caught:
+        await c.collect(h.upstream)
+    assert caught.value.operation == "history_month"
+    m = metrics(c)
+    assert total(m, "securevideo_sessions_total") == 1
+    assert total(m, "securevideo_sessions_in_progress") == 0
+    assert pick(m, "securevideo_sessions_month") == {}
+
+
+async def test_feed_failure_changes_nothing(h: Harness) -> None:
+    c, fake = make(h, started_at=0.0)
+    fake.fail_feed = True
+    fake.feed_records = [rec(1, "2026-03-10T11:00:00", 5, 1)]
+    with pytest.raises(UpstreamError):
+        await c.collect(h.upstream)
+    assert fake.month_calls == []
+    m = metrics(c)
+    assert total(m, "securevideo_sessions_total") == 0
+    assert pick(m, "securevideo_sessions_in_progress") == {}
+
+
+async def test_state_is_bounded_by_time_and_old_sessions_are_never_recounted(
+    h: Harness,
+) -> None:
+    c, fake = make(h, started_at=0.0)
+    fake.feed_records = [rec(1, "2026-03-10T11:00:00", 5, 1)]
+    await c.collect(h.upstream)
+    assert c.tracked_sessions == 1
+    # Window 2026-03-11..12 plus a day of slack still covers 03-10.
+    h.clock.set(ts("2026-03-12T23:00:00"))
+    fake.feed_records = []
+    await c.collect(h.upstream)
+    assert c.tracked_sessions == 1
+    h.clock.set(ts("2026-03-13T00:00:00"))
+    await c.collect(h.upstream)
+    assert c.tracked_sessions == 0
+    # A vendor ignoring startDt returns the forgotten session: it must not count again.
+    fake.feed_records = [rec(1, "2026-03-10T11:00:00", 5, 1)]
+    await c.collect(h.upstream)
+    m = metrics(c)
+    assert total(m, "securevideo_sessions_total") == 1
+    assert total(m, "securevideo_session_duration_seconds_count") == 1
+    assert c.tracked_sessions == 0
+
+
+async def test_families_carry_account_first_and_help_texts(h: Harness) -> None:
+    c, fake = make(h, started_at=0.0)
+    fake.feed_records = [rec(1, "2026-03-10T11:00:00", 5, 1)]
+    await c.collect(h.upstream)
+    families = {f.name: f for f in c.families()}
+    assert set(families) == {
+        "securevideo_sessions", "securevideo_session_duration_seconds",
+        "securevideo_session_wait_seconds", "securevideo_sessions_in_progress",
+        "securevideo_sessions_month"}
+    assert families["securevideo_sessions"].type == "counter"
+    assert families["securevideo_session_duration_seconds"].type == "histogram"
+    for family in families.values():
+        assert "polled in the background" in family.documentation
+        for sample in family.samples:
+            assert next(iter(sample.labels)) == "account"
+            assert sample.labels["account"] == "clinic"

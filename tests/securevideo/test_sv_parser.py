@@ -1,0 +1,239 @@
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from exporter.errors import ParseError
+from exporter.vendors.securevideo.parser import (
+    HistoryRecord,
+    parse_error_message,
+    parse_history,
+    parse_timestamp,
+)
+
+# The History JSON example from the vendor document, verbatim.
+DOC_SAMPLE = b"""[
+{
+"SessionId": 105236,
+"ScheduleTs": "2016-11-03T21:45:09.467",
+"BillableTs": "2016-11-03T21:46:16.1",
+"DurationMinutes": 25,
+"WaitTime": 4,
+"BillableStatusCd": "BILL",
+"ScheduleType": "OnDemand",
+"UserId": 4,
+"UsageDescription": "Aaron Johnson Session #105236 with Trevor Stamp - Counted Session",
+"ScheduledByUserId": 332,
+"ReportableMeetingProvider": "Zoom"
+},
+{
+"SessionId": 105022,
+"ScheduleTs": "2016-11-03T22:00:00",
+"BillableTs": "2016-11-03T21:56:30.72",
+"DurationMinutes": 31,
+"WaitTime": 0,
+"BillableStatusCd": "SVCO",
+"ScheduleType": "Rescheduled",
+"UserId": 1,
+"UsageDescription": "Iam Demo Session #105022 with George Washington, Alexander Hamilton, James Madison - Session with SecureVideo.com - does not count towards billable limits",
+"ScheduledByUserId": null,
+"ReportableMeetingProvider": "One-Click"
+}
+]"""  # noqa: E501
+
+NOV_3_2016 = 1478131200  # 2016-11-03T00:00:00Z
+
+
+def test_doc_sample_verbatim() -> None:
+    page = parse_history(DOC_SAMPLE)
+    assert page.skipped == 0
+    assert page.records == (
+        HistoryRecord(
+            session_id=105236,
+            schedule_ts=NOV_3_2016 + 21 * 3600 + 45 * 60 + 9.467,
+            billable_ts=NOV_3_2016 + 21 * 3600 + 46 * 60 + 16.1,
+            duration_minutes=25.0, wait_minutes=4.0, billable_status="BILL",
+            schedule_type="OnDemand", user_id=4, provider="Zoom",
+        ),
+        HistoryRecord(
+            session_id=105022,
+            schedule_ts=NOV_3_2016 + 22 * 3600,
+            billable_ts=NOV_3_2016 + 21 * 3600 + 56 * 60 + 30.72,
+            duration_minutes=31.0, wait_minutes=0.0, billable_status="SVCO",
+            schedule_type="Rescheduled", user_id=1, provider="One-Click",
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2016-11-03T22:00:00", NOV_3_2016 + 79200),
+        ("2016-11-03T22:00:00Z", NOV_3_2016 + 79200),
+        ("2016-11-03T21:46:16.1", NOV_3_2016 + 78376.1),
+        ("2016-11-03T21:45:09.467", NOV_3_2016 + 78309.467),
+        ("2016-11-03T21:45:09.4670000", NOV_3_2016 + 78309.467),
+        ("2016-11-03T00:00:00.0000001", NOV_3_2016 + 1e-7),
+    ],
+)
+def test_timestamps_with_0_to_7_fractional_digits(text: str, expected: float) -> None:
+    assert parse_timestamp(text) == pytest.approx(expected, abs=1e-9)
+
+
+def test_timestamp_rounding_matches_milliseconds_exactly() -> None:
+    assert parse_timestamp("2016-11-03T21:46:16.1") == 1478209576100 / 1000
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2016-11-03T21:46:16.12345678", "2016-11-03T21:46:16+01:00", "2016-11-03 21:46:16",
+     "2016-13-03T21:46:16", "2016-02-30T00:00:00", "2016-11-03T24:00:00", "0000-01-01T00:00:00",
+     "2016-11-03", "", "٢٠١٦-11-03T21:46:16", "2016-11-03T21:46:16.", "2016-11-03T21:46:16ZZ"],
+)
+def test_malformed_timestamps_are_rejected(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_timestamp(text)
+
+
+def test_nulls_absent_and_unknown_fields() -> None:
+    body = json.dumps([
+        {"SessionId": 1},
+        {"SessionId": 2, "ScheduleTs": None, "BillableTs": None, "DurationMinutes": None,
+         "WaitTime": None, "BillableStatusCd": None, "ScheduleType": None, "UserId": None,
+         "ReportableMeetingProvider": None, "CustomerId": 9, "CustomerName": "Acme",
+         "Brand-New": {"nested": [1, 2, {"x": None}]}},
+    ]).encode()
+    page = parse_history(body)
+    assert page.skipped == 0
+    assert page.records == (HistoryRecord(session_id=1), HistoryRecord(session_id=2))
+
+
+def test_unknown_enum_values_are_kept_verbatim() -> None:
+    body = b'[{"SessionId": 3, "BillableStatusCd": "TRIA", "ScheduleType": "Recurring",' \
+           b' "ReportableMeetingProvider": "Teams"}]'
+    (record,) = parse_history(body).records
+    assert (record.billable_status, record.schedule_type, record.provider) == (
+        "TRIA", "Recurring", "Teams")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"SessionId": 4, "DurationMinutes": "abc"},
+        {"SessionId": 4, "DurationMinutes": "25"},
+        {"SessionId": 4, "WaitTime": True},
+        {"SessionId": 4, "WaitTime": -1},
+        {"SessionId": 4, "DurationMinutes": [25]},
+        {"SessionId": 4, "BillableTs": 1478209576},
+        {"SessionId": 4, "BillableTs": "yesterday"},
+        {"SessionId": 4, "BillableStatusCd": 7},
+        {"SessionId": 4, "ReportableMeetingProvider": {"name": "Zoom"}},
+        {"SessionId": 4, "UserId": 1.5},
+        {"SessionId": "4"},
+        {"SessionId": True},
+        {"SessionId": None},
+        {"BillableTs": "2016-11-03T21:46:16.1"},
+        "a string",
+        42,
+        None,
+        [{"SessionId": 4}],
+    ],
+)
+def test_a_wrongly_typed_record_is_skipped_and_counted(bad: object) -> None:
+    good = {"SessionId": 5, "BillableTs": "2016-11-03T21:46:16.1", "DurationMinutes": 3}
+    page = parse_history(json.dumps([good, bad, good | {"SessionId": 6}]).encode())
+    assert [r.session_id for r in page.records] == [5, 6]
+    assert page.skipped == 1
+    assert page.first_problem is not None and page.first_problem.startswith("record 1:")
+
+
+def test_problem_text_never_repeats_the_body() -> None:
+    page = parse_history(b'[{"SessionId": 1, "DurationMinutes": "s3cret-looking"}]')
+    assert page.first_problem is not None and "s3cret" not in page.first_problem
+
+
+def test_fractional_minutes_are_accepted() -> None:
+    (record,) = parse_history(b'[{"SessionId": 1, "DurationMinutes": 2.5, "WaitTime": 0.0}]'
+                              ).records
+    assert (record.duration_minutes, record.wait_minutes) == (2.5, 0.0)
+
+
+@pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity", b"1e999"])
+def test_non_finite_numbers_skip_the_record(literal: bytes) -> None:
+    page = parse_history(b'[{"SessionId": 1, "DurationMinutes": ' + literal + b"}]")
+    assert (page.records, page.skipped) == ((), 1)
+
+
+def test_an_absurdly_long_integer_skips_the_record_quickly() -> None:
+    body = b'[{"SessionId": ' + b"9" * 100_000 + b'}, {"SessionId": 2}]'
+    started = time.perf_counter()
+    page = parse_history(body)
+    assert time.perf_counter() - started < 1.0
+    assert [r.session_id for r in page.records] == [2]
+    assert page.skipped == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"   ", b"not json", b"<html>Service Unavailable</html>", b"[{", b'[{"SessionId": 1}',
+     b"\xff\xfe\x00garbage", b"<<garbage|{\x00not what you expected", b"{}", b'"text"', b"null",
+     b"42", b'{"Message": "An error has occurred."}'],
+)
+def test_a_reply_that_is_not_a_json_array_fails_as_a_whole(body: bytes) -> None:
+    with pytest.raises(ParseError):
+        parse_history(body)
+
+
+@pytest.mark.parametrize("opener", [b"[", b'{"a":'])
+def test_deep_nesting_is_a_parse_error_not_a_crash(opener: bytes) -> None:
+    with pytest.raises(ParseError):
+        parse_history(opener * 200_000)
+    nested_in_record = b'[{"SessionId": 1, "X": ' + b"[" * 200_000 + b"]" * 200_000 + b"}]"
+    with pytest.raises(ParseError, match="nested too deeply"):
+        parse_history(nested_in_record)
+
+
+def test_a_byte_order_mark_is_tolerated() -> None:
+    page = parse_history(b"\xef\xbb\xbf" + DOC_SAMPLE)
+    assert len(page.records) == 2
+
+
+def test_a_huge_reply_parses_in_bounded_time() -> None:
+    record = json.loads(DOC_SAMPLE)[0]
+    body = json.dumps([record | {"SessionId": i} for i in range(40_000)]).encode()
+    assert len(body) > 10_000_000
+    started = time.perf_counter()
+    page = parse_history(body)
+    assert time.perf_counter() - started < 10.0
+    assert len(page.records) == 40_000
+
+
+def test_duplicate_keys_take_the_last_value_like_any_json_reader() -> None:
+    (record,) = parse_history(b'[{"SessionId": 1, "SessionId": 2}]').records
+    assert record.session_id == 2
+
+
+def test_error_message_with_detail() -> None:
+    body = b'{"Message": "The request is invalid.", "MessageDetail": "bad startDt"}'
+    assert parse_error_message(body) == "The request is invalid. (bad startDt)"
+    assert parse_error_message(b'{"Message": "Denied", "MessageDetail": null}') == "Denied"
+
+
+@pytest.mark.parametrize(
+    "body", [b"Unauthorized", b"", b"[]", b'{"message": "lower"}', b'{"Message": 5}',
+             b"[" * 100_000],
+)
+def test_not_an_error_object(body: bytes) -> None:
+    assert parse_error_message(body) is None
+
+
+def test_error_message_is_cut_cleaned_and_redacted() -> None:
+    secret = "x" * 150 + "TAIL"
+    body = json.dumps({"Message": "bad\nkey\x1b[31m " + secret + " " + "y" * 10_000}).encode()
+    message = parse_error_message(body, redact=(secret,))
+    assert message is not None
+    assert len(message) <= 200 and message.endswith("...")
+    assert "\n" not in message and "\x1b" not in message
+    assert "xxxxx" not in message and "<redacted>" in message

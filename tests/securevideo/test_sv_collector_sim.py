@@ -181,7 +181,7 @@ async def test_restart_does_not_recount_and_loses_nothing() -> None:
 @pytest.mark.parametrize(
     ("fault", "reason"),
     [("http_500", "http_5xx"), ("http_503", "http_5xx"), ("rate_limit", "rate_limited"),
-     ("auth", "auth"), ("garbage", "parse"), ("truncate", "parse"), ("reset", "connection")],
+     ("auth", "auth"), ("garbage", "parse"), ("truncate", "connection"), ("reset", "connection")],
 )
 async def test_faults_map_to_reasons_and_nothing_is_lost(fault: str, reason: str) -> None:
     clock = FakeClock(NEW_YEARS_EVE)

@@ -94,12 +94,21 @@ class HistogramSet:
         self._sums: dict[LabelValues, float] = {}
 
     def observe(self, labels: LabelValues, value: float) -> None:
-        counts = self._counts.get(labels)
-        if counts is None:
-            counts = self._counts[labels] = [0] * (len(self.bounds) + 1)
-            self._sums[labels] = 0.0
+        self.touch(labels)
+        counts = self._counts[labels]
         counts[bisect.bisect_left(self.bounds, value)] += 1
         self._sums[labels] += value
+
+    def touch(self, labels: LabelValues) -> None:
+        """Make an empty series exist, so rate() sees the first observation."""
+        if labels not in self._counts:
+            self._counts[labels] = [0] * (len(self.bounds) + 1)
+            self._sums[labels] = 0.0
+
+    def forget(self, labels: LabelValues) -> None:
+        """Drop a series whose entity vanished (a removed node, say)."""
+        self._counts.pop(labels, None)
+        self._sums.pop(labels, None)
 
     def count(self, labels: LabelValues) -> int:
         return sum(self._counts.get(labels, ()))

@@ -109,9 +109,11 @@ class Upstream:
         data: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
-        auth: aiohttp.BasicAuth | None = None,
         ok_statuses: tuple[int, ...] = (200,),
+        error_detail: Callable[[bytes], str | None] | None = None,
     ) -> Reply:
+        """One request. A status outside `ok_statuses` raises; `error_detail` may turn
+        the error body into a short, secret-free text for the log line."""
         self._metrics.upstream_request(self.vendor, self.account, operation)
         try:
             async with self._semaphore:
@@ -122,7 +124,6 @@ class Upstream:
                         data=data,
                         params=params,
                         headers=headers,
-                        auth=auth,
                         allow_redirects=False,
                     ) as response:
                         body = await self._read_capped(operation, response)
@@ -137,12 +138,9 @@ class Upstream:
             raise self.error(operation, "connection", type(exc).__name__) from None
         if reply.status not in ok_statuses:
             retry_after = parse_retry_after(reply.headers.get("Retry-After"), self._wall_time())
-            raise self.error(
-                operation,
-                reason_for_status(reply.status),
-                f"HTTP {reply.status}",
-                retry_after,
-            )
+            detail = error_detail(reply.body) if error_detail is not None else None
+            message = f"HTTP {reply.status}" + (f": {detail}" if detail else "")
+            raise self.error(operation, reason_for_status(reply.status), message, retry_after)
         return reply
 
     async def _read_capped(self, operation: str, response: aiohttp.ClientResponse) -> bytes:

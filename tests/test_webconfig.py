@@ -31,6 +31,11 @@ def make_cert(directory: Path, name: str) -> tuple[Path, Path]:
     return cert, key
 
 
+def basic(user: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
 async def hello(request: web.Request) -> web.Response:
     return web.Response(text="hello")
 
@@ -63,11 +68,11 @@ async def test_tls_and_basic_auth_and_certificate_rotation(tmp_path: Path) -> No
             async with http.get(url, ssl=trust_first) as r:
                 assert r.status == 401
                 assert "Basic" in r.headers["WWW-Authenticate"]
-            wrong = aiohttp.BasicAuth("prometheus", "wrong")
-            async with http.get(url, ssl=trust_first, auth=wrong) as r:
+            wrong = basic("prometheus", "wrong")
+            async with http.get(url, ssl=trust_first, headers=wrong) as r:
                 assert r.status == 401
-            right = aiohttp.BasicAuth("prometheus", "right-password")
-            async with http.get(url, ssl=trust_first, auth=right) as r:
+            right = basic("prometheus", "right-password")
+            async with http.get(url, ssl=trust_first, headers=right) as r:
                 assert r.status == 200 and await r.text() == "hello"
 
             # Rotate: a new certificate and password, picked up without a restart.
@@ -78,14 +83,14 @@ async def test_tls_and_basic_auth_and_certificate_rotation(tmp_path: Path) -> No
             security.maybe_reload()  # what the watcher task does every second
             trust_second = ssl.create_default_context(cafile=str(cert2))
             async with aiohttp.ClientSession() as fresh:  # a new TLS handshake
-                auth2 = aiohttp.BasicAuth("prometheus", "new-password")
-                async with fresh.get(url, ssl=trust_second, auth=auth2) as r:
+                auth2 = basic("prometheus", "new-password")
+                async with fresh.get(url, ssl=trust_second, headers=auth2) as r:
                     assert r.status == 200
-                async with fresh.get(url, ssl=trust_second, auth=right) as r:
+                async with fresh.get(url, ssl=trust_second, headers=right) as r:
                     assert r.status == 401  # the old password is gone
             async with aiohttp.ClientSession() as again:
                 with pytest.raises(aiohttp.ClientConnectorCertificateError):
-                    async with again.get(url, ssl=trust_first, auth=auth2):
+                    async with again.get(url, ssl=trust_first, headers=auth2):
                         pass  # the old certificate is no longer served
     finally:
         await runner.cleanup()

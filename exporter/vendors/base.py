@@ -59,7 +59,7 @@ class AccountCollector(ABC):
         each successful cycle, so it is always the state of a complete cycle."""
         return None
 
-    def restore(self, state: dict[str, Any]) -> None:
+    def restore(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
         """Resume from what `state()` returned in an earlier process."""
 
 

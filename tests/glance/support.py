@@ -12,7 +12,6 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from aioresponses import aioresponses
 from prometheus_client.core import Metric
 
 from exporter.clock import FakeClock
@@ -25,23 +24,9 @@ from exporter.vendors.glance.collector import GlanceCollector
 from exporter.vendors.glance.config import GlanceAccount, parse_account
 from exporter.vendors.glance.simulator import DEMO_API_KEY, DEMO_PARTNER_ID, GlanceSimulator
 
+from ..mocking import mocked
 
-class _SentRequest:
-    output_size = 0
-
-
-class _CompatResponse(aiohttp.ClientResponse):
-    """aioresponses 0.7.9 predates aiohttp 3.14's required `stream_writer` argument."""
-
-    def __init__(self, method: str, url: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("stream_writer", _SentRequest())
-        super().__init__(method, url, **kwargs)
-
-
-class mocked(aioresponses):
-    def add(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("response_class", _CompatResponse)
-        super().add(*args, **kwargs)
+__all__ = ["mocked"]
 
 
 SAMPLES = Path(__file__).parent / "samples"

@@ -1,11 +1,9 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from aiohttp import ClientResponse
 from aioresponses import aioresponses
 from yarl import URL
 
@@ -16,6 +14,7 @@ from exporter.selfmetrics import SelfMetrics
 from exporter.vendors.rescue.client import RescueClient, UnknownNodeError
 from exporter.vendors.rescue.config import RescueAccount
 
+from ..mocking import mocked
 from .harness import account, failures, upstream
 
 BASE = "https://secure.logmeinrescue.com"
@@ -27,21 +26,13 @@ LOGIN_FIELDS: dict[str, Any] = {"auth_code": None, "email": "ops@example.com",
                                 "password": "pw-secret"}
 
 
-class CompatResponse(ClientResponse):
-    """aioresponses 0.7.9 predates aiohttp 3.14's required `stream_writer` argument."""
-
-    def __init__(self, method: str, url: URL, **kwargs: Any) -> None:
-        kwargs.setdefault("stream_writer", SimpleNamespace(output_size=0))
-        super().__init__(method, url, **kwargs)
-
-
 class Env:
     def __init__(self, mock: aioresponses, up: Upstream, metrics: SelfMetrics,
                  clock: FakeClock) -> None:
         self.mock, self.up, self.metrics, self.clock = mock, up, metrics, clock
 
     def post(self, url: str, **kwargs: Any) -> None:
-        self.mock.post(url, response_class=CompatResponse, **kwargs)
+        self.mock.post(url, **kwargs)
 
     def calls(self, url: str) -> list[Any]:
         return list(self.mock.requests.get(("POST", URL(url)), []))
@@ -55,7 +46,7 @@ async def env() -> AsyncIterator[Env]:
     clock = FakeClock()
     metrics = SelfMetrics()
     session = new_client_session()
-    with aioresponses() as mock:
+    with mocked() as mock:
         yield Env(mock, upstream(session, metrics, clock), metrics, clock)
     await session.close()
 

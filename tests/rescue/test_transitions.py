@@ -32,8 +32,8 @@ def poll(collector: RescueCollector, at: float, *sessions: tuple[str, str, int |
 
 
 def observed(collector: RescueCollector) -> tuple[int, float]:
-    family = next(iter(collector.waits.values())).family(("hd",)) if collector.waits else None
-    if family is None:
+    family = collector.waits.family(("hd",))
+    if not family.samples:
         return 0, 0.0
     values = {s.name: s.value for s in family.samples if s.name.endswith(("_count", "_sum"))}
     return int(values["rescue_session_wait_seconds_count"]), values[

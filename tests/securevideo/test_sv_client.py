@@ -3,11 +3,9 @@ from __future__ import annotations
 import base64
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from aiohttp import ClientResponse
 from aioresponses import aioresponses as _aioresponses
 from yarl import URL
 
@@ -15,22 +13,8 @@ from exporter.clock import FakeClock
 from exporter.errors import UpstreamError
 from exporter.vendors.securevideo.client import FEED, MONTH, HistoryClient
 
+from ..mocking import mocked as aioresponses
 from .helpers import Harness, account, harness
-
-
-class _Response(ClientResponse):
-    """aioresponses 0.7.9 predates aiohttp 3.14's required `stream_writer` argument."""
-
-    def __init__(self, method: str, url: URL, **kwargs: Any) -> None:
-        kwargs.setdefault("stream_writer", SimpleNamespace(output_size=0))
-        super().__init__(method, url, **kwargs)
-
-
-class aioresponses(_aioresponses):
-    def add(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("response_class", _Response)
-        super().add(*args, **kwargs)
-
 
 BASE = "https://api.securevideo.com"
 KEY, SECRET = "sv-ident-123", "sv-secret-XYZ-987"

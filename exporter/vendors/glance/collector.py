@@ -40,14 +40,6 @@ def day_range(now: float, zone: ZoneInfo) -> tuple[float, float]:
     return start.timestamp(), end.timestamp()
 
 
-class _Histogram(HistogramSet):
-    def touch(self, labels: LabelValues) -> None:
-        """Make an empty series exist, so rate() sees the first observation."""
-        if labels not in self._counts:
-            self._counts[labels] = [0] * (len(self.bounds) + 1)
-            self._sums[labels] = 0.0
-
-
 class GlanceCollector(AccountCollector):
     def __init__(
         self,
@@ -89,7 +81,7 @@ class GlanceCollector(AccountCollector):
             "PartnerCompletedSessionsEnding), each session counted once; " + POLLED + ".",
             ("account", "session_type", "status"),
         )
-        self.durations = _Histogram(
+        self.durations = HistogramSet(
             "glance_session_duration_seconds",
             "Duration of completed Glance sessions (`duration` of "
             "PartnerCompletedSessionsEnding), observed once per session; " + POLLED + ".",

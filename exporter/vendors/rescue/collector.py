@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from prometheus_client.core import Metric
 
 from ...errors import UpstreamError
-from ...families import OTHER, BoundedLabel, HistogramSet, gauge, merge_families
+from ...families import OTHER, BoundedLabel, HistogramSet, gauge
 from ...http import Upstream
 from ..base import AccountCollector, CollectorContext
 from .client import RescueClient, UnknownNodeError
@@ -62,7 +62,7 @@ class RescueCollector(AccountCollector):
         self.canonical = {s.casefold(): s for s in STATUSES}
         self.canonical.update({k.casefold(): v for k, v in account.status_aliases.items()})
         self.nodes: dict[str, NodeState] = {}
-        self.waits: dict[str, HistogramSet] = {}
+        self.waits = HistogramSet(WAIT, WAIT_HELP, ("account", "node"), account.wait_buckets)
 
     async def collect(self, upstream: Upstream) -> None:
         failure: UpstreamError | None = None
@@ -95,7 +95,7 @@ class RescueCollector(AccountCollector):
 
     def forget(self, node: str) -> None:
         self.nodes.pop(node, None)
-        self.waits.pop(node, None)
+        self.waits.forget((node,))
 
     def apply(self, node: Node, reply: SessionList, now: float) -> None:
         for reason, count in (("shifted_row", reply.shifted_rows),
@@ -153,11 +153,7 @@ class RescueCollector(AccountCollector):
         return current
 
     def _observe(self, node: str, wait: Wait) -> None:
-        histogram = self.waits.get(node)
-        if histogram is None:
-            histogram = self.waits[node] = HistogramSet(
-                WAIT, WAIT_HELP, ("account", "node"), self.account.wait_buckets)
-        histogram.observe((node,), max(0.0, wait.last_seen - wait.start))
+        self.waits.observe((node,), max(0.0, wait.last_seen - wait.start))
 
     def _zero_fill(self, state: NodeState, extras: tuple[str, ...]) -> None:
         for status in STATUSES:
@@ -179,11 +175,9 @@ class RescueCollector(AccountCollector):
                   for node, state in fresh.items() for labels, value in state.counts.items()}
         oldest: dict[tuple[str, ...], float] = {(account, node, status): ts
                   for node, state in fresh.items() for status, ts in state.oldest_change.items()}
-        waits = [h.family((account,)) for h in self.waits.values()]
         return [
             gauge(SESSIONS, SESSIONS_HELP, ("account", "node", "status", *self.account.labels),
                   counts),
             gauge(OLDEST_CHANGE, OLDEST_HELP, ("account", "node", "status"), oldest),
-            *(merge_families(waits) or [HistogramSet(WAIT, WAIT_HELP, ("account", "node"),
-                                                     self.account.wait_buckets).family()]),
+            self.waits.family((account,)),
         ]

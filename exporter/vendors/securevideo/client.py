@@ -9,18 +9,12 @@ from __future__ import annotations
 import base64
 from datetime import UTC, date, datetime, timedelta
 
-from ...errors import UpstreamError
-from ...http import Upstream, parse_retry_after, reason_for_status
+from ...http import Upstream
 from .config import SecureVideoAccount
 from .parser import HistoryPage, parse_error_message, parse_history
 
 FEED = "history"
 MONTH = "history_month"
-
-# Error statuses are accepted from Upstream so that their JSON body can be read for the
-# vendor's Message; 3xx stays with the core (redirects are never followed).
-_READ_BODY_STATUSES = (200, *range(400, 600))
-
 
 def utc_day(now: float) -> date:
     return datetime.fromtimestamp(now, UTC).date()
@@ -70,33 +64,21 @@ class HistoryClient:
         return {"month": month_start(now).isoformat(), **self._filters()}
 
     async def feed(self, upstream: Upstream, now: float) -> HistoryPage:
-        return await self._get(upstream, FEED, self.feed_params(now), now)
+        return await self._get(upstream, FEED, self.feed_params(now))
 
     async def month(self, upstream: Upstream, now: float) -> HistoryPage:
-        return await self._get(upstream, MONTH, self.month_params(now), now)
+        return await self._get(upstream, MONTH, self.month_params(now))
 
     async def _get(
-        self, upstream: Upstream, operation: str, params: dict[str, str], now: float
+        self, upstream: Upstream, operation: str, params: dict[str, str]
     ) -> HistoryPage:
         reply = await upstream.fetch(
             operation, "GET", self.url, params=params, headers=self._headers,
-            ok_statuses=_READ_BODY_STATUSES,
+            error_detail=lambda body: parse_error_message(body, self._secrets),
         )
-        if reply.status != 200:
-            raise self._status_error(upstream, operation, reply.status, reply.body,
-                                     reply.headers.get("Retry-After"), now)
         if reply.body.lstrip()[:1] == b"{":
             # A 200 carrying an error object instead of the array of sessions.
             message = parse_error_message(reply.body, self._secrets)
             if message is not None:
                 raise upstream.error(operation, "vendor_error", f"HTTP 200: {message}")
         return upstream.parse(operation, parse_history, reply.body)
-
-    def _status_error(
-        self, upstream: Upstream, operation: str, status: int, body: bytes,
-        retry_after_header: str | None, now: float,
-    ) -> UpstreamError:
-        message = parse_error_message(body, self._secrets)
-        text = f"HTTP {status}" + (f": {message}" if message else "")
-        retry_after = parse_retry_after(retry_after_header, now)
-        return upstream.error(operation, reason_for_status(status), text, retry_after)

@@ -1,0 +1,26 @@
+"""aioresponses for unit tests of request building and error mapping.
+
+aioresponses 0.7.9 (the newest) predates aiohttp 3.14, whose ClientResponse requires a
+`stream_writer`; this subclass supplies one, so the three vendors' client tests share
+one workaround instead of three.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+from aioresponses import aioresponses
+
+
+class _CompatResponse(aiohttp.ClientResponse):
+    def __init__(self, method: str, url: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("stream_writer", SimpleNamespace(output_size=0))
+        super().__init__(method, url, **kwargs)
+
+
+class mocked(aioresponses):
+    def add(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("response_class", _CompatResponse)
+        super().add(*args, **kwargs)

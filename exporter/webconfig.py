@@ -196,26 +196,43 @@ class WebSecurity:
             await asyncio.sleep(every)
             self.maybe_reload()
 
-    def authorized(self, header: str | None) -> bool:
-        users = self.settings.users
-        if not users:
-            return True
+    def _credentials(self, header: str | None) -> tuple[bytes, bytes, bytes] | None:
+        """(hash, password, cache token) for a Basic header naming a known user."""
         if not header or not header.startswith("Basic "):
-            return False
+            return None
         try:
             user, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
         except (ValueError, UnicodeDecodeError):
-            return False
-        hashed = users.get(user)
+            return None
+        hashed = self.settings.users.get(user)
         if hashed is None:
+            return None
+        secret = password.encode()
+        return hashed, secret, hashlib.sha256(hashed + b"\0" + secret).digest()
+
+    def authorized(self, header: str | None) -> bool:
+        if not self.settings.users:
+            return True
+        found = self._credentials(header)
+        if found is None:
             return False
-        token = hashlib.sha256(hashed + b"\0" + password.encode()).digest()
+        hashed, password, token = found
         if any(hmac.compare_digest(token, seen) for seen in self._verified):
             return True
-        if bcrypt.checkpw(password.encode(), hashed):
+        if bcrypt.checkpw(password, hashed):
             self._verified.add(token)
             return True
         return False
+
+    def _known_verdict(self, header: str | None) -> bool | None:
+        """The answer without bcrypt, or None when only bcrypt can tell."""
+        if not self.settings.users:
+            return True
+        found = self._credentials(header)
+        if found is None:
+            return False
+        token = found[2]
+        return True if any(hmac.compare_digest(token, s) for s in self._verified) else None
 
     def middleware(self) -> Callable[..., Awaitable[web.StreamResponse]]:
         @web.middleware
@@ -224,7 +241,12 @@ class WebSecurity:
             handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
         ) -> web.StreamResponse:
             self.maybe_reload()
-            if not self.authorized(request.headers.get("Authorization")):
+            header = request.headers.get("Authorization")
+            allowed = self._known_verdict(header)
+            if allowed is None:
+                # bcrypt is slow on purpose: keep it off the event loop, once per password.
+                allowed = await asyncio.to_thread(self.authorized, header)
+            if not allowed:
                 return web.Response(
                     status=401, text="Unauthorized\n",
                     headers={"WWW-Authenticate": 'Basic realm="session-exporter"'},

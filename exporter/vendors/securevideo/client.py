@@ -45,26 +45,29 @@ class HistoryClient:
         # Sent as a header rather than aiohttp.BasicAuth, which aiohttp 3.14 deprecates;
         # the header is the same bytes either way (RFC 7617, UTF-8).
         pair = f"{account.api_key.reveal()}:{account.api_secret.reveal()}".encode()
-        self._headers = {
-            "Authorization": "Basic " + base64.b64encode(pair).decode("ascii"),
-            "Accept": "application/json",
-        }
+        token = base64.b64encode(pair).decode("ascii")
+        self._headers = {"Authorization": "Basic " + token, "Accept": "application/json"}
         # In case SecureVideo ever echoes a credential in an error message.
-        self._secrets = (account.api_key.reveal(), account.api_secret.reveal())
+        # The Basic token too: a vendor quoting our Authorization header must not leak it.
+        self._secrets = (account.api_key.reveal(), account.api_secret.reveal(), token)
 
     def _filters(self) -> dict[str, str]:
         email = self.account.participant_email
         return {"participantEmail": email} if email else {}
 
-    def feed_params(self, now: float) -> dict[str, str]:
-        start, end = feed_window(now, self.account.feed_days)
+    def feed_params(self, now: float, start: date | None = None) -> dict[str, str]:
+        """The rolling window, or from `start` when a restarted exporter catches up."""
+        default_start, end = feed_window(now, self.account.feed_days)
+        start = default_start if start is None else min(start, default_start)
         return {"startDt": start.isoformat(), "endDt": end.isoformat(), **self._filters()}
 
     def month_params(self, now: float) -> dict[str, str]:
         return {"month": month_start(now).isoformat(), **self._filters()}
 
-    async def feed(self, upstream: Upstream, now: float) -> HistoryPage:
-        return await self._get(upstream, FEED, self.feed_params(now))
+    async def feed(
+        self, upstream: Upstream, now: float, start: date | None = None
+    ) -> HistoryPage:
+        return await self._get(upstream, FEED, self.feed_params(now, start))
 
     async def month(self, upstream: Upstream, now: float) -> HistoryPage:
         return await self._get(upstream, MONTH, self.month_params(now))

@@ -54,6 +54,9 @@ FINAL_STATUSES: Mapping[str, float] = {
 UNJOINED_STATUSES: Mapping[str, float] = {"X": 0.5, "T": 0.3, "L": 0.1, "U": 0.1}
 MAX_LIFETIME = 600 + 7200 + 1  # longest wait + longest active time, seconds
 END_STYLES = ("empty_page", "zero", "same")
+# Every reply says at which instant of the world it was computed, so a test running the
+# real clock can tell exactly what a poll could have seen.
+WORLD_TIME_HEADER = "X-Simulator-Time"
 
 
 @dataclass(frozen=True)
@@ -253,7 +256,8 @@ class GlanceSimulator(Simulator):
                 content_type="text/plain",
             )
         body = etree.tostring(root, xml_declaration=True, encoding="utf-8")
-        return web.Response(body=body, content_type="text/xml", charset="utf-8")
+        return web.Response(body=body, content_type="text/xml", charset="utf-8",
+                            headers={WORLD_TIME_HEADER: repr(now)})
 
     def _handlers(self) -> dict[str, Callable[[dict[str, str], float], etree._Element]]:
         return {

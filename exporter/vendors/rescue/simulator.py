@@ -76,6 +76,9 @@ IDLE_EXPIRY = 20 * 60
 LOGIN_LIMIT, LOGIN_WINDOW = 10, 180
 LINGER = 15  # seconds a closed session stays listed
 HISTORY = 900  # seconds of world simulated before the first request
+# Every getSession reply says at which (whole) second of the world it was computed, so a
+# test running the real clock can tell exactly what a poll could have seen.
+WORLD_TIME_HEADER = "X-Simulator-Time"
 FINAL = ("Closed by technician", "Closed by customer", "Closed by active customer",
          "Timed out", "Disconnected", "Timed out: closed by technician")
 
@@ -145,6 +148,10 @@ class RescueSimulator(Simulator):
         self.login_calls: deque[float] = deque()
         self.logins = 0
         self.forced: deque[tuple[str, str]] = deque()
+        # Share of getSession calls before which every login expires (a fault for soak
+        # tests and the demo). Its own generator: the world's draws must not depend on it.
+        self.expire_rate = 0.0
+        self._expiry_rng = random.Random(seed + 2)
         self.requests: list[RecordedRequest] = []
         self.live: list[SimSession] = []
         self.finished: deque[SimSession] = deque(maxlen=5000)
@@ -298,6 +305,8 @@ class RescueSimulator(Simulator):
     async def _get_session(self, request: web.Request) -> web.Response:
         params = await self._params(request)
         now = self.advance()
+        if self.expire_rate and self._expiry_rng.random() < self.expire_rate:
+            self.expire_logins()
         code = self._forced("getSession") or self._authorize(params, request)
         node_text, ref = params.get("node", ""), params.get("noderef", "NODE")
         if code is None and node_text and not self._node_exists(node_text, ref):
@@ -310,7 +319,9 @@ class RescueSimulator(Simulator):
         for session in sorted(self.sessions(node, ref), key=lambda s: s.id):
             row = self._row(session, now)
             lines.append("|".join(row.get(c, "") for c in columns) + "|")
-        return _text("\r\n".join(lines) + "\r\n")
+        response = _text("\r\n".join(lines) + "\r\n")
+        response.headers[WORLD_TIME_HEADER] = str(now)
+        return response
 
     def _authorize(self, params: dict[str, str], request: web.Request) -> str | None:
         if "authcode" in params:

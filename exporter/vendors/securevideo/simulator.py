@@ -20,6 +20,9 @@ DEMO_API_SECRET = "demo-securevideo-secret"  # fixed: the demo and its docs use 
 DEFAULT_HISTORY = 3 * 3600.0
 _JSON = "application/json"
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# Every History reply says at which instant of the world it was computed, so a test
+# running the real clock can replay exactly what a poll could have seen.
+WORLD_TIME_HEADER = "X-Simulator-Time"
 
 
 def _error(status: int, message: str, detail: str | None = None,
@@ -113,4 +116,5 @@ class SecureVideoSimulator(Simulator):
             host_user_id=int(host) if host is not None else None,
             participant_email=params.get("participantemail") or None,
         )
-        return web.Response(text=json.dumps(records), content_type=_JSON, charset="utf-8")
+        return web.Response(text=json.dumps(records), content_type=_JSON, charset="utf-8",
+                            headers={WORLD_TIME_HEADER: repr(now)})

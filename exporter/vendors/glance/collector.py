@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Iterable
 from datetime import datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from prometheus_client.core import Metric
@@ -28,6 +30,8 @@ SKEW_MARGIN = 3600.0
 # PartnerUserSessions needs a start range: in-progress sessions started in the last day.
 USER_LOOKBACK = 86400.0
 USER_LOOKAHEAD = 3600.0
+# Bump when the shape of `state()` changes: an older or newer state is then ignored.
+STATE_VERSION = 1
 
 POLLED = "polled from the Glance Activity Service in the background"
 
@@ -59,6 +63,9 @@ class GlanceCollector(AccountCollector):
         self._statuses = BoundedLabel(STATUSES, ctx.label_value_limit)
 
         # The feed starts when we did (restart never recounts) unless asked to look back.
+        # With --storage.path a restored state replaces both: the feed then resumes where
+        # the previous process left it.
+        self._began = ctx.started_at
         self._origin = ctx.started_at - account.lookback
         self.cursor = self._origin
         self._backfill_pending = account.lookback > 0
@@ -185,7 +192,7 @@ class GlanceCollector(AccountCollector):
         except UpstreamError as exc:
             error = exc  # what was counted stays counted; the retry is deduplicated
         if self._backfill_pending:
-            began = self.ctx.started_at
+            began = self._began
             try:
                 await self._read_feed(upstream, COMPLETED, began - self.account.lookback, began,
                                       now)
@@ -215,6 +222,66 @@ class GlanceCollector(AccountCollector):
             self._rejected("missing_duration", 1)
         else:
             self.durations.observe((self._name, session_type), session.duration)
+
+    # -- durable state (--storage.path) ------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION,
+            # A renamed account keeps its state; a different group must not inherit it.
+            "partner_id": self.account.partner_id,
+            "began": self._began,
+            "origin": self._origin,
+            "cursor": self.cursor,
+            "backfill_pending": self._backfill_pending,
+            "seen": self.seen.to_state(),
+            "completed": self.completed.to_state(),
+            "durations": self.durations.to_state(),
+            "duration_buckets": list(self.durations.bounds),
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Resume the feed at the saved cursor with the saved dedupe keys and counts.
+
+        Everything is checked before anything is applied: a state that does not fit
+        raises ValueError and leaves the fresh collector as it was."""
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"state version {state.get('version')!r}, expected {STATE_VERSION}")
+        if state.get("partner_id") != self.account.partner_id:
+            raise ValueError("state belongs to another partner_id")
+        began, origin, cursor = (_number(state, k) for k in ("began", "origin", "cursor"))
+        if not origin <= cursor:
+            raise ValueError("state cursor is before the feed origin")
+        backfill = state.get("backfill_pending")
+        if not isinstance(backfill, bool):
+            raise ValueError("state backfill_pending is not a boolean")
+        seen = _list(state, "seen")
+        for item in seen:
+            if not (isinstance(item, list) and len(item) == 2 and _is_int(item[0])
+                    and _is_number(item[1])):
+                raise ValueError("state seen entry is not [session id, expiry]")
+        completed = _counter_state(state, "completed", len(self.completed.labelnames))
+        same_buckets = state.get("duration_buckets") == list(self.durations.bounds)
+        durations = _histogram_state(state, "durations", len(self.durations.labelnames),
+                                     len(self.durations.bounds) + 1 if same_buckets else None)
+
+        self._began, self._origin, self.cursor = began, origin, cursor
+        self._backfill_pending = backfill
+        self.seen.load_state(seen)
+        self.completed.load_state(completed)
+        for labels in self.completed.values:
+            self._types(labels[1])  # restored label values keep their place in the cap
+            self._statuses(labels[2])
+        if same_buckets:
+            self.durations.load_state(durations)
+        else:
+            # The counter carries on; the histogram restarts, which Prometheus reads as a
+            # counter reset, rather than mixing counts from two sets of bounds.
+            self.ctx.log.warning("glance_duration_buckets_changed",
+                                 hint="the duration histogram starts from zero")
+        for session_type in SESSION_TYPES:
+            self.completed.values.setdefault((self._name, session_type, "C"), 0.0)
+            self.durations.touch((self._name, session_type))
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -296,3 +363,58 @@ async def _all(*steps: Awaitable[None]) -> None:
             raise failure
     if failures:
         raise failures[0]
+
+
+# -- checking a saved state before trusting it ---------------------------------------------
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(
+        value)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(state: dict[str, Any], key: str) -> float:
+    value = state.get(key)
+    if not _is_number(value):
+        raise ValueError(f"state {key} is not a finite number")
+    return float(value)  # type: ignore[arg-type]
+
+
+def _list(state: dict[str, Any], key: str) -> list[Any]:
+    value = state.get(key)
+    if not isinstance(value, list):
+        raise ValueError(f"state {key} is not a list")
+    return value
+
+
+def _labels_ok(labels: object, width: int) -> bool:
+    return (isinstance(labels, list) and len(labels) == width
+            and all(isinstance(v, str) for v in labels))
+
+
+def _counter_state(state: dict[str, Any], key: str, width: int) -> list[Any]:
+    """A `CounterSet.to_state()` with `width` labels and non-negative values."""
+    items = _list(state, key)
+    for item in items:
+        if not (isinstance(item, list) and len(item) == 2 and _labels_ok(item[0], width)
+                and _is_number(item[1]) and item[1] >= 0):
+            raise ValueError(f"state {key} entry is not [labels, value]")
+    return items
+
+
+def _histogram_state(
+    state: dict[str, Any], key: str, width: int, slots: int | None
+) -> list[Any]:
+    """A `HistogramSet.to_state()` with `width` labels and non-negative whole counts, and
+    `slots` counts per series unless the buckets changed (None)."""
+    items = _list(state, key)
+    for item in items:
+        if not (isinstance(item, list) and len(item) == 3 and _labels_ok(item[0], width)
+                and isinstance(item[1], list) and len(item[1]) == (slots or len(item[1]))
+                and all(_is_int(c) and c >= 0 for c in item[1]) and _is_number(item[2])):
+            raise ValueError(f"state {key} entry is not [labels, counts, sum]")
+    return items

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client.core import Metric
 
@@ -34,6 +36,8 @@ ROUNDING = 1.0
 
 # Stop the cycle at once for these: every other node would fail the same way.
 ACCOUNT_WIDE = frozenset({"auth", "rate_limited"})
+# Bump when the shape of `state()` changes: an older or newer state is then ignored.
+STATE_VERSION = 1
 
 
 @dataclass
@@ -62,6 +66,10 @@ class RescueCollector(AccountCollector):
         self.canonical = {s.casefold(): s for s in STATUSES}
         self.canonical.update({k.casefold(): v for k, v in account.status_aliases.items()})
         self.nodes: dict[str, NodeState] = {}
+        # Waits followed by an earlier process (--storage.path), per node, until that
+        # node's first poll here takes them over. Kept apart from `nodes` so that no
+        # gauge pretends to be current before a poll.
+        self._restored_waits: dict[str, dict[str, Wait]] = {}
         self.waits = HistogramSet(WAIT, WAIT_HELP, ("account", "node"), account.wait_buckets)
 
     async def collect(self, upstream: Upstream) -> None:
@@ -95,6 +103,7 @@ class RescueCollector(AccountCollector):
 
     def forget(self, node: str) -> None:
         self.nodes.pop(node, None)
+        self._restored_waits.pop(node, None)
         self.waits.forget((node,))
 
     def apply(self, node: Node, reply: SessionList, now: float) -> None:
@@ -105,7 +114,8 @@ class RescueCollector(AccountCollector):
                 self.ctx.reject(reason, count)
         sessions = list({s.id: s for s in reversed(reply.sessions)}.values())
         state = self.nodes.get(node.label)
-        previous = state.waiting if state is not None else {}
+        previous = state.waiting if state is not None else self._restored_waits.pop(
+            node.label, {})
         state = self.nodes[node.label] = NodeState(polled_at=now)
         overflow = 0
         # The blank combination keeps every node's statuses present (zero) even with
@@ -152,6 +162,60 @@ class RescueCollector(AccountCollector):
             self._observe(node, wait)
         return current
 
+    # -- durable state (--storage.path) ------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        waiting = {label: waits for label, waits in self._restored_waits.items()}
+        waiting.update({label: node.waiting for label, node in self.nodes.items()})
+        return {
+            "version": STATE_VERSION,
+            "waiting": {label: {sid: [w.start, w.last_seen] for sid, w in waits.items()}
+                        for label, waits in waiting.items()},
+            "waits": self.waits.to_state(),
+            "wait_buckets": list(self.waits.bounds),
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take over the waits an earlier process was following, and its histogram.
+
+        A session that left Waiting while no exporter ran is observed at the first poll,
+        measured to its last sighting, exactly as after a run of failed polls. Nodes no
+        longer configured are dropped. Everything is checked before anything is applied:
+        a state that does not fit raises ValueError."""
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"state version {state.get('version')!r}, expected {STATE_VERSION}")
+        configured = {node.label for node in self.account.nodes}
+        saved = state.get("waiting")
+        if not isinstance(saved, dict):
+            raise ValueError("state waiting is not a mapping")
+        restored: dict[str, dict[str, Wait]] = {}
+        for label, waits in saved.items():
+            if not isinstance(waits, dict):
+                raise ValueError("state waiting entry is not a mapping")
+            node_waits: dict[str, Wait] = {}
+            for sid, times in waits.items():
+                if not (isinstance(times, list) and len(times) == 2
+                        and all(_is_number(t) for t in times)):
+                    raise ValueError("state wait is not [start, last seen]")
+                node_waits[sid] = Wait(start=float(times[0]), last_seen=float(times[1]))
+            if label in configured:
+                restored[label] = node_waits
+        items = state.get("waits")
+        same = state.get("wait_buckets") == list(self.waits.bounds)
+        if not isinstance(items, list) or not all(
+                _histogram_entry(item, len(self.waits.bounds) + 1 if same else None)
+                for item in items):
+            raise ValueError("state waits is not a histogram of [[node], counts, sum]")
+
+        self._restored_waits = restored
+        if same:
+            self.waits.load_state([item for item in items if item[0][0] in configured])
+        else:
+            # Restarting the histogram is a counter reset to Prometheus; mixing counts
+            # from two sets of bounds would be wrong.
+            self.ctx.log.warning("rescue_wait_buckets_changed",
+                                 hint="the wait histogram starts from zero")
+
     def _observe(self, node: str, wait: Wait) -> None:
         self.waits.observe((node,), max(0.0, wait.last_seen - wait.start))
 
@@ -181,3 +245,17 @@ class RescueCollector(AccountCollector):
             gauge(OLDEST_CHANGE, OLDEST_HELP, ("account", "node", "status"), oldest),
             self.waits.family((account,)),
         ]
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(
+        value)
+
+
+def _histogram_entry(item: object, slots: int | None) -> bool:
+    """One `HistogramSet.to_state()` entry of the wait histogram: [[node], counts, sum]."""
+    return (isinstance(item, list) and len(item) == 3
+            and isinstance(item[0], list) and len(item[0]) == 1 and isinstance(item[0][0], str)
+            and isinstance(item[1], list) and len(item[1]) == (slots or len(item[1]))
+            and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in item[1])
+            and _is_number(item[2]))

@@ -8,16 +8,19 @@ changes once set: a session older than the window (plus a day of slack) cannot c
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
 
 from prometheus_client.core import Metric
 
 from ...families import OTHER, BoundedLabel, CounterSet, HistogramSet, gauge
 from ...http import Upstream
 from ..base import AccountCollector, CollectorContext
-from .client import HistoryClient, day_start, feed_window, month_start
-from .config import SecureVideoAccount
+from .client import HistoryClient, day_start, feed_window, month_start, utc_day
+from .config import MAX_FEED_DAYS, SecureVideoAccount
 from .parser import HistoryPage, HistoryRecord
 
 BILLABLE_STATUSES = ("BILL", "SVCO", "DUPL", "COMP")
@@ -29,6 +32,8 @@ MAX_LABEL_LENGTH = 64
 # Slack beyond the feed window before a session is forgotten: covers a vendor clock or
 # a day boundary that disagrees with ours.
 PRUNE_SLACK = 86400.0
+# Bump when the shape of `state()` changes: an older or newer state is then ignored.
+STATE_VERSION = 1
 
 
 @dataclass
@@ -72,6 +77,15 @@ class SecureVideoCollector(AccountCollector):
             account.wait_buckets,
         )
         self._seen: dict[int, _Seen] = {}
+        # Sessions that connected before this are never counted: our start, or with
+        # --storage.path the start of the process whose counts we carry on.
+        self._counted_from = ctx.started_at
+        # The last time a feed reply was applied, and the one an earlier process saved
+        # (--storage.path): until a feed succeeds here, the feed reaches back to that day,
+        # so sessions that connected while no exporter ran are counted even if they have
+        # left the rolling window.
+        self._fed_until: float | None = None
+        self._catch_up_from: float | None = None
         self.in_progress: int | None = None
         self.month: dict[str, int] | None = None
         self._month_key: str | None = None
@@ -80,9 +94,14 @@ class SecureVideoCollector(AccountCollector):
     async def collect(self, upstream: Upstream) -> None:
         now = self.ctx.clock.time()
         try:
-            page = await self.client.feed(upstream, now)
+            start = self._catch_up_start(now)
+            # The extra argument only when catching up: stand-in clients (tests) keep the
+            # two-argument form.
+            page = await (self.client.feed(upstream, now) if start is None
+                          else self.client.feed(upstream, now, start))
             self._reject_bad(page)
-            self._apply_feed(page.records, now)
+            self._apply_feed(page.records, now, start)
+            self._fed_until, self._catch_up_from = now, None
             key = month_start(now).isoformat()
             if key != self._month_key:
                 # Last month's numbers must not pose as this month's, even for one cycle.
@@ -95,6 +114,23 @@ class SecureVideoCollector(AccountCollector):
         finally:
             self._flush_overflow()
 
+    def _catch_up_start(self, now: float) -> date | None:
+        """The first day to ask for when the feed an earlier process last applied is older
+        than the rolling window's first day; None when the window already covers it."""
+        if self._catch_up_from is None:
+            return None
+        window_start, today = feed_window(now, self.account.feed_days)
+        wanted = utc_day(self._catch_up_from)
+        if wanted >= window_start:
+            return None
+        # One reply has no pagination: never ask for more than the config allows at all.
+        oldest = today - timedelta(days=MAX_FEED_DAYS - 1)
+        if wanted < oldest:
+            self.ctx.log.warning("securevideo_catch_up_truncated", lost_before=oldest.isoformat(),
+                                 hint="sessions that connected earlier are not counted")
+            wanted = oldest
+        return wanted
+
     def _month_due(self, now: float) -> bool:
         last = self._month_fetched_at
         return last is None or now - last >= self.account.month_interval
@@ -105,14 +141,17 @@ class SecureVideoCollector(AccountCollector):
             self.ctx.log.debug("securevideo_records_skipped", count=page.skipped,
                                first_problem=page.first_problem)
 
-    def _apply_feed(self, records: Iterable[HistoryRecord], now: float) -> None:
+    def _apply_feed(
+        self, records: Iterable[HistoryRecord], now: float, catch_up: date | None = None
+    ) -> None:
         start, _ = feed_window(now, self.account.feed_days)
-        horizon = day_start(start) - PRUNE_SLACK
+        window_from = day_start(start)
+        horizon = day_start(min(start, catch_up or start)) - PRUNE_SLACK
         self._seen = {sid: s for sid, s in self._seen.items() if s.billable_ts >= horizon}
         # Sessions that connected before we started were counted by our predecessor (or
         # never will be); sessions beyond the horizon were already forgotten and must not
         # be counted a second time if a vendor ever returns them.
-        eligible_from = max(self.ctx.started_at, horizon)
+        eligible_from = max(self._counted_from, horizon)
         latest = {r.session_id: r for r in records}
         in_progress = 0
         max_age = self.account.in_progress_max_age
@@ -120,8 +159,9 @@ class SecureVideoCollector(AccountCollector):
             billable_ts = record.billable_ts
             if billable_ts is None:
                 continue
-            if record.duration_minutes is None and (max_age <= 0 or now - billable_ts <= max_age):
-                in_progress += 1
+            if (record.duration_minutes is None and billable_ts >= window_from
+                    and (max_age <= 0 or now - billable_ts <= max_age)):
+                in_progress += 1  # a catch-up reply's older days are not "now"
             if billable_ts >= eligible_from:
                 self._account_for(record, billable_ts)
         self.in_progress = in_progress
@@ -166,6 +206,66 @@ class SecureVideoCollector(AccountCollector):
             self.ctx.reject("label_overflow", self._overflow)
             self._overflow = 0
 
+    # -- durable state (--storage.path) ------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION,
+            "counted_from": self._counted_from,
+            # A catch-up still pending stays pending in the next process.
+            "fed_until": self._catch_up_from or self._fed_until,
+            "seen": [[sid, s.billable_ts, s.duration_observed, s.wait_observed]
+                     for sid, s in self._seen.items()],
+            "sessions": self.sessions.to_state(),
+            "durations": self.durations.to_state(),
+            "waits": self.waits.to_state(),
+            "duration_buckets": list(self.durations.bounds),
+            "wait_buckets": list(self.waits.bounds),
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Carry on counting from a saved state: sessions counted or observed before are
+        not again, and the next feed reaches back to the last one applied.
+
+        Everything is checked before anything is applied: a state that does not fit
+        raises ValueError and leaves the fresh collector as it was."""
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"state version {state.get('version')!r}, expected {STATE_VERSION}")
+        counted_from = _number(state.get("counted_from"), "counted_from")
+        fed_until = state.get("fed_until")
+        if fed_until is not None:
+            fed_until = _number(fed_until, "fed_until")
+        seen: dict[int, _Seen] = {}
+        for item in _list(state, "seen"):
+            if not (isinstance(item, list) and len(item) == 4 and _is_int(item[0])
+                    and _is_number(item[1]) and isinstance(item[2], bool)
+                    and isinstance(item[3], bool)):
+                raise ValueError("state seen entry is not [id, BillableTs, bool, bool]")
+            seen[item[0]] = _Seen(float(item[1]), item[2], item[3])
+        sessions = _counter_state(state, "sessions", len(self.sessions.labelnames) - 1)
+        histograms = []
+        for key, histogram in (("durations", self.durations), ("waits", self.waits)):
+            same = state.get(f"{key[:-1]}_buckets") == list(histogram.bounds)
+            items = _histogram_state(state, key, len(histogram.labelnames) - 1,
+                                     len(histogram.bounds) + 1 if same else None)
+            histograms.append((key, histogram, items, same))
+
+        self._counted_from, self._catch_up_from, self._seen = counted_from, fed_until, seen
+        self.sessions.load_state(sessions)
+        for labels in self.sessions.values:
+            # Restored label values keep their place within the label cap.
+            for bounded, value in zip((self._status, self._schedule, self._provider), labels,
+                                      strict=True):
+                bounded(value)
+        for key, histogram, items, same in histograms:
+            if same:
+                histogram.load_state(items)
+            else:
+                # The counter carries on; this histogram restarts (a counter reset to
+                # Prometheus) rather than mixing counts from two sets of bounds.
+                self.ctx.log.warning("securevideo_buckets_changed", histogram=key,
+                                     hint="the histogram starts from zero")
+
     @property
     def tracked_sessions(self) -> int:
         return len(self._seen)
@@ -194,3 +294,57 @@ class SecureVideoCollector(AccountCollector):
                 {(*prefix, status): float(n) for status, n in self.month.items()},
             ))
         return families
+
+
+# -- checking a saved state before trusting it ---------------------------------------------
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(
+        value)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: object, key: str) -> float:
+    if not _is_number(value):
+        raise ValueError(f"state {key} is not a finite number")
+    return float(value)  # type: ignore[arg-type]
+
+
+def _list(state: dict[str, Any], key: str) -> list[Any]:
+    value = state.get(key)
+    if not isinstance(value, list):
+        raise ValueError(f"state {key} is not a list")
+    return value
+
+
+def _labels_ok(labels: object, width: int) -> bool:
+    return (isinstance(labels, list) and len(labels) == width
+            and all(isinstance(v, str) for v in labels))
+
+
+def _counter_state(state: dict[str, Any], key: str, width: int) -> list[Any]:
+    """A `CounterSet.to_state()` with `width` labels and non-negative values."""
+    items = _list(state, key)
+    for item in items:
+        if not (isinstance(item, list) and len(item) == 2 and _labels_ok(item[0], width)
+                and _is_number(item[1]) and item[1] >= 0):
+            raise ValueError(f"state {key} entry is not [labels, value]")
+    return items
+
+
+def _histogram_state(
+    state: dict[str, Any], key: str, width: int, slots: int | None
+) -> list[Any]:
+    """A `HistogramSet.to_state()` with `width` labels and non-negative whole counts, and
+    `slots` counts per series unless the buckets changed (None)."""
+    items = _list(state, key)
+    for item in items:
+        if not (isinstance(item, list) and len(item) == 3 and _labels_ok(item[0], width)
+                and isinstance(item[1], list) and len(item[1]) == (slots or len(item[1]))
+                and all(_is_int(c) and c >= 0 for c in item[1]) and _is_number(item[2])):
+            raise ValueError(f"state {key} entry is not [labels, counts, sum]")
+    return items

@@ -1,0 +1,132 @@
+"""Glance state across a restart (--storage.path): the feed resumes at its cursor, the
+dedupe keys and counts carry on, and a state that does not fit is refused whole."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from exporter.clock import FakeClock
+from exporter.vendors.glance.collector import GlanceCollector
+from exporter.vendors.glance.simulator import GlanceSimulator
+
+from .support import Harness, start_harness, stop_harness
+from .test_collector import NOON_ISH, assert_feed_matches, completed
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(NOON_ISH)
+
+
+@pytest.fixture
+async def h(clock: FakeClock) -> AsyncIterator[Harness]:
+    harness = await start_harness(clock, GlanceSimulator(clock, seed=7))
+    yield harness
+    await stop_harness(harness)
+
+
+def through_json(state: dict[str, Any] | None) -> dict[str, Any]:
+    """What the store gives back: JSON turns tuples into lists and int keys into text."""
+    assert state is not None
+    result = json.loads(json.dumps(state))
+    assert isinstance(result, dict)
+    return result
+
+
+async def run(h: Harness, c: GlanceCollector, steps: list[float]) -> None:
+    for step in steps:
+        h.clock.advance(step)
+        await c.collect(h.upstream())
+
+
+async def test_restart_resumes_the_feed_nothing_lost_nothing_twice(h: Harness) -> None:
+    first_start = h.clock.time()
+    first = h.collector(page_size=7, feed_overlap="30m")
+    await run(h, first, [0, 60, 300, 45, 600])
+    saved = through_json(first.state())
+    # Down for two hours: dozens of sessions end meanwhile, some inside the overlap.
+    h.clock.advance(7200)
+    ended_while_down = h.sim.completed_ended(first.cursor, h.clock.time())
+    assert len(ended_while_down) > 20
+    second = h.collector(started_at=h.clock.time(), page_size=7, feed_overlap="30m")
+    second.restore(saved)
+    await run(h, second, [0, 30, 0, 900])
+    assert_feed_matches(h, second, first_start)
+    assert through_json(second.state())["origin"] == first_start
+
+
+async def test_restart_without_a_state_starts_from_zero(h: Harness) -> None:
+    first = h.collector()
+    await run(h, first, [0, 600])
+    h.clock.advance(600)
+    restarted = h.clock.time()
+    second = h.collector(started_at=restarted)
+    await run(h, second, [0, 300])
+    assert_feed_matches(h, second, restarted)
+
+
+async def test_a_pending_backfill_is_carried_over_with_its_range(h: Harness) -> None:
+    first_start = h.clock.time()
+    first = h.collector(lookback="2h")
+    h.sim.faults.inject("http_500", count=None, path_contains="PartnerCompletedSessions")
+    with pytest.raises(Exception):  # noqa: B017 - any failure: the backfill must stay due
+        await first.collect(h.upstream())
+    saved = through_json(first.state())
+    assert saved["backfill_pending"] is True
+    h.sim.faults.clear()
+    h.clock.advance(1800)
+    second = h.collector(started_at=h.clock.time(), lookback="2h")
+    second.restore(saved)
+    await run(h, second, [0, 60])
+    assert_feed_matches(h, second, first_start - 7200)
+    backfill = [p for op, p in h.sim.requests if op == "PartnerCompletedSessions"]
+    assert backfill[-1]["endRange"] == "2026-03-10T15:00:00Z"  # the first process's start
+
+
+async def test_changed_buckets_restart_the_histogram_but_not_the_counter(h: Harness) -> None:
+    first = h.collector()
+    await run(h, first, [0, 1800])
+    total = sum(completed(first).values())
+    assert total > 0
+    second = h.collector(duration_buckets=[60, 600])
+    second.restore(through_json(first.state()))
+    assert sum(completed(second).values()) == total
+    assert second.durations.total_count() == 0
+    assert any(event == "glance_duration_buckets_changed" for _, event, _ in h.log.events)
+
+
+BAD_STATES: list[tuple[str, Any]] = [
+    ("version", 2),
+    ("version", None),
+    ("partner_id", 1),
+    ("cursor", "soon"),
+    ("cursor", float("nan")),
+    ("origin", 9e18),  # after the cursor
+    ("backfill_pending", 0),
+    ("seen", {"1": 2.0}),
+    ("seen", [[1]]),
+    ("seen", [["61000001", 2.0]]),
+    ("completed", [[["acme", "C"], 1.0]]),
+    ("completed", [[["acme", "C", "C"], -1.0]]),
+    ("durations", [[["acme", "C"], [1, 2], 3.0]]),  # wrong number of buckets
+    ("durations", [[["acme", "C"], [0] * 12 + [-1], 3.0]]),
+]
+
+
+@pytest.mark.parametrize(("key", "value"), BAD_STATES)
+async def test_a_state_that_does_not_fit_is_refused_and_changes_nothing(
+    h: Harness, key: str, value: Any
+) -> None:
+    first = h.collector()
+    await run(h, first, [0, 1800])
+    state = through_json(first.state())
+    state[key] = value
+    fresh = h.collector()
+    before = through_json(fresh.state())
+    with pytest.raises(ValueError):
+        fresh.restore(state)
+    assert through_json(fresh.state()) == before

@@ -1,0 +1,105 @@
+"""Rescue state across a restart (--storage.path): followed waits and the wait histogram
+carry over, so a wait seen before the restart and ended during it is observed once."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from exporter.vendors.rescue.collector import RescueCollector
+from exporter.vendors.rescue.simulator import GROUP_ID
+
+from .harness import rig
+from .test_collector import BOTH, NODES, expected_waits, histogram, poll_for
+
+
+def through_json(state: dict[str, Any] | None) -> dict[str, Any]:
+    assert state is not None
+    result = json.loads(json.dumps(state))
+    assert isinstance(result, dict)
+    return result
+
+
+async def test_restart_observes_waits_that_ended_while_down_once() -> None:
+    async with rig(seed=3) as r:
+        first = r.collector(nodes=BOTH)
+        polls = await poll_for(r, first, 300)
+        saved = through_json(first.state())
+        assert saved["waiting"][str(GROUP_ID)], "the test needs waits in progress at the stop"
+        r.clock.advance(40)  # down: waits end, others begin and end unseen
+        second = r.collector(nodes=BOTH)
+        second.restore(saved)
+        polls += await poll_for(r, second, 300)
+        ended_while_down = [w for w in r.sim.waits()
+                            if w[1] <= polls[59] < w[2] <= polls[60]]
+        assert ended_while_down
+        for node, (node_id, ref) in NODES.items():
+            expected = expected_waits(r, node_id, ref, polls)
+            count, total = histogram(second, node)
+            assert count == len(expected)
+            assert total == pytest.approx(sum(expected))
+
+
+async def test_unconfigured_nodes_are_dropped_from_a_restored_state() -> None:
+    async with rig(seed=3) as r:
+        first = r.collector(nodes=BOTH)
+        await poll_for(r, first, 120)
+        saved = through_json(first.state())
+        only_group = r.collector()
+        only_group.restore(saved)
+        state = through_json(only_group.state())
+        assert set(state["waiting"]) == {str(GROUP_ID)}
+        assert {labels[0] for labels, _, _ in state["waits"]} == {str(GROUP_ID)}
+
+
+async def test_restored_waits_are_no_current_gauges() -> None:
+    async with rig(seed=3) as r:
+        first = r.collector()
+        await poll_for(r, first, 60)
+        second = r.collector()
+        second.restore(through_json(first.state()))
+        names = {s.name for f in second.families() for s in f.samples}
+        assert "rescue_sessions" not in names
+        # Saved again before any poll, the waits are not lost.
+        assert through_json(second.state())["waiting"] == through_json(first.state())["waiting"]
+
+
+async def test_changed_buckets_restart_the_histogram() -> None:
+    async with rig(seed=3) as r:
+        first = r.collector()
+        await poll_for(r, first, 300)
+        assert histogram(first, str(GROUP_ID))[0] > 0
+        second = r.collector(wait_buckets=[1, 2, 3])
+        second.restore(through_json(first.state()))
+        assert histogram(second, str(GROUP_ID)) == (0.0, 0.0)
+        assert through_json(second.state())["waiting"]
+
+
+BAD_STATES: list[tuple[str, Any]] = [
+    ("version", "1"),
+    ("waiting", []),
+    ("waiting", {str(GROUP_ID): [1, 2]}),
+    ("waiting", {str(GROUP_ID): {"7": [1.0]}}),
+    ("waiting", {str(GROUP_ID): {"7": [1.0, "later"]}}),
+    ("waits", [[[str(GROUP_ID)], [1, 2], 3.0]]),
+    ("waits", [[[GROUP_ID], [0] * 11, 3.0]]),
+    ("waits", None),
+]
+
+
+@pytest.mark.parametrize(("key", "value"), BAD_STATES)
+async def test_a_state_that_does_not_fit_is_refused_and_changes_nothing(
+    key: str, value: Any
+) -> None:
+    async with rig(seed=3) as r:
+        first = r.collector()
+        await poll_for(r, first, 60)
+        state = through_json(first.state())
+        state[key] = value
+        fresh: RescueCollector = r.collector()
+        before = through_json(fresh.state())
+        with pytest.raises(ValueError):
+            fresh.restore(state)
+        assert through_json(fresh.state()) == before

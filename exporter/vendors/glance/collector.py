@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Awaitable, Iterable
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -15,6 +14,7 @@ from ...dedupe import SeenRecords
 from ...errors import UpstreamError
 from ...families import OTHER, BoundedLabel, CounterSet, HistogramSet, LabelValues, gauge
 from ...http import Upstream
+from ...statecheck import counter_state, histogram_state, is_int, is_number, list_of, number
 from ..base import AccountCollector, CollectorContext
 from .client import COMPLETED, COMPLETED_ENDING, GlanceClient
 from .config import GlanceAccount
@@ -249,20 +249,20 @@ class GlanceCollector(AccountCollector):
             raise ValueError(f"state version {state.get('version')!r}, expected {STATE_VERSION}")
         if state.get("partner_id") != self.account.partner_id:
             raise ValueError("state belongs to another partner_id")
-        began, origin, cursor = (_number(state, k) for k in ("began", "origin", "cursor"))
+        began, origin, cursor = (number(state.get(k), k) for k in ("began", "origin", "cursor"))
         if not origin <= cursor:
             raise ValueError("state cursor is before the feed origin")
         backfill = state.get("backfill_pending")
         if not isinstance(backfill, bool):
             raise ValueError("state backfill_pending is not a boolean")
-        seen = _list(state, "seen")
+        seen = list_of(state, "seen")
         for item in seen:
-            if not (isinstance(item, list) and len(item) == 2 and _is_int(item[0])
-                    and _is_number(item[1])):
+            if not (isinstance(item, list) and len(item) == 2 and is_int(item[0])
+                    and is_number(item[1])):
                 raise ValueError("state seen entry is not [session id, expiry]")
-        completed = _counter_state(state, "completed", len(self.completed.labelnames))
+        completed = counter_state(state, "completed", len(self.completed.labelnames))
         same_buckets = state.get("duration_buckets") == list(self.durations.bounds)
-        durations = _histogram_state(state, "durations", len(self.durations.labelnames),
+        durations = histogram_state(state, "durations", len(self.durations.labelnames),
                                      len(self.durations.bounds) + 1 if same_buckets else None)
 
         self._began, self._origin, self.cursor = began, origin, cursor
@@ -365,56 +365,9 @@ async def _all(*steps: Awaitable[None]) -> None:
         raise failures[0]
 
 
-# -- checking a saved state before trusting it ---------------------------------------------
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(
-        value)
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _number(state: dict[str, Any], key: str) -> float:
-    value = state.get(key)
-    if not _is_number(value):
-        raise ValueError(f"state {key} is not a finite number")
-    return float(value)  # type: ignore[arg-type]
-
-
-def _list(state: dict[str, Any], key: str) -> list[Any]:
-    value = state.get(key)
-    if not isinstance(value, list):
-        raise ValueError(f"state {key} is not a list")
-    return value
-
-
-def _labels_ok(labels: object, width: int) -> bool:
-    return (isinstance(labels, list) and len(labels) == width
-            and all(isinstance(v, str) for v in labels))
-
-
-def _counter_state(state: dict[str, Any], key: str, width: int) -> list[Any]:
-    """A `CounterSet.to_state()` with `width` labels and non-negative values."""
-    items = _list(state, key)
-    for item in items:
-        if not (isinstance(item, list) and len(item) == 2 and _labels_ok(item[0], width)
-                and _is_number(item[1]) and item[1] >= 0):
-            raise ValueError(f"state {key} entry is not [labels, value]")
-    return items
-
-
-def _histogram_state(
-    state: dict[str, Any], key: str, width: int, slots: int | None
-) -> list[Any]:
-    """A `HistogramSet.to_state()` with `width` labels and non-negative whole counts, and
-    `slots` counts per series unless the buckets changed (None)."""
-    items = _list(state, key)
-    for item in items:
-        if not (isinstance(item, list) and len(item) == 3 and _labels_ok(item[0], width)
-                and isinstance(item[1], list) and len(item[1]) == (slots or len(item[1]))
-                and all(_is_int(c) and c >= 0 for c in item[1]) and _is_number(item[2])):
-            raise ValueError(f"state {key} entry is not [labels, counts, sum]")
-    return items

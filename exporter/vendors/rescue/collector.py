@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +11,7 @@ from prometheus_client.core import Metric
 from ...errors import UpstreamError
 from ...families import OTHER, BoundedLabel, HistogramSet, gauge
 from ...http import Upstream
+from ...statecheck import histogram_state, is_number
 from ..base import AccountCollector, CollectorContext
 from .client import RescueClient, UnknownNodeError
 from .config import Node, RescueAccount
@@ -195,21 +195,17 @@ class RescueCollector(AccountCollector):
             node_waits: dict[str, Wait] = {}
             for sid, times in waits.items():
                 if not (isinstance(times, list) and len(times) == 2
-                        and all(_is_number(t) for t in times)):
+                        and all(is_number(t) for t in times)):
                     raise ValueError("state wait is not [start, last seen]")
                 node_waits[sid] = Wait(start=float(times[0]), last_seen=float(times[1]))
             if label in configured:
                 restored[label] = node_waits
-        items = state.get("waits")
         same = state.get("wait_buckets") == list(self.waits.bounds)
-        if not isinstance(items, list) or not all(
-                _histogram_entry(item, len(self.waits.bounds) + 1 if same else None)
-                for item in items):
-            raise ValueError("state waits is not a histogram of [[node], counts, sum]")
+        entries = histogram_state(state, "waits", 1, len(self.waits.bounds) + 1 if same else None)
 
         self._restored_waits = restored
         if same:
-            self.waits.load_state([item for item in items if item[0][0] in configured])
+            self.waits.load_state([e for e in entries if e[0][0] in configured])
         else:
             # Restarting the histogram is a counter reset to Prometheus; mixing counts
             # from two sets of bounds would be wrong.
@@ -246,16 +242,3 @@ class RescueCollector(AccountCollector):
             self.waits.family((account,)),
         ]
 
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(
-        value)
-
-
-def _histogram_entry(item: object, slots: int | None) -> bool:
-    """One `HistogramSet.to_state()` entry of the wait histogram: [[node], counts, sum]."""
-    return (isinstance(item, list) and len(item) == 3
-            and isinstance(item[0], list) and len(item[0]) == 1 and isinstance(item[0][0], str)
-            and isinstance(item[1], list) and len(item[1]) == (slots or len(item[1]))
-            and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in item[1])
-            and _is_number(item[2]))

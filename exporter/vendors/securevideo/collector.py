@@ -8,7 +8,6 @@ changes once set: a session older than the window (plus a day of slack) cannot c
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -18,6 +17,7 @@ from prometheus_client.core import Metric
 
 from ...families import OTHER, BoundedLabel, CounterSet, HistogramSet, gauge
 from ...http import Upstream
+from ...statecheck import counter_state, histogram_state, is_int, is_number, list_of, number
 from ..base import AccountCollector, CollectorContext
 from .client import HistoryClient, day_start, feed_window, month_start, utc_day
 from .config import MAX_FEED_DAYS, SecureVideoAccount
@@ -231,22 +231,22 @@ class SecureVideoCollector(AccountCollector):
         raises ValueError and leaves the fresh collector as it was."""
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"state version {state.get('version')!r}, expected {STATE_VERSION}")
-        counted_from = _number(state.get("counted_from"), "counted_from")
+        counted_from = number(state.get("counted_from"), "counted_from")
         fed_until = state.get("fed_until")
         if fed_until is not None:
-            fed_until = _number(fed_until, "fed_until")
+            fed_until = number(fed_until, "fed_until")
         seen: dict[int, _Seen] = {}
-        for item in _list(state, "seen"):
-            if not (isinstance(item, list) and len(item) == 4 and _is_int(item[0])
-                    and _is_number(item[1]) and isinstance(item[2], bool)
+        for item in list_of(state, "seen"):
+            if not (isinstance(item, list) and len(item) == 4 and is_int(item[0])
+                    and is_number(item[1]) and isinstance(item[2], bool)
                     and isinstance(item[3], bool)):
                 raise ValueError("state seen entry is not [id, BillableTs, bool, bool]")
             seen[item[0]] = _Seen(float(item[1]), item[2], item[3])
-        sessions = _counter_state(state, "sessions", len(self.sessions.labelnames) - 1)
+        sessions = counter_state(state, "sessions", len(self.sessions.labelnames) - 1)
         histograms = []
         for key, histogram in (("durations", self.durations), ("waits", self.waits)):
             same = state.get(f"{key[:-1]}_buckets") == list(histogram.bounds)
-            items = _histogram_state(state, key, len(histogram.labelnames) - 1,
+            items = histogram_state(state, key, len(histogram.labelnames) - 1,
                                      len(histogram.bounds) + 1 if same else None)
             histograms.append((key, histogram, items, same))
 
@@ -296,55 +296,9 @@ class SecureVideoCollector(AccountCollector):
         return families
 
 
-# -- checking a saved state before trusting it ---------------------------------------------
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(
-        value)
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _number(value: object, key: str) -> float:
-    if not _is_number(value):
-        raise ValueError(f"state {key} is not a finite number")
-    return float(value)  # type: ignore[arg-type]
-
-
-def _list(state: dict[str, Any], key: str) -> list[Any]:
-    value = state.get(key)
-    if not isinstance(value, list):
-        raise ValueError(f"state {key} is not a list")
-    return value
-
-
-def _labels_ok(labels: object, width: int) -> bool:
-    return (isinstance(labels, list) and len(labels) == width
-            and all(isinstance(v, str) for v in labels))
-
-
-def _counter_state(state: dict[str, Any], key: str, width: int) -> list[Any]:
-    """A `CounterSet.to_state()` with `width` labels and non-negative values."""
-    items = _list(state, key)
-    for item in items:
-        if not (isinstance(item, list) and len(item) == 2 and _labels_ok(item[0], width)
-                and _is_number(item[1]) and item[1] >= 0):
-            raise ValueError(f"state {key} entry is not [labels, value]")
-    return items
-
-
-def _histogram_state(
-    state: dict[str, Any], key: str, width: int, slots: int | None
-) -> list[Any]:
-    """A `HistogramSet.to_state()` with `width` labels and non-negative whole counts, and
-    `slots` counts per series unless the buckets changed (None)."""
-    items = _list(state, key)
-    for item in items:
-        if not (isinstance(item, list) and len(item) == 3 and _labels_ok(item[0], width)
-                and isinstance(item[1], list) and len(item[1]) == (slots or len(item[1]))
-                and all(_is_int(c) and c >= 0 for c in item[1]) and _is_number(item[2])):
-            raise ValueError(f"state {key} entry is not [labels, counts, sum]")
-    return items

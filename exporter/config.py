@@ -287,7 +287,7 @@ class GlobalConfig:
     stale_after: float = 300.0
     jitter: float = 0.1
     max_backoff: float = 600.0
-    max_concurrency: int = 4
+    max_concurrency: int = 16
     max_body_bytes: int = 16 * 1024 * 1024
     label_value_limit: int = 50
 
@@ -325,7 +325,7 @@ def parse_global(fields: Fields) -> GlobalConfig:
         stale_after=fields.duration("stale_after", 300.0, minimum=1.0),
         jitter=fields.duration("jitter", 0.1),
         max_backoff=fields.duration("max_backoff", 600.0, minimum=1.0),
-        max_concurrency=fields.int("max_concurrency", 4, minimum=1),
+        max_concurrency=fields.int("max_concurrency", 16, minimum=1),
         max_body_bytes=fields.int("max_body_bytes", 16 * 1024 * 1024, minimum=1024),
         label_value_limit=fields.int("label_value_limit", 50, minimum=1),
     )

@@ -26,10 +26,10 @@ class SeenRecords:
     def add(self, key: Hashable, now: float) -> bool:
         """Remember `key`; True if it is new."""
         new = key not in self._expiry
-        expires = now + self.retention
-        self._expiry[key] = expires
-        self._tie += 1
-        heapq.heappush(self._heap, (expires, self._tie, key))
+        self._expiry[key] = now + self.retention
+        if new:  # one heap entry per key, however often it is seen again
+            self._tie += 1
+            heapq.heappush(self._heap, (now + self.retention, self._tie, key))
         return new
 
     def to_state(self) -> list[list[Any]]:
@@ -44,6 +44,12 @@ class SeenRecords:
 
     def prune(self, now: float) -> None:
         while self._heap and self._heap[0][0] <= now:
-            expires, _, key = heapq.heappop(self._heap)
-            if self._expiry.get(key) == expires:
+            _, _, key = heapq.heappop(self._heap)
+            expires = self._expiry.get(key)
+            if expires is None:
+                continue
+            if expires <= now:
                 del self._expiry[key]
+            else:  # seen again since it was pushed: wait for its later expiry
+                self._tie += 1
+                heapq.heappush(self._heap, (expires, self._tie, key))

@@ -35,7 +35,9 @@ def new_client_session() -> aiohttp.ClientSession:
     (two accounts of one vendor must never see each other's login cookie)."""
     return aiohttp.ClientSession(
         cookie_jar=aiohttp.DummyCookieJar(),
-        connector=aiohttp.TCPConnector(limit=100, ttl_dns_cache=300),
+        # No pool-wide cap: the per-vendor semaphores bound concurrency, and a global cap
+        # would make one busy vendor's accounts wait on another's.
+        connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300),
         headers={"User-Agent": "session-exporter"},
         auto_decompress=True,
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
 from prometheus_client.core import Metric
 from prometheus_client.exposition import generate_latest
@@ -57,10 +58,14 @@ def content_type(openmetrics: bool) -> str:
     return OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
 
 
+# Scrapers send the same few header values on every scrape: caching the answer keeps
+# header parsing off the hot path (bench/scrape.py). Bounded, so odd clients cannot grow it.
+@lru_cache(maxsize=64)
 def wants_openmetrics(accept: str) -> bool:
     return "application/openmetrics-text" in accept
 
 
+@lru_cache(maxsize=64)
 def wants_gzip(accept_encoding: str) -> bool:
     return any(part.split(";")[0].strip() == "gzip" for part in accept_encoding.split(","))
 

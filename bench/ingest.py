@@ -1,0 +1,282 @@
+"""Ingest: records per second through parse, and through parse + collect, against the
+bare parse of the same bytes (`lxml.etree.fromstring`, `json.loads`, `str.split`).
+
+The bytes come from the simulators (a Glance completed-sessions page of 1000, a
+SecureVideo History reply of 50,000 records) or in the simulator's format (a Rescue
+getSession table of 5,000 rows). "Collect" is one real `collector.collect()` whose
+`Upstream` hands back those bytes instead of going to the network, so client, parser,
+dedupe, counters and histograms all run; a fresh collector each time makes every record
+new. Run: `python bench/ingest.py [--quick]`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from benchlib import arguments, header, ratio, table
+from lxml import etree
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from exporter.clock import FakeClock
+from exporter.config import parse_config
+from exporter.http import Reply, Upstream
+from exporter.logs import configure, get_logger
+from exporter.registry import VENDORS
+from exporter.selfmetrics import SelfMetrics
+from exporter.vendors.base import CollectorContext
+
+NOW = 1_767_225_600.0 + 40 * 86400  # mid-February 2026: 40 days of simulated past
+
+
+class CannedUpstream(Upstream):
+    """An Upstream that answers from memory: the network is not what is measured here."""
+
+    def __init__(self, answer: Callable[[str, Mapping[str, str]], bytes]) -> None:
+        # Only what `error()` and `parse()` use; fetch() below never touches a session.
+        self.vendor, self.account = "bench", "bench"
+        self._metrics = SelfMetrics()
+        self._answer = answer
+        self._headers = CIMultiDictProxy(CIMultiDict[str]())
+
+    async def fetch(self, operation: str, method: str, url: str, *,
+                    data: Mapping[str, str] | None = None,
+                    params: Mapping[str, str] | None = None, **_: Any) -> Reply:
+        return Reply(200, self._answer(operation, data or params or {}), self._headers)
+
+
+def context(clock: FakeClock, started_at: float = 0.0) -> CollectorContext:
+    return CollectorContext(clock=clock, log=get_logger(component="bench"),
+                            label_value_limit=50, reject=lambda reason, count: None,
+                            started_at=started_at)
+
+
+def account(vendor: str, fields: dict[str, Any]) -> Any:
+    config = parse_config({vendor: [{"name": "bench", **fields}]}, VENDORS)
+    return config.accounts[0]
+
+
+def best(run: Callable[[], object], repeats: int) -> float:
+    """Fastest of `repeats` runs: the least disturbed by the rest of the machine."""
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+# -- Glance --------------------------------------------------------------------------------
+
+
+def glance_bodies(size: int) -> dict[str, bytes]:
+    """Replies of the Glance simulator, taken from its own HTTP handler over loopback."""
+    from exporter.vendors.glance.simulator import GlanceSimulator
+
+    clock = FakeClock(NOW)
+    # Enough arrivals that one page holds `size` completed sessions.
+    sim = GlanceSimulator(clock, 1, history=max(size, 10) * 120.0, rate=1 / 60)
+    base = {"partnerId": str(sim.partner_id), "apiKey": sim.api_key, "sessionKey": "",
+            "startRange": _utc(NOW - 30 * 86400), "endRange": _utc(NOW)}
+    requests = {
+        "page": ("PartnerCompletedSessionsEnding", {**base, "nResults": str(size),
+                                                     "nextId": "0"}),
+        "empty": ("PartnerCompletedSessionsEnding", {**base, "nResults": "1",
+                                                      "nextId": str(10**9)}),
+        "active": ("PartnerActiveSessions", base),
+        "counts": ("PartnerSessionCounts", {**base, "type": "", "status": "C"}),
+        "ending": ("PartnerSessionCountsEnding", {**base, "type": ""}),
+    }
+    return asyncio.run(_fetch_all(sim.app(), {
+        name: (f"/services/activityservice.asmx/{op}", params)
+        for name, (op, params) in requests.items()}))
+
+
+def _utc(timestamp: float) -> str:
+    from exporter.vendors.glance.client import utc
+
+    return utc(timestamp)
+
+
+async def _fetch_all(app: Any, requests: dict[str, tuple[str, dict[str, str]]]
+                     ) -> dict[str, bytes]:
+    import aiohttp
+    from aiohttp import web
+
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            bodies = {}
+            for name, (path, params) in requests.items():
+                async with session.post(base + path, data=params) as reply:
+                    assert reply.status == 200, (name, reply.status, await reply.text())
+                    bodies[name] = await reply.read()
+            return bodies
+    finally:
+        await runner.cleanup()
+
+
+def bench_glance(size: int, repeats: int) -> list[list[object]]:
+    from exporter.vendors.glance.client import COMPLETED_ENDING
+    from exporter.vendors.glance.collector import GlanceCollector
+    from exporter.vendors.glance.parser import parse_group_sessions
+
+    bodies = glance_bodies(size)
+    page = bodies["page"]
+    records = len(parse_group_sessions(page).sessions)
+    assert records == size, f"the simulator gave {records} sessions, not {size}"
+    acct = account("glance", {"partner_id": 1, "api_key": "k", "users": [],
+                              "today_statuses": ["C"]})
+    clock = FakeClock(NOW)
+
+    def answer(operation: str, form: Mapping[str, str]) -> bytes:
+        if operation == COMPLETED_ENDING:
+            return page if form.get("nextId") == "0" else bodies["empty"]
+        return bodies[{"PartnerActiveSessions": "active", "PartnerSessionCounts": "counts",
+                       "PartnerSessionCountsEnding": "ending"}[operation]]
+
+    upstream = CannedUpstream(answer)
+
+    def collect() -> None:
+        collector = GlanceCollector(acct, context(clock, NOW - 3600))
+        asyncio.run(collector.collect(upstream))
+
+    check = GlanceCollector(acct, context(clock, NOW - 3600))
+    asyncio.run(check.collect(upstream))
+    counted = sum(check.completed.values.values())
+    assert counted == records, f"collected {counted} of {records}"
+    return _rows("Glance page", records, len(page),
+                 bare=lambda: etree.fromstring(page),
+                 parse=lambda: parse_group_sessions(page),
+                 collect=collect, repeats=repeats)
+
+
+# -- SecureVideo ---------------------------------------------------------------------------
+
+
+def securevideo_body(size: int) -> bytes:
+    """A History reply as the simulator serves it (json.dumps of its World's records)."""
+    from datetime import UTC, datetime, timedelta
+
+    from exporter.vendors.securevideo.world import World
+
+    days = max(1, size // 4500 + 1)  # the world connects about 5,000 sessions a day
+    world = World(1, NOW - days * 86400)
+    world.advance_to(NOW)
+    today = datetime.fromtimestamp(NOW, UTC).date()
+    records = world.query(NOW, start=today - timedelta(days=days), end=today)
+    assert len(records) >= size, f"only {len(records)} records in {days} days"
+    return json.dumps(records[-size:]).encode()
+
+
+def bench_securevideo(size: int, repeats: int) -> list[list[object]]:
+    from exporter.vendors.securevideo.client import FEED
+    from exporter.vendors.securevideo.collector import SecureVideoCollector
+    from exporter.vendors.securevideo.parser import parse_history
+
+    body = securevideo_body(size)
+    records = len(parse_history(body).records)
+    acct = account("securevideo", {"api_key": "k", "api_secret": "s", "feed_days": 31})
+    clock = FakeClock(NOW)
+    # The month query is answered empty: this measures the feed, which carries the records.
+    upstream = CannedUpstream(lambda op, params: body if op == FEED else b"[]")
+
+    def collect() -> None:
+        asyncio.run(SecureVideoCollector(acct, context(clock)).collect(upstream))
+
+    check = SecureVideoCollector(acct, context(clock))
+    asyncio.run(check.collect(upstream))
+    assert check.tracked_sessions > records * 0.9, "most records must be counted"
+    return _rows("SecureVideo history", records, len(body),
+                 bare=lambda: json.loads(body),
+                 parse=lambda: parse_history(body),
+                 collect=collect, repeats=repeats)
+
+
+# -- Rescue --------------------------------------------------------------------------------
+
+
+def rescue_body(size: int) -> bytes:
+    """A getSession (v1) table of `size` rows in the simulator's reply shape."""
+    from exporter.vendors.rescue.simulator import CHANNELS, COLUMNS, TECHNICIANS
+    from exporter.vendors.rescue.statuses import STATUSES
+
+    rng = random.Random(1)
+    lines = ["OK", "", "|".join(COLUMNS[1]) + "|"]
+    for i in range(size):
+        channel, tech = rng.choice(CHANNELS), rng.choice(TECHNICIANS)
+        row = {
+            "ID": str(1663112 + i), "Status": rng.choice(STATUSES),
+            "Entry ID": str(channel.id), "Entry": channel.name,
+            "Technician ID": str(tech.id), "Technician": tech.name,
+            "Start Time": f"2/{rng.randint(1, 28)}/2026 {rng.randint(1, 12)}:"
+                          f"{rng.randint(0, 59):02d} {rng.choice(('AM', 'PM'))}",
+            "Waiting Time": str(rng.randint(0, 3600)),
+            "Custom Field 0": f"Customer {rng.randint(1, 999)}",
+            "Custom Field 1": f"T-{rng.randint(1000, 9999)}",
+            "Language": rng.choice(("en", "pt", "de")),
+        }
+        lines.append("|".join(row.get(c, "") for c in COLUMNS[1]) + "|")
+    return ("\r\n".join(lines) + "\r\n").encode()
+
+
+def bench_rescue(size: int, repeats: int) -> list[list[object]]:
+    from exporter.vendors.rescue.collector import RescueCollector
+    from exporter.vendors.rescue.parser import parse_sessions
+
+    body = rescue_body(size)
+    records = len(parse_sessions(body).sessions)
+    assert records == size
+    acct = account("rescue", {"auth_code": "c", "nodes": [{"id": 337366}]})
+    clock = FakeClock(NOW)
+    upstream = CannedUpstream(lambda op, form: body)
+
+    def bare() -> None:
+        for line in body.decode().split("\r\n"):
+            line.split("|")
+
+    def collect() -> None:
+        asyncio.run(RescueCollector(acct, context(clock)).collect(upstream))
+
+    return _rows("Rescue table", records, len(body), bare=bare,
+                 parse=lambda: parse_sessions(body), collect=collect, repeats=repeats)
+
+
+# -- report --------------------------------------------------------------------------------
+
+
+def _rows(name: str, records: int, size: int, *, bare: Callable[[], object],
+          parse: Callable[[], object], collect: Callable[[], object],
+          repeats: int) -> list[list[object]]:
+    times = {"bare parse": best(bare, repeats), "parse": best(parse, repeats),
+             "parse + collect": best(collect, repeats)}
+    return [[f"{name} ({records:,} records, {size / 1e6:.1f} MB)" if i == 0 else "", stage,
+             records / t, t * 1000, ratio(t, times["bare parse"])]
+            for i, (stage, t) in enumerate(times.items())]
+
+
+def main() -> int:
+    args = arguments(__doc__ or "").parse_args()
+    configure("warn", "logfmt")
+    sizes = (50, 500, 100) if args.quick else (1000, 50_000, 5000)
+    repeats = 2 if args.quick else 7
+    header("ingest: records/s through the parsers and collectors vs the bare parse")
+    rows = (bench_glance(sizes[0], repeats) + bench_securevideo(sizes[1], repeats)
+            + bench_rescue(sizes[2], repeats))
+    table(["reply", "stage", "records/s", "ms", "time vs bare"], rows)
+    worst = max(float(str(r[4]).rstrip("x")) for r in rows if r[1] == "parse + collect")
+    print(f"target: parse + collect within 2x of the bare parse: "
+          f"{'MET' if worst <= 2 else 'NOT MET'} (worst {worst:.2f}x)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

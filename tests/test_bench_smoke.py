@@ -1,0 +1,56 @@
+"""Each benchmark script runs once in --quick mode: proof that it still works, not a timing.
+
+The figures of a quick run mean nothing (tiny sizes, and the scrape bench runs its wrk
+jobs all at once); only a clean exit and the shape of the report are checked.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from .conftest import require_tool
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def run_bench(script: str) -> str:
+    # Unbuffered so that a failure shows the lines printed before it.
+    result = subprocess.run([sys.executable, "-u", str(BENCH / script), "--quick"],
+                            capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    return result.stdout
+
+
+def test_scrape_bench_runs() -> None:
+    require_tool("wrk")
+    out = run_bench("scrape.py")
+    for kind in ("ceiling", "exporter", "naive"):
+        assert f"| {kind}" in out
+    assert "series: 5,005" in out
+    assert "target: exporter >= 90%" in out
+
+
+def test_ingest_bench_runs() -> None:
+    out = run_bench("ingest.py")
+    for reply in ("Glance page", "SecureVideo history", "Rescue table"):
+        assert reply in out
+    assert "target: parse + collect within 2x" in out
+
+
+def test_accounts_bench_runs() -> None:
+    out = run_bench("accounts.py")
+    assert "6 accounts, max_concurrency 4" in out
+    assert "| 6/6 |" in out, "every account must be up after its cycle"
+    assert "(1.00x)" in out, "requests must scale exactly with the accounts"
+    assert "capacity: one process handles 6 accounts" in out
+
+
+def test_memory_bench_runs() -> None:
+    out = run_bench("memory.py")
+    assert "counted 8,334 sessions" in out
+    assert "target: peak RSS under 200 MB" in out

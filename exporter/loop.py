@@ -23,13 +23,14 @@ from .errors import UpstreamError
 from .http import Upstream, new_client_session
 from .logs import get_logger
 from .selfmetrics import SelfMetrics
-from .snapshot import EMPTY, Snapshot, render
+from .snapshot import EMPTY, Chunks, Snapshot, assemble, render_chunks
 from .storage import StateStore
 from .vendors.base import AccountCollector, AccountConfig, CollectorContext, Vendor
 
 log = get_logger(component="loop")
 
 FIRST_CYCLE_SPREAD = 5.0  # seconds
+RENDER_SPACING = 1.0  # seconds between two renders at most
 
 
 def next_delay(
@@ -56,6 +57,8 @@ class AccountRunner:
     upstream: Upstream
     failures: int = 0
     task: asyncio.Task[None] | None = field(default=None, repr=False)
+    # This account's families, encoded; None after each cycle until the next render.
+    chunks: Chunks | None = field(default=None, repr=False)
 
     @property
     def common(self) -> AccountCommon:
@@ -243,6 +246,7 @@ class Daemon:
         health.up = runner.failures == 0
         health.collect_duration = self.clock.monotonic() - started
         health.first_cycle_done = True
+        runner.chunks = None
         self.request_render()
         return next_delay(common, self.config.global_, runner.failures, retry_after, self._rng)
 
@@ -287,7 +291,15 @@ class Daemon:
         yield from self.metrics.families()
 
     def render_now(self) -> Snapshot:
-        return render(self.families())
+        """Encode only the accounts whose data changed since the last render."""
+        parts = []
+        for runner in self.runners.values():
+            if self.is_fresh(runner):
+                if runner.chunks is None:
+                    runner.chunks = render_chunks(runner.collector.families())
+                parts.append(runner.chunks)
+        parts.append(render_chunks(self.metrics.families()))
+        return assemble(parts)
 
     def request_render(self) -> None:
         self._dirty.set()
@@ -311,6 +323,8 @@ class Daemon:
                 self.snapshot = self.render_now()
             except Exception:
                 log.error("rendering failed; serving the previous snapshot", exc_info=True)
+            # Cycles ending in the meantime share the next render: at most one a second.
+            await asyncio.sleep(RENDER_SPACING)
 
 
 def describe(config: Config) -> dict[str, Any]:

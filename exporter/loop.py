@@ -89,6 +89,7 @@ class Daemon:
         self._dirty = asyncio.Event()
         self._renderer: asyncio.Task[None] | None = None
         self._scheduling = False
+        self._snapshot_ready = False
         self.store = store
 
     # -- lifecycle -------------------------------------------------------------------
@@ -278,6 +279,10 @@ class Daemon:
     # -- rendering -------------------------------------------------------------------
 
     def ready(self) -> bool:
+        """Every account has finished its first cycle, and the served snapshot shows it."""
+        return self._snapshot_ready
+
+    def _all_first_cycles_done(self) -> bool:
         return all(self.metrics.account(key).first_cycle_done for key in self.runners)
 
     def is_fresh(self, runner: AccountRunner) -> bool:
@@ -292,6 +297,7 @@ class Daemon:
 
     def render_now(self) -> Snapshot:
         """Encode only the accounts whose data changed since the last render."""
+        self._snapshot_ready = self._all_first_cycles_done()
         parts = []
         for runner in self.runners.values():
             if self.is_fresh(runner):

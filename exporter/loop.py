@@ -140,12 +140,12 @@ class Daemon:
                 self._add(account)
         self.metrics.reload_ok = True
         self.metrics.reload_success_time = self.clock.time()
-        self.request_render()
+        self.snapshot = self.render_now()  # removed accounts vanish from the next scrape
 
     def config_rejected(self) -> None:
         """A new config was refused: the old one stays, and the self-metric says so."""
         self.metrics.reload_ok = False
-        self.request_render()
+        self.snapshot = self.render_now()  # the next scrape must already say so
 
     def _add(self, account: AccountConfig) -> None:
         common = account.common

@@ -106,7 +106,7 @@ def config_yaml(tmp_path: Path, urls: dict[str, str]) -> dict[str, Any]:
     (tmp_path / "sv_secret").write_text(SECRETS["sv_api_secret"] + "\n")
     (tmp_path / "rescue_pw").write_text(SECRETS["rescue_password"])
     return {
-        "global": {"interval": "30s", "timeout": "0.3s", "stale_after": "1h"},
+        "global": {"interval": "30s", "timeout": "1s", "stale_after": "1h"},
         "glance": [{"name": "acme", "base_url": urls["glance"], "partner_id": DEMO_PARTNER_ID,
                     "api_key": SECRETS["glance_api_key"], "users": ["JDemo"]}],
         "securevideo": [{"name": "clinic", "base_url": urls["securevideo"],

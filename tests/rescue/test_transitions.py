@@ -108,3 +108,15 @@ def test_english_statuses_match_whatever_their_case(english: str) -> None:
     poll(c, 100, ("1", english, 1))
     assert c.nodes["337366"].counts[("Waiting",)] == 1
     assert not rejects
+
+
+def test_a_slow_reply_does_not_split_a_continuing_wait() -> None:
+    c, _, _ = make()
+    poll(c, 100, ("1", "Waiting", 0))
+    # Asked at 110, Rescue measured 10 s, the reply arrived 3 s later: the same wait.
+    reply = SessionList("OK", (Session(id="1", status="Waiting", waiting_seconds=10),))
+    c.apply(c.account.nodes[0], reply, T0 + 113, asked=T0 + 110)
+    poll(c, 120, ("1", "Active", 7))
+    count, total = observed(c)
+    assert count == 1
+    assert total == 13.0  # from its start (T0 + 100) to the last sighting in Waiting

@@ -77,6 +77,7 @@ class RescueCollector(AccountCollector):
         unknown: UpstreamError | None = None
         collected = 0
         for node in self.account.nodes:
+            asked = self.ctx.clock.time()
             try:
                 reply = await self.client.get_sessions(upstream, node)
             except UnknownNodeError as exc:
@@ -94,7 +95,7 @@ class RescueCollector(AccountCollector):
                                      error=str(exc))
                 failure = failure or exc
                 continue
-            self.apply(node, reply, self.ctx.clock.time())
+            self.apply(node, reply, self.ctx.clock.time(), asked=asked)
             collected += 1
         if failure is not None:
             raise failure
@@ -106,7 +107,10 @@ class RescueCollector(AccountCollector):
         self._restored_waits.pop(node, None)
         self.waits.forget((node,))
 
-    def apply(self, node: Node, reply: SessionList, now: float) -> None:
+    def apply(
+        self, node: Node, reply: SessionList, now: float, asked: float | None = None
+    ) -> None:
+        """Take one getSession reply, received at `now` for a request sent at `asked`."""
         for reason, count in (("shifted_row", reply.shifted_rows),
                               ("invalid_row", reply.invalid_rows),
                               ("invalid_value", reply.invalid_values)):
@@ -138,14 +142,18 @@ class RescueCollector(AccountCollector):
                 waiting.append(session)
         if overflow:
             self.ctx.reject("label_overflow", overflow)
-        state.waiting = self._follow_waits(node.label, previous, waiting, now)
+        state.waiting = self._follow_waits(node.label, previous, waiting, now,
+                                           now if asked is None else asked)
 
     def _follow_waits(self, node: str, previous: dict[str, Wait], waiting: list[Session],
-                      now: float) -> dict[str, Wait]:
+                      now: float, asked: float) -> dict[str, Wait]:
         """Carry each Waiting session's wait start across polls; observe finished waits."""
         current: dict[str, Wait] = {}
         for session in waiting:
-            start = now - session.waiting_seconds if session.waiting_seconds is not None \
+            # Date the start from when we asked: Rescue measured Waiting Time somewhere
+            # between asking and our reading the reply, so a slow reply never makes a
+            # continuing wait look like a new one.
+            start = asked - session.waiting_seconds if session.waiting_seconds is not None \
                 else None
             wait = previous.pop(session.id, None)
             if wait is not None and start is not None and start > wait.last_seen + ROUNDING:

@@ -15,7 +15,7 @@ from aiohttp import web
 from . import __version__
 from .clock import SystemClock
 from .config import ConfigError, load_config, parse_config
-from .demo import DemoWorld, start_world
+from .demo import DemoWorld, parse_fault_rates, start_world
 from .logs import configure, get_logger
 from .loop import Daemon
 from .registry import VENDORS
@@ -65,8 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "across restarts (default: none, counters start from zero)")
     p.add_argument("--demo", action="store_true",
                    help="run against built-in vendor simulators on loopback; no config needed")
-    p.add_argument("--demo.fault-rate", dest="demo_fault_rate", type=float, default=0.02,
-                   help="share of simulator replies that fail in the demo (default %(default)s)")
+    p.add_argument("--demo.fault-rate", dest="demo_fault_rate", default="0.02",
+                   help="share of simulator replies that fail in the demo: one number for "
+                        "every vendor, or per vendor as glance=0.1,rescue=0 "
+                        "(default %(default)s)")
     p.add_argument("--version", action="version", version=f"session-exporter {__version__}")
     return p
 
@@ -103,11 +105,12 @@ async def serve(args: argparse.Namespace) -> int:
     try:
         web_security = WebSecurity.load(args.web_config_file) if args.web_config_file else None
         if args.demo:
-            world = await start_world(VENDORS, clock, fault_rate=args.demo_fault_rate)
+            rates = parse_fault_rates(args.demo_fault_rate, VENDORS)
+            world = await start_world(VENDORS, clock, fault_rates=rates)
             config = parse_config(world.config_data(), VENDORS, source="demo", shard=args.shard)
         else:
             config = load_config(args.config_file, VENDORS, shard=args.shard)
-    except (ConfigError, WebConfigError) as exc:
+    except (ConfigError, WebConfigError, ValueError) as exc:
         log.error("invalid configuration", error=str(exc))
         return 2
 

@@ -11,9 +11,6 @@ from aiohttp import web
 from .clock import Clock
 from .vendors.base import Simulator, Vendor
 
-# Faults the demo injects now and then, so dashboards show an account that fails.
-DEMO_FAULT_KINDS = ("http_500", "http_503", "garbage")
-
 
 @dataclass
 class DemoWorld:
@@ -34,14 +31,19 @@ class DemoWorld:
 
 
 async def start_world(
-    vendors: Mapping[str, Vendor], clock: Clock, seed: int = 1, fault_rate: float = 0.0
+    vendors: Mapping[str, Vendor],
+    clock: Clock,
+    seed: int = 1,
+    fault_rates: Mapping[str, float] | None = None,
 ) -> DemoWorld:
-    """Start one simulator per vendor on 127.0.0.1, each on a free port."""
+    """Start one simulator per vendor on 127.0.0.1, each on a free port; `fault_rates`
+    makes that share of each vendor's replies fail, so dashboards show failures."""
     world = DemoWorld()
     for offset, (name, vendor) in enumerate(vendors.items()):
         simulator = vendor.new_simulator(clock, seed + offset)
-        if fault_rate:
-            simulator.faults.set_random(fault_rate, DEMO_FAULT_KINDS)
+        rate = (fault_rates or {}).get(name, 0.0)
+        if rate:
+            simulator.set_fault_rate(rate)
         runner = web.AppRunner(simulator.app(), access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -51,3 +53,24 @@ async def start_world(
         world.base_urls[name] = f"http://127.0.0.1:{port}"
         world.runners.append(runner)
     return world
+
+
+def parse_fault_rates(text: str, vendors: Mapping[str, Vendor]) -> dict[str, float]:
+    """``0.02`` for every vendor, or ``glance=0.1,rescue=0`` per vendor."""
+    if "=" not in text:
+        rate = _rate(text)
+        return dict.fromkeys(vendors, rate)
+    rates = dict.fromkeys(vendors, 0.0)
+    for item in text.split(","):
+        name, _, value = item.partition("=")
+        if name.strip() not in vendors:
+            raise ValueError(f"unknown vendor {name.strip()!r}; known: {', '.join(vendors)}")
+        rates[name.strip()] = _rate(value)
+    return rates
+
+
+def _rate(text: str) -> float:
+    rate = float(text)
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"a fault rate is a share between 0 and 1, not {text}")
+    return rate

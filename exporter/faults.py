@@ -13,6 +13,9 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+# What a vendor does now and then: errors and unreadable replies, never a hang.
+RANDOM_FAULT_KINDS = ("http_500", "http_503", "rate_limit", "garbage", "truncate", "reset")
+
 KINDS = ("latency", "http_500", "http_503", "rate_limit", "timeout", "reset", "truncate",
          "garbage", "auth")
 

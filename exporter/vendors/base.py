@@ -18,7 +18,7 @@ from prometheus_client.core import Metric
 
 from ..clock import Clock
 from ..config import AccountCommon, Fields, GlobalConfig
-from ..faults import Faults
+from ..faults import RANDOM_FAULT_KINDS, Faults
 from ..http import Upstream
 
 
@@ -74,6 +74,11 @@ class Simulator(ABC):
     @abstractmethod
     def demo_accounts(self, base_url: str) -> list[dict[str, Any]]:
         """Config entries (as YAML would give them) that point demo accounts at us."""
+
+    def set_fault_rate(self, rate: float) -> None:
+        """Fail this share of replies at random (demo and soak). Vendors with faults of
+        their own (expired logins, say) add them here."""
+        self.faults.set_random(rate, RANDOM_FAULT_KINDS)
 
 
 @dataclass(frozen=True)

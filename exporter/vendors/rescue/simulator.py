@@ -254,6 +254,10 @@ class RescueSimulator(Simulator):
 
     # -- HTTP ------------------------------------------------------------------------
 
+    def set_fault_rate(self, rate: float) -> None:
+        super().set_fault_rate(rate)
+        self.expire_rate = rate  # logins expire too, as real ones do after 20 idle minutes
+
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self.faults.middleware()])
         for path in ENDPOINTS:

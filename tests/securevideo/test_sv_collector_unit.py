@@ -148,6 +148,20 @@ async def test_restart_rule_sessions_before_start_are_never_counted(h: Harness) 
     assert total(m, "securevideo_session_wait_seconds_sum") == 60
 
 
+async def test_lookback_counts_sessions_that_connected_shortly_before_start(
+        h: Harness) -> None:
+    c, fake = make(h, started_at=ts("2026-03-10T11:00:00"), lookback=7200.0)
+    fake.feed_records = [
+        rec(1, "2026-03-10T10:59:59.999", 40, 2),  # within the 2 h lookback
+        rec(2, "2026-03-10T08:59:59", 30, 1),      # before it
+    ]
+    await c.collect(h.upstream)
+    await c.collect(h.upstream)  # and once only
+    m = metrics(c)
+    assert total(m, "securevideo_sessions_total") == 1
+    assert total(m, "securevideo_session_duration_seconds_sum") == 2400
+
+
 async def test_in_progress_counts_connected_sessions_without_duration(h: Harness) -> None:
     c, fake = make(h, started_at=h.clock.time())
     fake.feed_records = [

@@ -79,13 +79,14 @@ class SecureVideoCollector(AccountCollector):
         self._seen: dict[int, _Seen] = {}
         # Sessions that connected before this are never counted: our start, or with
         # --storage.path the start of the process whose counts we carry on.
-        self._counted_from = ctx.started_at
+        self._counted_from = ctx.started_at - account.lookback
         # The last time a feed reply was applied, and the one an earlier process saved
         # (--storage.path): until a feed succeeds here, the feed reaches back to that day,
         # so sessions that connected while no exporter ran are counted even if they have
         # left the rolling window.
         self._fed_until: float | None = None
-        self._catch_up_from: float | None = None
+        # A lookback beyond the rolling window is read once, like a restart's catch-up.
+        self._catch_up_from: float | None = self._counted_from if account.lookback else None
         self.in_progress: int | None = None
         self.month: dict[str, int] | None = None
         self._month_key: str | None = None

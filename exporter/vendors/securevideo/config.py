@@ -26,6 +26,8 @@ class SecureVideoAccount:
     # 0 disables: DurationMinutes stays null both while connected and when SecureVideo
     # never learns the end time, so users may cap how old an "in progress" session can be.
     in_progress_max_age: float = 0.0
+    # Count sessions that connected this long before start-up (0: from start-up on).
+    lookback: float = 0.0
 
 
 def _optional_int(fields: Fields, name: str, minimum: int) -> int | None:
@@ -55,4 +57,5 @@ def parse_account(
         wait_buckets=fields.float_list("wait_buckets", WAIT_BUCKETS),
         month_interval=fields.duration("month_interval", 300.0),
         in_progress_max_age=fields.duration("in_progress_max_age", 0.0),
+        lookback=fields.duration("lookback", 0.0),
     )

@@ -416,7 +416,9 @@ async def test_sigterm_under_load_exits_0_within_5s_with_the_state_saved(
             return all(sim.faults.injected.get("latency", 0) > 0 for sim in (lv.glance, lv.sv))
 
         await until(all_held, 10, "upstream requests of both vendors are held")
-        # No cycle can finish now: what /metrics shows is what must be saved.
+        # No cycle can finish now. The saved state may be ahead of /metrics (a part of a
+        # held cycle may have counted already), never behind it: restored counters must
+        # not go backwards, or Prometheus would see a reset.
         before = await scrape(http, url)
         assert total(before, "glance_sessions_completed_total") > 0
 
@@ -451,10 +453,11 @@ async def test_sigterm_under_load_exits_0_within_5s_with_the_state_saved(
         sv = lv.saved("securevideo")
         assert glance is not None and sv is not None
         assert glance[0] >= signalled_at and sv[0] >= signalled_at  # saved at shutdown
-        saved_counts = {tuple(labels[1:]): v for labels, v in glance[1]["completed"] if v}
-        assert saved_counts == pick(before, "glance_sessions_completed_total", "session_type",
-                                    "status")
-        assert sum(v for _, v in sv[1]["sessions"]) == total(before,
+        saved_counts = {tuple(labels[1:]): v for labels, v in glance[1]["completed"]}
+        shown = pick(before, "glance_sessions_completed_total", "session_type", "status")
+        assert shown and all(saved_counts.get(k, 0) >= v for k, v in shown.items()), (
+            saved_counts, shown)
+        assert sum(v for _, v in sv[1]["sessions"]) >= total(before,
                                                              "securevideo_sessions_total")
 
 

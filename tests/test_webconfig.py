@@ -126,3 +126,50 @@ def test_promtool_and_we_accept_the_example_web_config(tmp_path: Path) -> None:
     assert security.tls_enabled
     assert security.authorized("Basic " + base64.b64encode(b"prometheus:change-me").decode())
     assert not security.authorized("Basic " + base64.b64encode(b"prometheus:nope").decode())
+
+
+async def test_client_certificates_are_required_and_verified(tmp_path: Path) -> None:
+    server_cert, server_key = make_cert(tmp_path, "server")
+    ca_cert, ca_key = make_cert(tmp_path, "client-ca")
+    # A client certificate signed by the CA, and one that is self-signed.
+    subprocess.run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=scraper",
+                    "-keyout", str(tmp_path / "client.key"), "-out", str(tmp_path / "client.csr")],
+                   check=True, capture_output=True)
+    subprocess.run(["openssl", "x509", "-req", "-in", str(tmp_path / "client.csr"), "-days", "1",
+                    "-CA", str(ca_cert), "-CAkey", str(ca_key), "-CAcreateserial",
+                    "-out", str(tmp_path / "client.crt")], check=True, capture_output=True)
+    rogue_cert, rogue_key = make_cert(tmp_path, "rogue")
+    config = tmp_path / "web.yml"
+    config.write_text(
+        "tls_server_config:\n"
+        f"  cert_file: {server_cert.name}\n  key_file: {server_key.name}\n"
+        "  client_auth_type: RequireAndVerifyClientCert\n"
+        f"  client_ca_file: {ca_cert.name}\n"
+    )
+    security = WebSecurity.load(str(config))
+    app = web.Application(middlewares=[security.middleware()])
+    app.router.add_get("/", hello)
+    runner = web.AppRunner(app, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=security.ssl_context())
+    await site.start()
+    url = f"https://127.0.0.1:{runner.addresses[0][1]}/"
+
+    def client_context(cert: Path | None, key: Path | None) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(server_cert))
+        if cert is not None and key is not None:
+            context.load_cert_chain(cert, key)
+        return context
+
+    try:
+        async with aiohttp.ClientSession() as http:
+            good = client_context(tmp_path / "client.crt", tmp_path / "client.key")
+            async with http.get(url, ssl=good) as r:
+                assert r.status == 200
+        for cert, key in ((None, None), (rogue_cert, rogue_key)):
+            async with aiohttp.ClientSession() as http:
+                with pytest.raises(aiohttp.ClientError):
+                    async with http.get(url, ssl=client_context(cert, key)) as r:
+                        await r.read()
+    finally:
+        await runner.cleanup()

@@ -6,6 +6,7 @@ import asyncio
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,9 @@ from ..mocking import mocked
 
 __all__ = ["mocked"]
 
+
+# 2026-03-10 15:00 UTC: New York is on EDT (UTC-4) since 2026-03-08.
+NOON_ISH = datetime(2026, 3, 10, 15, 0, tzinfo=UTC).timestamp()
 
 SAMPLES = Path(__file__).parent / "samples"
 _MANGLED = re.compile(r"\[(https?://[^\]\s]+)\]\(\1\)")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -14,23 +14,11 @@ from exporter.errors import UpstreamError
 from exporter.vendors.glance.collector import STATUSES, GlanceCollector
 from exporter.vendors.glance.simulator import GlanceSimulator, SimSession
 
-from .support import Harness, by_label, series, start_harness, stop_harness
+from .support import NOON_ISH, Harness, by_label, series, start_harness, stop_harness
 
 HOUR = 3600.0
-# 2026-03-10 15:00 UTC: New York is on EDT (UTC-4) since 2026-03-08.
-NOON_ISH = datetime(2026, 3, 10, 15, 0, tzinfo=UTC).timestamp()
 
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(NOON_ISH)
-
-
-@pytest.fixture
-async def h(clock: FakeClock) -> AsyncIterator[Harness]:
-    harness = await start_harness(clock, GlanceSimulator(clock, seed=7))
-    yield harness
-    await stop_harness(harness)
+# `clock` and `h` (a collector against the simulator over loopback) come from conftest.py.
 
 
 def completed(c: GlanceCollector) -> dict[tuple[str, ...], float]:

@@ -4,29 +4,16 @@ dedupe keys and counts carry on, and a state that does not fit is refused whole.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from exporter.clock import FakeClock
 from exporter.vendors.glance.collector import GlanceCollector
-from exporter.vendors.glance.simulator import GlanceSimulator
 
-from .support import Harness, start_harness, stop_harness
-from .test_collector import NOON_ISH, assert_feed_matches, completed
+from .support import Harness
+from .test_collector import assert_feed_matches, completed
 
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(NOON_ISH)
-
-
-@pytest.fixture
-async def h(clock: FakeClock) -> AsyncIterator[Harness]:
-    harness = await start_harness(clock, GlanceSimulator(clock, seed=7))
-    yield harness
-    await stop_harness(harness)
+# `clock` and `h` come from conftest.py.
 
 
 def through_json(state: dict[str, Any] | None) -> dict[str, Any]:

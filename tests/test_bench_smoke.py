@@ -44,7 +44,7 @@ def test_ingest_bench_runs() -> None:
 
 def test_accounts_bench_runs() -> None:
     out = run_bench("accounts.py")
-    assert "6 accounts, max_concurrency 4" in out
+    assert "6 accounts, max_concurrency 16" in out
     assert "| 6/6 |" in out, "every account must be up after its cycle"
     assert "(1.00x)" in out, "requests must scale exactly with the accounts"
     assert "capacity: one process handles 6 accounts" in out

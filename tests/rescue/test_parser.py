@@ -1,13 +1,20 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import random
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from exporter.errors import ParseError
-from exporter.vendors.rescue.parser import parse_login, parse_sessions, parse_start_time
+from exporter.vendors.rescue.parser import (
+    _MIDNIGHTS,
+    _MIDNIGHTS_MAX,
+    parse_login,
+    parse_sessions,
+    parse_start_time,
+)
 
 # ../shared beside the repository, as in CI; the check is skipped where it is absent.
 DOC = Path(__file__).resolve().parents[3] / "shared/vendor-docs/logmein-rescue-getsession.txt"
@@ -226,3 +233,39 @@ def test_login_codes(body: bytes, code: str) -> None:
 def test_login_garbage() -> None:
     with pytest.raises(ParseError):
         parse_login(b"<html>")
+
+
+# The UTC fast path of parse_start_time (bench/ingest.py) against the general datetime
+# path, which a fixed zero offset that is not UTC itself still takes.
+ZERO = timezone(timedelta(0))
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2/29/2024 11:59 PM", "2/29/2023 1:00 AM", "2/29/1900 1:00 AM", "2/29/2000 12:00 AM",
+     "4/31/2026 1:00 PM", "13/1/2026 1:00 PM", "0/1/2026 1:00 PM", "1/0/2026 1:00 PM",
+     "12/31/9999 11:59:59 PM", "1/1/0001 12:00 AM", "1/1/0000 12:00 AM", "1/1/2026 0:00 AM",
+     "1/1/2026 13:00 PM", "1/1/2026 12:00 PM", "1/1/2026 24:00", "1/1/2026 23:59:59",
+     "1/1/2026 23:60", "1/1/2026 23:59:60", "1/1/1970 12:00 AM", "12/31/1969 11:59 PM"],
+)
+@pytest.mark.parametrize("zone", [UTC, ZoneInfo("UTC")])
+def test_utc_fast_path_agrees_with_datetime(text: str, zone: tzinfo) -> None:
+    assert parse_start_time(text, zone) == parse_start_time(text, ZERO)
+
+
+def test_utc_fast_path_agrees_on_random_times() -> None:
+    rng = random.Random(3)
+    for _ in range(2000):
+        text = (f"{rng.randint(0, 13)}/{rng.randint(0, 32)}/{rng.randint(1, 9999)} "
+                f"{rng.randint(0, 25)}:{rng.randint(0, 61):02d}"
+                + rng.choice(("", f":{rng.randint(0, 61):02d}"))
+                + rng.choice(("", " AM", " PM", "pm")))
+        assert parse_start_time(text, ZoneInfo("UTC")) == parse_start_time(text, ZERO), text
+
+
+def test_utc_date_cache_stays_bounded() -> None:
+    for n in range(3 * _MIDNIGHTS_MAX):
+        day = date(2000, 1, 1) + timedelta(days=n)
+        assert parse_start_time(f"{day.month}/{day.day}/{day.year} 1:00 AM", UTC) == (
+            datetime(day.year, day.month, day.day, 1, tzinfo=UTC).timestamp())
+        assert len(_MIDNIGHTS) <= _MIDNIGHTS_MAX

@@ -1,13 +1,19 @@
 from __future__ import annotations
 
+import datetime
 import json
+import random
+import sys
 import time
 
 import pytest
 
 from exporter.errors import ParseError
 from exporter.vendors.securevideo.parser import (
+    _DAYS,
+    _DAYS_MAX,
     HistoryRecord,
+    _parse_timestamp_strict,
     parse_error_message,
     parse_history,
     parse_timestamp,
@@ -237,3 +243,107 @@ def test_error_message_is_cut_cleaned_and_redacted() -> None:
     assert len(message) <= 200 and message.endswith("...")
     assert "\n" not in message and "\x1b" not in message
     assert "xxxxx" not in message and "<redacted>" in message
+
+
+# -- the fast paths (bench/ingest.py): identical to the strict ones, edge by edge ----------
+
+FAST_PATH_EDGES = [
+    *(f"2016-11-03T21:46:16{'.' + '1234567'[:n] if n else ''}{z}"
+      for n in range(9) for z in ("", "Z")),  # 0-7 fractional digits accepted, 8 refused
+    "2024-02-29T12:00:00", "2000-02-29T00:00:00.5Z",  # leap days
+    "2023-02-29T12:00:00", "1900-02-29T00:00:00", "2016-04-31T00:00:00",  # no such day
+    "0001-01-01T00:00:00", "9999-12-31T23:59:59.9999999Z", "1969-12-31T23:59:59.9",
+    "2016-11-03T23:59:59", "2016-11-03T23:59:60", "2016-11-03T23:60:00",
+    "2016-11-03T24:00:00", "2016-00-03T00:00:00", "2016-11-00T00:00:00",
+    # What int() would accept but the strict pattern does not: signs, underscores, spaces.
+    "2016-11-03T+1:00:00", "2016-11-03T1_:00:00", "2016-11-03T 1:00:00",
+    "2016-11-03T21:46:16.+1", "2016-11-03T21:46:16._1", "2016-11-03T21:46:16. 1",
+    "+016-11-03T21:46:16", "2016-1_-03T21:46:16", "2016-11-03T21:46:1\u0666",
+    "2016-11-03T21:46:16.\u0661", "2016-11-03T21:46:16.Z", "2016-11-03T21:46:16.", "Z",
+    "2016-11-03T21:46:16ZZ", "2016-11-03T21:46:16z", "2016-11-03t21:46:16",
+    "2016-11-03 21:46:16", "2016/11/03T21:46:16", "2016-11-03T21-46-16", "2016-11-03T21:46",
+    "20161103T214616", "2016-11-03T21:46:16+00:00", " 2016-11-03T21:46:16", "",
+]
+
+
+def _outcome(parse: object, text: str) -> object:
+    try:
+        return parse(text)  # type: ignore[operator]
+    except ValueError:
+        return ValueError
+
+
+@pytest.mark.parametrize("text", FAST_PATH_EDGES)
+def test_fast_timestamp_path_agrees_with_the_strict_one(text: str) -> None:
+    assert _outcome(parse_timestamp, text) == _outcome(_parse_timestamp_strict, text)
+
+
+def test_fast_timestamp_path_values() -> None:
+    assert parse_timestamp("2024-02-29T12:00:00") == 1709208000.0
+    assert parse_timestamp("2016-11-03T21:46:16.1234567Z") == (1478209576 * 10**7
+                                                                + 1234567) / 10**7
+    with pytest.raises(ValueError):
+        parse_timestamp("2023-02-29T12:00:00")
+    with pytest.raises(ValueError):
+        parse_timestamp("2016-11-03T21:46:16.12345678")
+
+
+def test_fast_timestamp_path_agrees_on_random_timestamps() -> None:
+    rng = random.Random(7)
+    for _ in range(2000):
+        digits = rng.randint(0, 8)
+        text = (f"{rng.randint(1, 9999):04d}-{rng.randint(0, 13):02d}-{rng.randint(0, 32):02d}"
+                f"T{rng.randint(0, 25):02d}:{rng.randint(0, 61):02d}:{rng.randint(0, 61):02d}"
+                + (f".{rng.randrange(10**digits):0{digits}d}" if digits else "")
+                + rng.choice(("", "Z")))
+        assert _outcome(parse_timestamp, text) == _outcome(_parse_timestamp_strict, text), text
+
+
+def test_the_day_cache_stays_bounded() -> None:
+    start = datetime.date(2020, 1, 1)
+    for n in range(3 * _DAYS_MAX):
+        day = start + datetime.timedelta(days=n)
+        assert parse_timestamp(f"{day.isoformat()}T00:00:01") == (
+            datetime.datetime(day.year, day.month, day.day, 0, 0, 1,
+                              tzinfo=datetime.UTC).timestamp())
+        assert len(_DAYS) <= _DAYS_MAX
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "kept"),
+    [("SessionId", 10**18 - 1, True), ("SessionId", -(10**18 - 1), True),
+     ("SessionId", 10**18, False), ("SessionId", -(10**18), False),
+     ("UserId", 10**18, False), ("DurationMinutes", 10**18 - 1, True),
+     ("DurationMinutes", 10**18, False), ("WaitTime", 10**19, False),
+     ("ScheduleTs", 10**18, False), ("BillableStatusCd", 10**30, False)],
+)
+def test_integers_past_18_digits_are_refused_by_both_loaders(
+    field: str, value: int, kept: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = json.dumps([{"SessionId": 1, field: value}, {"SessionId": 2}]).encode()
+    fast = parse_history(body)
+    # Uncapped integers make the parser use the json hook throughout (the strict loader).
+    monkeypatch.setattr(sys, "get_int_max_str_digits", lambda: 0)
+    strict = parse_history(body)
+    assert fast == strict
+    assert len(fast.records) == (2 if kept else 1)
+
+
+@pytest.mark.parametrize(
+    "body", [b"1" * 30, b"-" + b"1" * 5000, b'{"a": 1}', b"not json", b"[" * 200_000, b'"x"'])
+def test_a_bad_reply_fails_in_the_strict_loaders_words(
+    body: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ParseError) as fast:
+        parse_history(body)
+    monkeypatch.setattr(sys, "get_int_max_str_digits", lambda: 0)
+    with pytest.raises(ParseError) as strict:
+        parse_history(body)
+    assert str(fast.value) == str(strict.value)
+
+
+def test_an_integer_over_the_interpreter_cap_skips_only_its_record() -> None:
+    body = b'[{"SessionId": 1, "UserId": ' + b"7" * 5000 + b'}, {"SessionId": 2}]'
+    page = parse_history(body)
+    assert [r.session_id for r in page.records] == [2]
+    assert page.first_problem == "record 0: UserId is not a whole number"

@@ -86,10 +86,41 @@ def parse_start_time(text: str, zone: tzinfo) -> float | None:
         if not 1 <= hour <= 12:
             return None
         hour = hour % 12 + (12 if meridiem == "PM" else 0)
+    if zone is UTC or getattr(zone, "key", None) in _UTC_KEYS:
+        # A row each: UTC needs no zone rules, so the date is looked up once a day and
+        # the time added as integers; the same checks as `datetime`, the same float.
+        midnight = _utc_midnight(year, month, day)
+        if midnight is None or hour > 23 or minute > 59 or second > 59:
+            return None
+        return float(midnight + hour * 3600 + minute * 60 + second)
     try:
         return datetime(year, month, day, hour, minute, second, tzinfo=zone).timestamp()
     except ValueError:
         return None
+
+
+# ZoneInfo names of UTC itself (the config's default timezone is ZoneInfo("UTC")).
+_UTC_KEYS = frozenset({"UTC", "Etc/UTC"})
+# (year, month, day) -> UTC midnight, or None for no such day. Cleared when full, so odd
+# replies with many distinct dates cost only misses, never memory.
+_MIDNIGHTS: dict[tuple[int, int, int], int | None] = {}
+_MIDNIGHTS_MAX = 1024
+
+
+def _utc_midnight(year: int, month: int, day: int) -> int | None:
+    key = (year, month, day)
+    try:
+        return _MIDNIGHTS[key]
+    except KeyError:
+        pass
+    try:
+        midnight: int | None = int(datetime(year, month, day, tzinfo=UTC).timestamp())
+    except ValueError:
+        midnight = None
+    if len(_MIDNIGHTS) >= _MIDNIGHTS_MAX:
+        _MIDNIGHTS.clear()
+    _MIDNIGHTS[key] = midnight
+    return midnight
 
 
 def _decode(body: bytes) -> str:
@@ -176,29 +207,31 @@ def _sessions(header: list[str], rows: list[list[str]], shifted: int, zone: tzin
     if "id" not in index or "status" not in index:
         raise ParseError("table header has no ID or Status column")
 
-    def cell(row: list[str], column: str) -> str:
-        i = index.get(column)
-        return row[i].strip() if i is not None else ""
+    # Column positions looked up once, not per row and cell; -1 for an absent column.
+    columns = [index.get(name, -1) for name in (
+        "id", "status", "waitingtime", "starttime", "entryid", "entry", "technicianid",
+        "technician")]
+    digits = _DIGITS.match
 
     sessions: list[Session] = []
     invalid_rows = invalid_values = 0
     for row in rows:
-        session_id, status = cell(row, "id"), cell(row, "status")
-        if not _DIGITS.match(session_id) or not status:
+        (session_id, status, waiting_text, start_text, channel_id, channel, technician_id,
+         technician) = [row[i].strip() if i >= 0 else "" for i in columns]
+        if not digits(session_id) or not status:
             invalid_rows += 1
             continue
-        waiting_text, start_text = cell(row, "waitingtime"), cell(row, "starttime")
-        waiting = int(waiting_text) if _DIGITS.match(waiting_text) else None
+        waiting = int(waiting_text) if digits(waiting_text) else None
         start = parse_start_time(start_text, zone) if start_text else None
         invalid_values += (waiting_text != "" and waiting is None)
         invalid_values += (start_text != "" and start is None)
         sessions.append(Session(
             id=session_id,
             status=status,
-            channel_id=cell(row, "entryid"),
-            channel=cell(row, "entry"),
-            technician_id=cell(row, "technicianid"),
-            technician=cell(row, "technician"),
+            channel_id=channel_id,
+            channel=channel,
+            technician_id=technician_id,
+            technician=technician,
             start_time=start,
             waiting_seconds=waiting,
         ))

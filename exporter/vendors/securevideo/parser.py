@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +25,11 @@ _TIMESTAMP = re.compile(
 # Longer integers cannot be a session id or a count of minutes; refusing them here also
 # keeps json from spending quadratic time converting a megabyte of digits.
 _MAX_INT_DIGITS = 18
+# The same bound as a magnitude, for integers json converted itself (see `_load_fast`).
+_INT_LIMIT = 10**_MAX_INT_DIGITS
+# With CPython's own cap on integer literals at most this long (the default is 4300),
+# letting json convert integers itself costs microseconds even for hostile input.
+_SAFE_INT_MAX_STR_DIGITS = 10_000
 _MESSAGE_LIMIT = 200
 
 
@@ -73,8 +79,78 @@ def _load(body: bytes) -> Any:
         raise ParseError(f"History reply is not JSON ({exc})") from None
 
 
+def _load_fast(body: bytes) -> Any:
+    """`_load` without the `parse_int` hook, which costs a Python call per integer (a
+    third of the bare `json.loads` time on a History reply).
+
+    Used only where the result is provably the same: every integer the records use is
+    range-checked against `_INT_LIMIT` in `_int`/`_minutes`, which is what the hook's
+    digit count decides, and anything unusual (a JSON error, an integer over CPython's
+    digit cap, a non-array reply whose error message names the type) is redone by
+    `_load`, which decides and words it exactly as before.
+    """
+    limit = sys.get_int_max_str_digits()
+    if limit == 0 or limit > _SAFE_INT_MAX_STR_DIGITS:
+        return _load(body)  # uncapped integers: only the hook keeps json linear
+    try:
+        data = json.loads(body)
+    except (RecursionError, ValueError):
+        return _load(body)
+    return data if isinstance(data, list) else _load(body)
+
+
 def parse_timestamp(text: str) -> float:
-    """UTC seconds since the epoch for a History timestamp; ValueError if malformed."""
+    """UTC seconds since the epoch for a History timestamp; ValueError if malformed.
+
+    A History reply carries two timestamps a record, so the common shapes take a fast
+    path (slicing, integer arithmetic, the date part cached); whatever it does not
+    accept goes to `_parse_timestamp_strict`, which accepts or rejects it exactly as
+    before. The fast path returns only values the strict one would return too.
+    """
+    end = len(text) - (text[-1:] == "Z")
+    if (
+        19 <= end <= 27 and text.isascii()
+        and text[13] == ":" and text[16] == ":" and (end == 19 or text[19] == ".")
+    ):
+        prefix = text[:11]
+        day = _DAYS.get(prefix)
+        if day is None:
+            day = _day_seconds(prefix)
+        clock, fraction = text[11:13] + text[14:16] + text[17:19], text[20:end]
+        if (day is not None and clock.isdigit()
+                and (end == 19 or (end > 20 and fraction.isdigit()))):
+            hhmmss = int(clock)
+            hour, minute, second = hhmmss // 10000, hhmmss // 100 % 100, hhmmss % 100
+            if hour < 24 and minute < 60 and second < 60:
+                whole = day + hour * 3600 + minute * 60 + second
+                return (whole * 10**7 + int(fraction.ljust(7, "0"))) / 10**7
+    return _parse_timestamp_strict(text)
+
+
+# "yyyy-mm-ddT" -> UTC midnight, for the fast path. Cleared when full, so a hostile reply
+# with many distinct dates costs only cache misses, never memory.
+_DAYS: dict[str, int] = {}
+_DAYS_MAX = 1024
+
+
+def _day_seconds(prefix: str) -> int | None:
+    """UTC midnight of a "yyyy-mm-ddT" prefix (ASCII already checked), None if it is not
+    one or names no real day (the strict path then raises)."""
+    if not (prefix[4] == prefix[7] == "-" and prefix[10] == "T"
+            and (prefix[:4] + prefix[5:7] + prefix[8:10]).isdigit()):
+        return None
+    try:
+        day = int(datetime(int(prefix[:4]), int(prefix[5:7]), int(prefix[8:10]),
+                           tzinfo=UTC).timestamp())
+    except (ValueError, OverflowError):
+        return None
+    if len(_DAYS) >= _DAYS_MAX:
+        _DAYS.clear()
+    _DAYS[prefix] = day
+    return day
+
+
+def _parse_timestamp_strict(text: str) -> float:
     match = _TIMESTAMP.fullmatch(text)
     if match is None:
         raise ValueError("not a yyyy-mm-ddThh:mm:ss[.fffffff] timestamp")
@@ -86,39 +162,44 @@ def parse_timestamp(text: str) -> float:
     return ticks / 10**7
 
 
-def _int(record: dict[str, Any], name: str) -> int | None:
-    value = record.get(name)
+# The field checks take the value rather than the record (one dict lookup a field), and
+# test `type(...) is` first: json only ever makes exact ints, floats, strs and dicts, and
+# the isinstance chain is the slow path for the rare odd value.
+
+
+def _int(value: Any, name: str) -> int | None:
+    if type(value) is int and -_INT_LIMIT < value < _INT_LIMIT:
+        return value
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
+    # A bool is an int to isinstance; an over-long integer (see `_load_fast`) is no id.
+    if isinstance(value, bool) or not isinstance(value, int) or abs(value) >= _INT_LIMIT:
         raise _BadRecord(f"{name} is not a whole number")
     return value
 
 
-def _minutes(record: dict[str, Any], name: str) -> float | None:
-    value = record.get(name)
+def _minutes(value: Any, name: str) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if ((type(value) is not float and type(value) is not int)
+            or (type(value) is int and abs(value) >= _INT_LIMIT)):
         raise _BadRecord(f"{name} is not a number")
     if not math.isfinite(value) or value < 0:
         raise _BadRecord(f"{name} is not a finite, non-negative number")
     return float(value)
 
 
-def _text(record: dict[str, Any], name: str) -> str | None:
-    value = record.get(name)
+def _text(value: Any, name: str) -> str | None:
+    if value is None or type(value) is str:
+        return value
+    raise _BadRecord(f"{name} is not a string")
+
+
+def _time(value: Any, name: str) -> float | None:
     if value is None:
         return None
-    if not isinstance(value, str):
+    if type(value) is not str:
         raise _BadRecord(f"{name} is not a string")
-    return value
-
-
-def _time(record: dict[str, Any], name: str) -> float | None:
-    value = _text(record, name)
-    if value is None:
-        return None
     try:
         return parse_timestamp(value)
     except (ValueError, OverflowError):
@@ -128,25 +209,27 @@ def _time(record: dict[str, Any], name: str) -> float | None:
 def _record(item: Any) -> HistoryRecord:
     if not isinstance(item, dict):
         raise _BadRecord("is not a JSON object")
-    session_id = _int(item, "SessionId")
+    get = item.get
+    session_id = _int(get("SessionId"), "SessionId")
     if session_id is None:
         raise _BadRecord("has no SessionId")
+    # Keyword order is the check order: a record's first problem is the one reported.
     return HistoryRecord(
         session_id=session_id,
-        schedule_ts=_time(item, "ScheduleTs"),
-        billable_ts=_time(item, "BillableTs"),
-        duration_minutes=_minutes(item, "DurationMinutes"),
-        wait_minutes=_minutes(item, "WaitTime"),
-        billable_status=_text(item, "BillableStatusCd"),
-        schedule_type=_text(item, "ScheduleType"),
-        user_id=_int(item, "UserId"),
-        provider=_text(item, "ReportableMeetingProvider"),
+        schedule_ts=_time(get("ScheduleTs"), "ScheduleTs"),
+        billable_ts=_time(get("BillableTs"), "BillableTs"),
+        duration_minutes=_minutes(get("DurationMinutes"), "DurationMinutes"),
+        wait_minutes=_minutes(get("WaitTime"), "WaitTime"),
+        billable_status=_text(get("BillableStatusCd"), "BillableStatusCd"),
+        schedule_type=_text(get("ScheduleType"), "ScheduleType"),
+        user_id=_int(get("UserId"), "UserId"),
+        provider=_text(get("ReportableMeetingProvider"), "ReportableMeetingProvider"),
     )
 
 
 def parse_history(body: bytes) -> HistoryPage:
     """Parse a History JSON reply: an array of session objects."""
-    data = _load(body)
+    data = _load_fast(body)
     if not isinstance(data, list):
         raise ParseError(f"History reply is a JSON {type(data).__name__}, not an array")
     records: list[HistoryRecord] = []

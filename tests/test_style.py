@@ -1,0 +1,26 @@
+"""The style bar the project holds itself to: ruff clean, mypy --strict clean."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+
+
+COMMANDS = {"ruff": ("ruff", "check", "."), "mypy": ("mypy", "--strict", "exporter")}
+
+
+@pytest.mark.parametrize("tool", sorted(COMMANDS))
+def test_clean(tool: str) -> None:
+    pytest.importorskip(tool)
+    result = run(*COMMANDS[tool])
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -201,3 +201,15 @@ async def test_http_errors_map_to_core_reasons(env: Env) -> None:
     with pytest.raises(UpstreamError) as info:
         await env.client(acc).get_sessions(env.up, acc.nodes[0])
     assert info.value.reason == "http_5xx"
+
+
+async def test_a_service_refusing_post_is_asked_with_get_from_then_on(env: Env) -> None:
+    env.post(GET, status=405, body="Method Not Allowed")
+    env.mock.get(f"{GET}?authcode=code-123&node=337366&noderef=NODE", body=TABLE, repeat=True)
+    acc = account()
+    client = env.client(acc)
+    assert [s.id for s in (await client.get_sessions(env.up, acc.nodes[0])).sessions] == ["17"]
+    await client.get_sessions(env.up, acc.nodes[0])
+    assert len(env.calls(GET)) == 1  # POST tried once, then GET only
+    assert client.use_get
+    assert not env.metrics.failures.values  # a refused method is no failure

@@ -1,7 +1,8 @@
 """getSession over `Upstream`, with either an auth code or a login cookie kept per account.
 
-Credentials travel only in POST bodies and the Cookie header, never in a URL, so no
-logged URL or error message can carry them.
+Credentials travel in POST bodies and the Cookie header. Only if the service refuses POST
+(HTTP 405; the vendor documents GET too) does the client fall back to GET with a query
+string, and the core never logs URLs, so no log line or error message can carry them.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class RescueClient:
         self.cookie_used_at = 0.0
         self.login_blocked_until = 0.0
         self.logins = 0
+        # Set once the service has answered a POST with 405 Method Not Allowed.
+        self.use_get = False
 
     @property
     def url(self) -> str:
@@ -67,10 +70,20 @@ class RescueClient:
             data["authcode"] = self.account.auth_code.reveal()
         elif self.cookie is not None:
             headers["Cookie"] = self.cookie
-        reply = await upstream.fetch(GET_SESSION, "POST", self.url, data=data, headers=headers)
+        reply = await self._send(upstream, GET_SESSION, self.url, data, headers)
         self.cookie_used_at = self.clock.time()
         parse = partial(parse_sessions, zone=self.account.zone)
         return upstream.parse(GET_SESSION, parse, reply.body)
+
+    async def _send(self, upstream: Upstream, operation: str, url: str, data: dict[str, str],
+                    headers: dict[str, str] | None = None) -> Reply:
+        if not self.use_get:
+            reply = await upstream.fetch(operation, "POST", url, data=data, headers=headers,
+                                         ok_statuses=(200, 405))
+            if reply.status == 200:
+                return reply
+            self.use_get = True
+        return await upstream.fetch(operation, "GET", url, params=data, headers=headers)
 
     def _check(self, upstream: Upstream, node: Node, reply: SessionList) -> SessionList:
         code = reply.code
@@ -98,10 +111,8 @@ class RescueClient:
         email, password = self.account.email, self.account.password
         assert email is not None and password is not None  # config guarantees it
         self.logins += 1
-        reply = await upstream.fetch(
-            LOGIN, "POST", f"{self.account.common.base_url}/API/login.aspx",
-            data={"email": email, "pwd": password.reveal()},
-        )
+        reply = await self._send(upstream, LOGIN, f"{self.account.common.base_url}/API/login.aspx",
+                                 {"email": email, "pwd": password.reveal()})
         code = upstream.parse(LOGIN, parse_login, reply.body)
         if code == "LIMITREACHED":
             self.login_blocked_until = self.clock.time() + LOGIN_LIMIT_BACKOFF

@@ -7,6 +7,7 @@ and counted in `skipped`, so one odd row does not hide all the others.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -84,8 +85,22 @@ class _Skip(Exception):
     """One record is unusable; the document as a whole is fine."""
 
 
+# The vendor document prints namespace URIs as markdown links, `[URI](URI)`. A service
+# (or a mock) copying those samples verbatim still means the URIs inside; only the
+# prolog and root start tag are looked at, and any namespace but Glance's is refused.
+_MANGLED_URI = re.compile(rb'"\[(https?://[^\]\s"]+)\]\(\1\)"')
+_PROLOG = 2048
+
+
+def _unmangle(body: bytes) -> bytes:
+    head = body[:_PROLOG]
+    if b"](" not in head:
+        return body
+    return _MANGLED_URI.sub(rb'"\1"', head) + body[_PROLOG:]
+
+
 def _root(body: bytes, expected: str, max_bytes: int) -> etree._Element:
-    root = parse_xml(body, max_bytes)
+    root = parse_xml(_unmangle(body), max_bytes)
     if root.tag != _q(expected):
         raise ParseError(f"expected <{expected}> in namespace {NS}, got {_describe(root.tag)}")
     return root

@@ -121,7 +121,10 @@ def _text(parent: etree._Element, name: str) -> str | None:
 
 
 def _required(parent: etree._Element, name: str) -> str:
-    value = _text(parent, name)
+    return _present(_text(parent, name), name)
+
+
+def _present(value: str | None, name: str) -> str:
     if not value:
         raise _Skip(name)
     return value
@@ -206,6 +209,22 @@ def parse_active_sessions(body: bytes, max_bytes: int = MAX_BYTES) -> ActiveSess
     return ActiveSessions(records, skipped)
 
 
+_SESSION_FIELDS = {_q(name): name for name in ("id", "type", "status", "startTime", "duration")}
+
+
+def _children(item: etree._Element, wanted: dict[str, str]) -> dict[str, str]:
+    """The stripped text of `item`'s wanted children, by local name (the first of each).
+
+    One pass over the children instead of a find() per field: this is the hot loop of a
+    1000-session page, and it halves the parse time (bench/ingest.py)."""
+    found: dict[str, str] = {}
+    for child in item:
+        name = wanted.get(child.tag)
+        if name is not None and name not in found and child.text is not None:
+            found[name] = child.text.strip()
+    return found
+
+
 def _sessions(parent: etree._Element, user: str) -> tuple[list[Session], int]:
     sessions: list[Session] = []
     skipped = 0
@@ -213,13 +232,14 @@ def _sessions(parent: etree._Element, user: str) -> tuple[list[Session], int]:
     if container is None:
         return sessions, 0
     for item in container.iterfind(_q("session")):
+        fields = _children(item, _SESSION_FIELDS)
         try:
             sessions.append(Session(
-                id=_int(_text(item, "id"), "id"),
-                type=_required(item, "type"),
-                status=_required(item, "status"),
-                start_time=parse_time(_text(item, "startTime")),
-                duration=_seconds(_text(item, "duration")),
+                id=_int(fields.get("id"), "id"),
+                type=_present(fields.get("type"), "type"),
+                status=_present(fields.get("status"), "status"),
+                start_time=parse_time(fields.get("startTime")),
+                duration=_seconds(fields.get("duration")),
                 partner_user_id=user,
             ))
         except _Skip:

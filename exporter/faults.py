@@ -14,10 +14,16 @@ from dataclasses import dataclass
 from aiohttp import web
 
 # What a vendor does now and then: errors and unreadable replies, never a hang.
-RANDOM_FAULT_KINDS = ("http_500", "http_503", "rate_limit", "garbage", "truncate", "reset")
+RANDOM_FAULT_KINDS = (
+    "http_500", "http_503", "rate_limit", "garbage", "malformed", "truncate", "reset",
+)
 
 KINDS = ("latency", "http_500", "http_503", "rate_limit", "timeout", "reset", "truncate",
-         "garbage", "auth")
+         "garbage", "malformed", "auth")
+
+# A vendor's own kind of broken reply, made from a good one (a wrong XML root, a JSON
+# object instead of an array, a table whose rows do not fit its header).
+Malformer = Callable[[bytes], bytes]
 
 
 @dataclass
@@ -29,7 +35,8 @@ class Fault:
 
 
 class Faults:
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int = 0, malformed: Malformer | None = None) -> None:
+        self.malformed = malformed
         self.armed: list[Fault] = []
         self.random_rate = 0.0
         self.random_kinds: tuple[str, ...] = ("http_500",)
@@ -107,6 +114,8 @@ class Faults:
             body = bytes(body)
         if fault.kind == "truncate":
             return await _truncated(request, response, body)
+        if fault.kind == "malformed" and self.malformed is not None:
+            return _clone(response, self.malformed(body))
         return _clone(response, b"<<garbage|{\x00not what you expected")  # garbage
 
 

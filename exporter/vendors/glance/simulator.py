@@ -114,7 +114,7 @@ class GlanceSimulator(Simulator):
         if end_style not in END_STYLES:
             raise ValueError(f"end_style must be one of {END_STYLES}")
         self.clock = clock
-        self.faults = Faults(seed)
+        self.faults = Faults(seed, malformed=malformed_reply)
         self.partner_id = partner_id
         self.api_key = api_key
         self.end_style = end_style
@@ -502,3 +502,14 @@ def _range(params: Mapping[str, str]) -> tuple[float, float]:
     if hi - lo > MAX_WINDOW:
         raise AsmxError("System.ArgumentException: The maximum range is 31 days.")
     return lo, hi
+
+
+def malformed_reply(body: bytes) -> bytes:
+    """Well-formed XML that is not what was asked for: the root element renamed."""
+    start = body.find(b"<", body.find(b"?>") + 1)
+    end = body.find(b" ", start)
+    if start < 0 or end < 0:
+        return b"<unexpected/>"
+    root = body[start + 1 : end]
+    return body.replace(b"<" + root, b"<unexpected", 1).replace(b"</" + root + b">",
+                                                                b"</unexpected>", 1)

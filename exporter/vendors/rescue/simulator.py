@@ -135,7 +135,7 @@ class RescueSimulator(Simulator):
     def __init__(self, clock: Clock, seed: int, *, pipe_rate: float = 0.0,
                  timezone: str = "UTC") -> None:
         self.clock = clock
-        self.faults = Faults(seed)
+        self.faults = Faults(seed, malformed=malformed_reply)
         self._rng = random.Random(seed)
         self._cookie_rng = random.Random(seed + 1)
         self.pipe_rate = pipe_rate
@@ -383,3 +383,9 @@ class RescueSimulator(Simulator):
 
 def _text(body: str) -> web.Response:
     return web.Response(text=body, content_type="text/plain", charset="utf-8")
+
+
+def malformed_reply(body: bytes) -> bytes:
+    """A table without its return value: the status line is gone."""
+    _, _, rest = body.partition(b"\n")
+    return rest or b"ID|Status|\n"

@@ -59,7 +59,7 @@ class SecureVideoSimulator(Simulator):
         api_secret: str = DEMO_API_SECRET,
     ) -> None:
         self.clock = clock
-        self.faults = Faults(seed)
+        self.faults = Faults(seed, malformed=malformed_reply)
         self.api_key, self.api_secret = api_key, api_secret
         self.started = clock.time()
         self.world = World(seed, self.started - history)
@@ -118,3 +118,8 @@ class SecureVideoSimulator(Simulator):
         )
         return web.Response(text=json.dumps(records), content_type=_JSON, charset="utf-8",
                             headers={WORLD_TIME_HEADER: repr(now)})
+
+
+def malformed_reply(body: bytes) -> bytes:
+    """Valid JSON of the wrong shape: the records wrapped in an object, not an array."""
+    return b'{"sessions": ' + body + b"}"

@@ -1,0 +1,44 @@
+"""Each vendor's simulator breaks its replies in its own way on demand; the exporter
+counts a parse failure, keeps the last good values and recovers."""
+
+from __future__ import annotations
+
+import pytest
+
+from exporter.clock import FakeClock
+from exporter.registry import VENDORS
+
+from .support import daemon_for, samples, serve_app, value
+
+FIRST_METRIC = {"glance": "glance_sessions_current", "securevideo": "securevideo_sessions_month",
+                "rescue": "rescue_sessions"}
+
+
+@pytest.mark.parametrize("vendor", sorted(VENDORS))
+async def test_malformed_replies_are_parse_failures_that_lose_nothing(vendor: str) -> None:
+    clock = FakeClock()
+    simulator = VENDORS[vendor].new_simulator(clock, 5)
+    async with serve_app(simulator.app()) as url:
+        (entry,) = simulator.demo_accounts(url)
+        async with daemon_for({vendor: [entry]}, VENDORS, clock) as daemon:
+            name = entry["name"]
+            assert await daemon.collect_once(vendor, name)
+            before = {k: v for k, v in samples(daemon.snapshot.text).items()
+                      if k[0] == FIRST_METRIC[vendor]}
+            assert before
+
+            simulator.faults.inject("malformed", count=None)
+            clock.advance(10)
+            assert not await daemon.collect_once(vendor, name)
+            text = daemon.snapshot.text
+            failures = {k: v for k, v in samples(text).items()
+                        if k[0] == "session_exporter_upstream_request_failures_total"}
+            assert failures and all(dict(k[1])["reason"] == "parse" for k in failures)
+            after = {k: v for k, v in samples(text).items() if k[0] == FIRST_METRIC[vendor]}
+            assert after == before  # the last good values stay
+
+            simulator.faults.clear()
+            clock.advance(10)
+            assert await daemon.collect_once(vendor, name)
+            assert value(daemon.snapshot.text, "session_exporter_up", vendor=vendor,
+                         account=name) == 1.0

@@ -40,6 +40,17 @@ async def hello(request: web.Request) -> web.Response:
     return web.Response(text="hello")
 
 
+async def serve_secured(security: WebSecurity) -> tuple[web.AppRunner, str]:
+    """A hello app behind `security` (TLS and auth) on 127.0.0.1; clean up the runner."""
+    app = web.Application(middlewares=[security.middleware()])
+    app.router.add_get("/", hello)
+    runner = web.AppRunner(app, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=security.ssl_context())
+    await site.start()
+    return runner, f"https://127.0.0.1:{runner.addresses[0][1]}/"
+
+
 def write_config(path: Path, cert: Path, key: Path, password: str) -> None:
     hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
     path.write_text(
@@ -55,13 +66,7 @@ async def test_tls_and_basic_auth_and_certificate_rotation(tmp_path: Path) -> No
     write_config(config, cert, key, "right-password")
     clock = FakeClock()
     security = WebSecurity(config, load_settings(config), clock)
-    app = web.Application(middlewares=[security.middleware()])
-    app.router.add_get("/", hello)
-    runner = web.AppRunner(app, shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=security.ssl_context())
-    await site.start()
-    url = f"https://127.0.0.1:{runner.addresses[0][1]}/"
+    runner, url = await serve_secured(security)
     try:
         trust_first = ssl.create_default_context(cafile=str(cert))
         async with aiohttp.ClientSession() as http:
@@ -147,13 +152,7 @@ async def test_client_certificates_are_required_and_verified(tmp_path: Path) -> 
         f"  client_ca_file: {ca_cert.name}\n"
     )
     security = WebSecurity.load(str(config))
-    app = web.Application(middlewares=[security.middleware()])
-    app.router.add_get("/", hello)
-    runner = web.AppRunner(app, shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=security.ssl_context())
-    await site.start()
-    url = f"https://127.0.0.1:{runner.addresses[0][1]}/"
+    runner, url = await serve_secured(security)
 
     def client_context(cert: Path | None, key: Path | None) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=str(server_cert))

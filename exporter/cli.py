@@ -38,6 +38,12 @@ def parse_shard(text: str) -> tuple[int, int]:
     return index, count
 
 
+def telemetry_path(text: str) -> str:
+    if not text.startswith("/") or text in ("/", "/-/healthy", "/-/ready", "/-/reload"):
+        raise argparse.ArgumentTypeError("a path of its own starting with /, e.g. /metrics")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="session-exporter",
@@ -48,9 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config.check", dest="config_check", action="store_true",
                    help="validate the config file and exit (status 2 when invalid)")
     p.add_argument("--web.listen-address", dest="listen_address", default=None,
+                   type=listen_address,
                    help=f"address to listen on (default :{DEFAULT_PORT}; "
                         f"127.0.0.1:{DEFAULT_PORT} with --demo)")
     p.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics",
+                   type=telemetry_path,
                    help="path of the metrics endpoint (default: %(default)s)")
     p.add_argument("--web.config.file", dest="web_config_file", default=None,
                    help="exporter-toolkit web config: TLS and basic auth")
@@ -77,9 +85,17 @@ def split_address(address: str) -> tuple[str | None, int]:
     host, _, port = address.rpartition(":")
     host = host.strip("[]")
     try:
-        return (host or None), int(port)
+        number = int(port)
     except ValueError:
-        raise SystemExit(f"--web.listen-address: not host:port: {address!r}") from None
+        raise argparse.ArgumentTypeError(f"not host:port: {address!r}") from None
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"no such port: {number}")
+    return (host or None), number
+
+
+def listen_address(text: str) -> str:
+    split_address(text)  # refuse it at parse time, as a usage error
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -56,9 +56,13 @@ def test_example_config_is_valid(tmp_path: Path) -> None:
     assert "OK" in result.stdout
 
 
-def test_bad_listen_address_is_a_clean_error() -> None:
-    result = run_cli("--demo", "--web.listen-address", "nonsense")
-    assert result.returncode != 0
+@pytest.mark.parametrize("flags", [("--web.listen-address", "nonsense"),
+                                   ("--web.telemetry-path", "metrics"),
+                                   ("--web.telemetry-path", "/-/ready"),
+                                   ("--shard", "3/3")])
+def test_bad_flags_are_clean_errors(flags: tuple[str, str]) -> None:
+    result = run_cli("--demo", *flags)
+    assert result.returncode == 2
     assert "Traceback" not in result.stderr
 
 

@@ -11,10 +11,10 @@ import builtins
 import ipaddress
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import yaml
@@ -22,7 +22,6 @@ import yaml
 if TYPE_CHECKING:
     from .vendors.base import AccountConfig, Vendor
 
-T = TypeVar("T")
 
 SECRET_FIELDS = ("api_key", "api_secret", "password", "auth_code")
 
@@ -388,11 +387,3 @@ def load_config(
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError("", f"{path} is not valid YAML{where}") from None
     return parse_config(data, vendors, source=str(path), shard=shard)
-
-
-def parse_with(fields: Fields, name: str, parse: Callable[[Fields], T]) -> T:
-    """Parse a nested mapping and reject its unknown fields."""
-    sub = fields.sub(name)
-    value = parse(sub)
-    sub.check_unknown()
-    return value

@@ -44,9 +44,6 @@ class BoundedLabel:
             return value
         return OTHER
 
-    def folds(self, value: str) -> bool:
-        return self(value) == OTHER and value != OTHER
-
 
 class CounterSet:
     """A labelled counter that only goes up."""
@@ -109,9 +106,6 @@ class HistogramSet:
         """Drop a series whose entity vanished (a removed node, say)."""
         self._counts.pop(labels, None)
         self._sums.pop(labels, None)
-
-    def count(self, labels: LabelValues) -> int:
-        return sum(self._counts.get(labels, ()))
 
     def total_count(self) -> int:
         return sum(sum(c) for c in self._counts.values())

@@ -12,12 +12,15 @@ import ipaddress
 import os
 import re
 from collections.abc import Iterator, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import yaml
+
+from . import scrub
 
 if TYPE_CHECKING:
     from .vendors.base import AccountConfig, Vendor
@@ -42,6 +45,7 @@ class Secret:
 
     def __init__(self, value: str) -> None:
         self._value = value
+        scrub.register(value)  # from now on, no vendor text can carry it to a log or label
 
     def reveal(self) -> str:
         return self._value
@@ -166,6 +170,22 @@ class Fields:
             raise ConfigError(self._path(name), f"must be at least {minimum:g}s")
         return seconds
 
+    def fraction(self, name: builtins.str, default: builtins.float) -> builtins.float:
+        """A share from 0 up to (not including) 1: ``0.1`` or ``10%``."""
+        value = self._get(name, False)
+        if value is None:
+            return default
+        number: builtins.float | None = None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            number = float(value)
+        elif isinstance(value, str) and value.strip().endswith("%"):
+            with suppress(ValueError):
+                number = float(value.strip()[:-1]) / 100
+        if number is None or not 0 <= number < 1:
+            raise ConfigError(self._path(name), "must be a fraction from 0 to below 1, "
+                                                "such as 0.1 or 10%")
+        return number
+
     def choice(
         self, name: builtins.str, choices: tuple[builtins.str, ...], default: builtins.str
     ) -> builtins.str:
@@ -289,6 +309,15 @@ class GlobalConfig:
     max_concurrency: int = 16
     max_body_bytes: int = 16 * 1024 * 1024
     label_value_limit: int = 50
+    # Bounds on what one hostile or broken vendor can cost (README "Reliability").
+    label_value_max_length: int = 64
+    max_records_per_reply: int = 100_000
+    max_pages_per_cycle: int = 200
+    max_remembered_ids: int = 250_000
+    max_series_per_account: int = 20_000
+    max_exposition_bytes: int = 64 * 1024 * 1024
+    # None: 90% of the shorter of interval and stale_after, but never below timeout.
+    cycle_timeout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -301,10 +330,19 @@ class AccountCommon:
     interval: float
     timeout: float
     stale_after: float
+    cycle_timeout: float | None = None
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.vendor, self.name)
+
+    @property
+    def cycle_deadline(self) -> float:
+        """Seconds one whole cycle may take: a feed that never ends must not keep `up` at
+        1 while the data goes stale."""
+        if self.cycle_timeout is not None:
+            return self.cycle_timeout
+        return max(min(self.interval, self.stale_after) * 0.9, self.timeout)
 
 
 @dataclass(frozen=True)
@@ -317,19 +355,34 @@ class Config:
 _ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
+def _optional_duration(
+    fields: Fields, name: str, default: float | None = None
+) -> float | None:
+    if not fields.has(name):
+        fields.duration(name, 0.0)  # marks the (null) field read
+        return default
+    return fields.duration(name, 0.0, minimum=0.1)
+
+
 def parse_global(fields: Fields) -> GlobalConfig:
     g = GlobalConfig(
         interval=fields.duration("interval", 60.0, minimum=1.0),
         timeout=fields.duration("timeout", 20.0, minimum=0.1),
         stale_after=fields.duration("stale_after", 300.0, minimum=1.0),
-        jitter=fields.duration("jitter", 0.1),
+        jitter=fields.fraction("jitter", 0.1),
         max_backoff=fields.duration("max_backoff", 600.0, minimum=1.0),
         max_concurrency=fields.int("max_concurrency", 16, minimum=1),
         max_body_bytes=fields.int("max_body_bytes", 16 * 1024 * 1024, minimum=1024),
         label_value_limit=fields.int("label_value_limit", 50, minimum=1),
+        label_value_max_length=fields.int("label_value_max_length", 64, minimum=8),
+        max_records_per_reply=fields.int("max_records_per_reply", 100_000, minimum=1),
+        max_pages_per_cycle=fields.int("max_pages_per_cycle", 200, minimum=1),
+        max_remembered_ids=fields.int("max_remembered_ids", 250_000, minimum=1),
+        max_series_per_account=fields.int("max_series_per_account", 20_000, minimum=1),
+        max_exposition_bytes=fields.int("max_exposition_bytes", 64 * 1024 * 1024,
+                                        minimum=65536),
+        cycle_timeout=_optional_duration(fields, "cycle_timeout"),
     )
-    if g.jitter >= 1:
-        raise ConfigError(fields._path("jitter"), "is a fraction of the interval, below 1")
     fields.check_unknown()
     return g
 
@@ -356,6 +409,8 @@ def parse_config(
                 interval=fields.duration("interval", global_.interval, minimum=1.0),
                 timeout=fields.duration("timeout", global_.timeout, minimum=0.1),
                 stale_after=fields.duration("stale_after", global_.stale_after, minimum=1.0),
+                cycle_timeout=_optional_duration(fields, "cycle_timeout",
+                                                 global_.cycle_timeout),
             )
             accounts.append(vendor.parse_account(fields, common, global_))
             fields.check_unknown()

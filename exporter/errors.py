@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from .sanitize import clean_text
+from .scrub import scrub
+
 
 class ParseError(ValueError):
     """A vendor reply that could not be understood. Parsers raise only this."""
@@ -18,6 +21,7 @@ class UpstreamError(Exception):
     def __init__(
         self, operation: str, reason: str, message: str, retry_after: float | None = None
     ) -> None:
+        message = scrub(clean_text(message))  # messages reach logs and the status page
         super().__init__(f"{operation}: {reason}: {message}")
         self.operation = operation
         self.reason = reason

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from prometheus_client.core import (
@@ -19,6 +19,8 @@ from prometheus_client.core import (
     Metric,
 )
 
+from .sanitize import LABEL_VALUE_MAX_LENGTH, label_value
+
 LabelValues = tuple[str, ...]
 
 OTHER = "other"
@@ -27,22 +29,43 @@ OTHER = "other"
 class BoundedLabel:
     """Keeps free-text vendor values as label values, up to `limit` distinct extras.
 
-    Known values always pass. Beyond the limit, new values fold into ``other`` so that a
-    vendor returning garbage cannot blow up the series count.
+    Every value is made encodable, scrubbed of secrets and cut to `max_length` first (a
+    cut is reported as ``label_truncated``). Known values always pass. Beyond the limit,
+    new values fold into ``other`` (reported as ``label_overflow``), so that a vendor
+    returning garbage cannot blow up the series count. `reject` receives the reports.
     """
 
-    def __init__(self, known: Iterable[str], limit: int) -> None:
+    def __init__(
+        self,
+        known: Iterable[str],
+        limit: int,
+        *,
+        max_length: int = LABEL_VALUE_MAX_LENGTH,
+        reject: Callable[[str, int], None] | None = None,
+    ) -> None:
         self.known = frozenset(known)
         self.limit = limit
+        self.max_length = max_length
+        self._reject = reject
         self._extra: set[str] = set()
 
     def __call__(self, value: str) -> str:
         if value in self.known or value in self._extra:
             return value
+        value, cut = label_value(value, self.max_length)
+        if cut:
+            self._report("label_truncated")
+        if value in self.known or value in self._extra:
+            return value
         if len(self._extra) < self.limit:
             self._extra.add(value)
             return value
+        self._report("label_overflow")
         return OTHER
+
+    def _report(self, reason: str) -> None:
+        if self._reject is not None:
+            self._reject(reason, 1)
 
 
 class CounterSet:

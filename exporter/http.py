@@ -9,6 +9,7 @@ bodies, because those may carry credentials.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -18,6 +19,7 @@ import aiohttp
 from multidict import CIMultiDictProxy
 
 from .errors import ParseError, UpstreamError
+from .sanitize import strict_int
 from .selfmetrics import SelfMetrics
 
 T = TypeVar("T")
@@ -44,15 +46,18 @@ def new_client_session() -> aiohttp.ClientSession:
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
-    if not value:
+    """Seconds (ASCII digits only: ``'²'`` is a digit to `str.isdigit`) or an HTTP date;
+    None for anything else, which then leaves the backoff as it is."""
+    if not value or len(value) > 64:
         return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
+    seconds = strict_int(value)
+    if seconds is not None:
+        return float(seconds)
     try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
-    except (TypeError, ValueError, IndexError):
+        when = parsedate_to_datetime(value.strip()).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
+    return max(0.0, when - now) if math.isfinite(when) else None
 
 
 def reason_for_status(status: int) -> str:

@@ -6,6 +6,13 @@ import logging
 import sys
 
 import structlog
+from structlog.types import EventDict, WrappedLogger
+
+from .sanitize import clean_text
+from .scrub import scrub
+
+# Longest value of one log field; vendor text beyond it is cut (tracebacks are exempt).
+MAX_FIELD_LENGTH = 512
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
           "error": logging.ERROR}
@@ -24,6 +31,7 @@ def configure(level: str = "info", fmt: str = "logfmt") -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
             structlog.processors.format_exc_info,
+            scrub_fields,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
@@ -36,3 +44,18 @@ def get_logger(**bindings: object) -> structlog.stdlib.BoundLogger:
     # Stays lazy: module-level loggers created before configure() still obey it.
     logger: structlog.stdlib.BoundLogger = structlog.get_logger(**bindings)
     return logger
+
+
+def scrub_fields(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
+    """The last line of defence: no log field carries a secret, an unencodable character
+    or an unbounded vendor string, whichever code path put it there."""
+    for key, value in event.items():
+        if isinstance(value, BaseException):
+            value = str(value)
+        elif not isinstance(value, str):
+            continue
+        value = scrub(clean_text(value))
+        if key != "exception" and len(value) > MAX_FIELD_LENGTH:
+            value = value[:MAX_FIELD_LENGTH] + "…"
+        event[key] = value
+    return event

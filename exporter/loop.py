@@ -23,7 +23,7 @@ from .errors import UpstreamError
 from .http import Upstream, new_client_session
 from .logs import get_logger
 from .selfmetrics import SelfMetrics
-from .snapshot import EMPTY, Chunks, Snapshot, assemble, render_chunks
+from .snapshot import EMPTY, EMPTY_CHUNKS, Chunks, Snapshot, assemble, render_chunks
 from .storage import StateStore
 from .vendors.base import AccountCollector, AccountConfig, CollectorContext, Vendor
 
@@ -163,6 +163,10 @@ class Daemon:
             label_value_limit=global_.label_value_limit,
             reject=reject,
             started_at=self.started_at,
+            label_value_max_length=global_.label_value_max_length,
+            max_records_per_reply=global_.max_records_per_reply,
+            max_pages_per_cycle=global_.max_pages_per_cycle,
+            max_remembered_ids=global_.max_remembered_ids,
         )
         semaphore = self._semaphores.setdefault(
             common.vendor, asyncio.Semaphore(global_.max_concurrency)
@@ -212,8 +216,15 @@ class Daemon:
         started = self.clock.monotonic()
         retry_after: float | None = None
         health.last_attempt = self.clock.time()
+        deadline = common.cycle_deadline
         try:
-            await runner.collector.collect(runner.upstream)
+            try:
+                async with asyncio.timeout(deadline):
+                    await runner.collector.collect(runner.upstream)
+            except TimeoutError:
+                # What the cycle applied before the deadline stays (feeds keep their
+                # progress); the rest waits for the next cycle.
+                raise self._cycle_timeout(common, deadline) from None
         except UpstreamError as exc:
             runner.failures += 1
             retry_after = exc.retry_after
@@ -250,6 +261,12 @@ class Daemon:
         runner.chunks = None
         self.request_render()
         return next_delay(common, self.config.global_, runner.failures, retry_after, self._rng)
+
+    def _cycle_timeout(self, common: AccountCommon, deadline: float) -> UpstreamError:
+        self.metrics.upstream_failure(common.vendor, common.name, "cycle", "timeout")
+        return UpstreamError("cycle", "timeout",
+                             f"cycle did not finish within its {deadline:g}s deadline "
+                             "(cycle_timeout)")
 
     # -- durable state -----------------------------------------------------------------
 
@@ -296,16 +313,53 @@ class Daemon:
         yield from self.metrics.families()
 
     def render_now(self) -> Snapshot:
-        """Encode only the accounts whose data changed since the last render."""
+        """Encode only the accounts whose data changed since the last render.
+
+        One account can never stop the others from rendering: an account whose families
+        fail to encode, or hold more series than `max_series_per_account`, is left out
+        (and counted) until its next cycle; so are the largest accounts while the whole
+        exposition is over `max_exposition_bytes`."""
         self._snapshot_ready = self._all_first_cycles_done()
-        parts = []
-        for runner in self.runners.values():
+        parts: list[tuple[tuple[str, str], Chunks]] = []
+        for key, runner in self.runners.items():
             if self.is_fresh(runner):
                 if runner.chunks is None:
-                    runner.chunks = render_chunks(runner.collector.families())
-                parts.append(runner.chunks)
-        parts.append(render_chunks(self.metrics.families()))
-        return assemble(parts)
+                    runner.chunks = self._render_account(runner)
+                if runner.chunks is not EMPTY_CHUNKS:
+                    parts.append((key, runner.chunks))
+        budget = self.config.global_.max_exposition_bytes
+        total = sum(c.size for _, c in parts)
+        for key, chunks in sorted(parts, key=lambda p: p[1].size, reverse=True):
+            if total <= budget:
+                break
+            parts.remove((key, chunks))
+            total -= chunks.size
+            self.metrics.render_dropped(*key, "exposition_too_large")
+            log.error("account left out of /metrics", vendor=key[0], account=key[1],
+                      reason="exposition_too_large", bytes=chunks.size,
+                      hint="raise global.max_exposition_bytes or reduce this account's "
+                           "labels")
+        own = render_chunks(self.metrics.families())
+        return assemble([chunks for _, chunks in parts] + [own])
+
+    def _render_account(self, runner: AccountRunner) -> Chunks:
+        common = runner.common
+        limit = self.config.global_.max_series_per_account
+        try:
+            families = list(runner.collector.families())
+            series = sum(len(f.samples) for f in families)
+            if series > limit:
+                self.metrics.render_dropped(common.vendor, common.name, "too_many_series")
+                log.error("account left out of /metrics", vendor=common.vendor,
+                          account=common.name, reason="too_many_series", series=series,
+                          hint=f"over global.max_series_per_account ({limit})")
+                return EMPTY_CHUNKS
+            return render_chunks(families)
+        except Exception as exc:  # one broken account must not freeze every other one
+            self.metrics.render_dropped(common.vendor, common.name, "render_failed")
+            log.error("account left out of /metrics", vendor=common.vendor,
+                      account=common.name, reason="render_failed", error=type(exc).__name__)
+            return EMPTY_CHUNKS
 
     def request_render(self) -> None:
         self._dirty.set()

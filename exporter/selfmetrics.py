@@ -40,6 +40,13 @@ class SelfMetrics:
             "limit, unusable values).",
             ("vendor", "account", "reason"),
         )
+        self.render_drops = CounterSet(
+            "session_exporter_render_dropped_total",
+            "Times an account's series were left out of /metrics: render_failed, "
+            "too_many_series (max_series_per_account), exposition_too_large "
+            "(max_exposition_bytes).",
+            ("vendor", "account", "reason"),
+        )
         self.reload_ok = True
         self.reload_success_time: float | None = None
 
@@ -53,13 +60,16 @@ class SelfMetrics:
         if count:
             self.rejected.inc((vendor, account, reason), count)
 
+    def render_dropped(self, vendor: str, account: str, reason: str) -> None:
+        self.render_drops.inc((vendor, account, reason))
+
     def account(self, key: tuple[str, str]) -> AccountHealth:
         return self.health.setdefault(key, AccountHealth())
 
     def forget(self, key: tuple[str, str]) -> None:
         """An account removed from the config takes all its self-series with it."""
         self.health.pop(key, None)
-        for counters in (self.requests, self.failures, self.rejected):
+        for counters in (self.requests, self.failures, self.rejected, self.render_drops):
             for labels in [k for k in counters.values if k[:2] == key]:
                 del counters.values[labels]
 
@@ -92,6 +102,7 @@ class SelfMetrics:
             self.requests.family(),
             self.failures.family(),
             self.rejected.family(),
+            self.render_drops.family(),
             build,
             gauge("session_exporter_config_last_reload_successful",
                   "1 when the last config load or reload succeeded.", (),

@@ -64,6 +64,11 @@ class Chunks:
     text: tuple[Chunk, ...]
     openmetrics: tuple[Chunk, ...]
 
+    @property
+    def size(self) -> int:
+        """Bytes this part adds to the text exposition (headers shared, counted once)."""
+        return sum(len(body) for _, _, body in self.text)
+
 
 def _split(exposition: bytes) -> tuple[Chunk, ...]:
     # Headers start a line; label values cannot hold a raw newline (they are escaped),
@@ -127,3 +132,4 @@ def wants_gzip(accept_encoding: str) -> bool:
 
 
 EMPTY = render(())
+EMPTY_CHUNKS = Chunks((), ())

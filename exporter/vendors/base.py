@@ -18,6 +18,7 @@ from prometheus_client.core import Metric
 
 from ..clock import Clock
 from ..config import AccountCommon, Fields, GlobalConfig
+from ..families import BoundedLabel
 from ..faults import RANDOM_FAULT_KINDS, Faults
 from ..http import Upstream
 
@@ -38,6 +39,17 @@ class CollectorContext:
     reject: Callable[[str, int], None]
     # When this process started; feeds begin here unless a lookback is configured.
     started_at: float
+    # Bounds on one reply, one cycle and one account's dedupe memory (GlobalConfig).
+    label_value_max_length: int = 64
+    max_records_per_reply: int = 100_000
+    max_pages_per_cycle: int = 200
+    max_remembered_ids: int = 250_000
+
+    def label(self, known: Iterable[str] = ()) -> BoundedLabel:
+        """The one way a collector turns free vendor text into a label value: capped in
+        length and in distinct values, scrubbed, and reporting its own overflow."""
+        return BoundedLabel(known, self.label_value_limit,
+                            max_length=self.label_value_max_length, reject=self.reject)
 
 
 class AccountCollector(ABC):

@@ -1,0 +1,76 @@
+"""Vendor values made safe where they enter: text that always encodes, numbers parsed
+strictly and checked for plausibility, label values of bounded length.
+
+Parsers call these so that no vendor value can raise anything but our `ParseError`, and
+no absurd number (1e308, NaN, the year 9999) is ever observed into a series.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from .scrub import scrub
+
+# The longest vendor string kept as a label value; longer ones are cut and marked.
+LABEL_VALUE_MAX_LENGTH = 64
+TRUNCATION_MARKER = "…"
+
+# A session lasting, or a customer waiting, longer than this is a vendor error.
+MAX_PLAUSIBLE_SECONDS = 7 * 86400.0
+# Vendor timestamps further than this from now (either way) are a vendor error.
+MAX_CLOCK_DISTANCE = 5 * 365 * 86400.0
+
+# Enough for any count or id a vendor sends; far below Python's int conversion limit.
+MAX_DIGITS = 18
+_ASCII_DIGITS = re.compile(rf"\A[0-9]{{1,{MAX_DIGITS}}}\Z")
+
+
+def clean_text(text: str) -> str:
+    """`text` guaranteed to encode as UTF-8: lone surrogates (valid in JSON, invalid in
+    UTF-8) become U+FFFD. A render must never fail on one vendor string."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return text
+
+
+def label_value(text: str, max_length: int = LABEL_VALUE_MAX_LENGTH) -> tuple[str, bool]:
+    """A vendor string as a label value: encodable, scrubbed of secrets, at most
+    `max_length` characters. The flag says whether it had to be cut."""
+    text = scrub(clean_text(text))
+    if len(text) <= max_length:
+        return text, False
+    return text[: max_length - len(TRUNCATION_MARKER)] + TRUNCATION_MARKER, True
+
+
+def strict_int(text: str) -> int | None:
+    """ASCII digits only (superscripts and Arabic-Indic digits are digits to
+    `str.isdigit`, not to us), at most `MAX_DIGITS` of them; None otherwise."""
+    text = text.strip()
+    if _ASCII_DIGITS.match(text) is None:
+        return None
+    return int(text)
+
+
+def plausible_seconds(value: float, maximum: float = MAX_PLAUSIBLE_SECONDS) -> bool:
+    """A duration or wait a real session can have: finite, from 0 to `maximum`."""
+    return math.isfinite(value) and 0.0 <= value <= maximum
+
+
+def plausible_timestamp(value: float, now: float, distance: float = MAX_CLOCK_DISTANCE) -> bool:
+    """A Unix time within `distance` of `now`."""
+    return math.isfinite(value) and abs(value - now) <= distance
+
+
+# Bounds for parsers, which have no clock: vendor dates outside 2000-2100 are errors.
+EARLIEST_PLAUSIBLE = 946_684_800.0  # 2000-01-01T00:00:00Z
+LATEST_PLAUSIBLE = 4_102_444_800.0  # 2100-01-01T00:00:00Z
+
+
+def plausible_epoch(value: float) -> bool:
+    """A vendor timestamp of this century (what a parser can check without a clock)."""
+    return math.isfinite(value) and EARLIEST_PLAUSIBLE <= value < LATEST_PLAUSIBLE

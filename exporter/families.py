@@ -188,4 +188,6 @@ def merge_families(families: Iterable[Metric]) -> list[Metric]:
 
 DURATION_BUCKETS = (30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1200.0, 1800.0, 2700.0, 3600.0,
                     5400.0, 7200.0)
-WAIT_BUCKETS = (10.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0, 3600.0)
+# Contact-centre thresholds are exact bucket bounds: 80/20 service level, short abandons.
+WAIT_BUCKETS = (5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0,
+                900.0, 1200.0, 1800.0, 3600.0)

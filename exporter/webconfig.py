@@ -42,13 +42,46 @@ TLS_VERSIONS = {
     "TLS12": ssl.TLSVersion.TLSv1_2,
     "TLS13": ssl.TLSVersion.TLSv1_3,
 }
+# The toolkit's RequestClientCert and RequireAnyClientCert accept a client certificate
+# without verifying it; Python's TLS verifies every certificate it asks for, so those two
+# are refused with the reason rather than silently made stricter or weaker.
 CLIENT_AUTH = {
     "NoClientCert": ssl.CERT_NONE,
-    "RequestClientCert": ssl.CERT_OPTIONAL,
-    "RequireAnyClientCert": ssl.CERT_REQUIRED,
     "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
     "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
 }
+UNVERIFIED_CLIENT_AUTH = ("RequestClientCert", "RequireAnyClientCert")
+# Go's names of the TLS 1.2 suites (the only ones Go lets a user choose) -> OpenSSL's.
+CIPHER_SUITES = {
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256": "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256": "ECDHE-RSA-AES128-GCM-SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384": "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384": "ECDHE-RSA-AES256-GCM-SHA384",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-RSA-CHACHA20-POLY1305",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256": "ECDHE-ECDSA-AES128-SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256": "ECDHE-RSA-AES128-SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA": "ECDHE-ECDSA-AES128-SHA",
+    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA": "ECDHE-RSA-AES128-SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA": "ECDHE-ECDSA-AES256-SHA",
+    "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA": "ECDHE-RSA-AES256-SHA",
+    "TLS_RSA_WITH_AES_128_GCM_SHA256": "AES128-GCM-SHA256",
+    "TLS_RSA_WITH_AES_256_GCM_SHA384": "AES256-GCM-SHA384",
+    "TLS_RSA_WITH_AES_128_CBC_SHA256": "AES128-SHA256",
+    "TLS_RSA_WITH_AES_128_CBC_SHA": "AES128-SHA",
+    "TLS_RSA_WITH_AES_256_CBC_SHA": "AES256-SHA",
+}
+TLS_FIELDS = frozenset({
+    "cert_file", "key_file", "min_version", "max_version", "client_auth_type",
+    "client_ca_file", "cipher_suites", "prefer_server_cipher_suites", "client_allowed_sans",
+})
+# Toolkit fields we cannot honour: refused by name, so nobody believes they are in force.
+UNSUPPORTED_TLS_FIELDS = {
+    "cert": "inline certificates are not supported; use cert_file",
+    "key": "inline keys are not supported; use key_file",
+    "curve_preferences": "not supported; OpenSSL's default curves are used",
+}
+HTTP_FIELDS = frozenset({"http2", "headers"})
 
 
 class WebConfigError(ValueError):
@@ -62,12 +95,97 @@ class TLSSettings:
     min_version: str = "TLS12"
     client_auth_type: str = "NoClientCert"
     client_ca_file: Path | None = None
+    max_version: str | None = None
+    cipher_suites: tuple[str, ...] = ()
+    prefer_server_cipher_suites: bool = True
+    # Subject alternative names a client certificate must carry one of (empty: any).
+    client_allowed_sans: tuple[str, ...] = ()
+
+    def files(self) -> tuple[Path, ...]:
+        """The files whose renewal (same path, new content) must reach new handshakes."""
+        ca = (self.client_ca_file,) if self.client_ca_file is not None else ()
+        return (self.cert_file, self.key_file, *ca)
 
 
 @dataclass(frozen=True)
 class WebSettings:
     tls: TLSSettings | None = None
     users: dict[str, bytes] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _str_list(value: Any, path: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise WebConfigError(f"{path}: must be a list of strings")
+    return tuple(value)
+
+
+def _tls_version(t: dict[str, Any], name: str, default: str | None) -> str | None:
+    value = t.get(name, default)
+    if value is None:
+        return None
+    if str(value) not in TLS_VERSIONS:
+        raise WebConfigError(f"tls_server_config.{name}: one of {list(TLS_VERSIONS)}")
+    return str(value)
+
+
+def _parse_tls(t: Any, base: Path) -> TLSSettings:
+    if not isinstance(t, dict):
+        raise WebConfigError("tls_server_config: must be a mapping")
+    for key in t:
+        if key in UNSUPPORTED_TLS_FIELDS:
+            raise WebConfigError(f"tls_server_config.{key}: {UNSUPPORTED_TLS_FIELDS[key]}")
+        if key not in TLS_FIELDS:
+            raise WebConfigError(f"tls_server_config.{key}: unknown field")
+    for name in ("cert_file", "key_file"):
+        if not t.get(name):
+            raise WebConfigError(f"tls_server_config.{name}: required")
+    min_version = _tls_version(t, "min_version", "TLS12")
+    assert min_version is not None
+    max_version = _tls_version(t, "max_version", None)
+    client_auth = str(t.get("client_auth_type", "NoClientCert"))
+    if client_auth in UNVERIFIED_CLIENT_AUTH:
+        raise WebConfigError(
+            f"tls_server_config.client_auth_type: {client_auth} accepts unverified client "
+            "certificates, which Python's TLS cannot do; use VerifyClientCertIfGiven or "
+            "RequireAndVerifyClientCert with client_ca_file")
+    if client_auth not in CLIENT_AUTH:
+        raise WebConfigError(f"tls_server_config.client_auth_type: one of {list(CLIENT_AUTH)}")
+    ca = t.get("client_ca_file")
+    if client_auth != "NoClientCert" and not ca:
+        raise WebConfigError("tls_server_config.client_ca_file: required to verify clients")
+    suites = _str_list(t.get("cipher_suites"), "tls_server_config.cipher_suites")
+    for i, suite in enumerate(suites):
+        if suite not in CIPHER_SUITES:
+            raise WebConfigError(f"tls_server_config.cipher_suites[{i}]: unknown or "
+                                 f"unsupported suite {suite!r}")
+    sans = _str_list(t.get("client_allowed_sans"), "tls_server_config.client_allowed_sans")
+    if sans and client_auth == "NoClientCert":
+        raise WebConfigError("tls_server_config.client_allowed_sans: needs a client_auth_type "
+                             "that verifies client certificates")
+    prefer = t.get("prefer_server_cipher_suites", True)
+    if not isinstance(prefer, bool):
+        raise WebConfigError("tls_server_config.prefer_server_cipher_suites: true or false")
+    return TLSSettings(base / t["cert_file"], base / t["key_file"], min_version, client_auth,
+                       base / ca if ca else None, max_version, suites, prefer, sans)
+
+
+def _parse_http(h: Any) -> dict[str, str]:
+    if h is None:
+        return {}
+    if not isinstance(h, dict):
+        raise WebConfigError("http_server_config: must be a mapping")
+    for key in h:
+        if key not in HTTP_FIELDS:
+            raise WebConfigError(f"http_server_config.{key}: unknown field")
+    # http2 is accepted and has no effect: we serve HTTP/1.1, which Prometheus speaks.
+    headers = h.get("headers") or {}
+    if not isinstance(headers, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+        raise WebConfigError("http_server_config.headers: must map header names to strings")
+    return dict(headers)
 
 
 def parse_web_config(data: Any, base: Path) -> WebSettings:
@@ -78,25 +196,7 @@ def parse_web_config(data: Any, base: Path) -> WebSettings:
     unknown = set(data) - {"tls_server_config", "basic_auth_users", "http_server_config"}
     if unknown:
         raise WebConfigError(f"{sorted(unknown)[0]}: unknown field")
-    tls = None
-    if data.get("tls_server_config"):
-        t = data["tls_server_config"]
-        if not isinstance(t, dict):
-            raise WebConfigError("tls_server_config: must be a mapping")
-        for name in ("cert_file", "key_file"):
-            if not t.get(name):
-                raise WebConfigError(f"tls_server_config.{name}: required")
-        min_version = str(t.get("min_version", "TLS12"))
-        if min_version not in TLS_VERSIONS:
-            raise WebConfigError(f"tls_server_config.min_version: one of {list(TLS_VERSIONS)}")
-        client_auth = str(t.get("client_auth_type", "NoClientCert"))
-        if client_auth not in CLIENT_AUTH:
-            raise WebConfigError(f"tls_server_config.client_auth_type: one of {list(CLIENT_AUTH)}")
-        ca = t.get("client_ca_file")
-        if client_auth != "NoClientCert" and client_auth.endswith("VerifyClientCert") and not ca:
-            raise WebConfigError("tls_server_config.client_ca_file: required to verify clients")
-        tls = TLSSettings(base / t["cert_file"], base / t["key_file"], min_version, client_auth,
-                          base / ca if ca else None)
+    tls = _parse_tls(data["tls_server_config"], base) if data.get("tls_server_config") else None
     users: dict[str, bytes] = {}
     raw_users = data.get("basic_auth_users") or {}
     if not isinstance(raw_users, dict):
@@ -105,7 +205,7 @@ def parse_web_config(data: Any, base: Path) -> WebSettings:
         if not isinstance(hashed, str) or not hashed.startswith("$2"):
             raise WebConfigError(f"basic_auth_users.{user}: must be a bcrypt hash")
         users[str(user)] = hashed.encode()
-    return WebSettings(tls, users)
+    return WebSettings(tls, users, _parse_http(data.get("http_server_config")))
 
 
 def load_settings(path: Path) -> WebSettings:
@@ -126,6 +226,7 @@ class WebSecurity:
         self.settings = settings
         self._clock = clock or SystemClock()
         self._mtime = self._stat()
+        self._tls_mtimes = self._tls_stat(settings)
         self._checked = self._clock.monotonic()
         self._context: ssl.SSLContext | None = None
         # bcrypt is slow on purpose; remember credentials already verified against a hash.
@@ -143,10 +244,11 @@ class WebSecurity:
         return self.settings.tls is not None
 
     def _stat(self) -> float:
-        try:
-            return self.path.stat().st_mtime
-        except OSError:
-            return 0.0
+        return _mtime(self.path)
+
+    @staticmethod
+    def _tls_stat(settings: WebSettings) -> tuple[float, ...]:
+        return tuple(_mtime(f) for f in settings.tls.files()) if settings.tls else ()
 
     def ssl_context(self) -> ssl.SSLContext | None:
         tls = self.settings.tls
@@ -165,19 +267,39 @@ class WebSecurity:
         # Loading into the live context makes new handshakes use the new certificate.
         context.load_cert_chain(tls.cert_file, tls.key_file)
         context.minimum_version = TLS_VERSIONS[tls.min_version]
+        context.maximum_version = (TLS_VERSIONS[tls.max_version] if tls.max_version
+                                   else ssl.TLSVersion.MAXIMUM_SUPPORTED)
+        if tls.cipher_suites:
+            context.set_ciphers(":".join(CIPHER_SUITES[s] for s in tls.cipher_suites))
+        if tls.prefer_server_cipher_suites:
+            context.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
+        else:
+            context.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
         context.verify_mode = CLIENT_AUTH[tls.client_auth_type]
         if tls.client_ca_file is not None:
             context.load_verify_locations(cafile=tls.client_ca_file)
+
+    def client_allowed(self, peercert: Any) -> bool:
+        """With `client_allowed_sans`, a verified client certificate must carry one of
+        them (DNS, IP, e-mail or URI SAN), as the exporter-toolkit checks."""
+        tls = self.settings.tls
+        if tls is None or not tls.client_allowed_sans:
+            return True
+        if not peercert:
+            return False
+        sans = {value for _, value in peercert.get("subjectAltName", ())}
+        return any(san in sans for san in tls.client_allowed_sans)
 
     def maybe_reload(self) -> None:
         now = self._clock.monotonic()
         if now - self._checked < 1.0:
             return
         self._checked = now
-        mtime = self._stat()
-        if mtime == self._mtime:
+        mtime, tls_mtimes = self._stat(), self._tls_stat(self.settings)
+        if mtime == self._mtime and tls_mtimes == self._tls_mtimes:
             return
-        self._mtime = mtime
+        # Certificates renewed in place (cert-manager, certbot) count as a change too.
+        self._mtime, self._tls_mtimes = mtime, tls_mtimes
         try:
             settings = load_settings(self.path)
             if settings.tls is not None and self._context is not None:
@@ -186,6 +308,7 @@ class WebSecurity:
             log.error("web config reload failed; keeping the old settings", error=str(exc))
             return
         self.settings = settings
+        self._tls_mtimes = self._tls_stat(settings)
         self._verified.clear()
         log.info("web config reloaded")
 
@@ -241,6 +364,8 @@ class WebSecurity:
             handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
         ) -> web.StreamResponse:
             self.maybe_reload()
+            if not self.client_allowed(_peercert(request)):
+                return web.Response(status=403, text="Client certificate not allowed\n")
             header = request.headers.get("Authorization")
             allowed = self._known_verdict(header)
             if allowed is None:
@@ -251,6 +376,22 @@ class WebSecurity:
                     status=401, text="Unauthorized\n",
                     headers={"WWW-Authenticate": 'Basic realm="session-exporter"'},
                 )
-            return await handler(request)
+            response = await handler(request)
+            if not response.prepared:
+                response.headers.update(self.settings.headers)
+            return response
 
         return require_auth
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime_ns / 1e9
+    except OSError:
+        return 0.0
+
+
+def _peercert(request: web.Request) -> Any:
+    transport = request.transport
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    return ssl_object.getpeercert() if ssl_object is not None else None

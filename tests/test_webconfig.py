@@ -172,3 +172,106 @@ async def test_client_certificates_are_required_and_verified(tmp_path: Path) -> 
                         await r.read()
     finally:
         await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("tls_lines", "message"),
+    [
+        # Toolkit fields we cannot honour are refused by name, never silently ignored.
+        ("  curve_preferences: [CurveP256]\n", "curve_preferences: not supported"),
+        ("  colour: red\n", "tls_server_config.colour: unknown field"),
+        ("  cipher_suites: [TLS_FAKE]\n", r"cipher_suites\[0\]"),
+        ("  client_auth_type: RequireAnyClientCert\n  client_ca_file: ca.crt\n",
+         "unverified client certificates"),
+        ("  client_auth_type: RequestClientCert\n", "unverified client certificates"),
+        ("  client_allowed_sans: [scraper]\n", "needs a client_auth_type"),
+        ("  max_version: TLS14\n", "max_version"),
+    ],
+)
+def test_tls_fields_are_honoured_or_refused(tmp_path: Path, tls_lines: str, message: str) -> None:
+    path = tmp_path / "web.yml"
+    path.write_text("tls_server_config:\n  cert_file: c\n  key_file: k\n" + tls_lines)
+    with pytest.raises(WebConfigError, match=message):
+        load_settings(path)
+
+
+def test_cipher_suites_and_versions_reach_the_tls_context(tmp_path: Path) -> None:
+    cert, key = make_cert(tmp_path, "server")
+    path = tmp_path / "web.yml"
+    path.write_text(
+        f"tls_server_config:\n  cert_file: {cert.name}\n  key_file: {key.name}\n"
+        "  max_version: TLS12\n"
+        "  cipher_suites: [TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384]\n"
+        "http_server_config:\n  headers:\n    X-Frame-Options: deny\n"
+    )
+    security = WebSecurity.load(str(path))
+    context = security.ssl_context()
+    assert context is not None
+    assert context.maximum_version == ssl.TLSVersion.TLSv1_2
+    names = {c["name"] for c in context.get_ciphers() if c["protocol"] == "TLSv1.2"}
+    assert names == {"ECDHE-RSA-AES256-GCM-SHA384"}
+    assert security.settings.headers == {"X-Frame-Options": "deny"}
+
+
+async def test_renewed_certificate_files_at_the_same_path_are_served(tmp_path: Path) -> None:
+    cert, key = make_cert(tmp_path, "server")
+    config = tmp_path / "web.yml"
+    config.write_text(f"tls_server_config:\n  cert_file: {cert.name}\n  key_file: {key.name}\n")
+    clock = FakeClock()
+    security = WebSecurity(config, load_settings(config), clock)
+    runner, url = await serve_secured(security)
+    try:
+        old = ssl.create_default_context(cafile=str(cert))
+        async with aiohttp.ClientSession() as http, http.get(url, ssl=old) as r:
+            assert r.status == 200
+        saved_old = cert.read_bytes()
+        # certbot and cert-manager rewrite the files in place; the web config is untouched.
+        renewed_dir = tmp_path / "renewed"
+        renewed_dir.mkdir()
+        new_cert, new_key = make_cert(renewed_dir, "server")
+        shutil.copy(new_cert, cert)
+        shutil.copy(new_key, key)
+        os.utime(cert, (10, 10))
+        clock.advance(2)
+        security.maybe_reload()
+        trust_new = ssl.create_default_context(cafile=str(new_cert))
+        async with aiohttp.ClientSession() as http, http.get(url, ssl=trust_new) as r:
+            assert r.status == 200
+        assert cert.read_bytes() != saved_old
+    finally:
+        await runner.cleanup()
+
+
+async def test_client_allowed_sans_refuse_other_verified_clients(tmp_path: Path) -> None:
+    server_cert, server_key = make_cert(tmp_path, "server")
+    ca_cert, ca_key = make_cert(tmp_path, "client-ca")
+    ext = tmp_path / "san.ext"
+    for name in ("scraper", "intruder"):
+        ext.write_text(f"subjectAltName=DNS:{name}.example\n")
+        subprocess.run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj",
+                        f"/CN={name}", "-keyout", str(tmp_path / f"{name}.key"),
+                        "-out", str(tmp_path / f"{name}.csr")], check=True, capture_output=True)
+        subprocess.run(["openssl", "x509", "-req", "-in", str(tmp_path / f"{name}.csr"),
+                        "-days", "1", "-CA", str(ca_cert), "-CAkey", str(ca_key),
+                        "-CAcreateserial", "-extfile", str(ext),
+                        "-out", str(tmp_path / f"{name}.crt")], check=True, capture_output=True)
+    config = tmp_path / "web.yml"
+    config.write_text(
+        "tls_server_config:\n"
+        f"  cert_file: {server_cert.name}\n  key_file: {server_key.name}\n"
+        "  client_auth_type: RequireAndVerifyClientCert\n"
+        f"  client_ca_file: {ca_cert.name}\n"
+        "  client_allowed_sans: [scraper.example]\n"
+    )
+    security = WebSecurity.load(str(config))
+    runner, url = await serve_secured(security)
+    try:
+        statuses = {}
+        for name in ("scraper", "intruder"):
+            context = ssl.create_default_context(cafile=str(server_cert))
+            context.load_cert_chain(tmp_path / f"{name}.crt", tmp_path / f"{name}.key")
+            async with aiohttp.ClientSession() as http, http.get(url, ssl=context) as r:
+                statuses[name] = r.status
+        assert statuses == {"scraper": 200, "intruder": 403}
+    finally:
+        await runner.cleanup()

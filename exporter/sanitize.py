@@ -23,6 +23,7 @@ MAX_CLOCK_DISTANCE = 5 * 365 * 86400.0
 
 # Enough for any count or id a vendor sends; far below Python's int conversion limit.
 MAX_DIGITS = 18
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _ASCII_DIGITS = re.compile(rf"\A[0-9]{{1,{MAX_DIGITS}}}\Z")
 
 
@@ -31,11 +32,7 @@ def clean_text(text: str) -> str:
     UTF-8) become U+FFFD. A render must never fail on one vendor string."""
     if text.isascii():
         return text
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-    return text
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def label_value(text: str, max_length: int = LABEL_VALUE_MAX_LENGTH) -> tuple[str, bool]:

@@ -1,0 +1,217 @@
+"""The core's bounds against hostile vendors: the scrubber, vendor text made safe, numbers
+parsed strictly, one account never freezing the render, caps, and a deadline per cycle."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable
+from urllib.parse import quote, quote_plus
+
+import pytest
+import structlog
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from exporter import scrub
+from exporter.clock import FakeClock
+from exporter.config import ConfigError, Secret, parse_config
+from exporter.errors import UpstreamError
+from exporter.families import OTHER, BoundedLabel
+from exporter.http import parse_retry_after
+from exporter.logs import MAX_FIELD_LENGTH, scrub_fields
+from exporter.loop import Daemon
+from exporter.sanitize import (
+    clean_text,
+    label_value,
+    plausible_epoch,
+    plausible_seconds,
+    strict_int,
+)
+
+from .fakevendor import VENDORS
+from .support import daemon_for, serve_app, value
+
+KEY = "k3y-with+plus/and=equals"
+
+
+def forms_of(secret: str) -> list[str]:
+    b64 = base64.b64encode(secret.encode()).decode()
+    return [secret, quote(secret, safe=""), quote_plus(secret), b64, b64.rstrip("="),
+            quote(b64, safe=""), base64.urlsafe_b64encode(secret.encode()).decode()]
+
+
+@pytest.mark.parametrize("form", forms_of(KEY))
+def test_every_encoding_of_a_secret_is_scrubbed(form: str) -> None:
+    Secret(KEY)  # every Secret registers itself
+    text = f"error: your request apiKey={form}&x=1 was refused"
+    assert form not in scrub.scrub(text)
+    assert scrub.REDACTED in scrub.scrub(text)
+
+
+def test_a_basic_token_is_scrubbed_padded_and_not() -> None:
+    scrub.register_basic("sv-user-id", "sv-secret-value")
+    token = base64.b64encode(b"sv-user-id:sv-secret-value").decode()
+    for form in (token, token.rstrip("="), quote(token, safe="")):
+        assert form not in scrub.scrub(f"Authorization: Basic {form}")
+
+
+def test_an_excerpt_never_ends_in_half_a_secret() -> None:
+    Secret("0123456789abcdefSECRET")
+    body = "x" * 2040 + "0123456789abcdefSECRET" + "y" * 100
+    cut = scrub.excerpt(body, 2048)
+    assert "01234567" not in cut  # the first half is not left at the cut either
+    scrubbed_then_cut = scrub.excerpt("x" * 2044 + "0123456789abcdefSECRET", 2048)
+    assert "0123" not in scrubbed_then_cut
+
+
+def test_log_fields_and_errors_are_scrubbed_capped_and_encodable() -> None:
+    Secret("log-secret-123")
+    event = scrub_fields(None, "warning", {
+        "event": "collection failed",
+        "error": "vendor said: bad key log-secret-123",
+        "body": "z" * 10_000,
+        "provider": "Zoom\ud800",
+        "count": 3,
+    })
+    assert "log-secret-123" not in event["error"]
+    assert len(event["body"]) <= MAX_FIELD_LENGTH + 1
+    event["provider"].encode("utf-8")  # does not raise
+    assert event["count"] == 3
+    assert scrub_fields in structlog.get_config()["processors"]
+    err = UpstreamError("op", "auth", "echo: bG9nLXNlY3JldC0xMjM=")  # base64 of it
+    assert "bG9nLXNlY3JldC0xMjM" not in str(err) and "bG9nLXNlY3JldC0xMjM" not in err.message
+
+
+def test_vendor_text_is_made_encodable_and_labels_are_capped_and_counted() -> None:
+    assert clean_text("Zoom\ud800") == "Zoom\ufffd"
+    assert clean_text("café 😀") == "café 😀"
+    rejected: list[str] = []
+    label = BoundedLabel(("A",), limit=2, max_length=16,
+                         reject=lambda reason, n: rejected.append(reason))
+    long = label("x" * 1_000_000)
+    assert len(long) == 16 and long.endswith("…")
+    assert rejected == ["label_truncated"]
+    Secret("label-secret-9")
+    assert "label-secret-9" not in label("label-secret-9")
+    assert label("third") == OTHER
+    assert rejected[-1] == "label_overflow"
+    assert label("A") == "A"
+    assert label_value("ok", 8) == ("ok", False)
+
+
+@pytest.mark.parametrize("text", ["\u00b2", "\u0661\u0660", "1" * 400, "1" * 5000, "-3", "3.5", " ", "0x10"])
+def test_numbers_are_ascii_digits_of_bounded_length(text: str) -> None:
+    assert strict_int(text) is None
+    assert parse_retry_after(text, 0.0) is None
+
+
+def test_plausible_ranges() -> None:
+    assert strict_int(" 25402 ") == 25402
+    assert plausible_seconds(25402) and not plausible_seconds(1e308)
+    assert not plausible_seconds(float("nan")) and not plausible_seconds(-1)
+    assert not plausible_seconds(float("inf"))
+    assert plausible_epoch(1_718_000_000) and not plausible_epoch(253_402_300_799)
+    assert not plausible_epoch(-62_135_596_800)  # year 1
+
+
+def test_jitter_is_a_fraction_not_a_duration() -> None:
+    assert parse_config({"global": {"jitter": "10%"}}, VENDORS).global_.jitter == 0.1
+    assert parse_config({"global": {"jitter": 0.25}}, VENDORS).global_.jitter == 0.25
+    for bad in ("500ms", 1.5, "150%", True):
+        with pytest.raises(ConfigError, match=r"global\.jitter"):
+            parse_config({"global": {"jitter": bad}}, VENDORS)
+
+
+def two_accounts(url: str, **global_: object) -> dict[str, object]:
+    return {"global": {"interval": "60s", **global_},
+            "fake": [{"name": "good", "base_url": url, "token": "s3cret-token"},
+                     {"name": "bad", "base_url": url, "token": "s3cret-token"}]}
+
+
+class BrokenFamilies:
+    """Stands in for a collector whose families hold what a hostile vendor sent."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def families(self) -> Iterable[Metric]:
+        return self._families
+
+
+def family_with(values: list[str]) -> GaugeMetricFamily:
+    family = GaugeMetricFamily("fake_label", "test", labels=["account", "v"])
+    for v in values:
+        family.add_metric(["bad", v], 1.0)
+    return family
+
+
+async def render_with(d: Daemon, families: list[Metric]) -> bytes:
+    await d.collect_all_once()
+    runner = d.runners[("fake", "bad")]
+    runner.collector.families = BrokenFamilies(families).families  # type: ignore[method-assign]
+    runner.chunks = None
+    d.snapshot = d.render_now()
+    return d.snapshot.text
+
+
+async def test_one_unencodable_account_never_freezes_the_others() -> None:
+    from .fakevendor import VENDOR
+
+    clock = FakeClock()
+    simulator = VENDOR.new_simulator(clock, 1)
+    async with serve_app(simulator.app()) as url, daemon_for(two_accounts(url), VENDORS,
+                                                             clock) as d:
+        simulator.value = 5.0
+        text = await render_with(d, [family_with(["Zoom\ud800"])])
+        assert value(text, "fake_value", account="good") == 5.0
+        assert value(text, "session_exporter_render_dropped_total", vendor="fake",
+                     account="bad", reason="render_failed") == 1.0
+        # The next render after a cycle picks up new data again: nothing is frozen.
+        simulator.value = 6.0
+        await d.collect_all_once()
+        assert value(d.snapshot.text, "fake_value", account="good") == 6.0
+
+
+async def test_series_and_exposition_caps_drop_only_the_offending_account() -> None:
+    from .fakevendor import VENDOR
+
+    clock = FakeClock()
+    simulator = VENDOR.new_simulator(clock, 1)
+    config = two_accounts("", max_series_per_account=100, max_exposition_bytes=65536)
+    async with serve_app(simulator.app()) as url:
+        config["fake"] = [dict(a, base_url=url) for a in config["fake"]]  # type: ignore[attr-defined]
+        async with daemon_for(config, VENDORS, clock) as d:
+            text = await render_with(d, [family_with([str(i) for i in range(101)])])
+            assert value(text, "fake_value", account="good") == 42.0
+            assert value(text, "fake_label", account="bad", v="1") is None
+            assert value(text, "session_exporter_render_dropped_total", vendor="fake",
+                         account="bad", reason="too_many_series") == 1.0
+            # 99 series of 1 KiB values: under the series cap, over the byte budget.
+            text = await render_with(d, [family_with([f"{i}" + "v" * 1000 for i in range(99)])])
+            assert len(text) < 65536
+            assert value(text, "fake_value", account="good") == 42.0
+            assert value(text, "session_exporter_render_dropped_total", vendor="fake",
+                         account="bad", reason="exposition_too_large") == 1.0
+
+
+async def test_a_cycle_has_a_deadline() -> None:
+    from .fakevendor import VENDOR
+
+    clock = FakeClock()
+    simulator = VENDOR.new_simulator(clock, 1)
+    simulator.faults.inject("latency", count=None, seconds=30)
+    async with serve_app(simulator.app()) as url:
+        config = {"global": {"interval": "60s", "timeout": "20s", "cycle_timeout": "0.2s"},
+                  "fake": [{"name": "slow", "base_url": url, "token": "s3cret-token"}]}
+        async with daemon_for(config, VENDORS, clock) as d:
+            assert not await d.collect_once("fake", "slow")
+            text = d.snapshot.text
+            assert value(text, "session_exporter_up", vendor="fake", account="slow") == 0.0
+            assert value(text, "session_exporter_upstream_request_failures_total",
+                         vendor="fake", account="slow", operation="cycle",
+                         reason="timeout") == 1.0
+
+
+def test_the_default_cycle_deadline_is_below_interval_and_stale_after() -> None:
+    config = parse_config({"global": {"interval": "60s", "stale_after": "5m"},
+                           "fake": [{"name": "a", "token": "t0ken"}]}, VENDORS)
+    assert config.accounts[0].common.cycle_deadline == 54.0

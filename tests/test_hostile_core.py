@@ -98,7 +98,10 @@ def test_vendor_text_is_made_encodable_and_labels_are_capped_and_counted() -> No
     assert label_value("ok", 8) == ("ok", False)
 
 
-@pytest.mark.parametrize("text", ["\u00b2", "\u0661\u0660", "1" * 400, "1" * 5000, "-3", "3.5", " ", "0x10"])
+# A superscript two and Arabic-Indic ten: digits to str.isdigit, not to float().
+@pytest.mark.parametrize(
+    "text", ["\u00b2", "\u0661\u0660", "1" * 400, "1" * 5000, "-3", "3.5", " ", "0x10"]
+)
 def test_numbers_are_ascii_digits_of_bounded_length(text: str) -> None:
     assert strict_int(text) is None
     assert parse_retry_after(text, 0.0) is None

@@ -134,7 +134,8 @@ class HistogramSet:
         return sum(sum(c) for c in self._counts.values())
 
     def to_state(self) -> list[list[Any]]:
-        return [[list(labels), counts, self._sums[labels]]
+        # Copies: the state may be encoded in another thread while cycles go on.
+        return [[list(labels), list(counts), self._sums[labels]]
                 for labels, counts in self._counts.items()]
 
     def load_state(self, state: list[list[Any]]) -> None:

@@ -24,6 +24,9 @@ from .selfmetrics import SelfMetrics
 
 T = TypeVar("T")
 
+# Replies at least this large are parsed in a worker thread (`Upstream.parse_off_loop`).
+OFF_LOOP_BYTES = 256 * 1024
+
 
 @dataclass(frozen=True)
 class Reply:
@@ -104,6 +107,19 @@ class Upstream:
     def parse(self, operation: str, parser: Callable[[bytes], T], body: bytes) -> T:
         try:
             return parser(body)
+        except ParseError as exc:
+            raise self.error(operation, "parse", str(exc)) from None
+
+    async def parse_off_loop(
+        self, operation: str, parser: Callable[[bytes], T], body: bytes
+    ) -> T:
+        """`parse` in a worker thread for large replies, so that scrapes are served while
+        a big reply is read (parsers are pure, so this is safe); inline for small ones,
+        where a thread would cost more than it saves."""
+        if len(body) < OFF_LOOP_BYTES:
+            return self.parse(operation, parser, body)
+        try:
+            return await asyncio.to_thread(parser, body)
         except ParseError as exc:
             raise self.error(operation, "parse", str(exc)) from None
 

@@ -59,6 +59,9 @@ class AccountRunner:
     task: asyncio.Task[None] | None = field(default=None, repr=False)
     # This account's families, encoded; None after each cycle until the next render.
     chunks: Chunks | None = field(default=None, repr=False)
+    # Bumped at the end of every cycle: a render that encoded older families off the
+    # loop must not store them over newer ones.
+    generation: int = 0
 
     @property
     def common(self) -> AccountCommon:
@@ -254,11 +257,14 @@ class Daemon:
                 log.info("collection recovered", vendor=common.vendor, account=common.name)
             runner.failures = 0
             health.last_success = self.clock.time()
-            self._save(runner)
+            # Saved before the render that shows these values: saved counters may be
+            # ahead of the last scrape, never behind it. The write runs off the loop.
+            await self._save_off_loop(runner)
         health.up = runner.failures == 0
         health.collect_duration = self.clock.monotonic() - started
         health.first_cycle_done = True
         runner.chunks = None
+        runner.generation += 1
         self.request_render()
         return next_delay(common, self.config.global_, runner.failures, retry_after, self._rng)
 
@@ -284,6 +290,14 @@ class Daemon:
                       account=common.name, exc_info=True)
         else:
             log.info("state restored", vendor=common.vendor, account=common.name)
+
+    async def _save_off_loop(self, runner: AccountRunner) -> None:
+        if self.store is None:
+            return
+        state = runner.collector.state()  # on the loop: the state of a complete cycle
+        if state is not None:
+            common = runner.common
+            await self.store.save_async(common.vendor, common.name, state, self.clock.time())
 
     def _save(self, runner: AccountRunner) -> None:
         if self.store is None:
@@ -320,13 +334,16 @@ class Daemon:
         (and counted) until its next cycle; so are the largest accounts while the whole
         exposition is over `max_exposition_bytes`."""
         self._snapshot_ready = self._all_first_cycles_done()
-        parts: list[tuple[tuple[str, str], Chunks]] = []
-        for key, runner in self.runners.items():
-            if self.is_fresh(runner):
-                if runner.chunks is None:
-                    runner.chunks = self._render_account(runner)
-                if runner.chunks is not EMPTY_CHUNKS:
-                    parts.append((key, runner.chunks))
+        for runner in self.runners.values():
+            if self.is_fresh(runner) and runner.chunks is None:
+                runner.chunks = self._checked(runner, _encode(self._families_or_none(runner)))
+        parts = [(key, r.chunks) for key, r in self.runners.items()
+                 if self.is_fresh(r) and r.chunks is not None and r.chunks is not EMPTY_CHUNKS]
+        kept = self._within_budget(parts)
+        return assemble([*kept, render_chunks(self.metrics.families())])
+
+    def _within_budget(self, parts: list[tuple[tuple[str, str], Chunks]]) -> list[Chunks]:
+        """Leave out the largest accounts while the exposition is over its budget."""
         budget = self.config.global_.max_exposition_bytes
         total = sum(c.size for _, c in parts)
         for key, chunks in sorted(parts, key=lambda p: p[1].size, reverse=True):
@@ -339,27 +356,54 @@ class Daemon:
                       reason="exposition_too_large", bytes=chunks.size,
                       hint="raise global.max_exposition_bytes or reduce this account's "
                            "labels")
-        own = render_chunks(self.metrics.families())
-        return assemble([chunks for _, chunks in parts] + [own])
+        return [chunks for _, chunks in parts]
 
-    def _render_account(self, runner: AccountRunner) -> Chunks:
+    def _families_or_none(self, runner: AccountRunner) -> list[Metric] | None:
+        """The account's families, or None (counted, logged) when it cannot give them
+        or gives more series than `max_series_per_account`."""
         common = runner.common
         limit = self.config.global_.max_series_per_account
         try:
             families = list(runner.collector.families())
-            series = sum(len(f.samples) for f in families)
-            if series > limit:
-                self.metrics.render_dropped(common.vendor, common.name, "too_many_series")
-                log.error("account left out of /metrics", vendor=common.vendor,
-                          account=common.name, reason="too_many_series", series=series,
-                          hint=f"over global.max_series_per_account ({limit})")
-                return EMPTY_CHUNKS
-            return render_chunks(families)
         except Exception as exc:  # one broken account must not freeze every other one
-            self.metrics.render_dropped(common.vendor, common.name, "render_failed")
-            log.error("account left out of /metrics", vendor=common.vendor,
-                      account=common.name, reason="render_failed", error=type(exc).__name__)
+            self._left_out(common, "render_failed", error=type(exc).__name__)
+            return None
+        series = sum(len(f.samples) for f in families)
+        if series > limit:
+            self._left_out(common, "too_many_series", series=series,
+                           hint=f"over global.max_series_per_account ({limit})")
+            return None
+        return families
+
+    def _checked(self, runner: AccountRunner, result: Chunks | Exception) -> Chunks:
+        if isinstance(result, Exception):
+            self._left_out(runner.common, "render_failed", error=type(result).__name__)
             return EMPTY_CHUNKS
+        return result
+
+    def _left_out(self, common: AccountCommon, reason: str, **details: object) -> None:
+        self.metrics.render_dropped(common.vendor, common.name, reason)
+        log.error("account left out of /metrics", vendor=common.vendor, account=common.name,
+                  reason=reason, **details)
+
+    async def render_off_loop(self) -> Snapshot:
+        """`render_now`, with the encoding and gzip in a worker thread so that scrapes
+        are served meanwhile. Families are taken on the loop (collectors are not
+        thread-safe); only the pure encoding of those copies runs in the thread."""
+        self._snapshot_ready = self._all_first_cycles_done()
+        pending: list[tuple[AccountRunner, int, list[Metric] | None]] = []
+        for runner in self.runners.values():
+            if self.is_fresh(runner) and runner.chunks is None:
+                pending.append((runner, runner.generation, self._families_or_none(runner)))
+        encoded = await asyncio.to_thread(lambda: [_encode(f) for _, _, f in pending])
+        for (runner, generation, _), result in zip(pending, encoded, strict=True):
+            if runner.generation == generation:
+                runner.chunks = self._checked(runner, result)
+        parts = [(key, r.chunks) for key, r in self.runners.items()
+                 if self.is_fresh(r) and r.chunks is not None and r.chunks is not EMPTY_CHUNKS]
+        kept = self._within_budget(parts)
+        own = list(self.metrics.families())  # after the budget: its drops show at once
+        return await asyncio.to_thread(lambda: assemble([*kept, render_chunks(own)]))
 
     def request_render(self) -> None:
         self._dirty.set()
@@ -380,11 +424,22 @@ class Daemon:
                 await asyncio.wait_for(self._dirty.wait(), self._seconds_until_next_stale())
             self._dirty.clear()
             try:
-                self.snapshot = self.render_now()
+                self.snapshot = await self.render_off_loop()
             except Exception:
                 log.error("rendering failed; serving the previous snapshot", exc_info=True)
             # Cycles ending in the meantime share the next render: at most one a second.
             await asyncio.sleep(RENDER_SPACING)
+
+
+def _encode(families: list[Metric] | None) -> Chunks | Exception:
+    """Pure, so it may run in a worker thread; failures are returned, counted by the
+    caller on the loop."""
+    if families is None:
+        return EMPTY_CHUNKS
+    try:
+        return render_chunks(families)
+    except Exception as exc:  # a value that cannot be encoded, whatever let it in
+        return exc
 
 
 def describe(config: Config) -> dict[str, Any]:

@@ -7,8 +7,10 @@ while it was down is counted when it comes back, and nothing twice.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -26,23 +28,30 @@ CREATE TABLE IF NOT EXISTS account_state (
 class StateStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._db = sqlite3.connect(self.path, isolation_level=None)
+        # One writer thread: saves leave the event loop, stay in order, and never share
+        # the connection between two threads at once.
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state-store")
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         # WAL survives a killed process without fsync on every commit.
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(SCHEMA)
 
     def load(self, vendor: str, account: str) -> dict[str, Any] | None:
-        row = self._db.execute(
+        row = self._writer.submit(lambda: self._db.execute(
             "SELECT state FROM account_state WHERE vendor = ? AND account = ?",
             (vendor, account),
-        ).fetchone()
+        ).fetchone()).result()
         if row is None:
             return None
         state = json.loads(row[0])
         return state if isinstance(state, dict) else None
 
     def save(self, vendor: str, account: str, state: dict[str, Any], now: float) -> None:
+        """Write one account's state and wait for it (at shutdown, say)."""
+        self._writer.submit(self._write, vendor, account, state, now).result()
+
+    def _write(self, vendor: str, account: str, state: dict[str, Any], now: float) -> None:
         self._db.execute(
             "INSERT INTO account_state (vendor, account, saved_at, state) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (vendor, account) DO UPDATE SET saved_at = excluded.saved_at, "
@@ -50,10 +59,19 @@ class StateStore:
             (vendor, account, now, json.dumps(state, separators=(",", ":"))),
         )
 
+    async def save_async(
+        self, vendor: str, account: str, state: dict[str, Any], now: float
+    ) -> None:
+        """`save` in the writer thread (JSON encoding of a large dedupe state included)."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._writer, self._write, vendor, account, state, now)
+
     def delete(self, vendor: str, account: str) -> None:
-        self._db.execute(
-            "DELETE FROM account_state WHERE vendor = ? AND account = ?", (vendor, account)
-        )
+        self._writer.submit(
+            self._db.execute,
+            "DELETE FROM account_state WHERE vendor = ? AND account = ?", (vendor, account),
+        ).result()
 
     def close(self) -> None:
+        self._writer.shutdown(wait=True)
         self._db.close()

@@ -3,6 +3,7 @@ parsed strictly, one account never freezing the render, caps, and a deadline per
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Iterable
 from urllib.parse import quote, quote_plus
@@ -218,3 +219,55 @@ def test_the_default_cycle_deadline_is_below_interval_and_stale_after() -> None:
     config = parse_config({"global": {"interval": "60s", "stale_after": "5m"},
                            "fake": [{"name": "a", "token": "t0ken"}]}, VENDORS)
     assert config.accounts[0].common.cycle_deadline == 54.0
+
+
+async def test_the_off_loop_render_serves_what_the_inline_render_serves() -> None:
+    from .fakevendor import VENDOR
+
+    clock = FakeClock()
+    simulator = VENDOR.new_simulator(clock, 1)
+    async with serve_app(simulator.app()) as url, daemon_for(two_accounts(url), VENDORS,
+                                                             clock) as d:
+        await d.collect_all_once()
+        inline = d.render_now()
+        for runner in d.runners.values():
+            runner.chunks = None
+        assert await d.render_off_loop() == inline
+        # A cycle that ends while a render is encoding wins: the render's older result
+        # is not kept for that account.
+        runner = d.runners[("fake", "good")]
+        render = asyncio.ensure_future(d.render_off_loop())
+        await asyncio.sleep(0)  # one loop turn: the render has taken its families
+        runner.generation += 1
+        runner.chunks = None
+        await render
+        assert runner.chunks is None
+
+
+async def test_large_replies_are_parsed_off_the_loop_with_the_same_errors() -> None:
+    import threading
+
+    from exporter.errors import ParseError
+    from exporter.http import OFF_LOOP_BYTES, Upstream
+
+    threads: list[str] = []
+
+    def parser(body: bytes) -> int:
+        threads.append(threading.current_thread().name)
+        if body.startswith(b"bad"):
+            raise ParseError("not ours")
+        return len(body)
+
+    from exporter.selfmetrics import SelfMetrics
+
+    metrics = SelfMetrics()
+    upstream = Upstream(None, vendor="fake", account="a", timeout=1,  # type: ignore[arg-type]
+                        semaphore=asyncio.Semaphore(1), metrics=metrics,
+                        max_body_bytes=1 << 30, wall_time=lambda: 0.0)
+    assert await upstream.parse_off_loop("op", parser, b"small") == 5
+    assert await upstream.parse_off_loop("op", parser, b"x" * OFF_LOOP_BYTES) == OFF_LOOP_BYTES
+    assert threads[0] == threading.main_thread().name != threads[1]
+    with pytest.raises(UpstreamError) as caught:
+        await upstream.parse_off_loop("op", parser, b"bad" * OFF_LOOP_BYTES)
+    assert caught.value.reason == "parse"
+    assert metrics.failures.values[("fake", "a", "op", "parse")] == 1.0

@@ -10,7 +10,6 @@ only stitches the accounts' encoded families together under one header each
 from __future__ import annotations
 
 import gzip
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -51,15 +50,14 @@ class Snapshot:
         return self.text_gzip if gzipped else self.text
 
 
-# (family name, "# HELP/# TYPE/# UNIT" header lines, sample lines) of one exposition.
+# (family name, "# HELP/# TYPE/# UNIT" header lines, sample lines) of one family.
 Chunk = tuple[bytes, bytes, bytes]
 _OM_EOF = b"# EOF\n"
-_HELP = re.compile(rb"^# HELP ", re.MULTILINE)
 
 
 @dataclass(frozen=True)
 class Chunks:
-    """Some families encoded in both formats, split per family for `assemble`."""
+    """Some families encoded in both formats, one chunk per family, for `assemble`."""
 
     text: tuple[Chunk, ...]
     openmetrics: tuple[Chunk, ...]
@@ -70,26 +68,27 @@ class Chunks:
         return sum(len(body) for _, _, body in self.text)
 
 
-def _split(exposition: bytes) -> tuple[Chunk, ...]:
-    # Headers start a line; label values cannot hold a raw newline (they are escaped),
-    # so a line starting "# HELP " only ever marks the next family.
-    starts = [m.start() for m in _HELP.finditer(exposition)]
-    chunks = []
-    for start, stop in zip(starts, [*starts[1:], len(exposition)][: len(starts)], strict=True):
-        block = exposition[start:stop]
-        name = block[7 : block.index(b" ", 7)]
-        end = block.index(b"\n", block.index(b"\n# TYPE ") + 1) + 1
-        if block.startswith(b"# UNIT ", end):
-            end = block.index(b"\n", end) + 1
-        chunks.append((name, block[:end], block[end:]))
-    return tuple(chunks)
+def _chunk(family: Metric, encoded: bytes, header_lines: int) -> Chunk:
+    # The library writes a family as its header lines, then one line per sample; label
+    # values cannot hold a raw newline (they are escaped), so the first `header_lines`
+    # line ends close the header.
+    end = -1
+    for _ in range(header_lines):
+        end = encoded.index(b"\n", end + 1)
+    return family.name.encode(), encoded[: end + 1], encoded[end + 1 :]
 
 
 def render_chunks(families: Iterable[Metric]) -> Chunks:
-    registry = _Families(merge_families(families))
-    text = generate_latest(registry)
-    om: bytes = generate_openmetrics(registry)  # type: ignore[no-untyped-call]
-    return Chunks(_split(text), _split(om.removesuffix(_OM_EOF)))
+    """Each family encoded on its own by prometheus_client's encoders (so its escaping
+    and number formatting are the library's), then split into header and samples."""
+    text: list[Chunk] = []
+    om: list[Chunk] = []
+    for family in merge_families(families):
+        one = _Families([family])
+        text.append(_chunk(family, generate_latest(one), 2))
+        encoded: bytes = generate_openmetrics(one)  # type: ignore[no-untyped-call]
+        om.append(_chunk(family, encoded.removesuffix(_OM_EOF), 3 if family.unit else 2))
+    return Chunks(tuple(text), tuple(om))
 
 
 def _stitch(parts: Iterable[tuple[Chunk, ...]]) -> bytes:

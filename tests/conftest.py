@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from exporter.logs import configure
 
 
@@ -19,3 +21,8 @@ def require_tool(name: str) -> None:
         if os.environ.get("SESSION_EXPORTER_REQUIRE_TOOLS"):
             pytest.fail(f"{name} is required here but not installed")
         pytest.skip(f"{name} not installed")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-golden", action="store_true",
+                     help="rewrite tests/golden/ from the current code (review the diff)")

@@ -54,3 +54,14 @@ def test_memory_bench_runs() -> None:
     out = run_bench("memory.py")
     assert "counted 8,334 sessions" in out
     assert "target: peak RSS under 200 MB" in out
+
+
+def test_scrape_under_ingest_bench_runs() -> None:
+    out = run_bench("scrape_under_ingest.py")
+    for case in ("idle (Rescue, 10 rows)", "Glance page", "Rescue getSession",
+                 "SecureVideo History", "--storage.path"):
+        assert case in out
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "ms" not in line]
+    # Every busy case really ingested: the exporter sent requests during its window.
+    assert all(int(row.split("|")[3]) > 0 for row in rows[1:]), out
+    assert "target: p99 within 3x and max within 10x of idle" in out

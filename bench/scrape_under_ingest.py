@@ -1,0 +1,262 @@
+"""Scrape latency under ingest: /metrics p50, p99 and max while the exporter ingests big
+vendor replies, against the same exporter idle, measured in one run.
+
+Three processes, so that nothing measured shares a GIL with what measures it:
+- a canned vendor (`scrape_under_ingest.py vendor CASE SIZE`) answering every request of
+  one vendor with bodies built once by `ingest.py`'s builders (a Glance page, a
+  SecureVideo History reply, a Rescue table);
+- the real exporter (`session-exporter --config.file ...`, optionally `--storage.path`),
+  one account polling that vendor every few seconds;
+- this script, scraping `/metrics` every 50 ms over plain HTTP/1.1.
+
+"idle" is the same exporter polling a Rescue table of ten rows. Each case reports the
+cycles the exporter finished in the window, so a case that ingested nothing shows it.
+Run: `python bench/scrape_under_ingest.py [--quick]`.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import selectors
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchlib import arguments, header, ratio, table
+
+SCRAPE_EVERY = 0.05  # seconds, as in the issue's measurements
+INTERVAL = 5  # seconds between the exporter's cycles (1 with --quick)
+READY_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    vendor: str
+    size: int
+    storage: bool = False
+
+
+def cases(quick: bool) -> list[Case]:
+    scale = 20 if quick else 1
+    return [
+        Case("idle (Rescue, 10 rows)", "rescue", 10),
+        Case(f"Glance page of {1000 // scale:,} completed sessions", "glance", 1000 // scale),
+        Case(f"Rescue getSession of {5000 // scale:,} rows", "rescue", 5000 // scale),
+        Case(f"SecureVideo History of {50_000 // scale:,} sessions", "securevideo",
+             50_000 // scale),
+        Case(f"SecureVideo History of {50_000 // scale:,} sessions, --storage.path",
+             "securevideo", 50_000 // scale, storage=True),
+    ]
+
+
+# -- the canned vendor (child process) ------------------------------------------------------
+
+
+def serve_vendor(vendor: str, size: int) -> None:
+    """Build the bodies, serve them on a free port, print the port, serve until stdin
+    closes."""
+    import asyncio
+
+    from aiohttp import web
+    from ingest import glance_bodies, rescue_body, securevideo_body
+
+    from exporter.logs import configure
+
+    configure("warn", "logfmt")
+    app = web.Application()
+    if vendor == "glance":
+        bodies = glance_bodies(size)
+        names = {"PartnerActiveSessions": "active", "PartnerSessionCounts": "counts",
+                 "PartnerSessionCountsEnding": "ending"}
+
+        async def glance(request: web.Request) -> web.Response:
+            op = request.match_info["op"]
+            form = await request.post()
+            if op == "PartnerCompletedSessionsEnding":
+                body = bodies["page"] if form.get("nextId") == "0" else bodies["empty"]
+            else:
+                body = bodies[names.get(op, "active")]
+            return web.Response(body=body, content_type="text/xml")
+
+        app.router.add_post("/services/activityservice.asmx/{op}", glance)
+    elif vendor == "securevideo":
+        history = securevideo_body(size)
+
+        async def securevideo(request: web.Request) -> web.Response:
+            return web.Response(body=history, content_type="application/json")
+
+        app.router.add_get("/history", securevideo)
+        app.router.add_get("/history/{user}", securevideo)
+    else:
+        table_body = rescue_body(size)
+
+        async def rescue(request: web.Request) -> web.Response:
+            return web.Response(body=table_body, content_type="text/plain")
+
+        app.router.add_route("*", "/API/{page}", rescue)
+
+    async def run() -> None:
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        print(runner.addresses[0][1], flush=True)
+        loop = asyncio.get_running_loop()
+        closed = loop.create_future()
+        loop.add_reader(sys.stdin.fileno(), lambda: closed.done() or (
+            os.read(sys.stdin.fileno(), 4096) or closed.set_result(None)))
+        await closed
+        await runner.cleanup()
+
+    asyncio.run(run())
+
+
+@contextmanager
+def child(args: list[str]) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """A child that prints one line when ready; stopped by closing its stdin, then killed."""
+    proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        with selectors.DefaultSelector() as selector:
+            selector.register(proc.stdout, selectors.EVENT_READ)
+            if not selector.select(READY_TIMEOUT):
+                raise RuntimeError(f"{args[2:4]} not ready within {READY_TIMEOUT:g}s")
+        line = proc.stdout.readline().strip()
+        if not line:
+            raise RuntimeError(f"{args} exited with {proc.wait()}")
+        yield proc, line
+    finally:
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def account(vendor: str, port: int) -> dict[str, Any]:
+    base = {"name": "bench", "base_url": f"http://127.0.0.1:{port}"}
+    if vendor == "glance":
+        return {**base, "partner_id": 1, "api_key": "bench-key", "today_statuses": ["C"]}
+    if vendor == "securevideo":
+        return {**base, "api_key": "bench-id", "api_secret": "bench-secret", "feed_days": 10}
+    return {**base, "auth_code": "bench-code", "nodes": [{"id": 337366}]}
+
+
+# -- the exporter and the scraper -----------------------------------------------------------
+
+
+@dataclass
+class Result:
+    latencies: list[float]
+    cycles: int
+
+    def quantile(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def wait_ready(port: int, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/-/ready")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)  # polling a child process that is starting, not synchronising tests
+    raise RuntimeError("exporter not ready")
+
+
+def cycles_done(body: bytes) -> int:
+    total = 0.0
+    for line in body.decode().splitlines():
+        if line.startswith("session_exporter_upstream_requests_total{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return int(total)
+
+
+def measure(case: Case, seconds: float, interval: int, workdir: Path) -> Result:
+    here = str(Path(__file__).resolve())
+    with child([sys.executable, here, "vendor", case.vendor, str(case.size)]) as (_, port):
+        config = workdir / "config.yaml"
+        config.write_text(json.dumps({
+            "global": {"interval": f"{interval}s", "timeout": "60s", "stale_after": "10m",
+                       "max_body_bytes": 512 * 1024 * 1024, "cycle_timeout": "5m",
+                       "max_records_per_reply": 1_000_000},
+            case.vendor: [account(case.vendor, int(port))],
+        }))
+        listen = free_port()
+        args = [sys.executable, "-m", "exporter", "--config.file", str(config),
+                "--web.listen-address", f"127.0.0.1:{listen}", "--log.level", "error"]
+        if case.storage:
+            args += ["--storage.path", str(workdir / f"state-{time.monotonic_ns()}.db")]
+        exporter = subprocess.Popen(args, stderr=subprocess.DEVNULL)
+        try:
+            wait_ready(listen, time.monotonic() + READY_TIMEOUT)
+            conn = http.client.HTTPConnection("127.0.0.1", listen, timeout=30)
+            latencies: list[float] = []
+            first = last = b""
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                started = time.perf_counter()
+                conn.request("GET", "/metrics")
+                body = conn.getresponse().read()
+                latencies.append(time.perf_counter() - started)
+                first = first or body
+                last = body
+                time.sleep(max(0.0, SCRAPE_EVERY - (time.perf_counter() - started)))
+            return Result(latencies, cycles_done(last) - cycles_done(first))
+        finally:
+            exporter.terminate()
+            exporter.wait(timeout=30)
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "vendor":
+        serve_vendor(sys.argv[2], int(sys.argv[3]))
+        return 0
+    args = arguments(__doc__ or "").parse_args()
+    seconds = 4.0 if args.quick else 30.0
+    header("scrape latency under ingest: /metrics every 50 ms, idle vs busy")
+    rows: list[list[object]] = []
+    idle: Result | None = None
+    met = True
+    with tempfile.TemporaryDirectory() as tmp:
+        for case in cases(args.quick):
+            result = measure(case, seconds, 1 if args.quick else INTERVAL, Path(tmp))
+            idle = idle or result
+            p99, top = result.quantile(0.99), max(result.latencies) * 1000
+            ok = p99 <= 3 * idle.quantile(0.99) and top <= 10 * max(idle.latencies) * 1000
+            met = met and ok
+            rows.append([case.name, len(result.latencies), result.cycles,
+                         statistics.median(result.latencies) * 1000, p99, top,
+                         ratio(p99, idle.quantile(0.99)),
+                         ratio(top, max(idle.latencies) * 1000), "yes" if ok else "no"])
+    table(["while the exporter ingests", "scrapes", "requests", "p50 ms", "p99 ms", "max ms",
+           "p99 vs idle", "max vs idle", "within 3x / 10x"], rows)
+    print(f"target: p99 within 3x and max within 10x of idle: {'MET' if met else 'NOT MET'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

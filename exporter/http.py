@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -19,6 +20,7 @@ import aiohttp
 from multidict import CIMultiDictProxy
 
 from .errors import ParseError, UpstreamError
+from .history import AccountHistory, RequestRecord, count_records, safe_text
 from .sanitize import strict_int
 from .selfmetrics import SelfMetrics
 
@@ -60,6 +62,21 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     return max(0.0, when - now) if math.isfinite(when) else None
 
 
+def _os_reason(error: OSError) -> str:
+    return error.strerror or type(error).__name__
+
+
+def _clock_skew(date_header: str | None, now: float) -> float | None:
+    """The vendor's Date header minus our clock, seconds (HTTP dates have 1 s steps)."""
+    if not date_header or len(date_header) > 64:
+        return None
+    try:
+        when = parsedate_to_datetime(date_header.strip()).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return when - now if math.isfinite(when) else None
+
+
 def reason_for_status(status: int) -> str:
     if status in (401, 403):
         return "auth"
@@ -84,6 +101,7 @@ class Upstream:
         metrics: SelfMetrics,
         max_body_bytes: int,
         wall_time: Callable[[], float],
+        history: AccountHistory | None = None,
     ) -> None:
         self._session = session
         self.vendor = vendor
@@ -93,6 +111,7 @@ class Upstream:
         self._metrics = metrics
         self._max_body = max_body_bytes
         self._wall_time = wall_time
+        self.history = history  # where each request is recorded for the status page
 
     def error(
         self, operation: str, reason: str, message: str, retry_after: float | None = None
@@ -103,9 +122,15 @@ class Upstream:
 
     def parse(self, operation: str, parser: Callable[[bytes], T], body: bytes) -> T:
         try:
-            return parser(body)
+            result = parser(body)
         except ParseError as exc:
-            raise self.error(operation, "parse", str(exc)) from None
+            err = self.error(operation, "parse", str(exc))
+            if self.history is not None:
+                self.history.parsed(operation, None, err.message)
+            raise err from None
+        if self.history is not None:
+            self.history.parsed(operation, count_records(result))
+        return result
 
     async def fetch(
         self,
@@ -122,6 +147,31 @@ class Upstream:
         """One request. A status outside `ok_statuses` raises; `error_detail` may turn
         the error body into a short, secret-free text for the log line."""
         self._metrics.upstream_request(self.vendor, self.account, operation)
+        started = time.monotonic()
+        try:
+            reply = await self._request(operation, method, url, data, params, headers)
+        except UpstreamError as exc:
+            self._note(operation, method, started, None, exc)
+            raise
+        if reply.status not in ok_statuses:
+            retry_after = parse_retry_after(reply.headers.get("Retry-After"), self._wall_time())
+            detail = error_detail(reply.body) if error_detail is not None else None
+            message = f"HTTP {reply.status}" + (f": {detail}" if detail else "")
+            err = self.error(operation, reason_for_status(reply.status), message, retry_after)
+            self._note(operation, method, started, reply, err)
+            raise err
+        self._note(operation, method, started, reply, None)
+        return reply
+
+    async def _request(
+        self,
+        operation: str,
+        method: str,
+        url: str,
+        data: Mapping[str, str] | None,
+        params: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+    ) -> Reply:
         try:
             async with self._semaphore:
                 async with asyncio.timeout(self._timeout):
@@ -134,21 +184,53 @@ class Upstream:
                         allow_redirects=False,
                     ) as response:
                         body = await self._read_capped(operation, response)
-                        reply = Reply(response.status, body, response.headers)
+                        return Reply(response.status, body, response.headers)
         except TimeoutError:
             raise self.error(operation, "timeout", f"no reply within {self._timeout:g}s") from None
         except aiohttp.ClientPayloadError:
             raise self.error(operation, "connection", "reply body was cut short") from None
+        except aiohttp.ClientHttpProxyError as exc:
+            raise self.error(operation, "connection",
+                             f"proxy refused the tunnel (HTTP {exc.status})") from None
         except aiohttp.ClientResponseError as exc:
             raise self.error(operation, "connection", f"bad HTTP reply ({exc.status})") from None
+        except aiohttp.ClientConnectorCertificateError as exc:
+            # Named apart from other connection failures: the fix (clock, CA bundle, an
+            # intercepting proxy) is not the network's.
+            problem = getattr(exc.certificate_error, "verify_message", None) or "verify failed"
+            raise self.error(operation, "connection",
+                             f"TLS certificate not accepted: {problem}") from None
+        except aiohttp.ClientSSLError as exc:
+            problem = getattr(exc.os_error, "reason", None) or type(exc.os_error).__name__
+            raise self.error(operation, "connection", f"TLS handshake failed: {problem}") from None
+        except aiohttp.ClientProxyConnectionError as exc:
+            raise self.error(operation, "connection",
+                             f"cannot reach the proxy: {_os_reason(exc.os_error)}") from None
+        except aiohttp.ClientConnectorError as exc:
+            # strerror only ("Connection refused"): str(exc) would name the URL.
+            raise self.error(operation, "connection",
+                             f"{type(exc).__name__}: {_os_reason(exc.os_error)}") from None
         except (aiohttp.ClientError, OSError) as exc:
             raise self.error(operation, "connection", type(exc).__name__) from None
-        if reply.status not in ok_statuses:
-            retry_after = parse_retry_after(reply.headers.get("Retry-After"), self._wall_time())
-            detail = error_detail(reply.body) if error_detail is not None else None
-            message = f"HTTP {reply.status}" + (f": {detail}" if detail else "")
-            raise self.error(operation, reason_for_status(reply.status), message, retry_after)
-        return reply
+
+    def _note(self, operation: str, method: str, started: float, reply: Reply | None,
+              err: UpstreamError | None) -> None:
+        """Tell the account's history about one request (the status page shows it)."""
+        if self.history is None:
+            return
+        skew = None
+        if reply is not None:
+            skew = _clock_skew(reply.headers.get("Date"), self._wall_time())
+        self.history.request(RequestRecord(
+            operation=operation,
+            method=method,
+            status=reply.status if reply is not None else None,
+            bytes=len(reply.body) if reply is not None else 0,
+            duration=time.monotonic() - started,
+            reason=err.reason if err is not None else None,
+            error=safe_text(err.message) if err is not None else None,
+            clock_skew=skew,
+        ))
 
     async def _read_capped(self, operation: str, response: aiohttp.ClientResponse) -> bytes:
         declared = response.content_length

@@ -20,6 +20,8 @@ from prometheus_client.core import Metric
 from .clock import Clock, SystemClock
 from .config import AccountCommon, Config, GlobalConfig
 from .errors import UpstreamError
+from .hints import for_failure, for_observations
+from .history import CLOCK_SKEW_LIMIT, AccountHistory, Failure, safe_text
 from .http import Upstream, new_client_session
 from .logs import get_logger
 from .selfmetrics import SelfMetrics
@@ -59,6 +61,8 @@ class AccountRunner:
     task: asyncio.Task[None] | None = field(default=None, repr=False)
     # This account's families, encoded; None after each cycle until the next render.
     chunks: Chunks | None = field(default=None, repr=False)
+    # The last cycles, for the status page and the probe.
+    history: AccountHistory = field(default_factory=AccountHistory, repr=False)
 
     @property
     def common(self) -> AccountCommon:
@@ -153,9 +157,11 @@ class Daemon:
         global_ = self.config.global_
         assert self._session is not None, "start() first"
         key = common.key
+        history = AccountHistory()
 
         def reject(reason: str, count: int = 1) -> None:
             self.metrics.record_rejected(common.vendor, common.name, reason, count)
+            history.rejected(reason, count)
 
         ctx = CollectorContext(
             clock=self.clock,
@@ -180,8 +186,10 @@ class Daemon:
             metrics=self.metrics,
             max_body_bytes=global_.max_body_bytes,
             wall_time=self.clock.time,
+            history=history,
         )
-        runner = AccountRunner(account, vendor.new_collector(account, ctx), upstream)
+        runner = AccountRunner(account, vendor.new_collector(account, ctx), upstream,
+                               history=history)
         self._restore(runner)
         self.metrics.account(key)
         self.runners[key] = runner
@@ -216,6 +224,8 @@ class Daemon:
         started = self.clock.monotonic()
         retry_after: float | None = None
         health.last_attempt = self.clock.time()
+        runner.history.begin(health.last_attempt)
+        failure: Failure | None = None
         deadline = common.cycle_deadline
         try:
             try:
@@ -228,6 +238,9 @@ class Daemon:
         except UpstreamError as exc:
             runner.failures += 1
             retry_after = exc.retry_after
+            hint = for_failure(common.vendor, exc.operation, exc.reason, exc.message)
+            failure = Failure(exc.operation, exc.reason, safe_text(exc.message), hint,
+                              self.clock.time())
             log.warning(
                 "collection failed",
                 vendor=common.vendor,
@@ -236,12 +249,16 @@ class Daemon:
                 reason=exc.reason,
                 error=exc.message,
                 consecutive_failures=runner.failures,
+                hint=hint,
             )
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug of ours must not take the loop down
             runner.failures += 1
             self.metrics.upstream_failure(common.vendor, common.name, "collect", "internal")
+            failure = Failure("collect", "internal", type(exc).__name__,
+                              for_failure(common.vendor, "collect", "internal", ""),
+                              self.clock.time())
             log.error(
                 "collection crashed",
                 vendor=common.vendor,
@@ -260,7 +277,20 @@ class Daemon:
         health.first_cycle_done = True
         runner.chunks = None
         self.request_render()
-        return next_delay(common, self.config.global_, runner.failures, retry_after, self._rng)
+        self._record_cycle(runner, health.collect_duration, failure)
+        delay = next_delay(common, self.config.global_, runner.failures, retry_after, self._rng)
+        runner.history.next_poll = self.clock.time() + delay
+        return delay
+
+    def _record_cycle(self, runner: AccountRunner, duration: float,
+                      failure: Failure | None) -> None:
+        history = runner.history
+        cycle = history.current
+        hint = failure.hint if failure is not None else None
+        if hint is None and cycle is not None:
+            hint = for_observations(cycle.rejected, cycle.largest_clock_skew,
+                                    CLOCK_SKEW_LIMIT)
+        history.end(self.clock.time(), duration, failure, hint)
 
     def _cycle_timeout(self, common: AccountCommon, deadline: float) -> UpstreamError:
         self.metrics.upstream_failure(common.vendor, common.name, "cycle", "timeout")

@@ -39,7 +39,8 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def telemetry_path(text: str) -> str:
-    if not text.startswith("/") or text in ("/", "/-/healthy", "/-/ready", "/-/reload"):
+    if (not text.startswith("/") or text.startswith("/accounts/")
+            or text in ("/", "/config", "/-/healthy", "/-/ready", "/-/reload")):
         raise argparse.ArgumentTypeError("a path of its own starting with /, e.g. /metrics")
     return text
 

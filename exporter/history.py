@@ -124,6 +124,19 @@ class AccountHistory:
                     request.reason, request.error = "parse", safe_text(error)
                 return
 
+    def failed(self, operation: str, reason: str, message: str) -> None:
+        """A reply the client refused after the request itself succeeded (an error code
+        in the body); a failure with no request of its own (limit_exceeded) is shown by
+        the cycle's failure alone."""
+        cycle = self.current
+        if cycle is None:
+            return
+        for request in reversed(cycle.requests):
+            if request.operation == operation:
+                if request.reason is None:
+                    request.reason, request.error = reason, safe_text(message)
+                return
+
     def rejected(self, reason: str, count: int) -> None:
         cycle = self.current
         if cycle is not None and count:

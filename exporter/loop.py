@@ -287,6 +287,8 @@ class Daemon:
         history = runner.history
         cycle = history.current
         hint = failure.hint if failure is not None else None
+        if failure is not None:  # a refused reply: show it on its request too
+            history.failed(failure.operation, failure.reason, failure.message)
         if hint is None and cycle is not None:
             hint = for_observations(cycle.rejected, cycle.largest_clock_skew,
                                     CLOCK_SKEW_LIMIT)

@@ -20,6 +20,7 @@ from .clock import Clock
 from .config import Config
 from .history import CycleRecord, Failure
 from .loop import AccountRunner, Daemon
+from .statuspage import scrubbed
 from .vendors.base import Vendor
 
 
@@ -167,14 +168,14 @@ def as_json(results: Sequence[ProbeResult]) -> dict[str, Any]:
             "vendor": r.vendor, "name": r.name, "ok": r.ok, "duration_seconds": r.duration,
             "operation": failure.operation if failure else None,
             "reason": failure.reason if failure else None,
-            "message": scrub.scrub(failure.message) if failure else None,
+            "message": failure.message if failure else None,
             "hint": r.hint, "requests": r.pages, "records_parsed": r.records,
             "rejected": r.rejected, "series": r.series,
             "seen": {name: {"total": s.total, "by_status": s.by_status}
                      for name, s in r.seen.items()},
         }
 
-    return {"ok": all(r.ok for r in results), "accounts": [one(r) for r in results]}
+    return scrubbed({"ok": all(r.ok for r in results), "accounts": [one(r) for r in results]})
 
 
 def exit_status(results: Sequence[ProbeResult]) -> int:

@@ -13,7 +13,7 @@ import html
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 from urllib.parse import quote
 
 from . import __version__, scrub
@@ -21,6 +21,7 @@ from .config import Config, Secret
 from .history import CycleRecord, Failure, RequestRecord
 from .loop import AccountRunner, Daemon
 
+T = TypeVar("T")
 REFRESH_SECONDS = 15
 UP, FAILING, STALE, NOT_POLLED = "up", "failing", "stale", "not yet polled"
 
@@ -167,12 +168,13 @@ def _duration(seconds: float | None) -> str:
 STYLE = """
 :root{color-scheme:light dark;--ok:#1a7f37;--bad:#cf222e;--warn:#9a6700;--muted:#6e7781}
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0 auto;
-max-width:72rem;padding:0 .8rem 2rem}
+max-width:72rem;padding:0 .8rem 2rem;overflow-wrap:anywhere}
+h3{font-size:1rem;margin:1rem 0 .3rem}section{border-top:1px solid rgba(110,119,129,.3)}
 h1{font-size:1.4rem;margin:.8rem 0 .2rem}h2{font-size:1.1rem;margin:0 0 .4rem}
 nav a{margin-right:1rem}.summary{font-size:1.1rem;font-weight:600}
 .accounts{display:grid;gap:.8rem;grid-template-columns:repeat(auto-fill,minmax(20rem,1fr))}
 article{border:1px solid var(--muted);border-left-width:.4rem;border-radius:.4rem;
-padding:.6rem .8rem;overflow-wrap:anywhere}
+padding:.6rem .8rem}
 .up{border-left-color:var(--ok)}.failing{border-left-color:var(--bad)}
 .stale{border-left-color:var(--warn)}.not-yet-polled{border-left-color:var(--muted)}
 .badge{font-size:.8rem;padding:.05rem .45rem;border-radius:1rem;color:#fff;
@@ -336,19 +338,34 @@ def _failure_json(failure: Failure | None) -> dict[str, Any] | None:
     if failure is None:
         return None
     return {"operation": failure.operation, "reason": failure.reason,
-            "message": scrub.scrub(failure.message), "hint": failure.hint,
+            "message": failure.message, "hint": failure.hint,
             "time": failure.at}
 
 
 def _request_json(r: RequestRecord) -> dict[str, Any]:
     return {"operation": r.operation, "method": r.method, "status": r.status,
             "bytes": r.bytes, "duration_seconds": r.duration, "records": r.records,
-            "reason": r.reason, "error": scrub.scrub(r.error) if r.error else None,
+            "reason": r.reason, "error": r.error,
             "clock_skew_seconds": r.clock_skew}
 
 
+def scrubbed(data: T) -> T:
+    """Every string inside `data` scrubbed: JSON gets the same guarantee as the pages."""
+    return cast(T, _scrub_any(data))
+
+
+def _scrub_any(data: object) -> object:
+    if isinstance(data, str):
+        return scrub.scrub(data)
+    if isinstance(data, dict):
+        return {_scrub_any(k): _scrub_any(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_scrub_any(v) for v in data]
+    return data
+
+
 def detail_json(view: StatusView, account: AccountView) -> dict[str, Any]:
-    return {
+    return scrubbed({
         "vendor": account.vendor,
         "name": account.name,
         "state": account.state,
@@ -370,7 +387,7 @@ def detail_json(view: StatusView, account: AccountView) -> dict[str, Any]:
             for c in account.cycles
         ],
         "time": view.now,
-    }
+    })
 
 
 # -- the config in force -------------------------------------------------------------------
@@ -429,6 +446,6 @@ def render_config(view: StatusView, config: Config) -> str:
 
 
 def config_json(config: Config) -> dict[str, Any]:
-    return {"source": config.source,
-            "sections": [{"title": t, "fields": dict(rows)} for t, rows in
-                         config_tables(config)]}
+    return scrubbed({"source": config.source,
+                     "sections": [{"title": t, "fields": dict(rows)} for t, rows in
+                                  config_tables(config)]})

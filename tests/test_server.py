@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-import gzip
 import base64
+import gzip
 import html
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -188,6 +188,7 @@ async def test_status_pages_sit_behind_basic_auth(tmp_path: Path) -> None:
                 async with http.get(url + path) as r:
                     assert r.status == 401, path
         token = base64.b64encode(b"ops:pw").decode()
-        async with aiohttp.ClientSession(headers={"Authorization": f"Basic {token}"}) as http:
-            async with http.get(url + "/accounts/fake/acme") as r:
-                assert r.status == 200
+        headers = {"Authorization": f"Basic {token}"}
+        async with aiohttp.ClientSession(headers=headers) as http, \
+                http.get(url + "/accounts/fake/acme") as r:
+            assert r.status == 200

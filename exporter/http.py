@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -63,7 +64,10 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
 
 
 def _os_reason(error: OSError) -> str:
-    return error.strerror or type(error).__name__
+    # From the errno ("Connection refused"): asyncio's strerror adds the address.
+    if error.errno:
+        return os.strerror(error.errno)
+    return type(error).__name__
 
 
 def _clock_skew(date_header: str | None, now: float) -> float | None:
@@ -207,7 +211,7 @@ class Upstream:
             raise self.error(operation, "connection",
                              f"cannot reach the proxy: {_os_reason(exc.os_error)}") from None
         except aiohttp.ClientConnectorError as exc:
-            # strerror only ("Connection refused"): str(exc) would name the URL.
+            # The errno's text only ("Connection refused"): str(exc) would name the URL.
             raise self.error(operation, "connection",
                              f"{type(exc).__name__}: {_os_reason(exc.os_error)}") from None
         except (aiohttp.ClientError, OSError) as exc:

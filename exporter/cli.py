@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import secrets
 import signal
 import sqlite3
 import sys
@@ -28,6 +27,9 @@ from .storage import StateStore
 from .webconfig import WebConfigError, WebSecurity
 
 DEFAULT_PORT = 9786
+# What --demo.wrong-key puts in place of a demo credential: a secret like any other (the
+# page must show it redacted), and fixed, so tests can look for it.
+DEMO_WRONG_KEY = "demo-wrong-key-7Yq2"
 log = get_logger(component="main")
 
 
@@ -135,7 +137,7 @@ def add_wrong_key_accounts(data: dict[str, Any], vendors: Sequence[str]) -> None
         bad = dict(accounts[0])
         bad["name"] = f"{bad['name']}-wrong-key"
         field = next(f for f in SECRET_FIELDS if f in bad)
-        bad[field] = f"wrong-{secrets.token_hex(8)}"
+        bad[field] = DEMO_WRONG_KEY
         accounts.append(bad)
 
 

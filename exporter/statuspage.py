@@ -171,7 +171,7 @@ body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0 auto;
 max-width:72rem;padding:0 .8rem 2rem;overflow-wrap:anywhere}
 h3{font-size:1rem;margin:1rem 0 .3rem}section{border-top:1px solid rgba(110,119,129,.3)}
 h1{font-size:1.4rem;margin:.8rem 0 .2rem}h2{font-size:1.1rem;margin:0 0 .4rem}
-nav a{margin-right:1rem}.summary{font-size:1.1rem;font-weight:600}
+nav a{margin-right:1rem}main{margin-top:.8rem}.summary{font-size:1.1rem;font-weight:600}
 .accounts{display:grid;gap:.8rem;grid-template-columns:repeat(auto-fill,minmax(20rem,1fr))}
 article{border:1px solid var(--muted);border-left-width:.4rem;border-radius:.4rem;
 padding:.6rem .8rem}

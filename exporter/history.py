@@ -112,29 +112,27 @@ class AccountHistory:
         else:
             cycle.requests_dropped += 1
 
-    def parsed(self, operation: str, records: int | None, error: str | None = None) -> None:
-        """The parser's outcome for the latest request of `operation`."""
+    def parsed(self, operation: str, records: int | None) -> None:
+        """How many records the latest reply to `operation` held."""
         cycle = self.current
         if cycle is None:
             return
         for request in reversed(cycle.requests):
             if request.operation == operation:
                 request.records = records
-                if error is not None:
-                    request.reason, request.error = "parse", safe_text(error)
                 return
 
     def failed(self, operation: str, reason: str, message: str) -> None:
         """A reply the client refused after the request itself succeeded (an error code
-        in the body); a failure with no request of its own (limit_exceeded) is shown by
-        the cycle's failure alone."""
+        in the body, an unreadable body): marked on the latest such request of
+        `operation`. A failure with no request of its own (limit_exceeded, a cycle
+        timeout) is shown by the cycle's failure alone."""
         cycle = self.current
         if cycle is None:
             return
         for request in reversed(cycle.requests):
-            if request.operation == operation:
-                if request.reason is None:
-                    request.reason, request.error = reason, safe_text(message)
+            if request.operation == operation and request.reason is None:
+                request.reason, request.error = reason, safe_text(message)
                 return
 
     def rejected(self, reason: str, count: int) -> None:

@@ -13,6 +13,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import TypeVar
@@ -26,6 +27,9 @@ from .sanitize import strict_int
 from .selfmetrics import SelfMetrics
 
 T = TypeVar("T")
+
+# Set while `fetch` runs a request: its failures are recorded with the request itself.
+_in_fetch: ContextVar[bool] = ContextVar("_in_fetch", default=False)
 
 
 @dataclass(frozen=True)
@@ -122,16 +126,18 @@ class Upstream:
     ) -> UpstreamError:
         """Count a failure and return the exception for the caller to raise."""
         self._metrics.upstream_failure(self.vendor, self.account, operation, reason)
-        return UpstreamError(operation, reason, message, retry_after)
+        err = UpstreamError(operation, reason, message, retry_after)
+        if self.history is not None and not _in_fetch.get():
+            # A client refusing a reply it got (an error code in a 200): shown on that
+            # request. Inside fetch, `_note` records the request with its error itself.
+            self.history.failed(operation, reason, err.message)
+        return err
 
     def parse(self, operation: str, parser: Callable[[bytes], T], body: bytes) -> T:
         try:
             result = parser(body)
         except ParseError as exc:
-            err = self.error(operation, "parse", str(exc))
-            if self.history is not None:
-                self.history.parsed(operation, None, err.message)
-            raise err from None
+            raise self.error(operation, "parse", str(exc)) from None
         if self.history is not None:
             self.history.parsed(operation, count_records(result))
         return result
@@ -152,19 +158,24 @@ class Upstream:
         the error body into a short, secret-free text for the log line."""
         self._metrics.upstream_request(self.vendor, self.account, operation)
         started = time.monotonic()
+        token = _in_fetch.set(True)
         try:
-            reply = await self._request(operation, method, url, data, params, headers)
-        except UpstreamError as exc:
-            self._note(operation, method, started, None, exc)
-            raise
-        if reply.status not in ok_statuses:
-            retry_after = parse_retry_after(reply.headers.get("Retry-After"), self._wall_time())
-            detail = error_detail(reply.body) if error_detail is not None else None
-            message = f"HTTP {reply.status}" + (f": {detail}" if detail else "")
-            err = self.error(operation, reason_for_status(reply.status), message, retry_after)
-            self._note(operation, method, started, reply, err)
-            raise err
-        self._note(operation, method, started, reply, None)
+            try:
+                reply = await self._request(operation, method, url, data, params, headers)
+            except UpstreamError as exc:
+                self._note(operation, method, started, None, exc.reason, exc.message)
+                raise
+            if reply.status not in ok_statuses:
+                retry_after = parse_retry_after(reply.headers.get("Retry-After"),
+                                                self._wall_time())
+                detail = error_detail(reply.body) if error_detail is not None else None
+                message = f"HTTP {reply.status}" + (f": {detail}" if detail else "")
+                reason = reason_for_status(reply.status)
+                self._note(operation, method, started, reply, reason, message)
+                raise self.error(operation, reason, message, retry_after)
+        finally:
+            _in_fetch.reset(token)
+        self._note(operation, method, started, reply, None, None)
         return reply
 
     async def _request(
@@ -218,7 +229,7 @@ class Upstream:
             raise self.error(operation, "connection", type(exc).__name__) from None
 
     def _note(self, operation: str, method: str, started: float, reply: Reply | None,
-              err: UpstreamError | None) -> None:
+              reason: str | None, message: str | None) -> None:
         """Tell the account's history about one request (the status page shows it)."""
         if self.history is None:
             return
@@ -231,8 +242,8 @@ class Upstream:
             status=reply.status if reply is not None else None,
             bytes=len(reply.body) if reply is not None else 0,
             duration=time.monotonic() - started,
-            reason=err.reason if err is not None else None,
-            error=safe_text(err.message) if err is not None else None,
+            reason=reason,
+            error=safe_text(message) if message is not None else None,
             clock_skew=skew,
         ))
 

@@ -287,11 +287,16 @@ class Daemon:
         history = runner.history
         cycle = history.current
         hint = failure.hint if failure is not None else None
-        if failure is not None:  # a refused reply: show it on its request too
-            history.failed(failure.operation, failure.reason, failure.message)
         if hint is None and cycle is not None:
-            hint = for_observations(cycle.rejected, cycle.largest_clock_skew,
-                                    CLOCK_SKEW_LIMIT)
+            # A cycle can succeed past a refused request (an unknown Rescue node): the
+            # refusal's hint still tells the user what to fix.
+            refused = next((r for r in cycle.requests if r.reason is not None), None)
+            if refused is not None and refused.reason is not None:
+                hint = for_failure(runner.common.vendor, refused.operation, refused.reason,
+                                   refused.error or "")
+            if hint is None:
+                hint = for_observations(cycle.rejected, cycle.largest_clock_skew,
+                                        CLOCK_SKEW_LIMIT)
         history.end(self.clock.time(), duration, failure, hint)
 
     def _cycle_timeout(self, common: AccountCommon, deadline: float) -> UpstreamError:

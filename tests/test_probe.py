@@ -25,6 +25,7 @@ from aiohttp import web
 from exporter import hints
 from exporter.clock import FakeClock
 from exporter.config import parse_config
+from exporter.loop import Daemon
 from exporter.probe import (
     UnknownAccount,
     as_json,
@@ -83,13 +84,59 @@ async def test_probe_reports_each_account_and_fails_when_one_fails() -> None:
 async def test_wrong_rescue_node_gets_its_hint() -> None:
     clock = FakeClock(time.time())
     async with simulated(VENDORS["rescue"], clock) as (simulator, base_url):
-        account = {"name": "hd", "base_url": base_url, "auth_code": simulator.auth_code,
-                   "nodes": [{"id": GROUP_ID + 999, "ref": "NODE"}]}
+        account: dict[str, Any] = {
+            "name": "hd", "base_url": base_url, "auth_code": simulator.auth_code,
+            "nodes": [{"id": GROUP_ID + 999, "ref": "NODE"}]}
         [result] = await run_probe(parse_config({"rescue": [account]}, VENDORS), VENDORS,
                                    clock)
-    assert not result.ok and result.failure is not None
-    assert "INVALIDPARAM_NODE" in result.failure.message
-    assert result.hint is not None and result.hint.startswith("Rescue does not know this node")
+        assert not result.ok and result.failure is not None
+        assert "INVALIDPARAM_NODE" in result.failure.message
+        assert result.hint is not None and result.hint.startswith("Rescue does not know")
+
+        # Beside a node that works, the account is up, but the hint still says what to fix
+        # and the detail shows which request was refused.
+        account["nodes"] = [{"id": GROUP_ID, "ref": "NODE"}, {"id": GROUP_ID + 999}]
+        config = parse_config({"rescue": [account]}, VENDORS)
+        daemon = Daemon(config, VENDORS, clock=clock)
+        await daemon.start(schedule=False)
+        try:
+            assert await daemon.collect_once("rescue", "hd")
+            cycle = daemon.runners[("rescue", "hd")].history.last
+        finally:
+            await daemon.stop()
+    assert cycle is not None and cycle.ok
+    assert cycle.hint is not None and cycle.hint.startswith("Rescue does not know this node")
+    good, bad = cycle.requests
+    assert (good.status, good.reason, good.records) == (200, None, good.records)
+    assert good.records is not None and good.records > 0
+    assert (bad.status, bad.reason, bad.records) == (200, "vendor_error", 0)
+    assert bad.error is not None and "INVALIDPARAM_NODE" in bad.error
+
+
+async def test_each_request_is_recorded_with_its_own_failure() -> None:
+    clock = FakeClock(time.time())
+    async with simulated(VENDORS["glance"], clock) as (simulator, base_url):
+        simulator.faults.inject("garbage", path_contains="PartnerActiveSessions")
+        simulator.faults.inject("http_503", path_contains="PartnerSessionCountsEnding")
+        config = parse_config({"glance": glance_accounts(simulator, base_url)[:1]}, VENDORS)
+        daemon = Daemon(config, VENDORS, clock=clock)
+        await daemon.start(schedule=False)
+        try:
+            assert not await daemon.collect_once("glance", "good")
+            cycle = daemon.runners[("glance", "good")].history.last
+        finally:
+            await daemon.stop()
+    assert cycle is not None and cycle.failure is not None
+    by_operation = {r.operation: r for r in cycle.requests}
+    active = by_operation["PartnerActiveSessions"]
+    assert (active.status, active.reason, active.records) == (200, "parse", None)
+    ending = by_operation["PartnerSessionCountsEnding"]
+    assert (ending.status, ending.reason) == (503, "http_5xx")
+    assert ending.error is not None and ending.error.startswith("HTTP 503")
+    others = [r for r in cycle.requests
+              if r.operation not in ("PartnerActiveSessions", "PartnerSessionCountsEnding")]
+    assert others and all(r.reason is None and r.status == 200 for r in others)
+    assert sum(r.reason is not None for r in cycle.requests) == 2
 
 
 async def test_refused_connection_and_clock_skew() -> None:

@@ -202,7 +202,9 @@ class Daemon:
         # Spread first cycles so accounts sharing an interval do not fire together, but
         # never keep a freshly started exporter without data for long.
         spread = min(runner.common.interval * self.config.global_.jitter, FIRST_CYCLE_SPREAD)
-        await asyncio.sleep(self._rng.uniform(0, spread))
+        first = self._rng.uniform(0, spread)
+        runner.history.next_poll = self.clock.time() + first
+        await asyncio.sleep(first)
         while True:
             delay = await self.cycle(runner)
             await asyncio.sleep(delay)

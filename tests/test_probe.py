@@ -298,3 +298,5 @@ async def test_probe_the_demo_with_a_wrong_key() -> None:
     assert any(line.startswith("FAIL  securevideo/demo-clinic-wrong-key") and
                "SecureVideo refused" in line for line in lines)
     assert lines[-1] == "3 of 4 account(s) ok"
+    code, _, err = await probe_cli("--demo", "--demo.wrong-key", "zoom")
+    assert code == 2 and "unknown vendor 'zoom'" in err and "Traceback" not in err

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import argparse
 import base64
 import gzip
 import html
@@ -13,6 +14,7 @@ import bcrypt
 import pytest
 from aiohttp import web
 
+from exporter.cli import telemetry_path
 from exporter.clock import FakeClock
 from exporter.loop import Daemon
 from exporter.server import WebOptions, build_app
@@ -192,3 +194,10 @@ async def test_status_pages_sit_behind_basic_auth(tmp_path: Path) -> None:
         async with aiohttp.ClientSession(headers=headers) as http, \
                 http.get(url + "/accounts/fake/acme") as r:
             assert r.status == 200
+
+
+@pytest.mark.parametrize("path", ["/", "/config", "/accounts/x", "/-/ready", "metrics"])
+def test_telemetry_path_cannot_shadow_a_page(path: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        telemetry_path(path)
+    assert telemetry_path("/custom-metrics") == "/custom-metrics"

@@ -13,6 +13,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .history import CLOCK_SKEW_LIMIT, CycleRecord, Failure
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -124,3 +126,19 @@ def for_observations(rejected: Mapping[str, int], clock_skew: float | None,
         if rejected.get(reason):
             return hint
     return None
+
+
+def for_cycle(vendor: str, cycle: CycleRecord | None, failure: Failure | None) -> str | None:
+    """The one hint a finished cycle carries: its failure's; else a refused request's (a
+    cycle can succeed past an unknown Rescue node); else what a good cycle saw."""
+    if failure is not None:
+        return failure.hint
+    if cycle is None:
+        return None
+    for request in cycle.requests:
+        if request.reason is not None:
+            hint = for_failure(vendor, request.operation, request.reason, request.error or "")
+            if hint is not None:
+                return hint
+            break
+    return for_observations(cycle.rejected, cycle.largest_clock_skew, CLOCK_SKEW_LIMIT)

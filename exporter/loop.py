@@ -20,8 +20,8 @@ from prometheus_client.core import Metric
 from .clock import Clock, SystemClock
 from .config import AccountCommon, Config, GlobalConfig
 from .errors import UpstreamError
-from .hints import for_failure, for_observations
-from .history import CLOCK_SKEW_LIMIT, AccountHistory, Failure, safe_text
+from .hints import for_cycle, for_failure
+from .history import AccountHistory, Failure, safe_text
 from .http import Upstream, new_client_session
 from .logs import get_logger
 from .selfmetrics import SelfMetrics
@@ -279,27 +279,11 @@ class Daemon:
         health.first_cycle_done = True
         runner.chunks = None
         self.request_render()
-        self._record_cycle(runner, health.collect_duration, failure)
+        runner.history.end(self.clock.time(), health.collect_duration, failure,
+                           for_cycle(common.vendor, runner.history.current, failure))
         delay = next_delay(common, self.config.global_, runner.failures, retry_after, self._rng)
         runner.history.next_poll = self.clock.time() + delay
         return delay
-
-    def _record_cycle(self, runner: AccountRunner, duration: float,
-                      failure: Failure | None) -> None:
-        history = runner.history
-        cycle = history.current
-        hint = failure.hint if failure is not None else None
-        if hint is None and cycle is not None:
-            # A cycle can succeed past a refused request (an unknown Rescue node): the
-            # refusal's hint still tells the user what to fix.
-            refused = next((r for r in cycle.requests if r.reason is not None), None)
-            if refused is not None and refused.reason is not None:
-                hint = for_failure(runner.common.vendor, refused.operation, refused.reason,
-                                   refused.error or "")
-            if hint is None:
-                hint = for_observations(cycle.rejected, cycle.largest_clock_skew,
-                                        CLOCK_SKEW_LIMIT)
-        history.end(self.clock.time(), duration, failure, hint)
 
     def _cycle_timeout(self, common: AccountCommon, deadline: float) -> UpstreamError:
         self.metrics.upstream_failure(common.vendor, common.name, "cycle", "timeout")

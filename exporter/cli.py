@@ -4,26 +4,32 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import signal
 import sqlite3
 import sys
 from collections.abc import Sequence
 from contextlib import suppress
+from typing import Any
 
 from aiohttp import web
 
 from . import __version__
 from .clock import SystemClock
-from .config import ConfigError, load_config, parse_config
+from .config import SECRET_FIELDS, ConfigError, load_config, parse_config
 from .demo import DemoWorld, parse_fault_rates, start_world
 from .logs import configure, get_logger
 from .loop import Daemon
+from .probe import UnknownAccount, as_json, exit_status, format_line, run_probe, select
 from .registry import VENDORS
 from .server import WebOptions, build_app
 from .storage import StateStore
 from .webconfig import WebConfigError, WebSecurity
 
 DEFAULT_PORT = 9786
+# What --demo.wrong-key puts in place of a demo credential: a secret like any other (the
+# page must show it redacted), and fixed, so tests can look for it.
+DEMO_WRONG_KEY = "demo-wrong-key-7Yq2"
 log = get_logger(component="main")
 
 
@@ -39,7 +45,8 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def telemetry_path(text: str) -> str:
-    if not text.startswith("/") or text in ("/", "/-/healthy", "/-/ready", "/-/reload"):
+    if (not text.startswith("/") or text.startswith("/accounts/")
+            or text in ("/", "/config", "/-/healthy", "/-/ready", "/-/reload")):
         raise argparse.ArgumentTypeError("a path of its own starting with /, e.g. /metrics")
     return text
 
@@ -77,8 +84,61 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of simulator replies that fail in the demo: one number for "
                         "every vendor, or per vendor as glance=0.1,rescue=0 "
                         "(default %(default)s)")
+    p.add_argument("--demo.wrong-key", dest="demo_wrong_key", default="",
+                   type=vendor_list,
+                   help="add a demo account with a wrong key for these vendors "
+                        "(comma-separated, e.g. glance), to see a failing account")
     p.add_argument("--version", action="version", version=f"session-exporter {__version__}")
+    p.epilog = "Run 'session-exporter probe --help' to test accounts once and exit."
     return p
+
+
+def build_probe_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="session-exporter probe",
+        description="Run one collection cycle of each configured account (or of the "
+                    "accounts named) against its vendor, print one line per account and "
+                    "exit 1 if any failed. Nothing is saved and nothing is served.",
+    )
+    p.add_argument("accounts", nargs="*", metavar="vendor/name",
+                   help="accounts to probe (default: every configured account)")
+    p.add_argument("--config.file", dest="config_file", default="config.yaml",
+                   help="path of the YAML config (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print one JSON document instead")
+    p.add_argument("--shard", dest="shard", type=parse_shard, default=None,
+                   help="I/N: only the accounts of shard I of N")
+    p.add_argument("--log.level", dest="log_level", default="warn",
+                   choices=("debug", "info", "warn", "error"))
+    p.add_argument("--log.format", dest="log_format", default="logfmt",
+                   choices=("logfmt", "json"))
+    p.add_argument("--demo", action="store_true",
+                   help="probe the built-in simulators' demo accounts")
+    p.add_argument("--demo.wrong-key", dest="demo_wrong_key", default="", type=vendor_list,
+                   help="with --demo: add a demo account with a wrong key for these vendors")
+    return p
+
+
+def vendor_list(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in VENDORS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown vendor {unknown[0]!r}; known: {', '.join(VENDORS)}")
+    return names
+
+
+def add_wrong_key_accounts(data: dict[str, Any], vendors: Sequence[str]) -> None:
+    """A copy of each vendor's first demo account whose first credential is wrong: the
+    simulator refuses it as the vendor would, so the status page has a failure to show."""
+    for vendor in vendors:
+        accounts = data.get(vendor) or []
+        if not accounts:
+            continue
+        bad = dict(accounts[0])
+        bad["name"] = f"{bad['name']}-wrong-key"
+        field = next(f for f in SECRET_FIELDS if f in bad)
+        bad[field] = DEMO_WRONG_KEY
+        accounts.append(bad)
 
 
 def split_address(address: str) -> tuple[str | None, int]:
@@ -99,6 +159,11 @@ def listen_address(text: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["probe"]:
+        probe_args = build_probe_parser().parse_args(argv[1:])
+        configure(probe_args.log_level, probe_args.log_format)
+        raise SystemExit(asyncio.run(probe(probe_args)))
     args = build_parser().parse_args(argv)
     configure(args.log_level, args.log_format)
     if args.config_check:
@@ -115,6 +180,37 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(0) from None
 
 
+async def probe(args: argparse.Namespace) -> int:
+    world: DemoWorld | None = None
+    try:
+        if args.demo:
+            world = await start_world(VENDORS, SystemClock())
+            data = world.config_data()
+            add_wrong_key_accounts(data, args.demo_wrong_key)
+            config = parse_config(data, VENDORS, source="demo", shard=args.shard)
+        else:
+            config = load_config(args.config_file, VENDORS, shard=args.shard)
+        config = select(config, args.accounts)
+    except (ConfigError, UnknownAccount) as exc:
+        print(f"probe: {exc}", file=sys.stderr)
+        if world is not None:
+            await world.close()
+        return 2
+    try:
+        results = await run_probe(config, VENDORS)
+    finally:
+        if world is not None:
+            await world.close()
+    if args.json:
+        print(json.dumps(as_json(results), indent=1, ensure_ascii=False))
+    else:
+        for result in results:
+            print(format_line(result))
+        good = sum(r.ok for r in results)
+        print(f"{good} of {len(results)} account(s) ok")
+    return exit_status(results)
+
+
 async def serve(args: argparse.Namespace) -> int:
     clock = SystemClock()
     world: DemoWorld | None = None
@@ -123,7 +219,9 @@ async def serve(args: argparse.Namespace) -> int:
         if args.demo:
             rates = parse_fault_rates(args.demo_fault_rate, VENDORS)
             world = await start_world(VENDORS, clock, fault_rates=rates)
-            config = parse_config(world.config_data(), VENDORS, source="demo", shard=args.shard)
+            data = world.config_data()
+            add_wrong_key_accounts(data, args.demo_wrong_key)
+            config = parse_config(data, VENDORS, source="demo", shard=args.shard)
         else:
             config = load_config(args.config_file, VENDORS, shard=args.shard)
     except (ConfigError, WebConfigError, ValueError) as exc:

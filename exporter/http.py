@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
+import time
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import TypeVar
@@ -19,6 +22,7 @@ import aiohttp
 from multidict import CIMultiDictProxy
 
 from .errors import ParseError, UpstreamError
+from .history import AccountHistory, RequestRecord, count_records, safe_text
 from .sanitize import strict_int
 from .selfmetrics import SelfMetrics
 
@@ -26,6 +30,8 @@ T = TypeVar("T")
 
 # Replies at least this large are parsed in a worker thread (`Upstream.parse_off_loop`).
 OFF_LOOP_BYTES = 256 * 1024
+# Set while `fetch` runs a request: its failures are recorded with the request itself.
+_in_fetch: ContextVar[bool] = ContextVar("_in_fetch", default=False)
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,24 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     return max(0.0, when - now) if math.isfinite(when) else None
 
 
+def _os_reason(error: OSError) -> str:
+    # From the errno ("Connection refused"): asyncio's strerror adds the address.
+    if error.errno:
+        return os.strerror(error.errno)
+    return type(error).__name__
+
+
+def _clock_skew(date_header: str | None, now: float) -> float | None:
+    """The vendor's Date header minus our clock, seconds (HTTP dates have 1 s steps)."""
+    if not date_header or len(date_header) > 64:
+        return None
+    try:
+        when = parsedate_to_datetime(date_header.strip()).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return when - now if math.isfinite(when) else None
+
+
 def reason_for_status(status: int) -> str:
     if status in (401, 403):
         return "auth"
@@ -87,6 +111,7 @@ class Upstream:
         metrics: SelfMetrics,
         max_body_bytes: int,
         wall_time: Callable[[], float],
+        history: AccountHistory | None = None,
     ) -> None:
         self._session = session
         self.vendor = vendor
@@ -96,19 +121,28 @@ class Upstream:
         self._metrics = metrics
         self._max_body = max_body_bytes
         self._wall_time = wall_time
+        self.history = history  # where each request is recorded for the status page
 
     def error(
         self, operation: str, reason: str, message: str, retry_after: float | None = None
     ) -> UpstreamError:
         """Count a failure and return the exception for the caller to raise."""
         self._metrics.upstream_failure(self.vendor, self.account, operation, reason)
-        return UpstreamError(operation, reason, message, retry_after)
+        err = UpstreamError(operation, reason, message, retry_after)
+        if self.history is not None and not _in_fetch.get():
+            # A client refusing a reply it got (an error code in a 200): shown on that
+            # request. Inside fetch, `_note` records the request with its error itself.
+            self.history.failed(operation, reason, err.message)
+        return err
 
     def parse(self, operation: str, parser: Callable[[bytes], T], body: bytes) -> T:
         try:
-            return parser(body)
+            result = parser(body)
         except ParseError as exc:
             raise self.error(operation, "parse", str(exc)) from None
+        if self.history is not None:
+            self.history.parsed(operation, count_records(result))
+        return result
 
     async def parse_off_loop(
         self, operation: str, parser: Callable[[bytes], T], body: bytes
@@ -119,9 +153,12 @@ class Upstream:
         if len(body) < OFF_LOOP_BYTES:
             return self.parse(operation, parser, body)
         try:
-            return await asyncio.to_thread(parser, body)
+            result = await asyncio.to_thread(parser, body)
         except ParseError as exc:
             raise self.error(operation, "parse", str(exc)) from None
+        if self.history is not None:
+            self.history.parsed(operation, count_records(result))
+        return result
 
     async def fetch(
         self,
@@ -138,6 +175,36 @@ class Upstream:
         """One request. A status outside `ok_statuses` raises; `error_detail` may turn
         the error body into a short, secret-free text for the log line."""
         self._metrics.upstream_request(self.vendor, self.account, operation)
+        started = time.monotonic()
+        token = _in_fetch.set(True)
+        try:
+            try:
+                reply = await self._request(operation, method, url, data, params, headers)
+            except UpstreamError as exc:
+                self._note(operation, method, started, None, exc.reason, exc.message)
+                raise
+            if reply.status not in ok_statuses:
+                retry_after = parse_retry_after(reply.headers.get("Retry-After"),
+                                                self._wall_time())
+                detail = error_detail(reply.body) if error_detail is not None else None
+                message = f"HTTP {reply.status}" + (f": {detail}" if detail else "")
+                reason = reason_for_status(reply.status)
+                self._note(operation, method, started, reply, reason, message)
+                raise self.error(operation, reason, message, retry_after)
+        finally:
+            _in_fetch.reset(token)
+        self._note(operation, method, started, reply, None, None)
+        return reply
+
+    async def _request(
+        self,
+        operation: str,
+        method: str,
+        url: str,
+        data: Mapping[str, str] | None,
+        params: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+    ) -> Reply:
         try:
             async with self._semaphore:
                 async with asyncio.timeout(self._timeout):
@@ -150,21 +217,53 @@ class Upstream:
                         allow_redirects=False,
                     ) as response:
                         body = await self._read_capped(operation, response)
-                        reply = Reply(response.status, body, response.headers)
+                        return Reply(response.status, body, response.headers)
         except TimeoutError:
             raise self.error(operation, "timeout", f"no reply within {self._timeout:g}s") from None
         except aiohttp.ClientPayloadError:
             raise self.error(operation, "connection", "reply body was cut short") from None
+        except aiohttp.ClientHttpProxyError as exc:
+            raise self.error(operation, "connection",
+                             f"proxy refused the tunnel (HTTP {exc.status})") from None
         except aiohttp.ClientResponseError as exc:
             raise self.error(operation, "connection", f"bad HTTP reply ({exc.status})") from None
+        except aiohttp.ClientConnectorCertificateError as exc:
+            # Named apart from other connection failures: the fix (clock, CA bundle, an
+            # intercepting proxy) is not the network's.
+            problem = getattr(exc.certificate_error, "verify_message", None) or "verify failed"
+            raise self.error(operation, "connection",
+                             f"TLS certificate not accepted: {problem}") from None
+        except aiohttp.ClientSSLError as exc:
+            problem = getattr(exc.os_error, "reason", None) or type(exc.os_error).__name__
+            raise self.error(operation, "connection", f"TLS handshake failed: {problem}") from None
+        except aiohttp.ClientProxyConnectionError as exc:
+            raise self.error(operation, "connection",
+                             f"cannot reach the proxy: {_os_reason(exc.os_error)}") from None
+        except aiohttp.ClientConnectorError as exc:
+            # The errno's text only ("Connection refused"): str(exc) would name the URL.
+            raise self.error(operation, "connection",
+                             f"{type(exc).__name__}: {_os_reason(exc.os_error)}") from None
         except (aiohttp.ClientError, OSError) as exc:
             raise self.error(operation, "connection", type(exc).__name__) from None
-        if reply.status not in ok_statuses:
-            retry_after = parse_retry_after(reply.headers.get("Retry-After"), self._wall_time())
-            detail = error_detail(reply.body) if error_detail is not None else None
-            message = f"HTTP {reply.status}" + (f": {detail}" if detail else "")
-            raise self.error(operation, reason_for_status(reply.status), message, retry_after)
-        return reply
+
+    def _note(self, operation: str, method: str, started: float, reply: Reply | None,
+              reason: str | None, message: str | None) -> None:
+        """Tell the account's history about one request (the status page shows it)."""
+        if self.history is None:
+            return
+        skew = None
+        if reply is not None:
+            skew = _clock_skew(reply.headers.get("Date"), self._wall_time())
+        self.history.request(RequestRecord(
+            operation=operation,
+            method=method,
+            status=reply.status if reply is not None else None,
+            bytes=len(reply.body) if reply is not None else 0,
+            duration=time.monotonic() - started,
+            reason=reason,
+            error=safe_text(message) if message is not None else None,
+            clock_skew=skew,
+        ))
 
     async def _read_capped(self, operation: str, response: aiohttp.ClientResponse) -> bytes:
         declared = response.content_length

@@ -20,6 +20,8 @@ from prometheus_client.core import Metric
 from .clock import Clock, SystemClock
 from .config import AccountCommon, Config, GlobalConfig
 from .errors import UpstreamError
+from .hints import for_cycle, for_failure
+from .history import AccountHistory, Failure, safe_text
 from .http import Upstream, new_client_session
 from .logs import get_logger
 from .selfmetrics import SelfMetrics
@@ -62,6 +64,8 @@ class AccountRunner:
     # Bumped at the end of every cycle: a render that encoded older families off the
     # loop must not store them over newer ones.
     generation: int = 0
+    # The last cycles, for the status page and the probe.
+    history: AccountHistory = field(default_factory=AccountHistory, repr=False)
 
     @property
     def common(self) -> AccountCommon:
@@ -156,9 +160,11 @@ class Daemon:
         global_ = self.config.global_
         assert self._session is not None, "start() first"
         key = common.key
+        history = AccountHistory()
 
         def reject(reason: str, count: int = 1) -> None:
             self.metrics.record_rejected(common.vendor, common.name, reason, count)
+            history.rejected(reason, count)
 
         ctx = CollectorContext(
             clock=self.clock,
@@ -183,8 +189,10 @@ class Daemon:
             metrics=self.metrics,
             max_body_bytes=global_.max_body_bytes,
             wall_time=self.clock.time,
+            history=history,
         )
-        runner = AccountRunner(account, vendor.new_collector(account, ctx), upstream)
+        runner = AccountRunner(account, vendor.new_collector(account, ctx), upstream,
+                               history=history)
         self._restore(runner)
         self.metrics.account(key)
         self.runners[key] = runner
@@ -197,7 +205,9 @@ class Daemon:
         # Spread first cycles so accounts sharing an interval do not fire together, but
         # never keep a freshly started exporter without data for long.
         spread = min(runner.common.interval * self.config.global_.jitter, FIRST_CYCLE_SPREAD)
-        await asyncio.sleep(self._rng.uniform(0, spread))
+        first = self._rng.uniform(0, spread)
+        runner.history.next_poll = self.clock.time() + first
+        await asyncio.sleep(first)
         while True:
             delay = await self.cycle(runner)
             await asyncio.sleep(delay)
@@ -219,6 +229,8 @@ class Daemon:
         started = self.clock.monotonic()
         retry_after: float | None = None
         health.last_attempt = self.clock.time()
+        runner.history.begin(health.last_attempt)
+        failure: Failure | None = None
         deadline = common.cycle_deadline
         try:
             try:
@@ -231,6 +243,9 @@ class Daemon:
         except UpstreamError as exc:
             runner.failures += 1
             retry_after = exc.retry_after
+            hint = for_failure(common.vendor, exc.operation, exc.reason, exc.message)
+            failure = Failure(exc.operation, exc.reason, safe_text(exc.message), hint,
+                              self.clock.time())
             log.warning(
                 "collection failed",
                 vendor=common.vendor,
@@ -239,12 +254,16 @@ class Daemon:
                 reason=exc.reason,
                 error=exc.message,
                 consecutive_failures=runner.failures,
+                hint=hint,
             )
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug of ours must not take the loop down
             runner.failures += 1
             self.metrics.upstream_failure(common.vendor, common.name, "collect", "internal")
+            failure = Failure("collect", "internal", type(exc).__name__,
+                              for_failure(common.vendor, "collect", "internal", ""),
+                              self.clock.time())
             log.error(
                 "collection crashed",
                 vendor=common.vendor,
@@ -266,7 +285,11 @@ class Daemon:
         runner.chunks = None
         runner.generation += 1
         self.request_render()
-        return next_delay(common, self.config.global_, runner.failures, retry_after, self._rng)
+        runner.history.end(self.clock.time(), health.collect_duration, failure,
+                           for_cycle(common.vendor, runner.history.current, failure))
+        delay = next_delay(common, self.config.global_, runner.failures, retry_after, self._rng)
+        runner.history.next_poll = self.clock.time() + delay
+        return delay
 
     def _cycle_timeout(self, common: AccountCommon, deadline: float) -> UpstreamError:
         self.metrics.upstream_failure(common.vendor, common.name, "cycle", "timeout")

@@ -1,16 +1,25 @@
-"""The HTTP side: /metrics from the latest snapshot, the landing page, and /-/ endpoints."""
+"""The HTTP side: /metrics from the latest snapshot, the status pages, and /-/ endpoints."""
 
 from __future__ import annotations
 
-import html
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
-from . import __version__
-from .loop import Daemon, describe
+from .loop import Daemon
 from .snapshot import content_type, wants_gzip, wants_openmetrics
+from .statuspage import (
+    StatusView,
+    build_view,
+    config_json,
+    detail_json,
+    render_config,
+    render_detail,
+    render_status,
+)
 
 # Returns None on success, or the reason the new config was refused.
 Reloader = Callable[[], Awaitable[str | None]]
@@ -38,28 +47,66 @@ async def metrics(request: web.Request) -> web.Response:
     return response
 
 
+# The pages hold no script and load nothing: say so, so an injected tag could do nothing.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+                               "form-action 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+def _html(text: str) -> web.Response:
+    return web.Response(text=text, content_type="text/html", headers=PAGE_HEADERS)
+
+
+def _json(data: Any) -> web.Response:
+    return web.json_response(data, headers=PAGE_HEADERS, dumps=_dumps)
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data, indent=1, ensure_ascii=False) + "\n"
+
+
+def _wants_json(request: web.Request) -> bool:
+    return request.query.get("format") == "json"
+
+
+def _view(request: web.Request) -> StatusView:
+    return build_view(request.app[DAEMON_KEY], request.app[OPTIONS_KEY].telemetry_path)
+
+
 async def landing(request: web.Request) -> web.Response:
-    daemon = request.app[DAEMON_KEY]
-    path = html.escape(request.app[OPTIONS_KEY].telemetry_path)
-    rows = "".join(
-        f"<li>{html.escape(vendor)}: {html.escape(', '.join(names))}</li>"
-        for vendor, names in describe(daemon.config).items()
-    ) or "<li>no accounts configured</li>"
-    page = f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>session-exporter</title></head>
-<body>
-<h1>session-exporter</h1>
-<p>Prometheus exporter for remote-session vendors, version {html.escape(__version__)}.</p>
-<ul>
-<li><a href="{path}">Metrics</a></li>
-<li><a href="/-/healthy">Health</a></li>
-<li><a href="/-/ready">Readiness</a></li>
-</ul>
-<h2>Accounts</h2>
-<ul>{rows}</ul>
-</body></html>
-"""
-    return web.Response(text=page, content_type="text/html")
+    """The status page: every account's state and, when it fails, why."""
+    view = _view(request)
+    if _wants_json(request):
+        return _json({"up": view.up, "total": len(view.accounts), "time": view.now,
+                      "accounts": [{k: v for k, v in detail_json(view, a).items()
+                                    if k != "cycles"} for a in view.accounts]})
+    return _html(render_status(view))
+
+
+async def account_detail(request: web.Request) -> web.Response:
+    view = _view(request)
+    vendor, name = request.match_info["vendor"], request.match_info["name"]
+    as_json = _wants_json(request)
+    accounts = {(a.vendor, a.name): a for a in view.accounts}
+    account = accounts.get((vendor, name))
+    if account is None and name.endswith(".json"):
+        account, as_json = accounts.get((vendor, name.removesuffix(".json"))), True
+    if account is None:
+        raise web.HTTPNotFound(text="no such account\n")
+    if as_json:
+        return _json(detail_json(view, account))
+    return _html(render_detail(view, account))
+
+
+async def config_page(request: web.Request) -> web.Response:
+    config = request.app[DAEMON_KEY].config
+    if _wants_json(request):
+        return _json(config_json(config))
+    return _html(render_config(_view(request), config))
 
 
 async def healthy(request: web.Request) -> web.Response:
@@ -92,6 +139,8 @@ def build_app(
     app[OPTIONS_KEY] = options
     app.router.add_get(options.telemetry_path, metrics)
     app.router.add_get("/", landing)
+    app.router.add_get("/accounts/{vendor}/{name}", account_detail)
+    app.router.add_get("/config", config_page)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     app.router.add_post("/-/reload", reload)

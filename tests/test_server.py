@@ -1,15 +1,24 @@
 from __future__ import annotations
 
+import argparse
+import base64
 import gzip
-from collections.abc import AsyncIterator
+import html
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import aiohttp
+import bcrypt
 import pytest
+from aiohttp import web
 
+from exporter.cli import telemetry_path
 from exporter.clock import FakeClock
 from exporter.loop import Daemon
 from exporter.server import WebOptions, build_app
+from exporter.webconfig import WebSecurity
 
 from .fakevendor import VENDOR, VENDORS
 from .support import daemon_for, serve_app, value
@@ -17,8 +26,15 @@ from .support import daemon_for, serve_app, value
 SECRET = "s3cret-token"
 
 
+WRONG = "wrong-token-Hq7"
+
+
 @asynccontextmanager
-async def exporter(reload_problem: str | None = None) -> AsyncIterator[tuple[str, Daemon]]:
+async def exporter(
+    reload_problem: str | None = None,
+    wrong_token: bool = False,
+    middlewares: tuple[Callable[..., Awaitable[web.StreamResponse]], ...] = (),
+) -> AsyncIterator[tuple[str, Daemon]]:
     clock = FakeClock()
     simulator = VENDOR.new_simulator(clock, 1)
     calls: list[int] = []
@@ -29,8 +45,10 @@ async def exporter(reload_problem: str | None = None) -> AsyncIterator[tuple[str
 
     async with serve_app(simulator.app()) as sim_url:
         data = {"fake": [{"name": "acme", "base_url": sim_url, "token": SECRET}]}
+        if wrong_token:
+            data["fake"].append({"name": "broken", "base_url": sim_url, "token": WRONG})
         async with daemon_for(data, VENDORS, clock) as daemon:
-            app = build_app(daemon, reloader, WebOptions("/metrics"))
+            app = build_app(daemon, reloader, WebOptions("/metrics"), middlewares)
             async with serve_app(app) as url:
                 yield url, daemon
 
@@ -89,3 +107,97 @@ async def test_reload_endpoint(problem: str | None, status: int) -> None:
             assert r.status == status
             if problem:
                 assert problem in await r.text()
+
+
+def visible(page: str) -> str:
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
+
+
+async def test_status_page_shows_each_account_state_and_why() -> None:
+    async with exporter(wrong_token=True) as (url, daemon), aiohttp.ClientSession() as http:
+        async with http.get(url + "/") as r:
+            text = visible(await r.text())
+        assert "0 of 2 accounts up, 2 not yet polled" in text
+        await daemon.collect_all_once()
+        async with http.get(url + "/") as r:
+            assert r.headers["Content-Type"].startswith("text/html")
+            assert "script-src" not in r.headers["Content-Security-Policy"]
+            page = await r.text()
+        text = visible(page)
+        assert "1 of 2 accounts up, 1 failing" in text
+        assert "fake / acme up" in text and "fake / broken failing" in text
+        assert "auth in value : HTTP 401" in text
+        assert "Check: The vendor refused the credentials" in text
+        assert "Series exported 1" in text  # acme's one fake_value sample
+        assert "Requests / failures 1 / 1" in text  # broken's request and its failure
+        assert 'href="/accounts/fake/broken"' in page
+        assert SECRET not in page and WRONG not in page
+        async with http.get(url + "/?format=json") as r:
+            summary = await r.json()
+        assert (summary["up"], summary["total"]) == (1, 2)
+        states = {a["name"]: (a["state"], a["last_failure"]) for a in summary["accounts"]}
+        assert states["acme"] == ("up", None)
+        assert states["broken"][0] == "failing" and states["broken"][1]["reason"] == "auth"
+
+
+async def test_account_detail_html_json_and_404() -> None:
+    async with exporter(wrong_token=True) as (url, daemon), aiohttp.ClientSession() as http:
+        for _ in range(2):
+            await daemon.collect_all_once()
+        async with http.get(url + "/accounts/fake/broken") as r:
+            assert r.status == 200
+            page = await r.text()
+        text = visible(page)
+        assert "Last 2 cycle(s), newest first" in text
+        assert "value POST 401" in text and "auth: HTTP 401" in text
+        assert SECRET not in page and WRONG not in page
+        for path in ("/accounts/fake/acme.json", "/accounts/fake/acme?format=json"):
+            async with http.get(url + path) as r:
+                assert r.status == 200 and r.content_type == "application/json"
+                data = await r.json()
+            assert data["state"] == "up" and len(data["cycles"]) == 2
+            request = data["cycles"][0]["requests"][0]
+            assert (request["operation"], request["status"], request["records"]) == (
+                "value", 200, None)  # a float reply: nothing to count as records
+            assert request["bytes"] == len(b"42.0")
+        for path in ("/accounts/fake/nobody", "/accounts/glance/acme", "/accounts/fake/x.json"):
+            async with http.get(url + path) as r:
+                assert r.status == 404
+
+
+async def test_config_page_redacts_secrets() -> None:
+    async with exporter(wrong_token=True) as (url, _), aiohttp.ClientSession() as http:
+        async with http.get(url + "/config") as r:
+            page = await r.text()
+        async with http.get(url + "/config?format=json") as r:
+            data = await r.json()
+    assert SECRET not in page and WRONG not in page
+    assert "token <redacted>" in visible(page)
+    fields = {s["title"]: s["fields"] for s in data["sections"]}
+    assert fields["fake / broken"]["token"] == "<redacted>"
+    assert fields["fake / acme"]["name"] == "acme"
+
+
+async def test_status_pages_sit_behind_basic_auth(tmp_path: Path) -> None:
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
+    config = tmp_path / "web.yml"
+    config.write_text(f"basic_auth_users:\n  ops: '{hashed}'\n")
+    security = WebSecurity.load(str(config))
+    async with exporter(middlewares=(security.middleware(),)) as (url, daemon):
+        await daemon.collect_all_once()
+        async with aiohttp.ClientSession() as http:
+            for path in ("/", "/accounts/fake/acme", "/accounts/fake/acme.json", "/config"):
+                async with http.get(url + path) as r:
+                    assert r.status == 401, path
+        token = base64.b64encode(b"ops:pw").decode()
+        headers = {"Authorization": f"Basic {token}"}
+        async with aiohttp.ClientSession(headers=headers) as http, \
+                http.get(url + "/accounts/fake/acme") as r:
+            assert r.status == 200
+
+
+@pytest.mark.parametrize("path", ["/", "/config", "/accounts/x", "/-/ready", "metrics"])
+def test_telemetry_path_cannot_shadow_a_page(path: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        telemetry_path(path)
+    assert telemetry_path("/custom-metrics") == "/custom-metrics"

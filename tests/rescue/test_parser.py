@@ -170,7 +170,7 @@ def test_rows_with_bad_id_or_empty_status_are_invalid() -> None:
     rows = (b"abc|Active|||||||||||||||", b"12||||||||||||||||", ROW_1)
     result = parse_sessions(capture(*rows))
     assert [s.id for s in result.sessions] == ["1663112"]
-    assert result.invalid_rows == 2
+    assert result.invalid_records == 2
 
 
 def test_unreadable_times_become_unknown_and_are_counted() -> None:

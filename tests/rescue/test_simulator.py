@@ -46,8 +46,9 @@ async def test_real_capture_shape_and_columns_per_version() -> None:
                           (3, "getSession_v3.aspx")):
         body, response = await post(sim, f"/API/{path}", {"authcode": sim.auth_code})
         assert response.content_type == "text/plain"
-        assert body.startswith("OK\r\n\r\n" + "|".join(COLUMNS[version]) + "|\r\n")
-        assert body.endswith("|\r\n")
+        # The captures' layout: LF line ends, each line ending with `|`.
+        assert body.startswith("OK\n\n" + "|".join(COLUMNS[version]) + "|\n")
+        assert body.endswith("|\n") and "\r" not in body
         parsed = parse_sessions(body.encode())
         assert parsed.columns == COLUMNS[version]
         assert len(parsed.sessions) == len(sim.sessions())

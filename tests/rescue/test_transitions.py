@@ -31,13 +31,17 @@ def poll(collector: RescueCollector, at: float, *sessions: tuple[str, str, int |
     collector.apply(collector.account.nodes[0], reply, T0 + at)
 
 
-def observed(collector: RescueCollector) -> tuple[int, float]:
-    family = collector.waits.family(("hd",))
-    if not family.samples:
-        return 0, 0.0
-    values = {s.name: s.value for s in family.samples if s.name.endswith(("_count", "_sum"))}
-    return int(values["rescue_session_wait_seconds_count"]), values[
-        "rescue_session_wait_seconds_sum"]
+def observed(collector: RescueCollector, outcome: str | None = None) -> tuple[int, float]:
+    """(count, sum) of the waits observed, of one outcome or of all."""
+    count, total = 0, 0.0
+    for s in collector.waits.family(("hd",)).samples:
+        if outcome not in (None, s.labels["outcome"]):
+            continue
+        if s.name == "rescue_session_wait_seconds_count":
+            count += int(s.value)
+        elif s.name == "rescue_session_wait_seconds_sum":
+            total += s.value
+    return count, total
 
 
 def test_wait_ends_when_status_changes() -> None:

@@ -44,11 +44,11 @@ WAIT_HELP = ("Time Rescue sessions spent in Waiting, from getSession Status and 
              "vanishes, by outcome (the status it moved to); a lower bound, precise to one "
              "poll interval.")
 TECHNICIANS_HELP = ("Technician rows beyond the first per session in the node's last "
-                    "getSession poll: extra technicians engaged in sessions.")
-UNRECOGNIZED_HELP = ("Distinct status values this account's replies carried that are "
+                    "getSession poll (extra technicians engaged), polled in the background.")
+UNRECOGNIZED_HELP = ("Distinct getSession status values, polled in the background, that are "
                      "neither documented nor aliased (set status_aliases, or use api: soap).")
-GET_FALLBACKS_HELP = ("Rescue requests asked again with GET after the service answered "
-                      "their POST with 405 Method Not Allowed.")
+GET_FALLBACKS_HELP = ("Rescue requests, polled in the background, asked again with GET after "
+                      "the service answered their POST with 405 Method Not Allowed.")
 # Distinct unrecognised status values remembered (and warned about) per account.
 MAX_UNRECOGNIZED = 1000
 

@@ -234,7 +234,7 @@ def test_label_values_are_capped_scrubbed_and_overflow_counted_once() -> None:
     # The third distinct status and technician fold into other, each reported once, by
     # the label itself (the collector no longer counts overflow too).
     assert rejects["label_overflow"] == 2
-    assert ("other", "other", "") in labels
+    assert ("other", "", "other") in labels  # (status, channel, technician)
 
 
 def test_state_keeps_outcomes_and_a_version_1_state_hands_over_its_waits() -> None:

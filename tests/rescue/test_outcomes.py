@@ -163,3 +163,23 @@ async def test_portuguese_text_with_built_in_aliases_only_is_loud_not_silent() -
                                      (("account", "helpdesk"), ("vendor", "rescue")))]
         assert gauge == len(collector.unrecognized) >= len(invented)
         assert r.rejects["unknown_status"] > 0
+
+
+@pytest.mark.parametrize("api", ["text", "soap"])
+async def test_a_reply_over_max_records_per_reply_is_refused_keeping_the_last_values(
+        api: str) -> None:
+    from exporter.errors import UpstreamError
+
+    from .harness import failures
+
+    async with rig() as r:
+        rows = len(r.sim.rows(GROUP_ID, "NODE", int(r.clock.time())))
+        collector = r.collector(api=api, max_records=rows)
+        await collector.collect(r.upstream)
+        before = by_status(collector, str(GROUP_ID))
+        collector.ctx.max_records_per_reply = collector.client.max_rows = rows - 1
+        with pytest.raises(UpstreamError) as info:
+            await collector.collect(r.upstream)
+        assert info.value.reason == "limit_exceeded"
+        assert failures(r.metrics) == {("getSession", "limit_exceeded"): 1}
+        assert by_status(collector, str(GROUP_ID)) == before

@@ -3,6 +3,7 @@ give records or our ParseError, never anything else."""
 
 from __future__ import annotations
 
+import contextlib
 from xml.sax.saxutils import escape
 
 from hypothesis import HealthCheck, given, settings
@@ -29,10 +30,8 @@ def parse_both(body: bytes) -> None:
         for session in result.sessions:
             session.status.encode("utf-8")
             assert session.waiting_seconds is None or session.waiting_seconds >= 0
-    try:
+    with contextlib.suppress(ParseError):
         parse_soap_login(body)
-    except ParseError:
-        pass
 
 
 @FAST

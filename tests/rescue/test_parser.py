@@ -477,6 +477,10 @@ def test_too_many_rows_are_refused_before_records_are_built() -> None:
         parse_sessions(capture(*rows), max_rows=10)
     with pytest.raises(TooManyRows):
         parse_soap_sessions(soap(session_v3() * 11), max_rows=10)
+    wrapped = DOC_SAMPLE.rstrip() + b"1663113|Active|0||337366|John Doe||2|||||||||" * 10
+    assert len(parse_sessions(wrapped, max_rows=11).sessions) == 11
+    with pytest.raises(TooManyRows):
+        parse_sessions(wrapped, max_rows=10)  # eleven rows on three lines
 
 
 def test_odd_encodings_give_encodable_text() -> None:

@@ -219,7 +219,7 @@ def _rows(rest: str, max_rows: int | None = None) -> tuple[list[str], list[list[
     _check_rows(len(lines) - 1, max_rows)
     first = _fields(lines[0])
     if len(lines) > 1 and _norm(_fields(lines[1])[0]) in KNOWN_COLUMNS:
-        return _wrapped_rows(lines)
+        return _wrapped_rows(lines, max_rows)
     # One row per line: a shifted row is detected by its width and costs only itself.
     # A missing final line end is accepted: the doc's own sample has none, and a reply
     # cut short in transit is caught below us (Content-Length, chunked framing).
@@ -228,7 +228,9 @@ def _rows(rest: str, max_rows: int | None = None) -> tuple[list[str], list[list[
     return first, good, len(rows) - len(good)
 
 
-def _wrapped_rows(lines: list[str]) -> tuple[list[str], list[list[str]], int]:
+def _wrapped_rows(
+    lines: list[str], max_rows: int | None = None
+) -> tuple[list[str], list[list[str]], int]:
     # The doc sample's shape: line ends carry no meaning, so the fields are read as one
     # stream; the header ends where the first numeric session ID begins.
     fields = [f.replace("\n", " ") for line in lines for f in _fields(line)]
@@ -236,6 +238,8 @@ def _wrapped_rows(lines: list[str]) -> tuple[list[str], list[list[str]], int]:
     header, values = fields[:width], fields[width:]
     if len(values) % width:
         raise ParseError(f"wrapped table does not split into rows of {width} fields")
+    # One wrapped line may hold many rows: the limit counts rows, not lines.
+    _check_rows(len(values) // width, max_rows)
     rows = [values[i:i + width] for i in range(0, len(values), width)]
     return header, rows, 0
 

@@ -166,7 +166,7 @@ class Upstream:
         method: str,
         url: str,
         *,
-        data: Mapping[str, str] | None = None,
+        data: Mapping[str, str] | bytes | None = None,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         ok_statuses: tuple[int, ...] = (200,),

@@ -60,12 +60,13 @@ class Rig:
     upstream: Upstream
     rejects: Counter[str]
 
-    def collector(self, limit: int = 50, **fields: Any) -> RescueCollector:
+    def collector(self, limit: int = 50, max_records: int = 100_000,
+                  **fields: Any) -> RescueCollector:
         fields.setdefault("auth_code", self.sim.auth_code)
         acc = account(self.base_url, **fields)
         ctx = CollectorContext(clock=self.clock, log=get_logger(test="rescue"),
                                label_value_limit=limit, reject=self._reject,
-                               started_at=self.clock.time())
+                               started_at=self.clock.time(), max_records_per_reply=max_records)
         return RescueCollector(acc, ctx)
 
     def _reject(self, reason: str, count: int) -> None:

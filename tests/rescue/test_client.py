@@ -203,13 +203,156 @@ async def test_http_errors_map_to_core_reasons(env: Env) -> None:
     assert info.value.reason == "http_5xx"
 
 
-async def test_a_service_refusing_post_is_asked_with_get_from_then_on(env: Env) -> None:
+async def test_a_405_without_opt_in_is_a_failure_with_a_hint_and_no_get(env: Env) -> None:
     env.post(GET, status=405, body="Method Not Allowed")
-    env.mock.get(f"{GET}?authcode=code-123&node=337366&noderef=NODE", body=TABLE, repeat=True)
     acc = account()
+    with pytest.raises(UpstreamError) as info:
+        await env.client(acc).get_sessions(env.up, acc.nodes[0])
+    assert info.value.reason == "http_4xx"
+    assert "allow_credentials_in_url" in str(info.value)
+    assert not [k for k in env.mock.requests if k[0] == "GET"]  # the code never left in a URL
+    assert failures(env.metrics) == {("getSession", "http_4xx"): 1}
+
+
+async def test_with_opt_in_a_405_falls_back_to_get_for_that_request_only(env: Env) -> None:
+    env.post(GET, status=405, body="Method Not Allowed")
+    env.post(GET, body=TABLE)
+    env.mock.get(f"{GET}?authcode=code-123&node=337366&noderef=NODE", body=TABLE, repeat=True)
+    acc = account(allow_credentials_in_url=True)
     client = env.client(acc)
     assert [s.id for s in (await client.get_sessions(env.up, acc.nodes[0])).sessions] == ["17"]
     await client.get_sessions(env.up, acc.nodes[0])
-    assert len(env.calls(GET)) == 1  # POST tried once, then GET only
-    assert client.use_get
+    assert len(env.calls(GET)) == 2  # the second request is a POST again: nothing sticks
+    gets = env.mock.requests[("GET", URL(f"{GET}?authcode=code-123&node=337366&noderef=NODE"))]
+    assert len(gets) == 1
+    assert client.get_fallbacks == {"getSession": 1}
     assert not env.metrics.failures.values  # a refused method is no failure
+
+
+async def test_a_cookie_request_carries_no_credential_so_it_may_fall_back(env: Env) -> None:
+    env.post(LOGIN, body="OK", headers={"Set-Cookie": COOKIE})
+    env.post(GET, status=405)
+    env.mock.get(f"{GET}?node=337366&noderef=NODE", body=TABLE)
+    acc = account(**LOGIN_FIELDS)
+    client = env.client(acc)
+    await client.get_sessions(env.up, acc.nodes[0])
+    assert client.get_fallbacks == {"getSession": 1}
+    (get,) = env.mock.requests[("GET", URL(f"{GET}?node=337366&noderef=NODE"))]
+    assert get.kwargs["headers"]["Cookie"] == "ASP.NET_SessionId=abc123"
+
+
+async def test_a_405_to_login_never_puts_the_password_in_a_url(env: Env) -> None:
+    env.post(LOGIN, status=405)
+    acc = account(**LOGIN_FIELDS)
+    with pytest.raises(UpstreamError) as info:
+        await env.client(acc).get_sessions(env.up, acc.nodes[0])
+    assert (info.value.operation, info.value.reason) == ("login", "http_4xx")
+    assert not [k for k in env.mock.requests if k[0] == "GET"]
+
+
+async def test_too_many_rows_is_limit_exceeded(env: Env) -> None:
+    rows = "".join(f"{i}|Waiting|4|\r\n" for i in range(1, 12))
+    env.post(GET, body=f"OK\r\n\r\nID|Status|Waiting Time|\r\n{rows}")
+    acc = account()
+    client = RescueClient(acc, env.clock, max_rows=10)
+    with pytest.raises(UpstreamError) as info:
+        await client.get_sessions(env.up, acc.nodes[0])
+    assert info.value.reason == "limit_exceeded"
+    assert failures(env.metrics) == {("getSession", "limit_exceeded"): 1}
+
+
+# -- SOAP ---------------------------------------------------------------------------------
+
+SOAP_URL = f"{BASE}/API/API.asmx"
+SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
+SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
+API_NS = "https://secure.logmeinrescue.com/API/API.asmx"
+
+
+def soap_reply(result: str = "getSession_OK", sessions: str = "", envelope: str = SOAP12) -> str:
+    return (f'<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="{envelope}">'
+            f'<soap:Body><getSession_V3Response xmlns="{API_NS}">'
+            f"<getSession_V3Result>{result}</getSession_V3Result>"
+            f"<aSessions>{sessions}</aSessions></getSession_V3Response></soap:Body>"
+            "</soap:Envelope>")
+
+
+SOAP_SESSION = ("<SESSION_V3><iID>17</iID><bStatus>SESSION_WAITING</bStatus>"
+                "<sStatus>Aguardando</sStatus><iWaitingTimeInSec>4</iWaitingTimeInSec>"
+                "<bIsLead>true</bIsLead></SESSION_V3>")
+
+
+async def test_soap12_request_shape(env: Env) -> None:
+    env.post(SOAP_URL, body=soap_reply(sessions=SOAP_SESSION))
+    acc = account(api="soap", auth_code="a&b<c")
+    result = await env.client(acc).get_sessions(env.up, acc.nodes[0])
+    assert [(s.id, s.status, s.waiting_seconds) for s in result.sessions] == [
+        ("17", "Waiting", 4)]
+    (call,) = env.calls(SOAP_URL)
+    headers = call.kwargs["headers"]
+    assert headers["Content-Type"] == (
+        f'application/soap+xml; charset=utf-8; action="{API_NS}/getSession_V3"')
+    assert "SOAPAction" not in headers
+    body = call.kwargs["data"]
+    assert isinstance(body, bytes)
+    from lxml import etree
+    root = etree.fromstring(body)
+    assert root.tag == f"{{{SOAP12}}}Envelope"
+    (op,) = root.find(f"{{{SOAP12}}}Body")
+    assert op.tag == f"{{{API_NS}}}getSession_V3"
+    assert {etree.QName(e).localname: e.text for e in op} == {
+        "iNodeID": "337366", "eNodeRef": "NODE", "sAuthCode": "a&b<c"}
+
+
+async def test_soap11_request_shape_and_reply(env: Env) -> None:
+    env.post(SOAP_URL, body=soap_reply(sessions=SOAP_SESSION, envelope=SOAP11))
+    acc = account(api="soap11")
+    result = await env.client(acc).get_sessions(env.up, acc.nodes[0])
+    assert [s.status for s in result.sessions] == ["Waiting"]
+    (call,) = env.calls(SOAP_URL)
+    assert call.kwargs["headers"]["Content-Type"] == "text/xml; charset=utf-8"
+    assert call.kwargs["headers"]["SOAPAction"] == f'"{API_NS}/getSession_V3"'
+    assert f"{{{SOAP11}}}".strip("{}").encode() in call.kwargs["data"]
+
+
+@pytest.mark.parametrize(("result", "reason"), [
+    ("getSession_Error", "vendor_error"),
+    ("getSession_Invalid_SecretAuthCode", "auth"),
+    ("getSession_User_Deleted_Or_Disabled", "auth"),
+    ("getSession_NotLoggedIn", "auth"),
+])
+async def test_soap_result_codes_map_like_the_text_ones(env: Env, result: str,
+                                                        reason: str) -> None:
+    env.post(SOAP_URL, body=soap_reply(result))
+    acc = account(api="soap")
+    with pytest.raises(UpstreamError) as info:
+        await env.client(acc).get_sessions(env.up, acc.nodes[0])
+    assert info.value.reason == reason
+    assert failures(env.metrics) == {("getSession", reason): 1}
+
+
+async def test_soap_invalid_node_is_the_nodes_fault(env: Env) -> None:
+    env.post(SOAP_URL, body=soap_reply("getSession_InvalidParam_NodeID"))
+    acc = account(api="soap")
+    with pytest.raises(UnknownNodeError):
+        await env.client(acc).get_sessions(env.up, acc.nodes[0])
+
+
+async def test_soap_login_then_cookie_and_relogin_on_notloggedin(env: Env) -> None:
+    login_ok = (f'<soap:Envelope xmlns:soap="{SOAP12}"><soap:Body>'
+                f'<loginResponse xmlns="{API_NS}"><loginResult>login_OK</loginResult>'
+                "</loginResponse></soap:Body></soap:Envelope>")
+    env.post(SOAP_URL, body=soap_reply("getSession_NotLoggedIn"))
+    env.post(SOAP_URL, body=login_ok, headers={"Set-Cookie": COOKIE})
+    env.post(SOAP_URL, body=soap_reply(sessions=SOAP_SESSION))
+    acc = account(api="soap", **LOGIN_FIELDS)
+    client = env.client(acc)
+    client.cookie, client.cookie_used_at = "ASP.NET_SessionId=old", env.clock.time()
+    result = await client.get_sessions(env.up, acc.nodes[0])
+    assert [s.id for s in result.sessions] == ["17"]
+    calls = env.calls(SOAP_URL)
+    assert len(calls) == 3 and client.logins == 1
+    assert b"<sPassword>pw-secret</sPassword>" in calls[1].kwargs["data"]
+    assert b"<sAuthCode></sAuthCode>" in calls[2].kwargs["data"]
+    assert calls[0].kwargs["headers"]["Cookie"] == "ASP.NET_SessionId=old"
+    assert calls[2].kwargs["headers"]["Cookie"] == "ASP.NET_SessionId=abc123"

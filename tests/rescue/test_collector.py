@@ -33,11 +33,19 @@ def by_status(collector: RescueCollector, node: str, name: str = "rescue_session
     return result
 
 
-def histogram(collector: RescueCollector, node: str) -> tuple[float, float]:
-    s = samples(collector)
-    key = (("account", NAME), ("node", node))
-    return (s.get(("rescue_session_wait_seconds_count", key), 0.0),
-            s.get(("rescue_session_wait_seconds_sum", key), 0.0))
+def histogram(collector: RescueCollector, node: str,
+              outcome: str | None = None) -> tuple[float, float]:
+    """(count, sum) of the node's waits, of one outcome or of all."""
+    count = total = 0.0
+    for (name, labels), value in samples(collector).items():
+        label = dict(labels)
+        if label.get("node") != node or outcome not in (None, label.get("outcome")):
+            continue
+        if name == "rescue_session_wait_seconds_count":
+            count += value
+        elif name == "rescue_session_wait_seconds_sum":
+            total += value
+    return count, total
 
 
 def expected_waits(r: Rig, node: int, ref: str, polls: list[float]) -> list[float]:
@@ -95,7 +103,7 @@ async def test_requeued_sessions_count_each_wait() -> None:
         polls = await poll_for(r, collector, 1800, step=3)
         waits = r.sim.waits()
         requeued = Counter(sid for sid, _, _ in waits)
-        assert max(requeued.values()) == 2  # the seed does produce second waits
+        assert max(requeued.values()) >= 2  # the seed does produce second waits
         assert histogram(collector, str(GROUP_ID))[0] == len(
             expected_waits(r, GROUP_ID, "NODE", polls))
 
@@ -177,8 +185,8 @@ async def test_channel_and_technician_labels_are_opt_in() -> None:
         assert technicians <= {t.name for t in TECHNICIANS} | {""}
         plain = r.collector()
         await plain.collect(r.upstream)
-        assert all(set(dict(labels)) <= {"account", "node", "status", "le"}
-                   for _, labels in samples(plain))
+        assert not any({"channel", "technician"} & set(dict(labels))
+                       for _, labels in samples(plain))
 
 
 async def test_shifted_rows_are_skipped_and_counted() -> None:
@@ -187,7 +195,9 @@ async def test_shifted_rows_are_skipped_and_counted() -> None:
         await collector.collect(r.upstream)
         piped = [s for s in r.sim.sessions() if "|" in s.custom[0]]
         assert piped
-        assert r.rejects["shifted_row"] == len(piped)
+        # Every row of a piped session is shifted, the second technician's row too.
+        rows = r.sim.rows(GROUP_ID, "NODE", int(r.clock.time()))
+        assert r.rejects["shifted_row"] == sum("|" in row["Custom Field 0"] for row in rows)
         assert sum(by_status(collector, str(GROUP_ID)).values()) == len(r.sim.sessions()) - len(
             piped)
 
@@ -268,13 +278,13 @@ async def test_invalid_node_vanishes_and_other_nodes_still_collected() -> None:
     async with rig() as r:
         collector = r.collector(nodes=[*BOTH, {"id": 999, "ref": "NODE"}])
         await collector.collect(r.upstream)  # an unknown node does not fail the account
-        nodes = {dict(labels)["node"] for _, labels in samples(collector)}
+        nodes = {dict(labels).get("node") for _, labels in samples(collector)} - {None}
         assert nodes == set(NODES)
         assert failures(r.metrics) == {("getSession", "vendor_error"): 1}
         r.clock.advance(5)
         r.sim.fail_next("INVALIDPARAM_NODE")  # the group node is deleted upstream
         await collector.collect(r.upstream)
-        nodes = {dict(labels)["node"] for _, labels in samples(collector)}
+        nodes = {dict(labels).get("node") for _, labels in samples(collector)} - {None}
         assert nodes == {str(CHANNEL)}
 
 
@@ -376,7 +386,9 @@ async def test_families_render_as_valid_exposition() -> None:
             text = generate_latest(registry).decode()
             families = {f.name: f for f in text_string_to_metric_families(text)}
             assert set(families) == {"rescue_sessions", "rescue_session_wait_seconds",
-                                     "rescue_session_status_oldest_change_timestamp_seconds"}
+                                     "rescue_session_status_oldest_change_timestamp_seconds",
+                                     "rescue_session_technicians", "rescue_get_fallbacks",
+                                     "session_exporter_unrecognized_status_values"}
             assert all("polled in the background" in f.documentation.lower()
                        for f in families.values())
             assert families["rescue_session_wait_seconds"].type == "histogram"

@@ -28,7 +28,17 @@ def test_defaults() -> None:
     assert acc.labels == () and dict(acc.status_aliases) == {}
     assert acc.wait_buckets == WAIT_BUCKETS
     assert not acc.uses_login
+    assert acc.api == "text" and not acc.uses_soap
+    assert acc.allow_credentials_in_url is False
     assert "abc" not in repr(acc)
+
+
+@pytest.mark.parametrize("api", ["soap", "soap11"])
+def test_soap_and_the_url_credentials_opt_in(api: str) -> None:
+    acc = parse({"auth_code": "abc", "nodes": NODES, "api": api,
+                 "allow_credentials_in_url": True})
+    assert acc.uses_soap and acc.api == api
+    assert acc.allow_credentials_in_url is True
 
 
 def test_full(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -81,6 +91,9 @@ def test_auth_code_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     ({"auth_code": "a", "nodes": NODES, "wait_buckets": [60, 5]}, "rescue[0].wait_buckets",
      "increasing"),
     ({"auth_code": "a", "nodes": NODES, "authcode": "typo"}, "rescue[0].authcode", "unknown"),
+    ({"auth_code": "a", "nodes": NODES, "api": "rest"}, "rescue[0].api", "one of"),
+    ({"auth_code": "a", "nodes": NODES, "allow_credentials_in_url": "yes"},
+     "rescue[0].allow_credentials_in_url", "true or false"),
 ])
 def test_errors_name_the_field(entry: dict[str, Any], path: str, message: str) -> None:
     with pytest.raises(ConfigError) as info:

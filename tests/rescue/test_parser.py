@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -11,13 +12,24 @@ from exporter.errors import ParseError
 from exporter.vendors.rescue.parser import (
     _MIDNIGHTS,
     _MIDNIGHTS_MAX,
+    TooManyRows,
     parse_login,
     parse_sessions,
+    parse_soap_login,
+    parse_soap_sessions,
     parse_start_time,
 )
 
-# ../shared beside the repository, as in CI; the check is skipped where it is absent.
-DOC = Path(__file__).resolve().parents[3] / "shared/vendor-docs/logmein-rescue-getsession.txt"
+# ../shared beside the repository, as in CI. A missing file is a failure, not a skip: a
+# check that cannot run must not pass.
+SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+DOC = SHARED / "vendor-docs/logmein-rescue-getsession.txt"
+CAPTURES = SHARED / "vendor-captures/rescue"
+
+
+def shared(path: Path) -> bytes:
+    assert path.is_file(), f"{path} is missing (CI has ../shared beside the repository)"
+    return path.read_bytes()
 
 # The doc's Output section, verbatim (wrapping and trailing space included).
 DOC_SAMPLE = (
@@ -40,8 +52,7 @@ def capture(*rows: bytes, sep: bytes = b"\r\n", header: bytes = HEADER_V2) -> by
 
 
 def test_doc_sample_is_the_one_in_the_vendor_doc() -> None:
-    if DOC.exists():
-        assert DOC_SAMPLE.decode() in DOC.read_text()
+    assert DOC_SAMPLE.decode() in shared(DOC).decode()
 
 
 def test_doc_sample_verbatim() -> None:
@@ -170,7 +181,7 @@ def test_rows_with_bad_id_or_empty_status_are_invalid() -> None:
     rows = (b"abc|Active|||||||||||||||", b"12||||||||||||||||", ROW_1)
     result = parse_sessions(capture(*rows))
     assert [s.id for s in result.sessions] == ["1663112"]
-    assert result.invalid_rows == 2
+    assert result.invalid_records == 2
 
 
 def test_unreadable_times_become_unknown_and_are_counted() -> None:
@@ -269,3 +280,213 @@ def test_utc_date_cache_stays_bounded() -> None:
         assert parse_start_time(f"{day.month}/{day.day}/{day.year} 1:00 AM", UTC) == (
             datetime(day.year, day.month, day.day, 1, tzinfo=UTC).timestamp())
         assert len(_MIDNIGHTS) <= _MIDNIGHTS_MAX
+
+
+# -- the captures of real replies (../shared/vendor-captures) ----------------------------
+
+V3_COLUMNS = ("ID", "Status", "Entry ID", "Entry", "Technician ID", "Technician", "Start Time",
+              "Waiting Time", "Custom Field 0", "Custom Field 1", "Custom Field 2",
+              "Custom Field 3", "Custom Field 4", "Custom Field 5", "Language",
+              "Transferred To", "Transferred Comment", "Is Lead Technician", "HandingOff")
+
+
+def test_english_capture_parses_whole() -> None:
+    body = shared(CAPTURES / "getSession_v3-en.txt")
+    assert not body.endswith(b"\n")  # as captured: no final newline
+    result = parse_sessions(body)
+    assert result.columns == V3_COLUMNS
+    assert len(result.sessions) == 38
+    assert (result.shifted_rows, result.invalid_records, result.invalid_values,
+            result.implausible_values) == (0, 0, 0, 0)
+    assert Counter(s.status for s in result.sessions) == {
+        "Active": 22, "Waiting": 10, "Closed by active customer": 3, "On Hold": 2,
+        "Offline": 1}
+    # Entry ID is the row's channel, the same on every row.
+    assert {s.channel_id for s in result.sessions} == {"1927940688"}
+    # Waiting and Offline rows: technician 0, no name.
+    idle = [s for s in result.sessions if s.status in ("Waiting", "Offline")]
+    assert {(s.technician_id, s.technician) for s in idle} == {("0", "")}
+    # Two sessions have a second technician's row, which is not the lead.
+    ids = Counter(s.id for s in result.sessions)
+    assert {sid for sid, n in ids.items() if n > 1} == {"1073185217", "1073198088"}
+    assert sum(not s.is_lead for s in result.sessions) == 2
+    assert max(s.waiting_seconds or 0 for s in result.sessions) < 7 * 86400
+
+
+def test_english_capture_start_times_fit_utc() -> None:
+    # Start Time + Waiting Time of every Waiting row meets at one moment (the capture
+    # time, to the minute Start Time has): read as UTC, the default `timezone`.
+    result = parse_sessions(shared(CAPTURES / "getSession_v3-en.txt"))
+    ends = {(s.start_time or 0) + (s.waiting_seconds or 0)
+            for s in result.sessions if s.status == "Waiting"}
+    assert max(ends) - min(ends) <= 60
+    assert datetime.fromtimestamp(min(ends), UTC).date() == date(2024, 6, 19)
+
+
+def test_portuguese_capture_with_built_in_aliases_counts_as_its_english_meaning() -> None:
+    from exporter.vendors.rescue.collector import one_row_per_session
+    from exporter.vendors.rescue.statuses import BUILTIN_STATUS_ALIASES
+
+    result = parse_sessions(shared(CAPTURES / "getSession_v3-pt-BR.txt"))
+    assert result.columns == V3_COLUMNS
+    assert result.shifted_rows == result.invalid_records == 0
+    sessions, _ = one_row_per_session(result.sessions)
+    english = Counter(BUILTIN_STATUS_ALIASES[s.status] for s in sessions)
+    assert english == {"Closed by active customer": 2, "Closed by waiting customer": 2,
+                       "Active": 1}
+    assert all(s.is_lead for s in result.sessions)  # `sim` is yes
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("getSession_V3-soap-one.xml", [("1053624555", "Active", 46)]),
+    ("getSession_V3-soap-two.xml", [("1053624838", "Waiting", 35),
+                                    ("1053624555", "Active", 573)]),
+])
+def test_soap_captures_parse(name: str, expected: list[tuple[str, str, int]]) -> None:
+    result = parse_soap_sessions(shared(CAPTURES / name))
+    assert result.code == "OK"
+    assert [(s.id, s.status, s.waiting_seconds) for s in result.sessions] == expected
+    first = result.sessions[0]
+    assert (first.channel_id, first.channel, first.technician_id, first.technician) == (
+        "0", "", "26054541", "Agent One")
+    assert all(s.is_lead for s in result.sessions)
+    # SOAP has seconds in Start Time.
+    assert result.sessions[-1].start_time == datetime(2024, 2, 19, 14, 27, 27,
+                                                      tzinfo=UTC).timestamp()
+
+
+def test_doc_sample_captures_and_simulator_agree_on_columns() -> None:
+    from exporter.vendors.rescue.simulator import COLUMNS
+
+    doc = parse_sessions(DOC_SAMPLE).columns
+    assert COLUMNS[2] == doc  # the doc's sample is the v2 table
+    for name in ("getSession_v3-en.txt", "getSession_v3-pt-BR.txt"):
+        assert parse_sessions(shared(CAPTURES / name)).columns == COLUMNS[3]
+    assert COLUMNS[1] == doc[:14]
+
+
+# -- SOAP replies ---------------------------------------------------------------------
+
+API_NS = "https://secure.logmeinrescue.com/API/API.asmx"
+SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
+SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
+
+
+def soap(inner: str, envelope: str = SOAP12, ns: str = API_NS,
+         result: str = "getSession_OK") -> bytes:
+    return (f'<soap:Envelope xmlns:soap="{envelope}"><soap:Body>'
+            f'<getSession_V3Response xmlns="{ns}"><getSession_V3Result>{result}'
+            f"</getSession_V3Result><aSessions>{inner}</aSessions></getSession_V3Response>"
+            "</soap:Body></soap:Envelope>").encode()
+
+
+def session_v3(sid: str = "1", status: str = "SESSION_WAITING", wait: str = "5",
+               display: str = "Waiting", extra: str = "") -> str:
+    return (f"<SESSION_V3><iID>{sid}</iID><bStatus>{status}</bStatus><sStatus>{display}"
+            f"</sStatus><iWaitingTimeInSec>{wait}</iWaitingTimeInSec>{extra}</SESSION_V3>")
+
+
+@pytest.mark.parametrize("envelope", [SOAP11, SOAP12])
+def test_soap_both_envelopes(envelope: str) -> None:
+    result = parse_soap_sessions(soap(session_v3(), envelope))
+    assert [(s.id, s.status) for s in result.sessions] == [("1", "Waiting")]
+
+
+def test_soap_status_comes_from_the_enum_not_the_display_string() -> None:
+    result = parse_soap_sessions(soap(session_v3(status="SESSION_PICKEDUP", display="Ativas")
+                                      + session_v3("2", "SESSION_ONHOLD", display="Em espera")))
+    assert [s.status for s in result.sessions] == ["Active", "On Hold"]
+
+
+def test_soap_unknown_enum_is_kept_verbatim_and_empty_enum_falls_back() -> None:
+    result = parse_soap_sessions(soap(session_v3(status="SESSION_BRAND_NEW")
+                                      + session_v3("2", "", display="Waiting")))
+    assert [s.status for s in result.sessions] == ["SESSION_BRAND_NEW", "Waiting"]
+
+
+@pytest.mark.parametrize(("result", "code"), [
+    ("getSession_Error", "ERROR"), ("getSession_NotLoggedIn", "NOTLOGGEDIN"),
+    ("getSession_InvalidParam_NodeID", "INVALIDPARAM_NODE"),
+    ("getSession_Invalid_SecretAuthCode", "INVALID_SECRETAUTHCODE"),
+    ("getSession_User_Deleted_Or_Disabled", "USER_DELETED_OR_DISABLED"),
+])
+def test_soap_result_codes_become_the_text_codes(result: str, code: str) -> None:
+    assert parse_soap_sessions(soap("", result=result)).code == code
+
+
+@pytest.mark.parametrize("body", [
+    soap(session_v3(), envelope="urn:not-soap"),
+    soap(session_v3(), ns="urn:wrong-api"),
+    soap(session_v3(), result="getSession_Surprise"),
+    b'<!DOCTYPE x [<!ENTITY a "aaaa">]><x>&a;</x>',
+    soap(session_v3())[:-30],
+    (f'<soap:Envelope xmlns:soap="{SOAP12}"><soap:Body><soap:Fault><faultstring>x'
+     "</faultstring></soap:Fault></soap:Body></soap:Envelope>").encode(),
+    b"OK\n\nID|Status|\n",
+])
+def test_hostile_soap_raises_parse_error(body: bytes) -> None:
+    with pytest.raises(ParseError):
+        parse_soap_sessions(body)
+
+
+def test_soap_login_results() -> None:
+    def login(result: str) -> bytes:
+        return (f'<soap:Envelope xmlns:soap="{SOAP12}"><soap:Body><loginResponse '
+                f'xmlns="{API_NS}"><loginResult>{result}</loginResult></loginResponse>'
+                "</soap:Body></soap:Envelope>").encode()
+    assert parse_soap_login(login("login_OK")) == "OK"
+    assert parse_soap_login(login("login_Failed")) == "INVALID"
+    with pytest.raises(ParseError):
+        parse_soap_login(login("login_Whatever"))
+
+
+# -- hostile values (issue 11) --------------------------------------------------------
+
+@pytest.mark.parametrize("digits", [400, 5000])
+def test_huge_waiting_time_is_an_invalid_value_not_a_crash(digits: int) -> None:
+    row = b"5|Waiting||||||" + b"9" * digits + b"|||||||||"
+    result = parse_sessions(capture(row))
+    assert [s.waiting_seconds for s in result.sessions] == [None]
+    assert result.invalid_values == 1
+    soap_result = parse_soap_sessions(soap(session_v3(wait="9" * digits)))
+    assert soap_result.sessions[0].waiting_seconds is None
+    assert soap_result.invalid_values == 1
+
+
+@pytest.mark.parametrize("wait", ["\u00b2", "\u0661\u0660", "-5", "1e3", "12.5"])
+def test_waiting_time_takes_ascii_digits_only(wait: str) -> None:
+    row = f"5|Waiting||||||{wait}|||||||||".encode()
+    result = parse_sessions(capture(row))
+    assert result.sessions[0].waiting_seconds is None and result.invalid_values == 1
+
+
+def test_implausible_waiting_and_start_times_skip_the_row() -> None:
+    rows = (b"5|Waiting||||||604801|||||||||",  # more than a week
+            b"6|Active|||||12/31/9999 11:59 PM|3|||||||||",
+            b"7|Active|||||1/1/1999 1:00 AM|3|||||||||",
+            b"8|Active|||||1/1/2026 1:00 AM|604800|||||||||")
+    result = parse_sessions(capture(*rows))
+    assert [s.id for s in result.sessions] == ["8"]
+    assert result.implausible_values == 3
+
+
+def test_too_many_rows_are_refused_before_records_are_built() -> None:
+    rows = [f"{i}|Waiting|||||||||||||||".encode() for i in range(1, 12)]
+    assert len(parse_sessions(capture(*rows), max_rows=11).sessions) == 11
+    with pytest.raises(TooManyRows):
+        parse_sessions(capture(*rows), max_rows=10)
+    with pytest.raises(TooManyRows):
+        parse_soap_sessions(soap(session_v3() * 11), max_rows=10)
+    wrapped = DOC_SAMPLE.rstrip() + b"1663113|Active|0||337366|John Doe||2|||||||||" * 10
+    assert len(parse_sessions(wrapped, max_rows=11).sessions) == 11
+    with pytest.raises(TooManyRows):
+        parse_sessions(wrapped, max_rows=10)  # eleven rows on three lines
+
+
+def test_odd_encodings_give_encodable_text() -> None:
+    utf16 = capture(b"1|Ativas|||||||||||||||").decode().encode("utf-16")
+    assert parse_sessions(utf16).sessions[0].status == "Ativas"
+    nul = parse_sessions(capture(b"1|Act\x00ive|||||||||||||||")).sessions[0]
+    assert "\x00" not in nul.status
+    for session in parse_sessions(capture(b"1|\xed\xa0\x80x|||||||||||||||")).sessions:
+        session.status.encode("utf-8")  # a UTF-8-encoded lone surrogate: never unencodable

@@ -2,13 +2,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from exporter.clock import FakeClock
 from exporter.config import parse_config
+from exporter.errors import ParseError
 from exporter.vendors.rescue import VENDOR
 from exporter.vendors.rescue.config import RescueAccount
-from exporter.vendors.rescue.parser import parse_sessions
+from exporter.vendors.rescue.parser import parse_sessions, parse_soap_sessions
 from exporter.vendors.rescue.simulator import (
     CHANNELS,
     COLUMNS,
@@ -46,11 +48,13 @@ async def test_real_capture_shape_and_columns_per_version() -> None:
                           (3, "getSession_v3.aspx")):
         body, response = await post(sim, f"/API/{path}", {"authcode": sim.auth_code})
         assert response.content_type == "text/plain"
-        assert body.startswith("OK\r\n\r\n" + "|".join(COLUMNS[version]) + "|\r\n")
-        assert body.endswith("|\r\n")
+        # The captures' layout: LF line ends, each line ending with `|`.
+        assert body.startswith("OK\n\n" + "|".join(COLUMNS[version]) + "|\n")
+        assert body.endswith("|\n") and "\r" not in body
         parsed = parse_sessions(body.encode())
         assert parsed.columns == COLUMNS[version]
-        assert len(parsed.sessions) == len(sim.sessions())
+        assert {s.id for s in parsed.sessions} == {str(s.id) for s in sim.sessions()}
+        assert len(parsed.sessions) == len(sim.sessions()) + sim.extra_technician_rows()
 
 
 async def test_node_membership() -> None:
@@ -115,6 +119,58 @@ async def test_portuguese_localisation() -> None:
     statuses = {s.status for s in parse_sessions(body.encode()).sessions}
     assert "Aguardando" in statuses
     assert statuses <= set(PORTUGUESE.values()) | set(STATUSES)
+    v3, _ = await post(sim, "/API/getSession_v3.aspx", {"authcode": sim.auth_code})
+    assert "|sim||\n" in v3  # Is Lead Technician, as in the pt-BR capture
+    assert PORTUGUESE["Active"] == "Ativas"  # the captured string, not a guess
+
+
+SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
+SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
+
+
+@pytest.mark.parametrize("api", ["soap", "soap11"])
+async def test_soap_answers_in_the_envelope_it_was_asked_in(api: str) -> None:
+    from exporter.vendors.rescue.client import soap_request
+
+    sim = RescueSimulator(FakeClock(), 1)
+    sim.language = "pt"
+    body, content_type = soap_request("getSession_V3", {
+        "iNodeID": str(GROUP_ID), "eNodeRef": "NODE", "sAuthCode": sim.auth_code}, api)
+    async with TestClient(TestServer(sim.app())) as client:
+        response = await client.post("/API/API.asmx", data=body,
+                                     headers={"Content-Type": content_type})
+        reply = await response.read()
+    namespace = SOAP11 if api == "soap11" else SOAP12
+    assert reply.count(namespace.encode()) == 1
+    parsed = parse_soap_sessions(reply)
+    assert {s.id for s in parsed.sessions} == {str(s.id) for s in sim.sessions()}
+    assert b"<sStatus>Ativas</sStatus>" in reply or b"<sStatus>Aguardando</sStatus>" in reply
+    assert b"<sEntry/>" in reply or b"<sCustomField2/>" in reply  # empty as self-closing
+
+
+async def test_soap_errors_and_faults() -> None:
+    from exporter.vendors.rescue.client import soap_request
+
+    sim = RescueSimulator(FakeClock(), 1)
+    async with TestClient(TestServer(sim.app())) as client:
+        async def ask(params: dict[str, str]) -> bytes:
+            body, content_type = soap_request("getSession_V3", params)
+            response = await client.post("/API/API.asmx", data=body,
+                                         headers={"Content-Type": content_type})
+            return await response.read()
+
+        assert b"getSession_Invalid_SecretAuthCode" in await ask(
+            {"iNodeID": "1", "eNodeRef": "NODE", "sAuthCode": "nope"})
+        assert b"getSession_InvalidParam_NodeID" in await ask(
+            {"iNodeID": "5", "eNodeRef": "NODE", "sAuthCode": sim.auth_code})
+        assert b"getSession_NotLoggedIn" in await ask(
+            {"iNodeID": str(GROUP_ID), "eNodeRef": "NODE", "sAuthCode": ""})
+        response = await client.post("/API/API.asmx", data=b"<not-soap/>")
+        assert response.status == 500 and b"Fault" in await response.read()
+        sim.faults.inject("malformed")
+        with pytest.raises(ParseError):
+            parse_soap_sessions(await ask(
+                {"iNodeID": str(GROUP_ID), "eNodeRef": "NODE", "sAuthCode": sim.auth_code}))
 
 
 async def test_faults_middleware_installed() -> None:

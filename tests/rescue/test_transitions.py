@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+from structlog.testing import capture_logs
 
 from exporter.clock import FakeClock
 from exporter.logs import get_logger
@@ -31,13 +32,17 @@ def poll(collector: RescueCollector, at: float, *sessions: tuple[str, str, int |
     collector.apply(collector.account.nodes[0], reply, T0 + at)
 
 
-def observed(collector: RescueCollector) -> tuple[int, float]:
-    family = collector.waits.family(("hd",))
-    if not family.samples:
-        return 0, 0.0
-    values = {s.name: s.value for s in family.samples if s.name.endswith(("_count", "_sum"))}
-    return int(values["rescue_session_wait_seconds_count"]), values[
-        "rescue_session_wait_seconds_sum"]
+def observed(collector: RescueCollector, outcome: str | None = None) -> tuple[int, float]:
+    """(count, sum) of the waits observed, of one outcome or of all."""
+    count, total = 0, 0.0
+    for s in collector.waits.family(("hd",)).samples:
+        if outcome not in (None, s.labels["outcome"]):
+            continue
+        if s.name == "rescue_session_wait_seconds_count":
+            count += int(s.value)
+        elif s.name == "rescue_session_wait_seconds_sum":
+            total += s.value
+    return count, total
 
 
 def test_wait_ends_when_status_changes() -> None:
@@ -120,3 +125,131 @@ def test_a_slow_reply_does_not_split_a_continuing_wait() -> None:
     count, total = observed(c)
     assert count == 1
     assert total == 13.0  # from its start (T0 + 100) to the last sighting in Waiting
+
+
+def rows(collector: RescueCollector, at: float, *sessions: Session) -> None:
+    collector.apply(collector.account.nodes[0], SessionList("OK", sessions), T0 + at)
+
+
+@pytest.mark.parametrize(("status", "outcome"), [
+    ("Connecting", "answered"), ("Active", "answered"), ("On Hold", "answered"),
+    ("Closed by active customer", "answered"), ("Closed by technician", "answered"),
+    ("Closed by waiting customer", "abandoned"), ("Timed out", "timed_out"),
+    ("Transferring", "transferred"), ("Transferred", "transferred"),
+    ("Offline", "other"), ("Closed by customer", "other"), ("Something new", "other"),
+    ("Ativas", "answered"),
+    ("Encerrado pelo cliente que estava esperando", "abandoned"),
+])
+def test_the_status_a_wait_ends_in_gives_its_outcome(status: str, outcome: str) -> None:
+    c, _, _ = make()
+    poll(c, 100, ("1", "Waiting", 10))
+    poll(c, 105, ("1", status, 2))
+    assert observed(c, outcome) == (1, 10.0)  # from 90 to the last sighting in Waiting
+    assert observed(c) == (1, 10.0)
+
+
+def test_vanishing_and_requeueing_are_other() -> None:
+    c, _, _ = make()
+    poll(c, 100, ("1", "Waiting", 10), ("2", "Waiting", 10))
+    poll(c, 130, ("2", "Waiting", 5))  # 1 vanished; 2 re-queued at 125
+    assert observed(c, "other") == (2, 20.0)
+
+
+def test_every_outcome_is_zero_filled_and_a_forgotten_node_drops_them() -> None:
+    c, _, _ = make()
+    poll(c, 100)
+    outcomes = {s.labels["outcome"] for s in c.waits.family(("hd",)).samples}
+    assert outcomes == {"answered", "abandoned", "timed_out", "transferred", "other"}
+    c.forget("337366")
+    assert not c.waits.family(("hd",)).samples
+
+
+def test_the_lead_row_counts_and_the_others_feed_the_technicians_gauge() -> None:
+    c, _, _ = make()
+    rows(c, 100,
+         Session(id="1", status="Active", technician="Second", waiting_seconds=3),
+         Session(id="1", status="Waiting", technician="Lead", waiting_seconds=30,
+                 is_lead=True),
+         Session(id="2", status="Active", technician="Only", waiting_seconds=8),
+         Session(id="2", status="Active", technician="Helper", waiting_seconds=1))
+    state = c.nodes["337366"]
+    assert state.counts[("Waiting",)] == 1 and state.counts[("Active",)] == 1
+    assert state.technicians == 2
+    assert set(state.waiting) == {"1"}  # followed once, from the lead row
+    assert state.waiting["1"].start == T0 + 70
+    (sample,) = [s for f in c.families() if f.name == "rescue_session_technicians"
+                 for s in f.samples]
+    assert sample.value == 2 and sample.labels == {"account": "helpdesk", "node": "337366"}
+
+
+def test_unknown_statuses_are_counted_announced_once_and_gauged() -> None:
+    c, _, rejects = make()
+    with capture_logs() as logs:
+        poll(c, 100, ("1", "Novo status", 1), ("2", "Novo status", 1), ("3", "Outro", 1))
+        poll(c, 105, ("1", "Novo status", 1))
+    assert rejects["unknown_status"] == 4  # each row of each poll
+    warnings = [e for e in logs if e["event"] == "rescue_status_unrecognized"]
+    assert [e["status"] for e in warnings] == ["Novo status", "Outro"]
+    assert all("status_aliases" in e["hint"] and "api: soap" in e["hint"] for e in warnings)
+    (gauge,) = [s for f in c.families()
+                if f.name == "session_exporter_unrecognized_status_values" for s in f.samples]
+    assert gauge.value == 2 and gauge.labels == {"vendor": "rescue", "account": "helpdesk"}
+    assert c.nodes["337366"].counts[("Novo status",)] == 1  # kept, as a label value
+
+
+def test_built_in_aliases_are_understood_without_config() -> None:
+    c, _, rejects = make()
+    poll(c, 100, ("1", "Ativas", 1), ("2", "Encerrado pelo cliente ativo", 1),
+         ("3", "Encerrado pelo cliente que estava esperando", 1))
+    counts = c.nodes["337366"].counts
+    assert counts[("Active",)] == counts[("Closed by active customer",)] == counts[
+        ("Closed by waiting customer",)] == 1
+    assert not rejects
+
+
+def test_configured_aliases_win_over_built_in_ones() -> None:
+    clock = FakeClock(T0)
+    ctx = CollectorContext(clock=clock, log=get_logger(), label_value_limit=5,
+                           reject=lambda reason, n: None, started_at=T0)
+    c = RescueCollector(account(status_aliases={"Ativas": "On Hold"}), ctx)
+    poll(c, 100, ("1", "Ativas", 1))
+    assert c.nodes["337366"].counts[("On Hold",)] == 1
+
+
+def test_label_values_are_capped_scrubbed_and_overflow_counted_once() -> None:
+    clock, rejects = FakeClock(T0), Counter[str]()
+    ctx = CollectorContext(clock=clock, log=get_logger(), label_value_limit=2,
+                           reject=lambda reason, n: rejects.update({reason: n}),
+                           started_at=T0)
+    c = RescueCollector(account(labels=["technician", "channel"]), ctx)
+    rows(c, 100,
+         Session(id="1", status="x" * 100_000, technician="code-123", channel="c" * 500),
+         Session(id="2", status="Novo", technician="Ana"),
+         Session(id="3", status="Mais um", technician="Wei"))
+    labels = {key for key in c.nodes["337366"].counts}
+    values = {v for key in labels for v in key}
+    assert "code-123" not in values  # a technician named like the auth code
+    assert all(len(v) <= 64 for v in values)
+    assert rejects["label_truncated"] == 2  # the status and the channel
+    # The third distinct status and technician fold into other, each reported once, by
+    # the label itself (the collector no longer counts overflow too).
+    assert rejects["label_overflow"] == 2
+    assert ("other", "", "other") in labels  # (status, channel, technician)
+
+
+def test_state_keeps_outcomes_and_a_version_1_state_hands_over_its_waits() -> None:
+    c, _, _ = make()
+    poll(c, 100, ("1", "Waiting", 10), ("2", "Waiting", 5))
+    poll(c, 105, ("1", "Timed out", 1), ("2", "Waiting", 10))
+    saved = c.state()
+    assert saved["version"] == 2
+    d, _, _ = make()
+    d.restore(saved)
+    assert observed(d, "timed_out") == (1, 10.0)
+    old = {**saved, "version": 1,
+           "waits": [[["337366"], [0] * (len(d.waits.bounds) + 1), 0.0]]}
+    e, _, _ = make()
+    e.restore(old)
+    assert observed(e) == (0, 0.0)  # a histogram without outcomes restarts
+    poll(e, 110, ("2", "Active", 1))
+    assert observed(e, "answered") == (1, 10.0)  # the wait in progress (95 to 105) carried over

@@ -1,24 +1,40 @@
-"""getSession over `Upstream`, with either an auth code or a login cookie kept per account.
+"""getSession over `Upstream`, text or SOAP, with either an auth code or a login cookie kept
+per account.
 
-Credentials travel in POST bodies and the Cookie header. Only if the service refuses POST
-(HTTP 405; the vendor documents GET too) does the client fall back to GET with a query
-string, and the core never logs URLs, so no log line or error message can carry them.
+Credentials travel in POST bodies (form fields or the SOAP envelope) and the Cookie
+header, never in a URL. The doc shows the text API answering GET too: if the service
+answers a POST with 405, that one request is asked again with GET, but only when it
+carries no credential or the account opted in (`allow_credentials_in_url`); otherwise the
+405 is a failure whose message says so. Every fallback is counted; none sticks.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable
 from functools import partial
 from http.cookies import CookieError, SimpleCookie
+from xml.sax.saxutils import escape
 
 from ...clock import Clock
 from ...errors import UpstreamError
 from ...http import Reply, Upstream
 from .config import Node, RescueAccount
-from .parser import SessionList, parse_login, parse_sessions
+from .parser import (
+    SessionList,
+    TooManyRows,
+    parse_login,
+    parse_sessions,
+    parse_soap_login,
+    parse_soap_sessions,
+)
+from .statuses import API_NAMESPACE, SOAP11_NAMESPACE, SOAP12_NAMESPACE
 
 GET_SESSION = "getSession"
 LOGIN = "login"
 ENDPOINTS = {1: "getSession.aspx", 2: "getSession_v2.aspx", 3: "getSession_v3.aspx"}
+SOAP_ENDPOINT = "API.asmx"
+SOAP_GET_SESSION = "getSession_V3"
 
 # The vendor drops a login after 20 minutes idle; log in afresh a little before that
 # instead of spending a request on a NOTLOGGEDIN.
@@ -28,6 +44,11 @@ IDLE_MARGIN = 60.0
 LOGIN_LIMIT_BACKOFF = 180.0
 
 AUTH_CODES = frozenset({"INVALID_SECRETAUTHCODE", "USER_DELETED_OR_DISABLED", "INVALID"})
+# The parse result standing for a reply over `max_records_per_reply` (a limit, not a
+# vendor code): it is refused as `limit_exceeded`.
+TOO_MANY_ROWS = "TOO_MANY_ROWS"
+NO_GET_HINT = ("HTTP 405 to POST; a GET would carry credentials in its URL: set "
+               "allow_credentials_in_url: true to allow that, or use api: soap")
 
 
 class UnknownNodeError(UpstreamError):
@@ -35,18 +56,22 @@ class UnknownNodeError(UpstreamError):
 
 
 class RescueClient:
-    def __init__(self, account: RescueAccount, clock: Clock) -> None:
+    def __init__(self, account: RescueAccount, clock: Clock,
+                 max_rows: int | None = None) -> None:
         self.account = account
         self.clock = clock
+        self.max_rows = max_rows
         self.cookie: str | None = None
         self.cookie_used_at = 0.0
         self.login_blocked_until = 0.0
         self.logins = 0
-        # Set once the service has answered a POST with 405 Method Not Allowed.
-        self.use_get = False
+        # Requests asked again with GET after a 405 to their POST, by operation.
+        self.get_fallbacks: Counter[str] = Counter()
 
     @property
     def url(self) -> str:
+        if self.account.uses_soap:
+            return f"{self.account.common.base_url}/API/{SOAP_ENDPOINT}"
         return f"{self.account.common.base_url}/API/{ENDPOINTS[self.account.api_version]}"
 
     async def get_sessions(self, upstream: Upstream, node: Node) -> SessionList:
@@ -63,32 +88,59 @@ class RescueClient:
             reply = await self._get(upstream, node)
         return self._check(upstream, node, reply)
 
+    def _headers(self) -> dict[str, str]:
+        if self.account.auth_code is None and self.cookie is not None:
+            return {"Cookie": self.cookie}
+        return {}
+
     async def _get(self, upstream: Upstream, node: Node) -> SessionList:
-        data = {"node": str(node.id), "noderef": node.ref}
-        headers: dict[str, str] = {}
-        if self.account.auth_code is not None:
-            data["authcode"] = self.account.auth_code.reveal()
-        elif self.cookie is not None:
-            headers["Cookie"] = self.cookie
-        reply = await self._send(upstream, GET_SESSION, self.url, data, headers)
+        zone = self.account.zone
+        parser: Callable[..., SessionList]
+        if self.account.uses_soap:
+            code = self.account.auth_code.reveal() if self.account.auth_code else ""
+            reply = await self._soap(upstream, GET_SESSION, SOAP_GET_SESSION, {
+                "iNodeID": str(node.id), "eNodeRef": node.ref, "sAuthCode": code})
+            parser = parse_soap_sessions
+        else:
+            data = {"node": str(node.id), "noderef": node.ref}
+            if self.account.auth_code is not None:
+                data["authcode"] = self.account.auth_code.reveal()
+            reply = await self._send(upstream, GET_SESSION, self.url, data, self._headers(),
+                                     credentials=self.account.auth_code is not None)
+            parser = parse_sessions
         self.cookie_used_at = self.clock.time()
-        parse = partial(parse_sessions, zone=self.account.zone)
-        return upstream.parse(GET_SESSION, parse, reply.body)
+        return upstream.parse(GET_SESSION, partial(_bounded, parser, zone, self.max_rows),
+                              reply.body)
 
     async def _send(self, upstream: Upstream, operation: str, url: str, data: dict[str, str],
-                    headers: dict[str, str] | None = None) -> Reply:
-        if not self.use_get:
-            reply = await upstream.fetch(operation, "POST", url, data=data, headers=headers,
-                                         ok_statuses=(200, 405))
-            if reply.status == 200:
-                return reply
-            self.use_get = True
+                    headers: dict[str, str], *, credentials: bool) -> Reply:
+        reply = await upstream.fetch(operation, "POST", url, data=data, headers=headers,
+                                     ok_statuses=(200, 405))
+        if reply.status == 200:
+            return reply
+        # 405: for this request only. The next one is a POST again, so a proxy that once
+        # refused POST cannot move every later credential into URLs.
+        if credentials and not self.account.allow_credentials_in_url:
+            raise upstream.error(operation, "http_4xx", NO_GET_HINT)
+        self.get_fallbacks[operation] += 1
         return await upstream.fetch(operation, "GET", url, params=data, headers=headers)
+
+    async def _soap(self, upstream: Upstream, operation: str, method: str,
+                    params: dict[str, str]) -> Reply:
+        envelope, content_type = soap_request(method, params, self.account.api)
+        headers = {**self._headers(), "Content-Type": content_type}
+        if self.account.api == "soap11":
+            headers["SOAPAction"] = f'"{API_NAMESPACE}/{method}"'
+        return await upstream.fetch(operation, "POST", self.url, data=envelope, headers=headers)
 
     def _check(self, upstream: Upstream, node: Node, reply: SessionList) -> SessionList:
         code = reply.code
         if code == "OK":
             return reply
+        if code == TOO_MANY_ROWS:
+            raise upstream.error(GET_SESSION, "limit_exceeded",
+                                 f"more than max_records_per_reply ({self.max_rows}) sessions "
+                                 f"for {node.ref} {node.id}")
         where = f"{code} for {node.ref} {node.id}"
         if code == "INVALIDPARAM_NODE":
             err = upstream.error(GET_SESSION, "vendor_error", where)
@@ -111,9 +163,17 @@ class RescueClient:
         email, password = self.account.email, self.account.password
         assert email is not None and password is not None  # config guarantees it
         self.logins += 1
-        reply = await self._send(upstream, LOGIN, f"{self.account.common.base_url}/API/login.aspx",
-                                 {"email": email, "pwd": password.reveal()})
-        code = upstream.parse(LOGIN, parse_login, reply.body)
+        if self.account.uses_soap:
+            # The doc's PHP and C# SOAP samples: `login`, then the same cookie container.
+            reply = await self._soap(upstream, LOGIN, LOGIN,
+                                     {"sEmail": email, "sPassword": password.reveal()})
+            code = upstream.parse(LOGIN, parse_soap_login, reply.body)
+        else:
+            reply = await self._send(upstream, LOGIN,
+                                     f"{self.account.common.base_url}/API/login.aspx",
+                                     {"email": email, "pwd": password.reveal()}, {},
+                                     credentials=True)
+            code = upstream.parse(LOGIN, parse_login, reply.body)
         if code == "LIMITREACHED":
             self.login_blocked_until = self.clock.time() + LOGIN_LIMIT_BACKOFF
             raise upstream.error(LOGIN, "rate_limited", "LIMITREACHED",
@@ -126,6 +186,37 @@ class RescueClient:
         if cookie is None:
             raise upstream.error(LOGIN, "vendor_error", "OK without a session cookie")
         self.cookie, self.cookie_used_at = cookie, self.clock.time()
+
+
+def _bounded(parser: Callable[..., SessionList], zone: object, max_rows: int | None,
+             body: bytes) -> SessionList:
+    # Through `Upstream.parse` like any reply (a parse error stays `parse`), while a reply
+    # over the row limit comes back as its own code for `_check` to refuse.
+    try:
+        return parser(body, zone, max_rows)
+    except TooManyRows:
+        return SessionList(TOO_MANY_ROWS)
+
+
+def soap_request(method: str, params: dict[str, str], api: str = "soap") -> tuple[bytes, str]:
+    """(envelope, Content-Type) of one API.asmx call; SOAP 1.2 unless `api` is soap11."""
+    soap11 = api == "soap11"
+    namespace = SOAP11_NAMESPACE if soap11 else SOAP12_NAMESPACE
+    fields = "".join(f"<{name}>{escape(value)}</{name}>" for name, value in params.items())
+    envelope = (
+        '<?xml version="1.0" encoding="utf-8"?>'
+        f'<soap:Envelope xmlns:soap="{namespace}" '
+        'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+        'xmlns:xsd="http://www.w3.org/2001/XMLSchema">'
+        f'<soap:Body><{method} xmlns="{API_NAMESPACE}">{fields}</{method}></soap:Body>'
+        '</soap:Envelope>'
+    )
+    if soap11:
+        content_type = "text/xml; charset=utf-8"
+    else:
+        content_type = (f'application/soap+xml; charset=utf-8; '
+                        f'action="{API_NAMESPACE}/{method}"')
+    return envelope.encode("utf-8"), content_type
 
 
 def session_cookie(reply: Reply) -> str | None:

@@ -1,4 +1,5 @@
-"""Per-node session gauges and the queue-wait histogram, from successive getSession polls."""
+"""Per-node session gauges and the queue-wait histogram by outcome, from successive
+getSession polls (text or SOAP: the parsers give the same records)."""
 
 from __future__ import annotations
 
@@ -6,21 +7,32 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client.core import Metric
+from prometheus_client.core import CounterMetricFamily, Metric
 
 from ...errors import UpstreamError
-from ...families import OTHER, BoundedLabel, HistogramSet, gauge
+from ...families import HistogramSet, gauge
 from ...http import Upstream
+from ...sanitize import label_value
 from ...statecheck import histogram_state, is_number
 from ..base import AccountCollector, CollectorContext
-from .client import RescueClient, UnknownNodeError
+from .client import GET_SESSION, LOGIN, RescueClient, UnknownNodeError
 from .config import Node, RescueAccount
 from .parser import Session, SessionList
-from .statuses import STATUSES, WAITING
+from .statuses import (
+    BUILTIN_STATUS_ALIASES,
+    OTHER_OUTCOME,
+    OUTCOMES,
+    STATUSES,
+    WAITING,
+    outcome_of,
+)
 
 SESSIONS = "rescue_sessions"
 OLDEST_CHANGE = "rescue_session_status_oldest_change_timestamp_seconds"
 WAIT = "rescue_session_wait_seconds"
+TECHNICIANS = "rescue_session_technicians"
+UNRECOGNIZED = "session_exporter_unrecognized_status_values"
+GET_FALLBACKS = "rescue_get_fallbacks_total"
 
 SESSIONS_HELP = ("Current sessions of a Rescue node by getSession Status (every documented "
                  "status zero-filled), polled in the background.")
@@ -29,7 +41,16 @@ OLDEST_HELP = ("Poll time minus the largest getSession Waiting Time among the no
                "background; absent when no session has the status.")
 WAIT_HELP = ("Time Rescue sessions spent in Waiting, from getSession Status and Waiting Time "
              "polled in the background; observed once when a session leaves Waiting or "
-             "vanishes; a lower bound, precise to one poll interval.")
+             "vanishes, by outcome (the status it moved to); a lower bound, precise to one "
+             "poll interval.")
+TECHNICIANS_HELP = ("Technician rows beyond the first per session in the node's last "
+                    "getSession poll (extra technicians engaged), polled in the background.")
+UNRECOGNIZED_HELP = ("Distinct getSession status values, polled in the background, that are "
+                     "neither documented nor aliased (set status_aliases, or use api: soap).")
+GET_FALLBACKS_HELP = ("Rescue requests, polled in the background, asked again with GET after "
+                      "the service answered their POST with 405 Method Not Allowed.")
+# Distinct unrecognised status values remembered (and warned about) per account.
+MAX_UNRECOGNIZED = 1000
 
 # Waiting Time comes in whole seconds, so a start estimate may drift by one between polls.
 ROUNDING = 1.0
@@ -37,7 +58,9 @@ ROUNDING = 1.0
 # Stop the cycle at once for these: every other node would fail the same way.
 ACCOUNT_WIDE = frozenset({"auth", "rate_limited"})
 # Bump when the shape of `state()` changes: an older or newer state is then ignored.
-STATE_VERSION = 1
+# 2: the wait histogram has an `outcome` label. A version 1 state still hands over its
+# waits in progress; its histogram, without outcomes, restarts.
+STATE_VERSION = 2
 
 
 @dataclass
@@ -52,25 +75,30 @@ class NodeState:
     counts: dict[tuple[str, ...], float] = field(default_factory=dict)
     oldest_change: dict[str, float] = field(default_factory=dict)
     waiting: dict[str, Wait] = field(default_factory=dict)
+    technicians: float = 0.0  # rows beyond the first per session
 
 
 class RescueCollector(AccountCollector):
     def __init__(self, account: RescueAccount, ctx: CollectorContext) -> None:
         self.account = account
         self.ctx = ctx
-        self.client = RescueClient(account, ctx.clock)
-        limit = ctx.label_value_limit
-        self.status_label = BoundedLabel(STATUSES, limit)
-        self.extra_labels = {name: BoundedLabel((), limit) for name in account.labels}
-        # English statuses match whatever their case; aliases translate localised ones.
+        self.client = RescueClient(account, ctx.clock, ctx.max_records_per_reply)
+        self.status_label = ctx.label(STATUSES)
+        self.extra_labels = {name: ctx.label() for name in account.labels}
+        # English statuses match whatever their case; aliases translate localised ones
+        # (the built-in ones from real replies, then the account's, which win).
         self.canonical = {s.casefold(): s for s in STATUSES}
+        self.canonical.update({k.casefold(): v for k, v in BUILTIN_STATUS_ALIASES.items()})
         self.canonical.update({k.casefold(): v for k, v in account.status_aliases.items()})
+        # Status values neither documented nor aliased, as label values (bounded).
+        self.unrecognized: set[str] = set()
         self.nodes: dict[str, NodeState] = {}
         # Waits followed by an earlier process (--storage.path), per node, until that
         # node's first poll here takes them over. Kept apart from `nodes` so that no
         # gauge pretends to be current before a poll.
         self._restored_waits: dict[str, dict[str, Wait]] = {}
-        self.waits = HistogramSet(WAIT, WAIT_HELP, ("account", "node"), account.wait_buckets)
+        self.waits = HistogramSet(WAIT, WAIT_HELP, ("account", "node", "outcome"),
+                                  account.wait_buckets)
 
     async def collect(self, upstream: Upstream) -> None:
         failure: UpstreamError | None = None
@@ -105,31 +133,35 @@ class RescueCollector(AccountCollector):
     def forget(self, node: str) -> None:
         self.nodes.pop(node, None)
         self._restored_waits.pop(node, None)
-        self.waits.forget((node,))
+        for outcome in OUTCOMES:
+            self.waits.forget((node, outcome))
 
     def apply(
         self, node: Node, reply: SessionList, now: float, asked: float | None = None
     ) -> None:
         """Take one getSession reply, received at `now` for a request sent at `asked`."""
         for reason, count in (("shifted_row", reply.shifted_rows),
-                              ("invalid_row", reply.invalid_rows),
-                              ("invalid_value", reply.invalid_values)):
+                              ("invalid_record", reply.invalid_records),
+                              ("invalid_value", reply.invalid_values),
+                              ("implausible_value", reply.implausible_values)):
             if count:
                 self.ctx.reject(reason, count)
-        sessions = list({s.id: s for s in reversed(reply.sessions)}.values())
+        sessions, extra_rows = one_row_per_session(reply.sessions)
         state = self.nodes.get(node.label)
         previous = state.waiting if state is not None else self._restored_waits.pop(
             node.label, {})
-        state = self.nodes[node.label] = NodeState(polled_at=now)
-        overflow = 0
+        state = self.nodes[node.label] = NodeState(polled_at=now, technicians=extra_rows)
         # The blank combination keeps every node's statuses present (zero) even with
         # opt-in labels and no sessions; a blank label equals an absent one in PromQL.
         self._zero_fill(state, ("",) * len(self.extra_labels))
+        for outcome in OUTCOMES:
+            self.waits.touch((node.label, outcome))
         waiting: list[Session] = []
+        statuses: dict[str, str] = {}
         for session in sessions:
             status = self._status(session.status)
+            statuses[session.id] = status
             extras = tuple(self._extra(name, session) for name in self.extra_labels)
-            overflow += (status == OTHER) + extras.count(OTHER)
             if (STATUSES[0], *extras) not in state.counts:
                 self._zero_fill(state, extras)
             key = (status, *extras)
@@ -140,14 +172,13 @@ class RescueCollector(AccountCollector):
                                                   changed)
             if status == WAITING:
                 waiting.append(session)
-        if overflow:
-            self.ctx.reject("label_overflow", overflow)
-        state.waiting = self._follow_waits(node.label, previous, waiting, now,
+        state.waiting = self._follow_waits(node.label, previous, waiting, statuses, now,
                                            now if asked is None else asked)
 
     def _follow_waits(self, node: str, previous: dict[str, Wait], waiting: list[Session],
-                      now: float, asked: float) -> dict[str, Wait]:
-        """Carry each Waiting session's wait start across polls; observe finished waits."""
+                      statuses: dict[str, str], now: float, asked: float) -> dict[str, Wait]:
+        """Carry each Waiting session's wait start across polls; observe finished waits,
+        by the outcome the status they are in now says (`other` once gone from the list)."""
         current: dict[str, Wait] = {}
         for session in waiting:
             # Date the start from when we asked: Rescue measured Waiting Time somewhere
@@ -157,8 +188,9 @@ class RescueCollector(AccountCollector):
                 else None
             wait = previous.pop(session.id, None)
             if wait is not None and start is not None and start > wait.last_seen + ROUNDING:
-                # It left Waiting and came back between two polls: two waits, not one.
-                self._observe(node, wait)
+                # It left Waiting and came back between two polls: two waits, not one, and
+                # where the first one went is unknown.
+                self._observe(node, wait, OTHER_OUTCOME)
                 wait = None
             if wait is None:
                 # Waiting Time dates the start even for sessions queued before we started;
@@ -166,8 +198,8 @@ class RescueCollector(AccountCollector):
                 wait = Wait(start=start if start is not None else now, last_seen=now)
             wait.last_seen = now
             current[session.id] = wait
-        for wait in previous.values():  # left Waiting, or vanished from the list
-            self._observe(node, wait)
+        for sid, wait in previous.items():  # left Waiting, or vanished from the list
+            self._observe(node, wait, outcome_of(statuses.get(sid)))
         return current
 
     # -- durable state (--storage.path) ------------------------------------------------
@@ -190,8 +222,9 @@ class RescueCollector(AccountCollector):
         measured to its last sighting, exactly as after a run of failed polls. Nodes no
         longer configured are dropped. Everything is checked before anything is applied:
         a state that does not fit raises ValueError."""
-        if state.get("version") != STATE_VERSION:
-            raise ValueError(f"state version {state.get('version')!r}, expected {STATE_VERSION}")
+        version = state.get("version")
+        if version not in (1, STATE_VERSION):
+            raise ValueError(f"state version {version!r}, expected {STATE_VERSION}")
         configured = {node.label for node in self.account.nodes}
         saved = state.get("waiting")
         if not isinstance(saved, dict):
@@ -209,19 +242,25 @@ class RescueCollector(AccountCollector):
             if label in configured:
                 restored[label] = node_waits
         same = state.get("wait_buckets") == list(self.waits.bounds)
-        entries = histogram_state(state, "waits", 1, len(self.waits.bounds) + 1 if same else None)
+        width = len(self.waits.labelnames) - 1 - (version == 1)
+        entries = histogram_state(state, "waits", width,
+                                  len(self.waits.bounds) + 1 if same else None)
 
         self._restored_waits = restored
-        if same:
-            self.waits.load_state([e for e in entries if e[0][0] in configured])
+        if version == 1:
+            self.ctx.log.warning("rescue_wait_histogram_gained_outcome",
+                                 hint="the wait histogram starts from zero")
+        elif same:
+            self.waits.load_state([e for e in entries
+                                   if e[0][0] in configured and e[0][1] in OUTCOMES])
         else:
             # Restarting the histogram is a counter reset to Prometheus; mixing counts
             # from two sets of bounds would be wrong.
             self.ctx.log.warning("rescue_wait_buckets_changed",
                                  hint="the wait histogram starts from zero")
 
-    def _observe(self, node: str, wait: Wait) -> None:
-        self.waits.observe((node,), max(0.0, wait.last_seen - wait.start))
+    def _observe(self, node: str, wait: Wait, outcome: str) -> None:
+        self.waits.observe((node, outcome), max(0.0, wait.last_seen - wait.start))
 
     def _zero_fill(self, state: NodeState, extras: tuple[str, ...]) -> None:
         for status in STATUSES:
@@ -229,7 +268,18 @@ class RescueCollector(AccountCollector):
 
     def _status(self, raw: str) -> str:
         english = self.canonical.get(raw.casefold())
-        return english if english is not None else self.status_label(raw)
+        if english is not None:
+            return english
+        # Kept as a (bounded, scrubbed) label value, but loudly: an account answering in
+        # another language would otherwise report zero Waiting, silently.
+        self.ctx.reject("unknown_status", 1)
+        value = self.status_label(raw)
+        seen, _ = label_value(raw, self.ctx.label_value_max_length)
+        if seen not in self.unrecognized and len(self.unrecognized) < MAX_UNRECOGNIZED:
+            self.unrecognized.add(seen)
+            self.ctx.log.warning("rescue_status_unrecognized", status=seen,
+                                 hint="set status_aliases, or use api: soap")
+        return value
 
     def _extra(self, name: str, session: Session) -> str:
         value = session.channel if name == "channel" else session.technician
@@ -243,10 +293,41 @@ class RescueCollector(AccountCollector):
                   for node, state in fresh.items() for labels, value in state.counts.items()}
         oldest: dict[tuple[str, ...], float] = {(account, node, status): ts
                   for node, state in fresh.items() for status, ts in state.oldest_change.items()}
-        return [
+        families: list[Metric] = [
             gauge(SESSIONS, SESSIONS_HELP, ("account", "node", "status", *self.account.labels),
                   counts),
             gauge(OLDEST_CHANGE, OLDEST_HELP, ("account", "node", "status"), oldest),
             self.waits.family((account,)),
+            gauge(TECHNICIANS, TECHNICIANS_HELP, ("account", "node"),
+                  {(account, node): state.technicians for node, state in fresh.items()}),
+            gauge(UNRECOGNIZED, UNRECOGNIZED_HELP, ("vendor", "account"),
+                  {("rescue", account): float(len(self.unrecognized))}),
         ]
+        if not self.account.uses_soap:
+            fallbacks = CounterMetricFamily(GET_FALLBACKS.removesuffix("_total"),
+                                            GET_FALLBACKS_HELP, labels=("account", "operation"))
+            operations = (GET_SESSION, LOGIN) if self.account.uses_login else (GET_SESSION,)
+            for operation in operations:
+                fallbacks.add_metric([account, operation],
+                                     float(self.client.get_fallbacks[operation]))
+            families.append(fallbacks)
+        return families
+
+
+def one_row_per_session(rows: Iterable[Session]) -> tuple[list[Session], int]:
+    """One row per session id, and how many rows were beyond the first.
+
+    A session has a row per technician; it is counted, and its wait followed, once, from
+    its lead row (`Is Lead Technician`), or its first row when none is the lead."""
+    chosen: dict[str, Session] = {}
+    extra = 0
+    for row in rows:
+        first = chosen.get(row.id)
+        if first is None:
+            chosen[row.id] = row
+            continue
+        extra += 1
+        if row.is_lead and not first.is_lead:
+            chosen[row.id] = row
+    return list(chosen.values()), extra
 

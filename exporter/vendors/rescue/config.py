@@ -13,6 +13,10 @@ from .statuses import NODE_REFS, STATUSES
 
 EXTRA_LABELS = ("channel", "technician")
 API_VERSIONS = (1, 2, 3)
+# `text`: getSession*.aspx form POSTs (the doc's main API); `soap`: API.asmx getSession_V3
+# in SOAP 1.2 (as the captures are), `soap11` the same in SOAP 1.1. SOAP's `bStatus` is
+# language-independent, so it needs no aliases.
+APIS = ("text", "soap", "soap11")
 
 
 @dataclass(frozen=True)
@@ -37,10 +41,18 @@ class RescueAccount:
     status_aliases: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     labels: tuple[str, ...] = ()
     wait_buckets: tuple[float, ...] = WAIT_BUCKETS
+    api: str = "text"  # text, soap (SOAP 1.2) or soap11 (SOAP 1.1)
+    # Only with this opt-in may a 405 to a POST be retried as a GET carrying the auth code
+    # or password in its query string (where proxies and vendor logs keep it).
+    allow_credentials_in_url: bool = False
 
     @property
     def uses_login(self) -> bool:
         return self.auth_code is None
+
+    @property
+    def uses_soap(self) -> bool:
+        return self.api != "text"
 
     @property
     def zone(self) -> ZoneInfo:
@@ -63,6 +75,8 @@ def parse_account(fields: Fields, common: AccountCommon, global_: GlobalConfig) 
         status_aliases=MappingProxyType(_parse_aliases(fields)),
         labels=_parse_labels(fields),
         wait_buckets=fields.float_list("wait_buckets", WAIT_BUCKETS),
+        api=fields.choice("api", APIS, "text"),
+        allow_credentials_in_url=fields.bool("allow_credentials_in_url", False),
     )
 
 

@@ -4,6 +4,10 @@ A getSession reply is a status token (``OK``, ``NOTLOGGEDIN`` ...) and, after ``
 pipe-delimited table: a header row then data rows, every row ending with ``|``. Real
 replies put each row on its own line; the vendor's own doc sample shows one logical
 record wrapped across lines at arbitrary points. Both are read, see `_rows`.
+
+The SOAP API (`getSession_V3` on API.asmx) answers the same sessions as XML, read with the
+project's one hardened parser (`parse_soap_sessions`) into the same records, its
+language-independent ``bStatus`` mapped to the doc's English statuses.
 """
 
 from __future__ import annotations
@@ -12,8 +16,23 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 
+from lxml import etree
+
 from ...errors import ParseError
-from .statuses import GET_SESSION_CODES, LOGIN_CODES, OK
+from ...sanitize import clean_text, plausible_epoch, plausible_seconds, strict_int
+from ...xmlsafe import parse_xml
+from .statuses import (
+    API_NAMESPACE,
+    GET_SESSION_CODES,
+    LEAD_VALUES,
+    LOGIN_CODES,
+    OK,
+    SOAP11_NAMESPACE,
+    SOAP12_NAMESPACE,
+    SOAP_GET_SESSION_CODES,
+    SOAP_LOGIN_CODES,
+    SOAP_STATUSES,
+)
 
 _TOKEN = re.compile(r"\A\s*([A-Z][A-Z_]*)(?=\s|\Z)")
 _DIGITS = re.compile(r"\A[0-9]+\Z")
@@ -41,6 +60,8 @@ class Session:
     start_time: float | None = None
     # Seconds since the session's last status change; None when the vendor left it empty.
     waiting_seconds: int | None = None
+    # `Is Lead Technician` / `bIsLead`: one session has a row per technician.
+    is_lead: bool = False
 
 
 @dataclass(frozen=True)
@@ -52,17 +73,23 @@ class SessionList:
     # field): skipped, because their columns can no longer be trusted.
     shifted_rows: int = 0
     # Rows of the right width without a numeric ID or with an empty Status: skipped.
-    invalid_rows: int = 0
+    invalid_records: int = 0
     # Unreadable Waiting Time or Start Time: the row is kept, the value is unknown.
     invalid_values: int = 0
+    # Waiting Time beyond a week, Start Time outside 2000-2100: the row is skipped.
+    implausible_values: int = 0
 
 
-def parse_sessions(body: bytes, zone: tzinfo = UTC) -> SessionList:
+class TooManyRows(ParseError):
+    """The reply lists more sessions than the configured `max_records_per_reply`."""
+
+
+def parse_sessions(body: bytes, zone: tzinfo = UTC, max_rows: int | None = None) -> SessionList:
     text = _decode(body)
     code, rest = _status(text, GET_SESSION_CODES)
     if code != OK:
         return SessionList(code)
-    header, rows, shifted = _rows(rest)
+    header, rows, shifted = _rows(rest, max_rows)
     if not header:
         return SessionList(code)
     return _sessions(header, rows, shifted, zone)
@@ -124,11 +151,17 @@ def _utc_midnight(year: int, month: int, day: int) -> int | None:
 
 
 def _decode(body: bytes) -> str:
-    try:
-        return body.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        # Older ASP.NET deployments answer in the Windows code page.
-        return body.decode("cp1252", errors="replace")
+    if body[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        # A UTF-16 reply (an IIS setting away): read it rather than call it garbage.
+        text = body.decode("utf-16", errors="replace")
+    else:
+        try:
+            text = body.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            # Older ASP.NET deployments answer in the Windows code page.
+            text = body.decode("cp1252", errors="replace")
+    # NUL never belongs in a status line or a label; anything unencodable is made so.
+    return clean_text(text.replace("\x00", "\ufffd"))
 
 
 def _status(text: str, codes: frozenset[str]) -> tuple[str, str]:
@@ -172,14 +205,21 @@ def _norm(name: str) -> str:
     return "".join(name.split()).casefold()
 
 
-def _rows(rest: str) -> tuple[list[str], list[list[str]], int]:
+def _check_rows(count: int, max_rows: int | None) -> None:
+    if max_rows is not None and count > max_rows:
+        raise TooManyRows(f"{count} session rows, more than max_records_per_reply "
+                          f"({max_rows})")
+
+
+def _rows(rest: str, max_rows: int | None = None) -> tuple[list[str], list[list[str]], int]:
     """(header, rows of the header's width, number of rows skipped as shifted)."""
     lines = _logical_lines(rest)
     if not lines:
         return [], [], 0
+    _check_rows(len(lines) - 1, max_rows)
     first = _fields(lines[0])
     if len(lines) > 1 and _norm(_fields(lines[1])[0]) in KNOWN_COLUMNS:
-        return _wrapped_rows(lines)
+        return _wrapped_rows(lines, max_rows)
     # One row per line: a shifted row is detected by its width and costs only itself.
     # A missing final line end is accepted: the doc's own sample has none, and a reply
     # cut short in transit is caught below us (Content-Length, chunked framing).
@@ -188,7 +228,9 @@ def _rows(rest: str) -> tuple[list[str], list[list[str]], int]:
     return first, good, len(rows) - len(good)
 
 
-def _wrapped_rows(lines: list[str]) -> tuple[list[str], list[list[str]], int]:
+def _wrapped_rows(
+    lines: list[str], max_rows: int | None = None
+) -> tuple[list[str], list[list[str]], int]:
     # The doc sample's shape: line ends carry no meaning, so the fields are read as one
     # stream; the header ends where the first numeric session ID begins.
     fields = [f.replace("\n", " ") for line in lines for f in _fields(line)]
@@ -196,6 +238,8 @@ def _wrapped_rows(lines: list[str]) -> tuple[list[str], list[list[str]], int]:
     header, values = fields[:width], fields[width:]
     if len(values) % width:
         raise ParseError(f"wrapped table does not split into rows of {width} fields")
+    # One wrapped line may hold many rows: the limit counts rows, not lines.
+    _check_rows(len(values) // width, max_rows)
     rows = [values[i:i + width] for i in range(0, len(values), width)]
     return header, rows, 0
 
@@ -210,22 +254,42 @@ def _sessions(header: list[str], rows: list[list[str]], shifted: int, zone: tzin
     # Column positions looked up once, not per row and cell; -1 for an absent column.
     columns = [index.get(name, -1) for name in (
         "id", "status", "waitingtime", "starttime", "entryid", "entry", "technicianid",
-        "technician")]
-    digits = _DIGITS.match
+        "technician", "isleadtechnician")]
 
-    sessions: list[Session] = []
-    invalid_rows = invalid_values = 0
+    builder = _Builder(zone)
     for row in rows:
         (session_id, status, waiting_text, start_text, channel_id, channel, technician_id,
-         technician) = [row[i].strip() if i >= 0 else "" for i in columns]
-        if not digits(session_id) or not status:
-            invalid_rows += 1
-            continue
-        waiting = int(waiting_text) if digits(waiting_text) else None
-        start = parse_start_time(start_text, zone) if start_text else None
-        invalid_values += (waiting_text != "" and waiting is None)
-        invalid_values += (start_text != "" and start is None)
-        sessions.append(Session(
+         technician, lead) = [row[i].strip() if i >= 0 else "" for i in columns]
+        builder.add(session_id, status, waiting_text, start_text, channel_id, channel,
+                    technician_id, technician, lead.casefold() in LEAD_VALUES)
+    return builder.result(tuple(h.strip() for h in header), shifted)
+
+
+class _Builder:
+    """Checks each row's values the same way for both APIs and counts what it refuses."""
+
+    def __init__(self, zone: tzinfo) -> None:
+        self.zone = zone
+        self.sessions: list[Session] = []
+        self.invalid_records = self.invalid_values = self.implausible_values = 0
+
+    def add(self, session_id: str, status: str, waiting_text: str, start_text: str,
+            channel_id: str, channel: str, technician_id: str, technician: str,
+            is_lead: bool) -> None:
+        if strict_int(session_id) is None or not status:
+            self.invalid_records += 1
+            return
+        # Strictly ASCII digits of bounded length: 5,000 digits are a counted bad value,
+        # never a ValueError from Python's int conversion limit.
+        waiting = strict_int(waiting_text) if waiting_text else None
+        start = parse_start_time(start_text, self.zone) if start_text else None
+        if (waiting is not None and not plausible_seconds(waiting)) or (
+                start is not None and not plausible_epoch(start)):
+            self.implausible_values += 1
+            return
+        self.invalid_values += (waiting_text != "" and waiting is None)
+        self.invalid_values += (start_text != "" and start is None)
+        self.sessions.append(Session(
             id=session_id,
             status=status,
             channel_id=channel_id,
@@ -234,12 +298,90 @@ def _sessions(header: list[str], rows: list[list[str]], shifted: int, zone: tzin
             technician=technician,
             start_time=start,
             waiting_seconds=waiting,
+            is_lead=is_lead,
         ))
-    return SessionList(
-        code=OK,
-        sessions=tuple(sessions),
-        columns=tuple(h.strip() for h in header),
-        shifted_rows=shifted,
-        invalid_rows=invalid_rows,
-        invalid_values=invalid_values,
-    )
+
+    def result(self, columns: tuple[str, ...], shifted: int = 0) -> SessionList:
+        return SessionList(
+            code=OK,
+            sessions=tuple(self.sessions),
+            columns=columns,
+            shifted_rows=shifted,
+            invalid_records=self.invalid_records,
+            invalid_values=self.invalid_values,
+            implausible_values=self.implausible_values,
+        )
+
+
+# -- SOAP (API.asmx) ---------------------------------------------------------------------
+
+_ENVELOPES = frozenset({SOAP11_NAMESPACE, SOAP12_NAMESPACE})
+_API = f"{{{API_NAMESPACE}}}"
+# SESSION_V3 children -> the text header's column names, so both APIs report one shape.
+SOAP_COLUMNS = {
+    "iID": "ID", "bStatus": "Status", "iEntry": "Entry ID", "sEntry": "Entry",
+    "iTechnician": "Technician ID", "sTechnician": "Technician", "sStartTime": "Start Time",
+    "iWaitingTimeInSec": "Waiting Time", "bIsLead": "Is Lead Technician",
+}
+
+
+def parse_soap_sessions(
+    body: bytes, zone: tzinfo = UTC, max_rows: int | None = None
+) -> SessionList:
+    """A SOAP 1.1 or 1.2 `getSession_V3Response` into the records the text API gives."""
+    response = _soap_response(body, "getSession_V3")
+    code = SOAP_GET_SESSION_CODES.get(_child_text(response, "getSession_V3Result"))
+    if code is None:
+        raise ParseError("unknown getSession_V3Result")
+    if code != OK:
+        return SessionList(code)
+    container = response.find(f"{_API}aSessions")
+    rows = [] if container is None else [
+        e for e in container if isinstance(e.tag, str) and e.tag == f"{_API}SESSION_V3"]
+    _check_rows(len(rows), max_rows)
+    builder = _Builder(zone)
+    for row in rows:
+        values = {etree.QName(e).localname: clean_text((e.text or "").strip())
+                  for e in row if isinstance(e.tag, str) and e.tag.startswith(_API)}
+        enum = values.get("bStatus", "")
+        # The enum is the language-independent truth; an enum value we have not placed is
+        # kept verbatim (and counted as unrecognised by the collector), and only a missing
+        # one falls back to the display string.
+        status = SOAP_STATUSES.get(enum, enum) if enum else values.get("sStatus", "")
+        builder.add(values.get("iID", ""), status, values.get("iWaitingTimeInSec", ""),
+                    values.get("sStartTime", ""), values.get("iEntry", ""),
+                    values.get("sEntry", ""), values.get("iTechnician", ""),
+                    values.get("sTechnician", ""),
+                    values.get("bIsLead", "").casefold() in LEAD_VALUES)
+    return builder.result(tuple(SOAP_COLUMNS.values()))
+
+
+def parse_soap_login(body: bytes) -> str:
+    """The `loginResult` of a SOAP login, as the text login's return value."""
+    result = _child_text(_soap_response(body, "login"), "loginResult")
+    code = SOAP_LOGIN_CODES.get(result)
+    if code is None:
+        raise ParseError("unknown loginResult")
+    return code
+
+
+def _soap_response(body: bytes, operation: str) -> etree._Element:
+    root = parse_xml(body)
+    envelope = etree.QName(root)
+    if envelope.namespace not in _ENVELOPES or envelope.localname != "Envelope":
+        raise ParseError("not a SOAP envelope")
+    soap = f"{{{envelope.namespace}}}"
+    body_element = root.find(f"{soap}Body")
+    if body_element is None:
+        raise ParseError("SOAP envelope without a Body")
+    if body_element.find(f"{soap}Fault") is not None:
+        raise ParseError("SOAP fault")
+    response = body_element.find(f"{_API}{operation}Response")
+    if response is None:
+        raise ParseError(f"SOAP Body without {operation}Response in the API namespace")
+    return response
+
+
+def _child_text(element: etree._Element, name: str) -> str:
+    child = element.find(f"{_API}{name}")
+    return "" if child is None else (child.text or "").strip()

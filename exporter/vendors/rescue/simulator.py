@@ -1,9 +1,12 @@
-"""A LogMeIn Rescue API on loopback: login, requestAuthCode and getSession (v1, v2, v3).
+"""A LogMeIn Rescue API on loopback: login, requestAuthCode and getSession (v1, v2, v3) as
+text, and `login` and `getSession_V3` over SOAP 1.1 and 1.2 on API.asmx.
 
 The world is seeded and moves on whole seconds of the injected clock: customers arrive in
-channels (a few privately to a technician), wait, get picked up, go through the statuses
-the doc lists, close, and linger briefly before vanishing. Each session's whole life is
-drawn when it arrives, so what a poll sees depends only on the seed and the poll's time.
+channels (a few privately to a technician), wait, and leave Waiting in every way the wait
+outcomes know (picked up, given up, timed out, transferred, gone offline); served ones go
+through the statuses the doc lists, some with a second technician (an extra row), close,
+and linger briefly before vanishing. Each session's whole life is drawn when it arrives,
+so what a poll sees depends only on the seed and the poll's time, whichever API asks.
 """
 
 from __future__ import annotations
@@ -14,14 +17,26 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from xml.sax.saxutils import escape
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
+from lxml import etree
 
 from ...clock import Clock
+from ...errors import ParseError
 from ...faults import Faults
+from ...xmlsafe import parse_xml
 from ..base import Simulator
-from .statuses import WAITING
+from .statuses import (
+    API_NAMESPACE,
+    SOAP11_NAMESPACE,
+    SOAP12_NAMESPACE,
+    SOAP_GET_SESSION_CODES,
+    SOAP_STATUSES,
+    WAITING,
+    outcome_of,
+)
 
 GROUP_ID = 337366  # a technician group holding every technician and channel
 
@@ -42,9 +57,14 @@ CHANNELS = (Channel(4411, "Billing"), Channel(4412, "Hardware"), Channel(4413, "
 TECHNICIANS = tuple(Technician(337400 + i, name) for i, name in enumerate(
     ("John Doe", "Ana Silva", "Wei Chen", "Priya Nair", "Tom Berg"), start=1))
 
+# Status strings of a Portuguese account. The first three are from a real reply (the
+# captures); the others are this simulator's inventions, so they need `status_aliases`
+# (or `api: soap`), as an account's unseen strings would.
 PORTUGUESE = {
+    "Active": "Ativas",
+    "Closed by active customer": "Encerrado pelo cliente ativo",
+    "Closed by waiting customer": "Encerrado pelo cliente que estava esperando",
     "Waiting": "Aguardando",
-    "Active": "Ativo",
     "Connecting": "Conectando",
     "On Hold": "Em espera",
     "Transferring": "Transferindo",
@@ -52,13 +72,25 @@ PORTUGUESE = {
     "Rebooting": "Reiniciando",
     "Rebooted": "Reiniciado",
     "Closed by customer": "Fechado pelo cliente",
-    "Closed by active customer": "Fechado pelo cliente ativo",
-    "Closed by waiting customer": "Fechado pelo cliente em espera",
     "Closed by technician": "Fechado pelo técnico",
     "Timed out": "Tempo esgotado",
     "Timed out: closed by technician": "Tempo esgotado: fechado pelo técnico",
     "Disconnected": "Desconectado",
+    "Offline": "Desconectada",
+    "Transferred": "Transferida",
 }
+YES = {"en": "yes", "pt": "sim"}
+# The enum each English status is answered with over SOAP: the first enum value our table
+# places on it, SESSION_CONNECTING being the plain one.
+SOAP_ENUM = {status: enum for enum, status in reversed(list(SOAP_STATUSES.items()))}
+SOAP_ENUM["Connecting"] = "SESSION_CONNECTING"
+SOAP_RESULT = {code: result for result, code in SOAP_GET_SESSION_CODES.items()}
+SOAP_FIELDS = ("iID", "bStatus", "sStatus", "iEntry", "sEntry", "iTechnician", "sTechnician",
+               "sStartTime", "iWaitingTimeInSec", "sCustomField0", "sCustomField1",
+               "sCustomField2", "sCustomField3", "sCustomField4", "sCustomField5",
+               "sLanguage", "sTransferredTo", "sTransferredComment", "bIsLead",
+               "bHandingOff")
+SOAP_ENDPOINT = "/API/API.asmx"
 
 V1_COLUMNS = ("ID", "Status", "Entry ID", "Entry", "Technician ID", "Technician", "Start Time",
               "Waiting Time", "Custom Field 0", "Custom Field 1", "Custom Field 2", "Language",
@@ -79,8 +111,13 @@ HISTORY = 900  # seconds of world simulated before the first request
 # Every getSession reply says at which (whole) second of the world it was computed, so a
 # test running the real clock can tell exactly what a poll could have seen.
 WORLD_TIME_HEADER = "X-Simulator-Time"
+PICKED_UP = frozenset({"Connecting", "Active"})
 FINAL = ("Closed by technician", "Closed by customer", "Closed by active customer",
          "Timed out", "Disconnected", "Timed out: closed by technician")
+# How a first wait ends, with its share: the rest are picked up.
+LEAVE_WAITING = (("Closed by waiting customer", 0.15), ("Timed out", 0.05),
+                 ("Transferring", 0.06), ("Offline", 0.04))
+HELPER_SHARE = 0.2  # served sessions a second technician joins
 
 
 @dataclass
@@ -93,6 +130,8 @@ class SimSession:
     language: str
     path: list[tuple[str, int]] = field(default_factory=list)  # (status, entered at)
     gone_at: int = 0
+    # A second technician who joins at a moment (a row of their own, not the lead).
+    helper: tuple[Technician, int] | None = None
 
     def segment(self, t: float) -> tuple[str, int] | None:
         if t < self.created or t >= self.gone_at:
@@ -106,7 +145,8 @@ class SimSession:
 
     @property
     def picked_up_at(self) -> int:
-        return next(at for status, at in self.path if status != WAITING)
+        # Leaving Waiting another way than being picked up counts as never picked up.
+        return next((at for status, at in self.path if status in PICKED_UP), self.gone_at)
 
     def in_node(self, node: int, ref: str, t: float) -> bool:
         if ref == "CHANNEL":
@@ -117,8 +157,14 @@ class SimSession:
 
     def waits(self) -> list[tuple[int, int]]:
         """(entered Waiting, left Waiting) for every wait of this session."""
+        return [(start, end) for start, end, _ in self.wait_outcomes()]
+
+    def wait_outcomes(self) -> list[tuple[int, int, str]]:
+        """(entered Waiting, left Waiting, outcome) for every wait of this session."""
+        nexts: list[str | None] = [status for status, _ in self.path[1:]] + [None]
         ends = [at for _, at in self.path[1:]] + [self.gone_at]
-        return [(at, end) for (status, at), end in zip(self.path, ends, strict=True)
+        return [(at, end, outcome_of(after))
+                for (status, at), end, after in zip(self.path, ends, nexts, strict=True)
                 if status == WAITING]
 
 
@@ -153,6 +199,7 @@ class RescueSimulator(Simulator):
         self.expire_rate = 0.0
         self._expiry_rng = random.Random(seed + 2)
         self.requests: list[RecordedRequest] = []
+        self._new_cookie: str | None = None  # set by a successful login, sent once
         self.live: list[SimSession] = []
         self.finished: deque[SimSession] = deque(maxlen=5000)
         self._next_id = 1663112
@@ -186,11 +233,24 @@ class RescueSimulator(Simulator):
         path = session.path
         path.append((WAITING, t))
         t += r.randint(5, 75)
-        if r.random() < 0.15:
-            path.append(("Closed by waiting customer", t))
+        leave, draw = None, r.random()
+        for status, share in LEAVE_WAITING:
+            if draw < share:
+                leave = status
+                break
+            draw -= share
+        if leave == "Transferring":
+            # Sent on to another queue while waiting: a second wait follows.
+            t = self._step(path, "Transferring", t, 2, 6)
+            t = self._step(path, WAITING, t, 5, 40)
+        elif leave is not None:
+            path.append((leave, t))
             session.gone_at = t + LINGER
             return session
         t = self._serve(session, t)
+        if r.random() < HELPER_SHARE:
+            others = [tech for tech in TECHNICIANS if tech != session.technician]
+            session.helper = (r.choice(others), t - r.randint(1, 8))
         detour = r.choice(("none", "hold", "reconnect", "reboot", "transfer", "requeue"))
         if detour == "hold":
             t = self._step(path, "On Hold", t, 5, 30)
@@ -241,9 +301,20 @@ class RescueSimulator(Simulator):
     def waits(self, node: int = GROUP_ID, ref: str = "NODE") -> list[tuple[int, int, int]]:
         """(session id, entered Waiting, left Waiting) of every wait, past and present.
         A wait still going has the session's planned end."""
+        return [(sid, start, end) for sid, start, end, _ in self.wait_outcomes(node, ref)]
+
+    def wait_outcomes(self, node: int = GROUP_ID,
+                      ref: str = "NODE") -> list[tuple[int, int, int, str]]:
+        """(session id, entered Waiting, left Waiting, outcome) of every wait: the outcome
+        of the status it moved to, `other` for a session that left the list."""
         self.advance()
-        return [(s.id, start, end) for s in (*self.finished, *self.live)
-                for start, end in s.waits() if s.in_node(node, ref, start)]
+        return [(s.id, start, end, outcome) for s in (*self.finished, *self.live)
+                for start, end, outcome in s.wait_outcomes() if s.in_node(node, ref, start)]
+
+    def extra_technician_rows(self, node: int = GROUP_ID, ref: str = "NODE") -> int:
+        """Rows beyond the first per session that a poll now would list."""
+        now = self.advance()
+        return sum(len(self._rows(s, now)) - 1 for s in self.sessions(node, ref))
 
     def fail_next(self, code: str, endpoint: str = "getSession", count: int = 1) -> None:
         """Answer the next `count` calls of `endpoint` (getSession, login) with `code`."""
@@ -262,6 +333,7 @@ class RescueSimulator(Simulator):
         app = web.Application(middlewares=[self.faults.middleware()])
         for path in ENDPOINTS:
             app.router.add_route("*", path, self._get_session)
+        app.router.add_route("POST", SOAP_ENDPOINT, self._soap)
         app.router.add_route("*", "/API/login.aspx", self._login)
         app.router.add_route("*", "/API/requestAuthCode.aspx", self._request_auth_code)
         return app
@@ -278,23 +350,33 @@ class RescueSimulator(Simulator):
         return None
 
     async def _login(self, request: web.Request) -> web.Response:
-        params = await self._params(request)
+        return self._with_cookie(_text(self._login_code(await self._params(request))))
+
+    def _login_code(self, params: dict[str, str]) -> str:
+        """OK (setting `self._new_cookie`), or the text login's return value."""
+        self._new_cookie = None
         now = self.clock.time()
         self.login_calls.append(now)
         while self.login_calls and self.login_calls[0] <= now - LOGIN_WINDOW:
             self.login_calls.popleft()
         forced = self._forced("login")
         if forced is not None:
-            return _text(forced)
+            return forced
         if len(self.login_calls) > LOGIN_LIMIT:
-            return _text("LIMITREACHED")
+            return "LIMITREACHED"
         if self.disabled or not self._credentials_ok(params):
-            return _text("INVALID")
+            return "INVALID"
         cookie = f"{self._cookie_rng.getrandbits(96):024x}"
         self.cookies[cookie] = now
         self.logins += 1
-        response = _text("OK")
-        response.headers["Set-Cookie"] = f"ASP.NET_SessionId={cookie}; path=/; HttpOnly"
+        self._new_cookie = cookie
+        return "OK"
+
+    def _with_cookie(self, response: web.Response) -> web.Response:
+        if self._new_cookie is not None:
+            response.headers["Set-Cookie"] = (f"ASP.NET_SessionId={self._new_cookie}; "
+                                              "path=/; HttpOnly")
+            self._new_cookie = None
         return response
 
     async def _request_auth_code(self, request: web.Request) -> web.Response:
@@ -308,26 +390,94 @@ class RescueSimulator(Simulator):
 
     async def _get_session(self, request: web.Request) -> web.Response:
         params = await self._params(request)
-        now = self.advance()
-        if self.expire_rate and self._expiry_rng.random() < self.expire_rate:
-            self.expire_logins()
-        code = self._forced("getSession") or self._authorize(params, request)
-        node_text, ref = params.get("node", ""), params.get("noderef", "NODE")
-        if code is None and node_text and not self._node_exists(node_text, ref):
-            code = "INVALIDPARAM_NODE"
+        now, code, node, ref = self._session_call(params.get("node", ""),
+                                                  params.get("noderef", "NODE"),
+                                                  params.get("authcode"), request)
         if code is not None:
             return _text(code)
-        node, ref = (int(node_text), ref) if node_text else (GROUP_ID, "NODE")
         columns = COLUMNS[ENDPOINTS[request.path]]
+        # The captures' layout: LF line ends, every line ending with `|`.
         lines = ["OK", "", "|".join(columns) + "|"]
-        for session in sorted(self.sessions(node, ref), key=lambda s: s.id):
-            row = self._row(session, now)
+        for row in self.rows(node, ref, now):
             lines.append("|".join(row.get(c, "") for c in columns) + "|")
-        response = _text("\r\n".join(lines) + "\r\n")
+        response = _text("\n".join(lines) + "\n")
         response.headers[WORLD_TIME_HEADER] = str(now)
         return response
 
-    def _authorize(self, params: dict[str, str], request: web.Request) -> str | None:
+    def _session_call(self, node_text: str, ref: str, auth_code: str | None,
+                      request: web.Request) -> tuple[int, str | None, int, str]:
+        """(world second, failure code or None, node, ref) of one getSession, either API."""
+        now = self.advance()
+        if self.expire_rate and self._expiry_rng.random() < self.expire_rate:
+            self.expire_logins()
+        code = self._forced("getSession") or self._authorize(auth_code, request)
+        if code is None and node_text and not self._node_exists(node_text, ref):
+            code = "INVALIDPARAM_NODE"
+        node, ref = (int(node_text), ref) if node_text and code is None else (GROUP_ID, "NODE")
+        return now, code, node, ref
+
+    def rows(self, node: int, ref: str, now: int) -> list[dict[str, str]]:
+        """The rows a getSession of `node` lists at `now`, text columns as keys."""
+        return [row for s in sorted(self.sessions(node, ref), key=lambda s: s.id)
+                for row in self._rows(s, now)]
+
+    # -- SOAP (API.asmx) -------------------------------------------------------------
+
+    async def _soap(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.requests.append(RecordedRequest(request.path, request.method, dict(request.query),
+                                             {}, request.headers.get("Cookie", "")))
+        try:
+            root = parse_xml(body)
+        except ParseError:
+            return _soap_fault(SOAP12_NAMESPACE, "malformed request")
+        envelope = etree.QName(root).namespace or ""
+        if envelope not in (SOAP11_NAMESPACE, SOAP12_NAMESPACE):
+            return _soap_fault(SOAP12_NAMESPACE, "not a SOAP envelope")
+        call = root.find(f"{{{envelope}}}Body/*")
+        if call is None or etree.QName(call).namespace != API_NAMESPACE:
+            return _soap_fault(envelope, "no operation in the API namespace")
+        params = {etree.QName(e).localname: (e.text or "") for e in call}
+        operation = etree.QName(call).localname
+        if operation == "login":
+            code = self._login_code({"email": params.get("sEmail", ""),
+                                     "pwd": params.get("sPassword", "")})
+            result = {"OK": "login_OK", "INVALID": "login_Failed",
+                      "LIMITREACHED": "login_LimitReached"}.get(code, "login_Error")
+            return self._with_cookie(_soap_response(envelope, "login", result, ""))
+        if operation != "getSession_V3":
+            return _soap_fault(envelope, f"unknown operation {operation}")
+        now, failure, node, ref = self._session_call(
+            params.get("iNodeID", ""), params.get("eNodeRef", "NODE"),
+            params.get("sAuthCode") or None, request)
+        if failure is not None:
+            return _soap_response(envelope, "getSession_V3",
+                                  SOAP_RESULT.get(failure, "getSession_Error"), "")
+        sessions = "".join(self._soap_session(row) for row in self.rows(node, ref, now))
+        response = _soap_response(envelope, "getSession_V3", "getSession_OK",
+                                  f"<aSessions>{sessions}</aSessions>")
+        response.headers[WORLD_TIME_HEADER] = str(now)
+        return response
+
+    def _soap_session(self, row: dict[str, str]) -> str:
+        english = row["_status"]
+        values = {
+            "iID": row["ID"], "bStatus": SOAP_ENUM[english], "sStatus": row["Status"],
+            "iEntry": row["Entry ID"], "sEntry": row["Entry"],
+            "iTechnician": row["Technician ID"], "sTechnician": row["Technician"],
+            "sStartTime": row["_start_seconds"], "iWaitingTimeInSec": row["Waiting Time"],
+            "sCustomField0": row["Custom Field 0"], "sCustomField1": row["Custom Field 1"],
+            "sLanguage": row["Language"],
+            "bIsLead": "true" if row["Is Lead Technician"] else "false",
+            "bHandingOff": "false",
+        }
+        # Empty strings as self-closing elements, as the captures have them.
+        fields = "".join(f"<{name}>{escape(values[name])}</{name}>" if values.get(name)
+                         else f"<{name}/>" for name in SOAP_FIELDS)
+        return f"<SESSION_V3>{fields}</SESSION_V3>"
+
+    def _authorize(self, auth_code: str | None, request: web.Request) -> str | None:
+        params = {} if auth_code is None else {"authcode": auth_code}
         if "authcode" in params:
             if params["authcode"] != self.auth_code:
                 return "INVALID_SECRETAUTHCODE"
@@ -347,27 +497,43 @@ class RescueSimulator(Simulator):
             {GROUP_ID} | {t.id for t in TECHNICIANS}
         return int(node) in ids
 
-    def _row(self, s: SimSession, now: int) -> dict[str, str]:
+    def _rows(self, s: SimSession, now: int) -> list[dict[str, str]]:
+        """The session's lead row, and its helper's row once the helper has joined."""
         seg = s.segment(now)
         assert seg is not None
         status, since = seg
-        started = datetime.fromtimestamp(s.created, self.zone)
-        hour = started.hour % 12 or 12
+        # Waiting (and never picked-up Offline) channel rows have technician 0, no name.
         shown_tech = s.channel is None or now >= s.picked_up_at
+        lead = self._row(s, status, s.created, now - since,
+                         s.technician if shown_tech else None, lead=True)
+        if s.helper is None or now < s.helper[1] or status == WAITING:
+            return [lead]
+        helper, joined = s.helper
+        return [lead, self._row(s, status, joined, now - max(joined, since), helper,
+                                lead=False)]
+
+    def _row(self, s: SimSession, status: str, start: int, waiting: int,
+             technician: Technician | None, *, lead: bool) -> dict[str, str]:
+        started = datetime.fromtimestamp(start, self.zone)
+        hour = started.hour % 12 or 12
+        day = f"{started.month}/{started.day}/{started.year} {hour}:{started.minute:02d}"
+        meridiem = "PM" if started.hour >= 12 else "AM"
         return {
             "ID": str(s.id),
             "Status": PORTUGUESE.get(status, status) if self.language == "pt" else status,
             "Entry ID": str(s.channel.id) if s.channel else "0",
             "Entry": s.channel.name if s.channel else "",
-            "Technician ID": str(s.technician.id) if shown_tech else "",
-            "Technician": s.technician.name if shown_tech else "",
-            "Start Time": f"{started.month}/{started.day}/{started.year} {hour}:"
-                          f"{started.minute:02d} {'PM' if started.hour >= 12 else 'AM'}",
-            "Waiting Time": str(now - since),
+            "Technician ID": str(technician.id) if technician else "0",
+            "Technician": technician.name if technician else "",
+            # The text API shows no seconds; SOAP does.
+            "Start Time": f"{day} {meridiem}",
+            "Waiting Time": str(waiting),
             "Custom Field 0": s.custom[0],
             "Custom Field 1": s.custom[1],
             "Language": s.language,
-            "Is Lead Technician": "yes" if shown_tech else "",
+            "Is Lead Technician": YES.get(self.language, "yes") if lead else "",
+            "_status": status,
+            "_start_seconds": f"{day}:{started.second:02d} {meridiem}",
         }
 
     def demo_accounts(self, base_url: str) -> list[dict[str, Any]]:
@@ -385,7 +551,32 @@ def _text(body: str) -> web.Response:
     return web.Response(text=body, content_type="text/plain", charset="utf-8")
 
 
+def _soap_response(envelope: str, operation: str, result: str, rest: str) -> web.Response:
+    body = (f'<?xml version="1.0" encoding="utf-8"?>\n<soap:Envelope xmlns:soap="{envelope}" '
+            'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+            'xmlns:xsd="http://www.w3.org/2001/XMLSchema"><soap:Body>'
+            f'<{operation}Response xmlns="{API_NAMESPACE}">'
+            f"<{operation}Result>{result}</{operation}Result>{rest}"
+            f"</{operation}Response></soap:Body></soap:Envelope>")
+    return web.Response(body=body.encode(), content_type=_soap_type(envelope), charset="utf-8")
+
+
+def _soap_fault(envelope: str, reason: str) -> web.Response:
+    body = (f'<?xml version="1.0" encoding="utf-8"?>\n<soap:Envelope xmlns:soap="{envelope}">'
+            f"<soap:Body><soap:Fault><faultstring>{escape(reason)}</faultstring></soap:Fault>"
+            "</soap:Body></soap:Envelope>")
+    return web.Response(status=500, body=body.encode(), content_type=_soap_type(envelope),
+                        charset="utf-8")
+
+
+def _soap_type(envelope: str) -> str:
+    return "text/xml" if envelope == SOAP11_NAMESPACE else "application/soap+xml"
+
+
 def malformed_reply(body: bytes) -> bytes:
-    """A table without its return value: the status line is gone."""
+    """The vendor's own kind of wrong: a table without its return value (the status line
+    gone), or a SOAP reply with a result code nobody documents."""
+    if body.startswith(b"<?xml"):
+        return body.replace(b"getSession_OK", b"getSession_Unexpected")
     _, _, rest = body.partition(b"\n")
     return rest or b"ID|Status|\n"

@@ -201,7 +201,7 @@ class Upstream:
         operation: str,
         method: str,
         url: str,
-        data: Mapping[str, str] | None,
+        data: Mapping[str, str] | bytes | None,
         params: Mapping[str, str] | None,
         headers: Mapping[str, str] | None,
     ) -> Reply:

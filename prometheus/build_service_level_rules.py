@@ -118,15 +118,14 @@ def settings_rules() -> list[str]:
                        ("service_level_min_offered", "minimum offered sessions")):
         source = kind.replace("service_level_threshold_seconds", "service_level_seconds")
         for index, vendor in enumerate(VENDORS):
-            comment = (f"Each account's service-level {what}: its override or the default of "
-                       "session-exporter-thresholds.rules.yml." if index == 0 else "")
+            comment = (f"Each account's service-level {what}: its override or the\n"
+                       "default of session-exporter-thresholds.rules.yml." if index == 0 else "")
             out.append(rule(f"vendor_account:{kind}:configured", configured(vendor, source),
                             {"vendor": vendor.name}, comment))
     out.append(rule(
         "vendor_account_le:service_level_threshold_seconds:configured", threshold_le(),
         comment="The threshold as the `le` label of its bucket (bucket bounds written without\n"
-                "a trailing .0). Supported values: "
-                + ", ".join(str(t) for t in SUPPORTED_THRESHOLDS) + "."))
+                "a trailing .0). Supported values: the wait-bucket bounds listed above."))
     return out
 
 
@@ -264,7 +263,8 @@ HEADER = """\
 #
 # The threshold, objective and minimum volume come from session-exporter-thresholds.rules.yml
 # (defaults and per-account overrides). The threshold must be a bucket bound of the wait
-# histograms: one of {supported} seconds.
+# histograms, one of (seconds):
+#   {supported}
 #
 # Rules in a group run in order and each sees the ones before it, so the per-account
 # settings come first and Rescue's per-account series are sums of its per-node series.

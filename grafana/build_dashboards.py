@@ -313,6 +313,72 @@ def exporter_row(layout: Layout, vendor: str) -> None:
                  f"{{{{account}}}}{SEP}{{{{reason}}}}")), "ops"), 4, 6)
 
 
+
+# --------------------------------------------------------------------------- service level
+
+PERCENT_STEPS = thresholds((None, "red"), (0.7, "orange"), (0.8, "green"))
+
+
+def service_level_row(lay: Layout, *, prefix: str, sel: str, legend: str,
+                      account_sel: str, abandonment: bool, handle: bool, about: str) -> None:
+    """The "Service level" row: service level against its objective, average speed of
+    answer, abandonment rate, handle time and offered/answered/abandoned per hour, from the
+    recording rules of prometheus/rules/session-exporter-service-level.rules.yml (1 h
+    windows). `prefix` is the rules' level (vendor_account: or account_node:rescue_), `sel`
+    their selector, `account_sel` the selector of the per-account series (objective, handle
+    time). A vendor without abandonment (SecureVideo) or handle time (Rescue) has no panel."""
+    lay.row("Service level")
+    lay.add(stat(
+        "Service level, last hour",
+        "Share of the sessions offered in the last hour (answered, abandoned or timed out) "
+        "that were answered within the account's service-level threshold (20 s unless "
+        "overridden). Colours assume the default objective of 80 %. " + about,
+        targets((f"{prefix}session_service_level:ratio1h{{{sel}}}", legend)), "percentunit",
+        steps=PERCENT_STEPS, no_value="no sessions"), 6, 8)
+    lay.add(timeseries(
+        "Service level against its objective",
+        "Service level over the hour before each point and the account's objective "
+        "(session_exporter:threshold_service_level_objective, 80 % unless overridden). The "
+        "burn-rate alerts compare the two; see prometheus/RUNBOOK.md.",
+        targets((f"{prefix}session_service_level:ratio1h{{{sel}}}", legend),
+                (f"vendor_account:service_level_objective:configured{{{account_sel}}}",
+                 f"objective{SEP}{{{{vendor}}}}{SEP}{{{{account}}}}")), "percentunit"), 18, 8)
+    kpis = [timeseries(
+        "Average speed of answer",
+        "Mean wait of the sessions answered in the hour before each point (ASA). " + about,
+        targets((f"{prefix}session_speed_of_answer_seconds:mean1h{{{sel}}}", legend)), "s")]
+    if abandonment:
+        kpis.append(timeseries(
+            "Abandonment rate",
+            "Share of the sessions offered in the hour before each point whose customer gave "
+            "up while waiting (outcome abandoned; timed-out sessions are offered but neither "
+            "answered nor abandoned).",
+            targets((f"{prefix}session_abandonment:ratio1h{{{sel}}}", legend)), "percentunit"))
+    if handle:
+        kpis.append(timeseries(
+            "Average handle time",
+            "Mean handle time of the sessions that ended in the hour before each point: Glance "
+            "duration of answered sessions (abandoned ones excluded), SecureVideo consult time "
+            "(duration minus wait). LogMeIn Rescue's getSession has no handle time.",
+            targets((f"vendor_account:session_handle_seconds:mean1h{{{account_sel}}}",
+                     f"{{{{vendor}}}}{SEP}{{{{account}}}}")), "s"))
+    for kpi in kpis:
+        lay.add(kpi, 24 // len(kpis), 8)
+    specs = [(f"{prefix}sessions_offered:increase1h{{{sel}}}", f"offered{SEP}{legend}"),
+             (f"{prefix}sessions_answered:increase1h{{{sel}}}", f"answered{SEP}{legend}")]
+    if abandonment:
+        specs.append((f"{prefix}sessions_abandoned:increase1h{{{sel}}}",
+                      f"abandoned{SEP}{legend}"))
+    lay.add(timeseries(
+        "Offered, answered and abandoned per hour" if abandonment
+        else "Offered and answered per hour",
+        "Sessions that left the queue in the hour before each point: offered (answered, "
+        "abandoned or timed out; transferred sessions and unknown outcomes are not offered), "
+        "answered" + (", abandoned." if abandonment else ". SecureVideo's History lists "
+                      "connected sessions only: every session is answered, none abandoned."),
+        targets(*specs), "short"), 24, 8)
+
+
 # --------------------------------------------------------------------------- dashboards
 
 def overview() -> dict[str, Any]:
@@ -426,6 +492,10 @@ def overview() -> dict[str, Any]:
         + [dict(t, refId=chr(ord("C") + i)) for i, t in enumerate(quantiles(
             "rescue_session_wait_seconds", "account", acc, "rescue · {{account}}"))], "s"),
         12, 8)
+    service_level_row(
+        lay, prefix="vendor_account:", sel=acc, legend=f"{{{{vendor}}}}{SEP}{{{{account}}}}",
+        account_sel=acc, abandonment=True, handle=True,
+        about="How exact it is differs per vendor: README.md, \"Service level and KPIs\".")
     return dashboard(
         "session-exporter-overview", "Remote sessions: overview",
         "Every vendor and account of session-exporter: exporter health, data freshness, "
@@ -473,6 +543,13 @@ def glance() -> dict[str, Any]:
         targets((f"sum by (account, session_type) (glance_session_guests_current{{{acc}}})",
                  f"{{{{account}}}}{SEP}{{{{session_type}}}}")), "short",
         renames=rename_last(SESSION_TYPES)), 12, 7)
+
+    service_level_row(
+        lay, prefix="vendor_account:", sel=f'vendor="glance", {acc}', legend="{{account}}",
+        account_sel=f'vendor="glance", {acc}', abandonment=True, handle=True,
+        about="Glance waits are exact to the second: the first agent's join minus the first "
+              "visitor's for answered sessions (statuses C and X), the session's duration for "
+              "abandoned (Q) and timed-out (T) ones.")
 
     lay.row("Today (the vendor's counts, reset at the account's midnight)")
     lay.add(table(
@@ -523,6 +600,13 @@ def glance() -> dict[str, Any]:
         quantiles("glance_session_duration_seconds", "account, session_type", acc,
                   f"{{{{account}}}}{SEP}{{{{session_type}}}}"), "s",
         renames=rename_last(SESSION_TYPES)), 12, 8)
+    lay.add(timeseries(
+        "Wait by outcome", "Median and 90th percentile of the wait of completed sessions "
+        "(glance_session_wait_seconds) by outcome: answered (C, X: first agent's join minus "
+        "first visitor's), abandoned (Q) and timed out (T) (the session's duration).",
+        quantiles("glance_session_wait_seconds", "account, outcome",
+                  f'outcome=~"answered|abandoned|timed_out", {acc}',
+                  f"{{{{account}}}}{SEP}{{{{outcome}}}}"), "s"), 12, 8)
     lay.add(heatmap(
         "Session duration distribution", "Completed sessions per duration bucket.",
         f"sum by (le) (increase(glance_session_duration_seconds_bucket{{{acc}}}"
@@ -575,6 +659,14 @@ def securevideo() -> dict[str, Any]:
                  f"{{{{account}}}}{SEP}{{{{billable_status}}}}")), "short",
         renames=rename_last(BILLABLE)), 12, 7)
 
+    service_level_row(
+        lay, prefix="vendor_account:", sel=f'vendor="securevideo", {acc}',
+        legend="{{account}}", account_sel=f'vendor="securevideo", {acc}', abandonment=False,
+        handle=True,
+        about="SecureVideo gives WaitTime in whole minutes: with a threshold under 60 s only "
+              "the sessions that waited 0 minutes count as within it, so the service level "
+              "is approximate (a threshold of 60 s is the closest exact choice).")
+
     lay.row("Connected sessions")
     lay.add(timeseries(
         "Connected sessions per hour by billable status", "securevideo_sessions_total: each "
@@ -608,6 +700,18 @@ def securevideo() -> dict[str, Any]:
         "Wait time distribution", "Finished sessions per WaitTime bucket.",
         f"sum by (le) (increase(securevideo_session_wait_seconds_bucket{{{accp}}}"
         f"[$__rate_interval]))", "s"), 8, 8)
+    lay.add(timeseries(
+        "Start delay of scheduled sessions", "Median and 90th percentile of BillableTs minus "
+        "ScheduleTs of Scheduled and Rescheduled sessions: how late sessions start against "
+        "their appointment (securevideo_session_start_delay_seconds; early starts count as 0).",
+        quantiles("securevideo_session_start_delay_seconds", "account, schedule_type", acc,
+                  f"{{{{account}}}}{SEP}{{{{schedule_type}}}}"), "s"), 12, 8)
+    lay.add(timeseries(
+        "Early starts per hour", "Scheduled sessions that started before their appointment, "
+        "in the hour before each point (securevideo_session_early_starts_total).",
+        targets((f"sum by (account, schedule_type) (increase(securevideo_session_early_starts"
+                 f"_total{{{acc}}}[1h]))", f"{{{{account}}}}{SEP}{{{{schedule_type}}}}")),
+        "short"), 12, 8)
     lay.add(timeseries(
         "Finished sessions per hour by provider", "Sessions whose duration became known, in "
         "the hour before each point (securevideo_session_duration_seconds_count).",
@@ -664,6 +768,14 @@ def rescue() -> dict[str, Any]:
                  f"(rescue_session_status_oldest_change_timestamp_seconds{{{sel}}})",
                  f"{{{{account}}}}{SEP}node {{{{node}}}}{SEP}{{{{status}}}}")), "s"), 12, 8)
 
+    service_level_row(
+        lay, prefix="account_node:rescue_", sel=sel,
+        legend=f"{{{{account}}}}{SEP}node {{{{node}}}}",
+        account_sel='vendor="rescue", account=~"$account"', abandonment=True, handle=False,
+        about="Rescue waits are sampled at the poll interval: each is a lower bound, short by "
+              "at most one interval, and waits that begin and end between two polls are not "
+              "seen. Rescue has no handle time.")
+
     lay.row("Waiting time")
     lay.add(timeseries(
         "Time spent waiting", "Median and 90th percentile of the time sessions spent in "
@@ -681,6 +793,14 @@ def rescue() -> dict[str, Any]:
                  f"{{{sel}}}[1h]))", f"{{{{account}}}}{SEP}node {{{{node}}}}")), "short"),
         8, 8)
     exporter_row(lay, "rescue")
+    lay.add(stat(
+        "Status values not understood", "session_exporter_unrecognized_status_values: "
+        "distinct Status values of the account's replies that are neither documented nor "
+        "aliased (a localised account). Above 0: set status_aliases or use api: soap "
+        "(RUNBOOK.md, RescueStatusValuesUnrecognized).",
+        targets(('sum by (account) (session_exporter_unrecognized_status_values{vendor="rescue",'
+                 ' account=~"$account"})', "{{account}}")), "short",
+        steps=thresholds((None, "green"), (1, "orange")), graph="none"), 6, 5)
     return dashboard(
         "session-exporter-rescue", "Remote sessions: LogMeIn Rescue",
         "LogMeIn Rescue sessions per node or channel: statuses now, waiting customers, time "

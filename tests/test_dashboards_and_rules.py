@@ -41,12 +41,24 @@ CONTRACT = [
     "session_exporter_records_rejected_total", "session_exporter_build_info",
     "session_exporter_config_last_reload_successful",
     "session_exporter_config_last_reload_success_timestamp_seconds",
+    # issue 14 and 13 (the service-level inputs are on the dashboards through the rules)
+    "glance_session_wait_seconds", "securevideo_session_start_delay_seconds",
+    "securevideo_session_early_starts_total", "session_exporter_unrecognized_status_values",
 ]
+# Families the dashboards show through the service-level recording rules only.
+SERVICE_LEVEL_INPUTS = [
+    "glance_session_wait_seconds", "glance_session_duration_seconds",
+    "securevideo_session_wait_seconds", "securevideo_session_consult_seconds",
+    "rescue_session_wait_seconds",
+]
+SERVICE_LEVEL_RULES = PROM / "rules" / "session-exporter-service-level.rules.yml"
+THRESHOLDS = PROM / "rules" / "session-exporter-thresholds.rules.yml"
 REQUIRED_ALERTS = {
     "SessionExporterDown", "SessionExporterAccountDataStale",
     "SessionExporterVendorAuthFailing", "GlanceCustomerWaitingTooLong",
     "RescueCustomerWaitingTooLong", "SecureVideoBillableSessionsNearLimit",
-    "CompletedSessionsDropped",
+    "CompletedSessionsDropped", "SessionServiceLevelFastBurn", "SessionServiceLevelSlowBurn",
+    "SessionServiceLevelThresholdUnsupported", "RescueStatusValuesUnrecognized",
 }
 
 
@@ -149,6 +161,88 @@ def test_thresholds_are_in_one_file_with_a_default_each() -> None:
         assert name in header, f"{name} is not listed in the file's comment table"
 
 
+def records() -> dict[str, list[dict[str, Any]]]:
+    found: dict[str, list[dict[str, Any]]] = {}
+    for path in RULE_FILES:
+        for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]:
+            for rule in group["rules"]:
+                if "record" in rule:
+                    found.setdefault(rule["record"], []).append(rule)
+    return found
+
+
+def default_threshold(name: str) -> float:
+    for group in yaml.safe_load(THRESHOLDS.read_text(encoding="utf-8"))["groups"]:
+        for rule in group["rules"]:
+            if rule["record"] == name and not rule.get("labels"):
+                match = re.fullmatch(r"vector\(([0-9.]+)\)", rule["expr"])
+                assert match, rule
+                return float(match.group(1))
+    raise AssertionError(f"no default for {name}")
+
+
+def test_service_level_rules_are_built_from_the_generator() -> None:
+    result = run(sys.executable, PROM / "build_service_level_rules.py", "--check")
+    assert result.returncode == 0, result.stderr
+
+
+def test_service_level_thresholds_are_the_exporters_wait_buckets() -> None:
+    """The rules select the bucket whose `le` is the threshold: every default bucket bound
+    is a supported threshold, and the default threshold is one of them."""
+    from exporter.families import WAIT_BUCKETS
+
+    text = SERVICE_LEVEL_RULES.read_text(encoding="utf-8")
+    supported = {float(v) for v in re.findall(r'configured == ([0-9.]+), "le"', text)}
+    assert supported == {float(b) for b in WAIT_BUCKETS}
+    assert default_threshold("session_exporter:threshold_service_level_seconds") in supported
+
+
+def test_burn_rate_factors_can_fire_for_the_default_objective() -> None:
+    """A burn rate above 1 / (1 - objective) is unreachable (the classic 14.4 and 6 for an
+    80 % objective): the defaults must stay under it."""
+    objective = default_threshold("session_exporter:threshold_service_level_objective")
+    ceiling = 1 / (1 - objective)
+    for name in ("fast", "slow"):
+        factor = default_threshold(f"session_exporter:threshold_service_level_burn_rate_{name}")
+        assert 1 < factor < ceiling, (name, factor, ceiling)
+
+
+def test_service_level_recording_rules_per_account_and_rescue_node() -> None:
+    names = set(records())
+    for window in ("5m", "1h", "1d"):
+        for level in ("vendor_account:", "account_node:rescue_"):
+            for series in ("sessions_offered", "sessions_answered", "sessions_abandoned",
+                           "sessions_answered_within_threshold"):
+                assert f"{level}{series}:increase{window}" in names
+            for series in ("session_service_level:ratio", "session_abandonment:ratio",
+                           "session_speed_of_answer_seconds:mean"):
+                assert f"{level}{series}{window}" in names
+        handle = {r["labels"]["vendor"] for r in records()[
+            f"vendor_account:session_handle_seconds:mean{window}"]}
+        assert handle == {"glance", "securevideo"}, "Rescue has no handle time"
+    generated = re.findall(r"record: (\S+)", SERVICE_LEVEL_RULES.read_text(encoding="utf-8"))
+    for name in generated:
+        assert re.fullmatch(r"[a-z_]+:[a-z_]+:[a-z0-9_]+", name), f"not level:metric:ops: {name}"
+    text = SERVICE_LEVEL_RULES.read_text(encoding="utf-8")
+    for family in SERVICE_LEVEL_INPUTS:
+        assert f"{family}_" in text, family
+
+
+def test_service_level_row_on_every_dashboard() -> None:
+    wanted = {"Service level, last hour", "Service level against its objective",
+              "Average speed of answer"}
+    for name, board in load_dashboards().items():
+        rows = [p["title"] for p in board["panels"] if p["type"] == "row"]
+        assert "Service level" in rows, name
+        titles = {p["title"] for p in panels(board)}
+        assert wanted <= titles, name
+        assert ("Abandonment rate" in titles) == (not name.endswith("securevideo")), name
+        assert ("Average handle time" in titles) == (not name.endswith("rescue")), name
+        every = " ".join(exprs(board))
+        assert "service_level_objective:configured" in every, name
+        assert re.search(r"sessions_offered:increase1h", every), name
+
+
 # ------------------------------------------------------------------------ Grafana
 
 
@@ -184,9 +278,13 @@ def test_one_overview_and_one_dashboard_per_vendor() -> None:
 
 def test_every_contract_metric_is_on_a_dashboard() -> None:
     everything = " ".join(e for b in load_dashboards().values() for e in exprs(b))
+    rules_text = SERVICE_LEVEL_RULES.read_text(encoding="utf-8")
     missing = [m for m in CONTRACT if not re.search(rf"\b{m}(_bucket|_count|_sum)?\b",
                                                     everything)]
     assert not missing
+    # the service-level inputs reach the dashboards through the recording rules
+    assert "vendor_account:session_service_level:ratio1h" in everything
+    assert all(f"{m}_count" in rules_text for m in SERVICE_LEVEL_INPUTS)
 
 
 @pytest.mark.parametrize("name", [p.stem for p in DASHBOARDS])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import TypeVar
@@ -94,6 +94,11 @@ class Upstream:
         self._max_body = max_body_bytes
         self._wall_time = wall_time
 
+    @property
+    def max_body_bytes(self) -> int:
+        """The cap on one reply body (global `max_body_bytes`), for parsers that check it too."""
+        return self._max_body
+
     def error(
         self, operation: str, reason: str, message: str, retry_after: float | None = None
     ) -> UpstreamError:
@@ -166,3 +171,55 @@ class Upstream:
                 )
             chunks.append(chunk)
         return b"".join(chunks)
+
+    async def stream(
+        self,
+        operation: str,
+        url: str,
+        consume: Callable[[AsyncIterator[bytes]], Awaitable[T]],
+        *,
+        max_bytes: int,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        error_detail: Callable[[bytes], str | None] | None = None,
+    ) -> T:
+        """One GET whose 200 body goes to `consume` chunk by chunk and is never held whole:
+        for replies that can be reduced as they arrive (a month of SecureVideo sessions is
+        counted, not kept), so their size is bounded by `max_bytes` instead of
+        `max_body_bytes`. Other statuses fail exactly as in `fetch`; a `ParseError` out of
+        `consume` is a `parse` failure."""
+        self._metrics.upstream_request(self.vendor, self.account, operation)
+        try:
+            async with self._semaphore:
+                async with asyncio.timeout(self._timeout):
+                    async with self._session.request(
+                        "GET", url, params=params, headers=headers, allow_redirects=False
+                    ) as response:
+                        if response.status == 200:
+                            return await consume(self._chunks(operation, response, max_bytes))
+                        body = await self._read_capped(operation, response)
+                        reply = Reply(response.status, body, response.headers)
+        except TimeoutError:
+            raise self.error(operation, "timeout", f"no reply within {self._timeout:g}s") from None
+        except ParseError as exc:
+            raise self.error(operation, "parse", str(exc)) from None
+        except aiohttp.ClientPayloadError:
+            raise self.error(operation, "connection", "reply body was cut short") from None
+        except aiohttp.ClientResponseError as exc:
+            raise self.error(operation, "connection", f"bad HTTP reply ({exc.status})") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise self.error(operation, "connection", type(exc).__name__) from None
+        retry_after = parse_retry_after(reply.headers.get("Retry-After"), self._wall_time())
+        detail = error_detail(reply.body) if error_detail is not None else None
+        message = f"HTTP {reply.status}" + (f": {detail}" if detail else "")
+        raise self.error(operation, reason_for_status(reply.status), message, retry_after)
+
+    async def _chunks(
+        self, operation: str, response: aiohttp.ClientResponse, max_bytes: int
+    ) -> AsyncIterator[bytes]:
+        size = 0
+        async for chunk in response.content.iter_chunked(65536):
+            size += len(chunk)
+            if size > max_bytes:
+                raise self.error(operation, "body_too_large", f"reply exceeds {max_bytes} bytes")
+            yield chunk

@@ -272,7 +272,7 @@ def test_a_lone_surrogate_is_made_encodable() -> None:
                                                         "<type>&#xD800;</type>")))
 
 
-@pytest.mark.parametrize("digits", ["9" * 19, "9" * 5000, "²", "١٠"])
+@pytest.mark.parametrize("digits", ["9" * 19, "9" * 5000, "\u00b2", "\u0661\u0660"])
 def test_numbers_are_ascii_digits_of_bounded_length(digits: str) -> None:
     page = parse_group_sessions(_group(_session(1).replace("<id>1</id>",
                                                            f"<id>{digits}</id>")))

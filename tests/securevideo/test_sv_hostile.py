@@ -245,3 +245,18 @@ async def test_a_month_slower_than_the_cycle_deadline_fails_alone(h: Harness) ->
     assert h.failures() == {("history_month", "timeout"): 1.0}
     assert total(samples(c.families()), "securevideo_sessions_total") == 1
     assert pick(samples(c.families()), "securevideo_sessions_month") == {}
+
+
+async def test_too_many_new_sessions_stop_counting_without_counting_twice(h: Harness) -> None:
+    async with vendor() as (v, url):
+        c = collector(h, url, max_remembered_ids=5)
+        v.feed = json.dumps([good(i) for i in range(1, 9)]).encode()
+        for _ in range(3):
+            with pytest.raises(UpstreamError) as caught:
+                await c.collect(h.upstream)
+            assert caught.value.reason == "limit_exceeded"
+            assert "max_remembered_ids" in caught.value.message
+    m = samples(c.families())
+    assert total(m, "securevideo_sessions_total") == 5  # the same five, once each
+    assert total(m, "securevideo_session_duration_seconds_count") == 5
+    assert h.failures() == {("history", "limit_exceeded"): 3.0}

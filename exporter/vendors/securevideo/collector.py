@@ -16,13 +16,14 @@ from typing import Any
 
 from prometheus_client.core import Metric
 
+from ...dedupe import DedupeFull
 from ...errors import UpstreamError
 from ...families import BoundedLabel, CounterSet, HistogramSet, gauge
 from ...http import Upstream
 from ...sanitize import plausible_seconds
 from ...statecheck import counter_state, histogram_state, is_int, is_number, list_of, number
 from ..base import AccountCollector, CollectorContext
-from .client import MONTH, HistoryClient, day_start, feed_window, month_start, utc_day
+from .client import FEED, MONTH, HistoryClient, day_start, feed_window, month_start, utc_day
 from .config import MAX_FEED_DAYS, SecureVideoAccount
 from .parser import HistoryPage, HistoryRecord, MonthCounts
 
@@ -139,7 +140,12 @@ class SecureVideoCollector(AccountCollector):
         page = await (self.client.feed(upstream, now) if start is None
                       else self.client.feed(upstream, now, start))
         self._reject_bad(page)
-        self._apply_feed(page.records, now, start)
+        try:
+            self._apply_feed(page.records, now, start)
+        except DedupeFull as exc:
+            # What was counted stays counted (and remembered); the rest waits until older
+            # sessions are forgotten, rather than being counted without being remembered.
+            raise upstream.error(FEED, "limit_exceeded", str(exc)) from None
         self._fed_until, self._catch_up_from = now, None
         key = month_start(now).isoformat()
         if key != self._month_key:
@@ -249,6 +255,11 @@ class SecureVideoCollector(AccountCollector):
     def _account_for(self, record: HistoryRecord, billable_ts: float) -> None:
         seen = self._seen.get(record.session_id)
         if seen is None:
+            # Per-session flags pruned by BillableTs do not fit `SeenRecords`; the same
+            # bound applies: at most max_remembered_ids sessions remembered.
+            if len(self._seen) >= self.ctx.max_remembered_ids:
+                raise DedupeFull(f"already remembering {len(self._seen)} sessions "
+                                 "(max_remembered_ids)")
             seen = self._seen[record.session_id] = _Seen(billable_ts)
             schedule_type = self._label(self._schedule, record.schedule_type)
             self.sessions.inc((

@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import quote_plus
 
 import pytest
 from aiohttp import web
@@ -17,7 +18,7 @@ from exporter.errors import UpstreamError
 from exporter.snapshot import render
 from exporter.vendors.glance.collector import OUTCOMES
 from exporter.vendors.glance.parser import NS
-from exporter.vendors.glance.simulator import GlanceSimulator
+from exporter.vendors.glance.simulator import DEMO_API_KEY, GlanceSimulator
 
 from .support import NOON_ISH, Harness, by_label, series, start_harness, stop_harness
 from .test_collector import assert_feed_matches, completed
@@ -260,3 +261,19 @@ async def test_changed_wait_buckets_restart_only_the_wait_histogram(h: Harness) 
     assert second.durations.to_state() == first.durations.to_state()
     assert second.waits.total_count() == 0 < first.waits.total_count()
     assert any(event == "glance_wait_buckets_changed" for _, event, _ in h.log.events)
+
+
+async def test_vendor_data_equal_to_the_key_never_becomes_a_label(clock: FakeClock) -> None:
+    sim = GlanceSimulator(clock, seed=2, session_types={"C": 1, DEMO_API_KEY: 1},
+                          final_statuses={"C": 1, quote_plus(DEMO_API_KEY): 1})
+    h = await start_harness(clock, sim)
+    try:
+        c = h.collector(page_size=100)
+        for _ in range(3):
+            clock.advance(900)
+            await c.collect(h.upstream())
+        text = render(c.families()).text.decode()
+    finally:
+        await stop_harness(h)
+    assert DEMO_API_KEY not in text and quote_plus(DEMO_API_KEY) not in text
+    assert 'session_type="<redacted>"' in text and 'status="<redacted>"' in text

@@ -52,8 +52,10 @@ class Vendor:
         self.month: bytes = b"[]"
         self.status = 200
         self.month_delay = 0.0
+        self.queries: list[dict[str, str]] = []
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.queries.append(dict(request.query))
         is_month = "month" in request.query
         if is_month and self.month_delay:
             await asyncio.sleep(self.month_delay)  # a slow vendor, not synchronisation
@@ -260,3 +262,24 @@ async def test_too_many_new_sessions_stop_counting_without_counting_twice(h: Har
     assert total(m, "securevideo_sessions_total") == 5  # the same five, once each
     assert total(m, "securevideo_session_duration_seconds_count") == 5
     assert h.failures() == {("history", "limit_exceeded"): 3.0}
+
+
+async def test_a_catch_up_over_the_record_limit_is_given_up_not_retried_for_ever(
+    h: Harness,
+) -> None:
+    async with vendor() as (v, url):
+        first = collector(h, url)
+        await first.collect(h.upstream)
+        saved = first.state()
+        h.clock.advance(5 * 86400)  # down for five days: the next feed catches up
+        second = collector(h, url, max_records_per_reply=10)
+        second.restore(saved)
+        v.feed = json.dumps([good(i) for i in range(1, 12)]).encode()
+        with pytest.raises(UpstreamError) as caught:
+            await second.collect(h.upstream)
+        assert caught.value.reason == "limit_exceeded"
+        v.feed = b"[]"
+        await second.collect(h.upstream)  # the plain window again: up
+    feeds = [q["startDt"] for q in v.queries if "startDt" in q]
+    assert feeds == ["2026-03-09", "2026-03-10", "2026-03-14"]  # caught up once, then not
+    assert second.state()["fed_until"] == h.clock.time()

@@ -137,8 +137,19 @@ class SecureVideoCollector(AccountCollector):
         start = self._catch_up_start(now)
         # The extra argument only when catching up: stand-in clients (tests) keep the
         # two-argument form.
-        page = await (self.client.feed(upstream, now) if start is None
-                      else self.client.feed(upstream, now, start))
+        try:
+            page = await (self.client.feed(upstream, now) if start is None
+                          else self.client.feed(upstream, now, start))
+        except UpstreamError as exc:
+            if start is not None and exc.reason == "limit_exceeded":
+                # A catch-up too big for one reply would fail every cycle for good: give
+                # it up (those days are lost, and said so) and carry on with the window.
+                self._catch_up_from = None
+                self.ctx.log.warning("securevideo_catch_up_truncated",
+                                     lost_before=feed_window(now, self.account.feed_days)[0]
+                                     .isoformat(),
+                                     hint="the catch-up reply was over max_records_per_reply")
+            raise
         self._reject_bad(page)
         try:
             self._apply_feed(page.records, now, start)

@@ -15,8 +15,8 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 from benchlib import arguments, header, ratio, table
 from lxml import etree
@@ -30,6 +30,8 @@ from exporter.registry import VENDORS
 from exporter.selfmetrics import SelfMetrics
 from exporter.vendors.base import CollectorContext
 
+T = TypeVar("T")
+
 NOW = 1_767_225_600.0 + 40 * 86400  # mid-February 2026: 40 days of simulated past
 
 
@@ -42,11 +44,23 @@ class CannedUpstream(Upstream):
         self._metrics = SelfMetrics()
         self._answer = answer
         self._headers = CIMultiDictProxy(CIMultiDict[str]())
+        self._max_body = 1 << 30  # parsers read the body cap from the Upstream
 
     async def fetch(self, operation: str, method: str, url: str, *,
                     data: Mapping[str, str] | None = None,
                     params: Mapping[str, str] | None = None, **_: Any) -> Reply:
         return Reply(200, self._answer(operation, data or params or {}), self._headers)
+
+    async def stream(self, operation: str, url: str,
+                     consume: Callable[[AsyncIterator[bytes]], Awaitable[T]], *,
+                     params: Mapping[str, str] | None = None, **_: Any) -> T:
+        body = self._answer(operation, params or {})
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for at in range(0, len(body), 65536):
+                yield body[at:at + 65536]
+
+        return await consume(chunks())
 
 
 def context(clock: FakeClock, started_at: float = 0.0) -> CollectorContext:

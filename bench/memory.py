@@ -57,8 +57,8 @@ class DayOfSessions:
     async def session_counts_ending(self, upstream: Any, *args: Any) -> Counts:
         return Counts([])
 
-    async def completed(self, upstream: Any, operation: str, start: float, end: float
-                        ) -> AsyncIterator[GroupSessions]:
+    async def completed(self, upstream: Any, operation: str, start: float, end: float,
+                        **_: Any) -> AsyncIterator[GroupSessions]:  # position, budget
         lo = max(0, int((start - START) / self.gap + 0.999999))
         hi = int((end - START) / self.gap)
         for page in range(lo, hi + 1, 1000):

@@ -12,7 +12,7 @@ import asyncio
 import math
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -123,6 +123,11 @@ class Upstream:
         self._wall_time = wall_time
         self.history = history  # where each request is recorded for the status page
 
+    @property
+    def max_body_bytes(self) -> int:
+        """The cap on one reply body (global `max_body_bytes`), for parsers that check it too."""
+        return self._max_body
+
     def error(
         self, operation: str, reason: str, message: str, retry_after: float | None = None
     ) -> UpstreamError:
@@ -174,12 +179,60 @@ class Upstream:
     ) -> Reply:
         """One request. A status outside `ok_statuses` raises; `error_detail` may turn
         the error body into a short, secret-free text for the log line."""
+        read = self._reader(operation)
+        return await self._counted(operation, method, url, read, data, params, headers,
+                                   ok_statuses, error_detail)
+
+    async def stream(
+        self,
+        operation: str,
+        url: str,
+        consume: Callable[[AsyncIterator[bytes]], Awaitable[T]],
+        *,
+        max_bytes: int,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        error_detail: Callable[[bytes], str | None] | None = None,
+    ) -> T:
+        """One GET whose 200 body goes to `consume` chunk by chunk and is never held whole:
+        for replies that can be reduced as they arrive (a month of SecureVideo sessions is
+        counted, not kept), so their size is bounded by `max_bytes` instead of
+        `max_body_bytes`. Other statuses fail exactly as in `fetch`; a `ParseError` out of
+        `consume` is a `parse` failure."""
+        read = self._reader(operation)
+        result: list[T] = []
+
+        async def handle(response: aiohttp.ClientResponse) -> Reply:
+            if response.status != 200:
+                return await read(response)
+            result.append(await consume(self._chunks(operation, response, max_bytes)))
+            return Reply(200, b"", response.headers)
+
+        await self._counted(operation, "GET", url, handle, None, params, headers, (200,),
+                            error_detail)
+        return result[0]
+
+    async def _counted(
+        self,
+        operation: str,
+        method: str,
+        url: str,
+        handle: Callable[[aiohttp.ClientResponse], Awaitable[Reply]],
+        data: Mapping[str, str] | bytes | None,
+        params: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+        ok_statuses: tuple[int, ...],
+        error_detail: Callable[[bytes], str | None] | None,
+    ) -> Reply:
+        """The one path of every request: counted, timed, its status checked, recorded
+        in the account's history, every failure an `UpstreamError` with its reason."""
         self._metrics.upstream_request(self.vendor, self.account, operation)
         started = time.monotonic()
         token = _in_fetch.set(True)
         try:
             try:
-                reply = await self._request(operation, method, url, data, params, headers)
+                reply = await self._exchange(operation, method, url, handle, data, params,
+                                             headers)
             except UpstreamError as exc:
                 self._note(operation, method, started, None, exc.reason, exc.message)
                 raise
@@ -196,15 +249,26 @@ class Upstream:
         self._note(operation, method, started, reply, None, None)
         return reply
 
-    async def _request(
+    def _reader(
+        self, operation: str
+    ) -> Callable[[aiohttp.ClientResponse], Awaitable[Reply]]:
+        async def read(response: aiohttp.ClientResponse) -> Reply:
+            body = await self._read_capped(operation, response)
+            return Reply(response.status, body, response.headers)
+
+        return read
+
+    async def _exchange(
         self,
         operation: str,
         method: str,
         url: str,
+        handle: Callable[[aiohttp.ClientResponse], Awaitable[Reply]],
         data: Mapping[str, str] | bytes | None,
         params: Mapping[str, str] | None,
         headers: Mapping[str, str] | None,
     ) -> Reply:
+        """Send, let `handle` read the response, and map every aiohttp failure."""
         try:
             async with self._semaphore:
                 async with asyncio.timeout(self._timeout):
@@ -216,10 +280,11 @@ class Upstream:
                         headers=headers,
                         allow_redirects=False,
                     ) as response:
-                        body = await self._read_capped(operation, response)
-                        return Reply(response.status, body, response.headers)
+                        return await handle(response)
         except TimeoutError:
             raise self.error(operation, "timeout", f"no reply within {self._timeout:g}s") from None
+        except ParseError as exc:  # from a streaming consumer
+            raise self.error(operation, "parse", str(exc)) from None
         except aiohttp.ClientPayloadError:
             raise self.error(operation, "connection", "reply body was cut short") from None
         except aiohttp.ClientHttpProxyError as exc:
@@ -281,3 +346,13 @@ class Upstream:
                 )
             chunks.append(chunk)
         return b"".join(chunks)
+
+    async def _chunks(
+        self, operation: str, response: aiohttp.ClientResponse, max_bytes: int
+    ) -> AsyncIterator[bytes]:
+        size = 0
+        async for chunk in response.content.iter_chunked(65536):
+            size += len(chunk)
+            if size > max_bytes:
+                raise self.error(operation, "body_too_large", f"reply exceeds {max_bytes} bytes")
+            yield chunk

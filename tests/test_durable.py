@@ -55,12 +55,13 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 def pick(metrics: Samples, name: str, *labels: str) -> dict[tuple[str, ...], float]:
-    """Samples of `name`, keyed by the values of `labels`, zeros left out."""
+    """Samples of `name`, summed by the values of `labels`, zeros left out."""
     out: dict[tuple[str, ...], float] = {}
     for (sample, pairs), v in metrics.items():
         if sample == name and v:
             d = dict(pairs)
-            out[tuple(d[label] for label in labels)] = v
+            key = tuple(d[label] for label in labels)
+            out[key] = out.get(key, 0.0) + v
     return out
 
 

@@ -88,11 +88,12 @@ class Harness:
     def base_url(self) -> str:
         return str(self.server.make_url("")).rstrip("/")
 
-    def upstream(self, account: str = "acme") -> Upstream:
+    def upstream(self, account: str = "acme", max_body_bytes: int = 16 * 1024 * 1024
+                 ) -> Upstream:
         return Upstream(
             self.session, vendor="glance", account=account, timeout=5.0,
             semaphore=asyncio.Semaphore(4), metrics=self.metrics,
-            max_body_bytes=16 * 1024 * 1024, wall_time=self.clock.time,
+            max_body_bytes=max_body_bytes, wall_time=self.clock.time,
         )
 
     def collector(
@@ -102,6 +103,7 @@ class Harness:
         page_size: int = 1000,
         label_limit: int = 50,
         name: str = "acme",
+        limits: dict[str, int] | None = None,
         **fields: Any,
     ) -> GlanceCollector:
         account = make_account(self.base_url, name=name, **fields)
@@ -113,9 +115,10 @@ class Harness:
             clock=self.clock, log=self.log,  # type: ignore[arg-type]
             label_value_limit=label_limit, reject=reject,
             started_at=self.clock.time() if started_at is None else started_at,
+            **(limits or {}),
         )
         client = GlanceClient(account.common.base_url, account.partner_id, account.api_key,
-                              page_size=page_size)
+                              page_size=page_size, max_records=ctx.max_records_per_reply)
         return GlanceCollector(account, ctx, client=client)
 
     def failures(self, reason: str | None = None) -> dict[tuple[str, ...], float]:

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import pytest
 from yarl import URL
@@ -15,7 +16,9 @@ from exporter.selfmetrics import SelfMetrics
 from exporter.vendors.glance.client import (
     COMPLETED,
     COMPLETED_ENDING,
+    FeedPosition,
     GlanceClient,
+    PageBudget,
     utc,
     windows,
 )
@@ -247,3 +250,63 @@ async def test_connection_failure_is_counted(client: GlanceClient, upstream: Ups
         with pytest.raises(UpstreamError) as info:
             await client.active_sessions(upstream)
     assert info.value.reason == "connection"
+
+
+@pytest.mark.parametrize("offset", [0, 1, 2040, 2044, 2047, 5000])
+@pytest.mark.parametrize("encode", [str, quote_plus, lambda k: quote(k, safe="")])
+async def test_an_echoed_key_never_reaches_the_error_wherever_it_falls(
+    upstream: Upstream, offset: int, encode: Callable[[str], str]
+) -> None:
+    # The old client cut the body at 2048 bytes before masking: a key straddling the
+    # cut, or form-encoded, went to the log. The scrubber sees the whole line first.
+    key = "GLK-9f1c+e7/a2=b&c?d"
+    client = GlanceClient(BASE, 1, Secret(key))
+    body = "x" * offset + f" apiKey={encode(key)}&partnerId=1 was refused\r\n   at X.Y()"
+    with aioresponses() as m:
+        m.post(url("PartnerActiveSessions"), status=500, body=body)
+        with pytest.raises(UpstreamError) as info:
+            await client.active_sessions(upstream)
+    text = str(info.value)
+    for form in (key, quote_plus(key), quote(key, safe=""), key[:8], quote_plus(key)[:8]):
+        assert form not in text
+    assert len(info.value.message) <= 220
+
+
+async def test_a_reply_over_max_records_is_refused(
+    upstream: Upstream, metrics: SelfMetrics
+) -> None:
+    client = GlanceClient(BASE, 1, Secret(KEY), max_records=2)
+    with aioresponses() as m:
+        m.post(url(COMPLETED_ENDING), body=page(0, [1, 2, 3]))
+        with pytest.raises(UpstreamError) as info:
+            await collect(client, upstream, COMPLETED_ENDING, T0, T0 + 60)
+    assert info.value.reason == "limit_exceeded"
+    assert metrics.failures.values == {("glance", "acme", COMPLETED_ENDING, "limit_exceeded"): 1}
+
+
+async def test_the_page_budget_stops_and_the_position_carries_on(upstream: Upstream) -> None:
+    client = GlanceClient(BASE, 1, Secret(KEY))
+    position = FeedPosition(T0, T0 + 40 * DAY)  # two windows
+    budget = PageBudget(2)
+    ids: list[int] = []
+    with aioresponses() as m:
+        m.post(url(COMPLETED), body=page(11, [1, 2]))
+        m.post(url(COMPLETED), body=page(21, [11, 12]))
+        m.post(url(COMPLETED), body=page(0, [21]))
+        m.post(url(COMPLETED), body=page(0, [31]))
+        with pytest.raises(UpstreamError) as info:
+            async for p in client.completed(upstream, COMPLETED, T0, T0, position=position,
+                                            budget=budget):
+                ids.extend(s.id for s in p.sessions)
+        assert info.value.reason == "limit_exceeded"
+        assert (position.next_id, position.start) == (21, T0)
+        budget = PageBudget(5)
+        async for p in client.completed(upstream, COMPLETED, T0, T0, position=position,
+                                        budget=budget):
+            ids.extend(s.id for s in p.sessions)
+        calls = sent(m, COMPLETED)
+    assert ids == [1, 2, 11, 12, 21, 31]
+    assert position.done and budget.left == 3
+    assert [(c["startRange"], c["nextId"]) for c in calls] == [
+        ("2026-01-01T00:00:00Z", "0"), ("2026-01-01T00:00:00Z", "11"),
+        ("2026-01-01T00:00:00Z", "21"), ("2026-02-01T00:00:00Z", "0")]

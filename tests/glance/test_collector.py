@@ -34,17 +34,30 @@ def nonzero(counts: dict[tuple[str, ...], float]) -> dict[tuple[str, ...], float
     return {k: v for k, v in counts.items() if v}
 
 
+OUTCOMES = ("answered", "abandoned", "timed_out", "transferred", "other")
+
+
 def assert_feed_matches(h: Harness, c: GlanceCollector, lo: float) -> None:
+    """Counts, durations and waits per session type and outcome equal the simulator's
+    ground truth for the sessions that ended in [lo, now], exactly."""
     ended = h.sim.completed_ended(lo, h.clock.time())
     assert ended, "the simulator should have completed sessions in the range"
     assert nonzero(completed(c)) == truth(ended)
-    counts = by_label(series(c.families(), "glance_session_duration_seconds_count"),
-                      "session_type")
-    sums = by_label(series(c.families(), "glance_session_duration_seconds_sum"), "session_type")
-    for session_type in ("C", "G", "V"):
-        mine = [s for s in ended if s.type == session_type]
-        assert counts[(session_type,)] == len(mine)
-        assert sums[(session_type,)] == sum(s.duration for s in mine)
+    families = list(c.families())
+    for name, value in (("duration", lambda s: s.duration), ("wait", lambda s: s.observed_wait)):
+        counts = by_label(series(families, f"glance_session_{name}_seconds_count"),
+                          "session_type", "outcome")
+        sums = by_label(series(families, f"glance_session_{name}_seconds_sum"),
+                        "session_type", "outcome")
+        types = {t for t, _ in counts}
+        assert types >= {"C", "G", "V"}
+        assert set(counts) == {(t, o) for t in types for o in OUTCOMES}, "zero-filled"
+        for session_type in types:
+            for outcome in OUTCOMES:
+                mine = [value(s) for s in ended if s.type == session_type
+                        and s.outcome == outcome and value(s) is not None]
+                assert counts[(session_type, outcome)] == len(mine), (name, outcome)
+                assert sums[(session_type, outcome)] == sum(mine), (name, outcome)
 
 
 async def test_every_metric_is_labelled_with_the_account_first(h: Harness) -> None:
@@ -59,7 +72,8 @@ async def test_every_metric_is_labelled_with_the_account_first(h: Harness) -> No
         "glance_sessions_current", "glance_session_guests_current",
         "glance_waiting_session_oldest_start_timestamp_seconds", "glance_sessions_today",
         "glance_session_average_duration_seconds", "glance_sessions_completed",
-        "glance_session_duration_seconds", "glance_user_sessions_current",
+        "glance_session_duration_seconds", "glance_session_wait_seconds",
+        "glance_user_sessions_current",
     }
 
 
@@ -265,8 +279,9 @@ async def test_seen_ids_are_pruned_in_steady_state(h: Harness) -> None:
     for _ in range(30):
         h.clock.advance(600)
         await c.collect(h.upstream())
-    # About 3 sessions a minute finish; only the overlap plus the skew margin is kept.
-    assert len(c.seen) < 3 * (5 + 60 + 10) * 1.5
+    # About 4 sessions a minute finish (the simulator's rate); only the overlap plus the
+    # skew margin (and one poll) is kept, not the 300 minutes polled (about 1200 ids).
+    assert len(c.seen) < 4 * (5 + 60 + 10) * 1.5
     assert_feed_matches(h, c, NOON_ISH)
 
 

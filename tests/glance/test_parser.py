@@ -184,17 +184,102 @@ def test_group_sessions_edge_cases() -> None:
     body = f"""<groupSessions xmlns="{NS}"><users>
       <userSessions><partnerUserId>Gone</partnerUserId><validUser>false</validUser></userSessions>
       <userSessions><partnerUserId>U1</partnerUserId><validUser>true</validUser><sessions>
-        <session><id>5</id><type>Z</type><status>?</status><duration>-4</duration></session>
+        <session><id>5</id><type>Z</type><status>?</status><duration>soon</duration></session>
         <session><type>C</type><status>C</status></session>
-        <session><id>6</id><type>C</type><status>C</status><duration>1e400</duration>
+        <session><id>6</id><type>C</type><status>C</status><duration>12</duration>
           <startTime>yesterday</startTime></session>
       </sessions></userSessions></users></groupSessions>""".encode()
     page = parse_group_sessions(body)
     assert page.next_id is None
     assert [(s.id, s.type, s.status, s.duration, s.start_time) for s in page.sessions] == [
-        (5, "Z", "?", None, None), (6, "C", "C", None, None)]
-    assert page.skipped == 1
+        (5, "Z", "?", None, None), (6, "C", "C", 12, None)]
+    assert (page.skipped, page.implausible) == (1, 0)
     assert page.invalid_users == ["Gone"]
+
+
+def _group(*sessions: str) -> bytes:
+    return (f'<groupSessions xmlns="{NS}"><users><userSessions><partnerUserId>U'
+            "</partnerUserId><validUser>true</validUser><sessions>" + "".join(sessions)
+            + "</sessions></userSessions></users></groupSessions>").encode()
+
+
+def _session(sid: int, *, duration: str = "60", start: str = "2026-03-10T12:00:00Z",
+             guests: str = "") -> str:
+    return (f"<session><id>{sid}</id><type>C</type><status>C</status>"
+            f"<startTime>{start}</startTime><duration>{duration}</duration>"
+            f"<guests>{guests}</guests></session>")
+
+
+def _guest(kind: str, start: str) -> str:
+    return f"<guest><type>{kind}</type><startTime>{start}</startTime></guest>"
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("duration", "1e308"), ("duration", "-4"), ("duration", "NaN"), ("duration", "Infinity"),
+    ("duration", "1e400"), ("duration", str(7 * 86400 + 1)),
+    ("start", "9999-12-31T23:59:59Z"), ("start", "0001-01-01T00:00:00Z"),
+    ("guest", "9999-12-31T23:59:59Z"), ("guest", "0001-01-01T00:00:00"),
+])
+def test_implausible_numbers_and_dates_reject_the_session(field: str, value: str) -> None:
+    bad = {"duration": _session(2, duration=value), "start": _session(2, start=value),
+           "guest": _session(2, guests=_guest("visitor", value))}[field]
+    page = parse_group_sessions(_group(_session(1), bad))
+    assert [s.id for s in page.sessions] == [1]
+    assert (page.skipped, page.implausible) == (1, 1)
+
+
+def test_a_wait_of_more_than_a_week_is_implausible() -> None:
+    guests = _guest("visitor", "2026-03-01T00:00:00Z") + _guest("agent", "2026-03-09T00:00:00Z")
+    page = parse_group_sessions(_group(_session(1, guests=guests)))
+    assert (page.sessions, page.implausible) == ([], 1)
+
+
+def test_guest_starts_are_the_earliest_visitor_and_agent() -> None:
+    guests = (_guest("agent", "2026-03-10T12:00:40Z") + _guest("Visitor", "2026-03-10T12:00:30Z")
+              + _guest("visitor", "2026-03-10T12:00:05Z") + _guest("agent", "2026-03-10T12:00:20Z")
+              + _guest("observer", "2026-03-10T11:00:00Z") + _guest("agent", "garbage"))
+    (session,) = parse_group_sessions(_group(_session(1, guests=guests))).sessions
+    assert session.visitor_start == ts("2026-03-10T12:00:05")
+    assert session.agent_start == ts("2026-03-10T12:00:20")
+    (alone,) = parse_group_sessions(
+        _group(_session(2, guests=_guest("visitor", "2026-03-10T12:00:05Z")))).sessions
+    assert (alone.visitor_start, alone.agent_start) == (ts("2026-03-10T12:00:05"), None)
+
+
+def test_doc_sample_guest_times() -> None:
+    (session,) = parse_group_sessions(sample("PartnerCompletedSessionsEnding")).sessions
+    assert session.visitor_start == ts("2020-03-31T12:43:09")
+    assert session.agent_start == ts("2020-03-31T12:43:12")
+
+
+def test_replies_over_the_record_limit_are_not_built() -> None:
+    body = _group(*(_session(i) for i in range(1, 6)))
+    assert len(parse_group_sessions(body, max_records=5).sessions) == 5
+    page = parse_group_sessions(body, max_records=4)
+    assert (page.sessions, page.over_limit) == ([], 5)
+    counts = _counts(*["<sessionCount><type>C</type><status>C</status><count>1</count>"
+                       "</sessionCount>"] * 3)
+    assert parse_session_counts(counts, max_records=2).over_limit == 3
+    assert parse_session_counts(counts, max_records=3).over_limit is None
+
+
+def test_a_lone_surrogate_is_made_encodable() -> None:
+    # lxml refuses a raw surrogate, so one can only arrive as a character reference,
+    # which XML forbids too; an unpaired surrogate escape in text is therefore a parse
+    # error, and everything else is valid UTF-8 by construction.
+    with pytest.raises(ParseError):
+        parse_group_sessions(_group(_session(1).replace("<type>C</type>",
+                                                        "<type>&#xD800;</type>")))
+
+
+@pytest.mark.parametrize("digits", ["9" * 19, "9" * 5000, "\u00b2", "\u0661\u0660"])
+def test_numbers_are_ascii_digits_of_bounded_length(digits: str) -> None:
+    page = parse_group_sessions(_group(_session(1).replace("<id>1</id>",
+                                                           f"<id>{digits}</id>")))
+    assert (page.sessions, page.skipped, page.implausible) == ([], 1, 0)
+    with pytest.raises(ParseError, match="nextId"):
+        parse_group_sessions(f'<groupSessions xmlns="{NS}"><nextId>{digits}</nextId>'
+                             "</groupSessions>".encode())
 
 
 def test_group_sessions_bad_next_id() -> None:

@@ -64,12 +64,13 @@ class Harness:
 
 
 @asynccontextmanager
-async def harness(clock: FakeClock) -> AsyncIterator[Harness]:
+async def harness(clock: FakeClock,
+                  max_body_bytes: int = 16 * 1024 * 1024) -> AsyncIterator[Harness]:
     session = new_client_session()
     metrics = SelfMetrics()
     upstream = Upstream(
         session, vendor="securevideo", account=ACCOUNT, timeout=10.0,
-        semaphore=asyncio.Semaphore(4), metrics=metrics, max_body_bytes=16 * 1024 * 1024,
+        semaphore=asyncio.Semaphore(4), metrics=metrics, max_body_bytes=max_body_bytes,
         wall_time=clock.time,
     )
     try:

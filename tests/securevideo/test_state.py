@@ -14,7 +14,7 @@ from exporter.clock import FakeClock
 from exporter.vendors.securevideo.collector import SecureVideoCollector
 from exporter.vendors.securevideo.simulator import SecureVideoSimulator
 
-from .helpers import Harness, account, harness, samples, served, total
+from .helpers import Harness, account, harness, pick, samples, served, total
 from .test_sv_collector_sim import NEW_YEARS_EVE, Truth, assert_matches
 
 
@@ -132,14 +132,49 @@ BAD_STATES: list[tuple[str, Any]] = [
     ("version", 0),
     ("counted_from", None),
     ("fed_until", "yesterday"),
+    ("version", 3),
+    ("version", True),
     ("seen", [[1, 2.0, True]]),
-    ("seen", [[1, 2.0, "yes", False]]),
-    ("seen", [["1", 2.0, True, False]]),
+    ("seen", [[1, 2.0, True, False]]),  # a version 1 entry in a version 2 state
+    ("seen", [[1, 2.0, "yes", False, False]]),
+    ("seen", [["1", 2.0, True, False, False]]),
     ("sessions", [[["BILL", "OnDemand"], 1.0]]),
     ("sessions", "many"),
     ("durations", [[["Zoom"], [1], 60.0]]),
     ("waits", [[["Zoom", "x"], [0] * 11, 60.0]]),
+    ("consults", None),
+    ("consults", [[["Zoom"], [1], 60.0]]),
+    ("start_delays", [[["Scheduled"], [0] * 16 + [-1], 1.0]]),
+    ("early_starts", [[["Scheduled"], -1.0]]),
+    ("early_starts", None),
 ]
+
+
+async def test_a_version_1_state_carries_on_and_the_new_series_start_at_zero() -> None:
+    clock = FakeClock(NEW_YEARS_EVE)
+    sim = SecureVideoSimulator(clock, seed=5)
+    async with harness(clock) as h, served(sim) as url:
+        first = h.collector(account(url))
+        await poll(h, first, sim, Truth(), clock.time(), [0] + [60] * 20)
+        state = through_json(first.state())
+        # What the previous release saved: no consult, start delay or early starts.
+        old = {k: v for k, v in state.items()
+               if k not in ("consults", "start_delays", "early_starts")}
+        old["version"] = 1
+        old["seen"] = [item[:4] for item in state["seen"]]
+        second = h.collector(account(url))
+        second.restore(old)
+        await second.collect(h.upstream)
+        before, after = samples(first.families()), samples(second.families())
+    assert total(after, "securevideo_sessions_total") >= total(before,
+                                                               "securevideo_sessions_total") > 0
+    assert (total(after, "securevideo_session_duration_seconds_count")
+            >= total(before, "securevideo_session_duration_seconds_count") > 0)
+    # Sessions whose duration the old process observed never land in the new histogram.
+    assert (total(after, "securevideo_session_consult_seconds_count")
+            == total(after, "securevideo_session_duration_seconds_count")
+            - total(before, "securevideo_session_duration_seconds_count"))
+    assert len(pick(after, "securevideo_session_early_starts_total")) == 2  # zero-filled
 
 
 @pytest.mark.parametrize(("key", "value"), BAD_STATES)

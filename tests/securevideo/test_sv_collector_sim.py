@@ -3,12 +3,13 @@ simulator's own ground truth (its world model, not its HTTP replies)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -31,6 +32,9 @@ class Truth:
     sessions: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     durations: dict[str, list[float]] = field(default_factory=dict)
     waits: dict[str, list[float]] = field(default_factory=dict)
+    consults: dict[str, list[float]] = field(default_factory=dict)
+    start_delays: dict[str, list[float]] = field(default_factory=dict)
+    early_starts: Counter[str] = field(default_factory=Counter)
     _counted: set[int] = field(default_factory=set)
     _timed: set[int] = field(default_factory=set)
     _waited: set[int] = field(default_factory=set)
@@ -52,6 +56,11 @@ class Truth:
                 status = s.status_at(t_ms)
                 assert status is not None
                 self.sessions[(status, s.schedule_type, provider)] += 1
+                if s.schedule_type in ("Scheduled", "Rescheduled"):
+                    # The simulator's times are whole milliseconds: exact in seconds.
+                    delay = (s.billable_ms - s.schedule_ms) / 1000
+                    self.early_starts[s.schedule_type] += delay < 0
+                    self.start_delays.setdefault(s.schedule_type, []).append(max(0.0, delay))
             duration, wait = s.duration_at(t_ms), s.wait_at(t_ms)
             if duration is not None and sid not in self._timed:
                 self._timed.add(sid)
@@ -59,6 +68,9 @@ class Truth:
             if wait is not None and sid not in self._waited:
                 self._waited.add(sid)
                 self.waits.setdefault(provider, []).append(wait * 60.0)
+                # WaitTime is null exactly when DurationMinutes is: both known at once.
+                assert duration is not None
+                self.consults.setdefault(provider, []).append(max(0, duration - wait) * 60.0)
 
 
 def in_progress(world: World, t: float, feed_days: int = 2) -> int:
@@ -91,7 +103,8 @@ def assert_matches(c: SecureVideoCollector, truth: Truth) -> None:
     })
     assert got == truth.sessions
     for name, observed in (("securevideo_session_duration_seconds", truth.durations),
-                           ("securevideo_session_wait_seconds", truth.waits)):
+                           ("securevideo_session_wait_seconds", truth.waits),
+                           ("securevideo_session_consult_seconds", truth.consults)):
         for provider in ("Zoom", "One-Click", "VSee"):
             values = observed.get(provider, [])
             assert total(m, f"{name}_count", provider=provider) == len(values)
@@ -99,6 +112,17 @@ def assert_matches(c: SecureVideoCollector, truth: Truth) -> None:
             le_600 = m.get((f"{name}_bucket", (("account", "clinic"), ("le", "600.0"),
                                                 ("provider", provider))), 0.0)
             assert le_600 == sum(1 for v in values if v <= 600)
+    delay = "securevideo_session_start_delay_seconds"
+    for schedule_type in ("Scheduled", "Rescheduled"):
+        values = truth.start_delays.get(schedule_type, [])
+        assert total(m, f"{delay}_count", schedule_type=schedule_type) == len(values)
+        assert total(m, f"{delay}_sum", schedule_type=schedule_type) == pytest.approx(sum(values))
+        for le in ("5.0", "20.0", "60.0", "180.0"):  # early starts are zeros under 5
+            bucket = m[(f"{delay}_bucket", (("account", "clinic"), ("le", le),
+                                             ("schedule_type", schedule_type)))]
+            assert bucket == sum(1 for v in values if v <= float(le))
+        assert total(m, "securevideo_session_early_starts_total",
+                     schedule_type=schedule_type) == truth.early_starts[schedule_type]
 
 
 def poll_times(start: float, steps: Iterable[float]) -> list[float]:
@@ -137,11 +161,33 @@ async def test_matches_ground_truth_across_midnight_month_and_year() -> None:
     assert sum(truth.sessions.values()) > 100
     assert set(truth.durations) == {"Zoom", "One-Click", "VSee"}
     assert {k[0] for k in truth.sessions} >= {"BILL", "DUPL"}
+    # Every kind of start the simulator draws happened: late, early, on time-ish.
+    assert min(truth.early_starts.values()) > 0
+    assert all(any(v > 60 for v in vs) for vs in truth.start_delays.values())
+    assert set(truth.consults) == {"Zoom", "One-Click", "VSee"}
     # The counters only count sessions that connected after we started.
     connected_since = {s.session_id for s in sim.world.visible()
                        if s.billable_ms is not None and started_at <= s.billable_ms / 1000
                        <= clock.time()}
     assert sum(truth.sessions.values()) == len(connected_since)
+
+
+async def test_a_month_far_bigger_than_max_body_bytes_is_still_counted() -> None:
+    """Issue 15: the month reply was read whole under max_body_bytes, so a busy account
+    went down for the rest of the month. It is now counted as it streams in."""
+    clock = FakeClock(datetime(2026, 1, 3, 0, 10, tzinfo=UTC).timestamp())
+    sim = SecureVideoSimulator(clock, seed=4, history=2 * 86400 + 600)
+    async with harness(clock, max_body_bytes=256 * 1024) as h, served(sim) as url:
+        c = h.collector(account(url, feed_days=1), clock.time())
+        await c.collect(h.upstream)
+        assert h.failures() == {}
+        month = {dict(k)["billable_status"]: v
+                 for k, v in pick(samples(c.families()), "securevideo_sessions_month").items()}
+        assert month == month_truth(sim.world, clock.time())
+        assert sum(month.values()) > 5000
+        # What the month reply weighs on the wire:
+        body = json.dumps(sim.world.query(clock.time(), month=date(2026, 1, 1))).encode()
+        assert len(body) > 10 * 256 * 1024  # ten times the cap
 
 
 async def test_restart_does_not_recount_and_loses_nothing() -> None:

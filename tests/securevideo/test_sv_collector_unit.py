@@ -12,7 +12,7 @@ from exporter.clock import FakeClock
 from exporter.errors import UpstreamError
 from exporter.http import Upstream
 from exporter.vendors.securevideo.collector import SecureVideoCollector
-from exporter.vendors.securevideo.parser import HistoryPage, HistoryRecord
+from exporter.vendors.securevideo.parser import HistoryPage, HistoryRecord, MonthCounts
 
 from .helpers import Harness, account, harness, pick, samples, total
 
@@ -39,11 +39,20 @@ class FakeClient:
             raise upstream.error("history", "http_5xx", "HTTP 500")
         return HistoryPage(tuple(self.feed_records), self.skipped, "record 0: x")
 
-    async def month(self, upstream: Upstream, now: float) -> HistoryPage:
+    async def month(self, upstream: Upstream, now: float) -> MonthCounts:
         self.month_calls.append(now)
         if self.fail_month:
             raise upstream.error("history_month", "timeout", "no reply")
-        return HistoryPage(tuple(self.month_records))
+        return month_counts(self.month_records)
+
+
+def month_counts(records: list[HistoryRecord]) -> MonthCounts:
+    """What the month counter makes of these records: the last row of a session wins."""
+    latest = {r.session_id: r.billable_status for r in records if r.billable_ts is not None}
+    counts: dict[str | None, int] = {}
+    for status in latest.values():
+        counts[status] = counts.get(status, 0) + 1
+    return MonthCounts(counts)
 
 
 @pytest.fixture
@@ -62,10 +71,12 @@ def make(h: Harness, started_at: float | None = None, limit: int = 50,
 
 def rec(sid: int, billable: str | None, duration: float | None = None,
         wait: float | None = None, status: str | None = "BILL",
-        schedule: str | None = "OnDemand", provider: str | None = "Zoom") -> HistoryRecord:
+        schedule: str | None = "OnDemand", provider: str | None = "Zoom",
+        scheduled: str | None = None) -> HistoryRecord:
     return HistoryRecord(session_id=sid, billable_ts=ts(billable) if billable else None,
                          duration_minutes=duration, wait_minutes=wait, billable_status=status,
-                         schedule_type=schedule, provider=provider)
+                         schedule_type=schedule, provider=provider,
+                         schedule_ts=ts(scheduled) if scheduled else None)
 
 
 def metrics(c: SecureVideoCollector) -> dict[Any, float]:
@@ -211,7 +222,71 @@ async def test_bad_records_are_rejected_as_counted(h: Harness) -> None:
     c, fake = make(h)
     fake.skipped = 3
     await c.collect(h.upstream)
-    assert h.rejected["bad_record"] == 3
+    assert h.rejected == {"invalid_record": 3}
+
+
+async def test_implausible_records_are_counted_apart(h: Harness) -> None:
+    c, fake = make(h)
+    page = HistoryPage((), 5, "record 0: x", implausible=2)
+    fake.feed = lambda upstream, now: _page(page)  # type: ignore[method-assign]
+    await c.collect(h.upstream)
+    assert h.rejected == {"invalid_record": 3, "implausible_value": 2}
+
+
+async def _page(page: HistoryPage) -> HistoryPage:
+    return page
+
+
+async def test_start_delay_of_appointments_early_starts_as_zero(h: Harness) -> None:
+    c, fake = make(h, started_at=0.0)
+    fake.feed_records = [
+        rec(1, "2026-03-10T11:01:30", schedule="Scheduled", scheduled="2026-03-10T11:00:00"),
+        rec(2, "2026-03-10T10:58:00", schedule="Scheduled", scheduled="2026-03-10T11:00:00"),
+        rec(3, "2026-03-10T11:20:00", schedule="Rescheduled", scheduled="2026-03-10T11:15:00"),
+        rec(4, "2026-03-10T11:20:00", schedule="OnDemand", scheduled="2026-03-10T11:19:13"),
+        rec(5, "2026-03-10T11:20:00", schedule="Scheduled", scheduled=None),
+        # Both dates plausible, but eight days off its appointment: not observed.
+        rec(6, "2026-03-10T11:00:00", schedule="Scheduled", scheduled="2026-03-02T11:00:00"),
+    ]
+    await c.collect(h.upstream)
+    fake.feed_records[0] = rec(1, "2026-03-10T11:01:30", 30, 2, schedule="Scheduled",
+                               scheduled="2026-03-10T11:00:00")
+    await c.collect(h.upstream)  # observed once, when first counted
+    m = metrics(c)
+    delay = "securevideo_session_start_delay_seconds"
+    assert total(m, f"{delay}_count", schedule_type="Scheduled") == 2
+    assert total(m, f"{delay}_sum", schedule_type="Scheduled") == 90
+    assert total(m, f"{delay}_count", schedule_type="Rescheduled") == 1
+    assert total(m, f"{delay}_sum", schedule_type="Rescheduled") == 300
+    assert pick(m, f"{delay}_count", schedule_type="OnDemand") == {}
+    assert m[(f"{delay}_bucket", (("account", "clinic"), ("le", "5.0"),
+                                  ("schedule_type", "Scheduled")))] == 1  # the early one
+    assert pick(m, "securevideo_session_early_starts_total") == {
+        (("account", "clinic"), ("schedule_type", "Rescheduled")): 0.0,
+        (("account", "clinic"), ("schedule_type", "Scheduled")): 1.0}
+    assert h.rejected == {"implausible_value": 1}
+    assert total(m, "securevideo_sessions_total") == 6  # counted all the same
+
+
+async def test_consult_is_duration_minus_wait_observed_once(h: Harness) -> None:
+    c, fake = make(h, started_at=0.0)
+    fake.feed_records = [rec(1, "2026-03-10T11:00:00", 25, 4, provider="Zoom"),
+                         rec(2, "2026-03-10T11:00:00", 3, 5, provider="One-Click"),
+                         rec(3, "2026-03-10T11:00:00", 12, None, provider="VSee"),
+                         rec(4, "2026-03-10T11:00:00", None, None, provider="VSee")]
+    await c.collect(h.upstream)
+    fake.feed_records = [rec(1, "2026-03-10T11:00:00", 40, 4, provider="Zoom"),
+                         rec(3, "2026-03-10T11:00:00", 12, 0, provider="VSee")]
+    await c.collect(h.upstream)
+    m = metrics(c)
+    consult = "securevideo_session_consult_seconds"
+    assert total(m, f"{consult}_count", provider="Zoom") == 1
+    assert total(m, f"{consult}_sum", provider="Zoom") == 21 * 60  # the first known value
+    assert total(m, f"{consult}_sum", provider="One-Click") == 0  # clamped at 0
+    assert total(m, f"{consult}_count", provider="One-Click") == 1
+    # A wait known only later: the consult is observed then, from that record.
+    assert total(m, f"{consult}_sum", provider="VSee") == 12 * 60
+    assert total(m, f"{consult}_count") == 3
 
 
 async def test_month_gauge_zero_filled_latest_status_and_interval(h: Harness) -> None:
@@ -245,8 +320,7 @@ async def test_month_boundary_drops_last_months_numbers_at_once(h: Harness) -> N
     assert total(metrics(c), "securevideo_sessions_month") == 1
     h.clock.set(ts("2026-04-01T00:00:10"))
     fake.fail_month = True
-    with pytest.raises(UpstreamError):
-        await c.collect(h.upstream)
+    await c.collect(h.upstream)  # the month failing never fails the cycle
     assert pick(metrics(c), "securevideo_sessions_month") == {}
     fake.fail_month = False
     fake.month_records = []
@@ -261,13 +335,55 @@ async def test_month_failure_keeps_what_the_feed_taught(h: Harness) -> None:
     c, fake = make(h, started_at=0.0)
     fake.feed_records = [rec(1, "2026-03-10T11:00:00", 5, 1)]
     fake.fail_month = True
-    with pytest.raises(UpstreamError) as caught:
-        await c.collect(h.upstream)
-    assert caught.value.operation == "history_month"
+    await c.collect(h.upstream)  # no raise: `up` stays 1
+    assert h.failures() == {("history_month", "timeout"): 1.0}
     m = metrics(c)
     assert total(m, "securevideo_sessions_total") == 1
     assert total(m, "securevideo_sessions_in_progress") == 0
     assert pick(m, "securevideo_sessions_month") == {}
+
+
+async def test_a_failing_month_keeps_its_last_value_and_backs_off(h: Harness) -> None:
+    c, fake = make(h, month_interval="10m")  # interval 60 s (the harness default)
+    fake.month_records = [rec(1, "2026-03-02T00:00:00"), rec(2, "2026-03-03T00:00:00")]
+    await c.collect(h.upstream)
+    assert total(metrics(c), "securevideo_sessions_month") == 2
+    h.clock.advance(600)
+    fake.fail_month = True
+    fake.month_records = []
+    attempts: list[float] = []
+    for _ in range(30):  # every 20 s for 10 minutes
+        before = len(fake.month_calls)
+        await c.collect(h.upstream)
+        if len(fake.month_calls) > before:
+            attempts.append(h.clock.time() - ts("2026-03-10T12:10:00"))
+        # The last good value of this month stays, and so does the feed.
+        assert total(metrics(c), "securevideo_sessions_month") == 2
+        h.clock.advance(20)
+    # 1st failure: retried next cycle; then after 1, 3, 7 intervals, capped at 10 min.
+    assert attempts == [0, 20, 80, 260]  # the next would be at 680
+    assert h.failures() == {("history_month", "timeout"): 4.0}
+    fake.fail_month = False
+    h.clock.advance(600)
+    await c.collect(h.upstream)
+    assert total(metrics(c), "securevideo_sessions_month") == 0
+
+
+async def test_a_rate_limited_month_waits_as_asked(h: Harness) -> None:
+    c, fake = make(h)
+
+    async def limited(upstream: Upstream, now: float) -> MonthCounts:
+        fake.month_calls.append(now)
+        raise upstream.error("history_month", "rate_limited", "HTTP 429", retry_after=900)
+
+    fake.month = limited  # type: ignore[method-assign]
+    await c.collect(h.upstream)
+    h.clock.advance(899)
+    await c.collect(h.upstream)
+    assert len(fake.month_calls) == 1
+    h.clock.advance(1)
+    await c.collect(h.upstream)
+    assert len(fake.month_calls) == 2
 
 
 async def test_feed_failure_changes_nothing(h: Harness) -> None:
@@ -313,8 +429,9 @@ async def test_families_carry_account_first_and_help_texts(h: Harness) -> None:
     families = {f.name: f for f in c.families()}
     assert set(families) == {
         "securevideo_sessions", "securevideo_session_duration_seconds",
-        "securevideo_session_wait_seconds", "securevideo_sessions_in_progress",
-        "securevideo_sessions_month"}
+        "securevideo_session_wait_seconds", "securevideo_session_consult_seconds",
+        "securevideo_session_start_delay_seconds", "securevideo_session_early_starts",
+        "securevideo_sessions_in_progress", "securevideo_sessions_month"}
     assert families["securevideo_sessions"].type == "counter"
     assert families["securevideo_session_duration_seconds"].type == "histogram"
     for family in families.values():

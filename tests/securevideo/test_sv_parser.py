@@ -313,7 +313,9 @@ def test_the_day_cache_stays_bounded() -> None:
     ("field", "value", "kept"),
     [("SessionId", 10**18 - 1, True), ("SessionId", -(10**18 - 1), True),
      ("SessionId", 10**18, False), ("SessionId", -(10**18), False),
-     ("UserId", 10**18, False), ("DurationMinutes", 10**18 - 1, True),
+     ("UserId", 10**18 - 1, True), ("UserId", 10**18, False),
+     # A number of minutes is plausible up to a week, far below 18 digits.
+     ("DurationMinutes", 10080, True), ("DurationMinutes", 10**18 - 1, False),
      ("DurationMinutes", 10**18, False), ("WaitTime", 10**19, False),
      ("ScheduleTs", 10**18, False), ("BillableStatusCd", 10**30, False)],
 )

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
+from ... import scrub
 from ...config import Secret
 from ...http import Upstream
 from .parser import (
+    MAX_RECORDS,
     ActiveSessions,
     Counts,
     GroupSessions,
@@ -26,7 +29,12 @@ from .parser import (
     parse_user_sessions,
 )
 
-T = TypeVar("T")
+T = TypeVar("T", bound="_Reply")
+
+
+class _Reply(Protocol):
+    @property
+    def over_limit(self) -> int | None: ...
 
 ACTIVE = "PartnerActiveSessions"
 COUNTS = "PartnerSessionCounts"
@@ -39,6 +47,9 @@ OPERATIONS = (ACTIVE, COUNTS, COUNTS_ENDING, COMPLETED, COMPLETED_ENDING, USER_S
 MAX_WINDOW = 31 * 86400  # "The maximum range is 31 days."
 PAGE_SIZE = 1000  # nResults "must be between 1 and 1000"
 MAX_PAGES = 1000  # per window: a feed that never ends is a vendor bug, not a reason to spin
+# How much of an ASMX error text is kept for the log.
+EXCERPT = 200
+_ERROR_WINDOW = 65536
 
 # An ASMX service reports a bad apiKey as HTTP 500 with a text message; these words tell
 # it apart from a crash. "partnerUserId" must not match: that is a per-user problem.
@@ -65,6 +76,31 @@ def windows(start: float, end: float, span: int = MAX_WINDOW) -> list[tuple[int,
         lo = top
 
 
+@dataclass
+class FeedPosition:
+    """How far one read of a completed-sessions feed over [start, end] has got: the
+    31-day window beginning at `start` is being paged and `next_id` is the nextId to send
+    next (None once the whole read is done). A read cut short by the page budget, a
+    failure or the cycle deadline carries on from here in the next cycle."""
+
+    start: float
+    end: float
+    next_id: int | None = 0
+    pages: int = 0  # pages read in the current window
+    sent: set[int] = field(default_factory=set)  # nextIds sent in the current window
+
+    @property
+    def done(self) -> bool:
+        return self.next_id is None
+
+
+@dataclass
+class PageBudget:
+    """Pages one cycle may still read (`max_pages_per_cycle`), across every feed."""
+
+    left: int
+
+
 class GlanceClient:
     def __init__(
         self,
@@ -74,6 +110,7 @@ class GlanceClient:
         *,
         page_size: int = PAGE_SIZE,
         max_pages: int = MAX_PAGES,
+        max_records: int = MAX_RECORDS,
     ) -> None:
         if not 1 <= page_size <= PAGE_SIZE:
             raise ValueError("page_size must be between 1 and 1000")
@@ -82,6 +119,7 @@ class GlanceClient:
         self._api_key = api_key
         self.page_size = page_size
         self.max_pages = max_pages
+        self.max_records = max_records
 
     def url(self, operation: str) -> str:
         return f"{self.base_url}/services/activityservice.asmx/{operation}"
@@ -91,27 +129,25 @@ class GlanceClient:
         upstream: Upstream,
         operation: str,
         params: Mapping[str, str],
-        parser: Callable[[bytes], T],
+        parser: Callable[[bytes, int, int], T],
     ) -> T:
         form = {"partnerId": self._partner_id, "apiKey": self._api_key.reveal(), **params}
         reply = await upstream.fetch(
             operation, "POST", self.url(operation), data=form, ok_statuses=(200, 500)
         )
         if reply.status == 500:
-            text = self._excerpt(reply.body)
+            text = _excerpt(reply.body)
             reason = "auth" if _AUTH_HINT.search(text) else "http_5xx"
             raise upstream.error(operation, reason, f"HTTP 500: {text or '(empty body)'}")
-        return upstream.parse(operation, parser, reply.body)
-
-    def _excerpt(self, body: bytes) -> str:
-        """The first line of an ASMX error, for the log, with the key scrubbed out."""
-        text = body[:2048].decode("utf-8", "replace")
-        first = next((line.strip() for line in text.splitlines() if line.strip()), "")
-        first = _CONTROL.sub(" ", first)
-        secret = self._api_key.reveal()
-        if secret:
-            first = first.replace(secret, "<redacted>")
-        return first[:200]
+        max_body, max_records = upstream.max_body_bytes, self.max_records
+        result = upstream.parse(operation, lambda body: parser(body, max_body, max_records),
+                                reply.body)
+        if result.over_limit is not None:
+            raise upstream.error(
+                operation, "limit_exceeded",
+                f"reply holds {result.over_limit} records, more than max_records_per_reply "
+                f"({max_records}); nothing of it was used")
+        return result
 
     async def active_sessions(self, upstream: Upstream) -> ActiveSessions:
         return await self.call(upstream, ACTIVE, {}, parse_active_sessions)
@@ -139,37 +175,70 @@ class GlanceClient:
         return await self.call(upstream, USER_SESSIONS, params, parse_user_sessions)
 
     async def completed(
-        self, upstream: Upstream, operation: str, start: float, end: float
-    ) -> AsyncIterator[GroupSessions]:
-        """Every page of a completed-sessions feed over [start, end], window by window.
+        self,
+        upstream: Upstream,
+        operation: str,
+        start: float,
+        end: float,
+        *,
+        position: FeedPosition | None = None,
+        budget: PageBudget | None = None,
+    ) -> AsyncGenerator[GroupSessions, None]:
+        """Every page of a completed-sessions feed over [start, end], window by window,
+        from `position` when one is given (a read an earlier cycle did not finish).
 
         The docs do not say how the last page is marked, so any of these ends a window:
         a page with no sessions, no (or a zero) nextId, or a nextId already sent.
+        `position` moves past a page only once the consumer asks for the next one, so a
+        page whose processing failed is read again. With `budget` spent, the read stops
+        with `limit_exceeded` and `position` says where to carry on.
         """
         if operation not in (COMPLETED, COMPLETED_ENDING):
             raise ValueError(f"{operation} is not a completed-sessions feed")
-        for lo, hi in windows(start, end):
-            sent: set[int] = set()
-            next_id = 0
-            for _ in range(self.max_pages):
-                sent.add(next_id)
-                params = {
-                    "startRange": utc(lo),
-                    "endRange": utc(hi),
-                    "sessionKey": "",
-                    "nResults": str(self.page_size),
-                    "nextId": str(next_id),
-                }
-                page = await self.call(upstream, operation, params, parse_group_sessions)
-                yield page
-                if not page.sessions and not page.skipped:
-                    break
-                if page.next_id is None or page.next_id <= 0 or page.next_id in sent:
-                    break
-                next_id = page.next_id
-            else:
+        pos = position if position is not None else FeedPosition(start, end)
+        while pos.next_id is not None:
+            if budget is not None and budget.left <= 0:
+                raise upstream.error(
+                    operation, "limit_exceeded",
+                    "read max_pages_per_cycle pages this cycle; the feed carries on from "
+                    "this page in the next cycle")
+            if pos.pages >= self.max_pages:
+                pos.next_id, pos.pages, pos.sent = 0, 0, set()  # the window starts over
                 raise upstream.error(
                     operation,
                     "vendor_error",
                     f"pagination did not end after {self.max_pages} pages",
                 )
+            lo, hi = windows(pos.start, pos.end)[0]
+            next_id = pos.next_id
+            pos.sent.add(next_id)
+            params = {
+                "startRange": utc(lo),
+                "endRange": utc(hi),
+                "sessionKey": "",
+                "nResults": str(self.page_size),
+                "nextId": str(next_id),
+            }
+            if budget is not None:
+                budget.left -= 1
+            page = await self.call(upstream, operation, params, parse_group_sessions)
+            yield page
+            pos.pages += 1
+            ended = ((not page.sessions and not page.skipped) or page.next_id is None
+                     or page.next_id <= 0 or page.next_id in pos.sent)
+            if not ended:
+                pos.next_id = page.next_id
+            elif hi >= math.ceil(pos.end):
+                pos.next_id = None
+            else:
+                pos.start, pos.next_id, pos.pages, pos.sent = hi, 0, 0, set()
+
+
+def _excerpt(body: bytes) -> str:
+    """The first line of an ASMX error, for the log. Scrubbed of every known secret (in
+    every encoding) before it is cut, so a key straddling the cut is caught whole."""
+    # Whitespace first, so the window starts at the first line; the window is far wider
+    # than the excerpt, so a secret anywhere in the kept text is whole when scrubbed.
+    text = scrub.scrub(body.lstrip()[:_ERROR_WINDOW].decode("utf-8", "replace"))
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return scrub.excerpt(_CONTROL.sub(" ", first), EXCERPT)

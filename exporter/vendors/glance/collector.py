@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Iterable
+from contextlib import aclosing
 from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from prometheus_client.core import Metric
 
-from ...dedupe import SeenRecords
+from ...dedupe import DedupeFull, SeenRecords
 from ...errors import UpstreamError
-from ...families import OTHER, BoundedLabel, CounterSet, HistogramSet, LabelValues, gauge
+from ...families import CounterSet, HistogramSet, LabelValues, gauge
 from ...http import Upstream
 from ...statecheck import counter_state, histogram_state, is_int, is_number, list_of, number
 from ..base import AccountCollector, CollectorContext
-from .client import COMPLETED, COMPLETED_ENDING, GlanceClient
+from .client import COMPLETED, COMPLETED_ENDING, FeedPosition, GlanceClient, PageBudget
 from .config import GlanceAccount
 from .parser import Counts, Session
 
@@ -31,7 +32,15 @@ SKEW_MARGIN = 3600.0
 USER_LOOKBACK = 86400.0
 USER_LOOKAHEAD = 3600.0
 # Bump when the shape of `state()` changes: an older or newer state is then ignored.
-STATE_VERSION = 1
+# Version 1 (no outcome label, no wait histogram) is still read: its feed position and
+# counts carry on, its duration histogram restarts.
+STATE_VERSION = 2
+
+# The one outcome vocabulary of every vendor (issue 14), and Glance's final statuses in
+# it: C (completed) and X are sessions an agent answered; Q is a visitor who gave up
+# waiting; T one that timed out. Glance has no transfers; the label is zero-filled anyway.
+OUTCOMES = ("answered", "abandoned", "timed_out", "transferred", "other")
+OUTCOME_OF_STATUS = {"C": "answered", "X": "answered", "Q": "abandoned", "T": "timed_out"}
 
 POLLED = "polled from the Glance Activity Service in the background"
 
@@ -59,8 +68,8 @@ class GlanceCollector(AccountCollector):
         )
         self._name = account.common.name
         self._zone = account.zone
-        self._types = BoundedLabel(SESSION_TYPES, ctx.label_value_limit)
-        self._statuses = BoundedLabel(STATUSES, ctx.label_value_limit)
+        self._types = ctx.label(SESSION_TYPES)
+        self._statuses = ctx.label(STATUSES)
 
         # The feed starts when we did (restart never recounts) unless asked to look back.
         # With --storage.path a restored state replaces both: the feed then resumes where
@@ -72,7 +81,12 @@ class GlanceCollector(AccountCollector):
         # Ids are pruned against the next window's start, not the wall clock: while the
         # feed fails its window stays open and nothing is forgotten, so recovering from a
         # long outage cannot recount.
-        self.seen = SeenRecords(SKEW_MARGIN)
+        self.seen = SeenRecords(SKEW_MARGIN, limit=ctx.max_remembered_ids)
+        # Reads of the feed (and of the backfill) that an earlier cycle did not finish:
+        # the page budget ran out, a page failed or the cycle deadline passed. The next
+        # cycle carries on from there instead of paging the same range again.
+        self._feed_position: FeedPosition | None = None
+        self._backfill_position: FeedPosition | None = None
 
         self._current: dict[LabelValues, float] | None = None
         self._guests: dict[LabelValues, float] = {}
@@ -91,13 +105,22 @@ class GlanceCollector(AccountCollector):
         self.durations = HistogramSet(
             "glance_session_duration_seconds",
             "Duration of completed Glance sessions (`duration` of "
-            "PartnerCompletedSessionsEnding), observed once per session; " + POLLED + ".",
-            ("account", "session_type"),
+            "PartnerCompletedSessionsEnding), observed once per session, by outcome of the "
+            "final `status` (C, X answered; Q abandoned; T timed_out; others other); "
+            + POLLED + ".",
+            ("account", "session_type", "outcome"),
             account.duration_buckets,
         )
-        for session_type in SESSION_TYPES:
-            self.completed.values.setdefault((self._name, session_type, "C"), 0.0)
-            self.durations.touch((self._name, session_type))
+        self.waits = HistogramSet(
+            "glance_session_wait_seconds",
+            "Wait of completed Glance sessions, observed once per session: for C and X "
+            "(answered) the first agent guest's `startTime` minus the first visitor guest's; "
+            "for Q (abandoned) and T (timed_out) the session `duration`; from "
+            "PartnerCompletedSessionsEnding; " + POLLED + ".",
+            ("account", "session_type", "outcome"),
+            account.wait_buckets,
+        )
+        self._zero_fill()
 
     # -- one cycle -------------------------------------------------------------------
 
@@ -112,15 +135,15 @@ class GlanceCollector(AccountCollector):
 
     async def _collect_active(self, upstream: Upstream) -> None:
         reply = await self.client.active_sessions(upstream)
-        self._rejected("unusable_record", reply.skipped)
+        self._rejected_records(reply.skipped, reply.implausible)
         current: dict[LabelValues, float] = {
             (self._name, t, s): 0.0 for t in SESSION_TYPES for s in CURRENT_STATUSES
         }
         guests: dict[LabelValues, float] = {(self._name, t): 0.0 for t in SESSION_TYPES}
         oldest: dict[LabelValues, float] = {}
         for session in reply.records:
-            session_type = self._label(self._types, session.type)
-            status = self._label(self._statuses, session.status)
+            session_type = self._types(session.type)
+            status = self._statuses(session.status)
             key = (self._name, session_type, status)
             current[key] = current.get(key, 0.0) + 1
             per_type = (self._name, session_type)
@@ -143,10 +166,10 @@ class GlanceCollector(AccountCollector):
         }
         weighted: dict[LabelValues, tuple[float, float]] = {}
         for counted_by, reply in replies:
-            self._rejected("unusable_record", reply.skipped)
+            self._rejected_records(reply.skipped, reply.implausible)
             for record in reply.records:
-                key = (self._name, self._label(self._types, record.type),
-                       self._label(self._statuses, record.status), counted_by)
+                key = (self._name, self._types(record.type), self._statuses(record.status),
+                       counted_by)
                 counts[key] = counts.get(key, 0.0) + record.count
                 if record.average_duration is not None and record.count > 0:
                     total, n = weighted.get(key, (0.0, 0.0))
@@ -176,27 +199,40 @@ class GlanceCollector(AccountCollector):
         if user in self._invalid_users:
             self._invalid_users.discard(user)
             self.ctx.log.info("glance_user_valid_again", user=user)
-        self._rejected("unusable_record", reply.skipped)
+        self._rejected_records(reply.skipped, reply.implausible)
         counts = dict.fromkeys(SESSION_TYPES, 0.0)
         for session in reply.sessions:
-            session_type = self._label(self._types, session.type)
+            session_type = self._types(session.type)
             counts[session_type] = counts.get(session_type, 0.0) + 1
         self._user_counts[user] = counts
 
     async def _collect_feed(self, upstream: Upstream, now: float) -> None:
         error: UpstreamError | None = None
-        start = max(self._origin, self.cursor - self.account.feed_overlap)
+        budget = PageBudget(self.ctx.max_pages_per_cycle)
         try:
-            await self._read_feed(upstream, COMPLETED_ENDING, start, now, now)
-            self.cursor = max(self.cursor, now)
+            while True:
+                position = self._feed_position
+                if position is None:
+                    start = max(self._origin, self.cursor - self.account.feed_overlap)
+                    position = self._feed_position = FeedPosition(start, now)
+                await self._read_feed(upstream, COMPLETED_ENDING, position, budget, now)
+                # A finished read moves the cursor to its end; one an earlier cycle left
+                # unfinished ends before now, so the rest is read next.
+                self.cursor = max(self.cursor, position.end)
+                self._feed_position = None
+                if position.end >= now:
+                    break
         except UpstreamError as exc:
             error = exc  # what was counted stays counted; the retry is deduplicated
-        if self._backfill_pending:
+        if self._backfill_pending and budget.left > 0:
             began = self._began
+            position = self._backfill_position
+            if position is None:
+                position = FeedPosition(began - self.account.lookback, began)
+                self._backfill_position = position
             try:
-                await self._read_feed(upstream, COMPLETED, began - self.account.lookback, began,
-                                      now)
-                self._backfill_pending = False
+                await self._read_feed(upstream, COMPLETED, position, budget, now)
+                self._backfill_pending, self._backfill_position = False, None
             except UpstreamError as exc:
                 error = error or exc
         if not self._backfill_pending:
@@ -206,22 +242,50 @@ class GlanceCollector(AccountCollector):
             raise error
 
     async def _read_feed(
-        self, upstream: Upstream, operation: str, start: float, end: float, now: float
+        self, upstream: Upstream, operation: str, position: FeedPosition, budget: PageBudget,
+        now: float,
     ) -> None:
-        async for page in self.client.completed(upstream, operation, start, end):
-            self._rejected("unusable_record", page.skipped)
-            for session in page.sessions:
-                if self.seen.add(session.id, now):
-                    self._count(session)
+        pages = self.client.completed(upstream, operation, position.start, position.end,
+                                      position=position, budget=budget)
+        async with aclosing(pages):
+            async for page in pages:
+                self._rejected_records(page.skipped, page.implausible)
+                try:
+                    for session in page.sessions:
+                        if self.seen.add(session.id, now):
+                            self._count(session)
+                except DedupeFull as exc:
+                    # Sessions not remembered cannot be counted without risking a second
+                    # count later: stop here; this page is read again next cycle.
+                    raise upstream.error(operation, "limit_exceeded",
+                                         f"{exc}; sessions are counted again once older "
+                                         "ids are forgotten") from None
 
     def _count(self, session: Session) -> None:
-        session_type = self._label(self._types, session.type)
-        status = self._label(self._statuses, session.status)
+        session_type = self._types(session.type)
+        status = self._statuses(session.status)
+        outcome = outcome_of(session.status)
+        self._touch_type(session_type)
         self.completed.inc((self._name, session_type, status))
         if session.duration is None:
             self._rejected("missing_duration", 1)
         else:
-            self.durations.observe((self._name, session_type), session.duration)
+            self.durations.observe((self._name, session_type, outcome), session.duration)
+        wait = wait_of(session)
+        if wait is not None:
+            self.waits.observe((self._name, session_type, outcome), wait)
+
+    def _zero_fill(self) -> None:
+        for session_type in SESSION_TYPES:
+            self.completed.values.setdefault((self._name, session_type, "C"), 0.0)
+            self._touch_type(session_type)
+
+    def _touch_type(self, session_type: str) -> None:
+        """Every outcome exists for every session type, so rates and ratios never miss a
+        series that has not happened yet."""
+        for outcome in OUTCOMES:
+            self.durations.touch((self._name, session_type, outcome))
+            self.waits.touch((self._name, session_type, outcome))
 
     # -- durable state (--storage.path) ------------------------------------------------
 
@@ -238,6 +302,8 @@ class GlanceCollector(AccountCollector):
             "completed": self.completed.to_state(),
             "durations": self.durations.to_state(),
             "duration_buckets": list(self.durations.bounds),
+            "waits": self.waits.to_state(),
+            "wait_buckets": list(self.waits.bounds),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -245,10 +311,11 @@ class GlanceCollector(AccountCollector):
 
         Everything is checked before anything is applied: a state that does not fit
         raises ValueError and leaves the fresh collector as it was."""
-        if state.get("version") != STATE_VERSION:
-            raise ValueError(f"state version {state.get('version')!r}, expected {STATE_VERSION}")
+        version = state.get("version")
+        if version not in (1, STATE_VERSION) or isinstance(version, bool):
+            raise ValueError(f"state version {version!r}, expected {STATE_VERSION}")
         if state.get("partner_id") != self.account.partner_id:
-            raise ValueError("state belongs to another partner_id")
+            raise ValueError("state partner_id does not match the account")
         began, origin, cursor = (number(state.get(k), k) for k in ("began", "origin", "cursor"))
         if not origin <= cursor:
             raise ValueError("state cursor is before the feed origin")
@@ -261,9 +328,21 @@ class GlanceCollector(AccountCollector):
                     and is_number(item[1])):
                 raise ValueError("state seen entry is not [session id, expiry]")
         completed = counter_state(state, "completed", len(self.completed.labelnames))
-        same_buckets = state.get("duration_buckets") == list(self.durations.bounds)
-        durations = histogram_state(state, "durations", len(self.durations.labelnames),
-                                     len(self.durations.bounds) + 1 if same_buckets else None)
+        histograms: list[tuple[HistogramSet, list[Any]]] = []
+        warnings: list[str] = []
+        if version == STATE_VERSION:
+            for key, histogram in (("durations", self.durations), ("waits", self.waits)):
+                if state.get(f"{key[:-1]}_buckets") != list(histogram.bounds):
+                    # The counter carries on; the histogram restarts, which Prometheus
+                    # reads as a counter reset, rather than mixing two sets of bounds.
+                    histogram_state(state, key, len(histogram.labelnames), None)
+                    warnings.append(f"glance_{key[:-1]}_buckets_changed")
+                    continue
+                histograms.append((histogram, histogram_state(
+                    state, key, len(histogram.labelnames), len(histogram.bounds) + 1)))
+        else:
+            # Version 1 had no outcome label: its duration histogram cannot be split.
+            warnings.append("glance_state_upgraded")
 
         self._began, self._origin, self.cursor = began, origin, cursor
         self._backfill_pending = backfill
@@ -272,24 +351,20 @@ class GlanceCollector(AccountCollector):
         for labels in self.completed.values:
             self._types(labels[1])  # restored label values keep their place in the cap
             self._statuses(labels[2])
-        if same_buckets:
-            self.durations.load_state(durations)
-        else:
-            # The counter carries on; the histogram restarts, which Prometheus reads as a
-            # counter reset, rather than mixing counts from two sets of bounds.
-            self.ctx.log.warning("glance_duration_buckets_changed",
-                                 hint="the duration histogram starts from zero")
-        for session_type in SESSION_TYPES:
-            self.completed.values.setdefault((self._name, session_type, "C"), 0.0)
-            self.durations.touch((self._name, session_type))
+        for histogram, items in histograms:
+            histogram.load_state(items)
+        for histogram in (self.durations, self.waits):
+            for series_labels, _, _ in histogram.to_state():
+                self._touch_type(series_labels[1])
+        for event in warnings:
+            self.ctx.log.warning(event, hint="the histogram starts from zero")
+        self._zero_fill()
 
     # -- helpers -----------------------------------------------------------------------
 
-    def _label(self, bound: BoundedLabel, raw: str) -> str:
-        value = bound(raw)
-        if value == OTHER and raw != OTHER:
-            self._rejected("label_overflow", 1)
-        return value
+    def _rejected_records(self, skipped: int, implausible: int) -> None:
+        self._rejected("invalid_record", skipped - implausible)
+        self._rejected("implausible_value", implausible)
 
     def _rejected(self, reason: str, count: int) -> None:
         if count:
@@ -337,6 +412,7 @@ class GlanceCollector(AccountCollector):
         )
         yield self.completed.family()
         yield self.durations.family()
+        yield self.waits.family()
         yield gauge(
             "glance_user_sessions_current",
             "In-progress Glance sessions of each configured user (`partnerUserId`), from "
@@ -351,6 +427,24 @@ class GlanceCollector(AccountCollector):
         )
 
 
+def outcome_of(status: str) -> str:
+    return OUTCOME_OF_STATUS.get(status, "other")
+
+
+def wait_of(session: Session) -> float | None:
+    """How long the visitor waited for an agent, or None when the record cannot say.
+
+    Answered (C, X) and other statuses: the first agent guest's start minus the first
+    visitor guest's (0 when the agent was there first); without both there is no wait,
+    and nothing is guessed. Abandoned (Q) and timed out (T): the whole session was the
+    wait, its `duration`."""
+    if session.status in ("Q", "T"):
+        return session.duration
+    if session.agent_start is None or session.visitor_start is None:
+        return None
+    return max(0.0, session.agent_start - session.visitor_start)
+
+
 async def _all(*steps: Awaitable[None]) -> None:
     """Run independent steps to the end, then raise the first failure.
 
@@ -363,11 +457,3 @@ async def _all(*steps: Awaitable[None]) -> None:
             raise failure
     if failures:
         raise failures[0]
-
-
-
-
-
-
-
-

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ...config import AccountCommon, ConfigError, Fields, GlobalConfig, Secret
-from ...families import DURATION_BUCKETS
+from ...families import DURATION_BUCKETS, WAIT_BUCKETS
 
 # PartnerSessionCounts takes a `status` of "A" (active) or "C" (completed), one per call.
 TODAY_STATUSES = ("A", "C")
@@ -24,6 +24,7 @@ class GlanceAccount:
     lookback: float = 0.0
     feed_overlap: float = 600.0
     duration_buckets: tuple[float, ...] = DURATION_BUCKETS
+    wait_buckets: tuple[float, ...] = WAIT_BUCKETS
     today_statuses: tuple[str, ...] = TODAY_STATUSES
 
     @property
@@ -58,6 +59,9 @@ def parse_account(fields: Fields, common: AccountCommon, global_: GlobalConfig) 
     buckets = fields.float_list("duration_buckets", DURATION_BUCKETS)
     if buckets[0] <= 0:
         raise ConfigError(_path(fields, "duration_buckets"), "bounds must be positive seconds")
+    wait_buckets = fields.float_list("wait_buckets", WAIT_BUCKETS)
+    if wait_buckets[0] <= 0:
+        raise ConfigError(_path(fields, "wait_buckets"), "bounds must be positive seconds")
 
     # An explicit empty list turns PartnerSessionCounts off; a missing field means both.
     given = fields.has("today_statuses")
@@ -76,5 +80,6 @@ def parse_account(fields: Fields, common: AccountCommon, global_: GlobalConfig) 
         lookback=fields.duration("lookback", 0.0),
         feed_overlap=fields.duration("feed_overlap", 600.0),
         duration_buckets=buckets,
+        wait_buckets=wait_buckets,
         today_statuses=tuple(dict.fromkeys(statuses)),
     )

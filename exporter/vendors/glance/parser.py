@@ -2,7 +2,11 @@
 
 Whole-document problems (malformed XML, a DTD, the wrong root element or namespace) raise
 `ParseError`. A single unusable record (no id, a count that is not a number) is skipped
-and counted in `skipped`, so one odd row does not hide all the others.
+and counted in `skipped`, so one odd row does not hide all the others; `implausible` says
+how many of those were skipped for a number or date outside its plausible range (a
+duration of 1e308 s, a start in the year 9999). A reply with more records than
+`max_records` is not turned into records at all: `over_limit` says so, and the caller
+refuses it. Every vendor string is made encodable (`clean_text`).
 """
 
 from __future__ import annotations
@@ -14,10 +18,14 @@ from datetime import UTC, datetime
 from lxml import etree
 
 from ...errors import ParseError
+from ...sanitize import clean_text, plausible_epoch, plausible_seconds, strict_int
 from ...xmlsafe import parse_xml
 
 NS = "http://www.glancenetworks.com/services"
+# Defaults for direct callers; the client passes the configured `max_body_bytes` and
+# `max_records_per_reply`.
 MAX_BYTES = 16 * 1024 * 1024
+MAX_RECORDS = 100_000
 
 
 def _q(name: str) -> str:
@@ -50,18 +58,26 @@ class Session:
     start_time: float | None
     duration: float | None  # seconds
     partner_user_id: str
+    # The earliest `startTime` of the session's visitor and agent guests; None when the
+    # session lists no such guest (or its time is unreadable).
+    visitor_start: float | None = None
+    agent_start: float | None = None
 
 
 @dataclass(frozen=True)
 class Counts:
     records: list[SessionCount]
     skipped: int = 0
+    implausible: int = 0
+    over_limit: int | None = None  # the record count when it exceeds max_records
 
 
 @dataclass(frozen=True)
 class ActiveSessions:
     records: list[ActiveSession]
     skipped: int = 0
+    implausible: int = 0
+    over_limit: int | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +88,8 @@ class GroupSessions:
     sessions: list[Session]
     skipped: int = 0
     invalid_users: list[str] = field(default_factory=list)
+    implausible: int = 0
+    over_limit: int | None = None
 
 
 @dataclass(frozen=True)
@@ -79,10 +97,36 @@ class UserSessions:
     valid_user: bool
     sessions: list[Session]
     skipped: int = 0
+    implausible: int = 0
+    over_limit: int | None = None
 
 
 class _Skip(Exception):
     """One record is unusable; the document as a whole is fine."""
+
+
+class _Implausible(_Skip):
+    """One record carries a number or date no real session has."""
+
+
+class _Tally:
+    """Records kept and skipped while walking one reply, up to `limit` records."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.skipped = 0
+        self.implausible = 0
+        self.seen = 0
+
+    def skip(self, exc: _Skip) -> None:
+        self.skipped += 1
+        if isinstance(exc, _Implausible):
+            self.implausible += 1
+
+    def full(self) -> bool:
+        """Count one more record; True once there are more than `limit`."""
+        self.seen += 1
+        return self.seen > self.limit
 
 
 # The vendor document prints namespace URIs as markdown links, `[URI](URI)`. A service
@@ -117,7 +161,7 @@ def _text(parent: etree._Element, name: str) -> str | None:
     child = parent.find(_q(name))
     if child is None or child.text is None:
         return None
-    return child.text.strip()
+    return clean_text(child.text.strip())
 
 
 def _required(parent: etree._Element, name: str) -> str:
@@ -131,30 +175,35 @@ def _present(value: str | None, name: str) -> str:
 
 
 def _int(text: str | None, name: str) -> int:
-    if text is None:
+    """ASCII digits only, at most 18 of them: no vendor number reaches int()'s limits."""
+    value = None if text is None else strict_int(text)
+    if value is None:
         raise _Skip(name)
-    try:
-        return int(text)
-    except ValueError:
-        raise _Skip(name) from None
+    return value
 
 
-def _seconds(text: str | None) -> float | None:
-    """A duration in seconds; absent, garbage or negative -> None."""
-    if text is None:
+# Longer than any number Glance sends; float() of a megabyte of digits is slow.
+_MAX_NUMBER_TEXT = 64
+
+
+def _seconds(text: str | None, name: str) -> float | None:
+    """A duration in seconds. Absent or unreadable -> None (unknown); a number outside 0
+    to 7 days (negative, 1e308, NaN, Infinity) makes the record implausible."""
+    if text is None or len(text) > _MAX_NUMBER_TEXT:
         return None
     try:
         value = float(text)
     except ValueError:
         return None
-    if value != value or value < 0 or value == float("inf"):
-        return None
+    if not plausible_seconds(value):
+        raise _Implausible(name)
     return value
 
 
 def parse_time(text: str | None) -> float | None:
-    """Glance returns dates in UTC; a value without a zone is taken as UTC too."""
-    if not text:
+    """Glance returns dates in UTC; a value without a zone is taken as UTC too.
+    Absent or unreadable -> None."""
+    if not text or len(text) > _MAX_NUMBER_TEXT:
         return None
     try:
         when = datetime.fromisoformat(text)
@@ -165,51 +214,70 @@ def parse_time(text: str | None) -> float | None:
         return None
 
 
+def _time(text: str | None, name: str) -> float | None:
+    """`parse_time`, and a date outside 2000-2100 makes the record implausible."""
+    when = parse_time(text)
+    if when is not None and not plausible_epoch(when):
+        raise _Implausible(name)
+    return when
+
+
 def _bool(text: str | None) -> bool:
     return (text or "").lower() in ("true", "1")
 
 
-def parse_session_counts(body: bytes, max_bytes: int = MAX_BYTES) -> Counts:
+def parse_session_counts(
+    body: bytes, max_bytes: int = MAX_BYTES, max_records: int = MAX_RECORDS
+) -> Counts:
     """PartnerSessionCounts and PartnerSessionCountsEnding."""
     root = _root(body, "ArrayOfSessionCount", max_bytes)
-    records, skipped = [], 0
+    records: list[SessionCount] = []
+    tally = _Tally(max_records)
     for item in root.iterfind(_q("sessionCount")):
+        if tally.full():
+            return Counts([], over_limit=_count(root, "sessionCount"))
         try:
-            count = _int(_text(item, "count"), "count")
-            if count < 0:
-                raise _Skip("count")
             records.append(SessionCount(
                 type=_required(item, "type"),
                 status=_required(item, "status"),
-                count=count,
-                average_duration=_seconds(_text(item, "averageDuration")),
+                count=_int(_text(item, "count"), "count"),
+                average_duration=_seconds(_text(item, "averageDuration"), "averageDuration"),
             ))
-        except _Skip:
-            skipped += 1
-    return Counts(records, skipped)
+        except _Skip as exc:
+            tally.skip(exc)
+    return Counts(records, tally.skipped, tally.implausible)
 
 
-def parse_active_sessions(body: bytes, max_bytes: int = MAX_BYTES) -> ActiveSessions:
+def parse_active_sessions(
+    body: bytes, max_bytes: int = MAX_BYTES, max_records: int = MAX_RECORDS
+) -> ActiveSessions:
     root = _root(body, "ArrayOfActiveSession", max_bytes)
-    records, skipped = [], 0
+    records: list[ActiveSession] = []
+    tally = _Tally(max_records)
     for item in root.iterfind(_q("activeSession")):
+        if tally.full():
+            return ActiveSessions([], over_limit=_count(root, "activeSession"))
         try:
             nguests_text = _text(item, "nguests")
-            nguests = _int(nguests_text, "nguests") if nguests_text else 0
             records.append(ActiveSession(
                 id=_int(_text(item, "id"), "id"),
                 type=_required(item, "type"),
                 status=_required(item, "status"),
-                start_time=parse_time(_text(item, "startTime")),
+                start_time=_time(_text(item, "startTime"), "startTime"),
                 partner_user_id=_text(item, "partnerUserId") or "",
-                nguests=max(0, nguests),
+                nguests=_int(nguests_text, "nguests") if nguests_text else 0,
             ))
-        except _Skip:
-            skipped += 1
-    return ActiveSessions(records, skipped)
+        except _Skip as exc:
+            tally.skip(exc)
+    return ActiveSessions(records, tally.skipped, tally.implausible)
+
+
+def _count(root: etree._Element, name: str) -> int:
+    return sum(1 for _ in root.iter(_q(name)))
 
 
 _SESSION_FIELDS = {_q(name): name for name in ("id", "type", "status", "startTime", "duration")}
+_GUEST_FIELDS = {_q(name): name for name in ("type", "startTime")}
 
 
 def _children(item: etree._Element, wanted: dict[str, str]) -> dict[str, str]:
@@ -221,60 +289,103 @@ def _children(item: etree._Element, wanted: dict[str, str]) -> dict[str, str]:
     for child in item:
         name = wanted.get(child.tag)
         if name is not None and name not in found and child.text is not None:
-            found[name] = child.text.strip()
+            found[name] = clean_text(child.text.strip())
     return found
 
 
-def _sessions(parent: etree._Element, user: str) -> tuple[list[Session], int]:
+def _guest_starts(item: etree._Element) -> tuple[float | None, float | None]:
+    """The earliest `startTime` of the session's visitor guests and of its agent guests
+    (the document lists guests of `type` visitor and agent, each with its own start)."""
+    guests = item.find(_q("guests"))
+    if guests is None:
+        return None, None
+    visitor: float | None = None
+    agent: float | None = None
+    for guest in guests.iterfind(_q("guest")):
+        fields = _children(guest, _GUEST_FIELDS)
+        kind = fields.get("type", "").lower()
+        if kind not in ("visitor", "agent"):
+            continue
+        when = _time(fields.get("startTime"), "guest startTime")
+        if when is None:
+            continue
+        if kind == "visitor":
+            visitor = when if visitor is None else min(visitor, when)
+        else:
+            agent = when if agent is None else min(agent, when)
+    return visitor, agent
+
+
+def _sessions(parent: etree._Element, user: str, tally: _Tally) -> list[Session] | None:
+    """The sessions under `parent`, or None once the reply holds too many."""
     sessions: list[Session] = []
-    skipped = 0
     container = parent.find(_q("sessions"))
     if container is None:
-        return sessions, 0
+        return sessions
     for item in container.iterfind(_q("session")):
+        if tally.full():
+            return None
         fields = _children(item, _SESSION_FIELDS)
         try:
+            session_id = _int(fields.get("id"), "id")
+            session_type = _present(fields.get("type"), "type")
+            status = _present(fields.get("status"), "status")
+            start_time = _time(fields.get("startTime"), "startTime")
+            duration = _seconds(fields.get("duration"), "duration")
+            visitor, agent = _guest_starts(item)
+            if (visitor is not None and agent is not None
+                    and not plausible_seconds(max(0.0, agent - visitor))):
+                raise _Implausible("wait")
             sessions.append(Session(
-                id=_int(fields.get("id"), "id"),
-                type=_present(fields.get("type"), "type"),
-                status=_present(fields.get("status"), "status"),
-                start_time=parse_time(fields.get("startTime")),
-                duration=_seconds(fields.get("duration")),
+                id=session_id,
+                type=session_type,
+                status=status,
+                start_time=start_time,
+                duration=duration,
                 partner_user_id=user,
+                visitor_start=visitor,
+                agent_start=agent,
             ))
-        except _Skip:
-            skipped += 1
-    return sessions, skipped
+        except _Skip as exc:
+            tally.skip(exc)
+    return sessions
 
 
-def parse_group_sessions(body: bytes, max_bytes: int = MAX_BYTES) -> GroupSessions:
+def parse_group_sessions(
+    body: bytes, max_bytes: int = MAX_BYTES, max_records: int = MAX_RECORDS
+) -> GroupSessions:
     """PartnerCompletedSessions and PartnerCompletedSessionsEnding: one page."""
     root = _root(body, "groupSessions", max_bytes)
     next_text = _text(root, "nextId")
-    try:
-        next_id = int(next_text) if next_text else None
-    except ValueError:
-        raise ParseError("nextId is not a whole number") from None
+    next_id = strict_int(next_text) if next_text else None
+    if next_text and next_id is None:
+        raise ParseError("nextId is not a whole number")
     sessions: list[Session] = []
     invalid: list[str] = []
-    skipped = 0
+    tally = _Tally(max_records)
     users = root.find(_q("users"))
     if users is not None:
         for group in users.iterfind(_q("userSessions")):
             user = _text(group, "partnerUserId") or ""
             if _text(group, "validUser") is not None and not _bool(_text(group, "validUser")):
                 invalid.append(user)
-            found, bad = _sessions(group, user)
+            found = _sessions(group, user, tally)
+            if found is None:
+                return GroupSessions(next_id, [], over_limit=_count(root, "session"))
             sessions.extend(found)
-            skipped += bad
-    return GroupSessions(next_id, sessions, skipped, invalid)
+    return GroupSessions(next_id, sessions, tally.skipped, invalid, tally.implausible)
 
 
-def parse_user_sessions(body: bytes, max_bytes: int = MAX_BYTES) -> UserSessions:
+def parse_user_sessions(
+    body: bytes, max_bytes: int = MAX_BYTES, max_records: int = MAX_RECORDS
+) -> UserSessions:
     """PartnerUserSessions. The user id is not in the reply; the caller knows it."""
     root = _root(body, "userSessions", max_bytes)
     valid_text = _text(root, "validUser")
     if valid_text is None:
         raise ParseError("<validUser> is missing")
-    sessions, skipped = _sessions(root, "")
-    return UserSessions(_bool(valid_text), sessions, skipped)
+    tally = _Tally(max_records)
+    sessions = _sessions(root, "", tally)
+    if sessions is None:
+        return UserSessions(_bool(valid_text), [], over_limit=_count(root, "session"))
+    return UserSessions(_bool(valid_text), sessions, tally.skipped, tally.implausible)

@@ -45,13 +45,17 @@ USERS = (
     ("GBrown", "gbrown.glance.net", "Gus", "Brown", 1.0),
 )
 SESSION_TYPES: Mapping[str, float] = {"C": 0.5, "G": 0.35, "V": 0.15}
-# Sessions that ran end mostly Completed; the other letters are undocumented outcomes.
+# Sessions an agent joined end mostly Completed; the other letters are undocumented
+# outcomes. Q and T happen only to sessions nobody joined (below).
 FINAL_STATUSES: Mapping[str, float] = {
-    "C": 0.80, "Q": 0.04, "T": 0.04, "X": 0.03, "D": 0.02, "E": 0.02, "J": 0.015,
-    "K": 0.015, "L": 0.01, "U": 0.01,
+    "C": 0.86, "X": 0.05, "D": 0.02, "E": 0.02, "J": 0.015, "K": 0.015, "L": 0.01,
+    "U": 0.01,
 }
-# Sessions nobody joined end with one of these.
-UNJOINED_STATUSES: Mapping[str, float] = {"X": 0.5, "T": 0.3, "L": 0.1, "U": 0.1}
+# Sessions no agent joined: the visitor gave up (Q), timed out (T), or the session was
+# closed otherwise (X, L, U: an answered-looking X without an agent has no wait).
+UNJOINED_STATUSES: Mapping[str, float] = {"Q": 0.4, "T": 0.3, "X": 0.2, "L": 0.05, "U": 0.05}
+# Share of sessions no agent ever joins.
+UNJOINED_SHARE = 0.12
 MAX_LIFETIME = 600 + 7200 + 1  # longest wait + longest active time, seconds
 END_STYLES = ("empty_page", "zero", "same")
 # Every reply says at which instant of the world it was computed, so a test running the
@@ -74,6 +78,25 @@ class SimSession:
     @property
     def end(self) -> int:
         return self.start + self.wait + self.active
+
+    @property
+    def joined(self) -> bool:
+        """An agent joined the waiting visitor (at start + wait)."""
+        return self.active > 0
+
+    @property
+    def outcome(self) -> str:
+        """Ground truth in the exporter's outcome vocabulary."""
+        return {"C": "answered", "X": "answered", "Q": "abandoned",
+                "T": "timed_out"}.get(self.final_status, "other")
+
+    @property
+    def observed_wait(self) -> int | None:
+        """The wait the exporter must observe: the agent's arrival after the visitor's
+        for sessions an agent joined, the whole session for Q and T, else none."""
+        if self.final_status in ("Q", "T"):
+            return self.duration
+        return self.wait if self.joined else None
 
     @property
     def duration(self) -> int:
@@ -150,7 +173,7 @@ class GlanceSimulator(Simulator):
         roll = rng.random()
         wait = rng.randint(3, 30) if roll < 0.7 else (
             rng.randint(30, 180) if roll < 0.95 else rng.randint(180, 600))
-        if rng.random() < 0.06:
+        if rng.random() < UNJOINED_SHARE:
             active, final = 0, _pick(rng, UNJOINED_STATUSES)
         else:
             long_one = rng.random() < 0.05
@@ -412,8 +435,14 @@ def _sessions_xml(parent: etree._Element, sessions: Iterable[SimSession], now: f
         ):
             _sub(item, tag, value)
         guests = _sub(item, "guests")
-        joined = s.active > 0 and now >= s.start + s.wait
-        people = [("visitor", s.start)] * (s.guests if joined else 0) + [("agent", s.start)]
+        # The visitor starts the session and waits; an agent joins after `wait`, further
+        # visitors after the agent (like the documented sample: visitor, then agent).
+        joined = s.joined and now >= s.start + s.wait
+        people = [("visitor", s.start)]
+        if joined:
+            answered = s.start + s.wait
+            people.append(("agent", answered))
+            people.extend(("visitor", answered + n) for n in range(1, s.guests))
         for kind, since in people:
             guest = _sub(guests, "guest")
             for tag, value in (

@@ -7,14 +7,28 @@ carry the status and SecureVideo's `Message`, with the credentials masked.
 from __future__ import annotations
 
 import base64
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 
+from ... import scrub
 from ...http import Upstream
 from .config import SecureVideoAccount
-from .parser import HistoryPage, parse_error_message, parse_history
+from .parser import (
+    MAX_RECORDS,
+    HistoryPage,
+    MonthCounter,
+    MonthCounts,
+    parse_error_message,
+    parse_history,
+)
 
 FEED = "history"
 MONTH = "history_month"
+# The month reply is streamed and counted, never held: its size is bounded by the
+# sessions it may hold (`max_month_sessions`, i.e. max_remembered_ids) at this many
+# bytes each, far above a real History record (about 400 bytes).
+MAX_BYTES_PER_SESSION = 4096
+MAX_MONTH_SESSIONS = 250_000
 
 def utc_day(now: float) -> date:
     return datetime.fromtimestamp(now, UTC).date()
@@ -35,8 +49,16 @@ def day_start(day: date) -> float:
 
 
 class HistoryClient:
-    def __init__(self, account: SecureVideoAccount) -> None:
+    def __init__(
+        self,
+        account: SecureVideoAccount,
+        *,
+        max_records: int = MAX_RECORDS,
+        max_month_sessions: int = MAX_MONTH_SESSIONS,
+    ) -> None:
         self.account = account
+        self.max_records = max_records
+        self.max_month_sessions = max_month_sessions
         base = account.common.base_url
         self.url = (
             f"{base}/history" if account.host_user_id is None
@@ -48,7 +70,9 @@ class HistoryClient:
         token = base64.b64encode(pair).decode("ascii")
         self._headers = {"Authorization": "Basic " + token, "Accept": "application/json"}
         # In case SecureVideo ever echoes a credential in an error message.
-        # The Basic token too: a vendor quoting our Authorization header must not leak it.
+        # The Basic token too: a vendor quoting our Authorization header must not leak it
+        # (config registers it with the scrubber in every encoding; this is belt and braces).
+        scrub.register(token)
         self._secrets = (account.api_key.reveal(), account.api_secret.reveal(), token)
 
     def _filters(self) -> dict[str, str]:
@@ -69,8 +93,32 @@ class HistoryClient:
     ) -> HistoryPage:
         return await self._get(upstream, FEED, self.feed_params(now, start))
 
-    async def month(self, upstream: Upstream, now: float) -> HistoryPage:
-        return await self._get(upstream, MONTH, self.month_params(now))
+    async def month(self, upstream: Upstream, now: float) -> MonthCounts:
+        """The current month's sessions counted by status as the reply streams in: a
+        month far bigger than `max_body_bytes` or `max_records_per_reply` still counts."""
+        limit = self.max_month_sessions
+
+        async def count(chunks: AsyncIterator[bytes]) -> MonthCounts:
+            counter = MonthCounter(limit, self._secrets)
+            async for chunk in chunks:
+                counter.feed(chunk)
+                if counter.over_limit:
+                    break  # stop reading: the reply is refused anyway
+            return counter.finish()
+
+        counts = await upstream.stream(
+            MONTH, self.url, count, max_bytes=max(upstream.max_body_bytes,
+                                                  limit * MAX_BYTES_PER_SESSION),
+            params=self.month_params(now), headers=self._headers,
+            error_detail=lambda body: parse_error_message(body, self._secrets),
+        )
+        if counts.vendor_message is not None:
+            raise upstream.error(MONTH, "vendor_error", f"HTTP 200: {counts.vendor_message}")
+        if counts.over_limit is not None:
+            raise upstream.error(MONTH, "limit_exceeded",
+                                 f"the month holds more than {limit} sessions "
+                                 "(max_remembered_ids); the month gauge keeps its last value")
+        return counts
 
     async def _get(
         self, upstream: Upstream, operation: str, params: dict[str, str]
@@ -84,4 +132,11 @@ class HistoryClient:
             message = parse_error_message(reply.body, self._secrets)
             if message is not None:
                 raise upstream.error(operation, "vendor_error", f"HTTP 200: {message}")
-        return upstream.parse(operation, parse_history, reply.body)
+        limit = self.max_records
+        page = upstream.parse(operation, lambda body: parse_history(body, limit), reply.body)
+        if page.over_limit is not None:
+            raise upstream.error(
+                operation, "limit_exceeded",
+                f"reply holds {page.over_limit} sessions, more than max_records_per_reply "
+                f"({limit}); nothing of it was used")
+        return page

@@ -8,6 +8,7 @@ changes once set: a session older than the window (plus a day of slack) cannot c
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -15,25 +16,36 @@ from typing import Any
 
 from prometheus_client.core import Metric
 
-from ...families import OTHER, BoundedLabel, CounterSet, HistogramSet, gauge
+from ...dedupe import DedupeFull
+from ...errors import UpstreamError
+from ...families import BoundedLabel, CounterSet, HistogramSet, gauge
 from ...http import Upstream
+from ...sanitize import plausible_seconds
 from ...statecheck import counter_state, histogram_state, is_int, is_number, list_of, number
 from ..base import AccountCollector, CollectorContext
-from .client import HistoryClient, day_start, feed_window, month_start, utc_day
+from .client import FEED, MONTH, HistoryClient, day_start, feed_window, month_start, utc_day
 from .config import MAX_FEED_DAYS, SecureVideoAccount
-from .parser import HistoryPage, HistoryRecord
+from .parser import HistoryPage, HistoryRecord, MonthCounts
 
 BILLABLE_STATUSES = ("BILL", "SVCO", "DUPL", "COMP")
 SCHEDULE_TYPES = ("OnDemand", "Rescheduled", "Scheduled")
+# Sessions with an appointment: their start delay (BillableTs - ScheduleTs) is observed.
+# An OnDemand session's ScheduleTs is when it was created, so it has no delay to speak of.
+APPOINTMENT_TYPES = ("Scheduled", "Rescheduled")
 PROVIDERS = ("Zoom", "One-Click", "VSee")
 UNKNOWN = "unknown"
-# Label values are vendor free text; a long one is cut rather than exported whole.
-MAX_LABEL_LENGTH = 64
 # Slack beyond the feed window before a session is forgotten: covers a vendor clock or
 # a day boundary that disagrees with ours.
 PRUNE_SLACK = 86400.0
 # Bump when the shape of `state()` changes: an older or newer state is then ignored.
-STATE_VERSION = 1
+# Version 1 (no consult or start-delay series) is still read: it carries on, and the new
+# series start from zero.
+STATE_VERSION = 2
+# Leave the month query this much of the cycle deadline unused, so that the month, not
+# the whole cycle, is what runs out of time.
+MONTH_DEADLINE_MARGIN = 1.0
+
+POLLED = "polled in the background"
 
 
 @dataclass
@@ -41,19 +53,19 @@ class _Seen:
     billable_ts: float
     duration_observed: bool = False
     wait_observed: bool = False
+    consult_observed: bool = False
 
 
 class SecureVideoCollector(AccountCollector):
     def __init__(self, account: SecureVideoAccount, ctx: CollectorContext) -> None:
         self.account = account
         self.ctx = ctx
-        self.client = HistoryClient(account)
+        self.client = HistoryClient(account, max_records=ctx.max_records_per_reply,
+                                    max_month_sessions=ctx.max_remembered_ids)
         self._prefix = (account.common.name,)
-        limit = ctx.label_value_limit
-        self._status = BoundedLabel((*BILLABLE_STATUSES, UNKNOWN), limit)
-        self._schedule = BoundedLabel((*SCHEDULE_TYPES, UNKNOWN), limit)
-        self._provider = BoundedLabel((*PROVIDERS, UNKNOWN), limit)
-        self._overflow = 0
+        self._status = ctx.label((*BILLABLE_STATUSES, UNKNOWN))
+        self._schedule = ctx.label((*SCHEDULE_TYPES, UNKNOWN))
+        self._provider = ctx.label((*PROVIDERS, UNKNOWN))
         self.sessions = CounterSet(
             "securevideo_sessions_total",
             "SecureVideo sessions that connected (History BillableTs set), counted once per "
@@ -76,6 +88,30 @@ class SecureVideoCollector(AccountCollector):
             ("account", "provider"),
             account.wait_buckets,
         )
+        self.consults = HistogramSet(
+            "securevideo_session_consult_seconds",
+            "SecureVideo consult time after the second participant connected (History "
+            "(DurationMinutes - WaitTime) x 60, at least 0), observed once per session when "
+            "both first become known; " + POLLED + ".",
+            ("account", "provider"),
+            account.duration_buckets,
+        )
+        self.start_delays = HistogramSet(
+            "securevideo_session_start_delay_seconds",
+            "How late Scheduled and Rescheduled SecureVideo sessions connected (History "
+            "BillableTs - ScheduleTs; an early start is observed as 0), observed once per "
+            "session; " + POLLED + ".",
+            ("account", "schedule_type"),
+            account.wait_buckets,
+        )
+        self.early_starts = CounterSet(
+            "securevideo_session_early_starts_total",
+            "Scheduled and Rescheduled SecureVideo sessions that connected before their "
+            "appointment (History BillableTs before ScheduleTs), counted once; " + POLLED
+            + ".",
+            ("account", "schedule_type"),
+        )
+        self._zero_fill()
         self._seen: dict[int, _Seen] = {}
         # Sessions that connected before this are never counted: our start, or with
         # --storage.path the start of the process whose counts we carry on.
@@ -91,29 +127,80 @@ class SecureVideoCollector(AccountCollector):
         self.month: dict[str, int] | None = None
         self._month_key: str | None = None
         self._month_fetched_at: float | None = None
+        # After a failed month query: when to try again, and how many failed in a row.
+        self._month_retry_at: float | None = None
+        self._month_failures = 0
 
     async def collect(self, upstream: Upstream) -> None:
         now = self.ctx.clock.time()
+        began = asyncio.get_running_loop().time()
+        start = self._catch_up_start(now)
+        # The extra argument only when catching up: stand-in clients (tests) keep the
+        # two-argument form.
         try:
-            start = self._catch_up_start(now)
-            # The extra argument only when catching up: stand-in clients (tests) keep the
-            # two-argument form.
             page = await (self.client.feed(upstream, now) if start is None
                           else self.client.feed(upstream, now, start))
-            self._reject_bad(page)
+        except UpstreamError as exc:
+            if start is not None and exc.reason == "limit_exceeded":
+                # A catch-up too big for one reply would fail every cycle for good: give
+                # it up (those days are lost, and said so) and carry on with the window.
+                self._catch_up_from = None
+                self.ctx.log.warning("securevideo_catch_up_truncated",
+                                     lost_before=feed_window(now, self.account.feed_days)[0]
+                                     .isoformat(),
+                                     hint="the catch-up reply was over max_records_per_reply")
+            raise
+        self._reject_bad(page)
+        try:
             self._apply_feed(page.records, now, start)
-            self._fed_until, self._catch_up_from = now, None
-            key = month_start(now).isoformat()
-            if key != self._month_key:
-                # Last month's numbers must not pose as this month's, even for one cycle.
-                self.month, self._month_key, self._month_fetched_at = None, key, None
-            if self._month_due(now):
-                month_page = await self.client.month(upstream, now)
-                self._reject_bad(month_page)
-                self.month = self._month_counts(month_page.records)
-                self._month_fetched_at = now
-        finally:
-            self._flush_overflow()
+        except DedupeFull as exc:
+            # What was counted stays counted (and remembered); the rest waits until older
+            # sessions are forgotten, rather than being counted without being remembered.
+            raise upstream.error(FEED, "limit_exceeded", str(exc)) from None
+        self._fed_until, self._catch_up_from = now, None
+        key = month_start(now).isoformat()
+        if key != self._month_key:
+            # Last month's numbers must not pose as this month's, even for one cycle.
+            self.month, self._month_key, self._month_fetched_at = None, key, None
+            self._month_retry_at, self._month_failures = None, 0
+        if self._month_due(now):
+            await self._collect_month(upstream, now, began)
+
+    async def _collect_month(self, upstream: Upstream, now: float, began: float) -> None:
+        """The month gauge is a side view (billing): its query failing, or its reply being
+        too big, never fails the cycle. The failure is counted and logged, the gauge keeps
+        its last value of this month, and the query is retried with a backoff."""
+        left = (self.account.common.cycle_deadline - MONTH_DEADLINE_MARGIN
+                - (asyncio.get_running_loop().time() - began))
+        try:
+            if left <= 0:
+                raise upstream.error(MONTH, "timeout", "no time left in this cycle")
+            try:
+                async with asyncio.timeout(left):
+                    counts = await self.client.month(upstream, now)
+            except TimeoutError:
+                raise upstream.error(MONTH, "timeout",
+                                     f"no reply within the {left:.3g}s left of the cycle "
+                                     "deadline") from None
+        except UpstreamError as exc:
+            self._month_failed(now, exc)
+            return
+        self._reject_counts(counts.skipped, counts.implausible, counts.first_problem)
+        self.month = self._month_counts(counts)
+        self._month_fetched_at, self._month_retry_at, self._month_failures = now, None, 0
+
+    def _month_failed(self, now: float, exc: UpstreamError) -> None:
+        self._month_failures += 1
+        # The first retry comes with the next cycle, later ones back off (1, 3, 7 ...
+        # intervals) up to month_interval: a month too big to count is not fetched again
+        # every few seconds.
+        backoff = self.account.common.interval * (2 ** min(self._month_failures - 1, 20) - 1)
+        delay = max(min(backoff, self.account.month_interval), exc.retry_after or 0.0)
+        self._month_retry_at = now + delay
+        self.ctx.log.warning("securevideo_month_failed", operation=exc.operation,
+                             reason=exc.reason, error=exc.message,
+                             consecutive_failures=self._month_failures,
+                             hint="securevideo_sessions_month keeps its last value")
 
     def _catch_up_start(self, now: float) -> date | None:
         """The first day to ask for when the feed an earlier process last applied is older
@@ -133,14 +220,23 @@ class SecureVideoCollector(AccountCollector):
         return wanted
 
     def _month_due(self, now: float) -> bool:
+        if self._month_retry_at is not None:
+            return now >= self._month_retry_at
         last = self._month_fetched_at
         return last is None or now - last >= self.account.month_interval
 
     def _reject_bad(self, page: HistoryPage) -> None:
-        if page.skipped:
-            self.ctx.reject("bad_record", page.skipped)
-            self.ctx.log.debug("securevideo_records_skipped", count=page.skipped,
-                               first_problem=page.first_problem)
+        self._reject_counts(page.skipped, page.implausible, page.first_problem)
+
+    def _reject_counts(self, skipped: int, implausible: int, first_problem: str | None) -> None:
+        if not skipped:
+            return
+        if skipped > implausible:
+            self.ctx.reject("invalid_record", skipped - implausible)
+        if implausible:
+            self.ctx.reject("implausible_value", implausible)
+        self.ctx.log.debug("securevideo_records_skipped", count=skipped,
+                           implausible=implausible, first_problem=first_problem)
 
     def _apply_feed(
         self, records: Iterable[HistoryRecord], now: float, catch_up: date | None = None
@@ -170,12 +266,19 @@ class SecureVideoCollector(AccountCollector):
     def _account_for(self, record: HistoryRecord, billable_ts: float) -> None:
         seen = self._seen.get(record.session_id)
         if seen is None:
+            # Per-session flags pruned by BillableTs do not fit `SeenRecords`; the same
+            # bound applies: at most max_remembered_ids sessions remembered.
+            if len(self._seen) >= self.ctx.max_remembered_ids:
+                raise DedupeFull(f"already remembering {len(self._seen)} sessions "
+                                 "(max_remembered_ids)")
             seen = self._seen[record.session_id] = _Seen(billable_ts)
+            schedule_type = self._label(self._schedule, record.schedule_type)
             self.sessions.inc((
                 self._label(self._status, record.billable_status),
-                self._label(self._schedule, record.schedule_type),
+                schedule_type,
                 self._label(self._provider, record.provider),
             ))
+            self._observe_start_delay(record, billable_ts)
         if not seen.duration_observed and record.duration_minutes is not None:
             seen.duration_observed = True
             provider = self._label(self._provider, record.provider)
@@ -184,30 +287,55 @@ class SecureVideoCollector(AccountCollector):
             seen.wait_observed = True
             provider = self._label(self._provider, record.provider)
             self.waits.observe((provider,), record.wait_minutes * 60.0)
+        if (not seen.consult_observed and record.duration_minutes is not None
+                and record.wait_minutes is not None):
+            seen.consult_observed = True
+            provider = self._label(self._provider, record.provider)
+            consult = max(0.0, record.duration_minutes - record.wait_minutes) * 60.0
+            self.consults.observe((provider,), consult)
 
-    def _month_counts(self, records: Iterable[HistoryRecord]) -> dict[str, int]:
-        latest = {r.session_id: r for r in records if r.billable_ts is not None}
-        counts = dict.fromkeys(BILLABLE_STATUSES, 0)
-        for record in latest.values():
-            status = self._label(self._status, record.billable_status)
-            counts[status] = counts.get(status, 0) + 1
-        return counts
+    def _observe_start_delay(self, record: HistoryRecord, billable_ts: float) -> None:
+        """Once, when the session is first counted: BillableTs never changes once set."""
+        schedule_type = record.schedule_type
+        if schedule_type not in APPOINTMENT_TYPES or record.schedule_ts is None:
+            return
+        delay = billable_ts - record.schedule_ts
+        if not plausible_seconds(abs(delay)):
+            # Each date is plausible, but a session a week off its appointment is not.
+            self.ctx.reject("implausible_value", 1)
+            return
+        if delay < 0:
+            self.early_starts.inc((schedule_type,))
+        self.start_delays.observe((schedule_type,), max(0.0, delay))
 
-    def _label(self, bounded: BoundedLabel, value: str | None) -> str:
-        if not value:
-            return UNKNOWN
-        value = value[:MAX_LABEL_LENGTH]
-        label = bounded(value)
-        if label == OTHER and value != OTHER:
-            self._overflow += 1
-        return label
+    def _month_counts(self, counts: MonthCounts) -> dict[str, int]:
+        result = dict.fromkeys(BILLABLE_STATUSES, 0)
+        for raw, n in counts.counts.items():
+            status = self._label(self._status, raw)
+            result[status] = result.get(status, 0) + n
+        return result
 
-    def _flush_overflow(self) -> None:
-        if self._overflow:
-            self.ctx.reject("label_overflow", self._overflow)
-            self._overflow = 0
+    @staticmethod
+    def _label(bounded: BoundedLabel, value: str | None) -> str:
+        """Null, absent or empty is `unknown`; the rest is capped, scrubbed and counted
+        by the bounded label itself (label_truncated, label_overflow)."""
+        return bounded(value) if value else UNKNOWN
+
+    def _zero_fill(self) -> None:
+        for provider in PROVIDERS:
+            self.consults.touch((provider,))
+        for schedule_type in APPOINTMENT_TYPES:
+            self.start_delays.touch((schedule_type,))
+            self.early_starts.values.setdefault((schedule_type,), 0.0)
 
     # -- durable state (--storage.path) ------------------------------------------------
+
+    def _histograms(self) -> tuple[tuple[str, HistogramSet, str], ...]:
+        """(state key, histogram, key of its buckets) of every histogram kept."""
+        return (("durations", self.durations, "duration_buckets"),
+                ("waits", self.waits, "wait_buckets"),
+                ("consults", self.consults, "duration_buckets"),
+                ("start_delays", self.start_delays, "wait_buckets"))
 
     def state(self) -> dict[str, Any]:
         return {
@@ -215,11 +343,11 @@ class SecureVideoCollector(AccountCollector):
             "counted_from": self._counted_from,
             # A catch-up still pending stays pending in the next process.
             "fed_until": self._catch_up_from or self._fed_until,
-            "seen": [[sid, s.billable_ts, s.duration_observed, s.wait_observed]
-                     for sid, s in self._seen.items()],
+            "seen": [[sid, s.billable_ts, s.duration_observed, s.wait_observed,
+                      s.consult_observed] for sid, s in self._seen.items()],
             "sessions": self.sessions.to_state(),
-            "durations": self.durations.to_state(),
-            "waits": self.waits.to_state(),
+            "early_starts": self.early_starts.to_state(),
+            **{key: histogram.to_state() for key, histogram, _ in self._histograms()},
             "duration_buckets": list(self.durations.bounds),
             "wait_buckets": list(self.waits.bounds),
         }
@@ -230,29 +358,40 @@ class SecureVideoCollector(AccountCollector):
 
         Everything is checked before anything is applied: a state that does not fit
         raises ValueError and leaves the fresh collector as it was."""
-        if state.get("version") != STATE_VERSION:
-            raise ValueError(f"state version {state.get('version')!r}, expected {STATE_VERSION}")
+        version = state.get("version")
+        if version not in (1, STATE_VERSION) or isinstance(version, bool):
+            raise ValueError(f"state version {version!r}, expected {STATE_VERSION}")
         counted_from = number(state.get("counted_from"), "counted_from")
         fed_until = state.get("fed_until")
         if fed_until is not None:
             fed_until = number(fed_until, "fed_until")
+        width = 4 if version == 1 else 5
         seen: dict[int, _Seen] = {}
         for item in list_of(state, "seen"):
-            if not (isinstance(item, list) and len(item) == 4 and is_int(item[0])
-                    and is_number(item[1]) and isinstance(item[2], bool)
-                    and isinstance(item[3], bool)):
-                raise ValueError("state seen entry is not [id, BillableTs, bool, bool]")
-            seen[item[0]] = _Seen(float(item[1]), item[2], item[3])
+            if not (isinstance(item, list) and len(item) == width and is_int(item[0])
+                    and is_number(item[1])
+                    and all(isinstance(flag, bool) for flag in item[2:])):
+                raise ValueError(f"state seen entry is not [id, BillableTs, {width - 2} bools]")
+            # Version 1 never observed a consult: one whose duration was observed then is
+            # not observed now, lest an old session land in a new histogram.
+            consult = item[4] if version != 1 else item[2]
+            seen[item[0]] = _Seen(float(item[1]), item[2], item[3], consult)
         sessions = counter_state(state, "sessions", len(self.sessions.labelnames) - 1)
+        early = (counter_state(state, "early_starts", len(self.early_starts.labelnames) - 1)
+                 if version != 1 else None)
         histograms = []
-        for key, histogram in (("durations", self.durations), ("waits", self.waits)):
-            same = state.get(f"{key[:-1]}_buckets") == list(histogram.bounds)
+        for key, histogram, bucket_key in self._histograms():
+            if version == 1 and key not in ("durations", "waits"):
+                continue
+            same = state.get(bucket_key) == list(histogram.bounds)
             items = histogram_state(state, key, len(histogram.labelnames) - 1,
-                                     len(histogram.bounds) + 1 if same else None)
+                                    len(histogram.bounds) + 1 if same else None)
             histograms.append((key, histogram, items, same))
 
         self._counted_from, self._catch_up_from, self._seen = counted_from, fed_until, seen
         self.sessions.load_state(sessions)
+        if early is not None:
+            self.early_starts.load_state(early)
         for labels in self.sessions.values:
             # Restored label values keep their place within the label cap.
             for bounded, value in zip((self._status, self._schedule, self._provider), labels,
@@ -266,6 +405,7 @@ class SecureVideoCollector(AccountCollector):
                 # Prometheus) rather than mixing counts from two sets of bounds.
                 self.ctx.log.warning("securevideo_buckets_changed", histogram=key,
                                      hint="the histogram starts from zero")
+        self._zero_fill()
 
     @property
     def tracked_sessions(self) -> int:
@@ -277,6 +417,9 @@ class SecureVideoCollector(AccountCollector):
             self.sessions.family(prefix),
             self.durations.family(prefix),
             self.waits.family(prefix),
+            self.consults.family(prefix),
+            self.start_delays.family(prefix),
+            self.early_starts.family(prefix),
         ]
         if self.in_progress is not None:
             families.append(gauge(
@@ -295,11 +438,3 @@ class SecureVideoCollector(AccountCollector):
                 {(*prefix, status): float(n) for status, n in self.month.items()},
             ))
         return families
-
-
-
-
-
-
-
-

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ... import scrub
 from ...config import AccountCommon, ConfigError, Fields, GlobalConfig, Secret
 from ...families import DURATION_BUCKETS, WAIT_BUCKETS
 
@@ -43,6 +44,9 @@ def parse_account(
     api_key = fields.secret("api_key")
     api_secret = fields.secret("api_secret")
     assert api_key is not None and api_secret is not None  # required=True raises instead
+    # The Authorization header carries base64("key:secret"): a vendor quoting it back, in
+    # any encoding, must be scrubbed like the two halves are.
+    scrub.register_basic(api_key.reveal(), api_secret.reveal())
     feed_days = fields.int("feed_days", 2, minimum=1)
     if feed_days > MAX_FEED_DAYS:
         raise ConfigError(f"{fields.path}.feed_days", f"must be at most {MAX_FEED_DAYS}")

@@ -1,21 +1,30 @@
 """History JSON -> `HistoryRecord`s. Pure: bytes in, records out, only `ParseError` out.
 
 One bad record (a field of the wrong type, an impossible timestamp) is skipped and
-counted, so that a single odd session cannot hide all the others; a reply that is not a
-JSON array at all fails as a whole.
+counted, so that a single odd session cannot hide all the others; `implausible` says how
+many of them carried a number or date outside its plausible range (a WaitTime of 1e308,
+NaN or -1, a BillableTs in the year 9999). A reply that is not a JSON array at all fails
+as a whole; one with more than `max_records` records is not turned into records
+(`over_limit`). Every string is made encodable (`clean_text`): a lone surrogate is valid
+JSON but not UTF-8.
+
+The month query needs three fields per session, so `MonthCounter` counts a reply as it
+streams in, one record at a time, without building records or holding the body.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
-import math
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ... import scrub
 from ...errors import ParseError
+from ...sanitize import MAX_PLAUSIBLE_SECONDS, clean_text, plausible_epoch
 
 # SecureVideo writes .NET-style UTC times without an offset, with 0-7 fractional digits
 # ("2016-11-03T21:46:16.1", "2016-11-03T22:00:00"); a trailing Z is accepted too.
@@ -31,6 +40,10 @@ _INT_LIMIT = 10**_MAX_INT_DIGITS
 # letting json convert integers itself costs microseconds even for hostile input.
 _SAFE_INT_MAX_STR_DIGITS = 10_000
 _MESSAGE_LIMIT = 200
+# The default for direct callers; the client passes `max_records_per_reply`.
+MAX_RECORDS = 100_000
+# Minutes a session can last or wait (the plausible range is 0 to 7 days).
+_MAX_MINUTES = MAX_PLAUSIBLE_SECONDS / 60
 
 
 @dataclass(frozen=True)
@@ -49,12 +62,18 @@ class HistoryRecord:
 @dataclass(frozen=True)
 class HistoryPage:
     records: tuple[HistoryRecord, ...]
-    skipped: int = 0
+    skipped: int = 0  # every skipped record, implausible ones included
     # The first skipped record's problem, for a debug log line; never contains body text.
     first_problem: str | None = None
+    implausible: int = 0  # of `skipped`: a number or date outside its plausible range
+    over_limit: int | None = None  # the record count when it exceeds max_records
 
 
 class _BadRecord(Exception):
+    pass
+
+
+class _Implausible(_BadRecord):
     pass
 
 
@@ -184,14 +203,16 @@ def _minutes(value: Any, name: str) -> float | None:
     if ((type(value) is not float and type(value) is not int)
             or (type(value) is int and abs(value) >= _INT_LIMIT)):
         raise _BadRecord(f"{name} is not a number")
-    if not math.isfinite(value) or value < 0:
-        raise _BadRecord(f"{name} is not a finite, non-negative number")
+    if not 0 <= value <= _MAX_MINUTES:  # NaN fails this too
+        raise _Implausible(f"{name} is not between 0 and 7 days")
     return float(value)
 
 
 def _text(value: Any, name: str) -> str | None:
-    if value is None or type(value) is str:
-        return value
+    if value is None:
+        return None
+    if type(value) is str:
+        return clean_text(value)
     raise _BadRecord(f"{name} is not a string")
 
 
@@ -201,9 +222,12 @@ def _time(value: Any, name: str) -> float | None:
     if type(value) is not str:
         raise _BadRecord(f"{name} is not a string")
     try:
-        return parse_timestamp(value)
+        when = parse_timestamp(value)
     except (ValueError, OverflowError):
         raise _BadRecord(f"{name} is not a valid UTC timestamp") from None
+    if not plausible_epoch(when):
+        raise _Implausible(f"{name} is not between the years 2000 and 2100")
+    return when
 
 
 def _record(item: Any) -> HistoryRecord:
@@ -227,21 +251,192 @@ def _record(item: Any) -> HistoryRecord:
     )
 
 
-def parse_history(body: bytes) -> HistoryPage:
+def parse_history(body: bytes, max_records: int = MAX_RECORDS) -> HistoryPage:
     """Parse a History JSON reply: an array of session objects."""
     data = _load_fast(body)
     if not isinstance(data, list):
         raise ParseError(f"History reply is a JSON {type(data).__name__}, not an array")
+    if len(data) > max_records:
+        return HistoryPage((), over_limit=len(data))
     records: list[HistoryRecord] = []
-    skipped, first_problem = 0, None
+    skipped, implausible, first_problem = 0, 0, None
     for index, item in enumerate(data):
         try:
             records.append(_record(item))
         except _BadRecord as exc:
             skipped += 1
+            implausible += isinstance(exc, _Implausible)
             if first_problem is None:
                 first_problem = f"record {index}: {exc}"
-    return HistoryPage(tuple(records), skipped, first_problem)
+    return HistoryPage(tuple(records), skipped, first_problem, implausible)
+
+
+# -- the month query: counted as it streams ---------------------------------------------
+
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+# One History record is a few hundred characters; a "record" this long is no record.
+MAX_RECORD_CHARS = 1 << 20
+# A 200 carrying an error object instead of the array is read up to this size.
+_MAX_ERROR_OBJECT = 65536
+# Status codes longer than this are cut (labels are cut far shorter anyway), and more
+# distinct ones than this in one month is no billing system but a hostile reply.
+_MAX_STATUS_CHARS = 256
+MAX_STATUSES = 1024
+
+
+@dataclass(frozen=True)
+class MonthCounts:
+    """Distinct sessions with a BillableTs in a month reply, by BillableStatusCd (None
+    when null or absent), the last row of a session winning."""
+
+    counts: dict[str | None, int] = field(default_factory=dict)
+    skipped: int = 0
+    implausible: int = 0
+    first_problem: str | None = None
+    over_limit: int | None = None  # more distinct sessions than max_sessions
+    vendor_message: str | None = None  # the `Message` of a 200 that carried an error
+
+
+class MonthCounter:
+    """Counts a month reply chunk by chunk: each record is decoded (by the C JSON
+    scanner), its SessionId, BillableTs and BillableStatusCd checked exactly as
+    `parse_history` checks them, and dropped. Memory is one chunk, one record and a
+    SessionId -> status map of at most `max_sessions` entries; `feed` raises only
+    `ParseError`."""
+
+    def __init__(self, max_sessions: int, redact: tuple[str, ...] = ()) -> None:
+        self.max_sessions = max_sessions
+        self._redact = redact
+        self._decoder = codecs.getincrementaldecoder("utf-8-sig")()
+        self._json = json.JSONDecoder(parse_int=_parse_int)
+        self._buffer = ""
+        self._state = "start"  # start, first, item, sep, end, object, over
+        self._index = 0
+        self._status: dict[int, str | None] = {}
+        self._statuses: dict[str, str] = {}
+        self._skipped = self._implausible = 0
+        self._first_problem: str | None = None
+
+    @property
+    def over_limit(self) -> bool:
+        return self._state == "over"
+
+    def feed(self, chunk: bytes) -> None:
+        if self._state == "over":
+            return
+        self._buffer += self._decode(chunk, final=False)
+        self._scan(final=False)
+
+    def finish(self) -> MonthCounts:
+        if self._state == "over":
+            return MonthCounts(over_limit=len(self._status))
+        self._buffer += self._decode(b"", final=True)
+        self._scan(final=True)
+        if self._state == "object":
+            message = parse_error_message(self._buffer.encode("utf-8", "surrogatepass"),
+                                          self._redact)
+            if message is None:
+                raise ParseError("History reply is a JSON object, not an array")
+            return MonthCounts(vendor_message=message)
+        if self._state == "start":
+            raise ParseError("History reply is empty")
+        if self._state != "end":
+            raise ParseError("History reply ends before its closing ]")
+        counts: dict[str | None, int] = {}
+        for status in self._status.values():
+            counts[status] = counts.get(status, 0) + 1
+        return MonthCounts(counts, self._skipped, self._implausible, self._first_problem)
+
+    def _decode(self, chunk: bytes, final: bool) -> str:
+        try:
+            return self._decoder.decode(chunk, final)
+        except UnicodeDecodeError:
+            raise ParseError("History reply is not UTF-8 text") from None
+
+    def _scan(self, final: bool) -> None:
+        text, pos, state = self._buffer, 0, self._state
+        size = len(text)
+        while state not in ("object", "over"):
+            pos = _WHITESPACE.match(text, pos).end()  # type: ignore[union-attr]
+            if pos >= size:
+                break
+            char = text[pos]
+            if state == "start":
+                if char == "[":
+                    state, pos = "first", pos + 1
+                    continue
+                if char == "{":
+                    state = "object"
+                    break
+                raise ParseError("History reply is not a JSON array")
+            if state == "end":
+                raise ParseError("History reply goes on after its closing ]")
+            if char == "]" and state in ("first", "sep"):
+                state, pos = "end", pos + 1
+                continue
+            if state == "sep":
+                if char != ",":
+                    raise ParseError("History records are not separated by commas")
+                state, pos = "item", pos + 1
+                continue
+            try:
+                item, end = self._json.raw_decode(text, pos)
+            except (ValueError, RecursionError):
+                if final or size - pos > MAX_RECORD_CHARS:
+                    raise ParseError(f"History record {self._index} is not JSON") from None
+                break  # the rest of the record is still on its way
+            if end >= size and not final:
+                break  # a number may go on in the next chunk: decode it again then
+            self._count(item)
+            state, pos = "sep", end
+            if len(self._status) > self.max_sessions:
+                state = "over"
+        self._state = state
+        if state == "object":
+            if size - pos > _MAX_ERROR_OBJECT:
+                raise ParseError("History reply is a JSON object, not an array")
+            self._buffer = text[pos:]
+        elif state == "over":
+            self._buffer = ""
+        else:
+            self._buffer = text[pos:]
+
+    def _count(self, item: Any) -> None:
+        index = self._index
+        self._index += 1
+        try:
+            if not isinstance(item, dict):
+                raise _BadRecord("is not a JSON object")
+            session_id = _int(item.get("SessionId"), "SessionId")
+            if session_id is None:
+                raise _BadRecord("has no SessionId")
+            billable = _time(item.get("BillableTs"), "BillableTs")
+            status = _text(item.get("BillableStatusCd"), "BillableStatusCd")
+        except _BadRecord as exc:
+            self._skipped += 1
+            self._implausible += isinstance(exc, _Implausible)
+            if self._first_problem is None:
+                self._first_problem = f"record {index}: {exc}"
+            return
+        if billable is None:
+            return  # never connected: not a session of the month
+        if status is not None:
+            status = status[:_MAX_STATUS_CHARS]
+            known = self._statuses.get(status)
+            if known is None:
+                if len(self._statuses) >= MAX_STATUSES:
+                    raise ParseError(f"more than {MAX_STATUSES} distinct BillableStatusCd "
+                                     "values in one month")
+                known = self._statuses[status] = status
+            status = known
+        self._status[session_id] = status
+
+
+def count_month(body: bytes, max_sessions: int = 1_000_000) -> MonthCounts:
+    """A whole month reply counted at once (tests, tools)."""
+    counter = MonthCounter(max_sessions)
+    counter.feed(body)
+    return counter.finish()
 
 
 def parse_error_message(body: bytes, redact: tuple[str, ...] = ()) -> str | None:
@@ -258,7 +453,9 @@ def parse_error_message(body: bytes, redact: tuple[str, ...] = ()) -> str | None
     detail = data.get("MessageDetail")
     if isinstance(detail, str) and detail:
         message = f"{message} ({detail})"
-    # Mask before cutting, so that no prefix of a secret survives at the cut.
+    # Mask before cutting, so that no prefix of a secret survives at the cut: every
+    # configured secret in every encoding (the Basic token too), and `redact`.
+    message = scrub.scrub(clean_text(message))
     for secret in redact:
         if secret:
             message = message.replace(secret, "<redacted>")

@@ -1,0 +1,279 @@
+"""Glance KPIs (issue 14) and bounds (issue 11): the real collector against the simulator
+(or a hostile Activity Service) over loopback, time on a FakeClock."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import quote_plus
+
+import pytest
+from aiohttp import web
+
+from exporter.clock import FakeClock
+from exporter.errors import UpstreamError
+from exporter.snapshot import render
+from exporter.vendors.glance.collector import OUTCOMES
+from exporter.vendors.glance.parser import NS
+from exporter.vendors.glance.simulator import DEMO_API_KEY, GlanceSimulator
+
+from .support import NOON_ISH, Harness, by_label, series, start_harness, stop_harness
+from .test_collector import assert_feed_matches, completed
+
+# `clock` and `h` come from conftest.py.
+
+
+def through_json(state: dict[str, Any] | None) -> dict[str, Any]:
+    assert state is not None
+    result = json.loads(json.dumps(state))
+    assert isinstance(result, dict)
+    return result
+
+
+async def test_every_outcome_has_exact_counts_waits_and_service_level(h: Harness) -> None:
+    c = h.collector(page_size=50)
+    for _ in range(12):
+        h.clock.advance(600)
+        await c.collect(h.upstream())
+    assert_feed_matches(h, c, NOON_ISH)  # exact per type and outcome, zero-filled
+    ended = h.sim.completed_ended(NOON_ISH, h.clock.time())
+    outcomes = Counter(s.outcome for s in ended if s.observed_wait is not None)
+    assert all(outcomes[o] > 0 for o in ("answered", "abandoned", "timed_out", "other"))
+    # Service level 80/20 reads two exact bucket bounds: answered within 20 s / answered.
+    buckets = by_label(series(c.families(), "glance_session_wait_seconds_bucket"),
+                       "session_type", "outcome", "le")
+    for session_type in "CGV":
+        answered = [s.observed_wait for s in ended if s.type == session_type
+                    and s.outcome == "answered" and s.observed_wait is not None]
+        assert buckets[(session_type, "answered", "20.0")] == sum(w <= 20 for w in answered)
+        assert buckets[(session_type, "answered", "+Inf")] == len(answered)
+    # Answered sessions nobody joined (X without an agent) have no wait, but a duration.
+    unanswerable = [s for s in ended if s.outcome == "answered" and s.observed_wait is None]
+    assert unanswerable, "the simulator should end some unjoined sessions with X"
+    durations = series(c.families(), "glance_session_duration_seconds_count")
+    assert sum(v for k, v in durations.items() if ("outcome", "answered") in k) == sum(
+        1 for s in ended if s.outcome == "answered")
+
+
+async def test_help_texts_name_the_fields_and_say_polled(h: Harness) -> None:
+    c = h.collector()
+    await c.collect(h.upstream())
+    families = {f.name: f for f in c.families()}
+    wait = families["glance_session_wait_seconds"]
+    for words in ("startTime", "agent", "visitor", "duration", "in the background"):
+        assert words in wait.documentation
+    assert "outcome" in families["glance_session_duration_seconds"].documentation
+    labels = {tuple(sorted(s.labels)) for s in wait.samples if s.name.endswith("_bucket")}
+    assert labels == {("account", "le", "outcome", "session_type")}
+    assert {s.labels["outcome"] for s in wait.samples} == set(OUTCOMES)
+
+
+async def test_the_page_budget_stops_a_cycle_and_the_next_carries_on(h: Harness) -> None:
+    c = h.collector(page_size=5, limits={"max_pages_per_cycle": 4})
+    h.clock.advance(3 * 3600)  # about 700 sessions end: far more than 4 pages of 5
+    failures = 0
+    for _ in range(200):
+        try:
+            await c.collect(h.upstream())
+        except UpstreamError as exc:
+            assert (exc.operation, exc.reason) == ("PartnerCompletedSessionsEnding",
+                                                    "limit_exceeded")
+            failures += 1
+            continue
+        break
+    else:
+        pytest.fail("the feed never caught up")
+    assert failures > 5
+    assert_feed_matches(h, c, NOON_ISH)  # nothing lost, nothing twice
+    pages = [p for op, p in h.sim.requests if op == "PartnerCompletedSessionsEnding"]
+    ended = len(h.sim.completed_ended(NOON_ISH, h.clock.time()))
+    # Carrying on, not starting over: about one request per page of sessions.
+    assert len(pages) <= ended / 5 + failures + 3
+    assert c.cursor == h.clock.time()
+
+
+async def test_a_full_dedupe_memory_stops_counting_without_counting_twice(h: Harness) -> None:
+    c = h.collector(page_size=7, limits={"max_remembered_ids": 10})
+    h.clock.advance(1800)
+    with pytest.raises(UpstreamError) as info:
+        await c.collect(h.upstream())
+    assert info.value.reason == "limit_exceeded"
+    assert "max_remembered_ids" in info.value.message
+    assert sum(completed(c).values()) == 10
+    for _ in range(3):
+        with pytest.raises(UpstreamError):
+            await c.collect(h.upstream())
+    assert sum(completed(c).values()) == 10  # the same ten, once each
+    assert c.cursor == NOON_ISH
+
+
+async def test_a_reply_over_max_records_is_refused_and_the_gauges_kept(h: Harness) -> None:
+    c = h.collector()
+    await c.collect(h.upstream())
+    before = series(c.families(), "glance_sessions_current")
+    assert sum(before.values()) > 3
+    small = h.collector(limits={"max_records_per_reply": 3})
+    small._current, small._guests = c._current, c._guests
+    with pytest.raises(UpstreamError) as info:
+        await small.collect(h.upstream())
+    assert info.value.reason == "limit_exceeded"
+    assert series(small.families(), "glance_sessions_current") == before
+    assert ("glance", "acme", "PartnerActiveSessions", "limit_exceeded") in h.failures()
+
+
+async def test_long_types_and_statuses_are_cut_and_counted(clock: FakeClock) -> None:
+    long_type, long_status = "T" * 32_000, "S" * 32_000
+    sim = GlanceSimulator(clock, seed=2, session_types={"C": 1, long_type: 1},
+                          final_statuses={"C": 1, long_status: 1})
+    h = await start_harness(clock, sim)
+    try:
+        c = h.collector(page_size=100, limits={"label_value_max_length": 40})
+        for _ in range(3):
+            clock.advance(900)
+            await c.collect(h.upstream())
+        text = render(c.families()).text
+        assert len(text) < 200_000
+        types = {t for t, _ in completed(c)}
+        assert "T" * 39 + "…" in types and long_type not in types
+        assert h.rejects["label_truncated"] > 0
+        assert "label_overflow" not in h.rejects
+        ended = h.sim.completed_ended(NOON_ISH, clock.time())
+        assert sum(completed(c).values()) == len(ended)
+    finally:
+        await stop_harness(h)
+
+
+# -- a hostile Activity Service ----------------------------------------------------------
+
+
+def _page(*sessions: str, next_id: int = 0) -> bytes:
+    return (f'<groupSessions xmlns="{NS}"><nextId>{next_id}</nextId><users><userSessions>'
+            "<partnerUserId>U</partnerUserId><validUser>true</validUser><sessions>"
+            + "".join(sessions) + "</sessions></userSessions></users></groupSessions>").encode()
+
+
+def _session(sid: int, status: str = "C", duration: str = "60", guests: str = "") -> str:
+    return (f"<session><id>{sid}</id><type>C</type><status>{status}</status>"
+            f"<startTime>2026-03-10T14:59:00Z</startTime><duration>{duration}</duration>"
+            f"<guests>{guests}</guests></session>")
+
+
+def _guest(kind: str, at: str) -> str:
+    return f"<guest><type>{kind}</type><startTime>2026-03-10T{at}Z</startTime></guest>"
+
+
+@asynccontextmanager
+async def hostile(clock: FakeClock, feed: Callable[[], bytes]) -> AsyncIterator[Harness]:
+    """The simulator for every operation but the feed, which serves `feed()`."""
+    sim = GlanceSimulator(clock, seed=1)
+    app = sim.app()
+
+    @web.middleware
+    async def replace_feed(request: web.Request,
+                           handler: Callable[[web.Request], Any]) -> web.StreamResponse:
+        if request.path.endswith("/PartnerCompletedSessionsEnding"):
+            await request.post()
+            return web.Response(body=feed(), content_type="text/xml")
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    app.middlewares.append(replace_feed)
+    h = await start_harness(clock, sim, app)
+    try:
+        yield h
+    finally:
+        await stop_harness(h)
+
+
+async def test_absurd_numbers_are_rejected_never_observed(clock: FakeClock) -> None:
+    who = _guest("visitor", "14:59:00") + _guest("agent", "14:59:12")
+    body = _page(_session(1, guests=who), _session(2, duration="1e308", guests=who),
+                 _session(3, duration="NaN"), _session(4, "Q", duration="-1"),
+                 _session(5, guests=_guest("visitor", "14:59:00").replace("2026", "9999")),
+                 _session(6, "T", duration="45"))
+    served = iter([body, _page()])
+    async with hostile(clock, lambda: next(served, _page())) as h:
+        c = h.collector()
+        await c.collect(h.upstream())
+        families = list(c.families())
+    waits = by_label(series(families, "glance_session_wait_seconds_sum"),
+                     "session_type", "outcome")
+    counts = by_label(series(families, "glance_session_wait_seconds_count"),
+                      "session_type", "outcome")
+    assert waits[("C", "answered")] == 12 and counts[("C", "answered")] == 1
+    assert waits[("C", "timed_out")] == 45 and counts[("C", "timed_out")] == 1
+    assert sum(counts.values()) == 2
+    sums = series(families, "glance_session_duration_seconds_sum")
+    assert sum(sums.values()) == 60 + 45
+    assert h.rejects == {"implausible_value": 4}
+
+
+async def test_the_parser_body_cap_comes_from_max_body_bytes(clock: FakeClock) -> None:
+    pad = (b" " * 1020 + b"<p/>") * (17 * 1024)  # more than the old fixed 16 MiB cap
+    body = _page(_session(1)).replace(b"<users>", b"<users>" + pad)
+    async with hostile(clock, lambda: body) as h:
+        c = h.collector()
+        await c.collect(h.upstream(max_body_bytes=32 * 1024 * 1024))
+    assert sum(completed(c).values()) == 1
+
+
+async def test_a_version_1_state_keeps_the_feed_and_counts(h: Harness) -> None:
+    first = h.collector()
+    for _ in range(3):
+        h.clock.advance(600)
+        await first.collect(h.upstream())
+    state = through_json(first.state())
+    old = {k: v for k, v in state.items() if k not in ("waits", "wait_buckets")}
+    old["version"] = 1
+    old["durations"] = [[labels[:2], counts, total] for labels, counts, total
+                        in state["durations"] if labels[2] == "answered"]
+    second = h.collector()
+    second.restore(old)
+    assert completed(second) == completed(first)
+    assert second.cursor == first.cursor and len(second.seen) == len(first.seen)
+    assert second.durations.total_count() == 0 == second.waits.total_count()
+    assert any(event == "glance_state_upgraded" for _, event, _ in h.log.events)
+
+
+async def test_the_wait_histogram_survives_a_restart(h: Harness) -> None:
+    first = h.collector(page_size=20)
+    for _ in range(4):
+        h.clock.advance(600)
+        await first.collect(h.upstream())
+    assert first.waits.total_count() > 0
+    second = h.collector(page_size=20, started_at=h.clock.time())
+    second.restore(through_json(first.state()))
+    assert second.waits.to_state() == first.waits.to_state()
+    h.clock.advance(600)
+    await second.collect(h.upstream())
+    assert_feed_matches(h, second, NOON_ISH)
+
+
+async def test_changed_wait_buckets_restart_only_the_wait_histogram(h: Harness) -> None:
+    first = h.collector()
+    h.clock.advance(1800)
+    await first.collect(h.upstream())
+    second = h.collector(wait_buckets=[10, 60])
+    second.restore(through_json(first.state()))
+    assert second.durations.to_state() == first.durations.to_state()
+    assert second.waits.total_count() == 0 < first.waits.total_count()
+    assert any(event == "glance_wait_buckets_changed" for _, event, _ in h.log.events)
+
+
+async def test_vendor_data_equal_to_the_key_never_becomes_a_label(clock: FakeClock) -> None:
+    sim = GlanceSimulator(clock, seed=2, session_types={"C": 1, DEMO_API_KEY: 1},
+                          final_statuses={"C": 1, quote_plus(DEMO_API_KEY): 1})
+    h = await start_harness(clock, sim)
+    try:
+        c = h.collector(page_size=100)
+        for _ in range(3):
+            clock.advance(900)
+            await c.collect(h.upstream())
+        text = render(c.families()).text.decode()
+    finally:
+        await stop_harness(h)
+    assert DEMO_API_KEY not in text and quote_plus(DEMO_API_KEY) not in text
+    assert 'session_type="<redacted>"' in text and 'status="<redacted>"' in text

@@ -43,6 +43,7 @@ class CannedUpstream(Upstream):
         self.vendor, self.account = "bench", "bench"
         self._metrics = SelfMetrics()
         self._answer = answer
+        self.history = None  # no status page here
         self._headers = CIMultiDictProxy(CIMultiDict[str]())
         self._max_body = 1 << 30  # parsers read the body cap from the Upstream
 

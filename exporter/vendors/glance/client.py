@@ -140,8 +140,8 @@ class GlanceClient:
             reason = "auth" if _AUTH_HINT.search(text) else "http_5xx"
             raise upstream.error(operation, reason, f"HTTP 500: {text or '(empty body)'}")
         max_body, max_records = upstream.max_body_bytes, self.max_records
-        result = upstream.parse(operation, lambda body: parser(body, max_body, max_records),
-                                reply.body)
+        result = await upstream.parse_off_loop(
+            operation, lambda body: parser(body, max_body, max_records), reply.body)
         if result.over_limit is not None:
             raise upstream.error(
                 operation, "limit_exceeded",

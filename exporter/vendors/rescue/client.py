@@ -109,8 +109,8 @@ class RescueClient:
                                      credentials=self.account.auth_code is not None)
             parser = parse_sessions
         self.cookie_used_at = self.clock.time()
-        return upstream.parse(GET_SESSION, partial(_bounded, parser, zone, self.max_rows),
-                              reply.body)
+        return await upstream.parse_off_loop(
+            GET_SESSION, partial(_bounded, parser, zone, self.max_rows), reply.body)
 
     async def _send(self, upstream: Upstream, operation: str, url: str, data: dict[str, str],
                     headers: dict[str, str], *, credentials: bool) -> Reply:

@@ -133,7 +133,8 @@ class HistoryClient:
             if message is not None:
                 raise upstream.error(operation, "vendor_error", f"HTTP 200: {message}")
         limit = self.max_records
-        page = upstream.parse(operation, lambda body: parse_history(body, limit), reply.body)
+        page = await upstream.parse_off_loop(
+            operation, lambda body: parse_history(body, limit), reply.body)
         if page.over_limit is not None:
             raise upstream.error(
                 operation, "limit_exceeded",

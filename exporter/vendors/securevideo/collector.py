@@ -56,6 +56,10 @@ class _Seen:
     consult_observed: bool = False
 
 
+# Records applied between two yields to the event loop.
+APPLY_CHUNK = 2000
+
+
 class SecureVideoCollector(AccountCollector):
     def __init__(self, account: SecureVideoAccount, ctx: CollectorContext) -> None:
         self.account = account
@@ -152,7 +156,7 @@ class SecureVideoCollector(AccountCollector):
             raise
         self._reject_bad(page)
         try:
-            self._apply_feed(page.records, now, start)
+            await self._apply_feed(page.records, now, start)
         except DedupeFull as exc:
             # What was counted stays counted (and remembered); the rest waits until older
             # sessions are forgotten, rather than being counted without being remembered.
@@ -238,7 +242,7 @@ class SecureVideoCollector(AccountCollector):
         self.ctx.log.debug("securevideo_records_skipped", count=skipped,
                            implausible=implausible, first_problem=first_problem)
 
-    def _apply_feed(
+    async def _apply_feed(
         self, records: Iterable[HistoryRecord], now: float, catch_up: date | None = None
     ) -> None:
         start, _ = feed_window(now, self.account.feed_days)
@@ -252,7 +256,10 @@ class SecureVideoCollector(AccountCollector):
         latest = {r.session_id: r for r in records}
         in_progress = 0
         max_age = self.account.in_progress_max_age
-        for record in latest.values():
+        for done, record in enumerate(latest.values(), 1):
+            if done % APPLY_CHUNK == 0:
+                # A month of sessions is tens of thousands of records: let scrapes in.
+                await asyncio.sleep(0)
             billable_ts = record.billable_ts
             if billable_ts is None:
                 continue

@@ -112,10 +112,49 @@ def _load_fast(body: bytes) -> Any:
     if limit == 0 or limit > _SAFE_INT_MAX_STR_DIGITS:
         return _load(body)  # uncapped integers: only the hook keeps json linear
     try:
-        data = json.loads(body)
+        data = _load_items(body) if len(body) >= ITEMWISE_BYTES else json.loads(body)
     except (RecursionError, ValueError):
         return _load(body)
     return data if isinstance(data, list) else _load(body)
+
+
+# Replies at least this large are decoded one record at a time (`_load_items`).
+ITEMWISE_BYTES = 1 << 20
+_PLAIN = json.JSONDecoder()
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _load_items(body: bytes) -> list[Any]:
+    """`json.loads` of a JSON array, one element at a time by the same C scanner.
+
+    One `json.loads` of a 20 MB reply holds the GIL for its whole 200 ms, so even in a
+    worker thread it stops the event loop (and every scrape) that long; decoding record
+    by record hands the GIL back between records. Anything else than a well-formed array
+    raises ValueError, and the caller redoes it with `_load` for the exact error."""
+    text = body.decode("utf-8-sig")
+    space = _SPACE.match
+    pos = space(text, 0).end()  # type: ignore[union-attr]
+    if text[pos:pos + 1] != "[":
+        raise ValueError("not an array")
+    pos = space(text, pos + 1).end()  # type: ignore[union-attr]
+    items: list[Any] = []
+    if text[pos:pos + 1] == "]":
+        pos += 1
+    else:
+        while True:
+            item, pos = _PLAIN.raw_decode(text, pos)
+            items.append(item)
+            pos = space(text, pos).end()  # type: ignore[union-attr]
+            char = text[pos:pos + 1]
+            if char == "]":
+                pos += 1
+                break
+            if char != ",":
+                raise ValueError("records are not separated by commas")
+            pos = space(text, pos + 1).end()  # type: ignore[union-attr]
+    if space(text, pos).end() != len(text):  # type: ignore[union-attr]
+        raise ValueError("text after the array")
+    return items
 
 
 def parse_timestamp(text: str) -> float:

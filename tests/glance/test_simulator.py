@@ -158,5 +158,5 @@ def test_demo_accounts() -> None:
     assert account == {
         "name": "demo-glance", "base_url": "http://127.0.0.1:9999",
         "partner_id": DEMO_PARTNER_ID, "api_key": DEMO_API_KEY,
-        "users": ["JDemo", "ASmith"], "interval": "5s",
+        "users": ["JDemo", "ASmith"], "interval": "5s", "lookback": "1h",
     }

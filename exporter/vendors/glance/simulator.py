@@ -255,6 +255,9 @@ class GlanceSimulator(Simulator):
             "api_key": self.api_key,
             "users": ["JDemo", "ASmith"],
             "interval": "5s",
+            # The last hour's sessions at once, so service level, abandonment and speed of
+            # answer have data within the demo's first minutes (a Q is a few an hour).
+            "lookback": "1h",
         }]
 
     async def _handle(self, request: web.Request) -> web.Response:

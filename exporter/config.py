@@ -11,20 +11,18 @@ import builtins
 import ipaddress
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import yaml
 
 from . import scrub
-
-if TYPE_CHECKING:
-    from .vendors.base import AccountConfig, Vendor
-
+from .accounts import AccountCommon as AccountCommon  # re-exported for vendor packages
+from .accounts import AccountConfig as AccountConfig
 
 SECRET_FIELDS = ("api_key", "api_secret", "password", "auth_code")
 
@@ -321,35 +319,22 @@ class GlobalConfig:
 
 
 @dataclass(frozen=True)
-class AccountCommon:
-    """What the core needs of every account, whatever the vendor."""
-
-    vendor: str
-    name: str
-    base_url: str
-    interval: float
-    timeout: float
-    stale_after: float
-    cycle_timeout: float | None = None
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.vendor, self.name)
-
-    @property
-    def cycle_deadline(self) -> float:
-        """Seconds one whole cycle may take: a feed that never ends must not keep `up` at
-        1 while the data goes stale."""
-        if self.cycle_timeout is not None:
-            return self.cycle_timeout
-        return max(min(self.interval, self.stale_after) * 0.9, self.timeout)
-
-
-@dataclass(frozen=True)
 class Config:
     global_: GlobalConfig = field(default_factory=GlobalConfig)
     accounts: tuple[AccountConfig, ...] = ()
     source: str = ""
+
+
+class AccountParser(Protocol):
+    """What the config needs of a vendor (a `vendors.base.Vendor` is one): how to read
+    its account fields. Narrower than `Vendor`, so this module never imports it."""
+
+    @property
+    def default_base_url(self) -> str: ...
+
+    @property
+    def parse_account(self) -> Callable[[Fields, AccountCommon, GlobalConfig], AccountConfig]:
+        ...
 
 
 _ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -388,7 +373,10 @@ def parse_global(fields: Fields) -> GlobalConfig:
 
 
 def parse_config(
-    data: Any, vendors: Mapping[str, Vendor], source: str = "", shard: tuple[int, int] | None = None
+    data: Any,
+    vendors: Mapping[str, AccountParser],
+    source: str = "",
+    shard: tuple[int, int] | None = None,
 ) -> Config:
     root = Fields(data if data is not None else {}, "")
     global_ = parse_global(root.sub("global"))
@@ -429,7 +417,7 @@ def in_shard(account: AccountCommon, index: int, count: int) -> bool:
 
 
 def load_config(
-    path: str | Path, vendors: Mapping[str, Vendor], shard: tuple[int, int] | None = None
+    path: str | Path, vendors: Mapping[str, AccountParser], shard: tuple[int, int] | None = None
 ) -> Config:
     try:
         text = Path(path).read_text(encoding="utf-8")

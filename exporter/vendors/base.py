@@ -10,24 +10,19 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 from aiohttp import web
 from prometheus_client.core import Metric
 
+from ..accounts import AccountCommon
+from ..accounts import AccountConfig as AccountConfig  # re-exported for vendor packages
 from ..clock import Clock
-from ..config import AccountCommon, Fields, GlobalConfig
+from ..config import Fields, GlobalConfig
 from ..families import BoundedLabel
 from ..faults import RANDOM_FAULT_KINDS, Faults
 from ..http import Upstream
-
-
-class AccountConfig(Protocol):
-    """A vendor's frozen account dataclass; it must carry the common fields."""
-
-    @property
-    def common(self) -> AccountCommon: ...
 
 
 @dataclass

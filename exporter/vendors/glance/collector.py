@@ -15,7 +15,15 @@ from ...dedupe import DedupeFull, SeenRecords
 from ...errors import UpstreamError
 from ...families import CounterSet, HistogramSet, LabelValues, gauge
 from ...http import Upstream
-from ...statecheck import counter_state, histogram_state, is_int, is_number, list_of, number
+from ...statecheck import (
+    counter_state,
+    is_int,
+    is_number,
+    list_of,
+    number,
+    saved_histogram,
+    state_version,
+)
 from ..base import AccountCollector, CollectorContext
 from .client import COMPLETED, COMPLETED_ENDING, FeedPosition, GlanceClient, PageBudget
 from .config import GlanceAccount
@@ -311,9 +319,7 @@ class GlanceCollector(AccountCollector):
 
         Everything is checked before anything is applied: a state that does not fit
         raises ValueError and leaves the fresh collector as it was."""
-        version = state.get("version")
-        if version not in (1, STATE_VERSION) or isinstance(version, bool):
-            raise ValueError(f"state version {version!r}, expected {STATE_VERSION}")
+        version = state_version(state, (1, STATE_VERSION))
         if state.get("partner_id") != self.account.partner_id:
             raise ValueError("state partner_id does not match the account")
         began, origin, cursor = (number(state.get(k), k) for k in ("began", "origin", "cursor"))
@@ -332,14 +338,13 @@ class GlanceCollector(AccountCollector):
         warnings: list[str] = []
         if version == STATE_VERSION:
             for key, histogram in (("durations", self.durations), ("waits", self.waits)):
-                if state.get(f"{key[:-1]}_buckets") != list(histogram.bounds):
-                    # The counter carries on; the histogram restarts, which Prometheus
-                    # reads as a counter reset, rather than mixing two sets of bounds.
-                    histogram_state(state, key, len(histogram.labelnames), None)
+                entries = saved_histogram(state, key, len(histogram.labelnames),
+                                          histogram.bounds, f"{key[:-1]}_buckets")
+                if entries is None:
+                    # The counter carries on; the histogram restarts.
                     warnings.append(f"glance_{key[:-1]}_buckets_changed")
                     continue
-                histograms.append((histogram, histogram_state(
-                    state, key, len(histogram.labelnames), len(histogram.bounds) + 1)))
+                histograms.append((histogram, entries))
         else:
             # Version 1 had no outcome label: its duration histogram cannot be split.
             warnings.append("glance_state_upgraded")

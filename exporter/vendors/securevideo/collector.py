@@ -21,7 +21,15 @@ from ...errors import UpstreamError
 from ...families import BoundedLabel, CounterSet, HistogramSet, gauge
 from ...http import Upstream
 from ...sanitize import plausible_seconds
-from ...statecheck import counter_state, histogram_state, is_int, is_number, list_of, number
+from ...statecheck import (
+    counter_state,
+    is_int,
+    is_number,
+    list_of,
+    number,
+    saved_histogram,
+    state_version,
+)
 from ..base import AccountCollector, CollectorContext
 from .client import FEED, MONTH, HistoryClient, day_start, feed_window, month_start, utc_day
 from .config import MAX_FEED_DAYS, SecureVideoAccount
@@ -358,9 +366,7 @@ class SecureVideoCollector(AccountCollector):
 
         Everything is checked before anything is applied: a state that does not fit
         raises ValueError and leaves the fresh collector as it was."""
-        version = state.get("version")
-        if version not in (1, STATE_VERSION) or isinstance(version, bool):
-            raise ValueError(f"state version {version!r}, expected {STATE_VERSION}")
+        version = state_version(state, (1, STATE_VERSION))
         counted_from = number(state.get("counted_from"), "counted_from")
         fed_until = state.get("fed_until")
         if fed_until is not None:
@@ -383,10 +389,8 @@ class SecureVideoCollector(AccountCollector):
         for key, histogram, bucket_key in self._histograms():
             if version == 1 and key not in ("durations", "waits"):
                 continue
-            same = state.get(bucket_key) == list(histogram.bounds)
-            items = histogram_state(state, key, len(histogram.labelnames) - 1,
-                                    len(histogram.bounds) + 1 if same else None)
-            histograms.append((key, histogram, items, same))
+            histograms.append((key, histogram, saved_histogram(
+                state, key, len(histogram.labelnames) - 1, histogram.bounds, bucket_key)))
 
         self._counted_from, self._catch_up_from, self._seen = counted_from, fed_until, seen
         self.sessions.load_state(sessions)
@@ -397,8 +401,8 @@ class SecureVideoCollector(AccountCollector):
             for bounded, value in zip((self._status, self._schedule, self._provider), labels,
                                       strict=True):
                 bounded(value)
-        for key, histogram, items, same in histograms:
-            if same:
+        for key, histogram, items in histograms:
+            if items is not None:
                 histogram.load_state(items)
             else:
                 # The counter carries on; this histogram restarts (a counter reset to

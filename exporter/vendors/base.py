@@ -20,7 +20,7 @@ from ..accounts import AccountCommon
 from ..accounts import AccountConfig as AccountConfig  # re-exported for vendor packages
 from ..clock import Clock
 from ..config import Fields, GlobalConfig
-from ..families import BoundedLabel
+from ..families import BoundedLabel, FamilySpec
 from ..faults import RANDOM_FAULT_KINDS, Faults
 from ..http import Upstream
 
@@ -95,3 +95,6 @@ class Vendor:
     parse_account: Callable[[Fields, AccountCommon, GlobalConfig], AccountConfig]
     new_collector: Callable[[Any, CollectorContext], AccountCollector]
     new_simulator: Callable[[Clock, int], Simulator]
+    # The metric families this vendor's collector emits (its contract): the tests check
+    # the rendered exposition, the dashboards and the README table against them.
+    families: tuple[FamilySpec, ...] = ()

@@ -58,3 +58,18 @@ def test_every_vendor_refuses_a_state_of_another_version(vendor: str, version: o
     assert state is not None
     with pytest.raises(ValueError, match="state version"):
         collector(vendor).restore({**state, "version": version})
+
+
+@pytest.mark.parametrize(("vendor", "attribute"), [("glance", "max_records"),
+                                                   ("securevideo", "max_records"),
+                                                   ("rescue", "max_rows")])
+def test_every_client_takes_the_reply_limit_from_the_context(vendor: str,
+                                                             attribute: str) -> None:
+    # global.max_records_per_reply reached SecureVideo and Rescue only; Glance kept its
+    # parser's own default whatever the config said.
+    (account,) = parse_config({vendor: [MINIMAL[vendor]]}, VENDORS).accounts
+    ctx = CollectorContext(clock=FakeClock(), log=get_logger(test=True), label_value_limit=5,
+                           reject=lambda reason, count=1: None, started_at=0.0,
+                           max_records_per_reply=7)
+    built = VENDORS[vendor].new_collector(account, ctx)
+    assert getattr(built.client, attribute) == 7  # type: ignore[attr-defined]

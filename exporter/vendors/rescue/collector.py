@@ -82,7 +82,7 @@ class RescueCollector(AccountCollector):
     def __init__(self, account: RescueAccount, ctx: CollectorContext) -> None:
         self.account = account
         self.ctx = ctx
-        self.client = RescueClient(account, ctx.clock, ctx.max_records_per_reply)
+        self.client = RescueClient(account, ctx)
         self.status_label = ctx.label(STATUSES)
         self.extra_labels = {name: ctx.label() for name in account.labels}
         # English statuses match whatever their case; aliases translate localised ones

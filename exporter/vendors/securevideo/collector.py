@@ -68,8 +68,7 @@ class SecureVideoCollector(AccountCollector):
     def __init__(self, account: SecureVideoAccount, ctx: CollectorContext) -> None:
         self.account = account
         self.ctx = ctx
-        self.client = HistoryClient(account, max_records=ctx.max_records_per_reply,
-                                    max_month_sessions=ctx.max_remembered_ids)
+        self.client = HistoryClient(account, ctx)
         self._prefix = (account.common.name,)
         self._status = ctx.label((*BILLABLE_STATUSES, UNKNOWN))
         self._schedule = ctx.label((*SCHEDULE_TYPES, UNKNOWN))

@@ -73,3 +73,26 @@ def test_every_client_takes_the_reply_limit_from_the_context(vendor: str,
                            max_records_per_reply=7)
     built = VENDORS[vendor].new_collector(account, ctx)
     assert getattr(built.client, attribute) == 7  # type: ignore[attr-defined]
+
+
+def test_a_glance_state_keyed_by_the_old_account_name_restores_under_the_new_one() -> None:
+    # Up to state version 2 Glance saved its series with the account name inside the
+    # key; restored after a rename, they must carry the new name, as in every vendor.
+    fresh = collector("glance")
+    state = fresh.state()
+    assert state is not None and state["version"] == 3
+    old = {**state, "version": 2,
+           "completed": [[["old-name", *labels], 5.0 if labels == ["C", "C"] else value]
+                         for labels, value in state["completed"]],
+           "durations": [[["old-name", *labels], counts, total]
+                         for labels, counts, total in state["durations"]],
+           "waits": [[["old-name", *labels], counts, total]
+                     for labels, counts, total in state["waits"]]}
+    restored = collector("glance")
+    restored.restore(old)
+    completed = next(f for f in restored.families()
+                     if f.name == "glance_sessions_completed")
+    accounts = {s.labels["account"] for s in completed.samples}
+    assert accounts == {"a"}
+    assert any(s.labels == {"account": "a", "session_type": "C", "status": "C"}
+               and s.value == 5.0 for s in completed.samples)

@@ -96,3 +96,17 @@ def test_a_glance_state_keyed_by_the_old_account_name_restores_under_the_new_one
     assert accounts == {"a"}
     assert any(s.labels == {"account": "a", "session_type": "C", "status": "C"}
                and s.value == 5.0 for s in completed.samples)
+
+
+@pytest.mark.parametrize("vendor", list(MINIMAL))
+def test_every_collector_takes_its_client_by_injection(vendor: str) -> None:
+    import inspect
+
+    (account,) = parse_config({vendor: [MINIMAL[vendor]]}, VENDORS).accounts
+    ctx = CollectorContext(clock=FakeClock(), log=get_logger(test=True), label_value_limit=5,
+                           reject=lambda reason, count=1: None, started_at=0.0)
+    parameter = inspect.signature(VENDORS[vendor].new_collector).parameters["client"]
+    assert parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    stand_in = object()
+    built = VENDORS[vendor].new_collector(account, ctx, client=stand_in)  # type: ignore[call-arg]
+    assert built.client is stand_in  # type: ignore[attr-defined]

@@ -79,10 +79,17 @@ class NodeState:
 
 
 class RescueCollector(AccountCollector):
-    def __init__(self, account: RescueAccount, ctx: CollectorContext) -> None:
+    def __init__(
+        self,
+        account: RescueAccount,
+        ctx: CollectorContext,
+        *,
+        client: RescueClient | None = None,
+    ) -> None:
         self.account = account
         self.ctx = ctx
-        self.client = RescueClient(account, ctx)
+        # Tests hand in a stand-in client here, as with every vendor's collector.
+        self.client = client or RescueClient(account, ctx)
         self.status_label = ctx.label(STATUSES)
         self.extra_labels = {name: ctx.label() for name in account.labels}
         # English statuses match whatever their case; aliases translate localised ones

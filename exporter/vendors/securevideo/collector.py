@@ -65,10 +65,17 @@ class _Seen:
 
 
 class SecureVideoCollector(AccountCollector):
-    def __init__(self, account: SecureVideoAccount, ctx: CollectorContext) -> None:
+    def __init__(
+        self,
+        account: SecureVideoAccount,
+        ctx: CollectorContext,
+        *,
+        client: HistoryClient | None = None,
+    ) -> None:
         self.account = account
         self.ctx = ctx
-        self.client = HistoryClient(account, ctx)
+        # Tests hand in a stand-in client here, as with every vendor's collector.
+        self.client = client or HistoryClient(account, ctx)
         self._prefix = (account.common.name,)
         self._status = ctx.label((*BILLABLE_STATUSES, UNKNOWN))
         self._schedule = ctx.label((*SCHEDULE_TYPES, UNKNOWN))

@@ -114,7 +114,15 @@ class RecordingUpstream:
         return reply
 
     def parse(self, operation: str, parser: Callable[[bytes], T], body: bytes) -> T:
-        result = self._inner.parse(operation, parser, body)
+        return self._parsed(self._inner.parse(operation, parser, body))
+
+    async def parse_off_loop(self, operation: str, parser: Callable[[bytes], T],
+                             body: bytes) -> T:
+        # The collectors parse through here since replies of 256 KiB and more leave the
+        # loop; without it no poll was recorded and the truths came out empty.
+        return self._parsed(await self._inner.parse_off_loop(operation, parser, body))
+
+    def _parsed(self, result: T) -> T:
         pending, self._pending = self._pending, None
         # A Rescue reply with another code than OK is a failure, not a poll.
         if pending is not None and getattr(result, "code", "OK") == "OK":

@@ -1,8 +1,8 @@
 """The interface every vendor package implements, and nothing more.
 
 A vendor is a `Vendor` record: how to read its account config, how to build a collector
-for an account, and how to build its simulator. The core knows vendors only through
-the registry in `exporter.vendors`.
+for an account, how to build its simulator, and which metric families it emits. The core
+knows vendors only through the registry, `exporter.registry`.
 """
 
 from __future__ import annotations

@@ -43,14 +43,27 @@ class Renderer:
         self.global_ = global_  # replaced on a config reload
         self.clock = clock
         self.metrics = metrics
-        self.snapshot: Snapshot = EMPTY
+        self._snapshot: Snapshot = EMPTY
+        # Readiness is published with the snapshot it was computed for: a render that
+        # is still encoding must not make /-/ready say what /metrics does not show yet.
         self._ready = False
+        self._ready_pending = False
         self._dirty = asyncio.Event()
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    @snapshot.setter
+    def snapshot(self, snapshot: Snapshot) -> None:
+        self._snapshot = snapshot
+        self._ready = self._ready_pending
 
     # -- readiness and staleness ---------------------------------------------------------
 
     def ready(self) -> bool:
-        """Every account had finished its first cycle when the served snapshot was made."""
+        """Every account had finished its first cycle when the served snapshot was made
+        (set when that snapshot is stored, not when its render began)."""
         return self._ready
 
     def _all_first_cycles_done(self) -> bool:
@@ -79,7 +92,7 @@ class Renderer:
 
     def render_now(self) -> Snapshot:
         """Encode only the accounts whose data changed since the last render."""
-        self._ready = self._all_first_cycles_done()
+        self._ready_pending = self._all_first_cycles_done()
         for runner in self.runners.values():
             if self.is_fresh(runner) and runner.chunks is None:
                 runner.chunks = self._checked(runner, encode(self._families_or_none(runner)))
@@ -90,7 +103,7 @@ class Renderer:
         """`render_now`, with the encoding and gzip in a worker thread so that scrapes
         are served meanwhile. Families are taken on the loop (collectors are not
         thread-safe); only the pure encoding of those copies runs in the thread."""
-        self._ready = self._all_first_cycles_done()
+        self._ready_pending = self._all_first_cycles_done()
         pending: list[tuple[AccountRunner, int, list[Metric] | None]] = []
         for runner in self.runners.values():
             if self.is_fresh(runner) and runner.chunks is None:

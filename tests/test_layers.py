@@ -115,3 +115,24 @@ async def test_a_removed_account_forgets_its_saved_state(tmp_path: Path) -> None
         assert store.load("fake", "a") == {"value": 42.0}
     finally:
         store.close()
+
+
+async def test_ready_is_published_with_the_snapshot_that_shows_it() -> None:
+    clock = FakeClock()
+    simulator = VENDOR.new_simulator(clock, 1)
+    async with serve_app(simulator.app()) as url:
+        config = parse_config({"fake": [{"name": "a", "base_url": url,
+                                         "token": "s3cret-token"}]}, VENDORS)
+        daemon = Daemon(config, VENDORS, clock=clock)
+        await daemon.start(schedule=False)
+        try:
+            assert not daemon.ready()
+            await daemon.cycle(daemon.runners[("fake", "a")])  # done, not rendered yet
+            assert not daemon.ready()
+            snapshot = await daemon.render_off_loop()
+            # Encoded, but /metrics still serves the old snapshot: not ready yet.
+            assert not daemon.ready() and b"fake_value" not in daemon.snapshot.text
+            daemon.snapshot = snapshot
+            assert daemon.ready() and b"fake_value" in daemon.snapshot.text
+        finally:
+            await daemon.stop()

@@ -245,7 +245,9 @@ async def serve(args: argparse.Namespace) -> int:
         if world is not None:
             return None  # the demo's config is generated, there is nothing to re-read
         try:
-            new = load_config(args.config_file, VENDORS, shard=args.shard)
+            # File reads (the config and any *_file secret) stay off the event loop.
+            new = await asyncio.to_thread(load_config, args.config_file, VENDORS,
+                                          shard=args.shard)
         except ConfigError as exc:
             daemon.config_rejected()
             log.error("config reload failed; keeping the old config", error=str(exc))

@@ -8,25 +8,27 @@ account fields through `Fields`, which keeps the path bookkeeping in one place.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import ipaddress
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
 from . import scrub
-
-if TYPE_CHECKING:
-    from .vendors.base import AccountConfig, Vendor
-
+from .accounts import AccountCommon as AccountCommon  # re-exported for vendor packages
+from .accounts import AccountConfig as AccountConfig
 
 SECRET_FIELDS = ("api_key", "api_secret", "password", "auth_code")
+
+T = TypeVar("T")
 
 
 class ConfigError(ValueError):
@@ -225,6 +227,26 @@ class Fields:
             raise ConfigError(self._path(name), "must be a non-empty, strictly increasing list")
         return tuple(result)
 
+    def buckets(
+        self, name: builtins.str, default: tuple[builtins.float, ...]
+    ) -> tuple[builtins.float, ...]:
+        """Histogram bucket bounds in seconds: positive, strictly increasing. The one
+        bucket check every vendor uses."""
+        bounds = self.float_list(name, default)
+        if bounds[0] <= 0:
+            raise ConfigError(self._path(name), "bounds must be positive seconds")
+        return bounds
+
+    def timezone(self, name: builtins.str, default: builtins.str) -> builtins.str:
+        """An IANA time zone name; the one zone check every vendor uses."""
+        zone = self.str(name, default)
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(self._path(name), f"unknown time zone {zone!r} (use an IANA "
+                                                "name such as Europe/Lisbon)") from None
+        return zone
+
     def str_map(self, name: builtins.str) -> dict[builtins.str, builtins.str]:
         value = self._get(name, False)
         if value is None:
@@ -299,50 +321,138 @@ class Fields:
                 raise ConfigError(self._path(str(key)), "unknown field")
 
 
+# -- declarations: one per field, read by one generic parser ------------------------------
+
+# What `setting(kind=...)` fields are read as; each kind is one `Fields` method.
+KINDS = ("duration", "optional_duration", "int", "optional_int", "fraction", "bool", "str",
+         "optional_str", "choice", "secret", "buckets", "timezone", "custom")
+
+
+def setting(
+    default: Any = MISSING,
+    *,
+    kind: str,
+    doc: str,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    choices: tuple[Any, ...] = (),
+    factory: Callable[[], Any] | None = None,
+) -> Any:
+    """One config field's whole declaration: its default (none: required), how it is
+    read (`kind`), its bounds and its doc. The dataclass field's type is its type.
+    `custom` fields are parsed by the vendor's own function (see `read_declared`)."""
+    assert kind in KINDS, kind
+    metadata = {"kind": kind, "doc": doc, "min": minimum, "max": maximum, "choices": choices}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def _read_setting(fields: Fields, spec: dataclasses.Field[Any]) -> Any:
+    name, meta, kind = spec.name, spec.metadata, spec.metadata["kind"]
+    # A required field (no default) has its reader raise "required"; factories build the
+    # default only when the field is absent.
+    default: Any = None if spec.default is MISSING else spec.default
+    minimum, maximum = meta["min"], meta["max"]
+    value: Any
+    if kind == "duration":
+        value = fields.duration(name, default, minimum=minimum or 0.0)
+    elif kind == "optional_duration":
+        value = _optional_duration(fields, name, default)
+    elif kind in ("int", "optional_int"):
+        if kind == "optional_int" and not fields.has(name):
+            fields.optional_str(name)  # marks an explicit null as read, so not "unknown"
+            return None
+        value = fields.int(name, default, minimum=None if minimum is None else int(minimum))
+        if meta["choices"] and value not in meta["choices"]:
+            *rest, last = (str(c) for c in meta["choices"])
+            raise ConfigError(fields._path(name), f"must be {', '.join(rest)} or {last}")
+    elif kind == "fraction":
+        value = fields.fraction(name, default)
+    elif kind == "bool":
+        value = fields.bool(name, default)
+    elif kind == "str":
+        value = fields.str(name, default)
+    elif kind == "optional_str":
+        value = fields.optional_str(name)
+    elif kind == "choice":
+        value = fields.choice(name, meta["choices"], default)
+    elif kind == "secret":
+        value = fields.secret(name, required=spec.default is MISSING)
+    elif kind == "buckets":
+        value = fields.buckets(name, default)
+    elif kind == "timezone":
+        value = fields.timezone(name, default)
+    else:
+        raise TypeError(f"field {name}: kind {kind} has no generic reader")
+    if maximum is not None and value is not None and value > maximum:
+        raise ConfigError(fields._path(name), f"must be at most {maximum:g}")
+    return value
+
+
+def declared(cls: type[Any]) -> list[dataclasses.Field[Any]]:
+    """The declared (`setting`) fields of a config dataclass, in order."""
+    return [f for f in dataclasses.fields(cls) if "kind" in f.metadata]
+
+
+def read_declared(
+    cls: type[T],
+    fields: Fields,
+    *,
+    parsers: Mapping[str, Callable[[Fields], Any]] | None = None,
+    **given: Any,
+) -> T:
+    """Build `cls` from `fields`: each `setting` field through its kind, in declaration
+    order; `custom` fields through `parsers[name]`; undeclared ones (``common``) from
+    `given`. Errors carry the field's path, as every `Fields` error does."""
+    values = dict(given)
+    for spec in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if spec.name in given:
+            continue
+        kind = spec.metadata.get("kind")
+        if kind is None:
+            raise TypeError(f"{cls.__name__}.{spec.name}: neither declared nor given")
+        if kind == "custom":
+            values[spec.name] = (parsers or {})[spec.name](fields)
+        else:
+            values[spec.name] = _read_setting(fields, spec)
+    return cls(**values)
+
+
 @dataclass(frozen=True)
 class GlobalConfig:
-    interval: float = 60.0
-    timeout: float = 20.0
-    stale_after: float = 300.0
-    jitter: float = 0.1
-    max_backoff: float = 600.0
-    max_concurrency: int = 16
-    max_body_bytes: int = 16 * 1024 * 1024
-    label_value_limit: int = 50
+    interval: float = setting(60.0, kind="duration", minimum=1.0,
+                              doc="default poll interval of every account")
+    timeout: float = setting(20.0, kind="duration", minimum=0.1,
+                             doc="per upstream request")
+    stale_after: float = setting(300.0, kind="duration", minimum=1.0,
+                                 doc="an account's series disappear when its data is older")
+    jitter: float = setting(0.1, kind="fraction",
+                            doc="+/- share of the interval (a fraction, or 10%)")
+    max_backoff: float = setting(600.0, kind="duration", minimum=1.0,
+                                 doc="cap of the exponential backoff after failures")
+    max_concurrency: int = setting(16, kind="int", minimum=1,
+                                   doc="upstream requests in flight at once, per vendor")
+    max_body_bytes: int = setting(16 * 1024 * 1024, kind="int", minimum=1024,
+                                  doc="replies larger than this are refused")
+    label_value_limit: int = setting(50, kind="int", minimum=1,
+                                     doc="distinct unknown vendor values per label before other")
     # Bounds on what one hostile or broken vendor can cost (README "Reliability").
-    label_value_max_length: int = 64
-    max_records_per_reply: int = 100_000
-    max_pages_per_cycle: int = 200
-    max_remembered_ids: int = 250_000
-    max_series_per_account: int = 20_000
-    max_exposition_bytes: int = 64 * 1024 * 1024
+    label_value_max_length: int = setting(64, kind="int", minimum=8,
+                                          doc="longer vendor strings are cut")
+    max_records_per_reply: int = setting(100_000, kind="int", minimum=1,
+                                         doc="a reply with more records fails")
+    max_pages_per_cycle: int = setting(200, kind="int", minimum=1,
+                                       doc="a feed paging further stops there")
+    max_remembered_ids: int = setting(250_000, kind="int", minimum=1,
+                                      doc="dedupe ids per account")
+    max_series_per_account: int = setting(20_000, kind="int", minimum=1,
+                                          doc="an account with more series is left out")
+    max_exposition_bytes: int = setting(64 * 1024 * 1024, kind="int", minimum=65536,
+                                        doc="the largest accounts are left out above this")
     # None: 90% of the shorter of interval and stale_after, but never below timeout.
-    cycle_timeout: float | None = None
-
-
-@dataclass(frozen=True)
-class AccountCommon:
-    """What the core needs of every account, whatever the vendor."""
-
-    vendor: str
-    name: str
-    base_url: str
-    interval: float
-    timeout: float
-    stale_after: float
-    cycle_timeout: float | None = None
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.vendor, self.name)
-
-    @property
-    def cycle_deadline(self) -> float:
-        """Seconds one whole cycle may take: a feed that never ends must not keep `up` at
-        1 while the data goes stale."""
-        if self.cycle_timeout is not None:
-            return self.cycle_timeout
-        return max(min(self.interval, self.stale_after) * 0.9, self.timeout)
+    cycle_timeout: float | None = setting(None, kind="optional_duration",
+                                          doc="deadline of one whole cycle")
 
 
 @dataclass(frozen=True)
@@ -350,6 +460,18 @@ class Config:
     global_: GlobalConfig = field(default_factory=GlobalConfig)
     accounts: tuple[AccountConfig, ...] = ()
     source: str = ""
+
+
+class AccountParser(Protocol):
+    """What the config needs of a vendor (a `vendors.base.Vendor` is one): how to read
+    its account fields. Narrower than `Vendor`, so this module never imports it."""
+
+    @property
+    def default_base_url(self) -> str: ...
+
+    @property
+    def parse_account(self) -> Callable[[Fields, AccountCommon, GlobalConfig], AccountConfig]:
+        ...
 
 
 _ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -365,30 +487,16 @@ def _optional_duration(
 
 
 def parse_global(fields: Fields) -> GlobalConfig:
-    g = GlobalConfig(
-        interval=fields.duration("interval", 60.0, minimum=1.0),
-        timeout=fields.duration("timeout", 20.0, minimum=0.1),
-        stale_after=fields.duration("stale_after", 300.0, minimum=1.0),
-        jitter=fields.fraction("jitter", 0.1),
-        max_backoff=fields.duration("max_backoff", 600.0, minimum=1.0),
-        max_concurrency=fields.int("max_concurrency", 16, minimum=1),
-        max_body_bytes=fields.int("max_body_bytes", 16 * 1024 * 1024, minimum=1024),
-        label_value_limit=fields.int("label_value_limit", 50, minimum=1),
-        label_value_max_length=fields.int("label_value_max_length", 64, minimum=8),
-        max_records_per_reply=fields.int("max_records_per_reply", 100_000, minimum=1),
-        max_pages_per_cycle=fields.int("max_pages_per_cycle", 200, minimum=1),
-        max_remembered_ids=fields.int("max_remembered_ids", 250_000, minimum=1),
-        max_series_per_account=fields.int("max_series_per_account", 20_000, minimum=1),
-        max_exposition_bytes=fields.int("max_exposition_bytes", 64 * 1024 * 1024,
-                                        minimum=65536),
-        cycle_timeout=_optional_duration(fields, "cycle_timeout"),
-    )
+    g = read_declared(GlobalConfig, fields)
     fields.check_unknown()
     return g
 
 
 def parse_config(
-    data: Any, vendors: Mapping[str, Vendor], source: str = "", shard: tuple[int, int] | None = None
+    data: Any,
+    vendors: Mapping[str, AccountParser],
+    source: str = "",
+    shard: tuple[int, int] | None = None,
 ) -> Config:
     root = Fields(data if data is not None else {}, "")
     global_ = parse_global(root.sub("global"))
@@ -429,7 +537,7 @@ def in_shard(account: AccountCommon, index: int, count: int) -> bool:
 
 
 def load_config(
-    path: str | Path, vendors: Mapping[str, Vendor], shard: tuple[int, int] | None = None
+    path: str | Path, vendors: Mapping[str, AccountParser], shard: tuple[int, int] | None = None
 ) -> Config:
     try:
         text = Path(path).read_text(encoding="utf-8")

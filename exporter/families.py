@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client.core import (
@@ -24,6 +25,25 @@ from .sanitize import LABEL_VALUE_MAX_LENGTH, label_value
 LabelValues = tuple[str, ...]
 
 OTHER = "other"
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """One metric family a vendor promises (its contract): what the tests' contract
+    checks, the README-table check and the contributor's checklist read. Its HELP text
+    stays with the code that builds the family; tests/golden pins it byte for byte."""
+
+    name: str  # as exposed in the text format (counters end in _total)
+    kind: str  # gauge, counter or histogram
+    labels: tuple[str, ...]
+    # Labels only some configs add (Rescue's opt-in channel and technician).
+    optional_labels: tuple[str, ...] = ()
+    # False for a diagnostic family no dashboard panel shows (said in its declaration).
+    on_dashboard: bool = True
+
+    def __post_init__(self) -> None:
+        assert self.kind in ("gauge", "counter", "histogram"), self.kind
+        assert (self.kind == "counter") == self.name.endswith("_total"), self.name
 
 
 class BoundedLabel:

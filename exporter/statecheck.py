@@ -58,3 +58,28 @@ def histogram_state(
                 and all(is_int(c) and c >= 0 for c in entry[1]) and is_number(entry[2])):
             raise ValueError(f"state {key} entry is not [labels, counts, sum]")
     return entries
+
+
+def state_version(state: dict[str, Any], accepted: tuple[int, ...]) -> int:
+    """The saved state's version, if it is one this collector reads (the newest last)."""
+    version = state.get("version")
+    if not is_int(version) or version not in accepted:
+        raise ValueError(f"state version {version!r}, expected {accepted[-1]}")
+    return int(version)
+
+
+def saved_histogram(
+    state: dict[str, Any],
+    key: str,
+    width: int,
+    bounds: tuple[float, ...],
+    bounds_key: str,
+) -> list[Any] | None:
+    """A saved histogram checked against the current `bounds` (saved under `bounds_key`):
+    its entries, or None when the buckets changed since it was saved. Its entries are
+    checked either way, so a damaged state is refused whatever the buckets; the caller
+    restarts a histogram whose buckets changed (a counter reset to Prometheus) rather
+    than mixing counts from two sets of bounds."""
+    same = state.get(bounds_key) == list(bounds)
+    entries = histogram_state(state, key, width, len(bounds) + 1 if same else None)
+    return entries if same else None

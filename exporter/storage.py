@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +38,19 @@ class StateStore:
         self._db.execute(SCHEMA)
 
     def load(self, vendor: str, account: str) -> dict[str, Any] | None:
-        row = self._writer.submit(lambda: self._db.execute(
+        return self._writer.submit(self._read, vendor, account).result()
+
+    async def load_async(self, vendor: str, account: str) -> dict[str, Any] | None:
+        """`load` in the writer thread: the query and the JSON decoding of a large
+        dedupe state stay off the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, self._read, vendor, account)
+
+    def _read(self, vendor: str, account: str) -> dict[str, Any] | None:
+        row = self._db.execute(
             "SELECT state FROM account_state WHERE vendor = ? AND account = ?",
             (vendor, account),
-        ).fetchone()).result()
+        ).fetchone()
         if row is None:
             return None
         state = json.loads(row[0])
@@ -67,10 +76,15 @@ class StateStore:
         await loop.run_in_executor(self._writer, self._write, vendor, account, state, now)
 
     def delete(self, vendor: str, account: str) -> None:
-        self._writer.submit(
+        self.delete_soon(vendor, account).result()
+
+    def delete_soon(self, vendor: str, account: str) -> Future[Any]:
+        """Queue the delete in the writer thread without waiting (on the event loop):
+        a later save or load of the same account still sees it, the writer keeps order."""
+        return self._writer.submit(
             self._db.execute,
             "DELETE FROM account_state WHERE vendor = ? AND account = ?", (vendor, account),
-        ).result()
+        )
 
     def close(self) -> None:
         self._writer.shutdown(wait=True)

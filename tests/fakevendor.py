@@ -12,7 +12,7 @@ from prometheus_client.core import Metric
 from exporter.clock import Clock
 from exporter.config import AccountCommon, Fields, GlobalConfig, Secret
 from exporter.errors import ParseError
-from exporter.families import gauge
+from exporter.families import FamilySpec, gauge
 from exporter.faults import Faults
 from exporter.http import Upstream
 from exporter.vendors.base import AccountCollector, CollectorContext, Simulator, Vendor
@@ -90,5 +90,6 @@ VENDOR = Vendor(
     parse_account=parse_account,
     new_collector=FakeCollector,
     new_simulator=FakeSimulator,
+    families=(FamilySpec("fake_value", "gauge", ("account",)),),
 )
 VENDORS = {"fake": VENDOR}

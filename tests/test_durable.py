@@ -458,7 +458,7 @@ async def test_sigterm_under_load_exits_0_within_5s_with_the_state_saved(
         sv = lv.saved("securevideo")
         assert glance is not None and sv is not None
         assert glance[0] >= signalled_at and sv[0] >= signalled_at  # saved at shutdown
-        saved_counts = {tuple(labels[1:]): v for labels, v in glance[1]["completed"]}
+        saved_counts = {tuple(labels): v for labels, v in glance[1]["completed"]}
         shown = pick(before, "glance_sessions_completed_total", "session_type", "status")
         assert shown and all(saved_counts.get(k, 0) >= v for k, v in shown.items()), (
             saved_counts, shown)

@@ -1,8 +1,8 @@
 """The interface every vendor package implements, and nothing more.
 
 A vendor is a `Vendor` record: how to read its account config, how to build a collector
-for an account, and how to build its simulator. The core knows vendors only through
-the registry in `exporter.vendors`.
+for an account, how to build its simulator, and which metric families it emits. The core
+knows vendors only through the registry, `exporter.registry`.
 """
 
 from __future__ import annotations
@@ -10,24 +10,19 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 from aiohttp import web
 from prometheus_client.core import Metric
 
+from ..accounts import AccountCommon
+from ..accounts import AccountConfig as AccountConfig  # re-exported for vendor packages
 from ..clock import Clock
-from ..config import AccountCommon, Fields, GlobalConfig
-from ..families import BoundedLabel
+from ..config import Fields, GlobalConfig
+from ..families import BoundedLabel, FamilySpec
 from ..faults import RANDOM_FAULT_KINDS, Faults
 from ..http import Upstream
-
-
-class AccountConfig(Protocol):
-    """A vendor's frozen account dataclass; it must carry the common fields."""
-
-    @property
-    def common(self) -> AccountCommon: ...
 
 
 @dataclass
@@ -100,3 +95,6 @@ class Vendor:
     parse_account: Callable[[Fields, AccountCommon, GlobalConfig], AccountConfig]
     new_collector: Callable[[Any, CollectorContext], AccountCollector]
     new_simulator: Callable[[Clock, int], Simulator]
+    # The metric families this vendor's collector emits (its contract): the tests check
+    # the rendered exposition, the dashboards and the README table against them.
+    families: tuple[FamilySpec, ...] = ()

@@ -227,9 +227,10 @@ async def test_a_version_1_state_keeps_the_feed_and_counts(h: Harness) -> None:
         await first.collect(h.upstream())
     state = through_json(first.state())
     old = {k: v for k, v in state.items() if k not in ("waits", "wait_buckets")}
-    old["version"] = 1
-    old["durations"] = [[labels[:2], counts, total] for labels, counts, total
-                        in state["durations"] if labels[2] == "answered"]
+    old["version"] = 1  # which keyed every series with the account name too
+    old["completed"] = [[["acme", *labels], value] for labels, value in state["completed"]]
+    old["durations"] = [[["acme", labels[0]], counts, total] for labels, counts, total
+                        in state["durations"] if labels[1] == "answered"]
     second = h.collector()
     second.restore(old)
     assert completed(second) == completed(first)

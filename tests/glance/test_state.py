@@ -87,7 +87,7 @@ async def test_changed_buckets_restart_the_histogram_but_not_the_counter(h: Harn
 
 
 BAD_STATES: list[tuple[str, Any]] = [
-    ("version", 3),
+    ("version", 4),
     ("version", None),
     ("version", True),
     ("partner_id", 1),
@@ -98,12 +98,12 @@ BAD_STATES: list[tuple[str, Any]] = [
     ("seen", {"1": 2.0}),
     ("seen", [[1]]),
     ("seen", [["61000001", 2.0]]),
-    ("completed", [[["acme", "C"], 1.0]]),
-    ("completed", [[["acme", "C", "C"], -1.0]]),
-    ("durations", [[["acme", "C", "answered"], [1, 2], 3.0]]),  # wrong number of buckets
-    ("durations", [[["acme", "C", "answered"], [0] * 12 + [-1], 3.0]]),
-    ("durations", [[["acme", "C"], [0] * 13, 3.0]]),  # no outcome label
-    ("waits", [[["acme", "C", "answered"], [1, 2], 3.0]]),
+    ("completed", [[["C"], 1.0]]),
+    ("completed", [[["C", "C"], -1.0]]),
+    ("durations", [[["C", "answered"], [1, 2], 3.0]]),  # wrong number of buckets
+    ("durations", [[["C", "answered"], [0] * 12 + [-1], 3.0]]),
+    ("durations", [[["C"], [0] * 13, 3.0]]),  # no outcome label
+    ("waits", [[["C", "answered"], [1, 2], 3.0]]),
     ("waits", None),
 ]
 

@@ -10,7 +10,9 @@ from yarl import URL
 from exporter.clock import FakeClock
 from exporter.errors import UpstreamError
 from exporter.http import Upstream, new_client_session
+from exporter.logs import get_logger
 from exporter.selfmetrics import SelfMetrics
+from exporter.vendors.base import CollectorContext
 from exporter.vendors.rescue.client import RescueClient, UnknownNodeError
 from exporter.vendors.rescue.config import RescueAccount
 
@@ -26,6 +28,12 @@ LOGIN_FIELDS: dict[str, Any] = {"auth_code": None, "email": "ops@example.com",
                                 "password": "pw-secret"}
 
 
+def context(clock: FakeClock, **limits: int) -> CollectorContext:
+    return CollectorContext(clock=clock, log=get_logger(test="rescue"), label_value_limit=50,
+                            reject=lambda reason, count=1: None, started_at=clock.time(),
+                            **limits)
+
+
 class Env:
     def __init__(self, mock: aioresponses, up: Upstream, metrics: SelfMetrics,
                  clock: FakeClock) -> None:
@@ -38,7 +46,7 @@ class Env:
         return list(self.mock.requests.get(("POST", URL(url)), []))
 
     def client(self, acc: RescueAccount | None = None) -> RescueClient:
-        return RescueClient(acc or account(), self.clock)
+        return RescueClient(acc or account(), context(self.clock))
 
 
 @pytest.fixture
@@ -254,7 +262,7 @@ async def test_too_many_rows_is_limit_exceeded(env: Env) -> None:
     rows = "".join(f"{i}|Waiting|4|\r\n" for i in range(1, 12))
     env.post(GET, body=f"OK\r\n\r\nID|Status|Waiting Time|\r\n{rows}")
     acc = account()
-    client = RescueClient(acc, env.clock, max_rows=10)
+    client = RescueClient(acc, context(env.clock, max_records_per_reply=10))
     with pytest.raises(UpstreamError) as info:
         await client.get_sessions(env.up, acc.nodes[0])
     assert info.value.reason == "limit_exceeded"

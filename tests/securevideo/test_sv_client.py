@@ -11,6 +11,8 @@ from yarl import URL
 
 from exporter.clock import FakeClock
 from exporter.errors import UpstreamError
+from exporter.logs import get_logger
+from exporter.vendors.base import CollectorContext
 from exporter.vendors.securevideo.client import FEED, MONTH, HistoryClient
 
 from ..mocking import mocked as aioresponses
@@ -31,7 +33,10 @@ async def h() -> AsyncIterator[Harness]:
 
 
 def client(**fields: object) -> HistoryClient:
-    return HistoryClient(account(BASE, api_key=KEY, api_secret=SECRET, **fields))
+    ctx = CollectorContext(clock=FakeClock(), log=get_logger(test="securevideo"),
+                           label_value_limit=50, reject=lambda reason, count=1: None,
+                           started_at=0.0)
+    return HistoryClient(account(BASE, api_key=KEY, api_secret=SECRET, **fields), ctx)
 
 
 def sent(mocked: _aioresponses) -> list[tuple[str, URL, dict[str, object]]]:

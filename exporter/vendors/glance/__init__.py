@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..base import Vendor
 from .collector import GlanceCollector
 from .config import GlanceAccount, parse_account
+from .metrics import FAMILIES
 from .simulator import GlanceSimulator
 
 VENDOR = Vendor(
@@ -12,6 +13,7 @@ VENDOR = Vendor(
     default_base_url="https://www.glance.net",
     parse_account=parse_account,
     new_collector=GlanceCollector,
+    families=FAMILIES,
     new_simulator=GlanceSimulator,
 )
 

@@ -15,7 +15,15 @@ from ...dedupe import DedupeFull, SeenRecords
 from ...errors import UpstreamError
 from ...families import CounterSet, HistogramSet, LabelValues, gauge
 from ...http import Upstream
-from ...statecheck import counter_state, histogram_state, is_int, is_number, list_of, number
+from ...statecheck import (
+    counter_state,
+    is_int,
+    is_number,
+    list_of,
+    number,
+    saved_histogram,
+    state_version,
+)
 from ..base import AccountCollector, CollectorContext
 from .client import COMPLETED, COMPLETED_ENDING, FeedPosition, GlanceClient, PageBudget
 from .config import GlanceAccount
@@ -34,7 +42,9 @@ USER_LOOKAHEAD = 3600.0
 # Bump when the shape of `state()` changes: an older or newer state is then ignored.
 # Version 1 (no outcome label, no wait histogram) is still read: its feed position and
 # counts carry on, its duration histogram restarts.
-STATE_VERSION = 2
+# Version 2 (and 1) keyed every series with the account name; 3 keys without it, as the
+# other vendors do, so a renamed account's restored series carry its new name.
+STATE_VERSION = 3
 
 # The one outcome vocabulary of every vendor (issue 14), and Glance's final statuses in
 # it: C (completed) and X are sessions an agent answered; Q is a visitor who gave up
@@ -63,8 +73,10 @@ class GlanceCollector(AccountCollector):
     ) -> None:
         self.account = account
         self.ctx = ctx
+        # global.max_records_per_reply bounds every reply, as in the other vendors.
         self.client = client or GlanceClient(
-            account.common.base_url, account.partner_id, account.api_key
+            account.common.base_url, account.partner_id, account.api_key,
+            max_records=ctx.max_records_per_reply,
         )
         self._name = account.common.name
         self._zone = account.zone
@@ -137,16 +149,16 @@ class GlanceCollector(AccountCollector):
         reply = await self.client.active_sessions(upstream)
         self._rejected_records(reply.skipped, reply.implausible)
         current: dict[LabelValues, float] = {
-            (self._name, t, s): 0.0 for t in SESSION_TYPES for s in CURRENT_STATUSES
+            (t, s): 0.0 for t in SESSION_TYPES for s in CURRENT_STATUSES
         }
-        guests: dict[LabelValues, float] = {(self._name, t): 0.0 for t in SESSION_TYPES}
+        guests: dict[LabelValues, float] = {(t,): 0.0 for t in SESSION_TYPES}
         oldest: dict[LabelValues, float] = {}
         for session in reply.records:
             session_type = self._types(session.type)
             status = self._statuses(session.status)
-            key = (self._name, session_type, status)
+            key = (session_type, status)
             current[key] = current.get(key, 0.0) + 1
-            per_type = (self._name, session_type)
+            per_type = (session_type,)
             guests[per_type] = guests.get(per_type, 0.0) + session.nguests
             if session.status == "W" and session.start_time is not None:
                 oldest[per_type] = min(oldest.get(per_type, session.start_time),
@@ -162,14 +174,13 @@ class GlanceCollector(AccountCollector):
         replies.append(("end", await self.client.session_counts_ending(upstream, start, end)))
 
         counts: dict[LabelValues, float] = {
-            (self._name, t, "C", by): 0.0 for t in SESSION_TYPES for by in COUNTED_BY
+            (t, "C", by): 0.0 for t in SESSION_TYPES for by in COUNTED_BY
         }
         weighted: dict[LabelValues, tuple[float, float]] = {}
         for counted_by, reply in replies:
             self._rejected_records(reply.skipped, reply.implausible)
             for record in reply.records:
-                key = (self._name, self._types(record.type), self._statuses(record.status),
-                       counted_by)
+                key = (self._types(record.type), self._statuses(record.status), counted_by)
                 counts[key] = counts.get(key, 0.0) + record.count
                 if record.average_duration is not None and record.count > 0:
                     total, n = weighted.get(key, (0.0, 0.0))
@@ -266,26 +277,26 @@ class GlanceCollector(AccountCollector):
         status = self._statuses(session.status)
         outcome = outcome_of(session.status)
         self._touch_type(session_type)
-        self.completed.inc((self._name, session_type, status))
+        self.completed.inc((session_type, status))
         if session.duration is None:
             self._rejected("missing_duration", 1)
         else:
-            self.durations.observe((self._name, session_type, outcome), session.duration)
+            self.durations.observe((session_type, outcome), session.duration)
         wait = wait_of(session)
         if wait is not None:
-            self.waits.observe((self._name, session_type, outcome), wait)
+            self.waits.observe((session_type, outcome), wait)
 
     def _zero_fill(self) -> None:
         for session_type in SESSION_TYPES:
-            self.completed.values.setdefault((self._name, session_type, "C"), 0.0)
+            self.completed.values.setdefault((session_type, "C"), 0.0)
             self._touch_type(session_type)
 
     def _touch_type(self, session_type: str) -> None:
         """Every outcome exists for every session type, so rates and ratios never miss a
         series that has not happened yet."""
         for outcome in OUTCOMES:
-            self.durations.touch((self._name, session_type, outcome))
-            self.waits.touch((self._name, session_type, outcome))
+            self.durations.touch((session_type, outcome))
+            self.waits.touch((session_type, outcome))
 
     # -- durable state (--storage.path) ------------------------------------------------
 
@@ -311,9 +322,9 @@ class GlanceCollector(AccountCollector):
 
         Everything is checked before anything is applied: a state that does not fit
         raises ValueError and leaves the fresh collector as it was."""
-        version = state.get("version")
-        if version not in (1, STATE_VERSION) or isinstance(version, bool):
-            raise ValueError(f"state version {version!r}, expected {STATE_VERSION}")
+        version = state_version(state, (1, 2, STATE_VERSION))
+        # Up to version 2 every saved series began with the account name: dropped here.
+        keyed = version < STATE_VERSION
         if state.get("partner_id") != self.account.partner_id:
             raise ValueError("state partner_id does not match the account")
         began, origin, cursor = (number(state.get(k), k) for k in ("began", "origin", "cursor"))
@@ -327,19 +338,19 @@ class GlanceCollector(AccountCollector):
             if not (isinstance(item, list) and len(item) == 2 and is_int(item[0])
                     and is_number(item[1])):
                 raise ValueError("state seen entry is not [session id, expiry]")
-        completed = counter_state(state, "completed", len(self.completed.labelnames))
+        completed = _unkeyed(counter_state(state, "completed", len(self.completed.labelnames)
+                                           - (not keyed)), keyed)
         histograms: list[tuple[HistogramSet, list[Any]]] = []
         warnings: list[str] = []
-        if version == STATE_VERSION:
+        if version >= 2:
             for key, histogram in (("durations", self.durations), ("waits", self.waits)):
-                if state.get(f"{key[:-1]}_buckets") != list(histogram.bounds):
-                    # The counter carries on; the histogram restarts, which Prometheus
-                    # reads as a counter reset, rather than mixing two sets of bounds.
-                    histogram_state(state, key, len(histogram.labelnames), None)
+                entries = saved_histogram(state, key, len(histogram.labelnames) - (not keyed),
+                                          histogram.bounds, f"{key[:-1]}_buckets")
+                if entries is None:
+                    # The counter carries on; the histogram restarts.
                     warnings.append(f"glance_{key[:-1]}_buckets_changed")
                     continue
-                histograms.append((histogram, histogram_state(
-                    state, key, len(histogram.labelnames), len(histogram.bounds) + 1)))
+                histograms.append((histogram, _unkeyed(entries, keyed)))
         else:
             # Version 1 had no outcome label: its duration histogram cannot be split.
             warnings.append("glance_state_upgraded")
@@ -349,13 +360,13 @@ class GlanceCollector(AccountCollector):
         self.seen.load_state(seen)
         self.completed.load_state(completed)
         for labels in self.completed.values:
-            self._types(labels[1])  # restored label values keep their place in the cap
-            self._statuses(labels[2])
+            self._types(labels[0])  # restored label values keep their place in the cap
+            self._statuses(labels[1])
         for histogram, items in histograms:
             histogram.load_state(items)
         for histogram in (self.durations, self.waits):
             for series_labels, _, _ in histogram.to_state():
-                self._touch_type(series_labels[1])
+                self._touch_type(series_labels[0])
         for event in warnings:
             self.ctx.log.warning(event, hint="the histogram starts from zero")
         self._zero_fill()
@@ -378,21 +389,21 @@ class GlanceCollector(AccountCollector):
             "Glance sessions now Active (A) or Waiting (W), by session `type` and `status` "
             "of PartnerActiveSessions; " + POLLED + ".",
             ("account", "session_type", "status"),
-            self._current or {},
+            self._keyed(self._current or {}),
         )
         yield gauge(
             "glance_session_guests_current",
             "Guests in current Glance sessions, the sum of `nguests` of PartnerActiveSessions "
             "by session `type`; " + POLLED + ".",
             ("account", "session_type"),
-            self._guests if self._current is not None else {},
+            self._keyed(self._guests if self._current is not None else {}),
         )
         yield gauge(
             "glance_waiting_session_oldest_start_timestamp_seconds",
             "Start time (Unix seconds, `startTime` of PartnerActiveSessions) of the oldest "
             "Waiting (W) Glance session, absent when none waits; " + POLLED + ".",
             ("account", "session_type"),
-            self._oldest_wait if self._current is not None else {},
+            self._keyed(self._oldest_wait if self._current is not None else {}),
         )
         yield gauge(
             "glance_sessions_today",
@@ -400,7 +411,7 @@ class GlanceCollector(AccountCollector):
             "(counted_by=start) and PartnerSessionCountsEnding (counted_by=end); "
             + POLLED + ".",
             ("account", "session_type", "status", "counted_by"),
-            self._today_count or {},
+            self._keyed(self._today_count or {}),
         )
         yield gauge(
             "glance_session_average_duration_seconds",
@@ -408,11 +419,12 @@ class GlanceCollector(AccountCollector):
             "of PartnerSessionCounts (counted_by=start) and PartnerSessionCountsEnding "
             "(counted_by=end); " + POLLED + ".",
             ("account", "session_type", "status", "counted_by"),
-            self._today_avg if self._today_count is not None else {},
+            self._keyed(self._today_avg if self._today_count is not None else {}),
         )
-        yield self.completed.family()
-        yield self.durations.family()
-        yield self.waits.family()
+        prefix = (self._name,)
+        yield self.completed.family(prefix)
+        yield self.durations.family(prefix)
+        yield self.waits.family(prefix)
         yield gauge(
             "glance_user_sessions_current",
             "In-progress Glance sessions of each configured user (`partnerUserId`), from "
@@ -425,6 +437,15 @@ class GlanceCollector(AccountCollector):
                 for session_type, value in counts.items()
             },
         )
+
+    def _keyed(self, values: dict[LabelValues, float]) -> dict[LabelValues, float]:
+        """The account label goes first, at render, as in every vendor."""
+        return {(self._name, *labels): value for labels, value in values.items()}
+
+
+def _unkeyed(entries: list[Any], keyed: bool) -> list[Any]:
+    """Saved series without the account name that states up to version 2 began with."""
+    return [[entry[0][1:], *entry[1:]] for entry in entries] if keyed else entries
 
 
 def outcome_of(status: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..base import Vendor
 from .collector import RescueCollector
 from .config import parse_account
+from .metrics import FAMILIES
 from .simulator import RescueSimulator
 
 VENDOR = Vendor(
@@ -12,6 +13,7 @@ VENDOR = Vendor(
     default_base_url="https://secure.logmeinrescue.com",
     parse_account=parse_account,
     new_collector=RescueCollector,
+    families=FAMILIES,
     new_simulator=RescueSimulator,
 )
 

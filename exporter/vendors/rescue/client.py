@@ -19,6 +19,7 @@ from xml.sax.saxutils import escape
 from ...clock import Clock
 from ...errors import UpstreamError
 from ...http import Reply, Upstream
+from ..base import CollectorContext
 from .config import Node, RescueAccount
 from .parser import (
     SessionList,
@@ -56,11 +57,10 @@ class UnknownNodeError(UpstreamError):
 
 
 class RescueClient:
-    def __init__(self, account: RescueAccount, clock: Clock,
-                 max_rows: int | None = None) -> None:
+    def __init__(self, account: RescueAccount, ctx: CollectorContext) -> None:
         self.account = account
-        self.clock = clock
-        self.max_rows = max_rows
+        self.clock: Clock = ctx.clock
+        self.max_rows: int | None = ctx.max_records_per_reply
         self.cookie: str | None = None
         self.cookie_used_at = 0.0
         self.login_blocked_until = 0.0

@@ -13,7 +13,7 @@ from ...errors import UpstreamError
 from ...families import HistogramSet, gauge
 from ...http import Upstream
 from ...sanitize import label_value
-from ...statecheck import histogram_state, is_number
+from ...statecheck import is_number, saved_histogram, state_version
 from ..base import AccountCollector, CollectorContext
 from .client import GET_SESSION, LOGIN, RescueClient, UnknownNodeError
 from .config import Node, RescueAccount
@@ -79,10 +79,17 @@ class NodeState:
 
 
 class RescueCollector(AccountCollector):
-    def __init__(self, account: RescueAccount, ctx: CollectorContext) -> None:
+    def __init__(
+        self,
+        account: RescueAccount,
+        ctx: CollectorContext,
+        *,
+        client: RescueClient | None = None,
+    ) -> None:
         self.account = account
         self.ctx = ctx
-        self.client = RescueClient(account, ctx.clock, ctx.max_records_per_reply)
+        # Tests hand in a stand-in client here, as with every vendor's collector.
+        self.client = client or RescueClient(account, ctx)
         self.status_label = ctx.label(STATUSES)
         self.extra_labels = {name: ctx.label() for name in account.labels}
         # English statuses match whatever their case; aliases translate localised ones
@@ -222,9 +229,7 @@ class RescueCollector(AccountCollector):
         measured to its last sighting, exactly as after a run of failed polls. Nodes no
         longer configured are dropped. Everything is checked before anything is applied:
         a state that does not fit raises ValueError."""
-        version = state.get("version")
-        if version not in (1, STATE_VERSION):
-            raise ValueError(f"state version {version!r}, expected {STATE_VERSION}")
+        version = state_version(state, (1, STATE_VERSION))
         configured = {node.label for node in self.account.nodes}
         saved = state.get("waiting")
         if not isinstance(saved, dict):
@@ -241,16 +246,14 @@ class RescueCollector(AccountCollector):
                 node_waits[sid] = Wait(start=float(times[0]), last_seen=float(times[1]))
             if label in configured:
                 restored[label] = node_waits
-        same = state.get("wait_buckets") == list(self.waits.bounds)
         width = len(self.waits.labelnames) - 1 - (version == 1)
-        entries = histogram_state(state, "waits", width,
-                                  len(self.waits.bounds) + 1 if same else None)
+        entries = saved_histogram(state, "waits", width, self.waits.bounds, "wait_buckets")
 
         self._restored_waits = restored
         if version == 1:
             self.ctx.log.warning("rescue_wait_histogram_gained_outcome",
                                  hint="the wait histogram starts from zero")
-        elif same:
+        elif entries is not None:
             self.waits.load_state([e for e in entries
                                    if e[0][0] in configured and e[0][1] in OUTCOMES])
         else:

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from ...config import AccountCommon, ConfigError, Fields, GlobalConfig, Secret
+from ...config import (
+    AccountCommon,
+    ConfigError,
+    Fields,
+    GlobalConfig,
+    Secret,
+    read_declared,
+    setting,
+)
 from ...families import WAIT_BUCKETS
 from .statuses import NODE_REFS, STATUSES
 
@@ -32,19 +40,25 @@ class Node:
 @dataclass(frozen=True)
 class RescueAccount:
     common: AccountCommon
-    nodes: tuple[Node, ...]
-    auth_code: Secret | None = None
-    email: str | None = None
-    password: Secret | None = None
-    api_version: int = 1
-    timezone: str = "UTC"
-    status_aliases: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    labels: tuple[str, ...] = ()
-    wait_buckets: tuple[float, ...] = WAIT_BUCKETS
-    api: str = "text"  # text, soap (SOAP 1.2) or soap11 (SOAP 1.1)
+    nodes: tuple[Node, ...] = setting(kind="custom", doc="technician groups and channels")
+    auth_code: Secret | None = setting(None, kind="secret", doc="preferred credential")
+    email: str | None = setting(None, kind="optional_str", doc="login, with password")
+    password: Secret | None = setting(None, kind="secret", doc="login, with email")
+    api_version: int = setting(1, kind="int", choices=API_VERSIONS,
+                               doc="text API only: 1, 2 or 3")
+    timezone: str = setting("UTC", kind="timezone", doc='zone of the "Start Time" column')
+    status_aliases: Mapping[str, str] = setting(
+        kind="custom", factory=lambda: MappingProxyType({}),
+        doc="localised status strings -> the doc's English ones")
+    labels: tuple[str, ...] = setting((), kind="custom",
+                                      doc="opt-in extra labels: channel, technician")
+    wait_buckets: tuple[float, ...] = setting(WAIT_BUCKETS, kind="buckets", doc="seconds")
+    api: str = setting("text", kind="choice", choices=APIS,
+                       doc="text, soap (SOAP 1.2) or soap11 (SOAP 1.1)")
     # Only with this opt-in may a 405 to a POST be retried as a GET carrying the auth code
     # or password in its query string (where proxies and vendor logs keep it).
-    allow_credentials_in_url: bool = False
+    allow_credentials_in_url: bool = setting(False, kind="bool",
+                                             doc="let a 405 be retried as a GET")
 
     @property
     def uses_login(self) -> bool:
@@ -60,24 +74,12 @@ class RescueAccount:
 
 
 def parse_account(fields: Fields, common: AccountCommon, global_: GlobalConfig) -> RescueAccount:
-    auth_code = fields.secret("auth_code", required=False)
-    email = fields.optional_str("email")
-    password = fields.secret("password", required=False)
-    _check_credentials(fields, auth_code, email, password)
-    return RescueAccount(
-        common=common,
-        nodes=_parse_nodes(fields),
-        auth_code=auth_code,
-        email=email,
-        password=password,
-        api_version=_parse_api_version(fields),
-        timezone=_parse_timezone(fields),
-        status_aliases=MappingProxyType(_parse_aliases(fields)),
-        labels=_parse_labels(fields),
-        wait_buckets=fields.float_list("wait_buckets", WAIT_BUCKETS),
-        api=fields.choice("api", APIS, "text"),
-        allow_credentials_in_url=fields.bool("allow_credentials_in_url", False),
-    )
+    account = read_declared(RescueAccount, fields, common=common, parsers={
+        "nodes": _parse_nodes,
+        "status_aliases": lambda f: MappingProxyType(_parse_aliases(f)),
+        "labels": _parse_labels})
+    _check_credentials(fields, account.auth_code, account.email, account.password)
+    return account
 
 
 def _path(fields: Fields, name: str) -> str:
@@ -114,24 +116,6 @@ def _parse_nodes(fields: Fields) -> tuple[Node, ...]:
     if not nodes:
         raise ConfigError(_path(fields, "nodes"), "required: at least one {id, ref} entry")
     return tuple(nodes)
-
-
-def _parse_api_version(fields: Fields) -> int:
-    version = fields.int("api_version", 1)
-    if version not in API_VERSIONS:
-        raise ConfigError(_path(fields, "api_version"), "must be 1, 2 or 3")
-    return version
-
-
-def _parse_timezone(fields: Fields) -> str:
-    name = fields.str("timezone", "UTC")
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(_path(fields, "timezone"),
-                          f"unknown time zone {name!r} (use an IANA name such as "
-                          "Europe/Lisbon)") from None
-    return name
 
 
 def _parse_aliases(fields: Fields) -> dict[str, str]:

@@ -12,9 +12,9 @@ from datetime import UTC, date, datetime, timedelta
 
 from ... import scrub
 from ...http import Upstream
+from ..base import CollectorContext
 from .config import SecureVideoAccount
 from .parser import (
-    MAX_RECORDS,
     HistoryPage,
     MonthCounter,
     MonthCounts,
@@ -28,7 +28,6 @@ MONTH = "history_month"
 # sessions it may hold (`max_month_sessions`, i.e. max_remembered_ids) at this many
 # bytes each, far above a real History record (about 400 bytes).
 MAX_BYTES_PER_SESSION = 4096
-MAX_MONTH_SESSIONS = 250_000
 
 def utc_day(now: float) -> date:
     return datetime.fromtimestamp(now, UTC).date()
@@ -49,16 +48,11 @@ def day_start(day: date) -> float:
 
 
 class HistoryClient:
-    def __init__(
-        self,
-        account: SecureVideoAccount,
-        *,
-        max_records: int = MAX_RECORDS,
-        max_month_sessions: int = MAX_MONTH_SESSIONS,
-    ) -> None:
+    def __init__(self, account: SecureVideoAccount, ctx: CollectorContext) -> None:
         self.account = account
-        self.max_records = max_records
-        self.max_month_sessions = max_month_sessions
+        # One reply's records, and the month's sessions (bounded like dedupe memory).
+        self.max_records = ctx.max_records_per_reply
+        self.max_month_sessions = ctx.max_remembered_ids
         base = account.common.base_url
         self.url = (
             f"{base}/history" if account.host_user_id is None

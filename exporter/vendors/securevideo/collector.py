@@ -21,7 +21,15 @@ from ...errors import UpstreamError
 from ...families import BoundedLabel, CounterSet, HistogramSet, gauge
 from ...http import Upstream
 from ...sanitize import plausible_seconds
-from ...statecheck import counter_state, histogram_state, is_int, is_number, list_of, number
+from ...statecheck import (
+    counter_state,
+    is_int,
+    is_number,
+    list_of,
+    number,
+    saved_histogram,
+    state_version,
+)
 from ..base import AccountCollector, CollectorContext
 from .client import FEED, MONTH, HistoryClient, day_start, feed_window, month_start, utc_day
 from .config import MAX_FEED_DAYS, SecureVideoAccount
@@ -61,11 +69,17 @@ APPLY_CHUNK = 2000
 
 
 class SecureVideoCollector(AccountCollector):
-    def __init__(self, account: SecureVideoAccount, ctx: CollectorContext) -> None:
+    def __init__(
+        self,
+        account: SecureVideoAccount,
+        ctx: CollectorContext,
+        *,
+        client: HistoryClient | None = None,
+    ) -> None:
         self.account = account
         self.ctx = ctx
-        self.client = HistoryClient(account, max_records=ctx.max_records_per_reply,
-                                    max_month_sessions=ctx.max_remembered_ids)
+        # Tests hand in a stand-in client here, as with every vendor's collector.
+        self.client = client or HistoryClient(account, ctx)
         self._prefix = (account.common.name,)
         self._status = ctx.label((*BILLABLE_STATUSES, UNKNOWN))
         self._schedule = ctx.label((*SCHEDULE_TYPES, UNKNOWN))
@@ -365,9 +379,7 @@ class SecureVideoCollector(AccountCollector):
 
         Everything is checked before anything is applied: a state that does not fit
         raises ValueError and leaves the fresh collector as it was."""
-        version = state.get("version")
-        if version not in (1, STATE_VERSION) or isinstance(version, bool):
-            raise ValueError(f"state version {version!r}, expected {STATE_VERSION}")
+        version = state_version(state, (1, STATE_VERSION))
         counted_from = number(state.get("counted_from"), "counted_from")
         fed_until = state.get("fed_until")
         if fed_until is not None:
@@ -390,10 +402,8 @@ class SecureVideoCollector(AccountCollector):
         for key, histogram, bucket_key in self._histograms():
             if version == 1 and key not in ("durations", "waits"):
                 continue
-            same = state.get(bucket_key) == list(histogram.bounds)
-            items = histogram_state(state, key, len(histogram.labelnames) - 1,
-                                    len(histogram.bounds) + 1 if same else None)
-            histograms.append((key, histogram, items, same))
+            histograms.append((key, histogram, saved_histogram(
+                state, key, len(histogram.labelnames) - 1, histogram.bounds, bucket_key)))
 
         self._counted_from, self._catch_up_from, self._seen = counted_from, fed_until, seen
         self.sessions.load_state(sessions)
@@ -404,8 +414,8 @@ class SecureVideoCollector(AccountCollector):
             for bounded, value in zip((self._status, self._schedule, self._provider), labels,
                                       strict=True):
                 bounded(value)
-        for key, histogram, items, same in histograms:
-            if same:
+        for key, histogram, items in histograms:
+            if items is not None:
                 histogram.load_state(items)
             else:
                 # The counter carries on; this histogram restarts (a counter reset to

@@ -1,0 +1,195 @@
+"""The served snapshot: incremental, capped, stale-aware rendering of every account.
+
+Each account's families are encoded once after each of its cycles (off the loop when the
+render loop does it), then stitched under one header per family. An account whose data is
+older than its `stale_after` is left out; one that fails to encode, or holds more series
+than `max_series_per_account`, is left out (and counted) until its next cycle; so are the
+largest accounts while the whole exposition is over `max_exposition_bytes`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from contextlib import suppress
+
+from prometheus_client.core import Metric
+
+from .accounts import AccountCommon
+from .clock import Clock
+from .config import GlobalConfig
+from .logs import get_logger
+from .scheduler import AccountRunner
+from .selfmetrics import SelfMetrics
+from .snapshot import EMPTY, EMPTY_CHUNKS, Chunks, Snapshot, assemble, render_chunks
+
+log = get_logger(component="loop")
+
+RENDER_SPACING = 1.0  # seconds between two renders at most
+
+Key = tuple[str, str]
+
+
+class Renderer:
+    def __init__(
+        self,
+        runners: Mapping[Key, AccountRunner],
+        global_: GlobalConfig,
+        *,
+        clock: Clock,
+        metrics: SelfMetrics,
+    ) -> None:
+        self.runners = runners  # the daemon's live mapping, read at each render
+        self.global_ = global_  # replaced on a config reload
+        self.clock = clock
+        self.metrics = metrics
+        self._snapshot: Snapshot = EMPTY
+        # Readiness is published with the snapshot it was computed for: a render that
+        # is still encoding must not make /-/ready say what /metrics does not show yet.
+        self._ready = False
+        self._ready_pending = False
+        self._dirty = asyncio.Event()
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    @snapshot.setter
+    def snapshot(self, snapshot: Snapshot) -> None:
+        self._snapshot = snapshot
+        self._ready = self._ready_pending
+
+    # -- readiness and staleness ---------------------------------------------------------
+
+    def ready(self) -> bool:
+        """Every account had finished its first cycle when the served snapshot was made
+        (set when that snapshot is stored, not when its render began)."""
+        return self._ready
+
+    def _all_first_cycles_done(self) -> bool:
+        return all(self.metrics.account(key).first_cycle_done for key in self.runners)
+
+    def is_fresh(self, runner: AccountRunner) -> bool:
+        last = self.metrics.account(runner.common.key).last_success
+        return last is not None and self.clock.time() - last <= runner.common.stale_after
+
+    def seconds_until_next_stale(self) -> float | None:
+        now, deadlines = self.clock.time(), []
+        for key, runner in self.runners.items():
+            last = self.metrics.account(key).last_success
+            if last is not None and now - last <= runner.common.stale_after:
+                deadlines.append(last + runner.common.stale_after - now)
+        return min(deadlines) + 0.01 if deadlines else None
+
+    def families(self) -> Iterable[Metric]:
+        """Every family the snapshot shows, unencoded (for tests and tools)."""
+        for runner in self.runners.values():
+            if self.is_fresh(runner):
+                yield from runner.collector.families()
+        yield from self.metrics.families()
+
+    # -- rendering -----------------------------------------------------------------------
+
+    def render_now(self) -> Snapshot:
+        """Encode only the accounts whose data changed since the last render."""
+        self._ready_pending = self._all_first_cycles_done()
+        for runner in self.runners.values():
+            if self.is_fresh(runner) and runner.chunks is None:
+                runner.chunks = self._checked(runner, encode(self._families_or_none(runner)))
+        kept = self._within_budget(self._parts())
+        return assemble([*kept, render_chunks(self.metrics.families())])
+
+    async def render_off_loop(self) -> Snapshot:
+        """`render_now`, with the encoding and gzip in a worker thread so that scrapes
+        are served meanwhile. Families are taken on the loop (collectors are not
+        thread-safe); only the pure encoding of those copies runs in the thread."""
+        self._ready_pending = self._all_first_cycles_done()
+        pending: list[tuple[AccountRunner, int, list[Metric] | None]] = []
+        for runner in self.runners.values():
+            if self.is_fresh(runner) and runner.chunks is None:
+                pending.append((runner, runner.generation, self._families_or_none(runner)))
+        encoded = await asyncio.to_thread(lambda: [encode(f) for _, _, f in pending])
+        for (runner, generation, _), result in zip(pending, encoded, strict=True):
+            if runner.generation == generation:
+                runner.chunks = self._checked(runner, result)
+        kept = self._within_budget(self._parts())
+        own = list(self.metrics.families())  # after the budget: its drops show at once
+        return await asyncio.to_thread(lambda: assemble([*kept, render_chunks(own)]))
+
+    def _parts(self) -> list[tuple[Key, Chunks]]:
+        return [(key, r.chunks) for key, r in self.runners.items()
+                if self.is_fresh(r) and r.chunks is not None and r.chunks is not EMPTY_CHUNKS]
+
+    def _within_budget(self, parts: list[tuple[Key, Chunks]]) -> list[Chunks]:
+        """Leave out the largest accounts while the exposition is over its budget."""
+        budget = self.global_.max_exposition_bytes
+        total = sum(c.size for _, c in parts)
+        for key, chunks in sorted(parts, key=lambda p: p[1].size, reverse=True):
+            if total <= budget:
+                break
+            parts.remove((key, chunks))
+            total -= chunks.size
+            self.metrics.render_dropped(*key, "exposition_too_large")
+            log.error("account left out of /metrics", vendor=key[0], account=key[1],
+                      reason="exposition_too_large", bytes=chunks.size,
+                      hint="raise global.max_exposition_bytes or reduce this account's "
+                           "labels")
+        return [chunks for _, chunks in parts]
+
+    def _families_or_none(self, runner: AccountRunner) -> list[Metric] | None:
+        """The account's families, or None (counted, logged) when it cannot give them
+        or gives more series than `max_series_per_account`."""
+        common = runner.common
+        limit = self.global_.max_series_per_account
+        try:
+            families = list(runner.collector.families())
+        except Exception as exc:  # one broken account must not freeze every other one
+            self._left_out(common, "render_failed", error=type(exc).__name__)
+            return None
+        series = sum(len(f.samples) for f in families)
+        if series > limit:
+            self._left_out(common, "too_many_series", series=series,
+                           hint=f"over global.max_series_per_account ({limit})")
+            return None
+        return families
+
+    def _checked(self, runner: AccountRunner, result: Chunks | Exception) -> Chunks:
+        if isinstance(result, Exception):
+            self._left_out(runner.common, "render_failed", error=type(result).__name__)
+            return EMPTY_CHUNKS
+        return result
+
+    def _left_out(self, common: AccountCommon, reason: str, **details: object) -> None:
+        self.metrics.render_dropped(common.vendor, common.name, reason)
+        log.error("account left out of /metrics", vendor=common.vendor, account=common.name,
+                  reason=reason, **details)
+
+    # -- the render loop -----------------------------------------------------------------
+
+    def request(self) -> None:
+        self._dirty.set()
+
+    async def run(self) -> None:
+        """Coalesce render requests: many accounts finishing together cost one render."""
+        while True:
+            # Waking on the timeout means an account just went stale: drop its series.
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._dirty.wait(), self.seconds_until_next_stale())
+            self._dirty.clear()
+            try:
+                self.snapshot = await self.render_off_loop()
+            except Exception:
+                log.error("rendering failed; serving the previous snapshot", exc_info=True)
+            # Cycles ending in the meantime share the next render: at most one a second.
+            await asyncio.sleep(RENDER_SPACING)
+
+
+def encode(families: list[Metric] | None) -> Chunks | Exception:
+    """Pure, so it may run in a worker thread; failures are returned, counted by the
+    caller on the loop."""
+    if families is None:
+        return EMPTY_CHUNKS
+    try:
+        return render_chunks(families)
+    except Exception as exc:  # a value that cannot be encoded, whatever let it in
+        return exc

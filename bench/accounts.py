@@ -177,6 +177,8 @@ def main() -> int:
     parser = arguments(__doc__ or "")
     parser.add_argument("--concurrency", default="16,64,128,256",
                         help="global.max_concurrency values to try, comma-separated")
+    parser.add_argument("--accounts", type=int, default=200,
+                        help="accounts in all, split evenly between the three vendors")
     parser.add_argument("--profile", action="store_true",
                         help="pyinstrument profile of the last setting's steady cycle")
     args = parser.parse_args()
@@ -184,7 +186,8 @@ def main() -> int:
     if args.quick:
         counts, latency, settings = {"glance": 2, "securevideo": 2, "rescue": 2}, 0.05, [16]
     else:
-        counts = {"glance": 67, "securevideo": 67, "rescue": 66}
+        third = args.accounts // 3
+        counts = {"glance": args.accounts - 2 * third, "securevideo": third, "rescue": third}
         latency, settings = 0.2, [int(c) for c in args.concurrency.split(",")]
     total = sum(counts.values())
     header(f"many accounts: {total} accounts, {latency * 1000:.0f} ms injected latency "

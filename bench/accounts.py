@@ -28,10 +28,11 @@ from benchlib import arguments, header, ratio, table
 
 from exporter.clock import SystemClock
 from exporter.config import parse_config
-from exporter.demo import start_world
 from exporter.logs import configure
 from exporter.loop import Daemon
 from exporter.registry import VENDORS
+from exporter.simulators import SIMULATORS
+from exporter.simulators.demo import start_world
 
 INTERVAL = 60.0  # the default poll interval, for the CPU share
 READY_TIMEOUT = 60.0  # seconds for the child to start its simulators
@@ -45,7 +46,7 @@ def serve(latency: float) -> None:
     aimed at its port), and serve until the parent closes our stdin."""
 
     async def run() -> None:
-        world = await start_world(VENDORS, SystemClock(), seed=1)
+        world = await start_world(SIMULATORS, SystemClock(), seed=1)
         for simulator in world.simulators.values():
             simulator.faults.inject("latency", count=None, seconds=latency)
         templates = {vendor: sim.demo_accounts(world.base_urls[vendor])[0]

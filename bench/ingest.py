@@ -22,12 +22,12 @@ from benchlib import arguments, header, ratio, table
 from lxml import etree
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from exporter.clock import FakeClock
 from exporter.config import parse_config
 from exporter.http import Reply, Upstream
 from exporter.logs import configure, get_logger
 from exporter.registry import VENDORS
 from exporter.selfmetrics import SelfMetrics
+from exporter.simulators.clock import FakeClock
 from exporter.vendors.base import CollectorContext
 
 T = TypeVar("T")
@@ -90,7 +90,7 @@ def best(run: Callable[[], object], repeats: int) -> float:
 
 def glance_bodies(size: int) -> dict[str, bytes]:
     """Replies of the Glance simulator, taken from its own HTTP handler over loopback."""
-    from exporter.vendors.glance.simulator import GlanceSimulator
+    from exporter.simulators.glance import GlanceSimulator
 
     clock = FakeClock(NOW)
     # Enough arrivals that one page holds `size` completed sessions.
@@ -181,7 +181,7 @@ def securevideo_body(size: int) -> bytes:
     """A History reply as the simulator serves it (json.dumps of its World's records)."""
     from datetime import UTC, datetime, timedelta
 
-    from exporter.vendors.securevideo.world import World
+    from exporter.simulators.securevideo_world import World
 
     days = max(1, size // 4500 + 1)  # the world connects about 5,000 sessions a day
     world = World(1, NOW - days * 86400)
@@ -221,7 +221,7 @@ def bench_securevideo(size: int, repeats: int) -> list[list[object]]:
 
 def rescue_body(size: int) -> bytes:
     """A getSession (v1) table of `size` rows in the simulator's reply shape."""
-    from exporter.vendors.rescue.simulator import CHANNELS, COLUMNS, TECHNICIANS
+    from exporter.simulators.rescue import CHANNELS, COLUMNS, TECHNICIANS
     from exporter.vendors.rescue.statuses import STATUSES
 
     rng = random.Random(1)

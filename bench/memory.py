@@ -17,10 +17,10 @@ from typing import Any
 
 from benchlib import arguments, header, ratio, table
 
-from exporter.clock import FakeClock
 from exporter.config import parse_config
 from exporter.logs import configure, get_logger
 from exporter.registry import VENDORS
+from exporter.simulators.clock import FakeClock
 from exporter.snapshot import render
 from exporter.vendors.base import CollectorContext
 from exporter.vendors.glance.collector import GlanceCollector

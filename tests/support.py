@@ -9,10 +9,11 @@ from typing import Any
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.clock import FakeClock
 from exporter.config import parse_config
 from exporter.loop import Daemon
-from exporter.vendors.base import Simulator, Vendor
+from exporter.simulators.base import Simulator, SimulatorFactory
+from exporter.simulators.clock import FakeClock
+from exporter.vendors.base import Vendor
 
 
 @asynccontextmanager
@@ -42,9 +43,9 @@ async def daemon_for(
 
 @asynccontextmanager
 async def simulated(
-    vendor: Vendor, clock: FakeClock, seed: int = 7
+    new_simulator: SimulatorFactory, clock: FakeClock, seed: int = 7
 ) -> AsyncIterator[tuple[Simulator, str]]:
-    simulator = vendor.new_simulator(clock, seed)
+    simulator = new_simulator(clock, seed)
     async with serve_app(simulator.app()) as base_url:
         yield simulator, base_url
 

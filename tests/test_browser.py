@@ -26,9 +26,9 @@ import aiohttp
 import pytest
 
 from exporter.cli import DEMO_WRONG_KEY
-from exporter.clock import FakeClock
 from exporter.config import SECRET_FIELDS
-from exporter.registry import VENDORS
+from exporter.simulators import SIMULATORS
+from exporter.simulators.clock import FakeClock
 
 from .conftest import require_tool
 from .test_cli import ROOT, demo, get, wait_for
@@ -46,8 +46,8 @@ def demo_secrets() -> set[str]:
     """Every credential the demo uses: its simulators are seeded as start_world seeds
     them (1 + the vendor's position), so the same construction gives the same values."""
     values = {DEMO_WRONG_KEY}
-    for offset, vendor in enumerate(VENDORS.values()):
-        simulator = vendor.new_simulator(FakeClock(), 1 + offset)
+    for offset, new_simulator in enumerate(SIMULATORS.values()):
+        simulator = new_simulator(FakeClock(), 1 + offset)
         for account in simulator.demo_accounts("http://127.0.0.1:1"):
             values.update(str(account[f]) for f in SECRET_FIELDS if f in account)
     return values

@@ -29,22 +29,22 @@ import aiohttp
 import pytest
 import structlog.testing
 
-from exporter.clock import FakeClock
 from exporter.config import parse_config
 from exporter.loop import Daemon
 from exporter.registry import VENDORS
-from exporter.storage import StateStore
-from exporter.vendors.glance.simulator import DEMO_API_KEY, DEMO_PARTNER_ID, GlanceSimulator
-from exporter.vendors.rescue.simulator import GROUP_ID, RescueSimulator
-from exporter.vendors.securevideo.simulator import (
+from exporter.simulators.clock import FakeClock
+from exporter.simulators.glance import DEMO_API_KEY, DEMO_PARTNER_ID, GlanceSimulator
+from exporter.simulators.rescue import GROUP_ID, RescueSimulator
+from exporter.simulators.securevideo import (
     DEMO_API_KEY as SV_KEY,
 )
-from exporter.vendors.securevideo.simulator import (
+from exporter.simulators.securevideo import (
     DEMO_API_SECRET as SV_SECRET,
 )
-from exporter.vendors.securevideo.simulator import (
+from exporter.simulators.securevideo import (
     SecureVideoSimulator,
 )
+from exporter.storage import StateStore
 
 from .securevideo.test_sv_collector_sim import Truth
 from .support import samples, serve_app

@@ -15,10 +15,11 @@ import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.clock import FakeClock
 from exporter.config import parse_config
 from exporter.loop import Daemon
 from exporter.registry import VENDORS
+from exporter.simulators import SIMULATORS
+from exporter.simulators.clock import FakeClock
 
 from .conftest import require_tool
 from .support import serve_app
@@ -110,7 +111,7 @@ def secret_of(vendor: str, account: dict[str, object]) -> str:
 async def test_a_hostile_vendor_cannot_poison_freeze_or_leak(vendor: str,
                                                              tmp_path: object) -> None:
     clock = FakeClock()
-    simulator = VENDORS[vendor].new_simulator(clock, 3)
+    simulator = SIMULATORS[vendor](clock, 3)
     probe_account = simulator.demo_accounts("http://127.0.0.1:1")[0]
     secrets = {vendor: secret_of(vendor, probe_account)}
     app = simulator.app()

@@ -23,7 +23,6 @@ import yaml
 from aiohttp import web
 
 from exporter import hints
-from exporter.clock import FakeClock
 from exporter.config import parse_config
 from exporter.loop import Daemon
 from exporter.probe import (
@@ -36,8 +35,10 @@ from exporter.probe import (
     summarize,
 )
 from exporter.registry import VENDORS
-from exporter.vendors.glance.simulator import GlanceSimulator
-from exporter.vendors.rescue.simulator import GROUP_ID
+from exporter.simulators import SIMULATORS
+from exporter.simulators.clock import FakeClock
+from exporter.simulators.glance import GlanceSimulator
+from exporter.simulators.rescue import GROUP_ID
 
 from .conftest import require_tool
 from .support import serve_app, simulated
@@ -55,7 +56,7 @@ def glance_accounts(simulator: Any, base_url: str) -> list[dict[str, Any]]:
 
 async def test_probe_reports_each_account_and_fails_when_one_fails() -> None:
     clock = FakeClock(time.time())
-    async with simulated(VENDORS["glance"], clock) as (simulator, base_url):
+    async with simulated(SIMULATORS["glance"], clock) as (simulator, base_url):
         config = parse_config({"glance": glance_accounts(simulator, base_url)}, VENDORS)
         results = await run_probe(config, VENDORS, clock)
     good, bad = results
@@ -83,7 +84,7 @@ async def test_probe_reports_each_account_and_fails_when_one_fails() -> None:
 
 async def test_wrong_rescue_node_gets_its_hint() -> None:
     clock = FakeClock(time.time())
-    async with simulated(VENDORS["rescue"], clock) as (simulator, base_url):
+    async with simulated(SIMULATORS["rescue"], clock) as (simulator, base_url):
         account: dict[str, Any] = {
             "name": "hd", "base_url": base_url, "auth_code": simulator.auth_code,
             "nodes": [{"id": GROUP_ID + 999, "ref": "NODE"}]}
@@ -115,7 +116,7 @@ async def test_wrong_rescue_node_gets_its_hint() -> None:
 
 async def test_each_request_is_recorded_with_its_own_failure() -> None:
     clock = FakeClock(time.time())
-    async with simulated(VENDORS["glance"], clock) as (simulator, base_url):
+    async with simulated(SIMULATORS["glance"], clock) as (simulator, base_url):
         simulator.faults.inject("garbage", path_contains="PartnerActiveSessions")
         simulator.faults.inject("http_503", path_contains="PartnerSessionCountsEnding")
         config = parse_config({"glance": glance_accounts(simulator, base_url)[:1]}, VENDORS)
@@ -150,7 +151,7 @@ async def test_refused_connection_and_clock_skew() -> None:
 
     # The simulator's replies carry a real Date header; our clock is an hour behind it.
     clock = FakeClock(time.time() - 3600)
-    async with simulated(VENDORS["glance"], clock) as (simulator, base_url):
+    async with simulated(SIMULATORS["glance"], clock) as (simulator, base_url):
         config = parse_config({"glance": glance_accounts(simulator, base_url)[:1]}, VENDORS)
         [result] = await run_probe(config, VENDORS, clock)
     assert result.ok

@@ -37,15 +37,15 @@ from exporter.http import Reply, Upstream
 from exporter.loop import Daemon
 from exporter.registry import VENDORS
 from exporter.server import WebOptions, build_app
-from exporter.vendors.glance.simulator import DEMO_API_KEY, DEMO_PARTNER_ID, GlanceSimulator
-from exporter.vendors.rescue.simulator import CHANNELS, GROUP_ID, RescueSimulator
-from exporter.vendors.securevideo.simulator import (
+from exporter.simulators.glance import DEMO_API_KEY, DEMO_PARTNER_ID, GlanceSimulator
+from exporter.simulators.rescue import CHANNELS, GROUP_ID, RescueSimulator
+from exporter.simulators.securevideo import (
     DEMO_API_KEY as SV_KEY,
 )
-from exporter.vendors.securevideo.simulator import (
+from exporter.simulators.securevideo import (
     DEMO_API_SECRET as SV_SECRET,
 )
-from exporter.vendors.securevideo.simulator import (
+from exporter.simulators.securevideo import (
     SecureVideoSimulator,
 )
 

@@ -12,7 +12,7 @@ import bcrypt
 import pytest
 from aiohttp import web
 
-from exporter.clock import FakeClock
+from exporter.simulators.clock import FakeClock
 from exporter.webconfig import WebConfigError, WebSecurity, load_settings
 
 from .conftest import require_tool

@@ -15,15 +15,15 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from prometheus_client.core import Metric
 
-from exporter.clock import FakeClock
 from exporter.config import AccountCommon, Fields, GlobalConfig
 from exporter.http import Upstream, new_client_session
 from exporter.selfmetrics import SelfMetrics
+from exporter.simulators.clock import FakeClock
+from exporter.simulators.glance import DEMO_API_KEY, DEMO_PARTNER_ID, GlanceSimulator
 from exporter.vendors.base import CollectorContext
 from exporter.vendors.glance.client import GlanceClient
 from exporter.vendors.glance.collector import GlanceCollector
 from exporter.vendors.glance.config import GlanceAccount, parse_account
-from exporter.vendors.glance.simulator import DEMO_API_KEY, DEMO_PARTNER_ID, GlanceSimulator
 
 from ..mocking import mocked
 

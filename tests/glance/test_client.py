@@ -8,11 +8,11 @@ from urllib.parse import quote, quote_plus
 import pytest
 from yarl import URL
 
-from exporter.clock import FakeClock
 from exporter.config import Secret
 from exporter.errors import UpstreamError
 from exporter.http import Upstream, new_client_session
 from exporter.selfmetrics import SelfMetrics
+from exporter.simulators.clock import FakeClock
 from exporter.vendors.glance.client import (
     COMPLETED,
     COMPLETED_ENDING,

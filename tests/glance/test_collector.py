@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 import pytest
 from aiohttp import web
 
-from exporter.clock import FakeClock
 from exporter.errors import UpstreamError
+from exporter.simulators.clock import FakeClock
+from exporter.simulators.glance import GlanceSimulator, SimSession
 from exporter.vendors.glance.collector import STATUSES, GlanceCollector
-from exporter.vendors.glance.simulator import GlanceSimulator, SimSession
 
 from .support import NOON_ISH, Harness, by_label, series, start_harness, stop_harness
 
@@ -404,9 +404,9 @@ async def test_custom_duration_buckets(h: Harness) -> None:
 
 
 async def test_demo_account_shows_every_metric_within_a_minute(clock: FakeClock) -> None:
-    from exporter.vendors.glance import VENDOR
+    from exporter.simulators import SIMULATORS
 
-    sim = VENDOR.new_simulator(clock, 0)
+    sim = SIMULATORS["glance"](clock, 0)
     assert isinstance(sim, GlanceSimulator)
     h = await start_harness(clock, sim)
     try:

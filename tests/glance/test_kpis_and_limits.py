@@ -13,12 +13,12 @@ from urllib.parse import quote_plus
 import pytest
 from aiohttp import web
 
-from exporter.clock import FakeClock
 from exporter.errors import UpstreamError
+from exporter.simulators.clock import FakeClock
+from exporter.simulators.glance import DEMO_API_KEY, GlanceSimulator
 from exporter.snapshot import render
 from exporter.vendors.glance.collector import OUTCOMES
 from exporter.vendors.glance.parser import NS
-from exporter.vendors.glance.simulator import DEMO_API_KEY, GlanceSimulator
 
 from .support import NOON_ISH, Harness, by_label, series, start_harness, stop_harness
 from .test_collector import assert_feed_matches, completed

@@ -8,15 +8,15 @@ from datetime import UTC, datetime
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from exporter.clock import FakeClock
-from exporter.vendors.glance.parser import NS, parse_group_sessions, parse_user_sessions
-from exporter.vendors.glance.simulator import (
+from exporter.simulators.clock import FakeClock
+from exporter.simulators.glance import (
     DEMO_API_KEY,
     DEMO_PARTNER_ID,
     FINAL_STATUSES,
     GlanceSimulator,
     parse_glance_date,
 )
+from exporter.vendors.glance.parser import NS, parse_group_sessions, parse_user_sessions
 
 T0 = datetime(2026, 3, 10, 15, 0, tzinfo=UTC).timestamp()
 PATH = "/services/activityservice.asmx/"

@@ -12,15 +12,15 @@ from typing import Any
 import aiohttp
 from aiohttp.test_utils import TestServer
 
-from exporter.clock import FakeClock
 from exporter.config import AccountCommon, Fields, GlobalConfig
 from exporter.http import Upstream, new_client_session
 from exporter.logs import get_logger
 from exporter.selfmetrics import SelfMetrics
+from exporter.simulators.clock import FakeClock
+from exporter.simulators.rescue import RescueSimulator
 from exporter.vendors.base import CollectorContext
 from exporter.vendors.rescue.collector import RescueCollector
 from exporter.vendors.rescue.config import RescueAccount, parse_account
-from exporter.vendors.rescue.simulator import RescueSimulator
 
 NAME = "helpdesk"
 

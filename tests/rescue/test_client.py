@@ -7,10 +7,10 @@ import pytest
 from aioresponses import aioresponses
 from yarl import URL
 
-from exporter.clock import FakeClock
 from exporter.errors import UpstreamError
 from exporter.http import Upstream, new_client_session
 from exporter.selfmetrics import SelfMetrics
+from exporter.simulators.clock import FakeClock
 from exporter.vendors.rescue.client import RescueClient, UnknownNodeError
 from exporter.vendors.rescue.config import RescueAccount
 

@@ -5,8 +5,8 @@ from collections import Counter
 import pytest
 
 from exporter.errors import UpstreamError
+from exporter.simulators.rescue import CHANNELS, GROUP_ID, PORTUGUESE, TECHNICIANS
 from exporter.vendors.rescue.collector import OLDEST_CHANGE, RescueCollector
-from exporter.vendors.rescue.simulator import CHANNELS, GROUP_ID, PORTUGUESE, TECHNICIANS
 from exporter.vendors.rescue.statuses import STATUSES
 
 from .harness import NAME, Rig, failures, requests, rig

@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
+from exporter.simulators.rescue import GROUP_ID, PORTUGUESE, RescueSimulator
 from exporter.vendors.rescue.collector import RescueCollector
-from exporter.vendors.rescue.simulator import GROUP_ID, PORTUGUESE, RescueSimulator
 from exporter.vendors.rescue.statuses import OUTCOMES, STATUSES, outcome_of
 
 from .harness import Rig, rig

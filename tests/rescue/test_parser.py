@@ -356,7 +356,7 @@ def test_soap_captures_parse(name: str, expected: list[tuple[str, str, int]]) ->
 
 
 def test_doc_sample_captures_and_simulator_agree_on_columns() -> None:
-    from exporter.vendors.rescue.simulator import COLUMNS
+    from exporter.simulators.rescue import COLUMNS
 
     doc = parse_sessions(DOC_SAMPLE).columns
     assert COLUMNS[2] == doc  # the doc's sample is the v2 table

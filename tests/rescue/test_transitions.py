@@ -7,8 +7,8 @@ from collections import Counter
 import pytest
 from structlog.testing import capture_logs
 
-from exporter.clock import FakeClock
 from exporter.logs import get_logger
+from exporter.simulators.clock import FakeClock
 from exporter.vendors.base import CollectorContext
 from exporter.vendors.rescue.collector import RescueCollector
 from exporter.vendors.rescue.parser import Session, SessionList

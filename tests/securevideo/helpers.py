@@ -13,19 +13,19 @@ import structlog
 from aiohttp.test_utils import TestServer
 from prometheus_client.core import Metric
 
-from exporter.clock import FakeClock
 from exporter.config import parse_config
 from exporter.http import Upstream, new_client_session
 from exporter.selfmetrics import SelfMetrics
-from exporter.vendors.base import CollectorContext
-from exporter.vendors.securevideo import VENDOR
-from exporter.vendors.securevideo.collector import SecureVideoCollector
-from exporter.vendors.securevideo.config import SecureVideoAccount
-from exporter.vendors.securevideo.simulator import (
+from exporter.simulators.clock import FakeClock
+from exporter.simulators.securevideo import (
     DEMO_API_KEY,
     DEMO_API_SECRET,
     SecureVideoSimulator,
 )
+from exporter.vendors.base import CollectorContext
+from exporter.vendors.securevideo import VENDOR
+from exporter.vendors.securevideo.collector import SecureVideoCollector
+from exporter.vendors.securevideo.config import SecureVideoAccount
 
 ACCOUNT = "clinic"
 

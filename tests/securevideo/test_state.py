@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from exporter.clock import FakeClock
+from exporter.simulators.clock import FakeClock
+from exporter.simulators.securevideo import SecureVideoSimulator
 from exporter.vendors.securevideo.collector import SecureVideoCollector
-from exporter.vendors.securevideo.simulator import SecureVideoSimulator
 
 from .helpers import Harness, account, harness, pick, samples, served, total
 from .test_sv_collector_sim import NEW_YEARS_EVE, Truth, assert_matches

@@ -9,8 +9,8 @@ import pytest
 from aioresponses import aioresponses as _aioresponses
 from yarl import URL
 
-from exporter.clock import FakeClock
 from exporter.errors import UpstreamError
+from exporter.simulators.clock import FakeClock
 from exporter.vendors.securevideo.client import FEED, MONTH, HistoryClient
 
 from ..mocking import mocked as aioresponses

@@ -13,12 +13,12 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from exporter.clock import FakeClock
 from exporter.errors import UpstreamError
+from exporter.simulators.clock import FakeClock
+from exporter.simulators.securevideo import SecureVideoSimulator
+from exporter.simulators.securevideo_world import World
 from exporter.snapshot import render
 from exporter.vendors.securevideo.collector import BILLABLE_STATUSES, SecureVideoCollector
-from exporter.vendors.securevideo.simulator import SecureVideoSimulator
-from exporter.vendors.securevideo.world import World
 
 from .helpers import account, harness, pick, samples, served, total
 
@@ -280,7 +280,7 @@ async def test_host_user_and_participant_filters_reach_the_simulator() -> None:
                 if s.host_user_id == 3 and s.billable_ms is not None
                 and s.connected(int(clock.time() * 1000)))
     assert total(samples(c.families()), "securevideo_sessions_total") == truth > 0
-    assert sim.requests[-2:] == [{"startDt": "2025-12-30", "endDt": "2025-12-31"},
+    assert list(sim.requests)[-2:] == [{"startDt": "2025-12-30", "endDt": "2025-12-31"},
                                  {"month": "2025-12-01"}]
 
 

@@ -20,8 +20,8 @@ import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from exporter.clock import FakeClock
 from exporter.errors import UpstreamError
+from exporter.simulators.clock import FakeClock
 from exporter.snapshot import render
 from exporter.vendors.base import CollectorContext
 from exporter.vendors.securevideo.collector import SecureVideoCollector

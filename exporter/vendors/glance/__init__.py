@@ -5,14 +5,12 @@ from __future__ import annotations
 from ..base import Vendor
 from .collector import GlanceCollector
 from .config import GlanceAccount, parse_account
-from .simulator import GlanceSimulator
 
 VENDOR = Vendor(
     name="glance",
     default_base_url="https://www.glance.net",
     parse_account=parse_account,
     new_collector=GlanceCollector,
-    new_simulator=GlanceSimulator,
 )
 
-__all__ = ["VENDOR", "GlanceAccount", "GlanceCollector", "GlanceSimulator"]
+__all__ = ["VENDOR", "GlanceAccount", "GlanceCollector"]

@@ -5,14 +5,12 @@ from __future__ import annotations
 from ..base import Vendor
 from .collector import RescueCollector
 from .config import parse_account
-from .simulator import RescueSimulator
 
 VENDOR = Vendor(
     name="rescue",
     default_base_url="https://secure.logmeinrescue.com",
     parse_account=parse_account,
     new_collector=RescueCollector,
-    new_simulator=RescueSimulator,
 )
 
 __all__ = ["VENDOR"]

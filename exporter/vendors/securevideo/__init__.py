@@ -5,14 +5,12 @@ from __future__ import annotations
 from ..base import Vendor
 from .collector import SecureVideoCollector
 from .config import parse_account
-from .simulator import SecureVideoSimulator
 
 VENDOR = Vendor(
     name="securevideo",
     default_base_url="https://api.securevideo.com",
     parse_account=parse_account,
     new_collector=SecureVideoCollector,
-    new_simulator=SecureVideoSimulator,
 )
 
 __all__ = ["VENDOR"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import random
 import re
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -20,11 +21,20 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from lxml import etree
 
-from ...clock import Clock
-from ...faults import Faults
-from ..base import Simulator
-from .client import MAX_WINDOW, OPERATIONS, PAGE_SIZE
-from .parser import NS
+from ..clock import Clock
+from .base import RECENT_REQUESTS, Simulator
+from .faults import Faults
+
+# The vendor's limits and names, from ../shared/vendor-docs/glance-activity-service.txt,
+# written here rather than imported from the client: a wrong constant in the client must
+# be caught by this double, not shared with it.
+NS = "http://www.glancenetworks.com/services"  # every reply's xmlns
+OPERATIONS = (  # the six methods of the Activity Service
+    "PartnerActiveSessions", "PartnerSessionCounts", "PartnerSessionCountsEnding",
+    "PartnerCompletedSessions", "PartnerCompletedSessionsEnding", "PartnerUserSessions",
+)
+MAX_WINDOW = 31 * 86400  # "The maximum range is 31 days."
+PAGE_SIZE = 1000  # nResults "must be between 1 and 1000"
 
 DEMO_PARTNER_ID = 20417
 DEMO_API_KEY = "demo-glance-api-key-not-secret"  # public on purpose: the simulator's only key
@@ -142,7 +152,8 @@ class GlanceSimulator(Simulator):
         self.api_key = api_key
         self.end_style = end_style
         self.rate = rate
-        self.requests: list[tuple[str, dict[str, str]]] = []
+        # The latest requests (operation, parameters), for tests; bounded for the demo.
+        self.requests: deque[tuple[str, dict[str, str]]] = deque(maxlen=RECENT_REQUESTS)
         self._rng = random.Random(seed)
         self._types = session_types
         self._finals = final_statuses

@@ -272,7 +272,9 @@ async def serve(args: argparse.Namespace) -> int:
         await daemon.stop()
         await runner.cleanup()
         return 1
-    log.info("listening", address=f"{host or ''}:{port}", version=__version__,
+    # The port bound, not the one asked for: with port 0 the system picks it (tests).
+    bound = runner.addresses[0][1] if runner.addresses else port
+    log.info("listening", address=f"{host or ''}:{bound}", version=__version__,
              accounts=len(config.accounts), demo=args.demo,
              tls=bool(web_security and web_security.tls_enabled))
 

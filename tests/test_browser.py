@@ -30,8 +30,7 @@ from exporter.config import SECRET_FIELDS
 from exporter.simulators import SIMULATORS
 from exporter.simulators.clock import FakeClock
 
-from .conftest import require_tool
-from .test_cli import ROOT, demo, get, wait_for
+from .support import ROOT, demo, get, require_tool, wait_for
 
 pytestmark = pytest.mark.slow
 

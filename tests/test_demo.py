@@ -7,7 +7,7 @@ from exporter.simulators import SIMULATORS
 from exporter.simulators.clock import FakeClock
 from exporter.simulators.demo import parse_fault_rates, start_world
 
-from .test_cli import run_cli
+from .support import run_cli
 
 
 def test_fault_rates_for_every_vendor_or_per_vendor() -> None:

@@ -21,8 +21,7 @@ from exporter.registry import VENDORS
 from exporter.simulators import SIMULATORS
 from exporter.simulators.clock import FakeClock
 
-from .conftest import require_tool
-from .support import serve_app
+from .support import require_tool, serve_app
 
 Rewrite = Callable[[bytes, dict[str, str]], bytes]
 MAX_LABEL = 64

@@ -40,10 +40,7 @@ from exporter.simulators.clock import FakeClock
 from exporter.simulators.glance import GlanceSimulator
 from exporter.simulators.rescue import GROUP_ID
 
-from .conftest import require_tool
-from .support import serve_app, simulated
-from .test_cli import free_port
-from .test_webconfig import make_cert
+from .support import make_cert, require_tool, serve_app, simulated
 
 WRONG_KEY = "wrong-key-Kd83mq"
 
@@ -140,8 +137,8 @@ async def test_each_request_is_recorded_with_its_own_failure() -> None:
     assert sum(r.reason is not None for r in cycle.requests) == 2
 
 
-async def test_refused_connection_and_clock_skew() -> None:
-    port = free_port()  # nothing listens there
+async def test_refused_connection_and_clock_skew(unused_port: int) -> None:
+    port = unused_port  # bound for the test, never listening: refused
     config = parse_config({"glance": [{"name": "nowhere", "partner_id": 1, "api_key": "k3y-x",
                                        "base_url": f"http://127.0.0.1:{port}"}]}, VENDORS)
     [result] = await run_probe(config, VENDORS)

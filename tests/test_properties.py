@@ -40,9 +40,9 @@ from exporter.vendors.glance import parser as glance
 from exporter.vendors.rescue import parser as rescue
 from exporter.vendors.securevideo import parser as securevideo
 
-from .glance.support import sample as glance_sample
+from .glance.harness import sample as glance_sample
 from .rescue.test_parser import DOC_SAMPLE as RESCUE_DOC_SAMPLE
-from .securevideo.test_sv_parser import DOC_SAMPLE as SV_DOC_SAMPLE
+from .securevideo.harness import DOC_SAMPLE as SV_DOC_SAMPLE
 from .support import serve_app
 
 Parser = Callable[[bytes], object]

@@ -49,7 +49,7 @@ from exporter.simulators.securevideo import (
     SecureVideoSimulator,
 )
 
-from .securevideo.test_sv_collector_sim import Truth as SecureVideoTruth
+from .securevideo.harness import Truth as SecureVideoTruth
 from .support import serve_app
 
 T = TypeVar("T")

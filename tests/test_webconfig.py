@@ -15,20 +15,9 @@ from aiohttp import web
 from exporter.simulators.clock import FakeClock
 from exporter.webconfig import WebConfigError, WebSecurity, load_settings
 
-from .conftest import require_tool
+from .support import make_cert, require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def make_cert(directory: Path, name: str) -> tuple[Path, Path]:
-    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", f"/CN={name}", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )
-    return cert, key
 
 
 def basic(user: str, password: str) -> dict[str, str]:

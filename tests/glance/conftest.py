@@ -7,7 +7,7 @@ import pytest
 from exporter.simulators.clock import FakeClock
 from exporter.simulators.glance import GlanceSimulator
 
-from .support import NOON_ISH, Harness, start_harness, stop_harness
+from .harness import NOON_ISH, Harness, start_harness, stop_harness
 
 
 @pytest.fixture

@@ -24,8 +24,8 @@ from exporter.vendors.glance.client import (
 )
 from exporter.vendors.glance.parser import NS
 
-from .support import mocked as aioresponses
-from .support import sample
+from .harness import mocked as aioresponses
+from .harness import sample
 
 BASE = "https://glance.example"
 KEY = "s3cr3t-KEY-value"

@@ -20,8 +20,16 @@ from exporter.snapshot import render
 from exporter.vendors.glance.collector import OUTCOMES
 from exporter.vendors.glance.parser import NS
 
-from .support import NOON_ISH, Harness, by_label, series, start_harness, stop_harness
-from .test_collector import assert_feed_matches, completed
+from .harness import (
+    NOON_ISH,
+    Harness,
+    assert_feed_matches,
+    by_label,
+    completed,
+    series,
+    start_harness,
+    stop_harness,
+)
 
 # `clock` and `h` come from conftest.py.
 

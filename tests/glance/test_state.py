@@ -10,8 +10,7 @@ import pytest
 
 from exporter.vendors.glance.collector import GlanceCollector
 
-from .support import Harness
-from .test_collector import assert_feed_matches, completed
+from .harness import Harness, assert_feed_matches, completed
 
 # `clock` and `h` come from conftest.py.
 

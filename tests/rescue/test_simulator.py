@@ -21,8 +21,7 @@ from exporter.vendors.rescue.config import RescueAccount
 from exporter.vendors.rescue.parser import parse_sessions, parse_soap_sessions
 from exporter.vendors.rescue.statuses import STATUSES
 
-from .harness import rig
-from .test_collector import histogram, samples
+from .harness import histogram, rig, samples
 
 
 async def post(sim: RescueSimulator, path: str, data: dict[str, str],

@@ -11,8 +11,7 @@ import pytest
 from exporter.simulators.rescue import GROUP_ID
 from exporter.vendors.rescue.collector import RescueCollector
 
-from .harness import rig
-from .test_collector import BOTH, NODES, expected_waits, histogram, poll_for
+from .harness import BOTH, NODES, expected_waits, histogram, poll_for, rig
 
 
 def through_json(state: dict[str, Any] | None) -> dict[str, Any]:

@@ -14,8 +14,18 @@ from exporter.simulators.clock import FakeClock
 from exporter.simulators.securevideo import SecureVideoSimulator
 from exporter.vendors.securevideo.collector import SecureVideoCollector
 
-from .helpers import Harness, account, harness, pick, samples, served, total
-from .test_sv_collector_sim import NEW_YEARS_EVE, Truth, assert_matches
+from .harness import (
+    NEW_YEARS_EVE,
+    Harness,
+    Truth,
+    account,
+    assert_matches,
+    harness,
+    pick,
+    samples,
+    served,
+    total,
+)
 
 
 def through_json(state: dict[str, Any] | None) -> dict[str, Any]:

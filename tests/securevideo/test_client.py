@@ -14,7 +14,7 @@ from exporter.simulators.clock import FakeClock
 from exporter.vendors.securevideo.client import FEED, MONTH, HistoryClient
 
 from ..mocking import mocked as aioresponses
-from .helpers import Harness, account, harness
+from .harness import Harness, account, harness
 
 BASE = "https://api.securevideo.com"
 KEY, SECRET = "sv-ident-123", "sv-secret-XYZ-987"

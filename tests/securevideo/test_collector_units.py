@@ -14,7 +14,7 @@ from exporter.simulators.clock import FakeClock
 from exporter.vendors.securevideo.collector import SecureVideoCollector
 from exporter.vendors.securevideo.parser import HistoryPage, HistoryRecord, MonthCounts
 
-from .helpers import Harness, account, harness, pick, samples, total
+from .harness import Harness, account, harness, pick, samples, total
 
 BASE = "https://api.securevideo.com"
 

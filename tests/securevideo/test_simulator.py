@@ -17,7 +17,7 @@ from exporter.simulators.securevideo import (
 )
 from exporter.vendors.securevideo.parser import parse_history
 
-from .helpers import served
+from .harness import served
 
 START = datetime(2026, 2, 27, 21, tzinfo=UTC).timestamp()
 AUTH = {"Authorization": "Basic " + base64.b64encode(

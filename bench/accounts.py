@@ -55,8 +55,12 @@ def serve(latency: float) -> None:
         loop = asyncio.get_running_loop()
         closed = loop.create_future()
         # EOF on stdin is the parent's "stop", and also what happens if it dies.
-        loop.add_reader(sys.stdin.fileno(), lambda: closed.done() or (
-            os.read(sys.stdin.fileno(), 4096) or closed.set_result(None)))
+
+        def on_stdin() -> None:
+            if not closed.done() and not os.read(sys.stdin.fileno(), 4096):
+                closed.set_result(None)
+
+        loop.add_reader(sys.stdin.fileno(), on_stdin)
         try:
             await closed
         finally:

@@ -48,9 +48,10 @@ class CannedUpstream(Upstream):
         self._max_body = 1 << 30  # parsers read the body cap from the Upstream
 
     async def fetch(self, operation: str, method: str, url: str, *,
-                    data: Mapping[str, str] | None = None,
+                    data: Mapping[str, str] | bytes | None = None,
                     params: Mapping[str, str] | None = None, **_: Any) -> Reply:
-        return Reply(200, self._answer(operation, data or params or {}), self._headers)
+        form = data if isinstance(data, Mapping) else None  # no stand-in sends raw bytes
+        return Reply(200, self._answer(operation, form or params or {}), self._headers)
 
     async def stream(self, operation: str, url: str,
                      consume: Callable[[AsyncIterator[bytes]], Awaitable[T]], *,

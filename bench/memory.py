@@ -85,8 +85,10 @@ def main() -> int:
         ctx = CollectorContext(clock=clock, log=get_logger(component="bench"),
                                label_value_limit=50, reject=lambda reason, count: None,
                                started_at=START)
+        # DayOfSessions stands in for GlanceClient: the same methods, no network.
         collectors.append(GlanceCollector(account, ctx,  # type: ignore[arg-type]
-                                          client=DayOfSessions(per_day, n * 10**8)))
+                                          client=DayOfSessions(  # type: ignore[arg-type]
+                                              per_day, n * 10**8)))
     baseline = rss_mib()
     samples: list[list[object]] = []
     tracked_max = 0

@@ -21,6 +21,10 @@ class _CompatResponse(aiohttp.ClientResponse):
 
 
 class mocked(aioresponses):
+    def __enter__(self) -> mocked:
+        super().__enter__()
+        return self
+
     def add(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("response_class", _CompatResponse)
         super().add(*args, **kwargs)

@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import pytest
 import structlog
@@ -30,7 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.clock import Clock
 from exporter.config import parse_config
 from exporter.loop import Daemon
-from exporter.simulators.base import Simulator, SimulatorFactory
+from exporter.simulators.base import Simulator
 from exporter.simulators.clock import FakeClock
 from exporter.vendors.base import CollectorContext, Vendor
 
@@ -60,10 +60,14 @@ async def daemon_for(
         await daemon.stop()
 
 
+S = TypeVar("S", bound=Simulator)
+
+
 @asynccontextmanager
 async def simulated(
-    new_simulator: SimulatorFactory, clock: FakeClock, seed: int = 7
-) -> AsyncIterator[tuple[Simulator, str]]:
+    new_simulator: Callable[[Clock, int], S], clock: FakeClock, seed: int = 7
+) -> AsyncIterator[tuple[S, str]]:
+    """A simulator (a class of exporter.simulators, or SIMULATORS[name]) on loopback."""
     simulator = new_simulator(clock, seed)
     async with serve_app(simulator.app()) as base_url:
         yield simulator, base_url

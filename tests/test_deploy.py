@@ -228,7 +228,9 @@ def test_healthcheck_script_against_a_running_exporter() -> None:
 
 
 def compose() -> dict[str, Any]:
-    return yaml.safe_load((COMPOSE_DIR / "compose.yaml").read_text(encoding="utf-8"))
+    document: dict[str, Any] = yaml.safe_load(
+        (COMPOSE_DIR / "compose.yaml").read_text(encoding="utf-8"))
+    return document
 
 
 def bind_mounts(service: dict[str, Any]) -> dict[str, Path]:

@@ -218,7 +218,8 @@ async def test_soak_all_vendors_under_faults() -> None:
     glance = GlanceSimulator(clock, seed=21)
     securevideo = SecureVideoSimulator(clock, seed=22)
     rescue = RescueSimulator(clock, seed=23)
-    sims = {"glance": glance, "securevideo": securevideo, "rescue": rescue}
+    sims: dict[str, GlanceSimulator | SecureVideoSimulator | RescueSimulator] = {
+        "glance": glance, "securevideo": securevideo, "rescue": rescue}
 
     async with (serve_app(glance.app()) as glance_url,
                 serve_app(securevideo.app()) as sv_url,

@@ -19,7 +19,8 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=300)
 
 
-COMMANDS = {"ruff": ("ruff", "check", "."), "mypy": ("mypy", "--strict", "exporter")}
+COMMANDS = {"ruff": ("ruff", "check", "."),
+            "mypy": ("mypy", "--strict", "exporter", "tests", "bench")}
 
 
 @pytest.mark.parametrize("tool", sorted(COMMANDS))

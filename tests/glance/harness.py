@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -167,7 +167,9 @@ def assert_feed_matches(h: Harness, c: GlanceCollector, lo: float) -> None:
     assert ended, "the simulator should have completed sessions in the range"
     assert nonzero(completed(c)) == truth(ended)
     families = list(c.families())
-    for name, value in (("duration", lambda s: s.duration), ("wait", lambda s: s.observed_wait)):
+    readers: tuple[tuple[str, Callable[[SimSession], float | None]], ...] = (
+        ("duration", lambda s: s.duration), ("wait", lambda s: s.observed_wait))
+    for name, value in readers:
         counts = by_label(series(families, f"glance_session_{name}_seconds_count"),
                           "session_type", "outcome")
         sums = by_label(series(families, f"glance_session_{name}_seconds_sum"),
@@ -177,8 +179,8 @@ def assert_feed_matches(h: Harness, c: GlanceCollector, lo: float) -> None:
         assert set(counts) == {(t, o) for t in types for o in OUTCOMES}, "zero-filled"
         for session_type in types:
             for outcome in OUTCOMES:
-                mine = [value(s) for s in ended if s.type == session_type
-                        and s.outcome == outcome and value(s) is not None]
+                mine = [v for s in ended if s.type == session_type
+                        and s.outcome == outcome and (v := value(s)) is not None]
                 assert counts[(session_type, outcome)] == len(mine), (name, outcome)
                 assert sums[(session_type, outcome)] == sum(mine), (name, outcome)
 

@@ -298,7 +298,9 @@ async def test_soap12_request_shape(env: Env) -> None:
     from lxml import etree
     root = etree.fromstring(body)
     assert root.tag == f"{{{SOAP12}}}Envelope"
-    (op,) = root.find(f"{{{SOAP12}}}Body")
+    soap_body = root.find(f"{{{SOAP12}}}Body")
+    assert soap_body is not None
+    (op,) = soap_body
     assert op.tag == f"{{{API_NS}}}getSession_V3"
     assert {etree.QName(e).localname: e.text for e in op} == {
         "iNodeID": "337366", "eNodeRef": "NODE", "sAuthCode": "a&b<c"}

@@ -5,6 +5,7 @@ outlasts the rolling window; a state that does not fit is refused whole."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,7 +38,7 @@ def through_json(state: dict[str, Any] | None) -> dict[str, Any]:
 
 
 async def poll(h: Harness, c: SecureVideoCollector, sim: SecureVideoSimulator, truth: Truth,
-               counted_from: float, steps: list[float], feed_days: int = 2) -> None:
+               counted_from: float, steps: Sequence[float], feed_days: int = 2) -> None:
     for step in steps:
         h.clock.advance(step)
         await c.collect(h.upstream)

@@ -20,7 +20,7 @@ class _CompatResponse(aiohttp.ClientResponse):
         super().__init__(method, url, **kwargs)
 
 
-class mocked(aioresponses):
+class mocked(aioresponses):  # noqa: N801 - named like the aioresponses it stands for
     def __enter__(self) -> mocked:
         super().__enter__()
         return self

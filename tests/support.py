@@ -203,15 +203,18 @@ def demo(*extra: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
         yield exporter.proc, exporter.url
 
 
+def openssl(args: list[str]) -> None:
+    """Run openssl. It blocks: call it while setting up, before any server of the test
+    runs on the event loop."""
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
 def make_cert(directory: Path, name: str) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1, made by openssl."""
     cert, key = directory / f"{name}.crt", directory / f"{name}.key"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", f"/CN={name}", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )
+    openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+             "-subj", f"/CN={name}", "-addext", "subjectAltName=IP:127.0.0.1",
+             "-keyout", str(key), "-out", str(cert)])
     return cert, key
 
 

@@ -107,7 +107,7 @@ async def chromium() -> AsyncIterator[Tab]:
     binary = shutil.which("chromium")
     assert binary is not None
     with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
-        process = subprocess.Popen(
+        process = subprocess.Popen(  # noqa: ASYNC220 - starts it, never waits on it
             [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
              "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
              "about:blank"],

@@ -43,7 +43,7 @@ EXPORTER = [sys.executable, "-c", "from exporter.cli import main; main()"]
 # --------------------------------------------------------------------------- helpers
 
 
-def python_tool(name: str) -> str:
+def python_tool(name: str) -> str:  # noqa: RET503 - skip_or_fail never returns
     """A tool that a pip package installs next to the interpreter running the tests (the
     venv's bin/, not necessarily on PATH). Skips when absent, fails in CI."""
     beside = Path(sys.executable).parent / name
@@ -447,8 +447,7 @@ def workloads() -> list[dict[str, Any]]:
 def container_argv(workload: dict[str, Any], shard_index: str = "0") -> list[str]:
     container = workload["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e.get("value", shard_index) for e in container.get("env", [])}
-    args = [re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], a) for a in container["args"]]
-    return args
+    return [re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], a) for a in container["args"]]
 
 
 def test_kubernetes_wiring() -> None:

@@ -213,7 +213,7 @@ def total(final: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str
 
 
 @pytest.mark.slow
-async def test_soak_all_vendors_under_faults() -> None:
+async def test_soak_all_vendors_under_faults() -> None:  # noqa: C901 - one long scenario
     clock = AcceleratedClock(WORLD_START, SPEED)
     glance = GlanceSimulator(clock, seed=21)
     securevideo = SecureVideoSimulator(clock, seed=22)

@@ -437,8 +437,8 @@ class RescueSimulator(Simulator):
         columns = COLUMNS[ENDPOINTS[request.path]]
         # The captures' layout: LF line ends, every line ending with `|`.
         lines = ["OK", "", "|".join(columns) + "|"]
-        for row in self.rows(node, ref, now):
-            lines.append("|".join(row.get(c, "") for c in columns) + "|")
+        lines.extend("|".join(row.get(c, "") for c in columns) + "|"
+                     for row in self.rows(node, ref, now))
         response = _text("\n".join(lines) + "\n")
         response.headers[WORLD_TIME_HEADER] = str(now)
         return response
@@ -539,7 +539,7 @@ class RescueSimulator(Simulator):
     def _rows(self, s: SimSession, now: int) -> list[dict[str, str]]:
         """The session's lead row, and its helper's row once the helper has joined."""
         seg = s.segment(now)
-        assert seg is not None
+        assert seg is not None  # noqa: S101 - rows() lists only sessions present at t
         status, since = seg
         # Waiting (and never picked-up Offline) channel rows have technician 0, no name.
         shown_tech = s.channel is None or now >= s.picked_up_at

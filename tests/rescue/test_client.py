@@ -63,7 +63,7 @@ async def test_auth_code_goes_in_the_post_body(env: Env) -> None:
     assert not env.calls(LOGIN)
 
 
-@pytest.mark.parametrize("version,endpoint", [(1, "getSession.aspx"),
+@pytest.mark.parametrize(("version", "endpoint"), [(1, "getSession.aspx"),
                                               (2, "getSession_v2.aspx"),
                                               (3, "getSession_v3.aspx")])
 async def test_api_version_picks_the_endpoint(env: Env, version: int, endpoint: str) -> None:
@@ -159,7 +159,7 @@ async def test_limitreached_backs_off_for_three_minutes(env: Env) -> None:
     assert len(env.calls(LOGIN)) == 2
 
 
-@pytest.mark.parametrize("body,reason", [("INVALID", "auth"), ("ERROR", "vendor_error"),
+@pytest.mark.parametrize(("body", "reason"), [("INVALID", "auth"), ("ERROR", "vendor_error"),
                                          ("<html>", "parse")])
 async def test_login_failures(env: Env, body: str, reason: str) -> None:
     env.post(LOGIN, body=body)
@@ -179,7 +179,7 @@ async def test_login_ok_without_cookie(env: Env) -> None:
     assert info.value.reason == "vendor_error"
 
 
-@pytest.mark.parametrize("code,reason", [
+@pytest.mark.parametrize(("code", "reason"), [
     ("INVALID_SECRETAUTHCODE", "auth"), ("USER_DELETED_OR_DISABLED", "auth"),
     ("NOTLOGGEDIN", "auth"), ("ERROR", "vendor_error"), ("INVALIDPARAM_NODE", "vendor_error"),
 ])

@@ -225,7 +225,7 @@ def test_zone_is_used_by_parse_sessions() -> None:
     assert session.start_time == datetime(2024, 7, 1, 8, 0, tzinfo=UTC).timestamp()
 
 
-@pytest.mark.parametrize("body,code", [(b"OK", "OK"), (b"INVALID\r\n", "INVALID"),
+@pytest.mark.parametrize(("body", "code"), [(b"OK", "OK"), (b"INVALID\r\n", "INVALID"),
                                        (b"LIMITREACHED", "LIMITREACHED"), (b"ERROR", "ERROR")])
 def test_login_codes(body: bytes, code: str) -> None:
     assert parse_login(body) == code

@@ -3,6 +3,7 @@ simulator's own ground truth (its world model, not its HTTP replies)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 from collections import Counter
@@ -248,6 +249,6 @@ async def test_exposition_passes_promtool_check_metrics() -> None:
             clock.advance(20)
     text = render(c.families()).text
     assert b"securevideo_session_wait_seconds_bucket" in text
-    result = subprocess.run(["promtool", "check", "metrics"], input=text,
-                            capture_output=True, check=False, timeout=60)
+    result = await asyncio.to_thread(subprocess.run, ["promtool", "check", "metrics"],
+                                     input=text, capture_output=True, check=False, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr

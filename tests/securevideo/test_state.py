@@ -104,7 +104,7 @@ async def test_a_catch_up_still_pending_at_shutdown_stays_pending() -> None:
         second = h.collector(account(url))
         second.restore(saved)
         sim.faults.inject("http_500")
-        with pytest.raises(Exception):  # noqa: B017 - the feed fails, the catch-up waits
+        with pytest.raises(Exception):  # noqa: B017, PT011 - the feed fails, the catch-up waits
             await second.collect(h.upstream)
         assert through_json(second.state())["fed_until"] == NEW_YEARS_EVE
 

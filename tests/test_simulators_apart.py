@@ -18,8 +18,9 @@ CHECK = (
 
 def test_the_exporter_does_not_import_the_simulators() -> None:
     # A fresh interpreter: this test process has long imported the simulators itself.
-    result = subprocess.run([sys.executable, "-c", CHECK], capture_output=True, text=True,
-                            timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", CHECK], capture_output=True, text=True, timeout=60, check=False
+    )
     assert result.returncode == 0, result.stderr
 
 

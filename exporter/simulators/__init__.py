@@ -18,5 +18,11 @@ SIMULATORS: dict[str, SimulatorFactory] = {
     "rescue": RescueSimulator,
 }
 
-__all__ = ["SIMULATORS", "GlanceSimulator", "RescueSimulator", "SecureVideoSimulator",
-           "Simulator", "SimulatorFactory"]
+__all__ = [
+    "SIMULATORS",
+    "GlanceSimulator",
+    "RescueSimulator",
+    "SecureVideoSimulator",
+    "Simulator",
+    "SimulatorFactory",
+]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import TypeAlias
 
 import pytest
 from aiohttp import web
@@ -25,7 +26,8 @@ AUTH = {"partnerId": str(DEMO_PARTNER_ID), "apiKey": DEMO_API_KEY}
 RANGE = {"startRange": "2026-03-10T10:00:00Z", "endRange": "2026-03-10T15:00:00Z"}
 
 
-Client = TestClient[web.Request, web.Application]
+# A string: aiohttp before 3.10 cannot subscript TestClient at run time.
+Client: TypeAlias = "TestClient[web.Request, web.Application]"
 Http = tuple[Client, GlanceSimulator, FakeClock]  # the fixture below
 
 

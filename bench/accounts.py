@@ -28,10 +28,11 @@ from benchlib import arguments, header, ratio, table
 
 from exporter.clock import SystemClock
 from exporter.config import parse_config
-from exporter.demo import start_world
 from exporter.logs import configure
 from exporter.loop import Daemon
 from exporter.registry import VENDORS
+from exporter.simulators import SIMULATORS
+from exporter.simulators.demo import start_world
 
 INTERVAL = 60.0  # the default poll interval, for the CPU share
 READY_TIMEOUT = 60.0  # seconds for the child to start its simulators
@@ -45,7 +46,7 @@ def serve(latency: float) -> None:
     aimed at its port), and serve until the parent closes our stdin."""
 
     async def run() -> None:
-        world = await start_world(VENDORS, SystemClock(), seed=1)
+        world = await start_world(SIMULATORS, SystemClock(), seed=1)
         for simulator in world.simulators.values():
             simulator.faults.inject("latency", count=None, seconds=latency)
         templates = {vendor: sim.demo_accounts(world.base_urls[vendor])[0]
@@ -54,8 +55,12 @@ def serve(latency: float) -> None:
         loop = asyncio.get_running_loop()
         closed = loop.create_future()
         # EOF on stdin is the parent's "stop", and also what happens if it dies.
-        loop.add_reader(sys.stdin.fileno(), lambda: closed.done() or (
-            os.read(sys.stdin.fileno(), 4096) or closed.set_result(None)))
+
+        def on_stdin() -> None:
+            if not closed.done() and not os.read(sys.stdin.fileno(), 4096):
+                closed.set_result(None)
+
+        loop.add_reader(sys.stdin.fileno(), on_stdin)
         try:
             await closed
         finally:

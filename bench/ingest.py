@@ -22,12 +22,12 @@ from benchlib import arguments, header, ratio, table
 from lxml import etree
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from exporter.clock import FakeClock
 from exporter.config import parse_config
 from exporter.http import Reply, Upstream
 from exporter.logs import configure, get_logger
 from exporter.registry import VENDORS
 from exporter.selfmetrics import SelfMetrics
+from exporter.simulators.clock import FakeClock
 from exporter.vendors.base import CollectorContext
 
 T = TypeVar("T")
@@ -48,9 +48,10 @@ class CannedUpstream(Upstream):
         self._max_body = 1 << 30  # parsers read the body cap from the Upstream
 
     async def fetch(self, operation: str, method: str, url: str, *,
-                    data: Mapping[str, str] | None = None,
+                    data: Mapping[str, str] | bytes | None = None,
                     params: Mapping[str, str] | None = None, **_: Any) -> Reply:
-        return Reply(200, self._answer(operation, data or params or {}), self._headers)
+        form = data if isinstance(data, Mapping) else None  # no stand-in sends raw bytes
+        return Reply(200, self._answer(operation, form or params or {}), self._headers)
 
     async def stream(self, operation: str, url: str,
                      consume: Callable[[AsyncIterator[bytes]], Awaitable[T]], *,
@@ -90,7 +91,7 @@ def best(run: Callable[[], object], repeats: int) -> float:
 
 def glance_bodies(size: int) -> dict[str, bytes]:
     """Replies of the Glance simulator, taken from its own HTTP handler over loopback."""
-    from exporter.vendors.glance.simulator import GlanceSimulator
+    from exporter.simulators.glance import GlanceSimulator
 
     clock = FakeClock(NOW)
     # Enough arrivals that one page holds `size` completed sessions.
@@ -181,7 +182,7 @@ def securevideo_body(size: int) -> bytes:
     """A History reply as the simulator serves it (json.dumps of its World's records)."""
     from datetime import UTC, datetime, timedelta
 
-    from exporter.vendors.securevideo.world import World
+    from exporter.simulators.securevideo_world import World
 
     days = max(1, size // 4500 + 1)  # the world connects about 5,000 sessions a day
     world = World(1, NOW - days * 86400)
@@ -221,7 +222,7 @@ def bench_securevideo(size: int, repeats: int) -> list[list[object]]:
 
 def rescue_body(size: int) -> bytes:
     """A getSession (v1) table of `size` rows in the simulator's reply shape."""
-    from exporter.vendors.rescue.simulator import CHANNELS, COLUMNS, TECHNICIANS
+    from exporter.simulators.rescue import CHANNELS, COLUMNS, TECHNICIANS
     from exporter.vendors.rescue.statuses import STATUSES
 
     rng = random.Random(1)

@@ -17,10 +17,10 @@ from typing import Any
 
 from benchlib import arguments, header, ratio, table
 
-from exporter.clock import FakeClock
 from exporter.config import parse_config
 from exporter.logs import configure, get_logger
 from exporter.registry import VENDORS
+from exporter.simulators.clock import FakeClock
 from exporter.snapshot import render
 from exporter.vendors.base import CollectorContext
 from exporter.vendors.glance.collector import GlanceCollector
@@ -85,8 +85,10 @@ def main() -> int:
         ctx = CollectorContext(clock=clock, log=get_logger(component="bench"),
                                label_value_limit=50, reject=lambda reason, count: None,
                                started_at=START)
+        # DayOfSessions stands in for GlanceClient: the same methods, no network.
         collectors.append(GlanceCollector(account, ctx,  # type: ignore[arg-type]
-                                          client=DayOfSessions(per_day, n * 10**8)))
+                                          client=DayOfSessions(  # type: ignore[arg-type]
+                                              per_day, n * 10**8)))
     baseline = rss_mib()
     samples: list[list[object]] = []
     tracked_max = 0

@@ -18,8 +18,17 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from benchlib import arguments, header, ratio, table
+
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
+
+    from exporter.families import CounterSet, HistogramSet
+
+# One account's state: its counter, its histogram and its gauge values.
+Holder = tuple["CounterSet", "HistogramSet", dict[tuple[str, ...], float]]
 
 SERIES = 5000
 KINDS = ("ceiling", "exporter", "naive")
@@ -28,11 +37,11 @@ KINDS = ("ceiling", "exporter", "naive")
 # -- the metric state: about SERIES sample lines, shaped like the exporter's own ------------
 
 
-def state(target: int = SERIES) -> list[object]:
+def state(target: int = SERIES) -> list[Holder]:
     """Collector-like state objects whose families add up to about `target` samples."""
     from exporter.families import DURATION_BUCKETS, CounterSet, HistogramSet
 
-    holders: list[object] = []
+    holders: list[Holder] = []
     samples, n = 0, 0
     while samples < target:
         account = f"account-{n:03d}"
@@ -46,7 +55,7 @@ def state(target: int = SERIES) -> list[object]:
         for t in "CGV":
             for d in range(0, 7200, 97):
                 histogram.observe((account, t), float(d))
-        gauges = {(account, node, status): float(i)
+        gauges: dict[tuple[str, ...], float] = {(account, node, status): float(i)
                   for node in ("337366", "4411") for i, status in enumerate(
                       ("Waiting", "Active", "Connecting", "On Hold", "Closed by technician"))}
         holders.append((counter, histogram, gauges))
@@ -55,11 +64,10 @@ def state(target: int = SERIES) -> list[object]:
     return holders
 
 
-def families(holders: list[object]) -> Iterator[object]:
-    from exporter.families import CounterSet, HistogramSet, gauge
+def families(holders: list[Holder]) -> Iterator[Metric]:
+    from exporter.families import gauge
 
-    for counter, histogram, gauges in holders:  # type: ignore[misc]
-        assert isinstance(counter, CounterSet) and isinstance(histogram, HistogramSet)
+    for counter, histogram, gauges in holders:
         yield counter.family()
         yield histogram.family()
         yield gauge("rescue_sessions", "Current sessions.", ("account", "node", "status"),
@@ -81,7 +89,7 @@ def serve(kind: str, port: int) -> None:
     from exporter.snapshot import render, wants_gzip
 
     holders = state()
-    snapshot = render(families(holders))  # type: ignore[arg-type]
+    snapshot = render(families(holders))
 
     if kind == "exporter":
         daemon = Daemon(Config(), VENDORS)
@@ -90,7 +98,7 @@ def serve(kind: str, port: int) -> None:
         async def no_reload() -> None:
             return None
 
-        app = build_app(daemon, no_reload)  # type: ignore[arg-type]
+        app = build_app(daemon, no_reload)
     elif kind == "ceiling":
         async def bare(request: web.Request) -> web.Response:
             if "gzip" in request.headers.get("Accept-Encoding", ""):
@@ -104,14 +112,14 @@ def serve(kind: str, port: int) -> None:
         class Registry:
             """What a naive exporter does: build the families from state on every scrape."""
 
-            def collect(self) -> list[object]:
+            def collect(self) -> list[Metric]:
                 # One family per name, as one registry holding every account would have.
-                return merge_families(families(holders))  # type: ignore[arg-type]
+                return merge_families(families(holders))
 
         registry = Registry()
 
         async def naive(request: web.Request) -> web.Response:
-            body = generate_latest(registry)  # type: ignore[arg-type]
+            body = generate_latest(registry)
             if wants_gzip(request.headers.get("Accept-Encoding", "")):
                 return web.Response(body=gzip.compress(body),
                                     headers={"Content-Encoding": "gzip"})

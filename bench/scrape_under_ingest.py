@@ -114,8 +114,12 @@ def serve_vendor(vendor: str, size: int) -> None:
         print(runner.addresses[0][1], flush=True)
         loop = asyncio.get_running_loop()
         closed = loop.create_future()
-        loop.add_reader(sys.stdin.fileno(), lambda: closed.done() or (
-            os.read(sys.stdin.fileno(), 4096) or closed.set_result(None)))
+
+        def on_stdin() -> None:
+            if not closed.done() and not os.read(sys.stdin.fileno(), 4096):
+                closed.set_result(None)
+
+        loop.add_reader(sys.stdin.fileno(), on_stdin)
         await closed
         await runner.cleanup()
 

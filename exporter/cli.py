@@ -10,14 +10,13 @@ import sqlite3
 import sys
 from collections.abc import Sequence
 from contextlib import suppress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from . import __version__
 from .clock import SystemClock
 from .config import SECRET_FIELDS, ConfigError, load_config, parse_config
-from .demo import DemoWorld, parse_fault_rates, start_world
 from .logs import configure, get_logger
 from .loop import Daemon
 from .probe import UnknownAccount, as_json, exit_status, format_line, run_probe, select
@@ -25,6 +24,9 @@ from .registry import VENDORS
 from .server import WebOptions, build_app
 from .storage import StateStore
 from .webconfig import WebConfigError, WebSecurity
+
+if TYPE_CHECKING:  # the test doubles are imported by --demo alone, when it runs
+    from .simulators.demo import DemoWorld
 
 DEFAULT_PORT = 9786
 # What --demo.wrong-key puts in place of a demo credential: a secret like any other (the
@@ -190,7 +192,10 @@ async def probe(args: argparse.Namespace) -> int:
     world: DemoWorld | None = None
     try:
         if args.demo:
-            world = await start_world(VENDORS, SystemClock())
+            from .simulators import SIMULATORS
+            from .simulators.demo import start_world
+
+            world = await start_world(SIMULATORS, SystemClock())
             data = world.config_data()
             add_wrong_key_accounts(data, args.demo_wrong_key)
             config = parse_config(data, VENDORS, source="demo", shard=args.shard)
@@ -223,8 +228,11 @@ async def serve(args: argparse.Namespace) -> int:
     try:
         web_security = WebSecurity.load(args.web_config_file) if args.web_config_file else None
         if args.demo:
-            rates = parse_fault_rates(args.demo_fault_rate, VENDORS)
-            world = await start_world(VENDORS, clock, fault_rates=rates)
+            from .simulators import SIMULATORS
+            from .simulators.demo import parse_fault_rates, start_world
+
+            rates = parse_fault_rates(args.demo_fault_rate, SIMULATORS)
+            world = await start_world(SIMULATORS, clock, fault_rates=rates)
             data = world.config_data()
             add_wrong_key_accounts(data, args.demo_wrong_key)
             config = parse_config(data, VENDORS, source="demo", shard=args.shard)
@@ -272,7 +280,9 @@ async def serve(args: argparse.Namespace) -> int:
         await daemon.stop()
         await runner.cleanup()
         return 1
-    log.info("listening", address=f"{host or ''}:{port}", version=__version__,
+    # The port bound, not the one asked for: with port 0 the system picks it (tests).
+    bound = runner.addresses[0][1] if runner.addresses else port
+    log.info("listening", address=f"{host or ''}:{bound}", version=__version__,
              accounts=len(config.accounts), demo=args.demo,
              tls=bool(web_security and web_security.tls_enabled))
 

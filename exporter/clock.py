@@ -1,4 +1,5 @@
-"""Time as an injectable dependency, so tests drive it instead of sleeping."""
+"""Time as an injectable dependency, so tests drive it instead of sleeping (with
+`exporter.simulators.clock.FakeClock`)."""
 
 from __future__ import annotations
 
@@ -21,25 +22,3 @@ class SystemClock:
     def monotonic(self) -> float:
         return time.monotonic()
 
-
-class FakeClock:
-    """A clock that moves only when told to."""
-
-    def __init__(self, start: float = 1_767_225_600.0) -> None:  # 2026-01-01T00:00:00Z
-        self._now = start
-        self._mono = 0.0
-
-    def time(self) -> float:
-        return self._now
-
-    def monotonic(self) -> float:
-        return self._mono
-
-    def advance(self, seconds: float) -> None:
-        if seconds < 0:
-            raise ValueError("a clock does not go backwards")
-        self._now += seconds
-        self._mono += seconds
-
-    def set(self, when: float) -> None:
-        self.advance(when - self._now)

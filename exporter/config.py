@@ -122,7 +122,8 @@ class Fields:
     def str(self, name: builtins.str, default: builtins.str | None = None) -> builtins.str:
         value = self._get(name, default is None)
         if value is None:
-            assert default is not None
+            if default is None:  # _get has refused a missing required field already
+                raise ConfigError(self._path(name), "required")
             return default
         if not isinstance(value, str | int) or isinstance(value, bool):
             raise ConfigError(self._path(name), "must be a string")
@@ -139,7 +140,8 @@ class Fields:
     ) -> builtins.int:
         value = self._get(name, default is None)
         if value is None:
-            assert default is not None
+            if default is None:  # _get has refused a missing required field already
+                raise ConfigError(self._path(name), "required")
             return default
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, str) and value.strip().isdigit():
@@ -341,7 +343,8 @@ def setting(
     """One config field's whole declaration: its default (none: required), how it is
     read (`kind`), its bounds and its doc. The dataclass field's type is its type.
     `custom` fields are parsed by the vendor's own function (see `read_declared`)."""
-    assert kind in KINDS, kind
+    if kind not in KINDS:
+        raise ValueError(f"unknown setting kind {kind!r}")
     metadata = {"kind": kind, "doc": doc, "min": minimum, "max": maximum, "choices": choices}
     if factory is not None:
         return field(default_factory=factory, metadata=metadata)

@@ -42,8 +42,10 @@ class FamilySpec:
     on_dashboard: bool = True
 
     def __post_init__(self) -> None:
-        assert self.kind in ("gauge", "counter", "histogram"), self.kind
-        assert (self.kind == "counter") == self.name.endswith("_total"), self.name
+        if self.kind not in ("gauge", "counter", "histogram"):
+            raise ValueError(f"{self.name}: unknown kind {self.kind!r}")
+        if (self.kind == "counter") != self.name.endswith("_total"):
+            raise ValueError(f"{self.name}: counters, and only counters, end in _total")
 
 
 class BoundedLabel:

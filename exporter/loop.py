@@ -61,7 +61,7 @@ class Daemon:
         self.renderer = Renderer(self.runners, config.global_, clock=self.clock,
                                  metrics=self.metrics)
         self.scheduler = Scheduler(
-            config.global_, clock=self.clock, metrics=self.metrics, rng=random.Random(seed),
+            config.global_, clock=self.clock, metrics=self.metrics, rng=random.Random(seed),  # noqa: S311 - jitter, no secret
             hooks=CycleHooks(before=self.persistence.restore,
                              after_success=self.persistence.save,
                              after=self.renderer.request),
@@ -163,7 +163,8 @@ class Daemon:
     def _add(self, account: AccountConfig) -> None:
         common = account.common
         global_ = self.config.global_
-        assert self._session is not None, "start() first"
+        if self._session is None:
+            raise RuntimeError("start() first")
         semaphore = self._semaphores.setdefault(
             common.vendor, asyncio.Semaphore(global_.max_concurrency)
         )

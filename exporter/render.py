@@ -104,10 +104,11 @@ class Renderer:
         are served meanwhile. Families are taken on the loop (collectors are not
         thread-safe); only the pure encoding of those copies runs in the thread."""
         self._ready_pending = self._all_first_cycles_done()
-        pending: list[tuple[AccountRunner, int, list[Metric] | None]] = []
-        for runner in self.runners.values():
-            if self.is_fresh(runner) and runner.chunks is None:
-                pending.append((runner, runner.generation, self._families_or_none(runner)))
+        pending: list[tuple[AccountRunner, int, list[Metric] | None]] = [
+            (runner, runner.generation, self._families_or_none(runner))
+            for runner in self.runners.values()
+            if self.is_fresh(runner) and runner.chunks is None
+        ]
         encoded = await asyncio.to_thread(lambda: [encode(f) for _, _, f in pending])
         for (runner, generation, _), result in zip(pending, encoded, strict=True):
             if runner.generation == generation:

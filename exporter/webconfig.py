@@ -143,7 +143,7 @@ def _parse_tls(t: Any, base: Path) -> TLSSettings:
         if not t.get(name):
             raise WebConfigError(f"tls_server_config.{name}: required")
     min_version = _tls_version(t, "min_version", "TLS12")
-    assert min_version is not None
+    assert min_version is not None  # noqa: S101 - narrows the type for mypy
     max_version = _tls_version(t, "max_version", None)
     client_auth = str(t.get("client_auth_type", "NoClientCert"))
     if client_auth in UNVERIFIED_CLIENT_AUTH:

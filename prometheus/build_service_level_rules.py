@@ -203,15 +203,12 @@ def kpi_rules(windows: tuple[str, ...]) -> list[str]:
             f"vendor_account:session_abandonment:ratio{w}",
             ratio(f"vendor_account:sessions_abandoned:increase{w}",
                   f"vendor_account:sessions_offered:increase{w}", "vendor, account")))
-        for vendor in VENDORS:
-            out.append(rule(f"vendor_account:session_speed_of_answer_seconds:mean{w}",
-                            mean(vendor.wait, vendor.answered, "account", w),
-                            {"vendor": vendor.name}))
-        for vendor in VENDORS:
-            if vendor.handle:
-                out.append(rule(f"vendor_account:session_handle_seconds:mean{w}",
-                                mean(vendor.handle, vendor.handle_sel, "account", w),
-                                {"vendor": vendor.name}))
+        out.extend(rule(f"vendor_account:session_speed_of_answer_seconds:mean{w}",
+                        mean(vendor.wait, vendor.answered, "account", w),
+                        {"vendor": vendor.name}) for vendor in VENDORS)
+        out.extend(rule(f"vendor_account:session_handle_seconds:mean{w}",
+                        mean(vendor.handle, vendor.handle_sel, "account", w),
+                        {"vendor": vendor.name}) for vendor in VENDORS if vendor.handle)
     return out
 
 

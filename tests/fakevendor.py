@@ -13,9 +13,10 @@ from exporter.clock import Clock
 from exporter.config import AccountCommon, Fields, GlobalConfig, Secret
 from exporter.errors import ParseError
 from exporter.families import FamilySpec, gauge
-from exporter.faults import Faults
 from exporter.http import Upstream
-from exporter.vendors.base import AccountCollector, CollectorContext, Simulator, Vendor
+from exporter.simulators.base import Simulator, SimulatorFactory
+from exporter.simulators.faults import Faults
+from exporter.vendors.base import AccountCollector, CollectorContext, Vendor
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ VENDOR = Vendor(
     default_base_url="https://fake.example.com",
     parse_account=parse_account,
     new_collector=FakeCollector,
-    new_simulator=FakeSimulator,
     families=(FamilySpec("fake_value", "gauge", ("account",)),),
 )
 VENDORS = {"fake": VENDOR}
+SIMULATORS: dict[str, SimulatorFactory] = {"fake": FakeSimulator}

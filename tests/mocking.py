@@ -7,20 +7,29 @@ one workaround instead of three.
 
 from __future__ import annotations
 
+import inspect
 from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
 from aioresponses import aioresponses
 
+# Older aiohttp (before 3.14) has no such parameter, and aioresponses works as it is.
+_NEEDS_WRITER = "stream_writer" in inspect.signature(aiohttp.ClientResponse.__init__).parameters
+
 
 class _CompatResponse(aiohttp.ClientResponse):
     def __init__(self, method: str, url: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("stream_writer", SimpleNamespace(output_size=0))
+        if _NEEDS_WRITER:
+            kwargs.setdefault("stream_writer", SimpleNamespace(output_size=0))
         super().__init__(method, url, **kwargs)
 
 
-class mocked(aioresponses):
+class mocked(aioresponses):  # noqa: N801 - named like the aioresponses it stands for
+    def __enter__(self) -> mocked:
+        super().__enter__()
+        return self
+
     def add(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("response_class", _CompatResponse)
         super().add(*args, **kwargs)

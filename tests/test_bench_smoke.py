@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .conftest import require_tool
+from .support import require_tool
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 

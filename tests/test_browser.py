@@ -26,12 +26,11 @@ import aiohttp
 import pytest
 
 from exporter.cli import DEMO_WRONG_KEY
-from exporter.clock import FakeClock
 from exporter.config import SECRET_FIELDS
-from exporter.registry import VENDORS
+from exporter.simulators import SIMULATORS
+from exporter.simulators.clock import FakeClock
 
-from .conftest import require_tool
-from .test_cli import ROOT, demo, get, wait_for
+from .support import ROOT, demo, get, require_tool, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -46,8 +45,8 @@ def demo_secrets() -> set[str]:
     """Every credential the demo uses: its simulators are seeded as start_world seeds
     them (1 + the vendor's position), so the same construction gives the same values."""
     values = {DEMO_WRONG_KEY}
-    for offset, vendor in enumerate(VENDORS.values()):
-        simulator = vendor.new_simulator(FakeClock(), 1 + offset)
+    for offset, new_simulator in enumerate(SIMULATORS.values()):
+        simulator = new_simulator(FakeClock(), 1 + offset)
         for account in simulator.demo_accounts("http://127.0.0.1:1"):
             values.update(str(account[f]) for f in SECRET_FIELDS if f in account)
     return values
@@ -108,7 +107,7 @@ async def chromium() -> AsyncIterator[Tab]:
     binary = shutil.which("chromium")
     assert binary is not None
     with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
-        process = subprocess.Popen(
+        process = subprocess.Popen(  # noqa: ASYNC220 - starts it, never waits on it
             [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
              "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
              "about:blank"],

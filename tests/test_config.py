@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config import ConfigError, in_shard, load_config, parse_config, parse_duration
+from exporter.config import Config, ConfigError, in_shard, load_config, parse_config, parse_duration
 
 from .fakevendor import VENDORS
 
@@ -13,7 +13,7 @@ def account(**fields: object) -> dict[str, object]:
     return {"name": "a", "token": "t", "base_url": "http://127.0.0.1:1", **fields}
 
 
-def parse(data: object):
+def parse(data: object) -> Config:
     return parse_config(data, VENDORS)
 
 

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.clock import FakeClock
-from exporter.demo import parse_fault_rates, start_world
 from exporter.registry import VENDORS
+from exporter.simulators import SIMULATORS
+from exporter.simulators.clock import FakeClock
+from exporter.simulators.demo import parse_fault_rates, start_world
 
-from .test_cli import run_cli
+from .support import run_cli
 
 
 def test_fault_rates_for_every_vendor_or_per_vendor() -> None:
@@ -26,7 +27,7 @@ def test_bad_fault_rate_flag_exits_2_without_traceback() -> None:
 
 
 async def test_world_applies_each_vendors_rate() -> None:
-    world = await start_world(VENDORS, FakeClock(), fault_rates={"rescue": 0.25})
+    world = await start_world(SIMULATORS, FakeClock(), fault_rates={"rescue": 0.25})
     try:
         assert world.simulators["rescue"].faults.random_rate == 0.25
         assert world.simulators["rescue"].expire_rate == 0.25  # type: ignore[attr-defined]

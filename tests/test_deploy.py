@@ -29,7 +29,7 @@ import yaml
 from exporter.cli import DEFAULT_PORT, build_parser
 from exporter.config import parse_config
 from exporter.registry import VENDORS
-from tests.conftest import require_tool
+from tests.support import require_tool, skip_or_fail
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -43,7 +43,7 @@ EXPORTER = [sys.executable, "-c", "from exporter.cli import main; main()"]
 # --------------------------------------------------------------------------- helpers
 
 
-def python_tool(name: str) -> str:
+def python_tool(name: str) -> str:  # noqa: RET503 - skip_or_fail never returns
     """A tool that a pip package installs next to the interpreter running the tests (the
     venv's bin/, not necessarily on PATH). Skips when absent, fails in CI."""
     beside = Path(sys.executable).parent / name
@@ -52,16 +52,12 @@ def python_tool(name: str) -> str:
     found = shutil.which(name)
     if found:
         return found
-    if os.environ.get("SESSION_EXPORTER_REQUIRE_TOOLS"):
-        pytest.fail(f"{name} is required here but not installed (pip install {name}?)")
-    pytest.skip(f"{name} not installed")
+    skip_or_fail(f"{name} not installed (pip install {name}?)")
 
 
 def python_module(name: str, package: str) -> None:
     if importlib.util.find_spec(name) is None:
-        if os.environ.get("SESSION_EXPORTER_REQUIRE_TOOLS"):
-            pytest.fail(f"{package} is required here but not installed")
-        pytest.skip(f"{package} not installed")
+        skip_or_fail(f"{package} not installed")
 
 
 def run(cmd: list[str], cwd: Path | None = None, timeout: float = 120,
@@ -232,7 +228,9 @@ def test_healthcheck_script_against_a_running_exporter() -> None:
 
 
 def compose() -> dict[str, Any]:
-    return yaml.safe_load((COMPOSE_DIR / "compose.yaml").read_text(encoding="utf-8"))
+    document: dict[str, Any] = yaml.safe_load(
+        (COMPOSE_DIR / "compose.yaml").read_text(encoding="utf-8"))
+    return document
 
 
 def bind_mounts(service: dict[str, Any]) -> dict[str, Path]:
@@ -368,8 +366,7 @@ def test_compose_grafana_provisioning() -> None:
     mounts = bind_mounts(grafana)
     provisioning = host_path(mounts, "/etc/grafana/provisioning")
     assert provisioning is not None, "grafana/provisioning is mounted where Grafana reads it"
-    if not provisioning.is_dir():
-        pytest.skip(f"{provisioning} does not exist yet")
+    assert provisioning.is_dir(), f"{provisioning} is mounted but missing from the repo"
     services = compose()["services"]
 
     dashboards = sorted((provisioning / "dashboards").glob("*.y*ml"))
@@ -450,8 +447,7 @@ def workloads() -> list[dict[str, Any]]:
 def container_argv(workload: dict[str, Any], shard_index: str = "0") -> list[str]:
     container = workload["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e.get("value", shard_index) for e in container.get("env", [])}
-    args = [re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], a) for a in container["args"]]
-    return args
+    return [re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], a) for a in container["args"]]
 
 
 def test_kubernetes_wiring() -> None:
@@ -621,7 +617,7 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
     require_tool("systemd-analyze")
     binary = Path(sys.executable).parent / "session-exporter"
     if not binary.exists():
-        pytest.skip("the session-exporter console script is not installed beside python")
+        skip_or_fail("the session-exporter console script is not installed beside python")
     text = UNIT.read_text(encoding="utf-8")
     # verify wants the binaries to exist: point at the installed console script.
     unit = tmp_path / "session-exporter.service"

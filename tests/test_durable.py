@@ -29,26 +29,25 @@ import aiohttp
 import pytest
 import structlog.testing
 
-from exporter.clock import FakeClock
 from exporter.config import parse_config
 from exporter.loop import Daemon
 from exporter.registry import VENDORS
-from exporter.storage import StateStore
-from exporter.vendors.glance.simulator import DEMO_API_KEY, DEMO_PARTNER_ID, GlanceSimulator
-from exporter.vendors.rescue.simulator import GROUP_ID, RescueSimulator
-from exporter.vendors.securevideo.simulator import (
+from exporter.simulators.clock import FakeClock
+from exporter.simulators.glance import DEMO_API_KEY, DEMO_PARTNER_ID, GlanceSimulator
+from exporter.simulators.rescue import GROUP_ID, RescueSimulator
+from exporter.simulators.securevideo import (
     DEMO_API_KEY as SV_KEY,
 )
-from exporter.vendors.securevideo.simulator import (
+from exporter.simulators.securevideo import (
     DEMO_API_SECRET as SV_SECRET,
 )
-from exporter.vendors.securevideo.simulator import (
+from exporter.simulators.securevideo import (
     SecureVideoSimulator,
 )
+from exporter.storage import StateStore
 
-from .securevideo.test_sv_collector_sim import Truth
-from .support import samples, serve_app
-from .test_cli import free_port
+from .securevideo.harness import Truth
+from .support import listening_port, samples, serve_app, wait_for
 
 START = datetime(2026, 3, 10, 15, 0, tzinfo=UTC).timestamp()
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -252,16 +251,23 @@ class Live:
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def start(self) -> str:
-        port = free_port()
+        """Start the exporter on a port it binds itself; its URL, read from its log."""
+        started = self.log.read_text().count("event=listening") if self.log.exists() else 0
         with self.log.open("ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "exporter", "--config.file", str(self.config),
-                 "--storage.path", str(self.store), "--web.listen-address",
-                 f"127.0.0.1:{port}"],
+                 "--storage.path", str(self.store), "--web.listen-address", "127.0.0.1:0"],
                 stdout=log, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
         self.procs.append(proc)
-        return f"http://127.0.0.1:{port}"
+        ports: list[int] = []
+
+        def listening() -> bool:
+            ports[:] = listening_port(self.log.read_text())[started:]
+            return bool(ports) or proc.poll() is not None
+
+        assert wait_for(listening, 30) and ports, self.log.read_text()[-2000:]
+        return f"http://127.0.0.1:{ports[0]}"
 
     def saved(self, vendor: str) -> tuple[float, dict[str, Any]] | None:
         """The exporter's last saved state, read as another process would."""

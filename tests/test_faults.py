@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.clock import FakeClock
 from exporter.registry import VENDORS
+from exporter.simulators import SIMULATORS
+from exporter.simulators.clock import FakeClock
 
 from .support import daemon_for, samples, serve_app, value
 
@@ -17,7 +18,7 @@ FIRST_METRIC = {"glance": "glance_sessions_current", "securevideo": "securevideo
 @pytest.mark.parametrize("vendor", sorted(VENDORS))
 async def test_malformed_replies_are_parse_failures_that_lose_nothing(vendor: str) -> None:
     clock = FakeClock()
-    simulator = VENDORS[vendor].new_simulator(clock, 5)
+    simulator = SIMULATORS[vendor](clock, 5)
     async with serve_app(simulator.app()) as url:
         (entry,) = simulator.demo_accounts(url)
         async with daemon_for({vendor: [entry]}, VENDORS, clock) as daemon:

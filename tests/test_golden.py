@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from exporter.clock import FakeClock
 from exporter.config import parse_config
-from exporter.demo import start_world
 from exporter.loop import Daemon
 from exporter.registry import VENDORS
+from exporter.simulators import SIMULATORS
+from exporter.simulators.clock import FakeClock
+from exporter.simulators.demo import start_world
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 CYCLES = 4
@@ -26,7 +27,7 @@ _BUILD_INFO = re.compile(rb'^session_exporter_build_info\{[^}]*\} 1\.0$', re.MUL
 
 async def render_demo(openmetrics: bool) -> bytes:
     clock = FakeClock()
-    world = await start_world(VENDORS, clock, seed=1)
+    world = await start_world(SIMULATORS, clock, seed=1)
     try:
         config = parse_config(world.config_data(interval="60s"), VENDORS)
         daemon = Daemon(config, VENDORS, clock=clock, seed=1)

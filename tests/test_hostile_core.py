@@ -13,7 +13,6 @@ import structlog
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from exporter import scrub
-from exporter.clock import FakeClock
 from exporter.config import ConfigError, Secret, parse_config
 from exporter.errors import UpstreamError
 from exporter.families import OTHER, BoundedLabel
@@ -27,8 +26,9 @@ from exporter.sanitize import (
     plausible_seconds,
     strict_int,
 )
+from exporter.simulators.clock import FakeClock
 
-from .fakevendor import VENDORS
+from .fakevendor import VENDORS, FakeSimulator
 from .support import daemon_for, serve_app, value
 
 KEY = "k3y-with+plus/and=equals"
@@ -158,10 +158,9 @@ async def render_with(d: Daemon, families: list[Metric]) -> bytes:
 
 
 async def test_one_unencodable_account_never_freezes_the_others() -> None:
-    from .fakevendor import VENDOR
 
     clock = FakeClock()
-    simulator = VENDOR.new_simulator(clock, 1)
+    simulator = FakeSimulator(clock, 1)
     async with serve_app(simulator.app()) as url, daemon_for(two_accounts(url), VENDORS,
                                                              clock) as d:
         simulator.value = 5.0
@@ -176,10 +175,9 @@ async def test_one_unencodable_account_never_freezes_the_others() -> None:
 
 
 async def test_series_and_exposition_caps_drop_only_the_offending_account() -> None:
-    from .fakevendor import VENDOR
 
     clock = FakeClock()
-    simulator = VENDOR.new_simulator(clock, 1)
+    simulator = FakeSimulator(clock, 1)
     config = two_accounts("", max_series_per_account=100, max_exposition_bytes=65536)
     async with serve_app(simulator.app()) as url:
         config["fake"] = [dict(a, base_url=url) for a in config["fake"]]  # type: ignore[attr-defined]
@@ -198,10 +196,9 @@ async def test_series_and_exposition_caps_drop_only_the_offending_account() -> N
 
 
 async def test_a_cycle_has_a_deadline() -> None:
-    from .fakevendor import VENDOR
 
     clock = FakeClock()
-    simulator = VENDOR.new_simulator(clock, 1)
+    simulator = FakeSimulator(clock, 1)
     simulator.faults.inject("latency", count=None, seconds=30)
     async with serve_app(simulator.app()) as url:
         config = {"global": {"interval": "60s", "timeout": "20s", "cycle_timeout": "0.2s"},
@@ -222,10 +219,9 @@ def test_the_default_cycle_deadline_is_below_interval_and_stale_after() -> None:
 
 
 async def test_the_off_loop_render_serves_what_the_inline_render_serves() -> None:
-    from .fakevendor import VENDOR
 
     clock = FakeClock()
-    simulator = VENDOR.new_simulator(clock, 1)
+    simulator = FakeSimulator(clock, 1)
     async with serve_app(simulator.app()) as url, daemon_for(two_accounts(url), VENDORS,
                                                              clock) as d:
         await d.collect_all_once()

@@ -8,12 +8,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from exporter.clock import FakeClock
 from exporter.config import parse_config
 from exporter.loop import Daemon
+from exporter.simulators.clock import FakeClock
 from exporter.storage import StateStore
 
-from .fakevendor import VENDOR, VENDORS
+from .fakevendor import VENDORS, FakeSimulator
 from .support import serve_app
 
 EXPORTER = Path(__file__).resolve().parent.parent / "exporter"
@@ -66,7 +66,7 @@ async def test_state_is_restored_in_the_writer_thread_at_start_and_after_a_reloa
     tmp_path: Path,
 ) -> None:
     clock = FakeClock()
-    simulator = VENDOR.new_simulator(clock, 1)
+    simulator = FakeSimulator(clock, 1)
     async with serve_app(simulator.app()) as url:
         accounts = [{"name": n, "base_url": url, "token": "s3cret-token"} for n in ("a", "b")]
         both = parse_config({"fake": accounts}, VENDORS)
@@ -100,7 +100,7 @@ async def test_state_is_restored_in_the_writer_thread_at_start_and_after_a_reloa
 
 async def test_a_removed_account_forgets_its_saved_state(tmp_path: Path) -> None:
     clock = FakeClock()
-    simulator = VENDOR.new_simulator(clock, 1)
+    simulator = FakeSimulator(clock, 1)
     async with serve_app(simulator.app()) as url:
         accounts = [{"name": n, "base_url": url, "token": "s3cret-token"} for n in ("a", "b")]
         daemon = Daemon(parse_config({"fake": accounts}, VENDORS), VENDORS, clock=clock,
@@ -119,7 +119,7 @@ async def test_a_removed_account_forgets_its_saved_state(tmp_path: Path) -> None
 
 async def test_ready_is_published_with_the_snapshot_that_shows_it() -> None:
     clock = FakeClock()
-    simulator = VENDOR.new_simulator(clock, 1)
+    simulator = FakeSimulator(clock, 1)
     async with serve_app(simulator.app()) as url:
         config = parse_config({"fake": [{"name": "a", "base_url": url,
                                          "token": "s3cret-token"}]}, VENDORS)

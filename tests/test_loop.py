@@ -4,11 +4,11 @@ import random
 
 import pytest
 
-from exporter.clock import FakeClock
 from exporter.config import parse_config
 from exporter.loop import next_delay
+from exporter.simulators.clock import FakeClock
 
-from .fakevendor import VENDOR, VENDORS
+from .fakevendor import VENDORS, FakeSimulator
 from .support import daemon_for, serve_app, value
 
 
@@ -19,7 +19,7 @@ def config(base_url: str, **global_: object) -> dict[str, object]:
 
 async def test_failing_upstream_keeps_values_then_goes_stale_then_recovers() -> None:
     clock = FakeClock()
-    simulator = VENDOR.new_simulator(clock, 1)
+    simulator = FakeSimulator(clock, 1)
     async with serve_app(simulator.app()) as url, daemon_for(config(url), VENDORS, clock) as d:
         assert await d.collect_once("fake", "acme")
         text = d.snapshot.text
@@ -61,7 +61,7 @@ async def test_failing_upstream_keeps_values_then_goes_stale_then_recovers() -> 
 )
 async def test_faults_map_to_reasons(fault: str, reason: str) -> None:
     clock = FakeClock()
-    simulator = VENDOR.new_simulator(clock, 1)
+    simulator = FakeSimulator(clock, 1)
     simulator.value = 1e300  # half of '1e+300' is not a number
     async with serve_app(simulator.app()) as url, daemon_for(config(url), VENDORS, clock) as d:
         simulator.faults.inject(fault)
@@ -72,7 +72,7 @@ async def test_faults_map_to_reasons(fault: str, reason: str) -> None:
 
 async def test_timeout_is_a_failure_not_a_hang() -> None:
     clock = FakeClock()
-    simulator = VENDOR.new_simulator(clock, 1)
+    simulator = FakeSimulator(clock, 1)
     async with serve_app(simulator.app()) as url, \
             daemon_for(config(url, timeout="0.2s"), VENDORS, clock) as d:
         simulator.faults.inject("timeout", seconds=30)
@@ -96,7 +96,7 @@ def test_backoff_grows_to_a_cap_and_honours_retry_after() -> None:
 
 async def test_reload_adds_changes_and_removes_accounts() -> None:
     clock = FakeClock()
-    simulator = VENDOR.new_simulator(clock, 1)
+    simulator = FakeSimulator(clock, 1)
     async with serve_app(simulator.app()) as url, daemon_for(config(url), VENDORS, clock) as d:
         await d.collect_all_once()
         first = d.runners[("fake", "acme")]
@@ -119,7 +119,7 @@ async def test_reload_adds_changes_and_removes_accounts() -> None:
 
 async def test_ready_after_every_first_cycle() -> None:
     clock = FakeClock()
-    simulator = VENDOR.new_simulator(clock, 1)
+    simulator = FakeSimulator(clock, 1)
     async with serve_app(simulator.app()) as url, daemon_for(config(url), VENDORS, clock) as d:
         assert not d.ready()
         simulator.faults.inject("http_500")

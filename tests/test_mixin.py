@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import require_tool
+from .support import require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 MIXIN = ROOT / "mixin"

@@ -23,7 +23,6 @@ import yaml
 from aiohttp import web
 
 from exporter import hints
-from exporter.clock import FakeClock
 from exporter.config import parse_config
 from exporter.loop import Daemon
 from exporter.probe import (
@@ -36,13 +35,11 @@ from exporter.probe import (
     summarize,
 )
 from exporter.registry import VENDORS
-from exporter.vendors.glance.simulator import GlanceSimulator
-from exporter.vendors.rescue.simulator import GROUP_ID
+from exporter.simulators.clock import FakeClock
+from exporter.simulators.glance import GlanceSimulator
+from exporter.simulators.rescue import GROUP_ID, RescueSimulator
 
-from .conftest import require_tool
-from .support import serve_app, simulated
-from .test_cli import free_port
-from .test_webconfig import make_cert
+from .support import make_cert, require_tool, serve_app, simulated
 
 WRONG_KEY = "wrong-key-Kd83mq"
 
@@ -55,7 +52,7 @@ def glance_accounts(simulator: Any, base_url: str) -> list[dict[str, Any]]:
 
 async def test_probe_reports_each_account_and_fails_when_one_fails() -> None:
     clock = FakeClock(time.time())
-    async with simulated(VENDORS["glance"], clock) as (simulator, base_url):
+    async with simulated(GlanceSimulator, clock) as (simulator, base_url):
         config = parse_config({"glance": glance_accounts(simulator, base_url)}, VENDORS)
         results = await run_probe(config, VENDORS, clock)
     good, bad = results
@@ -83,7 +80,7 @@ async def test_probe_reports_each_account_and_fails_when_one_fails() -> None:
 
 async def test_wrong_rescue_node_gets_its_hint() -> None:
     clock = FakeClock(time.time())
-    async with simulated(VENDORS["rescue"], clock) as (simulator, base_url):
+    async with simulated(RescueSimulator, clock) as (simulator, base_url):
         account: dict[str, Any] = {
             "name": "hd", "base_url": base_url, "auth_code": simulator.auth_code,
             "nodes": [{"id": GROUP_ID + 999, "ref": "NODE"}]}
@@ -115,7 +112,7 @@ async def test_wrong_rescue_node_gets_its_hint() -> None:
 
 async def test_each_request_is_recorded_with_its_own_failure() -> None:
     clock = FakeClock(time.time())
-    async with simulated(VENDORS["glance"], clock) as (simulator, base_url):
+    async with simulated(GlanceSimulator, clock) as (simulator, base_url):
         simulator.faults.inject("garbage", path_contains="PartnerActiveSessions")
         simulator.faults.inject("http_503", path_contains="PartnerSessionCountsEnding")
         config = parse_config({"glance": glance_accounts(simulator, base_url)[:1]}, VENDORS)
@@ -139,8 +136,8 @@ async def test_each_request_is_recorded_with_its_own_failure() -> None:
     assert sum(r.reason is not None for r in cycle.requests) == 2
 
 
-async def test_refused_connection_and_clock_skew() -> None:
-    port = free_port()  # nothing listens there
+async def test_refused_connection_and_clock_skew(unused_port: int) -> None:
+    port = unused_port  # bound for the test, never listening: refused
     config = parse_config({"glance": [{"name": "nowhere", "partner_id": 1, "api_key": "k3y-x",
                                        "base_url": f"http://127.0.0.1:{port}"}]}, VENDORS)
     [result] = await run_probe(config, VENDORS)
@@ -150,7 +147,7 @@ async def test_refused_connection_and_clock_skew() -> None:
 
     # The simulator's replies carry a real Date header; our clock is an hour behind it.
     clock = FakeClock(time.time() - 3600)
-    async with simulated(VENDORS["glance"], clock) as (simulator, base_url):
+    async with simulated(GlanceSimulator, clock) as (simulator, base_url):
         config = parse_config({"glance": glance_accounts(simulator, base_url)[:1]}, VENDORS)
         [result] = await run_probe(config, VENDORS, clock)
     assert result.ok

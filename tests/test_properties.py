@@ -23,26 +23,26 @@ import aiohttp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.clock import FakeClock
 from exporter.errors import ParseError
-from exporter.vendors.glance import parser as glance
-from exporter.vendors.glance.simulator import DEMO_API_KEY, DEMO_PARTNER_ID, GlanceSimulator
-from exporter.vendors.rescue import parser as rescue
-from exporter.vendors.rescue.simulator import RescueSimulator
-from exporter.vendors.securevideo import parser as securevideo
-from exporter.vendors.securevideo.simulator import (
+from exporter.simulators.clock import FakeClock
+from exporter.simulators.glance import DEMO_API_KEY, DEMO_PARTNER_ID, GlanceSimulator
+from exporter.simulators.rescue import RescueSimulator
+from exporter.simulators.securevideo import (
     DEMO_API_KEY as SV_KEY,
 )
-from exporter.vendors.securevideo.simulator import (
+from exporter.simulators.securevideo import (
     DEMO_API_SECRET as SV_SECRET,
 )
-from exporter.vendors.securevideo.simulator import (
+from exporter.simulators.securevideo import (
     SecureVideoSimulator,
 )
+from exporter.vendors.glance import parser as glance
+from exporter.vendors.rescue import parser as rescue
+from exporter.vendors.securevideo import parser as securevideo
 
-from .glance.support import sample as glance_sample
+from .glance.harness import sample as glance_sample
 from .rescue.test_parser import DOC_SAMPLE as RESCUE_DOC_SAMPLE
-from .securevideo.test_sv_parser import DOC_SAMPLE as SV_DOC_SAMPLE
+from .securevideo.harness import DOC_SAMPLE as SV_DOC_SAMPLE
 from .support import serve_app
 
 Parser = Callable[[bytes], object]

@@ -14,7 +14,7 @@ from exporter.families import BoundedLabel
 from exporter.http import parse_retry_after
 from exporter.sanitize import clean_text, strict_int
 
-SECRETS = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)),
+SECRETS = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]),
                   min_size=6, max_size=40)
 
 

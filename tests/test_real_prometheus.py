@@ -36,7 +36,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import require_tool
+from .support import require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARDS = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
-from .support import value
-from .test_cli import free_port, get, wait_for
+from .support import get, start_exporter, value, wait_for
 
 
 def account(name: str) -> str:
@@ -30,13 +28,12 @@ def post(url: str) -> tuple[int, str]:
 def test_sighup_and_post_reload(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text("global:\n  interval: 1h\nglance:\n" + account("alpha"))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "exporter", "--config.file", str(config),
-         "--web.listen-address", f"127.0.0.1:{port}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with start_exporter("--config.file", str(config)) as exporter:
+        check_reloads(exporter.proc, exporter.url, config)
+        assert "key-" not in exporter.log()
 
+
+def check_reloads(proc: subprocess.Popen[str], url: str, config: Path) -> None:
     def up(name: str) -> float | None:
         return value(get(url + "/metrics")[1], "session_exporter_up", vendor="glance",
                      account=name)
@@ -66,4 +63,3 @@ def test_sighup_and_post_reload(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) == 0
-    assert "key-" not in proc.stderr.read()  # type: ignore[union-attr]

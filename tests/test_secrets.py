@@ -27,16 +27,16 @@ import pytest
 import yaml
 from aiohttp import BasicAuth, web
 
-from exporter.clock import FakeClock
 from exporter.config import ConfigError, load_config
 from exporter.errors import UpstreamError
 from exporter.logs import configure
 from exporter.loop import Daemon
 from exporter.registry import VENDORS
 from exporter.server import WebOptions, build_app
-from exporter.vendors.glance.simulator import DEMO_PARTNER_ID, GlanceSimulator
-from exporter.vendors.rescue.simulator import CHANNELS, GROUP_ID, RescueSimulator
-from exporter.vendors.securevideo.simulator import SecureVideoSimulator
+from exporter.simulators.clock import FakeClock
+from exporter.simulators.glance import DEMO_PARTNER_ID, GlanceSimulator
+from exporter.simulators.rescue import CHANNELS, GROUP_ID, RescueSimulator
+from exporter.simulators.securevideo import SecureVideoSimulator
 
 from .support import serve_app
 

@@ -15,12 +15,12 @@ import pytest
 from aiohttp import web
 
 from exporter.cli import telemetry_path
-from exporter.clock import FakeClock
 from exporter.loop import Daemon
 from exporter.server import WebOptions, build_app
+from exporter.simulators.clock import FakeClock
 from exporter.webconfig import WebSecurity
 
-from .fakevendor import VENDOR, VENDORS
+from .fakevendor import VENDORS, FakeSimulator
 from .support import daemon_for, serve_app, value
 
 SECRET = "s3cret-token"
@@ -36,7 +36,7 @@ async def exporter(
     middlewares: tuple[Callable[..., Awaitable[web.StreamResponse]], ...] = (),
 ) -> AsyncIterator[tuple[str, Daemon]]:
     clock = FakeClock()
-    simulator = VENDOR.new_simulator(clock, 1)
+    simulator = FakeSimulator(clock, 1)
     calls: list[int] = []
 
     async def reloader() -> str | None:

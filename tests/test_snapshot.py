@@ -4,9 +4,10 @@ import gzip
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
-from exporter.clock import FakeClock
 from exporter.families import gauge
 from exporter.registry import VENDORS
+from exporter.simulators import SIMULATORS
+from exporter.simulators.clock import FakeClock
 from exporter.snapshot import assemble, render, render_chunks
 
 from .support import daemon_for, serve_app
@@ -33,7 +34,7 @@ def test_stitched_accounts_equal_one_render_of_everything() -> None:
 
 async def test_daemon_render_equals_a_naive_render_with_every_vendor() -> None:
     clock = FakeClock()
-    simulators = {name: v.new_simulator(clock, 3) for name, v in VENDORS.items()}
+    simulators = {name: new(clock, 3) for name, new in SIMULATORS.items()}
     async with serve_app(simulators["glance"].app()) as g, \
             serve_app(simulators["securevideo"].app()) as s, \
             serve_app(simulators["rescue"].app()) as r:

@@ -37,19 +37,19 @@ from exporter.http import Reply, Upstream
 from exporter.loop import Daemon
 from exporter.registry import VENDORS
 from exporter.server import WebOptions, build_app
-from exporter.vendors.glance.simulator import DEMO_API_KEY, DEMO_PARTNER_ID, GlanceSimulator
-from exporter.vendors.rescue.simulator import CHANNELS, GROUP_ID, RescueSimulator
-from exporter.vendors.securevideo.simulator import (
+from exporter.simulators.glance import DEMO_API_KEY, DEMO_PARTNER_ID, GlanceSimulator
+from exporter.simulators.rescue import CHANNELS, GROUP_ID, RescueSimulator
+from exporter.simulators.securevideo import (
     DEMO_API_KEY as SV_KEY,
 )
-from exporter.vendors.securevideo.simulator import (
+from exporter.simulators.securevideo import (
     DEMO_API_SECRET as SV_SECRET,
 )
-from exporter.vendors.securevideo.simulator import (
+from exporter.simulators.securevideo import (
     SecureVideoSimulator,
 )
 
-from .securevideo.test_sv_collector_sim import Truth as SecureVideoTruth
+from .securevideo.harness import Truth as SecureVideoTruth
 from .support import serve_app
 
 T = TypeVar("T")
@@ -219,12 +219,13 @@ def total(final: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str
 
 
 @pytest.mark.slow
-async def test_soak_all_vendors_under_faults() -> None:
+async def test_soak_all_vendors_under_faults() -> None:  # noqa: C901 - one long scenario
     clock = AcceleratedClock(WORLD_START, SPEED)
     glance = GlanceSimulator(clock, seed=21)
     securevideo = SecureVideoSimulator(clock, seed=22)
     rescue = RescueSimulator(clock, seed=23)
-    sims = {"glance": glance, "securevideo": securevideo, "rescue": rescue}
+    sims: dict[str, GlanceSimulator | SecureVideoSimulator | RescueSimulator] = {
+        "glance": glance, "securevideo": securevideo, "rescue": rescue}
 
     async with (serve_app(glance.app()) as glance_url,
                 serve_app(securevideo.app()) as sv_url,

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from exporter.clock import FakeClock
 from exporter.config import parse_config
 from exporter.loop import Daemon
+from exporter.simulators.clock import FakeClock
 from exporter.storage import StateStore
 
-from .fakevendor import VENDOR, VENDORS
+from .fakevendor import VENDORS, FakeSimulator
 from .support import serve_app
 
 
@@ -24,7 +24,7 @@ def test_store_round_trip_and_delete(tmp_path: Path) -> None:
 
 async def test_daemon_saves_after_success_and_restores_on_start(tmp_path: Path) -> None:
     clock = FakeClock()
-    simulator = VENDOR.new_simulator(clock, 1)
+    simulator = FakeSimulator(clock, 1)
     async with serve_app(simulator.app()) as url:
         config = parse_config({"fake": [{"name": "acme", "base_url": url,
                                          "token": "s3cret-token"}]}, VENDORS)

@@ -11,11 +11,11 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.clock import FakeClock
 from exporter.config import parse_config
 from exporter.families import FamilySpec
 from exporter.registry import VENDORS
 from exporter.selfmetrics import SelfMetrics
+from exporter.simulators.clock import FakeClock
 from exporter.vendors.base import Vendor
 
 from . import fakevendor
@@ -108,7 +108,7 @@ async def test_a_fourth_vendor_registered_alongside_the_others_just_works() -> N
     """The fake vendor, registered with the real three: config parsing, a cycle against
     its simulator, rendering and the contract checks, with nothing outside its module."""
     clock = FakeClock()
-    simulator = FAKE.new_simulator(clock, 1)
+    simulator = fakevendor.FakeSimulator(clock, 1)
     async with serve_app(simulator.app()) as url:
         config = {
             "glance": [{"name": "g", "partner_id": 1, "api_key": "k-g",
@@ -127,11 +127,11 @@ async def test_a_fourth_vendor_registered_alongside_the_others_just_works() -> N
 
 def dashboard_text() -> str:
     boards = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
-    exprs = []
+    exprs: list[str] = []
     for board in boards:
-        for match in re.finditer(r'"expr":\s*("(?:[^"\\]|\\.)*")',
-                                 board.read_text(encoding="utf-8")):
-            exprs.append(json.loads(match.group(1)))
+        text = board.read_text(encoding="utf-8")
+        exprs.extend(json.loads(match.group(1))
+                     for match in re.finditer(r'"expr":\s*("(?:[^"\\]|\\.)*")', text))
     return "\n".join(exprs) + SERVICE_LEVEL_RULES.read_text(encoding="utf-8")
 
 

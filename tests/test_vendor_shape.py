@@ -6,12 +6,16 @@ from typing import Any
 
 import pytest
 
-from exporter.clock import FakeClock
 from exporter.config import parse_config
 from exporter.logs import get_logger
 from exporter.registry import VENDORS
+from exporter.simulators.clock import FakeClock
 from exporter.statecheck import saved_histogram, state_version
 from exporter.vendors.base import AccountCollector, CollectorContext
+
+
+def ignore_rejects(reason: str, count: int) -> None:
+    """Rejected records are not what these tests look at."""
 
 MINIMAL: dict[str, dict[str, Any]] = {
     "glance": {"name": "a", "partner_id": 1, "api_key": "k-glance"},
@@ -23,7 +27,7 @@ MINIMAL: dict[str, dict[str, Any]] = {
 def collector(vendor: str) -> AccountCollector:
     (account,) = parse_config({vendor: [MINIMAL[vendor]]}, VENDORS).accounts
     ctx = CollectorContext(clock=FakeClock(), log=get_logger(test=True), label_value_limit=5,
-                           reject=lambda reason, count=1: None, started_at=0.0)
+                           reject=ignore_rejects, started_at=0.0)
     return VENDORS[vendor].new_collector(account, ctx)
 
 
@@ -69,7 +73,7 @@ def test_every_client_takes_the_reply_limit_from_the_context(vendor: str,
     # parser's own default whatever the config said.
     (account,) = parse_config({vendor: [MINIMAL[vendor]]}, VENDORS).accounts
     ctx = CollectorContext(clock=FakeClock(), log=get_logger(test=True), label_value_limit=5,
-                           reject=lambda reason, count=1: None, started_at=0.0,
+                           reject=ignore_rejects, started_at=0.0,
                            max_records_per_reply=7)
     built = VENDORS[vendor].new_collector(account, ctx)
     assert getattr(built.client, attribute) == 7  # type: ignore[attr-defined]
@@ -104,7 +108,7 @@ def test_every_collector_takes_its_client_by_injection(vendor: str) -> None:
 
     (account,) = parse_config({vendor: [MINIMAL[vendor]]}, VENDORS).accounts
     ctx = CollectorContext(clock=FakeClock(), log=get_logger(test=True), label_value_limit=5,
-                           reject=lambda reason, count=1: None, started_at=0.0)
+                           reject=ignore_rejects, started_at=0.0)
     parameter = inspect.signature(VENDORS[vendor].new_collector).parameters["client"]
     assert parameter.kind is inspect.Parameter.KEYWORD_ONLY
     stand_in = object()

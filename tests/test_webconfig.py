@@ -12,23 +12,12 @@ import bcrypt
 import pytest
 from aiohttp import web
 
-from exporter.clock import FakeClock
+from exporter.simulators.clock import FakeClock
 from exporter.webconfig import WebConfigError, WebSecurity, load_settings
 
-from .conftest import require_tool
+from .support import make_cert, openssl, require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def make_cert(directory: Path, name: str) -> tuple[Path, Path]:
-    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", f"/CN={name}", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )
-    return cert, key
 
 
 def basic(user: str, password: str) -> dict[str, str]:
@@ -137,12 +126,11 @@ async def test_client_certificates_are_required_and_verified(tmp_path: Path) -> 
     server_cert, server_key = make_cert(tmp_path, "server")
     ca_cert, ca_key = make_cert(tmp_path, "client-ca")
     # A client certificate signed by the CA, and one that is self-signed.
-    subprocess.run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=scraper",
-                    "-keyout", str(tmp_path / "client.key"), "-out", str(tmp_path / "client.csr")],
-                   check=True, capture_output=True)
-    subprocess.run(["openssl", "x509", "-req", "-in", str(tmp_path / "client.csr"), "-days", "1",
-                    "-CA", str(ca_cert), "-CAkey", str(ca_key), "-CAcreateserial",
-                    "-out", str(tmp_path / "client.crt")], check=True, capture_output=True)
+    openssl(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=scraper",
+             "-keyout", str(tmp_path / "client.key"), "-out", str(tmp_path / "client.csr")])
+    openssl(["x509", "-req", "-in", str(tmp_path / "client.csr"), "-days", "1",
+             "-CA", str(ca_cert), "-CAkey", str(ca_key), "-CAcreateserial",
+             "-out", str(tmp_path / "client.crt")])
     rogue_cert, rogue_key = make_cert(tmp_path, "rogue")
     config = tmp_path / "web.yml"
     config.write_text(
@@ -248,13 +236,12 @@ async def test_client_allowed_sans_refuse_other_verified_clients(tmp_path: Path)
     ext = tmp_path / "san.ext"
     for name in ("scraper", "intruder"):
         ext.write_text(f"subjectAltName=DNS:{name}.example\n")
-        subprocess.run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj",
-                        f"/CN={name}", "-keyout", str(tmp_path / f"{name}.key"),
-                        "-out", str(tmp_path / f"{name}.csr")], check=True, capture_output=True)
-        subprocess.run(["openssl", "x509", "-req", "-in", str(tmp_path / f"{name}.csr"),
-                        "-days", "1", "-CA", str(ca_cert), "-CAkey", str(ca_key),
-                        "-CAcreateserial", "-extfile", str(ext),
-                        "-out", str(tmp_path / f"{name}.crt")], check=True, capture_output=True)
+        openssl(["req", "-newkey", "rsa:2048", "-nodes", "-subj",
+                 f"/CN={name}", "-keyout", str(tmp_path / f"{name}.key"),
+                 "-out", str(tmp_path / f"{name}.csr")])
+        openssl(["x509", "-req", "-in", str(tmp_path / f"{name}.csr"),
+                 "-days", "1", "-CA", str(ca_cert), "-CAkey", str(ca_key),
+                 "-CAcreateserial", "-extfile", str(ext), "-out", str(tmp_path / f"{name}.crt")])
     config = tmp_path / "web.yml"
     config.write_text(
         "tls_server_config:\n"

@@ -1,8 +1,9 @@
 """The interface every vendor package implements, and nothing more.
 
 A vendor is a `Vendor` record: how to read its account config, how to build a collector
-for an account, how to build its simulator, and which metric families it emits. The core
-knows vendors only through the registry, `exporter.registry`.
+for an account, and which metric families it emits (its simulator lives apart, in
+`exporter.simulators`). The core knows vendors only through the registry,
+`exporter.registry`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from aiohttp import web
 from prometheus_client.core import Metric
 
 from ..accounts import AccountCommon
@@ -21,7 +21,6 @@ from ..accounts import AccountConfig as AccountConfig  # re-exported for vendor 
 from ..clock import Clock
 from ..config import Fields, GlobalConfig
 from ..families import BoundedLabel, FamilySpec
-from ..faults import RANDOM_FAULT_KINDS, Faults
 from ..http import Upstream
 
 
@@ -70,31 +69,12 @@ class AccountCollector(ABC):
         """Resume from what `state()` returned in an earlier process."""
 
 
-class Simulator(ABC):
-    """A vendor API on loopback with a seeded, moving population and injectable faults."""
-
-    faults: Faults
-
-    @abstractmethod
-    def app(self) -> web.Application: ...
-
-    @abstractmethod
-    def demo_accounts(self, base_url: str) -> list[dict[str, Any]]:
-        """Config entries (as YAML would give them) that point demo accounts at us."""
-
-    def set_fault_rate(self, rate: float) -> None:
-        """Fail this share of replies at random (demo and soak). Vendors with faults of
-        their own (expired logins, say) add them here."""
-        self.faults.set_random(rate, RANDOM_FAULT_KINDS)
-
-
 @dataclass(frozen=True)
 class Vendor:
     name: str
     default_base_url: str
     parse_account: Callable[[Fields, AccountCommon, GlobalConfig], AccountConfig]
     new_collector: Callable[[Any, CollectorContext], AccountCollector]
-    new_simulator: Callable[[Clock, int], Simulator]
     # The metric families this vendor's collector emits (its contract): the tests check
     # the rendered exposition, the dashboards and the README table against them.
     families: tuple[FamilySpec, ...] = ()

@@ -4,10 +4,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from exporter.clock import FakeClock
-from exporter.vendors.glance.simulator import GlanceSimulator
+from exporter.simulators.clock import FakeClock
+from exporter.simulators.glance import GlanceSimulator
 
-from .support import NOON_ISH, Harness, start_harness, stop_harness
+from .harness import NOON_ISH, Harness, start_harness, stop_harness
 
 
 @pytest.fixture

@@ -8,11 +8,11 @@ from urllib.parse import quote, quote_plus
 import pytest
 from yarl import URL
 
-from exporter.clock import FakeClock
 from exporter.config import Secret
 from exporter.errors import UpstreamError
 from exporter.http import Upstream, new_client_session
 from exporter.selfmetrics import SelfMetrics
+from exporter.simulators.clock import FakeClock
 from exporter.vendors.glance.client import (
     COMPLETED,
     COMPLETED_ENDING,
@@ -24,8 +24,8 @@ from exporter.vendors.glance.client import (
 )
 from exporter.vendors.glance.parser import NS
 
-from .support import mocked as aioresponses
-from .support import sample
+from .harness import mocked as aioresponses
+from .harness import sample
 
 BASE = "https://glance.example"
 KEY = "s3cr3t-KEY-value"
@@ -294,7 +294,7 @@ async def test_the_page_budget_stops_and_the_position_carries_on(upstream: Upstr
         m.post(url(COMPLETED), body=page(21, [11, 12]))
         m.post(url(COMPLETED), body=page(0, [21]))
         m.post(url(COMPLETED), body=page(0, [31]))
-        with pytest.raises(UpstreamError) as info:
+        with pytest.raises(UpstreamError) as info:  # noqa: PT012 - the feed raises mid-way
             async for p in client.completed(upstream, COMPLETED, T0, T0, position=position,
                                             budget=budget):
                 ids.extend(s.id for s in p.sessions)

@@ -2,62 +2,31 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import pytest
 from aiohttp import web
 
-from exporter.clock import FakeClock
 from exporter.errors import UpstreamError
-from exporter.vendors.glance.collector import STATUSES, GlanceCollector
-from exporter.vendors.glance.simulator import GlanceSimulator, SimSession
+from exporter.simulators.clock import FakeClock
+from exporter.simulators.glance import GlanceSimulator
+from exporter.vendors.glance.collector import STATUSES
 
-from .support import NOON_ISH, Harness, by_label, series, start_harness, stop_harness
+from .harness import (
+    NOON_ISH,
+    Harness,
+    assert_feed_matches,
+    by_label,
+    completed,
+    series,
+    start_harness,
+    stop_harness,
+)
 
 HOUR = 3600.0
 
 # `clock` and `h` (a collector against the simulator over loopback) come from conftest.py.
-
-
-def completed(c: GlanceCollector) -> dict[tuple[str, ...], float]:
-    return by_label(series(c.families(), "glance_sessions_completed_total"),
-                    "session_type", "status")
-
-
-def truth(sessions: list[SimSession]) -> dict[tuple[str, ...], float]:
-    return {k: float(v) for k, v in Counter((s.type, s.final_status) for s in sessions).items()}
-
-
-def nonzero(counts: dict[tuple[str, ...], float]) -> dict[tuple[str, ...], float]:
-    return {k: v for k, v in counts.items() if v}
-
-
-OUTCOMES = ("answered", "abandoned", "timed_out", "transferred", "other")
-
-
-def assert_feed_matches(h: Harness, c: GlanceCollector, lo: float) -> None:
-    """Counts, durations and waits per session type and outcome equal the simulator's
-    ground truth for the sessions that ended in [lo, now], exactly."""
-    ended = h.sim.completed_ended(lo, h.clock.time())
-    assert ended, "the simulator should have completed sessions in the range"
-    assert nonzero(completed(c)) == truth(ended)
-    families = list(c.families())
-    for name, value in (("duration", lambda s: s.duration), ("wait", lambda s: s.observed_wait)):
-        counts = by_label(series(families, f"glance_session_{name}_seconds_count"),
-                          "session_type", "outcome")
-        sums = by_label(series(families, f"glance_session_{name}_seconds_sum"),
-                        "session_type", "outcome")
-        types = {t for t, _ in counts}
-        assert types >= {"C", "G", "V"}
-        assert set(counts) == {(t, o) for t in types for o in OUTCOMES}, "zero-filled"
-        for session_type in types:
-            for outcome in OUTCOMES:
-                mine = [value(s) for s in ended if s.type == session_type
-                        and s.outcome == outcome and value(s) is not None]
-                assert counts[(session_type, outcome)] == len(mine), (name, outcome)
-                assert sums[(session_type, outcome)] == sum(mine), (name, outcome)
 
 
 async def test_every_metric_is_labelled_with_the_account_first(h: Harness) -> None:
@@ -404,9 +373,9 @@ async def test_custom_duration_buckets(h: Harness) -> None:
 
 
 async def test_demo_account_shows_every_metric_within_a_minute(clock: FakeClock) -> None:
-    from exporter.vendors.glance import VENDOR
+    from exporter.simulators import SIMULATORS
 
-    sim = VENDOR.new_simulator(clock, 0)
+    sim = SIMULATORS["glance"](clock, 0)
     assert isinstance(sim, GlanceSimulator)
     h = await start_harness(clock, sim)
     try:

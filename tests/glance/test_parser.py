@@ -17,7 +17,7 @@ from exporter.vendors.glance.parser import (
     parse_user_sessions,
 )
 
-from .support import sample
+from .harness import sample
 
 PARSERS = {
     "PartnerSessionCounts": parse_session_counts,

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import TypeAlias
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from exporter.clock import FakeClock
-from exporter.vendors.glance.parser import NS, parse_group_sessions, parse_user_sessions
-from exporter.vendors.glance.simulator import (
+from exporter.simulators.clock import FakeClock
+from exporter.simulators.glance import (
     DEMO_API_KEY,
     DEMO_PARTNER_ID,
     FINAL_STATUSES,
     GlanceSimulator,
     parse_glance_date,
 )
+from exporter.vendors.glance.parser import NS, parse_group_sessions, parse_user_sessions
 
 T0 = datetime(2026, 3, 10, 15, 0, tzinfo=UTC).timestamp()
 PATH = "/services/activityservice.asmx/"
@@ -24,11 +26,16 @@ AUTH = {"partnerId": str(DEMO_PARTNER_ID), "apiKey": DEMO_API_KEY}
 RANGE = {"startRange": "2026-03-10T10:00:00Z", "endRange": "2026-03-10T15:00:00Z"}
 
 
+# A string: aiohttp before 3.10 cannot subscript TestClient at run time.
+Client: TypeAlias = "TestClient[web.Request, web.Application]"
+Http = tuple[Client, GlanceSimulator, FakeClock]  # the fixture below
+
+
 @pytest.fixture
-async def http() -> AsyncIterator[tuple[TestClient[object, object], GlanceSimulator, FakeClock]]:
+async def http() -> AsyncIterator[Http]:
     clock = FakeClock(T0)
     sim = GlanceSimulator(clock, seed=1)
-    client: TestClient[object, object] = TestClient(TestServer(sim.app(), host="127.0.0.1"))
+    client: Client = TestClient(TestServer(sim.app(), host="127.0.0.1"))
     await client.start_server()
     yield client, sim, clock
     await client.close()
@@ -58,8 +65,7 @@ def test_population_moves_and_has_history() -> None:
     assert any(s.duration >= 3600 for s in sim.sessions), "some sessions are long"
 
 
-async def test_bad_credentials_answer_like_asmx(http: tuple[TestClient[object, object],
-                                                             GlanceSimulator, FakeClock]) -> None:
+async def test_bad_credentials_answer_like_asmx(http: Http) -> None:
     client, _, _ = http
     reply = await client.post(PATH + "PartnerActiveSessions",
                               data={"partnerId": str(DEMO_PARTNER_ID), "apiKey": "nope"})
@@ -88,7 +94,7 @@ async def test_bad_credentials_answer_like_asmx(http: tuple[TestClient[object, o
                                     "endRange": "2026-01-01"}, "DateTime"),
     ("NoSuchOperation", {}, "Request format is unrecognized"),
 ])
-async def test_asmx_errors(http: tuple[TestClient[object, object], GlanceSimulator, FakeClock],
+async def test_asmx_errors(http: Http,
                            operation: str, params: dict[str, str], message: str) -> None:
     client, _, _ = http
     reply = await client.post(PATH + operation, data={**AUTH, **params})
@@ -97,7 +103,7 @@ async def test_asmx_errors(http: tuple[TestClient[object, object], GlanceSimulat
 
 
 async def test_pages_in_the_glance_namespace(
-    http: tuple[TestClient[object, object], GlanceSimulator, FakeClock]
+    http: Http
 ) -> None:
     client, sim, _ = http
     params = {**AUTH, **RANGE, "sessionKey": "", "nResults": "7", "nextId": "0"}
@@ -120,7 +126,7 @@ async def test_pages_in_the_glance_namespace(
 
 
 async def test_get_is_accepted_too(
-    http: tuple[TestClient[object, object], GlanceSimulator, FakeClock]
+    http: Http
 ) -> None:
     client, _, _ = http
     reply = await client.get(PATH + "PartnerUserSessions", params={
@@ -130,7 +136,7 @@ async def test_get_is_accepted_too(
 
 
 async def test_faults_are_installed(
-    http: tuple[TestClient[object, object], GlanceSimulator, FakeClock]
+    http: Http
 ) -> None:
     client, sim, _ = http
     sim.faults.inject("http_503", 1)

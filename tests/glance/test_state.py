@@ -10,8 +10,7 @@ import pytest
 
 from exporter.vendors.glance.collector import GlanceCollector
 
-from .support import Harness
-from .test_collector import assert_feed_matches, completed
+from .harness import Harness, assert_feed_matches, completed
 
 # `clock` and `h` come from conftest.py.
 
@@ -60,7 +59,7 @@ async def test_a_pending_backfill_is_carried_over_with_its_range(h: Harness) -> 
     first_start = h.clock.time()
     first = h.collector(lookback="2h")
     h.sim.faults.inject("http_500", count=None, path_contains="PartnerCompletedSessions")
-    with pytest.raises(Exception):  # noqa: B017 - any failure: the backfill must stay due
+    with pytest.raises(Exception):  # noqa: B017, PT011 - any failure: the backfill must stay due
         await first.collect(h.upstream())
     saved = through_json(first.state())
     assert saved["backfill_pending"] is True

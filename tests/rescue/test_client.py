@@ -7,17 +7,21 @@ import pytest
 from aioresponses import aioresponses
 from yarl import URL
 
-from exporter.clock import FakeClock
 from exporter.errors import UpstreamError
 from exporter.http import Upstream, new_client_session
 from exporter.logs import get_logger
 from exporter.selfmetrics import SelfMetrics
+from exporter.simulators.clock import FakeClock
 from exporter.vendors.base import CollectorContext
 from exporter.vendors.rescue.client import RescueClient, UnknownNodeError
 from exporter.vendors.rescue.config import RescueAccount
 
 from ..mocking import mocked
 from .harness import account, failures, upstream
+
+
+def ignore_rejects(reason: str, count: int) -> None:
+    """Rejected records are not what these tests look at."""
 
 BASE = "https://secure.logmeinrescue.com"
 GET = f"{BASE}/API/getSession.aspx"
@@ -30,7 +34,7 @@ LOGIN_FIELDS: dict[str, Any] = {"auth_code": None, "email": "ops@example.com",
 
 def context(clock: FakeClock, **limits: int) -> CollectorContext:
     return CollectorContext(clock=clock, log=get_logger(test="rescue"), label_value_limit=50,
-                            reject=lambda reason, count=1: None, started_at=clock.time(),
+                            reject=ignore_rejects, started_at=clock.time(),
                             **limits)
 
 
@@ -71,7 +75,7 @@ async def test_auth_code_goes_in_the_post_body(env: Env) -> None:
     assert not env.calls(LOGIN)
 
 
-@pytest.mark.parametrize("version,endpoint", [(1, "getSession.aspx"),
+@pytest.mark.parametrize(("version", "endpoint"), [(1, "getSession.aspx"),
                                               (2, "getSession_v2.aspx"),
                                               (3, "getSession_v3.aspx")])
 async def test_api_version_picks_the_endpoint(env: Env, version: int, endpoint: str) -> None:
@@ -167,7 +171,7 @@ async def test_limitreached_backs_off_for_three_minutes(env: Env) -> None:
     assert len(env.calls(LOGIN)) == 2
 
 
-@pytest.mark.parametrize("body,reason", [("INVALID", "auth"), ("ERROR", "vendor_error"),
+@pytest.mark.parametrize(("body", "reason"), [("INVALID", "auth"), ("ERROR", "vendor_error"),
                                          ("<html>", "parse")])
 async def test_login_failures(env: Env, body: str, reason: str) -> None:
     env.post(LOGIN, body=body)
@@ -187,7 +191,7 @@ async def test_login_ok_without_cookie(env: Env) -> None:
     assert info.value.reason == "vendor_error"
 
 
-@pytest.mark.parametrize("code,reason", [
+@pytest.mark.parametrize(("code", "reason"), [
     ("INVALID_SECRETAUTHCODE", "auth"), ("USER_DELETED_OR_DISABLED", "auth"),
     ("NOTLOGGEDIN", "auth"), ("ERROR", "vendor_error"), ("INVALIDPARAM_NODE", "vendor_error"),
 ])
@@ -306,7 +310,9 @@ async def test_soap12_request_shape(env: Env) -> None:
     from lxml import etree
     root = etree.fromstring(body)
     assert root.tag == f"{{{SOAP12}}}Envelope"
-    (op,) = root.find(f"{{{SOAP12}}}Body")
+    soap_body = root.find(f"{{{SOAP12}}}Body")
+    assert soap_body is not None
+    (op,) = soap_body
     assert op.tag == f"{{{API_NS}}}getSession_V3"
     assert {etree.QName(e).localname: e.text for e in op} == {
         "iNodeID": "337366", "eNodeRef": "NODE", "sAuthCode": "a&b<c"}

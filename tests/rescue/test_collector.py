@@ -5,69 +5,23 @@ from collections import Counter
 import pytest
 
 from exporter.errors import UpstreamError
+from exporter.simulators.rescue import GROUP_ID, PORTUGUESE, TECHNICIANS
 from exporter.vendors.rescue.collector import OLDEST_CHANGE, RescueCollector
-from exporter.vendors.rescue.simulator import CHANNELS, GROUP_ID, PORTUGUESE, TECHNICIANS
 from exporter.vendors.rescue.statuses import STATUSES
 
-from .harness import NAME, Rig, failures, requests, rig
-
-CHANNEL = CHANNELS[0].id
-BOTH = [{"id": GROUP_ID, "ref": "NODE"}, {"id": CHANNEL, "ref": "CHANNEL"}]
-NODES = {str(GROUP_ID): (GROUP_ID, "NODE"), str(CHANNEL): (CHANNEL, "CHANNEL")}
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def samples(collector: RescueCollector) -> Samples:
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in collector.families() for s in family.samples}
-
-
-def by_status(collector: RescueCollector, node: str, name: str = "rescue_sessions") -> dict[
-        str, float]:
-    result: dict[str, float] = {}
-    for (sample, labels), value in samples(collector).items():
-        label = dict(labels)
-        if sample == name and label["node"] == node:
-            assert label["account"] == NAME
-            result[label["status"]] = result.get(label["status"], 0.0) + value
-    return result
-
-
-def histogram(collector: RescueCollector, node: str,
-              outcome: str | None = None) -> tuple[float, float]:
-    """(count, sum) of the node's waits, of one outcome or of all."""
-    count = total = 0.0
-    for (name, labels), value in samples(collector).items():
-        label = dict(labels)
-        if label.get("node") != node or outcome not in (None, label.get("outcome")):
-            continue
-        if name == "rescue_session_wait_seconds_count":
-            count += value
-        elif name == "rescue_session_wait_seconds_sum":
-            total += value
-    return count, total
-
-
-def expected_waits(r: Rig, node: int, ref: str, polls: list[float]) -> list[float]:
-    """The waits a poller at `polls` can see end: each wait seen Waiting by some poll and
-    seen over by a later one, measured from its true start to the last poll inside it."""
-    observed = []
-    for _, start, end in r.sim.waits(node, ref):
-        inside = [p for p in polls if start <= p < end]
-        if inside and any(p >= end for p in polls):
-            observed.append(max(inside) - start)
-    return observed
-
-
-async def poll_for(r: Rig, collector: RescueCollector, seconds: int, step: int = 5) -> list[
-        float]:
-    polls = []
-    for i in range(seconds // step):
-        if i:
-            r.clock.advance(step)
-        await collector.collect(r.upstream)
-        polls.append(r.clock.time())
-    return polls
+from .harness import (
+    BOTH,
+    CHANNEL,
+    NODES,
+    by_status,
+    expected_waits,
+    failures,
+    histogram,
+    poll_for,
+    requests,
+    rig,
+    samples,
+)
 
 
 async def test_gauges_equal_ground_truth_zero_filled() -> None:

@@ -64,7 +64,7 @@ def test_auth_code_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert parse({"auth_code": "${RESCUE_CODE}", "nodes": NODES}).auth_code.reveal() == "from-env"
 
 
-@pytest.mark.parametrize("entry,path,message", [
+@pytest.mark.parametrize(("entry", "path", "message"), [
     ({"nodes": NODES}, "rescue[0]", "credentials required"),
     ({"auth_code": "a", "email": "e@x", "password": "p", "nodes": NODES}, "rescue[0]",
      "not both"),

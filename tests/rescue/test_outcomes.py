@@ -7,12 +7,11 @@ from collections import Counter
 
 import pytest
 
+from exporter.simulators.rescue import GROUP_ID, PORTUGUESE, RescueSimulator
 from exporter.vendors.rescue.collector import RescueCollector
-from exporter.vendors.rescue.simulator import GROUP_ID, PORTUGUESE, RescueSimulator
 from exporter.vendors.rescue.statuses import OUTCOMES, STATUSES, outcome_of
 
-from .harness import Rig, rig
-from .test_collector import BOTH, NODES, by_status, histogram, poll_for, samples
+from .harness import BOTH, NODES, Rig, by_status, histogram, poll_for, rig, samples
 
 
 def expected_outcomes(sim: RescueSimulator, node: int, ref: str,

@@ -3,7 +3,6 @@ from __future__ import annotations
 import random
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -20,16 +19,7 @@ from exporter.vendors.rescue.parser import (
     parse_start_time,
 )
 
-# ../shared beside the repository, as in CI. A missing file is a failure, not a skip: a
-# check that cannot run must not pass.
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-DOC = SHARED / "vendor-docs/logmein-rescue-getsession.txt"
-CAPTURES = SHARED / "vendor-captures/rescue"
-
-
-def shared(path: Path) -> bytes:
-    assert path.is_file(), f"{path} is missing (CI has ../shared beside the repository)"
-    return path.read_bytes()
+from .harness import API_NS, CAPTURES, DOC, SOAP11, SOAP12, shared, soap
 
 # The doc's Output section, verbatim (wrapping and trailing space included).
 DOC_SAMPLE = (
@@ -235,7 +225,7 @@ def test_zone_is_used_by_parse_sessions() -> None:
     assert session.start_time == datetime(2024, 7, 1, 8, 0, tzinfo=UTC).timestamp()
 
 
-@pytest.mark.parametrize("body,code", [(b"OK", "OK"), (b"INVALID\r\n", "INVALID"),
+@pytest.mark.parametrize(("body", "code"), [(b"OK", "OK"), (b"INVALID\r\n", "INVALID"),
                                        (b"LIMITREACHED", "LIMITREACHED"), (b"ERROR", "ERROR")])
 def test_login_codes(body: bytes, code: str) -> None:
     assert parse_login(body) == code
@@ -356,7 +346,7 @@ def test_soap_captures_parse(name: str, expected: list[tuple[str, str, int]]) ->
 
 
 def test_doc_sample_captures_and_simulator_agree_on_columns() -> None:
-    from exporter.vendors.rescue.simulator import COLUMNS
+    from exporter.simulators.rescue import COLUMNS
 
     doc = parse_sessions(DOC_SAMPLE).columns
     assert COLUMNS[2] == doc  # the doc's sample is the v2 table
@@ -366,18 +356,6 @@ def test_doc_sample_captures_and_simulator_agree_on_columns() -> None:
 
 
 # -- SOAP replies ---------------------------------------------------------------------
-
-API_NS = "https://secure.logmeinrescue.com/API/API.asmx"
-SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
-SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
-
-
-def soap(inner: str, envelope: str = SOAP12, ns: str = API_NS,
-         result: str = "getSession_OK") -> bytes:
-    return (f'<soap:Envelope xmlns:soap="{envelope}"><soap:Body>'
-            f'<getSession_V3Response xmlns="{ns}"><getSession_V3Result>{result}'
-            f"</getSession_V3Result><aSessions>{inner}</aSessions></getSession_V3Response>"
-            "</soap:Body></soap:Envelope>").encode()
 
 
 def session_v3(sid: str = "1", status: str = "SESSION_WAITING", wait: str = "5",

@@ -5,13 +5,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from exporter.clock import FakeClock
 from exporter.config import parse_config
 from exporter.errors import ParseError
-from exporter.vendors.rescue import VENDOR
-from exporter.vendors.rescue.config import RescueAccount
-from exporter.vendors.rescue.parser import parse_sessions, parse_soap_sessions
-from exporter.vendors.rescue.simulator import (
+from exporter.simulators.clock import FakeClock
+from exporter.simulators.rescue import (
     CHANNELS,
     COLUMNS,
     GROUP_ID,
@@ -19,10 +16,12 @@ from exporter.vendors.rescue.simulator import (
     TECHNICIANS,
     RescueSimulator,
 )
+from exporter.vendors.rescue import VENDOR
+from exporter.vendors.rescue.config import RescueAccount
+from exporter.vendors.rescue.parser import parse_sessions, parse_soap_sessions
 from exporter.vendors.rescue.statuses import STATUSES
 
-from .harness import rig
-from .test_collector import histogram, samples
+from .harness import histogram, rig, samples
 
 
 async def post(sim: RescueSimulator, path: str, data: dict[str, str],

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from exporter.errors import ParseError
 from exporter.vendors.rescue.parser import parse_soap_login, parse_soap_sessions
 
-from .test_parser import CAPTURES, shared, soap
+from .harness import CAPTURES, shared, soap
 
 FAST = settings(max_examples=150, deadline=2000,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -8,11 +8,10 @@ from typing import Any
 
 import pytest
 
+from exporter.simulators.rescue import GROUP_ID
 from exporter.vendors.rescue.collector import RescueCollector
-from exporter.vendors.rescue.simulator import GROUP_ID
 
-from .harness import rig
-from .test_collector import BOTH, NODES, expected_waits, histogram, poll_for
+from .harness import BOTH, NODES, expected_waits, histogram, poll_for, rig
 
 
 def through_json(state: dict[str, Any] | None) -> dict[str, Any]:

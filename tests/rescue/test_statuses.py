@@ -15,7 +15,7 @@ from exporter.vendors.rescue.statuses import (
     outcome_of,
 )
 
-from .test_parser import SHARED, shared
+from .harness import SHARED, shared
 
 README = SHARED / "vendor-captures/README.md"
 

@@ -7,12 +7,12 @@ from collections import Counter
 import pytest
 from structlog.testing import capture_logs
 
-from exporter.clock import FakeClock
 from exporter.logs import get_logger
-from exporter.vendors.base import CollectorContext
+from exporter.simulators.clock import FakeClock
 from exporter.vendors.rescue.collector import RescueCollector
 from exporter.vendors.rescue.parser import Session, SessionList
 
+from ..support import ContextFactory, collector_context
 from .harness import account
 
 T0 = 1_767_225_600.0
@@ -20,9 +20,7 @@ T0 = 1_767_225_600.0
 
 def make() -> tuple[RescueCollector, FakeClock, Counter[str]]:
     clock, rejects = FakeClock(T0), Counter[str]()
-    ctx = CollectorContext(clock=clock, log=get_logger(), label_value_limit=5,
-                           reject=lambda reason, n: rejects.update({reason: n}),
-                           started_at=T0)
+    ctx = collector_context(clock, rejects, label_limit=5, started_at=T0, log=get_logger())
     return RescueCollector(account(), ctx), clock, rejects
 
 
@@ -207,10 +205,8 @@ def test_built_in_aliases_are_understood_without_config() -> None:
     assert not rejects
 
 
-def test_configured_aliases_win_over_built_in_ones() -> None:
-    clock = FakeClock(T0)
-    ctx = CollectorContext(clock=clock, log=get_logger(), label_value_limit=5,
-                           reject=lambda reason, n: None, started_at=T0)
+def test_configured_aliases_win_over_built_in_ones(make_context: ContextFactory) -> None:
+    ctx, _ = make_context(FakeClock(T0), label_limit=5, started_at=T0)
     c = RescueCollector(account(status_aliases={"Ativas": "On Hold"}), ctx)
     poll(c, 100, ("1", "Ativas", 1))
     assert c.nodes["337366"].counts[("On Hold",)] == 1
@@ -218,9 +214,7 @@ def test_configured_aliases_win_over_built_in_ones() -> None:
 
 def test_label_values_are_capped_scrubbed_and_overflow_counted_once() -> None:
     clock, rejects = FakeClock(T0), Counter[str]()
-    ctx = CollectorContext(clock=clock, log=get_logger(), label_value_limit=2,
-                           reject=lambda reason, n: rejects.update({reason: n}),
-                           started_at=T0)
+    ctx = collector_context(clock, rejects, label_limit=2, started_at=T0, log=get_logger())
     c = RescueCollector(account(labels=["technician", "channel"]), ctx)
     rows(c, 100,
          Session(id="1", status="x" * 100_000, technician="code-123", channel="c" * 500),

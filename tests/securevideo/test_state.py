@@ -5,17 +5,28 @@ outlasts the rolling window; a state that does not fit is refused whole."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from exporter.clock import FakeClock
+from exporter.simulators.clock import FakeClock
+from exporter.simulators.securevideo import SecureVideoSimulator
 from exporter.vendors.securevideo.collector import SecureVideoCollector
-from exporter.vendors.securevideo.simulator import SecureVideoSimulator
 
-from .helpers import Harness, account, harness, pick, samples, served, total
-from .test_sv_collector_sim import NEW_YEARS_EVE, Truth, assert_matches
+from .harness import (
+    NEW_YEARS_EVE,
+    Harness,
+    Truth,
+    account,
+    assert_matches,
+    harness,
+    pick,
+    samples,
+    served,
+    total,
+)
 
 
 def through_json(state: dict[str, Any] | None) -> dict[str, Any]:
@@ -27,7 +38,7 @@ def through_json(state: dict[str, Any] | None) -> dict[str, Any]:
 
 
 async def poll(h: Harness, c: SecureVideoCollector, sim: SecureVideoSimulator, truth: Truth,
-               counted_from: float, steps: list[float], feed_days: int = 2) -> None:
+               counted_from: float, steps: Sequence[float], feed_days: int = 2) -> None:
     for step in steps:
         h.clock.advance(step)
         await c.collect(h.upstream)
@@ -93,7 +104,7 @@ async def test_a_catch_up_still_pending_at_shutdown_stays_pending() -> None:
         second = h.collector(account(url))
         second.restore(saved)
         sim.faults.inject("http_500")
-        with pytest.raises(Exception):  # noqa: B017 - the feed fails, the catch-up waits
+        with pytest.raises(Exception):  # noqa: B017, PT011 - the feed fails, the catch-up waits
             await second.collect(h.upstream)
         assert through_json(second.state())["fed_until"] == NEW_YEARS_EVE
 

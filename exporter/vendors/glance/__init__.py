@@ -6,7 +6,6 @@ from ..base import Vendor
 from .collector import GlanceCollector
 from .config import GlanceAccount, parse_account
 from .metrics import FAMILIES
-from .simulator import GlanceSimulator
 
 VENDOR = Vendor(
     name="glance",
@@ -14,7 +13,6 @@ VENDOR = Vendor(
     parse_account=parse_account,
     new_collector=GlanceCollector,
     families=FAMILIES,
-    new_simulator=GlanceSimulator,
 )
 
-__all__ = ["VENDOR", "GlanceAccount", "GlanceCollector", "GlanceSimulator"]
+__all__ = ["VENDOR", "GlanceAccount", "GlanceCollector"]

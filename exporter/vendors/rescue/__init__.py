@@ -6,7 +6,6 @@ from ..base import Vendor
 from .collector import RescueCollector
 from .config import parse_account
 from .metrics import FAMILIES
-from .simulator import RescueSimulator
 
 VENDOR = Vendor(
     name="rescue",
@@ -14,7 +13,6 @@ VENDOR = Vendor(
     parse_account=parse_account,
     new_collector=RescueCollector,
     families=FAMILIES,
-    new_simulator=RescueSimulator,
 )
 
 __all__ = ["VENDOR"]

@@ -161,7 +161,7 @@ class RescueClient:
                                  f"LIMITREACHED earlier; not logging in for {wait:.0f}s",
                                  retry_after=wait)
         email, password = self.account.email, self.account.password
-        assert email is not None and password is not None  # config guarantees it
+        assert email is not None and password is not None  # noqa: S101 - config guarantees it
         self.logins += 1
         if self.account.uses_soap:
             # The doc's PHP and C# SOAP samples: `login`, then the same cookie container.

@@ -6,7 +6,6 @@ from ..base import Vendor
 from .collector import SecureVideoCollector
 from .config import parse_account
 from .metrics import FAMILIES
-from .simulator import SecureVideoSimulator
 
 VENDOR = Vendor(
     name="securevideo",
@@ -14,7 +13,6 @@ VENDOR = Vendor(
     parse_account=parse_account,
     new_collector=SecureVideoCollector,
     families=FAMILIES,
-    new_simulator=SecureVideoSimulator,
 )
 
 __all__ = ["VENDOR"]

@@ -392,7 +392,7 @@ class MonthCounter:
         except UnicodeDecodeError:
             raise ParseError("History reply is not UTF-8 text") from None
 
-    def _scan(self, final: bool) -> None:
+    def _scan(self, final: bool) -> None:  # noqa: C901 - one scanner loop, its states side by side
         text, pos, state = self._buffer, 0, self._state
         size = len(text)
         while state not in ("object", "over"):

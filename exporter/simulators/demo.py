@@ -8,8 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
-from .clock import Clock
-from .vendors.base import Simulator, Vendor
+from ..clock import Clock
+from .base import Simulator, SimulatorFactory
 
 
 @dataclass
@@ -31,16 +31,17 @@ class DemoWorld:
 
 
 async def start_world(
-    vendors: Mapping[str, Vendor],
+    simulators: Mapping[str, SimulatorFactory],
     clock: Clock,
     seed: int = 1,
     fault_rates: Mapping[str, float] | None = None,
 ) -> DemoWorld:
-    """Start one simulator per vendor on 127.0.0.1, each on a free port; `fault_rates`
-    makes that share of each vendor's replies fail, so dashboards show failures."""
+    """Start one simulator per vendor (`SIMULATORS`, by vendor name) on 127.0.0.1, each
+    on a free port; `fault_rates` makes that share of each vendor's replies fail, so
+    dashboards show failures."""
     world = DemoWorld()
-    for offset, (name, vendor) in enumerate(vendors.items()):
-        simulator = vendor.new_simulator(clock, seed + offset)
+    for offset, (name, new_simulator) in enumerate(simulators.items()):
+        simulator = new_simulator(clock, seed + offset)
         rate = (fault_rates or {}).get(name, 0.0)
         if rate:
             simulator.set_fault_rate(rate)
@@ -55,7 +56,7 @@ async def start_world(
     return world
 
 
-def parse_fault_rates(text: str, vendors: Mapping[str, Vendor]) -> dict[str, float]:
+def parse_fault_rates(text: str, vendors: Mapping[str, object]) -> dict[str, float]:
     """``0.02`` for every vendor, or ``glance=0.1,rescue=0`` per vendor."""
     if "=" not in text:
         rate = _rate(text)

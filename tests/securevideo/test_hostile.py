@@ -16,17 +16,16 @@ from typing import Any
 from urllib.parse import quote, quote_plus
 
 import pytest
-import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from exporter.clock import FakeClock
 from exporter.errors import UpstreamError
+from exporter.simulators.clock import FakeClock
 from exporter.snapshot import render
-from exporter.vendors.base import CollectorContext
 from exporter.vendors.securevideo.collector import SecureVideoCollector
 
-from .helpers import Harness, account, harness, pick, samples, total
+from ..support import collector_context
+from .harness import Harness, account, harness, pick, samples, total
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC).timestamp()
 KEY = "sv-hostile-key+/=&?"
@@ -77,11 +76,7 @@ async def vendor() -> AsyncIterator[tuple[Vendor, str]]:
 
 
 def collector(h: Harness, url: str, **ctx: Any) -> SecureVideoCollector:
-    def reject(reason: str, count: int) -> None:
-        h.rejected[reason] += count
-
-    context = CollectorContext(clock=h.clock, log=structlog.get_logger(), label_value_limit=50,
-                               reject=reject, started_at=0.0, **ctx)
+    context = collector_context(h.clock, h.rejected, started_at=0.0, label_limit=50, **ctx)
     acct = account(url, api_key=KEY, api_secret=SECRET)
     return SecureVideoCollector(acct, context)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,17 +16,17 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from prometheus_client.core import Metric
 
-from exporter.clock import FakeClock
 from exporter.config import AccountCommon, Fields, GlobalConfig
 from exporter.http import Upstream, new_client_session
 from exporter.selfmetrics import SelfMetrics
-from exporter.vendors.base import CollectorContext
+from exporter.simulators.clock import FakeClock
+from exporter.simulators.glance import DEMO_API_KEY, DEMO_PARTNER_ID, GlanceSimulator, SimSession
 from exporter.vendors.glance.client import GlanceClient
 from exporter.vendors.glance.collector import GlanceCollector
 from exporter.vendors.glance.config import GlanceAccount, parse_account
-from exporter.vendors.glance.simulator import DEMO_API_KEY, DEMO_PARTNER_ID, GlanceSimulator
 
 from ..mocking import mocked
+from ..support import collector_context
 
 __all__ = ["mocked"]
 
@@ -33,6 +34,7 @@ __all__ = ["mocked"]
 # 2026-03-10 15:00 UTC: New York is on EDT (UTC-4) since 2026-03-08.
 NOON_ISH = datetime(2026, 3, 10, 15, 0, tzinfo=UTC).timestamp()
 
+OUTCOMES = ("answered", "abandoned", "timed_out", "transferred", "other")
 SAMPLES = Path(__file__).parent / "samples"
 _MANGLED = re.compile(r"\[(https?://[^\]\s]+)\]\(\1\)")
 
@@ -81,7 +83,7 @@ class Harness:
     server: TestServer
     session: aiohttp.ClientSession
     metrics: SelfMetrics = field(default_factory=SelfMetrics)
-    rejects: dict[str, int] = field(default_factory=dict)
+    rejects: Counter[str] = field(default_factory=Counter)
     log: RecordingLog = field(default_factory=RecordingLog)
 
     @property
@@ -108,15 +110,8 @@ class Harness:
     ) -> GlanceCollector:
         account = make_account(self.base_url, name=name, **fields)
 
-        def reject(reason: str, count: int) -> None:
-            self.rejects[reason] = self.rejects.get(reason, 0) + count
-
-        ctx = CollectorContext(
-            clock=self.clock, log=self.log,  # type: ignore[arg-type]
-            label_value_limit=label_limit, reject=reject,
-            started_at=self.clock.time() if started_at is None else started_at,
-            **(limits or {}),
-        )
+        ctx = collector_context(self.clock, self.rejects, started_at=started_at,
+                                label_limit=label_limit, log=self.log, **(limits or {}))
         client = GlanceClient(account.common.base_url, account.partner_id, account.api_key,
                               page_size=page_size, max_records=ctx.max_records_per_reply)
         return GlanceCollector(account, ctx, client=client)
@@ -158,3 +153,41 @@ def by_label(
         d = dict(labels)
         out[tuple(d[n] for n in names)] = value
     return out
+
+
+def completed(c: GlanceCollector) -> dict[tuple[str, ...], float]:
+    return by_label(series(c.families(), "glance_sessions_completed_total"),
+                    "session_type", "status")
+
+
+def assert_feed_matches(h: Harness, c: GlanceCollector, lo: float) -> None:
+    """Counts, durations and waits per session type and outcome equal the simulator's
+    ground truth for the sessions that ended in [lo, now], exactly."""
+    ended = h.sim.completed_ended(lo, h.clock.time())
+    assert ended, "the simulator should have completed sessions in the range"
+    assert nonzero(completed(c)) == truth(ended)
+    families = list(c.families())
+    readers: tuple[tuple[str, Callable[[SimSession], float | None]], ...] = (
+        ("duration", lambda s: s.duration), ("wait", lambda s: s.observed_wait))
+    for name, value in readers:
+        counts = by_label(series(families, f"glance_session_{name}_seconds_count"),
+                          "session_type", "outcome")
+        sums = by_label(series(families, f"glance_session_{name}_seconds_sum"),
+                        "session_type", "outcome")
+        types = {t for t, _ in counts}
+        assert types >= {"C", "G", "V"}
+        assert set(counts) == {(t, o) for t in types for o in OUTCOMES}, "zero-filled"
+        for session_type in types:
+            for outcome in OUTCOMES:
+                mine = [v for s in ended if s.type == session_type
+                        and s.outcome == outcome and (v := value(s)) is not None]
+                assert counts[(session_type, outcome)] == len(mine), (name, outcome)
+                assert sums[(session_type, outcome)] == sum(mine), (name, outcome)
+
+
+def truth(sessions: list[SimSession]) -> dict[tuple[str, ...], float]:
+    return {k: float(v) for k, v in Counter((s.type, s.final_status) for s in sessions).items()}
+
+
+def nonzero(counts: dict[tuple[str, ...], float]) -> dict[tuple[str, ...], float]:
+    return {k: v for k, v in counts.items() if v}

@@ -3,74 +3,36 @@ simulator's own ground truth (its world model, not its HTTP replies)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-import shutil
 import subprocess
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from prometheus_client.core import Metric
 
-from exporter.clock import FakeClock
 from exporter.errors import UpstreamError
+from exporter.simulators.clock import FakeClock
+from exporter.simulators.securevideo import SecureVideoSimulator
+from exporter.simulators.securevideo_world import World
 from exporter.snapshot import render
-from exporter.vendors.securevideo.collector import BILLABLE_STATUSES, SecureVideoCollector
-from exporter.vendors.securevideo.simulator import SecureVideoSimulator
-from exporter.vendors.securevideo.world import World
+from exporter.vendors.securevideo.collector import BILLABLE_STATUSES
 
-from .helpers import account, harness, pick, samples, served, total
-
-NEW_YEARS_EVE = datetime(2025, 12, 31, 22, 30, tzinfo=UTC).timestamp()
-
-
-@dataclass
-class Truth:
-    """What an exporter started at `started_at` and polling at the given times must show."""
-
-    sessions: Counter[tuple[str, str, str]] = field(default_factory=Counter)
-    durations: dict[str, list[float]] = field(default_factory=dict)
-    waits: dict[str, list[float]] = field(default_factory=dict)
-    consults: dict[str, list[float]] = field(default_factory=dict)
-    start_delays: dict[str, list[float]] = field(default_factory=dict)
-    early_starts: Counter[str] = field(default_factory=Counter)
-    _counted: set[int] = field(default_factory=set)
-    _timed: set[int] = field(default_factory=set)
-    _waited: set[int] = field(default_factory=set)
-
-    def poll(self, world: World, t: float, started_at: float, feed_days: int = 2) -> None:
-        t_ms = int(t * 1000)
-        today = datetime.fromtimestamp(t, UTC).replace(hour=0, minute=0, second=0,
-                                                       microsecond=0)
-        low = int((today - timedelta(days=feed_days - 1)).timestamp() * 1000)
-        high = int(today.timestamp() * 1000) + 86_399_000
-        for s in world.visible(t):
-            if s.billable_ms is None or not s.connected(t_ms):
-                continue
-            if not low <= s.billable_ms < high or s.billable_ms / 1000 < started_at:
-                continue
-            sid, provider = s.session_id, s.provider_at(t_ms)
-            if sid not in self._counted:
-                self._counted.add(sid)
-                status = s.status_at(t_ms)
-                assert status is not None
-                self.sessions[(status, s.schedule_type, provider)] += 1
-                if s.schedule_type in ("Scheduled", "Rescheduled"):
-                    # The simulator's times are whole milliseconds: exact in seconds.
-                    delay = (s.billable_ms - s.schedule_ms) / 1000
-                    self.early_starts[s.schedule_type] += delay < 0
-                    self.start_delays.setdefault(s.schedule_type, []).append(max(0.0, delay))
-            duration, wait = s.duration_at(t_ms), s.wait_at(t_ms)
-            if duration is not None and sid not in self._timed:
-                self._timed.add(sid)
-                self.durations.setdefault(provider, []).append(duration * 60.0)
-            if wait is not None and sid not in self._waited:
-                self._waited.add(sid)
-                self.waits.setdefault(provider, []).append(wait * 60.0)
-                # WaitTime is null exactly when DurationMinutes is: both known at once.
-                assert duration is not None
-                self.consults.setdefault(provider, []).append(max(0, duration - wait) * 60.0)
+from ..support import require_tool
+from .harness import (
+    NEW_YEARS_EVE,
+    Samples,
+    Truth,
+    account,
+    assert_matches,
+    harness,
+    pick,
+    samples,
+    served,
+    total,
+)
 
 
 def in_progress(world: World, t: float, feed_days: int = 2) -> int:
@@ -93,36 +55,6 @@ def month_truth(world: World, t: float) -> dict[str, float]:
             assert status is not None
             counts[status] += 1
     return {k: float(v) for k, v in counts.items()}
-
-
-def assert_matches(c: SecureVideoCollector, truth: Truth) -> None:
-    m = samples(c.families())
-    got = Counter({
-        (d["billable_status"], d["schedule_type"], d["provider"]): int(v)
-        for d, v in ((dict(k), v) for k, v in pick(m, "securevideo_sessions_total").items())
-    })
-    assert got == truth.sessions
-    for name, observed in (("securevideo_session_duration_seconds", truth.durations),
-                           ("securevideo_session_wait_seconds", truth.waits),
-                           ("securevideo_session_consult_seconds", truth.consults)):
-        for provider in ("Zoom", "One-Click", "VSee"):
-            values = observed.get(provider, [])
-            assert total(m, f"{name}_count", provider=provider) == len(values)
-            assert total(m, f"{name}_sum", provider=provider) == pytest.approx(sum(values))
-            le_600 = m.get((f"{name}_bucket", (("account", "clinic"), ("le", "600.0"),
-                                                ("provider", provider))), 0.0)
-            assert le_600 == sum(1 for v in values if v <= 600)
-    delay = "securevideo_session_start_delay_seconds"
-    for schedule_type in ("Scheduled", "Rescheduled"):
-        values = truth.start_delays.get(schedule_type, [])
-        assert total(m, f"{delay}_count", schedule_type=schedule_type) == len(values)
-        assert total(m, f"{delay}_sum", schedule_type=schedule_type) == pytest.approx(sum(values))
-        for le in ("5.0", "20.0", "60.0", "180.0"):  # early starts are zeros under 5
-            bucket = m[(f"{delay}_bucket", (("account", "clinic"), ("le", le),
-                                             ("schedule_type", schedule_type)))]
-            assert bucket == sum(1 for v in values if v <= float(le))
-        assert total(m, "securevideo_session_early_starts_total",
-                     schedule_type=schedule_type) == truth.early_starts[schedule_type]
 
 
 def poll_times(start: float, steps: Iterable[float]) -> list[float]:
@@ -256,7 +188,9 @@ async def test_faults_map_to_reasons_and_nothing_is_lost(fault: str, reason: str
         assert h.failures() == {("history", reason): 1.0}
 
 
-async def test_bad_credentials_are_an_auth_failure_with_the_vendor_message() -> None:
+async def test_bad_credentials_are_an_auth_failure_with_the_vendor_message(
+    read_metrics: Callable[[Iterable[Metric]], Samples],
+) -> None:
     clock = FakeClock(NEW_YEARS_EVE)
     sim = SecureVideoSimulator(clock, seed=3)
     async with harness(clock) as h, served(sim) as url:
@@ -267,7 +201,7 @@ async def test_bad_credentials_are_an_auth_failure_with_the_vendor_message() -> 
     assert caught.value.message == ("HTTP 401: Authorization has been denied for this "
                                     "request.")
     assert "wrong-secret-value" not in str(caught.value)
-    assert total(samples(c.families()), "securevideo_sessions_total") == 0
+    assert total(read_metrics(c.families()), "securevideo_sessions_total") == 0
 
 
 async def test_host_user_and_participant_filters_reach_the_simulator() -> None:
@@ -280,7 +214,7 @@ async def test_host_user_and_participant_filters_reach_the_simulator() -> None:
                 if s.host_user_id == 3 and s.billable_ms is not None
                 and s.connected(int(clock.time() * 1000)))
     assert total(samples(c.families()), "securevideo_sessions_total") == truth > 0
-    assert sim.requests[-2:] == [{"startDt": "2025-12-30", "endDt": "2025-12-31"},
+    assert list(sim.requests)[-2:] == [{"startDt": "2025-12-30", "endDt": "2025-12-31"},
                                  {"month": "2025-12-01"}]
 
 
@@ -304,8 +238,8 @@ async def test_demo_every_metric_is_non_zero_within_a_minute(offset: float) -> N
         assert total(m, name) > 0, name
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
 async def test_exposition_passes_promtool_check_metrics() -> None:
+    require_tool("promtool")
     clock = FakeClock(NEW_YEARS_EVE)
     sim = SecureVideoSimulator(clock, seed=1)
     async with harness(clock) as h, served(sim) as url:
@@ -315,6 +249,6 @@ async def test_exposition_passes_promtool_check_metrics() -> None:
             clock.advance(20)
     text = render(c.families()).text
     assert b"securevideo_session_wait_seconds_bucket" in text
-    result = subprocess.run(["promtool", "check", "metrics"], input=text,
-                            capture_output=True, check=False, timeout=60)
+    result = await asyncio.to_thread(subprocess.run, ["promtool", "check", "metrics"],
+                                     input=text, capture_output=True, check=False, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr

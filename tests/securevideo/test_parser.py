@@ -19,35 +19,7 @@ from exporter.vendors.securevideo.parser import (
     parse_timestamp,
 )
 
-# The History JSON example from the vendor document, verbatim.
-DOC_SAMPLE = b"""[
-{
-"SessionId": 105236,
-"ScheduleTs": "2016-11-03T21:45:09.467",
-"BillableTs": "2016-11-03T21:46:16.1",
-"DurationMinutes": 25,
-"WaitTime": 4,
-"BillableStatusCd": "BILL",
-"ScheduleType": "OnDemand",
-"UserId": 4,
-"UsageDescription": "Aaron Johnson Session #105236 with Trevor Stamp - Counted Session",
-"ScheduledByUserId": 332,
-"ReportableMeetingProvider": "Zoom"
-},
-{
-"SessionId": 105022,
-"ScheduleTs": "2016-11-03T22:00:00",
-"BillableTs": "2016-11-03T21:56:30.72",
-"DurationMinutes": 31,
-"WaitTime": 0,
-"BillableStatusCd": "SVCO",
-"ScheduleType": "Rescheduled",
-"UserId": 1,
-"UsageDescription": "Iam Demo Session #105022 with George Washington, Alexander Hamilton, James Madison - Session with SecureVideo.com - does not count towards billable limits",
-"ScheduledByUserId": null,
-"ReportableMeetingProvider": "One-Click"
-}
-]"""  # noqa: E501
+from .harness import DOC_SAMPLE
 
 NOV_3_2016 = 1478131200  # 2016-11-03T00:00:00Z
 

@@ -23,20 +23,11 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from lxml import etree
 
-from ...clock import Clock
-from ...errors import ParseError
-from ...faults import Faults
-from ...xmlsafe import parse_xml
-from ..base import Simulator
-from .statuses import (
-    API_NAMESPACE,
-    SOAP11_NAMESPACE,
-    SOAP12_NAMESPACE,
-    SOAP_GET_SESSION_CODES,
-    SOAP_STATUSES,
-    WAITING,
-    outcome_of,
-)
+from ..clock import Clock
+from ..errors import ParseError
+from ..xmlsafe import parse_xml
+from .base import RECENT_REQUESTS, Simulator
+from .faults import Faults
 
 GROUP_ID = 337366  # a technician group holding every technician and channel
 
@@ -80,11 +71,58 @@ PORTUGUESE = {
     "Transferred": "Transferida",
 }
 YES = {"en": "yes", "pt": "sim"}
-# The enum each English status is answered with over SOAP: the first enum value our table
-# places on it, SESSION_CONNECTING being the plain one.
-SOAP_ENUM = {status: enum for enum, status in reversed(list(SOAP_STATUSES.items()))}
-SOAP_ENUM["Connecting"] = "SESSION_CONNECTING"
-SOAP_RESULT = {code: result for result, code in SOAP_GET_SESSION_CODES.items()}
+# The vendor's names, written here rather than imported from the client (a wrong
+# constant in the client must be caught by this double, not shared with it). The text API
+# and its statuses are in ../shared/vendor-docs/logmein-rescue-getsession.txt; the SOAP
+# namespaces are the service's WSDL (https://secure.logmeinrescue.com/api/api.asmx?wsdl,
+# named by that doc) and SOAP 1.1/1.2; the SOAP enum and result names are the ones seen
+# on the wire and in the public clients the doc's samples come from.
+API_NAMESPACE = "https://secure.logmeinrescue.com/API/API.asmx"
+SOAP11_NAMESPACE = "http://schemas.xmlsoap.org/soap/envelope/"
+SOAP12_NAMESPACE = "http://www.w3.org/2003/05/soap-envelope"
+WAITING = "Waiting"
+# The enum each English status is answered with over SOAP.
+SOAP_ENUM = {
+    "Aborted": "SESSION_ABORTED_TECHDELETEDORDISABLED",
+    "Active": "SESSION_PICKEDUP",
+    "Closed by active customer": "SESSION_CLOSEDBYACTIVECUSTOMER",
+    "Closed by customer": "SESSION_CLOSEDBYCUSTOMER",
+    "Closed by technician": "SESSION_CLOSEDBYTECHNICIAN",
+    "Closed by waiting customer": "SESSION_CUSTOMERLEFTSESSION_WASNOTPICKEDUP",
+    "Connecting": "SESSION_CONNECTING",
+    "Disconnected": "SESSION_CLOSED_DURINGRECONNECTING",
+    "Not available": "SESSION_STATUS_NOT_SUPPORTED_VALUE",
+    "Offline": "SESSION_OFFLINE",
+    "On Hold": "SESSION_ONHOLD",
+    "Rebooted": "SESSION_CLOSED_DURINGREBOOTING",
+    "Rebooting": "SESSION_REBOOTING",
+    "Reconnecting": "SESSION_CONNECTIONPROBLEM",
+    "Timed out": "SESSION_WAITINGTIMEOUT_PICKEDUP",
+    "Timed out: closed by technician":
+        "SESSION_TIMEOUT_TECHCONNECTIONLOSTORSESSIONWASNOTCLOSEDBYTECH",
+    "Transferred": "SESSION_CLOSED_TRANSFERREDANOTHERTECH_WITHOUTPICKUP",
+    "Transferring": "SESSION_TRANSFERINGBUTNOTPICKEDUP",
+    "Waiting": "SESSION_WAITING",
+}
+# The text API's return value -> the SOAP getSessionResult saying the same.
+SOAP_RESULT = {
+    "OK": "getSession_OK",
+    "ERROR": "getSession_Error",
+    "NOTLOGGEDIN": "getSession_NotLoggedIn",
+    "INVALIDPARAM_NODE": "getSession_InvalidParam_NodeID",
+    "INVALID_SECRETAUTHCODE": "getSession_Invalid_SecretAuthCode",
+    "USER_DELETED_OR_DISABLED": "getSession_User_Deleted_Or_Disabled",
+}
+# The truth of each wait this world ends, by the status the session moves to (issue 14's
+# outcomes): a technician picked it up, the customer left, the queue timed out, it was
+# sent on. Anything else, and leaving the list, says nothing: `other`.
+WAIT_OUTCOME_OF = {
+    "Connecting": "answered",
+    "Active": "answered",
+    "Closed by waiting customer": "abandoned",
+    "Timed out": "timed_out",
+    "Transferring": "transferred",
+}
 SOAP_FIELDS = ("iID", "bStatus", "sStatus", "iEntry", "sEntry", "iTechnician", "sTechnician",
                "sStartTime", "iWaitingTimeInSec", "sCustomField0", "sCustomField1",
                "sCustomField2", "sCustomField3", "sCustomField4", "sCustomField5",
@@ -163,7 +201,7 @@ class SimSession:
         """(entered Waiting, left Waiting, outcome) for every wait of this session."""
         nexts: list[str | None] = [status for status, _ in self.path[1:]] + [None]
         ends = [at for _, at in self.path[1:]] + [self.gone_at]
-        return [(at, end, outcome_of(after))
+        return [(at, end, WAIT_OUTCOME_OF.get(after or "", "other"))
                 for (status, at), end, after in zip(self.path, ends, nexts, strict=True)
                 if status == WAITING]
 
@@ -198,7 +236,8 @@ class RescueSimulator(Simulator):
         # tests and the demo). Its own generator: the world's draws must not depend on it.
         self.expire_rate = 0.0
         self._expiry_rng = random.Random(seed + 2)
-        self.requests: list[RecordedRequest] = []
+        # The latest requests, for tests; bounded, as the demo runs for days.
+        self.requests: deque[RecordedRequest] = deque(maxlen=RECENT_REQUESTS)
         self._new_cookie: str | None = None  # set by a successful login, sent once
         self.live: list[SimSession] = []
         self.finished: deque[SimSession] = deque(maxlen=5000)
@@ -398,8 +437,8 @@ class RescueSimulator(Simulator):
         columns = COLUMNS[ENDPOINTS[request.path]]
         # The captures' layout: LF line ends, every line ending with `|`.
         lines = ["OK", "", "|".join(columns) + "|"]
-        for row in self.rows(node, ref, now):
-            lines.append("|".join(row.get(c, "") for c in columns) + "|")
+        lines.extend("|".join(row.get(c, "") for c in columns) + "|"
+                     for row in self.rows(node, ref, now))
         response = _text("\n".join(lines) + "\n")
         response.headers[WORLD_TIME_HEADER] = str(now)
         return response
@@ -500,7 +539,7 @@ class RescueSimulator(Simulator):
     def _rows(self, s: SimSession, now: int) -> list[dict[str, str]]:
         """The session's lead row, and its helper's row once the helper has joined."""
         seg = s.segment(now)
-        assert seg is not None
+        assert seg is not None  # noqa: S101 - rows() lists only sessions present at t
         status, since = seg
         # Waiting (and never picked-up Offline) channel rows have technician 0, no name.
         shown_tech = s.channel is None or now >= s.picked_up_at

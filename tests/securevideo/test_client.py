@@ -9,14 +9,18 @@ import pytest
 from aioresponses import aioresponses as _aioresponses
 from yarl import URL
 
-from exporter.clock import FakeClock
 from exporter.errors import UpstreamError
 from exporter.logs import get_logger
+from exporter.simulators.clock import FakeClock
 from exporter.vendors.base import CollectorContext
 from exporter.vendors.securevideo.client import FEED, MONTH, HistoryClient
 
 from ..mocking import mocked as aioresponses
-from .helpers import Harness, account, harness
+from .harness import Harness, account, harness
+
+
+def ignore_rejects(reason: str, count: int) -> None:
+    """Rejected records are not what these tests look at."""
 
 BASE = "https://api.securevideo.com"
 KEY, SECRET = "sv-ident-123", "sv-secret-XYZ-987"
@@ -34,7 +38,7 @@ async def h() -> AsyncIterator[Harness]:
 
 def client(**fields: object) -> HistoryClient:
     ctx = CollectorContext(clock=FakeClock(), log=get_logger(test="securevideo"),
-                           label_value_limit=50, reject=lambda reason, count=1: None,
+                           label_value_limit=50, reject=ignore_rejects,
                            started_at=0.0)
     return HistoryClient(account(BASE, api_key=KEY, api_secret=SECRET, **fields), ctx)
 

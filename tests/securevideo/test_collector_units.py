@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from exporter.clock import FakeClock
 from exporter.errors import UpstreamError
 from exporter.http import Upstream
+from exporter.simulators.clock import FakeClock
 from exporter.vendors.securevideo.collector import SecureVideoCollector
 from exporter.vendors.securevideo.parser import HistoryPage, HistoryRecord, MonthCounts
 
-from .helpers import Harness, account, harness, pick, samples, total
+from .harness import Harness, account, harness, pick, samples, total
 
 BASE = "https://api.securevideo.com"
 

@@ -9,15 +9,15 @@ from typing import Any
 import aiohttp
 import pytest
 
-from exporter.clock import FakeClock
-from exporter.vendors.securevideo.parser import parse_history
-from exporter.vendors.securevideo.simulator import (
+from exporter.simulators.clock import FakeClock
+from exporter.simulators.securevideo import (
     DEMO_API_KEY,
     DEMO_API_SECRET,
     SecureVideoSimulator,
 )
+from exporter.vendors.securevideo.parser import parse_history
 
-from .helpers import served
+from .harness import served
 
 START = datetime(2026, 2, 27, 21, tzinfo=UTC).timestamp()
 AUTH = {"Authorization": "Basic " + base64.b64encode(

@@ -5,15 +5,16 @@ from __future__ import annotations
 import hmac
 import json
 import re
+from collections import deque
 from datetime import date
 from typing import Any
 
 from aiohttp import BasicAuth, hdrs, web
 
-from ...clock import Clock
-from ...faults import Faults
-from ..base import Simulator
-from .world import World
+from ..clock import Clock
+from .base import RECENT_REQUESTS, Simulator
+from .faults import Faults
+from .securevideo_world import World
 
 DEMO_API_KEY = "demo-securevideo-id"
 DEMO_API_SECRET = "demo-securevideo-secret"  # fixed: the demo and its docs use it
@@ -64,7 +65,8 @@ class SecureVideoSimulator(Simulator):
         self.started = clock.time()
         self.world = World(seed, self.started - history)
         self.world.advance_to(self.started)
-        self.requests: list[dict[str, str]] = []  # query parameters, for tests
+        # Query parameters of the latest requests, for tests; bounded for the demo.
+        self.requests: deque[dict[str, str]] = deque(maxlen=RECENT_REQUESTS)
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self.faults.middleware()])

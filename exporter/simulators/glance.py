@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import random
 import re
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -20,11 +21,20 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from lxml import etree
 
-from ...clock import Clock
-from ...faults import Faults
-from ..base import Simulator
-from .client import MAX_WINDOW, OPERATIONS, PAGE_SIZE
-from .parser import NS
+from ..clock import Clock
+from .base import RECENT_REQUESTS, Simulator
+from .faults import Faults
+
+# The vendor's limits and names, from ../shared/vendor-docs/glance-activity-service.txt,
+# written here rather than imported from the client: a wrong constant in the client must
+# be caught by this double, not shared with it.
+NS = "http://www.glancenetworks.com/services"  # every reply's xmlns
+OPERATIONS = (  # the six methods of the Activity Service
+    "PartnerActiveSessions", "PartnerSessionCounts", "PartnerSessionCountsEnding",
+    "PartnerCompletedSessions", "PartnerCompletedSessionsEnding", "PartnerUserSessions",
+)
+MAX_WINDOW = 31 * 86400  # "The maximum range is 31 days."
+PAGE_SIZE = 1000  # nResults "must be between 1 and 1000"
 
 DEMO_PARTNER_ID = 20417
 DEMO_API_KEY = "demo-glance-api-key-not-secret"  # public on purpose: the simulator's only key
@@ -57,6 +67,9 @@ UNJOINED_STATUSES: Mapping[str, float] = {"Q": 0.4, "T": 0.3, "X": 0.2, "L": 0.0
 # Share of sessions no agent ever joins.
 UNJOINED_SHARE = 0.12
 MAX_LIFETIME = 600 + 7200 + 1  # longest wait + longest active time, seconds
+# Sessions older than this are forgotten, so a demo that runs for months stays small: three
+# of the doc's 31-day windows back, more than any query of ours or of a test reaches.
+RETENTION = 3 * MAX_WINDOW
 END_STYLES = ("empty_page", "zero", "same")
 # Every reply says at which instant of the world it was computed, so a test running the
 # real clock can tell exactly what a poll could have seen.
@@ -142,7 +155,8 @@ class GlanceSimulator(Simulator):
         self.api_key = api_key
         self.end_style = end_style
         self.rate = rate
-        self.requests: list[tuple[str, dict[str, str]]] = []
+        # The latest requests (operation, parameters), for tests; bounded for the demo.
+        self.requests: deque[tuple[str, dict[str, str]]] = deque(maxlen=RECENT_REQUESTS)
         self._rng = random.Random(seed)
         self._types = session_types
         self._finals = final_statuses
@@ -152,6 +166,8 @@ class GlanceSimulator(Simulator):
         self._starts: list[int] = []
         self._next_id = 61_000_000
         self._now = clock.time() - history
+        # Never forget what the caller asked to have in the past (the benchmarks' long feeds).
+        self._retention = max(RETENTION, history + MAX_LIFETIME)
         self._next_arrival = self._now
         self.advance()
 
@@ -164,7 +180,15 @@ class GlanceSimulator(Simulator):
             self._arrive(int(self._next_arrival))
             self._next_arrival += self._rng.expovariate(self.rate)
         self._now = max(self._now, now)
+        self._forget(self._now - self._retention)
         return self._now
+
+    def _forget(self, before: float) -> None:
+        """Drop sessions that started before `before`, in batches (cheap per request)."""
+        if self._starts and self._starts[0] < before:
+            i = bisect.bisect_left(self._starts, before)
+            if i >= 1000 or i == len(self._starts):
+                del self._starts[:i], self._sessions[:i]
 
     def _arrive(self, start: int) -> None:
         rng = self._rng

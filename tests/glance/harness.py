@@ -112,8 +112,7 @@ class Harness:
 
         ctx = collector_context(self.clock, self.rejects, started_at=started_at,
                                 label_limit=label_limit, log=self.log, **(limits or {}))
-        client = GlanceClient(account.common.base_url, account.partner_id, account.api_key,
-                              page_size=page_size, max_records=ctx.max_records_per_reply)
+        client = GlanceClient(account, ctx, page_size=page_size)
         return GlanceCollector(account, ctx, client=client)
 
     def failures(self, reason: str | None = None) -> dict[tuple[str, ...], float]:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -8,7 +9,6 @@ from urllib.parse import quote, quote_plus
 import pytest
 from yarl import URL
 
-from exporter.config import Secret
 from exporter.errors import UpstreamError
 from exporter.http import Upstream, new_client_session
 from exporter.selfmetrics import SelfMetrics
@@ -24,8 +24,9 @@ from exporter.vendors.glance.client import (
 )
 from exporter.vendors.glance.parser import NS
 
+from ..support import collector_context
+from .harness import make_account, sample
 from .harness import mocked as aioresponses
-from .harness import sample
 
 BASE = "https://glance.example"
 KEY = "s3cr3t-KEY-value"
@@ -51,9 +52,18 @@ async def upstream(metrics: SelfMetrics) -> AsyncIterator[Upstream]:
     await session.close()
 
 
+def make_client(key: str = KEY, partner_id: int = 12345, base: str = BASE + "/",
+                max_records: int | None = None, **options: int) -> GlanceClient:
+    """The client as its collector builds it, for `account` and the context's limits."""
+    account = make_account(base, partner_id=partner_id, api_key=key)
+    limits = {} if max_records is None else {"max_records_per_reply": max_records}
+    ctx = collector_context(FakeClock(), Counter(), **limits)
+    return GlanceClient(account, ctx, **options)
+
+
 @pytest.fixture
 def client() -> GlanceClient:
-    return GlanceClient(BASE + "/", 12345, Secret(KEY))
+    return make_client()
 
 
 def sent(m: aioresponses, operation: str) -> list[dict[str, Any]]:
@@ -173,7 +183,7 @@ async def test_feed_stops_on_a_next_id_cycle(client: GlanceClient, upstream: Ups
 
 
 async def test_feed_page_cap_is_an_error(upstream: Upstream, metrics: SelfMetrics) -> None:
-    client = GlanceClient(BASE, 1, Secret(KEY), max_pages=3)
+    client = make_client(partner_id=1, base=BASE, max_pages=3)
     with aioresponses() as m:
         for n in range(1, 10):
             m.post(url(COMPLETED_ENDING), body=page(n + 1, [n]))
@@ -199,13 +209,13 @@ async def test_feed_splits_long_ranges_into_31_day_windows(
 
 
 async def test_page_size_is_sent(upstream: Upstream) -> None:
-    client = GlanceClient(BASE, 1, Secret(KEY), page_size=7)
+    client = make_client(partner_id=1, base=BASE, page_size=7)
     with aioresponses() as m:
         m.post(url(COMPLETED), body=page(0, []))
         await collect(client, upstream, COMPLETED, T0, T0 + 1)
         assert sent(m, COMPLETED)[0]["nResults"] == "7"
     with pytest.raises(ValueError):
-        GlanceClient(BASE, 1, Secret(KEY), page_size=1001)
+        make_client(partner_id=1, base=BASE, page_size=1001)
 
 
 @pytest.mark.parametrize(("status", "body", "reason"), [
@@ -260,7 +270,7 @@ async def test_an_echoed_key_never_reaches_the_error_wherever_it_falls(
     # The old client cut the body at 2048 bytes before masking: a key straddling the
     # cut, or form-encoded, went to the log. The scrubber sees the whole line first.
     key = "GLK-9f1c+e7/a2=b&c?d"
-    client = GlanceClient(BASE, 1, Secret(key))
+    client = make_client(key, partner_id=1, base=BASE)
     body = "x" * offset + f" apiKey={encode(key)}&partnerId=1 was refused\r\n   at X.Y()"
     with aioresponses() as m:
         m.post(url("PartnerActiveSessions"), status=500, body=body)
@@ -275,7 +285,7 @@ async def test_an_echoed_key_never_reaches_the_error_wherever_it_falls(
 async def test_a_reply_over_max_records_is_refused(
     upstream: Upstream, metrics: SelfMetrics
 ) -> None:
-    client = GlanceClient(BASE, 1, Secret(KEY), max_records=2)
+    client = make_client(partner_id=1, base=BASE, max_records=2)
     with aioresponses() as m:
         m.post(url(COMPLETED_ENDING), body=page(0, [1, 2, 3]))
         with pytest.raises(UpstreamError) as info:
@@ -285,7 +295,7 @@ async def test_a_reply_over_max_records_is_refused(
 
 
 async def test_the_page_budget_stops_and_the_position_carries_on(upstream: Upstream) -> None:
-    client = GlanceClient(BASE, 1, Secret(KEY))
+    client = make_client(partner_id=1, base=BASE)
     position = FeedPosition(T0, T0 + 40 * DAY)  # two windows
     budget = PageBudget(2)
     ids: list[int] = []

@@ -17,8 +17,9 @@ from typing import Protocol, TypeVar
 from ... import scrub
 from ...config import Secret
 from ...http import Upstream
+from ..base import CollectorContext
+from .config import GlanceAccount
 from .parser import (
-    MAX_RECORDS,
     ActiveSessions,
     Counts,
     GroupSessions,
@@ -104,22 +105,21 @@ class PageBudget:
 class GlanceClient:
     def __init__(
         self,
-        base_url: str,
-        partner_id: int,
-        api_key: Secret,
+        account: GlanceAccount,
+        ctx: CollectorContext,
         *,
         page_size: int = PAGE_SIZE,
         max_pages: int = MAX_PAGES,
-        max_records: int = MAX_RECORDS,
     ) -> None:
         if not 1 <= page_size <= PAGE_SIZE:
             raise ValueError("page_size must be between 1 and 1000")
-        self.base_url = base_url.rstrip("/")
-        self._partner_id = str(partner_id)
-        self._api_key = api_key
+        self.base_url = account.common.base_url.rstrip("/")
+        self._partner_id = str(account.partner_id)
+        self._api_key: Secret = account.api_key
         self.page_size = page_size
         self.max_pages = max_pages
-        self.max_records = max_records
+        # global.max_records_per_reply bounds every reply, as in the other vendors.
+        self.max_records = ctx.max_records_per_reply
 
     def url(self, operation: str) -> str:
         return f"{self.base_url}/services/activityservice.asmx/{operation}"

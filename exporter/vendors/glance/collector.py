@@ -73,11 +73,7 @@ class GlanceCollector(AccountCollector):
     ) -> None:
         self.account = account
         self.ctx = ctx
-        # global.max_records_per_reply bounds every reply, as in the other vendors.
-        self.client = client or GlanceClient(
-            account.common.base_url, account.partner_id, account.api_key,
-            max_records=ctx.max_records_per_reply,
-        )
+        self.client = client or GlanceClient(account, ctx)
         self._name = account.common.name
         self._zone = account.zone
         self._types = ctx.label(SESSION_TYPES)

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from benchlib import arguments, header, ratio, table
+from benchlib import arguments, header, ratio, stdin_closed, table
 
 from exporter.clock import SystemClock
 from exporter.config import parse_config
@@ -52,17 +52,8 @@ def serve(latency: float) -> None:
         templates = {vendor: sim.demo_accounts(world.base_urls[vendor])[0]
                      for vendor, sim in world.simulators.items()}
         print(json.dumps(templates), flush=True)
-        loop = asyncio.get_running_loop()
-        closed = loop.create_future()
-        # EOF on stdin is the parent's "stop", and also what happens if it dies.
-
-        def on_stdin() -> None:
-            if not closed.done() and not os.read(sys.stdin.fileno(), 4096):
-                closed.set_result(None)
-
-        loop.add_reader(sys.stdin.fileno(), on_stdin)
         try:
-            await closed
+            await stdin_closed()
         finally:
             await world.close()
 

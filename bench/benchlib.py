@@ -69,3 +69,23 @@ def _cell(value: object) -> str:
 
 def ratio(value: float, baseline: float) -> str:
     return f"{value / baseline:.2f}x" if baseline else "n/a"
+
+
+async def stdin_closed() -> None:
+    """Return once our stdin reaches EOF: a child server's "stop" from its parent, and
+    also what happens if the parent dies."""
+    import asyncio
+    import sys
+
+    loop = asyncio.get_running_loop()
+    closed = loop.create_future()
+
+    def on_stdin() -> None:
+        if not closed.done() and not os.read(sys.stdin.fileno(), 4096):
+            closed.set_result(None)
+
+    loop.add_reader(sys.stdin.fileno(), on_stdin)
+    try:
+        await closed
+    finally:
+        loop.remove_reader(sys.stdin.fileno())

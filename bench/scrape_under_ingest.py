@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import selectors
 import socket
 import statistics
@@ -32,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchlib import arguments, header, ratio, table
+from benchlib import arguments, header, ratio, stdin_closed, table
 
 SCRAPE_EVERY = 0.05  # seconds, as in the measurements
 INTERVAL = 5  # seconds between the exporter's cycles (1 with --quick)
@@ -112,15 +111,7 @@ def serve_vendor(vendor: str, size: int) -> None:
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         print(runner.addresses[0][1], flush=True)
-        loop = asyncio.get_running_loop()
-        closed = loop.create_future()
-
-        def on_stdin() -> None:
-            if not closed.done() and not os.read(sys.stdin.fileno(), 4096):
-                closed.set_result(None)
-
-        loop.add_reader(sys.stdin.fileno(), on_stdin)
-        await closed
+        await stdin_closed()
         await runner.cleanup()
 
     asyncio.run(run())

@@ -140,6 +140,13 @@ class Upstream:
             self.history.failed(operation, reason, err.message)
         return err
 
+    def too_many_records(self, operation: str, count: int, limit: int) -> UpstreamError:
+        """Count and return the failure of a reply with more records than
+        `max_records_per_reply`: nothing of it is used."""
+        return self.error(operation, "limit_exceeded",
+                          f"reply holds {count} records, more than max_records_per_reply "
+                          f"({limit}); nothing of it was used")
+
     def parse(self, operation: str, parser: Callable[[bytes], T], body: bytes) -> T:
         try:
             result = parser(body)

@@ -143,10 +143,7 @@ class GlanceClient:
         result = await upstream.parse_off_loop(
             operation, lambda body: parser(body, max_body, max_records), reply.body)
         if result.over_limit is not None:
-            raise upstream.error(
-                operation, "limit_exceeded",
-                f"reply holds {result.over_limit} records, more than max_records_per_reply "
-                f"({max_records}); nothing of it was used")
+            raise upstream.too_many_records(operation, result.over_limit, max_records)
         return result
 
     async def active_sessions(self, upstream: Upstream) -> ActiveSessions:

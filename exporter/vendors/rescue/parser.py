@@ -271,6 +271,9 @@ class _Builder:
     def __init__(self, zone: tzinfo) -> None:
         self.zone = zone
         self.sessions: list[Session] = []
+        # Start Times have minute resolution, so one reply repeats the same few strings:
+        # each is parsed once per reply (the parse is most of a row's cost).
+        self._starts: dict[str, float | None] = {}
         self.invalid_records = self.invalid_values = self.implausible_values = 0
 
     def add(self, session_id: str, status: str, waiting_text: str, start_text: str,
@@ -282,7 +285,12 @@ class _Builder:
         # Strictly ASCII digits of bounded length: 5,000 digits are a counted bad value,
         # never a ValueError from Python's int conversion limit.
         waiting = strict_int(waiting_text) if waiting_text else None
-        start = parse_start_time(start_text, self.zone) if start_text else None
+        start = None
+        if start_text:
+            try:
+                start = self._starts[start_text]
+            except KeyError:
+                start = self._starts[start_text] = parse_start_time(start_text, self.zone)
         if (waiting is not None and not plausible_seconds(waiting)) or (
                 start is not None and not plausible_epoch(start)):
             self.implausible_values += 1

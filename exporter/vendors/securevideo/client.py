@@ -130,8 +130,5 @@ class HistoryClient:
         page = await upstream.parse_off_loop(
             operation, lambda body: parse_history(body, limit), reply.body)
         if page.over_limit is not None:
-            raise upstream.error(
-                operation, "limit_exceeded",
-                f"reply holds {page.over_limit} sessions, more than max_records_per_reply "
-                f"({limit}); nothing of it was used")
+            raise upstream.too_many_records(operation, page.over_limit, limit)
         return page

@@ -14,10 +14,10 @@ import pytest
 from aiohttp import web
 
 from exporter.errors import UpstreamError
+from exporter.outcomes import OUTCOMES
 from exporter.simulators.clock import FakeClock
 from exporter.simulators.glance import DEMO_API_KEY, GlanceSimulator
 from exporter.snapshot import render
-from exporter.vendors.glance.collector import OUTCOMES
 from exporter.vendors.glance.parser import NS
 
 from .harness import (

@@ -7,9 +7,10 @@ from collections import Counter
 
 import pytest
 
+from exporter.outcomes import OUTCOMES
 from exporter.simulators.rescue import GROUP_ID, PORTUGUESE, RescueSimulator
 from exporter.vendors.rescue.collector import RescueCollector
-from exporter.vendors.rescue.statuses import OUTCOMES, STATUSES, outcome_of
+from exporter.vendors.rescue.statuses import STATUSES, outcome_of
 
 from .harness import BOTH, NODES, Rig, by_status, histogram, poll_for, rig, samples
 

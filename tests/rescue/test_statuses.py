@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 
+from exporter.outcomes import OUTCOMES
 from exporter.vendors.rescue.statuses import (
     BUILTIN_STATUS_ALIASES,
     OUTCOME_OF_STATUS,
-    OUTCOMES,
     SOAP_GET_SESSION_CODES,
     SOAP_STATUSES,
     STATUSES,

@@ -15,6 +15,7 @@ from ...dedupe import DedupeFull, SeenRecords
 from ...errors import UpstreamError
 from ...families import CounterSet, HistogramSet, LabelValues, gauge
 from ...http import Upstream
+from ...outcomes import ABANDONED, ANSWERED, OTHER, OUTCOMES, TIMED_OUT
 from ...statecheck import (
     counter_state,
     is_int,
@@ -49,8 +50,8 @@ STATE_VERSION = 3
 # The one outcome vocabulary of every vendor (issue 14), and Glance's final statuses in
 # it: C (completed) and X are sessions an agent answered; Q is a visitor who gave up
 # waiting; T one that timed out. Glance has no transfers; the label is zero-filled anyway.
-OUTCOMES = ("answered", "abandoned", "timed_out", "transferred", "other")
-OUTCOME_OF_STATUS = {"C": "answered", "X": "answered", "Q": "abandoned", "T": "timed_out"}
+# Glance's final statuses onto the one outcome vocabulary; every other status is `other`.
+OUTCOME_OF_STATUS = {"C": ANSWERED, "X": ANSWERED, "Q": ABANDONED, "T": TIMED_OUT}
 
 POLLED = "polled from the Glance Activity Service in the background"
 
@@ -445,7 +446,7 @@ def _unkeyed(entries: list[Any], keyed: bool) -> list[Any]:
 
 
 def outcome_of(status: str) -> str:
-    return OUTCOME_OF_STATUS.get(status, "other")
+    return OUTCOME_OF_STATUS.get(status, OTHER)
 
 
 def wait_of(session: Session) -> float | None:

@@ -12,20 +12,15 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from ...errors import UpstreamError
 from ...families import HistogramSet, gauge
 from ...http import Upstream
+from ...outcomes import OTHER as OTHER_OUTCOME
+from ...outcomes import OUTCOMES
 from ...sanitize import label_value
 from ...statecheck import is_number, saved_histogram, state_version
 from ..base import AccountCollector, CollectorContext
 from .client import GET_SESSION, LOGIN, RescueClient, UnknownNodeError
 from .config import Node, RescueAccount
 from .parser import Session, SessionList
-from .statuses import (
-    BUILTIN_STATUS_ALIASES,
-    OTHER_OUTCOME,
-    OUTCOMES,
-    STATUSES,
-    WAITING,
-    outcome_of,
-)
+from .statuses import BUILTIN_STATUS_ALIASES, STATUSES, WAITING, outcome_of
 
 SESSIONS = "rescue_sessions"
 OLDEST_CHANGE = "rescue_session_status_oldest_change_timestamp_seconds"

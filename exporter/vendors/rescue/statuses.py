@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
+from ...outcomes import ABANDONED, ANSWERED, TIMED_OUT, TRANSFERRED
+from ...outcomes import OTHER as OTHER_OUTCOME
+
 # Kept verbatim (metric contract): dashboards map them to words, not us.
 STATUSES: tuple[str, ...] = (
     "Aborted",
@@ -91,9 +94,6 @@ SOAP_STATUSES = MappingProxyType({
 })
 
 # Wait outcomes (issue 14): what the status a session moved to when it left Waiting says.
-ANSWERED, ABANDONED, TIMED_OUT, TRANSFERRED, OTHER_OUTCOME = (
-    "answered", "abandoned", "timed_out", "transferred", "other")
-OUTCOMES: tuple[str, ...] = (ANSWERED, ABANDONED, TIMED_OUT, TRANSFERRED, OTHER_OUTCOME)
 # Every documented status placed. Statuses not listed (Waiting itself, an unknown or
 # unaliased value) and a session that vanished from the list are `other`.
 OUTCOME_OF_STATUS = MappingProxyType({

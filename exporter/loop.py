@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 import aiohttp
 from prometheus_client.core import Metric
@@ -35,7 +34,7 @@ from .storage import StateStore
 from .vendors.base import AccountConfig, Vendor
 
 # Re-exported: the status page, the probe and tests import these from here.
-__all__ = ["FIRST_CYCLE_SPREAD", "RENDER_SPACING", "AccountRunner", "Daemon", "describe",
+__all__ = ["FIRST_CYCLE_SPREAD", "RENDER_SPACING", "AccountRunner", "Daemon",
            "next_delay"]
 
 
@@ -193,10 +192,3 @@ class Daemon:
         await asyncio.gather(*(self.cycle(r) for r in list(self.runners.values())))
         self.snapshot = self.render_now()
 
-
-def describe(config: Config) -> dict[str, Any]:
-    """What the landing page shows of the config: names only, never credentials."""
-    accounts: dict[str, list[str]] = {}
-    for account in config.accounts:
-        accounts.setdefault(account.common.vendor, []).append(account.common.name)
-    return accounts

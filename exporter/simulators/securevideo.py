@@ -80,6 +80,10 @@ class SecureVideoSimulator(Simulator):
             "base_url": base_url,
             "interval": "5s",
             "month_interval": "1m",
+            # The last hour's sessions at once: a wait is known only when a session ends
+            # (about one a minute here), and service level and speed of answer should have
+            # data from the first cycle, as they do for the other demo accounts.
+            "lookback": "1h",
             "api_key": self.api_key,
             "api_secret": self.api_secret,
         }]

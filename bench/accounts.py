@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from benchlib import arguments, header, ratio, stdin_closed, table
+from benchlib import arguments, child, header, ratio, stdin_closed, table
 
 from exporter.clock import SystemClock
 from exporter.config import parse_config
@@ -78,28 +77,8 @@ class Simulators:
 
 @contextmanager
 def simulators(latency: float) -> Iterator[Simulators]:
-    proc = subprocess.Popen([sys.executable, __file__, "serve", str(latency)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert proc.stdin is not None and proc.stdout is not None
-    try:
-        # A deadline rather than a bare readline: a child that hangs must not hang us.
-        import selectors
-
-        with selectors.DefaultSelector() as selector:
-            selector.register(proc.stdout, selectors.EVENT_READ)
-            if not selector.select(READY_TIMEOUT):
-                raise RuntimeError(f"simulators not ready within {READY_TIMEOUT:g}s")
-        line = proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"simulators exited with {proc.wait()}")
+    with child([sys.executable, __file__, "serve", str(latency)], READY_TIMEOUT) as (proc, line):
         yield Simulators(json.loads(line), proc.pid)
-    finally:
-        proc.stdin.close()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 # -- the exporter ----------------------------------------------------------------------------

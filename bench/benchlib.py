@@ -11,7 +11,8 @@ import datetime
 import os
 import platform
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,3 +90,30 @@ async def stdin_closed() -> None:
         await closed
     finally:
         loop.remove_reader(sys.stdin.fileno())
+
+
+@contextmanager
+def child(args: list[str], ready_timeout: float) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """A child server that prints one line when ready (yielded with it), stopped by closing
+    its stdin, killed if it will not stop. A deadline rather than a bare readline: a child
+    that hangs must not hang us."""
+    import selectors
+
+    proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        with selectors.DefaultSelector() as selector:
+            selector.register(proc.stdout, selectors.EVENT_READ)
+            if not selector.select(ready_timeout):
+                raise RuntimeError(f"{args[1:4]} not ready within {ready_timeout:g}s")
+        line = proc.stdout.readline().strip()
+        if not line:
+            raise RuntimeError(f"{args[1:4]} exited with {proc.wait()}")
+        yield proc, line
+    finally:
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

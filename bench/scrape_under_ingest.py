@@ -18,20 +18,17 @@ from __future__ import annotations
 
 import http.client
 import json
-import selectors
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchlib import arguments, header, ratio, stdin_closed, table
+from benchlib import arguments, child, header, ratio, stdin_closed, table
 
 SCRAPE_EVERY = 0.05  # seconds, as in the issue's measurements
 INTERVAL = 5  # seconds between the exporter's cycles (1 with --quick)
@@ -117,29 +114,6 @@ def serve_vendor(vendor: str, size: int) -> None:
     asyncio.run(run())
 
 
-@contextmanager
-def child(args: list[str]) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """A child that prints one line when ready; stopped by closing its stdin, then killed."""
-    proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert proc.stdin is not None and proc.stdout is not None
-    try:
-        with selectors.DefaultSelector() as selector:
-            selector.register(proc.stdout, selectors.EVENT_READ)
-            if not selector.select(READY_TIMEOUT):
-                raise RuntimeError(f"{args[2:4]} not ready within {READY_TIMEOUT:g}s")
-        line = proc.stdout.readline().strip()
-        if not line:
-            raise RuntimeError(f"{args} exited with {proc.wait()}")
-        yield proc, line
-    finally:
-        proc.stdin.close()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -192,7 +166,8 @@ def cycles_done(body: bytes) -> int:
 
 def measure(case: Case, seconds: float, interval: int, workdir: Path) -> Result:
     here = str(Path(__file__).resolve())
-    with child([sys.executable, here, "vendor", case.vendor, str(case.size)]) as (_, port):
+    with child([sys.executable, here, "vendor", case.vendor, str(case.size)],
+               READY_TIMEOUT) as (_, port):
         config = workdir / "config.yaml"
         config.write_text(json.dumps({
             "global": {"interval": f"{interval}s", "timeout": "60s", "stale_after": "10m",

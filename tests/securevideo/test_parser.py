@@ -5,15 +5,22 @@ import json
 import random
 import sys
 import time
+from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from exporter.errors import ParseError
 from exporter.vendors.securevideo.parser import (
     _DAYS,
     _DAYS_MAX,
+    MAX_RECORDS,
+    HistoryPage,
     HistoryRecord,
+    _parse_general,
     _parse_timestamp_strict,
+    _parse_typed,
     parse_error_message,
     parse_history,
     parse_timestamp,
@@ -321,3 +328,91 @@ def test_an_integer_over_the_interpreter_cap_skips_only_its_record() -> None:
     page = parse_history(body)
     assert [r.session_id for r in page.records] == [2]
     assert page.first_problem == "record 0: UserId is not a whole number"
+
+
+# -- the typed fast path decides exactly as the general one ---------------------------------
+
+_ODD_NUMBERS = st.sampled_from([0, -0.0, 1, -1, 7 * 1440, 7 * 1440 + 1, 10**18 - 1, 10**18,
+                                -(10**18) + 1, 10**25, 1e308, 1e-400, 0.5, True,
+                                float("nan"), float("inf"), -float("inf")])
+_ODD_TEXT = st.sampled_from(["BILL", "", "Zoom", "\ud800", "é", "a\x00b", "\ufeff"])
+_TIMES = st.sampled_from(["2016-11-03T21:46:16.1", "2016-11-03T22:00:00",
+                          "2016-11-03T22:00:00Z", "2099-12-31T23:59:59.9999999"])
+_ODD_TIMES = st.sampled_from([
+    "2016-02-30T00:00:00", "9999-01-01T00:00:00", "1999-12-31T23:59:59", "2016-11-03",
+    "2016-11-03T24:00:00", "", "2016-11-03T21:46:16.12345678", "2100-01-01T00:00:01"])
+_MINUTES = st.one_of(st.integers(0, 12_000), st.floats(0, 12_000))
+
+
+def _mostly(valid: st.SearchStrategy[object], *odd: st.SearchStrategy[object],
+            ) -> st.SearchStrategy[object]:
+    """Valid values three times in four, so that whole records often are valid but for
+    one field, which is where the two paths could part."""
+    return st.one_of(valid, valid, valid, st.none(), *odd)
+
+
+_FIELDS: dict[str, st.SearchStrategy[object]] = {
+    "SessionId": _mostly(st.integers(1, 10**9), st.integers(-(10**19), 10**19),
+                         _ODD_NUMBERS, _ODD_TEXT),
+    "ScheduleTs": _mostly(_TIMES, _ODD_TIMES, _ODD_NUMBERS),
+    "BillableTs": _mostly(_TIMES, _ODD_TIMES),
+    "DurationMinutes": _mostly(_MINUTES, st.floats(-1, 20_000), _ODD_NUMBERS, _ODD_TEXT),
+    "WaitTime": _mostly(_MINUTES, st.integers(-5, 20_000), _ODD_NUMBERS),
+    "BillableStatusCd": _mostly(st.sampled_from(["BILL", "SVCO"]), _ODD_TEXT, _ODD_NUMBERS),
+    "ScheduleType": _mostly(st.sampled_from(["OnDemand", "Scheduled"]), _ODD_TEXT),
+    "UserId": _mostly(st.integers(1, 10**6), st.integers(-(10**19), 10**19), _ODD_TEXT),
+    "ReportableMeetingProvider": _mostly(st.sampled_from(["Zoom", "VSee"]), _ODD_TEXT),
+    "Extra": st.one_of(st.none(), st.lists(st.integers(), max_size=3)),
+}
+
+
+@st.composite
+def _history_item(draw: st.DrawFn) -> object:
+    if draw(st.integers(0, 30)) == 0:
+        return draw(st.sampled_from([1, "x", None, [], [1]]))
+    names = draw(st.sets(st.sampled_from(sorted(_FIELDS))))
+    if draw(st.integers(0, 7)):
+        names.add("SessionId")
+    return {name: draw(_FIELDS[name]) for name in sorted(names)}
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_history_item(), max_size=6), st.sampled_from(["", " ", "\ufeff"]),
+       st.integers(1, 8))
+def test_typed_path_decides_as_the_general_path(items: list[object], prefix: str,
+                                                max_records: int) -> None:
+    body = (prefix + json.dumps(items)).encode("utf-8", "surrogatepass")
+    def outcome(parse: Callable[[bytes, int], HistoryPage]) -> HistoryPage | str:
+        try:
+            return parse(body, max_records)
+        except ParseError as exc:
+            return f"ParseError: {exc}"
+
+    assert outcome(parse_history) == outcome(_parse_general)
+
+
+def test_typed_path_takes_a_plain_reply() -> None:
+    """The fast path must actually run for an ordinary reply (else the property above
+    proves nothing about it)."""
+    assert _parse_typed(DOC_SAMPLE, MAX_RECORDS) == _parse_general(DOC_SAMPLE)
+    assert _parse_typed(b'[{"SessionId": 1, "WaitTime": NaN}]', MAX_RECORDS) is None
+
+
+_VALID_RECORD: dict[str, object] = {
+    "SessionId": 7, "ScheduleTs": "2016-11-03T21:00:00", "BillableTs": "2016-11-03T21:46:16.1",
+    "DurationMinutes": 12, "WaitTime": 3.5, "BillableStatusCd": "BILL",
+    "ScheduleType": "Scheduled", "UserId": 42, "ReportableMeetingProvider": "Zoom"}
+_EDGE_VALUES: list[object] = [
+    None, 0, -0.0, -1, 0.5, 7 * 1440, 7 * 1440 + 0.001, 10**18 - 1, 10**18, -(10**18) + 1,
+    -(10**18), 10**25, 1e308, 1e-400, True, float("nan"), float("inf"), "", "BILL", "\ud800",
+    "é", "2016-11-03T22:00:00", "2016-02-30T00:00:00", "2100-01-01T00:00:01",
+    "1999-12-31T23:59:59", [1], {"a": 1}]
+
+
+@pytest.mark.parametrize("field", sorted(_VALID_RECORD))
+def test_typed_path_decides_as_the_general_path_at_every_edge(field: str) -> None:
+    """One valid record with one field set to each edge value in turn, then removed."""
+    missing = {k: v for k, v in _VALID_RECORD.items() if k != field}
+    for record in [*({**_VALID_RECORD, field: value} for value in _EDGE_VALUES), missing]:
+        body = json.dumps([record, _VALID_RECORD]).encode("utf-8", "surrogatepass")
+        assert parse_history(body) == _parse_general(body), record

@@ -136,8 +136,10 @@ class HistogramSet:
         self._sums: dict[LabelValues, float] = {}
 
     def observe(self, labels: LabelValues, value: float) -> None:
-        self.touch(labels)
-        counts = self._counts[labels]
+        counts = self._counts.get(labels)
+        if counts is None:  # one lookup in the common case: ingest calls this per record
+            self.touch(labels)
+            counts = self._counts[labels]
         counts[bisect.bisect_left(self.bounds, value)] += 1
         self._sums[labels] += value
 

@@ -286,6 +286,14 @@ class SecureVideoCollector(AccountCollector):
 
     def _account_for(self, record: HistoryRecord, billable_ts: float) -> None:
         seen = self._seen.get(record.session_id)
+        duration, wait = record.duration_minutes, record.wait_minutes
+        if seen is not None and (
+            (duration is None or seen.duration_observed)
+            and (wait is None or seen.wait_observed)
+            and (duration is None or wait is None or seen.consult_observed)
+        ):
+            return  # seen before, nothing new: most records of every poll but the first
+        provider = self._label(self._provider, record.provider)
         if seen is None:
             # Per-session flags pruned by BillableTs do not fit `SeenRecords`; the same
             # bound applies: at most max_remembered_ids sessions remembered.
@@ -297,23 +305,18 @@ class SecureVideoCollector(AccountCollector):
             self.sessions.inc((
                 self._label(self._status, record.billable_status),
                 schedule_type,
-                self._label(self._provider, record.provider),
+                provider,
             ))
             self._observe_start_delay(record, billable_ts)
-        if not seen.duration_observed and record.duration_minutes is not None:
+        if not seen.duration_observed and duration is not None:
             seen.duration_observed = True
-            provider = self._label(self._provider, record.provider)
-            self.durations.observe((provider,), record.duration_minutes * 60.0)
-        if not seen.wait_observed and record.wait_minutes is not None:
+            self.durations.observe((provider,), duration * 60.0)
+        if not seen.wait_observed and wait is not None:
             seen.wait_observed = True
-            provider = self._label(self._provider, record.provider)
-            self.waits.observe((provider,), record.wait_minutes * 60.0)
-        if (not seen.consult_observed and record.duration_minutes is not None
-                and record.wait_minutes is not None):
+            self.waits.observe((provider,), wait * 60.0)
+        if not seen.consult_observed and duration is not None and wait is not None:
             seen.consult_observed = True
-            provider = self._label(self._provider, record.provider)
-            consult = max(0.0, record.duration_minutes - record.wait_minutes) * 60.0
-            self.consults.observe((provider,), consult)
+            self.consults.observe((provider,), max(0.0, duration - wait) * 60.0)
 
     def _observe_start_delay(self, record: HistoryRecord, billable_ts: float) -> None:
         """Once, when the session is first counted: BillableTs never changes once set."""

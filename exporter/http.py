@@ -23,13 +23,18 @@ from multidict import CIMultiDictProxy
 
 from .errors import ParseError, UpstreamError
 from .history import AccountHistory, RequestRecord, count_records, safe_text
+from .logs import get_logger
+from .parseworker import PROCESS_BYTES, ParseWorker, WorkerFailed, picklable
 from .sanitize import strict_int
 from .selfmetrics import SelfMetrics
 
 T = TypeVar("T")
 
-# Replies at least this large are parsed in a worker thread (`Upstream.parse_off_loop`).
+# Replies at least this large are parsed in a worker thread (`Upstream.parse_off_loop`),
+# and from `PROCESS_BYTES` in the parse worker process when there is one.
 OFF_LOOP_BYTES = 256 * 1024
+
+log = get_logger(component="upstream")
 # Set while `fetch` runs a request: its failures are recorded with the request itself.
 _in_fetch: ContextVar[bool] = ContextVar("_in_fetch", default=False)
 
@@ -112,8 +117,10 @@ class Upstream:
         max_body_bytes: int,
         wall_time: Callable[[], float],
         history: AccountHistory | None = None,
+        parse_worker: ParseWorker | None = None,
     ) -> None:
         self._session = session
+        self._parse_worker = parse_worker
         self.vendor = vendor
         self.account = account
         self._timeout = timeout
@@ -159,18 +166,35 @@ class Upstream:
     async def parse_off_loop(
         self, operation: str, parser: Callable[[bytes], T], body: bytes
     ) -> T:
-        """`parse` in a worker thread for large replies, so that scrapes are served while
-        a big reply is read (parsers are pure, so this is safe); inline for small ones,
-        where a thread would cost more than it saves."""
+        """`parse` away from the event loop for large replies, so that scrapes are served
+        while a big reply is read (parsers are pure, so this is safe): in the parse
+        worker process from `PROCESS_BYTES` (when the parser can travel there), else in a
+        thread; inline for small ones, where either would cost more than it saves."""
         if len(body) < OFF_LOOP_BYTES:
             return self.parse(operation, parser, body)
         try:
-            result = await asyncio.to_thread(parser, body)
+            result = await self._parse_away(operation, parser, body)
         except ParseError as exc:
             raise self.error(operation, "parse", str(exc)) from None
         if self.history is not None:
             self.history.parsed(operation, count_records(result))
         return result
+
+    async def _parse_away(self, operation: str, parser: Callable[[bytes], T], body: bytes,
+                          ) -> T:
+        worker = self._parse_worker
+        pickled = picklable(parser) if worker is not None and len(body) >= PROCESS_BYTES \
+            else None
+        if worker is not None and pickled is not None:
+            try:
+                result: T = await worker.parse(pickled, body)
+            except WorkerFailed as exc:
+                # The reply is not lost: parsed in a thread as before the worker existed.
+                log.warning("parse worker failed; parsing in a thread", vendor=self.vendor,
+                            account=self.account, operation=operation, error=str(exc))
+            else:
+                return result
+        return await asyncio.to_thread(parser, body)
 
     async def fetch(
         self,

@@ -18,6 +18,7 @@ from prometheus_client.core import Metric
 from .clock import Clock, SystemClock
 from .config import Config
 from .http import new_client_session
+from .parseworker import ParseWorker
 from .persistence import Persistence
 from .render import RENDER_SPACING, Renderer
 from .scheduler import (
@@ -66,6 +67,8 @@ class Daemon:
                              after=self.renderer.request),
         )
         self._session: aiohttp.ClientSession | None = None
+        # Big replies are parsed in this child process (started with the first one).
+        self.parse_worker = ParseWorker()
         self._semaphores: dict[str, asyncio.Semaphore] = {}
         self._render_task: asyncio.Task[None] | None = None
         self._scheduling = False
@@ -132,6 +135,7 @@ class Daemon:
         await self.persistence.save_all(list(self.runners.values()))
         if self._session is not None:
             await self._session.close()
+        await self.parse_worker.close()
         self.persistence.close()
 
     def apply_config(self, config: Config) -> None:
@@ -169,7 +173,8 @@ class Daemon:
         )
         runner = build_runner(account, self.vendors[common.vendor], global_,
                               session=self._session, semaphore=semaphore, clock=self.clock,
-                              metrics=self.metrics, started_at=self.started_at)
+                              metrics=self.metrics, started_at=self.started_at,
+                              parse_worker=self.parse_worker)
         self.metrics.account(common.key)
         self.runners[common.key] = runner
         if self._scheduling:

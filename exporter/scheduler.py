@@ -24,6 +24,7 @@ from .hints import for_cycle, for_failure
 from .history import AccountHistory, Failure, safe_text
 from .http import Upstream
 from .logs import get_logger
+from .parseworker import ParseWorker
 from .selfmetrics import SelfMetrics
 from .snapshot import Chunks
 from .vendors.base import AccountCollector, CollectorContext, Vendor
@@ -82,6 +83,7 @@ def build_runner(
     clock: Clock,
     metrics: SelfMetrics,
     started_at: float,
+    parse_worker: ParseWorker | None = None,
 ) -> AccountRunner:
     """The collector of one account, with its context and its own `Upstream`."""
     common = account.common
@@ -112,6 +114,7 @@ def build_runner(
         max_body_bytes=global_.max_body_bytes,
         wall_time=clock.time,
         history=history,
+        parse_worker=parse_worker,
     )
     return AccountRunner(account, vendor.new_collector(account, ctx), upstream,
                          history=history)

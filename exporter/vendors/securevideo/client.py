@@ -6,9 +6,11 @@ carry the status and SecureVideo's `Message`, with the credentials masked.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 
 from ... import scrub
 from ...http import Upstream
@@ -28,6 +30,15 @@ MONTH = "history_month"
 # sessions it may hold (`max_month_sessions`, i.e. max_remembered_ids) at this many
 # bytes each, far above a real History record (about 400 bytes).
 MAX_BYTES_PER_SESSION = 4096
+
+def _first_byte(body: bytes) -> bytes:
+    """The first byte that is not JSON whitespace, without copying a big body."""
+    for start in range(0, len(body), 4096):
+        rest = body[start:start + 4096].lstrip()
+        if rest:
+            return rest[:1]
+    return b""
+
 
 def utc_day(now: float) -> date:
     return datetime.fromtimestamp(now, UTC).date()
@@ -98,6 +109,9 @@ class HistoryClient:
                 counter.feed(chunk)
                 if counter.over_limit:
                     break  # stop reading: the reply is refused anyway
+                # Chunks already buffered come without a pause: one chunk per loop step
+                # (a few milliseconds of counting), so that scrapes go in between.
+                await asyncio.sleep(0)
             return counter.finish()
 
         counts = await upstream.stream(
@@ -121,14 +135,15 @@ class HistoryClient:
             operation, "GET", self.url, params=params, headers=self._headers,
             error_detail=lambda body: parse_error_message(body, self._secrets),
         )
-        if reply.body.lstrip()[:1] == b"{":
+        if _first_byte(reply.body) == b"{":
             # A 200 carrying an error object instead of the array of sessions.
             message = parse_error_message(reply.body, self._secrets)
             if message is not None:
                 raise upstream.error(operation, "vendor_error", f"HTTP 200: {message}")
         limit = self.max_records
+        # A partial, not a lambda: it must pickle to reach the parse worker process.
         page = await upstream.parse_off_loop(
-            operation, lambda body: parse_history(body, limit), reply.body)
+            operation, partial(parse_history, max_records=limit), reply.body)
         if page.over_limit is not None:
             raise upstream.too_many_records(operation, page.over_limit, limit)
         return page

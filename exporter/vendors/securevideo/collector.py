@@ -64,8 +64,8 @@ class _Seen:
     consult_observed: bool = False
 
 
-# Records applied between two yields to the event loop.
-APPLY_CHUNK = 2000
+# Records applied between two yields to the event loop: about a millisecond of new ones.
+APPLY_CHUNK = 500
 
 
 class SecureVideoCollector(AccountCollector):
@@ -131,6 +131,7 @@ class SecureVideoCollector(AccountCollector):
         )
         self._zero_fill()
         self._seen: dict[int, _Seen] = {}
+        self._pruned_below: float | None = None  # the horizon `_seen` was last pruned at
         # Sessions that connected before this are never counted: our start, or with
         # --storage.path the start of the process whose counts we carry on.
         self._counted_from = ctx.started_at - account.lookback
@@ -262,7 +263,11 @@ class SecureVideoCollector(AccountCollector):
         start, _ = feed_window(now, self.account.feed_days)
         window_from = day_start(start)
         horizon = day_start(min(start, catch_up or start)) - PRUNE_SLACK
-        self._seen = {sid: s for sid, s in self._seen.items() if s.billable_ts >= horizon}
+        if horizon != self._pruned_below:
+            # Only sessions at or after the horizon are ever remembered (below), so there
+            # is something to forget only when it moved: once a day, not every cycle.
+            self._seen = {sid: s for sid, s in self._seen.items() if s.billable_ts >= horizon}
+            self._pruned_below = horizon
         # Sessions that connected before we started were counted by our predecessor (or
         # never will be); sessions beyond the horizon were already forgotten and must not
         # be counted a second time if a vendor ever returns them.
@@ -409,6 +414,7 @@ class SecureVideoCollector(AccountCollector):
                 state, key, len(histogram.labelnames) - 1, histogram.bounds, bucket_key)))
 
         self._counted_from, self._catch_up_from, self._seen = counted_from, fed_until, seen
+        self._pruned_below = None
         self.sessions.load_state(sessions)
         if early is not None:
             self.early_starts.load_state(early)

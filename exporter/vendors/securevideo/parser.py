@@ -23,8 +23,10 @@ import codecs
 import json
 import re
 import sys
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Annotated, Any
 
 import msgspec
@@ -76,6 +78,24 @@ class HistoryPage:
     first_problem: str | None = None
     implausible: int = 0  # of `skipped`: a number or date outside its plausible range
     over_limit: int | None = None  # the record count when it exceeds max_records
+
+    # Parsed in the parse worker process, a page travels in pieces (`parseworker.Pieces`)
+    # so that unpickling it never holds the event loop for long.
+    def split(self) -> Iterator[object]:
+        yield replace(self, records=())
+        for start in range(0, len(self.records), PIECE_RECORDS):
+            yield self.records[start:start + PIECE_RECORDS]
+
+    @classmethod
+    def join(cls, pieces: list[Any]) -> HistoryPage:
+        head, *parts = pieces
+        if not isinstance(head, HistoryPage):
+            raise TypeError("the first piece of a HistoryPage is its head")
+        return replace(head, records=tuple(chain.from_iterable(parts)))
+
+
+# Records per piece from the parse worker: about a millisecond to unpickle.
+PIECE_RECORDS = 2000
 
 
 class _BadRecord(Exception):

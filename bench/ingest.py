@@ -51,7 +51,7 @@ class CannedUpstream(Upstream):
                     data: Mapping[str, str] | bytes | None = None,
                     params: Mapping[str, str] | None = None, **_: Any) -> Reply:
         form = data if isinstance(data, Mapping) else None  # no stand-in sends raw bytes
-        return Reply(200, self._answer(operation, form or params or {}), self._headers)
+        return Reply.of(200, self._answer(operation, form or params or {}), self._headers)
 
     async def stream(self, operation: str, url: str,
                      consume: Callable[[AsyncIterator[bytes]], Awaitable[T]], *,

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from functools import cached_property
 from typing import TypeVar
 
 import aiohttp
@@ -41,9 +42,25 @@ _in_fetch: ContextVar[bool] = ContextVar("_in_fetch", default=False)
 
 @dataclass(frozen=True)
 class Reply:
+    """A reply as it arrived: its body in the chunks read. Joining 20 MB into one bytes
+    object costs tens of milliseconds of page faults on the event loop, so a big body is
+    joined only if someone asks for `body`; the parse worker takes the chunks as they are."""
+
     status: int
-    body: bytes
+    chunks: tuple[bytes, ...]
     headers: CIMultiDictProxy[str]
+
+    @classmethod
+    def of(cls, status: int, body: bytes, headers: CIMultiDictProxy[str]) -> Reply:
+        return cls(status, (body,), headers)
+
+    @cached_property
+    def body(self) -> bytes:
+        return self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+
+    @property
+    def size(self) -> int:
+        return sum(map(len, self.chunks))
 
 
 def new_client_session() -> aiohttp.ClientSession:
@@ -164,37 +181,38 @@ class Upstream:
         return result
 
     async def parse_off_loop(
-        self, operation: str, parser: Callable[[bytes], T], body: bytes
+        self, operation: str, parser: Callable[[bytes], T], body: bytes | tuple[bytes, ...]
     ) -> T:
         """`parse` away from the event loop for large replies, so that scrapes are served
         while a big reply is read (parsers are pure, so this is safe): in the parse
         worker process from `PROCESS_BYTES` (when the parser can travel there), else in a
         thread; inline for small ones, where either would cost more than it saves."""
-        if len(body) < OFF_LOOP_BYTES:
-            return self.parse(operation, parser, body)
+        chunks = (body,) if isinstance(body, bytes) else body
+        size = sum(map(len, chunks))
+        if size < OFF_LOOP_BYTES:
+            return self.parse(operation, parser, b"".join(chunks))
         try:
-            result = await self._parse_away(operation, parser, body)
+            result = await self._parse_away(operation, parser, chunks, size)
         except ParseError as exc:
             raise self.error(operation, "parse", str(exc)) from None
         if self.history is not None:
             self.history.parsed(operation, count_records(result))
         return result
 
-    async def _parse_away(self, operation: str, parser: Callable[[bytes], T], body: bytes,
-                          ) -> T:
+    async def _parse_away(self, operation: str, parser: Callable[[bytes], T],
+                          chunks: tuple[bytes, ...], size: int) -> T:
         worker = self._parse_worker
-        pickled = picklable(parser) if worker is not None and len(body) >= PROCESS_BYTES \
-            else None
+        pickled = picklable(parser) if worker is not None and size >= PROCESS_BYTES else None
         if worker is not None and pickled is not None:
             try:
-                result: T = await worker.parse(pickled, body)
+                result: T = await worker.parse(pickled, chunks)
             except WorkerFailed as exc:
                 # The reply is not lost: parsed in a thread as before the worker existed.
                 log.warning("parse worker failed; parsing in a thread", vendor=self.vendor,
                             account=self.account, operation=operation, error=str(exc))
             else:
                 return result
-        return await asyncio.to_thread(parser, body)
+        return await asyncio.to_thread(lambda: parser(b"".join(chunks)))
 
     async def fetch(
         self,
@@ -237,7 +255,7 @@ class Upstream:
             if response.status != 200:
                 return await read(response)
             result.append(await consume(self._chunks(operation, response, max_bytes)))
-            return Reply(200, b"", response.headers)
+            return Reply.of(200, b"", response.headers)
 
         await self._counted(operation, "GET", url, handle, None, params, headers, (200,),
                             error_detail)
@@ -354,14 +372,15 @@ class Upstream:
             operation=operation,
             method=method,
             status=reply.status if reply is not None else None,
-            bytes=len(reply.body) if reply is not None else 0,
+            bytes=reply.size if reply is not None else 0,
             duration=time.monotonic() - started,
             reason=reason,
             error=safe_text(message) if message is not None else None,
             clock_skew=skew,
         ))
 
-    async def _read_capped(self, operation: str, response: aiohttp.ClientResponse) -> bytes:
+    async def _read_capped(self, operation: str, response: aiohttp.ClientResponse,
+                           ) -> tuple[bytes, ...]:
         declared = response.content_length
         if declared is not None and declared > self._max_body:
             raise self.error(
@@ -376,7 +395,7 @@ class Upstream:
                     operation, "body_too_large", f"reply exceeds {self._max_body} bytes"
                 )
             chunks.append(chunk)
-        return b"".join(chunks)
+        return tuple(chunks)
 
     async def _chunks(
         self, operation: str, response: aiohttp.ClientResponse, max_bytes: int

@@ -21,7 +21,7 @@ import os
 import pickle
 import struct
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, Self, TypeVar, cast, runtime_checkable
 
@@ -31,8 +31,8 @@ T = TypeVar("T")
 
 # Replies at least this large go to the child; below it a thread is cheaper than the trip.
 PROCESS_BYTES = 4 * 1024 * 1024
-# The body goes down the pipe in slices this large, each awaited: no second copy of a
-# big body sits in the transport's buffer.
+# The body goes down the pipe in slices of at most this much, each awaited: no second
+# copy of a big body sits in the transport's buffer.
 _SLICE = 1 << 20
 # The package's own parent directory, first on the child's path: the child imports
 # exactly this exporter, installed or not.
@@ -74,13 +74,14 @@ class ParseWorker:
         self._lock = asyncio.Lock()
         self.jobs = 0  # parses done by a child, for tests and the benchmark
 
-    async def parse(self, pickled_parser: bytes, body: bytes) -> Any:
-        """The parser's result for `body`; ParseError as the parser raised it;
-        WorkerFailed if the child could not do it."""
+    async def parse(self, pickled_parser: bytes, body: bytes | Sequence[bytes]) -> Any:
+        """The parser's result for `body` (given whole or as the chunks it arrived in);
+        ParseError as the parser raised it; WorkerFailed if the child could not do it."""
+        chunks = (body,) if isinstance(body, bytes) else body
         async with self._lock:
             process = await self._started()
             try:
-                result = await self._exchange(process, pickled_parser, body)
+                result = await self._exchange(process, pickled_parser, chunks)
             except ParseError:
                 raise
             except BaseException:
@@ -120,18 +121,20 @@ class ParseWorker:
         await process.wait()
 
     async def _exchange(
-        self, process: asyncio.subprocess.Process, pickled_parser: bytes, body: bytes
+        self, process: asyncio.subprocess.Process, pickled_parser: bytes,
+        chunks: Sequence[bytes],
     ) -> Any:
         stdin, stdout = process.stdin, process.stdout
         if stdin is None or stdout is None:  # never: both are pipes
             raise WorkerFailed("parse worker has no pipes")
         try:
             stdin.write(_HEADER.pack(_JOB, len(pickled_parser)) + pickled_parser)
-            stdin.write(_HEADER.pack(_BODY, len(body)))
-            view = memoryview(body)
-            for start in range(0, len(body), _SLICE):
-                stdin.write(view[start:start + _SLICE])
-                await stdin.drain()
+            stdin.write(_HEADER.pack(_BODY, sum(map(len, chunks))))
+            for chunk in chunks:
+                view = memoryview(chunk)
+                for start in range(0, len(chunk), _SLICE):
+                    stdin.write(view[start:start + _SLICE])
+                    await stdin.drain()
             await stdin.drain()
             kind, payload = await _read_frame(stdout)
             if kind == _PARSE_ERROR:

@@ -31,12 +31,13 @@ MONTH = "history_month"
 # bytes each, far above a real History record (about 400 bytes).
 MAX_BYTES_PER_SESSION = 4096
 
-def _first_byte(body: bytes) -> bytes:
-    """The first byte that is not JSON whitespace, without copying a big body."""
-    for start in range(0, len(body), 4096):
-        rest = body[start:start + 4096].lstrip()
-        if rest:
-            return rest[:1]
+def _first_byte(chunks: tuple[bytes, ...]) -> bytes:
+    """The first byte that is not JSON whitespace, without joining a big body."""
+    for chunk in chunks:
+        for start in range(0, len(chunk), 4096):
+            rest = chunk[start:start + 4096].lstrip()
+            if rest:
+                return rest[:1]
     return b""
 
 
@@ -135,7 +136,7 @@ class HistoryClient:
             operation, "GET", self.url, params=params, headers=self._headers,
             error_detail=lambda body: parse_error_message(body, self._secrets),
         )
-        if _first_byte(reply.body) == b"{":
+        if _first_byte(reply.chunks) == b"{":
             # A 200 carrying an error object instead of the array of sessions.
             message = parse_error_message(reply.body, self._secrets)
             if message is not None:
@@ -143,7 +144,7 @@ class HistoryClient:
         limit = self.max_records
         # A partial, not a lambda: it must pickle to reach the parse worker process.
         page = await upstream.parse_off_loop(
-            operation, partial(parse_history, max_records=limit), reply.body)
+            operation, partial(parse_history, max_records=limit), reply.chunks)
         if page.over_limit is not None:
             raise upstream.too_many_records(operation, page.over_limit, limit)
         return page

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import os
 import pickle
+import signal
 import struct
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -216,4 +217,7 @@ def serve(stdin: BinaryIO, stdout: BinaryIO) -> None:
 
 
 if __name__ == "__main__":
+    # A Ctrl-C in a terminal reaches the whole process group: the parent decides when
+    # this child ends (by closing its stdin), so no traceback of ours shows up.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     serve(sys.stdin.buffer, sys.stdout.buffer)

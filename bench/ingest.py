@@ -46,6 +46,9 @@ class CannedUpstream(Upstream):
         self.history = None  # no status page here
         self._headers = CIMultiDictProxy(CIMultiDict[str]())
         self._max_body = 1 << 30  # parsers read the body cap from the Upstream
+        # Parsed in this process (a thread for big replies): the CPU cost of a parse is
+        # what is measured, not a trip to the parse worker process.
+        self._parse_worker = None
 
     async def fetch(self, operation: str, method: str, url: str, *,
                     data: Mapping[str, str] | bytes | None = None,

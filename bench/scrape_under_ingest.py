@@ -3,7 +3,7 @@ vendor replies, against the same exporter idle, measured in one run.
 
 Three processes, so that nothing measured shares a GIL with what measures it:
 - a canned vendor (`scrape_under_ingest.py vendor CASE SIZE`) answering every request of
-  one vendor with bodies built once by `ingest.py`'s builders (a Glance page, a
+  one vendor with bodies built once (a Glance feed of 48 pages by nextId, a
   SecureVideo History reply, a Rescue table);
 - the real exporter (`session-exporter --config.file ...`, optionally `--storage.path`),
   one account polling that vendor every few seconds;
@@ -12,12 +12,14 @@ Three processes, so that nothing measured shares a GIL with what measures it:
 "idle" is the same exporter polling a Rescue table of ten rows. Each case reports the
 requests the exporter made in the window and the failures it counted, so a case that
 ingested nothing shows it. The hostile cases keep the default limits, which must refuse
-them (`body_too_large`) without a scrape over 100 ms.
+them (`body_too_large`, or `limit_exceeded` once `max_remembered_ids` new ids were
+counted) without a scrape over 100 ms.
 Run: `python bench/scrape_under_ingest.py [--quick]`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import socket
@@ -36,6 +38,7 @@ from prometheus_client.parser import text_string_to_metric_families
 SCRAPE_EVERY = 0.05  # seconds, as in the issue's measurements
 INTERVAL = 5  # seconds between the exporter's cycles (1 with --quick)
 READY_TIMEOUT = 120.0
+GLANCE_PAGES = 48  # the issue's Glance feed: 10,800 completed sessions over 48 pages
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,9 @@ class Case:
     # Hostile sizes run with the default limits, which should refuse them; the others
     # raise the limits so that the big reply is ingested.
     hostile: bool = False
+    # Every reply holds `size` ids never sent before (Rescue only): the dedupe memory's
+    # bound, not the body size, is what must hold.
+    fresh_ids: bool = False
 
 
 # A hostile case passes when no scrape took longer than this (issue 15).
@@ -54,10 +60,11 @@ HOSTILE_MAX_MS = 100.0
 
 
 def cases(quick: bool) -> list[Case]:
-    scale = 20 if quick else 1
+    scale, interval = (20, 1) if quick else (1, INTERVAL)
     return [
         Case("idle (Rescue, 10 rows)", "rescue", 10),
-        Case(f"Glance page of {1000 // scale:,} completed sessions", "glance", 1000 // scale),
+        Case(f"Glance feed of {GLANCE_PAGES * 225 // scale:,} completed sessions over "
+             f"{GLANCE_PAGES} pages", "glance", GLANCE_PAGES * 225 // scale),
         Case(f"Rescue getSession of {5000 // scale:,} rows", "rescue", 5000 // scale),
         Case(f"SecureVideo History of {50_000 // scale:,} sessions", "securevideo",
              50_000 // scale),
@@ -67,26 +74,56 @@ def cases(quick: bool) -> list[Case]:
              "securevideo", 200_000 // scale, hostile=True),
         Case(f"hostile: Rescue getSession of {200_000 // scale:,} rows, default limits",
              "rescue", 200_000 // scale, hostile=True),
+        Case(f"hostile: {100_000 // scale:,} new Rescue ids every cycle "
+             f"({100_000 // scale * 60 // interval:,} a minute), default limits",
+             "rescue", 100_000 // scale, hostile=True, fresh_ids=True),
     ]
 
 
 # -- the canned vendor (child process) ------------------------------------------------------
 
 
-def serve_vendor(vendor: str, size: int) -> None:
+def glance_feed(pages: int, per_page: int) -> dict[str, bytes]:
+    """The Glance simulator's completed-sessions feed read as the client reads it, page by
+    page (`per_page` sessions each) by nextId: the replies keyed by the nextId that asks
+    for each ("0" is the first), the reply that ends it, and the simulator's other replies
+    ("active", "counts", "ending", and "empty" for any other nextId: it ends the feed)."""
+    from ingest import NOW, _fetch_all, _utc, glance_bodies
+    from lxml import etree
+
+    from exporter.simulators.clock import FakeClock
+    from exporter.simulators.glance import GlanceSimulator
+
+    sim = GlanceSimulator(FakeClock(NOW), 1, history=pages * per_page * 120.0, rate=1 / 60)
+    base = {"partnerId": str(sim.partner_id), "apiKey": sim.api_key, "sessionKey": "",
+            "startRange": _utc(NOW - 30 * 86400), "endRange": _utc(NOW),
+            "nResults": str(per_page)}
+    path = "/services/activityservice.asmx/PartnerCompletedSessionsEnding"
+    feed: dict[str, bytes] = {}
+    ask = "0"
+    for _ in range(pages):
+        body = asyncio.run(_fetch_all(sim.app(), {ask: (path, {**base, "nextId": ask})}))[ask]
+        feed[ask] = body
+        ask = etree.fromstring(body).findtext("{*}nextId") or "0"
+    side = glance_bodies(10)
+    # The page after the last is empty, as the simulator's own empty page, which ends it.
+    return {**feed, **{k: v for k, v in side.items() if k != "page"}}
+
+
+def serve_vendor(vendor: str, size: int, fresh_ids: bool = False) -> None:
     """Build the bodies, serve them on a free port, print the port, serve until stdin
     closes."""
-    import asyncio
+    import itertools
 
     from aiohttp import web
-    from ingest import glance_bodies, rescue_body, securevideo_body
+    from ingest import rescue_body, securevideo_body
 
     from exporter.logs import configure
 
     configure("warn", "logfmt")
     app = web.Application()
     if vendor == "glance":
-        bodies = glance_bodies(size)
+        bodies = glance_feed(GLANCE_PAGES, size // GLANCE_PAGES)
         names = {"PartnerActiveSessions": "active", "PartnerSessionCounts": "counts",
                  "PartnerSessionCountsEnding": "ending"}
 
@@ -94,7 +131,7 @@ def serve_vendor(vendor: str, size: int) -> None:
             op = request.match_info["op"]
             form = await request.post()
             if op == "PartnerCompletedSessionsEnding":
-                body = bodies["page"] if form.get("nextId") == "0" else bodies["empty"]
+                body = bodies.get(str(form.get("nextId", "0")), bodies["empty"])
             else:
                 body = bodies[names.get(op, "active")]
             return web.Response(body=body, content_type="text/xml")
@@ -110,9 +147,19 @@ def serve_vendor(vendor: str, size: int) -> None:
         app.router.add_get("/history/{user}", securevideo)
     else:
         table_body = rescue_body(size)
+        head, *rows = table_body.split(b"\r\n")[:-1]
+        header_lines = [head, *rows[:2]]  # "OK", "", the column names
+        tails = [row.split(b"|", 1)[1] for row in rows[2:]]  # each row but its ID
+        batches = itertools.count()
 
         async def rescue(request: web.Request) -> web.Response:
-            return web.Response(body=table_body, content_type="text/plain")
+            if not fresh_ids:
+                return web.Response(body=table_body, content_type="text/plain")
+            first = 10_000_000 + next(batches) * len(tails)
+            lines = [*header_lines, *(b"%d|%s" % (first + i, tail)
+                                      for i, tail in enumerate(tails))]
+            return web.Response(body=b"\r\n".join(lines) + b"\r\n",
+                                content_type="text/plain")
 
         app.router.add_route("*", "/API/{page}", rescue)
 
@@ -191,8 +238,8 @@ def failure_reasons(body: bytes) -> dict[str, float]:
 
 def measure(case: Case, seconds: float, interval: int, workdir: Path) -> Result:
     here = str(Path(__file__).resolve())
-    with child([sys.executable, here, "vendor", case.vendor, str(case.size)],
-               READY_TIMEOUT) as (_, port):
+    vendor = [sys.executable, here, "vendor", case.vendor, str(case.size)]
+    with child(vendor + (["fresh"] if case.fresh_ids else []), READY_TIMEOUT) as (_, port):
         config = workdir / "config.yaml"
         limits = {} if case.hostile else {"max_body_bytes": 512 * 1024 * 1024,
                                           "max_records_per_reply": 1_000_000}
@@ -233,7 +280,7 @@ def measure(case: Case, seconds: float, interval: int, workdir: Path) -> Result:
 
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "vendor":
-        serve_vendor(sys.argv[2], int(sys.argv[3]))
+        serve_vendor(sys.argv[2], int(sys.argv[3]), fresh_ids=sys.argv[4:] == ["fresh"])
         return 0
     parser = arguments(__doc__ or "")
     parser.add_argument("--only", action="append", metavar="TEXT",

@@ -32,8 +32,10 @@ from .selfmetrics import SelfMetrics
 T = TypeVar("T")
 
 # Replies at least this large are parsed in a worker thread (`Upstream.parse_off_loop`),
-# and from `PROCESS_BYTES` in the parse worker process when there is one.
-OFF_LOOP_BYTES = 256 * 1024
+# and from `PROCESS_BYTES` in the parse worker process when there is one. Parsing 32 KiB
+# takes one to three milliseconds here, about an idle scrape; a 200 KiB Glance page parsed
+# on the loop stopped scrapes for 8-17 ms (bench/scrape_under_ingest.py, 48 pages).
+OFF_LOOP_BYTES = 32 * 1024
 
 log = get_logger(component="upstream")
 # Set while `fetch` runs a request: its failures are recorded with the request itself.

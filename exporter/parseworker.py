@@ -8,23 +8,26 @@ pure function of the body) and the body go down its stdin, the result comes back
 stdout in pieces, and each piece is unpickled between two yields to the loop.
 
 A result that is a long list of records should implement `Pieces` (`split` in the child,
-`join` here), so that no single unpickling holds the loop for long; anything else comes
-back whole. The child inherits stderr (its rare crash is visible in the exporter's log
-stream) and nothing else: no configuration, no secrets.
+`join` here; `RecordsInPieces` does it for a dataclass with one tuple of records), so that
+no single unpickling holds the loop for long; anything else comes back whole. The child
+inherits stderr (its rare crash is visible in the exporter's log stream) and nothing else:
+no configuration, no secrets.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import pickle
 import signal
 import struct
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import chain
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol, Self, TypeVar, cast, runtime_checkable
+from typing import Any, BinaryIO, ClassVar, Protocol, Self, TypeVar, cast, runtime_checkable
 
 from .errors import ParseError
 
@@ -52,6 +55,31 @@ class Pieces(Protocol):
 
     @classmethod
     def join(cls, pieces: list[Any]) -> Self: ...
+
+
+class RecordsInPieces:
+    """`Pieces` for a frozen dataclass whose bulk is one tuple of records: the rest of it
+    first (the head), then the records, `PIECE` to a piece."""
+
+    # The field holding the records, and how many make one piece: about a millisecond to
+    # unpickle (a subclass with costlier records sets fewer).
+    RECORDS: ClassVar[str] = "records"
+    PIECE: ClassVar[int] = 2000
+
+    def split(self) -> Iterator[object]:
+        records: tuple[object, ...] = getattr(self, self.RECORDS)
+        yield dataclasses.replace(cast(Any, self), **{self.RECORDS: ()})
+        for start in range(0, len(records), self.PIECE):
+            yield records[start:start + self.PIECE]
+
+    @classmethod
+    def join(cls, pieces: list[Any]) -> Self:
+        head, *parts = pieces
+        if not isinstance(head, cls):
+            raise TypeError(f"the first piece of a {cls.__name__} is its head")
+        joined: Self = dataclasses.replace(cast(Any, head),
+                                           **{cls.RECORDS: tuple(chain.from_iterable(parts))})
+        return joined
 
 
 class WorkerFailed(Exception):

@@ -17,9 +17,10 @@ from aiohttp import web
 from exporter import parseworker
 from exporter.errors import ParseError, UpstreamError
 from exporter.http import Upstream, new_client_session
-from exporter.parseworker import ParseWorker, WorkerFailed, picklable
+from exporter.parseworker import ParseWorker, RecordsInPieces, WorkerFailed, picklable
 from exporter.selfmetrics import SelfMetrics
-from exporter.vendors.securevideo.parser import PIECE_RECORDS, HistoryPage, parse_history
+from exporter.vendors.rescue.parser import SessionList, parse_sessions
+from exporter.vendors.securevideo.parser import HistoryPage, parse_history
 
 from .support import serve_app
 
@@ -68,6 +69,42 @@ def dumped(parser: Any) -> bytes:
     pickled = picklable(parser)
     assert pickled is not None
     return pickled
+
+
+PIECE_RECORDS = HistoryPage.PIECE
+
+
+def rescue_table(rows: int) -> bytes:
+    lines = ["OK", "", "ID|Status|Waiting Time|"]
+    lines += [f"{1000 + i}|{('Waiting', 'Active', 'Closed')[i % 3]}|{i % 600}|"
+              for i in range(rows)]
+    lines.append("7|Waiting|not a number|")  # a value the parser counts as invalid
+    return "\r\n".join(lines).encode() + b"\r\n"
+
+
+def test_records_in_pieces_split_into_a_head_and_slices_and_join_back() -> None:
+    page = parse_sessions(rescue_table(2 * SessionList.PIECE + 3))
+    pieces = list(page.split())
+    head, *parts = pieces
+    assert isinstance(head, SessionList) and head.sessions == ()
+    assert head.invalid_values == page.invalid_values == 1
+    assert [len(p) for p in parts] == [SessionList.PIECE, SessionList.PIECE, 4]  # type: ignore[arg-type]
+    assert SessionList.join(pieces) == page
+    with pytest.raises(TypeError, match="head"):
+        SessionList.join(parts)
+    assert issubclass(HistoryPage, RecordsInPieces) and HistoryPage.RECORDS == "records"
+
+
+async def test_a_rescue_table_comes_back_whole_and_equal_in_pieces() -> None:
+    body = rescue_table(5 * SessionList.PIECE + 1)
+    worker = ParseWorker()
+    try:
+        result = await worker.parse(dumped(parse_sessions), body)
+    finally:
+        await worker.close()
+    assert isinstance(result, SessionList)
+    assert result == parse_sessions(body)
+    assert len(result.sessions) == 5 * SessionList.PIECE + 2
 
 
 async def test_a_page_comes_back_whole_and_equal_in_pieces() -> None:

@@ -23,6 +23,10 @@ from ..config import Fields, GlobalConfig
 from ..families import BoundedLabel, FamilySpec
 from ..http import Upstream
 
+# A collector applying a long reply awaits `asyncio.sleep(0)` after every this many
+# records (about a millisecond of work), so that scrapes are served in between.
+APPLY_CHUNK = 500
+
 
 @dataclass
 class CollectorContext:

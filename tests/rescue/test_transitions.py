@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 
 import pytest
@@ -27,7 +28,7 @@ def make() -> tuple[RescueCollector, FakeClock, Counter[str]]:
 def poll(collector: RescueCollector, at: float, *sessions: tuple[str, str, int | None]) -> None:
     reply = SessionList("OK", tuple(Session(id=i, status=s, waiting_seconds=w)
                                     for i, s, w in sessions))
-    collector.apply(collector.account.nodes[0], reply, T0 + at)
+    asyncio.run(collector.apply(collector.account.nodes[0], reply, T0 + at))
 
 
 def observed(collector: RescueCollector, outcome: str | None = None) -> tuple[int, float]:
@@ -118,7 +119,7 @@ def test_a_slow_reply_does_not_split_a_continuing_wait() -> None:
     poll(c, 100, ("1", "Waiting", 0))
     # Asked at 110, Rescue measured 10 s, the reply arrived 3 s later: the same wait.
     reply = SessionList("OK", (Session(id="1", status="Waiting", waiting_seconds=10),))
-    c.apply(c.account.nodes[0], reply, T0 + 113, asked=T0 + 110)
+    asyncio.run(c.apply(c.account.nodes[0], reply, T0 + 113, asked=T0 + 110))
     poll(c, 120, ("1", "Active", 7))
     count, total = observed(c)
     assert count == 1
@@ -126,7 +127,8 @@ def test_a_slow_reply_does_not_split_a_continuing_wait() -> None:
 
 
 def rows(collector: RescueCollector, at: float, *sessions: Session) -> None:
-    collector.apply(collector.account.nodes[0], SessionList("OK", sessions), T0 + at)
+    asyncio.run(collector.apply(collector.account.nodes[0], SessionList("OK", sessions),
+                                T0 + at))
 
 
 @pytest.mark.parametrize(("status", "outcome"), [
@@ -247,3 +249,26 @@ def test_state_keeps_outcomes_and_a_version_1_state_hands_over_its_waits() -> No
     assert observed(e) == (0, 0.0)  # a histogram without outcomes restarts
     poll(e, 110, ("2", "Active", 1))
     assert observed(e, "answered") == (1, 10.0)  # the wait in progress (95 to 105) carried over
+
+
+async def test_a_long_reply_lets_the_loop_in_and_shows_only_whole_polls() -> None:
+    from exporter.vendors.base import APPLY_CHUNK
+
+    c, _, _ = make()
+    node = c.account.nodes[0]
+    waiting = Session(id="1", status="Waiting", waiting_seconds=0)
+    await c.apply(node, SessionList("OK", (waiting,)), T0 + 100)
+    before = c.nodes["337366"]
+    big = SessionList("OK", tuple(Session(id=str(i), status="Active")
+                                  for i in range(3 * APPLY_CHUNK)))
+    task = asyncio.create_task(c.apply(node, big, T0 + 110))
+    turns = 0
+    while not task.done():
+        await asyncio.sleep(0)  # each turn here is a turn a scrape would get
+        turns += 1
+        if not task.done():
+            assert c.nodes["337366"] is before  # half a reply is never shown
+    await task
+    assert turns >= 3
+    assert c.nodes["337366"].counts[("Active",)] == 3 * APPLY_CHUNK
+    assert observed(c) == (1, 0.0)  # session 1 left Waiting: its wait is observed once

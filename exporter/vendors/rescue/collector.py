@@ -3,6 +3,7 @@ getSession polls (text or SOAP: the parsers give the same records)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,7 @@ from ...outcomes import OTHER as OTHER_OUTCOME
 from ...outcomes import OUTCOMES
 from ...sanitize import label_value
 from ...statecheck import is_number, saved_histogram, state_version
-from ..base import AccountCollector, CollectorContext
+from ..base import APPLY_CHUNK, AccountCollector, CollectorContext
 from .client import GET_SESSION, LOGIN, RescueClient, UnknownNodeError
 from .config import Node, RescueAccount
 from .parser import Session, SessionList
@@ -125,7 +126,7 @@ class RescueCollector(AccountCollector):
                                      error=str(exc))
                 failure = failure or exc
                 continue
-            self.apply(node, reply, self.ctx.clock.time(), asked=asked)
+            await self.apply(node, reply, self.ctx.clock.time(), asked=asked)
             collected += 1
         if failure is not None:
             raise failure
@@ -138,10 +139,14 @@ class RescueCollector(AccountCollector):
         for outcome in OUTCOMES:
             self.waits.forget((node, outcome))
 
-    def apply(
+    async def apply(
         self, node: Node, reply: SessionList, now: float, asked: float | None = None
     ) -> None:
-        """Take one getSession reply, received at `now` for a request sent at `asked`."""
+        """Take one getSession reply, received at `now` for a request sent at `asked`.
+
+        A long reply is counted in slices with scrapes served in between; the node's new
+        state replaces the old one only once it is whole, so no render shows half a
+        reply, and a cycle cancelled half-way leaves the last poll's state as it was."""
         for reason, count in (("shifted_row", reply.shifted_rows),
                               ("invalid_record", reply.invalid_records),
                               ("invalid_value", reply.invalid_values),
@@ -149,18 +154,15 @@ class RescueCollector(AccountCollector):
             if count:
                 self.ctx.reject(reason, count)
         sessions, extra_rows = one_row_per_session(reply.sessions)
-        state = self.nodes.get(node.label)
-        previous = state.waiting if state is not None else self._restored_waits.pop(
-            node.label, {})
-        state = self.nodes[node.label] = NodeState(polled_at=now, technicians=extra_rows)
+        state = NodeState(polled_at=now, technicians=extra_rows)
         # The blank combination keeps every node's statuses present (zero) even with
         # opt-in labels and no sessions; a blank label equals an absent one in PromQL.
         self._zero_fill(state, ("",) * len(self.extra_labels))
-        for outcome in OUTCOMES:
-            self.waits.touch((node.label, outcome))
         waiting: list[Session] = []
         statuses: dict[str, str] = {}
-        for session in sessions:
+        for done, session in enumerate(sessions, 1):
+            if done % APPLY_CHUNK == 0:
+                await asyncio.sleep(0)
             status = self._status(session.status)
             statuses[session.id] = status
             extras = tuple(self._extra(name, session) for name in self.extra_labels)
@@ -174,8 +176,16 @@ class RescueCollector(AccountCollector):
                                                   changed)
             if status == WAITING:
                 waiting.append(session)
+        # From here to the end nothing awaits: the waits move on and the state is swapped
+        # in one step.
+        old = self.nodes.get(node.label)
+        previous = old.waiting if old is not None else self._restored_waits.pop(
+            node.label, {})
+        for outcome in OUTCOMES:
+            self.waits.touch((node.label, outcome))
         state.waiting = self._follow_waits(node.label, previous, waiting, statuses, now,
                                            now if asked is None else asked)
+        self.nodes[node.label] = state
 
     def _follow_waits(self, node: str, previous: dict[str, Wait], waiting: list[Session],
                       statuses: dict[str, str], now: float, asked: float) -> dict[str, Wait]:

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, tzinfo
 from lxml import etree
 
 from ...errors import ParseError
+from ...parseworker import RecordsInPieces
 from ...sanitize import clean_text, plausible_epoch, plausible_seconds, strict_int
 from ...xmlsafe import parse_xml
 from .statuses import (
@@ -65,7 +66,13 @@ class Session:
 
 
 @dataclass(frozen=True)
-class SessionList:
+class SessionList(RecordsInPieces):
+    """From the parse worker process it travels in pieces: a 100,000-row reply took
+    0.45 s to unpickle whole, on the event loop."""
+
+    RECORDS = "sessions"
+    PIECE = 250  # rows are dataclasses: about 4 us each to unpickle
+
     code: str
     sessions: tuple[Session, ...] = ()
     columns: tuple[str, ...] = ()

@@ -30,7 +30,7 @@ from ...statecheck import (
     saved_histogram,
     state_version,
 )
-from ..base import AccountCollector, CollectorContext
+from ..base import APPLY_CHUNK, AccountCollector, CollectorContext
 from .client import FEED, MONTH, HistoryClient, day_start, feed_window, month_start, utc_day
 from .config import MAX_FEED_DAYS, SecureVideoAccount
 from .parser import HistoryPage, HistoryRecord, MonthCounts
@@ -62,10 +62,6 @@ class _Seen:
     duration_observed: bool = False
     wait_observed: bool = False
     consult_observed: bool = False
-
-
-# Records applied between two yields to the event loop: about a millisecond of new ones.
-APPLY_CHUNK = 500
 
 
 class SecureVideoCollector(AccountCollector):

@@ -23,16 +23,15 @@ import codecs
 import json
 import re
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import chain
 from typing import Annotated, Any
 
 import msgspec
 
 from ... import scrub
 from ...errors import ParseError
+from ...parseworker import RecordsInPieces
 from ...sanitize import MAX_PLAUSIBLE_SECONDS, clean_text, plausible_epoch
 
 # SecureVideo writes .NET-style UTC times without an offset, with 0-7 fractional digits
@@ -71,31 +70,16 @@ class HistoryRecord(msgspec.Struct, frozen=True, gc=False):
 
 
 @dataclass(frozen=True)
-class HistoryPage:
+class HistoryPage(RecordsInPieces):
+    """Parsed in the parse worker process, a page travels in pieces so that unpickling it
+    never holds the event loop for long."""
+
     records: tuple[HistoryRecord, ...]
     skipped: int = 0  # every skipped record, implausible ones included
     # The first skipped record's problem, for a debug log line; never contains body text.
     first_problem: str | None = None
     implausible: int = 0  # of `skipped`: a number or date outside its plausible range
     over_limit: int | None = None  # the record count when it exceeds max_records
-
-    # Parsed in the parse worker process, a page travels in pieces (`parseworker.Pieces`)
-    # so that unpickling it never holds the event loop for long.
-    def split(self) -> Iterator[object]:
-        yield replace(self, records=())
-        for start in range(0, len(self.records), PIECE_RECORDS):
-            yield self.records[start:start + PIECE_RECORDS]
-
-    @classmethod
-    def join(cls, pieces: list[Any]) -> HistoryPage:
-        head, *parts = pieces
-        if not isinstance(head, HistoryPage):
-            raise TypeError("the first piece of a HistoryPage is its head")
-        return replace(head, records=tuple(chain.from_iterable(parts)))
-
-
-# Records per piece from the parse worker: about a millisecond to unpickle.
-PIECE_RECORDS = 2000
 
 
 class _BadRecord(Exception):

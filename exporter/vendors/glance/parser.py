@@ -128,9 +128,11 @@ class _Tally:
         """`_time`, each distinct text parsed once per reply."""
         if text is None:
             return _time(None, name)
-        try:
+        # `in`, not try/except KeyError: most texts are new, and raising costs more than
+        # the second lookup of a repeat.
+        if text in self.times:
             when = self.times[text]
-        except KeyError:
+        else:
             when = self.times[text] = parse_time(text)
         if when is not None and not plausible_epoch(when):
             raise _Implausible(name)

@@ -340,9 +340,11 @@ class _Builder:
         waiting = strict_int(waiting_text) if waiting_text else None
         start = None
         if start_text:
-            try:
+            # `in`, not try/except KeyError: a miss is common (a reply spanning days), and
+            # raising costs more than the second lookup of a hit.
+            if start_text in self._starts:
                 start = self._starts[start_text]
-            except KeyError:
+            else:
                 start = self._starts[start_text] = self._start_time(start_text)
         if (waiting is not None and not plausible_seconds(waiting)) or (
                 start is not None and not plausible_epoch(start)):

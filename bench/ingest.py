@@ -6,13 +6,18 @@ SecureVideo History reply of 50,000 records) or in the simulator's format (a Res
 getSession table of 5,000 rows). "Collect" is one real `collector.collect()` whose
 `Upstream` hands back those bytes instead of going to the network, so client, parser,
 dedupe, counters and histograms all run; a fresh collector each time makes every record
-new. Run: `python bench/ingest.py [--quick]`.
+new. Run: `python bench/ingest.py [--quick] [--only NAME] [--profile]`; `--profile` prints
+where a parse + collect spends its time (cProfile, the reply parsed inline so the profile
+sees it), by own time, and the per-record cost of each function.
 """
 
 from __future__ import annotations
 
 import asyncio
+import cProfile
+import io
 import json
+import pstats
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -49,6 +54,15 @@ class CannedUpstream(Upstream):
         # Parsed in this process (a thread for big replies): the CPU cost of a parse is
         # what is measured, not a trip to the parse worker process.
         self._parse_worker = None
+        # --profile: parsed inline, because cProfile sees only the thread it runs in.
+        self.inline = False
+
+    async def parse_off_loop(self, operation: str, parser: Callable[[bytes], T],
+                             body: bytes | tuple[bytes, ...]) -> T:
+        if self.inline:
+            return self.parse(operation, parser, body if isinstance(body, bytes)
+                              else b"".join(body))
+        return await super().parse_off_loop(operation, parser, body)
 
     async def fetch(self, operation: str, method: str, url: str, *,
                     data: Mapping[str, str] | bytes | None = None,
@@ -175,7 +189,7 @@ def bench_glance(size: int, repeats: int) -> list[list[object]]:
     return _rows("Glance page", records, len(page),
                  bare=lambda: etree.fromstring(page),
                  parse=lambda: parse_group_sessions(page),
-                 collect=collect, repeats=repeats)
+                 collect=collect, repeats=repeats, upstream=upstream)
 
 
 # -- SecureVideo ---------------------------------------------------------------------------
@@ -217,7 +231,7 @@ def bench_securevideo(size: int, repeats: int) -> list[list[object]]:
     return _rows("SecureVideo history", records, len(body),
                  bare=lambda: json.loads(body),
                  parse=lambda: parse_history(body),
-                 collect=collect, repeats=repeats)
+                 collect=collect, repeats=repeats, upstream=upstream)
 
 
 # -- Rescue --------------------------------------------------------------------------------
@@ -266,15 +280,22 @@ def bench_rescue(size: int, repeats: int) -> list[list[object]]:
         asyncio.run(RescueCollector(acct, context(clock)).collect(upstream))
 
     return _rows("Rescue table", records, len(body), bare=bare,
-                 parse=lambda: parse_sessions(body), collect=collect, repeats=repeats)
+                 parse=lambda: parse_sessions(body), collect=collect, repeats=repeats,
+                 upstream=upstream)
 
 
 # -- report --------------------------------------------------------------------------------
 
 
+PROFILE = False  # --profile
+PROFILE_LINES = 18
+
+
 def _rows(name: str, records: int, size: int, *, bare: Callable[[], object],
           parse: Callable[[], object], collect: Callable[[], object],
-          repeats: int) -> list[list[object]]:
+          repeats: int, upstream: CannedUpstream) -> list[list[object]]:
+    if PROFILE:
+        _profile(name, records, collect, upstream)
     times = {"bare parse": best(bare, repeats), "parse": best(parse, repeats),
              "parse + collect": best(collect, repeats)}
     return [[f"{name} ({records:,} records, {size / 1e6:.1f} MB)" if i == 0 else "", stage,
@@ -282,14 +303,67 @@ def _rows(name: str, records: int, size: int, *, bare: Callable[[], object],
             for i, (stage, t) in enumerate(times.items())]
 
 
+def _profile(name: str, records: int, collect: Callable[[], object],
+             upstream: CannedUpstream) -> None:
+    """One parse + collect under cProfile: the functions by own time, per record."""
+    upstream.inline = True
+    profiler = cProfile.Profile()
+    try:
+        collect()  # warm: first-call costs (imports, caches) are not per record
+        profiler.runcall(collect)
+    finally:
+        upstream.inline = False
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out)
+    total = stats.total_tt  # type: ignore[attr-defined]  # set by Stats, not in the stubs
+    print(f"## profile: {name}, {records:,} records, {total * 1000:.0f} ms under cProfile "
+          f"({total / records * 1e6:.1f} us a record)")
+    rows = sorted(stats.stats.items(),  # type: ignore[attr-defined]
+                  key=lambda item: item[1][2], reverse=True)[:PROFILE_LINES]
+    table(["function", "calls", "own ms", "own us/record", "share"], [
+        [_where(func), calls, own * 1000, own / records * 1e6, f"{own / total:.0%}"]
+        for func, (_, calls, own, _, _) in rows])
+    print()
+
+
+def _where(func: tuple[str, int, str]) -> str:
+    path, line, name = func
+    if path == "~":
+        return name  # a builtin
+    short = path.split("/exporter/", 1)[-1] if "/exporter/" in path else path.rsplit("/", 1)[-1]
+    return f"{short}:{line}({name})"
+
+
+def _glance(quick: bool, repeats: int) -> list[list[object]]:
+    return bench_glance(50 if quick else 1000, repeats)
+
+
+def _securevideo(quick: bool, repeats: int) -> list[list[object]]:
+    return bench_securevideo(500 if quick else 50_000, repeats)
+
+
+def _rescue(quick: bool, repeats: int) -> list[list[object]]:
+    return bench_rescue(100 if quick else 5000, repeats)
+
+
+BENCHES: dict[str, Callable[[bool, int], list[list[object]]]] = {
+    "glance": _glance, "securevideo": _securevideo, "rescue": _rescue}
+
+
 def main() -> int:
-    args = arguments(__doc__ or "").parse_args()
+    global PROFILE
+    parser = arguments(__doc__ or "")
+    parser.add_argument("--only", choices=sorted(BENCHES), action="append",
+                        help="this vendor's reply only (repeatable)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile one parse + collect per reply")
+    args = parser.parse_args()
+    PROFILE = args.profile
     configure("warn", "logfmt")
-    sizes = (50, 500, 100) if args.quick else (1000, 50_000, 5000)
     repeats = 2 if args.quick else 7
     header("ingest: records/s through the parsers and collectors vs the bare parse")
-    rows = (bench_glance(sizes[0], repeats) + bench_securevideo(sizes[1], repeats)
-            + bench_rescue(sizes[2], repeats))
+    rows = [row for name, bench in BENCHES.items() if not args.only or name in args.only
+            for row in bench(args.quick, repeats)]
     table(["reply", "stage", "records/s", "ms", "time vs bare"], rows)
     worst = max(float(str(r[4]).rstrip("x")) for r in rows if r[1] == "parse + collect")
     print(f"target: parse + collect within 2x of the bare parse: "

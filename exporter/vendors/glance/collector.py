@@ -258,10 +258,13 @@ class GlanceCollector(AccountCollector):
         async with aclosing(pages):
             async for page in pages:
                 self._rejected_records(page.skipped, page.implausible)
+                # Session types whose zero-filled series this page has made exist: ten
+                # series a type, touched once per page rather than once per session.
+                touched: set[str] = set()
                 try:
                     for session in page.sessions:
                         if self.seen.add(session.id, now):
-                            self._count(session)
+                            self._count(session, touched)
                 except DedupeFull as exc:
                     # Sessions not remembered cannot be counted without risking a second
                     # count later: stop here; this page is read again next cycle.
@@ -269,11 +272,13 @@ class GlanceCollector(AccountCollector):
                                          f"{exc}; sessions are counted again once older "
                                          "ids are forgotten") from None
 
-    def _count(self, session: Session) -> None:
+    def _count(self, session: Session, touched: set[str]) -> None:
         session_type = self._types(session.type)
         status = self._statuses(session.status)
         outcome = outcome_of(session.status)
-        self._touch_type(session_type)
+        if session_type not in touched:
+            self._touch_type(session_type)
+            touched.add(session_type)
         self.completed.inc((session_type, status))
         if session.duration is None:
             self._rejected("missing_duration", 1)

@@ -160,20 +160,34 @@ class RescueCollector(AccountCollector):
         self._zero_fill(state, ("",) * len(self.extra_labels))
         waiting: list[Session] = []
         statuses: dict[str, str] = {}
+        # This loop runs once per session (bench/ingest.py): the lookups are hoisted, and
+        # a recognised status is looked up once per distinct raw value of this reply
+        # (per reply, so case variants from a hostile vendor cannot grow it for good).
+        counts, oldest = state.counts, state.oldest_change
+        recognised: dict[str, str] = {}
+        extra_names = tuple(self.extra_labels)
         for done, session in enumerate(sessions, 1):
             if done % APPLY_CHUNK == 0:
                 await asyncio.sleep(0)
-            status = self._status(session.status)
+            raw = session.status
+            status = recognised.get(raw)
+            if status is None:
+                status = self._status(raw)
+                if self.canonical.get(raw.casefold()) is not None:
+                    recognised[raw] = status
             statuses[session.id] = status
-            extras = tuple(self._extra(name, session) for name in self.extra_labels)
-            if (STATUSES[0], *extras) not in state.counts:
-                self._zero_fill(state, extras)
-            key = (status, *extras)
-            state.counts[key] = state.counts.get(key, 0.0) + 1
+            if extra_names:
+                extras = tuple(self._extra(name, session) for name in extra_names)
+                if (STATUSES[0], *extras) not in counts:
+                    self._zero_fill(state, extras)
+                key = (status, *extras)
+            else:
+                key = (status,)  # the blank combination, zero-filled above
+            counts[key] = counts.get(key, 0.0) + 1
             if session.waiting_seconds is not None:
                 changed = now - session.waiting_seconds
-                state.oldest_change[status] = min(state.oldest_change.get(status, changed),
-                                                  changed)
+                if status not in oldest or changed < oldest[status]:
+                    oldest[status] = changed
             if status == WAITING:
                 waiting.append(session)
         # From here to the end nothing awaits: the waits move on and the state is swapped

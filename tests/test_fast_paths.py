@@ -1,0 +1,532 @@
+"""The ingest fast paths (issue 15) read exactly what the careful paths read.
+
+Each fast path is checked against a reference on a table of edge inputs and on
+hypothesis-generated ones:
+
+- `strict_int` against the regex it replaced;
+- Rescue's `quick_utc_start` against `parse_start_time`, and whole getSession tables
+  parsed in UTC (quick path) against the same tables in a UTC zone the quick path does
+  not take (every Start Time through `parse_start_time`);
+- Glance's one-pass `_walk_sessions` (behind `parse_group_sessions`) against a verbatim
+  copy of the element-by-element reader it replaced, kept here as the reference.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from lxml import etree
+
+from exporter.errors import ParseError
+from exporter.sanitize import MAX_DIGITS, clean_text, plausible_seconds, strict_int
+from exporter.vendors.glance import parser as glance
+from exporter.vendors.rescue.parser import parse_sessions, parse_start_time, quick_utc_start
+
+# -- sanitize.strict_int -------------------------------------------------------------------
+
+_REFERENCE_DIGITS = re.compile(rf"\A[0-9]{{1,{MAX_DIGITS}}}\Z")
+
+
+def reference_strict_int(text: str) -> int | None:
+    """`strict_int` as it was: a regex match."""
+    text = text.strip()
+    return None if _REFERENCE_DIGITS.match(text) is None else int(text)
+
+
+INT_EDGES = [
+    "",
+    " ",
+    "0",
+    "007",
+    " 42 ",
+    "1" * 18,
+    "1" * 19,
+    "²",
+    "١٢",
+    "\uff11\uff12",
+    "12a",
+    "-1",
+    "+1",
+    "1_0",
+    "1.0",
+    "1e3",
+    "0x1",
+    "1\n",
+    "\n1",
+    "\u00a012\u2003",
+    "1 2",
+]
+
+
+@pytest.mark.parametrize("text", INT_EDGES)
+def test_strict_int_edges(text: str) -> None:
+    assert strict_int(text) == reference_strict_int(text)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.text(max_size=30), st.text(alphabet="0123456789 ²١\n\t+-", max_size=22)))
+def test_strict_int_is_the_regex(text: str) -> None:
+    assert strict_int(text) == reference_strict_int(text)
+
+
+# -- Rescue Start Time ---------------------------------------------------------------------
+
+START_EDGES = [
+    "2/14/2026 3:05 PM",
+    "2/14/2026 12:05 AM",
+    "2/14/2026 12:59 PM",
+    "02/04/2026 03:05 AM",
+    "12/31/2099 11:59 PM",
+    "1/1/2000 12:00 AM",
+    "2/29/2024 1:00 AM",
+    "2/29/2026 1:00 AM",
+    "2/30/2026 3:05 PM",
+    "13/1/2026 3:05 PM",
+    "0/1/2026 3:05 PM",
+    "2/14/2026 0:05 AM",
+    "2/14/2026 13:05 PM",
+    "2/14/2026 3:60 PM",
+    "2/14/2026 3:5 PM",
+    "2/14/2026 3:05 pm",
+    "2/14/2026 3:05PM",
+    "2/14/2026  3:05 PM",
+    "2/14/2026 3:05 PM ",
+    " 2/14/2026 3:05 PM",
+    "2/14/2026 15:05",
+    "2/14/2026 3:05:07 PM",
+    "2/14/26 3:05 PM",
+    "2/14/20266 3:05 PM",
+    "2/14/02026 3:05 PM",
+    "002/14/2026 3:05 PM",
+    "٢/١٤/٢٠٢٦ 3:05 PM",
+    "2/14/2026 ٣:05 PM",
+    "2-14-2026 3:05 PM",
+    "2//2026 3:05 PM",
+    "2/14/2026/1 3:05 PM",
+    "2/14/9999 3:05 PM",
+    "",
+    "PM",
+    "3:05 PM",
+]
+
+
+@pytest.mark.parametrize("text", START_EDGES)
+def test_quick_start_agrees_or_defers(text: str) -> None:
+    quick = quick_utc_start(text)
+    # None defers to parse_start_time; a number must be the number it would give.
+    assert quick is None or quick == parse_start_time(text, UTC)
+
+
+def test_quick_start_takes_the_common_shape() -> None:
+    # Not only deferring: the shape real replies have is the quick path's own.
+    assert quick_utc_start("2/14/2026 3:05 PM") == parse_start_time("2/14/2026 3:05 PM", UTC)
+    assert quick_utc_start("02/04/2026 03:05 AM") is not None
+
+
+start_texts = st.one_of(
+    st.builds(
+        lambda m, d, y, h, mi, ap, sep: f"{m}/{d}/{y}{sep}{h}:{mi:02d} {ap}",
+        st.integers(0, 13),
+        st.integers(0, 32),
+        st.integers(1999, 2101),
+        st.integers(0, 13),
+        st.integers(0, 61),
+        st.sampled_from(["AM", "PM", "am"]),
+        st.sampled_from([" ", "  ", "\t"]),
+    ),
+    st.from_regex(r"\A[0-9]{1,3}/[0-9]{1,3}/[0-9]{2,5} [0-9]{1,3}:[0-9]{1,3} [AP]M\Z"),
+    st.text(max_size=24),
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(start_texts)
+def test_quick_start_is_parse_start_time(text: str) -> None:
+    quick = quick_utc_start(text)
+    assert quick is None or quick == parse_start_time(text, UTC)
+
+
+# A UTC zone by another name: `_Builder` sends its Start Times to parse_start_time alone.
+CAREFUL_UTC = ZoneInfo("Etc/Zulu")
+HEADER = "ID|Status|Entry ID|Entry|Technician ID|Technician|Start Time|Waiting Time|"
+
+
+def table(rows: list[list[str]]) -> bytes:
+    lines = ["OK", "", HEADER] + ["|".join(row) + "|" for row in rows]
+    return ("\r\n".join(lines) + "\r\n").encode()
+
+
+def test_rescue_table_in_either_path() -> None:
+    rows = [
+        [str(i), "Waiting", "1", "Chan", "2", "Tech", start, "30"]
+        for i, start in enumerate(START_EDGES, start=1000)
+    ]
+    body = table(rows)
+    quick, careful = parse_sessions(body, UTC), parse_sessions(body, CAREFUL_UTC)
+    assert quick == careful
+    assert quick.invalid_values and quick.implausible_values  # the edges reach both counts
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["1", "22", "x", "", "1" * 19]),
+            st.sampled_from(["Waiting", "Active", "", "Ativas"]),
+            start_texts.filter(lambda t: "|" not in t and "\n" not in t and "\r" not in t),
+            st.sampled_from(["", "0", "30", "700000", "x"]),
+        ),
+        max_size=20,
+    )
+)
+def test_rescue_tables_in_either_path(rows: list[tuple[str, str, str, str]]) -> None:
+    body = table(
+        [[sid, status, "1", "Chan", "2", "Tech", start, wait] for sid, status, start, wait in rows]
+    )
+    try:
+        careful = parse_sessions(body, CAREFUL_UTC)
+    except ParseError:
+        with pytest.raises(ParseError):
+            parse_sessions(body, UTC)
+        return
+    assert parse_sessions(body, UTC) == careful
+
+
+# -- Glance completed-sessions pages -------------------------------------------------------
+# The element-by-element reader `_walk_sessions` replaced, verbatim but for the `_time`
+# of the guests (then a module function, the same one `_Tally.time` memoises).
+
+
+def reference_children(item: etree._Element, wanted: dict[str, str]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for child in item:
+        name = wanted.get(child.tag)
+        if name is not None and name not in found and child.text is not None:
+            found[name] = clean_text(child.text.strip())
+    return found
+
+
+def reference_guest_starts(item: etree._Element) -> tuple[float | None, float | None]:
+    guests = item.find(glance._q("guests"))
+    if guests is None:
+        return None, None
+    visitor: float | None = None
+    agent: float | None = None
+    for guest in guests.iterfind(glance._q("guest")):
+        fields = reference_children(guest, glance._GUEST_FIELDS)
+        kind = fields.get("type", "").lower()
+        if kind not in ("visitor", "agent"):
+            continue
+        when = glance._time(fields.get("startTime"), "guest startTime")
+        if when is None:
+            continue
+        if kind == "visitor":
+            visitor = when if visitor is None else min(visitor, when)
+        else:
+            agent = when if agent is None else min(agent, when)
+    return visitor, agent
+
+
+def reference_sessions(
+    parent: etree._Element, user: str, tally: glance._Tally
+) -> list[glance.Session] | None:
+    sessions: list[glance.Session] = []
+    container = parent.find(glance._q("sessions"))
+    if container is None:
+        return sessions
+    for item in container.iterfind(glance._q("session")):
+        if tally.full():
+            return None
+        fields = reference_children(item, glance._SESSION_FIELDS)
+        try:
+            session_id = glance._int(fields.get("id"), "id")
+            session_type = glance._present(fields.get("type"), "type")
+            status = glance._present(fields.get("status"), "status")
+            start_time = glance._time(fields.get("startTime"), "startTime")
+            duration = glance._seconds(fields.get("duration"), "duration")
+            visitor, agent = reference_guest_starts(item)
+            if (
+                visitor is not None
+                and agent is not None
+                and not plausible_seconds(max(0.0, agent - visitor))
+            ):
+                raise glance._Implausible("wait")
+            sessions.append(
+                glance.Session(
+                    id=session_id,
+                    type=session_type,
+                    status=status,
+                    start_time=start_time,
+                    duration=duration,
+                    partner_user_id=user,
+                    visitor_start=visitor,
+                    agent_start=agent,
+                )
+            )
+        except glance._Skip as exc:
+            tally.skip(exc)
+    return sessions
+
+
+def reference_group_sessions(body: bytes, max_records: int) -> glance.GroupSessions:
+    root = glance._root(body, "groupSessions", glance.MAX_BYTES)
+    next_text = glance._text(root, "nextId")
+    next_id = strict_int(next_text) if next_text else None
+    if next_text and next_id is None:
+        raise ParseError("nextId is not a whole number")
+    sessions: list[glance.Session] = []
+    invalid: list[str] = []
+    tally = glance._Tally(max_records)
+    users = root.find(glance._q("users"))
+    if users is not None:
+        for group in users.iterfind(glance._q("userSessions")):
+            user = glance._text(group, "partnerUserId") or ""
+            valid = glance._text(group, "validUser")
+            if valid is not None and not glance._bool(valid):
+                invalid.append(user)
+            found = reference_sessions(group, user, tally)
+            if found is None:
+                return glance.GroupSessions(next_id, [], over_limit=glance._count(root, "session"))
+            sessions.extend(found)
+    return glance.GroupSessions(next_id, sessions, tally.skipped, invalid, tally.implausible)
+
+
+def page(users: str) -> bytes:
+    return (
+        f'<groupSessions xmlns="{glance.NS}"><nextId>5</nextId>'
+        f"<users>{users}</users></groupSessions>"
+    ).encode()
+
+
+def guest(kind: str, start: str) -> str:
+    return (
+        f"<guest><type>{kind}</type><status>C</status><startTime>{start}</startTime>"
+        f"<duration>9</duration><location><city>X</city></location></guest>"
+    )
+
+
+def session(body: str) -> str:
+    return f"<session>{body}</session>"
+
+
+OK_FIELDS = (
+    "<id>7</id><type>C</type><status>C</status><startTime>2026-02-08T14:40:00Z"
+    "</startTime><duration>95</duration>"
+)
+T0, T1 = "2026-02-08T14:40:00Z", "2026-02-08T14:41:00Z"
+
+PAGE_EDGES = {
+    "ordinary": session(OK_FIELDS + f"<guests>{guest('visitor', T0)}{guest('agent', T1)}</guests>"),
+    "fields after guests": session(f"<guests>{guest('agent', T1)}</guests>" + OK_FIELDS),
+    "second guests ignored": session(
+        OK_FIELDS + f"<guests>{guest('visitor', T0)}</guests><guests>{guest('agent', T1)}</guests>"
+    ),
+    "first id empty, second read": session("<id/><id>8</id><type>C</type><status>C</status>"),
+    "first id blank text": session("<id>  </id><id>8</id><type>C</type><status>C</status>"),
+    "id with child element": session("<id><x/>9</id><type>C</type><status>C</status>"),
+    "nested session ignored": session(
+        OK_FIELDS + session("<id>99</id><type>V</type><status>X</status>")
+    ),
+    "session in a guest": session(
+        OK_FIELDS
+        + "<guests><guest><type>agent</type>"
+        + session("<id>98</id><type>V</type><status>X</status>")
+        + f"<startTime>{T1}</startTime></guest></guests>"
+    ),
+    "guest fields beside guests": session(
+        OK_FIELDS + f"<guests><type>agent</type><startTime>{T1}</startTime></guests>"
+    ),
+    "stray guest field after a guest": session(
+        OK_FIELDS + f"<guests><guest><type>agent</type></guest><startTime>{T1}</startTime></guests>"
+    ),
+    "guest field nested deeper": session(
+        OK_FIELDS + "<guests><guest><type>agent</type>"
+        f"<location><startTime>{T1}</startTime></location>"
+        "</guest></guests>"
+    ),
+    "guest nested in guest": session(
+        OK_FIELDS + "<guests><guest><type>visitor</type>"
+        f"<startTime>{T0}</startTime>{guest('agent', T1)}"
+        "</guest></guests>"
+    ),
+    "guest startTime implausible": session(
+        OK_FIELDS + f"<guests>{guest('agent', '9999-01-01T00:00:00Z')}</guests>"
+    ),
+    "wait over a week": session(
+        OK_FIELDS + f"<guests>{guest('visitor', T0)}"
+        f"{guest('agent', '2026-03-08T14:40:00Z')}</guests>"
+    ),
+    "unknown kinds": session(
+        OK_FIELDS + f"<guests>{guest('Agent', T1)}{guest('bot', T0)}</guests>"
+    ),
+    "missing id then implausible": session(
+        "<type>C</type><status>C</status><startTime>9999-01-01T00:00:00Z</startTime>"
+    ),
+    "implausible duration": session(OK_FIELDS.replace(">95<", ">1e308<")),
+    "NaN duration": session(OK_FIELDS.replace(">95<", ">NaN<")),
+    "non-ASCII text": session(OK_FIELDS.replace("<type>C", "<type> Cé ")),
+    "no type": session("<id>7</id><status>C</status>"),
+    "huge id": session("<id>" + "9" * 40 + "</id><type>C</type><status>C</status>"),
+    "session outside sessions": session(OK_FIELDS),
+}
+
+
+def group(user: str, sessions: str, valid: str = "true") -> str:
+    return (
+        f"<userSessions><partnerUserId>{user}</partnerUserId>"
+        f"<validUser>{valid}</validUser><sessions>{sessions}</sessions></userSessions>"
+    )
+
+
+@pytest.mark.parametrize("name", sorted(PAGE_EDGES))
+def test_glance_page_edges(name: str) -> None:
+    item = PAGE_EDGES[name]
+    if name == "session outside sessions":
+        body = page(
+            f"<userSessions><partnerUserId>u</partnerUserId>{item}"
+            f"<sessions>{session(OK_FIELDS)}</sessions></userSessions>"
+        )
+    else:
+        body = page(group("A", item + session(OK_FIELDS)) + group("B", item, "false"))
+    assert glance.parse_group_sessions(body) == reference_group_sessions(body, 100_000)
+
+
+def test_glance_page_structure_edges() -> None:
+    ordinary = PAGE_EDGES["ordinary"]
+    bodies = [
+        page(""),
+        page(group("A", "")),
+        page(
+            group("A", ordinary) + f"<userSessions><sessions>{ordinary}</sessions>"
+            f"<sessions>{ordinary}</sessions></userSessions>"
+        ),  # only the first <sessions>
+        page(f"<sessions>{ordinary}</sessions>" + group("A", ordinary)),  # not in a group
+        page(
+            group("A", ordinary) + "<userSessions><partnerUserId>B</partnerUserId></userSessions>"
+        ),
+        page(f"<userSessions><x>{group('A', ordinary)}</x></userSessions>"),
+    ]
+    for body in bodies:
+        assert glance.parse_group_sessions(body) == reference_group_sessions(body, 100_000)
+
+
+@pytest.mark.parametrize("limit", [0, 1, 2, 3])
+def test_glance_page_limits(limit: int) -> None:
+    body = page(group("A", PAGE_EDGES["ordinary"] * 2) + group("B", PAGE_EDGES["no type"]))
+    expected = reference_group_sessions(body, limit)
+    assert glance.parse_group_sessions(body, max_records=limit) == expected
+
+
+# Hypothesis: random trees from the page's own vocabulary, so that fields, guests and
+# sessions turn up in every place and order, with texts from the edges above.
+TAGS = [
+    "session",
+    "sessions",
+    "guests",
+    "guest",
+    "id",
+    "type",
+    "status",
+    "startTime",
+    "duration",
+    "userSessions",
+    "partnerUserId",
+    "validUser",
+    "location",
+]
+TEXTS = [
+    None,
+    "",
+    " 7 ",
+    "61000000",
+    "C",
+    "X",
+    "visitor",
+    "agent",
+    " AGENT ",
+    T0,
+    T1,
+    "2026-02-08T14:40:33",
+    "9999-01-01T00:00:00Z",
+    "nan",
+    "1e308",
+    "-5",
+    "95",
+    "é",
+    "true",
+    "false",
+]
+
+
+def elements(depth: int) -> st.SearchStrategy[str]:
+    leaf = st.builds(
+        lambda tag, text: f"<{tag}>{text or ''}</{tag}>" if text is not None else f"<{tag}/>",
+        st.sampled_from(TAGS),
+        st.sampled_from(TEXTS),
+    )
+    if depth == 0:
+        return leaf
+    node = st.builds(
+        lambda tag, text, kids: f"<{tag}>{text or ''}{''.join(kids)}</{tag}>",
+        st.sampled_from(TAGS),
+        st.sampled_from(TEXTS),
+        st.lists(elements(depth - 1), max_size=5),
+    )
+    return st.one_of(leaf, node)
+
+
+def realistic() -> st.SearchStrategy[str]:
+    fields = st.lists(
+        st.sampled_from(
+            [
+                "<id>7</id>",
+                "<id>8</id>",
+                "<id/>",
+                "<type>C</type>",
+                "<type/>",
+                "<status>C</status>",
+                f"<startTime>{T0}</startTime>",
+                "<startTime>9999-01-01T00:00:00Z</startTime>",
+                "<duration>95</duration>",
+                "<duration>NaN</duration>",
+                f"<guests>{guest('visitor', T0)}{guest('agent', T1)}</guests>",
+                f"<guests>{guest('agent', '2026-03-08T14:40:00Z')}</guests>",
+                "<guests><guest><type>agent</type></guest></guests>",
+                f"<guests><guest><type>agent</type></guest><startTime>{T1}</startTime></guests>",
+                f"<guests><guest><type>agent</type><x><startTime>{T1}</startTime></x></guest>"
+                "</guests>",
+            ]
+        ),
+        max_size=9,
+    )
+    sessions = st.lists(fields.map(lambda f: session("".join(f))), max_size=4)
+    return st.lists(
+        st.builds(
+            group,
+            st.sampled_from(["A", "B", ""]),
+            sessions.map("".join),
+            st.sampled_from(["true", "false"]),
+        ),
+        max_size=3,
+    ).map("".join)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.one_of(realistic(), st.lists(elements(4), max_size=4).map("".join)),
+    st.sampled_from([1, 2, 5, 100_000]),
+)
+def test_glance_walk_is_the_careful_reading(users: str, limit: int) -> None:
+    body = page(users)
+    try:
+        expected = reference_group_sessions(body, limit)
+    except ParseError:
+        with pytest.raises(ParseError):
+            glance.parse_group_sessions(body, max_records=limit)
+        return
+    assert glance.parse_group_sessions(body, max_records=limit) == expected

@@ -1,10 +1,16 @@
-"""Remembering which records were already counted, for a bounded time."""
+"""Remembering which records were already counted, for a bounded time.
+
+With --storage.path the memory also journals its changes (keys added or refreshed, keys
+forgotten) between two saves, so that saving costs what changed, not what is remembered.
+"""
 
 from __future__ import annotations
 
 import heapq
 from collections.abc import Hashable
 from typing import Any
+
+from .savedstate import KeyedChanges
 
 
 class DedupeFull(Exception):
@@ -13,16 +19,28 @@ class DedupeFull(Exception):
 
 class SeenRecords:
     """Keys seen recently. Memory is bounded by time: a key is forgotten `retention`
-    seconds after it was last seen, by which time no overlapping window can return it."""
+    seconds after it was last seen, by which time no overlapping window can return it.
 
-    def __init__(self, retention: float, limit: int | None = None) -> None:
+    `slack`: a key's expiry moves only when it would come within `retention` of the last
+    sighting, and then `retention + slack` ahead. A key seen again in every overlapping
+    window is then rewritten in the store once per `slack`, not once per cycle; the price
+    is remembering it up to `slack` longer."""
+
+    def __init__(self, retention: float, limit: int | None = None, slack: float = 0.0) -> None:
         self.retention = retention
+        self.slack = slack
         # At most this many keys (max_remembered_ids): a vendor sending millions of new
         # ids must be refused, not remembered. `add` refuses new keys while full.
         self.limit = limit
         self._expiry: dict[Hashable, float] = {}
         self._heap: list[tuple[float, int, Hashable]] = []
         self._tie = 0
+        # The journal since the last `changes()`. While `_whole` (before the first save,
+        # after a failed one, or without a store at all) nothing is journalled: the next
+        # save takes every key anyway, and an unsaved journal must not grow forever.
+        self._whole = True
+        self._dirty: set[Hashable] = set()
+        self._deleted: set[Hashable] = set()
 
     def __contains__(self, key: Hashable) -> bool:
         return key in self._expiry
@@ -37,13 +55,19 @@ class SeenRecords:
     def add(self, key: Hashable, now: float) -> bool:
         """Remember `key`; True if it is new. Raises `DedupeFull` for a new key while
         `full`: the caller stops counting (and says why) instead of counting twice later."""
-        new = key not in self._expiry
+        expires = self._expiry.get(key)
+        new = expires is None
         if new and self.full:
             raise DedupeFull(f"already remembering {self.limit} ids (max_remembered_ids)")
-        self._expiry[key] = now + self.retention
+        if expires is not None and expires >= now + self.retention:
+            return False  # remembered long enough already: nothing changed
+        expires = self._expiry[key] = now + self.retention + self.slack
         if new:  # one heap entry per key, however often it is seen again
             self._tie += 1
-            heapq.heappush(self._heap, (now + self.retention, self._tie, key))
+            heapq.heappush(self._heap, (expires, self._tie, key))
+        if not self._whole:
+            self._dirty.add(key)
+            self._deleted.discard(key)
         return new
 
     def to_state(self) -> list[list[Any]]:
@@ -56,6 +80,24 @@ class SeenRecords:
             self._tie += 1
             heapq.heappush(self._heap, (float(expires), self._tie, key))
 
+    def changes(self) -> KeyedChanges:
+        """What changed since the last call, for the store (on the loop: O(changes)); the
+        first call, and the first after `unsaved`, gives every key. Starts a new journal.
+        Values are expiries: the store's entries are `[key, expiry]`, as in `to_state`."""
+        if self._whole:
+            changes = KeyedChanges(True, dict(self._expiry))
+        else:
+            expiry = self._expiry
+            changes = KeyedChanges(False, {key: expiry[key] for key in self._dirty},
+                                   self._deleted)
+        self._whole, self._dirty, self._deleted = False, set(), set()
+        return changes
+
+    def unsaved(self) -> None:
+        """The last `changes()` never reached the store: the next one must be whole."""
+        self._whole = True
+        self._dirty, self._deleted = set(), set()
+
     def prune(self, now: float) -> None:
         while self._heap and self._heap[0][0] <= now:
             _, _, key = heapq.heappop(self._heap)
@@ -64,6 +106,13 @@ class SeenRecords:
                 continue
             if expires <= now:
                 del self._expiry[key]
+                if not self._whole:
+                    self._deleted.add(key)
+                    self._dirty.discard(key)
             else:  # seen again since it was pushed: wait for its later expiry
                 self._tie += 1
                 heapq.heappush(self._heap, (expires, self._tie, key))
+        if len(self._deleted) > len(self._expiry):
+            # Forgotten keys outnumber those remembered (saves stopped for long, say):
+            # saving the whole memory is cheaper than the journal, which stays bounded.
+            self.unsaved()

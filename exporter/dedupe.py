@@ -7,14 +7,69 @@ forgotten) between two saves, so that saving costs what changed, not what is rem
 from __future__ import annotations
 
 import heapq
-from collections.abc import Hashable
-from typing import Any
+from collections.abc import Callable, Hashable, Mapping
+from typing import Any, Generic, TypeVar
 
 from .savedstate import KeyedChanges
 
 
 class DedupeFull(Exception):
     """More distinct ids within the retention time than `max_remembered_ids` allows."""
+
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class KeyJournal(Generic[K]):
+    """Which keys of a remembered mapping changed, and which were forgotten, since the
+    last save (--storage.path), so that a save costs what changed in the cycle.
+
+    While `whole` (before the first save, after a failed one, or without a store at all)
+    nothing is journalled: the next save takes every key anyway, and a journal nobody
+    takes must not grow forever. The owner checks `whole` inline on its hot path."""
+
+    def __init__(self) -> None:
+        self.whole = True
+        self.dirty: set[K] = set()
+        self.deleted: set[K] = set()
+
+    def changed(self, key: K) -> None:
+        if not self.whole:
+            self.dirty.add(key)
+            self.deleted.discard(key)
+
+    def forgot(self, key: K) -> None:
+        if not self.whole:
+            self.deleted.add(key)
+            self.dirty.discard(key)
+
+    def take(self, entries: Mapping[K, V],
+             value: Callable[[V], Any] | None = None) -> KeyedChanges:
+        """The changes to `entries` since the last call (O(changes) unless whole), each
+        value copied with `value` (entries may change after, on the loop); then a new
+        journal starts."""
+        if self.whole:
+            upserts: dict[K, Any] = (
+                dict(entries) if value is None else {k: value(v) for k, v in entries.items()})
+            changes = KeyedChanges(True, upserts)
+        else:
+            changes = KeyedChanges(False, {
+                key: entries[key] if value is None else value(entries[key])
+                for key in self.dirty}, self.deleted)
+        self.whole, self.dirty, self.deleted = False, set(), set()
+        return changes
+
+    def unsaved(self) -> None:
+        """The last changes taken never reached the store: the next take is whole."""
+        self.whole = True
+        self.dirty, self.deleted = set(), set()
+
+    def bound(self, remembered: int) -> None:
+        """Forgotten keys outnumber those remembered (saves stopped for long, say): the
+        whole memory is then the cheaper save, and the journal stays bounded."""
+        if len(self.deleted) > remembered:
+            self.unsaved()
 
 
 class SeenRecords:
@@ -35,12 +90,7 @@ class SeenRecords:
         self._expiry: dict[Hashable, float] = {}
         self._heap: list[tuple[float, int, Hashable]] = []
         self._tie = 0
-        # The journal since the last `changes()`. While `_whole` (before the first save,
-        # after a failed one, or without a store at all) nothing is journalled: the next
-        # save takes every key anyway, and an unsaved journal must not grow forever.
-        self._whole = True
-        self._dirty: set[Hashable] = set()
-        self._deleted: set[Hashable] = set()
+        self.journal: KeyJournal[Hashable] = KeyJournal()
 
     def __contains__(self, key: Hashable) -> bool:
         return key in self._expiry
@@ -65,15 +115,17 @@ class SeenRecords:
         if new:  # one heap entry per key, however often it is seen again
             self._tie += 1
             heapq.heappush(self._heap, (expires, self._tie, key))
-        if not self._whole:
-            self._dirty.add(key)
-            self._deleted.discard(key)
+        journal = self.journal
+        if not journal.whole:  # inline: this runs for every record of every page
+            journal.dirty.add(key)
+            journal.deleted.discard(key)
         return new
 
     def to_state(self) -> list[list[Any]]:
         return [[key, expires] for key, expires in self._expiry.items()]
 
     def load_state(self, state: list[list[Any]]) -> None:
+        self.journal.unsaved()  # the loaded keys are not journalled: the next save is whole
         for key, expires in state:
             key = tuple(key) if isinstance(key, list) else key  # JSON turns tuples to lists
             self._expiry[key] = float(expires)
@@ -82,21 +134,12 @@ class SeenRecords:
 
     def changes(self) -> KeyedChanges:
         """What changed since the last call, for the store (on the loop: O(changes)); the
-        first call, and the first after `unsaved`, gives every key. Starts a new journal.
-        Values are expiries: the store's entries are `[key, expiry]`, as in `to_state`."""
-        if self._whole:
-            changes = KeyedChanges(True, dict(self._expiry))
-        else:
-            expiry = self._expiry
-            changes = KeyedChanges(False, {key: expiry[key] for key in self._dirty},
-                                   self._deleted)
-        self._whole, self._dirty, self._deleted = False, set(), set()
-        return changes
+        first call, and the first after `unsaved`, gives every key. Values are expiries:
+        the store's entries are `[key, expiry]`, as in `to_state`."""
+        return self.journal.take(self._expiry)
 
     def unsaved(self) -> None:
-        """The last `changes()` never reached the store: the next one must be whole."""
-        self._whole = True
-        self._dirty, self._deleted = set(), set()
+        self.journal.unsaved()
 
     def prune(self, now: float) -> None:
         while self._heap and self._heap[0][0] <= now:
@@ -106,13 +149,8 @@ class SeenRecords:
                 continue
             if expires <= now:
                 del self._expiry[key]
-                if not self._whole:
-                    self._deleted.add(key)
-                    self._dirty.discard(key)
+                self.journal.forgot(key)
             else:  # seen again since it was pushed: wait for its later expiry
                 self._tie += 1
                 heapq.heappush(self._heap, (expires, self._tie, key))
-        if len(self._deleted) > len(self._expiry):
-            # Forgotten keys outnumber those remembered (saves stopped for long, say):
-            # saving the whole memory is cheaper than the journal, which stays bounded.
-            self.unsaved()
+        self.journal.bound(len(self._expiry))

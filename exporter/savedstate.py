@@ -8,7 +8,7 @@ in its writer thread, in the same transaction as the blob.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Hashable, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,8 +22,10 @@ class KeyedChanges:
     `[key, value]` or `[key, *value]`."""
 
     whole: bool
-    upserts: Mapping[Hashable, Any]
-    deletes: Collection[Hashable] = ()
+    # Keys are hashable and JSON-serialisable (a tuple comes back a list): Any, because a
+    # Mapping's key type is invariant and tables differ in theirs.
+    upserts: Mapping[Any, Any]
+    deletes: Collection[Any] = ()
 
 
 @dataclass(frozen=True)

@@ -278,4 +278,4 @@ def test_without_saves_the_journal_stays_empty() -> None:
     for step in range(100):
         seen.add(step, step * 100.0)
         seen.prune(step * 100.0)
-    assert not seen._dirty and not seen._deleted
+    assert not seen.journal.dirty and not seen.journal.deleted

@@ -18,6 +18,7 @@ class DedupeFull(Exception):
 
 
 K = TypeVar("K", bound=Hashable)
+_GONE: Any = object()
 V = TypeVar("V")
 
 
@@ -54,9 +55,14 @@ class KeyJournal(Generic[K]):
                 dict(entries) if value is None else {k: value(v) for k, v in entries.items()})
             changes = KeyedChanges(True, upserts)
         else:
-            changes = KeyedChanges(False, {
-                key: entries[key] if value is None else value(entries[key])
-                for key in self.dirty}, self.deleted)
+            deleted, upserts = self.deleted, {}
+            for key in self.dirty:
+                entry = entries.get(key, _GONE)
+                if entry is _GONE:  # removed without `forgot`: deleted, not lost track of
+                    deleted.add(key)
+                else:
+                    upserts[key] = entry if value is None else value(entry)
+            changes = KeyedChanges(False, upserts, deleted)
         self.whole, self.dirty, self.deleted = False, set(), set()
         return changes
 

@@ -14,7 +14,7 @@ from typing import Any, cast
 
 import pytest
 
-from exporter.dedupe import SeenRecords
+from exporter.dedupe import KeyJournal, SeenRecords
 from exporter.persistence import Persistence
 from exporter.savedstate import KeyedChanges, SavedState
 from exporter.scheduler import AccountRunner
@@ -279,3 +279,14 @@ def test_without_saves_the_journal_stays_empty() -> None:
         seen.add(step, step * 100.0)
         seen.prune(step * 100.0)
     assert not seen.journal.dirty and not seen.journal.deleted
+
+
+def test_a_key_dropped_without_notice_is_saved_as_deleted() -> None:
+    journal: KeyJournal[int] = KeyJournal()
+    entries = {1: 1.0, 2: 2.0}
+    journal.take(entries)
+    journal.changed(1)
+    journal.changed(2)
+    del entries[2]
+    changes = journal.take(entries)
+    assert (dict(changes.upserts), set(changes.deletes)) == ({1: 1.0}, {2})

@@ -62,8 +62,9 @@ class AccountCollector(ABC):
 
     def state(self) -> dict[str, Any] | None:
         """JSON-serialisable state worth keeping across restarts with --storage.path
-        (feed cursors, dedupe keys, counter and histogram values), or None. Taken after
-        each successful cycle, so it is always the state of a complete cycle."""
+        (feed cursors, dedupe keys, counter and histogram values), or None: what the store
+        gives back to `restore`. Saved (through `saved_state`) after each successful
+        cycle, so it is always the state of a complete cycle."""
         return None
 
     def saved_state(self) -> SavedState | None:

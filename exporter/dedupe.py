@@ -18,8 +18,8 @@ class DedupeFull(Exception):
 
 
 K = TypeVar("K", bound=Hashable)
-_GONE: Any = object()
 V = TypeVar("V")
+_GONE: Any = object()  # not in the mapping (None may be a value)
 
 
 class KeyJournal(Generic[K]):

@@ -80,9 +80,13 @@ class Persistence:
             common = runner.common
             try:
                 await self.store.save_async(common.vendor, common.name, saved, now)
-            except BaseException:
+            except asyncio.CancelledError:
                 runner.collector.state_unsaved()
                 raise
+            except Exception:  # the other accounts are still saved
+                runner.collector.state_unsaved()
+                log.error("state not saved at shutdown", vendor=common.vendor,
+                          account=common.name, exc_info=True)
 
     def forget(self, vendor: str, account: str) -> None:
         """A removed account: its state goes (queued in the writer thread)."""

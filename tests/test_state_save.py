@@ -45,9 +45,9 @@ class Remembering:
         self.seen.load_state(state["seen"])
 
 
-def runner(collector: Remembering) -> AccountRunner:
+def runner(collector: Remembering, name: str = "a") -> AccountRunner:
     return cast(AccountRunner, SimpleNamespace(
-        collector=collector, common=SimpleNamespace(vendor="v", name="a"), restored=False))
+        collector=collector, common=SimpleNamespace(vendor="v", name=name), restored=False))
 
 
 def stored_keys(path: Path) -> dict[Any, float]:
@@ -290,3 +290,17 @@ def test_a_key_dropped_without_notice_is_saved_as_deleted() -> None:
     del entries[2]
     changes = journal.take(entries)
     assert (dict(changes.upserts), set(changes.deletes)) == ({1: 1.0}, {2})
+
+
+def test_save_all_saves_the_others_when_one_fails(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    persistence = Persistence(StateStore(path), FakeClock(0.0))
+    failing, fine = Remembering(), Remembering()
+    failing.see(["boom"], 0.0)
+    fine.see([1, 2], 0.0)
+    fail_on_key(path, "boom")
+    asyncio.run(persistence.save_all([runner(failing, "a"), runner(fine, "b")]))
+    persistence.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT account FROM account_state").fetchall() == [("b",)]
+    assert failing.saved_state().tables["seen"].whole  # the next try writes it all

@@ -66,6 +66,12 @@ class KeyJournal(Generic[K]):
         self.whole, self.dirty, self.deleted = False, set(), set()
         return changes
 
+    def in_store(self) -> None:
+        """The store holds the mapping as it is now (it was just restored from there):
+        journal the changes from here on."""
+        self.whole = False
+        self.dirty, self.deleted = set(), set()
+
     def unsaved(self) -> None:
         """The last changes taken never reached the store: the next take is whole."""
         self.whole = True

@@ -4,7 +4,8 @@ The SQLite queries and the JSON run in the store's writer thread. Only the colle
 own `saved_state()` and `restore()` run on the loop, because collectors are not
 thread-safe and a state must be the state of one complete cycle; `saved_state()` gives
 the dedupe memory as its changes since the last save, so the loop's share of a save costs
-what changed in the cycle. A save that fails or is cancelled makes the next one whole.
+what changed in the cycle. A save that fails or is cancelled makes the next one whole, as
+is the first after a restore from an older, whole-state row.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class Persistence:
             return
         common = runner.common
         try:
-            state = await self.store.load_async(common.vendor, common.name)
+            state, keyed = await self.store.load_saved_async(common.vendor, common.name)
         except Exception:  # a damaged store must not stop the account from running
             log.error("saved state unreadable; starting afresh", vendor=common.vendor,
                       account=common.name, exc_info=True)
@@ -46,6 +47,8 @@ class Persistence:
             log.error("saved state unusable; starting afresh", vendor=common.vendor,
                       account=common.name, exc_info=True)
         else:
+            if keyed:  # the store holds what was restored, key for key
+                runner.collector.restored_from_store()
             log.info("state restored", vendor=common.vendor, account=common.name)
 
     async def save(self, runner: AccountRunner) -> None:

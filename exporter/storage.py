@@ -84,19 +84,31 @@ class StateStore:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._writer, self._read, vendor, account)
 
+    async def load_saved_async(
+        self, vendor: str, account: str
+    ) -> tuple[dict[str, Any] | None, bool]:
+        """`load_async`, and whether the state's keyed tables came from `account_keys`:
+        the collector that restores it may then save its changes alone from the start,
+        where a state from an older, whole row must first be written whole."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, self._read_saved, vendor, account)
+
     def _read(self, vendor: str, account: str) -> dict[str, Any] | None:
+        return self._read_saved(vendor, account)[0]
+
+    def _read_saved(self, vendor: str, account: str) -> tuple[dict[str, Any] | None, bool]:
         row = self._db.execute(
             "SELECT state FROM account_state WHERE vendor = ? AND account = ?",
             (vendor, account),
         ).fetchone()
         if row is None:
-            return None
+            return None, False
         state = json.loads(row[0])
         if not isinstance(state, dict):
-            return None
+            return None, False
         tables = state.pop(KEYED, None)
         if tables is None:
-            return state  # whole in its row
+            return state, False  # whole in its row
         if not (isinstance(tables, list) and all(isinstance(t, str) for t in tables)):
             raise ValueError(f"state {KEYED} is not a list of table names")
         for table in tables:
@@ -104,7 +116,7 @@ class StateStore:
                 "SELECT entry FROM account_keys WHERE vendor = ? AND account = ? AND tbl = ?",
                 (vendor, account, table))]
             state[table] = json.loads("[" + ",".join(entries) + "]")
-        return state
+        return state, True
 
     def save(self, vendor: str, account: str, state: dict[str, Any] | SavedState,
              now: float) -> None:

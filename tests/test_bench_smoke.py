@@ -69,6 +69,6 @@ def test_scrape_under_ingest_bench_runs() -> None:
 
 def test_state_save_bench_runs() -> None:
     out = run_bench("state_save.py")
-    for path in ("| old ", "| new ", "| new, first save "):
+    for path in ("| old ", "| new ", "| new, whole save "):
         assert path in out
     assert "| 1,000 " in out and "| 4,000 " in out

@@ -30,12 +30,15 @@ class Remembering:
     def __init__(self) -> None:
         self.seen = SeenRecords(RETENTION, slack=SLACK)
         self.count = 0
+        self.taken: list[SavedState] = []  # every state saved_state() gave
 
     def see(self, keys: list[Any], now: float) -> None:
         self.count += sum(self.seen.add(key, now) for key in keys)
 
     def saved_state(self) -> SavedState:
-        return SavedState({"count": self.count}, {"seen": self.seen.changes()})
+        saved = SavedState({"count": self.count}, {"seen": self.seen.changes()})
+        self.taken.append(saved)
+        return saved
 
     def state_unsaved(self) -> None:
         self.seen.unsaved()
@@ -43,6 +46,9 @@ class Remembering:
     def restore(self, state: dict[str, Any]) -> None:
         self.count = state["count"]
         self.seen.load_state(state["seen"])
+
+    def restored_from_store(self) -> None:
+        self.seen.journal.in_store()
 
 
 def runner(collector: Remembering, name: str = "a") -> AccountRunner:
@@ -304,3 +310,47 @@ def test_save_all_saves_the_others_when_one_fails(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT account FROM account_state").fetchall() == [("b",)]
     assert failing.saved_state().tables["seen"].whole  # the next try writes it all
+
+
+def test_a_restart_from_the_keys_table_saves_changes_alone(tmp_path: Path) -> None:
+    """Restored from `account_keys`, the memory is what the store holds: its first save
+    writes what changed since, not every id."""
+    path = tmp_path / "s.db"
+    clock = FakeClock(0.0)
+
+    async def run(c: Remembering, keys: list[Any]) -> None:
+        persistence = Persistence(StateStore(path), clock)
+        await persistence.restore(runner(c))
+        clock.advance(60.0)
+        c.see(keys, clock.time())
+        await persistence.save(runner(c))
+        persistence.close()
+
+    first = Remembering()
+    asyncio.run(run(first, list(range(500))))
+    second = Remembering()
+    asyncio.run(run(second, [1000, 1001]))
+    (taken,) = second.taken
+    assert (taken.tables["seen"].whole, len(taken.tables["seen"].upserts)) == (False, 2)
+    assert stored_keys(path) == second.seen._expiry and len(second.seen) == 502
+    assert restarted(path).count == 502
+
+
+def test_a_restart_from_an_old_whole_row_saves_every_id(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    store = StateStore(path)
+    store.save("v", "a", {"count": 2, "seen": [[1, 4000.0], [2, 4000.0]]}, 0.0)
+    store.close()
+    c = Remembering()
+    persistence = Persistence(StateStore(path), FakeClock(60.0))
+
+    async def run() -> None:
+        await persistence.restore(runner(c))
+        c.see([3], 60.0)
+        await persistence.save(runner(c))
+
+    asyncio.run(run())
+    persistence.close()
+    (taken,) = c.taken
+    assert taken.tables["seen"].whole
+    assert set(stored_keys(path)) == {1, 2, 3}

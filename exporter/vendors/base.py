@@ -81,6 +81,11 @@ class AccountCollector(ABC):
     def restore(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
         """Resume from what `state()` returned in an earlier process."""
 
+    def restored_from_store(self) -> None:  # noqa: B027 - optional hook
+        """Just after `restore`: the store's keyed tables hold exactly what was restored,
+        so the next `saved_state()` may give changes alone. A collector whose restore
+        changes its keyed entries (an upgrade of their shape) must not rely on it."""
+
 
 @dataclass(frozen=True)
 class Vendor:

@@ -149,3 +149,16 @@ async def test_saved_by_changes_the_store_gives_back_what_state_gives(
     second.restore(state)
     assert second.seen._expiry == first.seen._expiry
     assert completed(second) == completed(first)
+    # Restored from the keys table: the next process saves its changes alone.
+    second.restored_from_store()
+    store = StateStore(tmp_path / "s.db")
+    for step in [60, 1800]:
+        h.clock.advance(step)
+        await second.collect(h.upstream())
+        saved = second.saved_state()
+        assert not saved.tables["seen"].whole
+        store.save("glance", "acme", saved, h.clock.time())
+    again = store.load("glance", "acme")
+    store.close()
+    assert again is not None
+    assert sorted(again["seen"]) == sorted(through_json(second.state())["seen"])

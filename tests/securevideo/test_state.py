@@ -238,3 +238,5 @@ async def test_saved_by_changes_the_store_gives_back_what_state_gives(tmp_path: 
         again = second.state()
         assert sorted(again["seen"]) == sorted(c.state()["seen"])
         assert {**again, "seen": None} == {**c.state(), "seen": None}
+        second.restored_from_store()  # as from the keys table: changes alone follow
+        assert not second.saved_state().tables["seen"].whole

@@ -312,6 +312,9 @@ class GlanceCollector(AccountCollector):
     def state_unsaved(self) -> None:
         self.seen.unsaved()
 
+    def restored_from_store(self) -> None:
+        self.seen.journal.in_store()  # `restore` loads the saved ids as they are
+
     def _small_state(self) -> dict[str, Any]:
         return {
             "version": STATE_VERSION,

@@ -140,6 +140,7 @@ class SecureVideoCollector(AccountCollector):
         self._seen: dict[int, _Seen] = {}
         # With --storage.path: which sessions of `_seen` the next save writes.
         self._seen_journal: KeyJournal[int] = KeyJournal()
+        self._restored_version: int | None = None
         self._pruned_below: float | None = None  # the horizon `_seen` was last pruned at
         # Sessions that connected before this are never counted: our start, or with
         # --storage.path the start of the process whose counts we carry on.
@@ -393,6 +394,11 @@ class SecureVideoCollector(AccountCollector):
     def state_unsaved(self) -> None:
         self._seen_journal.unsaved()
 
+    def restored_from_store(self) -> None:
+        # A version 1 state's flags were upgraded in `restore`: the store has the old.
+        if self._restored_version == STATE_VERSION:
+            self._seen_journal.in_store()
+
     def _small_state(self) -> dict[str, Any]:
         return {
             "version": STATE_VERSION,
@@ -440,6 +446,7 @@ class SecureVideoCollector(AccountCollector):
 
         self._counted_from, self._catch_up_from, self._seen = counted_from, fed_until, seen
         self._seen_journal.unsaved()  # the restored sessions are not journalled
+        self._restored_version = version
         self._pruned_below = None
         self.sessions.load_state(sessions)
         if early is not None:

@@ -1,11 +1,16 @@
 """Saved collector state (--storage.path) around a cycle: restore once, save on success.
 
-The SQLite queries and the JSON of a large dedupe state run in the store's writer thread;
-only the collector's own `state()` and `restore()` run on the loop, because collectors are
-not thread-safe and a state must be the state of one complete cycle.
+The SQLite queries and the JSON run in the store's writer thread. Only the collector's
+own `saved_state()` and `restore()` run on the loop, because collectors are not
+thread-safe and a state must be the state of one complete cycle; `saved_state()` gives
+the dedupe memory as its changes since the last save, so the loop's share of a save costs
+what changed in the cycle. A save that fails or is cancelled makes the next one whole, as
+is the first after a restore from an older, whole-state row.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from .clock import Clock
 from .logs import get_logger
@@ -29,7 +34,7 @@ class Persistence:
             return
         common = runner.common
         try:
-            state = await self.store.load_async(common.vendor, common.name)
+            state, keyed = await self.store.load_saved_async(common.vendor, common.name)
         except Exception:  # a damaged store must not stop the account from running
             log.error("saved state unreadable; starting afresh", vendor=common.vendor,
                       account=common.name, exc_info=True)
@@ -42,16 +47,28 @@ class Persistence:
             log.error("saved state unusable; starting afresh", vendor=common.vendor,
                       account=common.name, exc_info=True)
         else:
+            if keyed:  # the store holds what was restored, key for key
+                runner.collector.restored_from_store()
             log.info("state restored", vendor=common.vendor, account=common.name)
 
     async def save(self, runner: AccountRunner) -> None:
         """After a successful cycle; the write runs in the writer thread."""
         if self.store is None:
             return
-        state = runner.collector.state()  # on the loop: the state of a complete cycle
-        if state is not None:
-            common = runner.common
-            await self.store.save_async(common.vendor, common.name, state, self.clock.time())
+        collector = runner.collector
+        saved = collector.saved_state()  # on the loop: the state of a complete cycle
+        if saved is None:
+            return
+        common = runner.common
+        try:
+            await self.store.save_async(common.vendor, common.name, saved, self.clock.time())
+        except asyncio.CancelledError:
+            collector.state_unsaved()  # it may or may not have been written: rewrite all
+            raise
+        except Exception:  # a full disk must not stop the account; the next save retries
+            collector.state_unsaved()
+            log.error("state not saved; the next save writes it whole", vendor=common.vendor,
+                      account=common.name, exc_info=True)
 
     async def save_all(self, runners: list[AccountRunner]) -> None:
         """At shutdown: every state is taken first, between two awaits, so that each is
@@ -59,10 +76,20 @@ class Persistence:
         if self.store is None:
             return
         now = self.clock.time()
-        states = [(r.common, r.collector.state()) for r in runners]
-        for common, state in states:
-            if state is not None:
-                await self.store.save_async(common.vendor, common.name, state, now)
+        states = [(r, r.collector.saved_state()) for r in runners]
+        for runner, saved in states:
+            if saved is None:
+                continue
+            common = runner.common
+            try:
+                await self.store.save_async(common.vendor, common.name, saved, now)
+            except asyncio.CancelledError:
+                runner.collector.state_unsaved()
+                raise
+            except Exception:  # the other accounts are still saved
+                runner.collector.state_unsaved()
+                log.error("state not saved at shutdown", vendor=common.vendor,
+                          account=common.name, exc_info=True)
 
     def forget(self, vendor: str, account: str) -> None:
         """A removed account: its state goes (queued in the writer thread)."""

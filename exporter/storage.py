@@ -1,28 +1,59 @@
 """Optional durable state (--storage.path): feed cursors, dedupe keys and counter values.
 
-One SQLite row per account, written in one transaction after each successful cycle, so
-a process killed at any moment restarts from the last complete cycle: what completed
-while it was down is counted when it comes back, and nothing twice.
+Per account: one row holding the small part of its state (cursors, counters, histograms,
+as JSON), and one row per remembered dedupe key in `account_keys`. After each successful
+cycle the row and the keys that changed (added, refreshed or forgotten) are written in
+one transaction, so a process killed at any moment restarts from the last complete
+cycle: what completed while it was down is counted when it comes back, and nothing twice.
+Rows written before the keys had their own table (the whole state in the one row) still
+load.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import sqlite3
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS account_state (
-    vendor TEXT NOT NULL,
-    account TEXT NOT NULL,
-    saved_at REAL NOT NULL,
-    state TEXT NOT NULL,
-    PRIMARY KEY (vendor, account)
+from .savedstate import KeyedChanges, SavedState
+
+SCHEMA = (
+    """
+    CREATE TABLE IF NOT EXISTS account_state (
+        vendor TEXT NOT NULL,
+        account TEXT NOT NULL,
+        saved_at REAL NOT NULL,
+        state TEXT NOT NULL,
+        PRIMARY KEY (vendor, account)
+    )
+    """,
+    # `key` is the JSON of the key (tuples become lists), `entry` the JSON of the whole
+    # entry as `state()` lists it, so that loading joins the texts and decodes them once.
+    """
+    CREATE TABLE IF NOT EXISTS account_keys (
+        vendor TEXT NOT NULL,
+        account TEXT NOT NULL,
+        tbl TEXT NOT NULL,
+        key TEXT NOT NULL,
+        entry TEXT NOT NULL,
+        PRIMARY KEY (vendor, account, tbl, key)
+    ) WITHOUT ROWID
+    """,
 )
-"""
+# In a row's JSON: the names of the keyed tables whose entries are in `account_keys`. A
+# row without it is whole (the older format, or a collector without keyed tables).
+KEYED = "_keyed"
+
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
+class StateGap(Exception):
+    """Changes were offered for an account whose previous write failed: written, they
+    would leave out what that write had. The collector must offer its whole state."""
 
 
 class StateStore:
@@ -35,7 +66,14 @@ class StateStore:
         # WAL survives a killed process without fsync on every commit.
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(SCHEMA)
+        # Up to 16 MiB of pages cached (SQLite's default is 2): a whole save of 250,000
+        # dedupe keys then does not read back the pages it is writing.
+        self._db.execute("PRAGMA cache_size=-16384")
+        for statement in SCHEMA:
+            self._db.execute(statement)
+        # Accounts whose last write failed (touched in the writer thread only): until a
+        # whole state is written, changes alone would be applied on top of a gap.
+        self._gaps: set[tuple[str, str]] = set()
 
     def load(self, vendor: str, account: str) -> dict[str, Any] | None:
         return self._writer.submit(self._read, vendor, account).result()
@@ -46,46 +84,156 @@ class StateStore:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._writer, self._read, vendor, account)
 
+    async def load_saved_async(
+        self, vendor: str, account: str
+    ) -> tuple[dict[str, Any] | None, bool]:
+        """`load_async`, and whether the state's keyed tables came from `account_keys`:
+        the collector that restores it may then save its changes alone from the start,
+        where a state from an older, whole row must first be written whole."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, self._read_saved, vendor, account)
+
     def _read(self, vendor: str, account: str) -> dict[str, Any] | None:
+        return self._read_saved(vendor, account)[0]
+
+    def _read_saved(self, vendor: str, account: str) -> tuple[dict[str, Any] | None, bool]:
         row = self._db.execute(
             "SELECT state FROM account_state WHERE vendor = ? AND account = ?",
             (vendor, account),
         ).fetchone()
         if row is None:
-            return None
+            return None, False
         state = json.loads(row[0])
-        return state if isinstance(state, dict) else None
+        if not isinstance(state, dict):
+            return None, False
+        tables = state.pop(KEYED, None)
+        if tables is None:
+            return state, False  # whole in its row
+        if not (isinstance(tables, list) and all(isinstance(t, str) for t in tables)):
+            raise ValueError(f"state {KEYED} is not a list of table names")
+        for table in tables:
+            entries = [entry for (entry,) in self._db.execute(
+                "SELECT entry FROM account_keys WHERE vendor = ? AND account = ? AND tbl = ?",
+                (vendor, account, table))]
+            state[table] = json.loads("[" + ",".join(entries) + "]")
+        return state, True
 
-    def save(self, vendor: str, account: str, state: dict[str, Any], now: float) -> None:
+    def save(self, vendor: str, account: str, state: dict[str, Any] | SavedState,
+             now: float) -> None:
         """Write one account's state and wait for it (at shutdown, say)."""
         self._writer.submit(self._write, vendor, account, state, now).result()
 
-    def _write(self, vendor: str, account: str, state: dict[str, Any], now: float) -> None:
-        self._db.execute(
-            "INSERT INTO account_state (vendor, account, saved_at, state) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (vendor, account) DO UPDATE SET saved_at = excluded.saved_at, "
-            "state = excluded.state",
-            (vendor, account, now, json.dumps(state, separators=(",", ":"))),
-        )
-
     async def save_async(
-        self, vendor: str, account: str, state: dict[str, Any], now: float
+        self, vendor: str, account: str, state: dict[str, Any] | SavedState, now: float
     ) -> None:
-        """`save` in the writer thread (JSON encoding of a large dedupe state included)."""
+        """`save` in the writer thread (JSON encoding and SQL included). Raises
+        `StateGap` for changes that cannot be applied, as `save` does."""
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._writer, self._write, vendor, account, state, now)
+
+    def _write(self, vendor: str, account: str, state: dict[str, Any] | SavedState,
+               now: float) -> None:
+        saved = state if isinstance(state, SavedState) else SavedState(state)
+        account_key = (vendor, account)
+        if not saved.whole and account_key in self._gaps:
+            raise StateGap(f"{vendor}/{account}: the previous write failed")
+        try:
+            self._transaction(vendor, account, saved, now)
+        except BaseException:
+            # Whatever the failure (encoding, disk, a kill of the thread's work), the
+            # changes it held are not in the store: only a whole state may follow.
+            self._gaps.add(account_key)
+            raise
+        self._gaps.discard(account_key)
+
+    def _transaction(self, vendor: str, account: str, saved: SavedState, now: float) -> None:
+        blob = saved.blob
+        if saved.tables:
+            blob = {**blob, KEYED: sorted(saved.tables)}
+        text = json.dumps(blob, separators=(",", ":"))
+        # Encoded before the transaction begins: it holds the database for SQL alone.
+        tables = [(table, changes, _rows(vendor, account, table, changes))
+                  for table, changes in saved.tables.items()]
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            db.execute(
+                "INSERT INTO account_state (vendor, account, saved_at, state) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (vendor, account) DO UPDATE SET "
+                "saved_at = excluded.saved_at, state = excluded.state",
+                (vendor, account, now, text),
+            )
+            if saved.whole:  # also drops the keys of tables the state no longer has
+                db.execute("DELETE FROM account_keys WHERE vendor = ? AND account = ?",
+                           (vendor, account))
+            for table, changes, rows in tables:
+                if changes.deletes:
+                    db.executemany(
+                        "DELETE FROM account_keys "
+                        "WHERE vendor = ? AND account = ? AND tbl = ? AND key = ?",
+                        sorted((vendor, account, table, _json(key))
+                               for key in changes.deletes))
+                db.executemany(
+                    "INSERT OR REPLACE INTO account_keys (vendor, account, tbl, key, entry) "
+                    "VALUES (?, ?, ?, ?, ?)", rows)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     def delete(self, vendor: str, account: str) -> None:
         self.delete_soon(vendor, account).result()
 
-    def delete_soon(self, vendor: str, account: str) -> Future[Any]:
+    def delete_soon(self, vendor: str, account: str) -> Future[None]:
         """Queue the delete in the writer thread without waiting (on the event loop):
         a later save or load of the same account still sees it, the writer keeps order."""
-        return self._writer.submit(
-            self._db.execute,
-            "DELETE FROM account_state WHERE vendor = ? AND account = ?", (vendor, account),
-        )
+        return self._writer.submit(self._delete, vendor, account)
+
+    def _delete(self, vendor: str, account: str) -> None:
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            for statement in ("DELETE FROM account_state WHERE vendor = ? AND account = ?",
+                              "DELETE FROM account_keys WHERE vendor = ? AND account = ?"):
+                db.execute(statement, (vendor, account))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        self._gaps.discard((vendor, account))
 
     def close(self) -> None:
         self._writer.shutdown(wait=True)
         self._db.close()
+
+
+def _rows(vendor: str, account: str, table: str,
+          changes: KeyedChanges) -> list[tuple[str, str, str, str, str]]:
+    rows: list[tuple[str, str, str, str, str]] = []
+    append = rows.append
+    isfinite = math.isfinite
+    for key, value in changes.upserts.items():
+        text = str(key) if type(key) is int else _json(key)
+        if type(value) is float and isfinite(value):  # a dedupe expiry: most rows
+            entry = f"[{text},{value!r}]"
+        else:
+            rest = value if isinstance(value, (list, tuple)) else (value,)
+            entry = "[" + text + "," + ",".join(map(_json, rest)) + "]"
+        append((vendor, account, table, text, entry))
+    # In key order: SQLite inserts into its B-tree page after page, not all over it.
+    rows.sort(key=lambda row: row[3])
+    return rows
+
+
+def _json(value: Any) -> str:
+    """JSON of one key or value; ids and expiries, the usual ones, without the encoder's
+    overhead (a whole state is hundreds of thousands of them). The same text as
+    `json.dumps` gives, so a key is found again by its text; a tuple becomes a list."""
+    kind = type(value)
+    if kind is int:  # not bool: `type` is exact
+        return str(value)
+    if kind is float and math.isfinite(value):
+        return repr(value)
+    if kind is bool:
+        return "true" if value else "false"
+    return _encode(value)

@@ -65,3 +65,10 @@ def test_scrape_under_ingest_bench_runs() -> None:
     # Every busy case really ingested: the exporter sent requests during its window.
     assert all(int(row.split("|")[3]) > 0 for row in rows[1:]), out
     assert "target: p99 within 3x and max within 10x of idle" in out
+
+
+def test_state_save_bench_runs() -> None:
+    out = run_bench("state_save.py")
+    for path in ("| old ", "| new ", "| new, whole save "):
+        assert path in out
+    assert "| 1,000 " in out and "| 4,000 " in out

@@ -53,13 +53,13 @@ class ThreadSpy:
 
     def __init__(self, store: StateStore) -> None:
         self.threads: list[str] = []
-        original = store._read
+        original = store._read_saved
 
-        def read(vendor: str, account: str) -> dict[str, Any] | None:
+        def read(vendor: str, account: str) -> tuple[dict[str, Any] | None, bool]:
             self.threads.append(threading.current_thread().name)
             return original(vendor, account)
 
-        store._read = read  # type: ignore[method-assign]
+        store._read_saved = read  # type: ignore[method-assign]
 
 
 async def test_state_is_restored_in_the_writer_thread_at_start_and_after_a_reload(

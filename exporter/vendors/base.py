@@ -22,6 +22,7 @@ from ..clock import Clock
 from ..config import Fields, GlobalConfig
 from ..families import BoundedLabel, FamilySpec
 from ..http import Upstream
+from ..savedstate import SavedState
 
 # A collector applying a long reply awaits `asyncio.sleep(0)` after every this many
 # records (about a millisecond of work), so that scrapes are served in between.
@@ -65,12 +66,29 @@ class AccountCollector(ABC):
 
     def state(self) -> dict[str, Any] | None:
         """JSON-serialisable state worth keeping across restarts with --storage.path
-        (feed cursors, dedupe keys, counter and histogram values), or None. Taken after
-        each successful cycle, so it is always the state of a complete cycle."""
+        (feed cursors, dedupe keys, counter and histogram values), or None: what the store
+        gives back to `restore`. Saved (through `saved_state`) after each successful
+        cycle, so it is always the state of a complete cycle."""
         return None
+
+    def saved_state(self) -> SavedState | None:
+        """What the store writes after a successful cycle, taken on the loop: a collector
+        with a large keyed table (dedupe memory) gives it as the changes since the last
+        call, so this costs what changed in the cycle. Loaded back, it is a `state()`."""
+        state = self.state()
+        return None if state is None else SavedState(state)
+
+    def state_unsaved(self) -> None:  # noqa: B027 - optional hook
+        """The last `saved_state()` was not written (failed, cancelled): the next one
+        must not rely on it."""
 
     def restore(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
         """Resume from what `state()` returned in an earlier process."""
+
+    def restored_from_store(self) -> None:  # noqa: B027 - optional hook
+        """Just after `restore`: the store's keyed tables hold exactly what was restored,
+        so the next `saved_state()` may give changes alone. A collector whose restore
+        changes its keyed entries (an upgrade of their shape) must not rely on it."""
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,12 @@ dedupe keys and counts carry on, and a state that does not fit is refused whole.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from exporter.storage import StateStore
 from exporter.vendors.glance.collector import GlanceCollector
 
 from .harness import Harness, assert_feed_matches, completed
@@ -120,3 +122,43 @@ async def test_a_state_that_does_not_fit_is_refused_and_changes_nothing(
     with pytest.raises(ValueError):
         fresh.restore(state)
     assert through_json(fresh.state()) == before
+
+
+async def test_saved_by_changes_the_store_gives_back_what_state_gives(
+        h: Harness, tmp_path: Path) -> None:
+    """Cycle after cycle saved as changes (the dedupe ids added, refreshed, forgotten),
+    the store holds exactly the collector's whole state, and a restart carries on."""
+    store = StateStore(tmp_path / "s.db")
+    first = h.collector(page_size=7, feed_overlap="30m")
+    sizes = []
+    for step in [0, 60, 300, 45, 600, 1800, 1800, 1800, 60]:
+        h.clock.advance(step)
+        await first.collect(h.upstream())
+        saved = first.saved_state()
+        sizes.append(len(saved.tables["seen"].upserts))
+        store.save("glance", "acme", saved, h.clock.time())
+    assert len(first.seen) > 20
+    assert sizes[-1] < len(first.seen)  # a minute's changes, not the whole memory
+    state = store.load("glance", "acme")
+    store.close()
+    assert state is not None
+    expected = through_json(first.state())
+    assert sorted(state["seen"]) == sorted(expected["seen"])  # the store's order is its own
+    assert {**state, "seen": None} == {**expected, "seen": None}
+    second = h.collector(started_at=h.clock.time(), page_size=7, feed_overlap="30m")
+    second.restore(state)
+    assert second.seen._expiry == first.seen._expiry
+    assert completed(second) == completed(first)
+    # Restored from the keys table: the next process saves its changes alone.
+    second.restored_from_store()
+    store = StateStore(tmp_path / "s.db")
+    for step in [60, 1800]:
+        h.clock.advance(step)
+        await second.collect(h.upstream())
+        saved = second.saved_state()
+        assert not saved.tables["seen"].whole
+        store.save("glance", "acme", saved, h.clock.time())
+    again = store.load("glance", "acme")
+    store.close()
+    assert again is not None
+    assert sorted(again["seen"]) == sorted(through_json(second.state())["seen"])

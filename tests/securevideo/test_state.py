@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from exporter.simulators.clock import FakeClock
 from exporter.simulators.securevideo import SecureVideoSimulator
+from exporter.storage import StateStore
 from exporter.vendors.securevideo.collector import SecureVideoCollector
 
 from .harness import (
@@ -205,3 +207,36 @@ async def test_a_state_that_does_not_fit_is_refused_and_changes_nothing(
         with pytest.raises(ValueError):
             fresh.restore(state)
         assert through_json(fresh.state()) == before
+
+
+async def test_saved_by_changes_the_store_gives_back_what_state_gives(tmp_path: Path) -> None:
+    """Saved as changes every cycle (sessions new or newly observed, sessions pruned by
+    BillableTs), the store holds exactly the whole state, across days of pruning."""
+    clock = FakeClock(NEW_YEARS_EVE)
+    sim = SecureVideoSimulator(clock, seed=5)
+    truth = Truth()
+    store = StateStore(tmp_path / "s.db")
+    changed, deleted = [], 0
+    async with harness(clock) as h, served(sim) as url:
+        c = h.collector(account(url), clock.time())
+        for step in [0] + [60] * 3 + [12 * 3600] * 9:
+            await poll(h, c, sim, truth, clock.time(), [step])
+            saved = c.saved_state()
+            changed.append(len(saved.tables["seen"].upserts))
+            deleted += len(saved.tables["seen"].deletes)
+            store.save("securevideo", "acme", saved, clock.time())
+        state = store.load("securevideo", "acme")
+        store.close()
+        assert state is not None
+        expected = through_json(c.state())
+        assert sorted(state["seen"]) == sorted(expected["seen"])
+        assert {**state, "seen": None} == {**expected, "seen": None}
+        assert deleted > 0  # pruning was saved as deletes
+        assert min(changed[1:]) < c.tracked_sessions  # an hour's changes, not the memory
+        second = h.collector(account(url), clock.time())
+        second.restore(state)
+        again = second.state()
+        assert sorted(again["seen"]) == sorted(c.state()["seen"])
+        assert {**again, "seen": None} == {**c.state(), "seen": None}
+        second.restored_from_store()  # as from the keys table: changes alone follow
+        assert not second.saved_state().tables["seen"].whole

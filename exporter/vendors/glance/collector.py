@@ -16,6 +16,7 @@ from ...errors import UpstreamError
 from ...families import CounterSet, HistogramSet, LabelValues, gauge
 from ...http import Upstream
 from ...outcomes import ABANDONED, ANSWERED, OTHER, OUTCOMES, TIMED_OUT
+from ...savedstate import SavedState
 from ...statecheck import (
     counter_state,
     is_int,
@@ -37,6 +38,9 @@ COUNTED_BY = ("start", "end")
 # A session id is forgotten only once the feed's next window starts this long after we
 # last saw it: more than any plausible clock skew between Glance and us.
 SKEW_MARGIN = 3600.0
+# A re-seen id's expiry moves in steps of this much (SeenRecords): one seen in every
+# overlapping window (10 minutes by default) is then saved about once, not every cycle.
+SEEN_SLACK = 600.0
 # PartnerUserSessions needs a start range: in-progress sessions started in the last day.
 USER_LOOKBACK = 86400.0
 USER_LOOKAHEAD = 3600.0
@@ -90,7 +94,8 @@ class GlanceCollector(AccountCollector):
         # Ids are pruned against the next window's start, not the wall clock: while the
         # feed fails its window stays open and nothing is forgotten, so recovering from a
         # long outage cannot recount.
-        self.seen = SeenRecords(SKEW_MARGIN, limit=ctx.max_remembered_ids)
+        self.seen = SeenRecords(SKEW_MARGIN, limit=ctx.max_remembered_ids,
+                                slack=SEEN_SLACK)
         # Reads of the feed (and of the backfill) that an earlier cycle did not finish:
         # the page budget ran out, a page failed or the cycle deadline passed. The next
         # cycle carries on from there instead of paging the same range again.
@@ -303,6 +308,19 @@ class GlanceCollector(AccountCollector):
     # -- durable state (--storage.path) ------------------------------------------------
 
     def state(self) -> dict[str, Any]:
+        return {**self._small_state(), "seen": self.seen.to_state()}
+
+    def saved_state(self) -> SavedState:
+        # Dedupe ids are most of the state: only those added, refreshed or forgotten.
+        return SavedState(self._small_state(), {"seen": self.seen.changes()})
+
+    def state_unsaved(self) -> None:
+        self.seen.unsaved()
+
+    def restored_from_store(self) -> None:
+        self.seen.journal.in_store()  # `restore` loads the saved ids as they are
+
+    def _small_state(self) -> dict[str, Any]:
         return {
             "version": STATE_VERSION,
             # A renamed account keeps its state; a different group must not inherit it.
@@ -311,7 +329,6 @@ class GlanceCollector(AccountCollector):
             "origin": self._origin,
             "cursor": self.cursor,
             "backfill_pending": self._backfill_pending,
-            "seen": self.seen.to_state(),
             "completed": self.completed.to_state(),
             "durations": self.durations.to_state(),
             "duration_buckets": list(self.durations.bounds),

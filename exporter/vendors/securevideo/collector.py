@@ -16,11 +16,12 @@ from typing import Any
 
 from prometheus_client.core import Metric
 
-from ...dedupe import DedupeFull
+from ...dedupe import DedupeFull, KeyJournal
 from ...errors import UpstreamError
 from ...families import BoundedLabel, CounterSet, HistogramSet, gauge
 from ...http import Upstream
 from ...sanitize import plausible_seconds
+from ...savedstate import SavedState
 from ...statecheck import (
     counter_state,
     is_int,
@@ -54,6 +55,12 @@ STATE_VERSION = 2
 MONTH_DEADLINE_MARGIN = 1.0
 
 POLLED = "polled in the background"
+
+
+def _saved(seen: _Seen) -> tuple[float, bool, bool, bool]:
+    """A session's saved entry after its id (a copy: the flags change on the loop)."""
+    return (seen.billable_ts, seen.duration_observed, seen.wait_observed,
+            seen.consult_observed)
 
 
 @dataclass
@@ -127,6 +134,9 @@ class SecureVideoCollector(AccountCollector):
         )
         self._zero_fill()
         self._seen: dict[int, _Seen] = {}
+        # With --storage.path: which sessions of `_seen` the next save writes.
+        self._seen_journal: KeyJournal[int] = KeyJournal()
+        self._restored_version: int | None = None
         self._pruned_below: float | None = None  # the horizon `_seen` was last pruned at
         # Sessions that connected before this are never counted: our start, or with
         # --storage.path the start of the process whose counts we carry on.
@@ -262,7 +272,12 @@ class SecureVideoCollector(AccountCollector):
         if horizon != self._pruned_below:
             # Only sessions at or after the horizon are ever remembered (below), so there
             # is something to forget only when it moved: once a day, not every cycle.
-            self._seen = {sid: s for sid, s in self._seen.items() if s.billable_ts >= horizon}
+            kept = {sid: s for sid, s in self._seen.items() if s.billable_ts >= horizon}
+            if not self._seen_journal.whole:
+                for sid in self._seen.keys() - kept.keys():
+                    self._seen_journal.forgot(sid)
+                self._seen_journal.bound(len(kept))
+            self._seen = kept
             self._pruned_below = horizon
         # Sessions that connected before we started were counted by our predecessor (or
         # never will be); sessions beyond the horizon were already forgotten and must not
@@ -318,6 +333,7 @@ class SecureVideoCollector(AccountCollector):
         if not seen.consult_observed and duration is not None and wait is not None:
             seen.consult_observed = True
             self.consults.observe((provider,), max(0.0, duration - wait) * 60.0)
+        self._seen_journal.changed(record.session_id)  # new, or a flag set above
 
     def _observe_start_delay(self, record: HistoryRecord, billable_ts: float) -> None:
         """Once, when the session is first counted: BillableTs never changes once set."""
@@ -363,13 +379,28 @@ class SecureVideoCollector(AccountCollector):
                 ("start_delays", self.start_delays, "wait_buckets"))
 
     def state(self) -> dict[str, Any]:
+        return {**self._small_state(),
+                "seen": [[sid, *_saved(s)] for sid, s in self._seen.items()]}
+
+    def saved_state(self) -> SavedState:
+        # The per-session flags are most of the state: only those that changed.
+        return SavedState(self._small_state(),
+                          {"seen": self._seen_journal.take(self._seen, _saved)})
+
+    def state_unsaved(self) -> None:
+        self._seen_journal.unsaved()
+
+    def restored_from_store(self) -> None:
+        # A version 1 state's flags were upgraded in `restore`: the store has the old.
+        if self._restored_version == STATE_VERSION:
+            self._seen_journal.in_store()
+
+    def _small_state(self) -> dict[str, Any]:
         return {
             "version": STATE_VERSION,
             "counted_from": self._counted_from,
             # A catch-up still pending stays pending in the next process.
             "fed_until": self._catch_up_from or self._fed_until,
-            "seen": [[sid, s.billable_ts, s.duration_observed, s.wait_observed,
-                      s.consult_observed] for sid, s in self._seen.items()],
             "sessions": self.sessions.to_state(),
             "early_starts": self.early_starts.to_state(),
             **{key: histogram.to_state() for key, histogram, _ in self._histograms()},
@@ -410,6 +441,8 @@ class SecureVideoCollector(AccountCollector):
                 state, key, len(histogram.labelnames) - 1, histogram.bounds, bucket_key)))
 
         self._counted_from, self._catch_up_from, self._seen = counted_from, fed_until, seen
+        self._seen_journal.unsaved()  # the restored sessions are not journalled
+        self._restored_version = version
         self._pruned_below = None
         self.sessions.load_state(sessions)
         if early is not None:

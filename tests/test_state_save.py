@@ -1,0 +1,356 @@
+"""Saving durable state (--storage.path) by its changes: the dedupe memory journals what
+was added, refreshed and forgotten; the store writes that, with the small blob, in one
+transaction; a failed or cancelled save makes the next one whole; old rows still load."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import sqlite3
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pytest
+
+from exporter.dedupe import KeyJournal, SeenRecords
+from exporter.persistence import Persistence
+from exporter.savedstate import KeyedChanges, SavedState
+from exporter.scheduler import AccountRunner
+from exporter.simulators.clock import FakeClock
+from exporter.storage import StateGap, StateStore
+
+RETENTION, SLACK = 3600.0, 600.0
+
+
+class Remembering:
+    """The durable-state half of a collector: a count and the ids it was counted from."""
+
+    def __init__(self) -> None:
+        self.seen = SeenRecords(RETENTION, slack=SLACK)
+        self.count = 0
+        self.taken: list[SavedState] = []  # every state saved_state() gave
+
+    def see(self, keys: list[Any], now: float) -> None:
+        self.count += sum(self.seen.add(key, now) for key in keys)
+
+    def saved_state(self) -> SavedState:
+        saved = SavedState({"count": self.count}, {"seen": self.seen.changes()})
+        self.taken.append(saved)
+        return saved
+
+    def state_unsaved(self) -> None:
+        self.seen.unsaved()
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.count = state["count"]
+        self.seen.load_state(state["seen"])
+
+    def restored_from_store(self) -> None:
+        self.seen.journal.in_store()
+
+
+def runner(collector: Remembering, name: str = "a") -> AccountRunner:
+    return cast(AccountRunner, SimpleNamespace(
+        collector=collector, common=SimpleNamespace(vendor="v", name=name), restored=False))
+
+
+def stored_keys(path: Path) -> dict[Any, float]:
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT entry FROM account_keys").fetchall()
+    return {_hashable(json.loads(entry)[0]): json.loads(entry)[1] for (entry,) in rows}
+
+
+def stored_blob(path: Path) -> dict[str, Any]:
+    with sqlite3.connect(path) as db:
+        (text,) = db.execute("SELECT state FROM account_state").fetchone()
+    blob = json.loads(text)
+    assert isinstance(blob, dict)
+    return blob
+
+
+def _hashable(key: Any) -> Any:
+    return tuple(_hashable(k) for k in key) if isinstance(key, list) else key
+
+
+def fail_on_key(path: Path, key: Any) -> None:
+    """A write that fails half-way: the keys before it are written, then SQLite aborts."""
+    with sqlite3.connect(path) as db:
+        db.execute(f"CREATE TRIGGER boom BEFORE INSERT ON account_keys "
+                   f"WHEN NEW.key = '{json.dumps(key)}' BEGIN SELECT RAISE(ABORT, 'boom'); END")
+
+
+def heal(path: Path) -> None:
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TRIGGER boom")
+
+
+def restarted(path: Path) -> Remembering:
+    store = StateStore(path)
+    state = store.load("v", "a")
+    store.close()
+    assert state is not None
+    fresh = Remembering()
+    fresh.restore(state)
+    return fresh
+
+
+def test_re_seen_keys_move_in_slack_steps_and_are_never_forgotten_early() -> None:
+    seen = SeenRecords(RETENTION, slack=SLACK)
+    seen.changes()  # the first save: from now on changes are journalled
+    rng = random.Random(5)
+    last: dict[int, float] = {}
+    now = 0.0
+    rewrites = 0
+    for _ in range(600):
+        now += 60.0
+        for key in rng.sample(range(200), 40):
+            seen.add(key, now)
+            last[key] = now
+        seen.prune(now - 60.0)
+        for key, when in last.items():
+            if now - 60.0 < when + RETENTION:  # not due: must still be remembered
+                assert key in seen
+        changes = seen.changes()
+        rewrites += len(changes.upserts)
+    # 40 sightings a minute; an expiry moves at most once per SLACK per key.
+    assert rewrites <= 200 * (600 * 60.0 / SLACK + 1)
+    assert rewrites < 600 * 40 / 2  # without the slack: every sighting
+
+
+def test_only_what_changed_is_taken_and_written(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    store = StateStore(path)
+    c = Remembering()
+    c.see(list(range(1000)), 0.0)
+    first = c.saved_state().tables["seen"]
+    assert first.whole and len(first.upserts) == 1000
+    store.save("v", "a", SavedState({"count": c.count}, {"seen": first}), 0.0)
+    # New ids, and the old ones seen again: not yet due for a refresh, so unchanged.
+    c.see(list(range(1000, 3000)) + list(range(1000)), 300.0)
+    changes = c.saved_state().tables["seen"]
+    assert (changes.whole, len(changes.upserts), len(changes.deletes)) == (False, 2000, 0)
+    store.save("v", "a", SavedState({"count": c.count}, {"seen": changes}), 300.0)
+    # The first thousand expire; the others live on.
+    c.seen.prune(RETENTION + SLACK + 1.0)
+    assert len(c.seen) == 2000
+    changes = c.saved_state().tables["seen"]
+    assert (len(changes.upserts), len(changes.deletes)) == (0, 1000)
+    changes_before = store._db.total_changes
+    store.save("v", "a", SavedState({"count": c.count}, {"seen": changes}), 4300.0)
+    assert store._db.total_changes - changes_before == 1 + 1000  # the blob and the deletes
+    store.close()
+    assert stored_keys(path) == c.seen._expiry
+    assert stored_blob(path)["count"] == 3000
+
+
+def test_restart_restores_keys_expiries_and_counts_exactly(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    clock = FakeClock(1000.0)
+    store = StateStore(path)
+    persistence = Persistence(store, clock)
+    c = Remembering()
+    rng = random.Random(3)
+
+    async def cycles() -> None:
+        for step in range(40):
+            clock.advance(60.0)
+            c.see([rng.randrange(3000) for _ in range(100)]
+                  + [("tuple", step, rng.randrange(3))], clock.time())
+            c.seen.prune(clock.time() - 900.0)
+            await persistence.save(runner(c))
+
+    asyncio.run(cycles())
+    persistence.close()
+    back = restarted(path)
+    assert back.count == c.count
+    assert back.seen._expiry == c.seen._expiry
+    assert any(isinstance(key, tuple) for key in back.seen._expiry)  # tuples stay tuples
+    # The restored memory goes on as the original: its first save is whole.
+    assert back.saved_state().tables["seen"].whole
+
+
+def test_a_failed_write_then_a_good_one_loses_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    clock = FakeClock(0.0)
+    persistence = Persistence(StateStore(path), clock)
+    c = Remembering()
+
+    async def scenario() -> None:
+        c.see([1, 2, 3], clock.time())
+        await persistence.save(runner(c))
+        fail_on_key(path, "boom")
+        clock.advance(60.0)
+        c.see([4, "boom", 5], clock.time())  # this cycle's save fails half-way
+        await persistence.save(runner(c))
+        heal(path)
+        clock.advance(60.0)
+        c.see([6], clock.time())  # the next save alone would only have id 6
+        await persistence.save(runner(c))
+
+    asyncio.run(scenario())
+    persistence.close()
+    assert stored_keys(path) == c.seen._expiry
+    assert set(stored_keys(path)) == {1, 2, 3, 4, "boom", 5, 6}
+    assert restarted(path).count == 7
+
+
+def test_a_write_killed_half_way_leaves_the_last_complete_cycle(tmp_path: Path) -> None:
+    """Blob and keys are one transaction: a failure among the keys keeps the old blob."""
+    path = tmp_path / "s.db"
+    store = StateStore(path)
+    c = Remembering()
+    c.see([1, 2], 0.0)
+    store.save("v", "a", c.saved_state(), 0.0)
+    fail_on_key(path, "boom")
+    c.see([3, "boom"], 60.0)
+    with pytest.raises(sqlite3.IntegrityError):
+        store.save("v", "a", c.saved_state(), 60.0)
+    # Changes alone cannot follow a failed write: they would miss id 3.
+    c.state_unsaved()
+    c.see([7], 120.0)
+    heal(path)
+    with pytest.raises(StateGap):
+        store.save("v", "a", SavedState({"count": 99}, {"seen": KeyedChanges(False, {8: 1.0})}),
+                   120.0)
+    store.close()
+    assert stored_blob(path)["count"] == 2
+    assert set(stored_keys(path)) == {1, 2}
+    assert restarted(path).count == 2
+    # The whole state that follows the failure is complete.
+    store = StateStore(path)
+    store.save("v", "a", c.saved_state(), 180.0)
+    store.close()
+    assert set(stored_keys(path)) == {1, 2, 3, "boom", 7}
+
+
+def test_a_cancelled_save_makes_the_next_whole(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    clock = FakeClock(0.0)
+    persistence = Persistence(StateStore(path), clock)
+    c = Remembering()
+
+    async def scenario() -> None:
+        c.see([1], 0.0)
+        await persistence.save(runner(c))
+        c.see([2], 60.0)
+        task = asyncio.create_task(persistence.save(runner(c)))
+        await asyncio.sleep(0)  # taken on the loop, handed to the writer
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert c.saved_state().tables["seen"].whole
+
+    asyncio.run(scenario())
+    persistence.close()
+
+
+def test_an_old_whole_state_row_loads_and_is_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    with sqlite3.connect(path) as db:  # as the store wrote it before keys had a table
+        db.execute("CREATE TABLE account_state (vendor TEXT NOT NULL, account TEXT NOT NULL, "
+                   "saved_at REAL NOT NULL, state TEXT NOT NULL, PRIMARY KEY (vendor, account))")
+        db.execute("INSERT INTO account_state VALUES ('v', 'a', 1.0, ?)",
+                   (json.dumps({"count": 3, "seen": [[1, 4000.0], [[2, "x"], 4100.0]]}),))
+    c = restarted(path)
+    assert c.count == 3 and c.seen._expiry == {1: 4000.0, (2, "x"): 4100.0}
+    c.see([9], 100.0)
+    store = StateStore(path)
+    store.save("v", "a", c.saved_state(), 100.0)
+    store.close()
+    assert "seen" not in stored_blob(path)
+    assert restarted(path).seen._expiry == c.seen._expiry
+
+
+def test_removing_an_account_deletes_its_keys(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    store = StateStore(path)
+    for account in ("a", "b"):  # another account keeps its own
+        c = Remembering()
+        c.see([1, 2], 0.0)
+        store.save("v", account, c.saved_state(), 0.0)
+    store.delete("v", "a")
+    assert store.load("v", "a") is None
+    assert store.load("v", "b") is not None
+    store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT DISTINCT account FROM account_keys").fetchall() == [("b",)]
+
+
+def test_without_saves_the_journal_stays_empty() -> None:
+    """No store: nothing journalled, so memory is the remembered keys alone."""
+    seen = SeenRecords(RETENTION, slack=SLACK)
+    for step in range(100):
+        seen.add(step, step * 100.0)
+        seen.prune(step * 100.0)
+    assert not seen.journal.dirty and not seen.journal.deleted
+
+
+def test_a_key_dropped_without_notice_is_saved_as_deleted() -> None:
+    journal: KeyJournal[int] = KeyJournal()
+    entries = {1: 1.0, 2: 2.0}
+    journal.take(entries)
+    journal.changed(1)
+    journal.changed(2)
+    del entries[2]
+    changes = journal.take(entries)
+    assert (dict(changes.upserts), set(changes.deletes)) == ({1: 1.0}, {2})
+
+
+def test_save_all_saves_the_others_when_one_fails(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    persistence = Persistence(StateStore(path), FakeClock(0.0))
+    failing, fine = Remembering(), Remembering()
+    failing.see(["boom"], 0.0)
+    fine.see([1, 2], 0.0)
+    fail_on_key(path, "boom")
+    asyncio.run(persistence.save_all([runner(failing, "a"), runner(fine, "b")]))
+    persistence.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT account FROM account_state").fetchall() == [("b",)]
+    assert failing.saved_state().tables["seen"].whole  # the next try writes it all
+
+
+def test_a_restart_from_the_keys_table_saves_changes_alone(tmp_path: Path) -> None:
+    """Restored from `account_keys`, the memory is what the store holds: its first save
+    writes what changed since, not every id."""
+    path = tmp_path / "s.db"
+    clock = FakeClock(0.0)
+
+    async def run(c: Remembering, keys: list[Any]) -> None:
+        persistence = Persistence(StateStore(path), clock)
+        await persistence.restore(runner(c))
+        clock.advance(60.0)
+        c.see(keys, clock.time())
+        await persistence.save(runner(c))
+        persistence.close()
+
+    first = Remembering()
+    asyncio.run(run(first, list(range(500))))
+    second = Remembering()
+    asyncio.run(run(second, [1000, 1001]))
+    (taken,) = second.taken
+    assert (taken.tables["seen"].whole, len(taken.tables["seen"].upserts)) == (False, 2)
+    assert stored_keys(path) == second.seen._expiry and len(second.seen) == 502
+    assert restarted(path).count == 502
+
+
+def test_a_restart_from_an_old_whole_row_saves_every_id(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    store = StateStore(path)
+    store.save("v", "a", {"count": 2, "seen": [[1, 4000.0], [2, 4000.0]]}, 0.0)
+    store.close()
+    c = Remembering()
+    persistence = Persistence(StateStore(path), FakeClock(60.0))
+
+    async def run() -> None:
+        await persistence.restore(runner(c))
+        c.see([3], 60.0)
+        await persistence.save(runner(c))
+
+    asyncio.run(run())
+    persistence.close()
+    (taken,) = c.taken
+    assert taken.tables["seen"].whole
+    assert set(stored_keys(path)) == {1, 2, 3}

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import random
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
@@ -320,7 +321,7 @@ def test_portuguese_capture_with_built_in_aliases_counts_as_its_english_meaning(
     result = parse_sessions(shared(CAPTURES / "getSession_v3-pt-BR.txt"))
     assert result.columns == V3_COLUMNS
     assert result.shifted_rows == result.invalid_records == 0
-    sessions, _ = one_row_per_session(result.sessions)
+    sessions, _ = asyncio.run(one_row_per_session(result.sessions))
     english = Counter(BUILTIN_STATUS_ALIASES[s.status] for s in sessions)
     assert english == {"Closed by active customer": 2, "Closed by waiting customer": 2,
                        "Active": 1}

@@ -153,7 +153,7 @@ class RescueCollector(AccountCollector):
                               ("implausible_value", reply.implausible_values)):
             if count:
                 self.ctx.reject(reason, count)
-        sessions, extra_rows = one_row_per_session(reply.sessions)
+        sessions, extra_rows = await one_row_per_session(reply.sessions)
         state = NodeState(polled_at=now, technicians=extra_rows)
         # The blank combination keeps every node's statuses present (zero) even with
         # opt-in labels and no sessions; a blank label equals an absent one in PromQL.
@@ -336,14 +336,17 @@ class RescueCollector(AccountCollector):
         return families
 
 
-def one_row_per_session(rows: Iterable[Session]) -> tuple[list[Session], int]:
+async def one_row_per_session(rows: Iterable[Session]) -> tuple[list[Session], int]:
     """One row per session id, and how many rows were beyond the first.
 
     A session has a row per technician; it is counted, and its wait followed, once, from
-    its lead row (`Is Lead Technician`), or its first row when none is the lead."""
+    its lead row (`Is Lead Technician`), or its first row when none is the lead. In
+    slices, as `apply`: 100,000 rows take 30-70 ms here."""
     chosen: dict[str, Session] = {}
     extra = 0
-    for row in rows:
+    for done, row in enumerate(rows, 1):
+        if done % APPLY_CHUNK == 0:
+            await asyncio.sleep(0)
         first = chosen.get(row.id)
         if first is None:
             chosen[row.id] = row

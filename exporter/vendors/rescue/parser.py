@@ -329,6 +329,10 @@ class _Builder:
         # Start Times have minute resolution, so one reply repeats the same few strings:
         # each is parsed once per reply (the parse is most of a row's cost).
         self._starts: dict[str, float | None] = {}
+        # Statuses, channels and technicians repeat too: one string object each per
+        # reply, so that a 100,000-row reply is quicker to pickle from the parse worker
+        # and to free on the loop (there, freeing it whole took 47 ms with a copy each).
+        self._shared: dict[str, str] = {}
         self._utc = zone is UTC or getattr(zone, "key", None) in _UTC_KEYS
         self.invalid_records = self.invalid_values = self.implausible_values = 0
 
@@ -362,9 +366,12 @@ class _Builder:
             return
         self.invalid_values += (waiting_text != "" and waiting is None)
         self.invalid_values += (start_text != "" and start is None)
+        shared = self._shared.setdefault
         # Positional, in the field order: keywords cost a third more per row.
-        self.sessions.append(Session(session_id, status, channel_id, channel, technician_id,
-                                     technician, start, waiting, is_lead))
+        self.sessions.append(Session(session_id, shared(status, status),
+                                     shared(channel_id, channel_id), shared(channel, channel),
+                                     shared(technician_id, technician_id),
+                                     shared(technician, technician), start, waiting, is_lead))
 
     def result(self, columns: tuple[str, ...], shifted: int = 0) -> SessionList:
         return SessionList(

@@ -1,14 +1,18 @@
 from __future__ import annotations
 
 import gzip
+import shutil
+import subprocess
+import zlib
 
+import pytest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 from exporter.families import gauge
 from exporter.registry import VENDORS
 from exporter.simulators import SIMULATORS
 from exporter.simulators.clock import FakeClock
-from exporter.snapshot import assemble, render, render_chunks
+from exporter.snapshot import EMPTY, Snapshot, assemble, render, render_chunks
 
 from .support import daemon_for, serve_app
 
@@ -21,15 +25,84 @@ def account_families(account: str) -> list[Metric]:
     return [gauge("x_now", "Now.", ("account",), {(account,): 1.0}), counter, histogram]
 
 
+def gunzip(data: bytes) -> bytes:
+    """`data` through Python's gzip and zlib, and the gzip tool when present (which checks
+    the CRC and length too), each required to agree."""
+    plain = gzip.decompress(data)
+    assert zlib.decompress(data, wbits=31) == plain
+    if shutil.which("gzip"):
+        tool = subprocess.run(["gzip", "-dc"], input=data, capture_output=True, check=True)
+        assert tool.stdout == plain
+    return plain
+
+
+def assert_consistent(snapshot: Snapshot) -> None:
+    """Each gzip body decompresses to exactly its plain body."""
+    assert gunzip(snapshot.text_gzip) == snapshot.text
+    assert gunzip(snapshot.openmetrics_gzip) == snapshot.openmetrics
+
+
+def assert_same_exposition(a: Snapshot, b: Snapshot) -> None:
+    # The gzip bytes depend on how the body was cut into pieces; what they decompress
+    # to must not.
+    assert (a.text, a.openmetrics) == (b.text, b.openmetrics)
+    assert_consistent(a)
+    assert_consistent(b)
+
+
 def test_stitched_accounts_equal_one_render_of_everything() -> None:
     accounts = [account_families(name) for name in ("a", "b", "c")]
     whole = render([f for families in accounts for f in families])
     stitched = assemble(render_chunks(families) for families in accounts)
-    assert stitched == whole
+    assert_same_exposition(stitched, whole)
     assert stitched.text.count(b"# HELP x_sessions_total") == 1
     assert stitched.openmetrics.endswith(b"# EOF\n")
     assert stitched.openmetrics.count(b"# EOF") == 1
-    assert gzip.decompress(stitched.openmetrics_gzip) == stitched.openmetrics
+
+
+def test_the_empty_snapshot_is_valid_gzip() -> None:
+    assert (EMPTY.text, EMPTY.openmetrics) == (b"", b"# EOF\n")
+    assert_consistent(EMPTY)
+    assert_consistent(assemble([]))
+
+
+def changed(account: str, value: float) -> list[Metric]:
+    """The account's families with one value changed and one family more."""
+    return [*account_families(account)[:2],
+            gauge("x_other", "Other.", ("account",), {(account,): value})]
+
+
+@pytest.mark.parametrize("step", ["one_changed", "added", "removed", "all_removed",
+                                  "reordered"])
+def test_incremental_gzip_decompresses_to_the_plain_body_after_updates(step: str) -> None:
+    """As the renderer does: keep the other accounts' encoded parts, replace some."""
+    parts = {name: render_chunks(account_families(name)) for name in ("a", "b", "c")}
+    assert_consistent(assemble(parts.values()))
+    if step == "one_changed":
+        parts["b"] = render_chunks(changed("b", 7.0))
+    elif step == "added":
+        parts["d"] = render_chunks(changed("d", 1e300))
+    elif step == "removed":
+        del parts["a"]
+    elif step == "all_removed":
+        parts.clear()
+    else:
+        parts = dict(reversed(parts.items()))
+    snapshot = assemble(parts.values())
+    assert_consistent(snapshot)
+    # The same accounts encoded afresh, all in one: the same plain bytes.
+    fresh = {name: render_chunks(changed(name, 7.0) if name == "b" and step == "one_changed"
+                                 else changed(name, 1e300) if name == "d"
+                                 else account_families(name)) for name in parts}
+    assert_same_exposition(snapshot, assemble(fresh.values()))
+
+
+def test_a_big_exposition_keeps_its_length_and_crc() -> None:
+    # Thousands of accounts: long enough that pieces follow pieces of every kind.
+    parts = [render_chunks(account_families(f"account-{i}")) for i in range(3000)]
+    snapshot = assemble(parts)
+    assert len(snapshot.text) > 900_000
+    assert_consistent(snapshot)
 
 
 async def test_daemon_render_equals_a_naive_render_with_every_vendor() -> None:
@@ -46,5 +119,5 @@ async def test_daemon_render_equals_a_naive_render_with_every_vendor() -> None:
             for _ in range(3):
                 clock.advance(30)
                 await daemon.collect_all_once()
-            assert daemon.render_now() == render(daemon.families())
+            assert_same_exposition(daemon.render_now(), render(daemon.families()))
             assert b"rescue_sessions" in daemon.snapshot.text

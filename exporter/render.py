@@ -10,7 +10,7 @@ largest accounts while the whole exposition is over `max_exposition_bytes`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from contextlib import suppress
 
 from prometheus_client.core import Metric
@@ -49,6 +49,10 @@ class Renderer:
         self._ready = False
         self._ready_pending = False
         self._dirty = asyncio.Event()
+        # Our own series of each account (session_exporter_up, its request counters...),
+        # encoded, with the `SelfMetrics.version` they were encoded at: like the
+        # accounts' own families, re-encoded only when they change.
+        self._own: dict[Key, tuple[Hashable, Chunks]] = {}
 
     @property
     def snapshot(self) -> Snapshot:
@@ -97,7 +101,10 @@ class Renderer:
             if self.is_fresh(runner) and runner.chunks is None:
                 runner.chunks = self._checked(runner, encode(self._families_or_none(runner)))
         kept = self._within_budget(self._parts())
-        return assemble([*kept, render_chunks(self.metrics.families())])
+        pending = self._own_pending()  # after the budget: its drops show at once
+        self._store_own(pending, [render_chunks(f) for _, _, f in pending])
+        return assemble([*kept, render_chunks(self.metrics.shared_families()),
+                         *self._own_parts()])
 
     async def render_off_loop(self) -> Snapshot:
         """`render_now`, with the encoding and gzip in a worker thread so that scrapes
@@ -114,8 +121,36 @@ class Renderer:
             if runner.generation == generation:
                 runner.chunks = self._checked(runner, result)
         kept = self._within_budget(self._parts())
-        own = list(self.metrics.families())  # after the budget: its drops show at once
-        return await asyncio.to_thread(lambda: assemble([*kept, render_chunks(own)]))
+        own = self._own_pending()  # after the budget: its drops show at once
+        shared = self.metrics.shared_families()
+        self._store_own(own, await asyncio.to_thread(
+            lambda: [render_chunks(f) for _, _, f in own]))
+        own_parts = self._own_parts()
+        return await asyncio.to_thread(lambda: assemble([*kept, render_chunks(shared),
+                                                         *own_parts]))
+
+    def _own_pending(self) -> list[tuple[Key, Hashable, list[Metric]]]:
+        """Our own series of the accounts whose ones changed since they were encoded
+        (taken on the loop), and the version they are at."""
+        keys = self.metrics.accounts()
+        for gone in self._own.keys() - set(keys):
+            del self._own[gone]
+        changed: dict[Key, Hashable] = {}
+        for key in keys:
+            version, cached = self.metrics.version(key), self._own.get(key)
+            if cached is None or cached[0] != version:
+                changed[key] = version
+        families = self.metrics.account_families(changed)
+        return [(key, version, families[key]) for key, version in changed.items()]
+
+    def _store_own(self, pending: list[tuple[Key, Hashable, list[Metric]]],
+                   encoded: list[Chunks]) -> None:
+        for (key, version, _), chunks in zip(pending, encoded, strict=True):
+            self._own[key] = (version, chunks)
+
+    def _own_parts(self) -> list[Chunks]:
+        # In the order of `SelfMetrics.accounts`, as `SelfMetrics.families` shows them.
+        return [self._own[key][1] for key in sorted(self._own)]
 
     def _parts(self) -> list[tuple[Key, Chunks]]:
         return [(key, r.chunks) for key, r in self.runners.items()

@@ -4,15 +4,20 @@ import gzip
 import shutil
 import subprocess
 import zlib
+from collections.abc import Iterable
 
 import pytest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
+from exporter import render as render_module
+from exporter.config import GlobalConfig
 from exporter.families import gauge
 from exporter.registry import VENDORS
+from exporter.render import Renderer
+from exporter.selfmetrics import SelfMetrics
 from exporter.simulators import SIMULATORS
 from exporter.simulators.clock import FakeClock
-from exporter.snapshot import EMPTY, Snapshot, assemble, render, render_chunks
+from exporter.snapshot import EMPTY, Chunks, Snapshot, assemble, render, render_chunks
 
 from .support import daemon_for, serve_app
 
@@ -121,3 +126,52 @@ async def test_daemon_render_equals_a_naive_render_with_every_vendor() -> None:
                 await daemon.collect_all_once()
             assert_same_exposition(daemon.render_now(), render(daemon.families()))
             assert b"rescue_sessions" in daemon.snapshot.text
+
+
+def own_series_renderer() -> tuple[Renderer, SelfMetrics]:
+    metrics = SelfMetrics()
+    for i in range(3):
+        health = metrics.account(("v", f"a{i}"))
+        health.up, health.last_success, health.collect_duration = True, 100.0 + i, 0.5
+        metrics.upstream_request("v", f"a{i}", "op")
+    return Renderer({}, GlobalConfig(), clock=FakeClock(), metrics=metrics), metrics
+
+
+def test_our_own_series_are_re_encoded_only_for_the_accounts_that_changed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    renderer, metrics = own_series_renderer()
+    encoded: list[list[str]] = []
+
+    def counting(families: Iterable[Metric]) -> Chunks:
+        families = list(families)
+        encoded.append(sorted({s.labels.get("account", "") for f in families
+                               for s in f.samples}))
+        return render_chunks(families)
+
+    monkeypatch.setattr(render_module, "render_chunks", counting)
+    renderer.render_now()
+    encoded.clear()
+    metrics.upstream_failure("v", "a1", "op", "timeout")
+    metrics.account(("v", "a2")).up = False
+    snapshot = renderer.render_now()
+    # The shared part (no account), then a1 and a2: a0 is taken from the cache.
+    assert sorted(encoded) == [[""], ["a1"], ["a2"]]
+    assert_same_exposition(snapshot, render(metrics.families()))
+    encoded.clear()
+    renderer.render_now()
+    assert encoded == [[""]]
+
+
+async def test_incremental_own_series_equal_a_naive_render_off_the_loop() -> None:
+    renderer, metrics = own_series_renderer()
+    assert_same_exposition(await renderer.render_off_loop(), render(metrics.families()))
+    metrics.forget(("v", "a0"))
+    metrics.upstream_request("v", "a3", "op")  # an account known only by its counters
+    metrics.record_rejected("v", "a1", "shifted", 2)
+    metrics.render_dropped("v", "a2", "too_many_series")
+    snapshot = await renderer.render_off_loop()
+    assert b'account="a0"' not in snapshot.text
+    assert b'session_exporter_upstream_requests_total{account="a3"' in snapshot.text
+    assert_same_exposition(snapshot, render(metrics.families()))
+    assert_same_exposition(renderer.render_now(), snapshot)

@@ -53,6 +53,7 @@ class Renderer:
         # encoded, with the `SelfMetrics.version` they were encoded at: like the
         # accounts' own families, re-encoded only when they change.
         self._own: dict[Key, tuple[Hashable, Chunks]] = {}
+        self._last: dict[Key, Chunks] = {}  # each account's last encoding (`_remember`)
 
     @property
     def snapshot(self) -> Snapshot:
@@ -97,9 +98,12 @@ class Renderer:
     def render_now(self) -> Snapshot:
         """Encode only the accounts whose data changed since the last render."""
         self._ready_pending = self._all_first_cycles_done()
+        self._forget_removed()
         for runner in self.runners.values():
             if self.is_fresh(runner) and runner.chunks is None:
-                runner.chunks = self._checked(runner, encode(self._families_or_none(runner)))
+                runner.chunks = self._checked(runner, encode(self._families_or_none(runner),
+                                                             self._last.get(runner.common.key)))
+                self._remember(runner)
         kept = self._within_budget(self._parts())
         pending = self._own_pending()  # after the budget: its drops show at once
         self._store_own(pending, [render_chunks(f) for _, _, f in pending])
@@ -111,15 +115,18 @@ class Renderer:
         are served meanwhile. Families are taken on the loop (collectors are not
         thread-safe); only the pure encoding of those copies runs in the thread."""
         self._ready_pending = self._all_first_cycles_done()
-        pending: list[tuple[AccountRunner, int, list[Metric] | None]] = [
-            (runner, runner.generation, self._families_or_none(runner))
+        self._forget_removed()
+        pending: list[tuple[AccountRunner, int, list[Metric] | None, Chunks | None]] = [
+            (runner, runner.generation, self._families_or_none(runner),
+             self._last.get(runner.common.key))
             for runner in self.runners.values()
             if self.is_fresh(runner) and runner.chunks is None
         ]
-        encoded = await asyncio.to_thread(lambda: [encode(f) for _, _, f in pending])
-        for (runner, generation, _), result in zip(pending, encoded, strict=True):
+        encoded = await asyncio.to_thread(lambda: [encode(f, last) for _, _, f, last in pending])
+        for (runner, generation, _, _), result in zip(pending, encoded, strict=True):
             if runner.generation == generation:
                 runner.chunks = self._checked(runner, result)
+                self._remember(runner)
         kept = self._within_budget(self._parts())
         own = self._own_pending()  # after the budget: its drops show at once
         shared = self.metrics.shared_families()
@@ -151,6 +158,16 @@ class Renderer:
     def _own_parts(self) -> list[Chunks]:
         # In the order of `SelfMetrics.accounts`, as `SelfMetrics.families` shows them.
         return [self._own[key][1] for key in sorted(self._own)]
+
+    def _remember(self, runner: AccountRunner) -> None:
+        """Keep the account's encoding for its next one (`render_chunks` reuses its
+        unchanged families)."""
+        if runner.chunks is not None and runner.chunks is not EMPTY_CHUNKS:
+            self._last[runner.common.key] = runner.chunks
+
+    def _forget_removed(self) -> None:
+        for gone in self._last.keys() - self.runners.keys():
+            del self._last[gone]
 
     def _parts(self) -> list[tuple[Key, Chunks]]:
         return [(key, r.chunks) for key, r in self.runners.items()
@@ -220,12 +237,13 @@ class Renderer:
             await asyncio.sleep(RENDER_SPACING)
 
 
-def encode(families: list[Metric] | None) -> Chunks | Exception:
+def encode(families: list[Metric] | None, previous: Chunks | None = None) -> Chunks | Exception:
     """Pure, so it may run in a worker thread; failures are returned, counted by the
-    caller on the loop."""
+    caller on the loop. `previous`: the account's last encoding, whose unchanged
+    families are reused."""
     if families is None:
         return EMPTY_CHUNKS
     try:
-        return render_chunks(families)
+        return render_chunks(families, previous)
     except Exception as exc:  # a value that cannot be encoded, whatever let it in
         return exc

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -102,6 +102,10 @@ class Chunks:
 
     text: tuple[Chunk, ...]
     openmetrics: tuple[Chunk, ...]
+    # Each family's fingerprint and chunks, by name: the next `render_chunks` of the same
+    # account reuses those of the families that did not change.
+    by_family: Mapping[str, tuple[int, Chunk, Chunk]] = field(
+        default_factory=dict, compare=False, repr=False)
 
     @property
     def size(self) -> int:
@@ -121,20 +125,40 @@ def _chunk(family: Metric, encoded: bytes, header_lines: int,
     return Chunk(family.name.encode(), encoded[: end + 1], body, deflate(body, compressor))
 
 
-def render_chunks(families: Iterable[Metric]) -> Chunks:
+def fingerprint(family: Metric) -> int:
+    """Equal for two families that encode to the same bytes, but for a 64-bit hash
+    collision. Hashing every sample costs a small fraction of encoding it."""
+    return hash((family.type, family.unit, family.documentation,
+                 tuple((s.name, tuple(s.labels.items()), s.value, s.timestamp,
+                        None if s.exemplar is None else repr(s.exemplar))
+                       for s in family.samples)))
+
+
+def render_chunks(families: Iterable[Metric], previous: Chunks | None = None) -> Chunks:
     """Each family encoded on its own by prometheus_client's encoders (so its escaping
     and number formatting are the library's), then split into header and samples, the
-    samples also deflated for `assemble`."""
+    samples also deflated for `assemble`. A family unchanged since `previous` (the same
+    account's last encoding) keeps its chunks: between two cycles most of an account's
+    families are, and encoding is the costly part of a render."""
+    known = previous.by_family if previous is not None else {}
     text: list[Chunk] = []
     om: list[Chunk] = []
-    compressor = zlib.compressobj(_LEVEL, zlib.DEFLATED, -15)
+    by_family: dict[str, tuple[int, Chunk, Chunk]] = {}
+    compressor: zlib._Compress | None = None
     for family in merge_families(families):
-        one = _Families([family])
-        text.append(_chunk(family, generate_latest(one), 2, compressor))
-        encoded: bytes = generate_openmetrics(one)  # type: ignore[no-untyped-call]
-        om.append(_chunk(family, encoded.removesuffix(_OM_EOF), 3 if family.unit else 2,
-                         compressor))
-    return Chunks(tuple(text), tuple(om))
+        mark = fingerprint(family)
+        entry = known.get(family.name)
+        if entry is None or entry[0] != mark:
+            compressor = compressor or zlib.compressobj(_LEVEL, zlib.DEFLATED, -15)
+            one = _Families([family])
+            encoded: bytes = generate_openmetrics(one)  # type: ignore[no-untyped-call]
+            entry = (mark, _chunk(family, generate_latest(one), 2, compressor),
+                     _chunk(family, encoded.removesuffix(_OM_EOF), 3 if family.unit else 2,
+                            compressor))
+        by_family[family.name] = entry
+        text.append(entry[1])
+        om.append(entry[2])
+    return Chunks(tuple(text), tuple(om), by_family)
 
 
 def _stitch(parts: Iterable[tuple[Chunk, ...]], tail: bytes = b"") -> tuple[bytes, bytes]:

@@ -175,3 +175,19 @@ async def test_incremental_own_series_equal_a_naive_render_off_the_loop() -> Non
     assert b'session_exporter_upstream_requests_total{account="a3"' in snapshot.text
     assert_same_exposition(snapshot, render(metrics.families()))
     assert_same_exposition(renderer.render_now(), snapshot)
+
+
+def test_an_account_encoded_again_reuses_only_its_unchanged_families() -> None:
+    before = render_chunks(account_families("a"))
+    families = account_families("a")
+    families[0] = gauge("x_now", "Now.", ("account",), {("a",): 2.0})  # a value changed
+    families[1].documentation = "Sessions, renamed."  # a header changed
+    after = render_chunks(families, before)
+    assert after == render_chunks(families)  # the same bytes as encoding afresh
+    assert after.text[0] is not before.text[0] and b"} 2.0" in after.text[0].body
+    assert after.text[1] is not before.text[1] and b"renamed" in after.text[1].header
+    assert after.text[2] is before.text[2] and after.openmetrics[2] is before.openmetrics[2]
+    # Families gone and new ones: nothing stale is kept.
+    again = render_chunks(changed("a", 3.0), after)
+    assert again == render_chunks(changed("a", 3.0))
+    assert set(again.by_family) == {"x_now", "x_sessions", "x_other"}

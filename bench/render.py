@@ -12,6 +12,9 @@ and request series per account, as they do in the daemon.
   accounts and their own series, stitch the cached pieces (`snapshot.assemble`).
 - "own series": the part of each spent encoding the exporter's own series.
 
+A changed account is encoded afresh, every family of it (the worst case: the renderer
+reuses the encoding of families unchanged since the account's last cycle).
+
 Run: `python bench/render.py [--quick] [--accounts 200,2000] [--changed 0.01]`.
 """
 

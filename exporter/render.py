@@ -1,10 +1,12 @@
 """The served snapshot: incremental, capped, stale-aware rendering of every account.
 
 Each account's families are encoded once after each of its cycles (off the loop when the
-render loop does it), then stitched under one header per family. An account whose data is
-older than its `stale_after` is left out; one that fails to encode, or holds more series
-than `max_series_per_account`, is left out (and counted) until its next cycle; so are the
-largest accounts while the whole exposition is over `max_exposition_bytes`.
+render loop does it; a family unchanged since the last cycle keeps its bytes), and our own
+series of each account once each time they change; then all are stitched under one header
+per family, so an unchanged account costs a render nothing but copying. An account whose
+data is older than its `stale_after` is left out; one that fails to encode, or holds more
+series than `max_series_per_account`, is left out (and counted) until its next cycle; so
+are the largest accounts while the whole exposition is over `max_exposition_bytes`.
 """
 
 from __future__ import annotations

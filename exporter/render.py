@@ -12,6 +12,7 @@ are the largest accounts while the whole exposition is over `max_exposition_byte
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Hashable, Iterable, Mapping
 from contextlib import suppress
 
@@ -28,6 +29,7 @@ from .snapshot import EMPTY, EMPTY_CHUNKS, Chunks, Snapshot, assemble, render_ch
 log = get_logger(component="loop")
 
 RENDER_SPACING = 1.0  # seconds between two renders at most
+LOOP_SLICE = 0.01  # seconds of taking families on the loop before letting scrapes in
 
 Key = tuple[str, str]
 
@@ -115,15 +117,21 @@ class Renderer:
     async def render_off_loop(self) -> Snapshot:
         """`render_now`, with the encoding and gzip in a worker thread so that scrapes
         are served meanwhile. Families are taken on the loop (collectors are not
-        thread-safe); only the pure encoding of those copies runs in the thread."""
+        thread-safe), giving the loop back every `LOOP_SLICE` (thousands of accounts
+        ending their cycles together take seconds); only the pure encoding of those
+        copies runs in the thread. An account whose cycle ends meanwhile is not stored
+        (its generation moved on): the next render takes it."""
         self._ready_pending = self._all_first_cycles_done()
         self._forget_removed()
-        pending: list[tuple[AccountRunner, int, list[Metric] | None, Chunks | None]] = [
-            (runner, runner.generation, self._families_or_none(runner),
-             self._last.get(runner.common.key))
-            for runner in self.runners.values()
-            if self.is_fresh(runner) and runner.chunks is None
-        ]
+        pending: list[tuple[AccountRunner, int, list[Metric] | None, Chunks | None]] = []
+        slice_end = time.perf_counter() + LOOP_SLICE
+        for runner in list(self.runners.values()):
+            if self.is_fresh(runner) and runner.chunks is None:
+                pending.append((runner, runner.generation, self._families_or_none(runner),
+                                self._last.get(runner.common.key)))
+                if time.perf_counter() > slice_end:
+                    await asyncio.sleep(0)
+                    slice_end = time.perf_counter() + LOOP_SLICE
         encoded = await asyncio.to_thread(lambda: [encode(f, last) for _, _, f, last in pending])
         for (runner, generation, _, _), result in zip(pending, encoded, strict=True):
             if runner.generation == generation:

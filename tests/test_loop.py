@@ -3,14 +3,16 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
+from prometheus_client.core import Metric
 
 from exporter import loop
+from exporter import render as render_module
 from exporter.config import ConfigError, parse_config
 from exporter.errors import UpstreamError
 from exporter.loop import next_delay
@@ -201,3 +203,41 @@ def test_max_concurrency_per_account_is_validated_with_its_path(bad: object) -> 
     with pytest.raises(ConfigError) as info:
         parse_config({"global": {"max_concurrency_per_account": bad}}, VENDORS)
     assert info.value.path == "global.max_concurrency_per_account"
+
+
+async def test_a_render_gives_the_loop_back_while_taking_many_accounts_families(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = FakeClock()
+    simulator = FakeSimulator(clock, 1)
+    async with serve_app(simulator.app()) as url:
+        data = {"fake": [{"name": f"acct{i}", "base_url": url, "token": "s3cret-token"}
+                         for i in range(4)]}
+        async with daemon_for(data, VENDORS, clock) as d:
+            await d.collect_all_once()
+            events: list[str] = []
+            for key, runner in d.runners.items():
+                runner.chunks = None  # as at the end of each one's cycle
+                take = runner.collector.families
+
+                def logged(take: Callable[[], Iterable[Metric]] = take,
+                           name: str = key[1]) -> Iterable[Metric]:
+                    events.append(name)
+                    return take()
+
+                monkeypatch.setattr(runner.collector, "families", logged)
+            monkeypatch.setattr(render_module, "LOOP_SLICE", -1.0)  # yield after each
+
+            async def ticking() -> None:
+                while True:
+                    events.append("tick")
+                    await asyncio.sleep(0)
+
+            ticker = asyncio.create_task(ticking())
+            snapshot = await d.render_off_loop()
+            ticker.cancel()
+            taken = [i for i, e in enumerate(events) if e != "tick"]
+            assert len(taken) == 4
+            assert all(events[i + 1] == "tick" for i in taken[:-1])  # the loop ran between
+            assert snapshot.text == d.render_now().text
+            assert value(snapshot.text, "fake_value", account="acct3") == 42.0

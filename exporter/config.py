@@ -434,8 +434,14 @@ class GlobalConfig:
                             doc="+/- share of the interval (a fraction, or 10%)")
     max_backoff: float = setting(600.0, kind="duration", minimum=1.0,
                                  doc="cap of the exponential backoff after failures")
-    max_concurrency: int = setting(16, kind="int", minimum=1,
+    # Sized for 2,000 accounts at a 60 s interval (README "Benchmarks and capacity"): a
+    # vendor's shared bound, and each account's share of it, so that one slow account
+    # cannot hold every slot of its vendor.
+    max_concurrency: int = setting(128, kind="int", minimum=1,
                                    doc="upstream requests in flight at once, per vendor")
+    max_concurrency_per_account: int = setting(
+        4, kind="int", minimum=1,
+        doc="upstream requests in flight at once, per account (within max_concurrency)")
     max_body_bytes: int = setting(16 * 1024 * 1024, kind="int", minimum=1024,
                                   doc="replies larger than this are refused")
     label_value_limit: int = setting(50, kind="int", minimum=1,

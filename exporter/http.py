@@ -9,6 +9,7 @@ bodies, because those may carry credentials.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import time
@@ -121,6 +122,9 @@ def reason_for_status(status: int) -> str:
     return "http_4xx"
 
 
+_UNBOUNDED = contextlib.nullcontext()
+
+
 class Upstream:
     """One account's door to its vendor: timeout, concurrency bound, size cap, counting."""
 
@@ -133,6 +137,7 @@ class Upstream:
         timeout: float,
         semaphore: asyncio.Semaphore,
         metrics: SelfMetrics,
+        account_semaphore: asyncio.Semaphore | None = None,
         max_body_bytes: int,
         wall_time: Callable[[], float],
         history: AccountHistory | None = None,
@@ -143,7 +148,10 @@ class Upstream:
         self.vendor = vendor
         self.account = account
         self._timeout = timeout
-        self._semaphore = semaphore
+        self._semaphore = semaphore  # the vendor's, shared by its accounts
+        # This account's own bound (None: only the vendor's), taken first: an account at
+        # its bound waits without holding one of its vendor's slots.
+        self._account_semaphore = account_semaphore or _UNBOUNDED
         self._metrics = metrics
         self._max_body = max_body_bytes
         self._wall_time = wall_time
@@ -321,7 +329,7 @@ class Upstream:
     ) -> Reply:
         """Send, let `handle` read the response, and map every aiohttp failure."""
         try:
-            async with self._semaphore:
+            async with self._account_semaphore, self._semaphore:
                 async with asyncio.timeout(self._timeout):
                     async with self._session.request(
                         method,

@@ -1,16 +1,19 @@
 """The served snapshot: incremental, capped, stale-aware rendering of every account.
 
 Each account's families are encoded once after each of its cycles (off the loop when the
-render loop does it), then stitched under one header per family. An account whose data is
-older than its `stale_after` is left out; one that fails to encode, or holds more series
-than `max_series_per_account`, is left out (and counted) until its next cycle; so are the
-largest accounts while the whole exposition is over `max_exposition_bytes`.
+render loop does it; a family unchanged since the last cycle keeps its bytes), and our own
+series of each account once each time they change; then all are stitched under one header
+per family, so an unchanged account costs a render nothing but copying. An account whose
+data is older than its `stale_after` is left out; one that fails to encode, or holds more
+series than `max_series_per_account`, is left out (and counted) until its next cycle; so
+are the largest accounts while the whole exposition is over `max_exposition_bytes`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Hashable, Iterable, Mapping
 from contextlib import suppress
 
 from prometheus_client.core import Metric
@@ -26,6 +29,7 @@ from .snapshot import EMPTY, EMPTY_CHUNKS, Chunks, Snapshot, assemble, render_ch
 log = get_logger(component="loop")
 
 RENDER_SPACING = 1.0  # seconds between two renders at most
+LOOP_SLICE = 0.01  # seconds of taking families on the loop before letting scrapes in
 
 Key = tuple[str, str]
 
@@ -49,6 +53,11 @@ class Renderer:
         self._ready = False
         self._ready_pending = False
         self._dirty = asyncio.Event()
+        # Our own series of each account (session_exporter_up, its request counters...),
+        # encoded, with the `SelfMetrics.version` they were encoded at: like the
+        # accounts' own families, re-encoded only when they change.
+        self._own: dict[Key, tuple[Hashable, Chunks]] = {}
+        self._last: dict[Key, Chunks] = {}  # each account's last encoding (`_remember`)
 
     @property
     def snapshot(self) -> Snapshot:
@@ -93,29 +102,82 @@ class Renderer:
     def render_now(self) -> Snapshot:
         """Encode only the accounts whose data changed since the last render."""
         self._ready_pending = self._all_first_cycles_done()
+        self._forget_removed()
         for runner in self.runners.values():
             if self.is_fresh(runner) and runner.chunks is None:
-                runner.chunks = self._checked(runner, encode(self._families_or_none(runner)))
+                runner.chunks = self._checked(runner, encode(self._families_or_none(runner),
+                                                             self._last.get(runner.common.key)))
+                self._remember(runner)
         kept = self._within_budget(self._parts())
-        return assemble([*kept, render_chunks(self.metrics.families())])
+        pending = self._own_pending()  # after the budget: its drops show at once
+        self._store_own(pending, [render_chunks(f) for _, _, f in pending])
+        return assemble([*kept, render_chunks(self.metrics.shared_families()),
+                         *self._own_parts()])
 
     async def render_off_loop(self) -> Snapshot:
         """`render_now`, with the encoding and gzip in a worker thread so that scrapes
         are served meanwhile. Families are taken on the loop (collectors are not
-        thread-safe); only the pure encoding of those copies runs in the thread."""
+        thread-safe), giving the loop back every `LOOP_SLICE` (thousands of accounts
+        ending their cycles together take seconds); only the pure encoding of those
+        copies runs in the thread. An account whose cycle ends meanwhile is not stored
+        (its generation moved on): the next render takes it."""
         self._ready_pending = self._all_first_cycles_done()
-        pending: list[tuple[AccountRunner, int, list[Metric] | None]] = [
-            (runner, runner.generation, self._families_or_none(runner))
-            for runner in self.runners.values()
-            if self.is_fresh(runner) and runner.chunks is None
-        ]
-        encoded = await asyncio.to_thread(lambda: [encode(f) for _, _, f in pending])
-        for (runner, generation, _), result in zip(pending, encoded, strict=True):
+        self._forget_removed()
+        pending: list[tuple[AccountRunner, int, list[Metric] | None, Chunks | None]] = []
+        slice_end = time.perf_counter() + LOOP_SLICE
+        for runner in list(self.runners.values()):
+            if self.is_fresh(runner) and runner.chunks is None:
+                pending.append((runner, runner.generation, self._families_or_none(runner),
+                                self._last.get(runner.common.key)))
+                if time.perf_counter() > slice_end:
+                    await asyncio.sleep(0)
+                    slice_end = time.perf_counter() + LOOP_SLICE
+        encoded = await asyncio.to_thread(lambda: [encode(f, last) for _, _, f, last in pending])
+        for (runner, generation, _, _), result in zip(pending, encoded, strict=True):
             if runner.generation == generation:
                 runner.chunks = self._checked(runner, result)
+                self._remember(runner)
         kept = self._within_budget(self._parts())
-        own = list(self.metrics.families())  # after the budget: its drops show at once
-        return await asyncio.to_thread(lambda: assemble([*kept, render_chunks(own)]))
+        own = self._own_pending()  # after the budget: its drops show at once
+        shared = self.metrics.shared_families()
+        self._store_own(own, await asyncio.to_thread(
+            lambda: [render_chunks(f) for _, _, f in own]))
+        own_parts = self._own_parts()
+        return await asyncio.to_thread(lambda: assemble([*kept, render_chunks(shared),
+                                                         *own_parts]))
+
+    def _own_pending(self) -> list[tuple[Key, Hashable, list[Metric]]]:
+        """Our own series of the accounts whose ones changed since they were encoded
+        (taken on the loop), and the version they are at."""
+        keys = self.metrics.accounts()
+        for gone in self._own.keys() - set(keys):
+            del self._own[gone]
+        changed: dict[Key, Hashable] = {}
+        for key in keys:
+            version, cached = self.metrics.version(key), self._own.get(key)
+            if cached is None or cached[0] != version:
+                changed[key] = version
+        families = self.metrics.account_families(changed)
+        return [(key, version, families[key]) for key, version in changed.items()]
+
+    def _store_own(self, pending: list[tuple[Key, Hashable, list[Metric]]],
+                   encoded: list[Chunks]) -> None:
+        for (key, version, _), chunks in zip(pending, encoded, strict=True):
+            self._own[key] = (version, chunks)
+
+    def _own_parts(self) -> list[Chunks]:
+        # In the order of `SelfMetrics.accounts`, as `SelfMetrics.families` shows them.
+        return [self._own[key][1] for key in sorted(self._own)]
+
+    def _remember(self, runner: AccountRunner) -> None:
+        """Keep the account's encoding for its next one (`render_chunks` reuses its
+        unchanged families)."""
+        if runner.chunks is not None and runner.chunks is not EMPTY_CHUNKS:
+            self._last[runner.common.key] = runner.chunks
+
+    def _forget_removed(self) -> None:
+        for gone in self._last.keys() - self.runners.keys():
+            del self._last[gone]
 
     def _parts(self) -> list[tuple[Key, Chunks]]:
         return [(key, r.chunks) for key, r in self.runners.items()
@@ -185,12 +247,13 @@ class Renderer:
             await asyncio.sleep(RENDER_SPACING)
 
 
-def encode(families: list[Metric] | None) -> Chunks | Exception:
+def encode(families: list[Metric] | None, previous: Chunks | None = None) -> Chunks | Exception:
     """Pure, so it may run in a worker thread; failures are returned, counted by the
-    caller on the loop."""
+    caller on the loop. `previous`: the account's last encoding, whose unchanged
+    families are reused."""
     if families is None:
         return EMPTY_CHUNKS
     try:
-        return render_chunks(families)
+        return render_chunks(families, previous)
     except Exception as exc:  # a value that cannot be encoded, whatever let it in
         return exc

@@ -111,6 +111,7 @@ def build_runner(
         timeout=common.timeout,
         semaphore=semaphore,
         metrics=metrics,
+        account_semaphore=asyncio.Semaphore(global_.max_concurrency_per_account),
         max_body_bytes=global_.max_body_bytes,
         wall_time=clock.time,
         history=history,

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import platform
+from collections.abc import Collection, Hashable
 from dataclasses import dataclass
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from . import __version__
-from .families import CounterSet, LabelValues, gauge
+from .families import CounterSet, LabelValues, gauge, merge_families
+
+Key = tuple[str, str]  # (vendor, account)
+_ACCOUNT_LABELS = ("vendor", "account")
+_UP = ("session_exporter_up",
+       "1 when the account's last collection cycle succeeded, 0 otherwise.")
+_LAST_SUCCESS = ("session_exporter_last_success_timestamp_seconds",
+                 "When the account's last successful collection cycle ended (Unix time).")
+_DURATION = ("session_exporter_collect_duration_seconds",
+             "Wall time of the account's last collection cycle.")
 
 
 @dataclass
@@ -49,19 +59,31 @@ class SelfMetrics:
         )
         self.reload_ok = True
         self.reload_success_time: float | None = None
+        # Counter changes per account, so that a render re-encodes only the accounts
+        # whose own series changed (`version`). Counters change only through the methods
+        # below.
+        self._changes: dict[Key, int] = {}
+
+    def _counted(self, vendor: str, account: str) -> None:
+        key = (vendor, account)
+        self._changes[key] = self._changes.get(key, 0) + 1
 
     def upstream_request(self, vendor: str, account: str, operation: str) -> None:
         self.requests.inc((vendor, account, operation))
+        self._counted(vendor, account)
 
     def upstream_failure(self, vendor: str, account: str, operation: str, reason: str) -> None:
         self.failures.inc((vendor, account, operation, reason))
+        self._counted(vendor, account)
 
     def record_rejected(self, vendor: str, account: str, reason: str, count: int = 1) -> None:
         if count:
             self.rejected.inc((vendor, account, reason), count)
+            self._counted(vendor, account)
 
     def render_dropped(self, vendor: str, account: str, reason: str) -> None:
         self.render_drops.inc((vendor, account, reason))
+        self._counted(vendor, account)
 
     def account(self, key: tuple[str, str]) -> AccountHealth:
         return self.health.setdefault(key, AccountHealth())
@@ -69,21 +91,65 @@ class SelfMetrics:
     def forget(self, key: tuple[str, str]) -> None:
         """An account removed from the config takes all its self-series with it."""
         self.health.pop(key, None)
-        for counters in (self.requests, self.failures, self.rejected, self.render_drops):
+        self._changes.pop(key, None)
+        for counters in self._counter_sets():
             for labels in [k for k in counters.values if k[:2] == key]:
                 del counters.values[labels]
 
-    def families(self) -> list[Metric]:
-        up: dict[LabelValues, float] = {}
-        last: dict[LabelValues, float] = {}
-        duration: dict[LabelValues, float] = {}
-        for key, h in self.health.items():
-            up[key] = 1.0 if h.up else 0.0
-            if h.last_success is not None:
-                last[key] = h.last_success
-            if h.collect_duration is not None:
-                duration[key] = h.collect_duration
-        labels = ("vendor", "account")
+    def _counter_sets(self) -> tuple[CounterSet, ...]:
+        return (self.requests, self.failures, self.rejected, self.render_drops)
+
+    # -- exposition: per account, so that renders re-encode only what changed ------------
+
+    def accounts(self) -> list[Key]:
+        """Every account with series of its own, in the order they are shown."""
+        return sorted(self.health.keys() | self._changes.keys())
+
+    def version(self, key: Key) -> Hashable:
+        """Equal as long as `account_families` of the account would be."""
+        health = self.health.get(key)
+        shown = None if health is None else (health.up, health.last_success,
+                                             health.collect_duration)
+        return self._changes.get(key, 0), shown
+
+    def account_families(self, keys: Collection[Key]) -> dict[Key, list[Metric]]:
+        """The series of each of these accounts on its own: one family per account
+        metric, empty ones included (as `shared_families` orders them)."""
+        counted: dict[Key, dict[str, list[tuple[LabelValues, float]]]] = {k: {} for k in keys}
+        if counted:  # one pass over each counter for all the accounts asked for
+            for counters in self._counter_sets():
+                for labels, value in counters.values.items():
+                    mine = counted.get((labels[0], labels[1]))
+                    if mine is not None:
+                        mine.setdefault(counters.name, []).append((labels, value))
+        result: dict[Key, list[Metric]] = {}
+        for key, counts in counted.items():
+            health = self.health.get(key)
+            up: dict[LabelValues, float] = {}
+            last: dict[LabelValues, float] = {}
+            duration: dict[LabelValues, float] = {}
+            if health is not None:
+                up[key] = 1.0 if health.up else 0.0
+                if health.last_success is not None:
+                    last[key] = health.last_success
+                if health.collect_duration is not None:
+                    duration[key] = health.collect_duration
+            families: list[Metric] = [gauge(*_UP, _ACCOUNT_LABELS, up),
+                                      gauge(*_LAST_SUCCESS, _ACCOUNT_LABELS, last),
+                                      gauge(*_DURATION, _ACCOUNT_LABELS, duration)]
+            for counters in self._counter_sets():
+                family = CounterMetricFamily(counters.name.removesuffix("_total"),
+                                             counters.documentation,
+                                             labels=list(counters.labelnames))
+                for labels, value in sorted(counts.get(counters.name, ())):
+                    family.add_metric(list(labels), value)
+                families.append(family)
+            result[key] = families
+        return result
+
+    def shared_families(self) -> list[Metric]:
+        """Every family of ours, in the order shown: the per-account ones without
+        samples (those come from `account_families`), then the process's own."""
         build = GaugeMetricFamily(
             "session_exporter_build_info",
             "Build information of session-exporter; the value is always 1.",
@@ -91,18 +157,11 @@ class SelfMetrics:
         )
         build.add_metric([__version__, platform.python_version()], 1.0)
         families: list[Metric] = [
-            gauge("session_exporter_up",
-                  "1 when the account's last collection cycle succeeded, 0 otherwise.",
-                  labels, up),
-            gauge("session_exporter_last_success_timestamp_seconds",
-                  "When the account's last successful collection cycle ended (Unix time).",
-                  labels, last),
-            gauge("session_exporter_collect_duration_seconds",
-                  "Wall time of the account's last collection cycle.", labels, duration),
-            self.requests.family(),
-            self.failures.family(),
-            self.rejected.family(),
-            self.render_drops.family(),
+            gauge(*_UP, _ACCOUNT_LABELS, {}),
+            gauge(*_LAST_SUCCESS, _ACCOUNT_LABELS, {}),
+            gauge(*_DURATION, _ACCOUNT_LABELS, {}),
+            *(CounterMetricFamily(c.name.removesuffix("_total"), c.documentation,
+                                  labels=list(c.labelnames)) for c in self._counter_sets()),
             build,
             gauge("session_exporter_config_last_reload_successful",
                   "1 when the last config load or reload succeeded.", (),
@@ -114,3 +173,10 @@ class SelfMetrics:
                 "When the config was last loaded successfully (Unix time).", (),
                 {(): self.reload_success_time}))
         return families
+
+    def families(self) -> list[Metric]:
+        """All of our series, one family per metric (for tests and tools; renders use
+        `shared_families` and `account_families`, which stitch to the same bytes)."""
+        per_account = self.account_families(self.accounts())
+        return merge_families([*self.shared_families(),
+                               *(f for families in per_account.values() for f in families)])

@@ -76,7 +76,7 @@ def _series(daemon: Daemon, runner: AccountRunner) -> int | None:
     if runner.chunks is None:
         return None
     # One sample a line in the text format; headers are kept apart from the bodies.
-    return sum(body.count(b"\n") for _, _, body in runner.chunks.text)
+    return sum(chunk.body.count(b"\n") for chunk in runner.chunks.text)
 
 
 def state_of(first_cycle_done: bool, up: bool, has_success: bool, fresh: bool) -> str:

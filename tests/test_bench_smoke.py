@@ -44,10 +44,16 @@ def test_ingest_bench_runs() -> None:
 
 def test_accounts_bench_runs() -> None:
     out = run_bench("accounts.py")
-    assert "6 accounts, max_concurrency 16" in out
+    assert "6 accounts, default settings" in out
     assert "| 6/6 |" in out, "every account must be up after its cycle"
     assert "(1.00x)" in out, "requests must scale exactly with the accounts"
     assert "capacity: one process handles 6 accounts" in out
+
+
+def test_render_bench_runs() -> None:
+    out = run_bench("render.py")
+    assert "| accounts | changed | whole ms | incremental ms" in out
+    assert "| 6        | 1       |" in out
 
 
 def test_memory_bench_runs() -> None:

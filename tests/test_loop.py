@@ -1,10 +1,20 @@
 from __future__ import annotations
 
+import asyncio
 import random
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
 
+import aiohttp
 import pytest
+from prometheus_client.core import Metric
 
-from exporter.config import parse_config
+from exporter import loop
+from exporter import render as render_module
+from exporter.config import ConfigError, parse_config
+from exporter.errors import UpstreamError
 from exporter.loop import next_delay
 from exporter.simulators.clock import FakeClock
 
@@ -125,3 +135,109 @@ async def test_ready_after_every_first_cycle() -> None:
         simulator.faults.inject("http_500")
         await d.collect_once("fake", "acme")
         assert d.ready()  # a failed first cycle still counts as finished
+
+
+class HeldSession:
+    """Stands in for the aiohttp session: each request counts as in flight per account
+    (the first part of its URL path) until `release` is set, then fails to connect. No
+    network and no timing: every request that its bounds let through is in flight as
+    soon as the loop has run each caller once."""
+
+    def __init__(self, saturated_at: int) -> None:
+        self.in_flight: Counter[str] = Counter()
+        self.peak: Counter[str] = Counter()
+        self.peak_total = 0
+        self.started = 0
+        self.saturated_at = saturated_at
+        self.saturated = asyncio.Event()
+        self.release = asyncio.Event()
+
+    @asynccontextmanager
+    async def request(self, method: str, url: str, **_: object) -> AsyncIterator[None]:
+        account = urlsplit(url).path.split("/")[1]
+        self.started += 1
+        self.in_flight[account] += 1
+        self.peak[account] = max(self.peak[account], self.in_flight[account])
+        self.peak_total = max(self.peak_total, self.in_flight.total())
+        if self.in_flight.total() == self.saturated_at:
+            self.saturated.set()
+        try:
+            await self.release.wait()
+            raise aiohttp.ClientConnectionError("held")
+        finally:
+            self.in_flight[account] -= 1
+        yield  # never reached: a generator, for asynccontextmanager
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_requests_in_flight_are_bounded_per_account_within_the_vendor_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 3 accounts of 2 slots each would be 6 in flight; the vendor's bound holds it at 5.
+    session = HeldSession(saturated_at=5)
+    monkeypatch.setattr(loop, "new_client_session", lambda: session)
+    names = ("a", "b", "c")
+    data = {"global": {"max_concurrency": 5, "max_concurrency_per_account": 2},
+            "fake": [{"name": n, "base_url": f"http://127.0.0.1:9/{n}", "token": "t"}
+                     for n in names]}
+    async with daemon_for(data, VENDORS, FakeClock()) as d:
+        calls = [d.runners[("fake", n)].upstream.fetch("value", "GET",
+                                                        f"http://127.0.0.1:9/{n}/value")
+                 for n in names for _ in range(4)]
+        results = asyncio.gather(*calls, return_exceptions=True)
+        await session.saturated.wait()
+        # Every caller has run by now: those over a bound wait on it, not in flight.
+        assert session.in_flight.total() == 5
+        assert max(session.in_flight.values()) == 2
+        session.release.set()
+        failures = await results
+    assert all(isinstance(f, UpstreamError) and f.reason == "connection" for f in failures)
+    assert session.started == 12  # the waiting ones got their turn
+    assert max(session.peak.values()) == 2 and session.peak_total == 5
+
+
+@pytest.mark.parametrize("bad", [0, -1, "four"])
+def test_max_concurrency_per_account_is_validated_with_its_path(bad: object) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"global": {"max_concurrency_per_account": bad}}, VENDORS)
+    assert info.value.path == "global.max_concurrency_per_account"
+
+
+async def test_a_render_gives_the_loop_back_while_taking_many_accounts_families(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = FakeClock()
+    simulator = FakeSimulator(clock, 1)
+    async with serve_app(simulator.app()) as url:
+        data = {"fake": [{"name": f"acct{i}", "base_url": url, "token": "s3cret-token"}
+                         for i in range(4)]}
+        async with daemon_for(data, VENDORS, clock) as d:
+            await d.collect_all_once()
+            events: list[str] = []
+            for key, runner in d.runners.items():
+                runner.chunks = None  # as at the end of each one's cycle
+                take = runner.collector.families
+
+                def logged(take: Callable[[], Iterable[Metric]] = take,
+                           name: str = key[1]) -> Iterable[Metric]:
+                    events.append(name)
+                    return take()
+
+                monkeypatch.setattr(runner.collector, "families", logged)
+            monkeypatch.setattr(render_module, "LOOP_SLICE", -1.0)  # yield after each
+
+            async def ticking() -> None:
+                while True:
+                    events.append("tick")
+                    await asyncio.sleep(0)
+
+            ticker = asyncio.create_task(ticking())
+            snapshot = await d.render_off_loop()
+            ticker.cancel()
+            taken = [i for i, e in enumerate(events) if e != "tick"]
+            assert len(taken) == 4
+            assert all(events[i + 1] == "tick" for i in taken[:-1])  # the loop ran between
+            assert snapshot.text == d.render_now().text
+            assert value(snapshot.text, "fake_value", account="acct3") == 42.0

@@ -30,6 +30,7 @@ from prometheus_client.openmetrics.exposition import (
 )
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
+from .encoding import headers, sample_lines
 from .families import merge_families
 
 # We emit the classic text format; say so, whatever newer version the library defaults to.
@@ -128,6 +129,24 @@ def _chunk(family: Metric, encoded: bytes, header_lines: int,
     return Chunk(family.name.encode(), encoded[: end + 1], body, deflate(body, compressor))
 
 
+def _encoded(family: Metric, compressor: zlib._Compress) -> tuple[Chunk, Chunk]:
+    """The family's text and OpenMetrics chunks: its sample lines written once for both
+    (`encoding.sample_lines`) when they can be, else each format by the library."""
+    body = sample_lines(family)
+    if body is not None:
+        name = family.name.encode()
+        text_header, om_header = headers(family.name, family.documentation, family.type,
+                                         family.unit)
+        deflated = deflate(body, compressor)
+        return (Chunk(name, text_header, body, deflated),
+                Chunk(name, om_header, body, deflated))
+    one = _Families([family])
+    encoded: bytes = generate_openmetrics(one)  # type: ignore[no-untyped-call]
+    return (_chunk(family, generate_latest(one), 2, compressor),
+            _chunk(family, encoded.removesuffix(_OM_EOF), 3 if family.unit else 2,
+                   compressor))
+
+
 def fingerprint(family: Metric) -> int:
     """Equal for two families that encode to the same bytes, but for a 64-bit hash
     collision. Hashing every sample costs a small fraction of encoding it."""
@@ -138,11 +157,11 @@ def fingerprint(family: Metric) -> int:
 
 
 def render_chunks(families: Iterable[Metric], previous: Chunks | None = None) -> Chunks:
-    """Each family encoded on its own by prometheus_client's encoders (so its escaping
-    and number formatting are the library's), then split into header and samples, the
-    samples also deflated for `assemble`. A family unchanged since `previous` (the same
-    account's last encoding) keeps its chunks: between two cycles most of an account's
-    families are, and encoding is the costly part of a render."""
+    """Each family encoded on its own, in the bytes prometheus_client's encoders write
+    (`_encoded`), as header and samples, the samples also deflated for `assemble`. A
+    family unchanged since `previous` (the same account's last encoding) keeps its
+    chunks: between two cycles most of an account's families are, and encoding is the
+    costly part of a render."""
     known = previous.by_family if previous is not None else {}
     text: list[Chunk] = []
     om: list[Chunk] = []
@@ -153,11 +172,7 @@ def render_chunks(families: Iterable[Metric], previous: Chunks | None = None) ->
         entry = known.get(family.name)
         if entry is None or entry[0] != mark:
             compressor = compressor or zlib.compressobj(_LEVEL, zlib.DEFLATED, -15)
-            one = _Families([family])
-            encoded: bytes = generate_openmetrics(one)  # type: ignore[no-untyped-call]
-            entry = (mark, _chunk(family, generate_latest(one), 2, compressor),
-                     _chunk(family, encoded.removesuffix(_OM_EOF), 3 if family.unit else 2,
-                            compressor))
+            entry = (mark, *_encoded(family, compressor))
         by_family[family.name] = entry
         text.append(entry[1])
         om.append(entry[2])

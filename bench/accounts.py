@@ -223,7 +223,7 @@ def main() -> int:
         settings = [DEFAULT if c == "default" else int(c) for c in args.concurrency.split(",")]
     total = sum(counts.values())
     header(f"many accounts: {total} accounts, {latency * 1000:.0f} ms injected latency "
-           "on every request, simulators in a child process")
+           "on every request, simulators in child processes, one per vendor")
     with simulators(latency) as sims:
         singles = {vendor: asyncio.run(cycles(sims, {vendor: 1}, settings[0]))
                    for vendor in counts}

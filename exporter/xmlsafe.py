@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import threading
+
 from lxml import etree
 
 from .errors import ParseError
 
-_PARSER = etree.XMLParser(
-    resolve_entities=False,
-    no_network=True,
-    dtd_validation=False,
-    load_dtd=False,
-    huge_tree=False,
-    remove_comments=True,
-    remove_pis=True,
-)
+_local = threading.local()
+
+
+def _parser() -> etree.XMLParser:
+    """This thread's parser. An lxml parser parses for one thread at a time (it holds a
+    lock meanwhile), so one shared parser would make the event loop wait, lock held, for
+    a big reply being parsed in a worker thread."""
+    parser: etree.XMLParser | None = getattr(_local, "parser", None)
+    if parser is None:
+        parser = _local.parser = etree.XMLParser(
+            resolve_entities=False,
+            no_network=True,
+            dtd_validation=False,
+            load_dtd=False,
+            huge_tree=False,
+            remove_comments=True,
+            remove_pis=True,
+        )
+    return parser
 
 
 def parse_xml(body: bytes, max_bytes: int = 16 * 1024 * 1024) -> etree._Element:
@@ -24,7 +36,7 @@ def parse_xml(body: bytes, max_bytes: int = 16 * 1024 * 1024) -> etree._Element:
     if b"<!DOCTYPE" in body or b"<!ENTITY" in body:
         raise ParseError("XML with a DTD or entity declarations is refused")
     try:
-        root = etree.fromstring(body, _PARSER)
+        root = etree.fromstring(body, _parser())
     except etree.XMLSyntaxError as exc:
         raise ParseError(f"malformed XML: {exc.msg}") from None
     if root is None:

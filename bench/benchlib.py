@@ -11,7 +11,8 @@ import datetime
 import os
 import platform
 import subprocess
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -66,6 +67,17 @@ def _cell(value: object) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
+
+
+def best(run: Callable[[], object], repeats: int) -> float:
+    """Seconds of the fastest of `repeats` runs: the least disturbed by the rest of the
+    machine."""
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    return min(times)
 
 
 def ratio(value: float, baseline: float) -> str:

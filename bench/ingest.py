@@ -19,11 +19,10 @@ import io
 import json
 import pstats
 import random
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-from benchlib import arguments, header, ratio, table
+from benchlib import arguments, best, header, ratio, table
 from lxml import etree
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -91,16 +90,6 @@ def context(clock: FakeClock, started_at: float = 0.0) -> CollectorContext:
 def account(vendor: str, fields: dict[str, Any]) -> Any:
     config = parse_config({vendor: [{"name": "bench", **fields}]}, VENDORS)
     return config.accounts[0]
-
-
-def best(run: Callable[[], object], repeats: int) -> float:
-    """Fastest of `repeats` runs: the least disturbed by the rest of the machine."""
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return min(times)
 
 
 # -- Glance --------------------------------------------------------------------------------

@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from benchlib import arguments, header, ratio, table
+from benchlib import arguments, best, header, ratio, table
 from prometheus_client.core import Metric
 
 from exporter.config import parse_config
@@ -103,15 +101,6 @@ def world(templates: list[Template], n: int) -> World:
             for _ in range(int(count)):
                 metrics.upstream_request(template.vendor, name, operation)
     return World(accounts, metrics)
-
-
-def best(run: Callable[[], object], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def whole_assemble(parts: list[Chunks]) -> tuple[bytes, bytes, bytes, bytes]:

@@ -23,6 +23,7 @@ from typing import TypeVar
 import aiohttp
 from multidict import CIMultiDictProxy
 
+from .admission import Admission
 from .errors import ParseError, UpstreamError
 from .history import AccountHistory, RequestRecord, count_records, safe_text
 from .logs import get_logger
@@ -71,7 +72,7 @@ def new_client_session() -> aiohttp.ClientSession:
     (two accounts of one vendor must never see each other's login cookie)."""
     return aiohttp.ClientSession(
         cookie_jar=aiohttp.DummyCookieJar(),
-        # No pool-wide cap: the per-vendor semaphores bound concurrency, and a global cap
+        # No pool-wide cap: the per-vendor admissions bound concurrency, and a global cap
         # would make one busy vendor's accounts wait on another's.
         connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300),
         headers={"User-Agent": "session-exporter"},
@@ -135,7 +136,7 @@ class Upstream:
         vendor: str,
         account: str,
         timeout: float,
-        semaphore: asyncio.Semaphore,
+        admission: Admission,
         metrics: SelfMetrics,
         account_semaphore: asyncio.Semaphore | None = None,
         max_body_bytes: int,
@@ -148,7 +149,10 @@ class Upstream:
         self.vendor = vendor
         self.account = account
         self._timeout = timeout
-        self._semaphore = semaphore  # the vendor's, shared by its accounts
+        self._admission = admission  # the vendor's request slots, shared by its accounts
+        # When this account's current cycle began (its scheduler sets it): the vendor's
+        # slots go to the oldest cycle first.
+        self.cycle_started = 0.0
         # This account's own bound (None: only the vendor's), taken first: an account at
         # its bound waits without holding one of its vendor's slots.
         self._account_semaphore = account_semaphore or _UNBOUNDED
@@ -329,7 +333,7 @@ class Upstream:
     ) -> Reply:
         """Send, let `handle` read the response, and map every aiohttp failure."""
         try:
-            async with self._account_semaphore, self._semaphore:
+            async with self._account_semaphore, self._admission.slot(self.cycle_started):
                 async with asyncio.timeout(self._timeout):
                     async with self._session.request(
                         method,

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 import aiohttp
 from prometheus_client.core import Metric
 
+from .admission import Admission
 from .clock import Clock, SystemClock
 from .config import Config
 from .http import new_client_session
@@ -69,7 +70,7 @@ class Daemon:
         self._session: aiohttp.ClientSession | None = None
         # Big replies are parsed in this child process (started with the first one).
         self.parse_worker = ParseWorker()
-        self._semaphores: dict[str, asyncio.Semaphore] = {}
+        self._admissions: dict[str, Admission] = {}
         self._render_task: asyncio.Task[None] | None = None
         self._scheduling = False
 
@@ -168,11 +169,10 @@ class Daemon:
         global_ = self.config.global_
         if self._session is None:
             raise RuntimeError("start() first")
-        semaphore = self._semaphores.setdefault(
-            common.vendor, asyncio.Semaphore(global_.max_concurrency)
-        )
+        admission = self._admissions.setdefault(common.vendor,
+                                                Admission(global_.max_concurrency))
         runner = build_runner(account, self.vendors[common.vendor], global_,
-                              session=self._session, semaphore=semaphore, clock=self.clock,
+                              session=self._session, admission=admission, clock=self.clock,
                               metrics=self.metrics, started_at=self.started_at,
                               parse_worker=self.parse_worker)
         self.metrics.account(common.key)

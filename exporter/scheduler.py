@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from .accounts import AccountCommon, AccountConfig
+from .admission import Admission
 from .clock import Clock
 from .config import GlobalConfig
 from .errors import UpstreamError
@@ -79,7 +80,7 @@ def build_runner(
     global_: GlobalConfig,
     *,
     session: aiohttp.ClientSession,
-    semaphore: asyncio.Semaphore,
+    admission: Admission,
     clock: Clock,
     metrics: SelfMetrics,
     started_at: float,
@@ -109,7 +110,7 @@ def build_runner(
         vendor=common.vendor,
         account=common.name,
         timeout=common.timeout,
-        semaphore=semaphore,
+        admission=admission,
         metrics=metrics,
         account_semaphore=asyncio.Semaphore(global_.max_concurrency_per_account),
         max_body_bytes=global_.max_body_bytes,
@@ -176,6 +177,7 @@ class Scheduler:
         common = runner.common
         health = self.metrics.account(common.key)
         started = self.clock.monotonic()
+        runner.upstream.cycle_started = started
         retry_after: float | None = None
         health.last_attempt = self.clock.time()
         runner.history.begin(health.last_attempt)

@@ -13,6 +13,7 @@ import structlog
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from exporter import scrub
+from exporter.admission import Admission
 from exporter.config import ConfigError, Secret, parse_config
 from exporter.errors import UpstreamError
 from exporter.families import OTHER, BoundedLabel
@@ -258,7 +259,7 @@ async def test_large_replies_are_parsed_off_the_loop_with_the_same_errors() -> N
 
     metrics = SelfMetrics()
     upstream = Upstream(None, vendor="fake", account="a", timeout=1,  # type: ignore[arg-type]
-                        semaphore=asyncio.Semaphore(1), metrics=metrics,
+                        admission=Admission(1), metrics=metrics,
                         max_body_bytes=1 << 30, wall_time=lambda: 0.0)
     assert await upstream.parse_off_loop("op", parser, b"small") == 5
     assert await upstream.parse_off_loop("op", parser, b"x" * OFF_LOOP_BYTES) == OFF_LOOP_BYTES

@@ -1,10 +1,9 @@
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from aiohttp import web
 
+from exporter.admission import Admission
 from exporter.errors import UpstreamError
 from exporter.http import Upstream, new_client_session, parse_retry_after
 from exporter.selfmetrics import SelfMetrics
@@ -34,7 +33,7 @@ async def test_body_cap(path: str, message: str) -> None:
     metrics = SelfMetrics()
     async with serve_app(app) as url, new_client_session() as session:
         upstream = Upstream(session, vendor="v", account="a", timeout=5,
-                            semaphore=asyncio.Semaphore(1), metrics=metrics,
+                            admission=Admission(1), metrics=metrics,
                             max_body_bytes=2048, wall_time=lambda: 0.0)
         with pytest.raises(UpstreamError) as info:
             await upstream.fetch("op", "GET", url + path)

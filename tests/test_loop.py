@@ -148,6 +148,7 @@ class HeldSession:
         self.peak: Counter[str] = Counter()
         self.peak_total = 0
         self.started = 0
+        self.accounts: list[str] = []  # whose requests started, in order
         self.saturated_at = saturated_at
         self.saturated = asyncio.Event()
         self.release = asyncio.Event()
@@ -156,6 +157,7 @@ class HeldSession:
     async def request(self, method: str, url: str, **_: object) -> AsyncIterator[None]:
         account = urlsplit(url).path.split("/")[1]
         self.started += 1
+        self.accounts.append(account)
         self.in_flight[account] += 1
         self.peak[account] = max(self.peak[account], self.in_flight[account])
         self.peak_total = max(self.peak_total, self.in_flight.total())
@@ -196,6 +198,42 @@ async def test_requests_in_flight_are_bounded_per_account_within_the_vendor_boun
     assert all(isinstance(f, UpstreamError) and f.reason == "connection" for f in failures)
     assert session.started == 12  # the waiting ones got their turn
     assert max(session.peak.values()) == 2 and session.peak_total == 5
+
+
+async def test_the_vendors_slots_go_to_the_oldest_cycle_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    session = HeldSession(saturated_at=1)
+    monkeypatch.setattr(loop, "new_client_session", lambda: session)
+    names = ("busy", "late", "early")
+    data = {"global": {"max_concurrency": 1},
+            "fake": [{"name": n, "base_url": f"http://127.0.0.1:9/{n}", "token": "t"}
+                     for n in names]}
+    clock = FakeClock()
+    async with daemon_for(data, VENDORS, clock) as d:
+        runners = {n: d.runners[("fake", n)] for n in names}
+        # What the scheduler stamps on each cycle: when it began (its requests fail at
+        # once while `release` is set).
+        session.release.set()
+        assert await d.collect_once("fake", "busy") is False
+        assert runners["busy"].upstream.cycle_started == clock.monotonic()
+        session.accounts.clear()
+        session.started = 0
+        session.release.clear()
+        runners["late"].upstream.cycle_started = clock.monotonic() + 20
+        runners["early"].upstream.cycle_started = clock.monotonic() + 10
+
+        def fetch(name: str) -> asyncio.Task[object]:
+            return asyncio.create_task(runners[name].upstream.fetch(
+                "value", "GET", f"http://127.0.0.1:9/{name}/value"))
+
+        calls = [fetch("busy")]
+        await session.saturated.wait()
+        calls += [fetch("late"), fetch("early")]  # both wait: "late" asked first
+        await asyncio.sleep(0)
+        session.release.set()
+        await asyncio.gather(*calls, return_exceptions=True)
+    assert session.accounts == ["busy", "early", "late"]
 
 
 @pytest.mark.parametrize("bad", [0, -1, "four"])

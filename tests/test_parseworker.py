@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 
 from exporter import parseworker
+from exporter.admission import Admission
 from exporter.errors import ParseError, UpstreamError
 from exporter.http import Upstream, new_client_session
 from exporter.parseworker import ParseWorker, RecordsInPieces, WorkerFailed, picklable
@@ -197,7 +198,7 @@ async def _upstream_reply(worker: ParseWorker | None, parser: Any, body: bytes,
     app.router.add_get("/h", reply)
     async with serve_app(app) as url, new_client_session() as session:
         upstream = Upstream(session, vendor="v", account="a", timeout=5,
-                            semaphore=asyncio.Semaphore(1), metrics=SelfMetrics(),
+                            admission=Admission(1), metrics=SelfMetrics(),
                             max_body_bytes=1 << 30, wall_time=lambda: 0.0,
                             parse_worker=worker)
         fetched = await upstream.fetch("op", "GET", url + "/h")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -16,6 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from prometheus_client.core import Metric
 
+from exporter.admission import Admission
 from exporter.config import AccountCommon, Fields, GlobalConfig
 from exporter.http import Upstream, new_client_session
 from exporter.selfmetrics import SelfMetrics
@@ -94,7 +94,7 @@ class Harness:
                  ) -> Upstream:
         return Upstream(
             self.session, vendor="glance", account=account, timeout=5.0,
-            semaphore=asyncio.Semaphore(4), metrics=self.metrics,
+            admission=Admission(4), metrics=self.metrics,
             max_body_bytes=max_body_bytes, wall_time=self.clock.time,
         )
 

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -9,6 +8,7 @@ from urllib.parse import quote, quote_plus
 import pytest
 from yarl import URL
 
+from exporter.admission import Admission
 from exporter.errors import UpstreamError
 from exporter.http import Upstream, new_client_session
 from exporter.selfmetrics import SelfMetrics
@@ -47,7 +47,7 @@ def metrics() -> SelfMetrics:
 async def upstream(metrics: SelfMetrics) -> AsyncIterator[Upstream]:
     session = new_client_session()
     yield Upstream(session, vendor="glance", account="acme", timeout=5.0,
-                   semaphore=asyncio.Semaphore(2), metrics=metrics,
+                   admission=Admission(2), metrics=metrics,
                    max_body_bytes=1 << 20, wall_time=FakeClock().time)
     await session.close()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,6 +12,7 @@ from typing import Any
 import aiohttp
 from aiohttp.test_utils import TestServer
 
+from exporter.admission import Admission
 from exporter.config import AccountCommon, Fields, GlobalConfig
 from exporter.http import Upstream, new_client_session
 from exporter.logs import get_logger
@@ -41,7 +41,7 @@ def account(base_url: str = "https://secure.logmeinrescue.com", **fields: Any) -
 
 def upstream(session: aiohttp.ClientSession, metrics: SelfMetrics, clock: FakeClock) -> Upstream:
     return Upstream(session, vendor="rescue", account=NAME, timeout=5.0,
-                    semaphore=asyncio.Semaphore(4), metrics=metrics,
+                    admission=Admission(4), metrics=metrics,
                     max_body_bytes=1 << 20, wall_time=clock.time)
 
 

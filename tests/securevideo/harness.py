@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -14,6 +13,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 from prometheus_client.core import Metric
 
+from exporter.admission import Admission
 from exporter.config import parse_config
 from exporter.http import Upstream, new_client_session
 from exporter.selfmetrics import SelfMetrics
@@ -69,7 +69,7 @@ async def harness(clock: FakeClock,
     metrics = SelfMetrics()
     upstream = Upstream(
         session, vendor="securevideo", account=ACCOUNT, timeout=10.0,
-        semaphore=asyncio.Semaphore(4), metrics=metrics, max_body_bytes=max_body_bytes,
+        admission=Admission(4), metrics=metrics, max_body_bytes=max_body_bytes,
         wall_time=clock.time,
     )
     try:

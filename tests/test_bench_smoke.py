@@ -16,9 +16,9 @@ from .support import require_tool
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
-def run_bench(script: str, timeout: float = 120) -> str:
+def run_bench(script: str, *args: str, timeout: float = 120) -> str:
     # Unbuffered so that a failure shows the lines printed before it.
-    result = subprocess.run([sys.executable, "-u", str(BENCH / script), "--quick"],
+    result = subprocess.run([sys.executable, "-u", str(BENCH / script), "--quick", *args],
                             capture_output=True, text=True, timeout=timeout,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert result.returncode == 0, result.stdout + result.stderr
@@ -48,6 +48,15 @@ def test_accounts_bench_runs() -> None:
     assert "| 6/6 |" in out, "every account must be up after its cycle"
     assert "(1.00x)" in out, "requests must scale exactly with the accounts"
     assert "capacity: one process handles 6 accounts" in out
+
+
+def test_accounts_bench_runs_the_daemons_own_scheduler() -> None:
+    out = run_bench("accounts.py", "--scheduled", "0.15")  # 9 s: every first cycle ends
+    for vendor in ("glance", "securevideo", "rescue"):
+        assert f"| {vendor} " in out
+    assert "6 accounts, 0.15 min:" in out
+    assert "6/6 up at the end" in out
+    assert "target: every cycle finished within its interval: MET" in out
 
 
 def test_render_bench_runs() -> None:

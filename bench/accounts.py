@@ -37,6 +37,7 @@ from benchlib import arguments, child, header, ratio, stdin_closed, table
 
 from exporter.clock import SystemClock
 from exporter.config import parse_config
+from exporter.heap import freeze_startup_objects
 from exporter.logs import configure
 from exporter.loop import Daemon
 from exporter.registry import VENDORS
@@ -227,6 +228,7 @@ async def scheduled(sims: Simulators, counts: dict[str, int], minutes: float) ->
     daemon = Daemon(config, VENDORS, seed=1)
     cpu, child = time.process_time(), sims.cpu()
     await daemon.start(schedule=True)
+    freeze_startup_objects()  # as `session-exporter` does once started
     probe = LagProbe()
     try:
         await asyncio.sleep(minutes * 60)  # the run's length, not a synchronisation

@@ -252,17 +252,18 @@ def parse_session_counts(
 ) -> Counts:
     """PartnerSessionCounts and PartnerSessionCountsEnding."""
     root = _root(body, "ArrayOfSessionCount", max_bytes)
+    items = list(root.iterchildren(_SESSION_COUNT))
+    if len(items) > max_records:
+        return Counts([], over_limit=_count(root, "sessionCount"))
     records: list[SessionCount] = []
     tally = _Tally(max_records)
-    for item in root.iterfind(_q("sessionCount")):
-        if tally.full():
-            return Counts([], over_limit=_count(root, "sessionCount"))
+    for fields in _first_texts(root, items, _COUNT_FIELDS):
         try:
             records.append(SessionCount(
-                type=_required(item, "type"),
-                status=_required(item, "status"),
-                count=_int(_text(item, "count"), "count"),
-                average_duration=_seconds(_text(item, "averageDuration"), "averageDuration"),
+                type=_present(fields.get("type"), "type"),
+                status=_present(fields.get("status"), "status"),
+                count=_int(fields.get("count"), "count"),
+                average_duration=_seconds(fields.get("averageDuration"), "averageDuration"),
             ))
         except _Skip as exc:
             tally.skip(exc)
@@ -273,24 +274,60 @@ def parse_active_sessions(
     body: bytes, max_bytes: int = MAX_BYTES, max_records: int = MAX_RECORDS
 ) -> ActiveSessions:
     root = _root(body, "ArrayOfActiveSession", max_bytes)
+    items = list(root.iterchildren(_ACTIVE_SESSION))
+    if len(items) > max_records:
+        return ActiveSessions([], over_limit=_count(root, "activeSession"))
     records: list[ActiveSession] = []
     tally = _Tally(max_records)
-    for item in root.iterfind(_q("activeSession")):
-        if tally.full():
-            return ActiveSessions([], over_limit=_count(root, "activeSession"))
+    for fields in _first_texts(root, items, _ACTIVE_FIELDS):
         try:
-            nguests_text = _text(item, "nguests")
+            nguests_text = fields.get("nguests")
             records.append(ActiveSession(
-                id=_int(_text(item, "id"), "id"),
-                type=_required(item, "type"),
-                status=_required(item, "status"),
-                start_time=_time(_text(item, "startTime"), "startTime"),
-                partner_user_id=_text(item, "partnerUserId") or "",
+                id=_int(fields.get("id"), "id"),
+                type=_present(fields.get("type"), "type"),
+                status=_present(fields.get("status"), "status"),
+                start_time=_time(fields.get("startTime"), "startTime"),
+                partner_user_id=fields.get("partnerUserId") or "",
                 nguests=_int(nguests_text, "nguests") if nguests_text else 0,
             ))
         except _Skip as exc:
             tally.skip(exc)
     return ActiveSessions(records, tally.skipped, tally.implausible)
+
+
+# Qualified names built once: `_q` per lookup was a string format per field of every record.
+_SESSION_COUNT, _ACTIVE_SESSION = _q("sessionCount"), _q("activeSession")
+_COUNT_FIELDS = tuple((name, _q(name)) for name in ("type", "status", "count",
+                                                     "averageDuration"))
+_ACTIVE_FIELDS = tuple((name, _q(name)) for name in ("id", "type", "status", "startTime",
+                                                      "partnerUserId", "nguests"))
+
+
+def _first_texts(root: etree._Element, items: list[etree._Element],
+                 fields: tuple[tuple[str, str], ...]) -> list[dict[str, str | None]]:
+    """For each of `items`, what `_text(item, name)` reads for each field: the text of the
+    item's first child of that name (even when that child has none, as `find` takes the
+    first), stripped and clean; a field it lacks is not in its dict.
+
+    One C-level scan of the tree per field, each element placed by its parent, instead of
+    a `find` per field per item: `find` goes through ElementPath in Python, and iterating
+    an item's children makes a Python object of every one, wanted or not. About 2.5 times
+    faster on the simulator's counts and active replies (parse included)."""
+    # Keyed by element or None: the root's getparent() is None, and is no item.
+    found: dict[etree._Element | None, dict[str, str | None]] = {item: {} for item in items}
+    for name, tag in fields:
+        for element in root.iter(tag):
+            # getparent() of a child of an item is that item's own proxy: `items` holds
+            # each alive, so lxml hands back the same object, and the dict finds it.
+            texts = found.get(element.getparent())
+            if texts is not None and name not in texts:
+                text = element.text
+                if text is not None:
+                    text = text.strip()  # `_clean`, inline: this runs for every field
+                    if not text.isascii():
+                        text = clean_text(text)
+                texts[name] = text
+    return [found[item] for item in items]
 
 
 def _count(root: etree._Element, name: str) -> int:

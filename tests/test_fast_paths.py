@@ -753,3 +753,75 @@ def test_glance_active_read_as_find_reads(items: str, limit: int) -> None:
     body = array("ArrayOfActiveSession", items)
     assert (glance.parse_active_sessions(body, max_records=limit)
             == reference_active_sessions(body, limit))
+
+
+# -- Glance PartnerUserSessions ------------------------------------------------------------
+# Read by `_walk_sessions` now, as the group pages are; the reference is the
+# element-by-element reading (`reference_sessions`) it replaced.
+
+
+def reference_user_sessions(body: bytes, max_records: int) -> glance.UserSessions:
+    root = glance._root(body, "userSessions", glance.MAX_BYTES)
+    valid_text = reference_text(root, "validUser")
+    if valid_text is None:
+        raise ParseError("<validUser> is missing")
+    tally = glance._Tally(max_records)
+    sessions = reference_sessions(root, "", tally)
+    if sessions is None:
+        return glance.UserSessions(glance._bool(valid_text), [],
+                                   over_limit=glance._count(root, "session"))
+    return glance.UserSessions(glance._bool(valid_text), sessions, tally.skipped,
+                               tally.implausible)
+
+
+def user_page(inner: str, valid: str = "<validUser>true</validUser>") -> bytes:
+    return f'<userSessions xmlns="{glance.NS}">{valid}{inner}</userSessions>'.encode()
+
+
+@pytest.mark.parametrize("name", sorted(PAGE_EDGES))
+def test_glance_user_edges(name: str) -> None:
+    item = PAGE_EDGES[name]
+    if name == "session outside sessions":
+        body = user_page(f"{item}<sessions>{session(OK_FIELDS)}</sessions>")
+    else:
+        body = user_page(f"<sessions>{item}{session(OK_FIELDS)}</sessions>")
+    assert glance.parse_user_sessions(body) == reference_user_sessions(body, 100_000)
+
+
+def test_glance_user_structure_edges() -> None:
+    ordinary = PAGE_EDGES["ordinary"]
+    bodies = [
+        user_page(""),
+        user_page("<sessions/>"),
+        user_page(f"<sessions>{ordinary}</sessions><sessions>{ordinary}</sessions>"),
+        user_page(f"<x><sessions>{ordinary}</sessions></x>"),
+        user_page(f"<sessions><x>{ordinary}</x>{ordinary}</sessions>"),
+        user_page(f"<sessions>{ordinary}</sessions>", "<validUser>false</validUser>"),
+        user_page(f"<sessions>{ordinary}</sessions>", "<validUser> 1 </validUser>"),
+    ]
+    for body in bodies:
+        assert glance.parse_user_sessions(body) == reference_user_sessions(body, 100_000)
+    for valid in ("", "<validUser/>"):  # an empty one is as missing as none
+        with pytest.raises(ParseError, match="<validUser> is missing"):
+            glance.parse_user_sessions(user_page(f"<sessions>{ordinary}</sessions>", valid))
+
+
+@pytest.mark.parametrize("limit", [0, 1, 2, 3])
+def test_glance_user_limits(limit: int) -> None:
+    body = user_page(f"<sessions>{PAGE_EDGES['ordinary'] * 2}{PAGE_EDGES['no type']}"
+                     f"<x>{PAGE_EDGES['ordinary']}</x></sessions>")
+    expected = reference_user_sessions(body, limit)
+    assert glance.parse_user_sessions(body, max_records=limit) == expected
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.one_of(realistic(), st.lists(elements(4), max_size=4).map("".join)),
+    st.sampled_from([1, 2, 5, 100_000]),
+)
+def test_glance_user_walk_is_the_careful_reading(inner: str, limit: int) -> None:
+    # `realistic()` draws whole <userSessions> groups: their <sessions> (and fields
+    # around them) land directly under the reply's root, as in a PartnerUserSessions.
+    body = user_page(inner)
+    assert (glance.parse_user_sessions(body, max_records=limit)
+            == reference_user_sessions(body, limit))

@@ -323,7 +323,7 @@ def _first_texts(root: etree._Element, items: list[etree._Element],
             if texts is not None and name not in texts:
                 text = element.text
                 if text is not None:
-                    text = text.strip()  # `_clean`, inline: this runs for every field
+                    text = text.strip()  # clean_text's own ASCII test first: most need no more
                     if not text.isascii():
                         text = clean_text(text)
                 texts[name] = text
@@ -336,24 +336,6 @@ def _count(root: etree._Element, name: str) -> int:
 
 _SESSION_FIELDS = {_q(name): name for name in ("id", "type", "status", "startTime", "duration")}
 _GUEST_FIELDS = {_q(name): name for name in ("type", "startTime")}
-
-
-def _children(item: etree._Element, wanted: dict[str, str]) -> dict[str, str]:
-    """The stripped text of `item`'s wanted children, by local name (the first of each).
-
-    One pass over the children instead of a find() per field."""
-    found: dict[str, str] = {}
-    for child in item:
-        name = wanted.get(child.tag)
-        if name is not None and name not in found and child.text is not None:
-            found[name] = _clean(child.text)
-    return found
-
-
-def _clean(text: str) -> str:
-    text = text.strip()
-    # clean_text's own ASCII test first: most texts need nothing more.
-    return text if text.isascii() else clean_text(text)
 
 
 def _guest_starts(guests: list[dict[str, str]], tally: _Tally
@@ -394,44 +376,25 @@ def _session(fields: dict[str, str], guests: list[dict[str, str]], user: str,
                    agent)
 
 
-def _sessions(parent: etree._Element, user: str, tally: _Tally) -> list[Session] | None:
-    """The sessions under `parent`, or None once the reply holds too many.
-
-    The careful reading, element by element; `_walk_sessions` reads the same records in
-    one pass for the big pages."""
-    sessions: list[Session] = []
-    container = parent.find(_q("sessions"))
-    if container is None:
-        return sessions
-    for item in container.iterfind(_q("session")):
-        if tally.full():
-            return None
-        fields = _children(item, _SESSION_FIELDS)
-        guests_element = item.find(_q("guests"))
-        guests = [] if guests_element is None else [
-            _children(guest, _GUEST_FIELDS) for guest in guests_element.iterfind(_q("guest"))]
-        try:
-            sessions.append(_session(fields, guests, user, tally))
-        except _Skip as exc:
-            tally.skip(exc)
-    return sessions
-
-
-_SESSION, _GUESTS, _GUEST = _q("session"), _q("guests"), _q("guest")
+_SESSIONS, _SESSION, _GUESTS, _GUEST = _q("sessions"), _q("session"), _q("guests"), _q("guest")
 _WALKED = (_SESSION, _GUESTS, _GUEST, *_SESSION_FIELDS)
 
 
 def _walk_sessions(scope: etree._Element, containers: dict[etree._Element, str],
                    tally: _Tally) -> list[Session] | None:
-    """`_sessions` of every container (`<sessions>` element -> its partnerUserId) under
-    `scope`, in document order, in one pass: lxml picks the few wanted elements out of
-    the whole subtree in C, where `_sessions` makes a Python object of every element.
-    Three times faster on a 1000-session page (bench/ingest.py).
+    """The sessions of every container (`<sessions>` element -> its partnerUserId) under
+    `scope`, in document order, or None once there are more than the tally's limit; in
+    one pass: lxml picks the few wanted elements out of the whole subtree in C, where
+    the element-by-element reading (`find` of each session's `<guests>`, a loop over the
+    children of each session and guest; tests/test_fast_paths.py keeps it as the
+    reference) makes a Python object of every element. Three times faster on a
+    1000-session page (bench/ingest.py).
 
     Each element is placed by its parent, never by its position, so that it reads what
-    `_sessions` reads: a session is a child of a container; its fields, and its first
-    `<guests>`, are children of it; a guest is a child of that `<guests>`, its fields
-    children of the guest; the first field with text wins. Anything else is not read."""
+    the element-by-element reading reads: a session is a child of a container; its
+    fields, and its first `<guests>`, are children of it; a guest is a child of that
+    `<guests>`, its fields children of the guest; the first field with text wins.
+    Anything else is not read."""
     sessions: list[Session] = []
     session: etree._Element | None = None
     guests: etree._Element | None = None
@@ -445,7 +408,7 @@ def _walk_sessions(scope: etree._Element, containers: dict[etree._Element, str],
         parent = element.getparent()
         if tag == _SESSION:
             if parent not in containers:
-                continue  # not a session of a container: `_sessions` never looks at it
+                continue  # not a session of a container: never read
             if session is not None:
                 _finish(fields, guest_list, user, tally, sessions)
             if tally.full():
@@ -471,10 +434,11 @@ def _walk_sessions(scope: etree._Element, containers: dict[etree._Element, str],
 
 
 def _take(found: dict[str, str], name: str, element: etree._Element) -> None:
-    """`_children`'s rule: the first such child with text is the field's value."""
+    """The first such child with text is the field's value (for sessions and guests; the
+    counts and active sessions take `find`'s first child, `_first_texts`)."""
     text = element.text
     if text is not None and name not in found:
-        text = text.strip()  # `_clean`, inline: this runs for every field of a page
+        text = text.strip()  # clean_text's own ASCII test first: most texts need no more
         found[name] = text if text.isascii() else clean_text(text)
 
 
@@ -525,7 +489,9 @@ def parse_user_sessions(
     if valid_text is None:
         raise ParseError("<validUser> is missing")
     tally = _Tally(max_records)
-    sessions = _sessions(root, "", tally)
+    # Its first <sessions> only, read the way a group page's are: `_walk_sessions`.
+    container = root.find(_SESSIONS)
+    sessions = [] if container is None else _walk_sessions(container, {container: ""}, tally)
     if sessions is None:
         return UserSessions(_bool(valid_text), [], over_limit=_count(root, "session"))
     return UserSessions(_bool(valid_text), sessions, tally.skipped, tally.implausible)

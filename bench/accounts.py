@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import sys
@@ -37,7 +38,7 @@ from benchlib import arguments, child, header, ratio, stdin_closed, table
 
 from exporter.clock import SystemClock
 from exporter.config import parse_config
-from exporter.heap import freeze_startup_objects
+from exporter.heap import tune_garbage_collector
 from exporter.logs import configure
 from exporter.loop import Daemon
 from exporter.registry import VENDORS
@@ -219,6 +220,7 @@ class Scheduled:
     cpu_simulators: float
     lag_p99: float
     lag_max: float
+    collections: str  # `GcProbe.stop`
 
 
 async def scheduled(sims: Simulators, counts: dict[str, int], minutes: float) -> Scheduled:
@@ -228,12 +230,13 @@ async def scheduled(sims: Simulators, counts: dict[str, int], minutes: float) ->
     daemon = Daemon(config, VENDORS, seed=1)
     cpu, child = time.process_time(), sims.cpu()
     await daemon.start(schedule=True)
-    freeze_startup_objects()  # as `session-exporter` does once started
-    probe = LagProbe()
+    tune_garbage_collector()  # as `session-exporter` does once started
+    probe, collections = LagProbe(), GcProbe()
     try:
         await asyncio.sleep(minutes * 60)  # the run's length, not a synchronisation
     finally:
         lag_p99, lag_max = await probe.stop()
+        gc_pauses = collections.stop()
         cpu, child = time.process_time() - cpu, sims.cpu() - child
         cycles: dict[str, list[tuple[int, float, bool]]] = {v: [] for v in counts}
         failures: dict[str, int] = {}
@@ -247,7 +250,29 @@ async def scheduled(sims: Simulators, counts: dict[str, int], minutes: float) ->
         up = sum(h.up for h in daemon.metrics.health.values())
         await daemon.stop()
     return Scheduled(minutes, cycles, failures, up, len(daemon.runners), cpu, child,
-                     lag_p99, lag_max)
+                     lag_p99, lag_max, gc_pauses)
+
+
+class GcProbe:
+    """Every garbage collection over the run, by generation: how often and how long (a
+    collection stops the event loop, and a full one walks every tracked object)."""
+
+    def __init__(self) -> None:
+        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses[info["generation"]].append(time.perf_counter() - self._started)
+
+    def stop(self) -> str:
+        gc.callbacks.remove(self._callback)
+        return "; ".join(f"gen{g} {len(p)} runs, {sum(p):.2f} s, "
+                         f"max {max(p, default=0) * 1000:.0f} ms"
+                         for g, p in self.pauses.items())
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -281,6 +306,7 @@ def report_scheduled(run: Scheduled, singles: dict[str, list[Cycle]]) -> None:
           f"exporter {run.cpu_exporter:.1f} CPU s ({share:.0f}% of one CPU), "
           f"simulators {run.cpu_simulators:.1f} CPU s; loop lag p99 {run.lag_p99 * 1000:.0f} ms, "
           f"max {run.lag_max * 1000:.0f} ms")
+    print(f"garbage collections: {run.collections}")
     # A cycle cut off by its deadline (`cycle_timeout`, within the interval) did not
     # finish either: it counts against the target as much as one that ran over.
     print("target: every cycle finished within its interval: "

@@ -17,7 +17,7 @@ from aiohttp import web
 from . import __version__
 from .clock import SystemClock
 from .config import SECRET_FIELDS, ConfigError, load_config, parse_config
-from .heap import freeze_startup_objects
+from .heap import tune_garbage_collector
 from .logs import configure, get_logger
 from .loop import Daemon
 from .probe import UnknownAccount, as_json, exit_status, format_line, run_probe, select
@@ -272,7 +272,7 @@ async def serve(args: argparse.Namespace) -> int:
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
     await daemon.start()
     await runner.setup()
-    freeze_startup_objects()
+    tune_garbage_collector()
     try:
         site = web.TCPSite(runner, host, port,
                            ssl_context=web_security.ssl_context() if web_security else None)

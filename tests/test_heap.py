@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import gc
 
-from exporter.heap import freeze_startup_objects
+from exporter.heap import YOUNG_THRESHOLD, tune_garbage_collector
 from exporter.history import CycleRecord, RequestRecord
 from exporter.vendors.glance.parser import Session as GlanceSession
 from exporter.vendors.rescue.parser import Session as RescueSession
@@ -31,10 +31,14 @@ def test_a_cycle_record_stays_alive_while_held_and_its_requests_with_it() -> Non
     assert [r.operation for r in cycle.requests] == ["a"]
 
 
-def test_start_up_objects_are_frozen() -> None:
+def test_start_up_objects_are_frozen_and_young_collections_made_rarer() -> None:
+    thresholds = gc.get_threshold()
     try:
-        frozen = freeze_startup_objects()
+        frozen = tune_garbage_collector()
         # This process's modules, classes and functions, at the least.
         assert frozen == gc.get_freeze_count() > 10_000
+        assert gc.get_threshold() == (YOUNG_THRESHOLD, thresholds[1], thresholds[2])
+        assert thresholds[0] < YOUNG_THRESHOLD
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)

@@ -33,3 +33,15 @@ class mocked(aioresponses):  # noqa: N801 - named like the aioresponses it stand
     def add(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("response_class", _CompatResponse)
         super().add(*args, **kwargs)
+
+
+def form_sent(call: Any) -> dict[str, str]:
+    """The form fields of a request aioresponses recorded (`Upstream` sends a form as
+    urlencoded bytes, with its Content-Type)."""
+    from urllib.parse import parse_qsl
+
+    from exporter.http import FORM_CONTENT_TYPE
+
+    assert call.kwargs["headers"]["Content-Type"] == FORM_CONTENT_TYPE
+    return dict(parse_qsl(call.kwargs["data"].decode("ascii"), keep_blank_values=True,
+                          strict_parsing=True))

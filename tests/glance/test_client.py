@@ -24,6 +24,7 @@ from exporter.vendors.glance.client import (
 )
 from exporter.vendors.glance.parser import NS
 
+from ..mocking import form_sent
 from ..support import collector_context
 from .harness import make_account, sample
 from .harness import mocked as aioresponses
@@ -68,7 +69,7 @@ def client() -> GlanceClient:
 
 def sent(m: aioresponses, operation: str) -> list[dict[str, Any]]:
     calls = m.requests.get(("POST", URL(url(operation))), [])
-    return [dict(call.kwargs["data"]) for call in calls]
+    return [form_sent(call) for call in calls]
 
 
 def page(next_id: int | None, ids: list[int]) -> bytes:
@@ -105,7 +106,7 @@ async def test_active_sessions_request_shape(client: GlanceClient, upstream: Ups
         reply = await client.active_sessions(upstream)
         (call,) = m.requests[("POST", URL(url("PartnerActiveSessions")))]
     assert reply.records[0].id == 61943691
-    assert call.kwargs["data"] == {"partnerId": "12345", "apiKey": KEY}
+    assert form_sent(call) == {"partnerId": "12345", "apiKey": KEY}
     assert call.kwargs.get("params") is None
 
 

@@ -16,7 +16,7 @@ from exporter.vendors.base import CollectorContext
 from exporter.vendors.rescue.client import RescueClient, UnknownNodeError
 from exporter.vendors.rescue.config import RescueAccount
 
-from ..mocking import mocked
+from ..mocking import form_sent, mocked
 from .harness import account, failures, upstream
 
 
@@ -69,7 +69,7 @@ async def test_auth_code_goes_in_the_post_body(env: Env) -> None:
     result = await env.client(acc).get_sessions(env.up, acc.nodes[0])
     assert [s.id for s in result.sessions] == ["17"]
     (call,) = env.calls(GET)
-    assert call.kwargs["data"] == {"node": "337366", "noderef": "NODE", "authcode": "code-123"}
+    assert form_sent(call) == {"node": "337366", "noderef": "NODE", "authcode": "code-123"}
     assert call.kwargs["params"] is None
     assert "Cookie" not in (call.kwargs["headers"] or {})
     assert not env.calls(LOGIN)
@@ -84,7 +84,7 @@ async def test_api_version_picks_the_endpoint(env: Env, version: int, endpoint: 
     acc = account(api_version=version, nodes=[{"id": 9, "ref": "CHANNEL"}])
     await env.client(acc).get_sessions(env.up, acc.nodes[0])
     (call,) = env.calls(url)
-    assert call.kwargs["data"]["noderef"] == "CHANNEL"
+    assert form_sent(call)["noderef"] == "CHANNEL"
 
 
 async def test_login_then_cookie(env: Env) -> None:
@@ -96,12 +96,12 @@ async def test_login_then_cookie(env: Env) -> None:
     env.clock.advance(60)
     await client.get_sessions(env.up, acc.nodes[0])
     (login,) = env.calls(LOGIN)
-    assert login.kwargs["data"] == {"email": "ops@example.com", "pwd": "pw-secret"}
+    assert form_sent(login) == {"email": "ops@example.com", "pwd": "pw-secret"}
     gets = env.calls(GET)
     assert len(gets) == 2
     for call in gets:
         assert call.kwargs["headers"]["Cookie"] == "ASP.NET_SessionId=abc123"
-        assert "authcode" not in call.kwargs["data"]
+        assert "authcode" not in form_sent(call)
 
 
 async def test_idle_cookie_is_replaced_before_it_expires(env: Env) -> None:

@@ -174,6 +174,13 @@ class HeldSession:
         return None
 
 
+def held_accounts(names: Iterable[str], **global_: object) -> dict[str, object]:
+    """Fake accounts whose URLs `HeldSession` tells apart (the first part of the path)."""
+    return {"global": global_,
+            "fake": [{"name": n, "base_url": f"http://127.0.0.1:9/{n}", "token": "t"}
+                     for n in names]}
+
+
 async def test_requests_in_flight_are_bounded_per_account_within_the_vendor_bound(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -181,9 +188,7 @@ async def test_requests_in_flight_are_bounded_per_account_within_the_vendor_boun
     session = HeldSession(saturated_at=5)
     monkeypatch.setattr(loop, "new_client_session", lambda: session)
     names = ("a", "b", "c")
-    data = {"global": {"max_concurrency": 5, "max_concurrency_per_account": 2},
-            "fake": [{"name": n, "base_url": f"http://127.0.0.1:9/{n}", "token": "t"}
-                     for n in names]}
+    data = held_accounts(names, max_concurrency=5, max_concurrency_per_account=2)
     async with daemon_for(data, VENDORS, FakeClock()) as d:
         calls = [d.runners[("fake", n)].upstream.fetch("value", "GET",
                                                         f"http://127.0.0.1:9/{n}/value")
@@ -206,9 +211,7 @@ async def test_the_vendors_slots_go_to_the_oldest_cycle_first(
     session = HeldSession(saturated_at=1)
     monkeypatch.setattr(loop, "new_client_session", lambda: session)
     names = ("busy", "late", "early")
-    data = {"global": {"max_concurrency": 1},
-            "fake": [{"name": n, "base_url": f"http://127.0.0.1:9/{n}", "token": "t"}
-                     for n in names]}
+    data = held_accounts(names, max_concurrency=1)
     clock = FakeClock()
     async with daemon_for(data, VENDORS, clock) as d:
         runners = {n: d.runners[("fake", n)] for n in names}

@@ -58,6 +58,9 @@ class Renderer:
         # accounts' own families, re-encoded only when they change.
         self._own: dict[Key, tuple[Hashable, Chunks]] = {}
         self._last: dict[Key, Chunks] = {}  # each account's last encoding (`_remember`)
+        # Accounts the last render left out for the exposition budget: logged once when
+        # they go out and once when they come back, not at every render (once a second).
+        self._over_budget: set[Key] = set()
 
     @property
     def snapshot(self) -> Snapshot:
@@ -187,16 +190,25 @@ class Renderer:
         """Leave out the largest accounts while the exposition is over its budget."""
         budget = self.global_.max_exposition_bytes
         total = sum(c.size for _, c in parts)
+        left_out: set[Key] = set()
         for key, chunks in sorted(parts, key=lambda p: p[1].size, reverse=True):
             if total <= budget:
                 break
             parts.remove((key, chunks))
             total -= chunks.size
+            left_out.add(key)
             self.metrics.render_dropped(*key, "exposition_too_large")
-            log.error("account left out of /metrics", vendor=key[0], account=key[1],
-                      reason="exposition_too_large", bytes=chunks.size,
-                      hint="raise global.max_exposition_bytes or reduce this account's "
-                           "labels")
+            if key not in self._over_budget:
+                log.error("account left out of /metrics", vendor=key[0], account=key[1],
+                          reason="exposition_too_large", bytes=chunks.size,
+                          hint="raise global.max_exposition_bytes or reduce this account's "
+                               "labels")
+        shown = {key for key, _ in parts}
+        for key in self._over_budget - left_out:
+            if key in shown:
+                log.info("account back in /metrics", vendor=key[0], account=key[1],
+                         reason="exposition_too_large")
+        self._over_budget = left_out
         return [chunks for _, chunks in parts]
 
     def _families_or_none(self, runner: AccountRunner) -> list[Metric] | None:

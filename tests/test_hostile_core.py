@@ -196,6 +196,30 @@ async def test_series_and_exposition_caps_drop_only_the_offending_account() -> N
                          account="bad", reason="exposition_too_large") == 1.0
 
 
+async def test_an_account_over_the_budget_is_logged_when_it_goes_out_and_comes_back() -> None:
+
+    clock = FakeClock()
+    simulator = FakeSimulator(clock, 1)
+    config = two_accounts("", max_exposition_bytes=65536)
+    async with serve_app(simulator.app()) as url:
+        config["fake"] = [dict(a, base_url=url) for a in config["fake"]]  # type: ignore[attr-defined]
+        async with daemon_for(config, VENDORS, clock) as d:
+            big = [family_with([f"{i}" + "v" * 1000 for i in range(99)])]
+            with structlog.testing.capture_logs() as logged:
+                for _ in range(3):  # renders come once a second: one line, not three
+                    text = await render_with(d, big)
+                text = await render_with(d, [family_with(["small"])])
+            assert value(text, "fake_label", account="bad", v="small") == 1.0
+            # Still counted at every render that left it out (two per `render_with`: the
+            # cycle's own, then the one with the big families).
+            assert value(text, "session_exporter_render_dropped_total", vendor="fake",
+                         account="bad", reason="exposition_too_large") == 6.0
+    events = [(e["event"], e["account"]) for e in logged
+              if e.get("reason") == "exposition_too_large"]
+    assert events == [("account left out of /metrics", "bad"),
+                      ("account back in /metrics", "bad")]
+
+
 async def test_a_cycle_has_a_deadline() -> None:
 
     clock = FakeClock()

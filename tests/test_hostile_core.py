@@ -204,7 +204,7 @@ async def test_an_account_over_the_budget_is_logged_when_it_goes_out_and_comes_b
     async with serve_app(simulator.app()) as url:
         config["fake"] = [dict(a, base_url=url) for a in config["fake"]]  # type: ignore[attr-defined]
         async with daemon_for(config, VENDORS, clock) as d:
-            big = [family_with([f"{i}" + "v" * 1000 for i in range(99)])]
+            big: list[Metric] = [family_with([f"{i}" + "v" * 1000 for i in range(99)])]
             with structlog.testing.capture_logs() as logged:
                 for _ in range(3):  # renders come once a second: one line, not three
                     text = await render_with(d, big)

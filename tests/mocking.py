@@ -10,9 +10,12 @@ from __future__ import annotations
 import inspect
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import parse_qsl
 
 import aiohttp
 from aioresponses import aioresponses
+
+from exporter.http import FORM_CONTENT_TYPE
 
 # Older aiohttp (before 3.14) has no such parameter, and aioresponses works as it is.
 _NEEDS_WRITER = "stream_writer" in inspect.signature(aiohttp.ClientResponse.__init__).parameters
@@ -38,10 +41,6 @@ class mocked(aioresponses):  # noqa: N801 - named like the aioresponses it stand
 def form_sent(call: Any) -> dict[str, str]:
     """The form fields of a request aioresponses recorded (`Upstream` sends a form as
     urlencoded bytes, with its Content-Type)."""
-    from urllib.parse import parse_qsl
-
-    from exporter.http import FORM_CONTENT_TYPE
-
     assert call.kwargs["headers"]["Content-Type"] == FORM_CONTENT_TYPE
     return dict(parse_qsl(call.kwargs["data"].decode("ascii"), keep_blank_values=True,
                           strict_parsing=True))

@@ -9,6 +9,8 @@ the ground-truth accessors first advance it to the injected clock's now.
 from __future__ import annotations
 
 import bisect
+import copy
+import functools
 import random
 import re
 from collections import deque
@@ -164,6 +166,7 @@ class GlanceSimulator(Simulator):
         self._user_weights = [u[4] for u in USERS]
         self._sessions: list[SimSession] = []
         self._starts: list[int] = []
+        self._completed_xml: dict[SimSession, etree._Element] = {}  # see `_sessions_xml`
         self._next_id = 61_000_000
         self._now = clock.time() - history
         # Never forget what the caller asked to have in the past (the benchmarks' long feeds).
@@ -188,6 +191,8 @@ class GlanceSimulator(Simulator):
         if self._starts and self._starts[0] < before:
             i = bisect.bisect_left(self._starts, before)
             if i >= 1000 or i == len(self._starts):
+                for forgotten in self._sessions[:i]:
+                    self._completed_xml.pop(forgotten, None)
                 del self._starts[:i], self._sessions[:i]
 
     def _arrive(self, start: int) -> None:
@@ -391,7 +396,7 @@ class GlanceSimulator(Simulator):
             _sub(group, "userName", _user_names(user)[0])
             _sub(group, "partnerUserId", user)
             _sub(group, "validUser", "true")
-            _sessions_xml(group, sessions, now)
+            _sessions_xml(group, sessions, now, self._completed_xml)
         return root
 
     def _op_user_sessions(self, params: dict[str, str], now: float) -> etree._Element:
@@ -409,7 +414,7 @@ class GlanceSimulator(Simulator):
             if s.user == user and (not key or s.key == key)
             and (s.in_progress(now) if status == "A" else s.completed(now))
         ] if valid else []
-        _sessions_xml(root, chosen, now)
+        _sessions_xml(root, chosen, now, self._completed_xml)
         return root
 
 
@@ -449,43 +454,68 @@ def _counts_xml(groups: Mapping[tuple[str, str], tuple[int, int]]) -> etree._Ele
     return root
 
 
-def _sessions_xml(parent: etree._Element, sessions: Iterable[SimSession], now: float) -> None:
+def _sessions_xml(
+    parent: etree._Element,
+    sessions: Iterable[SimSession],
+    now: float,
+    memo: dict[SimSession, etree._Element],
+) -> None:
     container = _sub(parent, "sessions")
     for s in sessions:
-        done = s.completed(now)
-        elapsed = s.duration if done else int(now - s.start)
-        item = _sub(container, "session")
+        if not s.completed(now):
+            _session_xml(container, s, now)
+            continue
+        # A completed session's element no longer depends on the time: built once and
+        # copied (in C) into every later reply, so many accounts polling one world do not
+        # queue on this process building the same elements (bench/accounts.py).
+        cached = memo.get(s)
+        if cached is None:
+            cached = memo[s] = _session_xml(_MEMO_PARENT, s, now)
+            _MEMO_PARENT.remove(cached)
+        container.append(copy.deepcopy(cached))
+
+
+def _session_xml(container: etree._Element, s: SimSession, now: float) -> etree._Element:
+    done = s.completed(now)
+    elapsed = s.duration if done else int(now - s.start)
+    item = _sub(container, "session")
+    for tag, value in (
+        ("id", s.id), ("type", s.type), ("status", s.status_at(now)),
+        ("startTime", _utc(s.start)), ("key", s.key), ("width", 0), ("height", 0),
+        ("duration", elapsed), ("kbytes", 20 + elapsed // 20), ("isReverse", "false"),
+    ):
+        _sub(item, tag, value)
+    guests = _sub(item, "guests")
+    # The visitor starts the session and waits; an agent joins after `wait`, further
+    # visitors after the agent (like the documented sample: visitor, then agent).
+    joined = s.joined and now >= s.start + s.wait
+    people = [("visitor", s.start)]
+    if joined:
+        answered = s.start + s.wait
+        people.append(("agent", answered))
+        people.extend(("visitor", answered + n) for n in range(1, s.guests))
+    for kind, since in people:
+        guest = _sub(guests, "guest")
         for tag, value in (
-            ("id", s.id), ("type", s.type), ("status", s.status_at(now)),
-            ("startTime", _utc(s.start)), ("key", s.key), ("width", 0), ("height", 0),
-            ("duration", elapsed), ("kbytes", 20 + elapsed // 20), ("isReverse", "false"),
+            ("type", kind), ("status", "C" if done else "A"), ("startTime", _utc(since)),
+            ("duration", elapsed), ("kbytes", 10 + elapsed // 40), ("ip", "192.0.2.10"),
         ):
-            _sub(item, tag, value)
-        guests = _sub(item, "guests")
-        # The visitor starts the session and waits; an agent joins after `wait`, further
-        # visitors after the agent (like the documented sample: visitor, then agent).
-        joined = s.joined and now >= s.start + s.wait
-        people = [("visitor", s.start)]
-        if joined:
-            answered = s.start + s.wait
-            people.append(("agent", answered))
-            people.extend(("visitor", answered + n) for n in range(1, s.guests))
-        for kind, since in people:
-            guest = _sub(guests, "guest")
-            for tag, value in (
-                ("type", kind), ("status", "C" if done else "A"), ("startTime", _utc(since)),
-                ("duration", elapsed), ("kbytes", 10 + elapsed // 40), ("ip", "192.0.2.10"),
-            ):
-                _sub(guest, tag, value)
-            where = _sub(guest, "location")
-            _sub(where, "city", "Boston")
-            _sub(where, "region", "MA")
-            _sub(where, "countryCode", "US")
+            _sub(guest, tag, value)
+        where = _sub(guest, "location")
+        _sub(where, "city", "Boston")
+        _sub(where, "region", "MA")
+        _sub(where, "countryCode", "US")
+    return item
 
 
 def _new_root(tag: str) -> etree._Element:
     """A root element declaring the namespaces exactly as the documented replies do."""
     return etree.fromstring(f'<{tag} xmlns="{NS}" xmlns:xsd="{XSD}" xmlns:xsi="{XSI}"/>')
+
+
+# Where `_sessions_xml` builds the elements it keeps: under the replies' own namespace
+# declarations, so a copy appended to a reply serialises exactly as one built in place.
+_MEMO_PARENT = _new_root("sessions")
 
 
 def _sub(parent: etree._Element, tag: str, value: object = None) -> etree._Element:
@@ -495,6 +525,7 @@ def _sub(parent: etree._Element, tag: str, value: object = None) -> etree._Eleme
     return child
 
 
+@functools.lru_cache(maxsize=65536)
 def _utc(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 

@@ -125,6 +125,37 @@ async def test_pages_in_the_glance_namespace(
     assert len(ids) > 7
 
 
+async def test_a_reply_is_the_same_whether_its_sessions_were_served_before() -> None:
+    """Completed sessions' elements are built once and copied into later replies: the
+    bytes must be those a simulator that never served them builds, and the world's
+    forgetting must forget them too."""
+    params = {**AUTH, **RANGE, "sessionKey": "", "nResults": "1000", "nextId": "0"}
+    operations = ("PartnerCompletedSessions", "PartnerCompletedSessionsEnding")
+    clocks = FakeClock(T0), FakeClock(T0)
+    warm, cold = (GlanceSimulator(clock, seed=1, rate=1 / 600) for clock in clocks)
+    clients: list[Client] = [TestClient(TestServer(sim.app(), host="127.0.0.1"))
+                             for sim in (warm, cold)]
+    for client in clients:
+        await client.start_server()
+    try:
+        for operation in operations:  # every completed session of the range served once
+            assert (await clients[0].post(PATH + operation, data=params)).status == 200
+        for clock in clocks:
+            clock.advance(600)  # sessions in progress then have completed since
+        for operation in operations:
+            warm_body, cold_body = [await (await client.post(PATH + operation, data=params))
+                                    .read() for client in clients]
+            assert len(parse_group_sessions(warm_body).sessions) > 7
+            assert warm_body == cold_body
+    finally:
+        for client in clients:
+            await client.close()
+    kept = len(warm._completed_xml)
+    clocks[0].advance(100 * 86400)  # past the retention (93 days), by over 1,000 sessions
+    warm.advance()
+    assert kept > 7 and len(warm._completed_xml) == 0
+
+
 async def test_get_is_accepted_too(
     http: Http
 ) -> None:

@@ -27,6 +27,7 @@ import contextlib
 import gc
 import json
 import os
+import resource
 import sys
 import time
 from collections.abc import Iterator
@@ -44,6 +45,7 @@ from exporter.loop import Daemon
 from exporter.registry import VENDORS
 from exporter.simulators import SIMULATORS
 from exporter.simulators.demo import start_world
+from exporter.snapshot import Snapshot
 
 INTERVAL = 60.0  # the default poll interval, for the CPU share
 READY_TIMEOUT = 60.0  # seconds for the child to start its simulators
@@ -221,6 +223,10 @@ class Scheduled:
     lag_p99: float
     lag_max: float
     collections: str  # `GcProbe.stop`
+    exposition: tuple[int, int]  # the served text exposition's bytes, plain and gzipped
+    over_budget: int  # accounts the last render left out for `max_exposition_bytes`
+    peak_rss: int  # bytes, this process (the exporter) at its largest over the run
+    renders: list[float]  # each background render's wall time, s
 
 
 async def scheduled(sims: Simulators, counts: dict[str, int], minutes: float) -> Scheduled:
@@ -228,6 +234,7 @@ async def scheduled(sims: Simulators, counts: dict[str, int], minutes: float) ->
     `minutes`, then read every account's recent cycles from its history."""
     config = parse_config(config_data(sims, counts, DEFAULT), VENDORS)
     daemon = Daemon(config, VENDORS, seed=1)
+    renders = timed_renders(daemon)
     cpu, child = time.process_time(), sims.cpu()
     await daemon.start(schedule=True)
     tune_garbage_collector()  # as `session-exporter` does once started
@@ -248,9 +255,29 @@ async def scheduled(sims: Simulators, counts: dict[str, int], minutes: float) ->
                     key = f"{vendor} {record.failure.operation}/{record.failure.reason}"
                     failures[key] = failures.get(key, 0) + 1
         up = sum(h.up for h in daemon.metrics.health.values())
+        served = daemon.snapshot
+        exposition = len(served.text), len(served.text_gzip)
+        over_budget = len(daemon.renderer.over_budget)
         await daemon.stop()
     return Scheduled(minutes, cycles, failures, up, len(daemon.runners), cpu, child,
-                     lag_p99, lag_max, gc_pauses)
+                     lag_p99, lag_max, gc_pauses, exposition, over_budget,
+                     resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, renders)
+
+
+def timed_renders(daemon: Daemon) -> list[float]:
+    """The wall time of each background render from now on (appended as they end)."""
+    durations: list[float] = []
+    render = daemon.renderer.render_off_loop
+
+    async def timed() -> Snapshot:
+        started = time.perf_counter()
+        try:
+            return await render()
+        finally:
+            durations.append(time.perf_counter() - started)
+
+    daemon.renderer.render_off_loop = timed  # type: ignore[method-assign]
+    return durations
 
 
 class GcProbe:
@@ -307,6 +334,13 @@ def report_scheduled(run: Scheduled, singles: dict[str, list[Cycle]]) -> None:
           f"simulators {run.cpu_simulators:.1f} CPU s; loop lag p99 {run.lag_p99 * 1000:.0f} ms, "
           f"max {run.lag_max * 1000:.0f} ms")
     print(f"garbage collections: {run.collections}")
+    print(f"renders: {len(run.renders)}, wall p50 {percentile(run.renders, 0.5) * 1000:.0f} ms, "
+          f"max {max(run.renders, default=0) * 1000:.0f} ms, "
+          f"{sum(run.renders) / (run.minutes * 60):.0%} of the run")
+    plain, gzipped = run.exposition
+    print(f"/metrics at the end: {plain / 2**20:.1f} MiB ({gzipped / 2**20:.1f} MiB gzipped); "
+          f"{run.over_budget} accounts left out for max_exposition_bytes; exporter peak RSS "
+          f"{run.peak_rss / 2**20:.0f} MiB")
     # A cycle cut off by its deadline (`cycle_timeout`, within the interval) did not
     # finish either: it counts against the target as much as one that ran over.
     print("target: every cycle finished within its interval: "

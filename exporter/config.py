@@ -457,7 +457,7 @@ class GlobalConfig:
                                       doc="dedupe ids per account")
     max_series_per_account: int = setting(20_000, kind="int", minimum=1,
                                           doc="an account with more series is left out")
-    max_exposition_bytes: int = setting(64 * 1024 * 1024, kind="int", minimum=65536,
+    max_exposition_bytes: int = setting(128 * 1024 * 1024, kind="int", minimum=65536,
                                         doc="the largest accounts are left out above this")
     # None: 90% of the shorter of interval and stale_after, but never below timeout.
     cycle_timeout: float | None = setting(None, kind="optional_duration",

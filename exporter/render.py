@@ -71,6 +71,11 @@ class Renderer:
         self._snapshot = snapshot
         self._ready = self._ready_pending
 
+    @property
+    def over_budget(self) -> frozenset[Key]:
+        """The accounts the last render left out for `max_exposition_bytes`."""
+        return frozenset(self._over_budget)
+
     # -- readiness and staleness ---------------------------------------------------------
 
     def ready(self) -> bool:

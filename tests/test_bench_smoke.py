@@ -56,6 +56,8 @@ def test_accounts_bench_runs_the_daemons_own_scheduler() -> None:
         assert f"| {vendor} " in out
     assert "6 accounts, 0.15 min:" in out
     assert "6/6 up at the end" in out
+    assert "0 accounts left out for max_exposition_bytes" in out
+    assert "renders: " in out
     assert "target: every cycle finished within its interval: MET" in out
 
 

@@ -30,6 +30,7 @@ import os
 import resource
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -227,6 +228,7 @@ class Scheduled:
     over_budget: int  # accounts the last render left out for `max_exposition_bytes`
     peak_rss: int  # bytes, this process (the exporter) at its largest over the run
     renders: list[float]  # each background render's wall time, s
+    tracked: list[tuple[str, int]]  # the most numerous objects the collector tracks, at the end
 
 
 async def scheduled(sims: Simulators, counts: dict[str, int], minutes: float) -> Scheduled:
@@ -258,10 +260,12 @@ async def scheduled(sims: Simulators, counts: dict[str, int], minutes: float) ->
         served = daemon.snapshot
         exposition = len(served.text), len(served.text_gzip)
         over_budget = len(daemon.renderer.over_budget)
+        tracked = Counter(type(o).__name__ for o in gc.get_objects()).most_common(8)
         await daemon.stop()
     return Scheduled(minutes, cycles, failures, up, len(daemon.runners), cpu, child,
                      lag_p99, lag_max, gc_pauses, exposition, over_budget,
-                     resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, renders)
+                     resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, renders,
+                     tracked)
 
 
 def timed_renders(daemon: Daemon) -> list[float]:
@@ -337,6 +341,9 @@ def report_scheduled(run: Scheduled, singles: dict[str, list[Cycle]]) -> None:
     print(f"renders: {len(run.renders)}, wall p50 {percentile(run.renders, 0.5) * 1000:.0f} ms, "
           f"max {max(run.renders, default=0) * 1000:.0f} ms, "
           f"{sum(run.renders) / (run.minutes * 60):.0%} of the run")
+    print(f"objects the garbage collector tracks, at the end: {sum(n for _, n in run.tracked):,} "
+          "in the 8 most numerous types: "
+          + ", ".join(f"{name} {count:,}" for name, count in run.tracked))
     plain, gzipped = run.exposition
     print(f"/metrics at the end: {plain / 2**20:.1f} MiB ({gzipped / 2**20:.1f} MiB gzipped); "
           f"{run.over_budget} accounts left out for max_exposition_bytes; exporter peak RSS "

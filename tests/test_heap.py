@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import gc
 
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
 from exporter.heap import YOUNG_THRESHOLD, tune_garbage_collector
 from exporter.history import CycleRecord, RequestRecord
+from exporter.snapshot import render_chunks
 from exporter.vendors.glance.parser import Session as GlanceSession
 from exporter.vendors.rescue.parser import Session as RescueSession
 from exporter.vendors.securevideo.collector import _Seen
@@ -21,6 +24,21 @@ def test_records_kept_per_session_or_request_are_not_tracked() -> None:
     assert not gc.is_tracked(_Seen(1.0))
     for session_type in (GlanceSession, RescueSession):
         assert not session_type.__struct_config__.gc
+
+
+def test_an_accounts_encoded_families_are_not_tracked_once_collected() -> None:
+    # The most numerous objects of a daemon with thousands of accounts (29 chunks each).
+    counter = CounterMetricFamily("demo_sessions", "Sessions.", labels=["account"])
+    counter.add_metric(["a"], 3)
+    gauge = GaugeMetricFamily("demo_waiting", "Waiting.", labels=["account"])
+    gauge.add_metric(["a"], 1)
+    chunks = render_chunks([counter, gauge])
+    gc.collect()  # plain tuples and dicts of untracked objects are untracked by a pass
+    assert len(chunks.text) == len(chunks.by_family) == 2
+    assert not any(gc.is_tracked(chunk) for chunk in (*chunks.text, *chunks.openmetrics))
+    assert not gc.is_tracked(chunks.text) and not gc.is_tracked(chunks.openmetrics)
+    assert not any(gc.is_tracked(entry) for entry in chunks.by_family.values())
+    assert not gc.is_tracked(chunks.by_family)
 
 
 def test_a_cycle_record_stays_alive_while_held_and_its_requests_with_it() -> None:

@@ -7,6 +7,8 @@ hypothesis-generated ones:
 - Rescue's `quick_utc_start` against `parse_start_time`, and whole getSession tables
   parsed in UTC (quick path) against the same tables in a UTC zone the quick path does
   not take (every Start Time through `parse_start_time`);
+- getSession tables read a column at a time (`_clean_columns`) against the same tables
+  read row by row (`_Builder`), in UTC and in other zones;
 - Glance's one-pass `_walk_sessions` (behind `parse_group_sessions`) against a verbatim
   copy of the element-by-element reader it replaced, kept here as the reference.
 """
@@ -14,7 +16,8 @@ hypothesis-generated ones:
 from __future__ import annotations
 
 import re
-from datetime import UTC
+from datetime import UTC, tzinfo
+from unittest.mock import patch
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -25,7 +28,14 @@ from lxml import etree
 from exporter.errors import ParseError
 from exporter.sanitize import MAX_DIGITS, clean_text, plausible_seconds, strict_int
 from exporter.vendors.glance import parser as glance
-from exporter.vendors.rescue.parser import parse_sessions, parse_start_time, quick_utc_start
+from exporter.vendors.rescue import parser as rescue
+from exporter.vendors.rescue.parser import (
+    SessionList,
+    parse_sessions,
+    parse_start_time,
+    quick_utc_start,
+)
+from exporter.vendors.rescue.statuses import GET_SESSION_CODES
 
 # -- sanitize.strict_int -------------------------------------------------------------------
 
@@ -825,3 +835,97 @@ def test_glance_user_walk_is_the_careful_reading(inner: str, limit: int) -> None
     body = user_page(inner)
     assert (glance.parse_user_sessions(body, max_records=limit)
             == reference_user_sessions(body, limit))
+
+
+# -- Rescue tables a column at a time -------------------------------------------------------
+# `_clean_columns` reads a table with nothing to count; any other table it hands back to
+# `_Builder`, row by row. Both readings of a table must be the same SessionList.
+
+FULL_HEADER = HEADER + "Is Lead Technician|"
+
+
+def full_table(rows: list[list[str]]) -> bytes:
+    lines = ["OK", "", FULL_HEADER] + ["|".join(row) + "|" for row in rows]
+    return ("\r\n".join(lines) + "\r\n").encode()
+
+
+def row_by_row(body: bytes, zone: tzinfo = UTC) -> SessionList:
+    with patch.object(rescue, "_clean_columns", lambda *_: None):
+        return parse_sessions(body, zone)
+
+
+# FULL_HEADER's positions of the columns `_clean_columns` reads, in its order.
+COLUMNS = [0, 1, 7, 6, 2, 3, 4, 5, 8]
+CLEAN_ROW = ["1001", "Waiting", "7", "Chan", "9", "Tech", "2/14/2026 3:05 PM", "30", "Yes"]
+# One cell of a clean row (its position, its new text) that `_Builder` would count or
+# skip the row for; each must send the whole table down the row-by-row path.
+UNCLEAN_CELLS = [
+    (0, ""), (0, "x"), (0, "1" * 19), (0, "١٢"), (0, "+1"), (1, ""), (1, "  "),
+    (7, "x"), (7, "700000"), (7, "1" * 19), (7, "-1"), (6, "2/30/2026 3:05 PM"),
+    (6, "2/14/9999 3:05 PM"), (6, "12/31/1999 11:59 PM"), (6, "yesterday"),
+]
+
+
+QUICK_STARTS = ["2/14/2026 3:05 PM", "2/14/2026 12:05 AM", "12/31/2099 11:59 PM",
+                "1/1/2000 12:00 AM", "02/04/2026 03:05 AM", "2/29/2024 1:00 AM"]
+
+
+@pytest.mark.parametrize("odd_start", ["2/14/2026 3:05 PM", "2/14/2026 15:05"])
+def test_a_clean_table_is_read_a_column_at_a_time(odd_start: str) -> None:
+    rows = [[str(1000 + i), *CLEAN_ROW[1:]] for i in range(len(QUICK_STARTS) + 3)]
+    for row, start in zip(rows, QUICK_STARTS, strict=False):
+        row[6] = start
+    rows[-3][7] = ""  # an empty Waiting Time is no count, only unknown
+    rows[-2][6] = ""
+    rows[-1][6] = odd_start  # not the quick shape: read by parse_start_time
+    rows[0][8] = " no "
+    body = full_table(rows)
+    _, table, _ = rescue._rows(rescue._status(rescue._decode(body), GET_SESSION_CODES)[1])
+    assert rescue._clean_columns(table, COLUMNS, UTC) is not None
+    assert parse_sessions(body) == row_by_row(body)
+
+
+@pytest.mark.parametrize(("position", "text"), UNCLEAN_CELLS)
+def test_a_table_with_anything_to_count_is_read_row_by_row(position: int, text: str) -> None:
+    rows = [[str(1000 + i), *CLEAN_ROW[1:]] for i in range(3)]
+    rows[1][position] = text
+    table = [[cell.strip() for cell in row] for row in rows]
+    assert rescue._clean_columns(table, COLUMNS, UTC) is None
+    body = full_table(rows)
+    careful = row_by_row(body)
+    assert careful.invalid_records + careful.invalid_values + careful.implausible_values
+    assert parse_sessions(body) == careful
+
+
+cells = st.sampled_from
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            cells(["1", "22", " 333 ", "x", "", "1" * 18, "1" * 19, "٣"]),
+            cells(["Waiting", "Active", "", " Ativas ", "Waiting"]),
+            cells(["7", "", " 8 "]),
+            cells(["Chan", "", " Chan", "Канал"]),
+            cells(QUICK_STARTS)
+            | start_texts.filter(lambda t: "|" not in t and "\n" not in t and "\r" not in t),
+            cells(["", "0", "30", " 30 ", "604800", "604801", "x", "²"]),
+            cells(["", "Yes", "no", "SIM", "True "]),
+        ),
+        max_size=12,
+    ),
+    st.sampled_from([UTC, ZoneInfo("UTC"), CAREFUL_UTC, ZoneInfo("America/Sao_Paulo")]),
+)
+def test_rescue_tables_read_either_way(
+    rows: list[tuple[str, str, str, str, str, str, str]], zone: tzinfo
+) -> None:
+    body = full_table([[sid, status, cid, channel, "2", "Tech", start, wait, lead]
+                       for sid, status, cid, channel, start, wait, lead in rows])
+    try:
+        careful = row_by_row(body, zone)
+    except ParseError:
+        with pytest.raises(ParseError):
+            parse_sessions(body, zone)
+        return
+    assert parse_sessions(body, zone) == careful

@@ -80,6 +80,19 @@ def best(run: Callable[[], object], repeats: int) -> float:
     return min(times)
 
 
+def best_interleaved(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """`best` of each run, the runs taken in turn within each repeat: a ratio between two
+    of them then compares runs made in the same minutes, which on a shared VM can
+    differ by 2x from one minute to the next."""
+    times = {name: float("inf") for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            started = time.perf_counter()
+            run()
+            times[name] = min(times[name], time.perf_counter() - started)
+    return times
+
+
 def ratio(value: float, baseline: float) -> str:
     return f"{value / baseline:.2f}x" if baseline else "n/a"
 

@@ -4,8 +4,9 @@ getSession polls (text or SOAP: the parsers give the same records)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, Metric
@@ -336,12 +337,18 @@ class RescueCollector(AccountCollector):
         return families
 
 
-async def one_row_per_session(rows: Iterable[Session]) -> tuple[list[Session], int]:
+_SESSION_ID = attrgetter("id")
+
+
+async def one_row_per_session(rows: Sequence[Session]) -> tuple[list[Session], int]:
     """One row per session id, and how many rows were beyond the first.
 
     A session has a row per technician; it is counted, and its wait followed, once, from
     its lead row (`Is Lead Technician`), or its first row when none is the lead. In
-    slices, as `apply`: 100,000 rows take 30-70 ms here."""
+    slices, as `apply`: 100,000 rows take 30-70 ms here. Most replies have a row per
+    session, told in one C loop over the ids."""
+    if len(set(map(_SESSION_ID, rows))) == len(rows):
+        return list(rows), 0
     chosen: dict[str, Session] = {}
     extra = 0
     for done, row in enumerate(rows, 1):

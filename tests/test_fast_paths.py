@@ -16,6 +16,7 @@ hypothesis-generated ones:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, tzinfo
 from unittest.mock import patch
 from zoneinfo import ZoneInfo
@@ -198,13 +199,20 @@ def test_rescue_tables_in_either_path(rows: list[tuple[str, str, str, str]]) -> 
     body = table(
         [[sid, status, "1", "Chan", "2", "Tech", start, wait] for sid, status, start, wait in rows]
     )
+    assert_read_alike(body, lambda b: parse_sessions(b, CAREFUL_UTC),
+                      lambda b: parse_sessions(b, UTC))
+
+
+def assert_read_alike(body: bytes, careful: Callable[[bytes], SessionList],
+                      quick: Callable[[bytes], SessionList]) -> None:
+    """Both readings of `body` give the same SessionList, or both refuse it."""
     try:
-        careful = parse_sessions(body, CAREFUL_UTC)
+        expected = careful(body)
     except ParseError:
         with pytest.raises(ParseError):
-            parse_sessions(body, UTC)
+            quick(body)
         return
-    assert parse_sessions(body, UTC) == careful
+    assert quick(body) == expected
 
 
 # -- Glance completed-sessions pages -------------------------------------------------------
@@ -922,10 +930,4 @@ def test_rescue_tables_read_either_way(
 ) -> None:
     body = full_table([[sid, status, cid, channel, "2", "Tech", start, wait, lead]
                        for sid, status, cid, channel, start, wait, lead in rows])
-    try:
-        careful = row_by_row(body, zone)
-    except ParseError:
-        with pytest.raises(ParseError):
-            parse_sessions(body, zone)
-        return
-    assert parse_sessions(body, zone) == careful
+    assert_read_alike(body, lambda b: row_by_row(b, zone), lambda b: parse_sessions(b, zone))

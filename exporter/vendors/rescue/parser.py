@@ -190,7 +190,7 @@ def quick_utc_start(text: str) -> float | None:
 
 def quick_utc_starts(texts: list[str]) -> list[float | None] | None:
     """`quick_utc_start` of each text, a column at a time (every step a C loop); None
-    unless every text has the common shape."""
+    unless every text has the common shape and names a real day."""
     parts = list(map(str.partition, texts, repeat(" ")))
     seconds = list(map(_CLOCK_SECONDS.get, map(itemgetter(2), parts)))
     if None in seconds:

@@ -13,12 +13,13 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
 from base64 import b64decode
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -106,12 +107,15 @@ class Tab:
 async def chromium() -> AsyncIterator[Tab]:
     binary = shutil.which("chromium")
     assert binary is not None
-    with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
+    # Chromium's helper processes can still be writing the profile when its main process
+    # has exited (a CI run failed on "Directory not empty" removing it): the whole
+    # process group is stopped below, and a straggler's leftovers in /tmp fail nothing.
+    with tempfile.TemporaryDirectory(prefix="chromium-", ignore_cleanup_errors=True) as profile:
         process = subprocess.Popen(  # noqa: ASYNC220 - starts it, never waits on it
             [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
              "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
              "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             port_file = Path(profile) / "DevToolsActivePort"
             assert wait_for(lambda: len(_lines(port_file)) >= 2, DEADLINE), \
@@ -125,12 +129,18 @@ async def chromium() -> AsyncIterator[Tab]:
                                            max_msg_size=64 * 1024 * 1024) as ws:
                     yield Tab(ws)
         finally:
-            process.terminate()
+            _signal_group(process, signal.SIGTERM)
             try:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+            _signal_group(process, signal.SIGKILL)  # helpers that outlived it
+
+
+def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signum)
 
 
 def _lines(path: Path) -> list[str]:

@@ -72,12 +72,7 @@ def _cell(value: object) -> str:
 def best(run: Callable[[], object], repeats: int) -> float:
     """Seconds of the fastest of `repeats` runs: the least disturbed by the rest of the
     machine."""
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return min(times)
+    return best_interleaved({"run": run}, repeats)["run"]
 
 
 def best_interleaved(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:

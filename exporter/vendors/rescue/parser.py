@@ -137,7 +137,7 @@ def parse_start_time(text: str, zone: tzinfo) -> float | None:
         if not 1 <= hour <= 12:
             return None
         hour = hour % 12 + (12 if meridiem == "PM" else 0)
-    if zone is UTC or getattr(zone, "key", None) in _UTC_KEYS:
+    if _is_utc(zone):
         # A row each: UTC needs no zone rules, so the date is looked up once a day and
         # the time added as integers; the same checks as `datetime`, the same float.
         midnight = _utc_midnight(year, month, day)
@@ -152,6 +152,11 @@ def parse_start_time(text: str, zone: tzinfo) -> float | None:
 
 # ZoneInfo names of UTC itself (the config's default timezone is ZoneInfo("UTC")).
 _UTC_KEYS = frozenset({"UTC", "Etc/UTC"})
+
+
+def _is_utc(zone: tzinfo) -> bool:
+    """Whether Start Times in `zone` may take the quick UTC readings."""
+    return zone is UTC or getattr(zone, "key", None) in _UTC_KEYS
 # (year, month, day) -> UTC midnight, or None for no such day. Cleared when full, so odd
 # replies with many distinct dates cost only misses, never memory.
 _MIDNIGHTS: dict[tuple[int, int, int], int | None] = {}
@@ -343,17 +348,17 @@ def _sessions(header: list[str], rows: list[list[str]], shifted: int, zone: tzin
         "id", "status", "waitingtime", "starttime", "entryid", "entry", "technicianid",
         "technician", "isleadtechnician")]
 
+    names = tuple(h.strip() for h in header)
     clean = _clean_columns(rows, columns, zone)
     if clean is not None:
-        return SessionList(code=OK, sessions=clean, columns=tuple(h.strip() for h in header),
-                           shifted_rows=shifted)
+        return SessionList(code=OK, sessions=clean, columns=names, shifted_rows=shifted)
     builder = _Builder(zone)
     for row in rows:
         (session_id, status, waiting_text, start_text, channel_id, channel, technician_id,
          technician, lead) = [row[i].strip() if i >= 0 else "" for i in columns]
         builder.add(session_id, status, waiting_text, start_text, channel_id, channel,
                     technician_id, technician, lead.casefold() in LEAD_VALUES)
-    return builder.result(tuple(h.strip() for h in header), shifted)
+    return builder.result(names, shifted)
 
 
 def _clean_columns(
@@ -435,8 +440,7 @@ def _start_column(texts: list[str], zone: tzinfo) -> list[float | None] | None:
     each is empty or a plausible time."""
     distinct = dict.fromkeys(texts)
     distinct.pop("", None)
-    utc = zone is UTC or getattr(zone, "key", None) in _UTC_KEYS
-    values = quick_utc_starts(list(distinct)) if utc else None
+    values = quick_utc_starts(list(distinct)) if _is_utc(zone) else None
     if values is None:
         values = list(map(_Builder(zone).start_time, distinct))
     if None in values:
@@ -463,7 +467,7 @@ class _Builder:
         # reply, so that a 100,000-row reply is quicker to pickle from the parse worker
         # and to free on the loop (there, freeing it whole took 47 ms with a copy each).
         self._shared: dict[str, str] = {}
-        self._utc = zone is UTC or getattr(zone, "key", None) in _UTC_KEYS
+        self._utc = _is_utc(zone)
         self.invalid_records = self.invalid_values = self.implausible_values = 0
 
     def start_time(self, text: str) -> float | None:

@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import codecs
 import json
+import operator
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from itertools import repeat
 from typing import Annotated, Any
 
 import msgspec
@@ -325,41 +328,79 @@ class _Wire(msgspec.Struct, frozen=True, gc=False):
 
 
 _TYPED = msgspec.json.Decoder(list[_Wire])
+_COLUMNS = operator.attrgetter(*_Wire.__struct_fields__)
 
 
 def _parse_typed(body: bytes, max_records: int) -> HistoryPage | None:
     """The common case, at C speed: every record well-formed and plausible. None when
     anything is not (msgspec rejects lone surrogates, NaN and a byte-order mark too),
     and `parse_history` does the whole reply the general way, so that what is skipped,
-    counted and reported never depends on which path ran."""
+    counted and reported never depends on which path ran.
+
+    The records are built a column at a time, each step a C loop over the column."""
     try:
         wires = _TYPED.decode(body)
     except (msgspec.DecodeError, RecursionError):  # ValidationError included
         return None
     if len(wires) > max_records:
         return HistoryPage((), over_limit=len(wires))
-    records: list[HistoryRecord] = []
-    append, stamp, plausible = records.append, parse_timestamp, plausible_epoch
+    if not wires:
+        return HistoryPage(())
+    ids, schedules, billables, durations, waits, statuses, kinds, users, providers = zip(
+        *map(_COLUMNS, wires), strict=True)
+    try:
+        schedule_ts, billable_ts = stamp_column(schedules), stamp_column(billables)
+    except (ValueError, OverflowError):
+        return None
+    if not (_plausible_column(schedule_ts) and _plausible_column(billable_ts)):
+        return None
     # Statuses, types and providers are a handful of values: one string object each, so
     # that a page of 50,000 records is a third fewer objects to build, send and free.
     texts: dict[str | None, str | None] = {None: None}
     text = texts.setdefault
-    try:
-        for wire in wires:
-            schedule, billable = wire.ScheduleTs, wire.BillableTs
-            schedule_ts = None if schedule is None else stamp(schedule)
-            billable_ts = None if billable is None else stamp(billable)
-            if not ((schedule_ts is None or plausible(schedule_ts))
-                    and (billable_ts is None or plausible(billable_ts))):
-                return None
-            status, kind, provider = (
-                wire.BillableStatusCd, wire.ScheduleType, wire.ReportableMeetingProvider)
-            append(HistoryRecord(wire.SessionId, schedule_ts, billable_ts,
-                                 wire.DurationMinutes, wire.WaitTime, text(status, status),
-                                 text(kind, kind), wire.UserId, text(provider, provider)))
-    except (ValueError, OverflowError):
-        return None
-    return HistoryPage(tuple(records))
+    return HistoryPage(tuple(map(
+        HistoryRecord, ids, schedule_ts, billable_ts, durations, waits,
+        map(text, statuses, statuses), map(text, kinds, kinds), users,
+        map(text, providers, providers))))
+
+
+def _plausible_column(stamps: Sequence[float | None]) -> bool:
+    present = [stamp for stamp in stamps if stamp is not None]
+    return not present or (plausible_epoch(min(present)) and plausible_epoch(max(present)))
+
+
+# -- a column of timestamps at once ---------------------------------------------------
+
+_EPOCH = datetime(1970, 1, 1)  # naive, as `fromisoformat` reads these shapes
+_AS_ZERO = str.maketrans("123456789", "000000000")
+# The shapes `datetime.fromisoformat` reads exactly as `parse_timestamp` does: no zone,
+# at most six fractional digits (it drops a seventh). Anything else, a "Z" included,
+# goes through `parse_timestamp` one value at a time.
+_ISO_SHAPES = frozenset(
+    ["0000-00-00T00:00:00", *("0000-00-00T00:00:00." + "0" * n for n in range(1, 7))])
+
+
+def stamp_column(texts: Sequence[str | None]) -> list[float | None]:
+    """`parse_timestamp` of each text, None kept as None; ValueError if one is malformed.
+
+    A History page carries two timestamps a record, and one Python call each was a
+    third of its parse. When every text has one of `_ISO_SHAPES`, the column is read by
+    `datetime.fromisoformat` in a C loop instead; that is the same float, because both
+    are one exact division of the same number of ticks. Hour 24 is left to
+    `parse_timestamp`, which refuses it (newer Pythons read it as the next midnight)."""
+    present = [text for text in texts if text is not None]
+    joined = "\n".join(present)
+    if (joined.isascii() and joined.count("\n") == len(present) - 1 and "T24" not in joined
+            and _ISO_SHAPES.issuperset(joined.translate(_AS_ZERO).split("\n"))):
+        seconds: list[float] = list(map(timedelta.total_seconds, map(
+            operator.sub, map(datetime.fromisoformat, present), repeat(_EPOCH))))
+    else:
+        seconds = list(map(parse_timestamp, present))
+    if len(present) == len(texts):
+        whole: list[float | None] = list(seconds)
+        return whole
+    values = iter(seconds)
+    return [None if text is None else next(values) for text in texts]
 
 
 def parse_history(body: bytes, max_records: int = MAX_RECORDS) -> HistoryPage:

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter import scrub
-from exporter.families import BoundedLabel
+from exporter.families import BoundedLabel, HistogramSet
 from exporter.http import parse_retry_after
 from exporter.sanitize import clean_text, strict_int
 
@@ -42,6 +42,34 @@ def test_vendor_text_always_encodes_and_labels_stay_bounded(text: str) -> None:
     value = label(text)
     value.encode("utf-8")
     assert len(value) <= 16
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["a", "b", "c", "d", "", "x" * 40]), max_size=12))
+def test_a_settled_label_value_is_returned_as_it_is_and_reports_nothing(
+        values: list[str]) -> None:
+    reports: list[str] = []
+    label = BoundedLabel(("a",), limit=1, max_length=16,
+                         reject=lambda reason, n: reports.append(reason))
+    for value in values:
+        settled = label.settled(value)
+        before = len(reports)
+        labelled = label(value) if value else value
+        if settled:
+            assert labelled == value and len(reports) == before
+    assert not label.settled("x" * 40)  # always cut, so never settled
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(st.floats(-1e6, 1e9, allow_nan=False), max_size=20), max_size=4))
+def test_observe_many_is_observe_of_each_value_to_the_last_bit(
+        batches: list[list[float]]) -> None:
+    one, many = (HistogramSet("h", "h", ("k",), (0.5, 1, 10, 1e6)) for _ in range(2))
+    for batch in batches:
+        for value in batch:
+            one.observe(("v",), value)
+        many.observe_many(("v",), batch)
+    assert one.to_state() == many.to_state()  # counts, and sums bit for bit
 
 
 @settings(max_examples=300, deadline=None)

@@ -9,6 +9,8 @@ changes once set: a session older than the window (plus a day of slack) cannot c
 from __future__ import annotations
 
 import asyncio
+import operator
+from collections import Counter
 from collections.abc import Iterable
 from datetime import date, timedelta
 from typing import Any
@@ -18,7 +20,7 @@ from prometheus_client.core import Metric
 
 from ...dedupe import DedupeFull, KeyJournal
 from ...errors import UpstreamError
-from ...families import BoundedLabel, CounterSet, HistogramSet, gauge
+from ...families import BoundedLabel, CounterSet, HistogramSet, LabelValues, gauge
 from ...http import Upstream
 from ...sanitize import plausible_seconds
 from ...savedstate import SavedState
@@ -41,6 +43,9 @@ SCHEDULE_TYPES = ("OnDemand", "Rescheduled", "Scheduled")
 # Sessions with an appointment: their start delay (BillableTs - ScheduleTs) is observed.
 # An OnDemand session's ScheduleTs is when it was created, so it has no delay to speak of.
 APPOINTMENT_TYPES = ("Scheduled", "Rescheduled")
+_RAW_LABELS = operator.attrgetter("billable_status", "schedule_type", "provider")
+# Distinct (status, type, provider) triples `_session_labels` remembers; a handful is real.
+_MAX_MEMOISED_LABELS = 4096
 PROVIDERS = ("Zoom", "One-Click", "VSee")
 UNKNOWN = "unknown"
 # Slack beyond the feed window before a session is forgotten: covers a vendor clock or
@@ -91,6 +96,7 @@ class SecureVideoCollector(AccountCollector):
         self._status = ctx.label((*BILLABLE_STATUSES, UNKNOWN))
         self._schedule = ctx.label((*SCHEDULE_TYPES, UNKNOWN))
         self._provider = ctx.label((*PROVIDERS, UNKNOWN))
+        self._labels: dict[tuple[str | None, ...], LabelValues] = {}  # `_session_labels`
         self.sessions = CounterSet(
             "securevideo_sessions_total",
             "SecureVideo sessions that connected (History BillableTs set), counted once per "
@@ -290,68 +296,140 @@ class SecureVideoCollector(AccountCollector):
         latest = {r.session_id: r for r in records}
         in_progress = 0
         max_age = self.account.in_progress_max_age
-        for done, record in enumerate(latest.values(), 1):
-            if done % APPLY_CHUNK == 0:
-                # A month of sessions is tens of thousands of records: let scrapes in.
-                await asyncio.sleep(0)
-            billable_ts = record.billable_ts
-            if billable_ts is None:
-                continue
-            if (record.duration_minutes is None and billable_ts >= window_from
-                    and (max_age <= 0 or now - billable_ts <= max_age)):
-                in_progress += 1  # a catch-up reply's older days are not "now"
-            if billable_ts >= eligible_from:
-                self._account_for(record, billable_ts)
+        seen_before, journal = self._seen.get, self._seen_journal
+        fresh: list[HistoryRecord] = []  # remembered, to be counted by `_count_new`
+        try:
+            for done, record in enumerate(latest.values(), 1):
+                if done % APPLY_CHUNK == 0:
+                    # A month of sessions is tens of thousands of records: let scrapes in.
+                    self._count_new(fresh)
+                    await asyncio.sleep(0)
+                billable_ts = record.billable_ts
+                if billable_ts is None:
+                    continue
+                duration, wait = record.duration_minutes, record.wait_minutes
+                if (duration is None and billable_ts >= window_from
+                        and (max_age <= 0 or now - billable_ts <= max_age)):
+                    in_progress += 1  # a catch-up reply's older days are not "now"
+                if billable_ts < eligible_from:
+                    continue
+                seen = seen_before(record.session_id)
+                if seen is None:
+                    self._remember(record, billable_ts)
+                    fresh.append(record)
+                elif not ((duration is None or seen.duration_observed)
+                          and (wait is None or seen.wait_observed)
+                          and (duration is None or wait is None or seen.consult_observed)):
+                    # Labels are given in the order the records came: those waiting first.
+                    self._count_new(fresh)
+                    self._observe_late(record, seen)
+                    journal.changed(record.session_id)
+                # else seen before, nothing new: most records of every poll but the first
+        finally:
+            # Whatever was remembered is counted, even if the cycle ends here (a full
+            # dedupe memory, the cycle's deadline): it is never offered again.
+            self._count_new(fresh)
         self.in_progress = in_progress
 
-    def _account_for(self, record: HistoryRecord, billable_ts: float) -> None:
-        seen = self._seen.get(record.session_id)
+    def _remember(self, record: HistoryRecord, billable_ts: float) -> None:
+        # Per-session flags pruned by BillableTs do not fit `SeenRecords`; the same
+        # bound applies: at most max_remembered_ids sessions remembered.
+        if len(self._seen) >= self.ctx.max_remembered_ids:
+            raise DedupeFull(f"already remembering {len(self._seen)} sessions "
+                             "(max_remembered_ids)")
+        known_duration = record.duration_minutes is not None
+        known_wait = record.wait_minutes is not None
+        self._seen[record.session_id] = _Seen(
+            billable_ts, known_duration, known_wait, known_duration and known_wait)
+        self._seen_journal.changed(record.session_id)
+
+    def _observe_late(self, record: HistoryRecord, seen: _Seen) -> None:
+        """What a session seen before has learnt since: its length, its wait."""
         duration, wait = record.duration_minutes, record.wait_minutes
-        if seen is not None and (
-            (duration is None or seen.duration_observed)
-            and (wait is None or seen.wait_observed)
-            and (duration is None or wait is None or seen.consult_observed)
-        ):
-            return  # seen before, nothing new: most records of every poll but the first
-        provider = self._label(self._provider, record.provider)
-        if seen is None:
-            # Per-session flags pruned by BillableTs do not fit `SeenRecords`; the same
-            # bound applies: at most max_remembered_ids sessions remembered.
-            if len(self._seen) >= self.ctx.max_remembered_ids:
-                raise DedupeFull(f"already remembering {len(self._seen)} sessions "
-                                 "(max_remembered_ids)")
-            seen = self._seen[record.session_id] = _Seen(billable_ts)
-            schedule_type = self._label(self._schedule, record.schedule_type)
-            self.sessions.inc((
-                self._label(self._status, record.billable_status),
-                schedule_type,
-                provider,
-            ))
-            self._observe_start_delay(record, billable_ts)
+        provider = (self._label(self._provider, record.provider),)
         if not seen.duration_observed and duration is not None:
             seen.duration_observed = True
-            self.durations.observe((provider,), duration * 60.0)
+            self.durations.observe(provider, duration * 60.0)
         if not seen.wait_observed and wait is not None:
             seen.wait_observed = True
-            self.waits.observe((provider,), wait * 60.0)
+            self.waits.observe(provider, wait * 60.0)
         if not seen.consult_observed and duration is not None and wait is not None:
             seen.consult_observed = True
-            self.consults.observe((provider,), max(0.0, duration - wait) * 60.0)
-        self._seen_journal.changed(record.session_id)  # new, or a flag set above
+            self.consults.observe(provider, max(0.0, duration - wait) * 60.0)
 
-    def _observe_start_delay(self, record: HistoryRecord, billable_ts: float) -> None:
-        """Once, when the session is first counted: BillableTs never changes once set."""
-        schedule_type = record.schedule_type
-        if schedule_type not in APPOINTMENT_TYPES or record.schedule_ts is None:
+    def _count_new(self, fresh: list[HistoryRecord]) -> None:
+        """Count sessions seen for the first time and observe what they already know,
+        a batch at a time: the first poll of a busy account has tens of thousands.
+
+        The same counts, reports and sums as one session at a time: labels are asked in
+        the order each value first came (and once more for each further record whose
+        value is not `settled`, so a cut or overflowing one is reported every time), and
+        each histogram series adds its values in the records' order."""
+        if not fresh:
             return
-        delay = billable_ts - record.schedule_ts
-        if not plausible_seconds(abs(delay)):
-            # Each date is plausible, but a session a week off its appointment is not.
-            self.ctx.reject("implausible_value", 1)
-            return
-        if delay < 0:
-            self.early_starts.inc((schedule_type,))
-        self.start_delays.observe((schedule_type,), max(0.0, delay))
+        records = fresh.copy()
+        fresh.clear()  # taken: an error below must not count them twice
+        raws = list(map(_RAW_LABELS, records))
+        provider_of: dict[tuple[str | None, ...], LabelValues] = {}
+        for raw, n in Counter(raws).items():
+            labels = self._session_labels(*raw)
+            if raw not in self._labels:
+                for _ in range(n - 1):
+                    self._session_labels(*raw)
+            self.sessions.inc(labels, float(n))
+            provider_of[raw] = labels[2:]
+        by_provider: dict[LabelValues, list[HistoryRecord]] = {
+            provider: [] for provider in provider_of.values()}
+        for raw, record in zip(raws, records, strict=True):
+            by_provider[provider_of[raw]].append(record)
+        for provider, group in by_provider.items():
+            self.durations.observe_many(provider, [
+                r.duration_minutes * 60.0 for r in group if r.duration_minutes is not None])
+            self.waits.observe_many(provider, [
+                r.wait_minutes * 60.0 for r in group if r.wait_minutes is not None])
+            self.consults.observe_many(provider, [
+                max(0.0, r.duration_minutes - r.wait_minutes) * 60.0 for r in group
+                if r.duration_minutes is not None and r.wait_minutes is not None])
+        self._observe_start_delays(records)
+
+    def _session_labels(self, status: str | None, schedule_type: str | None,
+                        provider: str | None) -> LabelValues:
+        """The sessions counter's labels for three raw values. Memoised while each value
+        is one its bounded label takes as it is: those calls report nothing, so skipping
+        them changes no count (a cut or overflowing value is labelled, and reported,
+        every time)."""
+        raw = (status, schedule_type, provider)
+        labels = self._labels.get(raw)
+        if labels is None:
+            labels = (self._label(self._status, status),
+                      self._label(self._schedule, schedule_type),
+                      self._label(self._provider, provider))
+            if (len(self._labels) < _MAX_MEMOISED_LABELS
+                    and self._status.settled(status) and self._schedule.settled(schedule_type)
+                    and self._provider.settled(provider)):
+                self._labels[raw] = labels
+        return labels
+
+    def _observe_start_delays(self, records: list[HistoryRecord]) -> None:
+        """Once, when a session is first counted: BillableTs never changes once set."""
+        delays: dict[str, list[float]] = {}
+        implausible = 0
+        for record in records:
+            schedule_type, schedule_ts = record.schedule_type, record.schedule_ts
+            if schedule_type not in APPOINTMENT_TYPES or schedule_ts is None:
+                continue
+            delay = record.billable_ts - schedule_ts  # type: ignore[operator] # counted: set
+            if not plausible_seconds(abs(delay)):
+                # Each date is plausible, but a session a week off its appointment is not.
+                implausible += 1
+                continue
+            if delay < 0:
+                self.early_starts.inc((schedule_type,))
+            delays.setdefault(schedule_type, []).append(max(0.0, delay))
+        if implausible:
+            self.ctx.reject("implausible_value", implausible)
+        for schedule_type, values in delays.items():
+            self.start_delays.observe_many((schedule_type,), values)
 
     def _month_counts(self, counts: MonthCounts) -> dict[str, int]:
         result = dict.fromkeys(BILLABLE_STATUSES, 0)

@@ -5,7 +5,7 @@ import json
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 from hypothesis import given, settings
@@ -24,6 +24,7 @@ from exporter.vendors.securevideo.parser import (
     parse_error_message,
     parse_history,
     parse_timestamp,
+    stamp_column,
 )
 
 from .harness import DOC_SAMPLE
@@ -276,6 +277,44 @@ def test_fast_timestamp_path_agrees_on_random_timestamps() -> None:
                 + (f".{rng.randrange(10**digits):0{digits}d}" if digits else "")
                 + rng.choice(("", "Z")))
         assert _outcome(parse_timestamp, text) == _outcome(_parse_timestamp_strict, text), text
+
+
+def _column_outcome(texts: Sequence[str | None]) -> object:
+    try:
+        return stamp_column(texts)
+    except ValueError:
+        return ValueError
+
+
+def _one_at_a_time(texts: Sequence[str | None]) -> object:
+    try:
+        return [None if text is None else parse_timestamp(text) for text in texts]
+    except ValueError:
+        return ValueError
+
+
+@pytest.mark.parametrize("text", [*FAST_PATH_EDGES, "2016-11-03T21:46:16\n2016-11-03T21:46:16",
+                                  "2016-11-03T21:46:16\n", "\n"])
+def test_a_column_of_timestamps_is_read_as_one_at_a_time(text: str) -> None:
+    good = "2016-11-03T21:46:16.5"
+    for column in ([text], [None, text, None], [good, text], [text, good, None, good]):
+        assert _column_outcome(column) == _one_at_a_time(column), column  # floats exact
+
+
+def test_a_column_of_random_timestamps_is_read_as_one_at_a_time() -> None:
+    rng = random.Random(11)
+    for _ in range(300):
+        column: list[str | None] = []
+        for _ in range(rng.randint(0, 12)):
+            digits = rng.choice((0, 0, 3, 6, 6, 7))
+            column.append(None if rng.random() < 0.1 else (
+                f"{rng.randint(1990, 2040):04d}-{rng.randint(1, 12):02d}-"
+                f"{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:"
+                f"{rng.randint(0, 59):02d}"
+                + (f".{rng.randrange(10**digits):0{digits}d}" if digits else "")
+                + rng.choice(("", "", "", "Z"))))
+        assert _column_outcome(column) == _one_at_a_time(column), column
+    assert stamp_column([]) == []
 
 
 def test_the_day_cache_stays_bounded() -> None:

@@ -75,30 +75,26 @@ class BoundedLabel:
         self._reject = reject
         self._extra: set[str] = set()
 
-    def __call__(self, value: str) -> str:
+    def __call__(self, value: str, count: int = 1) -> str:
+        """The label of `count` records with this value, each reported as if labelled one
+        at a time (the first admits a new value, if any does; the rest then report what
+        the first reported, or nothing)."""
         if value in self.known or value in self._extra:
             return value
         value, cut = label_value(value, self.max_length)
         if cut:
-            self._report("label_truncated")
+            self._report("label_truncated", count)
         if value in self.known or value in self._extra:
             return value
         if len(self._extra) < self.limit:
             self._extra.add(value)
             return value
-        self._report("label_overflow")
+        self._report("label_overflow", count)
         return OTHER
 
-    def settled(self, value: str | None) -> bool:
-        """Whether labelling `value` now returns it unchanged and reports nothing, for as
-        long as this label lives (known values stay known, and extras are never
-        dropped): a caller may then remember the result. Null and empty are settled,
-        because callers label them `unknown` without asking."""
-        return not value or value in self.known or value in self._extra
-
-    def _report(self, reason: str) -> None:
+    def _report(self, reason: str, count: int) -> None:
         if self._reject is not None:
-            self._reject(reason, 1)
+            self._reject(reason, count)
 
 
 class CounterSet:

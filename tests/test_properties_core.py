@@ -45,19 +45,21 @@ def test_vendor_text_always_encodes_and_labels_stay_bounded(text: str) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.sampled_from(["a", "b", "c", "d", "", "x" * 40]), max_size=12))
-def test_a_settled_label_value_is_returned_as_it_is_and_reports_nothing(
-        values: list[str]) -> None:
-    reports: list[str] = []
-    label = BoundedLabel(("a",), limit=1, max_length=16,
-                         reject=lambda reason, n: reports.append(reason))
-    for value in values:
-        settled = label.settled(value)
-        before = len(reports)
-        labelled = label(value) if value else value
-        if settled:
-            assert labelled == value and len(reports) == before
-    assert not label.settled("x" * 40)  # always cut, so never settled
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "c", "d", "x" * 40, "y" * 40]),
+                          st.integers(1, 4)), max_size=12))
+def test_labelling_a_value_for_many_records_is_labelling_each_in_turn(
+        calls: list[tuple[str, int]]) -> None:
+    def bounded() -> tuple[BoundedLabel, list[str]]:
+        reports: list[str] = []
+        label = BoundedLabel(("a",), limit=1, max_length=16,
+                             reject=lambda reason, n: reports.extend([reason] * n))
+        return label, reports
+
+    many, many_reports = bounded()
+    each, each_reports = bounded()
+    for value, count in calls:
+        assert {each(value) for _ in range(count)} == {many(value, count)}
+    assert sorted(many_reports) == sorted(each_reports)
 
 
 @settings(max_examples=300, deadline=None)

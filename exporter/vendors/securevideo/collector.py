@@ -44,8 +44,6 @@ SCHEDULE_TYPES = ("OnDemand", "Rescheduled", "Scheduled")
 # An OnDemand session's ScheduleTs is when it was created, so it has no delay to speak of.
 APPOINTMENT_TYPES = ("Scheduled", "Rescheduled")
 _RAW_LABELS = operator.attrgetter("billable_status", "schedule_type", "provider")
-# Distinct (status, type, provider) triples `_session_labels` remembers; a handful is real.
-_MAX_MEMOISED_LABELS = 4096
 PROVIDERS = ("Zoom", "One-Click", "VSee")
 UNKNOWN = "unknown"
 # Slack beyond the feed window before a session is forgotten: covers a vendor clock or
@@ -96,7 +94,6 @@ class SecureVideoCollector(AccountCollector):
         self._status = ctx.label((*BILLABLE_STATUSES, UNKNOWN))
         self._schedule = ctx.label((*SCHEDULE_TYPES, UNKNOWN))
         self._provider = ctx.label((*PROVIDERS, UNKNOWN))
-        self._labels: dict[tuple[str | None, ...], LabelValues] = {}  # `_session_labels`
         self.sessions = CounterSet(
             "securevideo_sessions_total",
             "SecureVideo sessions that connected (History BillableTs set), counted once per "
@@ -362,22 +359,21 @@ class SecureVideoCollector(AccountCollector):
         a batch at a time: the first poll of a busy account has tens of thousands.
 
         The same counts, reports and sums as one session at a time: labels are asked in
-        the order each value first came (and once more for each further record whose
-        value is not `settled`, so a cut or overflowing one is reported every time), and
-        each histogram series adds its values in the records' order."""
+        the order each value first came, once for all the records with it (a cut or
+        overflowing value reported for each), and each histogram series adds its values
+        in the records' order."""
         if not fresh:
             return
         records = fresh.copy()
         fresh.clear()  # taken: an error below must not count them twice
         raws = list(map(_RAW_LABELS, records))
         provider_of: dict[tuple[str | None, ...], LabelValues] = {}
-        for raw, n in Counter(raws).items():
-            labels = self._session_labels(*raw)
-            if raw not in self._labels:
-                for _ in range(n - 1):
-                    self._session_labels(*raw)
+        for (status, schedule_type, provider), n in Counter(raws).items():
+            labels = (self._label(self._status, status, n),
+                      self._label(self._schedule, schedule_type, n),
+                      self._label(self._provider, provider, n))
             self.sessions.inc(labels, float(n))
-            provider_of[raw] = labels[2:]
+            provider_of[status, schedule_type, provider] = labels[2:]
         by_provider: dict[LabelValues, list[HistoryRecord]] = {
             provider: [] for provider in provider_of.values()}
         for raw, record in zip(raws, records, strict=True):
@@ -391,24 +387,6 @@ class SecureVideoCollector(AccountCollector):
                 max(0.0, r.duration_minutes - r.wait_minutes) * 60.0 for r in group
                 if r.duration_minutes is not None and r.wait_minutes is not None])
         self._observe_start_delays(records)
-
-    def _session_labels(self, status: str | None, schedule_type: str | None,
-                        provider: str | None) -> LabelValues:
-        """The sessions counter's labels for three raw values. Memoised while each value
-        is one its bounded label takes as it is: those calls report nothing, so skipping
-        them changes no count (a cut or overflowing value is labelled, and reported,
-        every time)."""
-        raw = (status, schedule_type, provider)
-        labels = self._labels.get(raw)
-        if labels is None:
-            labels = (self._label(self._status, status),
-                      self._label(self._schedule, schedule_type),
-                      self._label(self._provider, provider))
-            if (len(self._labels) < _MAX_MEMOISED_LABELS
-                    and self._status.settled(status) and self._schedule.settled(schedule_type)
-                    and self._provider.settled(provider)):
-                self._labels[raw] = labels
-        return labels
 
     def _observe_start_delays(self, records: list[HistoryRecord]) -> None:
         """Once, when a session is first counted: BillableTs never changes once set."""
@@ -439,10 +417,10 @@ class SecureVideoCollector(AccountCollector):
         return result
 
     @staticmethod
-    def _label(bounded: BoundedLabel, value: str | None) -> str:
+    def _label(bounded: BoundedLabel, value: str | None, count: int = 1) -> str:
         """Null, absent or empty is `unknown`; the rest is capped, scrubbed and counted
-        by the bounded label itself (label_truncated, label_overflow)."""
-        return bounded(value) if value else UNKNOWN
+        by the bounded label itself (label_truncated, label_overflow), once a record."""
+        return bounded(value, count) if value else UNKNOWN
 
     def _zero_fill(self) -> None:
         for provider in PROVIDERS:

@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,7 +17,7 @@ from exporter.vendors.securevideo import collector as collector_module
 from exporter.vendors.securevideo.collector import SecureVideoCollector
 from exporter.vendors.securevideo.parser import HistoryRecord
 
-from .harness import Harness, harness, samples
+from .harness import Harness, harness, samples, total
 from .test_collector_units import make, ts
 
 NOW = ts("2026-03-10T12:00:00")
@@ -80,15 +81,11 @@ def test_late_lengths_in_the_same_batch_as_new_sessions(batch: list[HistoryRecor
     # The first poll knows some sessions without their length; the second brings the
     # lengths of those and new sessions, interleaved: late observations and new counts
     # come in record order either way.
-    first = [HistoryRecord(**{**vars_of(r), "duration_minutes": None, "wait_minutes": None})
+    first = [msgspec.structs.replace(r, duration_minutes=None, wait_minutes=None)
              for r in batch[::split]]
     together = asyncio.run(_outcome([first, batch]))
     apart = asyncio.run(_outcome([first, *([record] for record in batch)]))
     assert together == apart
-
-
-def vars_of(record: HistoryRecord) -> dict[str, Any]:
-    return {name: getattr(record, name) for name in HistoryRecord.__struct_fields__}
 
 
 @pytest.fixture
@@ -116,12 +113,9 @@ async def test_a_cycle_cancelled_between_chunks_counts_what_it_remembered(
     assert _sessions(c) == 3  # the first chunk's, counted before it let others run
     # Remembered means counted: the next cycle counts the rest and only the rest.
     await c.collect(h.upstream)
-    m = samples(c.families())
     assert _sessions(c) == 10
-    assert sum(v for (name, _), v in m.items()
-               if name == "securevideo_session_duration_seconds_count") == 10
+    assert total(samples(c.families()), "securevideo_session_duration_seconds_count") == 10
 
 
 def _sessions(c: SecureVideoCollector) -> float:
-    return sum(v for (name, _), v in samples(c.families()).items()
-               if name == "securevideo_sessions_total")
+    return total(samples(c.families()), "securevideo_sessions_total")

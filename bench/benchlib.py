@@ -26,18 +26,6 @@ def arguments(description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def pin_to_one_cpu() -> str:
-    """Run on one CPU from here on, and say which. Unpinned on this 2-vCPU VM, whole runs
-    of `ingest.py` came out either normal or about 1.5x slower in every stage (Glance
-    parse + collect 4.19x-5.72x of the bare parse over four runs); pinned, four runs in a
-    row gave 4.02x-4.23x. Measures CPU cost only: nothing here runs in parallel."""
-    if not hasattr(os, "sched_setaffinity"):
-        return "not pinned (no sched_setaffinity here)"
-    cpu = min(os.sched_getaffinity(0))
-    os.sched_setaffinity(0, {cpu})
-    return f"pinned to CPU {cpu}"
-
-
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -9,7 +9,7 @@ dedupe, counters and histograms all run; a fresh collector each time makes every
 new. Run: `python bench/ingest.py [--quick] [--only NAME] [--profile]`; `--profile` prints
 where a parse + collect spends its time (cProfile, the reply parsed inline so the profile
 sees it), by own time, and the per-record cost of each function. Each time is the best of
-15 runs, the three stages of a reply taken in turn, the process pinned to one CPU.
+15 runs, the three stages of a reply taken in turn.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-from benchlib import arguments, best_interleaved, header, pin_to_one_cpu, ratio, table
+from benchlib import arguments, best_interleaved, header, ratio, table
 from lxml import etree
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -352,7 +352,6 @@ def main() -> int:
     configure("warn", "logfmt")
     repeats = 2 if args.quick else 15
     header("ingest: records/s through the parsers and collectors vs the bare parse")
-    print(pin_to_one_cpu())
     rows = [row for name, bench in BENCHES.items() if not args.only or name in args.only
             for row in bench(args.quick, repeats)]
     table(["reply", "stage", "records/s", "ms", "time vs bare"], rows)

@@ -148,8 +148,8 @@ async def test_one_child_serves_job_after_job_and_a_parse_error_keeps_it() -> No
 
 
 async def test_the_child_sets_its_garbage_collector_as_the_daemon_does() -> None:
-    # It builds a reply's records in bulk: Python's first threshold (700) walked a
-    # 100,000-row table's rows 337 times in one parse.
+    # It builds a reply's records in bulk: with Python's first threshold (700), one
+    # parse of a 100,000-row table made 337 collections.
     worker = ParseWorker()
     try:
         (young, _, _), frozen = await worker.parse(dumped(collector_settings), b"")

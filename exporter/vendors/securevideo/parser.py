@@ -329,8 +329,8 @@ class _Wire(msgspec.Struct, frozen=True, gc=False):
 
 _TYPED = msgspec.json.Decoder(list[_Wire])
 # One getter a field, each read down the whole list: a getter of all nine at once made a
-# tuple a record, and 50,000 tuples alive at once set off the garbage collector's full
-# collections (a fifth of the parse).
+# tuple a record, and 50,000 tuples alive at once set off the garbage collector again
+# and again (a fifth of the parse).
 _COLUMNS = tuple(map(operator.attrgetter, _Wire.__struct_fields__))
 
 

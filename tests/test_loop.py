@@ -15,9 +15,10 @@ from exporter import loop
 from exporter import render as render_module
 from exporter.config import ConfigError, parse_config
 from exporter.errors import UpstreamError
-from exporter.loop import next_delay
+from exporter.loop import Daemon, next_delay
 from exporter.selfmetrics import AccountCounts, Key, SelfMetrics
 from exporter.simulators.clock import FakeClock
+from exporter.snapshot import Snapshot
 
 from .fakevendor import VENDORS, FakeSimulator
 from .support import daemon_for, serve_app, value
@@ -247,9 +248,9 @@ def test_max_concurrency_per_account_is_validated_with_its_path(bad: object) -> 
     assert info.value.path == "global.max_concurrency_per_account"
 
 
-async def test_a_render_gives_the_loop_back_while_taking_many_accounts_families(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@asynccontextmanager
+async def four_accounts_collected() -> AsyncIterator[Daemon]:
+    """A daemon of four fake accounts, each through its first cycle."""
     clock = FakeClock()
     simulator = FakeSimulator(clock, 1)
     async with serve_app(simulator.app()) as url:
@@ -257,68 +258,69 @@ async def test_a_render_gives_the_loop_back_while_taking_many_accounts_families(
                          for i in range(4)]}
         async with daemon_for(data, VENDORS, clock) as d:
             await d.collect_all_once()
-            events: list[str] = []
-            for key, runner in d.runners.items():
-                runner.chunks = None  # as at the end of each one's cycle
-                take = runner.collector.families
+            yield d
 
-                def logged(take: Callable[[], Iterable[Metric]] = take,
-                           name: str = key[1]) -> Iterable[Metric]:
-                    events.append(name)
-                    return take()
 
-                monkeypatch.setattr(runner.collector, "families", logged)
-            monkeypatch.setattr(render_module, "LOOP_SLICE", -1.0)  # yield after each
+async def render_between_ticks(d: Daemon, events: list[str],
+                               monkeypatch: pytest.MonkeyPatch) -> tuple[Snapshot, list[str]]:
+    """A render set to yield after each account, with a task beside it appending "tick"
+    to `events` at each turn of the loop: the snapshot, and what else was logged, once
+    it is checked that the loop turned after each entry but the last."""
+    monkeypatch.setattr(render_module, "LOOP_SLICE", -1.0)
 
-            async def ticking() -> None:
-                while True:
-                    events.append("tick")
-                    await asyncio.sleep(0)
+    async def ticking() -> None:
+        while True:
+            events.append("tick")
+            await asyncio.sleep(0)
 
-            ticker = asyncio.create_task(ticking())
-            snapshot = await d.render_off_loop()
-            ticker.cancel()
-            taken = [i for i, e in enumerate(events) if e != "tick"]
-            assert len(taken) == 4
-            assert all(events[i + 1] == "tick" for i in taken[:-1])  # the loop ran between
-            assert snapshot.text == d.render_now().text
-            assert value(snapshot.text, "fake_value", account="acct3") == 42.0
+    ticker = asyncio.create_task(ticking())
+    try:
+        snapshot = await d.render_off_loop()
+    finally:
+        ticker.cancel()
+    logged = [i for i, e in enumerate(events) if e != "tick"]
+    assert all(events[i + 1] == "tick" for i in logged[:-1])  # the loop ran between
+    return snapshot, [events[i] for i in logged]
+
+
+async def test_a_render_gives_the_loop_back_while_taking_many_accounts_families(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with four_accounts_collected() as d:
+        events: list[str] = []
+        for key, runner in d.runners.items():
+            runner.chunks = None  # as at the end of each one's cycle
+            take = runner.collector.families
+
+            def logged(take: Callable[[], Iterable[Metric]] = take,
+                       name: str = key[1]) -> Iterable[Metric]:
+                events.append(name)
+                return take()
+
+            monkeypatch.setattr(runner.collector, "families", logged)
+        snapshot, taken = await render_between_ticks(d, events, monkeypatch)
+        assert len(taken) == 4
+        assert snapshot.text == d.render_now().text
+        assert value(snapshot.text, "fake_value", account="acct3") == 42.0
 
 
 async def test_a_render_gives_the_loop_back_while_building_our_own_series(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    clock = FakeClock()
-    simulator = FakeSimulator(clock, 1)
-    async with serve_app(simulator.app()) as url:
-        data = {"fake": [{"name": f"acct{i}", "base_url": url, "token": "s3cret-token"}
-                         for i in range(4)]}
-        async with daemon_for(data, VENDORS, clock) as d:
-            await d.collect_all_once()
-            await d.render_off_loop()  # every account's own series encoded once
-            for key in d.runners:
-                d.metrics.record_rejected(*key, "invalid_record")  # each one's changed
-            events: list[str] = []
-            build = SelfMetrics.families_of
+    async with four_accounts_collected() as d:
+        await d.render_off_loop()  # every account's own series encoded once
+        for key in d.runners:
+            d.metrics.record_rejected(*key, "invalid_record")  # each one's changed
+        events: list[str] = []
+        build = SelfMetrics.families_of
 
-            def logged(metrics: SelfMetrics, key: Key, counts: AccountCounts) -> list[Metric]:
-                events.append(key[1])
-                return build(metrics, key, counts)
+        def logged(metrics: SelfMetrics, key: Key, counts: AccountCounts) -> list[Metric]:
+            events.append(key[1])
+            return build(metrics, key, counts)
 
-            monkeypatch.setattr(SelfMetrics, "families_of", logged)
-            monkeypatch.setattr(render_module, "LOOP_SLICE", -1.0)  # yield after each
-
-            async def ticking() -> None:
-                while True:
-                    events.append("tick")
-                    await asyncio.sleep(0)
-
-            ticker = asyncio.create_task(ticking())
-            snapshot = await d.render_off_loop()
-            ticker.cancel()
-            built = [i for i, e in enumerate(events) if e != "tick"]
-            assert sorted(events[i] for i in built) == [f"acct{i}" for i in range(4)]
-            assert all(events[i + 1] == "tick" for i in built[:-1])  # the loop ran between
-            assert snapshot.text == d.render_now().text
-            assert value(snapshot.text, "session_exporter_records_rejected_total",
-                         vendor="fake", account="acct2", reason="invalid_record") == 1.0
+        monkeypatch.setattr(SelfMetrics, "families_of", logged)
+        snapshot, built = await render_between_ticks(d, events, monkeypatch)
+        assert sorted(built) == [f"acct{i}" for i in range(4)]
+        assert snapshot.text == d.render_now().text
+        assert value(snapshot.text, "session_exporter_records_rejected_total",
+                     vendor="fake", account="acct2", reason="invalid_record") == 1.0

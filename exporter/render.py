@@ -51,7 +51,13 @@ class Renderer:
         # Readiness is published with the snapshot it was computed for: a render that
         # is still encoding must not make /-/ready say what /metrics does not show yet.
         self._ready = False
-        self._ready_pending = False
+        # Renders are numbered as they begin. The one served is never replaced by one
+        # begun before it: an off-loop render still encoding when a reload (or a test's
+        # `collect_all_once`) renders at once must not bring older values back, which
+        # Prometheus would read as counter resets.
+        self._begun = 0
+        self._shown = 0
+        self._finished: tuple[int, bool] = (0, False)  # the last render's number, readiness
         self._dirty = asyncio.Event()
         # Our own series of each account (session_exporter_up, its request counters...),
         # encoded, with the `SelfMetrics.version` they were encoded at: like the
@@ -68,8 +74,12 @@ class Renderer:
 
     @snapshot.setter
     def snapshot(self, snapshot: Snapshot) -> None:
-        self._snapshot = snapshot
-        self._ready = self._ready_pending
+        """Serve the snapshot the last render returned, unless one begun after it is
+        served already."""
+        number, ready = self._finished
+        if number < self._shown:
+            return
+        self._snapshot, self._shown, self._ready = snapshot, number, ready
 
     @property
     def over_budget(self) -> frozenset[Key]:
@@ -109,7 +119,7 @@ class Renderer:
 
     def render_now(self) -> Snapshot:
         """Encode only the accounts whose data changed since the last render."""
-        self._ready_pending = self._all_first_cycles_done()
+        begun = self._begin()
         self._forget_removed()
         for runner in self.runners.values():
             if self.is_fresh(runner) and runner.chunks is None:
@@ -119,8 +129,8 @@ class Renderer:
         kept = self._within_budget(self._parts())
         pending = self._own_pending()  # after the budget: its drops show at once
         self._store_own(pending, [render_chunks(f) for _, _, f in pending])
-        return assemble([*kept, render_chunks(self.metrics.shared_families()),
-                         *self._own_parts()])
+        shared = render_chunks(self.metrics.shared_families())
+        return self._finish(begun, assemble([*kept, shared, *self._own_parts()]))
 
     async def render_off_loop(self) -> Snapshot:
         """`render_now`, with the encoding and gzip in a worker thread so that scrapes
@@ -129,7 +139,7 @@ class Renderer:
         ending their cycles together take seconds); only the pure encoding of those
         copies runs in the thread. An account whose cycle ends meanwhile is not stored
         (its generation moved on): the next render takes it."""
-        self._ready_pending = self._all_first_cycles_done()
+        begun = self._begin()
         self._forget_removed()
         pending: list[tuple[AccountRunner, int, list[Metric] | None, Chunks | None]] = []
         slice_end = time.perf_counter() + LOOP_SLICE
@@ -162,8 +172,18 @@ class Renderer:
         self._store_own(own, await asyncio.to_thread(
             lambda: [render_chunks(f) for _, _, f in own]))
         own_parts = self._own_parts()
-        return await asyncio.to_thread(lambda: assemble([*kept, render_chunks(shared),
-                                                         *own_parts]))
+        return self._finish(begun, await asyncio.to_thread(
+            lambda: assemble([*kept, render_chunks(shared), *own_parts])))
+
+    def _begin(self) -> tuple[int, bool]:
+        """A render's number, and whether every account had finished its first cycle
+        when it began (what its snapshot can show)."""
+        self._begun += 1
+        return self._begun, self._all_first_cycles_done()
+
+    def _finish(self, begun: tuple[int, bool], snapshot: Snapshot) -> Snapshot:
+        self._finished = begun  # read by the `snapshot` setter, which the caller calls next
+        return snapshot
 
     def _own_pending(self) -> list[tuple[Key, Hashable, list[Metric]]]:
         """Our own series of the accounts whose ones changed since they were encoded

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -18,7 +19,7 @@ from exporter.errors import UpstreamError
 from exporter.loop import Daemon, next_delay
 from exporter.selfmetrics import AccountCounts, Key, SelfMetrics
 from exporter.simulators.clock import FakeClock
-from exporter.snapshot import Snapshot
+from exporter.snapshot import Chunks, Snapshot, assemble
 
 from .fakevendor import VENDORS, FakeSimulator
 from .support import daemon_for, serve_app, value
@@ -324,3 +325,27 @@ async def test_a_render_gives_the_loop_back_while_building_our_own_series(
         assert snapshot.text == d.render_now().text
         assert value(snapshot.text, "session_exporter_records_rejected_total",
                      vendor="fake", account="acct2", reason="invalid_record") == 1.0
+
+
+async def test_a_render_that_ends_late_never_replaces_a_newer_snapshot(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A reload (here `collect_once`) renders at once while the render loop may still be
+    # encoding: served after it, the older render would take counters back.
+    async with four_accounts_collected() as d:
+        reached, release = threading.Event(), threading.Event()
+        def held(parts: Iterable[Chunks]) -> Snapshot:
+            if threading.current_thread() is not threading.main_thread():
+                reached.set()  # the off-loop render's last step, in its thread
+                release.wait(10)
+            return assemble(parts)
+
+        monkeypatch.setattr(render_module, "assemble", held)
+        older = asyncio.create_task(d.render_off_loop())
+        assert await asyncio.to_thread(reached.wait, 10)
+        d.metrics.record_rejected("fake", "acct1", "invalid_record")
+        await d.collect_once("fake", "acct1")  # renders at once, as a reload does
+        release.set()
+        d.snapshot = await older  # as the render loop stores what it rendered
+        assert value(d.snapshot.text, "session_exporter_records_rejected_total",
+                     vendor="fake", account="acct1", reason="invalid_record") == 1.0

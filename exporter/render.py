@@ -215,9 +215,10 @@ class Renderer:
         return [self._own[key][1] for key in sorted(self._own)]
 
     def _remember(self, runner: AccountRunner) -> None:
-        """Keep the account's encoding for its next one (`render_chunks` reuses its
-        unchanged families)."""
-        if runner.chunks is not None and runner.chunks is not EMPTY_CHUNKS:
+        """Keep the account's encoding, left out (`EMPTY_CHUNKS`) or not: it is shown
+        until the next one is made (`_parts`), and `render_chunks` reuses its unchanged
+        families."""
+        if runner.chunks is not None:
             self._last[runner.common.key] = runner.chunks
 
     def _forget_removed(self) -> None:
@@ -225,8 +226,16 @@ class Renderer:
             del self._last[gone]
 
     def _parts(self) -> list[tuple[Key, Chunks]]:
-        return [(key, r.chunks) for key, r in self.runners.items()
-                if self.is_fresh(r) and r.chunks is not None and r.chunks is not EMPTY_CHUNKS]
+        """Each fresh account's encoding. One whose cycle ended while this render was
+        encoding (its chunks reset, not yet encoded again) shows its last encoding
+        until the next render, rather than vanishing from this snapshot: a scrape then
+        would find its series gone."""
+        parts = []
+        for key, runner in self.runners.items():
+            chunks = runner.chunks if runner.chunks is not None else self._last.get(key)
+            if self.is_fresh(runner) and chunks is not None and chunks is not EMPTY_CHUNKS:
+                parts.append((key, chunks))
+        return parts
 
     def _within_budget(self, parts: list[tuple[Key, Chunks]]) -> list[Chunks]:
         """Leave out the largest accounts while the exposition is over its budget."""

@@ -349,3 +349,29 @@ async def test_a_render_that_ends_late_never_replaces_a_newer_snapshot(
         d.snapshot = await older  # as the render loop stores what it rendered
         assert value(d.snapshot.text, "session_exporter_records_rejected_total",
                      vendor="fake", account="acct1", reason="invalid_record") == 1.0
+
+
+async def test_an_account_whose_cycle_ends_during_a_render_stays_in_its_snapshot(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Its chunks are reset at the end of its cycle, after this render took the families
+    # it encodes: the snapshot must show the account's last encoding, not drop it.
+    async with four_accounts_collected() as d:
+        reached, release = threading.Event(), threading.Event()
+        encode = render_module.encode
+
+        def held(families: list[Metric] | None, previous: Chunks | None = None,
+                 ) -> Chunks | Exception:
+            reached.set()
+            release.wait(10)
+            return encode(families, previous)
+
+        d.runners[("fake", "acct0")].chunks = None  # acct0's cycle ended: to encode
+        monkeypatch.setattr(render_module, "encode", held)
+        rendering = asyncio.create_task(d.render_off_loop())
+        assert await asyncio.to_thread(reached.wait, 10)
+        await d.cycle(d.runners[("fake", "acct1")])  # ends while acct0 is being encoded
+        release.set()
+        d.snapshot = await rendering
+        for name in ("acct0", "acct1", "acct2"):
+            assert value(d.snapshot.text, "fake_value", account=name) == 42.0, name

@@ -6,6 +6,7 @@ import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -19,7 +20,7 @@ from exporter.errors import UpstreamError
 from exporter.loop import Daemon, next_delay
 from exporter.selfmetrics import AccountCounts, Key, SelfMetrics
 from exporter.simulators.clock import FakeClock
-from exporter.snapshot import Chunks, Snapshot, assemble
+from exporter.snapshot import Snapshot
 
 from .fakevendor import VENDORS, FakeSimulator
 from .support import daemon_for, serve_app, value
@@ -327,25 +328,39 @@ async def test_a_render_gives_the_loop_back_while_building_our_own_series(
                      vendor="fake", account="acct2", reason="invalid_record") == 1.0
 
 
+class HeldInThread:
+    """`render_module.<name>` made to stop, when a worker thread calls it, until
+    `release` is set: a render held in its off-loop step while the test acts."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+        self._reached, self.release = threading.Event(), threading.Event()
+        real = getattr(render_module, name)
+
+        def held(*args: Any) -> Any:
+            if threading.current_thread() is not threading.main_thread():
+                self._reached.set()
+                self.release.wait(10)
+            return real(*args)
+
+        monkeypatch.setattr(render_module, name, held)
+
+    async def reached(self) -> bool:
+        """Whether a worker thread got there (waited for off the loop)."""
+        return await asyncio.to_thread(self._reached.wait, 10)
+
+
 async def test_a_render_that_ends_late_never_replaces_a_newer_snapshot(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # A reload (here `collect_once`) renders at once while the render loop may still be
     # encoding: served after it, the older render would take counters back.
     async with four_accounts_collected() as d:
-        reached, release = threading.Event(), threading.Event()
-        def held(parts: Iterable[Chunks]) -> Snapshot:
-            if threading.current_thread() is not threading.main_thread():
-                reached.set()  # the off-loop render's last step, in its thread
-                release.wait(10)
-            return assemble(parts)
-
-        monkeypatch.setattr(render_module, "assemble", held)
+        held = HeldInThread(monkeypatch, "assemble")  # the off-loop render's last step
         older = asyncio.create_task(d.render_off_loop())
-        assert await asyncio.to_thread(reached.wait, 10)
+        assert await held.reached()
         d.metrics.record_rejected("fake", "acct1", "invalid_record")
         await d.collect_once("fake", "acct1")  # renders at once, as a reload does
-        release.set()
+        held.release.set()
         d.snapshot = await older  # as the render loop stores what it rendered
         assert value(d.snapshot.text, "session_exporter_records_rejected_total",
                      vendor="fake", account="acct1", reason="invalid_record") == 1.0
@@ -357,21 +372,12 @@ async def test_an_account_whose_cycle_ends_during_a_render_stays_in_its_snapshot
     # Its chunks are reset at the end of its cycle, after this render took the families
     # it encodes: the snapshot must show the account's last encoding, not drop it.
     async with four_accounts_collected() as d:
-        reached, release = threading.Event(), threading.Event()
-        encode = render_module.encode
-
-        def held(families: list[Metric] | None, previous: Chunks | None = None,
-                 ) -> Chunks | Exception:
-            reached.set()
-            release.wait(10)
-            return encode(families, previous)
-
         d.runners[("fake", "acct0")].chunks = None  # acct0's cycle ended: to encode
-        monkeypatch.setattr(render_module, "encode", held)
+        held = HeldInThread(monkeypatch, "encode")
         rendering = asyncio.create_task(d.render_off_loop())
-        assert await asyncio.to_thread(reached.wait, 10)
+        assert await held.reached()
         await d.cycle(d.runners[("fake", "acct1")])  # ends while acct0 is being encoded
-        release.set()
+        held.release.set()
         d.snapshot = await rendering
         for name in ("acct0", "acct1", "acct2"):
             assert value(d.snapshot.text, "fake_value", account=name) == 42.0, name

@@ -142,14 +142,12 @@ class Renderer:
         begun = self._begin()
         self._forget_removed()
         pending: list[tuple[AccountRunner, int, list[Metric] | None, Chunks | None]] = []
-        slice_end = time.perf_counter() + LOOP_SLICE
+        slices = _LoopSlices()
         for runner in list(self.runners.values()):
             if self.is_fresh(runner) and runner.chunks is None:
                 pending.append((runner, runner.generation, self._families_or_none(runner),
                                 self._last.get(runner.common.key)))
-                if time.perf_counter() > slice_end:
-                    await asyncio.sleep(0)
-                    slice_end = time.perf_counter() + LOOP_SLICE
+                await slices.tick()
         encoded = await asyncio.to_thread(lambda: [encode(f, last) for _, _, f, last in pending])
         for (runner, generation, _, _), result in zip(pending, encoded, strict=True):
             if runner.generation == generation:
@@ -162,12 +160,10 @@ class Renderer:
         changed = self._own_changed()
         counted = self.metrics.account_counts(changed)
         own: list[tuple[Key, Hashable, list[Metric]]] = []
-        slice_end = time.perf_counter() + LOOP_SLICE
+        slices = _LoopSlices()
         for key, version in changed.items():
             own.append((key, version, self.metrics.families_of(key, counted[key])))
-            if time.perf_counter() > slice_end:
-                await asyncio.sleep(0)
-                slice_end = time.perf_counter() + LOOP_SLICE
+            await slices.tick()
         shared = self.metrics.shared_families()
         self._store_own(own, await asyncio.to_thread(
             lambda: [render_chunks(f) for _, _, f in own]))
@@ -308,6 +304,19 @@ class Renderer:
                 log.error("rendering failed; serving the previous snapshot", exc_info=True)
             # Cycles ending in the meantime share the next render: at most one a second.
             await asyncio.sleep(RENDER_SPACING)
+
+
+class _LoopSlices:
+    """Work on the loop in slices: `tick` after each step gives the loop back once
+    `LOOP_SLICE` has passed since it last did."""
+
+    def __init__(self) -> None:
+        self._end = time.perf_counter() + LOOP_SLICE
+
+    async def tick(self) -> None:
+        if time.perf_counter() > self._end:
+            await asyncio.sleep(0)
+            self._end = time.perf_counter() + LOOP_SLICE
 
 
 def encode(families: list[Metric] | None, previous: Chunks | None = None) -> Chunks | Exception:

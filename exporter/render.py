@@ -63,7 +63,6 @@ class Renderer:
         # encoded, with the `SelfMetrics.version` they were encoded at: like the
         # accounts' own families, re-encoded only when they change.
         self._own: dict[Key, tuple[Hashable, Chunks]] = {}
-        self._last: dict[Key, Chunks] = {}  # each account's last encoding (`_remember`)
         # Accounts the last render left out for the exposition budget: logged once when
         # they go out and once when they come back, not at every render (once a second).
         self._over_budget: set[Key] = set()
@@ -120,12 +119,10 @@ class Renderer:
     def render_now(self) -> Snapshot:
         """Encode only the accounts whose data changed since the last render."""
         begun = self._begin()
-        self._forget_removed()
         for runner in self.runners.values():
-            if self.is_fresh(runner) and runner.chunks is None:
-                runner.chunks = self._checked(runner, encode(self._families_or_none(runner),
-                                                             self._last.get(runner.common.key)))
-                self._remember(runner)
+            if self.is_fresh(runner) and runner.needs_encoding:
+                result = encode(self._families_or_none(runner), runner.chunks)
+                runner.encoded(self._checked(runner, result), runner.generation)
         kept = self._within_budget(self._parts())
         pending = self._own_pending()  # after the budget: its drops show at once
         self._store_own(pending, [render_chunks(f) for _, _, f in pending])
@@ -138,21 +135,20 @@ class Renderer:
         thread-safe), giving the loop back every `LOOP_SLICE` (thousands of accounts
         ending their cycles together take seconds); only the pure encoding of those
         copies runs in the thread. An account whose cycle ends meanwhile is not stored
-        (its generation moved on): the next render takes it."""
+        (its generation moved on): this snapshot shows its last encoding, and the next
+        render takes it."""
         begun = self._begin()
-        self._forget_removed()
         pending: list[tuple[AccountRunner, int, list[Metric] | None, Chunks | None]] = []
         slices = _LoopSlices()
         for runner in list(self.runners.values()):
-            if self.is_fresh(runner) and runner.chunks is None:
+            if self.is_fresh(runner) and runner.needs_encoding:
                 pending.append((runner, runner.generation, self._families_or_none(runner),
-                                self._last.get(runner.common.key)))
+                                runner.chunks))
                 await slices.tick()
         encoded = await asyncio.to_thread(lambda: [encode(f, last) for _, _, f, last in pending])
         for (runner, generation, _, _), result in zip(pending, encoded, strict=True):
             if runner.generation == generation:
-                runner.chunks = self._checked(runner, result)
-                self._remember(runner)
+                runner.encoded(self._checked(runner, result), generation)
         kept = self._within_budget(self._parts())
         # After the budget, so that its drops show at once. Account by account, giving
         # the loop back every LOOP_SLICE: the first cycles of 2,000 accounts change
@@ -210,28 +206,12 @@ class Renderer:
         # In the order of `SelfMetrics.accounts`, as `SelfMetrics.families` shows them.
         return [self._own[key][1] for key in sorted(self._own)]
 
-    def _remember(self, runner: AccountRunner) -> None:
-        """Keep the account's encoding, left out (`EMPTY_CHUNKS`) or not: it is shown
-        until the next one is made (`_parts`), and `render_chunks` reuses its unchanged
-        families."""
-        if runner.chunks is not None:
-            self._last[runner.common.key] = runner.chunks
-
-    def _forget_removed(self) -> None:
-        for gone in self._last.keys() - self.runners.keys():
-            del self._last[gone]
-
     def _parts(self) -> list[tuple[Key, Chunks]]:
-        """Each fresh account's encoding. One whose cycle ended while this render was
-        encoding (its chunks reset, not yet encoded again) shows its last encoding
-        until the next render, rather than vanishing from this snapshot: a scrape then
-        would find its series gone."""
-        parts = []
-        for key, runner in self.runners.items():
-            chunks = runner.chunks if runner.chunks is not None else self._last.get(key)
-            if self.is_fresh(runner) and chunks is not None and chunks is not EMPTY_CHUNKS:
-                parts.append((key, chunks))
-        return parts
+        """Each fresh account's last encoding, though a newer cycle may wait for the
+        next render: an account never vanishes from a snapshot between the two."""
+        return [(key, runner.chunks) for key, runner in self.runners.items()
+                if self.is_fresh(runner) and runner.chunks is not None
+                and runner.chunks is not EMPTY_CHUNKS]
 
     def _within_budget(self, parts: list[tuple[Key, Chunks]]) -> list[Chunks]:
         """Leave out the largest accounts while the exposition is over its budget."""

@@ -61,10 +61,12 @@ class AccountRunner:
     task: asyncio.Task[None] | None = field(default=None, repr=False)
     # False until saved state (--storage.path) was offered to the collector.
     restored: bool = False
-    # This account's families, encoded; None after each cycle until the next render.
+    # This account's families as last encoded (None until its first render), and the
+    # generation they were encoded at: shown until a render encodes a newer one.
     chunks: Chunks | None = field(default=None, repr=False)
-    # Bumped at the end of every cycle: a render that encoded older families off the
-    # loop must not store them over newer ones.
+    encoded_generation: int = -1
+    # Bumped at the end of every cycle: the account needs encoding again, and a render
+    # that encoded older families off the loop must not store them over newer ones.
     generation: int = 0
     # The last cycles, for the status page and the probe.
     history: AccountHistory = field(default_factory=AccountHistory, repr=False)
@@ -72,6 +74,15 @@ class AccountRunner:
     @property
     def common(self) -> AccountCommon:
         return self.account.common
+
+    @property
+    def needs_encoding(self) -> bool:
+        """A cycle ended since its families were last encoded (or they never were)."""
+        return self.encoded_generation != self.generation
+
+    def encoded(self, chunks: Chunks, generation: int) -> None:
+        """Keep an encoding of the families this account had at `generation`."""
+        self.chunks, self.encoded_generation = chunks, generation
 
 
 def build_runner(
@@ -233,7 +244,6 @@ class Scheduler:
         health.up = runner.failures == 0
         health.collect_duration = self.clock.monotonic() - started
         health.first_cycle_done = True
-        runner.chunks = None
         runner.generation += 1
         self.hooks.after()
         runner.history.end(self.clock.time(), health.collect_duration, failure,

@@ -291,7 +291,7 @@ async def test_a_render_gives_the_loop_back_while_taking_many_accounts_families(
     async with four_accounts_collected() as d:
         events: list[str] = []
         for key, runner in d.runners.items():
-            runner.chunks = None  # as at the end of each one's cycle
+            runner.generation += 1  # as at the end of each one's cycle
             take = runner.collector.families
 
             def logged(take: Callable[[], Iterable[Metric]] = take,
@@ -369,10 +369,10 @@ async def test_a_render_that_ends_late_never_replaces_a_newer_snapshot(
 async def test_an_account_whose_cycle_ends_during_a_render_stays_in_its_snapshot(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Its chunks are reset at the end of its cycle, after this render took the families
-    # it encodes: the snapshot must show the account's last encoding, not drop it.
+    # Its cycle ends after this render took the families it encodes: the snapshot must
+    # show the account's last encoding, not drop it.
     async with four_accounts_collected() as d:
-        d.runners[("fake", "acct0")].chunks = None  # acct0's cycle ended: to encode
+        d.runners[("fake", "acct0")].generation += 1  # acct0's cycle ended: to encode
         held = HeldInThread(monkeypatch, "encode")
         rendering = asyncio.create_task(d.render_off_loop())
         assert await held.reached()
@@ -381,3 +381,23 @@ async def test_an_account_whose_cycle_ends_during_a_render_stays_in_its_snapshot
         d.snapshot = await rendering
         for name in ("acct0", "acct1", "acct2"):
             assert value(d.snapshot.text, "fake_value", account=name) == 42.0, name
+
+
+async def test_an_accounts_series_stay_counted_between_its_cycle_and_its_render() -> None:
+    # The status page counts the series of the account's last encoding: a cycle that
+    # has ended, and is not encoded yet, must not turn the count into "unknown".
+    from exporter.statuspage import build_view
+
+    def series(d: Daemon) -> int | None:
+        views = {view.name: view for view in build_view(d, "/metrics").accounts}
+        return views["acct0"].series
+
+    async with four_accounts_collected() as d:
+        counted = series(d)
+        assert counted is not None and counted > 0
+        runner = d.runners[("fake", "acct0")]
+        await d.cycle(runner)
+        assert runner.needs_encoding
+        assert series(d) == counted
+        d.snapshot = await d.render_off_loop()
+        assert not runner.needs_encoding and series(d) == counted

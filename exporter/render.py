@@ -132,23 +132,25 @@ class Renderer:
     async def render_off_loop(self) -> Snapshot:
         """`render_now`, with the encoding and gzip in a worker thread so that scrapes
         are served meanwhile. Families are taken on the loop (collectors are not
-        thread-safe), giving the loop back every `LOOP_SLICE` (thousands of accounts
-        ending their cycles together take seconds); only the pure encoding of those
-        copies runs in the thread. An account whose cycle ends meanwhile is not stored
-        (its generation moved on): this snapshot shows its last encoding, and the next
-        render takes it."""
+        thread-safe), for `LOOP_SLICE` at a time (thousands of accounts ending their
+        cycles together take seconds); each slice's families are then encoded in the
+        thread, the loop free meanwhile. A slice at a time, not all at once, so that
+        few families are alive together: those of hundreds of accounts, held for a
+        whole render, made the garbage collector's longest pauses. An account whose
+        cycle ends meanwhile is not stored (its generation moved on): this snapshot
+        shows its last encoding, and the next render takes it."""
         begun = self._begin()
-        pending: list[tuple[AccountRunner, int, list[Metric] | None, Chunks | None]] = []
+        batch: list[tuple[AccountRunner, int, list[Metric] | None, Chunks | None]] = []
         slices = _LoopSlices()
         for runner in list(self.runners.values()):
             if self.is_fresh(runner) and runner.needs_encoding:
-                pending.append((runner, runner.generation, self._families_or_none(runner),
-                                runner.chunks))
-                await slices.tick()
-        encoded = await asyncio.to_thread(lambda: [encode(f, last) for _, _, f, last in pending])
-        for (runner, generation, _, _), result in zip(pending, encoded, strict=True):
-            if runner.generation == generation:
-                runner.encoded(self._checked(runner, result), generation)
+                batch.append((runner, runner.generation, self._families_or_none(runner),
+                              runner.chunks))
+                if slices.due():
+                    await self._encode(batch)
+                    batch = []
+                    slices.restart()
+        await self._encode(batch)
         kept = self._within_budget(self._parts())
         # After the budget, so that its drops show at once. Account by account, giving
         # the loop back every LOOP_SLICE: the first cycles of 2,000 accounts change
@@ -166,6 +168,18 @@ class Renderer:
         own_parts = self._own_parts()
         return self._finish(begun, await asyncio.to_thread(
             lambda: assemble([*kept, render_chunks(shared), *own_parts])))
+
+    async def _encode(
+        self, batch: list[tuple[AccountRunner, int, list[Metric] | None, Chunks | None]]
+    ) -> None:
+        """Encode these families in the worker thread; keep each result whose account
+        is still at the generation its families were taken at."""
+        if not batch:
+            return
+        encoded = await asyncio.to_thread(lambda: [encode(f, last) for _, _, f, last in batch])
+        for (runner, generation, _, _), result in zip(batch, encoded, strict=True):
+            if runner.generation == generation:
+                runner.encoded(self._checked(runner, result), generation)
 
     def _begin(self) -> tuple[int, bool]:
         """A render's number, and whether every account had finished its first cycle
@@ -288,15 +302,22 @@ class Renderer:
 
 class _LoopSlices:
     """Work on the loop in slices: `tick` after each step gives the loop back once
-    `LOOP_SLICE` has passed since it last did."""
+    `LOOP_SLICE` has passed since it last did (or the caller does, once `due`, and then
+    calls `restart`)."""
 
     def __init__(self) -> None:
+        self.restart()
+
+    def due(self) -> bool:
+        return time.perf_counter() > self._end
+
+    def restart(self) -> None:
         self._end = time.perf_counter() + LOOP_SLICE
 
     async def tick(self) -> None:
-        if time.perf_counter() > self._end:
+        if self.due():
             await asyncio.sleep(0)
-            self._end = time.perf_counter() + LOOP_SLICE
+            self.restart()
 
 
 def encode(families: list[Metric] | None, previous: Chunks | None = None) -> Chunks | Exception:

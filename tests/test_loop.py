@@ -20,7 +20,7 @@ from exporter.errors import UpstreamError
 from exporter.loop import Daemon, next_delay
 from exporter.selfmetrics import AccountCounts, Key, SelfMetrics
 from exporter.simulators.clock import FakeClock
-from exporter.snapshot import Snapshot
+from exporter.snapshot import Chunks, Snapshot
 
 from .fakevendor import VENDORS, FakeSimulator
 from .support import daemon_for, serve_app, value
@@ -304,6 +304,37 @@ async def test_a_render_gives_the_loop_back_while_taking_many_accounts_families(
         assert len(taken) == 4
         assert snapshot.text == d.render_now().text
         assert value(snapshot.text, "fake_value", account="acct3") == 42.0
+
+
+async def test_a_render_encodes_each_slice_of_families_before_taking_the_next(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The families of hundreds of accounts, all held until one encoding at the end,
+    # made the garbage collector's longest pauses at 2,000 accounts.
+    monkeypatch.setattr(render_module, "LOOP_SLICE", -1.0)  # a slice per account
+    async with four_accounts_collected() as d:
+        events: list[str] = []
+        for key, runner in d.runners.items():
+            runner.generation += 1  # as at the end of each one's cycle
+            take = runner.collector.families
+
+            def logged(take: Callable[[], Iterable[Metric]] = take,
+                       name: str = key[1]) -> Iterable[Metric]:
+                events.append(f"take {name}")
+                return take()
+
+            monkeypatch.setattr(runner.collector, "families", logged)
+        real_encode = render_module.encode
+
+        def encode(families: list[Metric] | None,
+                   previous: Chunks | None = None) -> Chunks | Exception:
+            events.append("encode")
+            return real_encode(families, previous)
+
+        monkeypatch.setattr(render_module, "encode", encode)
+        d.snapshot = await d.render_off_loop()
+        assert events == [step for i in range(4) for step in (f"take acct{i}", "encode")]
+        assert value(d.snapshot.text, "fake_value", account="acct3") == 42.0
 
 
 async def test_a_render_gives_the_loop_back_while_building_our_own_series(

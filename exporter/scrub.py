@@ -9,6 +9,7 @@ the derived forms they send (a Basic token); `scrub` replaces all of them.
 from __future__ import annotations
 
 import base64
+import codecs
 import re
 import threading
 from urllib.parse import quote, quote_plus
@@ -72,7 +73,11 @@ class Scrubber:
         text = self.scrub(text)
         if len(text) <= limit:
             return text
-        cut = text[:limit]
+        return self.without_trailing_fragment(text[:limit]) + "…"
+
+    def without_trailing_fragment(self, cut: str) -> str:
+        """`cut`, scrubbed text cut short, without a trailing piece that begins a secret
+        form: the rest of the secret was beyond the cut."""
         lowered = cut.casefold()
         for form in self._forms:
             folded = form.casefold()
@@ -80,7 +85,36 @@ class Scrubber:
                 if lowered.endswith(folded[:size]):
                     cut, lowered = cut[:-size], lowered[:-size]
                     break
-        return cut + "…"
+        return cut
+
+
+# Byte order marks of the encodings a vendor's error body may come in, longest first.
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+         (codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
+         (codecs.BOM_UTF16_BE, "utf-16"))
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def first_line_excerpt(body: bytes, limit: int, window: int = 65536) -> str:
+    """The first non-blank line of a vendor's error body, fit for a log line and the
+    status page: at most about `limit` characters, control characters blanked, every
+    secret scrubbed before anything is cut (at the line's end or at `limit`), and a
+    trailing piece of a secret dropped, as when a key is wrapped onto the next line.
+
+    Decoded by its byte order mark, else as UTF-8; NULs are removed before the scrub,
+    so that a UTF-16 body without a mark, read as UTF-8, still shows its key whole."""
+    head = body[:window]
+    encoding = next((name for bom, name in _BOMS if head.startswith(bom)), "utf-8")
+    text = head.decode(encoding, "replace").replace("\x00", "")
+    text = SCRUBBER.scrub(text)
+    lines = [line.strip() for line in text.splitlines()]
+    kept = [line for line in lines if line]
+    if not kept:
+        return ""
+    first = kept[0]
+    if len(kept) > 1:
+        first = SCRUBBER.without_trailing_fragment(first).rstrip()
+    return SCRUBBER.excerpt(_CONTROL.sub(" ", first), limit)
 
 
 # The process's one scrubber: `config.Secret` registers every credential here.

@@ -11,6 +11,7 @@ from yarl import URL
 from exporter.admission import Admission
 from exporter.errors import UpstreamError
 from exporter.http import Upstream, new_client_session
+from exporter.scrub import MIN_FRAGMENT
 from exporter.selfmetrics import SelfMetrics
 from exporter.simulators.clock import FakeClock
 from exporter.vendors.glance.client import (
@@ -253,6 +254,36 @@ async def test_asmx_message_is_kept_for_the_log(client: GlanceClient, upstream: 
             await client.active_sessions(upstream)
     assert "System.ArgumentException: Bad thing for <redacted>" in info.value.message
     assert "at X.Y" not in info.value.message
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32"])
+async def test_a_key_in_an_error_body_of_another_encoding_is_scrubbed_and_still_auth(
+    client: GlanceClient, upstream: Upstream, encoding: str
+) -> None:
+    # Read as UTF-8, a UTF-16 key is `G\0L\0K...`: no scrubber matches that, and with
+    # its NULs blanked after the scrub the log showed the key spaced out.
+    body = f"Invalid apiKey {KEY} for partnerId 1\r\n   at X.Y()".encode(encoding)
+    with aioresponses() as m:
+        m.post(url("PartnerActiveSessions"), status=500, body=body)
+        with pytest.raises(UpstreamError) as info:
+            await client.active_sessions(upstream)
+    assert info.value.reason == "auth"
+    assert "Invalid apiKey <redacted> for partnerId 1" in info.value.message
+    assert KEY[:MIN_FRAGMENT] not in str(info.value).replace(" ", "")
+
+
+async def test_a_key_wrapped_onto_the_next_line_of_an_error_leaves_no_piece(
+    upstream: Upstream,
+) -> None:
+    key = "GlanceKey-Sup3rSecret-abcdef123456"
+    client = make_client(key, partner_id=1, base=BASE)
+    body = f"SoapException: Invalid apiKey {key[:28]}\r\n{key[28:]} for partnerId 1"
+    with aioresponses() as m:
+        m.post(url("PartnerActiveSessions"), status=500, body=body)
+        with pytest.raises(UpstreamError) as info:
+            await client.active_sessions(upstream)
+    assert info.value.message == "HTTP 500: SoapException: Invalid apiKey"
+    assert info.value.reason == "auth"
 
 
 async def test_connection_failure_is_counted(client: GlanceClient, upstream: Upstream) -> None:

@@ -50,14 +50,12 @@ PAGE_SIZE = 1000  # nResults "must be between 1 and 1000"
 MAX_PAGES = 1000  # per window: a feed that never ends is a vendor bug, not a reason to spin
 # How much of an ASMX error text is kept for the log.
 EXCERPT = 200
-_ERROR_WINDOW = 65536
 
 # An ASMX service reports a bad apiKey as HTTP 500 with a text message; these words tell
 # it apart from a crash. "partnerUserId" must not match: that is a per-user problem.
 _AUTH_HINT = re.compile(
     r"api\s*key|authenticat|unauthori[sz]ed|credential|invalid\s+partner|partner\s*id", re.I
 )
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
 def utc(timestamp: float) -> str:
@@ -136,7 +134,7 @@ class GlanceClient:
             operation, "POST", self.url(operation), data=form, ok_statuses=(200, 500)
         )
         if reply.status == 500:
-            text = _excerpt(reply.body)
+            text = scrub.first_line_excerpt(reply.body, EXCERPT)
             reason = "auth" if _AUTH_HINT.search(text) else "http_5xx"
             raise upstream.error(operation, reason, f"HTTP 500: {text or '(empty body)'}")
         max_body, max_records = upstream.max_body_bytes, self.max_records
@@ -231,11 +229,3 @@ class GlanceClient:
                 pos.start, pos.next_id, pos.pages, pos.sent = hi, 0, 0, set()
 
 
-def _excerpt(body: bytes) -> str:
-    """The first line of an ASMX error, for the log. Scrubbed of every known secret (in
-    every encoding) before it is cut, so a key straddling the cut is caught whole."""
-    # Whitespace first, so the window starts at the first line; the window is far wider
-    # than the excerpt, so a secret anywhere in the kept text is whole when scrubbed.
-    text = scrub.scrub(body.lstrip()[:_ERROR_WINDOW].decode("utf-8", "replace"))
-    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    return scrub.excerpt(_CONTROL.sub(" ", first), EXCERPT)

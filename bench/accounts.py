@@ -38,6 +38,7 @@ from typing import Any
 
 from benchlib import arguments, child, header, ratio, stdin_closed, table
 
+from exporter.cli import SWITCH_INTERVAL
 from exporter.clock import SystemClock
 from exporter.config import parse_config
 from exporter.heap import tune_garbage_collector
@@ -240,6 +241,7 @@ async def scheduled(sims: Simulators, counts: dict[str, int], minutes: float) ->
     cpu, child = time.process_time(), sims.cpu()
     await daemon.start(schedule=True)
     tune_garbage_collector()  # as `session-exporter` does once started
+    sys.setswitchinterval(SWITCH_INTERVAL)  # and as its `main` does
     probe, collections = LagProbe(), GcProbe()
     try:
         await asyncio.sleep(minutes * 60)  # the run's length, not a synchronisation

@@ -144,8 +144,11 @@ class Fields:
                 raise ConfigError(self._path(name), "required")
             return default
         if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, str) and value.strip().isdigit():
-                value = int(value)
+            digits = value.strip() if isinstance(value, str) else ""
+            # ASCII only: `isdigit` is true of "²" (which int() refuses) and of "٣"
+            # (which it reads as 3).
+            if digits.isascii() and digits.isdigit():
+                value = int(digits)
             else:
                 raise ConfigError(self._path(name), "must be a whole number")
         if minimum is not None and value < minimum:

@@ -57,6 +57,9 @@ def test_api_key_from_env_and_file(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     ({"api_key": "k"}, "glance[0].partner_id: required"),
     ({"partner_id": 0, "api_key": "k"}, "glance[0].partner_id: must be at least 1"),
     ({"partner_id": "abc", "api_key": "k"}, "glance[0].partner_id: must be a whole number"),
+    # Digits to `str.isdigit`, not to us: int() refuses the first and reads the next as 3.
+    ({"partner_id": "²", "api_key": "k"}, "glance[0].partner_id: must be a whole number"),
+    ({"partner_id": "٣", "api_key": "k"}, "glance[0].partner_id: must be a whole number"),
     ({"partner_id": 1}, "glance[0].api_key: required"),
     ({"partner_id": 1, "api_key": "k", "timezone": "Mars/Olympus"}, "glance[0].timezone:"),
     ({"partner_id": 1, "api_key": "k", "timezone": "../../etc/passwd"}, "glance[0].timezone:"),

@@ -130,6 +130,20 @@ def test_a_field_broken_over_many_lines_keeps_the_row() -> None:
     assert result.shifted_rows == 0
 
 
+def test_a_header_repeated_on_the_next_line_is_one_skipped_row_not_a_wrapped_header() -> None:
+    # Read as the doc's wrapped shape, rows of twice the header's width hid every second
+    # session, silently.
+    table = parse_sessions(capture(HEADER_V2, ROW_1, ROW_2))
+    assert [s.id for s in table.sessions] == ["1663112", "1663115"]
+    assert table.invalid_records == 1
+
+
+def test_a_wrapped_header_that_lists_a_column_twice_is_a_parse_error() -> None:
+    body = b"OK\r\n\r\nID|Status|\r\nEntry|ID|Status|\r\n1|Waiting|x|2|Active|"
+    with pytest.raises(ParseError, match="lists a column twice"):
+        parse_sessions(body)
+
+
 def test_truncated_reply_is_a_parse_error() -> None:
     body = capture(ROW_1, ROW_2)
     with pytest.raises(ParseError, match="truncated"):

@@ -310,7 +310,7 @@ def _rows(rest: str, max_rows: int | None = None) -> tuple[list[str], list[list[
         return [], [], 0
     _check_rows(len(lines) - 1, max_rows)
     first = _fields(lines[0])
-    if len(lines) > 1 and _norm(_fields(lines[1])[0]) in KNOWN_COLUMNS:
+    if len(lines) > 1 and _wraps(first, _fields(lines[1])):
         return _wrapped_rows(lines, max_rows)
     # One row per line: a shifted row is detected by its width and costs only itself.
     # A missing final line end is accepted: the doc's own sample has none, and a reply
@@ -322,6 +322,14 @@ def _rows(rest: str, max_rows: int | None = None) -> tuple[list[str], list[list[
     return first, good, len(rows) - len(good)
 
 
+def _wraps(first: list[str], second: list[str]) -> bool:
+    """Whether the header goes on in the second line (the doc sample's shape): it begins
+    with a column name, and is not the header again (a repeated header is a row with
+    no numeric ID, skipped and counted as such)."""
+    return (_norm(second[0]) in KNOWN_COLUMNS
+            and list(map(_norm, second)) != list(map(_norm, first)))
+
+
 def _wrapped_rows(
     lines: list[str], max_rows: int | None = None
 ) -> tuple[list[str], list[list[str]], int]:
@@ -330,6 +338,11 @@ def _wrapped_rows(
     fields = [f.replace("\n", " ") for line in lines for f in _fields(line)]
     width = next((i for i, f in enumerate(fields) if _DIGITS.match(f.strip())), len(fields))
     header, values = fields[:width], fields[width:]
+    names = [_norm(name) for name in header]
+    if len(set(names)) != len(names):
+        # A header read twice over (repeated, then wrapped): rows of twice its width
+        # would each hide a session.
+        raise ParseError("wrapped table header lists a column twice")
     if len(values) % width:
         raise ParseError(f"wrapped table does not split into rows of {width} fields")
     # One wrapped line may hold many rows: the limit counts rows, not lines.

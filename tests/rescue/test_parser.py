@@ -432,6 +432,39 @@ def test_hostile_soap_raises_parse_error(body: bytes) -> None:
         parse_soap_sessions(body)
 
 
+def soap_sessions_in(container: str) -> bytes:
+    """A getSession_V3 reply whose `container` (markup around "{rows}") holds one row."""
+    return (f'<soap:Envelope xmlns:soap="{SOAP12}"><soap:Body>'
+            f'<getSession_V3Response xmlns="{API_NS}"><getSession_V3Result>getSession_OK'
+            "</getSession_V3Result>" + container.format(rows=session_v3())
+            + "</getSession_V3Response></soap:Body></soap:Envelope>").encode()
+
+
+@pytest.mark.parametrize("container", [
+    '<aSessions xmlns="">{rows}</aSessions>',
+    '<x:aSessions xmlns:x="urn:other">{rows}</x:aSessions>',
+    '<aSessions><x:SESSION_V3 xmlns:x="urn:other"><iID>1</iID></x:SESSION_V3></aSessions>',
+    "<aSessions><SESSION><iID>1</iID><bStatus>SESSION_WAITING</bStatus></SESSION></aSessions>",
+])
+def test_soap_sessions_under_another_name_are_refused_not_read_as_none(container: str) -> None:
+    # Read as "OK, no sessions", every Waiting session seemed to end (a wait observed,
+    # then observed again when it came back), and nothing was logged or counted.
+    with pytest.raises(ParseError, match="aSessions"):
+        parse_soap_sessions(soap_sessions_in(container))
+
+
+def test_soap_elements_beside_the_sessions_are_counted_as_invalid_records() -> None:
+    result = parse_soap_sessions(soap_sessions_in("<aSessions>{rows}<SESSION/></aSessions>"))
+    assert [s.id for s in result.sessions] == ["1"]
+    assert result.invalid_records == 1
+
+
+def test_soap_without_asessions_or_with_it_empty_has_no_sessions() -> None:
+    for container in ("", "<aSessions/>", "<aSessions>  </aSessions>"):
+        result = parse_soap_sessions(soap_sessions_in(container))
+        assert (result.code, result.sessions, result.invalid_records) == ("OK", (), 0)
+
+
 def test_soap_login_results() -> None:
     def login(result: str) -> bytes:
         return (f'<soap:Envelope xmlns:soap="{SOAP12}"><soap:Body><loginResponse '

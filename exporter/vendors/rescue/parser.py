@@ -556,11 +556,10 @@ def parse_soap_sessions(
         raise ParseError("unknown getSession_V3Result")
     if code != OK:
         return SessionList(code)
-    container = response.find(f"{_API}aSessions")
-    rows = [] if container is None else [
-        e for e in container if isinstance(e.tag, str) and e.tag == f"{_API}SESSION_V3"]
+    rows, others = _soap_rows(response)
     _check_rows(len(rows), max_rows)
     builder = _Builder(zone)
+    builder.invalid_records += others
     for row in rows:
         values = {etree.QName(e).localname: clean_text((e.text or "").strip())
                   for e in row if isinstance(e.tag, str) and e.tag.startswith(_API)}
@@ -575,6 +574,25 @@ def parse_soap_sessions(
                     values.get("sTechnician", ""),
                     values.get("bIsLead", "").casefold() in LEAD_VALUES)
     return builder.result(tuple(SOAP_COLUMNS.values()))
+
+
+def _soap_rows(response: etree._Element) -> tuple[list[etree._Element], int]:
+    """The response's `SESSION_V3` elements, and how many other elements `aSessions`
+    holds (skipped, counted as invalid records). A reply whose sessions all come under
+    another name or namespace is refused, not read as no sessions: every Waiting
+    session would seem to have ended."""
+    container = response.find(f"{_API}aSessions")
+    if container is None:
+        if any(isinstance(e.tag, str) and etree.QName(e).localname == "aSessions"
+               for e in response):
+            raise ParseError("aSessions is not in the API namespace")
+        return [], 0
+    elements = [e for e in container if isinstance(e.tag, str)]
+    rows = [e for e in elements if e.tag == f"{_API}SESSION_V3"]
+    if elements and not rows:
+        raise ParseError(f"aSessions holds {len(elements)} elements, none a SESSION_V3 "
+                         "in the API namespace")
+    return rows, len(elements) - len(rows)
 
 
 def parse_soap_login(body: bytes) -> str:

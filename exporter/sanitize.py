@@ -18,8 +18,9 @@ TRUNCATION_MARKER = "…"
 
 # A session lasting, or a customer waiting, longer than this is a vendor error.
 MAX_PLAUSIBLE_SECONDS = 7 * 86400.0
-# Vendor timestamps further than this from now (either way) are a vendor error.
-MAX_CLOCK_DISTANCE = 5 * 365 * 86400.0
+# A vendor record dated later than this after now is a vendor error: a day allows for a
+# vendor writing its local time as UTC, and for clocks apart.
+MAX_AHEAD = 86400.0
 
 # Enough for any count or id a vendor sends; far below Python's int conversion limit.
 MAX_DIGITS = 18
@@ -59,9 +60,10 @@ def plausible_seconds(value: float, maximum: float = MAX_PLAUSIBLE_SECONDS) -> b
     return math.isfinite(value) and 0.0 <= value <= maximum
 
 
-def plausible_timestamp(value: float, now: float, distance: float = MAX_CLOCK_DISTANCE) -> bool:
-    """A Unix time within `distance` of `now`."""
-    return math.isfinite(value) and abs(value - now) <= distance
+def plausible_start(value: float, now: float, maximum: float = MAX_PLAUSIBLE_SECONDS) -> bool:
+    """A Unix time something still going on can have begun at: at most `maximum` before
+    `now`, at most `MAX_AHEAD` after it."""
+    return math.isfinite(value) and now - maximum <= value <= now + MAX_AHEAD
 
 
 # Bounds for parsers, which have no clock: vendor dates outside 2000-2100 are errors.

@@ -18,6 +18,7 @@ from exporter.outcomes import OUTCOMES
 from exporter.simulators.clock import FakeClock
 from exporter.simulators.glance import DEMO_API_KEY, GlanceSimulator
 from exporter.snapshot import render
+from exporter.vendors.glance.client import ACTIVE, COMPLETED_ENDING, utc
 from exporter.vendors.glance.parser import NS
 
 from .harness import (
@@ -175,15 +176,17 @@ def _guest(kind: str, at: str) -> str:
 
 
 @asynccontextmanager
-async def hostile(clock: FakeClock, feed: Callable[[], bytes]) -> AsyncIterator[Harness]:
-    """The simulator for every operation but the feed, which serves `feed()`."""
+async def hostile(clock: FakeClock, feed: Callable[[], bytes],
+                  operation: str = COMPLETED_ENDING) -> AsyncIterator[Harness]:
+    """The simulator for every operation but one (the feed unless said), which serves
+    `feed()`."""
     sim = GlanceSimulator(clock, seed=1)
     app = sim.app()
 
     @web.middleware
     async def replace_feed(request: web.Request,
                            handler: Callable[[web.Request], Any]) -> web.StreamResponse:
-        if request.path.endswith("/PartnerCompletedSessionsEnding"):
+        if request.path.endswith(f"/{operation}"):
             await request.post()
             return web.Response(body=feed(), content_type="text/xml")
         response: web.StreamResponse = await handler(request)
@@ -218,6 +221,34 @@ async def test_absurd_numbers_are_rejected_never_observed(clock: FakeClock) -> N
     sums = series(families, "glance_session_duration_seconds_sum")
     assert sum(sums.values()) == 60 + 45
     assert h.rejects == {"implausible_value": 4}
+
+
+def _active(sid: int, status: str, start: float) -> str:
+    return (f"<activeSession><id>{sid}</id><type>C</type><status>{status}</status>"
+            f"<startTime>{utc(start)}</startTime><partnerUserId>U</partnerUserId>"
+            "<nguests>2</nguests></activeSession>")
+
+
+async def test_active_sessions_listed_twice_or_waiting_for_years_are_rejected(
+    clock: FakeClock,
+) -> None:
+    now = clock.time()
+    body = (f'<ArrayOfActiveSession xmlns="{NS}">' + _active(1, "W", now - 120)
+            + _active(1, "W", now - 120) + _active(2, "A", now - 60)
+            + _active(3, "W", now - 26 * 365 * 86400) + _active(4, "W", now + 70 * 365 * 86400)
+            + "</ArrayOfActiveSession>").encode()
+    async with hostile(clock, lambda: body, ACTIVE) as h:
+        c = h.collector()
+        await c.collect(h.upstream())
+        families = list(c.families())
+    current = by_label(series(families, "glance_sessions_current"), "session_type", "status")
+    assert (current[("C", "W")], current[("C", "A")]) == (3.0, 1.0)  # session 1 once
+    assert by_label(series(families, "glance_session_guests_current"),
+                    "session_type")[("C",)] == 8.0
+    oldest = by_label(series(families, "glance_waiting_session_oldest_start_timestamp_seconds"),
+                      "session_type")
+    assert oldest == {("C",): float(int(now - 120))}
+    assert (h.rejects["invalid_record"], h.rejects["implausible_value"]) == (1, 2)
 
 
 async def test_the_parser_body_cap_comes_from_max_body_bytes(clock: FakeClock) -> None:

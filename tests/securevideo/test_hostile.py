@@ -130,6 +130,25 @@ async def test_absurd_numbers_and_dates_reject_the_record(
     assert h.failures() == {}
 
 
+async def test_sessions_billed_in_the_future_are_rejected_never_remembered(h: Harness) -> None:
+    # Counted and remembered until 2099 (pruning goes by BillableTs), five of them filled
+    # a memory of five for good: every later day's sessions failed with limit_exceeded.
+    ahead = [good(i, BillableTs=stamp, DurationMinutes=None)
+             for i, stamp in ((90, "2099-12-31T10:00:00"), (91, "2026-03-11T13:00:00"))]
+    async with vendor() as (v, url):
+        c = collector(h, url, max_remembered_ids=2)
+        v.feed = json.dumps([good(1), *ahead]).encode()
+        await c.collect(h.upstream)
+        h.clock.advance(60)
+        v.feed = json.dumps([good(1), good(2), *ahead]).encode()
+        await c.collect(h.upstream)
+    m = samples(c.families())
+    assert total(m, "securevideo_sessions_total") == 2
+    assert total(m, "securevideo_sessions_in_progress") == 0
+    assert h.rejected == {"implausible_value": 4}  # the two, at each of the two polls
+    assert h.failures() == {}
+
+
 def echoes() -> list[str]:
     padded = base64.b64encode(f"{KEY}:{SECRET}".encode()).decode()
     return [KEY, SECRET, quote_plus(KEY), quote(SECRET, safe=""), padded, padded.rstrip("="),

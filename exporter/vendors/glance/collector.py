@@ -16,6 +16,7 @@ from ...errors import UpstreamError
 from ...families import CounterSet, HistogramSet, LabelValues, gauge
 from ...http import Upstream
 from ...outcomes import ABANDONED, ANSWERED, OTHER, OUTCOMES, TIMED_OUT
+from ...sanitize import plausible_start
 from ...savedstate import SavedState
 from ...statecheck import (
     counter_state,
@@ -141,13 +142,13 @@ class GlanceCollector(AccountCollector):
     async def collect(self, upstream: Upstream) -> None:
         now = self.ctx.clock.time()
         await _all(
-            self._collect_active(upstream),
+            self._collect_active(upstream, now),
             self._collect_today(upstream, now),
             self._collect_users(upstream, now),
             self._collect_feed(upstream, now),
         )
 
-    async def _collect_active(self, upstream: Upstream) -> None:
+    async def _collect_active(self, upstream: Upstream, now: float) -> None:
         reply = await self.client.active_sessions(upstream)
         self._rejected_records(reply.skipped, reply.implausible)
         current: dict[LabelValues, float] = {
@@ -155,16 +156,26 @@ class GlanceCollector(AccountCollector):
         }
         guests: dict[LabelValues, float] = {(t,): 0.0 for t in SESSION_TYPES}
         oldest: dict[LabelValues, float] = {}
+        seen: set[int] = set()
         for session in reply.records:
+            if session.id in seen:
+                self.ctx.reject("invalid_record", 1)  # listed twice: counted once
+                continue
+            seen.add(session.id)
             session_type = self._types(session.type)
             status = self._statuses(session.status)
             key = (session_type, status)
             current[key] = current.get(key, 0.0) + 1
             per_type = (session_type,)
             guests[per_type] = guests.get(per_type, 0.0) + session.nguests
-            if session.status == "W" and session.start_time is not None:
-                oldest[per_type] = min(oldest.get(per_type, session.start_time),
-                                       session.start_time)
+            start = session.start_time
+            if session.status == "W" and start is not None:
+                if not plausible_start(start, now):
+                    # A wait of years, or one yet to begin, would page someone for
+                    # nothing: the session counts, its start does not.
+                    self.ctx.reject("implausible_value", 1)
+                    continue
+                oldest[per_type] = min(oldest.get(per_type, start), start)
         self._current, self._guests, self._oldest_wait = current, guests, oldest
 
     async def _collect_today(self, upstream: Upstream, now: float) -> None:

@@ -22,7 +22,7 @@ from ...dedupe import DedupeFull, KeyJournal
 from ...errors import UpstreamError
 from ...families import BoundedLabel, CounterSet, HistogramSet, LabelValues, gauge
 from ...http import Upstream
-from ...sanitize import plausible_seconds
+from ...sanitize import MAX_AHEAD, plausible_seconds
 from ...savedstate import SavedState
 from ...statecheck import (
     counter_state,
@@ -296,6 +296,9 @@ class SecureVideoCollector(AccountCollector):
         remembered, journal = self._seen, self._seen_journal
         seen_before, limit = remembered.get, self.ctx.max_remembered_ids
         fresh: list[HistoryRecord] = []  # remembered, to be counted by `_count_new`
+        # A session billed in the future would be counted, and remembered (pruning goes
+        # by BillableTs) until that day: enough of them fill the dedupe memory for good.
+        latest_plausible, ahead = now + MAX_AHEAD, 0
         try:
             for done, record in enumerate(latest.values(), 1):
                 if done % APPLY_CHUNK == 0:
@@ -304,6 +307,9 @@ class SecureVideoCollector(AccountCollector):
                     await asyncio.sleep(0)
                 billable_ts = record.billable_ts
                 if billable_ts is None:
+                    continue
+                if billable_ts > latest_plausible:
+                    ahead += 1
                     continue
                 duration, wait = record.duration_minutes, record.wait_minutes
                 if (duration is None and billable_ts >= window_from
@@ -340,6 +346,7 @@ class SecureVideoCollector(AccountCollector):
             # Whatever was remembered is counted, even if the cycle ends here (a full
             # dedupe memory, the cycle's deadline): it is never offered again.
             self._count_new(fresh)
+            self._reject_counts(ahead, ahead, "BillableTs more than a day after now")
         self.in_progress = in_progress
 
     def _observe_late(self, record: HistoryRecord, seen: _Seen) -> None:

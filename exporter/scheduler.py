@@ -115,6 +115,7 @@ def build_runner(
         max_records_per_reply=global_.max_records_per_reply,
         max_pages_per_cycle=global_.max_pages_per_cycle,
         max_remembered_ids=global_.max_remembered_ids,
+        max_backoff=global_.max_backoff,
     )
     upstream = Upstream(
         session,

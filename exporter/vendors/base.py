@@ -43,6 +43,8 @@ class CollectorContext:
     max_records_per_reply: int = 100_000
     max_pages_per_cycle: int = 200
     max_remembered_ids: int = 250_000
+    # The longest a vendor's Retry-After is honoured (GlobalConfig.max_backoff).
+    max_backoff: float = 600.0
 
     def label(self, known: Iterable[str] = ()) -> BoundedLabel:
         """The one way a collector turns free vendor text into a label value: capped in

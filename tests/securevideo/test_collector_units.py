@@ -369,16 +369,24 @@ async def test_a_failing_month_keeps_its_last_value_and_backs_off(h: Harness) ->
     assert total(metrics(c), "securevideo_sessions_month") == 0
 
 
-async def test_a_rate_limited_month_waits_as_asked(h: Harness) -> None:
+@pytest.mark.parametrize(("asked", "waited"), [
+    (500.0, 500.0),
+    # Capped at max_backoff (600 s), as the scheduler caps it: 10^17 s froze the month
+    # gauge until the month ended.
+    (1e17, 600.0),
+])
+async def test_a_rate_limited_month_waits_as_asked_up_to_max_backoff(
+    h: Harness, asked: float, waited: float
+) -> None:
     c, fake = make(h)
 
     async def limited(upstream: Upstream, now: float) -> MonthCounts:
         fake.month_calls.append(now)
-        raise upstream.error("history_month", "rate_limited", "HTTP 429", retry_after=900)
+        raise upstream.error("history_month", "rate_limited", "HTTP 429", retry_after=asked)
 
     fake.month = limited  # type: ignore[method-assign]
     await c.collect(h.upstream)
-    h.clock.advance(899)
+    h.clock.advance(waited - 1)
     await c.collect(h.upstream)
     assert len(fake.month_calls) == 1
     h.clock.advance(1)

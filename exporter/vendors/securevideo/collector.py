@@ -225,9 +225,12 @@ class SecureVideoCollector(AccountCollector):
         self._month_failures += 1
         # The first retry comes with the next cycle, later ones back off (1, 3, 7 ...
         # intervals) up to month_interval: a month too big to count is not fetched again
-        # every few seconds.
+        # every few seconds. A Retry-After is honoured up to max_backoff, as the
+        # scheduler honours it: one of 10^17 s (or a date in 9999) froze
+        # securevideo_sessions_month until the month ended.
         backoff = self.account.common.interval * (2 ** min(self._month_failures - 1, 20) - 1)
-        delay = max(min(backoff, self.account.month_interval), exc.retry_after or 0.0)
+        asked = min(exc.retry_after or 0.0, self.ctx.max_backoff)
+        delay = max(min(backoff, self.account.month_interval), asked)
         self._month_retry_at = now + delay
         self.ctx.log.warning("securevideo_month_failed", operation=exc.operation,
                              reason=exc.reason, error=exc.message,

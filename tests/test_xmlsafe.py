@@ -31,3 +31,15 @@ def test_each_thread_parses_with_its_own_parser() -> None:
     worker.start()
     worker.join()
     assert seen and seen[0] is not here
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32"])
+@pytest.mark.parametrize("doctype", ['<!DOCTYPE x [<!ENTITY a "b">]>',
+                                     '<!DOCTYPE x SYSTEM "http://127.0.0.1:1/x.dtd">'])
+def test_a_dtd_in_another_encoding_is_refused_too(encoding: str, doctype: str) -> None:
+    # The byte scan for "<!DOCTYPE" sees nothing in UTF-16 or UTF-32.
+    declaration = f'<?xml version="1.0" encoding="{encoding}"?>'
+    root = "<x>&a;</x>" if "ENTITY" in doctype else "<x/>"
+    with pytest.raises(ParseError, match="DTD"):
+        parse_xml(f"{declaration}{doctype}{root}".encode(encoding))
+    assert parse_xml(f"{declaration}<x>fine</x>".encode(encoding)).text == "fine"

@@ -214,6 +214,18 @@ async def test_login_limit_is_respected() -> None:
         assert r.sim.logins == 1
 
 
+async def test_a_failed_login_ends_the_cycle_once_not_once_per_node() -> None:
+    async with rig() as r:
+        collector = r.collector(auth_code=None, email=r.sim.email, password=r.sim.password,
+                                nodes=BOTH)
+        r.sim.fail_next("ERROR", endpoint="login")
+        with pytest.raises(UpstreamError) as info:
+            await collector.collect(r.upstream)
+        assert (info.value.operation, info.value.reason) == ("login", "vendor_error")
+        assert len(r.sim.login_calls) == 1
+        assert requests(r.metrics) == {"login": 1}
+
+
 async def test_simulator_enforces_ten_logins_in_three_minutes() -> None:
     async with rig() as r:
         collector = r.collector(auth_code=None, email=r.sim.email, password=r.sim.password)

@@ -121,7 +121,9 @@ class RescueCollector(AccountCollector):
                 unknown = exc
                 continue
             except UpstreamError as exc:
-                if exc.reason in ACCOUNT_WIDE:
+                # A failed login fails every node alike: asked again for each, it could
+                # use up the vendor's ten logins in three minutes in one cycle.
+                if exc.reason in ACCOUNT_WIDE or exc.operation == LOGIN:
                     raise
                 self.ctx.log.warning("rescue_node_failed", node=node.id, ref=node.ref,
                                      error=str(exc))

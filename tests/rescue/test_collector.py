@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+from structlog.testing import capture_logs
 
 from exporter.errors import UpstreamError
 from exporter.simulators.rescue import GROUP_ID, PORTUGUESE, TECHNICIANS
@@ -276,6 +277,20 @@ async def test_error_on_one_node_keeps_the_others_and_fails_the_cycle() -> None:
         assert by_status(collector, str(CHANNEL)) == {s: float(truth.get(s, 0))
                                                        for s in STATUSES}
         assert collector.nodes[str(GROUP_ID)].polled_at == r.clock.time() - 5
+
+
+@pytest.mark.parametrize(("nodes", "lines"), [(BOTH[:1], 0), (BOTH, 1)])
+async def test_a_failing_node_is_logged_by_node_only_beside_others(
+    nodes: list[dict[str, object]], lines: int,
+) -> None:
+    # With one node, the scheduler's line for the failed cycle says it all: a second
+    # line for the same failure was noise.
+    async with rig() as r:
+        collector = r.collector(nodes=nodes)
+        r.sim.fail_next("ERROR")
+        with capture_logs() as logs, pytest.raises(UpstreamError):
+            await collector.collect(r.upstream)
+    assert len([e for e in logs if e["event"] == "rescue_node_failed"]) == lines
 
 
 async def test_failing_node_goes_stale_then_vanishes() -> None:

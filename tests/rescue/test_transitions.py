@@ -188,13 +188,22 @@ def test_unknown_statuses_are_counted_announced_once_and_gauged() -> None:
         poll(c, 100, ("1", "Novo status", 1), ("2", "Novo status", 1), ("3", "Outro", 1))
         poll(c, 105, ("1", "Novo status", 1))
     assert rejects["unknown_status"] == 4  # each row of each poll
-    warnings = [e for e in logs if e["event"] == "rescue_status_unrecognized"]
-    assert [e["status"] for e in warnings] == ["Novo status", "Outro"]
-    assert all("status_aliases" in e["hint"] and "api: soap" in e["hint"] for e in warnings)
+    (warning,) = [e for e in logs if e["event"] == "rescue_status_unrecognized"]
+    assert (warning["statuses"], warning["count"]) == (["Novo status", "Outro"], 2)
+    assert "status_aliases" in warning["hint"] and "api: soap" in warning["hint"]
     (gauge,) = [s for f in c.families()
                 if f.name == "session_exporter_unrecognized_status_values" for s in f.samples]
     assert gauge.value == 2 and gauge.labels == {"vendor": "rescue", "account": "helpdesk"}
     assert c.nodes["337366"].counts[("Novo status",)] == 1  # kept, as a label value
+
+
+def test_a_reply_of_many_unknown_statuses_is_one_warning() -> None:
+    c, _, _ = make()
+    with capture_logs() as logs:
+        poll(c, 100, *((str(i), f"Estado {i}", 1) for i in range(2000)))
+    (warning,) = [e for e in logs if e["event"] == "rescue_status_unrecognized"]
+    assert warning["count"] == 1000  # MAX_UNRECOGNIZED kept, as label values
+    assert warning["statuses"] == [f"Estado {i}" for i in range(5)]
 
 
 def test_built_in_aliases_are_understood_without_config() -> None:

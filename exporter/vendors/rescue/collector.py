@@ -48,6 +48,7 @@ GET_FALLBACKS_HELP = ("Rescue requests, polled in the background, asked again wi
                       "the service answered their POST with 405 Method Not Allowed.")
 # Distinct unrecognised status values remembered (and warned about) per account.
 MAX_UNRECOGNIZED = 1000
+UNRECOGNIZED_SHOWN = 5  # of a reply's new unrecognised statuses, in its one warning
 
 # Waiting Time comes in whole seconds, so a start estimate may drift by one between polls.
 ROUNDING = 1.0
@@ -96,6 +97,7 @@ class RescueCollector(AccountCollector):
         self.canonical.update({k.casefold(): v for k, v in account.status_aliases.items()})
         # Status values neither documented nor aliased, as label values (bounded).
         self.unrecognized: set[str] = set()
+        self._newly_unrecognized: list[str] = []  # by this reply, for `_warn_unrecognized`
         self.nodes: dict[str, NodeState] = {}
         # Waits followed by an earlier process (--storage.path), per node, until that
         # node's first poll here takes them over. Kept apart from `nodes` so that no
@@ -125,8 +127,11 @@ class RescueCollector(AccountCollector):
                 # use up the vendor's ten logins in three minutes in one cycle.
                 if exc.reason in ACCOUNT_WIDE or exc.operation == LOGIN:
                     raise
-                self.ctx.log.warning("rescue_node_failed", node=node.id, ref=node.ref,
-                                     error=str(exc))
+                if len(self.account.nodes) > 1:
+                    # Which node: the scheduler's one line for the cycle has the first
+                    # failure only, and with one node it says all there is.
+                    self.ctx.log.warning("rescue_node_failed", node=node.id, ref=node.ref,
+                                         error=str(exc))
                 failure = failure or exc
                 continue
             await self.apply(node, reply, self.ctx.clock.time(), asked=asked)
@@ -193,6 +198,7 @@ class RescueCollector(AccountCollector):
                     oldest[status] = changed
             if status == WAITING:
                 waiting.append(session)
+        self._warn_unrecognized()
         # From here to the end nothing awaits: the waits move on and the state is swapped
         # in one step.
         old = self.nodes.get(node.label)
@@ -302,9 +308,17 @@ class RescueCollector(AccountCollector):
         seen, _ = label_value(raw, self.ctx.label_value_max_length)
         if seen not in self.unrecognized and len(self.unrecognized) < MAX_UNRECOGNIZED:
             self.unrecognized.add(seen)
-            self.ctx.log.warning("rescue_status_unrecognized", status=seen,
-                                 hint="set status_aliases, or use api: soap")
+            self._newly_unrecognized.append(seen)
         return value
+
+    def _warn_unrecognized(self) -> None:
+        """One warning per reply for the statuses it was the first to show: a reply of
+        2,000 odd statuses wrote 1,000 lines."""
+        new, self._newly_unrecognized = self._newly_unrecognized, []
+        if new:
+            self.ctx.log.warning("rescue_status_unrecognized", status=new[0],
+                                 statuses=new[:UNRECOGNIZED_SHOWN], count=len(new),
+                                 hint="set status_aliases, or use api: soap")
 
     def _extra(self, name: str, session: Session) -> str:
         value = session.channel if name == "channel" else session.technician

@@ -87,6 +87,9 @@ RULES: tuple[Rule, ...] = (
          "status page if it persists.", reason="http_5xx"),
     Rule("The vendor refused the request (HTTP 4xx): check base_url and, for Rescue, "
          "api_version.", reason="http_4xx"),
+    Rule("The vendor redirected the request (HTTP 3xx), which is never followed: check "
+         "base_url (https, the API's host, no single sign-on page in between).",
+         reason="http_3xx"),
     Rule("A bug in session-exporter: please report it with the log line.",
          reason="internal"),
 )

@@ -128,13 +128,18 @@ def _clock_skew(date_header: str | None, now: float) -> float | None:
 
 
 def reason_for_status(status: int) -> str:
+    """The failure reason of a status the caller did not expect."""
     if status in (401, 403):
         return "auth"
     if status == 429:
         return "rate_limited"
     if status >= 500:
         return "http_5xx"
-    return "http_4xx"
+    if status >= 400:
+        return "http_4xx"
+    if status >= 300:
+        return "http_3xx"  # never followed: a login page, or a base_url gone elsewhere
+    return "vendor_error"  # a 1xx or 2xx this request does not take (204 for a list)
 
 
 _UNBOUNDED = contextlib.nullcontext()

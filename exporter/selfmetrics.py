@@ -43,7 +43,8 @@ class SelfMetrics:
         self.failures = CounterSet(
             "session_exporter_upstream_request_failures_total",
             "Failed vendor API operations, by reason (timeout, connection, http_5xx, http_4xx, "
-            "auth, rate_limited, body_too_large, parse, vendor_error, limit_exceeded, internal).",
+            "http_3xx, auth, rate_limited, body_too_large, parse, vendor_error, limit_exceeded, "
+            "internal).",
             ("vendor", "account", "operation", "reason"),
         )
         self.rejected = CounterSet(

@@ -292,8 +292,9 @@ def exporter_row(layout: Layout, vendor: str) -> None:
     layout.add(timeseries(
         "Upstream failures by operation and reason",
         "Failed vendor API operations per second (session_exporter_upstream_request_failures"
-        "_total): timeout, connection, http_5xx, http_4xx, auth, rate_limited, body_too_large,"
-        " parse, vendor_error, internal. Operations without failures show as 0 (no reason).",
+        "_total): timeout, connection, http_5xx, http_4xx, http_3xx, auth, rate_limited,"
+        " body_too_large, parse, vendor_error, internal. Operations without failures show as 0"
+        " (no reason).",
         targets((f"sum by (account, operation, reason) (rate(session_exporter_upstream_request_"
                  f"failures_total{{{sel}}}[$__rate_interval]))\nor on (account, operation)\n"
                  f"0 * sum by (account, operation) (rate(session_exporter_upstream_requests_total"

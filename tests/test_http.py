@@ -42,6 +42,29 @@ async def test_body_cap(path: str, message: str) -> None:
     assert metrics.failures.values == {("v", "a", "op", "body_too_large"): 1.0}
 
 
+@pytest.mark.parametrize(("status", "reason"), [
+    (302, "http_3xx"), (301, "http_3xx"), (304, "http_3xx"), (204, "vendor_error"),
+    (404, "http_4xx"), (401, "auth"), (429, "rate_limited"), (503, "http_5xx"),
+])
+async def test_each_unexpected_status_is_counted_by_its_class(status: int, reason: str) -> None:
+    # A redirect (never followed) was counted, and hinted, as the vendor refusing the
+    # request (http_4xx); so was a 204.
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(status=status, headers={"Location": "http://127.0.0.1:1/sso"})
+
+    app = web.Application()
+    app.router.add_get("/x", answer)
+    metrics = SelfMetrics()
+    async with serve_app(app) as url, new_client_session() as session:
+        upstream = Upstream(session, vendor="v", account="a", timeout=5,
+                            admission=Admission(1), metrics=metrics,
+                            max_body_bytes=2048, wall_time=lambda: 0.0)
+        with pytest.raises(UpstreamError) as info:
+            await upstream.fetch("op", "GET", url + "/x")
+    assert (info.value.reason, info.value.message) == (reason, f"HTTP {status}")
+    assert metrics.failures.values == {("v", "a", "op", reason): 1.0}
+
+
 def test_retry_after_forms() -> None:
     assert parse_retry_after("120", 0) == 120
     assert parse_retry_after("Thu, 01 Jan 1970 00:02:00 GMT", 60) == 60

@@ -219,6 +219,7 @@ def test_summarize_counts_sessions_not_times() -> None:
     ("glance", "x", "connection", "proxy refused the tunnel (HTTP 407)",
      "A proxy asks for authentication"),
     ("glance", "x", "http_4xx", "HTTP 407", "A proxy asks for authentication"),
+    ("rescue", "getSession", "http_3xx", "HTTP 302", "The vendor redirected the request"),
     ("glance", "x", "connection", "cannot reach the proxy: Connection refused",
      "A proxy refused"),
     ("glance", "x", "connection", "ClientConnectorError: Connection refused",

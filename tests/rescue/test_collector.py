@@ -194,9 +194,12 @@ async def test_password_login_and_relogin_after_expiry() -> None:
         assert r.sim.logins == 1
         r.clock.advance(5)
         r.sim.expire_logins()
-        await collector.collect(r.upstream)
+        with capture_logs() as logs:
+            await collector.collect(r.upstream)
         assert r.sim.logins == 2
         assert requests(r.metrics) == {"login": 2, "getSession": 5}
+        assert failures(r.metrics) == {}  # recovered within the cycle: no auth alert
+        assert [e["event"] for e in logs] == ["rescue_login_expired"]
         assert all("pwd" not in q.query and "authcode" not in q.query for q in r.sim.requests)
 
 

@@ -60,6 +60,7 @@ class RescueClient:
     def __init__(self, account: RescueAccount, ctx: CollectorContext) -> None:
         self.account = account
         self.clock: Clock = ctx.clock
+        self.log = ctx.log
         self.max_rows: int | None = ctx.max_records_per_reply
         self.cookie: str | None = None
         self.cookie_used_at = 0.0
@@ -82,7 +83,11 @@ class RescueClient:
             fresh_login = True
         reply = await self._get(upstream, node)
         if reply.code == "NOTLOGGEDIN" and self.account.uses_login and not fresh_login:
-            # The cookie expired under us: one new login, one retry, never a loop.
+            # The cookie expired under us: one new login, one retry, never a loop. Not a
+            # failure (the retry decides), but said once: it explains the extra login.
+            self.log.info("rescue_login_expired", node=node.id, ref=node.ref,
+                          hint="logged in again; check the vendor's session timeout if "
+                               "this comes every cycle")
             self.cookie = None
             await self.login(upstream)
             reply = await self._get(upstream, node)

@@ -496,14 +496,17 @@ def test_waiting_time_takes_ascii_digits_only(wait: str) -> None:
     assert result.sessions[0].waiting_seconds is None and result.invalid_values == 1
 
 
-def test_implausible_waiting_and_start_times_skip_the_row() -> None:
+def test_implausible_waiting_and_start_times_are_dropped_not_the_row() -> None:
+    # What Rescue counts is sessions by status: a session Offline for over a week, or
+    # dated .NET's DateTime.MinValue, still exists. Only the absurd value goes.
     rows = (b"5|Waiting||||||604801|||||||||",  # more than a week
             b"6|Active|||||12/31/9999 11:59 PM|3|||||||||",
-            b"7|Active|||||1/1/1999 1:00 AM|3|||||||||",
+            b"7|Active|||||1/1/0001 12:00 AM|3|||||||||",
             b"8|Active|||||1/1/2026 1:00 AM|604800|||||||||")
     result = parse_sessions(capture(*rows))
-    assert [s.id for s in result.sessions] == ["8"]
-    assert result.implausible_values == 3
+    assert [(s.id, s.waiting_seconds, s.start_time is not None) for s in result.sessions] == [
+        ("5", None, False), ("6", 3, False), ("7", 3, False), ("8", 604800, True)]
+    assert (result.implausible_values, result.invalid_values) == (3, 0)
 
 
 def test_too_many_rows_are_refused_before_records_are_built() -> None:

@@ -100,7 +100,8 @@ class SessionList(RecordsInPieces):
     invalid_records: int = 0
     # Unreadable Waiting Time or Start Time: the row is kept, the value is unknown.
     invalid_values: int = 0
-    # Waiting Time beyond a week, Start Time outside 2000-2100: the row is skipped.
+    # Waiting Time beyond a week, Start Time outside 2000-2100: the row is kept, the value
+    # dropped.
     implausible_values: int = 0
 
 
@@ -509,12 +510,16 @@ class _Builder:
                 start = self._starts[start_text]
             else:
                 start = self._starts[start_text] = self.start_time(start_text)
-        if (waiting is not None and not plausible_seconds(waiting)) or (
-                start is not None and not plausible_epoch(start)):
-            self.implausible_values += 1
-            return
         self.invalid_values += (waiting_text != "" and waiting is None)
         self.invalid_values += (start_text != "" and start is None)
+        # An absurd value is dropped, not the session: what Rescue counts is sessions by
+        # status, and an Offline session may well sit for more than a week.
+        if waiting is not None and not plausible_seconds(waiting):
+            self.implausible_values += 1
+            waiting = None
+        if start is not None and not plausible_epoch(start):
+            self.implausible_values += 1
+            start = None
         shared = self._shared.setdefault
         # Positional, in the field order: keywords cost a third more per row.
         self.sessions.append(Session(session_id, shared(status, status),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 
 import structlog
@@ -46,6 +47,15 @@ def get_logger(**bindings: object) -> structlog.stdlib.BoundLogger:
     return logger
 
 
+# Control characters but line feed and tab (which both renderers handle): logfmt writes
+# them raw, and an ESC sequence in a vendor string would drive the terminal reading it.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    return f"\\x{ord(match.group()):02x}"
+
+
 def scrub_fields(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
     """The last line of defence: no log field carries a secret, an unencodable character
     or an unbounded vendor string, whichever code path put it there."""
@@ -55,6 +65,8 @@ def scrub_fields(_logger: WrappedLogger, _method: str, event: EventDict) -> Even
         elif not isinstance(value, str):
             continue
         value = scrub(clean_text(value))
+        if not value.isprintable():
+            value = _CONTROL.sub(_escaped, value)
         if key != "exception" and len(value) > MAX_FIELD_LENGTH:
             value = value[:MAX_FIELD_LENGTH] + "…"
         event[key] = value

@@ -35,10 +35,18 @@ def clean_text(text: str) -> str:
     return _SURROGATE.sub("\ufffd", text)
 
 
+# C0 and C1 control characters and DEL: in a label value they reach terminals and pages
+# (ESC [ moves a cursor), and no real name has one.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
 def label_value(text: str, max_length: int = LABEL_VALUE_MAX_LENGTH) -> tuple[str, bool]:
-    """A vendor string as a label value: encodable, scrubbed of secrets, at most
-    `max_length` characters. The flag says whether it had to be cut."""
+    """A vendor string as a label value: encodable, scrubbed of secrets, control
+    characters blanked, at most `max_length` characters. The flag says whether it had to
+    be cut."""
     text = scrub(clean_text(text))
+    if not text.isprintable():  # one C pass: most values have nothing to blank
+        text = _CONTROL.sub(" ", text)
     if len(text) <= max_length:
         return text, False
     return text[: max_length - len(TRUNCATION_MARKER)] + TRUNCATION_MARKER, True

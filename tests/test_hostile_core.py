@@ -83,6 +83,19 @@ def test_log_fields_and_errors_are_scrubbed_capped_and_encodable() -> None:
     assert "bG9nLXNlY3JldC0xMjM" not in str(err) and "bG9nLXNlY3JldC0xMjM" not in err.message
 
 
+def test_control_characters_never_reach_a_terminal_from_a_log_or_a_label() -> None:
+    # logfmt wrote an ESC sequence raw (`status=Act\x1b[2J...`), which clears the screen
+    # of whoever tails the log; a carriage return hid the start of a line.
+    event = scrub_fields(None, "warning", {
+        "event": "x", "status": "Act\x1b[2J\x1b[31mive", "cut": "a\rb", "trace": "1\n2\t3"})
+    assert event["status"] == "Act\\x1b[2J\\x1b[31mive"
+    assert event["cut"] == "a\\x0db"
+    assert event["trace"] == "1\n2\t3"  # the renderers handle these two
+    assert label_value("Act\x1b[2Jive\x85") == ("Act [2Jive ", False)
+    assert label_value("\U0001f469\u200d\U0001f4bb Zoom") == (
+        "\U0001f469\u200d\U0001f4bb Zoom", False)  # a joiner is no control
+
+
 def test_vendor_text_is_made_encodable_and_labels_are_capped_and_counted() -> None:
     assert clean_text("Zoom\ud800") == "Zoom\ufffd"
     assert clean_text("café 😀") == "café 😀"

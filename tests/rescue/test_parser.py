@@ -144,6 +144,11 @@ def test_a_wrapped_header_that_lists_a_column_twice_is_a_parse_error() -> None:
         parse_sessions(body)
 
 
+def test_a_no_break_space_after_the_last_pipe_is_no_truncation() -> None:
+    table = parse_sessions(capture(ROW_1, ROW_2 + b"\xc2\xa0"))
+    assert [s.id for s in table.sessions] == ["1663112", "1663115"]
+
+
 def test_truncated_reply_is_a_parse_error() -> None:
     body = capture(ROW_1, ROW_2)
     with pytest.raises(ParseError, match="truncated"):

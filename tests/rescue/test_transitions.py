@@ -216,6 +216,21 @@ def test_built_in_aliases_are_understood_without_config() -> None:
     assert not rejects
 
 
+def test_statuses_match_whatever_their_unicode_form_and_spacing(
+    make_context: ContextFactory,
+) -> None:
+    ctx, rejects = make_context(FakeClock(T0), label_limit=5, started_at=T0)
+    c = RescueCollector(account(status_aliases={"Fechado pelo técnico": "Closed by technician"}),
+                        ctx)
+    decomposed = "Fechado pelo te\u0301cnico"  # the accent as a combining mark (NFD)
+    poll(c, 100, ("1", decomposed, 1), ("2", "Encerrado  pelo\u00a0cliente ativo", 1),
+         ("3", " WAITING ", 1))
+    counts = c.nodes["337366"].counts
+    assert counts[("Closed by technician",)] == counts[("Closed by active customer",)] == 1
+    assert counts[("Waiting",)] == 1
+    assert not rejects
+
+
 def test_configured_aliases_win_over_built_in_ones(make_context: ContextFactory) -> None:
     ctx, _ = make_context(FakeClock(T0), label_limit=5, started_at=T0)
     c = RescueCollector(account(status_aliases={"Ativas": "On Hold"}), ctx)

@@ -4,6 +4,7 @@ getSession polls (text or SOAP: the parsers give the same records)."""
 from __future__ import annotations
 
 import asyncio
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
@@ -92,9 +93,9 @@ class RescueCollector(AccountCollector):
         self.extra_labels = {name: ctx.label() for name in account.labels}
         # English statuses match whatever their case; aliases translate localised ones
         # (the built-in ones from real replies, then the account's, which win).
-        self.canonical = {s.casefold(): s for s in STATUSES}
-        self.canonical.update({k.casefold(): v for k, v in BUILTIN_STATUS_ALIASES.items()})
-        self.canonical.update({k.casefold(): v for k, v in account.status_aliases.items()})
+        self.canonical = {status_key(s): s for s in STATUSES}
+        self.canonical.update({status_key(k): v for k, v in BUILTIN_STATUS_ALIASES.items()})
+        self.canonical.update({status_key(k): v for k, v in account.status_aliases.items()})
         # Status values neither documented nor aliased, as label values (bounded).
         self.unrecognized: set[str] = set()
         self._newly_unrecognized: list[str] = []  # by this reply, for `_warn_unrecognized`
@@ -181,7 +182,7 @@ class RescueCollector(AccountCollector):
             status = recognised.get(raw)
             if status is None:
                 status = self._status(raw)
-                if self.canonical.get(raw.casefold()) is not None:
+                if self.canonical.get(status_key(raw)) is not None:
                     recognised[raw] = status
             statuses[session.id] = status
             if extra_names:
@@ -298,7 +299,7 @@ class RescueCollector(AccountCollector):
             state.counts.setdefault((status, *extras), 0.0)
 
     def _status(self, raw: str) -> str:
-        english = self.canonical.get(raw.casefold())
+        english = self.canonical.get(status_key(raw))
         if english is not None:
             return english
         # Kept as a (bounded, scrubbed) label value, but loudly: an account answering in
@@ -354,6 +355,12 @@ class RescueCollector(AccountCollector):
 
 
 _SESSION_ID = attrgetter("id")
+
+
+def status_key(status: str) -> str:
+    """What two spellings of one status share: the same letters whatever their case,
+    Unicode form (an accent composed or not) and spacing (doubled, or a no-break space)."""
+    return " ".join(unicodedata.normalize("NFKC", status).split()).casefold()
 
 
 async def one_row_per_session(rows: Sequence[Session]) -> tuple[list[Session], int]:

@@ -266,7 +266,9 @@ def _status(text: str, codes: frozenset[str]) -> tuple[str, str]:
 def _logical_lines(rest: str) -> list[str]:
     lines = rest.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     # `map` and `filter` over str methods: per line in C, for a reply of 100,000 rows.
-    lines = list(filter(str.strip, map(str.rstrip, lines, repeat(" \t"))))
+    # Any trailing white space, a no-break space too: after the final `|` it carries
+    # nothing, and left there it made the reply look cut short.
+    lines = list(filter(str.strip, map(str.rstrip, lines)))
     if not lines:
         return []
     lines[0] = lines[0].lstrip()

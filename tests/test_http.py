@@ -25,11 +25,8 @@ async def declared_reply(request: web.Request) -> web.Response:
     return web.Response(body=b"y" * 4096)
 
 
-@pytest.mark.parametrize(("path", "message"), [("/big", "exceeds"), ("/declared", "declares")])
-async def test_body_cap(path: str, message: str) -> None:
-    app = web.Application()
-    app.router.add_get("/big", big_reply)
-    app.router.add_get("/declared", declared_reply)
+async def failed_fetch(app: web.Application, path: str) -> tuple[UpstreamError, SelfMetrics]:
+    """The error of a GET of `path` on `app` (bodies capped at 2 KiB), and the metrics."""
     metrics = SelfMetrics()
     async with serve_app(app) as url, new_client_session() as session:
         upstream = Upstream(session, vendor="v", account="a", timeout=5,
@@ -37,8 +34,17 @@ async def test_body_cap(path: str, message: str) -> None:
                             max_body_bytes=2048, wall_time=lambda: 0.0)
         with pytest.raises(UpstreamError) as info:
             await upstream.fetch("op", "GET", url + path)
-    assert info.value.reason == "body_too_large"
-    assert message in info.value.message
+    return info.value, metrics
+
+
+@pytest.mark.parametrize(("path", "message"), [("/big", "exceeds"), ("/declared", "declares")])
+async def test_body_cap(path: str, message: str) -> None:
+    app = web.Application()
+    app.router.add_get("/big", big_reply)
+    app.router.add_get("/declared", declared_reply)
+    error, metrics = await failed_fetch(app, path)
+    assert error.reason == "body_too_large"
+    assert message in error.message
     assert metrics.failures.values == {("v", "a", "op", "body_too_large"): 1.0}
 
 
@@ -54,14 +60,8 @@ async def test_each_unexpected_status_is_counted_by_its_class(status: int, reaso
 
     app = web.Application()
     app.router.add_get("/x", answer)
-    metrics = SelfMetrics()
-    async with serve_app(app) as url, new_client_session() as session:
-        upstream = Upstream(session, vendor="v", account="a", timeout=5,
-                            admission=Admission(1), metrics=metrics,
-                            max_body_bytes=2048, wall_time=lambda: 0.0)
-        with pytest.raises(UpstreamError) as info:
-            await upstream.fetch("op", "GET", url + "/x")
-    assert (info.value.reason, info.value.message) == (reason, f"HTTP {status}")
+    error, metrics = await failed_fetch(app, "/x")
+    assert (error.reason, error.message) == (reason, f"HTTP {status}")
     assert metrics.failures.values == {("v", "a", "op", reason): 1.0}
 
 

@@ -285,21 +285,28 @@ async def render_between_ticks(d: Daemon, events: list[str],
     return snapshot, [events[i] for i in logged]
 
 
+def log_families_taken(d: Daemon, events: list[str], monkeypatch: pytest.MonkeyPatch,
+                       prefix: str = "") -> None:
+    """Mark every account to be encoded, as at the end of its cycle, and append
+    `prefix` + its name to `events` each time a render takes its families."""
+    for key, runner in d.runners.items():
+        runner.generation += 1
+        take = runner.collector.families
+
+        def logged(take: Callable[[], Iterable[Metric]] = take,
+                   name: str = key[1]) -> Iterable[Metric]:
+            events.append(prefix + name)
+            return take()
+
+        monkeypatch.setattr(runner.collector, "families", logged)
+
+
 async def test_a_render_gives_the_loop_back_while_taking_many_accounts_families(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     async with four_accounts_collected() as d:
         events: list[str] = []
-        for key, runner in d.runners.items():
-            runner.generation += 1  # as at the end of each one's cycle
-            take = runner.collector.families
-
-            def logged(take: Callable[[], Iterable[Metric]] = take,
-                       name: str = key[1]) -> Iterable[Metric]:
-                events.append(name)
-                return take()
-
-            monkeypatch.setattr(runner.collector, "families", logged)
+        log_families_taken(d, events, monkeypatch)
         snapshot, taken = await render_between_ticks(d, events, monkeypatch)
         assert len(taken) == 4
         assert snapshot.text == d.render_now().text
@@ -314,16 +321,7 @@ async def test_a_render_encodes_each_slice_of_families_before_taking_the_next(
     monkeypatch.setattr(render_module, "LOOP_SLICE", -1.0)  # a slice per account
     async with four_accounts_collected() as d:
         events: list[str] = []
-        for key, runner in d.runners.items():
-            runner.generation += 1  # as at the end of each one's cycle
-            take = runner.collector.families
-
-            def logged(take: Callable[[], Iterable[Metric]] = take,
-                       name: str = key[1]) -> Iterable[Metric]:
-                events.append(f"take {name}")
-                return take()
-
-            monkeypatch.setattr(runner.collector, "families", logged)
+        log_families_taken(d, events, monkeypatch, prefix="take ")
         real_encode = render_module.encode
 
         def encode(families: list[Metric] | None,

@@ -91,8 +91,9 @@ class RescueCollector(AccountCollector):
         self.client = client or RescueClient(account, ctx)
         self.status_label = ctx.label(STATUSES)
         self.extra_labels = {name: ctx.label() for name in account.labels}
-        # English statuses match whatever their case; aliases translate localised ones
-        # (the built-in ones from real replies, then the account's, which win).
+        # English statuses match whatever their case, Unicode form and spacing
+        # (`status_key`); aliases translate localised ones (the built-in ones from real
+        # replies, then the account's, which win).
         self.canonical = {status_key(s): s for s in STATUSES}
         self.canonical.update({status_key(k): v for k, v in BUILTIN_STATUS_ALIASES.items()})
         self.canonical.update({status_key(k): v for k, v in account.status_aliases.items()})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
@@ -33,8 +33,11 @@ class FakeClient:
         self.month_calls: list[float] = []
         self.fail_month = False
         self.fail_feed = False
+        self.feed_starts: list[date | None] = []  # the catch-up's first day, if any
 
-    async def feed(self, upstream: Upstream, now: float) -> HistoryPage:
+    async def feed(self, upstream: Upstream, now: float,
+                   start: date | None = None) -> HistoryPage:
+        self.feed_starts.append(start)
         if self.fail_feed:
             raise upstream.error("history", "http_5xx", "HTTP 500")
         return HistoryPage(tuple(self.feed_records), self.skipped, "record 0: x")
@@ -228,7 +231,7 @@ async def test_bad_records_are_rejected_as_counted(h: Harness) -> None:
 async def test_implausible_records_are_counted_apart(h: Harness) -> None:
     c, fake = make(h)
     page = HistoryPage((), 5, "record 0: x", implausible=2)
-    fake.feed = lambda upstream, now: _page(page)  # type: ignore[method-assign]
+    fake.feed = lambda upstream, now, start=None: _page(page)  # type: ignore[method-assign]
     await c.collect(h.upstream)
     assert h.rejected == {"invalid_record": 3, "implausible_value": 2}
 
@@ -418,6 +421,7 @@ async def test_state_is_bounded_by_time_and_old_sessions_are_never_recounted(
     fake.feed_records = []
     await c.collect(h.upstream)
     assert c.tracked_sessions == 1
+    assert fake.feed_starts == [None, date(2026, 3, 10)]  # the last feed's day, caught up
     h.clock.set(ts("2026-03-13T00:00:00"))
     await c.collect(h.upstream)
     assert c.tracked_sessions == 0

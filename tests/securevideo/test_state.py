@@ -95,6 +95,29 @@ async def test_downtime_longer_than_the_window_is_caught_up_once() -> None:
                and first_start + 180 < s.billable_ms / 1000 < clock.time() - 2 * 86400) > 50
 
 
+async def test_an_outage_longer_than_the_window_is_caught_up_without_a_restart() -> None:
+    clock = FakeClock(NEW_YEARS_EVE)
+    sim = SecureVideoSimulator(clock, seed=8)
+    first_start = clock.time()
+    truth = Truth()
+    async with harness(clock) as h, served(sim) as url:
+        c = h.collector(account(url), first_start)
+        await poll(h, c, sim, truth, first_start, [0, 60, 60])
+        sim.faults.inject("http_500", count=None)  # History down for three days
+        for _ in range(3):
+            clock.advance(86400)
+            with pytest.raises(Exception):  # noqa: B017, PT011 - the feed fails each day
+                await c.collect(h.upstream)
+        sim.faults.clear()
+        await poll(h, c, sim, truth, first_start, [0], feed_days=5)
+        await poll(h, c, sim, truth, first_start, [60, 60])
+        assert_matches(c, truth)
+    feeds = [r["startDt"] for r in sim.requests if "startDt" in r]
+    assert feeds[-3:] == ["2025-12-31", day(clock.time() - 86400), day(clock.time() - 86400)]
+    assert sum(1 for s in sim.world.visible() if s.billable_ms is not None
+               and first_start + 180 < s.billable_ms / 1000 < clock.time() - 2 * 86400) > 50
+
+
 async def test_a_catch_up_still_pending_at_shutdown_stays_pending() -> None:
     clock = FakeClock(NEW_YEARS_EVE)
     sim = SecureVideoSimulator(clock, seed=8)

@@ -334,6 +334,21 @@ async def test_month_boundary_drops_last_months_numbers_at_once(h: Harness) -> N
     assert len(pick(metrics(c), "securevideo_sessions_month")) == 4
 
 
+async def test_month_boundary_drops_last_months_numbers_even_if_the_feed_fails(
+    h: Harness,
+) -> None:
+    h.clock.set(ts("2026-03-31T23:58:00"))
+    c, fake = make(h, month_interval="1h")
+    fake.month_records = [rec(1, "2026-03-05T00:00:00")]
+    await c.collect(h.upstream)
+    assert total(metrics(c), "securevideo_sessions_month") == 1
+    h.clock.set(ts("2026-04-01T00:01:00"))
+    fake.fail_feed = True
+    with pytest.raises(UpstreamError):
+        await c.collect(h.upstream)
+    assert pick(metrics(c), "securevideo_sessions_month") == {}  # not March's as April's
+
+
 async def test_month_failure_keeps_what_the_feed_taught(h: Harness) -> None:
     c, fake = make(h, started_at=0.0)
     fake.feed_records = [rec(1, "2026-03-10T11:00:00", 5, 1)]

@@ -166,6 +166,12 @@ class SecureVideoCollector(AccountCollector):
     async def collect(self, upstream: Upstream) -> None:
         now = self.ctx.clock.time()
         began = asyncio.get_running_loop().time()
+        key = month_start(now).isoformat()
+        if key != self._month_key:
+            # Last month's numbers must not pose as this month's, even for one cycle,
+            # nor while the feed fails (first, below).
+            self.month, self._month_key, self._month_fetched_at = None, key, None
+            self._month_retry_at, self._month_failures = None, 0
         start = self._catch_up_start(now)
         # The extra argument only when catching up: stand-in clients (tests) keep the
         # two-argument form.
@@ -190,11 +196,6 @@ class SecureVideoCollector(AccountCollector):
             # sessions are forgotten, rather than being counted without being remembered.
             raise upstream.error(FEED, "limit_exceeded", str(exc)) from None
         self._fed_until, self._catch_up_from = now, None
-        key = month_start(now).isoformat()
-        if key != self._month_key:
-            # Last month's numbers must not pose as this month's, even for one cycle.
-            self.month, self._month_key, self._month_fetched_at = None, key, None
-            self._month_retry_at, self._month_failures = None, 0
         if self._month_due(now):
             await self._collect_month(upstream, now, began)
 

@@ -354,6 +354,23 @@ async def test_unknown_types_and_statuses_are_kept_within_the_limit(clock: FakeC
         await stop_harness(h)
 
 
+async def test_yesterdays_totals_never_pose_as_todays_while_todays_calls_fail(
+    h: Harness,
+) -> None:
+    c = h.collector(timezone="America/New_York")
+    h.clock.set(datetime(2026, 3, 11, 3, 57, tzinfo=UTC).timestamp())  # 23:57 in New York
+    await c.collect(h.upstream())
+    assert sum(series(c.families(), "glance_sessions_today").values()) > 0
+    h.clock.advance(4 * 60)  # 00:01, a new local day
+    h.sim.faults.inject("http_500", 1, path_contains="PartnerSessionCountsEnding")
+    with pytest.raises(UpstreamError):
+        await c.collect(h.upstream())
+    assert series(c.families(), "glance_sessions_today") == {}
+    assert series(c.families(), "glance_session_average_duration_seconds") == {}
+    await c.collect(h.upstream())
+    assert series(c.families(), "glance_sessions_today")  # today's, once its calls work
+
+
 async def test_today_statuses_can_be_narrowed(h: Harness) -> None:
     c = h.collector(today_statuses=["C"])
     await c.collect(h.upstream())

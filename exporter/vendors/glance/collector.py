@@ -108,6 +108,7 @@ class GlanceCollector(AccountCollector):
         self._oldest_wait: dict[LabelValues, float] = {}
         self._today_count: dict[LabelValues, float] | None = None
         self._today_avg: dict[LabelValues, float] = {}
+        self._today: tuple[float, float] | None = None  # the local day they are of
         self._user_counts: dict[str, dict[str, float]] = {}
         self._invalid_users: set[str] = set()
 
@@ -180,6 +181,9 @@ class GlanceCollector(AccountCollector):
 
     async def _collect_today(self, upstream: Upstream, now: float) -> None:
         start, end = day_range(now, self._zone)
+        if (start, end) != self._today:
+            # Yesterday's totals must not pose as today's while today's calls fail.
+            self._today_count, self._today_avg, self._today = None, {}, (start, end)
         replies: list[tuple[str, Counts]] = []
         for status in self.account.today_statuses:
             reply = await self.client.session_counts(upstream, status, start, end)

@@ -44,6 +44,23 @@ def observed(collector: RescueCollector, outcome: str | None = None) -> tuple[in
     return count, total
 
 
+def test_a_wait_missing_from_a_reply_with_unreadable_rows_is_observed_once() -> None:
+    # Its row was shifted (a `|` typed into a custom field) for one poll: observed as
+    # gone (`other`) then, and again (`answered`) when it was read again.
+    c, _, _ = make()
+    poll(c, 100, ("1", "Waiting", 10))
+    shifted = SessionList("OK", (Session(id="2", status="Active"),), shifted_rows=1)
+    asyncio.run(c.apply(c.account.nodes[0], shifted, T0 + 105))
+    assert observed(c) == (0, 0.0)
+    poll(c, 110, ("1", "Active", 2))
+    assert observed(c) == (1, 10.0) == observed(c, "answered")  # from 90 to 100
+    # A second reply in a row without it: gone, as from any reply.
+    poll(c, 120, ("3", "Waiting", 0))
+    asyncio.run(c.apply(c.account.nodes[0], shifted, T0 + 125))
+    asyncio.run(c.apply(c.account.nodes[0], shifted, T0 + 130))
+    assert observed(c, "other") == (1, 0.0)
+
+
 def test_wait_ends_when_status_changes() -> None:
     c, _, _ = make()
     poll(c, 100, ("1", "Waiting", 10))

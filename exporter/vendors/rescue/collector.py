@@ -66,6 +66,9 @@ STATE_VERSION = 2
 class Wait:
     start: float  # estimated moment the session entered Waiting
     last_seen: float  # the last poll that saw it Waiting
+    # Missing from the last reply, which had rows it could not read: given one poll's
+    # grace (`_follow_waits`).
+    unread: bool = False
 
 
 @dataclass
@@ -208,14 +211,18 @@ class RescueCollector(AccountCollector):
             node.label, {})
         for outcome in OUTCOMES:
             self.waits.touch((node.label, outcome))
+        unreadable = reply.shifted_rows + reply.invalid_records > 0
         state.waiting = self._follow_waits(node.label, previous, waiting, statuses, now,
-                                           now if asked is None else asked)
+                                           now if asked is None else asked, unreadable)
         self.nodes[node.label] = state
 
     def _follow_waits(self, node: str, previous: dict[str, Wait], waiting: list[Session],
-                      statuses: dict[str, str], now: float, asked: float) -> dict[str, Wait]:
+                      statuses: dict[str, str], now: float, asked: float,
+                      unreadable: bool = False) -> dict[str, Wait]:
         """Carry each Waiting session's wait start across polls; observe finished waits,
-        by the outcome the status they are in now says (`other` once gone from the list)."""
+        by the outcome the status they are in now says (`other` once gone from the list).
+        A wait missing from a reply with `unreadable` rows may be one of them: it is
+        carried for one poll, to be observed once, not as gone now and again later."""
         current: dict[str, Wait] = {}
         for session in waiting:
             # Date the start from when we asked: Rescue measured Waiting Time somewhere
@@ -233,9 +240,13 @@ class RescueCollector(AccountCollector):
                 # Waiting Time dates the start even for sessions queued before we started;
                 # without it, the first sighting is the best lower bound we have.
                 wait = Wait(start=start if start is not None else now, last_seen=now)
-            wait.last_seen = now
+            wait.last_seen, wait.unread = now, False
             current[session.id] = wait
         for sid, wait in previous.items():  # left Waiting, or vanished from the list
+            if unreadable and sid not in statuses and not wait.unread:
+                wait.unread = True
+                current[sid] = wait
+                continue
             self._observe(node, wait, outcome_of(statuses.get(sid)))
         return current
 

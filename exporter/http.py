@@ -179,6 +179,8 @@ class Upstream:
         self._max_body = max_body_bytes
         self._wall_time = wall_time
         self.history = history  # where each request is recorded for the status page
+        # The vendor's Date header minus our clock at the last reply that had one.
+        self.clock_skew: float | None = None
 
     @property
     def max_body_bytes(self) -> int:
@@ -398,11 +400,13 @@ class Upstream:
     def _note(self, operation: str, method: str, started: float, reply: Reply | None,
               reason: str | None, message: str | None) -> None:
         """Tell the account's history about one request (the status page shows it)."""
-        if self.history is None:
-            return
         skew = None
         if reply is not None:
             skew = _clock_skew(reply.headers.get("Date"), self._wall_time())
+            if skew is not None:
+                self.clock_skew = skew
+        if self.history is None:
+            return
         self.history.request(RequestRecord(
             operation=operation,
             method=method,

@@ -4,21 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from email.utils import formatdate
 
 import pytest
 from aiohttp import web
 
+from exporter.admission import Admission
 from exporter.errors import UpstreamError
+from exporter.http import Upstream
 from exporter.simulators.clock import FakeClock
 from exporter.simulators.glance import GlanceSimulator
-from exporter.vendors.glance.collector import STATUSES
+from exporter.vendors.glance.client import GlanceClient
+from exporter.vendors.glance.collector import STATUSES, GlanceCollector, vendor_now
 
+from ..support import collector_context
 from .harness import (
     NOON_ISH,
     Harness,
     assert_feed_matches,
     by_label,
     completed,
+    make_account,
     series,
     start_harness,
     stop_harness,
@@ -369,6 +375,48 @@ async def test_yesterdays_totals_never_pose_as_todays_while_todays_calls_fail(
     assert series(c.families(), "glance_session_average_duration_seconds") == {}
     await c.collect(h.upstream())
     assert series(c.families(), "glance_sessions_today")  # today's, once its calls work
+
+
+async def test_a_host_clock_ahead_of_glances_loses_no_completed_session(
+    clock: FakeClock,
+) -> None:
+    # The feed's cursor followed our clock: 30 minutes ahead, each window began after
+    # what Glance had recorded yet, and a third of the completed sessions were lost.
+    sim = GlanceSimulator(clock, seed=1)
+    app = sim.app()
+
+    @web.middleware
+    async def vendor_date(request: web.Request,
+                          handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                          ) -> web.StreamResponse:
+        response = await handler(request)
+        response.headers["Date"] = formatdate(clock.time(), usegmt=True)
+        return response
+
+    app.middlewares.append(vendor_date)
+    h = await start_harness(clock, sim, app)
+    try:
+        ours = FakeClock(clock.time() + 1800)
+        account = make_account(h.base_url)
+        ctx = collector_context(ours, h.rejects)
+        c = GlanceCollector(account, ctx, client=GlanceClient(account, ctx))
+        upstream = Upstream(h.session, vendor="glance", account="acme", timeout=5.0,
+                            admission=Admission(4), metrics=h.metrics,
+                            max_body_bytes=1 << 24, wall_time=ours.time)
+        started = ours.time()
+        for _ in range(120):
+            clock.advance(60)
+            ours.advance(60)
+            await c.collect(upstream)
+        assert_feed_matches(h, c, started)
+    finally:
+        await stop_harness(h)
+
+
+def test_the_vendors_now_believes_a_date_header_behind_us_by_a_day_at_most() -> None:
+    assert vendor_now(10_000_000.0, -1800.0) == 10_000_000.0 - 1800
+    assert vendor_now(10_000_000.0, 120.0) == vendor_now(10_000_000.0, None) == 10_000_000.0
+    assert vendor_now(10_000_000.0, -9e9) == 10_000_000.0 - 86400  # a hostile Date
 
 
 async def test_today_statuses_can_be_narrowed(h: Harness) -> None:

@@ -61,6 +61,41 @@ def test_a_wait_missing_from_a_reply_with_unreadable_rows_is_observed_once() -> 
     assert observed(c, "other") == (1, 0.0)
 
 
+class SteppedClock(FakeClock):
+    """A FakeClock whose wall time can step without its monotonic time (NTP, a VM)."""
+
+    def step(self, seconds: float) -> None:
+        self._now += seconds
+
+
+class Replies:
+    """A stand-in Rescue client: each poll of the one node answers the next reply."""
+
+    def __init__(self, *replies: tuple[tuple[str, str, int], ...]) -> None:
+        self._replies = [SessionList("OK", tuple(Session(id=i, status=s, waiting_seconds=w)
+                                                 for i, s, w in reply)) for reply in replies]
+
+    async def get_sessions(self, upstream: object, node: object) -> SessionList:
+        return self._replies.pop(0)
+
+
+@pytest.mark.parametrize("step", [-300.0, 300.0])
+def test_a_wall_clock_step_between_polls_neither_splits_nor_shrinks_a_wait(
+    step: float,
+) -> None:
+    clock, rejects = SteppedClock(T0), Counter[str]()
+    ctx = collector_context(clock, rejects, started_at=T0, log=get_logger())
+    c = RescueCollector(account(), ctx)
+    # Rescue's own clock runs on: Waiting Time 60 s, then 120 s, then answered.
+    c.client = Replies((("1", "Waiting", 60),), (("1", "Waiting", 120),),  # type: ignore[assignment]
+                       (("1", "Active", 0),))
+    for advance, stepped in ((0.0, 0.0), (60.0, step), (60.0, 0.0)):
+        clock.advance(advance)
+        clock.step(stepped)
+        asyncio.run(c.collect(None))  # type: ignore[arg-type]  # the stand-in needs none
+    assert observed(c) == observed(c, "answered") == (1, 120.0)
+
+
 def test_wait_ends_when_status_changes() -> None:
     c, _, _ = make()
     poll(c, 100, ("1", "Waiting", 10))

@@ -53,6 +53,9 @@ UNRECOGNIZED_SHOWN = 5  # of a reply's new unrecognised statuses, in its one war
 
 # Waiting Time comes in whole seconds, so a start estimate may drift by one between polls.
 ROUNDING = 1.0
+# A change of wall minus monotonic time beyond this between polls is a step of the wall
+# clock, not a slew.
+CLOCK_STEP = 2.0
 
 # Stop the cycle at once for these: every other node would fail the same way.
 ACCOUNT_WIDE = frozenset({"auth", "rate_limited"})
@@ -108,10 +111,12 @@ class RescueCollector(AccountCollector):
         # node's first poll here takes them over. Kept apart from `nodes` so that no
         # gauge pretends to be current before a poll.
         self._restored_waits: dict[str, dict[str, Wait]] = {}
+        self._clock_offset: float | None = None  # wall minus monotonic time, last poll
         self.waits = HistogramSet(WAIT, WAIT_HELP, ("account", "node", "outcome"),
                                   account.wait_buckets)
 
     async def collect(self, upstream: Upstream) -> None:
+        self._follow_clock_steps()
         failure: UpstreamError | None = None
         unknown: UpstreamError | None = None
         collected = 0
@@ -145,6 +150,22 @@ class RescueCollector(AccountCollector):
             raise failure
         if unknown is not None and not collected:
             raise unknown  # no node left at all: the account is not up
+
+    def _follow_clock_steps(self) -> None:
+        """Waits are kept in wall time (the saved state needs it). When the wall clock
+        steps between two polls (NTP, a resumed VM), they move with it: a wait spanning
+        a step of -300 s was observed as 0 s, inside any service level, and one of
+        +300 s as two waits."""
+        offset = self.ctx.clock.time() - self.ctx.clock.monotonic()
+        step = 0.0 if self._clock_offset is None else offset - self._clock_offset
+        self._clock_offset = offset
+        if abs(step) <= CLOCK_STEP:
+            return
+        for state in self.nodes.values():
+            state.polled_at += step
+            for wait in state.waiting.values():
+                wait.start += step
+                wait.last_seen += step
 
     def forget(self, node: str) -> None:
         self.nodes.pop(node, None)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import resource
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 from benchlib import arguments, header, ratio, table
@@ -29,6 +30,11 @@ from exporter.vendors.glance.parser import ActiveSessions, Counts, GroupSessions
 START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 INTERVAL = 60.0
 TYPES = ("C", "G", "V")
+
+
+# The stand-in client never uses the network; the collector reads only the clock skew
+# of the replies (none here: the vendor's clock is ours).
+NO_UPSTREAM = SimpleNamespace(clock_skew=None)
 
 
 def rss_mib() -> float:
@@ -98,7 +104,7 @@ def main() -> int:
         for step in range(1, int(seconds / INTERVAL) + 1):
             clock.advance(INTERVAL)
             for collector in collectors:
-                await collector.collect(None)  # type: ignore[arg-type]
+                await collector.collect(NO_UPSTREAM)  # type: ignore[arg-type]
             tracked = sum(len(c.seen) for c in collectors)
             tracked_max = max(tracked_max, tracked)
             if step % int(3 * 3600 / INTERVAL) == 0 or step * INTERVAL == seconds:

@@ -261,6 +261,13 @@ async def serve(args: argparse.Namespace) -> int:
             daemon.config_rejected()
             log.error("config reload failed; keeping the old config", error=str(exc))
             return str(exc)
+        except Exception as exc:  # a config we failed to refuse properly: still refused
+            # The type only: an exception's text may quote the file, credentials too.
+            daemon.config_rejected()
+            log.error("config reload failed; keeping the old config",
+                      error=type(exc).__name__, hint="a bug in session-exporter: please "
+                      "report it with the config field that caused it (not its value)")
+            return f"unexpected {type(exc).__name__}"
         daemon.apply_config(new)
         log.info("config reloaded", accounts=len(new.accounts))
         return None

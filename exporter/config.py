@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import ipaddress
+import math
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -64,6 +65,9 @@ class Secret:
         return hash(self._value)
 
 
+# The longest duration any setting takes: beyond it (or NaN, or infinite) is a typo, and
+# `interval: inf` polled once, `lookback: 1e12` crashed every cycle.
+MAX_DURATION = 366 * 86400.0
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -73,9 +77,13 @@ def parse_duration(text: str) -> float:
     """Prometheus-style durations: ``90s``, ``5m``, ``1h30m``; a bare number is seconds."""
     text = text.strip()
     try:
-        return float(text)
+        number = float(text)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(number):  # "nan", "inf" and "1e999" are floats to Python
+            raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 5m, 1h)")
+        return number
     pos, total = 0, 0.0
     for match in _DURATION.finditer(text):
         if match.start() != pos:
@@ -171,8 +179,10 @@ class Fields:
             return default
         try:
             seconds = float(value) if isinstance(value, int | float) else parse_duration(str(value))
-        except ValueError as exc:
+        except (ValueError, OverflowError) as exc:
             raise ConfigError(self._path(name), str(exc)) from None
+        if not math.isfinite(seconds) or seconds > MAX_DURATION:
+            raise ConfigError(self._path(name), f"must be at most {MAX_DURATION / 86400:g} days")
         if seconds < minimum:
             raise ConfigError(self._path(name), f"must be at least {minimum:g}s")
         return seconds
@@ -225,8 +235,9 @@ class Fields:
         items = self.list(name)
         result = []
         for i, item in enumerate(items):
-            if isinstance(item, bool) or not isinstance(item, int | float):
-                raise ConfigError(f"{self._path(name)}[{i}]", "must be a number")
+            if isinstance(item, bool) or not isinstance(item, int | float) or not (
+                    math.isfinite(item)):
+                raise ConfigError(f"{self._path(name)}[{i}]", "must be a finite number")
             result.append(float(item))
         if not result or result != sorted(set(result)):
             raise ConfigError(self._path(name), "must be a non-empty, strictly increasing list")
@@ -265,7 +276,12 @@ class Fields:
 
     def sub(self, name: builtins.str) -> Fields:
         self._read.add(name)
-        return Fields(self._data.get(name) or {}, self._path(name))
+        value = self._data.get(name)
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise ConfigError(self._path(name), "must be a mapping")
+        return Fields(value, self._path(name))
 
     def items(self, name: builtins.str) -> Iterator[Fields]:
         for i, item in enumerate(self.list(name)):
@@ -283,6 +299,11 @@ class Fields:
                 text = path.read_text(encoding="utf-8").strip()
             except OSError as exc:
                 raise ConfigError(self._path(file_name), f"cannot read: {exc.strerror}") from None
+            except ValueError:
+                # Not UTF-8, or a NUL in the path. Never the exception itself: a
+                # UnicodeDecodeError carries the file's bytes, the secret.
+                raise ConfigError(self._path(file_name),
+                                  "cannot read: not a UTF-8 text file, or a bad path") from None
             if not text:
                 raise ConfigError(self._path(file_name), "file is empty")
             return Secret(text)
@@ -310,7 +331,11 @@ class Fields:
 
     def base_url(self, name: builtins.str, default: builtins.str) -> builtins.str:
         url = self.str(name, default).rstrip("/")
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+        except ValueError:
+            raise ConfigError(self._path(name), "is not a URL (host or port)") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(self._path(name), "must be an http(s) URL")
         if parts.scheme == "http" and not is_loopback(parts.hostname):
@@ -486,7 +511,7 @@ class AccountParser(Protocol):
         ...
 
 
-_ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")  # \Z: `$` takes a final "\n"
 
 
 def _optional_duration(
@@ -555,10 +580,16 @@ def load_config(
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError("", f"cannot read config file {path}: {exc.strerror}") from None
+    except ValueError:
+        # Never the exception itself: a UnicodeDecodeError carries the file's bytes.
+        raise ConfigError("", f"cannot read config file {path}: not UTF-8 text") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError("", f"{path} is not valid YAML{where}") from None
+    except (RecursionError, ValueError):  # nested thousands deep; a 5,000-digit number
+        raise ConfigError("", f"{path} is not valid YAML (too deep, or a number too long)"
+                          ) from None
     return parse_config(data, vendors, source=str(path), shard=shard)

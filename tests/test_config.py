@@ -24,7 +24,7 @@ def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "5x", "m5", "5m3"])
+@pytest.mark.parametrize("text", ["", "5x", "m5", "5m3", "nan", "inf", "-inf", "1e999"])
 def test_bad_durations(text: str) -> None:
     with pytest.raises(ValueError):
         parse_duration(text)
@@ -47,6 +47,16 @@ def test_bad_durations(text: str) -> None:
         ({"glance": []}, "glance", "unknown field"),
         ({"fake": {"name": "x"}}, "fake", "must be a list"),
         ({"fake": ["x"]}, "fake[0]", "must be a mapping"),
+        # Found by a probe: each of these passed, or crashed with a traceback.
+        ({"global": {"interval": float("nan")}}, "global.interval", "at most"),
+        ({"global": {"interval": float("inf")}}, "global.interval", "at most"),
+        ({"global": {"stale_after": "1e12"}}, "global.stale_after", "at most"),
+        ({"fake": [account(base_url="http://[::1")]}, "fake[0].base_url", "not a URL"),
+        ({"fake": [account(base_url="http://127.0.0.1:99999")]}, "fake[0].base_url",
+         "not a URL"),
+        ({"fake": [account(name="a\n")]}, "fake[0].name", ""),
+        ({"global": []}, "global", "must be a mapping"),
+        ({"global": False}, "global", "must be a mapping"),
     ],
 )
 def test_errors_name_the_field(data: object, path: str, message: str) -> None:
@@ -88,6 +98,31 @@ def test_missing_env_and_file_errors(tmp_path: Path) -> None:
         parse({"fake": [account(token=None, token_file=str(tmp_path / "missing"))]})
     with pytest.raises(ConfigError, match="not both"):
         parse({"fake": [account(token_file=str(tmp_path / "x"))]})
+
+
+def test_a_secret_file_that_is_not_utf8_never_shows_its_bytes(tmp_path: Path) -> None:
+    # Its UnicodeDecodeError, unrefused, carried the bytes into the log on SIGHUP.
+    secret_file = tmp_path / "token"
+    secret_file.write_bytes(b"S3cr3t-token-\xe9-tail")
+    with pytest.raises(ConfigError) as info:
+        parse({"fake": [account(token=None, token_file=str(secret_file))]})
+    assert info.value.path == "fake[0].token_file"
+    assert "S3cr3t" not in str(info.value)
+    with pytest.raises(ConfigError, match="cannot read"):
+        parse({"fake": [account(token=None, token_file=f"{tmp_path}/x\0y")]})
+
+
+@pytest.mark.parametrize("text", [b"fake:\n  - name: a\n    token: S3cr3t-\xe9\n",
+                                  b"x: " + b"[" * 5000 + b"]" * 5000 + b"\n",
+                                  b"x: " + b"9" * 5000 + b"\n"])
+def test_a_config_file_unreadable_as_yaml_is_refused_without_its_text(
+    tmp_path: Path, text: bytes
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_bytes(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, VENDORS)
+    assert "S3cr3t" not in str(info.value)
 
 
 def test_load_config_reports_yaml_position(tmp_path: Path) -> None:

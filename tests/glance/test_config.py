@@ -73,6 +73,8 @@ def test_api_key_from_env_and_file(tmp_path: Path, monkeypatch: pytest.MonkeyPat
      "glance[0].duration_buckets:"),
     ({"partner_id": 1, "api_key": "k", "duration_buckets": [0, 30]},
      "glance[0].duration_buckets: bounds must be positive"),
+    ({"partner_id": 1, "api_key": "k", "duration_buckets": [30, float("nan")]},
+     "glance[0].duration_buckets[1]: must be a finite number"),
     ({"partner_id": 1, "api_key": "k", "today_statuses": ["W"]},
      "glance[0].today_statuses[0]: must be A or C"),
     ({"partner_id": 1, "api_key": "k", "nickname": "x"}, "glance[0].nickname: unknown field"),

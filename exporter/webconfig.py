@@ -21,6 +21,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import re
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -202,10 +203,15 @@ def parse_web_config(data: Any, base: Path) -> WebSettings:
     if not isinstance(raw_users, dict):
         raise WebConfigError("basic_auth_users: must be a mapping of user to bcrypt hash")
     for user, hashed in raw_users.items():
-        if not isinstance(hashed, str) or not hashed.startswith("$2"):
+        # The whole shape, not just "$2": a malformed hash passed loading, then made
+        # every login of that user an HTTP 500 (bcrypt's "Invalid salt").
+        if not isinstance(hashed, str) or not _BCRYPT_HASH.fullmatch(hashed):
             raise WebConfigError(f"basic_auth_users.{user}: must be a bcrypt hash")
         users[str(user)] = hashed.encode()
     return WebSettings(tls, users, _parse_http(data.get("http_server_config")))
+
+
+_BCRYPT_HASH = re.compile(r"\$2[aby]?\$\d\d\$[./A-Za-z0-9]{53}")
 
 
 def load_settings(path: Path) -> WebSettings:
@@ -213,8 +219,9 @@ def load_settings(path: Path) -> WebSettings:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise WebConfigError(f"cannot read web config {path}: {exc.strerror}") from None
-    except yaml.YAMLError:
-        raise WebConfigError(f"{path} is not valid YAML") from None
+    except (yaml.YAMLError, ValueError, RecursionError):
+        # ValueError: not UTF-8 (uncaught, it stopped the file's watcher for good).
+        raise WebConfigError(f"{path} is not valid YAML in UTF-8") from None
     return parse_web_config(data, path.parent)
 
 
@@ -342,7 +349,11 @@ class WebSecurity:
         hashed, password, token = found
         if any(hmac.compare_digest(token, seen) for seen in self._verified):
             return True
-        if bcrypt.checkpw(password, hashed):
+        try:
+            matched = bcrypt.checkpw(password, hashed)
+        except ValueError:  # a password over bcrypt's 72 bytes: a client's, so a 401
+            return False
+        if matched:
             self._verified.add(token)
             return True
         return False

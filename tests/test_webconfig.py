@@ -98,13 +98,25 @@ async def test_tls_and_basic_auth_and_certificate_rotation(tmp_path: Path) -> No
         ("tls_server_config:\n  cert_file: c\n  key_file: k\n  min_version: SSL3\n",
          "min_version"),
         ("colour: red\n", "unknown field"),
+        # Passed loading, then every login of bob was an HTTP 500 ("Invalid salt").
+        ("basic_auth_users:\n  bob: $2b$10$not-a-real-hash\n", "bcrypt"),
+        ("basic_auth_users:\n  bob: caf\xe9\n", "UTF-8"),  # written as Latin-1 below
     ],
 )
 def test_bad_web_config(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "web.yml"
-    path.write_text(text)
+    path.write_bytes(text.encode("latin-1"))
     with pytest.raises(WebConfigError, match=message):
         load_settings(path)
+
+
+def test_a_password_too_long_for_bcrypt_is_refused_not_a_server_error(tmp_path: Path) -> None:
+    path = tmp_path / "web.yml"
+    hashed = bcrypt.hashpw(b"short", bcrypt.gensalt(rounds=4)).decode()
+    path.write_text(f"basic_auth_users:\n  bob: {hashed}\n")
+    security = WebSecurity(path, load_settings(path), FakeClock())
+    assert security.authorized("Basic " + base64.b64encode(b"bob:short").decode())
+    assert not security.authorized("Basic " + base64.b64encode(b"bob:" + b"x" * 100).decode())
 
 
 def test_promtool_and_we_accept_the_example_web_config(tmp_path: Path) -> None:

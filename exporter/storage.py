@@ -105,7 +105,8 @@ class StateStore:
             return None, False
         state = json.loads(row[0])
         if not isinstance(state, dict):
-            return None, False
+            # Said, not skipped silently: the account starts afresh (its lookback again).
+            raise ValueError("saved state is not a JSON object")
         tables = state.pop(KEYED, None)
         if tables is None:
             return state, False  # whole in its row
@@ -178,7 +179,7 @@ class StateStore:
                     "VALUES (?, ?, ?, ?, ?)", rows)
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            _roll_back(db)
             raise
 
     def delete(self, vendor: str, account: str) -> None:
@@ -198,7 +199,7 @@ class StateStore:
                 db.execute(statement, (vendor, account))
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            _roll_back(db)
             raise
         self._gaps.discard((vendor, account))
 
@@ -237,3 +238,11 @@ def _json(value: Any) -> str:
     if kind is bool:
         return "true" if value else "false"
     return _encode(value)
+
+
+def _roll_back(db: sqlite3.Connection) -> None:
+    """End a failed write's transaction, if the failure has not ended it already: after
+    a COMMIT that failed (a full disk), a ROLLBACK raised "no transaction is active" in
+    place of the real error."""
+    if db.in_transaction:
+        db.execute("ROLLBACK")

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
+
+import pytest
 
 from exporter.config import parse_config
 from exporter.loop import Daemon
@@ -20,6 +23,42 @@ def test_store_round_trip_and_delete(tmp_path: Path) -> None:
     assert store.load("v", "a") == {"cursor": 13.5}
     store.delete("v", "a")
     assert store.load("v", "a") is None
+
+
+def test_a_state_that_is_json_but_not_an_object_is_refused_not_skipped(
+    tmp_path: Path,
+) -> None:
+    # Skipped without a word, the account started afresh and counted its lookback again.
+    store = StateStore(tmp_path / "state.db")
+    store.save("v", "a", {"cursor": 1.0}, now=1.0)
+    store.close()
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        db.execute("UPDATE account_state SET state = '[1, 2]'")
+    store = StateStore(tmp_path / "state.db")
+    with pytest.raises(ValueError, match="not a JSON object"):
+        store.load("v", "a")  # persistence logs it: "saved state unreadable; starting afresh"
+
+
+def test_a_failed_commit_raises_its_own_error_not_the_rollbacks(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.db")
+    store.save("v", "a", {"cursor": 1.0}, now=1.0)
+    db = store._db  # a commit that fails after ending its transaction, as a full disk does
+
+    class FullDisk:
+        def execute(self, statement: str, *args: object) -> object:
+            if statement == "COMMIT":
+                db.execute("ROLLBACK")  # SQLite ends the transaction itself
+                raise sqlite3.OperationalError("database or disk is full")
+            return db.execute(statement, *args)
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(db, name)
+
+    store._db = FullDisk()  # type: ignore[assignment]
+    with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+        store.save("v", "a", {"cursor": 2.0}, now=2.0)
+    store._db = db
+    assert store.load("v", "a") == {"cursor": 1.0}
 
 
 async def test_daemon_saves_after_success_and_restores_on_start(tmp_path: Path) -> None:

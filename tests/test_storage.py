@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,7 +46,7 @@ def test_a_failed_commit_raises_its_own_error_not_the_rollbacks(tmp_path: Path) 
     db = store._db  # a commit that fails after ending its transaction, as a full disk does
 
     class FullDisk:
-        def execute(self, statement: str, *args: object) -> object:
+        def execute(self, statement: str, *args: Any) -> object:
             if statement == "COMMIT":
                 db.execute("ROLLBACK")  # SQLite ends the transaction itself
                 raise sqlite3.OperationalError("database or disk is full")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .sanitize import MAX_AHEAD
+
 
 def is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
@@ -22,6 +24,21 @@ def number(value: object, key: str) -> float:
     if not is_number(value):
         raise ValueError(f"state {key} is not a finite number")
     return float(value)  # type: ignore[arg-type]
+
+
+def not_ahead(value: float, now: float, key: str, allowed: float = 0.0) -> None:
+    """A saved time no further ahead of `now` than `allowed` (and a day of clocks
+    apart): one in the future made every cycle fail, or kept ids for good, and a state
+    is saved only after a success, so it never healed."""
+    if value > now + allowed + MAX_AHEAD:
+        raise ValueError(f"state {key} is in the future")
+
+
+def remembered_fits(count: int, limit: int) -> None:
+    """A saved dedupe memory within this process's `max_remembered_ids`: more, and
+    every cycle failed with limit_exceeded."""
+    if count > limit:
+        raise ValueError(f"state remembers {count} ids, over max_remembered_ids ({limit})")
 
 
 def list_of(state: dict[str, Any], key: str) -> list[Any]:

@@ -306,3 +306,15 @@ async def test_large_replies_are_parsed_off_the_loop_with_the_same_errors() -> N
         await upstream.parse_off_loop("op", parser, b"bad" * OFF_LOOP_BYTES)
     assert caught.value.reason == "parse"
     assert metrics.failures.values[("fake", "a", "op", "parse")] == 1.0
+
+
+def test_a_saved_memory_must_fit_this_process_and_not_lie_ahead() -> None:
+    from exporter.statecheck import not_ahead, remembered_fits
+
+    remembered_fits(250_000, 250_000)
+    with pytest.raises(ValueError, match="over max_remembered_ids"):
+        remembered_fits(1_000_000, 250_000)  # every cycle failed with limit_exceeded
+    not_ahead(1_000.0 + 86_400, 1_000.0, "cursor")  # a day of clocks apart
+    not_ahead(1_000.0 + 3_600 + 86_400, 1_000.0, "expiry", allowed=3_600)
+    with pytest.raises(ValueError, match="cursor is in the future"):
+        not_ahead(1e15, 1_000.0, "cursor")

@@ -95,6 +95,8 @@ BAD_STATES: list[tuple[str, Any]] = [
     ("cursor", "soon"),
     ("cursor", float("nan")),
     ("origin", 9e18),  # after the cursor
+    ("cursor", 1e15),  # far ahead: every cycle failed, for good
+    ("seen", [[1, 4.1e9]]),  # remembered until 2099
     ("backfill_pending", 0),
     ("seen", {"1": 2.0}),
     ("seen", [[1]]),

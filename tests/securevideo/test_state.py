@@ -168,6 +168,8 @@ BAD_STATES: list[tuple[str, Any]] = [
     ("version", 0),
     ("counted_from", None),
     ("fed_until", "yesterday"),
+    ("fed_until", 1e12),  # the year 33658: every cycle failed, for good
+    ("seen", [[1, 4.1e9, True, False, False]]),  # billed in 2099: never forgotten
     ("version", 3),
     ("version", True),
     ("seen", [[1, 2.0, True]]),

@@ -23,7 +23,9 @@ from ...statecheck import (
     is_int,
     is_number,
     list_of,
+    not_ahead,
     number,
+    remembered_fits,
     saved_histogram,
     state_version,
 )
@@ -375,6 +377,10 @@ class GlanceCollector(AccountCollector):
         began, origin, cursor = (number(state.get(k), k) for k in ("began", "origin", "cursor"))
         if not origin <= cursor:
             raise ValueError("state cursor is before the feed origin")
+        # A cursor ahead of now made every cycle fail for good (a window that ends
+        # before it begins), and a save comes only after a success.
+        now = self.ctx.clock.time()
+        not_ahead(max(began, cursor), now, "cursor")
         backfill = state.get("backfill_pending")
         if not isinstance(backfill, bool):
             raise ValueError("state backfill_pending is not a boolean")
@@ -383,6 +389,9 @@ class GlanceCollector(AccountCollector):
             if not (isinstance(item, list) and len(item) == 2 and is_int(item[0])
                     and is_number(item[1])):
                 raise ValueError("state seen entry is not [session id, expiry]")
+        remembered_fits(len(seen), self.ctx.max_remembered_ids)
+        not_ahead(max((e for _, e in seen), default=now), now, "seen expiry",
+                  self.seen.retention + self.seen.slack)
         completed = _unkeyed(counter_state(state, "completed", len(self.completed.labelnames)
                                            - (not keyed)), keyed)
         histograms: list[tuple[HistogramSet, list[Any]]] = []

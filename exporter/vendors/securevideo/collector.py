@@ -29,7 +29,9 @@ from ...statecheck import (
     is_int,
     is_number,
     list_of,
+    not_ahead,
     number,
+    remembered_fits,
     saved_histogram,
     state_version,
 )
@@ -498,6 +500,8 @@ class SecureVideoCollector(AccountCollector):
         fed_until = state.get("fed_until")
         if fed_until is not None:
             fed_until = number(fed_until, "fed_until")
+        now = self.ctx.clock.time()
+        not_ahead(max(counted_from, fed_until or counted_from), now, "fed_until")
         width = 4 if version == 1 else 5
         seen: dict[int, _Seen] = {}
         for item in list_of(state, "seen"):
@@ -509,6 +513,9 @@ class SecureVideoCollector(AccountCollector):
             # not observed now, lest an old session land in a new histogram.
             consult = item[4] if version != 1 else item[2]
             seen[item[0]] = _Seen(float(item[1]), item[2], item[3], consult)
+        remembered_fits(len(seen), self.ctx.max_remembered_ids)
+        # As a feed refuses them: remembered until then, they never left the memory.
+        not_ahead(max((s.billable_ts for s in seen.values()), default=now), now, "BillableTs")
         sessions = counter_state(state, "sessions", len(self.sessions.labelnames) - 1)
         early = (counter_state(state, "early_starts", len(self.early_starts.labelnames) - 1)
                  if version != 1 else None)

@@ -227,12 +227,30 @@ def content_type(openmetrics: bool) -> str:
 # header parsing off the hot path (bench/scrape.py). Bounded, so odd clients cannot grow it.
 @lru_cache(maxsize=64)
 def wants_openmetrics(accept: str) -> bool:
-    return "application/openmetrics-text" in accept
+    return _accepts(accept, "application/openmetrics-text")
 
 
 @lru_cache(maxsize=64)
 def wants_gzip(accept_encoding: str) -> bool:
-    return any(part.split(";")[0].strip() == "gzip" for part in accept_encoding.split(","))
+    return _accepts(accept_encoding, "gzip")
+
+
+def _accepts(header: str, wanted: str) -> bool:
+    """Whether a header's list names `wanted` (any case) with a weight above zero:
+    `gzip;q=0` means "not gzip" (RFC 9110), and was answered gzipped."""
+    for part in header.split(","):
+        name, *parameters = part.split(";")
+        if name.strip().casefold() != wanted:
+            continue
+        for parameter in parameters:
+            key, _, value = parameter.partition("=")
+            if key.strip().casefold() == "q":
+                try:
+                    return float(value) > 0
+                except ValueError:
+                    return False
+        return True
+    return False
 
 
 EMPTY = render(())

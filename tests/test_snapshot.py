@@ -17,7 +17,16 @@ from exporter.render import Renderer
 from exporter.selfmetrics import SelfMetrics
 from exporter.simulators import SIMULATORS
 from exporter.simulators.clock import FakeClock
-from exporter.snapshot import EMPTY, Chunks, Snapshot, assemble, render, render_chunks
+from exporter.snapshot import (
+    EMPTY,
+    Chunks,
+    Snapshot,
+    assemble,
+    render,
+    render_chunks,
+    wants_gzip,
+    wants_openmetrics,
+)
 
 from .support import daemon_for, serve_app
 
@@ -191,3 +200,25 @@ def test_an_account_encoded_again_reuses_only_its_unchanged_families() -> None:
     again = render_chunks(changed("a", 3.0), after)
     assert again == render_chunks(changed("a", 3.0))
     assert set(again.by_family) == {"x_now", "x_sessions", "x_other"}
+
+
+@pytest.mark.parametrize(("accept_encoding", "gzipped"), [
+    ("gzip", True), ("GZIP", True), ("deflate, gzip;q=0.5", True), ("gzip;q=0", False),
+    ("gzip;q=0, identity", False), ("gzip; q=0.0", False), ("gzip;q=x", False),
+    ("identity", False), ("", False), ("x-gzip", False),
+])
+def test_gzip_is_sent_only_when_asked_for_with_a_weight(accept_encoding: str,
+                                                        gzipped: bool) -> None:
+    # `gzip;q=0` means "not gzip" (RFC 9110); it was answered gzipped.
+    assert wants_gzip(accept_encoding) is gzipped
+
+
+@pytest.mark.parametrize(("accept", "openmetrics"), [
+    ("application/openmetrics-text; version=1.0.0", True),
+    ("Application/OpenMetrics-Text", True),
+    ("application/openmetrics-text;q=0, text/plain", False),
+    ("text/plain;version=0.0.4;q=0.5,*/*;q=0.1", False),
+])
+def test_openmetrics_is_sent_only_when_asked_for_with_a_weight(accept: str,
+                                                               openmetrics: bool) -> None:
+    assert wants_openmetrics(accept) is openmetrics

@@ -39,6 +39,29 @@ def configure(level: str = "info", fmt: str = "logfmt") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+    root = logging.getLogger()
+    if not any(isinstance(handler, _AsOurEvents) for handler in root.handlers):
+        root.addHandler(_AsOurEvents())
+
+
+class _AsOurEvents(logging.Handler):
+    """The libraries' own log records (aiohttp's "Error handling request" for a
+    malformed request, asyncio's "Task exception was never retrieved") as our events:
+    one line each, in the chosen format, through the same scrubbing. Before, they went
+    to stderr as Python's multi-line tracebacks, which any client could set off."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            logger = get_logger(library=record.name)
+            extra: dict[str, object] = {"exc_info": record.exc_info} if record.exc_info else {}
+            if record.levelno >= logging.ERROR:
+                logger.error(record.getMessage(), **extra)
+            elif record.levelno >= logging.WARNING:
+                logger.warning(record.getMessage(), **extra)
+            else:
+                logger.info(record.getMessage(), **extra)
+        except Exception:  # logging must never raise into its caller
+            self.handleError(record)
 
 
 def get_logger(**bindings: object) -> structlog.stdlib.BoundLogger:

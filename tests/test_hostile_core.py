@@ -318,3 +318,20 @@ def test_a_saved_memory_must_fit_this_process_and_not_lie_ahead() -> None:
     not_ahead(1_000.0 + 3_600 + 86_400, 1_000.0, "expiry", allowed=3_600)
     with pytest.raises(ValueError, match="cursor is in the future"):
         not_ahead(1e15, 1_000.0, "cursor")
+
+
+def test_the_libraries_log_records_become_our_one_line_events() -> None:
+    # aiohttp's "Error handling request" for a malformed request went to stderr as a
+    # multi-line traceback, outside --log.format, for any client to set off.
+    import logging
+
+    with structlog.testing.capture_logs() as logged:
+        try:
+            raise ValueError("bad request line")
+        except ValueError:
+            logging.getLogger("aiohttp.server").exception("Error handling request")
+        logging.getLogger("asyncio").warning("slow callback")
+    assert [(e["event"], e["library"], e["log_level"]) for e in logged] == [
+        ("Error handling request", "aiohttp.server", "error"),
+        ("slow callback", "asyncio", "warning")]
+    assert logged[0]["exc_info"][0] is ValueError

@@ -87,10 +87,15 @@ async def test_downtime_longer_than_the_window_is_caught_up_once() -> None:
         await poll(h, second, sim, truth, first_start, [0], feed_days=5)
         await poll(h, second, sim, truth, first_start, [60, 60])
         assert_matches(second, truth)
-    feeds = [r for r in sim.requests if "startDt" in r]
-    assert [r["startDt"] for r in feeds[-3:]] == ["2025-12-31", day(clock.time() - 86400),
-                                                  day(clock.time() - 86400)]
-    # Days that only the catch-up covered were counted.
+    assert_caught_up_once(sim, clock, first_start)
+
+
+def assert_caught_up_once(sim: SecureVideoSimulator, clock: FakeClock,
+                          first_start: float) -> None:
+    """The first feed after three days reached back to the last one applied, once, and
+    the days only it covered held sessions (counted: `assert_matches`)."""
+    feeds = [r["startDt"] for r in sim.requests if "startDt" in r]
+    assert feeds[-3:] == ["2025-12-31", day(clock.time() - 86400), day(clock.time() - 86400)]
     assert sum(1 for s in sim.world.visible() if s.billable_ms is not None
                and first_start + 180 < s.billable_ms / 1000 < clock.time() - 2 * 86400) > 50
 
@@ -112,10 +117,7 @@ async def test_an_outage_longer_than_the_window_is_caught_up_without_a_restart()
         await poll(h, c, sim, truth, first_start, [0], feed_days=5)
         await poll(h, c, sim, truth, first_start, [60, 60])
         assert_matches(c, truth)
-    feeds = [r["startDt"] for r in sim.requests if "startDt" in r]
-    assert feeds[-3:] == ["2025-12-31", day(clock.time() - 86400), day(clock.time() - 86400)]
-    assert sum(1 for s in sim.world.visible() if s.billable_ms is not None
-               and first_start + 180 < s.billable_ms / 1000 < clock.time() - 2 * 86400) > 50
+    assert_caught_up_once(sim, clock, first_start)
 
 
 async def test_a_catch_up_still_pending_at_shutdown_stays_pending() -> None:

@@ -315,12 +315,19 @@ async def test_month_gauge_zero_filled_latest_status_and_interval(h: Harness) ->
     assert month == {"BILL": 0, "SVCO": 0, "DUPL": 0, "COMP": 1}
 
 
-async def test_month_boundary_drops_last_months_numbers_at_once(h: Harness) -> None:
-    h.clock.set(ts("2026-03-31T23:59:00"))
+async def one_session_in_march(h: Harness, at: str) -> tuple[SecureVideoCollector,
+                                                             FakeClient]:
+    """A collector that counted one session in March's usage, polled at `at`."""
+    h.clock.set(ts(at))
     c, fake = make(h, month_interval="1h")
     fake.month_records = [rec(1, "2026-03-05T00:00:00")]
     await c.collect(h.upstream)
     assert total(metrics(c), "securevideo_sessions_month") == 1
+    return c, fake
+
+
+async def test_month_boundary_drops_last_months_numbers_at_once(h: Harness) -> None:
+    c, fake = await one_session_in_march(h, "2026-03-31T23:59:00")
     h.clock.set(ts("2026-04-01T00:00:10"))
     fake.fail_month = True
     await c.collect(h.upstream)  # the month failing never fails the cycle
@@ -337,11 +344,7 @@ async def test_month_boundary_drops_last_months_numbers_at_once(h: Harness) -> N
 async def test_month_boundary_drops_last_months_numbers_even_if_the_feed_fails(
     h: Harness,
 ) -> None:
-    h.clock.set(ts("2026-03-31T23:58:00"))
-    c, fake = make(h, month_interval="1h")
-    fake.month_records = [rec(1, "2026-03-05T00:00:00")]
-    await c.collect(h.upstream)
-    assert total(metrics(c), "securevideo_sessions_month") == 1
+    c, fake = await one_session_in_march(h, "2026-03-31T23:58:00")
     h.clock.set(ts("2026-04-01T00:01:00"))
     fake.fail_feed = True
     with pytest.raises(UpstreamError):

@@ -72,35 +72,10 @@ async def test_restart_counts_what_connected_while_down_and_nothing_twice() -> N
     assert sum(truth.sessions.values()) > 50
 
 
-async def test_downtime_longer_than_the_window_is_caught_up_once() -> None:
-    clock = FakeClock(NEW_YEARS_EVE)
-    sim = SecureVideoSimulator(clock, seed=8)
-    first_start = clock.time()
-    truth = Truth()
-    async with harness(clock) as h, served(sim) as url:
-        first = h.collector(account(url), first_start)
-        await poll(h, first, sim, truth, first_start, [0, 60, 60])
-        saved = through_json(first.state())
-        clock.advance(3 * 86400)  # the two-day window no longer reaches the last poll
-        second = h.collector(account(url), clock.time())
-        second.restore(saved)
-        await poll(h, second, sim, truth, first_start, [0], feed_days=5)
-        await poll(h, second, sim, truth, first_start, [60, 60])
-        assert_matches(second, truth)
-    assert_caught_up_once(sim, clock, first_start)
-
-
-def assert_caught_up_once(sim: SecureVideoSimulator, clock: FakeClock,
-                          first_start: float) -> None:
-    """The first feed after three days reached back to the last one applied, once, and
-    the days only it covered held sessions (counted: `assert_matches`)."""
-    feeds = [r["startDt"] for r in sim.requests if "startDt" in r]
-    assert feeds[-3:] == ["2025-12-31", day(clock.time() - 86400), day(clock.time() - 86400)]
-    assert sum(1 for s in sim.world.visible() if s.billable_ms is not None
-               and first_start + 180 < s.billable_ms / 1000 < clock.time() - 2 * 86400) > 50
-
-
-async def test_an_outage_longer_than_the_window_is_caught_up_without_a_restart() -> None:
+@pytest.mark.parametrize("down", ["exporter", "history"])
+async def test_three_days_down_are_caught_up_once(down: str) -> None:
+    # Down longer than the two-day window: the exporter (stopped, its state restored)
+    # or the History API (failing while the exporter ran, which lost sessions before).
     clock = FakeClock(NEW_YEARS_EVE)
     sim = SecureVideoSimulator(clock, seed=8)
     first_start = clock.time()
@@ -108,16 +83,27 @@ async def test_an_outage_longer_than_the_window_is_caught_up_without_a_restart()
     async with harness(clock) as h, served(sim) as url:
         c = h.collector(account(url), first_start)
         await poll(h, c, sim, truth, first_start, [0, 60, 60])
-        sim.faults.inject("http_500", count=None)  # History down for three days
-        for _ in range(3):
-            clock.advance(86400)
-            with pytest.raises(Exception):  # noqa: B017, PT011 - the feed fails each day
-                await c.collect(h.upstream)
-        sim.faults.clear()
+        if down == "exporter":
+            saved = through_json(c.state())
+            clock.advance(3 * 86400)  # the window no longer reaches the last poll
+            c = h.collector(account(url), clock.time())
+            c.restore(saved)
+        else:
+            sim.faults.inject("http_500", count=None)
+            for _ in range(3):
+                clock.advance(86400)
+                with pytest.raises(Exception):  # noqa: B017, PT011 - each day's feed fails
+                    await c.collect(h.upstream)
+            sim.faults.clear()
         await poll(h, c, sim, truth, first_start, [0], feed_days=5)
         await poll(h, c, sim, truth, first_start, [60, 60])
         assert_matches(c, truth)
-    assert_caught_up_once(sim, clock, first_start)
+    # The first feed after reached back to the last one applied, once.
+    feeds = [r["startDt"] for r in sim.requests if "startDt" in r]
+    assert feeds[-3:] == ["2025-12-31", day(clock.time() - 86400), day(clock.time() - 86400)]
+    # Days that only the catch-up covered were counted.
+    assert sum(1 for s in sim.world.visible() if s.billable_ms is not None
+               and first_start + 180 < s.billable_ms / 1000 < clock.time() - 2 * 86400) > 50
 
 
 async def test_a_catch_up_still_pending_at_shutdown_stays_pending() -> None:

@@ -206,9 +206,11 @@ class RescueCollector(AccountCollector):
             raw = session.status
             status = recognised.get(raw)
             if status is None:
-                status = self._status(raw)
-                if self.canonical.get(status_key(raw)) is not None:
-                    recognised[raw] = status
+                english = self.canonical.get(status_key(raw))
+                if english is not None:
+                    recognised[raw] = status = english
+                else:
+                    status = self._unrecognized(raw)
             statuses[session.id] = status
             if extra_names:
                 extras = tuple(self._extra(name, session) for name in extra_names)
@@ -331,12 +333,10 @@ class RescueCollector(AccountCollector):
         for status in STATUSES:
             state.counts.setdefault((status, *extras), 0.0)
 
-    def _status(self, raw: str) -> str:
-        english = self.canonical.get(status_key(raw))
-        if english is not None:
-            return english
-        # Kept as a (bounded, scrubbed) label value, but loudly: an account answering in
-        # another language would otherwise report zero Waiting, silently.
+    def _unrecognized(self, raw: str) -> str:
+        """The label of a status neither documented nor aliased: kept as a (bounded,
+        scrubbed) label value, but loudly: an account answering in another language
+        would otherwise report zero Waiting, silently."""
         self.ctx.reject("unknown_status", 1)
         value = self.status_label(raw)
         seen, _ = label_value(raw, self.ctx.label_value_max_length)

@@ -12,6 +12,8 @@ import base64
 import codecs
 import re
 import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
 from urllib.parse import quote, quote_plus
 
 REDACTED = "<redacted>"
@@ -34,37 +36,70 @@ def encodings(value: str) -> set[str]:
 
 
 class Scrubber:
-    """Known secret forms and one compiled pattern over all of them."""
+    """Known secret forms, matched by two patterns compiled when next needed: one for the
+    configured credentials, which only grows, and one for the session credentials that
+    holders replace (a Rescue login's cookie), so a new login recompiles only the small
+    second one.
+
+    Each pattern is a trie of its forms, not an alternation of them: at each position of
+    the text the regex engine follows one branch instead of trying every form, so
+    scrubbing costs about the same with 2 credentials or 20,000 forms of them.
+    Compiling waits for the next scrub, so registering every account's secrets at
+    start-up compiles once, not once per secret.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._forms: frozenset[str] = frozenset()
-        self._pattern: re.Pattern[str] | None = None
+        self._kept: frozenset[str] = frozenset()
+        # Credentials the vendor hands out and later replaces, by holder: a new one
+        # replaces the old, so they do not pile up for ever.
+        self._held: dict[str, frozenset[str]] = {}
+        self._kept_forms: Forms | None = NO_FORMS
+        self._held_forms: Forms | None = NO_FORMS
 
     def register(self, value: str) -> None:
         """Know `value` (and its encodings) from now on."""
         if len(value) < MIN_SECRET_LENGTH:
             return
         with self._lock:
-            new = encodings(value) - self._forms
-            if not new:
+            new = encodings(value) - self._kept
+            if new:
+                self._kept |= new
+                self._kept_forms = None
+
+    def hold(self, holder: str, values: Iterable[str]) -> None:
+        """Know `values` as `holder`'s current session credentials, in place of its last
+        ones (none forgets them)."""
+        forms = frozenset().union(*(encodings(v) for v in values if len(v) >= MIN_SECRET_LENGTH))
+        with self._lock:
+            if self._held.get(holder, frozenset()) == forms:
                 return
-            forms = self._forms | new
-            ordered = sorted(forms, key=len, reverse=True)  # longest first: no partial hits
-            # Case-insensitive: percent-escapes come in either case, and redacting a
-            # look-alike costs nothing.
-            self._pattern = re.compile("|".join(map(re.escape, ordered)), re.IGNORECASE)
-            self._forms = forms
+            if forms:
+                self._held[holder] = forms
+            else:
+                self._held.pop(holder, None)
+            self._held_forms = None
+
+    def _current(self) -> tuple[Forms, Forms]:
+        kept, held = self._kept_forms, self._held_forms
+        if kept is not None and held is not None:
+            return kept, held
+        with self._lock:
+            if self._kept_forms is None:
+                self._kept_forms = compile_forms(self._kept)
+            if self._held_forms is None:
+                self._held_forms = compile_forms(frozenset().union(*self._held.values()))
+            return self._kept_forms, self._held_forms
 
     def scrub(self, text: str) -> str:
-        pattern = self._pattern
-        if pattern is None or not text:
-            return text
-        return pattern.sub(REDACTED, text)
+        for forms in self._current():
+            if forms.pattern is not None and text:
+                text = forms.pattern.sub(REDACTED, text)
+        return text
 
     def contains_secret(self, text: str) -> bool:
-        pattern = self._pattern
-        return pattern is not None and pattern.search(text) is not None
+        return any(forms.pattern is not None and forms.pattern.search(text) is not None
+                   for forms in self._current())
 
     def excerpt(self, text: str, limit: int) -> str:
         """A scrubbed excerpt of at most about `limit` characters. Scrubbed before it is
@@ -78,14 +113,80 @@ class Scrubber:
     def without_trailing_fragment(self, cut: str) -> str:
         """`cut`, scrubbed text cut short, without a trailing piece that begins a secret
         form: the rest of the secret was beyond the cut."""
-        lowered = cut.casefold()
-        for form in self._forms:
-            folded = form.casefold()
-            for size in range(min(len(folded) - 1, len(cut)), MIN_FRAGMENT - 1, -1):
-                if lowered.endswith(folded[:size]):
-                    cut, lowered = cut[:-size], lowered[:-size]
-                    break
+        tries = [forms.trie for forms in self._current()]
+        while (start := min_start(fragment_start(trie, cut.lower()) for trie in tries)) is not None:
+            cut = cut[:start]
         return cut
+
+
+def min_start(starts: Iterable[int | None]) -> int | None:
+    found = [start for start in starts if start is not None]
+    return min(found) if found else None
+
+
+@dataclass(frozen=True)
+class Forms:
+    """Secret forms, compiled: the trie (for fragments) and its pattern."""
+
+    trie: Trie
+    pattern: re.Pattern[str] | None
+
+
+NO_FORMS = Forms({}, None)
+
+
+def compile_forms(forms: Iterable[str]) -> Forms:
+    # Lower-cased, matched ignoring case: percent-escapes come in either case, and
+    # redacting a look-alike costs nothing.
+    trie = build_trie(form.lower() for form in forms)
+    return Forms(trie, re.compile(trie_regex(trie), re.IGNORECASE) if trie else None)
+
+
+# A trie of lower-cased forms: each character leads to the rest; "" marks a form's end.
+Trie = dict[str, "Trie"]
+
+
+def build_trie(words: Iterable[str]) -> Trie:
+    root: Trie = {}
+    for word in words:
+        node = root
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = {}
+    return root
+
+
+def trie_regex(node: Trie) -> str:
+    """A regex matching the longest word of `node` at a position. A chain of single
+    children is one literal, so the nesting is only as deep as the branch points."""
+    branches = []
+    for char, child in sorted(node.items()):
+        if not char:
+            continue
+        literal = char
+        while len(child) == 1 and "" not in child:
+            ((char, child),) = child.items()
+            literal += char
+        branches.append(re.escape(literal) + trie_regex(child))
+    if not branches:
+        return ""
+    body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+    # Greedy: a longer form is tried before a shorter one ending here.
+    return f"(?:{body})?" if "" in node else body
+
+
+def fragment_start(trie: Trie, lowered: str) -> int | None:
+    """Where the longest tail of `lowered`, at least MIN_FRAGMENT long, that is a proper
+    beginning of some form starts, if one is."""
+    for start in range(len(lowered) - MIN_FRAGMENT + 1):
+        node: Trie | None = trie
+        for char in lowered[start:]:
+            node = node.get(char) if node is not None else None
+            if node is None:
+                break
+        if node is not None and any(node.keys() - {""}):
+            return start
+    return None
 
 
 # Byte order marks of the encodings a vendor's error body may come in, longest first.
@@ -120,6 +221,7 @@ def first_line_excerpt(body: bytes, limit: int, window: int = 65536) -> str:
 # The process's one scrubber: `config.Secret` registers every credential here.
 SCRUBBER = Scrubber()
 register = SCRUBBER.register
+hold = SCRUBBER.hold
 scrub = SCRUBBER.scrub
 contains_secret = SCRUBBER.contains_secret
 excerpt = SCRUBBER.excerpt

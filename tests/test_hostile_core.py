@@ -56,6 +56,20 @@ def test_a_basic_token_is_scrubbed_padded_and_not() -> None:
         assert form not in scrub.scrub(f"Authorization: Basic {form}")
 
 
+def test_a_held_session_credential_is_scrubbed_until_it_is_replaced() -> None:
+    scrubber = scrub.Scrubber()
+    scrubber.register("config-secret-1")
+    scrubber.hold("rescue/a", ["cookie-first-77"])
+    assert "cookie-first-77" not in scrubber.scrub("Cookie: cookie-first-77")
+    scrubber.hold("rescue/a", ["cookie-second-88"])
+    # Replaced, not added to: a login every 20 minutes must not grow the pattern for ever.
+    assert scrubber.scrub("cookie-first-77") == "cookie-first-77"
+    assert "cookie-second-88" not in scrubber.scrub("cookie-second-88")
+    scrubber.hold("rescue/a", [])
+    assert scrubber.scrub("cookie-second-88") == "cookie-second-88"
+    assert "config-secret-1" not in scrubber.scrub("config-secret-1")  # kept for ever
+
+
 def test_an_excerpt_never_ends_in_half_a_secret() -> None:
     Secret("0123456789abcdefSECRET")
     body = "x" * 2040 + "0123456789abcdefSECRET" + "y" * 100
@@ -335,3 +349,17 @@ def test_the_libraries_log_records_become_our_one_line_events() -> None:
         ("Error handling request", "aiohttp.server", "error"),
         ("slow callback", "asyncio", "warning")]
     assert logged[0]["exc_info"][0] is ValueError
+
+
+def test_the_longest_form_is_redacted_where_one_form_begins_another() -> None:
+    scrubber = scrub.Scrubber()
+    scrubber.register("abcd1234")
+    scrubber.register("abcd1234EXTRA")
+    assert scrubber.scrub("key=ABCD1234extra;") == "key=<redacted>;"
+    assert scrubber.scrub("key=abcd1234;") == "key=<redacted>;"
+
+
+def test_a_held_credential_cut_short_is_dropped_from_an_excerpt() -> None:
+    scrubber = scrub.Scrubber()
+    scrubber.hold("rescue/a", ["cookie-value-0123456789"])
+    assert scrubber.excerpt("x" * 20 + "cookie-value-0123456789", 30) == "x" * 20 + "…"

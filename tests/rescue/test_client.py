@@ -7,6 +7,7 @@ import pytest
 from aioresponses import aioresponses
 from yarl import URL
 
+from exporter import scrub
 from exporter.errors import UpstreamError
 from exporter.http import Upstream, new_client_session
 from exporter.logs import get_logger
@@ -181,6 +182,16 @@ async def test_login_failures(env: Env, body: str, reason: str) -> None:
     assert info.value.reason == reason
     assert "pw-secret" not in str(info.value)
     assert not env.calls(GET)
+
+
+async def test_the_login_cookie_is_scrubbed_like_any_credential(env: Env) -> None:
+    # Every vendor string passes the scrubber before a log, an error or a label; the
+    # cookie is a credential for as long as it lives, so an echo of it is redacted.
+    env.post(LOGIN, body="OK", headers={"Set-Cookie": "ASP.NET_SessionId=ck-7f3a9e21; path=/"})
+    env.post(GET, body=TABLE)
+    acc = account(**LOGIN_FIELDS)
+    await env.client(acc).get_sessions(env.up, acc.nodes[0])
+    assert "ck-7f3a9e21" not in scrub.scrub("technician ASP.NET_SessionId=ck-7f3a9e21")
 
 
 async def test_login_ok_without_cookie(env: Env) -> None:

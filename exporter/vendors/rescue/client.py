@@ -16,6 +16,7 @@ from functools import partial
 from http.cookies import CookieError, SimpleCookie
 from xml.sax.saxutils import escape
 
+from ... import scrub
 from ...clock import Clock
 from ...errors import UpstreamError
 from ...http import Reply, Upstream
@@ -70,6 +71,10 @@ class RescueClient:
         self.get_fallbacks: Counter[str] = Counter()
 
     @property
+    def _holder(self) -> str:
+        return f"rescue/{self.account.common.name}"
+
+    @property
     def url(self) -> str:
         if self.account.uses_soap:
             return f"{self.account.common.base_url}/API/{SOAP_ENDPOINT}"
@@ -89,6 +94,7 @@ class RescueClient:
                           hint="logged in again; check the vendor's session timeout if "
                                "this comes every cycle")
             self.cookie = None
+            scrub.hold(self._holder, ())
             await self.login(upstream)
             reply = await self._get(upstream, node)
         return self._check(upstream, node, reply)
@@ -191,6 +197,9 @@ class RescueClient:
         if cookie is None:
             raise upstream.error(LOGIN, "vendor_error", "OK without a session cookie")
         self.cookie, self.cookie_used_at = cookie, self.clock.time()
+        # The cookie is a credential for as long as it lives: a vendor echoing it, or a
+        # log quoting our request, must not show it.
+        scrub.hold(self._holder, (cookie, *cookie_values(cookie)))
 
 
 def _bounded(parser: Callable[..., SessionList], zone: object, max_rows: int | None,
@@ -239,3 +248,8 @@ def session_cookie(reply: Reply) -> str | None:
     if "ASP.NET_SessionId" not in jar:
         return None
     return "; ".join(f"{name}={morsel.value}" for name, morsel in jar.items())
+
+
+def cookie_values(cookie: str) -> list[str]:
+    """The values in a Cookie header we built: each is a secret on its own."""
+    return [pair.partition("=")[2] for pair in cookie.split("; ")]

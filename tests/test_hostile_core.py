@@ -362,4 +362,5 @@ def test_the_longest_form_is_redacted_where_one_form_begins_another() -> None:
 def test_a_held_credential_cut_short_is_dropped_from_an_excerpt() -> None:
     scrubber = scrub.Scrubber()
     scrubber.hold("rescue/a", ["cookie-value-0123456789"])
-    assert scrubber.excerpt("x" * 20 + "cookie-value-0123456789", 30) == "x" * 20 + "…"
+    # The text was cut before it reached us: only the first part of the cookie is in it.
+    assert scrubber.excerpt("x" * 20 + "cookie-value-01", 30) == "x" * 20 + "…"

@@ -225,6 +225,14 @@ def load_settings(path: Path) -> WebSettings:
     return parse_web_config(data, path.parent)
 
 
+@dataclass(frozen=True)
+class _Credentials:
+    hashed: bytes  # the user's bcrypt hash, or another user's for an unknown name
+    password: bytes
+    token: bytes  # remembers a verified password without keeping it
+    known: bool  # whether the user name is configured
+
+
 class WebSecurity:
     """Holds the web settings, reloads them on change, and enforces them."""
 
@@ -326,8 +334,10 @@ class WebSecurity:
             await asyncio.sleep(every)
             self.maybe_reload()
 
-    def _credentials(self, header: str | None) -> tuple[bytes, bytes, bytes] | None:
-        """(hash, password, cache token) for a Basic header naming a known user."""
+    def _credentials(self, header: str | None) -> _Credentials | None:
+        """What a Basic header offers, checked against its user's hash; an unknown user's
+        against a configured user's hash, so that bcrypt runs either way and the time of
+        the answer does not tell which user names exist (as the exporter-toolkit does)."""
         if not header or not header.startswith("Basic "):
             return None
         try:
@@ -335,10 +345,12 @@ class WebSecurity:
         except (ValueError, UnicodeDecodeError):
             return None
         hashed = self.settings.users.get(user)
+        known = hashed is not None
         if hashed is None:
-            return None
+            hashed = next(iter(self.settings.users.values()))
         secret = password.encode()
-        return hashed, secret, hashlib.sha256(hashed + b"\0" + secret).digest()
+        token = hashlib.sha256(hashed + b"\0" + secret).digest()
+        return _Credentials(hashed, secret, token, known)
 
     def authorized(self, header: str | None) -> bool:
         if not self.settings.users:
@@ -346,15 +358,14 @@ class WebSecurity:
         found = self._credentials(header)
         if found is None:
             return False
-        hashed, password, token = found
-        if any(hmac.compare_digest(token, seen) for seen in self._verified):
+        if found.known and any(hmac.compare_digest(found.token, s) for s in self._verified):
             return True
         try:
-            matched = bcrypt.checkpw(password, hashed)
+            matched = bcrypt.checkpw(found.password, found.hashed)
         except ValueError:  # a password over bcrypt's 72 bytes: a client's, so a 401
             return False
-        if matched:
-            self._verified.add(token)
+        if matched and found.known:
+            self._verified.add(found.token)
             return True
         return False
 
@@ -365,8 +376,9 @@ class WebSecurity:
         found = self._credentials(header)
         if found is None:
             return False
-        token = found[2]
-        return True if any(hmac.compare_digest(token, s) for s in self._verified) else None
+        if found.known and any(hmac.compare_digest(found.token, s) for s in self._verified):
+            return True
+        return None
 
     def middleware(self) -> Callable[..., Awaitable[web.StreamResponse]]:
         @web.middleware

@@ -119,6 +119,29 @@ def test_a_password_too_long_for_bcrypt_is_refused_not_a_server_error(tmp_path: 
     assert not security.authorized("Basic " + base64.b64encode(b"bob:" + b"x" * 100).decode())
 
 
+def test_an_unknown_user_costs_a_bcrypt_check_and_is_never_let_in(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Answered at once, a wrong user name was told apart from a wrong password by time.
+    path = tmp_path / "web.yml"
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4))
+    path.write_text(f"basic_auth_users:\n  bob: {hashed.decode()}\n")
+    security = WebSecurity(path, load_settings(path), FakeClock())
+    checked: list[bytes] = []
+    checkpw = bcrypt.checkpw
+
+    def spy(password: bytes, against: bytes) -> bool:
+        checked.append(against)
+        return bool(checkpw(password, against))
+
+    monkeypatch.setattr(bcrypt, "checkpw", spy)
+    header = basic("mallory", "pw")["Authorization"]  # bob's password, under a name nobody has
+    assert security._known_verdict(header) is None  # so it goes to bcrypt, off the loop
+    assert not security.authorized(header)
+    assert not security.authorized(header)  # and is not remembered as verified
+    assert checked == [hashed, hashed]
+    assert security.authorized(basic("bob", "pw")["Authorization"])
+
+
 def test_promtool_and_we_accept_the_example_web_config(tmp_path: Path) -> None:
     require_tool("promtool")
     example = tmp_path / "web-config.yml"

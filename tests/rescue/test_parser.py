@@ -7,12 +7,15 @@ from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from exporter.errors import ParseError
 from exporter.vendors.rescue.parser import (
     _MIDNIGHTS,
     _MIDNIGHTS_MAX,
     TooManyRows,
+    _lines,
     parse_login,
     parse_sessions,
     parse_soap_login,
@@ -76,6 +79,25 @@ def test_real_capture_shape_with_blank_line_and_crlf() -> None:
 def test_line_endings(sep: bytes) -> None:
     result = parse_sessions(capture(ROW_1, ROW_2, sep=sep))
     assert len(result.sessions) == 2 and result.shifted_rows == 0
+
+
+@pytest.mark.parametrize("inside", ["\f", "\v", "\x1c", "\x85", "\u2028", "\u2029"])
+def test_only_cr_and_lf_end_a_line_not_what_splitlines_also_takes(inside: str) -> None:
+    # A technician named with a form feed or U+2028 is one row, not two half rows.
+    odd = ("1663114|Active|4411|Billing|337401|John" + inside + "Doe|2/16/2012 9:00 AM|5|"
+           "Customer|||en|||||").encode()
+    (_, session, _) = parse_sessions(capture(ROW_1, odd, ROW_2)).sessions
+    assert session.technician == "John" + inside + "Doe"
+
+
+@given(st.lists(st.text(alphabet="ab|\r\n\f\u2028 ", max_size=12), max_size=6))
+def test_lines_split_at_cr_lf_and_crlf_only(pieces: list[str]) -> None:
+    text = "".join(pieces)
+    want = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    got = _lines(text)
+    # `splitlines` leaves out the empty piece after a final line end, which
+    # `_logical_lines` drops anyway (with every other blank line).
+    assert got == want or (got == want[:-1] and want[-1] == "")
 
 
 def test_status_line_followed_by_table_on_same_line_without_blank_line() -> None:

@@ -263,8 +263,22 @@ def _status(text: str, codes: frozenset[str]) -> tuple[str, str]:
     return code, text[match.end():]
 
 
+# What `str.splitlines` also takes for a line end, beyond CR, LF and CRLF.
+_OTHER_LINE_ENDS = "\v\f\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+def _lines(rest: str) -> list[str]:
+    """`rest` split at CR, LF and CRLF, and nowhere else: a free-text field may hold a
+    form feed or U+2028. `splitlines` when it can be (0.27 ms for 5,000 rows, against
+    1.1 ms for the two `replace`s and `split`), eight `in` scans (each a `memchr`) to
+    know."""
+    if any(map(rest.__contains__, _OTHER_LINE_ENDS)):
+        return rest.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return rest.splitlines()
+
+
 def _logical_lines(rest: str) -> list[str]:
-    lines = rest.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    lines = _lines(rest)
     # `map` and `filter` over str methods: per line in C, for a reply of 100,000 rows.
     # Any trailing white space, a no-break space too: after the final `|` it carries
     # nothing, and left there it made the reply look cut short.

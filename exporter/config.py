@@ -26,6 +26,7 @@ import yaml
 from . import scrub
 from .accounts import AccountCommon as AccountCommon  # re-exported for vendor packages
 from .accounts import AccountConfig as AccountConfig
+from .yamlfile import DuplicateKeyError, load_yaml
 
 SECRET_FIELDS = ("api_key", "api_secret", "password", "auth_code")
 
@@ -584,7 +585,9 @@ def load_config(
         # Never the exception itself: a UnicodeDecodeError carries the file's bytes.
         raise ConfigError("", f"cannot read config file {path}: not UTF-8 text") from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
+    except DuplicateKeyError as exc:
+        raise ConfigError(exc.path, f"given twice (again at line {exc.line})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -34,6 +34,7 @@ from aiohttp import web
 
 from .clock import Clock, SystemClock
 from .logs import get_logger
+from .yamlfile import DuplicateKeyError, load_yaml
 
 log = get_logger(component="web")
 
@@ -216,9 +217,11 @@ _BCRYPT_HASH = re.compile(r"\$2[aby]?\$\d\d\$[./A-Za-z0-9]{53}")
 
 def load_settings(path: Path) -> WebSettings:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise WebConfigError(f"cannot read web config {path}: {exc.strerror}") from None
+    except DuplicateKeyError as exc:
+        raise WebConfigError(f"{exc}") from None
     except (yaml.YAMLError, ValueError, RecursionError):
         # ValueError: not UTF-8 (uncaught, it stopped the file's watcher for good).
         raise WebConfigError(f"{path} is not valid YAML in UTF-8") from None

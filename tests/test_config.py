@@ -3,8 +3,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from exporter.config import Config, ConfigError, in_shard, load_config, parse_config, parse_duration
+from exporter.yamlfile import load_yaml
 
 from .fakevendor import VENDORS
 
@@ -130,6 +132,42 @@ def test_load_config_reports_yaml_position(tmp_path: Path) -> None:
     path.write_text("fake:\n  - name: a\n   bad: [\n")
     with pytest.raises(ConfigError, match="not valid YAML at line"):
         load_config(path, VENDORS)
+
+
+ACCOUNT_YAML = "  - name: a\n    token: t\n    base_url: http://127.0.0.1:1\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "path", "line"),
+    [
+        # PyYAML keeps the last of the two: the first list of accounts vanished unnoticed.
+        ("fake:\n" + ACCOUNT_YAML + "fake:\n" + ACCOUNT_YAML, "fake", 5),
+        ("fake:\n" + ACCOUNT_YAML + "    token: S3cr3t\n", "fake[0].token", 5),
+        ("global:\n  interval: 60s\n  interval: 1s\nfake:\n" + ACCOUNT_YAML,
+         "global.interval", 3),
+    ],
+)
+def test_a_key_given_twice_is_refused_with_its_path(
+        tmp_path: Path, text: str, path: str, line: int) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(config, VENDORS)
+    assert info.value.path == path
+    assert str(info.value) == f"{path}: given twice (again at line {line})"
+    assert "S3cr3t" not in str(info.value)
+
+
+def test_merge_keys_may_override_and_aliases_load_as_before(tmp_path: Path) -> None:
+    # `<<` is how YAML shares fields between accounts; a key after it overrides, as it may.
+    text = ("defaults: &defaults\n  token: t\n  base_url: http://127.0.0.1:1\n"
+            "fake:\n  - <<: *defaults\n    name: a\n    token: mine\n"
+            "  - <<: *defaults\n    name: b\n")
+    data = yaml.safe_load(text)
+    assert load_yaml(text) == data
+    loop = "a: &x [*x]\n"  # an alias inside itself: walked once, not forever
+    inside = load_yaml(loop)["a"]
+    assert inside[0] is inside
 
 
 def test_shards_partition_accounts_exactly() -> None:

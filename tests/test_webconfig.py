@@ -101,6 +101,9 @@ async def test_tls_and_basic_auth_and_certificate_rotation(tmp_path: Path) -> No
         # Passed loading, then every login of bob was an HTTP 500 ("Invalid salt").
         ("basic_auth_users:\n  bob: $2b$10$not-a-real-hash\n", "bcrypt"),
         ("basic_auth_users:\n  bob: caf\xe9\n", "UTF-8"),  # written as Latin-1 below
+        # A second bob replaced the first without a word.
+        ("basic_auth_users:\n  bob: a\n  bob: b\n",
+         r"^basic_auth_users\.bob: given twice \(again at line 3\)$"),
     ],
 )
 def test_bad_web_config(tmp_path: Path, text: str, message: str) -> None:

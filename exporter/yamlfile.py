@@ -1,0 +1,60 @@
+"""YAML of our own config files, read as `yaml.safe_load` reads it, but refusing a key
+given twice in one mapping: PyYAML keeps the last one silently, so a second `glance:` list
+or an `api_key` pasted twice would drop half a file with no word.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+KEY_SHOWN = 60  # characters of a repeated key in the error; a config key, never a secret
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping lists one key twice; `path` is the dotted path of the second."""
+
+    def __init__(self, path: str, line: int) -> None:
+        super().__init__(f"{path}: given twice (again at line {line})")
+        self.path = path
+        self.line = line
+
+
+def load_yaml(text: str) -> Any:
+    """The document in `text`, as `yaml.safe_load` gives it; raises `yaml.YAMLError`
+    (`DuplicateKeyError` for a repeated key), and RecursionError for nesting too deep."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _refuse_repeated_keys(node, "", set())
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _refuse_repeated_keys(node: yaml.Node, path: str, seen: set[int]) -> None:
+    # An alias is the same node again: walked once, so `&a [*a]` ends and a thousand
+    # aliases of one big mapping cost one walk.
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        keys: set[tuple[str, str]] = set()
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                name = key.value[:KEY_SHOWN]
+                child = f"{path}.{name}" if path else name
+                # `<<` merges are PyYAML's to flatten; a merged key may override.
+                if key.tag != "tag:yaml.org,2002:merge":
+                    if (key.tag, key.value) in keys:
+                        raise DuplicateKeyError(child, key.start_mark.line + 1)
+                    keys.add((key.tag, key.value))
+            else:
+                child = f"{path}.?" if path else "?"
+            _refuse_repeated_keys(value, child, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _refuse_repeated_keys(item, f"{path}[{i}]", seen)

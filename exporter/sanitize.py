@@ -22,6 +22,11 @@ MAX_PLAUSIBLE_SECONDS = 7 * 86400.0
 # vendor writing its local time as UTC, and for clocks apart.
 MAX_AHEAD = 86400.0
 
+# More sessions (or guests) than any one account has in a day: a bigger count is a vendor
+# error, and as a gauge it would flatten every dashboard beside it. Below 2**53, too, so a
+# count stays exact as the float a sample holds.
+MAX_PLAUSIBLE_COUNT = 10**9
+
 # Enough for any count or id a vendor sends; far below Python's int conversion limit.
 MAX_DIGITS = 18
 _SURROGATE = re.compile("[\ud800-\udfff]")

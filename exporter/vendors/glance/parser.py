@@ -19,7 +19,13 @@ import msgspec
 from lxml import etree
 
 from ...errors import ParseError
-from ...sanitize import clean_text, plausible_epoch, plausible_seconds, strict_int
+from ...sanitize import (
+    MAX_PLAUSIBLE_COUNT,
+    clean_text,
+    plausible_epoch,
+    plausible_seconds,
+    strict_int,
+)
 from ...xmlsafe import parse_xml
 
 NS = "http://www.glancenetworks.com/services"
@@ -203,6 +209,14 @@ def _int(text: str | None, name: str) -> int:
     return value
 
 
+def _count_of(text: str | None, name: str) -> int:
+    """`_int`, and at most `MAX_PLAUSIBLE_COUNT` (else the record is implausible)."""
+    value = _int(text, name)
+    if value > MAX_PLAUSIBLE_COUNT:
+        raise _Implausible(name)
+    return value
+
+
 # Longer than any number Glance sends; float() of a megabyte of digits is slow.
 _MAX_NUMBER_TEXT = 64
 
@@ -262,7 +276,7 @@ def parse_session_counts(
             records.append(SessionCount(
                 type=_present(fields.get("type"), "type"),
                 status=_present(fields.get("status"), "status"),
-                count=_int(fields.get("count"), "count"),
+                count=_count_of(fields.get("count"), "count"),
                 average_duration=_seconds(fields.get("averageDuration"), "averageDuration"),
             ))
         except _Skip as exc:
@@ -288,7 +302,7 @@ def parse_active_sessions(
                 status=_present(fields.get("status"), "status"),
                 start_time=_time(fields.get("startTime"), "startTime"),
                 partner_user_id=fields.get("partnerUserId") or "",
-                nguests=_int(nguests_text, "nguests") if nguests_text else 0,
+                nguests=_count_of(nguests_text, "nguests") if nguests_text else 0,
             ))
         except _Skip as exc:
             tally.skip(exc)

@@ -51,6 +51,32 @@ KEYED = "_keyed"
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
+def _table_shapes(db: sqlite3.Connection, tables: list[str]) -> dict[str, list[tuple[Any, ...]]]:
+    """Each table's columns as (name, type, not null, default, key position)."""
+    return {table: [column[1:] for column in db.execute(f"PRAGMA table_info({table})")]
+            for table in tables}
+
+
+def _refuse_another_shape(db: sqlite3.Connection, path: Path) -> None:
+    """`CREATE TABLE IF NOT EXISTS` leaves a table of the same name as it is: a file of
+    another program, or of another version of ours, opened and then failed every save.
+    Refused at start instead, with what differs. The shape wanted is what `SCHEMA` makes
+    of an empty database."""
+    with sqlite3.connect(":memory:") as fresh:
+        for statement in SCHEMA:
+            fresh.execute(statement)
+        tables = [name for (name,) in fresh.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        want = _table_shapes(fresh, tables)
+    have = _table_shapes(db, tables)
+    for table in tables:
+        if have[table] != want[table]:
+            names = ", ".join(str(column[0]) for column in have[table])[:200]
+            raise sqlite3.DatabaseError(
+                f"{path}: table {table} has another shape ({names}): not this "
+                "exporter's state, or another version's; move the file away")
+
+
 class StateGap(Exception):
     """Changes were offered for an account whose previous write failed: written, they
     would leave out what that write had. The collector must offer its whole state."""
@@ -71,6 +97,7 @@ class StateStore:
         self._db.execute("PRAGMA cache_size=-16384")
         for statement in SCHEMA:
             self._db.execute(statement)
+        _refuse_another_shape(self._db, self.path)
         # Accounts whose last write failed (touched in the writer thread only): until a
         # whole state is written, changes alone would be applied on top of a gap.
         self._gaps: set[tuple[str, str]] = set()

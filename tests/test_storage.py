@@ -26,6 +26,23 @@ def test_store_round_trip_and_delete(tmp_path: Path) -> None:
     assert store.load("v", "a") is None
 
 
+@pytest.mark.parametrize("table", [
+    "account_state (vendor TEXT, account TEXT, state TEXT)",  # no saved_at
+    "account_state (vendor TEXT NOT NULL, account TEXT NOT NULL, saved_at REAL NOT NULL, "
+    "state TEXT NOT NULL, extra TEXT, PRIMARY KEY (vendor, account))",
+    "account_keys (vendor TEXT NOT NULL, account TEXT NOT NULL, tbl TEXT NOT NULL, "
+    "key TEXT NOT NULL, entry TEXT NOT NULL, PRIMARY KEY (vendor, account, key))",
+])
+def test_a_file_whose_tables_have_another_shape_is_refused_at_open(
+        tmp_path: Path, table: str) -> None:
+    # Opened as ours, every save failed, cycle after cycle, and nothing was kept.
+    path = tmp_path / "state.db"
+    with sqlite3.connect(path) as db:
+        db.execute(f"CREATE TABLE {table}")
+    with pytest.raises(sqlite3.DatabaseError, match="has another shape"):
+        StateStore(path)  # `cli` logs it, "cannot open --storage.path", and exits 2
+
+
 def test_a_state_that_is_json_but_not_an_object_is_refused_not_skipped(
     tmp_path: Path,
 ) -> None:

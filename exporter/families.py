@@ -169,11 +169,6 @@ class HistogramSet:
             self._counts[labels] = [0] * (len(self.bounds) + 1)
             self._sums[labels] = 0.0
 
-    def forget(self, labels: LabelValues) -> None:
-        """Drop a series whose entity vanished (a removed node, say)."""
-        self._counts.pop(labels, None)
-        self._sums.pop(labels, None)
-
     def total_count(self) -> int:
         return sum(sum(c) for c in self._counts.values())
 

@@ -251,11 +251,20 @@ async def test_invalid_node_vanishes_and_other_nodes_still_collected() -> None:
         nodes = {dict(labels).get("node") for _, labels in samples(collector)} - {None}
         assert nodes == set(NODES)
         assert failures(r.metrics) == {("getSession", "vendor_error"): 1}
+        await poll_for(r, collector, 600)
+        ended = histogram(collector, str(GROUP_ID))
+        assert ended[0] > 0  # waits of the group node did end
         r.clock.advance(5)
-        r.sim.fail_next("INVALIDPARAM_NODE")  # the group node is deleted upstream
+        r.sim.fail_next("INVALIDPARAM_NODE")  # the group node is unknown, for one reply
         await collector.collect(r.upstream)
-        nodes = {dict(labels).get("node") for _, labels in samples(collector)} - {None}
-        assert nodes == {str(CHANNEL)}
+        gauges = {dict(labels).get("node") for name, labels in samples(collector)
+                  if not name.startswith("rescue_session_wait_seconds")} - {None}
+        assert gauges == {str(CHANNEL)}
+        # Its histogram stays: the waits that ended did, and dropping their counts was
+        # a counter reset when the node answered again.
+        assert histogram(collector, str(GROUP_ID)) == ended
+        await poll_for(r, collector, 60)
+        assert histogram(collector, str(GROUP_ID))[0] >= ended[0]
 
 
 async def test_account_with_only_unknown_nodes_is_not_up() -> None:

@@ -207,13 +207,15 @@ def test_vanishing_and_requeueing_are_other() -> None:
     assert observed(c, "other") == (2, 20.0)
 
 
-def test_every_outcome_is_zero_filled_and_a_forgotten_node_drops_them() -> None:
+def test_every_outcome_is_zero_filled_and_a_node_gone_for_now_keeps_them() -> None:
     c, _, _ = make()
     poll(c, 100)
     outcomes = {s.labels["outcome"] for s in c.waits.family(("hd",)).samples}
     assert outcomes == {"answered", "abandoned", "timed_out", "transferred", "other"}
-    c.forget("337366")
-    assert not c.waits.family(("hd",)).samples
+    before = c.waits.family(("hd",)).samples
+    c.forget_current("337366")
+    assert "337366" not in c.nodes
+    assert c.waits.family(("hd",)).samples == before
 
 
 def test_the_lead_row_counts_and_the_others_feed_the_technicians_gauge() -> None:

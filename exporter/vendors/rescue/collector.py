@@ -125,11 +125,12 @@ class RescueCollector(AccountCollector):
             try:
                 reply = await self.client.get_sessions(upstream, node)
             except UnknownNodeError as exc:
-                # A node the vendor does not know has no series to keep; it is reported by
-                # the failure counter and this log line, without failing the other nodes.
+                # A node the vendor does not know has no current sessions to show; it is
+                # reported by the failure counter and this log line, without failing the
+                # other nodes.
                 self.ctx.log.warning("rescue_node_unknown", node=node.id, ref=node.ref,
                                      error=str(exc))
-                self.forget(node.label)
+                self.forget_current(node.label)
                 unknown = exc
                 continue
             except UpstreamError as exc:
@@ -167,11 +168,13 @@ class RescueCollector(AccountCollector):
                 wait.start += step
                 wait.last_seen += step
 
-    def forget(self, node: str) -> None:
+    def forget_current(self, node: str) -> None:
+        """Drop what `node` has now (its gauges, the waits in progress), and keep its wait
+        histogram: counts of waits that ended, which one glitch of INVALIDPARAM_NODE reset
+        to zero (a counter reset to Prometheus) when they went with the node. A node is
+        named in the config, so what is kept is bounded by it, as a stale node's is."""
         self.nodes.pop(node, None)
         self._restored_waits.pop(node, None)
-        for outcome in OUTCOMES:
-            self.waits.forget((node, outcome))
 
     async def apply(
         self, node: Node, reply: SessionList, now: float, asked: float | None = None

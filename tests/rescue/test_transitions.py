@@ -311,6 +311,22 @@ def test_label_values_are_capped_scrubbed_and_overflow_counted_once() -> None:
     assert ("other", "", "other") in labels  # (status, channel, technician)
 
 
+def test_with_both_labels_statuses_are_zero_filled_per_channel_and_per_technician() -> None:
+    # Per pair, 50 channels and 50 technicians were 19 x 2,501 = 47,519 series: over
+    # max_series_per_account, and the account vanished from /metrics while up.
+    clock, rejects = FakeClock(T0), Counter[str]()
+    ctx = collector_context(clock, rejects, label_limit=60, started_at=T0, log=get_logger())
+    c = RescueCollector(account(labels=["channel", "technician"]), ctx)
+    rows(c, 100, *(Session(id=str(i), status="Active", channel=f"c{i // 50}",
+                           technician=f"t{i % 50}") for i in range(2500)))
+    counts = c.nodes["337366"].counts  # (status, channel, technician)
+    assert len(counts) == 19 * (1 + 50 + 50) + 2500
+    assert counts[("Waiting", "c7", "")] == 0 and counts[("Waiting", "", "t7")] == 0
+    assert ("Waiting", "c7", "t7") not in counts
+    assert counts[("Active", "c7", "t7")] == 1
+    assert sum(counts.values()) == 2500
+
+
 def test_state_keeps_outcomes_and_a_version_1_state_hands_over_its_waits() -> None:
     c, _, _ = make()
     poll(c, 100, ("1", "Waiting", 10), ("2", "Waiting", 5))

@@ -203,6 +203,7 @@ class RescueCollector(AccountCollector):
         counts, oldest = state.counts, state.oldest_change
         recognised: dict[str, str] = {}
         extra_names = tuple(self.extra_labels)
+        combinations: set[tuple[str, ...]] = set()
         for done, session in enumerate(sessions, 1):
             if done % APPLY_CHUNK == 0:
                 await asyncio.sleep(0)
@@ -217,8 +218,10 @@ class RescueCollector(AccountCollector):
             statuses[session.id] = status
             if extra_names:
                 extras = tuple(self._extra(name, session) for name in extra_names)
-                if (STATUSES[0], *extras) not in counts:
-                    self._zero_fill(state, extras)
+                if extras not in combinations:
+                    combinations.add(extras)
+                    for alone in _each_alone(extras):
+                        self._zero_fill(state, alone)
                 key = (status, *extras)
             else:
                 key = (status,)  # the blank combination, zero-filled above
@@ -391,6 +394,16 @@ class RescueCollector(AccountCollector):
 
 
 _SESSION_ID = attrgetter("id")
+
+
+def _each_alone(extras: tuple[str, ...]) -> Iterable[tuple[str, ...]]:
+    """Each non-blank opt-in label value of `extras` with the others blank: what the
+    statuses are zero-filled for. Per channel and per technician, not per pair of them:
+    19 statuses for each of 51 x 51 pairs were 49,000 series, and the account was left out
+    of `/metrics` (`too_many_series`) while it was up."""
+    for i, value in enumerate(extras):
+        if value:
+            yield ("",) * i + (value,) + ("",) * (len(extras) - i - 1)
 
 
 def status_key(status: str) -> str:

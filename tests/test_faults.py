@@ -3,6 +3,9 @@ counts a parse failure, keeps the last good values and recovers."""
 
 from __future__ import annotations
 
+from email.utils import parsedate_to_datetime
+
+import aiohttp
 import pytest
 
 from exporter.registry import VENDORS
@@ -43,3 +46,20 @@ async def test_malformed_replies_are_parse_failures_that_lose_nothing(vendor: st
             assert await daemon.collect_once(vendor, name)
             assert value(daemon.snapshot.text, "session_exporter_up", vendor=vendor,
                          account=name) == 1.0
+
+
+@pytest.mark.parametrize("vendor", sorted(VENDORS))
+async def test_every_reply_is_dated_by_the_simulators_clock(vendor: str) -> None:
+    # The exporter reads the vendor's clock from Date; the host's real time there made a
+    # vendor on a test clock look months apart from us.
+    clock = FakeClock(1_700_000_000.0)
+    simulator = SIMULATORS[vendor](clock, 5)
+    async with serve_app(simulator.app()) as url, aiohttp.ClientSession() as session:
+        dates = []
+        for fault in (None, "http_500"):
+            if fault:
+                simulator.faults.inject(fault, count=1)
+            async with session.get(f"{url}/no-such-path") as reply:
+                dates.append(parsedate_to_datetime(reply.headers["Date"]).timestamp())
+            clock.advance(61)
+    assert dates == [1_700_000_000.0, 1_700_000_061.0]

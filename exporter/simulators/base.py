@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from email.utils import formatdate
 from typing import Any
 
 from aiohttp import web
@@ -19,10 +20,24 @@ RECENT_REQUESTS = 10_000
 class Simulator(ABC):
     """A vendor API on loopback with a seeded, moving population and injectable faults."""
 
+    clock: Clock
     faults: Faults
 
     @abstractmethod
     def app(self) -> web.Application: ...
+
+    def new_app(self) -> web.Application:
+        """An empty app whose replies go through our faults and carry our clock's Date.
+
+        aiohttp would send the host's real time, so a test whose vendor clock is far
+        from it saw a skew that no vendor had (and a hint to check NTP)."""
+        app = web.Application(middlewares=[self.faults.middleware()])
+
+        async def vendor_date(request: web.Request, response: web.StreamResponse) -> None:
+            response.headers["Date"] = formatdate(self.clock.time(), usegmt=True)
+
+        app.on_response_prepare.append(vendor_date)
+        return app
 
     @abstractmethod
     def demo_accounts(self, base_url: str) -> list[dict[str, Any]]:

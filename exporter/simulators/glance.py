@@ -271,7 +271,7 @@ class GlanceSimulator(Simulator):
     # -- HTTP --------------------------------------------------------------------------
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self.faults.middleware()])
+        app = self.new_app()
         app.router.add_route("POST", "/services/activityservice.asmx/{op}", self._handle)
         app.router.add_route("GET", "/services/activityservice.asmx/{op}", self._handle)
         return app

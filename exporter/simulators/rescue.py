@@ -369,7 +369,7 @@ class RescueSimulator(Simulator):
         self.expire_rate = rate  # logins expire too, as real ones do after 20 idle minutes
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self.faults.middleware()])
+        app = self.new_app()
         for path in ENDPOINTS:
             app.router.add_route("*", path, self._get_session)
         app.router.add_route("POST", SOAP_ENDPOINT, self._soap)

@@ -69,7 +69,7 @@ class SecureVideoSimulator(Simulator):
         self.requests: deque[dict[str, str]] = deque(maxlen=RECENT_REQUESTS)
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self.faults.middleware()])
+        app = self.new_app()
         app.router.add_get("/history", self.handle)
         app.router.add_get("/history/{host_user_id}", self.handle)
         return app

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from email.utils import formatdate
 
 import pytest
 from aiohttp import web
@@ -382,19 +381,8 @@ async def test_a_host_clock_ahead_of_glances_loses_no_completed_session(
 ) -> None:
     # The feed's cursor followed our clock: 30 minutes ahead, each window began after
     # what Glance had recorded yet, and a third of the completed sessions were lost.
-    sim = GlanceSimulator(clock, seed=1)
-    app = sim.app()
-
-    @web.middleware
-    async def vendor_date(request: web.Request,
-                          handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                          ) -> web.StreamResponse:
-        response = await handler(request)
-        response.headers["Date"] = formatdate(clock.time(), usegmt=True)
-        return response
-
-    app.middlewares.append(vendor_date)
-    h = await start_harness(clock, sim, app)
+    sim = GlanceSimulator(clock, seed=1)  # its replies' Date follows its clock
+    h = await start_harness(clock, sim, sim.app())
     try:
         ours = FakeClock(clock.time() + 1800)
         account = make_account(h.base_url)

@@ -13,6 +13,7 @@ language-independent ``bStatus`` mapped to the doc's English statuses.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from itertools import repeat
@@ -407,42 +408,58 @@ def _clean_columns(
     if not count:
         return ()
     table = list(zip(*rows, strict=True))  # every row has the header's width (`_rows`)
-    blank = [""] * count
+    blank = ("",) * count
 
-    def column(position: int) -> list[str]:
-        return list(map(str.strip, table[position])) if position >= 0 else blank
+    def column(position: int) -> tuple[str, ...]:
+        return table[position] if position >= 0 else blank
 
     (id_at, status_at, waiting_at, start_at, channel_id_at, channel_at, technician_id_at,
      technician_at, lead_at) = columns
-    ids = column(id_at)
-    if not _all_numbers(ids):
+    ids = _number_column(column(id_at))
+    if ids is None:
         return None
-    statuses = column(status_at)
-    if not all(statuses):
+    statuses = _Repeated(column(status_at))
+    if not all(statuses.distinct.values()):
         return None
     waits = _waiting_column(column(waiting_at))
     if waits is None:
         return None
-    starts = _start_column(column(start_at), zone)
+    starts = _start_column(list(map(str.strip, column(start_at))), zone)
     if starts is None:
         return None
-    leads = column(lead_at)
-    is_lead = dict.fromkeys(leads, False)
-    for text in is_lead:
-        is_lead[text] = text.casefold() in LEAD_VALUES
-    # One string object per distinct value, as `_Builder` shares them.
-    shared: dict[str, str] = {}
-
-    def share(values: list[str]) -> list[str]:
-        return list(map(shared.setdefault, values, values))
-
-    return tuple(map(Session, ids, share(statuses), share(column(channel_id_at)),
-                     share(column(channel_at)), share(column(technician_id_at)),
-                     share(column(technician_at)), starts, waits,
-                     map(is_lead.__getitem__, leads)))
+    leads = _Repeated(column(lead_at))
+    is_lead = {raw: text.casefold() in LEAD_VALUES for raw, text in leads.distinct.items()}
+    return tuple(map(Session, ids, statuses.values(), _Repeated(column(channel_id_at)).values(),
+                     _Repeated(column(channel_at)).values(),
+                     _Repeated(column(technician_id_at)).values(),
+                     _Repeated(column(technician_at)).values(), starts, waits,
+                     map(is_lead.__getitem__, leads.texts)))
 
 
-def _all_numbers(texts: list[str]) -> bool:
+class _Repeated:
+    """A column of few distinct texts (statuses, channels, technicians), each stripped
+    once: one pass to find them (`dict.fromkeys`, no call a cell) and one to map them, in
+    place of a strip and a share a cell. Each distinct text is one string object, as
+    `_Builder` shares them."""
+
+    def __init__(self, texts: tuple[str, ...]) -> None:
+        self.texts = texts
+        self.distinct = {text: text.strip() for text in dict.fromkeys(texts)}
+
+    def values(self) -> list[str]:
+        return list(map(self.distinct.__getitem__, self.texts))
+
+
+def _number_column(texts: tuple[str, ...]) -> list[str] | None:
+    """`texts` stripped, if `strict_int` takes every one; else None. Tried unstripped
+    first: all digits, they have nothing to strip."""
+    if _all_numbers(texts):
+        return list(texts)
+    stripped = list(map(str.strip, texts))
+    return stripped if _all_numbers(stripped) else None
+
+
+def _all_numbers(texts: Sequence[str]) -> bool:
     """Whether `strict_int` takes every one of `texts` (stripped already): none empty,
     none longer than MAX_DIGITS, all ASCII digits."""
     if not texts:
@@ -452,12 +469,15 @@ def _all_numbers(texts: list[str]) -> bool:
             and max(map(len, texts)) <= MAX_DIGITS)
 
 
-def _waiting_column(texts: list[str]) -> list[int | None] | None:
+def _waiting_column(texts: Sequence[str]) -> list[int | None] | None:
     """Waiting Times (None for an empty one), or None unless each is empty or a number
-    `plausible_seconds` takes."""
+    `plausible_seconds` takes. Stripped only if need be, as `_number_column`."""
     present = list(filter(None, texts))
     if not _all_numbers(present):
-        return None
+        texts = list(map(str.strip, texts))
+        present = list(filter(None, texts))
+        if not _all_numbers(present):
+            return None
     numbers = list(map(int, present))
     if numbers and max(numbers) > MAX_PLAUSIBLE_SECONDS:
         return None

@@ -912,13 +912,13 @@ cells = st.sampled_from
 @given(
     st.lists(
         st.tuples(
-            cells(["1", "22", " 333 ", "x", "", "1" * 18, "1" * 19, "٣"]),
+            cells(["1", "22", " 333 ", "\u00a0444\u2003", "x", "", " ", "1" * 18, "1" * 19, "٣"]),
             cells(["Waiting", "Active", "", " Ativas ", "Waiting"]),
             cells(["7", "", " 8 "]),
             cells(["Chan", "", " Chan", "Канал"]),
             cells(QUICK_STARTS)
             | start_texts.filter(lambda t: "|" not in t and "\n" not in t and "\r" not in t),
-            cells(["", "0", "30", " 30 ", "604800", "604801", "x", "²"]),
+            cells(["", " ", "0", "30", " 30 ", "\u00a030", "604800", "604801", "x", "²"]),
             cells(["", "Yes", "no", "SIM", "True "]),
         ),
         max_size=12,

@@ -460,8 +460,8 @@ def _number_column(texts: tuple[str, ...]) -> list[str] | None:
 
 
 def _all_numbers(texts: Sequence[str]) -> bool:
-    """Whether `strict_int` takes every one of `texts` (stripped already): none empty,
-    none longer than MAX_DIGITS, all ASCII digits."""
+    """Whether every one of `texts`, as it is, is what `strict_int` takes: none empty,
+    none longer than MAX_DIGITS, all ASCII digits (so none has white space to strip)."""
     if not texts:
         return True
     joined = "".join(texts)

@@ -49,7 +49,11 @@ class Scrubber:
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        # Re-entrant: compiling allocates, so the garbage collector may run a finalizer
+        # that logs mid-compile, and that log line is scrubbed here again. A plain lock
+        # then waited on itself for ever. What a nested scrub compiles is what the outer
+        # one would, so either may store it.
+        self._lock = threading.RLock()
         self._kept: frozenset[str] = frozenset()
         # Credentials the vendor hands out and later replaces, by holder: a new one
         # replaces the old, so they do not pile up for ever.

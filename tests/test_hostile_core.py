@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import threading
 from collections.abc import Iterable
 from urllib.parse import quote, quote_plus
 
@@ -77,6 +78,36 @@ def test_an_excerpt_never_ends_in_half_a_secret() -> None:
     assert "01234567" not in cut  # the first half is not left at the cut either
     scrubbed_then_cut = scrub.excerpt("x" * 2044 + "0123456789abcdefSECRET", 2048)
     assert "0123" not in scrubbed_then_cut
+
+
+def test_a_scrub_from_a_finalizer_mid_compile_does_not_freeze_the_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The garbage collector may run a finalizer that logs (asyncio's "Unclosed client
+    # session", say) while the scrubber compiles its forms, and the log line is scrubbed
+    # too. Under a plain lock that second scrub waited on the first for ever: an unclosed
+    # session collected mid-compile froze a test run. Here the finalizer's scrub is made
+    # to come at the start of the compile.
+    scrubber = scrub.Scrubber()
+    scrubber.register("first-s3cret")
+    compile_forms = scrub.compile_forms
+    from_finalizer: list[str] = []
+    finalizers = [lambda: from_finalizer.append(scrubber.scrub("closing first-s3cret"))]
+
+    def compile_interrupted(forms: Iterable[str]) -> scrub.Forms:
+        if finalizers:
+            finalizers.pop()()  # each runs once, as a finalizer does
+        return compile_forms(forms)
+
+    monkeypatch.setattr(scrub, "compile_forms", compile_interrupted)
+    outcome: list[str] = []
+    worker = threading.Thread(target=lambda: outcome.append(scrubber.scrub("first-s3cret")),
+                              daemon=True)
+    worker.start()
+    worker.join(timeout=10)  # a bound on failure, not a wait for success
+    assert not worker.is_alive(), "the scrubber waited on itself"
+    assert outcome == [scrub.REDACTED]
+    assert from_finalizer == [f"closing {scrub.REDACTED}"]
 
 
 def test_log_fields_and_errors_are_scrubbed_capped_and_encodable() -> None:

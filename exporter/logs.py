@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import threading
+from typing import TextIO
 
 import structlog
 from structlog.types import EventDict, WrappedLogger
@@ -36,12 +38,41 @@ def configure(level: str = "info", fmt: str = "logfmt") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=LineLoggerFactory(sys.stderr),
         cache_logger_on_first_use=False,
     )
     root = logging.getLogger()
     if not any(isinstance(handler, _AsOurEvents) for handler in root.handlers):
         root.addHandler(_AsOurEvents())
+
+
+class LineLogger:
+    """structlog's PrintLogger, one line a call, under a re-entrant lock. The garbage
+    collector may run a finalizer that logs (asyncio's "Unclosed client session") in the
+    middle of a write; under PrintLogger's plain lock that line waited for ever on the
+    write it interrupted, and the process froze. Now it is written, or lost if the
+    stream refuses a nested write; never a freeze."""
+
+    _lock = threading.RLock()  # one for all: every logger writes the same stream
+
+    def __init__(self, file: TextIO) -> None:
+        self._file = file
+
+    def msg(self, message: str) -> None:
+        with self._lock:
+            self._file.write(message + "\n")
+            self._file.flush()
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+
+class LineLoggerFactory:
+    def __init__(self, file: TextIO) -> None:
+        self._file = file
+
+    def __call__(self, *args: object) -> LineLogger:
+        return LineLogger(self._file)
 
 
 class _AsOurEvents(logging.Handler):

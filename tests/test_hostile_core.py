@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import threading
 from collections.abc import Iterable
 from urllib.parse import quote, quote_plus
@@ -19,7 +20,7 @@ from exporter.config import ConfigError, Secret, parse_config
 from exporter.errors import UpstreamError
 from exporter.families import OTHER, BoundedLabel
 from exporter.http import parse_retry_after
-from exporter.logs import MAX_FIELD_LENGTH, scrub_fields
+from exporter.logs import MAX_FIELD_LENGTH, LineLogger, LineLoggerFactory, scrub_fields
 from exporter.loop import Daemon
 from exporter.sanitize import (
     clean_text,
@@ -380,6 +381,29 @@ def test_the_libraries_log_records_become_our_one_line_events() -> None:
         ("Error handling request", "aiohttp.server", "error"),
         ("slow callback", "asyncio", "warning")]
     assert logged[0]["exc_info"][0] is ValueError
+
+
+def test_a_line_logged_from_a_finalizer_mid_write_does_not_freeze_the_process() -> None:
+    # A finalizer run by the garbage collector in the middle of a log write, and logging
+    # itself: under structlog's PrintLogger (a plain lock) it waited on that write for ever.
+    class Stream(io.StringIO):
+        def __init__(self) -> None:
+            super().__init__()
+            self.finalizers = [lambda: LineLogger(self).error("closing")]
+
+        def write(self, text: str) -> int:
+            if self.finalizers:
+                self.finalizers.pop()()  # each runs once, as a finalizer does
+            return super().write(text)
+
+    stream = Stream()
+    worker = threading.Thread(target=lambda: LineLogger(stream).info("cycle done"),
+                              daemon=True)
+    worker.start()
+    worker.join(timeout=10)  # a bound on failure, not a wait for success
+    assert not worker.is_alive(), "the log write waited on itself"
+    assert stream.getvalue() == "closing\ncycle done\n"
+    assert isinstance(structlog.get_config()["logger_factory"], LineLoggerFactory)
 
 
 def test_the_longest_form_is_redacted_where_one_form_begins_another() -> None:

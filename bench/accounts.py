@@ -66,8 +66,10 @@ def serve(latency: float, vendor: str) -> None:
         world = await start_world({vendor: SIMULATORS[vendor]}, SystemClock(), seed=1)
         for simulator in world.simulators.values():
             simulator.faults.inject("latency", count=None, seconds=latency)
-        templates = {vendor: sim.demo_accounts(world.base_urls[vendor])[0]
-                     for vendor, sim in world.simulators.items()}
+        templates = {
+            vendor: sim.demo_accounts(world.base_urls[vendor])[0]
+            for vendor, sim in world.simulators.items()
+        }
         print(json.dumps(templates), flush=True)
         try:
             await stdin_closed()
@@ -102,8 +104,9 @@ def simulators(latency: float) -> Iterator[Simulators]:
         templates: dict[str, dict[str, Any]] = {}
         pids = []
         for vendor in SIMULATORS:
-            proc, line = stack.enter_context(child(
-                [sys.executable, __file__, "serve", str(latency), vendor], READY_TIMEOUT))
+            proc, line = stack.enter_context(
+                child([sys.executable, __file__, "serve", str(latency), vendor], READY_TIMEOUT)
+            )
             templates.update(json.loads(line))
             pids.append(proc.pid)
         yield Simulators(templates, pids)
@@ -121,8 +124,9 @@ def config_data(sims: Simulators, counts: dict[str, int], concurrency: int) -> d
     if concurrency != DEFAULT:
         data["global"]["max_concurrency"] = concurrency
     for vendor, n in counts.items():
-        template = {k: v for k, v in sims.templates[vendor].items()
-                    if k not in ("interval", "name")}
+        template = {
+            k: v for k, v in sims.templates[vendor].items() if k not in ("interval", "name")
+        }
         data[vendor] = [{**template, "name": f"{vendor}-{i:03d}"} for i in range(n)]
     return data
 
@@ -166,8 +170,9 @@ class LagProbe:
         return lags[min(len(lags) - 1, int(len(lags) * 0.99))], lags[-1]
 
 
-async def cycles(sims: Simulators, counts: dict[str, int], concurrency: int,
-                 profile: bool = False) -> list[Cycle]:
+async def cycles(
+    sims: Simulators, counts: dict[str, int], concurrency: int, profile: bool = False
+) -> list[Cycle]:
     config = parse_config(config_data(sims, counts, concurrency), VENDORS)
     daemon = Daemon(config, VENDORS, seed=1)
     await daemon.start(schedule=False)
@@ -198,13 +203,20 @@ async def cycles(sims: Simulators, counts: dict[str, int], concurrency: int,
                 profiler.stop()
                 print(profiler.output_text(unicode=False, color=False, show_all=False))
                 break
-            results.append(Cycle(
-                wall, render, cpu, child,
-                int(sum(daemon.metrics.requests.values.values()) - before_req),
-                int(sum(daemon.metrics.failures.values.values()) - before_fail),
-                sum(h.up for h in daemon.metrics.health.values()),
-                len(daemon.runners), lag_p99, lag_max,
-            ))
+            results.append(
+                Cycle(
+                    wall,
+                    render,
+                    cpu,
+                    child,
+                    int(sum(daemon.metrics.requests.values.values()) - before_req),
+                    int(sum(daemon.metrics.failures.values.values()) - before_fail),
+                    sum(h.up for h in daemon.metrics.health.values()),
+                    len(daemon.runners),
+                    lag_p99,
+                    lag_max,
+                )
+            )
     finally:
         await daemon.stop()
     return results
@@ -264,10 +276,23 @@ async def scheduled(sims: Simulators, counts: dict[str, int], minutes: float) ->
         over_budget = len(daemon.renderer.over_budget)
         tracked = Counter(type(o).__name__ for o in gc.get_objects()).most_common(8)
         await daemon.stop()
-    return Scheduled(minutes, cycles, failures, up, len(daemon.runners), cpu, child,
-                     lag_p99, lag_max, gc_pauses, exposition, over_budget,
-                     resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, renders,
-                     tracked)
+    return Scheduled(
+        minutes,
+        cycles,
+        failures,
+        up,
+        len(daemon.runners),
+        cpu,
+        child,
+        lag_p99,
+        lag_max,
+        gc_pauses,
+        exposition,
+        over_budget,
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        renders,
+        tracked,
+    )
 
 
 def timed_renders(daemon: Daemon) -> list[float]:
@@ -303,9 +328,10 @@ class GcProbe:
 
     def stop(self) -> str:
         gc.callbacks.remove(self._callback)
-        return "; ".join(f"gen{g} {len(p)} runs, {sum(p):.2f} s, "
-                         f"max {max(p, default=0) * 1000:.0f} ms"
-                         for g, p in self.pauses.items())
+        return "; ".join(
+            f"gen{g} {len(p)} runs, {sum(p):.2f} s, max {max(p, default=0) * 1000:.0f} ms"
+            for g, p in self.pauses.items()
+        )
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -317,43 +343,77 @@ def report_scheduled(run: Scheduled, singles: dict[str, list[Cycle]]) -> None:
     rows = []
     for vendor, cycles in run.cycles.items():
         single = singles[vendor][1].wall  # one account's steady cycle, the baseline
-        for label, chosen in (("first", [c for c in cycles if c[0] == 1]),
-                              ("later", [c for c in cycles if c[0] > 1])):
+        for label, chosen in (
+            ("first", [c for c in cycles if c[0] == 1]),
+            ("later", [c for c in cycles if c[0] > 1]),
+        ):
             if not chosen:
                 continue  # a run shorter than an interval has first cycles only
             durations = [d for _, d, _ in chosen]
             p50, p99 = percentile(durations, 0.5), percentile(durations, 0.99)
-            rows.append([vendor, label, len(chosen), sum(not ok for *_, ok in chosen),
-                         p50, ratio(p50, single), p99, max(durations),
-                         sum(d > INTERVAL for d in durations)])
-    table(["vendor", "cycles", "finished", "failed", "duration p50 s", "p50 vs 1 account",
-           "p99 s", "max s", f"over {INTERVAL:g} s"], rows)
+            rows.append(
+                [
+                    vendor,
+                    label,
+                    len(chosen),
+                    sum(not ok for *_, ok in chosen),
+                    p50,
+                    ratio(p50, single),
+                    p99,
+                    max(durations),
+                    sum(d > INTERVAL for d in durations),
+                ]
+            )
+    table(
+        [
+            "vendor",
+            "cycles",
+            "finished",
+            "failed",
+            "duration p50 s",
+            "p50 vs 1 account",
+            "p99 s",
+            "max s",
+            f"over {INTERVAL:g} s",
+        ],
+        rows,
+    )
     for key, count in sorted(run.failures.items()):
         print(f"failed cycles: {key}: {count}")
     every = [d for cycles in run.cycles.values() for _, d, _ in cycles]
     over = sum(d > INTERVAL for d in every)
     failed = sum(not ok for cycles in run.cycles.values() for *_, ok in cycles)
     share = 100 * run.cpu_exporter / (run.minutes * 60)
-    print(f"{run.accounts} accounts, {run.minutes:g} min: {len(every)} cycles, {over} over the "
-          f"{INTERVAL:g} s interval, {failed} failed; {run.up}/{run.accounts} up at the end; "
-          f"exporter {run.cpu_exporter:.1f} CPU s ({share:.0f}% of one CPU), "
-          f"simulators {run.cpu_simulators:.1f} CPU s; loop lag p99 {run.lag_p99 * 1000:.0f} ms, "
-          f"max {run.lag_max * 1000:.0f} ms")
+    print(
+        f"{run.accounts} accounts, {run.minutes:g} min: {len(every)} cycles, {over} over the "
+        f"{INTERVAL:g} s interval, {failed} failed; {run.up}/{run.accounts} up at the end; "
+        f"exporter {run.cpu_exporter:.1f} CPU s ({share:.0f}% of one CPU), "
+        f"simulators {run.cpu_simulators:.1f} CPU s; loop lag p99 {run.lag_p99 * 1000:.0f} ms, "
+        f"max {run.lag_max * 1000:.0f} ms"
+    )
     print(f"garbage collections: {run.collections}")
-    print(f"renders: {len(run.renders)}, wall p50 {percentile(run.renders, 0.5) * 1000:.0f} ms, "
-          f"max {max(run.renders, default=0) * 1000:.0f} ms, "
-          f"{sum(run.renders) / (run.minutes * 60):.0%} of the run")
-    print(f"objects the garbage collector tracks, at the end: {sum(n for _, n in run.tracked):,} "
-          "in the 8 most numerous types: "
-          + ", ".join(f"{name} {count:,}" for name, count in run.tracked))
+    print(
+        f"renders: {len(run.renders)}, wall p50 {percentile(run.renders, 0.5) * 1000:.0f} ms, "
+        f"max {max(run.renders, default=0) * 1000:.0f} ms, "
+        f"{sum(run.renders) / (run.minutes * 60):.0%} of the run"
+    )
+    print(
+        f"objects the garbage collector tracks, at the end: {sum(n for _, n in run.tracked):,} "
+        "in the 8 most numerous types: "
+        + ", ".join(f"{name} {count:,}" for name, count in run.tracked)
+    )
     plain, gzipped = run.exposition
-    print(f"/metrics at the end: {plain / 2**20:.1f} MiB ({gzipped / 2**20:.1f} MiB gzipped); "
-          f"{run.over_budget} accounts left out for max_exposition_bytes; exporter peak RSS "
-          f"{run.peak_rss / 2**20:.0f} MiB")
+    print(
+        f"/metrics at the end: {plain / 2**20:.1f} MiB ({gzipped / 2**20:.1f} MiB gzipped); "
+        f"{run.over_budget} accounts left out for max_exposition_bytes; exporter peak RSS "
+        f"{run.peak_rss / 2**20:.0f} MiB"
+    )
     # A cycle cut off by its deadline (`cycle_timeout`, within the interval) did not
     # finish either: it counts against the target as much as one that ran over.
-    print("target: every cycle finished within its interval: "
-          + ("MET" if over == 0 and failed == 0 else "NOT MET"))
+    print(
+        "target: every cycle finished within its interval: "
+        + ("MET" if over == 0 and failed == 0 else "NOT MET")
+    )
 
 
 def setting(concurrency: int) -> str:
@@ -362,16 +422,31 @@ def setting(concurrency: int) -> str:
 
 def main() -> int:
     parser = arguments(__doc__ or "")
-    parser.add_argument("--concurrency", default="default",
-                        help="global.max_concurrency values to try, comma-separated "
-                             "(default: the default settings; e.g. 16,64,128,256)")
-    parser.add_argument("--accounts", type=int, default=200,
-                        help="accounts in all, split evenly between the three vendors")
-    parser.add_argument("--scheduled", type=float, default=0.0, metavar="MINUTES",
-                        help="instead of cycles started at once, run the daemon's own "
-                             "scheduler for MINUTES and report every cycle")
-    parser.add_argument("--profile", action="store_true",
-                        help="pyinstrument profile of the last setting's steady cycle")
+    parser.add_argument(
+        "--concurrency",
+        default="default",
+        help="global.max_concurrency values to try, comma-separated "
+        "(default: the default settings; e.g. 16,64,128,256)",
+    )
+    parser.add_argument(
+        "--accounts",
+        type=int,
+        default=200,
+        help="accounts in all, split evenly between the three vendors",
+    )
+    parser.add_argument(
+        "--scheduled",
+        type=float,
+        default=0.0,
+        metavar="MINUTES",
+        help="instead of cycles started at once, run the daemon's own "
+        "scheduler for MINUTES and report every cycle",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="pyinstrument profile of the last setting's steady cycle",
+    )
     args = parser.parse_args()
     configure("warn", "logfmt")
     if args.quick:
@@ -382,48 +457,91 @@ def main() -> int:
         latency = 0.2
         settings = [DEFAULT if c == "default" else int(c) for c in args.concurrency.split(",")]
     total = sum(counts.values())
-    header(f"many accounts: {total} accounts, {latency * 1000:.0f} ms injected latency "
-           "on every request, simulators in child processes, one per vendor")
+    header(
+        f"many accounts: {total} accounts, {latency * 1000:.0f} ms injected latency "
+        "on every request, simulators in child processes, one per vendor"
+    )
     with simulators(latency) as sims:
-        singles = {vendor: asyncio.run(cycles(sims, {vendor: 1}, settings[0]))
-                   for vendor in counts}
+        singles = {vendor: asyncio.run(cycles(sims, {vendor: 1}, settings[0])) for vendor in counts}
         if args.scheduled:
             report_scheduled(asyncio.run(scheduled(sims, counts, args.scheduled)), singles)
             return 0
-        many = {c: asyncio.run(cycles(sims, counts, c, args.profile and c == settings[-1]))
-                for c in settings}
+        many = {
+            c: asyncio.run(cycles(sims, counts, c, args.profile and c == settings[-1]))
+            for c in settings
+        }
 
     rows = []
     for vendor, result in singles.items():
         for n, cycle in enumerate(result, 1):
-            rows.append([f"1 {vendor} account", n, cycle.wall, cycle.render, "",
-                         cycle.requests,
-                         cycle.cpu_exporter, cycle.cpu_simulators, f"{cycle.up}/1",
-                         cycle.lag_p99 * 1000, cycle.lag_max * 1000])
+            rows.append(
+                [
+                    f"1 {vendor} account",
+                    n,
+                    cycle.wall,
+                    cycle.render,
+                    "",
+                    cycle.requests,
+                    cycle.cpu_exporter,
+                    cycle.cpu_simulators,
+                    f"{cycle.up}/1",
+                    cycle.lag_p99 * 1000,
+                    cycle.lag_max * 1000,
+                ]
+            )
     # A cycle of many accounts can be no shorter than the slowest single account's.
     baseline = [max(r[n].wall for r in singles.values()) for n in range(2)]
     expected = [sum(singles[v][n].requests * k for v, k in counts.items()) for n in range(2)]
     for concurrency, result in many.items():
         for n, cycle in enumerate(result):
-            rows.append([f"{total} accounts, {setting(concurrency)}", n + 1, cycle.wall,
-                         cycle.render, ratio(cycle.wall, baseline[n]),
-                         f"{cycle.requests} ({ratio(cycle.requests, expected[n])})",
-                         cycle.cpu_exporter, cycle.cpu_simulators,
-                         f"{cycle.up}/{cycle.accounts}",
-                         cycle.lag_p99 * 1000, cycle.lag_max * 1000])
-    table(["run", "cycle", "wall s", "of which render s", "vs slowest single account",
-           "requests (vs N x single)", "CPU s exporter", "CPU s simulators", "up",
-           "loop lag p99 ms", "loop lag max ms"], rows)
+            rows.append(
+                [
+                    f"{total} accounts, {setting(concurrency)}",
+                    n + 1,
+                    cycle.wall,
+                    cycle.render,
+                    ratio(cycle.wall, baseline[n]),
+                    f"{cycle.requests} ({ratio(cycle.requests, expected[n])})",
+                    cycle.cpu_exporter,
+                    cycle.cpu_simulators,
+                    f"{cycle.up}/{cycle.accounts}",
+                    cycle.lag_p99 * 1000,
+                    cycle.lag_max * 1000,
+                ]
+            )
+    table(
+        [
+            "run",
+            "cycle",
+            "wall s",
+            "of which render s",
+            "vs slowest single account",
+            "requests (vs N x single)",
+            "CPU s exporter",
+            "CPU s simulators",
+            "up",
+            "loop lag p99 ms",
+            "loop lag max ms",
+        ],
+        rows,
+    )
     met = [c for c, r in many.items() if r[1].wall < 3 * baseline[1] and r[1].up == total]
-    print(f"target: {total}-account cycle under 3x one account's (steady cycle): "
-          + (f"MET with {', '.join(setting(c) for c in met)}" if met
-             else "NOT MET at any setting tried"))
+    print(
+        f"target: {total}-account cycle under 3x one account's (steady cycle): "
+        + (
+            f"MET with {', '.join(setting(c) for c in met)}"
+            if met
+            else "NOT MET at any setting tried"
+        )
+    )
     fastest = min(many, key=lambda c: many[c][1].wall)
     steady = many[fastest][1]
-    print(f"capacity: one process handles {total} accounts at interval {INTERVAL:g}s with "
-          f"{100 * steady.cpu_exporter / INTERVAL:.1f}% of one CPU "
-          f"({steady.cpu_exporter:.2f} CPU s per steady cycle, {setting(fastest)}); "
-          f"steady cycle {steady.wall:.1f} s of the {INTERVAL:g} s interval")
+    print(
+        f"capacity: one process handles {total} accounts at interval {INTERVAL:g}s with "
+        f"{100 * steady.cpu_exporter / INTERVAL:.1f}% of one CPU "
+        f"({steady.cpu_exporter:.2f} CPU s per steady cycle, {setting(fastest)}); "
+        f"steady cycle {steady.wall:.1f} s of the {INTERVAL:g} s interval"
+    )
     return 0
 
 

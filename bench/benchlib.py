@@ -21,8 +21,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def arguments(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--quick", action="store_true",
-                        help="tiny sizes, a second or two: proves the script works (CI)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny sizes, a second or two: proves the script works (CI)",
+    )
     return parser
 
 
@@ -38,8 +41,14 @@ def cpu_model() -> str:
 
 def commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
@@ -47,8 +56,10 @@ def commit() -> str:
 def header(title: str) -> None:
     print(f"# {title}")
     print(f"date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M UTC}  commit: {commit()}")
-    print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-          f"{platform.system()} {platform.release()}")
+    print(
+        f"machine: {cpu_model()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}"
+    )
 
 
 def table(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:

@@ -61,27 +61,42 @@ class CannedUpstream(Upstream):
         # --profile: parsed inline, because cProfile sees only the thread it runs in.
         self.inline = False
 
-    async def parse_off_loop(self, operation: str, parser: Callable[[bytes], T],
-                             body: bytes | tuple[bytes, ...]) -> T:
+    async def parse_off_loop(
+        self, operation: str, parser: Callable[[bytes], T], body: bytes | tuple[bytes, ...]
+    ) -> T:
         if self.inline:
-            return self.parse(operation, parser, body if isinstance(body, bytes)
-                              else b"".join(body))
+            return self.parse(
+                operation, parser, body if isinstance(body, bytes) else b"".join(body)
+            )
         return await super().parse_off_loop(operation, parser, body)
 
-    async def fetch(self, operation: str, method: str, url: str, *,
-                    data: Mapping[str, str] | bytes | None = None,
-                    params: Mapping[str, str] | None = None, **_: Any) -> Reply:
+    async def fetch(
+        self,
+        operation: str,
+        method: str,
+        url: str,
+        *,
+        data: Mapping[str, str] | bytes | None = None,
+        params: Mapping[str, str] | None = None,
+        **_: Any,
+    ) -> Reply:
         form = data if isinstance(data, Mapping) else None  # no stand-in sends raw bytes
         return Reply.of(200, self._answer(operation, form or params or {}), self._headers)
 
-    async def stream(self, operation: str, url: str,
-                     consume: Callable[[AsyncIterator[bytes]], Awaitable[T]], *,
-                     params: Mapping[str, str] | None = None, **_: Any) -> T:
+    async def stream(
+        self,
+        operation: str,
+        url: str,
+        consume: Callable[[AsyncIterator[bytes]], Awaitable[T]],
+        *,
+        params: Mapping[str, str] | None = None,
+        **_: Any,
+    ) -> T:
         body = self._answer(operation, params or {})
 
         async def chunks() -> AsyncIterator[bytes]:
             for at in range(0, len(body), 65536):
-                yield body[at:at + 65536]
+                yield body[at : at + 65536]
 
         return await consume(chunks())
 
@@ -97,9 +112,13 @@ def run(collect: Awaitable[None]) -> None:
 
 
 def context(clock: FakeClock, started_at: float = 0.0) -> CollectorContext:
-    return CollectorContext(clock=clock, log=get_logger(component="bench"),
-                            label_value_limit=50, reject=lambda reason, count: None,
-                            started_at=started_at)
+    return CollectorContext(
+        clock=clock,
+        log=get_logger(component="bench"),
+        label_value_limit=50,
+        reject=lambda reason, count: None,
+        started_at=started_at,
+    )
 
 
 def account(vendor: str, fields: dict[str, Any]) -> Any:
@@ -117,20 +136,32 @@ def glance_bodies(size: int) -> dict[str, bytes]:
     clock = FakeClock(NOW)
     # Enough arrivals that one page holds `size` completed sessions.
     sim = GlanceSimulator(clock, 1, history=max(size, 10) * 120.0, rate=1 / 60)
-    base = {"partnerId": str(sim.partner_id), "apiKey": sim.api_key, "sessionKey": "",
-            "startRange": _utc(NOW - 30 * 86400), "endRange": _utc(NOW)}
+    base = {
+        "partnerId": str(sim.partner_id),
+        "apiKey": sim.api_key,
+        "sessionKey": "",
+        "startRange": _utc(NOW - 30 * 86400),
+        "endRange": _utc(NOW),
+    }
     requests = {
-        "page": ("PartnerCompletedSessionsEnding", {**base, "nResults": str(size),
-                                                     "nextId": "0"}),
-        "empty": ("PartnerCompletedSessionsEnding", {**base, "nResults": "1",
-                                                      "nextId": str(10**9)}),
+        "page": ("PartnerCompletedSessionsEnding", {**base, "nResults": str(size), "nextId": "0"}),
+        "empty": (
+            "PartnerCompletedSessionsEnding",
+            {**base, "nResults": "1", "nextId": str(10**9)},
+        ),
         "active": ("PartnerActiveSessions", base),
         "counts": ("PartnerSessionCounts", {**base, "type": "", "status": "C"}),
         "ending": ("PartnerSessionCountsEnding", {**base, "type": ""}),
     }
-    return asyncio.run(_fetch_all(sim.app(), {
-        name: (f"/services/activityservice.asmx/{op}", params)
-        for name, (op, params) in requests.items()}))
+    return asyncio.run(
+        _fetch_all(
+            sim.app(),
+            {
+                name: (f"/services/activityservice.asmx/{op}", params)
+                for name, (op, params) in requests.items()
+            },
+        )
+    )
 
 
 def _utc(timestamp: float) -> str:
@@ -139,8 +170,7 @@ def _utc(timestamp: float) -> str:
     return utc(timestamp)
 
 
-async def _fetch_all(app: Any, requests: dict[str, tuple[str, dict[str, str]]]
-                     ) -> dict[str, bytes]:
+async def _fetch_all(app: Any, requests: dict[str, tuple[str, dict[str, str]]]) -> dict[str, bytes]:
     import aiohttp
     from aiohttp import web
 
@@ -170,15 +200,21 @@ def bench_glance(size: int, repeats: int) -> list[list[object]]:
     page = bodies["page"]
     records = len(parse_group_sessions(page).sessions)
     assert records == size, f"the simulator gave {records} sessions, not {size}"
-    acct = account("glance", {"partner_id": 1, "api_key": "k", "users": [],
-                              "today_statuses": ["C"]})
+    acct = account(
+        "glance", {"partner_id": 1, "api_key": "k", "users": [], "today_statuses": ["C"]}
+    )
     clock = FakeClock(NOW)
 
     def answer(operation: str, form: Mapping[str, str]) -> bytes:
         if operation == COMPLETED_ENDING:
             return page if form.get("nextId") == "0" else bodies["empty"]
-        return bodies[{"PartnerActiveSessions": "active", "PartnerSessionCounts": "counts",
-                       "PartnerSessionCountsEnding": "ending"}[operation]]
+        return bodies[
+            {
+                "PartnerActiveSessions": "active",
+                "PartnerSessionCounts": "counts",
+                "PartnerSessionCountsEnding": "ending",
+            }[operation]
+        ]
 
     upstream = CannedUpstream(answer)
 
@@ -190,10 +226,16 @@ def bench_glance(size: int, repeats: int) -> list[list[object]]:
     run(check.collect(upstream))
     counted = sum(check.completed.values.values())
     assert counted == records, f"collected {counted} of {records}"
-    return _rows("Glance page", records, len(page),
-                 bare=lambda: etree.fromstring(page),
-                 parse=lambda: parse_group_sessions(page),
-                 collect=collect, repeats=repeats, upstream=upstream)
+    return _rows(
+        "Glance page",
+        records,
+        len(page),
+        bare=lambda: etree.fromstring(page),
+        parse=lambda: parse_group_sessions(page),
+        collect=collect,
+        repeats=repeats,
+        upstream=upstream,
+    )
 
 
 # -- SecureVideo ---------------------------------------------------------------------------
@@ -232,10 +274,16 @@ def bench_securevideo(size: int, repeats: int) -> list[list[object]]:
     check = SecureVideoCollector(acct, context(clock))
     run(check.collect(upstream))
     assert check.tracked_sessions > records * 0.9, "most records must be counted"
-    return _rows("SecureVideo history", records, len(body),
-                 bare=lambda: json.loads(body),
-                 parse=lambda: parse_history(body),
-                 collect=collect, repeats=repeats, upstream=upstream)
+    return _rows(
+        "SecureVideo history",
+        records,
+        len(body),
+        bare=lambda: json.loads(body),
+        parse=lambda: parse_history(body),
+        collect=collect,
+        repeats=repeats,
+        upstream=upstream,
+    )
 
 
 # -- Rescue --------------------------------------------------------------------------------
@@ -251,11 +299,14 @@ def rescue_body(size: int) -> bytes:
     for i in range(size):
         channel, tech = rng.choice(CHANNELS), rng.choice(TECHNICIANS)
         row = {
-            "ID": str(1663112 + i), "Status": rng.choice(STATUSES),
-            "Entry ID": str(channel.id), "Entry": channel.name,
-            "Technician ID": str(tech.id), "Technician": tech.name,
+            "ID": str(1663112 + i),
+            "Status": rng.choice(STATUSES),
+            "Entry ID": str(channel.id),
+            "Entry": channel.name,
+            "Technician ID": str(tech.id),
+            "Technician": tech.name,
             "Start Time": f"2/{rng.randint(1, 28)}/2026 {rng.randint(1, 12)}:"
-                          f"{rng.randint(0, 59):02d} {rng.choice(('AM', 'PM'))}",
+            f"{rng.randint(0, 59):02d} {rng.choice(('AM', 'PM'))}",
             "Waiting Time": str(rng.randint(0, 3600)),
             "Custom Field 0": f"Customer {rng.randint(1, 999)}",
             "Custom Field 1": f"T-{rng.randint(1000, 9999)}",
@@ -283,9 +334,16 @@ def bench_rescue(size: int, repeats: int) -> list[list[object]]:
     def collect() -> None:
         run(RescueCollector(acct, context(clock)).collect(upstream))
 
-    return _rows("Rescue table", records, len(body), bare=bare,
-                 parse=lambda: parse_sessions(body), collect=collect, repeats=repeats,
-                 upstream=upstream)
+    return _rows(
+        "Rescue table",
+        records,
+        len(body),
+        bare=bare,
+        parse=lambda: parse_sessions(body),
+        collect=collect,
+        repeats=repeats,
+        upstream=upstream,
+    )
 
 
 # -- report --------------------------------------------------------------------------------
@@ -295,20 +353,37 @@ PROFILE = False  # --profile
 PROFILE_LINES = 18
 
 
-def _rows(name: str, records: int, size: int, *, bare: Callable[[], object],
-          parse: Callable[[], object], collect: Callable[[], object],
-          repeats: int, upstream: CannedUpstream) -> list[list[object]]:
+def _rows(
+    name: str,
+    records: int,
+    size: int,
+    *,
+    bare: Callable[[], object],
+    parse: Callable[[], object],
+    collect: Callable[[], object],
+    repeats: int,
+    upstream: CannedUpstream,
+) -> list[list[object]]:
     if PROFILE:
         _profile(name, records, collect, upstream)
-    times = best_interleaved({"bare parse": bare, "parse": parse, "parse + collect": collect},
-                             repeats)
-    return [[f"{name} ({records:,} records, {size / 1e6:.1f} MB)" if i == 0 else "", stage,
-             records / t, t * 1000, ratio(t, times["bare parse"])]
-            for i, (stage, t) in enumerate(times.items())]
+    times = best_interleaved(
+        {"bare parse": bare, "parse": parse, "parse + collect": collect}, repeats
+    )
+    return [
+        [
+            f"{name} ({records:,} records, {size / 1e6:.1f} MB)" if i == 0 else "",
+            stage,
+            records / t,
+            t * 1000,
+            ratio(t, times["bare parse"]),
+        ]
+        for i, (stage, t) in enumerate(times.items())
+    ]
 
 
-def _profile(name: str, records: int, collect: Callable[[], object],
-             upstream: CannedUpstream) -> None:
+def _profile(
+    name: str, records: int, collect: Callable[[], object], upstream: CannedUpstream
+) -> None:
     """One parse + collect under cProfile: the functions by own time, per record."""
     upstream.inline = True
     profiler = cProfile.Profile()
@@ -320,13 +395,22 @@ def _profile(name: str, records: int, collect: Callable[[], object],
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out)
     total = stats.total_tt  # type: ignore[attr-defined]  # set by Stats, not in the stubs
-    print(f"## profile: {name}, {records:,} records, {total * 1000:.0f} ms under cProfile "
-          f"({total / records * 1e6:.1f} us a record)")
-    rows = sorted(stats.stats.items(),  # type: ignore[attr-defined]
-                  key=lambda item: item[1][2], reverse=True)[:PROFILE_LINES]
-    table(["function", "calls", "own ms", "own us/record", "share"], [
-        [_where(func), calls, own * 1000, own / records * 1e6, f"{own / total:.0%}"]
-        for func, (_, calls, own, _, _) in rows])
+    print(
+        f"## profile: {name}, {records:,} records, {total * 1000:.0f} ms under cProfile "
+        f"({total / records * 1e6:.1f} us a record)"
+    )
+    rows = sorted(
+        stats.stats.items(),  # type: ignore[attr-defined]
+        key=lambda item: item[1][2],
+        reverse=True,
+    )[:PROFILE_LINES]
+    table(
+        ["function", "calls", "own ms", "own us/record", "share"],
+        [
+            [_where(func), calls, own * 1000, own / records * 1e6, f"{own / total:.0%}"]
+            for func, (_, calls, own, _, _) in rows
+        ],
+    )
     print()
 
 
@@ -351,18 +435,29 @@ def _rescue(quick: bool, repeats: int) -> list[list[object]]:
 
 
 BENCHES: dict[str, Callable[[bool, int], list[list[object]]]] = {
-    "glance": _glance, "securevideo": _securevideo, "rescue": _rescue}
+    "glance": _glance,
+    "securevideo": _securevideo,
+    "rescue": _rescue,
+}
 
 
 def main() -> int:
     global PROFILE
     parser = arguments(__doc__ or "")
-    parser.add_argument("--only", choices=sorted(BENCHES), action="append",
-                        help="this vendor's reply only (repeatable)")
-    parser.add_argument("--profile", action="store_true",
-                        help="also profile one parse + collect per reply")
-    parser.add_argument("--default-gc", action="store_true",
-                        help="keep Python's garbage collector settings, not the daemon's")
+    parser.add_argument(
+        "--only",
+        choices=sorted(BENCHES),
+        action="append",
+        help="this vendor's reply only (repeatable)",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="also profile one parse + collect per reply"
+    )
+    parser.add_argument(
+        "--default-gc",
+        action="store_true",
+        help="keep Python's garbage collector settings, not the daemon's",
+    )
     args = parser.parse_args()
     PROFILE = args.profile
     configure("warn", "logfmt")
@@ -372,18 +467,26 @@ def main() -> int:
         tune_garbage_collector()
     repeats = 2 if args.quick else 15
     header("ingest: records/s through the parsers and collectors vs the bare parse")
-    print(f"garbage collector: {'Python defaults' if args.default_gc else 'as the daemon'} "
-          f"(thresholds {gc.get_threshold()})")
+    print(
+        f"garbage collector: {'Python defaults' if args.default_gc else 'as the daemon'} "
+        f"(thresholds {gc.get_threshold()})"
+    )
     try:
-        rows = [row for name, bench in BENCHES.items() if not args.only or name in args.only
-                for row in bench(args.quick, repeats)]
+        rows = [
+            row
+            for name, bench in BENCHES.items()
+            if not args.only or name in args.only
+            for row in bench(args.quick, repeats)
+        ]
     finally:
         LOOP.run_until_complete(LOOP.shutdown_default_executor())
         LOOP.close()
     table(["reply", "stage", "records/s", "ms", "time vs bare"], rows)
     worst = max(float(str(r[4]).rstrip("x")) for r in rows if r[1] == "parse + collect")
-    print(f"target: parse + collect within 2x of the bare parse: "
-          f"{'MET' if worst <= 2 else 'NOT MET'} (worst {worst:.2f}x)")
+    print(
+        f"target: parse + collect within 2x of the bare parse: "
+        f"{'MET' if worst <= 2 else 'NOT MET'} (worst {worst:.2f}x)"
+    )
     return 0
 
 

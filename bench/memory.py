@@ -63,16 +63,26 @@ class DayOfSessions:
     async def session_counts_ending(self, upstream: Any, *args: Any) -> Counts:
         return Counts([])
 
-    async def completed(self, upstream: Any, operation: str, start: float, end: float,
-                        **_: Any) -> AsyncIterator[GroupSessions]:  # position, budget
+    async def completed(
+        self, upstream: Any, operation: str, start: float, end: float, **_: Any
+    ) -> AsyncIterator[GroupSessions]:  # position, budget
         lo = max(0, int((start - START) / self.gap + 0.999999))
         hi = int((end - START) / self.gap)
         for page in range(lo, hi + 1, 1000):
-            yield GroupSessions(None, [
-                Session(id=self.first_id + i, type=TYPES[i % 3], status="C",
-                        start_time=START + i * self.gap - 300, duration=300.0 + i % 900,
-                        partner_user_id="JDemo")
-                for i in range(page, min(page + 1000, hi + 1))])
+            yield GroupSessions(
+                None,
+                [
+                    Session(
+                        id=self.first_id + i,
+                        type=TYPES[i % 3],
+                        status="C",
+                        start_time=START + i * self.gap - 300,
+                        duration=300.0 + i % 900,
+                        partner_user_id="JDemo",
+                    )
+                    for i in range(page, min(page + 1000, hi + 1))
+                ],
+            )
 
 
 def main() -> int:
@@ -80,21 +90,39 @@ def main() -> int:
     args = parser.parse_args()
     configure("warn", "logfmt")
     accounts, per_day, seconds = (1, 100_000, 7200) if args.quick else (10, 100_000, 86400)
-    header(f"memory: {accounts} Glance accounts x {per_day:,} completed sessions a day, "
-           f"{seconds / 3600:g} h simulated, polled every {INTERVAL:g}s")
+    header(
+        f"memory: {accounts} Glance accounts x {per_day:,} completed sessions a day, "
+        f"{seconds / 3600:g} h simulated, polled every {INTERVAL:g}s"
+    )
     clock = FakeClock(START)
-    config = parse_config({"glance": [
-        {"name": f"glance-{n:02d}", "partner_id": 1, "api_key": "k", "today_statuses": []}
-        for n in range(accounts)]}, VENDORS)
+    config = parse_config(
+        {
+            "glance": [
+                {"name": f"glance-{n:02d}", "partner_id": 1, "api_key": "k", "today_statuses": []}
+                for n in range(accounts)
+            ]
+        },
+        VENDORS,
+    )
     collectors = []
     for n, account in enumerate(config.accounts):
-        ctx = CollectorContext(clock=clock, log=get_logger(component="bench"),
-                               label_value_limit=50, reject=lambda reason, count: None,
-                               started_at=START)
+        ctx = CollectorContext(
+            clock=clock,
+            log=get_logger(component="bench"),
+            label_value_limit=50,
+            reject=lambda reason, count: None,
+            started_at=START,
+        )
         # DayOfSessions stands in for GlanceClient: the same methods, no network.
-        collectors.append(GlanceCollector(account, ctx,  # type: ignore[arg-type]
-                                          client=DayOfSessions(  # type: ignore[arg-type]
-                                              per_day, n * 10**8)))
+        collectors.append(
+            GlanceCollector(
+                account,  # type: ignore[arg-type]
+                ctx,
+                client=DayOfSessions(  # type: ignore[arg-type]
+                    per_day, n * 10**8
+                ),
+            )
+        )
     baseline = rss_mib()
     samples: list[list[object]] = []
     tracked_max = 0
@@ -108,8 +136,14 @@ def main() -> int:
             tracked = sum(len(c.seen) for c in collectors)
             tracked_max = max(tracked_max, tracked)
             if step % int(3 * 3600 / INTERVAL) == 0 or step * INTERVAL == seconds:
-                samples.append([f"{step * INTERVAL / 3600:g} h", tracked,
-                                sum(len(c.seen._heap) for c in collectors), rss_mib()])
+                samples.append(
+                    [
+                        f"{step * INTERVAL / 3600:g} h",
+                        tracked,
+                        sum(len(c.seen._heap) for c in collectors),
+                        rss_mib(),
+                    ]
+                )
 
     asyncio.run(day())
     snapshot = render(f for c in collectors for f in c.families())
@@ -117,17 +151,26 @@ def main() -> int:
     expected = accounts * int(seconds / (86400 / per_day))
     table(["time", "ids remembered", "heap entries", "RSS MiB"], samples)
     peak = peak_rss_mib()
-    print(f"counted {counted:,.0f} sessions (expected about {expected:,}), "
-          f"rendered {len(snapshot.text):,} bytes")
-    table(["figure", "MiB", "vs baseline"], [
-        ["baseline RSS (imports and collectors, before the day)", baseline, "1.00x"],
-        ["RSS at the end of the day", rss_mib(), ratio(rss_mib(), baseline)],
-        ["peak RSS", peak, ratio(peak, baseline)],
-    ])
-    print(f"dedupe: at most {tracked_max:,} ids remembered at once, "
-          f"{tracked_max / max(counted, 1):.1%} of the sessions counted")
-    print(f"target: peak RSS under 200 MB: {'MET' if peak * 2**20 < 200e6 else 'NOT MET'} "
-          f"({peak * 2**20 / 1e6:.0f} MB)")
+    print(
+        f"counted {counted:,.0f} sessions (expected about {expected:,}), "
+        f"rendered {len(snapshot.text):,} bytes"
+    )
+    table(
+        ["figure", "MiB", "vs baseline"],
+        [
+            ["baseline RSS (imports and collectors, before the day)", baseline, "1.00x"],
+            ["RSS at the end of the day", rss_mib(), ratio(rss_mib(), baseline)],
+            ["peak RSS", peak, ratio(peak, baseline)],
+        ],
+    )
+    print(
+        f"dedupe: at most {tracked_max:,} ids remembered at once, "
+        f"{tracked_max / max(counted, 1):.1%} of the sessions counted"
+    )
+    print(
+        f"target: peak RSS under 200 MB: {'MET' if peak * 2**20 < 200e6 else 'NOT MET'} "
+        f"({peak * 2**20 / 1e6:.0f} MB)"
+    )
     return 0
 
 

@@ -52,18 +52,27 @@ async def demo_accounts() -> list[Template]:
     clock = FakeClock()
     world = await start_world(SIMULATORS, clock, seed=1)
     try:
-        daemon = Daemon(parse_config(world.config_data(interval="60s"), VENDORS), VENDORS,
-                        clock=clock, seed=1)
+        daemon = Daemon(
+            parse_config(world.config_data(interval="60s"), VENDORS), VENDORS, clock=clock, seed=1
+        )
         await daemon.start(schedule=False)
         try:
             for _ in range(CYCLES):
                 await daemon.collect_all_once()
                 clock.advance(60)
-            return [Template(vendor, name, list(runner.collector.families()),
-                             {labels[2]: value for labels, value
-                              in daemon.metrics.requests.values.items()
-                              if labels[:2] == (vendor, name)})
-                    for (vendor, name), runner in daemon.runners.items()]
+            return [
+                Template(
+                    vendor,
+                    name,
+                    list(runner.collector.families()),
+                    {
+                        labels[2]: value
+                        for labels, value in daemon.metrics.requests.values.items()
+                        if labels[:2] == (vendor, name)
+                    },
+                )
+                for (vendor, name), runner in daemon.runners.items()
+            ]
         finally:
             await daemon.stop()
     finally:
@@ -75,8 +84,10 @@ def renamed(families: list[Metric], old: str, new: str) -> list[Metric]:
     copies = []
     for family in families:
         copy = Metric(family.name, family.documentation, family.type, family.unit)
-        copy.samples = [s._replace(labels={**s.labels, "account": new})
-                        if s.labels.get("account") == old else s for s in family.samples]
+        copy.samples = [
+            s._replace(labels={**s.labels, "account": new}) if s.labels.get("account") == old else s
+            for s in family.samples
+        ]
         copies.append(copy)
     return copies
 
@@ -105,6 +116,7 @@ def world(templates: list[Template], n: int) -> World:
 
 def whole_assemble(parts: list[Chunks]) -> tuple[bytes, bytes, bytes, bytes]:
     """What `snapshot.assemble` did before: stitch, then gzip both whole bodies."""
+
     def stitch(chunks: list[tuple[Chunk, ...]]) -> bytes:
         headers: dict[bytes, bytes] = {}
         samples: dict[bytes, list[bytes]] = {}
@@ -138,8 +150,11 @@ class Result:
 def measure(w: World, share: float, repeat: int) -> Result:
     parts: list[Chunks] = [render_chunks(families) for families in w.accounts]
     keys = w.metrics.accounts()
-    own = dict(zip(keys, (render_chunks(f) for f in
-                          w.metrics.account_families(keys).values()), strict=True))
+    own = dict(
+        zip(
+            keys, (render_chunks(f) for f in w.metrics.account_families(keys).values()), strict=True
+        )
+    )
     changed = max(1, round(len(parts) * share))
     # Spread over the accounts, as cycles end spread over the interval.
     picked = list(range(0, len(parts), len(parts) // changed))[:changed]
@@ -172,46 +187,81 @@ def measure(w: World, share: float, repeat: int) -> Result:
     assert gzip.decompress(snapshot.text_gzip) == snapshot.text
     assert snapshot.text == whole_assemble([*parts, own_whole()])[0]
     return Result(
-        len(parts), changed,
-        best(whole, repeat), best(incremental, repeat),
-        best(own_whole, repeat), best(own_incremental, repeat),
+        len(parts),
+        changed,
+        best(whole, repeat),
+        best(incremental, repeat),
+        best(own_whole, repeat),
+        best(own_incremental, repeat),
         best(lambda: render_chunks(w.accounts[0]), repeat * 3),
         best(lambda: render_chunks(w.accounts[0], parts[0]), repeat * 3),
-        len(snapshot.text), len(gzip.compress(snapshot.text, 6, mtime=0)),
+        len(snapshot.text),
+        len(gzip.compress(snapshot.text, 6, mtime=0)),
         len(snapshot.text_gzip),
     )
 
 
 def main() -> int:
     parser = arguments(__doc__ or "")
-    parser.add_argument("--accounts", default="200,2000",
-                        help="account counts to measure, comma-separated")
-    parser.add_argument("--changed", type=float, default=0.01,
-                        help="share of the accounts re-encoded before each render")
+    parser.add_argument(
+        "--accounts", default="200,2000", help="account counts to measure, comma-separated"
+    )
+    parser.add_argument(
+        "--changed",
+        type=float,
+        default=0.01,
+        help="share of the accounts re-encoded before each render",
+    )
     args = parser.parse_args()
     configure("warn", "logfmt")
     counts = [6] if args.quick else [int(n) for n in args.accounts.split(",")]
     repeat = 1 if args.quick else 3
-    header(f"render: {args.changed:.0%} of the accounts changed before each render, "
-           f"best of {repeat}")
+    header(
+        f"render: {args.changed:.0%} of the accounts changed before each render, best of {repeat}"
+    )
     templates = asyncio.run(demo_accounts())
     rows = []
     for n in counts:
         r = measure(world(templates, n), args.changed, repeat)
-        rows.append([r.accounts, r.changed, r.whole * 1000, r.incremental * 1000,
-                     ratio(r.incremental, r.whole), r.own_whole * 1000,
-                     r.own_incremental * 1000, r.encode_one * 1000,
-                     r.encode_again * 1000,
-                     f"{r.plain_bytes / 1e6:.1f}", f"{r.whole_gzip_bytes / 1e6:.2f}",
-                     f"{r.incremental_gzip_bytes / 1e6:.2f} "
-                     f"({ratio(r.incremental_gzip_bytes, r.whole_gzip_bytes)})"])
-    table(["accounts", "changed", "whole ms", "incremental ms", "vs whole",
-           "own series whole ms", "own series incremental ms", "encode 1 account ms",
-           "again, unchanged ms",
-           "text MB", "whole gzip MB", "incremental gzip MB"], rows)
-    print("ms per render, changed accounts' encoding included; whole: every own series "
-          "re-encoded and both bodies gzipped whole (as before); incremental: as "
-          "Renderer.render_now")
+        rows.append(
+            [
+                r.accounts,
+                r.changed,
+                r.whole * 1000,
+                r.incremental * 1000,
+                ratio(r.incremental, r.whole),
+                r.own_whole * 1000,
+                r.own_incremental * 1000,
+                r.encode_one * 1000,
+                r.encode_again * 1000,
+                f"{r.plain_bytes / 1e6:.1f}",
+                f"{r.whole_gzip_bytes / 1e6:.2f}",
+                f"{r.incremental_gzip_bytes / 1e6:.2f} "
+                f"({ratio(r.incremental_gzip_bytes, r.whole_gzip_bytes)})",
+            ]
+        )
+    table(
+        [
+            "accounts",
+            "changed",
+            "whole ms",
+            "incremental ms",
+            "vs whole",
+            "own series whole ms",
+            "own series incremental ms",
+            "encode 1 account ms",
+            "again, unchanged ms",
+            "text MB",
+            "whole gzip MB",
+            "incremental gzip MB",
+        ],
+        rows,
+    )
+    print(
+        "ms per render, changed accounts' encoding included; whole: every own series "
+        "re-encoded and both bodies gzipped whole (as before); incremental: as "
+        "Renderer.render_now"
+    )
     return 0
 
 

@@ -45,19 +45,30 @@ def state(target: int = SERIES) -> list[Holder]:
     samples, n = 0, 0
     while samples < target:
         account = f"account-{n:03d}"
-        counter = CounterSet("glance_sessions_completed_total", "Completed sessions.",
-                             ("account", "session_type", "status"))
+        counter = CounterSet(
+            "glance_sessions_completed_total",
+            "Completed sessions.",
+            ("account", "session_type", "status"),
+        )
         for t in "CGV":
             for s in "ACDEJKLQTUWX":
                 counter.inc((account, t, s), float(n + 1))
-        histogram = HistogramSet("glance_session_duration_seconds", "Session duration.",
-                                 ("account", "session_type"), DURATION_BUCKETS)
+        histogram = HistogramSet(
+            "glance_session_duration_seconds",
+            "Session duration.",
+            ("account", "session_type"),
+            DURATION_BUCKETS,
+        )
         for t in "CGV":
             for d in range(0, 7200, 97):
                 histogram.observe((account, t), float(d))
-        gauges: dict[tuple[str, ...], float] = {(account, node, status): float(i)
-                  for node in ("337366", "4411") for i, status in enumerate(
-                      ("Waiting", "Active", "Connecting", "On Hold", "Closed by technician"))}
+        gauges: dict[tuple[str, ...], float] = {
+            (account, node, status): float(i)
+            for node in ("337366", "4411")
+            for i, status in enumerate(
+                ("Waiting", "Active", "Connecting", "On Hold", "Closed by technician")
+            )
+        }
         holders.append((counter, histogram, gauges))
         samples += 36 + 3 * (len(DURATION_BUCKETS) + 3) + len(gauges)
         n += 1
@@ -70,8 +81,7 @@ def families(holders: list[Holder]) -> Iterator[Metric]:
     for counter, histogram, gauges in holders:
         yield counter.family()
         yield histogram.family()
-        yield gauge("rescue_sessions", "Current sessions.", ("account", "node", "status"),
-                    gauges)
+        yield gauge("rescue_sessions", "Current sessions.", ("account", "node", "status"), gauges)
 
 
 # -- the three servers -----------------------------------------------------------------
@@ -100,15 +110,16 @@ def serve(kind: str, port: int) -> None:
 
         app = build_app(daemon, no_reload)
     elif kind == "ceiling":
+
         async def bare(request: web.Request) -> web.Response:
             if "gzip" in request.headers.get("Accept-Encoding", ""):
-                return web.Response(body=snapshot.text_gzip,
-                                    headers={"Content-Encoding": "gzip"})
+                return web.Response(body=snapshot.text_gzip, headers={"Content-Encoding": "gzip"})
             return web.Response(body=snapshot.text)
 
         app = web.Application()
         app.router.add_get("/metrics", bare)
     else:
+
         class Registry:
             """What a naive exporter does: build the families from state on every scrape."""
 
@@ -121,14 +132,12 @@ def serve(kind: str, port: int) -> None:
         async def naive(request: web.Request) -> web.Response:
             body = generate_latest(registry)
             if wants_gzip(request.headers.get("Accept-Encoding", "")):
-                return web.Response(body=gzip.compress(body),
-                                    headers={"Content-Encoding": "gzip"})
+                return web.Response(body=gzip.compress(body), headers={"Content-Encoding": "gzip"})
             return web.Response(body=body)
 
         app = web.Application()
         app.router.add_get("/metrics", naive)
-    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None,
-                handle_signals=True)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None, handle_signals=True)
 
 
 # -- the driver ------------------------------------------------------------------------
@@ -164,19 +173,27 @@ def _millis(text: str) -> float:
 def wrk(url: str, connections: int, seconds: int, gzipped: bool) -> dict[str, float]:
     # A 10 s timeout rather than wrk's 2 s: the naive exporter's queue gets that long, and
     # its requests should count as slow, not vanish as errors.
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
-               "--latency", url]
+    command = [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--timeout",
+        "10s",
+        "--latency",
+        url,
+    ]
     if gzipped:
         command[1:1] = ["-H", "Accept-Encoding: gzip"]
-    out = subprocess.run(command, capture_output=True, text=True, check=True,
-                         timeout=seconds + 60).stdout
+    out = subprocess.run(
+        command, capture_output=True, text=True, check=True, timeout=seconds + 60
+    ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _millis(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     p99 = _millis(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     if "Non-2xx or 3xx responses" in out:
         raise RuntimeError(f"wrk saw HTTP errors:\n{out}")
-    socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
-                       out)
+    socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     errors = sum(int(n) for n in socket.groups()) if socket else 0
     return {"rps": rps, "p50": p50, "p99": p99, "errors": errors}
 
@@ -192,8 +209,10 @@ def main() -> int:
         return 2
     header(f"scrape path: wrk -t1 -c{connections} -d{seconds}s --latency against /metrics")
     ports = {kind: free_port() for kind in KINDS}
-    procs = {kind: subprocess.Popen([sys.executable, __file__, "serve", kind, str(port)])
-             for kind, port in ports.items()}
+    procs = {
+        kind: subprocess.Popen([sys.executable, __file__, "serve", kind, str(port)])
+        for kind, port in ports.items()
+    }
     urls = {kind: f"http://127.0.0.1:{port}/metrics" for kind, port in ports.items()}
     jobs = [(kind, gzipped) for gzipped in (False, True) for kind in KINDS]
     try:
@@ -201,8 +220,10 @@ def main() -> int:
         if args.quick:
             # Only proves that everything runs: all at once, so the figures mean nothing.
             with ThreadPoolExecutor(len(jobs)) as pool:
-                futures = {job: pool.submit(wrk, urls[job[0]], connections, seconds, job[1])
-                           for job in jobs}
+                futures = {
+                    job: pool.submit(wrk, urls[job[0]], connections, seconds, job[1])
+                    for job in jobs
+                }
                 results = {job: future.result() for job, future in futures.items()}
         else:
             # One at a time: the idle servers cost nothing while another is measured.
@@ -215,21 +236,42 @@ def main() -> int:
     body = bodies["exporter"]
     assert body == bodies["ceiling"] == bodies["naive"], "the three must serve the same bytes"
     series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
-    print(f"series: {series:,}, body: {len(body):,} bytes "
-          f"({len(gzip.compress(body)):,} gzipped)")
+    print(f"series: {series:,}, body: {len(body):,} bytes ({len(gzip.compress(body)):,} gzipped)")
     rows = []
     for gzipped in (False, True):
         base = results["ceiling", gzipped]
         for kind in KINDS:
             r = results[kind, gzipped]
-            rows.append([kind, "gzip" if gzipped else "plain", r["rps"],
-                         ratio(r["rps"], base["rps"]), r["p50"], r["p99"],
-                         ratio(r["p99"], base["p99"]), int(r["errors"])])
-    table(["server", "encoding", "req/s", "vs ceiling", "p50 ms", "p99 ms", "p99 vs ceiling",
-           "socket errors"], rows)
+            rows.append(
+                [
+                    kind,
+                    "gzip" if gzipped else "plain",
+                    r["rps"],
+                    ratio(r["rps"], base["rps"]),
+                    r["p50"],
+                    r["p99"],
+                    ratio(r["p99"], base["p99"]),
+                    int(r["errors"]),
+                ]
+            )
+    table(
+        [
+            "server",
+            "encoding",
+            "req/s",
+            "vs ceiling",
+            "p50 ms",
+            "p99 ms",
+            "p99 vs ceiling",
+            "socket errors",
+        ],
+        rows,
+    )
     worst = min(results["exporter", g]["rps"] / results["ceiling", g]["rps"] for g in (False, True))
-    print(f"target: exporter >= 90% of the ceiling's req/s: "
-          f"{'MET' if worst >= 0.9 else 'NOT MET'} (worst {worst:.0%})")
+    print(
+        f"target: exporter >= 90% of the ceiling's req/s: "
+        f"{'MET' if worst >= 0.9 else 'NOT MET'} (worst {worst:.0%})"
+    )
     return 0
 
 

@@ -63,20 +63,42 @@ def cases(quick: bool) -> list[Case]:
     scale, interval = (20, 1) if quick else (1, INTERVAL)
     return [
         Case("idle (Rescue, 10 rows)", "rescue", 10),
-        Case(f"Glance feed of {GLANCE_PAGES * 225 // scale:,} completed sessions over "
-             f"{GLANCE_PAGES} pages", "glance", GLANCE_PAGES * 225 // scale),
+        Case(
+            f"Glance feed of {GLANCE_PAGES * 225 // scale:,} completed sessions over "
+            f"{GLANCE_PAGES} pages",
+            "glance",
+            GLANCE_PAGES * 225 // scale,
+        ),
         Case(f"Rescue getSession of {5000 // scale:,} rows", "rescue", 5000 // scale),
-        Case(f"SecureVideo History of {50_000 // scale:,} sessions", "securevideo",
-             50_000 // scale),
-        Case(f"SecureVideo History of {50_000 // scale:,} sessions, --storage.path",
-             "securevideo", 50_000 // scale, storage=True),
-        Case(f"hostile: SecureVideo History of {200_000 // scale:,} sessions, default limits",
-             "securevideo", 200_000 // scale, hostile=True),
-        Case(f"hostile: Rescue getSession of {200_000 // scale:,} rows, default limits",
-             "rescue", 200_000 // scale, hostile=True),
-        Case(f"hostile: {100_000 // scale:,} new Rescue ids every cycle "
-             f"({100_000 // scale * 60 // interval:,} a minute), default limits",
-             "rescue", 100_000 // scale, hostile=True, fresh_ids=True),
+        Case(
+            f"SecureVideo History of {50_000 // scale:,} sessions", "securevideo", 50_000 // scale
+        ),
+        Case(
+            f"SecureVideo History of {50_000 // scale:,} sessions, --storage.path",
+            "securevideo",
+            50_000 // scale,
+            storage=True,
+        ),
+        Case(
+            f"hostile: SecureVideo History of {200_000 // scale:,} sessions, default limits",
+            "securevideo",
+            200_000 // scale,
+            hostile=True,
+        ),
+        Case(
+            f"hostile: Rescue getSession of {200_000 // scale:,} rows, default limits",
+            "rescue",
+            200_000 // scale,
+            hostile=True,
+        ),
+        Case(
+            f"hostile: {100_000 // scale:,} new Rescue ids every cycle "
+            f"({100_000 // scale * 60 // interval:,} a minute), default limits",
+            "rescue",
+            100_000 // scale,
+            hostile=True,
+            fresh_ids=True,
+        ),
     ]
 
 
@@ -95,9 +117,14 @@ def glance_feed(pages: int, per_page: int) -> dict[str, bytes]:
     from exporter.simulators.glance import GlanceSimulator
 
     sim = GlanceSimulator(FakeClock(NOW), 1, history=pages * per_page * 120.0, rate=1 / 60)
-    base = {"partnerId": str(sim.partner_id), "apiKey": sim.api_key, "sessionKey": "",
-            "startRange": _utc(NOW - 30 * 86400), "endRange": _utc(NOW),
-            "nResults": str(per_page)}
+    base = {
+        "partnerId": str(sim.partner_id),
+        "apiKey": sim.api_key,
+        "sessionKey": "",
+        "startRange": _utc(NOW - 30 * 86400),
+        "endRange": _utc(NOW),
+        "nResults": str(per_page),
+    }
     path = "/services/activityservice.asmx/PartnerCompletedSessionsEnding"
     feed: dict[str, bytes] = {}
     ask = "0"
@@ -124,8 +151,11 @@ def serve_vendor(vendor: str, size: int, fresh_ids: bool = False) -> None:
     app = web.Application()
     if vendor == "glance":
         bodies = glance_feed(GLANCE_PAGES, size // GLANCE_PAGES)
-        names = {"PartnerActiveSessions": "active", "PartnerSessionCounts": "counts",
-                 "PartnerSessionCountsEnding": "ending"}
+        names = {
+            "PartnerActiveSessions": "active",
+            "PartnerSessionCounts": "counts",
+            "PartnerSessionCountsEnding": "ending",
+        }
 
         async def glance(request: web.Request) -> web.Response:
             op = request.match_info["op"]
@@ -156,10 +186,8 @@ def serve_vendor(vendor: str, size: int, fresh_ids: bool = False) -> None:
             if not fresh_ids:
                 return web.Response(body=table_body, content_type="text/plain")
             first = 10_000_000 + next(batches) * len(tails)
-            lines = [*header_lines, *(b"%d|%s" % (first + i, tail)
-                                      for i, tail in enumerate(tails))]
-            return web.Response(body=b"\r\n".join(lines) + b"\r\n",
-                                content_type="text/plain")
+            lines = [*header_lines, *(b"%d|%s" % (first + i, tail) for i, tail in enumerate(tails))]
+            return web.Response(body=b"\r\n".join(lines) + b"\r\n", content_type="text/plain")
 
         app.router.add_route("*", "/API/{page}", rescue)
 
@@ -241,16 +269,37 @@ def measure(case: Case, seconds: float, interval: int, workdir: Path) -> Result:
     vendor = [sys.executable, here, "vendor", case.vendor, str(case.size)]
     with child(vendor + (["fresh"] if case.fresh_ids else []), READY_TIMEOUT) as (_, port):
         config = workdir / "config.yaml"
-        limits = {} if case.hostile else {"max_body_bytes": 512 * 1024 * 1024,
-                                          "max_records_per_reply": 1_000_000}
-        config.write_text(json.dumps({
-            "global": {"interval": f"{interval}s", "timeout": "60s", "stale_after": "10m",
-                       "cycle_timeout": "5m", **limits},
-            case.vendor: [account(case.vendor, int(port))],
-        }))
+        limits = (
+            {}
+            if case.hostile
+            else {"max_body_bytes": 512 * 1024 * 1024, "max_records_per_reply": 1_000_000}
+        )
+        config.write_text(
+            json.dumps(
+                {
+                    "global": {
+                        "interval": f"{interval}s",
+                        "timeout": "60s",
+                        "stale_after": "10m",
+                        "cycle_timeout": "5m",
+                        **limits,
+                    },
+                    case.vendor: [account(case.vendor, int(port))],
+                }
+            )
+        )
         listen = free_port()
-        args = [sys.executable, "-m", "exporter", "--config.file", str(config),
-                "--web.listen-address", f"127.0.0.1:{listen}", "--log.level", "error"]
+        args = [
+            sys.executable,
+            "-m",
+            "exporter",
+            "--config.file",
+            str(config),
+            "--web.listen-address",
+            f"127.0.0.1:{listen}",
+            "--log.level",
+            "error",
+        ]
         if case.storage:
             args += ["--storage.path", str(workdir / f"state-{time.monotonic_ns()}.db")]
         exporter = subprocess.Popen(args, stderr=subprocess.DEVNULL)
@@ -269,8 +318,9 @@ def measure(case: Case, seconds: float, interval: int, workdir: Path) -> Result:
                 last = body
                 time.sleep(max(0.0, SCRAPE_EVERY - (time.perf_counter() - started)))
             before, after = failure_reasons(first), failure_reasons(last)
-            counted = {r: n - before.get(r, 0.0) for r, n in after.items()
-                       if n > before.get(r, 0.0)}
+            counted = {
+                r: n - before.get(r, 0.0) for r, n in after.items() if n > before.get(r, 0.0)
+            }
             failures = ", ".join(f"{r} {n:g}" for r, n in sorted(counted.items())) or "-"
             return Result(latencies, cycles_done(last) - cycles_done(first), failures)
         finally:
@@ -283,8 +333,12 @@ def main() -> int:
         serve_vendor(sys.argv[2], int(sys.argv[3]), fresh_ids=sys.argv[4:] == ["fresh"])
         return 0
     parser = arguments(__doc__ or "")
-    parser.add_argument("--only", action="append", metavar="TEXT",
-                        help="run only the cases whose name holds TEXT (and idle)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="TEXT",
+        help="run only the cases whose name holds TEXT (and idle)",
+    )
     args = parser.parse_args()
     seconds = 4.0 if args.quick else 30.0
     header("scrape latency under ingest: /metrics every 50 ms, idle vs busy")
@@ -303,14 +357,39 @@ def main() -> int:
             else:
                 ok = p99 <= 3 * idle.quantile(0.99) and top <= 10 * max(idle.latencies) * 1000
             met = met and ok
-            rows.append([case.name, len(result.latencies), result.cycles, result.failures,
-                         statistics.median(result.latencies) * 1000, p99, top,
-                         ratio(p99, idle.quantile(0.99)),
-                         ratio(top, max(idle.latencies) * 1000), "yes" if ok else "no"])
-    table(["while the exporter ingests", "scrapes", "requests", "failures", "p50 ms",
-           "p99 ms", "max ms", "p99 vs idle", "max vs idle", "target met"], rows)
-    print("target: p99 within 3x and max within 10x of idle; hostile sizes without a scrape "
-          f"over {HOSTILE_MAX_MS:g} ms: {'MET' if met else 'NOT MET'}")
+            rows.append(
+                [
+                    case.name,
+                    len(result.latencies),
+                    result.cycles,
+                    result.failures,
+                    statistics.median(result.latencies) * 1000,
+                    p99,
+                    top,
+                    ratio(p99, idle.quantile(0.99)),
+                    ratio(top, max(idle.latencies) * 1000),
+                    "yes" if ok else "no",
+                ]
+            )
+    table(
+        [
+            "while the exporter ingests",
+            "scrapes",
+            "requests",
+            "failures",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+            "p99 vs idle",
+            "max vs idle",
+            "target met",
+        ],
+        rows,
+    )
+    print(
+        "target: p99 within 3x and max within 10x of idle; hostile sizes without a scrape "
+        f"over {HOSTILE_MAX_MS:g} ms: {'MET' if met else 'NOT MET'}"
+    )
     return 0
 
 

@@ -39,12 +39,17 @@ OVERLAP_CYCLES = 10  # the default 10-minute feed overlap at 60 s polls
 
 
 def collector(clock: FakeClock) -> GlanceCollector:
-    config = parse_config({"glance": [
-        {"name": "glance-00", "partner_id": 1, "api_key": "k", "today_statuses": []}]},
-        VENDORS)
-    ctx = CollectorContext(clock=clock, log=get_logger(component="bench"),
-                           label_value_limit=50, reject=lambda reason, count: None,
-                           started_at=START)
+    config = parse_config(
+        {"glance": [{"name": "glance-00", "partner_id": 1, "api_key": "k", "today_statuses": []}]},
+        VENDORS,
+    )
+    ctx = CollectorContext(
+        clock=clock,
+        log=get_logger(component="bench"),
+        label_value_limit=50,
+        reject=lambda reason, count: None,
+        started_at=START,
+    )
     return GlanceCollector(config.accounts[0], ctx)  # type: ignore[arg-type]
 
 
@@ -100,8 +105,10 @@ def old_path(remembered: int, cycles: int, path: Path, results: Timings) -> None
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
-    db.execute("CREATE TABLE account_state (vendor TEXT NOT NULL, account TEXT NOT NULL, "
-               "saved_at REAL NOT NULL, state TEXT NOT NULL, PRIMARY KEY (vendor, account))")
+    db.execute(
+        "CREATE TABLE account_state (vendor TEXT NOT NULL, account TEXT NOT NULL, "
+        "saved_at REAL NOT NULL, state TEXT NOT NULL, PRIMARY KEY (vendor, account))"
+    )
     timings: tuple[list[float], list[float], list[int]] = ([], [], [])
     for _ in range(cycles):
         feed.cycle()
@@ -155,9 +162,17 @@ def measure(remembered: int, cycles: int, directory: Path) -> list[list[object]]
     for name in ("old", "new", "new, whole save"):
         loop_ms, writer_ms, written = results[name]
         on_loop, writer = statistics.median(loop_ms), statistics.median(writer_ms)
-        rows.append([f"{remembered:,}", name, on_loop, small_ratio(on_loop, old_loop),
-                     writer, small_ratio(writer, old_writer),
-                     int(statistics.median(written))])
+        rows.append(
+            [
+                f"{remembered:,}",
+                name,
+                on_loop,
+                small_ratio(on_loop, old_loop),
+                writer,
+                small_ratio(writer, old_writer),
+                int(statistics.median(written)),
+            ]
+        )
     return rows
 
 
@@ -166,16 +181,22 @@ def main() -> int:
     args = parser.parse_args()
     configure("warn", "logfmt")
     sizes, cycles = ((1000, 4000), 3) if args.quick else ((10_000, 160_000), 15)
-    header(f"state save: one Glance account, ~1% of its remembered ids changed per "
-           f"{INTERVAL:g}s cycle, median of {cycles} cycles")
+    header(
+        f"state save: one Glance account, ~1% of its remembered ids changed per "
+        f"{INTERVAL:g}s cycle, median of {cycles} cycles"
+    )
     rows: list[list[object]] = []
     with tempfile.TemporaryDirectory() as directory:
         for remembered in sizes:
             rows.extend(measure(remembered, cycles, Path(directory)))
-    table(["remembered ids", "path", "on loop ms", "vs old", "writer ms", "vs old",
-           "ids written"], rows)
-    print("ids written: the old path writes every id each save; the new one the ids added "
-          "and forgotten (a whole save, after a failed one or an upgrade, writes them all)")
+    table(
+        ["remembered ids", "path", "on loop ms", "vs old", "writer ms", "vs old", "ids written"],
+        rows,
+    )
+    print(
+        "ids written: the old path writes every id each save; the new one the ids added "
+        "and forgotten (a whole save, after a failed one or an upgrade, writes them all)"
+    )
     return 0
 
 

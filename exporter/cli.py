@@ -48,8 +48,11 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def telemetry_path(text: str) -> str:
-    if (not text.startswith("/") or text.startswith("/accounts/")
-            or text in ("/", "/config", "/-/healthy", "/-/ready", "/-/reload")):
+    if (
+        not text.startswith("/")
+        or text.startswith("/accounts/")
+        or text in ("/", "/config", "/-/healthy", "/-/ready", "/-/reload")
+    ):
         raise argparse.ArgumentTypeError("a path of its own starting with /, e.g. /metrics")
     return text
 
@@ -59,38 +62,78 @@ def build_parser() -> argparse.ArgumentParser:
         prog="session-exporter",
         description="Prometheus exporter for Glance, SecureVideo and LogMeIn Rescue sessions.",
     )
-    p.add_argument("--config.file", dest="config_file", default="config.yaml",
-                   help="path of the YAML config (default: %(default)s)")
-    p.add_argument("--config.check", dest="config_check", action="store_true",
-                   help="validate the config file and exit (status 2 when invalid)")
-    p.add_argument("--web.listen-address", dest="listen_address", default=None,
-                   type=listen_address,
-                   help=f"address to listen on (default :{DEFAULT_PORT}; "
-                        f"127.0.0.1:{DEFAULT_PORT} with --demo)")
-    p.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics",
-                   type=telemetry_path,
-                   help="path of the metrics endpoint (default: %(default)s)")
-    p.add_argument("--web.config.file", dest="web_config_file", default=None,
-                   help="exporter-toolkit web config: TLS and basic auth")
-    p.add_argument("--log.level", dest="log_level", default="info",
-                   choices=("debug", "info", "warn", "error"))
-    p.add_argument("--log.format", dest="log_format", default="logfmt",
-                   choices=("logfmt", "json"))
-    p.add_argument("--shard", dest="shard", type=parse_shard, default=None,
-                   help="I/N: poll only the accounts whose stable hash falls in shard I of N")
-    p.add_argument("--storage.path", dest="storage_path", default=None,
-                   help="SQLite file that keeps feed cursors, dedupe state and counters "
-                        "across restarts (default: none, counters start from zero)")
-    p.add_argument("--demo", action="store_true",
-                   help="run against built-in vendor simulators on loopback; no config needed")
-    p.add_argument("--demo.fault-rate", dest="demo_fault_rate", default="0.02",
-                   help="share of simulator replies that fail in the demo: one number for "
-                        "every vendor, or per vendor as glance=0.1,rescue=0 "
-                        "(default %(default)s)")
-    p.add_argument("--demo.wrong-key", dest="demo_wrong_key", default="",
-                   type=vendor_list,
-                   help="add a demo account with a wrong key for these vendors "
-                        "(comma-separated, e.g. glance), to see a failing account")
+    p.add_argument(
+        "--config.file",
+        dest="config_file",
+        default="config.yaml",
+        help="path of the YAML config (default: %(default)s)",
+    )
+    p.add_argument(
+        "--config.check",
+        dest="config_check",
+        action="store_true",
+        help="validate the config file and exit (status 2 when invalid)",
+    )
+    p.add_argument(
+        "--web.listen-address",
+        dest="listen_address",
+        default=None,
+        type=listen_address,
+        help=f"address to listen on (default :{DEFAULT_PORT}; "
+        f"127.0.0.1:{DEFAULT_PORT} with --demo)",
+    )
+    p.add_argument(
+        "--web.telemetry-path",
+        dest="telemetry_path",
+        default="/metrics",
+        type=telemetry_path,
+        help="path of the metrics endpoint (default: %(default)s)",
+    )
+    p.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        default=None,
+        help="exporter-toolkit web config: TLS and basic auth",
+    )
+    p.add_argument(
+        "--log.level", dest="log_level", default="info", choices=("debug", "info", "warn", "error")
+    )
+    p.add_argument("--log.format", dest="log_format", default="logfmt", choices=("logfmt", "json"))
+    p.add_argument(
+        "--shard",
+        dest="shard",
+        type=parse_shard,
+        default=None,
+        help="I/N: poll only the accounts whose stable hash falls in shard I of N",
+    )
+    p.add_argument(
+        "--storage.path",
+        dest="storage_path",
+        default=None,
+        help="SQLite file that keeps feed cursors, dedupe state and counters "
+        "across restarts (default: none, counters start from zero)",
+    )
+    p.add_argument(
+        "--demo",
+        action="store_true",
+        help="run against built-in vendor simulators on loopback; no config needed",
+    )
+    p.add_argument(
+        "--demo.fault-rate",
+        dest="demo_fault_rate",
+        default="0.02",
+        help="share of simulator replies that fail in the demo: one number for "
+        "every vendor, or per vendor as glance=0.1,rescue=0 "
+        "(default %(default)s)",
+    )
+    p.add_argument(
+        "--demo.wrong-key",
+        dest="demo_wrong_key",
+        default="",
+        type=vendor_list,
+        help="add a demo account with a wrong key for these vendors "
+        "(comma-separated, e.g. glance), to see a failing account",
+    )
     p.add_argument("--version", action="version", version=f"session-exporter {__version__}")
     p.epilog = "Run 'session-exporter probe --help' to test accounts once and exit."
     return p
@@ -100,24 +143,43 @@ def build_probe_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="session-exporter probe",
         description="Run one collection cycle of each configured account (or of the "
-                    "accounts named) against its vendor, print one line per account and "
-                    "exit 1 if any failed. Nothing is saved and nothing is served.",
+        "accounts named) against its vendor, print one line per account and "
+        "exit 1 if any failed. Nothing is saved and nothing is served.",
     )
-    p.add_argument("accounts", nargs="*", metavar="vendor/name",
-                   help="accounts to probe (default: every configured account)")
-    p.add_argument("--config.file", dest="config_file", default="config.yaml",
-                   help="path of the YAML config (default: %(default)s)")
+    p.add_argument(
+        "accounts",
+        nargs="*",
+        metavar="vendor/name",
+        help="accounts to probe (default: every configured account)",
+    )
+    p.add_argument(
+        "--config.file",
+        dest="config_file",
+        default="config.yaml",
+        help="path of the YAML config (default: %(default)s)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document instead")
-    p.add_argument("--shard", dest="shard", type=parse_shard, default=None,
-                   help="I/N: only the accounts of shard I of N")
-    p.add_argument("--log.level", dest="log_level", default="warn",
-                   choices=("debug", "info", "warn", "error"))
-    p.add_argument("--log.format", dest="log_format", default="logfmt",
-                   choices=("logfmt", "json"))
-    p.add_argument("--demo", action="store_true",
-                   help="probe the built-in simulators' demo accounts")
-    p.add_argument("--demo.wrong-key", dest="demo_wrong_key", default="", type=vendor_list,
-                   help="with --demo: add a demo account with a wrong key for these vendors")
+    p.add_argument(
+        "--shard",
+        dest="shard",
+        type=parse_shard,
+        default=None,
+        help="I/N: only the accounts of shard I of N",
+    )
+    p.add_argument(
+        "--log.level", dest="log_level", default="warn", choices=("debug", "info", "warn", "error")
+    )
+    p.add_argument("--log.format", dest="log_format", default="logfmt", choices=("logfmt", "json"))
+    p.add_argument(
+        "--demo", action="store_true", help="probe the built-in simulators' demo accounts"
+    )
+    p.add_argument(
+        "--demo.wrong-key",
+        dest="demo_wrong_key",
+        default="",
+        type=vendor_list,
+        help="with --demo: add a demo account with a wrong key for these vendors",
+    )
     return p
 
 
@@ -126,7 +188,8 @@ def vendor_list(text: str) -> tuple[str, ...]:
     unknown = [n for n in names if n not in VENDORS]
     if unknown:
         raise argparse.ArgumentTypeError(
-            f"unknown vendor {unknown[0]!r}; known: {', '.join(VENDORS)}")
+            f"unknown vendor {unknown[0]!r}; known: {', '.join(VENDORS)}"
+        )
     return names
 
 
@@ -255,8 +318,7 @@ async def serve(args: argparse.Namespace) -> int:
             return None  # the demo's config is generated, there is nothing to re-read
         try:
             # File reads (the config and any *_file secret) stay off the event loop.
-            new = await asyncio.to_thread(load_config, args.config_file, VENDORS,
-                                          shard=args.shard)
+            new = await asyncio.to_thread(load_config, args.config_file, VENDORS, shard=args.shard)
         except ConfigError as exc:
             daemon.config_rejected()
             log.error("config reload failed; keeping the old config", error=str(exc))
@@ -264,9 +326,12 @@ async def serve(args: argparse.Namespace) -> int:
         except Exception as exc:  # a config we failed to refuse properly: still refused
             # The type only: an exception's text may quote the file, credentials too.
             daemon.config_rejected()
-            log.error("config reload failed; keeping the old config",
-                      error=type(exc).__name__, hint="a bug in session-exporter: please "
-                      "report it with the config field that caused it (not its value)")
+            log.error(
+                "config reload failed; keeping the old config",
+                error=type(exc).__name__,
+                hint="a bug in session-exporter: please "
+                "report it with the config field that caused it (not its value)",
+            )
             return f"unexpected {type(exc).__name__}"
         daemon.apply_config(new)
         log.info("config reloaded", accounts=len(new.accounts))
@@ -281,8 +346,9 @@ async def serve(args: argparse.Namespace) -> int:
     await runner.setup()
     tune_garbage_collector()
     try:
-        site = web.TCPSite(runner, host, port,
-                           ssl_context=web_security.ssl_context() if web_security else None)
+        site = web.TCPSite(
+            runner, host, port, ssl_context=web_security.ssl_context() if web_security else None
+        )
         await site.start()
     except OSError as exc:
         log.error("cannot listen", address=f"{host or ''}:{port}", error=exc.strerror)
@@ -291,9 +357,14 @@ async def serve(args: argparse.Namespace) -> int:
         return 1
     # The port bound, not the one asked for: with port 0 the system picks it (tests).
     bound = runner.addresses[0][1] if runner.addresses else port
-    log.info("listening", address=f"{host or ''}:{bound}", version=__version__,
-             accounts=len(config.accounts), demo=args.demo,
-             tls=bool(web_security and web_security.tls_enabled))
+    log.info(
+        "listening",
+        address=f"{host or ''}:{bound}",
+        version=__version__,
+        accounts=len(config.accounts),
+        demo=args.demo,
+        tls=bool(web_security and web_security.tls_enabled),
+    )
 
     watcher = asyncio.create_task(web_security.watch()) if web_security else None
     stop = asyncio.Event()
@@ -318,4 +389,3 @@ async def serve(args: argparse.Namespace) -> int:
     if world is not None:
         await world.close()
     return 0
-

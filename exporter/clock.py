@@ -21,4 +21,3 @@ class SystemClock:
 
     def monotonic(self) -> float:
         return time.monotonic()
-

@@ -200,8 +200,9 @@ class Fields:
             with suppress(ValueError):
                 number = float(value.strip()[:-1]) / 100
         if number is None or not 0 <= number < 1:
-            raise ConfigError(self._path(name), "must be a fraction from 0 to below 1, "
-                                                "such as 0.1 or 10%")
+            raise ConfigError(
+                self._path(name), "must be a fraction from 0 to below 1, such as 0.1 or 10%"
+            )
         return number
 
     def choice(
@@ -236,8 +237,11 @@ class Fields:
         items = self.list(name)
         result = []
         for i, item in enumerate(items):
-            if isinstance(item, bool) or not isinstance(item, int | float) or not (
-                    math.isfinite(item)):
+            if (
+                isinstance(item, bool)
+                or not isinstance(item, int | float)
+                or not (math.isfinite(item))
+            ):
                 raise ConfigError(f"{self._path(name)}[{i}]", "must be a finite number")
             result.append(float(item))
         if not result or result != sorted(set(result)):
@@ -260,8 +264,10 @@ class Fields:
         try:
             ZoneInfo(zone)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ConfigError(self._path(name), f"unknown time zone {zone!r} (use an IANA "
-                                                "name such as Europe/Lisbon)") from None
+            raise ConfigError(
+                self._path(name),
+                f"unknown time zone {zone!r} (use an IANA name such as Europe/Lisbon)",
+            ) from None
         return zone
 
     def str_map(self, name: builtins.str) -> dict[builtins.str, builtins.str]:
@@ -303,8 +309,9 @@ class Fields:
             except ValueError:
                 # Not UTF-8, or a NUL in the path. Never the exception itself: a
                 # UnicodeDecodeError carries the file's bytes, the secret.
-                raise ConfigError(self._path(file_name),
-                                  "cannot read: not a UTF-8 text file, or a bad path") from None
+                raise ConfigError(
+                    self._path(file_name), "cannot read: not a UTF-8 text file, or a bad path"
+                ) from None
             if not text:
                 raise ConfigError(self._path(file_name), "file is empty")
             return Secret(text)
@@ -355,8 +362,21 @@ class Fields:
 # -- declarations: one per field, read by one generic parser ------------------------------
 
 # What `setting(kind=...)` fields are read as; each kind is one `Fields` method.
-KINDS = ("duration", "optional_duration", "int", "optional_int", "fraction", "bool", "str",
-         "optional_str", "choice", "secret", "buckets", "timezone", "custom")
+KINDS = (
+    "duration",
+    "optional_duration",
+    "int",
+    "optional_int",
+    "fraction",
+    "bool",
+    "str",
+    "optional_str",
+    "choice",
+    "secret",
+    "buckets",
+    "timezone",
+    "custom",
+)
 
 
 def setting(
@@ -453,44 +473,64 @@ def read_declared(
 
 @dataclass(frozen=True)
 class GlobalConfig:
-    interval: float = setting(60.0, kind="duration", minimum=1.0,
-                              doc="default poll interval of every account")
-    timeout: float = setting(20.0, kind="duration", minimum=0.1,
-                             doc="per upstream request")
-    stale_after: float = setting(300.0, kind="duration", minimum=1.0,
-                                 doc="an account's series disappear when its data is older")
-    jitter: float = setting(0.1, kind="fraction",
-                            doc="+/- share of the interval (a fraction, or 10%)")
-    max_backoff: float = setting(600.0, kind="duration", minimum=1.0,
-                                 doc="cap of the exponential backoff after failures")
+    interval: float = setting(
+        60.0, kind="duration", minimum=1.0, doc="default poll interval of every account"
+    )
+    timeout: float = setting(20.0, kind="duration", minimum=0.1, doc="per upstream request")
+    stale_after: float = setting(
+        300.0,
+        kind="duration",
+        minimum=1.0,
+        doc="an account's series disappear when its data is older",
+    )
+    jitter: float = setting(
+        0.1, kind="fraction", doc="+/- share of the interval (a fraction, or 10%)"
+    )
+    max_backoff: float = setting(
+        600.0, kind="duration", minimum=1.0, doc="cap of the exponential backoff after failures"
+    )
     # Sized for 2,000 accounts at a 60 s interval (README "Benchmarks and capacity"): a
     # vendor's shared bound, and each account's share of it, so that one slow account
     # cannot hold every slot of its vendor.
-    max_concurrency: int = setting(128, kind="int", minimum=1,
-                                   doc="upstream requests in flight at once, per vendor")
+    max_concurrency: int = setting(
+        128, kind="int", minimum=1, doc="upstream requests in flight at once, per vendor"
+    )
     max_concurrency_per_account: int = setting(
-        4, kind="int", minimum=1,
-        doc="upstream requests in flight at once, per account (within max_concurrency)")
-    max_body_bytes: int = setting(16 * 1024 * 1024, kind="int", minimum=1024,
-                                  doc="replies larger than this are refused")
-    label_value_limit: int = setting(50, kind="int", minimum=1,
-                                     doc="distinct unknown vendor values per label before other")
+        4,
+        kind="int",
+        minimum=1,
+        doc="upstream requests in flight at once, per account (within max_concurrency)",
+    )
+    max_body_bytes: int = setting(
+        16 * 1024 * 1024, kind="int", minimum=1024, doc="replies larger than this are refused"
+    )
+    label_value_limit: int = setting(
+        50, kind="int", minimum=1, doc="distinct unknown vendor values per label before other"
+    )
     # Bounds on what one hostile or broken vendor can cost (README "Reliability").
-    label_value_max_length: int = setting(64, kind="int", minimum=8,
-                                          doc="longer vendor strings are cut")
-    max_records_per_reply: int = setting(100_000, kind="int", minimum=1,
-                                         doc="a reply with more records fails")
-    max_pages_per_cycle: int = setting(200, kind="int", minimum=1,
-                                       doc="a feed paging further stops there")
-    max_remembered_ids: int = setting(250_000, kind="int", minimum=1,
-                                      doc="dedupe ids per account")
-    max_series_per_account: int = setting(20_000, kind="int", minimum=1,
-                                          doc="an account with more series is left out")
-    max_exposition_bytes: int = setting(128 * 1024 * 1024, kind="int", minimum=65536,
-                                        doc="the largest accounts are left out above this")
+    label_value_max_length: int = setting(
+        64, kind="int", minimum=8, doc="longer vendor strings are cut"
+    )
+    max_records_per_reply: int = setting(
+        100_000, kind="int", minimum=1, doc="a reply with more records fails"
+    )
+    max_pages_per_cycle: int = setting(
+        200, kind="int", minimum=1, doc="a feed paging further stops there"
+    )
+    max_remembered_ids: int = setting(250_000, kind="int", minimum=1, doc="dedupe ids per account")
+    max_series_per_account: int = setting(
+        20_000, kind="int", minimum=1, doc="an account with more series is left out"
+    )
+    max_exposition_bytes: int = setting(
+        128 * 1024 * 1024,
+        kind="int",
+        minimum=65536,
+        doc="the largest accounts are left out above this",
+    )
     # None: 90% of the shorter of interval and stale_after, but never below timeout.
-    cycle_timeout: float | None = setting(None, kind="optional_duration",
-                                          doc="deadline of one whole cycle")
+    cycle_timeout: float | None = setting(
+        None, kind="optional_duration", doc="deadline of one whole cycle"
+    )
 
 
 @dataclass(frozen=True)
@@ -508,16 +548,13 @@ class AccountParser(Protocol):
     def default_base_url(self) -> str: ...
 
     @property
-    def parse_account(self) -> Callable[[Fields, AccountCommon, GlobalConfig], AccountConfig]:
-        ...
+    def parse_account(self) -> Callable[[Fields, AccountCommon, GlobalConfig], AccountConfig]: ...
 
 
 _ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")  # \Z: `$` takes a final "\n"
 
 
-def _optional_duration(
-    fields: Fields, name: str, default: float | None = None
-) -> float | None:
+def _optional_duration(fields: Fields, name: str, default: float | None = None) -> float | None:
     if not fields.has(name):
         fields.duration(name, 0.0)  # marks the (null) field read
         return default
@@ -555,8 +592,7 @@ def parse_config(
                 interval=fields.duration("interval", global_.interval, minimum=1.0),
                 timeout=fields.duration("timeout", global_.timeout, minimum=0.1),
                 stale_after=fields.duration("stale_after", global_.stale_after, minimum=1.0),
-                cycle_timeout=_optional_duration(fields, "cycle_timeout",
-                                                 global_.cycle_timeout),
+                cycle_timeout=_optional_duration(fields, "cycle_timeout", global_.cycle_timeout),
             )
             accounts.append(vendor.parse_account(fields, common, global_))
             fields.check_unknown()
@@ -593,6 +629,7 @@ def load_config(
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError("", f"{path} is not valid YAML{where}") from None
     except (RecursionError, ValueError):  # nested thousands deep; a 5,000-digit number
-        raise ConfigError("", f"{path} is not valid YAML (too deep, or a number too long)"
-                          ) from None
+        raise ConfigError(
+            "", f"{path} is not valid YAML (too deep, or a number too long)"
+        ) from None
     return parse_config(data, vendors, source=str(path), shard=shard)

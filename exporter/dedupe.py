@@ -45,14 +45,14 @@ class KeyJournal(Generic[K]):
             self.deleted.add(key)
             self.dirty.discard(key)
 
-    def take(self, entries: Mapping[K, V],
-             value: Callable[[V], Any] | None = None) -> KeyedChanges:
+    def take(self, entries: Mapping[K, V], value: Callable[[V], Any] | None = None) -> KeyedChanges:
         """The changes to `entries` since the last call (O(changes) unless whole), each
         value copied with `value` (entries may change after, on the loop); then a new
         journal starts."""
         if self.whole:
             upserts: dict[K, Any] = (
-                dict(entries) if value is None else {k: value(v) for k, v in entries.items()})
+                dict(entries) if value is None else {k: value(v) for k, v in entries.items()}
+            )
             changes = KeyedChanges(True, upserts)
         else:
             deleted, upserts = self.deleted, {}

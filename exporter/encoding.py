@@ -65,9 +65,14 @@ def sample_lines(family: Metric) -> bytes | None:
     lines: list[str] = []
     for sample in family.samples:
         name = sample.name
-        if (sample.value is None or sample.timestamp is not None
-                or sample.exemplar is not None or sample.native_histogram is not None
-                or not _legacy(name) or name in own_family):
+        if (
+            sample.value is None
+            or sample.timestamp is not None
+            or sample.exemplar is not None
+            or sample.native_histogram is not None
+            or not _legacy(name)
+            or name in own_family
+        ):
             return None
         labels = sample.labels
         if labels:

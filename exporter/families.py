@@ -174,8 +174,10 @@ class HistogramSet:
 
     def to_state(self) -> list[list[Any]]:
         # Copies: the state may be encoded in another thread while cycles go on.
-        return [[list(labels), list(counts), self._sums[labels]]
-                for labels, counts in self._counts.items()]
+        return [
+            [list(labels), list(counts), self._sums[labels]]
+            for labels, counts in self._counts.items()
+        ]
 
     def load_state(self, state: list[list[Any]]) -> None:
         """Restore counts saved by `to_state`; ignored if the buckets have changed since."""
@@ -226,8 +228,36 @@ def merge_families(families: Iterable[Metric]) -> list[Metric]:
     return list(merged.values())
 
 
-DURATION_BUCKETS = (30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1200.0, 1800.0, 2700.0, 3600.0,
-                    5400.0, 7200.0)
+DURATION_BUCKETS = (
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+    900.0,
+    1200.0,
+    1800.0,
+    2700.0,
+    3600.0,
+    5400.0,
+    7200.0,
+)
 # Contact-centre thresholds are exact bucket bounds: 80/20 service level, short abandons.
-WAIT_BUCKETS = (5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0,
-                900.0, 1200.0, 1800.0, 3600.0)
+WAIT_BUCKETS = (
+    5.0,
+    10.0,
+    15.0,
+    20.0,
+    30.0,
+    45.0,
+    60.0,
+    90.0,
+    120.0,
+    180.0,
+    300.0,
+    600.0,
+    900.0,
+    1200.0,
+    1800.0,
+    3600.0,
+)

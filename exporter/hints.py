@@ -31,77 +31,149 @@ def _re(pattern: str) -> re.Pattern[str]:
 
 RULES: tuple[Rule, ...] = (
     # Rescue's documented return codes (getSession, login).
-    Rule("Rescue does not know this node: check nodes[].id and its ref (NODE for a "
-         "technician group, CHANNEL for a channel) in the Administration Center.",
-         reason="vendor_error", vendor="rescue", message=_re(r"INVALIDPARAM_NODE")),
-    Rule("The Rescue login expired or was not accepted: check email and password (or use "
-         "an auth_code); an expiry during a cycle is retried once by itself.",
-         reason="auth", vendor="rescue", message=_re(r"NOTLOGGEDIN")),
-    Rule("Rescue refused the credentials: check auth_code (regenerate it in the "
-         "Administration Center; it belongs to one user) or email and password.",
-         reason="auth", vendor="rescue", message=_re(r"INVALID")),
-    Rule("The Rescue user behind these credentials is deleted or disabled: use an "
-         "active user's credentials.",
-         reason="auth", vendor="rescue", message=_re(r"USER_DELETED_OR_DISABLED")),
-    Rule("Too many Rescue logins (about ten per three minutes are allowed): use an "
-         "auth_code, or one exporter per Rescue user, or a longer interval.",
-         reason="rate_limited", vendor="rescue", message=_re(r"LIMITREACHED")),
+    Rule(
+        "Rescue does not know this node: check nodes[].id and its ref (NODE for a "
+        "technician group, CHANNEL for a channel) in the Administration Center.",
+        reason="vendor_error",
+        vendor="rescue",
+        message=_re(r"INVALIDPARAM_NODE"),
+    ),
+    Rule(
+        "The Rescue login expired or was not accepted: check email and password (or use "
+        "an auth_code); an expiry during a cycle is retried once by itself.",
+        reason="auth",
+        vendor="rescue",
+        message=_re(r"NOTLOGGEDIN"),
+    ),
+    Rule(
+        "Rescue refused the credentials: check auth_code (regenerate it in the "
+        "Administration Center; it belongs to one user) or email and password.",
+        reason="auth",
+        vendor="rescue",
+        message=_re(r"INVALID"),
+    ),
+    Rule(
+        "The Rescue user behind these credentials is deleted or disabled: use an "
+        "active user's credentials.",
+        reason="auth",
+        vendor="rescue",
+        message=_re(r"USER_DELETED_OR_DISABLED"),
+    ),
+    Rule(
+        "Too many Rescue logins (about ten per three minutes are allowed): use an "
+        "auth_code, or one exporter per Rescue user, or a longer interval.",
+        reason="rate_limited",
+        vendor="rescue",
+        message=_re(r"LIMITREACHED"),
+    ),
     # Credentials of the other vendors.
-    Rule("Glance refused partner_id or api_key: check both (the key belongs to that "
-         "partner id) in the Glance account settings.",
-         reason="auth", vendor="glance"),
-    Rule("SecureVideo refused the API credentials: check api_key (the API identifier) "
-         "and api_secret (the API secret key).",
-         reason="auth", vendor="securevideo"),
-    Rule("The vendor refused the credentials: check this account's key, secret or "
-         "password.", reason="auth"),
+    Rule(
+        "Glance refused partner_id or api_key: check both (the key belongs to that "
+        "partner id) in the Glance account settings.",
+        reason="auth",
+        vendor="glance",
+    ),
+    Rule(
+        "SecureVideo refused the API credentials: check api_key (the API identifier) "
+        "and api_secret (the API secret key).",
+        reason="auth",
+        vendor="securevideo",
+    ),
+    Rule(
+        "The vendor refused the credentials: check this account's key, secret or password.",
+        reason="auth",
+    ),
     # The network between us and the vendor (http.py words these messages).
-    Rule("The vendor's TLS certificate is expired or not yet valid, or this host's clock "
-         "is wrong: check the clock (NTP) first.",
-         reason="connection", message=_re(r"TLS.*(expired|not yet valid)")),
-    Rule("TLS to the vendor failed: check base_url's host name, the CA certificates "
-         "(SSL_CERT_FILE) and any proxy that intercepts TLS.",
-         reason="connection", message=_re(r"\bTLS\b|certificate|SSL")),
-    Rule("A proxy asks for authentication (HTTP 407): let the vendor's host through "
-         "the proxy, or give the proxy its credentials.",
-         message=_re(r"\b407\b")),
-    Rule("A proxy refused the connection: check the proxy's address and that it allows "
-         "the vendor's host.", reason="connection", message=_re(r"proxy")),
-    Rule("The connection was refused: check base_url (host and port) and firewall "
-         "rules on the way to the vendor.",
-         reason="connection", message=_re(r"refused")),
-    Rule("The vendor's host name does not resolve: check base_url and this host's DNS.",
-         reason="connection", message=_re(r"name resolution|not known|resolve|getaddrinfo")),
-    Rule("No reply in time: check that base_url is reachable from this host, or raise "
-         "timeout (or cycle_timeout).", reason="timeout"),
-    Rule("The vendor asks us to slow down: raise interval, or lower the number of "
-         "accounts sharing one vendor login.", reason="rate_limited"),
-    Rule("The reply could not be read: check that base_url is the vendor's API and not "
-         "a login page or a proxy's error page.", reason="parse"),
-    Rule("A reply was larger than global.max_body_bytes: raise it if the volume is "
-         "real.", reason="body_too_large"),
-    Rule("A reply or cycle went over a bound (max_records_per_reply, "
-         "max_pages_per_cycle, max_remembered_ids): raise it if the volume is real.",
-         reason="limit_exceeded"),
-    Rule("The vendor's server failed: usually passes by itself; check the vendor's "
-         "status page if it persists.", reason="http_5xx"),
-    Rule("The vendor refused the request (HTTP 4xx): check base_url and, for Rescue, "
-         "api_version.", reason="http_4xx"),
-    Rule("The vendor redirected the request (HTTP 3xx), which is never followed: check "
-         "base_url (https, the API's host, no single sign-on page in between).",
-         reason="http_3xx"),
-    Rule("A bug in session-exporter: please report it with the log line.",
-         reason="internal"),
+    Rule(
+        "The vendor's TLS certificate is expired or not yet valid, or this host's clock "
+        "is wrong: check the clock (NTP) first.",
+        reason="connection",
+        message=_re(r"TLS.*(expired|not yet valid)"),
+    ),
+    Rule(
+        "TLS to the vendor failed: check base_url's host name, the CA certificates "
+        "(SSL_CERT_FILE) and any proxy that intercepts TLS.",
+        reason="connection",
+        message=_re(r"\bTLS\b|certificate|SSL"),
+    ),
+    Rule(
+        "A proxy asks for authentication (HTTP 407): let the vendor's host through "
+        "the proxy, or give the proxy its credentials.",
+        message=_re(r"\b407\b"),
+    ),
+    Rule(
+        "A proxy refused the connection: check the proxy's address and that it allows "
+        "the vendor's host.",
+        reason="connection",
+        message=_re(r"proxy"),
+    ),
+    Rule(
+        "The connection was refused: check base_url (host and port) and firewall "
+        "rules on the way to the vendor.",
+        reason="connection",
+        message=_re(r"refused"),
+    ),
+    Rule(
+        "The vendor's host name does not resolve: check base_url and this host's DNS.",
+        reason="connection",
+        message=_re(r"name resolution|not known|resolve|getaddrinfo"),
+    ),
+    Rule(
+        "No reply in time: check that base_url is reachable from this host, or raise "
+        "timeout (or cycle_timeout).",
+        reason="timeout",
+    ),
+    Rule(
+        "The vendor asks us to slow down: raise interval, or lower the number of "
+        "accounts sharing one vendor login.",
+        reason="rate_limited",
+    ),
+    Rule(
+        "The reply could not be read: check that base_url is the vendor's API and not "
+        "a login page or a proxy's error page.",
+        reason="parse",
+    ),
+    Rule(
+        "A reply was larger than global.max_body_bytes: raise it if the volume is real.",
+        reason="body_too_large",
+    ),
+    Rule(
+        "A reply or cycle went over a bound (max_records_per_reply, "
+        "max_pages_per_cycle, max_remembered_ids): raise it if the volume is real.",
+        reason="limit_exceeded",
+    ),
+    Rule(
+        "The vendor's server failed: usually passes by itself; check the vendor's "
+        "status page if it persists.",
+        reason="http_5xx",
+    ),
+    Rule(
+        "The vendor refused the request (HTTP 4xx): check base_url and, for Rescue, api_version.",
+        reason="http_4xx",
+    ),
+    Rule(
+        "The vendor redirected the request (HTTP 3xx), which is never followed: check "
+        "base_url (https, the API's host, no single sign-on page in between).",
+        reason="http_3xx",
+    ),
+    Rule("A bug in session-exporter: please report it with the log line.", reason="internal"),
 )
 
 # Rejections that point at a config or host problem rather than a bad record.
 REJECT_HINTS: tuple[tuple[str, str], ...] = (
-    ("unknown_status", "Rescue returned statuses in another language: set the API "
-                       "user's language to English, or map them with status_aliases."),
-    ("implausible_value", "Some times were out of range: check this host's clock (NTP) "
-                          "and the account's timezone."),
-    ("label_overflow", "More distinct label values than label_value_limit: raise it, or "
-                       "drop an opt-in label."),
+    (
+        "unknown_status",
+        "Rescue returned statuses in another language: set the API "
+        "user's language to English, or map them with status_aliases.",
+    ),
+    (
+        "implausible_value",
+        "Some times were out of range: check this host's clock (NTP) and the account's timezone.",
+    ),
+    (
+        "label_overflow",
+        "More distinct label values than label_value_limit: raise it, or drop an opt-in label.",
+    ),
 )
 
 
@@ -119,12 +191,15 @@ def for_failure(vendor: str, operation: str, reason: str, message: str) -> str |
     return None
 
 
-def for_observations(rejected: Mapping[str, int], clock_skew: float | None,
-                     skew_limit: float) -> str | None:
+def for_observations(
+    rejected: Mapping[str, int], clock_skew: float | None, skew_limit: float
+) -> str | None:
     """A hint for a cycle that worked but saw something a person should fix."""
     if clock_skew is not None and abs(clock_skew) > skew_limit:
-        return (f"The vendor's clock and this host's differ by {abs(clock_skew):.0f}s: "
-                "check this host's clock (NTP); today's counts and ages depend on it.")
+        return (
+            f"The vendor's clock and this host's differ by {abs(clock_skew):.0f}s: "
+            "check this host's clock (NTP); today's counts and ages depend on it."
+        )
     for reason, hint in REJECT_HINTS:
         if rejected.get(reason):
             return hint

@@ -145,11 +145,16 @@ class AccountHistory:
         if cycle is not None and count:
             cycle.rejected[reason] = cycle.rejected.get(reason, 0) + count
 
-    def end(self, at: float, duration: float, failure: Failure | None,
-            hint: str | None) -> CycleRecord:
+    def end(
+        self, at: float, duration: float, failure: Failure | None, hint: str | None
+    ) -> CycleRecord:
         cycle = self.current or CycleRecord(started=at - duration)
         cycle.duration, cycle.ok, cycle.failure, cycle.hint = (
-            duration, failure is None, failure, hint)
+            duration,
+            failure is None,
+            failure,
+            hint,
+        )
         if failure is not None:
             self.last_failure = failure
         self.cycles.append(cycle)

@@ -90,8 +90,10 @@ def form_body(
     """A form as the bytes aiohttp would send, and its Content-Type. Encoded here
     because aiohttp builds a multipart writer (and draws a random boundary) for every
     dict it is given, form or not: a cost on the loop for each request."""
-    return (urlencode(fields).encode("ascii"),
-            {"Content-Type": FORM_CONTENT_TYPE, **(headers or {})})
+    return (
+        urlencode(fields).encode("ascii"),
+        {"Content-Type": FORM_CONTENT_TYPE, **(headers or {})},
+    )
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -202,9 +204,12 @@ class Upstream:
     def too_many_records(self, operation: str, count: int, limit: int) -> UpstreamError:
         """Count and return the failure of a reply with more records than
         `max_records_per_reply`: nothing of it is used."""
-        return self.error(operation, "limit_exceeded",
-                          f"reply holds {count} records, more than max_records_per_reply "
-                          f"({limit}); nothing of it was used")
+        return self.error(
+            operation,
+            "limit_exceeded",
+            f"reply holds {count} records, more than max_records_per_reply "
+            f"({limit}); nothing of it was used",
+        )
 
     def parse(self, operation: str, parser: Callable[[bytes], T], body: bytes) -> T:
         try:
@@ -234,8 +239,9 @@ class Upstream:
             self.history.parsed(operation, count_records(result))
         return result
 
-    async def _parse_away(self, operation: str, parser: Callable[[bytes], T],
-                          chunks: tuple[bytes, ...], size: int) -> T:
+    async def _parse_away(
+        self, operation: str, parser: Callable[[bytes], T], chunks: tuple[bytes, ...], size: int
+    ) -> T:
         worker = self._parse_worker
         pickled = picklable(parser) if worker is not None and size >= PROCESS_BYTES else None
         if worker is not None and pickled is not None:
@@ -243,8 +249,13 @@ class Upstream:
                 result: T = await worker.parse(pickled, chunks)
             except WorkerFailed as exc:
                 # The reply is not lost: parsed in a thread as before the worker existed.
-                log.warning("parse worker failed; parsing in a thread", vendor=self.vendor,
-                            account=self.account, operation=operation, error=str(exc))
+                log.warning(
+                    "parse worker failed; parsing in a thread",
+                    vendor=self.vendor,
+                    account=self.account,
+                    operation=operation,
+                    error=str(exc),
+                )
             else:
                 return result
         return await asyncio.to_thread(lambda: parser(b"".join(chunks)))
@@ -264,8 +275,9 @@ class Upstream:
         """One request. A status outside `ok_statuses` raises; `error_detail` may turn
         the error body into a short, secret-free text for the log line."""
         read = self._reader(operation)
-        return await self._counted(operation, method, url, read, data, params, headers,
-                                   ok_statuses, error_detail)
+        return await self._counted(
+            operation, method, url, read, data, params, headers, ok_statuses, error_detail
+        )
 
     async def stream(
         self,
@@ -292,8 +304,9 @@ class Upstream:
             result.append(await consume(self._chunks(operation, response, max_bytes)))
             return Reply.of(200, b"", response.headers)
 
-        await self._counted(operation, "GET", url, handle, None, params, headers, (200,),
-                            error_detail)
+        await self._counted(
+            operation, "GET", url, handle, None, params, headers, (200,), error_detail
+        )
         return result[0]
 
     async def _counted(
@@ -315,14 +328,12 @@ class Upstream:
         token = _in_fetch.set(True)
         try:
             try:
-                reply = await self._exchange(operation, method, url, handle, data, params,
-                                             headers)
+                reply = await self._exchange(operation, method, url, handle, data, params, headers)
             except UpstreamError as exc:
                 self._note(operation, method, started, None, exc.reason, exc.message)
                 raise
             if reply.status not in ok_statuses:
-                retry_after = parse_retry_after(reply.headers.get("Retry-After"),
-                                                self._wall_time())
+                retry_after = parse_retry_after(reply.headers.get("Retry-After"), self._wall_time())
                 detail = error_detail(reply.body) if error_detail is not None else None
                 message = f"HTTP {reply.status}" + (f": {detail}" if detail else "")
                 reason = reason_for_status(reply.status)
@@ -333,9 +344,7 @@ class Upstream:
         self._note(operation, method, started, reply, None, None)
         return reply
 
-    def _reader(
-        self, operation: str
-    ) -> Callable[[aiohttp.ClientResponse], Awaitable[Reply]]:
+    def _reader(self, operation: str) -> Callable[[aiohttp.ClientResponse], Awaitable[Reply]]:
         async def read(response: aiohttp.ClientResponse) -> Reply:
             body = await self._read_capped(operation, response)
             return Reply(response.status, body, response.headers)
@@ -374,31 +383,42 @@ class Upstream:
         except aiohttp.ClientPayloadError:
             raise self.error(operation, "connection", "reply body was cut short") from None
         except aiohttp.ClientHttpProxyError as exc:
-            raise self.error(operation, "connection",
-                             f"proxy refused the tunnel (HTTP {exc.status})") from None
+            raise self.error(
+                operation, "connection", f"proxy refused the tunnel (HTTP {exc.status})"
+            ) from None
         except aiohttp.ClientResponseError as exc:
             raise self.error(operation, "connection", f"bad HTTP reply ({exc.status})") from None
         except aiohttp.ClientConnectorCertificateError as exc:
             # Named apart from other connection failures: the fix (clock, CA bundle, an
             # intercepting proxy) is not the network's.
             problem = getattr(exc.certificate_error, "verify_message", None) or "verify failed"
-            raise self.error(operation, "connection",
-                             f"TLS certificate not accepted: {problem}") from None
+            raise self.error(
+                operation, "connection", f"TLS certificate not accepted: {problem}"
+            ) from None
         except aiohttp.ClientSSLError as exc:
             problem = getattr(exc.os_error, "reason", None) or type(exc.os_error).__name__
             raise self.error(operation, "connection", f"TLS handshake failed: {problem}") from None
         except aiohttp.ClientProxyConnectionError as exc:
-            raise self.error(operation, "connection",
-                             f"cannot reach the proxy: {_os_reason(exc.os_error)}") from None
+            raise self.error(
+                operation, "connection", f"cannot reach the proxy: {_os_reason(exc.os_error)}"
+            ) from None
         except aiohttp.ClientConnectorError as exc:
             # The errno's text only ("Connection refused"): str(exc) would name the URL.
-            raise self.error(operation, "connection",
-                             f"{type(exc).__name__}: {_os_reason(exc.os_error)}") from None
+            raise self.error(
+                operation, "connection", f"{type(exc).__name__}: {_os_reason(exc.os_error)}"
+            ) from None
         except (aiohttp.ClientError, OSError) as exc:
             raise self.error(operation, "connection", type(exc).__name__) from None
 
-    def _note(self, operation: str, method: str, started: float, reply: Reply | None,
-              reason: str | None, message: str | None) -> None:
+    def _note(
+        self,
+        operation: str,
+        method: str,
+        started: float,
+        reply: Reply | None,
+        reason: str | None,
+        message: str | None,
+    ) -> None:
         """Tell the account's history about one request (the status page shows it)."""
         skew = None
         if reply is not None:
@@ -407,24 +427,27 @@ class Upstream:
                 self.clock_skew = skew
         if self.history is None:
             return
-        self.history.request(RequestRecord(
-            operation=operation,
-            method=method,
-            status=reply.status if reply is not None else None,
-            bytes=reply.size if reply is not None else 0,
-            duration=time.monotonic() - started,
-            reason=reason,
-            error=safe_text(message) if message is not None else None,
-            clock_skew=skew,
-        ))
+        self.history.request(
+            RequestRecord(
+                operation=operation,
+                method=method,
+                status=reply.status if reply is not None else None,
+                bytes=reply.size if reply is not None else 0,
+                duration=time.monotonic() - started,
+                reason=reason,
+                error=safe_text(message) if message is not None else None,
+                clock_skew=skew,
+            )
+        )
 
-    async def _read_capped(self, operation: str, response: aiohttp.ClientResponse,
-                           ) -> tuple[bytes, ...]:
+    async def _read_capped(
+        self,
+        operation: str,
+        response: aiohttp.ClientResponse,
+    ) -> tuple[bytes, ...]:
         declared = response.content_length
         if declared is not None and declared > self._max_body:
-            raise self.error(
-                operation, "body_too_large", f"reply declares {declared} bytes"
-            )
+            raise self.error(operation, "body_too_large", f"reply declares {declared} bytes")
         chunks: list[bytes] = []
         size = 0
         async for chunk in response.content.iter_chunked(65536):

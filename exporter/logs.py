@@ -17,13 +17,18 @@ from .scrub import scrub
 # Longest value of one log field; vendor text beyond it is cut (tracebacks are exempt).
 MAX_FIELD_LENGTH = 512
 
-LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
-          "error": logging.ERROR}
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
 def configure(level: str = "info", fmt: str = "logfmt") -> None:
     renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer() if fmt == "json"
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
         else structlog.processors.LogfmtRenderer(
             key_order=["ts", "level", "event"], bool_as_flag=False
         )

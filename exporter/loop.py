@@ -36,8 +36,7 @@ from .storage import StateStore
 from .vendors.base import AccountConfig, Vendor
 
 # Re-exported: the status page, the probe and tests import these from here.
-__all__ = ["FIRST_CYCLE_SPREAD", "RENDER_SPACING", "AccountRunner", "Daemon",
-           "next_delay"]
+__all__ = ["FIRST_CYCLE_SPREAD", "RENDER_SPACING", "AccountRunner", "Daemon", "next_delay"]
 
 
 class Daemon:
@@ -59,13 +58,19 @@ class Daemon:
         self.store = store
         self.runners: dict[tuple[str, str], AccountRunner] = {}
         self.persistence = Persistence(store, self.clock)
-        self.renderer = Renderer(self.runners, config.global_, clock=self.clock,
-                                 metrics=self.metrics)
+        self.renderer = Renderer(
+            self.runners, config.global_, clock=self.clock, metrics=self.metrics
+        )
         self.scheduler = Scheduler(
-            config.global_, clock=self.clock, metrics=self.metrics, rng=random.Random(seed),  # noqa: S311 - jitter, no secret
-            hooks=CycleHooks(before=self.persistence.restore,
-                             after_success=self.persistence.save,
-                             after=self.renderer.request),
+            config.global_,
+            clock=self.clock,
+            metrics=self.metrics,
+            rng=random.Random(seed),  # noqa: S311 - jitter, no secret
+            hooks=CycleHooks(
+                before=self.persistence.restore,
+                after_success=self.persistence.save,
+                after=self.renderer.request,
+            ),
         )
         self._session: aiohttp.ClientSession | None = None
         # Big replies are parsed in this child process (started with the first one).
@@ -169,12 +174,18 @@ class Daemon:
         global_ = self.config.global_
         if self._session is None:
             raise RuntimeError("start() first")
-        admission = self._admissions.setdefault(common.vendor,
-                                                Admission(global_.max_concurrency))
-        runner = build_runner(account, self.vendors[common.vendor], global_,
-                              session=self._session, admission=admission, clock=self.clock,
-                              metrics=self.metrics, started_at=self.started_at,
-                              parse_worker=self.parse_worker)
+        admission = self._admissions.setdefault(common.vendor, Admission(global_.max_concurrency))
+        runner = build_runner(
+            account,
+            self.vendors[common.vendor],
+            global_,
+            session=self._session,
+            admission=admission,
+            clock=self.clock,
+            metrics=self.metrics,
+            started_at=self.started_at,
+            parse_worker=self.parse_worker,
+        )
         self.metrics.account(common.key)
         self.runners[common.key] = runner
         if self._scheduling:
@@ -196,4 +207,3 @@ class Daemon:
     async def collect_all_once(self) -> None:
         await asyncio.gather(*(self.cycle(r) for r in list(self.runners.values())))
         self.snapshot = self.render_now()
-

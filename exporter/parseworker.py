@@ -71,15 +71,16 @@ class RecordsInPieces:
         records: tuple[object, ...] = getattr(self, self.RECORDS)
         yield dataclasses.replace(cast(Any, self), **{self.RECORDS: ()})
         for start in range(0, len(records), self.PIECE):
-            yield records[start:start + self.PIECE]
+            yield records[start : start + self.PIECE]
 
     @classmethod
     def join(cls, pieces: list[Any]) -> Self:
         head, *parts = pieces
         if not isinstance(head, cls):
             raise TypeError(f"the first piece of a {cls.__name__} is its head")
-        joined: Self = dataclasses.replace(cast(Any, head),
-                                           **{cls.RECORDS: tuple(chain.from_iterable(parts))})
+        joined: Self = dataclasses.replace(
+            cast(Any, head), **{cls.RECORDS: tuple(chain.from_iterable(parts))}
+        )
         return joined
 
 
@@ -133,8 +134,12 @@ class ParseWorker:
         env = {**os.environ, "PYTHONPATH": _ROOT + (os.pathsep + path if path else "")}
         try:
             self._process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "exporter.parseworker",
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
+                sys.executable,
+                "-m",
+                "exporter.parseworker",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                env=env,
             )
         except OSError as exc:
             raise WorkerFailed(f"parse worker did not start ({type(exc).__name__})") from None
@@ -151,7 +156,9 @@ class ParseWorker:
         await process.wait()
 
     async def _exchange(
-        self, process: asyncio.subprocess.Process, pickled_parser: bytes,
+        self,
+        process: asyncio.subprocess.Process,
+        pickled_parser: bytes,
         chunks: Sequence[bytes],
     ) -> Any:
         stdin, stdout = process.stdin, process.stdout
@@ -163,7 +170,7 @@ class ParseWorker:
             for chunk in chunks:
                 view = memoryview(chunk)
                 for start in range(0, len(chunk), _SLICE):
-                    stdin.write(view[start:start + _SLICE])
+                    stdin.write(view[start : start + _SLICE])
                     await stdin.drain()
             await stdin.drain()
             kind, payload = await _read_frame(stdout)

@@ -36,16 +36,24 @@ class Persistence:
         try:
             state, keyed = await self.store.load_saved_async(common.vendor, common.name)
         except Exception:  # a damaged store must not stop the account from running
-            log.error("saved state unreadable; starting afresh", vendor=common.vendor,
-                      account=common.name, exc_info=True)
+            log.error(
+                "saved state unreadable; starting afresh",
+                vendor=common.vendor,
+                account=common.name,
+                exc_info=True,
+            )
             return
         if state is None:
             return
         try:
             runner.collector.restore(state)
         except Exception:  # a state file from another version must not stop us
-            log.error("saved state unusable; starting afresh", vendor=common.vendor,
-                      account=common.name, exc_info=True)
+            log.error(
+                "saved state unusable; starting afresh",
+                vendor=common.vendor,
+                account=common.name,
+                exc_info=True,
+            )
         else:
             if keyed:  # the store holds what was restored, key for key
                 runner.collector.restored_from_store()
@@ -67,8 +75,12 @@ class Persistence:
             raise
         except Exception:  # a full disk must not stop the account; the next save retries
             collector.state_unsaved()
-            log.error("state not saved; the next save writes it whole", vendor=common.vendor,
-                      account=common.name, exc_info=True)
+            log.error(
+                "state not saved; the next save writes it whole",
+                vendor=common.vendor,
+                account=common.name,
+                exc_info=True,
+            )
 
     async def save_all(self, runners: list[AccountRunner]) -> None:
         """At shutdown: every state is taken first, between two awaits, so that each is
@@ -88,8 +100,12 @@ class Persistence:
                 raise
             except Exception:  # the other accounts are still saved
                 runner.collector.state_unsaved()
-                log.error("state not saved at shutdown", vendor=common.vendor,
-                          account=common.name, exc_info=True)
+                log.error(
+                    "state not saved at shutdown",
+                    vendor=common.vendor,
+                    account=common.name,
+                    exc_info=True,
+                )
 
     def forget(self, vendor: str, account: str) -> None:
         """A removed account: its state goes (queued in the writer thread)."""

@@ -62,8 +62,9 @@ def select(config: Config, names: Sequence[str]) -> Config:
     known = {f"{a.common.vendor}/{a.common.name}": a for a in config.accounts}
     missing = [n for n in names if n not in known]
     if missing:
-        raise UnknownAccount(f"no such account: {', '.join(missing)}; configured: "
-                             f"{', '.join(known) or 'none'}")
+        raise UnknownAccount(
+            f"no such account: {', '.join(missing)}; configured: {', '.join(known) or 'none'}"
+        )
     wanted = [known[n] for n in dict.fromkeys(names)]
     return dataclasses.replace(config, accounts=tuple(wanted))
 
@@ -71,7 +72,8 @@ def select(config: Config, names: Sequence[str]) -> Config:
 def is_session_family(name: str) -> bool:
     """Families that count sessions (gauges and counters), not times or averages."""
     return "session" in name and not any(
-        word in name for word in ("seconds", "timestamp", "duration", "info"))
+        word in name for word in ("seconds", "timestamp", "duration", "info")
+    )
 
 
 def summarize(families: Iterable[Metric]) -> dict[str, Seen]:
@@ -100,15 +102,23 @@ def result_of(runner: AccountRunner) -> ProbeResult:
         pages[request.operation] = pages.get(request.operation, 0) + 1
     families = list(runner.collector.families())
     return ProbeResult(
-        vendor=common.vendor, name=common.name, ok=bool(cycle.ok),
-        duration=cycle.duration or 0.0, failure=cycle.failure, hint=cycle.hint,
-        pages=pages, records=cycle.records_parsed, rejected=dict(cycle.rejected),
-        seen=summarize(families), series=sum(len(f.samples) for f in families),
+        vendor=common.vendor,
+        name=common.name,
+        ok=bool(cycle.ok),
+        duration=cycle.duration or 0.0,
+        failure=cycle.failure,
+        hint=cycle.hint,
+        pages=pages,
+        records=cycle.records_parsed,
+        rejected=dict(cycle.rejected),
+        seen=summarize(families),
+        series=sum(len(f.samples) for f in families),
     )
 
 
-async def run_probe(config: Config, vendors: Mapping[str, Vendor],
-                    clock: Clock | None = None) -> list[ProbeResult]:
+async def run_probe(
+    config: Config, vendors: Mapping[str, Vendor], clock: Clock | None = None
+) -> list[ProbeResult]:
     """One cycle of every account in `config`, all at once, in a throwaway daemon."""
     daemon = Daemon(config, vendors, clock=clock, store=None)
     await daemon.start(schedule=False)
@@ -128,8 +138,9 @@ def describe_seen(seen: Mapping[str, Seen]) -> str:
     for name, s in seen.items():
         split = ""
         if s.by_status:
-            split = " (" + ", ".join(f"{k} {_number(v)}" for k, v in
-                                     sorted(s.by_status.items())) + ")"
+            split = (
+                " (" + ", ".join(f"{k} {_number(v)}" for k, v in sorted(s.by_status.items())) + ")"
+            )
         parts.append(f"{name}={_number(s.total)}{split}")
     return ", ".join(parts)
 
@@ -142,17 +153,21 @@ def format_line(result: ProbeResult) -> str:
         rejected = sum(result.rejected.values())
         reasons = ""
         if result.rejected:
-            reasons = " (" + ", ".join(f"{k} {v}" for k, v in
-                                       sorted(result.rejected.items())) + ")"
-        text = (f"{head}  {requests} request(s) [{pages}], {result.records} record(s), "
-                f"{rejected} rejected{reasons}, {result.series} series; "
-                f"saw {describe_seen(result.seen) or 'no session series'}")
+            reasons = " (" + ", ".join(f"{k} {v}" for k, v in sorted(result.rejected.items())) + ")"
+        text = (
+            f"{head}  {requests} request(s) [{pages}], {result.records} record(s), "
+            f"{rejected} rejected{reasons}, {result.series} series; "
+            f"saw {describe_seen(result.seen) or 'no session series'}"
+        )
         if result.hint:
             text += f"  check: {result.hint}"
     else:
         failure = result.failure
-        what = (f"{failure.reason} in {failure.operation}: {failure.message}"
-                if failure is not None else "no cycle ran")
+        what = (
+            f"{failure.reason} in {failure.operation}: {failure.message}"
+            if failure is not None
+            else "no cycle ran"
+        )
         text = f"{head}  {what}"
         if result.hint:
             text += f"  check: {result.hint}"
@@ -165,14 +180,21 @@ def as_json(results: Sequence[ProbeResult]) -> dict[str, Any]:
     def one(r: ProbeResult) -> dict[str, Any]:
         failure = r.failure
         return {
-            "vendor": r.vendor, "name": r.name, "ok": r.ok, "duration_seconds": r.duration,
+            "vendor": r.vendor,
+            "name": r.name,
+            "ok": r.ok,
+            "duration_seconds": r.duration,
             "operation": failure.operation if failure else None,
             "reason": failure.reason if failure else None,
             "message": failure.message if failure else None,
-            "hint": r.hint, "requests": r.pages, "records_parsed": r.records,
-            "rejected": r.rejected, "series": r.series,
-            "seen": {name: {"total": s.total, "by_status": s.by_status}
-                     for name, s in r.seen.items()},
+            "hint": r.hint,
+            "requests": r.pages,
+            "records_parsed": r.records,
+            "rejected": r.rejected,
+            "series": r.series,
+            "seen": {
+                name: {"total": s.total, "by_status": s.by_status} for name, s in r.seen.items()
+            },
         }
 
     return scrubbed({"ok": all(r.ok for r in results), "accounts": [one(r) for r in results]})

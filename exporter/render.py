@@ -144,8 +144,9 @@ class Renderer:
         slices = _LoopSlices()
         for runner in list(self.runners.values()):
             if self.is_fresh(runner) and runner.needs_encoding:
-                batch.append((runner, runner.generation, self._families_or_none(runner),
-                              runner.chunks))
+                batch.append(
+                    (runner, runner.generation, self._families_or_none(runner), runner.chunks)
+                )
                 if slices.due():
                     await self._encode(batch)
                     batch = []
@@ -163,11 +164,12 @@ class Renderer:
             own.append((key, version, self.metrics.families_of(key, counted[key])))
             await slices.tick()
         shared = self.metrics.shared_families()
-        self._store_own(own, await asyncio.to_thread(
-            lambda: [render_chunks(f) for _, _, f in own]))
+        self._store_own(own, await asyncio.to_thread(lambda: [render_chunks(f) for _, _, f in own]))
         own_parts = self._own_parts()
-        return self._finish(begun, await asyncio.to_thread(
-            lambda: assemble([*kept, render_chunks(shared), *own_parts])))
+        return self._finish(
+            begun,
+            await asyncio.to_thread(lambda: assemble([*kept, render_chunks(shared), *own_parts])),
+        )
 
     async def _encode(
         self, batch: list[tuple[AccountRunner, int, list[Metric] | None, Chunks | None]]
@@ -211,8 +213,9 @@ class Renderer:
                 changed[key] = version
         return changed
 
-    def _store_own(self, pending: list[tuple[Key, Hashable, list[Metric]]],
-                   encoded: list[Chunks]) -> None:
+    def _store_own(
+        self, pending: list[tuple[Key, Hashable, list[Metric]]], encoded: list[Chunks]
+    ) -> None:
         for (key, version, _), chunks in zip(pending, encoded, strict=True):
             self._own[key] = (version, chunks)
 
@@ -223,9 +226,13 @@ class Renderer:
     def _parts(self) -> list[tuple[Key, Chunks]]:
         """Each fresh account's last encoding, though a newer cycle may wait for the
         next render: an account never vanishes from a snapshot between the two."""
-        return [(key, runner.chunks) for key, runner in self.runners.items()
-                if self.is_fresh(runner) and runner.chunks is not None
-                and runner.chunks is not EMPTY_CHUNKS]
+        return [
+            (key, runner.chunks)
+            for key, runner in self.runners.items()
+            if self.is_fresh(runner)
+            and runner.chunks is not None
+            and runner.chunks is not EMPTY_CHUNKS
+        ]
 
     def _within_budget(self, parts: list[tuple[Key, Chunks]]) -> list[Chunks]:
         """Leave out the largest accounts while the exposition is over its budget."""
@@ -240,15 +247,23 @@ class Renderer:
             left_out.add(key)
             self.metrics.render_dropped(*key, "exposition_too_large")
             if key not in self._over_budget:
-                log.error("account left out of /metrics", vendor=key[0], account=key[1],
-                          reason="exposition_too_large", bytes=chunks.size,
-                          hint="raise global.max_exposition_bytes or reduce this account's "
-                               "labels")
+                log.error(
+                    "account left out of /metrics",
+                    vendor=key[0],
+                    account=key[1],
+                    reason="exposition_too_large",
+                    bytes=chunks.size,
+                    hint="raise global.max_exposition_bytes or reduce this account's labels",
+                )
         shown = {key for key, _ in parts}
         for key in self._over_budget - left_out:
             if key in shown:
-                log.info("account back in /metrics", vendor=key[0], account=key[1],
-                         reason="exposition_too_large")
+                log.info(
+                    "account back in /metrics",
+                    vendor=key[0],
+                    account=key[1],
+                    reason="exposition_too_large",
+                )
         self._over_budget = left_out
         return [chunks for _, chunks in parts]
 
@@ -264,8 +279,12 @@ class Renderer:
             return None
         series = sum(len(f.samples) for f in families)
         if series > limit:
-            self._left_out(common, "too_many_series", series=series,
-                           hint=f"over global.max_series_per_account ({limit})")
+            self._left_out(
+                common,
+                "too_many_series",
+                series=series,
+                hint=f"over global.max_series_per_account ({limit})",
+            )
             return None
         return families
 
@@ -277,8 +296,13 @@ class Renderer:
 
     def _left_out(self, common: AccountCommon, reason: str, **details: object) -> None:
         self.metrics.render_dropped(common.vendor, common.name, reason)
-        log.error("account left out of /metrics", vendor=common.vendor, account=common.name,
-                  reason=reason, **details)
+        log.error(
+            "account left out of /metrics",
+            vendor=common.vendor,
+            account=common.name,
+            reason=reason,
+            **details,
+        )
 
     # -- the render loop -----------------------------------------------------------------
 

@@ -130,8 +130,7 @@ def build_runner(
         history=history,
         parse_worker=parse_worker,
     )
-    return AccountRunner(account, vendor.new_collector(account, ctx), upstream,
-                         history=history)
+    return AccountRunner(account, vendor.new_collector(account, ctx), upstream, history=history)
 
 
 async def _nothing(runner: AccountRunner) -> None:
@@ -207,8 +206,9 @@ class Scheduler:
             runner.failures += 1
             retry_after = exc.retry_after
             hint = for_failure(common.vendor, exc.operation, exc.reason, exc.message)
-            failure = Failure(exc.operation, exc.reason, safe_text(exc.message), hint,
-                              self.clock.time())
+            failure = Failure(
+                exc.operation, exc.reason, safe_text(exc.message), hint, self.clock.time()
+            )
             log.warning(
                 "collection failed",
                 vendor=common.vendor,
@@ -224,9 +224,13 @@ class Scheduler:
         except Exception as exc:  # a bug of ours must not take the loop down
             runner.failures += 1
             self.metrics.upstream_failure(common.vendor, common.name, "collect", "internal")
-            failure = Failure("collect", "internal", type(exc).__name__,
-                              for_failure(common.vendor, "collect", "internal", ""),
-                              self.clock.time())
+            failure = Failure(
+                "collect",
+                "internal",
+                type(exc).__name__,
+                for_failure(common.vendor, "collect", "internal", ""),
+                self.clock.time(),
+            )
             log.error(
                 "collection crashed",
                 vendor=common.vendor,
@@ -247,14 +251,20 @@ class Scheduler:
         health.first_cycle_done = True
         runner.generation += 1
         self.hooks.after()
-        runner.history.end(self.clock.time(), health.collect_duration, failure,
-                           for_cycle(common.vendor, runner.history.current, failure))
+        runner.history.end(
+            self.clock.time(),
+            health.collect_duration,
+            failure,
+            for_cycle(common.vendor, runner.history.current, failure),
+        )
         delay = next_delay(common, self.global_, runner.failures, retry_after, self.rng)
         runner.history.next_poll = self.clock.time() + delay
         return delay
 
     def _cycle_timeout(self, common: AccountCommon, deadline: float) -> UpstreamError:
         self.metrics.upstream_failure(common.vendor, common.name, "cycle", "timeout")
-        return UpstreamError("cycle", "timeout",
-                             f"cycle did not finish within its {deadline:g}s deadline "
-                             "(cycle_timeout)")
+        return UpstreamError(
+            "cycle",
+            "timeout",
+            f"cycle did not finish within its {deadline:g}s deadline (cycle_timeout)",
+        )

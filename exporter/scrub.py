@@ -102,8 +102,10 @@ class Scrubber:
         return text
 
     def contains_secret(self, text: str) -> bool:
-        return any(forms.pattern is not None and forms.pattern.search(text) is not None
-                   for forms in self._current())
+        return any(
+            forms.pattern is not None and forms.pattern.search(text) is not None
+            for forms in self._current()
+        )
 
     def excerpt(self, text: str, limit: int) -> str:
         """A scrubbed excerpt of at most about `limit` characters. Scrubbed before it is
@@ -194,9 +196,13 @@ def fragment_start(trie: Trie, lowered: str) -> int | None:
 
 
 # Byte order marks of the encodings a vendor's error body may come in, longest first.
-_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
-         (codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
-         (codecs.BOM_UTF16_BE, "utf-16"))
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")  # C0, DEL and C1 (\x9b is a CSI)
 
 

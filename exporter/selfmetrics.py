@@ -15,12 +15,15 @@ Key = tuple[str, str]  # (vendor, account)
 # One account's counter series by counter name, as `SelfMetrics.account_counts` finds them.
 AccountCounts = dict[str, list[tuple[LabelValues, float]]]
 _ACCOUNT_LABELS = ("vendor", "account")
-_UP = ("session_exporter_up",
-       "1 when the account's last collection cycle succeeded, 0 otherwise.")
-_LAST_SUCCESS = ("session_exporter_last_success_timestamp_seconds",
-                 "When the account's last successful collection cycle ended (Unix time).")
-_DURATION = ("session_exporter_collect_duration_seconds",
-             "Wall time of the account's last collection cycle.")
+_UP = ("session_exporter_up", "1 when the account's last collection cycle succeeded, 0 otherwise.")
+_LAST_SUCCESS = (
+    "session_exporter_last_success_timestamp_seconds",
+    "When the account's last successful collection cycle ended (Unix time).",
+)
+_DURATION = (
+    "session_exporter_collect_duration_seconds",
+    "Wall time of the account's last collection cycle.",
+)
 
 
 @dataclass
@@ -111,8 +114,9 @@ class SelfMetrics:
     def version(self, key: Key) -> Hashable:
         """Equal as long as `account_families` of the account would be."""
         health = self.health.get(key)
-        shown = None if health is None else (health.up, health.last_success,
-                                             health.collect_duration)
+        shown = (
+            None if health is None else (health.up, health.last_success, health.collect_duration)
+        )
         return self._changes.get(key, 0), shown
 
     def account_families(self, keys: Collection[Key]) -> dict[Key, list[Metric]]:
@@ -145,13 +149,17 @@ class SelfMetrics:
                 last[key] = health.last_success
             if health.collect_duration is not None:
                 duration[key] = health.collect_duration
-        families: list[Metric] = [gauge(*_UP, _ACCOUNT_LABELS, up),
-                                  gauge(*_LAST_SUCCESS, _ACCOUNT_LABELS, last),
-                                  gauge(*_DURATION, _ACCOUNT_LABELS, duration)]
+        families: list[Metric] = [
+            gauge(*_UP, _ACCOUNT_LABELS, up),
+            gauge(*_LAST_SUCCESS, _ACCOUNT_LABELS, last),
+            gauge(*_DURATION, _ACCOUNT_LABELS, duration),
+        ]
         for counters in self._counter_sets():
-            family = CounterMetricFamily(counters.name.removesuffix("_total"),
-                                         counters.documentation,
-                                         labels=list(counters.labelnames))
+            family = CounterMetricFamily(
+                counters.name.removesuffix("_total"),
+                counters.documentation,
+                labels=list(counters.labelnames),
+            )
             for labels, value in sorted(counts.get(counters.name, ())):
                 family.add_metric(list(labels), value)
             families.append(family)
@@ -170,23 +178,35 @@ class SelfMetrics:
             gauge(*_UP, _ACCOUNT_LABELS, {}),
             gauge(*_LAST_SUCCESS, _ACCOUNT_LABELS, {}),
             gauge(*_DURATION, _ACCOUNT_LABELS, {}),
-            *(CounterMetricFamily(c.name.removesuffix("_total"), c.documentation,
-                                  labels=list(c.labelnames)) for c in self._counter_sets()),
+            *(
+                CounterMetricFamily(
+                    c.name.removesuffix("_total"), c.documentation, labels=list(c.labelnames)
+                )
+                for c in self._counter_sets()
+            ),
             build,
-            gauge("session_exporter_config_last_reload_successful",
-                  "1 when the last config load or reload succeeded.", (),
-                  {(): 1.0 if self.reload_ok else 0.0}),
+            gauge(
+                "session_exporter_config_last_reload_successful",
+                "1 when the last config load or reload succeeded.",
+                (),
+                {(): 1.0 if self.reload_ok else 0.0},
+            ),
         ]
         if self.reload_success_time is not None:
-            families.append(gauge(
-                "session_exporter_config_last_reload_success_timestamp_seconds",
-                "When the config was last loaded successfully (Unix time).", (),
-                {(): self.reload_success_time}))
+            families.append(
+                gauge(
+                    "session_exporter_config_last_reload_success_timestamp_seconds",
+                    "When the config was last loaded successfully (Unix time).",
+                    (),
+                    {(): self.reload_success_time},
+                )
+            )
         return families
 
     def families(self) -> list[Metric]:
         """All of our series, one family per metric (for tests and tools; renders use
         `shared_families` and `account_families`, which stitch to the same bytes)."""
         per_account = self.account_families(self.accounts())
-        return merge_families([*self.shared_families(),
-                               *(f for families in per_account.values() for f in families)])
+        return merge_families(
+            [*self.shared_families(), *(f for families in per_account.values() for f in families)]
+        )

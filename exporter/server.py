@@ -50,7 +50,7 @@ async def metrics(request: web.Request) -> web.Response:
 # The pages hold no script and load nothing: say so, so an injected tag could do nothing.
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-                               "form-action 'none'; frame-ancestors 'none'",
+    "form-action 'none'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
@@ -81,9 +81,17 @@ async def landing(request: web.Request) -> web.Response:
     """The status page: every account's state and, when it fails, why."""
     view = _view(request)
     if _wants_json(request):
-        return _json({"up": view.up, "total": len(view.accounts), "time": view.now,
-                      "accounts": [{k: v for k, v in detail_json(view, a).items()
-                                    if k != "cycles"} for a in view.accounts]})
+        return _json(
+            {
+                "up": view.up,
+                "total": len(view.accounts),
+                "time": view.now,
+                "accounts": [
+                    {k: v for k, v in detail_json(view, a).items() if k != "cycles"}
+                    for a in view.accounts
+                ],
+            }
+        )
     return _html(render_status(view))
 
 

@@ -112,7 +112,8 @@ class Chunks:
     # Each family's fingerprint and chunks, by name: the next `render_chunks` of the same
     # account reuses those of the families that did not change.
     by_family: Mapping[str, tuple[int, Chunk, Chunk]] = field(
-        default_factory=dict, compare=False, repr=False)
+        default_factory=dict, compare=False, repr=False
+    )
 
     @cached_property
     def size(self) -> int:
@@ -122,8 +123,7 @@ class Chunks:
         return sum(len(chunk.body) for chunk in self.text)
 
 
-def _chunk(family: Metric, encoded: bytes, header_lines: int,
-           compressor: zlib._Compress) -> Chunk:
+def _chunk(family: Metric, encoded: bytes, header_lines: int, compressor: zlib._Compress) -> Chunk:
     # The library writes a family as its header lines, then one line per sample; label
     # values cannot hold a raw newline (they are escaped), so the first `header_lines`
     # line ends close the header.
@@ -140,25 +140,39 @@ def _encoded(family: Metric, compressor: zlib._Compress) -> tuple[Chunk, Chunk]:
     body = sample_lines(family)
     if body is not None:
         name = family.name.encode()
-        text_header, om_header = headers(family.name, family.documentation, family.type,
-                                         family.unit)
+        text_header, om_header = headers(
+            family.name, family.documentation, family.type, family.unit
+        )
         deflated = deflate(body, compressor)
-        return (Chunk(name, text_header, body, deflated),
-                Chunk(name, om_header, body, deflated))
+        return (Chunk(name, text_header, body, deflated), Chunk(name, om_header, body, deflated))
     one = _Families([family])
     encoded: bytes = generate_openmetrics(one)  # type: ignore[no-untyped-call]
-    return (_chunk(family, generate_latest(one), 2, compressor),
-            _chunk(family, encoded.removesuffix(_OM_EOF), 3 if family.unit else 2,
-                   compressor))
+    return (
+        _chunk(family, generate_latest(one), 2, compressor),
+        _chunk(family, encoded.removesuffix(_OM_EOF), 3 if family.unit else 2, compressor),
+    )
 
 
 def fingerprint(family: Metric) -> int:
     """Equal for two families that encode to the same bytes, but for a 64-bit hash
     collision. Hashing every sample costs a small fraction of encoding it."""
-    return hash((family.type, family.unit, family.documentation,
-                 tuple((s.name, tuple(s.labels.items()), s.value, s.timestamp,
-                        None if s.exemplar is None else repr(s.exemplar))
-                       for s in family.samples)))
+    return hash(
+        (
+            family.type,
+            family.unit,
+            family.documentation,
+            tuple(
+                (
+                    s.name,
+                    tuple(s.labels.items()),
+                    s.value,
+                    s.timestamp,
+                    None if s.exemplar is None else repr(s.exemplar),
+                )
+                for s in family.samples
+            ),
+        )
+    )
 
 
 def render_chunks(families: Iterable[Metric], previous: Chunks | None = None) -> Chunks:

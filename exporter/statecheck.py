@@ -49,30 +49,42 @@ def list_of(state: dict[str, Any], key: str) -> list[Any]:
 
 
 def _labels_ok(labels: object, width: int) -> bool:
-    return (isinstance(labels, list) and len(labels) == width
-            and all(isinstance(v, str) for v in labels))
+    return (
+        isinstance(labels, list)
+        and len(labels) == width
+        and all(isinstance(v, str) for v in labels)
+    )
 
 
 def counter_state(state: dict[str, Any], key: str, width: int) -> list[Any]:
     """A `CounterSet.to_state()` with `width` labels and non-negative values."""
     entries = list_of(state, key)
     for entry in entries:
-        if not (isinstance(entry, list) and len(entry) == 2 and _labels_ok(entry[0], width)
-                and is_number(entry[1]) and entry[1] >= 0):
+        if not (
+            isinstance(entry, list)
+            and len(entry) == 2
+            and _labels_ok(entry[0], width)
+            and is_number(entry[1])
+            and entry[1] >= 0
+        ):
             raise ValueError(f"state {key} entry is not [labels, value]")
     return entries
 
 
-def histogram_state(
-    state: dict[str, Any], key: str, width: int, slots: int | None
-) -> list[Any]:
+def histogram_state(state: dict[str, Any], key: str, width: int, slots: int | None) -> list[Any]:
     """A `HistogramSet.to_state()` with `width` labels and non-negative whole counts, and
     `slots` counts per series unless the buckets changed (None)."""
     entries = list_of(state, key)
     for entry in entries:
-        if not (isinstance(entry, list) and len(entry) == 3 and _labels_ok(entry[0], width)
-                and isinstance(entry[1], list) and len(entry[1]) == (slots or len(entry[1]))
-                and all(is_int(c) and c >= 0 for c in entry[1]) and is_number(entry[2])):
+        if not (
+            isinstance(entry, list)
+            and len(entry) == 3
+            and _labels_ok(entry[0], width)
+            and isinstance(entry[1], list)
+            and len(entry[1]) == (slots or len(entry[1]))
+            and all(is_int(c) and c >= 0 for c in entry[1])
+            and is_number(entry[2])
+        ):
             raise ValueError(f"state {key} entry is not [labels, counts, sum]")
     return entries
 

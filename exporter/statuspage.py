@@ -62,6 +62,7 @@ class StatusView:
 
 # -- from the daemon -------------------------------------------------------------------
 
+
 def _totals(values: Mapping[tuple[str, ...], float]) -> dict[tuple[str, str], int]:
     totals: dict[tuple[str, str], int] = {}
     for labels, value in values.items():
@@ -96,31 +97,39 @@ def build_view(daemon: Daemon, telemetry_path: str) -> StatusView:
     for key, runner in daemon.runners.items():
         health = daemon.metrics.account(key)
         fresh = daemon.is_fresh(runner)
-        state = state_of(health.first_cycle_done, health.up, health.last_success is not None,
-                         fresh)
+        state = state_of(health.first_cycle_done, health.up, health.last_success is not None, fresh)
         history = runner.history
         last = history.last
         # The last cycle's hint: its failure's, or what a good cycle saw (unknown statuses).
         hint = last.hint if last is not None else None
-        accounts.append(AccountView(
-            vendor=key[0], name=key[1], state=state,
-            last_success=health.last_success,
-            last_failure=history.last_failure,
-            consecutive_failures=runner.failures,
-            next_poll=history.next_poll,
-            last_duration=health.collect_duration,
-            requests=requests.get(key, 0),
-            failures=failures.get(key, 0),
-            series=_series(daemon, runner),
-            hint=hint,
-            cycles=tuple(reversed(history.cycles)),
-        ))
-    return StatusView(now=daemon.clock.time(), started_at=daemon.started_at,
-                      telemetry_path=telemetry_path, reload_ok=daemon.metrics.reload_ok,
-                      accounts=tuple(accounts))
+        accounts.append(
+            AccountView(
+                vendor=key[0],
+                name=key[1],
+                state=state,
+                last_success=health.last_success,
+                last_failure=history.last_failure,
+                consecutive_failures=runner.failures,
+                next_poll=history.next_poll,
+                last_duration=health.collect_duration,
+                requests=requests.get(key, 0),
+                failures=failures.get(key, 0),
+                series=_series(daemon, runner),
+                hint=hint,
+                cycles=tuple(reversed(history.cycles)),
+            )
+        )
+    return StatusView(
+        now=daemon.clock.time(),
+        started_at=daemon.started_at,
+        telemetry_path=telemetry_path,
+        reload_ok=daemon.metrics.reload_ok,
+        accounts=tuple(accounts),
+    )
 
 
 # -- formatting ------------------------------------------------------------------------
+
 
 def e(value: object) -> str:
     """Escape for HTML text and attribute values, after the secret scrubber."""
@@ -196,7 +205,7 @@ footer{margin-top:1.5rem;color:var(--muted);font-size:.85rem}
 def _page(title: str, body: str, refresh: bool = True) -> str:
     meta = f'<meta http-equiv="refresh" content="{REFRESH_SECONDS}">\n' if refresh else ""
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"{meta}<title>{e(title)}</title>\n<style>{STYLE}</style></head>\n"
         f"<body>\n{body}\n</body></html>\n"
@@ -217,16 +226,20 @@ def _nav(view: StatusView) -> str:
 
 def _summary(view: StatusView) -> str:
     total = len(view.accounts)
-    counts = {state: sum(a.state == state for a in view.accounts)
-              for state in (FAILING, STALE, NOT_POLLED)}
+    counts = {
+        state: sum(a.state == state for a in view.accounts)
+        for state in (FAILING, STALE, NOT_POLLED)
+    }
     extra = "".join(f", {n} {state}" for state, n in counts.items() if n)
     return f"{view.up} of {total} account{'s' if total != 1 else ''} up{extra}"
 
 
 def _problem(failure: Failure, now: float) -> str:
-    return (f'<p class="problem"><strong>{e(failure.reason)}</strong> in '
-            f"<code>{e(failure.operation)}</code>: {e(failure.message)} "
-            f"<small>({e(format_age(now - failure.at))} ago)</small></p>")
+    return (
+        f'<p class="problem"><strong>{e(failure.reason)}</strong> in '
+        f"<code>{e(failure.operation)}</code>: {e(failure.message)} "
+        f"<small>({e(format_age(now - failure.at))} ago)</small></p>"
+    )
 
 
 def _hint(hint: str | None) -> str:
@@ -255,61 +268,78 @@ def _card(account: AccountView, now: float, link: bool = True) -> str:
     if failure is not None and account.state != UP:
         problem = _problem(failure, now)
     elif failure is not None:
-        problem = (f'<p class="problem"><small>Last failure: {e(failure.reason)} in '
-                   f"<code>{e(failure.operation)}</code>, "
-                   f"{e(format_age(now - failure.at))} ago</small></p>")
-    return (f'<article class="{e(css)}"><h2>{title} '
-            f'<span class="badge">{e(account.state)}</span></h2>'
-            f"{problem}{_hint(account.hint)}{_facts(account, now)}</article>")
+        problem = (
+            f'<p class="problem"><small>Last failure: {e(failure.reason)} in '
+            f"<code>{e(failure.operation)}</code>, "
+            f"{e(format_age(now - failure.at))} ago</small></p>"
+        )
+    return (
+        f'<article class="{e(css)}"><h2>{title} '
+        f'<span class="badge">{e(account.state)}</span></h2>'
+        f"{problem}{_hint(account.hint)}{_facts(account, now)}</article>"
+    )
 
 
 def _footer(view: StatusView) -> str:
-    return (f"<footer>session-exporter {e(__version__)}, up "
-            f"{e(format_age(view.now - view.started_at))}; generated "
-            f"{e(format_time(view.now))}; refreshes every {REFRESH_SECONDS}s.</footer>")
+    return (
+        f"<footer>session-exporter {e(__version__)}, up "
+        f"{e(format_age(view.now - view.started_at))}; generated "
+        f"{e(format_time(view.now))}; refreshes every {REFRESH_SECONDS}s.</footer>"
+    )
 
 
 def _banner(view: StatusView) -> str:
     if view.reload_ok:
         return ""
-    return ('<p class="banner">The last config reload failed (see the log); the previous '
-            "config is still in force.</p>")
+    return (
+        '<p class="banner">The last config reload failed (see the log); the previous '
+        "config is still in force.</p>"
+    )
 
 
 def render_status(view: StatusView) -> str:
     cards = "".join(_card(a, view.now) for a in view.accounts)
     if not cards:
         cards = "<p>No accounts configured.</p>"
-    body = (f"<header><h1>session-exporter</h1>"
-            f'<p class="summary">{e(_summary(view))}</p>{_nav(view)}</header>'
-            f"{_banner(view)}<main class=\"accounts\">{cards}</main>{_footer(view)}")
+    body = (
+        f"<header><h1>session-exporter</h1>"
+        f'<p class="summary">{e(_summary(view))}</p>{_nav(view)}</header>'
+        f'{_banner(view)}<main class="accounts">{cards}</main>{_footer(view)}'
+    )
     return _page(f"session-exporter: {view.up}/{len(view.accounts)} up", body)
 
 
 # -- one account -------------------------------------------------------------------------
 
+
 def _request_row(r: RequestRecord) -> str:
     status = "—" if r.status is None else str(r.status)
     records = "—" if r.records is None else str(r.records)
     error = f"{e(r.reason)}: {e(r.error)}" if r.reason else ""
-    return (f"<tr><td><code>{e(r.operation)}</code></td><td>{e(r.method)}</td>"
-            f'<td class="n">{e(status)}</td><td class="n">{e(r.bytes)}</td>'
-            f'<td class="n">{e(_duration(r.duration))}</td><td class="n">{e(records)}</td>'
-            f"<td>{error}</td></tr>")
+    return (
+        f"<tr><td><code>{e(r.operation)}</code></td><td>{e(r.method)}</td>"
+        f'<td class="n">{e(status)}</td><td class="n">{e(r.bytes)}</td>'
+        f'<td class="n">{e(_duration(r.duration))}</td><td class="n">{e(records)}</td>'
+        f"<td>{error}</td></tr>"
+    )
 
 
 def _cycle(cycle: CycleRecord, now: float) -> str:
     outcome = "ok" if cycle.ok else (cycle.failure.reason if cycle.failure else "running")
-    head = (f"<h3>{_time_html(cycle.started, now)} · {e(outcome)} · "
-            f"{e(_duration(cycle.duration))} · {e(cycle.request_count)} request(s) · "
-            f"{e(cycle.records_parsed)} record(s) parsed</h3>")
+    head = (
+        f"<h3>{_time_html(cycle.started, now)} · {e(outcome)} · "
+        f"{e(_duration(cycle.duration))} · {e(cycle.request_count)} request(s) · "
+        f"{e(cycle.records_parsed)} record(s) parsed</h3>"
+    )
     parts = [head]
     if cycle.failure is not None:
         parts.append(_problem(cycle.failure, now))
     parts.append(_hint(cycle.hint))
     if cycle.rejected:
-        items = "".join(f"<li><code>{e(reason)}</code>: {e(count)}</li>"
-                        for reason, count in sorted(cycle.rejected.items()))
+        items = "".join(
+            f"<li><code>{e(reason)}</code>: {e(count)}</li>"
+            for reason, count in sorted(cycle.rejected.items())
+        )
         parts.append(f"<p>Records rejected:</p><ul>{items}</ul>")
     else:
         parts.append("<p>No records rejected.</p>")
@@ -318,7 +348,8 @@ def _cycle(cycle: CycleRecord, now: float) -> str:
         parts.append(
             '<div class="scroll"><table><thead><tr><th>Operation</th><th>Method</th>'
             "<th>HTTP</th><th>Bytes</th><th>Time</th><th>Records</th><th>Error</th>"
-            f"</tr></thead><tbody>{rows}</tbody></table></div>")
+            f"</tr></thead><tbody>{rows}</tbody></table></div>"
+        )
     if cycle.requests_dropped:
         parts.append(f"<p>… and {e(cycle.requests_dropped)} more request(s).</p>")
     return "<section>" + "".join(parts) + "</section>"
@@ -326,27 +357,40 @@ def _cycle(cycle: CycleRecord, now: float) -> str:
 
 def render_detail(view: StatusView, account: AccountView) -> str:
     cycles = "".join(_cycle(c, view.now) for c in account.cycles) or "<p>No cycle yet.</p>"
-    body = (f"<header><h1>{e(account.vendor)} / {e(account.name)}</h1>{_nav(view)}"
-            f'<p><a href="{e(account.path)}.json">JSON</a></p></header>'
-            f"{_card(account, view.now, link=False)}"
-            f"<h2>Last {len(account.cycles)} cycle(s), newest first</h2>{cycles}"
-            f"{_footer(view)}")
+    body = (
+        f"<header><h1>{e(account.vendor)} / {e(account.name)}</h1>{_nav(view)}"
+        f'<p><a href="{e(account.path)}.json">JSON</a></p></header>'
+        f"{_card(account, view.now, link=False)}"
+        f"<h2>Last {len(account.cycles)} cycle(s), newest first</h2>{cycles}"
+        f"{_footer(view)}"
+    )
     return _page(f"{account.vendor}/{account.name}: {account.state}", body)
 
 
 def _failure_json(failure: Failure | None) -> dict[str, Any] | None:
     if failure is None:
         return None
-    return {"operation": failure.operation, "reason": failure.reason,
-            "message": failure.message, "hint": failure.hint,
-            "time": failure.at}
+    return {
+        "operation": failure.operation,
+        "reason": failure.reason,
+        "message": failure.message,
+        "hint": failure.hint,
+        "time": failure.at,
+    }
 
 
 def _request_json(r: RequestRecord) -> dict[str, Any]:
-    return {"operation": r.operation, "method": r.method, "status": r.status,
-            "bytes": r.bytes, "duration_seconds": r.duration, "records": r.records,
-            "reason": r.reason, "error": r.error,
-            "clock_skew_seconds": r.clock_skew}
+    return {
+        "operation": r.operation,
+        "method": r.method,
+        "status": r.status,
+        "bytes": r.bytes,
+        "duration_seconds": r.duration,
+        "records": r.records,
+        "reason": r.reason,
+        "error": r.error,
+        "clock_skew_seconds": r.clock_skew,
+    }
 
 
 def scrubbed(data: T) -> T:
@@ -365,32 +409,41 @@ def _scrub_any(data: object) -> object:
 
 
 def detail_json(view: StatusView, account: AccountView) -> dict[str, Any]:
-    return scrubbed({
-        "vendor": account.vendor,
-        "name": account.name,
-        "state": account.state,
-        "last_success": account.last_success,
-        "consecutive_failures": account.consecutive_failures,
-        "next_poll": account.next_poll,
-        "last_cycle_duration_seconds": account.last_duration,
-        "requests": account.requests,
-        "failures": account.failures,
-        "series": account.series,
-        "hint": account.hint,
-        "last_failure": _failure_json(account.last_failure),
-        "cycles": [
-            {"started": c.started, "duration_seconds": c.duration, "ok": c.ok,
-             "requests": [_request_json(r) for r in c.requests],
-             "requests_not_kept": c.requests_dropped,
-             "records_parsed": c.records_parsed, "rejected": dict(c.rejected),
-             "failure": _failure_json(c.failure), "hint": c.hint}
-            for c in account.cycles
-        ],
-        "time": view.now,
-    })
+    return scrubbed(
+        {
+            "vendor": account.vendor,
+            "name": account.name,
+            "state": account.state,
+            "last_success": account.last_success,
+            "consecutive_failures": account.consecutive_failures,
+            "next_poll": account.next_poll,
+            "last_cycle_duration_seconds": account.last_duration,
+            "requests": account.requests,
+            "failures": account.failures,
+            "series": account.series,
+            "hint": account.hint,
+            "last_failure": _failure_json(account.last_failure),
+            "cycles": [
+                {
+                    "started": c.started,
+                    "duration_seconds": c.duration,
+                    "ok": c.ok,
+                    "requests": [_request_json(r) for r in c.requests],
+                    "requests_not_kept": c.requests_dropped,
+                    "records_parsed": c.records_parsed,
+                    "rejected": dict(c.rejected),
+                    "failure": _failure_json(c.failure),
+                    "hint": c.hint,
+                }
+                for c in account.cycles
+            ],
+            "time": view.now,
+        }
+    )
 
 
 # -- the config in force -------------------------------------------------------------------
+
 
 def display_value(value: object) -> str:
     """A config value as text; every `Secret` shows as redacted, whatever holds it."""
@@ -403,13 +456,15 @@ def display_value(value: object) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{display_value(k)}: {display_value(v)}"
-                               for k, v in value.items()) + "}"
+        return (
+            "{"
+            + ", ".join(f"{display_value(k)}: {display_value(v)}" for k, v in value.items())
+            + "}"
+        )
     if isinstance(value, list | tuple | set | frozenset):
         return "[" + ", ".join(display_value(v) for v in value) + "]"
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return "{" + ", ".join(f"{k}: {display_value(v)}"
-                               for k, v in _fields(value)) + "}"
+        return "{" + ", ".join(f"{k}: {display_value(v)}" for k, v in _fields(value)) + "}"
     return scrub.scrub(str(value))
 
 
@@ -436,16 +491,25 @@ def render_config(view: StatusView, config: Config) -> str:
     sections = []
     for title, rows in config_tables(config):
         body = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in rows)
-        sections.append(f'<section><h2>{e(title)}</h2><div class="scroll"><table>'
-                        f"{body}</table></div></section>")
-    source = f"<p>Loaded from <code>{e(config.source or 'built-in')}</code>; secrets show as "\
-             f"{e(scrub.REDACTED)}.</p>"
-    body = (f"<header><h1>Config in force</h1>{_nav(view)}</header>{_banner(view)}{source}"
-            + "".join(sections) + _footer(view))
+        sections.append(
+            f'<section><h2>{e(title)}</h2><div class="scroll"><table>{body}</table></div></section>'
+        )
+    source = (
+        f"<p>Loaded from <code>{e(config.source or 'built-in')}</code>; secrets show as "
+        f"{e(scrub.REDACTED)}.</p>"
+    )
+    body = (
+        f"<header><h1>Config in force</h1>{_nav(view)}</header>{_banner(view)}{source}"
+        + "".join(sections)
+        + _footer(view)
+    )
     return _page("session-exporter: config", body, refresh=False)
 
 
 def config_json(config: Config) -> dict[str, Any]:
-    return scrubbed({"source": config.source,
-                     "sections": [{"title": t, "fields": dict(rows)} for t, rows in
-                                  config_tables(config)]})
+    return scrubbed(
+        {
+            "source": config.source,
+            "sections": [{"title": t, "fields": dict(rows)} for t, rows in config_tables(config)],
+        }
+    )

@@ -53,8 +53,10 @@ _encode = json.JSONEncoder(separators=(",", ":")).encode
 
 def _table_shapes(db: sqlite3.Connection, tables: list[str]) -> dict[str, list[tuple[Any, ...]]]:
     """Each table's columns as (name, type, not null, default, key position)."""
-    return {table: [column[1:] for column in db.execute(f"PRAGMA table_info({table})")]
-            for table in tables}
+    return {
+        table: [column[1:] for column in db.execute(f"PRAGMA table_info({table})")]
+        for table in tables
+    }
 
 
 def _refuse_another_shape(db: sqlite3.Connection, path: Path) -> None:
@@ -65,8 +67,12 @@ def _refuse_another_shape(db: sqlite3.Connection, path: Path) -> None:
     with sqlite3.connect(":memory:") as fresh:
         for statement in SCHEMA:
             fresh.execute(statement)
-        tables = [name for (name,) in fresh.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        tables = [
+            name
+            for (name,) in fresh.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+            )
+        ]
         want = _table_shapes(fresh, tables)
     have = _table_shapes(db, tables)
     for table in tables:
@@ -74,7 +80,8 @@ def _refuse_another_shape(db: sqlite3.Connection, path: Path) -> None:
             names = ", ".join(str(column[0]) for column in have[table])[:200]
             raise sqlite3.DatabaseError(
                 f"{path}: table {table} has another shape ({names}): not this "
-                "exporter's state, or another version's; move the file away")
+                "exporter's state, or another version's; move the file away"
+            )
 
 
 class StateGap(Exception):
@@ -140,14 +147,19 @@ class StateStore:
         if not (isinstance(tables, list) and all(isinstance(t, str) for t in tables)):
             raise ValueError(f"state {KEYED} is not a list of table names")
         for table in tables:
-            entries = [entry for (entry,) in self._db.execute(
-                "SELECT entry FROM account_keys WHERE vendor = ? AND account = ? AND tbl = ?",
-                (vendor, account, table))]
+            entries = [
+                entry
+                for (entry,) in self._db.execute(
+                    "SELECT entry FROM account_keys WHERE vendor = ? AND account = ? AND tbl = ?",
+                    (vendor, account, table),
+                )
+            ]
             state[table] = json.loads("[" + ",".join(entries) + "]")
         return state, True
 
-    def save(self, vendor: str, account: str, state: dict[str, Any] | SavedState,
-             now: float) -> None:
+    def save(
+        self, vendor: str, account: str, state: dict[str, Any] | SavedState, now: float
+    ) -> None:
         """Write one account's state and wait for it (at shutdown, say)."""
         self._writer.submit(self._write, vendor, account, state, now).result()
 
@@ -159,8 +171,9 @@ class StateStore:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._writer, self._write, vendor, account, state, now)
 
-    def _write(self, vendor: str, account: str, state: dict[str, Any] | SavedState,
-               now: float) -> None:
+    def _write(
+        self, vendor: str, account: str, state: dict[str, Any] | SavedState, now: float
+    ) -> None:
         saved = state if isinstance(state, SavedState) else SavedState(state)
         account_key = (vendor, account)
         if not saved.whole and account_key in self._gaps:
@@ -180,8 +193,10 @@ class StateStore:
             blob = {**blob, KEYED: sorted(saved.tables)}
         text = json.dumps(blob, separators=(",", ":"))
         # Encoded before the transaction begins: it holds the database for SQL alone.
-        tables = [(table, changes, _rows(vendor, account, table, changes))
-                  for table, changes in saved.tables.items()]
+        tables = [
+            (table, changes, _rows(vendor, account, table, changes))
+            for table, changes in saved.tables.items()
+        ]
         db = self._db
         db.execute("BEGIN")
         try:
@@ -192,18 +207,21 @@ class StateStore:
                 (vendor, account, now, text),
             )
             if saved.whole:  # also drops the keys of tables the state no longer has
-                db.execute("DELETE FROM account_keys WHERE vendor = ? AND account = ?",
-                           (vendor, account))
+                db.execute(
+                    "DELETE FROM account_keys WHERE vendor = ? AND account = ?", (vendor, account)
+                )
             for table, changes, rows in tables:
                 if changes.deletes:
                     db.executemany(
                         "DELETE FROM account_keys "
                         "WHERE vendor = ? AND account = ? AND tbl = ? AND key = ?",
-                        sorted((vendor, account, table, _json(key))
-                               for key in changes.deletes))
+                        sorted((vendor, account, table, _json(key)) for key in changes.deletes),
+                    )
                 db.executemany(
                     "INSERT OR REPLACE INTO account_keys (vendor, account, tbl, key, entry) "
-                    "VALUES (?, ?, ?, ?, ?)", rows)
+                    "VALUES (?, ?, ?, ?, ?)",
+                    rows,
+                )
             db.execute("COMMIT")
         except BaseException:
             _roll_back(db)
@@ -221,8 +239,10 @@ class StateStore:
         db = self._db
         db.execute("BEGIN")
         try:
-            for statement in ("DELETE FROM account_state WHERE vendor = ? AND account = ?",
-                              "DELETE FROM account_keys WHERE vendor = ? AND account = ?"):
+            for statement in (
+                "DELETE FROM account_state WHERE vendor = ? AND account = ?",
+                "DELETE FROM account_keys WHERE vendor = ? AND account = ?",
+            ):
                 db.execute(statement, (vendor, account))
             db.execute("COMMIT")
         except BaseException:
@@ -235,8 +255,9 @@ class StateStore:
         self._db.close()
 
 
-def _rows(vendor: str, account: str, table: str,
-          changes: KeyedChanges) -> list[tuple[str, str, str, str, str]]:
+def _rows(
+    vendor: str, account: str, table: str, changes: KeyedChanges
+) -> list[tuple[str, str, str, str, str]]:
     rows: list[tuple[str, str, str, str, str]] = []
     append = rows.append
     isfinite = math.isfinite

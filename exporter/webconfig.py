@@ -73,10 +73,19 @@ CIPHER_SUITES = {
     "TLS_RSA_WITH_AES_128_CBC_SHA": "AES128-SHA",
     "TLS_RSA_WITH_AES_256_CBC_SHA": "AES256-SHA",
 }
-TLS_FIELDS = frozenset({
-    "cert_file", "key_file", "min_version", "max_version", "client_auth_type",
-    "client_ca_file", "cipher_suites", "prefer_server_cipher_suites", "client_allowed_sans",
-})
+TLS_FIELDS = frozenset(
+    {
+        "cert_file",
+        "key_file",
+        "min_version",
+        "max_version",
+        "client_auth_type",
+        "client_ca_file",
+        "cipher_suites",
+        "prefer_server_cipher_suites",
+        "client_allowed_sans",
+    }
+)
 # Toolkit fields we cannot honour: refused by name, so nobody believes they are in force.
 UNSUPPORTED_TLS_FIELDS = {
     "cert": "inline certificates are not supported; use cert_file",
@@ -152,7 +161,8 @@ def _parse_tls(t: Any, base: Path) -> TLSSettings:
         raise WebConfigError(
             f"tls_server_config.client_auth_type: {client_auth} accepts unverified client "
             "certificates, which Python's TLS cannot do; use VerifyClientCertIfGiven or "
-            "RequireAndVerifyClientCert with client_ca_file")
+            "RequireAndVerifyClientCert with client_ca_file"
+        )
     if client_auth not in CLIENT_AUTH:
         raise WebConfigError(f"tls_server_config.client_auth_type: one of {list(CLIENT_AUTH)}")
     ca = t.get("client_ca_file")
@@ -161,17 +171,29 @@ def _parse_tls(t: Any, base: Path) -> TLSSettings:
     suites = _str_list(t.get("cipher_suites"), "tls_server_config.cipher_suites")
     for i, suite in enumerate(suites):
         if suite not in CIPHER_SUITES:
-            raise WebConfigError(f"tls_server_config.cipher_suites[{i}]: unknown or "
-                                 f"unsupported suite {suite!r}")
+            raise WebConfigError(
+                f"tls_server_config.cipher_suites[{i}]: unknown or unsupported suite {suite!r}"
+            )
     sans = _str_list(t.get("client_allowed_sans"), "tls_server_config.client_allowed_sans")
     if sans and client_auth == "NoClientCert":
-        raise WebConfigError("tls_server_config.client_allowed_sans: needs a client_auth_type "
-                             "that verifies client certificates")
+        raise WebConfigError(
+            "tls_server_config.client_allowed_sans: needs a client_auth_type "
+            "that verifies client certificates"
+        )
     prefer = t.get("prefer_server_cipher_suites", True)
     if not isinstance(prefer, bool):
         raise WebConfigError("tls_server_config.prefer_server_cipher_suites: true or false")
-    return TLSSettings(base / t["cert_file"], base / t["key_file"], min_version, client_auth,
-                       base / ca if ca else None, max_version, suites, prefer, sans)
+    return TLSSettings(
+        base / t["cert_file"],
+        base / t["key_file"],
+        min_version,
+        client_auth,
+        base / ca if ca else None,
+        max_version,
+        suites,
+        prefer,
+        sans,
+    )
 
 
 def _parse_http(h: Any) -> dict[str, str]:
@@ -185,7 +207,8 @@ def _parse_http(h: Any) -> dict[str, str]:
     # http2 is accepted and has no effect: we serve HTTP/1.1, which Prometheus speaks.
     headers = h.get("headers") or {}
     if not isinstance(headers, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+    ):
         raise WebConfigError("http_server_config.headers: must map header names to strings")
     return dict(headers)
 
@@ -285,8 +308,9 @@ class WebSecurity:
         # Loading into the live context makes new handshakes use the new certificate.
         context.load_cert_chain(tls.cert_file, tls.key_file)
         context.minimum_version = TLS_VERSIONS[tls.min_version]
-        context.maximum_version = (TLS_VERSIONS[tls.max_version] if tls.max_version
-                                   else ssl.TLSVersion.MAXIMUM_SUPPORTED)
+        context.maximum_version = (
+            TLS_VERSIONS[tls.max_version] if tls.max_version else ssl.TLSVersion.MAXIMUM_SUPPORTED
+        )
         if tls.cipher_suites:
             context.set_ciphers(":".join(CIPHER_SUITES[s] for s in tls.cipher_suites))
         if tls.prefer_server_cipher_suites:
@@ -399,7 +423,8 @@ class WebSecurity:
                 allowed = await asyncio.to_thread(self.authorized, header)
             if not allowed:
                 return web.Response(
-                    status=401, text="Unauthorized\n",
+                    status=401,
+                    text="Unauthorized\n",
                     headers={"WWW-Authenticate": 'Basic realm="session-exporter"'},
                 )
             response = await handler(request)

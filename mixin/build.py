@@ -34,7 +34,8 @@ def rule_groups() -> list[dict[str, Any]]:
     """The groups tools/build-prometheusrule.py puts in the Kubernetes PrometheusRule: the
     same files, the same order, the same checks."""
     spec = importlib.util.spec_from_file_location(
-        "build_prometheusrule", ROOT / "tools" / "build-prometheusrule.py")
+        "build_prometheusrule", ROOT / "tools" / "build-prometheusrule.py"
+    )
     assert spec and spec.loader  # noqa: S101 - a build script: stop if the file is gone
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
@@ -43,8 +44,12 @@ def rule_groups() -> list[dict[str, Any]]:
 
 
 def outputs() -> dict[Path, str]:
-    files = {GENERATED / "rules.json":
-             json.dumps({"groups": rule_groups()}, indent=2, ensure_ascii=False) + "\n"}
+    files = {
+        GENERATED / "rules.json": json.dumps(
+            {"groups": rule_groups()}, indent=2, ensure_ascii=False
+        )
+        + "\n"
+    }
     for board in sorted(DASHBOARDS.glob("*.json")):
         files[GENERATED / "dashboards" / board.name] = board.read_text(encoding="utf-8")
     return files
@@ -52,18 +57,25 @@ def outputs() -> dict[Path, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true",
-                        help="exit 1 when mixin/generated/ differs from the sources")
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 when mixin/generated/ differs from the sources"
+    )
     args = parser.parse_args(argv)
     files = outputs()
     present = set(GENERATED.rglob("*.json")) if GENERATED.exists() else set()
-    stale = sorted(str(p.relative_to(MIXIN)) for p, text in files.items()
-                   if not p.exists() or p.read_text(encoding="utf-8") != text)
+    stale = sorted(
+        str(p.relative_to(MIXIN))
+        for p, text in files.items()
+        if not p.exists() or p.read_text(encoding="utf-8") != text
+    )
     extra = sorted(str(p.relative_to(MIXIN)) for p in present - set(files))
     if args.check:
         if stale or extra:
-            print("mixin/generated is out of date, run python3 mixin/build.py: "
-                  + ", ".join(stale + extra), file=sys.stderr)
+            print(
+                "mixin/generated is out of date, run python3 mixin/build.py: "
+                + ", ".join(stale + extra),
+                file=sys.stderr,
+            )
             return 1
         return 0
     for path, text in files.items():

@@ -33,33 +33,50 @@ OUT = Path(__file__).resolve().parent / "rules" / "session-exporter-service-leve
 
 # The service-level threshold must be one of these: the default wait buckets
 # (exporter/families.py WAIT_BUCKETS), i.e. the `le` bounds the histograms have.
-SUPPORTED_THRESHOLDS = (5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600, 900, 1200, 1800,
-                        3600)
+SUPPORTED_THRESHOLDS = (5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600, 900, 1200, 1800, 3600)
 KNOWN = 'outcome=~"answered|abandoned|timed_out"'
-FAST_WINDOWS = ("5m", "30m", "1h", "6h")   # evaluated every group interval
-DAY_WINDOWS = ("1d",)                      # evaluated every 5 minutes (see the group)
-KPI_WINDOWS = ("5m", "1h", "1d")           # answered, abandoned, ASA, abandonment, AHT
+FAST_WINDOWS = ("5m", "30m", "1h", "6h")  # evaluated every group interval
+DAY_WINDOWS = ("1d",)  # evaluated every 5 minutes (see the group)
+KPI_WINDOWS = ("5m", "1h", "1d")  # answered, abandoned, ASA, abandonment, AHT
 SLO_WINDOWS = ("5m", "30m", "1h", "6h", "1d")  # offered, within threshold, service level
 
 
 @dataclass(frozen=True)
 class Vendor:
     name: str
-    wait: str                 # the wait histogram
-    answered: str             # its selector of answered sessions ('' when all are)
-    abandoned: str | None     # its selector of abandoned sessions, None when unknowable
-    known: str                # its selector of offered sessions
-    handle: str | None        # the handle-time histogram and selector, None when none
+    wait: str  # the wait histogram
+    answered: str  # its selector of answered sessions ('' when all are)
+    abandoned: str | None  # its selector of abandoned sessions, None when unknowable
+    known: str  # its selector of offered sessions
+    handle: str | None  # the handle-time histogram and selector, None when none
     handle_sel: str = ""
 
 
-GLANCE = Vendor("glance", "glance_session_wait_seconds", 'outcome="answered"',
-                'outcome="abandoned"', KNOWN, "glance_session_duration_seconds",
-                'outcome="answered"')
-SECUREVIDEO = Vendor("securevideo", "securevideo_session_wait_seconds", "", None, "",
-                     "securevideo_session_consult_seconds")
-RESCUE = Vendor("rescue", "rescue_session_wait_seconds", 'outcome="answered"',
-                'outcome="abandoned"', KNOWN, None)
+GLANCE = Vendor(
+    "glance",
+    "glance_session_wait_seconds",
+    'outcome="answered"',
+    'outcome="abandoned"',
+    KNOWN,
+    "glance_session_duration_seconds",
+    'outcome="answered"',
+)
+SECUREVIDEO = Vendor(
+    "securevideo",
+    "securevideo_session_wait_seconds",
+    "",
+    None,
+    "",
+    "securevideo_session_consult_seconds",
+)
+RESCUE = Vendor(
+    "rescue",
+    "rescue_session_wait_seconds",
+    'outcome="answered"',
+    'outcome="abandoned"',
+    KNOWN,
+    None,
+)
 VENDORS = (GLANCE, SECUREVIDEO, RESCUE)
 
 
@@ -72,8 +89,7 @@ def indent(text: str, by: int) -> str:
     return "\n".join(pad + line if line else line for line in text.split("\n"))
 
 
-def rule(record: str, expr: str, labels: dict[str, str] | None = None,
-         comment: str = "") -> str:
+def rule(record: str, expr: str, labels: dict[str, str] | None = None, comment: str = "") -> str:
     lines = []
     if comment:
         lines += [f"      # {c}" if c else "      #" for c in comment.split("\n")]
@@ -91,15 +107,18 @@ def rule(record: str, expr: str, labels: dict[str, str] | None = None,
 
 # ----------------------------------------------------------------- per-account settings
 
+
 def configured(vendor: Vendor, threshold: str) -> str:
     """The account's value of a threshold: an override with the vendor and the account,
     else one with the account only, else the default (no labels). One series per account
     that has the vendor's wait histogram."""
     accounts = f"max by (account) ({vendor.wait}_count) * 0"
     name = f"session_exporter:threshold_{threshold}"
-    return (f"{accounts}\n  + on (account) {name}{{vendor=\"{vendor.name}\", account!=\"\"}}\n"
-            f"or\n{accounts}\n  + on (account) {name}{{vendor=\"\", account!=\"\"}}\n"
-            f"or\n{accounts}\n  + on () group_left () {name}{{vendor=\"\", account=\"\"}}")
+    return (
+        f'{accounts}\n  + on (account) {name}{{vendor="{vendor.name}", account!=""}}\n'
+        f'or\n{accounts}\n  + on (account) {name}{{vendor="", account!=""}}\n'
+        f'or\n{accounts}\n  + on () group_left () {name}{{vendor="", account=""}}'
+    )
 
 
 def threshold_le() -> str:
@@ -113,37 +132,56 @@ def threshold_le() -> str:
 
 def settings_rules() -> list[str]:
     out = []
-    for kind, what in (("service_level_threshold_seconds", "threshold (seconds)"),
-                       ("service_level_objective", "objective (ratio)"),
-                       ("service_level_min_offered", "minimum offered sessions")):
+    for kind, what in (
+        ("service_level_threshold_seconds", "threshold (seconds)"),
+        ("service_level_objective", "objective (ratio)"),
+        ("service_level_min_offered", "minimum offered sessions"),
+    ):
         source = kind.replace("service_level_threshold_seconds", "service_level_seconds")
         for index, vendor in enumerate(VENDORS):
-            comment = (f"Each account's service-level {what}: its override or the\n"
-                       "default of session-exporter-thresholds.rules.yml." if index == 0 else "")
-            out.append(rule(f"vendor_account:{kind}:configured", configured(vendor, source),
-                            {"vendor": vendor.name}, comment))
-    out.append(rule(
-        "vendor_account_le:service_level_threshold_seconds:configured", threshold_le(),
-        comment="The threshold as the `le` label of its bucket (bucket bounds written without\n"
-                "a trailing .0). Supported values: the wait-bucket bounds listed above."))
+            comment = (
+                f"Each account's service-level {what}: its override or the\n"
+                "default of session-exporter-thresholds.rules.yml."
+                if index == 0
+                else ""
+            )
+            out.append(
+                rule(
+                    f"vendor_account:{kind}:configured",
+                    configured(vendor, source),
+                    {"vendor": vendor.name},
+                    comment,
+                )
+            )
+    out.append(
+        rule(
+            "vendor_account_le:service_level_threshold_seconds:configured",
+            threshold_le(),
+            comment="The threshold as the `le` label of its bucket (bucket bounds written without\n"
+            "a trailing .0). Supported values: the wait-bucket bounds listed above.",
+        )
+    )
     return out
 
 
 # ----------------------------------------------------------------- counts and KPIs
 
+
 def within(metric: str, answered: str, by: str, window: str, vendor: str) -> str:
     """Answered sessions whose wait was within the account's threshold: the bucket whose
     `le` equals the threshold. prometheus_client writes bounds as "20.0", Prometheus 3
     normalises them to "20": the label_replace strips the ".0" so both match."""
-    return (f"sum by ({by}) (\n"
-            f"  label_replace(\n"
-            f"    sum by ({by}, le) (increase({metric}_bucket{braces(answered)}[{window}])),\n"
-            f"    \"le\", \"$1\", \"le\", \"(.+)\\\\.0\"\n"
-            f"  )\n"
-            f"  and on (account, le)\n"
-            f"  vendor_account_le:service_level_threshold_seconds:configured"
-            f"{{vendor=\"{vendor}\"}}\n"
-            f")")
+    return (
+        f"sum by ({by}) (\n"
+        f"  label_replace(\n"
+        f"    sum by ({by}, le) (increase({metric}_bucket{braces(answered)}[{window}])),\n"
+        f'    "le", "$1", "le", "(.+)\\\\.0"\n'
+        f"  )\n"
+        f"  and on (account, le)\n"
+        f"  vendor_account_le:service_level_threshold_seconds:configured"
+        f'{{vendor="{vendor}"}}\n'
+        f")"
+    )
 
 
 def count(metric: str, selector: str, by: str, window: str) -> str:
@@ -151,8 +189,10 @@ def count(metric: str, selector: str, by: str, window: str) -> str:
 
 
 def mean(metric: str, selector: str, by: str, window: str) -> str:
-    return (f"sum by ({by}) (increase({metric}_sum{braces(selector)}[{window}]))\n"
-            f"/\n{count(metric, selector, by, window)}")
+    return (
+        f"sum by ({by}) (increase({metric}_sum{braces(selector)}[{window}]))\n"
+        f"/\n{count(metric, selector, by, window)}"
+    )
 
 
 def ratio(numerator: str, denominator: str, by: str) -> str:
@@ -167,25 +207,26 @@ def vendor_rules(vendor: Vendor, windows: tuple[str, ...]) -> list[str]:
     by = "account"
     for w in windows:
         if vendor is RESCUE:
+
             def node(series: str, w: str = w) -> str:
                 return f"sum by (account) (account_node:rescue_{series}:increase{w})"
+
             offered, answered = node("sessions_offered"), node("sessions_answered")
             abandoned: str | None = node("sessions_abandoned")
             inside = node("sessions_answered_within_threshold")
         else:
             offered = count(vendor.wait, vendor.known, by, w)
             answered = count(vendor.wait, vendor.answered, by, w)
-            abandoned = (count(vendor.wait, vendor.abandoned, by, w)
-                         if vendor.abandoned else None)
+            abandoned = count(vendor.wait, vendor.abandoned, by, w) if vendor.abandoned else None
             inside = within(vendor.wait, vendor.answered, by, w, vendor.name)
         out.append(rule(f"vendor_account:sessions_offered:increase{w}", offered, lab))
-        out.append(rule(f"vendor_account:sessions_answered_within_threshold:increase{w}",
-                        inside, lab))
+        out.append(
+            rule(f"vendor_account:sessions_answered_within_threshold:increase{w}", inside, lab)
+        )
         if w in KPI_WINDOWS:
             out.append(rule(f"vendor_account:sessions_answered:increase{w}", answered, lab))
             if abandoned:
-                out.append(rule(f"vendor_account:sessions_abandoned:increase{w}", abandoned,
-                                lab))
+                out.append(rule(f"vendor_account:sessions_abandoned:increase{w}", abandoned, lab))
     return out
 
 
@@ -193,22 +234,45 @@ def kpi_rules(windows: tuple[str, ...]) -> list[str]:
     """Ratios and means per (vendor, account), from the counts above or the histograms."""
     out: list[str] = []
     for w in windows:
-        out.append(rule(
-            f"vendor_account:session_service_level:ratio{w}",
-            ratio(f"vendor_account:sessions_answered_within_threshold:increase{w}",
-                  f"vendor_account:sessions_offered:increase{w}", "vendor, account")))
+        out.append(
+            rule(
+                f"vendor_account:session_service_level:ratio{w}",
+                ratio(
+                    f"vendor_account:sessions_answered_within_threshold:increase{w}",
+                    f"vendor_account:sessions_offered:increase{w}",
+                    "vendor, account",
+                ),
+            )
+        )
         if w not in KPI_WINDOWS:
             continue
-        out.append(rule(
-            f"vendor_account:session_abandonment:ratio{w}",
-            ratio(f"vendor_account:sessions_abandoned:increase{w}",
-                  f"vendor_account:sessions_offered:increase{w}", "vendor, account")))
-        out.extend(rule(f"vendor_account:session_speed_of_answer_seconds:mean{w}",
-                        mean(vendor.wait, vendor.answered, "account", w),
-                        {"vendor": vendor.name}) for vendor in VENDORS)
-        out.extend(rule(f"vendor_account:session_handle_seconds:mean{w}",
-                        mean(vendor.handle, vendor.handle_sel, "account", w),
-                        {"vendor": vendor.name}) for vendor in VENDORS if vendor.handle)
+        out.append(
+            rule(
+                f"vendor_account:session_abandonment:ratio{w}",
+                ratio(
+                    f"vendor_account:sessions_abandoned:increase{w}",
+                    f"vendor_account:sessions_offered:increase{w}",
+                    "vendor, account",
+                ),
+            )
+        )
+        out.extend(
+            rule(
+                f"vendor_account:session_speed_of_answer_seconds:mean{w}",
+                mean(vendor.wait, vendor.answered, "account", w),
+                {"vendor": vendor.name},
+            )
+            for vendor in VENDORS
+        )
+        out.extend(
+            rule(
+                f"vendor_account:session_handle_seconds:mean{w}",
+                mean(vendor.handle, vendor.handle_sel, "account", w),
+                {"vendor": vendor.name},
+            )
+            for vendor in VENDORS
+            if vendor.handle
+        )
     return out
 
 
@@ -220,30 +284,58 @@ def rescue_node_rules(windows: tuple[str, ...]) -> list[str]:
     for w in windows:
         if w not in KPI_WINDOWS:
             continue
-        out.append(rule(f"{prefix}sessions_offered:increase{w}",
-                        count(metric, RESCUE.known, by, w)))
-        out.append(rule(f"{prefix}sessions_answered:increase{w}",
-                        count(metric, answered, by, w)))
-        out.append(rule(f"{prefix}sessions_abandoned:increase{w}",
-                        count(metric, 'outcome="abandoned"', by, w)))
-        out.append(rule(f"{prefix}sessions_answered_within_threshold:increase{w}",
-                        within(metric, answered, by, w, "rescue")))
-        out.append(rule(f"{prefix}session_service_level:ratio{w}",
-                        ratio(f"{prefix}sessions_answered_within_threshold:increase{w}",
-                              f"{prefix}sessions_offered:increase{w}", by)))
-        out.append(rule(f"{prefix}session_abandonment:ratio{w}",
-                        ratio(f"{prefix}sessions_abandoned:increase{w}",
-                              f"{prefix}sessions_offered:increase{w}", by)))
-        out.append(rule(f"{prefix}session_speed_of_answer_seconds:mean{w}",
-                        mean(metric, answered, by, w)))
+        out.append(
+            rule(f"{prefix}sessions_offered:increase{w}", count(metric, RESCUE.known, by, w))
+        )
+        out.append(rule(f"{prefix}sessions_answered:increase{w}", count(metric, answered, by, w)))
+        out.append(
+            rule(
+                f"{prefix}sessions_abandoned:increase{w}",
+                count(metric, 'outcome="abandoned"', by, w),
+            )
+        )
+        out.append(
+            rule(
+                f"{prefix}sessions_answered_within_threshold:increase{w}",
+                within(metric, answered, by, w, "rescue"),
+            )
+        )
+        out.append(
+            rule(
+                f"{prefix}session_service_level:ratio{w}",
+                ratio(
+                    f"{prefix}sessions_answered_within_threshold:increase{w}",
+                    f"{prefix}sessions_offered:increase{w}",
+                    by,
+                ),
+            )
+        )
+        out.append(
+            rule(
+                f"{prefix}session_abandonment:ratio{w}",
+                ratio(
+                    f"{prefix}sessions_abandoned:increase{w}",
+                    f"{prefix}sessions_offered:increase{w}",
+                    by,
+                ),
+            )
+        )
+        out.append(
+            rule(f"{prefix}session_speed_of_answer_seconds:mean{w}", mean(metric, answered, by, w))
+        )
     # Rescue's offered and within-threshold of the alert windows that have no node rule.
     for w in windows:
         if w in KPI_WINDOWS:
             continue
-        out.append(rule(f"{prefix}sessions_offered:increase{w}",
-                        count(metric, RESCUE.known, by, w)))
-        out.append(rule(f"{prefix}sessions_answered_within_threshold:increase{w}",
-                        within(metric, answered, by, w, "rescue")))
+        out.append(
+            rule(f"{prefix}sessions_offered:increase{w}", count(metric, RESCUE.known, by, w))
+        )
+        out.append(
+            rule(
+                f"{prefix}sessions_answered_within_threshold:increase{w}",
+                within(metric, answered, by, w, "rescue"),
+            )
+        )
     return out
 
 
@@ -270,31 +362,45 @@ HEADER = """\
 
 def build() -> str:
     supported = ", ".join(str(t) for t in SUPPORTED_THRESHOLDS)
-    fast = (settings_rules() + rescue_node_rules(FAST_WINDOWS)
-            + [r for v in VENDORS for r in vendor_rules(v, FAST_WINDOWS)]
-            + kpi_rules(FAST_WINDOWS))
-    day = (rescue_node_rules(DAY_WINDOWS)
-           + [r for v in VENDORS for r in vendor_rules(v, DAY_WINDOWS)]
-           + kpi_rules(DAY_WINDOWS))
-    return (HEADER.format(supported=supported)
-            + "groups:\n"
-            + "  - name: session-exporter-service-level\n    rules:\n"
-            + "\n".join(fast) + "\n"
-            + "  # One-day windows read a day of samples per series: evaluated every 5 minutes.\n"
-            + "  - name: session-exporter-service-level-1d\n    interval: 5m\n    rules:\n"
-            + "\n".join(day) + "\n")
+    fast = (
+        settings_rules()
+        + rescue_node_rules(FAST_WINDOWS)
+        + [r for v in VENDORS for r in vendor_rules(v, FAST_WINDOWS)]
+        + kpi_rules(FAST_WINDOWS)
+    )
+    day = (
+        rescue_node_rules(DAY_WINDOWS)
+        + [r for v in VENDORS for r in vendor_rules(v, DAY_WINDOWS)]
+        + kpi_rules(DAY_WINDOWS)
+    )
+    return (
+        HEADER.format(supported=supported)
+        + "groups:\n"
+        + "  - name: session-exporter-service-level\n    rules:\n"
+        + "\n".join(fast)
+        + "\n"
+        + "  # One-day windows read a day of samples per series: evaluated every 5 minutes.\n"
+        + "  - name: session-exporter-service-level-1d\n    interval: 5m\n    rules:\n"
+        + "\n".join(day)
+        + "\n"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true",
-                        help="exit 1 when the committed rule file differs from the built one")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 when the committed rule file differs from the built one",
+    )
     args = parser.parse_args(argv)
     text = build()
     if args.check:
         if not OUT.exists() or OUT.read_text(encoding="utf-8") != text:
-            print(f"{OUT.name} is out of date: run python3 prometheus/build_service_level_rules.py",
-                  file=sys.stderr)
+            print(
+                f"{OUT.name} is out of date: run python3 prometheus/build_service_level_rules.py",
+                file=sys.stderr,
+            )
             return 1
         return 0
     OUT.write_text(text, encoding="utf-8")

@@ -45,7 +45,9 @@ class FakeCollector(AccountCollector):
 
     async def collect(self, upstream: Upstream) -> None:
         reply = await upstream.fetch(
-            "value", "POST", f"{self.account.common.base_url}/value",
+            "value",
+            "POST",
+            f"{self.account.common.base_url}/value",
             data={"token": self.account.token.reveal()},
         )
         self.value = upstream.parse("value", parse_value, reply.body)
@@ -59,8 +61,14 @@ class FakeCollector(AccountCollector):
     def families(self) -> Iterable[Metric]:
         if self.value is None:
             return []
-        return [gauge("fake_value", "The fake vendor's value, polled in the background.",
-                      ("account",), {(self.account.common.name,): self.value})]
+        return [
+            gauge(
+                "fake_value",
+                "The fake vendor's value, polled in the background.",
+                ("account",),
+                {(self.account.common.name,): self.value},
+            )
+        ]
 
 
 class FakeSimulator(Simulator):

@@ -42,5 +42,6 @@ def form_sent(call: Any) -> dict[str, str]:
     """The form fields of a request aioresponses recorded (`Upstream` sends a form as
     urlencoded bytes, with its Content-Type)."""
     assert call.kwargs["headers"]["Content-Type"] == FORM_CONTENT_TYPE
-    return dict(parse_qsl(call.kwargs["data"].decode("ascii"), keep_blank_values=True,
-                          strict_parsing=True))
+    return dict(
+        parse_qsl(call.kwargs["data"].decode("ascii"), keep_blank_values=True, strict_parsing=True)
+    )

@@ -110,9 +110,14 @@ def require_tool(name: str) -> None:
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "exporter", *args], capture_output=True,
-                          text=True, timeout=60, env={**os.environ, **(env or {})},
-                          check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
 
 
 def get(url: str) -> tuple[int, bytes]:
@@ -148,11 +153,14 @@ class Exporter:
     """`python -m exporter` started on port 0: the server binds a free port itself and we
     read it back from its `listening` log line, so no other process can take it between."""
 
-    def __init__(self, *args: str, env: Mapping[str, str] | None = None,
-                 startup: float = 30.0) -> None:
+    def __init__(
+        self, *args: str, env: Mapping[str, str] | None = None, startup: float = 30.0
+    ) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "exporter", *args, "--web.listen-address", "127.0.0.1:0"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
             env={**os.environ, **(env or {})},
         )
         self._lines: list[str] = []
@@ -212,9 +220,25 @@ def openssl(args: list[str]) -> None:
 def make_cert(directory: Path, name: str) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1, made by openssl."""
     cert, key = directory / f"{name}.crt", directory / f"{name}.key"
-    openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-             "-subj", f"/CN={name}", "-addext", "subjectAltName=IP:127.0.0.1",
-             "-keyout", str(key), "-out", str(cert)])
+    openssl(
+        [
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            f"/CN={name}",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ]
+    )
     return cert, key
 
 
@@ -227,8 +251,11 @@ ContextFactory = Callable[..., tuple[CollectorContext, Counter[str]]]
 
 def family_samples(families: Iterable[Metric]) -> FamilySamples:
     """{(sample name, sorted labels): value} of metric families, as /metrics shows them."""
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in families for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in families
+        for s in family.samples
+    }
 
 
 def collector_context(
@@ -247,7 +274,10 @@ def collector_context(
         rejects[reason] += count
 
     return CollectorContext(
-        clock=clock, log=structlog.get_logger() if log is None else log,
-        label_value_limit=label_limit, reject=reject,
-        started_at=clock.time() if started_at is None else started_at, **limits,
+        clock=clock,
+        log=structlog.get_logger() if log is None else log,
+        label_value_limit=label_limit,
+        reject=reject,
+        started_at=clock.time() if started_at is None else started_at,
+        **limits,
     )

@@ -18,9 +18,13 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 def run_bench(script: str, *args: str, timeout: float = 120) -> str:
     # Unbuffered so that a failure shows the lines printed before it.
-    result = subprocess.run([sys.executable, "-u", str(BENCH / script), "--quick", *args],
-                            capture_output=True, text=True, timeout=timeout,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    result = subprocess.run(
+        [sys.executable, "-u", str(BENCH / script), "--quick", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     return result.stdout
@@ -75,8 +79,14 @@ def test_memory_bench_runs() -> None:
 
 def test_scrape_under_ingest_bench_runs() -> None:
     out = run_bench("scrape_under_ingest.py", timeout=240)  # eight exporters, one by one
-    for case in ("idle (Rescue, 10 rows)", "Glance feed", "Rescue getSession",
-                 "SecureVideo History", "--storage.path", "new Rescue ids"):
+    for case in (
+        "idle (Rescue, 10 rows)",
+        "Glance feed",
+        "Rescue getSession",
+        "SecureVideo History",
+        "--storage.path",
+        "new Rescue ids",
+    ):
         assert case in out
     rows = [line for line in out.splitlines() if line.startswith("| ") and "ms" not in line]
     # Every busy case really ingested: the exporter sent requests during its window.

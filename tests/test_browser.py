@@ -35,9 +35,16 @@ from .support import ROOT, demo, get, require_tool, wait_for
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                  "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
 FAILING = "demo-glance-wrong-key"
 DEADLINE = 30.0  # seconds for any one thing the browser or the demo has to do
 
@@ -87,16 +94,24 @@ class Tab:
         raise AssertionError(f"{url} did not load within {DEADLINE}s")
 
     async def viewport(self, width: int, height: int, mobile: bool) -> None:
-        await self.call("Emulation.setDeviceMetricsOverride", width=width, height=height,
-                        deviceScaleFactor=1, mobile=mobile)
+        await self.call(
+            "Emulation.setDeviceMetricsOverride",
+            width=width,
+            height=height,
+            deviceScaleFactor=1,
+            mobile=mobile,
+        )
 
     async def visible_text(self) -> str:
         text: str = await self.evaluate("document.body.innerText")
         return " ".join(text.split())
 
     async def scrolls_sideways(self) -> bool:
-        return bool(await self.evaluate(
-            "document.documentElement.scrollWidth > document.documentElement.clientWidth"))
+        return bool(
+            await self.evaluate(
+                "document.documentElement.scrollWidth > document.documentElement.clientWidth"
+            )
+        )
 
     async def screenshot(self) -> bytes:
         reply = await self.call("Page.captureScreenshot", format="png")
@@ -112,21 +127,31 @@ async def chromium() -> AsyncIterator[Tab]:
     # process group is stopped below, and a straggler's leftovers in /tmp fail nothing.
     with tempfile.TemporaryDirectory(prefix="chromium-", ignore_cleanup_errors=True) as profile:
         process = subprocess.Popen(  # noqa: ASYNC220 - starts it, never waits on it
-            [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-             "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
-             "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            [
+                binary,
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={profile}",
+                "--remote-debugging-address=127.0.0.1",
+                "--remote-debugging-port=0",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         try:
             port_file = Path(profile) / "DevToolsActivePort"
-            assert wait_for(lambda: len(_lines(port_file)) >= 2, DEADLINE), \
+            assert wait_for(lambda: len(_lines(port_file)) >= 2, DEADLINE), (
                 "chromium did not open its DevTools port"
+            )
             port = int(_lines(port_file)[0])
             async with aiohttp.ClientSession() as http:
                 async with http.get(f"http://127.0.0.1:{port}/json/list") as r:
                     targets = json.loads(await r.text())
                 page = next(t for t in targets if t["type"] == "page")
-                async with http.ws_connect(page["webSocketDebuggerUrl"],
-                                           max_msg_size=64 * 1024 * 1024) as ws:
+                async with http.ws_connect(
+                    page["webSocketDebuggerUrl"], max_msg_size=64 * 1024 * 1024
+                ) as ws:
                     yield Tab(ws)
         finally:
             _signal_group(process, signal.SIGTERM)
@@ -183,8 +208,7 @@ async def test_status_and_detail_pages_in_chromium(tmp_path: Path) -> None:
                 (ROOT / "docs" / "status-page.png").write_bytes(png)
 
             # A person follows the failing account's link.
-            href = await tab.evaluate(
-                f"document.querySelector('a[href$=\"/{FAILING}\"]').href")
+            href = await tab.evaluate(f"document.querySelector('a[href$=\"/{FAILING}\"]').href")
             assert href == f"{url}/accounts/glance/{FAILING}"
             await tab.open(href)
             text = await tab.visible_text()
@@ -201,8 +225,7 @@ async def test_status_and_detail_pages_in_chromium(tmp_path: Path) -> None:
             for path in ("/", f"/accounts/glance/{FAILING}"):
                 await tab.open(url + path)
                 assert not await tab.scrolls_sideways(), path
-                assert "Check: Glance refused partner_id or api_key" in \
-                    await tab.visible_text()
+                assert "Check: Glance refused partner_id or api_key" in await tab.visible_text()
 
             # The config in force, every credential redacted.
             await tab.open(url + "/config")
@@ -221,4 +244,3 @@ async def test_status_and_detail_pages_in_chromium(tmp_path: Path) -> None:
             await tab.open(url + "/")
             text = await tab.visible_text()
             assert "1 failing" in text and "Check: Glance refused partner_id or api_key" in text
-

@@ -30,16 +30,25 @@ def test_example_config_is_valid(tmp_path: Path) -> None:
     text = text.replace("/run/secrets/rescue_auth_code", str(secrets["rescue_code"]))
     path = tmp_path / "config.yaml"
     path.write_text(text)
-    result = run_cli("--config.file", str(path), "--config.check",
-                     env={"GLANCE_API_KEY": "k", "SV_API_KEY": "k", "RESCUE_PASSWORD": "p"})
+    result = run_cli(
+        "--config.file",
+        str(path),
+        "--config.check",
+        env={"GLANCE_API_KEY": "k", "SV_API_KEY": "k", "RESCUE_PASSWORD": "p"},
+    )
     assert result.returncode == 0, result.stderr
     assert "OK" in result.stdout
 
 
-@pytest.mark.parametrize("flags", [("--web.listen-address", "nonsense"),
-                                   ("--web.telemetry-path", "metrics"),
-                                   ("--web.telemetry-path", "/-/ready"),
-                                   ("--shard", "3/3")])
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ("--web.listen-address", "nonsense"),
+        ("--web.telemetry-path", "metrics"),
+        ("--web.telemetry-path", "/-/ready"),
+        ("--shard", "3/3"),
+    ],
+)
 def test_bad_flags_are_clean_errors(flags: tuple[str, str]) -> None:
     result = run_cli("--demo", *flags)
     assert result.returncode == 2
@@ -52,8 +61,12 @@ def test_demo_serves_every_vendor_and_stops_cleanly_on_sigterm(tmp_path: Path) -
         assert wait_for(lambda: get(url + "/-/ready")[0] == 200, 30), proc.stderr
         metrics = get(url + "/metrics")[1]
         names = {name for name, _ in samples(metrics)}
-        for expected in ("glance_sessions_current", "securevideo_sessions_month",
-                         "rescue_sessions", "session_exporter_build_info"):
+        for expected in (
+            "glance_sessions_current",
+            "securevideo_sessions_month",
+            "rescue_sessions",
+            "session_exporter_build_info",
+        ):
             assert expected in names
         for key, v in samples(metrics).items():
             if key[0] == "session_exporter_up":
@@ -63,10 +76,12 @@ def test_demo_serves_every_vendor_and_stops_cleanly_on_sigterm(tmp_path: Path) -
         path = tmp_path / "metrics.txt"
         path.write_bytes(metrics)
         with path.open("rb") as stdin:
-            lint = subprocess.run(["promtool", "check", "metrics"], stdin=stdin,
-                                  capture_output=True, text=True)
+            lint = subprocess.run(
+                ["promtool", "check", "metrics"], stdin=stdin, capture_output=True, text=True
+            )
         assert lint.returncode == 0 and not lint.stdout.strip() and not lint.stderr.strip(), (
-            lint.stdout + lint.stderr)
+            lint.stdout + lint.stderr
+        )
 
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
@@ -75,17 +90,28 @@ def test_demo_serves_every_vendor_and_stops_cleanly_on_sigterm(tmp_path: Path) -
 
 
 CONTRACT = (
-    "glance_sessions_current", "glance_session_guests_current",
-    "glance_waiting_session_oldest_start_timestamp_seconds", "glance_sessions_today",
-    "glance_session_average_duration_seconds", "glance_sessions_completed_total",
-    "glance_session_duration_seconds_count", "glance_user_sessions_current",
-    "securevideo_sessions_total", "securevideo_session_duration_seconds_count",
-    "securevideo_session_wait_seconds_count", "securevideo_sessions_month",
-    "securevideo_sessions_in_progress", "rescue_sessions",
-    "rescue_session_status_oldest_change_timestamp_seconds", "rescue_session_wait_seconds_count",
-    "session_exporter_up", "session_exporter_last_success_timestamp_seconds",
-    "session_exporter_collect_duration_seconds", "session_exporter_upstream_requests_total",
-    "session_exporter_build_info", "session_exporter_config_last_reload_successful",
+    "glance_sessions_current",
+    "glance_session_guests_current",
+    "glance_waiting_session_oldest_start_timestamp_seconds",
+    "glance_sessions_today",
+    "glance_session_average_duration_seconds",
+    "glance_sessions_completed_total",
+    "glance_session_duration_seconds_count",
+    "glance_user_sessions_current",
+    "securevideo_sessions_total",
+    "securevideo_session_duration_seconds_count",
+    "securevideo_session_wait_seconds_count",
+    "securevideo_sessions_month",
+    "securevideo_sessions_in_progress",
+    "rescue_sessions",
+    "rescue_session_status_oldest_change_timestamp_seconds",
+    "rescue_session_wait_seconds_count",
+    "session_exporter_up",
+    "session_exporter_last_success_timestamp_seconds",
+    "session_exporter_collect_duration_seconds",
+    "session_exporter_upstream_requests_total",
+    "session_exporter_build_info",
+    "session_exporter_config_last_reload_successful",
     "session_exporter_config_last_reload_success_timestamp_seconds",
 )
 
@@ -94,6 +120,7 @@ CONTRACT = (
 def test_demo_shows_every_contract_metric_non_zero_within_a_minute() -> None:
     missing: set[str] = set(CONTRACT)
     with demo() as (_proc, url):
+
         def all_non_zero() -> bool:
             for (name, _), v in samples(get(url + "/metrics")[1] or b"").items():
                 if v != 0:

@@ -40,10 +40,12 @@ def test_bad_durations(text: str) -> None:
         ({"fake": [account(interval="soon")]}, "fake[0].interval", "not a duration"),
         ({"fake": [account(), account()]}, "fake[1].name", "duplicate"),
         ({"fake": [account(colour="red")]}, "fake[0].colour", "unknown field"),
-        ({"fake": [account(base_url="http://vendor.example.com")]}, "fake[0].base_url",
-         "loopback"),
-        ({"fake": [account(base_url="https://u:p@vendor.example.com")]}, "fake[0].base_url",
-         "credentials"),
+        ({"fake": [account(base_url="http://vendor.example.com")]}, "fake[0].base_url", "loopback"),
+        (
+            {"fake": [account(base_url="https://u:p@vendor.example.com")]},
+            "fake[0].base_url",
+            "credentials",
+        ),
         ({"global": {"timeout": "0s"}}, "global.timeout", "at least"),
         ({"global": {"jitter": 2}}, "global.jitter", "below 1"),
         ({"glance": []}, "glance", "unknown field"),
@@ -54,8 +56,7 @@ def test_bad_durations(text: str) -> None:
         ({"global": {"interval": float("inf")}}, "global.interval", "at most"),
         ({"global": {"stale_after": "1e12"}}, "global.stale_after", "at most"),
         ({"fake": [account(base_url="http://[::1")]}, "fake[0].base_url", "not a URL"),
-        ({"fake": [account(base_url="http://127.0.0.1:99999")]}, "fake[0].base_url",
-         "not a URL"),
+        ({"fake": [account(base_url="http://127.0.0.1:99999")]}, "fake[0].base_url", "not a URL"),
         ({"fake": [account(name="a\n")]}, "fake[0].name", ""),
         ({"global": []}, "global", "must be a mapping"),
         ({"global": False}, "global", "must be a mapping"),
@@ -69,8 +70,12 @@ def test_errors_name_the_field(data: object, path: str, message: str) -> None:
 
 
 def test_defaults_and_overrides() -> None:
-    config = parse({"global": {"interval": "30s"},
-                    "fake": [account(), account(name="b", interval="2m", timeout="3s")]})
+    config = parse(
+        {
+            "global": {"interval": "30s"},
+            "fake": [account(), account(name="b", interval="2m", timeout="3s")],
+        }
+    )
     a, b = (acc.common for acc in config.accounts)
     assert (a.interval, a.timeout, a.stale_after) == (30, 20, 300)
     assert (b.interval, b.timeout) == (120, 3)
@@ -86,8 +91,14 @@ def test_secret_from_env_and_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("FAKE_TOKEN", "from-env")
     secret_file = tmp_path / "token"
     secret_file.write_text("from-file\n")
-    config = parse({"fake": [account(token="${FAKE_TOKEN}"),
-                             account(name="b", token=None, token_file=str(secret_file))]})
+    config = parse(
+        {
+            "fake": [
+                account(token="${FAKE_TOKEN}"),
+                account(name="b", token=None, token_file=str(secret_file)),
+            ]
+        }
+    )
     tokens = [acc.token.reveal() for acc in config.accounts]  # type: ignore[attr-defined]
     assert tokens == ["from-env", "from-file"]
     assert "from-env" not in repr(config)
@@ -114,9 +125,14 @@ def test_a_secret_file_that_is_not_utf8_never_shows_its_bytes(tmp_path: Path) ->
         parse({"fake": [account(token=None, token_file=f"{tmp_path}/x\0y")]})
 
 
-@pytest.mark.parametrize("text", [b"fake:\n  - name: a\n    token: S3cr3t-\xe9\n",
-                                  b"x: " + b"[" * 5000 + b"]" * 5000 + b"\n",
-                                  b"x: " + b"9" * 5000 + b"\n"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"fake:\n  - name: a\n    token: S3cr3t-\xe9\n",
+        b"x: " + b"[" * 5000 + b"]" * 5000 + b"\n",
+        b"x: " + b"9" * 5000 + b"\n",
+    ],
+)
 def test_a_config_file_unreadable_as_yaml_is_refused_without_its_text(
     tmp_path: Path, text: bytes
 ) -> None:
@@ -143,12 +159,12 @@ ACCOUNT_YAML = "  - name: a\n    token: t\n    base_url: http://127.0.0.1:1\n"
         # PyYAML keeps the last of the two: the first list of accounts vanished unnoticed.
         ("fake:\n" + ACCOUNT_YAML + "fake:\n" + ACCOUNT_YAML, "fake", 5),
         ("fake:\n" + ACCOUNT_YAML + "    token: S3cr3t\n", "fake[0].token", 5),
-        ("global:\n  interval: 60s\n  interval: 1s\nfake:\n" + ACCOUNT_YAML,
-         "global.interval", 3),
+        ("global:\n  interval: 60s\n  interval: 1s\nfake:\n" + ACCOUNT_YAML, "global.interval", 3),
     ],
 )
 def test_a_key_given_twice_is_refused_with_its_path(
-        tmp_path: Path, text: str, path: str, line: int) -> None:
+    tmp_path: Path, text: str, path: str, line: int
+) -> None:
     config = tmp_path / "c.yaml"
     config.write_text(text)
     with pytest.raises(ConfigError) as info:
@@ -160,9 +176,11 @@ def test_a_key_given_twice_is_refused_with_its_path(
 
 def test_merge_keys_may_override_and_aliases_load_as_before(tmp_path: Path) -> None:
     # `<<` is how YAML shares fields between accounts; a key after it overrides, as it may.
-    text = ("defaults: &defaults\n  token: t\n  base_url: http://127.0.0.1:1\n"
-            "fake:\n  - <<: *defaults\n    name: a\n    token: mine\n"
-            "  - <<: *defaults\n    name: b\n")
+    text = (
+        "defaults: &defaults\n  token: t\n  base_url: http://127.0.0.1:1\n"
+        "fake:\n  - <<: *defaults\n    name: a\n    token: mine\n"
+        "  - <<: *defaults\n    name: b\n"
+    )
     data = yaml.safe_load(text)
     assert load_yaml(text) == data
     loop = "a: &x [*x]\n"  # an alias inside itself: walked once, not forever

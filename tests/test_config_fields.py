@@ -18,7 +18,9 @@ from exporter.vendors.securevideo.config import SecureVideoAccount
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.yaml"
 ACCOUNTS: dict[str, type[Any]] = {
-    "glance": GlanceAccount, "securevideo": SecureVideoAccount, "rescue": RescueAccount,
+    "glance": GlanceAccount,
+    "securevideo": SecureVideoAccount,
+    "rescue": RescueAccount,
 }
 # The smallest valid account of each vendor.
 MINIMAL: dict[str, dict[str, Any]] = {
@@ -77,8 +79,7 @@ def test_the_example_config_parses() -> None:
     data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
     for entries in (data[v] for v in ACCOUNTS):
         for entry in entries:  # the secrets are ${ENV} and *_file references
-            for key in [k for k in entry if k.endswith("_file") or k in ("api_key",
-                                                                          "password")]:
+            for key in [k for k in entry if k.endswith("_file") or k in ("api_key", "password")]:
                 entry.pop(key)
     data["glance"][0]["api_key"] = "k"
     data["securevideo"][0]["api_key"] = "k"
@@ -94,22 +95,26 @@ def test_every_vendor_checks_buckets_the_same_way(vendor: str) -> None:
     for name in ("wait_buckets", "duration_buckets"):
         if name not in {f.name for f in declared(ACCOUNTS[vendor])}:
             continue
-        for bounds, message in (([0, 5], "bounds must be positive seconds"),
-                                ([60, 5], "must be a non-empty, strictly increasing list")):
+        for bounds, message in (
+            ([0, 5], "bounds must be positive seconds"),
+            ([60, 5], "must be a non-empty, strictly increasing list"),
+        ):
             with pytest.raises(ConfigError) as info:
                 parse_config({vendor: [{**MINIMAL[vendor], name: bounds}]}, VENDORS)
             assert info.value.path == f"{vendor}[0].{name}"
             assert info.value.message == message
 
 
-@pytest.mark.parametrize("vendor", [v for v, c in ACCOUNTS.items()
-                                    if "timezone" in {f.name for f in declared(c)}])
+@pytest.mark.parametrize(
+    "vendor", [v for v, c in ACCOUNTS.items() if "timezone" in {f.name for f in declared(c)}]
+)
 def test_every_vendor_checks_time_zones_the_same_way(vendor: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_config({vendor: [{**MINIMAL[vendor], "timezone": "Mars/Olympus"}]}, VENDORS)
     assert info.value.path == f"{vendor}[0].timezone"
-    assert info.value.message == ("unknown time zone 'Mars/Olympus' (use an IANA name such "
-                                  "as Europe/Lisbon)")
+    assert info.value.message == (
+        "unknown time zone 'Mars/Olympus' (use an IANA name such as Europe/Lisbon)"
+    )
 
 
 def test_the_shared_helpers_accept_what_they_should() -> None:

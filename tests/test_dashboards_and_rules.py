@@ -26,44 +26,66 @@ SCHEMA_TOOL = ROOT / "tools" / "grafana-schema"
 
 # The metric contract (DESIGN.md): each family is shown on at least one dashboard.
 CONTRACT = [
-    "glance_sessions_current", "glance_session_guests_current",
-    "glance_waiting_session_oldest_start_timestamp_seconds", "glance_sessions_today",
-    "glance_session_average_duration_seconds", "glance_sessions_completed_total",
-    "glance_session_duration_seconds", "glance_user_sessions_current",
-    "securevideo_sessions_total", "securevideo_session_duration_seconds",
-    "securevideo_session_wait_seconds", "securevideo_sessions_month",
-    "securevideo_sessions_in_progress", "rescue_sessions",
-    "rescue_session_status_oldest_change_timestamp_seconds", "rescue_session_wait_seconds",
-    "session_exporter_up", "session_exporter_last_success_timestamp_seconds",
-    "session_exporter_collect_duration_seconds", "session_exporter_upstream_requests_total",
+    "glance_sessions_current",
+    "glance_session_guests_current",
+    "glance_waiting_session_oldest_start_timestamp_seconds",
+    "glance_sessions_today",
+    "glance_session_average_duration_seconds",
+    "glance_sessions_completed_total",
+    "glance_session_duration_seconds",
+    "glance_user_sessions_current",
+    "securevideo_sessions_total",
+    "securevideo_session_duration_seconds",
+    "securevideo_session_wait_seconds",
+    "securevideo_sessions_month",
+    "securevideo_sessions_in_progress",
+    "rescue_sessions",
+    "rescue_session_status_oldest_change_timestamp_seconds",
+    "rescue_session_wait_seconds",
+    "session_exporter_up",
+    "session_exporter_last_success_timestamp_seconds",
+    "session_exporter_collect_duration_seconds",
+    "session_exporter_upstream_requests_total",
     "session_exporter_upstream_request_failures_total",
-    "session_exporter_records_rejected_total", "session_exporter_build_info",
+    "session_exporter_records_rejected_total",
+    "session_exporter_build_info",
     "session_exporter_config_last_reload_successful",
     "session_exporter_config_last_reload_success_timestamp_seconds",
     # issue 14 and 13 (the service-level inputs are on the dashboards through the rules)
-    "glance_session_wait_seconds", "securevideo_session_start_delay_seconds",
-    "securevideo_session_early_starts_total", "session_exporter_unrecognized_status_values",
+    "glance_session_wait_seconds",
+    "securevideo_session_start_delay_seconds",
+    "securevideo_session_early_starts_total",
+    "session_exporter_unrecognized_status_values",
 ]
 # Families the dashboards show through the service-level recording rules only.
 SERVICE_LEVEL_INPUTS = [
-    "glance_session_wait_seconds", "glance_session_duration_seconds",
-    "securevideo_session_wait_seconds", "securevideo_session_consult_seconds",
+    "glance_session_wait_seconds",
+    "glance_session_duration_seconds",
+    "securevideo_session_wait_seconds",
+    "securevideo_session_consult_seconds",
     "rescue_session_wait_seconds",
 ]
 SERVICE_LEVEL_RULES = PROM / "rules" / "session-exporter-service-level.rules.yml"
 THRESHOLDS = PROM / "rules" / "session-exporter-thresholds.rules.yml"
 REQUIRED_ALERTS = {
-    "SessionExporterDown", "SessionExporterAccountDataStale",
-    "SessionExporterVendorAuthFailing", "GlanceCustomerWaitingTooLong",
-    "RescueCustomerWaitingTooLong", "SecureVideoBillableSessionsNearLimit",
-    "CompletedSessionsDropped", "SessionServiceLevelFastBurn", "SessionServiceLevelSlowBurn",
-    "SessionServiceLevelThresholdUnsupported", "RescueStatusValuesUnrecognized",
+    "SessionExporterDown",
+    "SessionExporterAccountDataStale",
+    "SessionExporterVendorAuthFailing",
+    "GlanceCustomerWaitingTooLong",
+    "RescueCustomerWaitingTooLong",
+    "SecureVideoBillableSessionsNearLimit",
+    "CompletedSessionsDropped",
+    "SessionServiceLevelFastBurn",
+    "SessionServiceLevelSlowBurn",
+    "SessionServiceLevelThresholdUnsupported",
+    "RescueStatusValuesUnrecognized",
 }
 
 
 def run(*cmd: str | Path, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True,
-                          timeout=120, check=False)
+    return subprocess.run(
+        [str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 def load_dashboards() -> dict[str, dict[str, Any]]:
@@ -83,9 +105,13 @@ def exprs(board: dict[str, Any]) -> list[str]:
 
 
 def alerts() -> list[dict[str, Any]]:
-    return [rule for path in RULE_FILES
-            for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]
-            for rule in group["rules"] if "alert" in rule]
+    return [
+        rule
+        for path in RULE_FILES
+        for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    ]
 
 
 # ------------------------------------------------------------------------ Prometheus
@@ -149,10 +175,17 @@ def test_every_alert_has_unit_tests_firing_and_not_firing() -> None:
 def test_thresholds_are_in_one_file_with_a_default_each() -> None:
     """Every threshold an alert uses is a recording rule of the thresholds file."""
     path = PROM / "rules" / "session-exporter-thresholds.rules.yml"
-    defaults = {rule["record"] for group in yaml.safe_load(path.read_text())["groups"]
-                for rule in group["rules"] if "account" not in rule.get("labels", {})}
-    used = {name for rule in alerts()
-            for name in re.findall(r"session_exporter:threshold_\w+", rule["expr"])}
+    defaults = {
+        rule["record"]
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+        if "account" not in rule.get("labels", {})
+    }
+    used = {
+        name
+        for rule in alerts()
+        for name in re.findall(r"session_exporter:threshold_\w+", rule["expr"])
+    }
     assert used, "alerts take their thresholds from the thresholds file"
     assert used <= defaults, f"no default for {sorted(used - defaults)}"
     header = path.read_text().split("groups:")[0]
@@ -210,14 +243,23 @@ def test_service_level_recording_rules_per_account_and_rescue_node() -> None:
     names = set(records())
     for window in ("5m", "1h", "1d"):
         for level in ("vendor_account:", "account_node:rescue_"):
-            for series in ("sessions_offered", "sessions_answered", "sessions_abandoned",
-                           "sessions_answered_within_threshold"):
+            for series in (
+                "sessions_offered",
+                "sessions_answered",
+                "sessions_abandoned",
+                "sessions_answered_within_threshold",
+            ):
                 assert f"{level}{series}:increase{window}" in names
-            for series in ("session_service_level:ratio", "session_abandonment:ratio",
-                           "session_speed_of_answer_seconds:mean"):
+            for series in (
+                "session_service_level:ratio",
+                "session_abandonment:ratio",
+                "session_speed_of_answer_seconds:mean",
+            ):
                 assert f"{level}{series}{window}" in names
-        handle = {r["labels"]["vendor"] for r in records()[
-            f"vendor_account:session_handle_seconds:mean{window}"]}
+        handle = {
+            r["labels"]["vendor"]
+            for r in records()[f"vendor_account:session_handle_seconds:mean{window}"]
+        }
         assert handle == {"glance", "securevideo"}, "Rescue has no handle time"
     generated = re.findall(r"record: (\S+)", SERVICE_LEVEL_RULES.read_text(encoding="utf-8"))
     for name in generated:
@@ -228,8 +270,11 @@ def test_service_level_recording_rules_per_account_and_rescue_node() -> None:
 
 
 def test_service_level_row_on_every_dashboard() -> None:
-    wanted = {"Service level, last hour", "Service level against its objective",
-              "Average speed of answer"}
+    wanted = {
+        "Service level, last hour",
+        "Service level against its objective",
+        "Average speed of answer",
+    }
     for name, board in load_dashboards().items():
         rows = [p["title"] for p in board["panels"] if p["type"] == "row"]
         assert "Service level" in rows, name
@@ -265,8 +310,12 @@ def test_dashboards_validate_against_grafana_schema() -> None:
 
 def test_one_overview_and_one_dashboard_per_vendor() -> None:
     boards = load_dashboards()
-    assert set(boards) == {"session-exporter-overview", "session-exporter-glance",
-                           "session-exporter-securevideo", "session-exporter-rescue"}
+    assert set(boards) == {
+        "session-exporter-overview",
+        "session-exporter-glance",
+        "session-exporter-securevideo",
+        "session-exporter-rescue",
+    }
     assert len({b["uid"] for b in boards.values()}) == 4
     overview = " ".join(exprs(boards["session-exporter-overview"]))
     for vendor in ("glance_", "securevideo_", "rescue_", "vendor_account:", "session_exporter_"):
@@ -276,8 +325,7 @@ def test_one_overview_and_one_dashboard_per_vendor() -> None:
 def test_every_contract_metric_is_on_a_dashboard() -> None:
     everything = " ".join(e for b in load_dashboards().values() for e in exprs(b))
     rules_text = SERVICE_LEVEL_RULES.read_text(encoding="utf-8")
-    missing = [m for m in CONTRACT if not re.search(rf"\b{m}(_bucket|_count|_sum)?\b",
-                                                    everything)]
+    missing = [m for m in CONTRACT if not re.search(rf"\b{m}(_bucket|_count|_sum)?\b", everything)]
     assert not missing
     # the service-level inputs reach the dashboards through the recording rules
     assert "vendor_account:session_service_level:ratio1h" in everything
@@ -305,7 +353,7 @@ def test_dashboard_conventions(name: str) -> None:
             assert target["datasource"]["uid"] == "${datasource}", where
             expr = target["expr"]
             if "account" in expr or any(m in expr for m in ("glance_", "rescue_", "securevideo_")):
-                assert '$account' in expr or "build_info" in expr, f"{where}: ignores $account"
+                assert "$account" in expr or "build_info" in expr, f"{where}: ignores $account"
             if "histogram_quantile" in expr:
                 assert re.search(r"rate\(\w+_bucket\{[^}]*\}\[\$__rate_interval\]\)", expr), where
             assert "[$__interval]" not in expr, where
@@ -318,8 +366,11 @@ def mappings_of(board: dict[str, Any]) -> set[tuple[str, str]]:
     words: set[tuple[str, str]] = set()
     for panel in panels(board):
         field_configs = [panel["fieldConfig"]["defaults"]] + [
-            {"mappings": prop["value"]} for o in panel["fieldConfig"]["overrides"]
-            for prop in o["properties"] if prop["id"] == "mappings"]
+            {"mappings": prop["value"]}
+            for o in panel["fieldConfig"]["overrides"]
+            for prop in o["properties"]
+            if prop["id"] == "mappings"
+        ]
         for fc in field_configs:
             for mapping in fc.get("mappings", []):
                 for code, result in mapping["options"].items():
@@ -334,12 +385,22 @@ def mappings_of(board: dict[str, Any]) -> set[tuple[str, str]]:
 def test_vendor_codes_are_mapped_to_words() -> None:
     boards = load_dashboards()
     glance = mappings_of(boards["session-exporter-glance"])
-    assert {("C", "Cobrowse"), ("G", "Screen share"), ("V", "Video"), ("A", "Active"),
-            ("W", "Waiting"), ("C", "Completed")} <= glance
-    table = next(p for p in panels(boards["session-exporter-glance"])
-                 if p["title"] == "Sessions today by type and status")
-    status = next(o for o in table["fieldConfig"]["overrides"]
-                  if o["matcher"]["options"] == "status")
+    assert {
+        ("C", "Cobrowse"),
+        ("G", "Screen share"),
+        ("V", "Video"),
+        ("A", "Active"),
+        ("W", "Waiting"),
+        ("C", "Completed"),
+    } <= glance
+    table = next(
+        p
+        for p in panels(boards["session-exporter-glance"])
+        if p["title"] == "Sessions today by type and status"
+    )
+    status = next(
+        o for o in table["fieldConfig"]["overrides"] if o["matcher"]["options"] == "status"
+    )
     assert status["properties"][0]["value"][0]["options"]["C"]["text"] == "Completed"
     securevideo = mappings_of(boards["session-exporter-securevideo"])
     assert {"BILL", "SVCO", "DUPL", "COMP"} <= {code for code, _word in securevideo}
@@ -350,12 +411,14 @@ def test_vendor_codes_are_mapped_to_words() -> None:
 
 def test_provisioning_files() -> None:
     provider = yaml.safe_load(
-        (GRAFANA / "provisioning" / "dashboards" / "session-exporter.yaml").read_text())
+        (GRAFANA / "provisioning" / "dashboards" / "session-exporter.yaml").read_text()
+    )
     assert provider["apiVersion"] == 1
     assert provider["providers"][0]["type"] == "file"
     assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
     sources = yaml.safe_load(
-        (GRAFANA / "provisioning" / "datasources" / "prometheus.yaml").read_text())
+        (GRAFANA / "provisioning" / "datasources" / "prometheus.yaml").read_text()
+    )
     assert [s["type"] for s in sources["datasources"]] == ["prometheus"]
 
 

@@ -13,7 +13,10 @@ from .support import run_cli
 def test_fault_rates_for_every_vendor_or_per_vendor() -> None:
     assert parse_fault_rates("0.05", VENDORS) == {v: 0.05 for v in VENDORS}
     assert parse_fault_rates("glance=0.5,rescue=0.1", VENDORS) == {
-        "glance": 0.5, "securevideo": 0.0, "rescue": 0.1}
+        "glance": 0.5,
+        "securevideo": 0.0,
+        "rescue": 0.1,
+    }
     for bad in ("1.5", "glance=x", "zoom=0.1"):
         with pytest.raises(ValueError):
             parse_fault_rates(bad, VENDORS)

@@ -21,6 +21,7 @@ NEEDED = {
 def test_demo_shows_answered_and_abandoned_waits_within_two_minutes() -> None:
     missing = set(NEEDED)
     with demo() as (_proc, url):
+
         def all_seen() -> bool:
             for (name, labels), value in samples(get(url + "/metrics")[1] or b"").items():
                 outcome = dict(labels).get("outcome", "")

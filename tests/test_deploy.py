@@ -60,10 +60,12 @@ def python_module(name: str, package: str) -> None:
         skip_or_fail(f"{package} not installed")
 
 
-def run(cmd: list[str], cwd: Path | None = None, timeout: float = 120,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env=env, check=False)
+def run(
+    cmd: list[str], cwd: Path | None = None, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env, check=False
+    )
 
 
 def yaml_docs(path: Path) -> list[dict[str, Any]]:
@@ -167,21 +169,33 @@ def test_build_context_holds_what_the_image_needs(tmp_path: Path) -> None:
     files = []
     for folder, dirs, names in os.walk(ROOT):
         # Big trees no image needs: not walking them keeps this quick (.venv in CI).
-        dirs[:] = [d for d in dirs if d not in {".git", ".venv", "node_modules"}
-                   and not d.endswith("_cache")]
+        dirs[:] = [
+            d
+            for d in dirs
+            if d not in {".git", ".venv", "node_modules"} and not d.endswith("_cache")
+        ]
         files += [(Path(folder) / n).relative_to(ROOT).as_posix() for n in names]
     context = [f for f in files if dockerignore_included(f)]
     assert not dockerignore_included(".venv/bin/python")
     assert not dockerignore_included(".git/config")
-    for needed in ("pyproject.toml", "exporter/__init__.py", "exporter/cli.py",
-                   "deploy/docker/healthcheck.py"):
+    for needed in (
+        "pyproject.toml",
+        "exporter/__init__.py",
+        "exporter/cli.py",
+        "deploy/docker/healthcheck.py",
+    ):
         assert needed in context, f"{needed} is left out of the build context"
     for source in instruction("COPY"):
         parts = source.split()
         if not parts[0].startswith("--from") and parts[0] != ".":
             assert parts[0] in context, f"COPY {parts[0]}: not in the build context"
-    leaked = [f for f in context if f.startswith(("tests/", "deploy/compose/", "tools/"))
-              or "__pycache__" in f or f.endswith(".egg-info/PKG-INFO")]
+    leaked = [
+        f
+        for f in context
+        if f.startswith(("tests/", "deploy/compose/", "tools/"))
+        or "__pycache__" in f
+        or f.endswith(".egg-info/PKG-INFO")
+    ]
     assert not leaked, f"kept out of the image on purpose: {leaked[:5]}"
 
     # The build stage's `pip install .`, from the context alone. Build isolation fetches
@@ -192,8 +206,22 @@ def test_build_context_holds_what_the_image_needs(tmp_path: Path) -> None:
     for rel in context:
         (ctx / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / rel, ctx / rel)
-    result = run([sys.executable, "-m", "pip", "wheel", "--no-deps", *isolation,
-                  "--no-cache-dir", "-q", "-w", str(tmp_path / "dist"), str(ctx)], timeout=180)
+    result = run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            *isolation,
+            "--no-cache-dir",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(ctx),
+        ],
+        timeout=180,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert list((tmp_path / "dist").glob("session_exporter-*.whl"))
 
@@ -207,7 +235,9 @@ def test_healthcheck_script_against_a_running_exporter() -> None:
     assert down.returncode == 1, "nothing listens yet: unhealthy"
     proc = subprocess.Popen(
         [*EXPORTER, "--demo", f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 20
         while True:  # waiting for an external process to bind its port, bounded
@@ -216,8 +246,11 @@ def test_healthcheck_script_against_a_running_exporter() -> None:
                 break
             time.sleep(0.2)
         assert up.returncode == 0, up.stderr
-        wrong = run([sys.executable, str(script)], timeout=30,
-                    env={**env, "HEALTHCHECK_URL": f"http://127.0.0.1:{port}/no-such-page"})
+        wrong = run(
+            [sys.executable, str(script)],
+            timeout=30,
+            env={**env, "HEALTHCHECK_URL": f"http://127.0.0.1:{port}/no-such-page"},
+        )
         assert wrong.returncode == 1
     finally:
         proc.terminate()
@@ -229,7 +262,8 @@ def test_healthcheck_script_against_a_running_exporter() -> None:
 
 def compose() -> dict[str, Any]:
     document: dict[str, Any] = yaml.safe_load(
-        (COMPOSE_DIR / "compose.yaml").read_text(encoding="utf-8"))
+        (COMPOSE_DIR / "compose.yaml").read_text(encoding="utf-8")
+    )
     return document
 
 
@@ -246,12 +280,13 @@ def bind_mounts(service: dict[str, Any]) -> dict[str, Path]:
 def host_path(mounts: dict[str, Path], container_path: str) -> Path | None:
     for target, source in sorted(mounts.items(), key=lambda kv: -len(kv[0])):
         if container_path == target or container_path.startswith(target.rstrip("/") + "/"):
-            return source / container_path[len(target):].lstrip("/")
+            return source / container_path[len(target) :].lstrip("/")
     return None
 
 
-@pytest.mark.parametrize("files", [["compose.yaml"], ["compose.yaml", "compose.accounts.yaml"]],
-                         ids=["demo", "accounts"])
+@pytest.mark.parametrize(
+    "files", [["compose.yaml"], ["compose.yaml", "compose.accounts.yaml"]], ids=["demo", "accounts"]
+)
 def test_compose_file_is_valid(files: list[str]) -> None:
     require_tool("docker-compose")
     cmd = ["docker-compose"]
@@ -283,16 +318,24 @@ def test_compose_wiring() -> None:
     assert host_path(mounts, real.config_file) == COMPOSE_DIR / "config.yaml"
 
     prom = yaml.safe_load((COMPOSE_DIR / "prometheus.yml").read_text())
-    targets = {t for job in prom["scrape_configs"] for sc in job.get("static_configs", [])
-               for t in sc["targets"]}
+    targets = {
+        t
+        for job in prom["scrape_configs"]
+        for sc in job.get("static_configs", [])
+        for t in sc["targets"]
+    }
     assert f"session-exporter:{DEFAULT_PORT}" in targets
     jobs = {job["job_name"] for job in prom["scrape_configs"]}
-    assert "session-exporter" in jobs, "the alert rules select job=\"session-exporter\""
+    assert "session-exporter" in jobs, 'the alert rules select job="session-exporter"'
     for target in targets:
         host = target.split(":")[0]
         assert host == "localhost" or host in services, f"{target}: no such compose service"
-    am = [t for a in prom["alerting"]["alertmanagers"] for sc in a["static_configs"]
-          for t in sc["targets"]]
+    am = [
+        t
+        for a in prom["alerting"]["alertmanagers"]
+        for sc in a["static_configs"]
+        for t in sc["targets"]
+    ]
     assert am == ["alertmanager:9093"]
 
     for name, service in services.items():
@@ -333,7 +376,8 @@ def mounts_source(mounts: dict[str, Path], etc: Path, root: Path, copied: Path) 
 
 def load_build_tool() -> Any:
     spec = importlib.util.spec_from_file_location(
-        "build_prometheusrule", ROOT / "tools" / "build-prometheusrule.py")
+        "build_prometheusrule", ROOT / "tools" / "build-prometheusrule.py"
+    )
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -348,7 +392,8 @@ def test_compose_prometheus_loads_exactly_our_rule_files(tmp_path: Path) -> None
     expected = sorted(tool.RULES_DIR / s for s in sources)
     assert matched == expected, (
         "the compose Prometheus (rule_files globs) and the Kubernetes PrometheusRule "
-        f"(tools/build-prometheusrule.py) must load the same rule files: {matched} != {expected}")
+        f"(tools/build-prometheusrule.py) must load the same rule files: {matched} != {expected}"
+    )
     result = run(["promtool", "check", "config", str(config)], timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -386,7 +431,8 @@ def test_compose_grafana_provisioning() -> None:
             if source.get("type") == "prometheus":
                 host, _, port = source["url"].split("//")[-1].rstrip("/").partition(":")
                 assert host in services and port == "9090", (
-                    f"{path.name}: {source['url']} is not the compose stack's Prometheus")
+                    f"{path.name}: {source['url']} is not the compose stack's Prometheus"
+                )
 
 
 # --------------------------------------------------------------------------- Kubernetes
@@ -397,8 +443,12 @@ def manifests() -> dict[str, list[dict[str, Any]]]:
 
 
 def find(kind: str, file: str | None = None) -> dict[str, Any]:
-    docs = [d for name, ds in manifests().items() for d in ds
-            if d["kind"] == kind and (file is None or name == file)]
+    docs = [
+        d
+        for name, ds in manifests().items()
+        for d in ds
+        if d["kind"] == kind and (file is None or name == file)
+    ]
     assert len(docs) == 1, f"one {kind} expected, found {len(docs)}"
     return docs[0]
 
@@ -456,7 +506,8 @@ def test_kubernetes_wiring() -> None:
     configmap = find("ConfigMap")
     secret = find("Secret")
     assert service["metadata"]["name"] == "session-exporter", (
-        "the ServiceMonitor's job label is the Service name; the rules expect session-exporter")
+        "the ServiceMonitor's job label is the Service name; the rules expect session-exporter"
+    )
     port_names = {p["name"] for p in service["spec"]["ports"]}
     service_labels = service["metadata"]["labels"].items()
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service_labels
@@ -490,8 +541,11 @@ def test_kubernetes_wiring() -> None:
         config_dir, config_name = flags.config_file.rsplit("/", 1)
         assert mounts[config_dir]["configMap"]["name"] == configmap["metadata"]["name"]
         assert config_name in configmap["data"]
-        secret_dirs = [path for path, v in mounts.items()
-                       if v.get("secret", {}).get("secretName") == secret["metadata"]["name"]]
+        secret_dirs = [
+            path
+            for path, v in mounts.items()
+            if v.get("secret", {}).get("secretName") == secret["metadata"]["name"]
+        ]
         assert len(secret_dirs) == 1, f"{kind}: mounts the credentials Secret once"
 
     deployment = find("Deployment")
@@ -506,13 +560,15 @@ def test_kubernetes_shards_split_the_accounts_exactly() -> None:
     container = shards["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e for e in container["env"]}
     assert env["SHARD_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"] == (
-        "metadata.labels['apps.kubernetes.io/pod-index']")
+        "metadata.labels['apps.kubernetes.io/pod-index']"
+    )
     assert int(env["SHARD_COUNT"]["value"]) == replicas, "SHARD_COUNT must equal replicas"
     assert shards["spec"]["serviceName"] == find("Service")["metadata"]["name"]
 
     # Each pod's flags, through the exporter's own parser, and an estate of accounts.
-    data: dict[str, Any] = {"glance": [{"name": f"g{i}", "partner_id": i + 1, "api_key": "k"}
-                                       for i in range(60)]}
+    data: dict[str, Any] = {
+        "glance": [{"name": f"g{i}", "partner_id": i + 1, "api_key": "k"} for i in range(60)]
+    }
     everyone = {a.common.name for a in parse_config(data, VENDORS).accounts}
     polled: list[str] = []
     for index in range(replicas):
@@ -528,8 +584,11 @@ def test_kubernetes_config_is_valid_with_the_example_secret(tmp_path: Path) -> N
     configmap = find("ConfigMap")
     secret = find("Secret")
     spec = find("Deployment")["spec"]["template"]["spec"]
-    secret_dir = next(m["mountPath"] for m in spec["containers"][0]["volumeMounts"]
-                      if m["name"] == next(v["name"] for v in spec["volumes"] if "secret" in v))
+    secret_dir = next(
+        m["mountPath"]
+        for m in spec["containers"][0]["volumeMounts"]
+        if m["name"] == next(v["name"] for v in spec["volumes"] if "secret" in v)
+    )
     text = configmap["data"]["config.yaml"]
     referenced = set(re.findall(re.escape(secret_dir) + r"/([\w.-]+)", text))
     assert referenced == set(secret["stringData"]), "config files <-> Secret keys"
@@ -545,7 +604,8 @@ def test_prometheusrule_is_generated_from_the_rules(tmp_path: Path) -> None:
     committed = (K8S / "prometheusrule.yaml").read_text(encoding="utf-8")
     assert committed == tool.build(tool.RULES_DIR), (
         "deploy/kubernetes/prometheusrule.yaml is out of date: "
-        "run python3 tools/build-prometheusrule.py")
+        "run python3 tools/build-prometheusrule.py"
+    )
     rule = find("PrometheusRule")
     groups, _ = tool.load_groups(tool.RULES_DIR)
     assert rule["spec"]["groups"] == groups
@@ -557,8 +617,7 @@ def test_prometheusrule_is_generated_from_the_rules(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_prometheusrule_tool_rejects_duplicate_groups_and_skips_unit_tests(
-        tmp_path: Path) -> None:
+def test_prometheusrule_tool_rejects_duplicate_groups_and_skips_unit_tests(tmp_path: Path) -> None:
     tool = load_build_tool()
     assert "groups: []" in tool.build(tmp_path), "no rule files yet: an empty PrometheusRule"
     (tmp_path / "rules").mkdir()
@@ -566,8 +625,9 @@ def test_prometheusrule_tool_rejects_duplicate_groups_and_skips_unit_tests(
     (tmp_path / "rules" / "a.rules.yml").write_text(yaml.safe_dump(group))
     (tmp_path / "tests").mkdir()
     (tmp_path / "tests" / "overrides.rules.yml").write_text(yaml.safe_dump(group))
-    (tmp_path / "rules_test.yml").write_text(yaml.safe_dump(
-        {"rule_files": ["rules/a.rules.yml"], "tests": []}))
+    (tmp_path / "rules_test.yml").write_text(
+        yaml.safe_dump({"rule_files": ["rules/a.rules.yml"], "tests": []})
+    )
     groups, sources = tool.load_groups(tmp_path)
     assert sources == ["rules/a.rules.yml"] and groups == group["groups"]
     (tmp_path / "rules" / "b.rules.yml").write_text(yaml.safe_dump(group))
@@ -597,8 +657,14 @@ def unit_values(key: str) -> list[str]:
 def test_systemd_unit_contract() -> None:
     assert unit_values("DynamicUser") == ["yes"]
     assert unit_values("ProtectSystem") == ["strict"]
-    for key in ("ProtectHome", "NoNewPrivileges", "PrivateTmp", "PrivateDevices",
-                "RestrictNamespaces", "MemoryDenyWriteExecute"):
+    for key in (
+        "ProtectHome",
+        "NoNewPrivileges",
+        "PrivateTmp",
+        "PrivateDevices",
+        "RestrictNamespaces",
+        "MemoryDenyWriteExecute",
+    ):
         assert unit_values(key) == ["yes"], key
     assert unit_values("CapabilityBoundingSet") == [""]
     assert "/bin/kill -HUP $MAINPID" in unit_values("ExecReload")
@@ -622,10 +688,17 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
     # verify wants the binaries to exist: point at the installed console script.
     unit = tmp_path / "session-exporter.service"
     unit.write_text(text.replace("/opt/session-exporter/bin/session-exporter", str(binary)))
-    result = run(["systemd-analyze", "verify", str(unit)], cwd=tmp_path, timeout=60,
-                 env={**os.environ, "SYSTEMD_LOG_LEVEL": "warning"})
-    complaints = [line for line in (result.stdout + result.stderr).splitlines()
-                  if "session-exporter.service" in line]
+    result = run(
+        ["systemd-analyze", "verify", str(unit)],
+        cwd=tmp_path,
+        timeout=60,
+        env={**os.environ, "SYSTEMD_LOG_LEVEL": "warning"},
+    )
+    complaints = [
+        line
+        for line in (result.stdout + result.stderr).splitlines()
+        if "session-exporter.service" in line
+    ]
     assert result.returncode == 0 and not complaints, result.stdout + result.stderr
 
 
@@ -634,6 +707,5 @@ def test_systemd_config_check_matches_the_exporter(tmp_path: Path) -> None:
     never starts and `systemctl reload` reports it."""
     bad = tmp_path / "config.yaml"
     bad.write_text("glance:\n  - name: acme\n")
-    result = run([*EXPORTER, "--config.check",
-                  f"--config.file={bad}"], timeout=60)
+    result = run([*EXPORTER, "--config.check", f"--config.file={bad}"], timeout=60)
     assert result.returncode == 2 and "config error" in result.stderr

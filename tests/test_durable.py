@@ -71,8 +71,11 @@ def total(metrics: Samples, name: str) -> float:
 # -- ground truth ---------------------------------------------------------------------------
 
 
-def glance_truth(sim: GlanceSimulator, lo: float, hi: float) -> tuple[
-        dict[tuple[str, ...], float], dict[tuple[str, ...], float], dict[tuple[str, ...], float]]:
+def glance_truth(
+    sim: GlanceSimulator, lo: float, hi: float
+) -> tuple[
+    dict[tuple[str, ...], float], dict[tuple[str, ...], float], dict[tuple[str, ...], float]
+]:
     """Completed counts by (type, status), duration counts and sums by type."""
     ended = sim.completed_ended(lo, hi)
     counts = Counter((s.type, s.final_status) for s in ended)
@@ -80,15 +83,20 @@ def glance_truth(sim: GlanceSimulator, lo: float, hi: float) -> tuple[
     sums: Counter[tuple[str, ...]] = Counter()
     for s in ended:
         sums[(s.type,)] += s.duration
-    return ({k: float(v) for k, v in counts.items()}, {k: float(v) for k, v in n.items()},
-            {k: float(v) for k, v in sums.items() if v})
+    return (
+        {k: float(v) for k, v in counts.items()},
+        {k: float(v) for k, v in n.items()},
+        {k: float(v) for k, v in sums.items() if v},
+    )
 
 
 def rescue_truth(sim: RescueSimulator, polls: list[float]) -> tuple[int, float]:
     """Waits a poller at `polls` sees begin and end (see tests/rescue/test_collector.py)."""
-    observed = [max(p for p in polls if start <= p < end) - start
-                for _, start, end in sim.waits(GROUP_ID, "NODE")
-                if any(start <= p < end for p in polls) and any(p >= end for p in polls)]
+    observed = [
+        max(p for p in polls if start <= p < end) - start
+        for _, start, end in sim.waits(GROUP_ID, "NODE")
+        if any(start <= p < end for p in polls) and any(p >= end for p in polls)
+    ]
     return len(observed), sum(observed)
 
 
@@ -105,32 +113,65 @@ class World:
 
     def config(self) -> dict[str, Any]:
         return {
-            "glance": [{"name": "acme", "base_url": self.urls["glance"],
-                        "partner_id": DEMO_PARTNER_ID, "api_key": DEMO_API_KEY}],
-            "securevideo": [{"name": "clinic", "base_url": self.urls["securevideo"],
-                             "api_key": SV_KEY, "api_secret": SV_SECRET}],
-            "rescue": [{"name": "helpdesk", "base_url": self.urls["rescue"],
-                        "auth_code": self.rescue.auth_code,
-                        "nodes": [{"id": GROUP_ID, "ref": "NODE"}]}],
+            "glance": [
+                {
+                    "name": "acme",
+                    "base_url": self.urls["glance"],
+                    "partner_id": DEMO_PARTNER_ID,
+                    "api_key": DEMO_API_KEY,
+                }
+            ],
+            "securevideo": [
+                {
+                    "name": "clinic",
+                    "base_url": self.urls["securevideo"],
+                    "api_key": SV_KEY,
+                    "api_secret": SV_SECRET,
+                }
+            ],
+            "rescue": [
+                {
+                    "name": "helpdesk",
+                    "base_url": self.urls["rescue"],
+                    "auth_code": self.rescue.auth_code,
+                    "nodes": [{"id": GROUP_ID, "ref": "NODE"}],
+                }
+            ],
         }
 
 
 @asynccontextmanager
 async def world() -> AsyncIterator[World]:
     clock = FakeClock(START)
-    w = World(clock, GlanceSimulator(clock, seed=7), SecureVideoSimulator(clock, 5),
-              RescueSimulator(clock, 3))
+    w = World(
+        clock,
+        GlanceSimulator(clock, seed=7),
+        SecureVideoSimulator(clock, 5),
+        RescueSimulator(clock, 3),
+    )
     async with AsyncExitStack() as stack:
         for name, sim in (("glance", w.glance), ("securevideo", w.sv), ("rescue", w.rescue)):
             w.urls[name] = await stack.enter_async_context(serve_app(sim.app()))
         yield w
 
 
-async def run_daemon(w: World, store: Path | None, cycles: int, step: float,
-                     polls: list[float], sv_truth: Truth, counted_from: float) -> Samples:
+async def run_daemon(
+    w: World,
+    store: Path | None,
+    cycles: int,
+    step: float,
+    polls: list[float],
+    sv_truth: Truth,
+    counted_from: float,
+) -> Samples:
     """One exporter process: start, `cycles` cycles `step` apart, stop (saving state)."""
-    daemon = Daemon(parse_config(w.config(), VENDORS), VENDORS, clock=w.clock, seed=1,
-                    store=StateStore(store) if store else None)
+    daemon = Daemon(
+        parse_config(w.config(), VENDORS),
+        VENDORS,
+        clock=w.clock,
+        seed=1,
+        store=StateStore(store) if store else None,
+    )
     await daemon.start(schedule=False)
     try:
         for i in range(cycles):
@@ -145,15 +186,26 @@ async def run_daemon(w: World, store: Path | None, cycles: int, step: float,
         await daemon.stop()
 
 
-def assert_truth(w: World, metrics: Samples, counted_from: float, polls: list[float],
-                 sv_truth: Truth) -> None:
+def assert_truth(
+    w: World, metrics: Samples, counted_from: float, polls: list[float], sv_truth: Truth
+) -> None:
     counts, n, sums = glance_truth(w.glance, counted_from, w.clock.time())
     assert pick(metrics, "glance_sessions_completed_total", "session_type", "status") == counts
     assert pick(metrics, "glance_session_duration_seconds_count", "session_type") == n
     assert pick(metrics, "glance_session_duration_seconds_sum", "session_type") == sums
 
-    sv = Counter({k: int(v) for k, v in pick(metrics, "securevideo_sessions_total",
-                 "billable_status", "schedule_type", "provider").items()})
+    sv = Counter(
+        {
+            k: int(v)
+            for k, v in pick(
+                metrics,
+                "securevideo_sessions_total",
+                "billable_status",
+                "schedule_type",
+                "provider",
+            ).items()
+        }
+    )
     assert sv == sv_truth.sessions
     for name, truth in (("duration", sv_truth.durations), ("wait", sv_truth.waits)):
         got = pick(metrics, f"securevideo_session_{name}_seconds_count", "provider")
@@ -162,8 +214,13 @@ def assert_truth(w: World, metrics: Samples, counted_from: float, polls: list[fl
     count, total = rescue_truth(w.rescue, polls)
 
     def rescue(name: str) -> float:  # summed over outcome
-        return sum(v for (sample, pairs), v in metrics.items() if sample == name
-                   and ("account", "helpdesk") in pairs and ("node", str(GROUP_ID)) in pairs)
+        return sum(
+            v
+            for (sample, pairs), v in metrics.items()
+            if sample == name
+            and ("account", "helpdesk") in pairs
+            and ("node", str(GROUP_ID)) in pairs
+        )
 
     assert rescue("rescue_session_wait_seconds_count") == count
     assert rescue("rescue_session_wait_seconds_sum") == pytest.approx(total)
@@ -184,8 +241,11 @@ async def test_restart_with_a_store_loses_nothing_and_counts_nothing_twice(
         assert any(down_from < end <= w.clock.time() for _, _, end in w.rescue.waits())
         second = await run_daemon(w, store, 20, 30, polls, sv_truth, START)
         assert_truth(w, second, START, polls, sv_truth)
-        for name in ("glance_sessions_completed_total", "securevideo_sessions_total",
-                     "rescue_session_wait_seconds_count"):
+        for name in (
+            "glance_sessions_completed_total",
+            "securevideo_sessions_total",
+            "rescue_session_wait_seconds_count",
+        ):
             assert total(second, name) > total(first, name) > 0
 
 
@@ -205,8 +265,7 @@ async def test_a_state_from_another_version_is_ignored_with_a_log_line(
 ) -> None:
     path = tmp_path / "state.db"
     store = StateStore(path)
-    for vendor, account in (("glance", "acme"), ("securevideo", "clinic"),
-                            ("rescue", "helpdesk")):
+    for vendor, account in (("glance", "acme"), ("securevideo", "clinic"), ("rescue", "helpdesk")):
         store.save(vendor, account, {"version": 999, "cursor": "whatever"}, START)
     store.close()
     async with world() as w:
@@ -255,9 +314,20 @@ class Live:
         started = self.log.read_text().count("event=listening") if self.log.exists() else 0
         with self.log.open("ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "exporter", "--config.file", str(self.config),
-                 "--storage.path", str(self.store), "--web.listen-address", "127.0.0.1:0"],
-                stdout=log, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                [
+                    sys.executable,
+                    "-m",
+                    "exporter",
+                    "--config.file",
+                    str(self.config),
+                    "--storage.path",
+                    str(self.store),
+                    "--web.listen-address",
+                    "127.0.0.1:0",
+                ],
+                stdout=log,
+                stderr=log,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
         self.procs.append(proc)
         ports: list[int] = []
@@ -275,8 +345,9 @@ class Live:
             return None
         db = sqlite3.connect(self.store, timeout=5)
         try:
-            row = db.execute("SELECT saved_at, state FROM account_state WHERE vendor = ?",
-                             (vendor,)).fetchone()
+            row = db.execute(
+                "SELECT saved_at, state FROM account_state WHERE vendor = ?", (vendor,)
+            ).fetchone()
         except sqlite3.OperationalError:
             return None  # the table is not there yet
         finally:
@@ -292,13 +363,29 @@ async def live(tmp_path: Path) -> AsyncIterator[Live]:
     sv = SecureVideoSimulator(clock, 4)
     async with serve_app(glance.app()) as glance_url, serve_app(sv.app()) as sv_url:
         config = tmp_path / "config.yaml"
-        config.write_text(json.dumps({  # JSON is YAML
-            "global": {"interval": "1s", "timeout": "20s"},
-            "glance": [{"name": "acme", "base_url": glance_url,
-                        "partner_id": DEMO_PARTNER_ID, "api_key": DEMO_API_KEY}],
-            "securevideo": [{"name": "clinic", "base_url": sv_url, "api_key": SV_KEY,
-                             "api_secret": SV_SECRET}],
-        }))
+        config.write_text(
+            json.dumps(
+                {  # JSON is YAML
+                    "global": {"interval": "1s", "timeout": "20s"},
+                    "glance": [
+                        {
+                            "name": "acme",
+                            "base_url": glance_url,
+                            "partner_id": DEMO_PARTNER_ID,
+                            "api_key": DEMO_API_KEY,
+                        }
+                    ],
+                    "securevideo": [
+                        {
+                            "name": "clinic",
+                            "base_url": sv_url,
+                            "api_key": SV_KEY,
+                            "api_secret": SV_SECRET,
+                        }
+                    ],
+                }
+            )
+        )
         lv = Live(clock, glance, sv, config, tmp_path / "state.db", tmp_path / "exporter.log")
         try:
             yield lv
@@ -332,9 +419,14 @@ def sv_truth_total(sv: SecureVideoSimulator, counted_from: float, at: float) -> 
     t_ms = int(at * 1000)
     today = datetime.fromtimestamp(at, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     low = (today.timestamp() - 86400) * 1000
-    return sum(1 for s in sv.world.visible(at)
-               if s.billable_ms is not None and s.connected(t_ms) and s.billable_ms >= low
-               and s.billable_ms / 1000 >= counted_from)
+    return sum(
+        1
+        for s in sv.world.visible(at)
+        if s.billable_ms is not None
+        and s.connected(t_ms)
+        and s.billable_ms >= low
+        and s.billable_ms / 1000 >= counted_from
+    )
 
 
 @pytest.mark.slow
@@ -345,13 +437,17 @@ async def test_sigkill_mid_cycle_then_restart_catches_up_exactly(tmp_path: Path)
         async def counted_and_saved() -> bool:
             metrics = await scrape(http, url)
             saved = lv.saved("glance")
-            return total(metrics, "glance_sessions_completed_total") > 0 and saved is not None \
+            return (
+                total(metrics, "glance_sessions_completed_total") > 0
+                and saved is not None
                 and any(v for _, v in saved[1]["completed"])
+            )
 
         await until(counted_and_saved, 30, "the first process counts and saves")
         # Hold the next feed request, so the kill lands mid-cycle.
-        lv.glance.faults.inject("latency", count=None, seconds=30,
-                                path_contains="PartnerCompletedSessionsEnding")
+        lv.glance.faults.inject(
+            "latency", count=None, seconds=30, path_contains="PartnerCompletedSessionsEnding"
+        )
 
         async def held() -> bool:
             return lv.glance.faults.injected.get("latency", 0) > 0
@@ -391,18 +487,21 @@ async def test_sigkill_mid_cycle_then_restart_catches_up_exactly(tmp_path: Path)
         async def caught_up() -> bool:
             nonlocal last
             last = await scrape(http, url)
-            return (pick(last, "glance_sessions_completed_total", "session_type", "status")
-                    == counts
-                    and pick(last, "glance_session_duration_seconds_count", "session_type") == n
-                    and total(last, "securevideo_sessions_total") == sv_total)
+            return (
+                pick(last, "glance_sessions_completed_total", "session_type", "status") == counts
+                and pick(last, "glance_session_duration_seconds_count", "session_type") == n
+                and total(last, "securevideo_sessions_total") == sv_total
+            )
 
         try:
             await until(caught_up, 20, "the restarted process catches up with the truth")
         except AssertionError:
             got = pick(last, "glance_sessions_completed_total", "session_type", "status")
-            raise AssertionError(f"glance: got {got}, truth {counts}; securevideo: got "
-                                 f"{total(last, 'securevideo_sessions_total')}, "
-                                 f"truth {sv_total}\n{lv.log.read_text()[-3000:]}") from None
+            raise AssertionError(
+                f"glance: got {got}, truth {counts}; securevideo: got "
+                f"{total(last, 'securevideo_sessions_total')}, "
+                f"truth {sv_total}\n{lv.log.read_text()[-3000:]}"
+            ) from None
         assert pick(last, "glance_session_duration_seconds_sum", "session_type") == sums
         assert "state restored" in lv.log.read_text()
 
@@ -417,7 +516,8 @@ async def test_sigterm_under_load_exits_0_within_5s_with_the_state_saved(
         async def counted_and_saved() -> bool:
             metrics = await scrape(http, url)
             return total(metrics, "glance_sessions_completed_total") > 0 and all(
-                lv.saved(v) is not None for v in ("glance", "securevideo"))
+                lv.saved(v) is not None for v in ("glance", "securevideo")
+            )
 
         await until(counted_and_saved, 30, "the exporter counts and saves")
         for sim in (lv.glance, lv.sv):
@@ -467,9 +567,10 @@ async def test_sigterm_under_load_exits_0_within_5s_with_the_state_saved(
         saved_counts = {tuple(labels): v for labels, v in glance[1]["completed"]}
         shown = pick(before, "glance_sessions_completed_total", "session_type", "status")
         assert shown and all(saved_counts.get(k, 0) >= v for k, v in shown.items()), (
-            saved_counts, shown)
-        assert sum(v for _, v in sv[1]["sessions"]) >= total(before,
-                                                             "securevideo_sessions_total")
+            saved_counts,
+            shown,
+        )
+        assert sum(v for _, v in sv[1]["sessions"]) >= total(before, "securevideo_sessions_total")
 
 
 async def _true_after(check: Callable[[], bool]) -> bool:

@@ -21,10 +21,11 @@ from exporter.snapshot import _Families, render, render_chunks
 
 LABEL_NAMES = st.sampled_from(["account", "status", "provider", "le_not", "_x", "a1"])
 # Every odd character the escaping must handle, and far beyond ASCII.
-LABEL_VALUES = st.text(st.sampled_from(['a', 'Z', '"', "\\", "\n", "{", "}", ",", "=", " ",
-                                        "é", "😀", "\t", "#"]), max_size=12) | st.text(
-    max_size=8)
-VALUES = st.floats(allow_nan=True, allow_infinity=True) | st.integers(-10**18, 10**18).map(float)
+LABEL_VALUES = st.text(
+    st.sampled_from(["a", "Z", '"', "\\", "\n", "{", "}", ",", "=", " ", "é", "😀", "\t", "#"]),
+    max_size=12,
+) | st.text(max_size=8)
+VALUES = st.floats(allow_nan=True, allow_infinity=True) | st.integers(-(10**18), 10**18).map(float)
 
 
 @st.composite
@@ -32,8 +33,12 @@ def families(draw: st.DrawFn) -> Metric:
     names = draw(st.lists(LABEL_NAMES, unique=True, max_size=3))
     kind = draw(st.sampled_from(["counter", "gauge", "histogram"]))
     doc = draw(st.text(max_size=20))
-    rows = draw(st.lists(st.tuples(st.lists(LABEL_VALUES, min_size=len(names),
-                                            max_size=len(names)), VALUES), max_size=4))
+    rows = draw(
+        st.lists(
+            st.tuples(st.lists(LABEL_VALUES, min_size=len(names), max_size=len(names)), VALUES),
+            max_size=4,
+        )
+    )
     family: Metric
     if kind == "counter":
         family = CounterMetricFamily("x_events", doc, labels=names)
@@ -48,8 +53,11 @@ def families(draw: st.DrawFn) -> Metric:
         bounds = draw(st.lists(st.floats(0.001, 1e9), unique=True, max_size=3))
         for values, value in rows:
             buckets = [(str(b), float(i)) for i, b in enumerate(sorted(bounds))]
-            family.add_metric(values, [*buckets, ("+Inf", float(len(bounds)))],
-                              abs(value) if math.isfinite(value) else 0.0)
+            family.add_metric(
+                values,
+                [*buckets, ("+Inf", float(len(bounds)))],
+                abs(value) if math.isfinite(value) else 0.0,
+            )
     return family
 
 
@@ -63,8 +71,7 @@ def library(family: Metric) -> tuple[bytes, bytes]:
 def test_sample_lines_and_headers_are_the_library_bytes(family: Metric) -> None:
     body = sample_lines(family)
     assert body is not None  # every family here is one we write ourselves
-    text_header, om_header = headers(family.name, family.documentation, family.type,
-                                     family.unit)
+    text_header, om_header = headers(family.name, family.documentation, family.type, family.unit)
     assert (text_header + body, om_header + body) == library(family)
 
 
@@ -74,8 +81,7 @@ def test_a_render_is_the_library_render(found: list[Metric]) -> None:
     chunks = render_chunks(found)
     snapshot = render(found)
     names = {f.name for f in found}
-    expected_text = b"".join(library(f)[0] for f in found) if len(names) == len(found) \
-        else None
+    expected_text = b"".join(library(f)[0] for f in found) if len(names) == len(found) else None
     if expected_text is not None:
         assert snapshot.text == expected_text
         assert snapshot.openmetrics == b"".join(library(f)[1] for f in found) + b"# EOF\n"

@@ -199,12 +199,14 @@ def test_rescue_tables_in_either_path(rows: list[tuple[str, str, str, str]]) -> 
     body = table(
         [[sid, status, "1", "Chan", "2", "Tech", start, wait] for sid, status, start, wait in rows]
     )
-    assert_read_alike(body, lambda b: parse_sessions(b, CAREFUL_UTC),
-                      lambda b: parse_sessions(b, UTC))
+    assert_read_alike(
+        body, lambda b: parse_sessions(b, CAREFUL_UTC), lambda b: parse_sessions(b, UTC)
+    )
 
 
-def assert_read_alike(body: bytes, careful: Callable[[bytes], SessionList],
-                      quick: Callable[[bytes], SessionList]) -> None:
+def assert_read_alike(
+    body: bytes, careful: Callable[[bytes], SessionList], quick: Callable[[bytes], SessionList]
+) -> None:
     """Both readings of `body` give the same SessionList, or both refuse it."""
     try:
         expected = careful(body)
@@ -574,13 +576,16 @@ def reference_session_counts(body: bytes, max_records: int) -> glance.Counts:
         if tally.full():
             return glance.Counts([], over_limit=glance._count(root, "sessionCount"))
         try:
-            records.append(glance.SessionCount(
-                type=reference_required(item, "type"),
-                status=reference_required(item, "status"),
-                count=glance._int(reference_text(item, "count"), "count"),
-                average_duration=glance._seconds(
-                    reference_text(item, "averageDuration"), "averageDuration"),
-            ))
+            records.append(
+                glance.SessionCount(
+                    type=reference_required(item, "type"),
+                    status=reference_required(item, "status"),
+                    count=glance._int(reference_text(item, "count"), "count"),
+                    average_duration=glance._seconds(
+                        reference_text(item, "averageDuration"), "averageDuration"
+                    ),
+                )
+            )
         except glance._Skip as exc:
             tally.skip(exc)
     return glance.Counts(records, tally.skipped, tally.implausible)
@@ -595,14 +600,16 @@ def reference_active_sessions(body: bytes, max_records: int) -> glance.ActiveSes
             return glance.ActiveSessions([], over_limit=glance._count(root, "activeSession"))
         try:
             nguests_text = reference_text(item, "nguests")
-            records.append(glance.ActiveSession(
-                id=glance._int(reference_text(item, "id"), "id"),
-                type=reference_required(item, "type"),
-                status=reference_required(item, "status"),
-                start_time=glance._time(reference_text(item, "startTime"), "startTime"),
-                partner_user_id=reference_text(item, "partnerUserId") or "",
-                nguests=glance._int(nguests_text, "nguests") if nguests_text else 0,
-            ))
+            records.append(
+                glance.ActiveSession(
+                    id=glance._int(reference_text(item, "id"), "id"),
+                    type=reference_required(item, "type"),
+                    status=reference_required(item, "status"),
+                    start_time=glance._time(reference_text(item, "startTime"), "startTime"),
+                    partner_user_id=reference_text(item, "partnerUserId") or "",
+                    nguests=glance._int(nguests_text, "nguests") if nguests_text else 0,
+                )
+            )
         except glance._Skip as exc:
             tally.skip(exc)
     return glance.ActiveSessions(records, tally.skipped, tally.implausible)
@@ -636,23 +643,22 @@ COUNT_EDGES = {
     "count text before a child": count_item(COUNT_OK.replace("<count>12", "<count>12<x/>")),
     "whitespace": count_item("<type>\n C\t</type><status> C </status><count> 4 </count>"),
     "non-ASCII": count_item(COUNT_OK.replace("<type>C", "<type> Cé ")),
-    "fields nested deeper": count_item(
-        "<x><type>C</type></x><status>C</status><count>1</count>"),
+    "fields nested deeper": count_item("<x><type>C</type></x><status>C</status><count>1</count>"),
     "nested item": count_item(COUNT_OK + count_item(COUNT_OK.replace(">12<", ">99<"))),
     "item in a field": count_item(
-        f"<type>C{count_item(COUNT_OK)}</type><status>C</status><count>1</count>"),
+        f"<type>C{count_item(COUNT_OK)}</type><status>C</status><count>1</count>"
+    ),
     "no average": count_item("<type>C</type><status>C</status><count>1</count>"),
     "average NaN": count_item(COUNT_OK.replace(">95<", ">NaN<")),
     "average implausible": count_item(COUNT_OK.replace(">95<", ">1e308<")),
     "average negative": count_item(COUNT_OK.replace(">95<", ">-1<")),
     "average huge text": count_item(COUNT_OK.replace(">95<", ">" + "9" * 100 + "<")),
     "bad count then implausible": count_item(
-        "<type>C</type><status>C</status><count>x</count><averageDuration>1e308"
-        "</averageDuration>"),
+        "<type>C</type><status>C</status><count>x</count><averageDuration>1e308</averageDuration>"
+    ),
     "huge count": count_item(COUNT_OK.replace(">12<", ">" + "9" * 19 + "<")),
     "superscript count": count_item(COUNT_OK.replace(">12<", ">²<")),
-    "fields of another namespace": count_item(
-        '<type xmlns="urn:x">V</type>' + COUNT_OK),
+    "fields of another namespace": count_item('<type xmlns="urn:x">V</type>' + COUNT_OK),
     "empty": count_item(""),
     "foreign item": "<other>" + COUNT_OK + "</other>",
 }
@@ -672,7 +678,8 @@ ACTIVE_EDGES = {
     "start unreadable": active_item(ACTIVE_OK.replace(T0, "yesterday")),
     "start without zone": active_item(ACTIVE_OK.replace(T0, "2026-02-08T14:40:33")),
     "no id then implausible start": active_item(
-        ACTIVE_OK.replace("<id>7</id>", "").replace(T0, "9999-01-01T00:00:00Z")),
+        ACTIVE_OK.replace("<id>7</id>", "").replace(T0, "9999-01-01T00:00:00Z")
+    ),
     "no status": active_item(ACTIVE_OK.replace("<status>A</status>", "")),
     "nested item": active_item(ACTIVE_OK + active_item(ACTIVE_OK.replace(">7<", ">8<"))),
     "fields nested deeper": active_item(f"<x>{ACTIVE_OK}</x>"),
@@ -693,18 +700,35 @@ def test_glance_active_edges(name: str) -> None:
 
 @pytest.mark.parametrize("limit", [-1, 0, 1, 2, 3])
 def test_glance_counts_and_active_limits(limit: int) -> None:
-    counts = array("ArrayOfSessionCount", count_item(COUNT_OK) * 2 + count_item("")
-                   + f"<x>{count_item(COUNT_OK)}</x>")
-    active = array("ArrayOfActiveSession", active_item(ACTIVE_OK) * 2 + active_item("")
-                   + f"<x>{active_item(ACTIVE_OK)}</x>")
-    assert (glance.parse_session_counts(counts, max_records=limit)
-            == reference_session_counts(counts, limit))
-    assert (glance.parse_active_sessions(active, max_records=limit)
-            == reference_active_sessions(active, limit))
+    counts = array(
+        "ArrayOfSessionCount",
+        count_item(COUNT_OK) * 2 + count_item("") + f"<x>{count_item(COUNT_OK)}</x>",
+    )
+    active = array(
+        "ArrayOfActiveSession",
+        active_item(ACTIVE_OK) * 2 + active_item("") + f"<x>{active_item(ACTIVE_OK)}</x>",
+    )
+    assert glance.parse_session_counts(counts, max_records=limit) == reference_session_counts(
+        counts, limit
+    )
+    assert glance.parse_active_sessions(active, max_records=limit) == reference_active_sessions(
+        active, limit
+    )
 
 
-COUNT_TAGS = ["sessionCount", "activeSession", "type", "status", "count", "averageDuration",
-              "id", "startTime", "partnerUserId", "nguests", "key"]
+COUNT_TAGS = [
+    "sessionCount",
+    "activeSession",
+    "type",
+    "status",
+    "count",
+    "averageDuration",
+    "id",
+    "startTime",
+    "partnerUserId",
+    "nguests",
+    "key",
+]
 COUNT_TEXTS = [*TEXTS, "12", " 3 ", "00", "A", "V", "x", "²", "2026-02-08T14:40:33Z"]
 
 
@@ -730,47 +754,74 @@ def realistic_items(item: str, fields: list[str]) -> st.SearchStrategy[str]:
     """Items made of plausible fields, some repeated, missing or out of place."""
     return st.lists(
         st.lists(st.sampled_from(fields), max_size=9).map(
-            lambda f: f"<{item}>{''.join(f)}</{item}>"),
+            lambda f: f"<{item}>{''.join(f)}</{item}>"
+        ),
         max_size=5,
     ).map("".join)
 
 
 COUNT_FIELDS = [
-    "<type>C</type>", "<type>V</type>", "<type/>", "<type> </type>", "<status>C</status>",
-    "<status/>", "<count>12</count>", "<count>x</count>", "<count/>",
-    "<averageDuration>95</averageDuration>", "<averageDuration>1e308</averageDuration>",
-    "<averageDuration/>", "<x><count>5</count></x>",
+    "<type>C</type>",
+    "<type>V</type>",
+    "<type/>",
+    "<type> </type>",
+    "<status>C</status>",
+    "<status/>",
+    "<count>12</count>",
+    "<count>x</count>",
+    "<count/>",
+    "<averageDuration>95</averageDuration>",
+    "<averageDuration>1e308</averageDuration>",
+    "<averageDuration/>",
+    "<x><count>5</count></x>",
 ]
 ACTIVE_FIELDS = [
-    "<id>7</id>", "<id>8</id>", "<id/>", "<type>C</type>", "<type/>", "<status>A</status>",
-    f"<startTime>{T0}</startTime>", "<startTime>9999-01-01T00:00:00Z</startTime>",
-    "<startTime/>", "<partnerUserId>JDemo</partnerUserId>", "<partnerUserId/>",
-    "<nguests>2</nguests>", "<nguests>x</nguests>", "<nguests/>", "<key>1</key>",
+    "<id>7</id>",
+    "<id>8</id>",
+    "<id/>",
+    "<type>C</type>",
+    "<type/>",
+    "<status>A</status>",
+    f"<startTime>{T0}</startTime>",
+    "<startTime>9999-01-01T00:00:00Z</startTime>",
+    "<startTime/>",
+    "<partnerUserId>JDemo</partnerUserId>",
+    "<partnerUserId/>",
+    "<nguests>2</nguests>",
+    "<nguests>x</nguests>",
+    "<nguests/>",
+    "<key>1</key>",
 ]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    st.one_of(realistic_items("sessionCount", COUNT_FIELDS),
-              st.lists(count_elements(3), max_size=4).map("".join)),
+    st.one_of(
+        realistic_items("sessionCount", COUNT_FIELDS),
+        st.lists(count_elements(3), max_size=4).map("".join),
+    ),
     st.sampled_from([0, 1, 2, 100_000]),
 )
 def test_glance_counts_read_as_find_reads(items: str, limit: int) -> None:
     body = array("ArrayOfSessionCount", items)
-    assert (glance.parse_session_counts(body, max_records=limit)
-            == reference_session_counts(body, limit))
+    assert glance.parse_session_counts(body, max_records=limit) == reference_session_counts(
+        body, limit
+    )
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    st.one_of(realistic_items("activeSession", ACTIVE_FIELDS),
-              st.lists(count_elements(3), max_size=4).map("".join)),
+    st.one_of(
+        realistic_items("activeSession", ACTIVE_FIELDS),
+        st.lists(count_elements(3), max_size=4).map("".join),
+    ),
     st.sampled_from([0, 1, 2, 100_000]),
 )
 def test_glance_active_read_as_find_reads(items: str, limit: int) -> None:
     body = array("ArrayOfActiveSession", items)
-    assert (glance.parse_active_sessions(body, max_records=limit)
-            == reference_active_sessions(body, limit))
+    assert glance.parse_active_sessions(body, max_records=limit) == reference_active_sessions(
+        body, limit
+    )
 
 
 # -- Glance PartnerUserSessions ------------------------------------------------------------
@@ -786,10 +837,10 @@ def reference_user_sessions(body: bytes, max_records: int) -> glance.UserSession
     tally = glance._Tally(max_records)
     sessions = reference_sessions(root, "", tally)
     if sessions is None:
-        return glance.UserSessions(glance._bool(valid_text), [],
-                                   over_limit=glance._count(root, "session"))
-    return glance.UserSessions(glance._bool(valid_text), sessions, tally.skipped,
-                               tally.implausible)
+        return glance.UserSessions(
+            glance._bool(valid_text), [], over_limit=glance._count(root, "session")
+        )
+    return glance.UserSessions(glance._bool(valid_text), sessions, tally.skipped, tally.implausible)
 
 
 def user_page(inner: str, valid: str = "<validUser>true</validUser>") -> bytes:
@@ -826,8 +877,10 @@ def test_glance_user_structure_edges() -> None:
 
 @pytest.mark.parametrize("limit", [0, 1, 2, 3])
 def test_glance_user_limits(limit: int) -> None:
-    body = user_page(f"<sessions>{PAGE_EDGES['ordinary'] * 2}{PAGE_EDGES['no type']}"
-                     f"<x>{PAGE_EDGES['ordinary']}</x></sessions>")
+    body = user_page(
+        f"<sessions>{PAGE_EDGES['ordinary'] * 2}{PAGE_EDGES['no type']}"
+        f"<x>{PAGE_EDGES['ordinary']}</x></sessions>"
+    )
     expected = reference_user_sessions(body, limit)
     assert glance.parse_user_sessions(body, max_records=limit) == expected
 
@@ -841,8 +894,9 @@ def test_glance_user_walk_is_the_careful_reading(inner: str, limit: int) -> None
     # `realistic()` draws whole <userSessions> groups: their <sessions> (and fields
     # around them) land directly under the reply's root, as in a PartnerUserSessions.
     body = user_page(inner)
-    assert (glance.parse_user_sessions(body, max_records=limit)
-            == reference_user_sessions(body, limit))
+    assert glance.parse_user_sessions(body, max_records=limit) == reference_user_sessions(
+        body, limit
+    )
 
 
 # -- Rescue tables a column at a time -------------------------------------------------------
@@ -868,14 +922,32 @@ CLEAN_ROW = ["1001", "Waiting", "7", "Chan", "9", "Tech", "2/14/2026 3:05 PM", "
 # One cell of a clean row (its position, its new text) that `_Builder` would count or
 # skip the row for; each must send the whole table down the row-by-row path.
 UNCLEAN_CELLS = [
-    (0, ""), (0, "x"), (0, "1" * 19), (0, "١٢"), (0, "+1"), (1, ""), (1, "  "),
-    (7, "x"), (7, "700000"), (7, "1" * 19), (7, "-1"), (6, "2/30/2026 3:05 PM"),
-    (6, "2/14/9999 3:05 PM"), (6, "12/31/1999 11:59 PM"), (6, "yesterday"),
+    (0, ""),
+    (0, "x"),
+    (0, "1" * 19),
+    (0, "١٢"),
+    (0, "+1"),
+    (1, ""),
+    (1, "  "),
+    (7, "x"),
+    (7, "700000"),
+    (7, "1" * 19),
+    (7, "-1"),
+    (6, "2/30/2026 3:05 PM"),
+    (6, "2/14/9999 3:05 PM"),
+    (6, "12/31/1999 11:59 PM"),
+    (6, "yesterday"),
 ]
 
 
-QUICK_STARTS = ["2/14/2026 3:05 PM", "2/14/2026 12:05 AM", "12/31/2099 11:59 PM",
-                "1/1/2000 12:00 AM", "02/04/2026 03:05 AM", "2/29/2024 1:00 AM"]
+QUICK_STARTS = [
+    "2/14/2026 3:05 PM",
+    "2/14/2026 12:05 AM",
+    "12/31/2099 11:59 PM",
+    "1/1/2000 12:00 AM",
+    "02/04/2026 03:05 AM",
+    "2/29/2024 1:00 AM",
+]
 
 
 @pytest.mark.parametrize("odd_start", ["2/14/2026 3:05 PM", "2/14/2026 15:05"])
@@ -928,6 +1000,10 @@ cells = st.sampled_from
 def test_rescue_tables_read_either_way(
     rows: list[tuple[str, str, str, str, str, str, str]], zone: tzinfo
 ) -> None:
-    body = full_table([[sid, status, cid, channel, "2", "Tech", start, wait, lead]
-                       for sid, status, cid, channel, start, wait, lead in rows])
+    body = full_table(
+        [
+            [sid, status, cid, channel, "2", "Tech", start, wait, lead]
+            for sid, status, cid, channel, start, wait, lead in rows
+        ]
+    )
     assert_read_alike(body, lambda b: row_by_row(b, zone), lambda b: parse_sessions(b, zone))

@@ -14,8 +14,11 @@ from exporter.simulators.clock import FakeClock
 
 from .support import daemon_for, samples, serve_app, value
 
-FIRST_METRIC = {"glance": "glance_sessions_current", "securevideo": "securevideo_sessions_month",
-                "rescue": "rescue_sessions"}
+FIRST_METRIC = {
+    "glance": "glance_sessions_current",
+    "securevideo": "securevideo_sessions_month",
+    "rescue": "rescue_sessions",
+}
 
 
 @pytest.mark.parametrize("vendor", sorted(VENDORS))
@@ -27,16 +30,22 @@ async def test_malformed_replies_are_parse_failures_that_lose_nothing(vendor: st
         async with daemon_for({vendor: [entry]}, VENDORS, clock) as daemon:
             name = entry["name"]
             assert await daemon.collect_once(vendor, name)
-            before = {k: v for k, v in samples(daemon.snapshot.text).items()
-                      if k[0] == FIRST_METRIC[vendor]}
+            before = {
+                k: v
+                for k, v in samples(daemon.snapshot.text).items()
+                if k[0] == FIRST_METRIC[vendor]
+            }
             assert before
 
             simulator.faults.inject("malformed", count=None)
             clock.advance(10)
             assert not await daemon.collect_once(vendor, name)
             text = daemon.snapshot.text
-            failures = {k: v for k, v in samples(text).items()
-                        if k[0] == "session_exporter_upstream_request_failures_total"}
+            failures = {
+                k: v
+                for k, v in samples(text).items()
+                if k[0] == "session_exporter_upstream_request_failures_total"
+            }
             assert failures and all(dict(k[1])["reason"] == "parse" for k in failures)
             after = {k: v for k, v in samples(text).items() if k[0] == FIRST_METRIC[vendor]}
             assert after == before  # the last good values stay
@@ -44,8 +53,10 @@ async def test_malformed_replies_are_parse_failures_that_lose_nothing(vendor: st
             simulator.faults.clear()
             clock.advance(10)
             assert await daemon.collect_once(vendor, name)
-            assert value(daemon.snapshot.text, "session_exporter_up", vendor=vendor,
-                         account=name) == 1.0
+            assert (
+                value(daemon.snapshot.text, "session_exporter_up", vendor=vendor, account=name)
+                == 1.0
+            )
 
 
 @pytest.mark.parametrize("vendor", sorted(VENDORS))

@@ -22,7 +22,7 @@ from exporter.simulators.demo import start_world
 GOLDEN = Path(__file__).resolve().parent / "golden"
 CYCLES = 4
 # The one line that depends on the machine, not on the code.
-_BUILD_INFO = re.compile(rb'^session_exporter_build_info\{[^}]*\} 1\.0$', re.MULTILINE)
+_BUILD_INFO = re.compile(rb"^session_exporter_build_info\{[^}]*\} 1\.0$", re.MULTILINE)
 
 
 async def render_demo(openmetrics: bool) -> bytes:
@@ -42,12 +42,12 @@ async def render_demo(openmetrics: bool) -> bytes:
     finally:
         await world.close()
     body = snapshot.openmetrics if openmetrics else snapshot.text
-    return _BUILD_INFO.sub(b'session_exporter_build_info{python_version="X",version="X"} 1.0',
-                           body)
+    return _BUILD_INFO.sub(b'session_exporter_build_info{python_version="X",version="X"} 1.0', body)
 
 
-@pytest.mark.parametrize(("name", "openmetrics"), [("demo.txt", False),
-                                                   ("demo.openmetrics.txt", True)])
+@pytest.mark.parametrize(
+    ("name", "openmetrics"), [("demo.txt", False), ("demo.openmetrics.txt", True)]
+)
 async def test_exposition_matches_the_golden_file(
     name: str, openmetrics: bool, request: pytest.FixtureRequest
 ) -> None:
@@ -61,8 +61,10 @@ async def test_exposition_matches_the_golden_file(
         # The first differing lines, not two whole expositions.
         got, want = body.decode().splitlines(), expected.decode().splitlines()
         diff = [f"-{w}\n+{g}" for w, g in zip(want, got, strict=False) if w != g][:10]
-        pytest.fail(f"{name} differs from the golden file (run --update-golden if "
-                    f"intended; {len(got)} vs {len(want)} lines):\n" + "\n".join(diff))
+        pytest.fail(
+            f"{name} differs from the golden file (run --update-golden if "
+            f"intended; {len(got)} vs {len(want)} lines):\n" + "\n".join(diff)
+        )
 
 
 async def test_the_golden_render_is_repeatable() -> None:

@@ -39,8 +39,15 @@ KEY = "k3y-with+plus/and=equals"
 
 def forms_of(secret: str) -> list[str]:
     b64 = base64.b64encode(secret.encode()).decode()
-    return [secret, quote(secret, safe=""), quote_plus(secret), b64, b64.rstrip("="),
-            quote(b64, safe=""), base64.urlsafe_b64encode(secret.encode()).decode()]
+    return [
+        secret,
+        quote(secret, safe=""),
+        quote_plus(secret),
+        b64,
+        b64.rstrip("="),
+        quote(b64, safe=""),
+        base64.urlsafe_b64encode(secret.encode()).decode(),
+    ]
 
 
 @pytest.mark.parametrize("form", forms_of(KEY))
@@ -102,8 +109,9 @@ def test_a_scrub_from_a_finalizer_mid_compile_does_not_freeze_the_process(
 
     monkeypatch.setattr(scrub, "compile_forms", compile_interrupted)
     outcome: list[str] = []
-    worker = threading.Thread(target=lambda: outcome.append(scrubber.scrub("first-s3cret")),
-                              daemon=True)
+    worker = threading.Thread(
+        target=lambda: outcome.append(scrubber.scrub("first-s3cret")), daemon=True
+    )
     worker.start()
     worker.join(timeout=10)  # a bound on failure, not a wait for success
     assert not worker.is_alive(), "the scrubber waited on itself"
@@ -113,13 +121,17 @@ def test_a_scrub_from_a_finalizer_mid_compile_does_not_freeze_the_process(
 
 def test_log_fields_and_errors_are_scrubbed_capped_and_encodable() -> None:
     Secret("log-secret-123")
-    event = scrub_fields(None, "warning", {
-        "event": "collection failed",
-        "error": "vendor said: bad key log-secret-123",
-        "body": "z" * 10_000,
-        "provider": "Zoom\ud800",
-        "count": 3,
-    })
+    event = scrub_fields(
+        None,
+        "warning",
+        {
+            "event": "collection failed",
+            "error": "vendor said: bad key log-secret-123",
+            "body": "z" * 10_000,
+            "provider": "Zoom\ud800",
+            "count": 3,
+        },
+    )
     assert "log-secret-123" not in event["error"]
     assert len(event["body"]) <= MAX_FIELD_LENGTH + 1
     event["provider"].encode("utf-8")  # does not raise
@@ -132,22 +144,28 @@ def test_log_fields_and_errors_are_scrubbed_capped_and_encodable() -> None:
 def test_control_characters_never_reach_a_terminal_from_a_log_or_a_label() -> None:
     # logfmt wrote an ESC sequence raw (`status=Act\x1b[2J...`), which clears the screen
     # of whoever tails the log; a carriage return hid the start of a line.
-    event = scrub_fields(None, "warning", {
-        "event": "x", "status": "Act\x1b[2J\x1b[31mive", "cut": "a\rb", "trace": "1\n2\t3"})
+    event = scrub_fields(
+        None,
+        "warning",
+        {"event": "x", "status": "Act\x1b[2J\x1b[31mive", "cut": "a\rb", "trace": "1\n2\t3"},
+    )
     assert event["status"] == "Act\\x1b[2J\\x1b[31mive"
     assert event["cut"] == "a\\x0db"
     assert event["trace"] == "1\n2\t3"  # the renderers handle these two
     assert label_value("Act\x1b[2Jive\x85") == ("Act [2Jive ", False)
     assert label_value("\U0001f469\u200d\U0001f4bb Zoom") == (
-        "\U0001f469\u200d\U0001f4bb Zoom", False)  # a joiner is no control
+        "\U0001f469\u200d\U0001f4bb Zoom",
+        False,
+    )  # a joiner is no control
 
 
 def test_vendor_text_is_made_encodable_and_labels_are_capped_and_counted() -> None:
     assert clean_text("Zoom\ud800") == "Zoom\ufffd"
     assert clean_text("café 😀") == "café 😀"
     rejected: list[str] = []
-    label = BoundedLabel(("A",), limit=2, max_length=16,
-                         reject=lambda reason, n: rejected.append(reason))
+    label = BoundedLabel(
+        ("A",), limit=2, max_length=16, reject=lambda reason, n: rejected.append(reason)
+    )
     long = label("x" * 1_000_000)
     assert len(long) == 16 and long.endswith("…")
     assert rejected == ["label_truncated"]
@@ -186,9 +204,13 @@ def test_jitter_is_a_fraction_not_a_duration() -> None:
 
 
 def two_accounts(url: str, **global_: object) -> dict[str, object]:
-    return {"global": {"interval": "60s", **global_},
-            "fake": [{"name": "good", "base_url": url, "token": "s3cret-token"},
-                     {"name": "bad", "base_url": url, "token": "s3cret-token"}]}
+    return {
+        "global": {"interval": "60s", **global_},
+        "fake": [
+            {"name": "good", "base_url": url, "token": "s3cret-token"},
+            {"name": "bad", "base_url": url, "token": "s3cret-token"},
+        ],
+    }
 
 
 class BrokenFamilies:
@@ -221,13 +243,23 @@ async def test_one_unencodable_account_never_freezes_the_others() -> None:
 
     clock = FakeClock()
     simulator = FakeSimulator(clock, 1)
-    async with serve_app(simulator.app()) as url, daemon_for(two_accounts(url), VENDORS,
-                                                             clock) as d:
+    async with (
+        serve_app(simulator.app()) as url,
+        daemon_for(two_accounts(url), VENDORS, clock) as d,
+    ):
         simulator.value = 5.0
         text = await render_with(d, [family_with(["Zoom\ud800"])])
         assert value(text, "fake_value", account="good") == 5.0
-        assert value(text, "session_exporter_render_dropped_total", vendor="fake",
-                     account="bad", reason="render_failed") == 1.0
+        assert (
+            value(
+                text,
+                "session_exporter_render_dropped_total",
+                vendor="fake",
+                account="bad",
+                reason="render_failed",
+            )
+            == 1.0
+        )
         # The next render after a cycle picks up new data again: nothing is frozen.
         simulator.value = 6.0
         await d.collect_all_once()
@@ -245,14 +277,30 @@ async def test_series_and_exposition_caps_drop_only_the_offending_account() -> N
             text = await render_with(d, [family_with([str(i) for i in range(101)])])
             assert value(text, "fake_value", account="good") == 42.0
             assert value(text, "fake_label", account="bad", v="1") is None
-            assert value(text, "session_exporter_render_dropped_total", vendor="fake",
-                         account="bad", reason="too_many_series") == 1.0
+            assert (
+                value(
+                    text,
+                    "session_exporter_render_dropped_total",
+                    vendor="fake",
+                    account="bad",
+                    reason="too_many_series",
+                )
+                == 1.0
+            )
             # 99 series of 1 KiB values: under the series cap, over the byte budget.
             text = await render_with(d, [family_with([f"{i}" + "v" * 1000 for i in range(99)])])
             assert len(text) < 65536
             assert value(text, "fake_value", account="good") == 42.0
-            assert value(text, "session_exporter_render_dropped_total", vendor="fake",
-                         account="bad", reason="exposition_too_large") == 1.0
+            assert (
+                value(
+                    text,
+                    "session_exporter_render_dropped_total",
+                    vendor="fake",
+                    account="bad",
+                    reason="exposition_too_large",
+                )
+                == 1.0
+            )
 
 
 async def test_an_account_over_the_budget_is_logged_when_it_goes_out_and_comes_back() -> None:
@@ -271,12 +319,20 @@ async def test_an_account_over_the_budget_is_logged_when_it_goes_out_and_comes_b
             assert value(text, "fake_label", account="bad", v="small") == 1.0
             # Still counted at every render that left it out (two per `render_with`: the
             # cycle's own, then the one with the big families).
-            assert value(text, "session_exporter_render_dropped_total", vendor="fake",
-                         account="bad", reason="exposition_too_large") == 6.0
-    events = [(e["event"], e["account"]) for e in logged
-              if e.get("reason") == "exposition_too_large"]
-    assert events == [("account left out of /metrics", "bad"),
-                      ("account back in /metrics", "bad")]
+            assert (
+                value(
+                    text,
+                    "session_exporter_render_dropped_total",
+                    vendor="fake",
+                    account="bad",
+                    reason="exposition_too_large",
+                )
+                == 6.0
+            )
+    events = [
+        (e["event"], e["account"]) for e in logged if e.get("reason") == "exposition_too_large"
+    ]
+    assert events == [("account left out of /metrics", "bad"), ("account back in /metrics", "bad")]
 
 
 async def test_a_cycle_has_a_deadline() -> None:
@@ -285,20 +341,35 @@ async def test_a_cycle_has_a_deadline() -> None:
     simulator = FakeSimulator(clock, 1)
     simulator.faults.inject("latency", count=None, seconds=30)
     async with serve_app(simulator.app()) as url:
-        config = {"global": {"interval": "60s", "timeout": "20s", "cycle_timeout": "0.2s"},
-                  "fake": [{"name": "slow", "base_url": url, "token": "s3cret-token"}]}
+        config = {
+            "global": {"interval": "60s", "timeout": "20s", "cycle_timeout": "0.2s"},
+            "fake": [{"name": "slow", "base_url": url, "token": "s3cret-token"}],
+        }
         async with daemon_for(config, VENDORS, clock) as d:
             assert not await d.collect_once("fake", "slow")
             text = d.snapshot.text
             assert value(text, "session_exporter_up", vendor="fake", account="slow") == 0.0
-            assert value(text, "session_exporter_upstream_request_failures_total",
-                         vendor="fake", account="slow", operation="cycle",
-                         reason="timeout") == 1.0
+            assert (
+                value(
+                    text,
+                    "session_exporter_upstream_request_failures_total",
+                    vendor="fake",
+                    account="slow",
+                    operation="cycle",
+                    reason="timeout",
+                )
+                == 1.0
+            )
 
 
 def test_the_default_cycle_deadline_is_below_interval_and_stale_after() -> None:
-    config = parse_config({"global": {"interval": "60s", "stale_after": "5m"},
-                           "fake": [{"name": "a", "token": "t0ken"}]}, VENDORS)
+    config = parse_config(
+        {
+            "global": {"interval": "60s", "stale_after": "5m"},
+            "fake": [{"name": "a", "token": "t0ken"}],
+        },
+        VENDORS,
+    )
     assert config.accounts[0].common.cycle_deadline == 54.0
 
 
@@ -306,8 +377,10 @@ async def test_the_off_loop_render_serves_what_the_inline_render_serves() -> Non
 
     clock = FakeClock()
     simulator = FakeSimulator(clock, 1)
-    async with serve_app(simulator.app()) as url, daemon_for(two_accounts(url), VENDORS,
-                                                             clock) as d:
+    async with (
+        serve_app(simulator.app()) as url,
+        daemon_for(two_accounts(url), VENDORS, clock) as d,
+    ):
         await d.collect_all_once()
         inline = d.render_now()
         for runner in d.runners.values():
@@ -342,9 +415,16 @@ async def test_large_replies_are_parsed_off_the_loop_with_the_same_errors() -> N
     from exporter.selfmetrics import SelfMetrics
 
     metrics = SelfMetrics()
-    upstream = Upstream(None, vendor="fake", account="a", timeout=1,  # type: ignore[arg-type]
-                        admission=Admission(1), metrics=metrics,
-                        max_body_bytes=1 << 30, wall_time=lambda: 0.0)
+    upstream = Upstream(
+        None,  # type: ignore[arg-type]
+        vendor="fake",
+        account="a",
+        timeout=1,
+        admission=Admission(1),
+        metrics=metrics,
+        max_body_bytes=1 << 30,
+        wall_time=lambda: 0.0,
+    )
     assert await upstream.parse_off_loop("op", parser, b"small") == 5
     assert await upstream.parse_off_loop("op", parser, b"x" * OFF_LOOP_BYTES) == OFF_LOOP_BYTES
     assert threads[0] == threading.main_thread().name != threads[1]
@@ -379,7 +459,8 @@ def test_the_libraries_log_records_become_our_one_line_events() -> None:
         logging.getLogger("asyncio").warning("slow callback")
     assert [(e["event"], e["library"], e["log_level"]) for e in logged] == [
         ("Error handling request", "aiohttp.server", "error"),
-        ("slow callback", "asyncio", "warning")]
+        ("slow callback", "asyncio", "warning"),
+    ]
     assert logged[0]["exc_info"][0] is ValueError
 
 
@@ -397,8 +478,7 @@ def test_a_line_logged_from_a_finalizer_mid_write_does_not_freeze_the_process() 
             return super().write(text)
 
     stream = Stream()
-    worker = threading.Thread(target=lambda: LineLogger(stream).info("cycle done"),
-                              daemon=True)
+    worker = threading.Thread(target=lambda: LineLogger(stream).info("cycle done"), daemon=True)
     worker.start()
     worker.join(timeout=10)  # a bound on failure, not a wait for success
     assert not worker.is_alive(), "the log write waited on itself"

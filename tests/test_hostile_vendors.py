@@ -51,11 +51,14 @@ def hostile_securevideo(body: bytes, secrets: dict[str, str]) -> bytes:
 def hostile_glance(body: bytes, secrets: dict[str, str]) -> bytes:
     text = body.decode()
     text = re.sub(r"<type>[CGV]</type>", "<type>" + "T" * 32_768 + "</type>", text, count=1)
-    text = re.sub(r"<status>[A-Z]</status>", f"<status>{secrets['glance']}</status>", text,
-                  count=1)
+    text = re.sub(r"<status>[A-Z]</status>", f"<status>{secrets['glance']}</status>", text, count=1)
     text = re.sub(r"<duration>\d+</duration>", "<duration>1e308</duration>", text, count=1)
-    text = re.sub(r"<startTime>[^<]+</startTime>", "<startTime>9999-12-31T23:59:59Z</startTime>",
-                  text, count=1)
+    text = re.sub(
+        r"<startTime>[^<]+</startTime>",
+        "<startTime>9999-12-31T23:59:59Z</startTime>",
+        text,
+        count=1,
+    )
     return text.encode()
 
 
@@ -66,9 +69,13 @@ def hostile_rescue(body: bytes, secrets: dict[str, str]) -> bytes:
     if header is None:
         return body
     columns = lines[header].split("|")
-    changes = [("Status", "S" * (1 << 20)), ("Waiting Time", "9" * 5000),
-               ("Technician", secrets["rescue"]), ("Waiting Time", "\u0661\u0660"),
-               ("Entry", "Canal\ud800")]
+    changes = [
+        ("Status", "S" * (1 << 20)),
+        ("Waiting Time", "9" * 5000),
+        ("Technician", secrets["rescue"]),
+        ("Waiting Time", "\u0661\u0660"),
+        ("Entry", "Canal\ud800"),
+    ]
     rows = range(header + 1, len(lines))
     for row, (column, value) in zip(rows, changes, strict=False):
         if column not in columns:
@@ -80,8 +87,11 @@ def hostile_rescue(body: bytes, secrets: dict[str, str]) -> bytes:
     return "\n".join(lines).encode("utf-8", "surrogatepass")
 
 
-REWRITES: dict[str, Rewrite] = {"securevideo": hostile_securevideo, "glance": hostile_glance,
-                                "rescue": hostile_rescue}
+REWRITES: dict[str, Rewrite] = {
+    "securevideo": hostile_securevideo,
+    "glance": hostile_glance,
+    "rescue": hostile_rescue,
+}
 
 
 Middleware = Callable[..., Awaitable[web.StreamResponse]]
@@ -93,11 +103,15 @@ def rewriting(rewrite: Rewrite, secrets: dict[str, str]) -> Middleware:
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         response = await handler(request)
-        if not isinstance(response, web.Response) or response.status != 200 or not isinstance(
-                response.body, bytes):
+        if (
+            not isinstance(response, web.Response)
+            or response.status != 200
+            or not isinstance(response.body, bytes)
+        ):
             return response
-        return web.Response(status=200, body=rewrite(response.body, secrets),
-                            content_type=response.content_type)
+        return web.Response(
+            status=200, body=rewrite(response.body, secrets), content_type=response.content_type
+        )
 
     return middleware
 
@@ -108,8 +122,7 @@ def secret_of(vendor: str, account: dict[str, object]) -> str:
 
 
 @pytest.mark.parametrize("vendor", sorted(REWRITES))
-async def test_a_hostile_vendor_cannot_poison_freeze_or_leak(vendor: str,
-                                                             tmp_path: object) -> None:
+async def test_a_hostile_vendor_cannot_poison_freeze_or_leak(vendor: str, tmp_path: object) -> None:
     clock = FakeClock()
     simulator = SIMULATORS[vendor](clock, 3)
     probe_account = simulator.demo_accounts("http://127.0.0.1:1")[0]
@@ -118,8 +131,9 @@ async def test_a_hostile_vendor_cannot_poison_freeze_or_leak(vendor: str,
     app.middlewares.append(rewriting(REWRITES[vendor], secrets))
     async with serve_app(app) as url:
         account = simulator.demo_accounts(url)[0]
-        config = parse_config({"global": {"interval": "60s", "stale_after": "10m"},
-                               vendor: [account]}, VENDORS)
+        config = parse_config(
+            {"global": {"interval": "60s", "stale_after": "10m"}, vendor: [account]}, VENDORS
+        )
         daemon = Daemon(config, VENDORS, clock=clock, seed=1)
         await daemon.start(schedule=False)
         try:
@@ -143,10 +157,15 @@ async def test_a_hostile_vendor_cannot_poison_freeze_or_leak(vendor: str,
                 vendor_series += 1
     assert vendor_series, "the account must still export its data"
     assert 'reason="internal"' not in text
-    rejected = re.findall(r'session_exporter_records_rejected_total\{[^}]*reason="([a-z_]+)"',
-                          text)
+    rejected = re.findall(r'session_exporter_records_rejected_total\{[^}]*reason="([a-z_]+)"', text)
     assert rejected, "what was rejected must be counted"
     require_tool("promtool")
-    check = await asyncio.to_thread(subprocess.run, ["promtool", "check", "metrics"],
-                                    input=text, capture_output=True, text=True, timeout=60)
+    check = await asyncio.to_thread(
+        subprocess.run,
+        ["promtool", "check", "metrics"],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert check.returncode == 0, check.stdout + check.stderr

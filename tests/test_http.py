@@ -32,9 +32,16 @@ async def failed_fetch(app: web.Application, path: str) -> tuple[UpstreamError, 
     """The error of a GET of `path` on `app` (bodies capped at 2 KiB), and the metrics."""
     metrics = SelfMetrics()
     async with serve_app(app) as url, new_client_session() as session:
-        upstream = Upstream(session, vendor="v", account="a", timeout=5,
-                            admission=Admission(1), metrics=metrics,
-                            max_body_bytes=2048, wall_time=lambda: 0.0)
+        upstream = Upstream(
+            session,
+            vendor="v",
+            account="a",
+            timeout=5,
+            admission=Admission(1),
+            metrics=metrics,
+            max_body_bytes=2048,
+            wall_time=lambda: 0.0,
+        )
         with pytest.raises(UpstreamError) as info:
             await upstream.fetch("op", "GET", url + path)
     return info.value, metrics
@@ -84,10 +91,19 @@ async def test_a_compressed_body_is_capped_as_it_is_inflated() -> None:
     assert peak < 16 << 20, f"{peak / 2**20:.0f} MiB of heap to refuse a 2 KiB reply"
 
 
-@pytest.mark.parametrize(("status", "reason"), [
-    (302, "http_3xx"), (301, "http_3xx"), (304, "http_3xx"), (204, "vendor_error"),
-    (404, "http_4xx"), (401, "auth"), (429, "rate_limited"), (503, "http_5xx"),
-])
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [
+        (302, "http_3xx"),
+        (301, "http_3xx"),
+        (304, "http_3xx"),
+        (204, "vendor_error"),
+        (404, "http_4xx"),
+        (401, "auth"),
+        (429, "rate_limited"),
+        (503, "http_5xx"),
+    ],
+)
 async def test_each_unexpected_status_is_counted_by_its_class(status: int, reason: str) -> None:
     # A redirect (never followed) was counted, and hinted, as the vendor refusing the
     # request (http_4xx); so was a 204.

@@ -103,8 +103,12 @@ async def test_a_removed_account_forgets_its_saved_state(tmp_path: Path) -> None
     simulator = FakeSimulator(clock, 1)
     async with serve_app(simulator.app()) as url:
         accounts = [{"name": n, "base_url": url, "token": "s3cret-token"} for n in ("a", "b")]
-        daemon = Daemon(parse_config({"fake": accounts}, VENDORS), VENDORS, clock=clock,
-                        store=StateStore(tmp_path / "s.db"))
+        daemon = Daemon(
+            parse_config({"fake": accounts}, VENDORS),
+            VENDORS,
+            clock=clock,
+            store=StateStore(tmp_path / "s.db"),
+        )
         await daemon.start(schedule=False)
         await daemon.collect_all_once()
         daemon.apply_config(parse_config({"fake": accounts[:1]}, VENDORS))
@@ -121,8 +125,9 @@ async def test_ready_is_published_with_the_snapshot_that_shows_it() -> None:
     clock = FakeClock()
     simulator = FakeSimulator(clock, 1)
     async with serve_app(simulator.app()) as url:
-        config = parse_config({"fake": [{"name": "a", "base_url": url,
-                                         "token": "s3cret-token"}]}, VENDORS)
+        config = parse_config(
+            {"fake": [{"name": "a", "base_url": url, "token": "s3cret-token"}]}, VENDORS
+        )
         daemon = Daemon(config, VENDORS, clock=clock)
         await daemon.start(schedule=False)
         try:

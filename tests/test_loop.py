@@ -27,8 +27,10 @@ from .support import daemon_for, serve_app, value
 
 
 def config(base_url: str, **global_: object) -> dict[str, object]:
-    return {"global": {"interval": "60s", "stale_after": "5m", **global_},
-            "fake": [{"name": "acme", "base_url": base_url, "token": "s3cret-token"}]}
+    return {
+        "global": {"interval": "60s", "stale_after": "5m", **global_},
+        "fake": [{"name": "acme", "base_url": base_url, "token": "s3cret-token"}],
+    }
 
 
 async def test_failing_upstream_keeps_values_then_goes_stale_then_recovers() -> None:
@@ -39,8 +41,15 @@ async def test_failing_upstream_keeps_values_then_goes_stale_then_recovers() -> 
         text = d.snapshot.text
         assert value(text, "fake_value", account="acme") == 42.0
         assert value(text, "session_exporter_up", vendor="fake", account="acme") == 1.0
-        assert value(text, "session_exporter_last_success_timestamp_seconds",
-                     vendor="fake", account="acme") == clock.time()
+        assert (
+            value(
+                text,
+                "session_exporter_last_success_timestamp_seconds",
+                vendor="fake",
+                account="acme",
+            )
+            == clock.time()
+        )
 
         simulator.faults.inject("http_500", count=None)
         simulator.value = 7.0
@@ -49,8 +58,17 @@ async def test_failing_upstream_keeps_values_then_goes_stale_then_recovers() -> 
         text = d.snapshot.text
         assert value(text, "session_exporter_up", vendor="fake", account="acme") == 0.0
         assert value(text, "fake_value", account="acme") == 42.0  # last good value stays
-        assert value(text, "session_exporter_upstream_request_failures_total", vendor="fake",
-                     account="acme", operation="value", reason="http_5xx") == 1.0
+        assert (
+            value(
+                text,
+                "session_exporter_upstream_request_failures_total",
+                vendor="fake",
+                account="acme",
+                operation="value",
+                reason="http_5xx",
+            )
+            == 1.0
+        )
 
         clock.advance(241)  # 301 s since the last success: past stale_after
         assert not await d.collect_once("fake", "acme")
@@ -64,14 +82,28 @@ async def test_failing_upstream_keeps_values_then_goes_stale_then_recovers() -> 
         text = d.snapshot.text
         assert value(text, "fake_value", account="acme") == 7.0
         assert value(text, "session_exporter_up", vendor="fake", account="acme") == 1.0
-        assert value(text, "session_exporter_upstream_requests_total", vendor="fake",
-                     account="acme", operation="value") == 4.0
+        assert (
+            value(
+                text,
+                "session_exporter_upstream_requests_total",
+                vendor="fake",
+                account="acme",
+                operation="value",
+            )
+            == 4.0
+        )
 
 
 @pytest.mark.parametrize(
     ("fault", "reason"),
-    [("http_503", "http_5xx"), ("auth", "auth"), ("rate_limit", "rate_limited"),
-     ("garbage", "parse"), ("reset", "connection"), ("truncate", "connection")],
+    [
+        ("http_503", "http_5xx"),
+        ("auth", "auth"),
+        ("rate_limit", "rate_limited"),
+        ("garbage", "parse"),
+        ("reset", "connection"),
+        ("truncate", "connection"),
+    ],
 )
 async def test_faults_map_to_reasons(fault: str, reason: str) -> None:
     clock = FakeClock()
@@ -80,30 +112,60 @@ async def test_faults_map_to_reasons(fault: str, reason: str) -> None:
     async with serve_app(simulator.app()) as url, daemon_for(config(url), VENDORS, clock) as d:
         simulator.faults.inject(fault)
         assert not await d.collect_once("fake", "acme")
-        assert value(d.snapshot.text, "session_exporter_upstream_request_failures_total",
-                     vendor="fake", account="acme", operation="value", reason=reason) == 1.0
+        assert (
+            value(
+                d.snapshot.text,
+                "session_exporter_upstream_request_failures_total",
+                vendor="fake",
+                account="acme",
+                operation="value",
+                reason=reason,
+            )
+            == 1.0
+        )
 
 
 async def test_timeout_is_a_failure_not_a_hang() -> None:
     clock = FakeClock()
     simulator = FakeSimulator(clock, 1)
-    async with serve_app(simulator.app()) as url, \
-            daemon_for(config(url, timeout="0.2s"), VENDORS, clock) as d:
+    async with (
+        serve_app(simulator.app()) as url,
+        daemon_for(config(url, timeout="0.2s"), VENDORS, clock) as d,
+    ):
         simulator.faults.inject("timeout", seconds=30)
         assert not await d.collect_once("fake", "acme")
-        assert value(d.snapshot.text, "session_exporter_upstream_request_failures_total",
-                     vendor="fake", account="acme", operation="value", reason="timeout") == 1.0
+        assert (
+            value(
+                d.snapshot.text,
+                "session_exporter_upstream_request_failures_total",
+                vendor="fake",
+                account="acme",
+                operation="value",
+                reason="timeout",
+            )
+            == 1.0
+        )
 
 
 def test_backoff_grows_to_a_cap_and_honours_retry_after() -> None:
-    data = parse_config({"global": {"interval": "10s", "max_backoff": "80s", "jitter": 0.1},
-                         "fake": [{"name": "a", "token": "t"}]}, VENDORS)
+    data = parse_config(
+        {
+            "global": {"interval": "10s", "max_backoff": "80s", "jitter": 0.1},
+            "fake": [{"name": "a", "token": "t"}],
+        },
+        VENDORS,
+    )
     common, global_ = data.accounts[0].common, data.global_
     rng = random.Random(1)
     ok = next_delay(common, global_, 0, None, rng)
     assert 9.0 <= ok <= 11.0
     assert [next_delay(common, global_, n, None, rng) for n in (1, 2, 3, 4, 5)] == [
-        10, 20, 40, 80, 80]
+        10,
+        20,
+        40,
+        80,
+        80,
+    ]
     assert next_delay(common, global_, 1, 45.0, rng) == 45.0
     assert next_delay(common, global_, 1, 9999.0, rng) == 80.0
 
@@ -126,8 +188,16 @@ async def test_reload_adds_changes_and_removes_accounts() -> None:
         text = d.snapshot.text
         assert value(text, "fake_value", account="acme") is None
         assert value(text, "session_exporter_up", vendor="fake", account="acme") is None
-        assert value(text, "session_exporter_upstream_requests_total", vendor="fake",
-                     account="acme", operation="value") is None
+        assert (
+            value(
+                text,
+                "session_exporter_upstream_requests_total",
+                vendor="fake",
+                account="acme",
+                operation="value",
+            )
+            is None
+        )
         assert value(text, "session_exporter_up", vendor="fake", account="beta") == 1.0
 
 
@@ -180,9 +250,10 @@ class HeldSession:
 
 def held_accounts(names: Iterable[str], **global_: object) -> dict[str, object]:
     """Fake accounts whose URLs `HeldSession` tells apart (the first part of the path)."""
-    return {"global": global_,
-            "fake": [{"name": n, "base_url": f"http://127.0.0.1:9/{n}", "token": "t"}
-                     for n in names]}
+    return {
+        "global": global_,
+        "fake": [{"name": n, "base_url": f"http://127.0.0.1:9/{n}", "token": "t"} for n in names],
+    }
 
 
 async def test_requests_in_flight_are_bounded_per_account_within_the_vendor_bound(
@@ -194,9 +265,11 @@ async def test_requests_in_flight_are_bounded_per_account_within_the_vendor_boun
     names = ("a", "b", "c")
     data = held_accounts(names, max_concurrency=5, max_concurrency_per_account=2)
     async with daemon_for(data, VENDORS, FakeClock()) as d:
-        calls = [d.runners[("fake", n)].upstream.fetch("value", "GET",
-                                                        f"http://127.0.0.1:9/{n}/value")
-                 for n in names for _ in range(4)]
+        calls = [
+            d.runners[("fake", n)].upstream.fetch("value", "GET", f"http://127.0.0.1:9/{n}/value")
+            for n in names
+            for _ in range(4)
+        ]
         results = asyncio.gather(*calls, return_exceptions=True)
         await session.saturated.wait()
         # Every caller has run by now: those over a bound wait on it, not in flight.
@@ -231,8 +304,9 @@ async def test_the_vendors_slots_go_to_the_oldest_cycle_first(
         runners["early"].upstream.cycle_started = clock.monotonic() + 10
 
         def fetch(name: str) -> asyncio.Task[object]:
-            return asyncio.create_task(runners[name].upstream.fetch(
-                "value", "GET", f"http://127.0.0.1:9/{name}/value"))
+            return asyncio.create_task(
+                runners[name].upstream.fetch("value", "GET", f"http://127.0.0.1:9/{name}/value")
+            )
 
         calls = [fetch("busy")]
         await session.saturated.wait()
@@ -256,15 +330,19 @@ async def four_accounts_collected() -> AsyncIterator[Daemon]:
     clock = FakeClock()
     simulator = FakeSimulator(clock, 1)
     async with serve_app(simulator.app()) as url:
-        data = {"fake": [{"name": f"acct{i}", "base_url": url, "token": "s3cret-token"}
-                         for i in range(4)]}
+        data = {
+            "fake": [
+                {"name": f"acct{i}", "base_url": url, "token": "s3cret-token"} for i in range(4)
+            ]
+        }
         async with daemon_for(data, VENDORS, clock) as d:
             await d.collect_all_once()
             yield d
 
 
-async def render_between_ticks(d: Daemon, events: list[str],
-                               monkeypatch: pytest.MonkeyPatch) -> tuple[Snapshot, list[str]]:
+async def render_between_ticks(
+    d: Daemon, events: list[str], monkeypatch: pytest.MonkeyPatch
+) -> tuple[Snapshot, list[str]]:
     """A render set to yield after each account, with a task beside it appending "tick"
     to `events` at each turn of the loop: the snapshot, and what else was logged, once
     it is checked that the loop turned after each entry but the last."""
@@ -285,16 +363,18 @@ async def render_between_ticks(d: Daemon, events: list[str],
     return snapshot, [events[i] for i in logged]
 
 
-def log_families_taken(d: Daemon, events: list[str], monkeypatch: pytest.MonkeyPatch,
-                       prefix: str = "") -> None:
+def log_families_taken(
+    d: Daemon, events: list[str], monkeypatch: pytest.MonkeyPatch, prefix: str = ""
+) -> None:
     """Mark every account to be encoded, as at the end of its cycle, and append
     `prefix` + its name to `events` each time a render takes its families."""
     for key, runner in d.runners.items():
         runner.generation += 1
         take = runner.collector.families
 
-        def logged(take: Callable[[], Iterable[Metric]] = take,
-                   name: str = key[1]) -> Iterable[Metric]:
+        def logged(
+            take: Callable[[], Iterable[Metric]] = take, name: str = key[1]
+        ) -> Iterable[Metric]:
             events.append(prefix + name)
             return take()
 
@@ -324,8 +404,9 @@ async def test_a_render_encodes_each_slice_of_families_before_taking_the_next(
         log_families_taken(d, events, monkeypatch, prefix="take ")
         real_encode = render_module.encode
 
-        def encode(families: list[Metric] | None,
-                   previous: Chunks | None = None) -> Chunks | Exception:
+        def encode(
+            families: list[Metric] | None, previous: Chunks | None = None
+        ) -> Chunks | Exception:
             events.append("encode")
             return real_encode(families, previous)
 
@@ -353,8 +434,16 @@ async def test_a_render_gives_the_loop_back_while_building_our_own_series(
         snapshot, built = await render_between_ticks(d, events, monkeypatch)
         assert sorted(built) == [f"acct{i}" for i in range(4)]
         assert snapshot.text == d.render_now().text
-        assert value(snapshot.text, "session_exporter_records_rejected_total",
-                     vendor="fake", account="acct2", reason="invalid_record") == 1.0
+        assert (
+            value(
+                snapshot.text,
+                "session_exporter_records_rejected_total",
+                vendor="fake",
+                account="acct2",
+                reason="invalid_record",
+            )
+            == 1.0
+        )
 
 
 class HeldInThread:
@@ -391,8 +480,16 @@ async def test_a_render_that_ends_late_never_replaces_a_newer_snapshot(
         await d.collect_once("fake", "acct1")  # renders at once, as a reload does
         held.release.set()
         d.snapshot = await older  # as the render loop stores what it rendered
-        assert value(d.snapshot.text, "session_exporter_records_rejected_total",
-                     vendor="fake", account="acct1", reason="invalid_record") == 1.0
+        assert (
+            value(
+                d.snapshot.text,
+                "session_exporter_records_rejected_total",
+                vendor="fake",
+                account="acct1",
+                reason="invalid_record",
+            )
+            == 1.0
+        )
 
 
 async def test_an_account_whose_cycle_ends_during_a_render_stays_in_its_snapshot(

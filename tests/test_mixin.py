@@ -23,8 +23,9 @@ LIBSONNET = sorted(MIXIN.rglob("*.libsonnet"))
 
 
 def run(*cmd: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(c) for c in cmd], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120, check=False)
+    return subprocess.run(
+        [str(c) for c in cmd], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 def jsonnet(expr: str) -> Any:
@@ -36,7 +37,8 @@ def jsonnet(expr: str) -> Any:
 
 def shipped_groups() -> list[dict[str, Any]]:
     spec = importlib.util.spec_from_file_location(
-        "build_prometheusrule", ROOT / "tools" / "build-prometheusrule.py")
+        "build_prometheusrule", ROOT / "tools" / "build-prometheusrule.py"
+    )
     assert spec and spec.loader
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
@@ -68,8 +70,11 @@ def test_alerts_equal_the_shipped_alerting_rules() -> None:
     alerts = jsonnet(f"{MIXIN_OF}.prometheusAlerts")
     assert alerts == {"groups": [g for g in shipped_groups() if has_alerts(g)]}
     names = {r["alert"] for g in alerts["groups"] for r in g["rules"]}
-    assert {"SessionExporterDown", "SessionServiceLevelFastBurn",
-            "RescueStatusValuesUnrecognized"} <= names
+    assert {
+        "SessionExporterDown",
+        "SessionServiceLevelFastBurn",
+        "RescueStatusValuesUnrecognized",
+    } <= names
 
 
 def test_rules_equal_the_shipped_recording_rules() -> None:
@@ -88,12 +93,14 @@ def test_dashboards_equal_the_generated_dashboards() -> None:
 def test_config_changes_the_job_selector_and_adds_runbook_urls() -> None:
     alerts = jsonnet(
         f"({MIXIN_OF} + {{_config+:: {{sessionExporterSelector: 'job=\"sx\"', "
-        "runbookURLPattern: 'https://runbooks.example/%s'}}).prometheusAlerts")
+        "runbookURLPattern: 'https://runbooks.example/%s'}}).prometheusAlerts"
+    )
     rules = {r["alert"]: r for g in alerts["groups"] for r in g["rules"]}
-    assert rules["SessionExporterDown"]["expr"] == (
-        'up{job="sx"} == 0 or absent(up{job="sx"})')
-    assert all(r["annotations"]["runbook_url"] == f"https://runbooks.example/{name.lower()}"
-               for name, r in rules.items())
+    assert rules["SessionExporterDown"]["expr"] == ('up{job="sx"} == 0 or absent(up{job="sx"})')
+    assert all(
+        r["annotations"]["runbook_url"] == f"https://runbooks.example/{name.lower()}"
+        for name, r in rules.items()
+    )
 
 
 @pytest.mark.parametrize("path", LIBSONNET, ids=[p.name for p in LIBSONNET])

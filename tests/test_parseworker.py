@@ -29,10 +29,17 @@ from .support import serve_app
 
 
 def history(count: int, odd: bool = False) -> bytes:
-    records: list[Any] = [{"SessionId": i, "BillableTs": "2026-03-10T15:00:00",
-                           "DurationMinutes": i % 90, "WaitTime": 1,
-                           "BillableStatusCd": "BILL", "ReportableMeetingProvider": "Zoom"}
-                          for i in range(count)]
+    records: list[Any] = [
+        {
+            "SessionId": i,
+            "BillableTs": "2026-03-10T15:00:00",
+            "DurationMinutes": i % 90,
+            "WaitTime": 1,
+            "BillableStatusCd": "BILL",
+            "ReportableMeetingProvider": "Zoom",
+        }
+        for i in range(count)
+    ]
     if odd:
         records[3]["WaitTime"] = "soon"  # one bad record: the general path, one skip
     return json.dumps(records).encode()
@@ -83,8 +90,9 @@ PIECE_RECORDS = HistoryPage.PIECE
 
 def rescue_table(rows: int) -> bytes:
     lines = ["OK", "", "ID|Status|Waiting Time|"]
-    lines += [f"{1000 + i}|{('Waiting', 'Active', 'Closed')[i % 3]}|{i % 600}|"
-              for i in range(rows)]
+    lines += [
+        f"{1000 + i}|{('Waiting', 'Active', 'Closed')[i % 3]}|{i % 600}|" for i in range(rows)
+    ]
     lines.append("7|Waiting|not a number|")  # a value the parser counts as invalid
     return "\r\n".join(lines).encode() + b"\r\n"
 
@@ -205,8 +213,13 @@ def test_lambdas_and_closures_do_not_travel() -> None:
     assert picklable(partial(parse_history, max_records=5)) is not None
 
 
-async def _upstream_reply(worker: ParseWorker | None, parser: Any, body: bytes,
-                          monkeypatch: pytest.MonkeyPatch, threshold: int) -> Any:
+async def _upstream_reply(
+    worker: ParseWorker | None,
+    parser: Any,
+    body: bytes,
+    monkeypatch: pytest.MonkeyPatch,
+    threshold: int,
+) -> Any:
     monkeypatch.setattr("exporter.http.PROCESS_BYTES", threshold)
 
     async def reply(request: web.Request) -> web.Response:
@@ -215,32 +228,42 @@ async def _upstream_reply(worker: ParseWorker | None, parser: Any, body: bytes,
     app = web.Application()
     app.router.add_get("/h", reply)
     async with serve_app(app) as url, new_client_session() as session:
-        upstream = Upstream(session, vendor="v", account="a", timeout=5,
-                            admission=Admission(1), metrics=SelfMetrics(),
-                            max_body_bytes=1 << 30, wall_time=lambda: 0.0,
-                            parse_worker=worker)
+        upstream = Upstream(
+            session,
+            vendor="v",
+            account="a",
+            timeout=5,
+            admission=Admission(1),
+            metrics=SelfMetrics(),
+            max_body_bytes=1 << 30,
+            wall_time=lambda: 0.0,
+            parse_worker=worker,
+        )
         fetched = await upstream.fetch("op", "GET", url + "/h")
         return await upstream.parse_off_loop("op", parser, fetched.body)
 
 
 async def test_upstream_sends_big_replies_to_the_worker_only(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     body = b"x" * (300 * 1024)  # over OFF_LOOP_BYTES: never parsed on the loop
     worker = ParseWorker()
     try:
         assert await _upstream_reply(worker, child_pid, body, monkeypatch, 1024) != os.getpid()
         # Below the threshold, or a lambda: a thread of this process.
-        assert await _upstream_reply(worker, child_pid, body, monkeypatch, 1 << 30) \
+        assert await _upstream_reply(worker, child_pid, body, monkeypatch, 1 << 30) == os.getpid()
+        assert (
+            await _upstream_reply(worker, lambda b: os.getpid(), body, monkeypatch, 1024)
             == os.getpid()
-        assert await _upstream_reply(worker, lambda b: os.getpid(), body, monkeypatch,
-                                     1024) == os.getpid()
+        )
         assert worker.jobs == 1
     finally:
         await worker.close()
 
 
 async def test_upstream_maps_a_worker_parse_error_and_falls_back_when_it_fails(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     body = b"x" * (300 * 1024)
     worker = ParseWorker()
     try:
@@ -253,8 +276,7 @@ async def test_upstream_maps_a_worker_parse_error_and_falls_back_when_it_fails(
 
         monkeypatch.setattr(worker, "parse", broken)
         # The reply is not lost: parsed in a thread of this process instead.
-        assert await _upstream_reply(worker, child_pid, body, monkeypatch, 1024) \
-            == os.getpid()
+        assert await _upstream_reply(worker, child_pid, body, monkeypatch, 1024) == os.getpid()
     finally:
         await worker.close()
 
@@ -263,13 +285,17 @@ def test_the_child_answers_a_job_as_frames() -> None:
     """`serve` itself, in this process: a job in, its frames out, then a clean end."""
     import io
 
-    job = (parseworker._HEADER.pack(b"J", len(pickle.dumps(counted))) + pickle.dumps(counted)
-           + parseworker._HEADER.pack(b"B", 3000) + b"x" * 3000)
+    job = (
+        parseworker._HEADER.pack(b"J", len(pickle.dumps(counted)))
+        + pickle.dumps(counted)
+        + parseworker._HEADER.pack(b"B", 3000)
+        + b"x" * 3000
+    )
     out = io.BytesIO()
     parseworker.serve(io.BytesIO(job), out)
     data, kinds = out.getvalue(), []
     while data:
-        kind, size = parseworker._HEADER.unpack(data[:parseworker._HEADER.size])
+        kind, size = parseworker._HEADER.unpack(data[: parseworker._HEADER.size])
         kinds.append(kind)
-        data = data[parseworker._HEADER.size + size:]
+        data = data[parseworker._HEADER.size + size :]
     assert kinds == [b"T", b"P", b"P", b"P", b"P", b"D"]

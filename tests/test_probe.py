@@ -44,8 +44,12 @@ WRONG_KEY = "wrong-key-Kd83mq"
 
 
 def glance_accounts(simulator: Any, base_url: str) -> list[dict[str, Any]]:
-    good = {"name": "good", "base_url": base_url, "partner_id": simulator.partner_id,
-            "api_key": simulator.api_key}
+    good = {
+        "name": "good",
+        "base_url": base_url,
+        "partner_id": simulator.partner_id,
+        "api_key": simulator.api_key,
+    }
     return [good, {**good, "name": "bad", "api_key": WRONG_KEY}]
 
 
@@ -81,10 +85,12 @@ async def test_wrong_rescue_node_gets_its_hint() -> None:
     clock = FakeClock(time.time())
     async with simulated(RescueSimulator, clock) as (simulator, base_url):
         account: dict[str, Any] = {
-            "name": "hd", "base_url": base_url, "auth_code": simulator.auth_code,
-            "nodes": [{"id": GROUP_ID + 999, "ref": "NODE"}]}
-        [result] = await run_probe(parse_config({"rescue": [account]}, VENDORS), VENDORS,
-                                   clock)
+            "name": "hd",
+            "base_url": base_url,
+            "auth_code": simulator.auth_code,
+            "nodes": [{"id": GROUP_ID + 999, "ref": "NODE"}],
+        }
+        [result] = await run_probe(parse_config({"rescue": [account]}, VENDORS), VENDORS, clock)
         assert not result.ok and result.failure is not None
         assert "INVALIDPARAM_NODE" in result.failure.message
         assert result.hint is not None and result.hint.startswith("Rescue does not know")
@@ -129,16 +135,30 @@ async def test_each_request_is_recorded_with_its_own_failure() -> None:
     ending = by_operation["PartnerSessionCountsEnding"]
     assert (ending.status, ending.reason) == (503, "http_5xx")
     assert ending.error is not None and ending.error.startswith("HTTP 503")
-    others = [r for r in cycle.requests
-              if r.operation not in ("PartnerActiveSessions", "PartnerSessionCountsEnding")]
+    others = [
+        r
+        for r in cycle.requests
+        if r.operation not in ("PartnerActiveSessions", "PartnerSessionCountsEnding")
+    ]
     assert others and all(r.reason is None and r.status == 200 for r in others)
     assert sum(r.reason is not None for r in cycle.requests) == 2
 
 
 async def test_refused_connection_and_clock_skew(unused_port: int) -> None:
     port = unused_port  # bound for the test, never listening: refused
-    config = parse_config({"glance": [{"name": "nowhere", "partner_id": 1, "api_key": "k3y-x",
-                                       "base_url": f"http://127.0.0.1:{port}"}]}, VENDORS)
+    config = parse_config(
+        {
+            "glance": [
+                {
+                    "name": "nowhere",
+                    "partner_id": 1,
+                    "api_key": "k3y-x",
+                    "base_url": f"http://127.0.0.1:{port}",
+                }
+            ]
+        },
+        VENDORS,
+    )
     [result] = await run_probe(config, VENDORS)
     assert result.failure is not None and result.failure.reason == "connection"
     assert "refused" in result.failure.message.lower()
@@ -191,8 +211,12 @@ def test_summarize_counts_sessions_not_times() -> None:
     from exporter.families import gauge
 
     families = [
-        gauge("x_sessions", "h", ("account", "status"),
-              {("a", "Waiting"): 2.0, ("a", "Active"): 3.0, ("a", "Closed"): 0.0}),
+        gauge(
+            "x_sessions",
+            "h",
+            ("account", "status"),
+            {("a", "Waiting"): 2.0, ("a", "Active"): 3.0, ("a", "Closed"): 0.0},
+        ),
         gauge("x_session_oldest_start_timestamp_seconds", "h", ("account",), {("a",): 1e9}),
         gauge("x_other", "h", ("account",), {("a",): 9.0}),
     ]
@@ -202,33 +226,75 @@ def test_summarize_counts_sessions_not_times() -> None:
     assert seen["x_sessions"].by_status == {"Waiting": 2.0, "Active": 3.0}
 
 
-@pytest.mark.parametrize(("vendor", "operation", "reason", "message", "start"), [
-    ("glance", "PartnerActiveSessions", "auth", "HTTP 500: Invalid partnerId or apiKey.",
-     "Glance refused partner_id or api_key"),
-    ("securevideo", "history", "auth", "HTTP 401", "SecureVideo refused"),
-    ("rescue", "getSession", "vendor_error", "INVALIDPARAM_NODE for NODE 1",
-     "Rescue does not know this node"),
-    ("rescue", "getSession", "auth", "NOTLOGGEDIN for NODE 1", "The Rescue login expired"),
-    ("rescue", "login", "auth", "INVALID", "Rescue refused the credentials"),
-    ("rescue", "getSession", "auth", "INVALID_SECRETAUTHCODE for NODE 1",
-     "Rescue refused the credentials"),
-    ("rescue", "login", "rate_limited", "LIMITREACHED", "Too many Rescue logins"),
-    ("glance", "x", "connection", "TLS certificate not accepted: certificate has expired",
-     "The vendor's TLS certificate is expired"),
-    ("glance", "x", "connection", "TLS certificate not accepted: self-signed certificate",
-     "TLS to the vendor failed"),
-    ("glance", "x", "connection", "proxy refused the tunnel (HTTP 407)",
-     "A proxy asks for authentication"),
-    ("glance", "x", "http_4xx", "HTTP 407", "A proxy asks for authentication"),
-    ("rescue", "getSession", "http_3xx", "HTTP 302", "The vendor redirected the request"),
-    ("glance", "x", "connection", "cannot reach the proxy: Connection refused",
-     "A proxy refused"),
-    ("glance", "x", "connection", "ClientConnectorError: Connection refused",
-     "The connection was refused"),
-    ("glance", "x", "timeout", "no reply within 20s", "No reply in time"),
-])
-def test_hint_table(vendor: str, operation: str, reason: str, message: str,
-                    start: str) -> None:
+@pytest.mark.parametrize(
+    ("vendor", "operation", "reason", "message", "start"),
+    [
+        (
+            "glance",
+            "PartnerActiveSessions",
+            "auth",
+            "HTTP 500: Invalid partnerId or apiKey.",
+            "Glance refused partner_id or api_key",
+        ),
+        ("securevideo", "history", "auth", "HTTP 401", "SecureVideo refused"),
+        (
+            "rescue",
+            "getSession",
+            "vendor_error",
+            "INVALIDPARAM_NODE for NODE 1",
+            "Rescue does not know this node",
+        ),
+        ("rescue", "getSession", "auth", "NOTLOGGEDIN for NODE 1", "The Rescue login expired"),
+        ("rescue", "login", "auth", "INVALID", "Rescue refused the credentials"),
+        (
+            "rescue",
+            "getSession",
+            "auth",
+            "INVALID_SECRETAUTHCODE for NODE 1",
+            "Rescue refused the credentials",
+        ),
+        ("rescue", "login", "rate_limited", "LIMITREACHED", "Too many Rescue logins"),
+        (
+            "glance",
+            "x",
+            "connection",
+            "TLS certificate not accepted: certificate has expired",
+            "The vendor's TLS certificate is expired",
+        ),
+        (
+            "glance",
+            "x",
+            "connection",
+            "TLS certificate not accepted: self-signed certificate",
+            "TLS to the vendor failed",
+        ),
+        (
+            "glance",
+            "x",
+            "connection",
+            "proxy refused the tunnel (HTTP 407)",
+            "A proxy asks for authentication",
+        ),
+        ("glance", "x", "http_4xx", "HTTP 407", "A proxy asks for authentication"),
+        ("rescue", "getSession", "http_3xx", "HTTP 302", "The vendor redirected the request"),
+        (
+            "glance",
+            "x",
+            "connection",
+            "cannot reach the proxy: Connection refused",
+            "A proxy refused",
+        ),
+        (
+            "glance",
+            "x",
+            "connection",
+            "ClientConnectorError: Connection refused",
+            "The connection was refused",
+        ),
+        ("glance", "x", "timeout", "no reply within 20s", "No reply in time"),
+    ],
+)
+def test_hint_table(vendor: str, operation: str, reason: str, message: str, start: str) -> None:
     hint = hints.for_failure(vendor, operation, reason, message)
     assert hint is not None and hint.startswith(start)
 
@@ -244,10 +310,17 @@ def test_hints_for_what_a_good_cycle_saw() -> None:
 
 # -- the command ---------------------------------------------------------------------------
 
+
 async def probe_cli(*args: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "exporter", "probe", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "exporter",
+        "probe",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
@@ -284,8 +357,9 @@ async def test_probe_command(tmp_path: Path) -> None:
         code, _, err = await probe_cli("--config.file", str(path), "glance/nobody")
         assert code == 2 and "no such account: glance/nobody" in err
         # It never writes state: there is no flag for it.
-        code, _, err = await probe_cli("--config.file", str(path),
-                                       "--storage.path", str(tmp_path / "state.db"))
+        code, _, err = await probe_cli(
+            "--config.file", str(path), "--storage.path", str(tmp_path / "state.db")
+        )
         assert code == 2 and "unrecognized arguments" in err
         assert not (tmp_path / "state.db").exists()
 
@@ -294,8 +368,10 @@ async def test_probe_the_demo_with_a_wrong_key() -> None:
     code, out, err = await probe_cli("--demo", "--demo.wrong-key", "securevideo")
     assert code == 1, err
     lines = out.splitlines()
-    assert any(line.startswith("FAIL  securevideo/demo-clinic-wrong-key") and
-               "SecureVideo refused" in line for line in lines)
+    assert any(
+        line.startswith("FAIL  securevideo/demo-clinic-wrong-key") and "SecureVideo refused" in line
+        for line in lines
+    )
     assert lines[-1] == "3 of 4 account(s) ok"
     code, _, err = await probe_cli("--demo", "--demo.wrong-key", "zoom")
     assert code == 2 and "unknown vendor 'zoom'" in err and "Traceback" not in err

@@ -61,8 +61,13 @@ PARSERS: dict[str, Parser] = {
 NEVER_RAISE: dict[str, Parser] = {
     "securevideo.error": lambda body: securevideo.parse_error_message(body, ("secret",)),
 }
-GLANCE_OPS = ("PartnerActiveSessions", "PartnerSessionCounts", "PartnerSessionCountsEnding",
-              "PartnerCompletedSessionsEnding", "PartnerUserSessions")
+GLANCE_OPS = (
+    "PartnerActiveSessions",
+    "PartnerSessionCounts",
+    "PartnerSessionCountsEnding",
+    "PartnerCompletedSessionsEnding",
+    "PartnerUserSessions",
+)
 
 
 async def _fetch_replies() -> list[bytes]:
@@ -70,32 +75,47 @@ async def _fetch_replies() -> list[bytes]:
     g = GlanceSimulator(clock, seed=1)
     s = SecureVideoSimulator(clock, seed=2)
     r = RescueSimulator(clock, seed=3, pipe_rate=0.2)
-    base = {"partnerId": str(DEMO_PARTNER_ID), "apiKey": DEMO_API_KEY, "type": "",
-            "status": "A", "startRange": "2026-03-10T00:00:00Z",
-            "endRange": "2026-03-10T15:00:00Z", "sessionKey": "", "nResults": "5",
-            "nextId": "0", "partnerUserId": "JDemo"}
+    base = {
+        "partnerId": str(DEMO_PARTNER_ID),
+        "apiKey": DEMO_API_KEY,
+        "type": "",
+        "status": "A",
+        "startRange": "2026-03-10T00:00:00Z",
+        "endRange": "2026-03-10T15:00:00Z",
+        "sessionKey": "",
+        "nResults": "5",
+        "nextId": "0",
+        "partnerUserId": "JDemo",
+    }
     replies: list[bytes] = []
-    async with serve_app(g.app()) as g_url, serve_app(s.app()) as s_url, \
-            serve_app(r.app()) as r_url, aiohttp.ClientSession() as http:
+    async with (
+        serve_app(g.app()) as g_url,
+        serve_app(s.app()) as s_url,
+        serve_app(r.app()) as r_url,
+        aiohttp.ClientSession() as http,
+    ):
         for op in GLANCE_OPS:
-            async with http.post(f"{g_url}/services/activityservice.asmx/{op}",
-                                 data=base) as response:
+            async with http.post(
+                f"{g_url}/services/activityservice.asmx/{op}", data=base
+            ) as response:
                 replies.append(await response.read())
         auth = "Basic " + base64.b64encode(f"{SV_KEY}:{SV_SECRET}".encode()).decode()
-        for params in ({"startDt": "2026-03-09", "endDt": "2026-03-10"},
-                       {"month": "2026-03-01"}):
-            async with http.get(f"{s_url}/history", params=params,
-                                headers={"Authorization": auth}) as response:
+        for params in ({"startDt": "2026-03-09", "endDt": "2026-03-10"}, {"month": "2026-03-01"}):
+            async with http.get(
+                f"{s_url}/history", params=params, headers={"Authorization": auth}
+            ) as response:
                 replies.append(await response.read())
         async with http.get(f"{s_url}/history") as response:  # a JSON error object
             replies.append(await response.read())
         for endpoint in ("getSession.aspx", "getSession_v3.aspx"):
-            async with http.post(f"{r_url}/API/{endpoint}",
-                                 data={"authcode": r.auth_code, "node": "337366",
-                                       "noderef": "NODE"}) as response:
+            async with http.post(
+                f"{r_url}/API/{endpoint}",
+                data={"authcode": r.auth_code, "node": "337366", "noderef": "NODE"},
+            ) as response:
                 replies.append(await response.read())
-        async with http.post(f"{r_url}/API/login.aspx",
-                             data={"email": r.email, "pwd": r.password}) as response:
+        async with http.post(
+            f"{r_url}/API/login.aspx", data={"email": r.email, "pwd": r.password}
+        ) as response:
             replies.append(await response.read())
     return replies
 
@@ -103,9 +123,17 @@ async def _fetch_replies() -> list[bytes]:
 @cache
 def documents() -> tuple[bytes, ...]:
     """The vendor-doc samples and one real reply of each simulator operation."""
-    docs = [glance_sample(name) for name in (
-        "PartnerActiveSessions", "PartnerCompletedSessions", "PartnerCompletedSessionsEnding",
-        "PartnerSessionCounts", "PartnerSessionCountsEnding", "PartnerUserSessions")]
+    docs = [
+        glance_sample(name)
+        for name in (
+            "PartnerActiveSessions",
+            "PartnerCompletedSessions",
+            "PartnerCompletedSessionsEnding",
+            "PartnerSessionCounts",
+            "PartnerSessionCountsEnding",
+            "PartnerUserSessions",
+        )
+    ]
     docs += [SV_DOC_SAMPLE, RESCUE_DOC_SAMPLE]
     docs += asyncio.run(_fetch_replies())
     return tuple(docs)
@@ -144,34 +172,81 @@ def mutated(draw: st.DrawFn) -> bytes:
         at = draw(st.integers(0, max(0, len(body) - 1)))
         edit = draw(st.sampled_from(("insert", "delete", "flip", "duplicate", "truncate")))
         if edit == "insert":
-            token = draw(st.one_of(
-                st.binary(max_size=12),
-                st.sampled_from([b"|", b"\r\n", b"<", b">", b"</", b"&", b"\"", b"{", b"[",
-                                 b"]", b"}", b",", b"null", b"-1", b"1e999", b"\x00",
-                                 b"\xff\xfe", b"OK", b"<![CDATA[", b"<!--", b"\\u0000"])))
+            token = draw(
+                st.one_of(
+                    st.binary(max_size=12),
+                    st.sampled_from(
+                        [
+                            b"|",
+                            b"\r\n",
+                            b"<",
+                            b">",
+                            b"</",
+                            b"&",
+                            b'"',
+                            b"{",
+                            b"[",
+                            b"]",
+                            b"}",
+                            b",",
+                            b"null",
+                            b"-1",
+                            b"1e999",
+                            b"\x00",
+                            b"\xff\xfe",
+                            b"OK",
+                            b"<![CDATA[",
+                            b"<!--",
+                            b"\\u0000",
+                        ]
+                    ),
+                )
+            )
             body[at:at] = token
         elif edit == "delete":
-            del body[at:at + draw(st.integers(1, 40))]
+            del body[at : at + draw(st.integers(1, 40))]
         elif edit == "flip" and body:
             body[at] = draw(st.integers(0, 255))
         elif edit == "duplicate":
-            body[at:at] = body[at:at + draw(st.integers(1, 200))]
+            body[at:at] = body[at : at + draw(st.integers(1, 200))]
         else:
             del body[at:]
     return bytes(body)
 
 
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=30)
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text(max_size=30)
     | st.floats(allow_nan=False, allow_infinity=False)
-    | st.sampled_from(["2016-11-03T21:46:16.1", "2016-11-03T22:00:00Z", "9999-12-31T23:59:59",
-                       "0000-01-01T00:00:00", "2016-02-30T00:00:00", "Zoom", "BILL"]),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                max_size=4),
+    | st.sampled_from(
+        [
+            "2016-11-03T21:46:16.1",
+            "2016-11-03T22:00:00Z",
+            "9999-12-31T23:59:59",
+            "0000-01-01T00:00:00",
+            "2016-02-30T00:00:00",
+            "Zoom",
+            "BILL",
+        ]
+    ),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=12,
 )
-SV_FIELDS = ("SessionId", "ScheduleTs", "BillableTs", "DurationMinutes", "WaitTime",
-             "BillableStatusCd", "ScheduleType", "UserId", "ReportableMeetingProvider")
+SV_FIELDS = (
+    "SessionId",
+    "ScheduleTs",
+    "BillableTs",
+    "DurationMinutes",
+    "WaitTime",
+    "BillableStatusCd",
+    "ScheduleType",
+    "UserId",
+    "ReportableMeetingProvider",
+)
 
 
 @st.composite
@@ -179,8 +254,10 @@ def history_records(draw: st.DrawFn) -> bytes:
     """History arrays whose fields hold any JSON value: type confusion, not syntax."""
     records: list[Any] = []
     for _ in range(draw(st.integers(0, 5))):
-        record = {name: draw(JSON_VALUES) for name in
-                  draw(st.lists(st.sampled_from(SV_FIELDS), unique=True, max_size=9))}
+        record = {
+            name: draw(JSON_VALUES)
+            for name in draw(st.lists(st.sampled_from(SV_FIELDS), unique=True, max_size=9))
+        }
         records.append(record if draw(st.booleans()) else draw(JSON_VALUES))
     return json.dumps(records).encode()
 
@@ -191,11 +268,26 @@ CELL = st.text(st.characters(codec="utf-8", exclude_characters="\r\n"), max_size
 @st.composite
 def rescue_tables(draw: st.DrawFn) -> bytes:
     """getSession tables with any header and cell text, including pipes and line ends."""
-    header = draw(st.lists(st.sampled_from(
-        ("ID", "Status", "Entry", "Technician", "Start Time", "Waiting Time", "Custom Field 0",
-         "x", "")), min_size=1, max_size=8))
-    rows = draw(st.lists(st.lists(CELL, min_size=len(header), max_size=len(header)),
-                         max_size=5))
+    header = draw(
+        st.lists(
+            st.sampled_from(
+                (
+                    "ID",
+                    "Status",
+                    "Entry",
+                    "Technician",
+                    "Start Time",
+                    "Waiting Time",
+                    "Custom Field 0",
+                    "x",
+                    "",
+                )
+            ),
+            min_size=1,
+            max_size=8,
+        )
+    )
+    rows = draw(st.lists(st.lists(CELL, min_size=len(header), max_size=len(header)), max_size=5))
     end = draw(st.sampled_from(("\r\n", "\n", "\r", "")))
     lines = ["|".join(header) + "|"] + ["|".join(row) + "|" for row in rows]
     head = draw(st.sampled_from(("OK", "OK ", "OK\r\n\r\n", "NOTLOGGEDIN", "ERROR", "OKAY")))
@@ -205,25 +297,53 @@ def rescue_tables(draw: st.DrawFn) -> bytes:
 @st.composite
 def glance_documents(draw: st.DrawFn) -> bytes:
     """Well-formed Glance XML whose element text is anything at all."""
-    root = draw(st.sampled_from(("ArrayOfSessionCount", "ArrayOfActiveSession",
-                                 "groupSessions", "userSessions")))
-    text = st.text(st.characters(codec="utf-8", categories=("L", "N", "P", "S", "Zs")),
-                   max_size=20).map(lambda t: t.replace("&", "&amp;").replace("<", "&lt;"))
+    root = draw(
+        st.sampled_from(
+            ("ArrayOfSessionCount", "ArrayOfActiveSession", "groupSessions", "userSessions")
+        )
+    )
+    text = st.text(
+        st.characters(codec="utf-8", categories=("L", "N", "P", "S", "Zs")), max_size=20
+    ).map(lambda t: t.replace("&", "&amp;").replace("<", "&lt;"))
     inner = "".join(
-        f"<{tag}>{draw(text)}</{tag}>" for tag in draw(st.lists(st.sampled_from(
-            ("id", "type", "status", "count", "averageDuration", "startTime", "nguests",
-             "duration", "nextId", "validUser")), max_size=8)))
+        f"<{tag}>{draw(text)}</{tag}>"
+        for tag in draw(
+            st.lists(
+                st.sampled_from(
+                    (
+                        "id",
+                        "type",
+                        "status",
+                        "count",
+                        "averageDuration",
+                        "startTime",
+                        "nguests",
+                        "duration",
+                        "nextId",
+                        "validUser",
+                    )
+                ),
+                max_size=8,
+            )
+        )
+    )
     item = draw(st.sampled_from(("sessionCount", "activeSession", "session")))
     wrap = f"<{item}>{inner}</{item}>"
     if root in ("groupSessions", "userSessions"):
-        wrap = f"<users><userSessions><sessions>{wrap}</sessions></userSessions></users>" \
-            if root == "groupSessions" else f"<sessions>{wrap}</sessions>"
+        wrap = (
+            f"<users><userSessions><sessions>{wrap}</sessions></userSessions></users>"
+            if root == "groupSessions"
+            else f"<sessions>{wrap}</sessions>"
+        )
     return f'<{root} xmlns="{glance.NS}">{wrap * draw(st.integers(0, 3))}</{root}>'.encode()
 
 
 # A hang shows up as a missed deadline; CI machines are slow, so it is generous.
-FAST = settings(max_examples=150, deadline=2000,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FAST = settings(
+    max_examples=150,
+    deadline=2000,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 @FAST
@@ -257,8 +377,11 @@ def test_glance_documents(body: bytes) -> None:
     run_all(body)
 
 
-@settings(max_examples=40, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(mutated())
 def test_memory_is_proportional_to_the_input(body: bytes) -> None:
     tracemalloc.start()

@@ -14,22 +14,31 @@ from exporter.families import BoundedLabel, HistogramSet
 from exporter.http import parse_retry_after
 from exporter.sanitize import clean_text, strict_int
 
-SECRETS = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]),
-                  min_size=6, max_size=40)
+SECRETS = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=6, max_size=40
+)
 
 
 @settings(max_examples=200, deadline=None)
-@given(secret=SECRETS, before=st.text(max_size=50), after=st.text(max_size=50),
-       encoding=st.sampled_from(["raw", "quote", "quote_plus", "b64", "b64_unpadded"]))
+@given(
+    secret=SECRETS,
+    before=st.text(max_size=50),
+    after=st.text(max_size=50),
+    encoding=st.sampled_from(["raw", "quote", "quote_plus", "b64", "b64_unpadded"]),
+)
 def test_no_registered_secret_survives_in_any_encoding(
     secret: str, before: str, after: str, encoding: str
 ) -> None:
     scrubber = scrub.Scrubber()  # its own: random secrets must not redact other tests' text
     scrubber.register(secret)
     raw = secret.encode()
-    form = {"raw": secret, "quote": quote(secret, safe=""), "quote_plus": quote_plus(secret),
-            "b64": base64.b64encode(raw).decode(),
-            "b64_unpadded": base64.b64encode(raw).decode().rstrip("=")}[encoding]
+    form = {
+        "raw": secret,
+        "quote": quote(secret, safe=""),
+        "quote_plus": quote_plus(secret),
+        "b64": base64.b64encode(raw).decode(),
+        "b64_unpadded": base64.b64encode(raw).decode().rstrip("="),
+    }[encoding]
     assert form not in scrubber.scrub(before + form + after)
     assert form not in scrubber.excerpt(before + form + after, len(before) + len(form) // 2)
 
@@ -45,14 +54,20 @@ def test_vendor_text_always_encodes_and_labels_stay_bounded(text: str) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["a", "b", "c", "d", "x" * 40, "y" * 40]),
-                          st.integers(1, 4)), max_size=12))
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["a", "b", "c", "d", "x" * 40, "y" * 40]), st.integers(1, 4)),
+        max_size=12,
+    )
+)
 def test_labelling_a_value_for_many_records_is_labelling_each_in_turn(
-        calls: list[tuple[str, int]]) -> None:
+    calls: list[tuple[str, int]],
+) -> None:
     def bounded() -> tuple[BoundedLabel, list[str]]:
         reports: list[str] = []
-        label = BoundedLabel(("a",), limit=1, max_length=16,
-                             reject=lambda reason, n: reports.extend([reason] * n))
+        label = BoundedLabel(
+            ("a",), limit=1, max_length=16, reject=lambda reason, n: reports.extend([reason] * n)
+        )
         return label, reports
 
     many, many_reports = bounded()
@@ -64,8 +79,7 @@ def test_labelling_a_value_for_many_records_is_labelling_each_in_turn(
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.lists(st.floats(-1e6, 1e9, allow_nan=False), max_size=20), max_size=4))
-def test_observe_many_is_observe_of_each_value_to_the_last_bit(
-        batches: list[list[float]]) -> None:
+def test_observe_many_is_observe_of_each_value_to_the_last_bit(batches: list[list[float]]) -> None:
     one, many = (HistogramSet("h", "h", ("k",), (0.5, 1, 10, 1e6)) for _ in range(2))
     for batch in batches:
         for value in batch:

@@ -41,8 +41,8 @@ from .support import require_tool
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARDS = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
 RULE_FILES = sorted((ROOT / "prometheus" / "rules").glob("*.rules.yml"))
-DEADLINE_S = 75.0          # for the demo's data to be ingested and every query to answer
-STARTUP_S = 20.0           # for each process to listen
+DEADLINE_S = 75.0  # for the demo's data to be ingested and every query to answer
+STARTUP_S = 20.0  # for each process to listen
 
 # Alerts that must not fire in the demo, with the reason and the reverse condition that must
 # return data instead (it shows the alert's inputs are there and healthy).
@@ -58,8 +58,8 @@ NOT_FIRING: dict[str, tuple[str, str]] = {
     "SessionExporterVendorAuthFailing": (
         "the demo's simulators accept the demo credentials; injected faults are 5xx and "
         "garbage, never auth",
-        'sum by (vendor, account) (increase(session_exporter_upstream_requests_total[10m])) '
-        'unless on (vendor, account) (sum by (vendor, account) (increase('
+        "sum by (vendor, account) (increase(session_exporter_upstream_requests_total[10m])) "
+        "unless on (vendor, account) (sum by (vendor, account) (increase("
         'session_exporter_upstream_request_failures_total{reason="auth"}[10m])) > 0)',
     ),
     "SessionExporterConfigReloadFailed": (
@@ -83,10 +83,9 @@ NOT_FIRING: dict[str, tuple[str, str]] = {
         "vendor_account:sessions_completed:increase1h",
     ),
     "SessionServiceLevelThresholdUnsupported": (
-        "every demo account has the default threshold (20 s), a bound of the default wait "
-        "buckets",
+        "every demo account has the default threshold (20 s), a bound of the default wait buckets",
         "vendor_account_le:service_level_threshold_seconds:configured"
-        ' and on (vendor, account) vendor_account:sessions_answered_within_threshold:increase1h',
+        " and on (vendor, account) vendor_account:sessions_answered_within_threshold:increase1h",
     ),
     "RescueStatusValuesUnrecognized": (
         "the demo's Rescue simulator answers documented statuses or built-in aliases only",
@@ -132,9 +131,12 @@ SPARSE_IN_DEMO: dict[str, tuple[str, str]] = {
 # Grafana's variables, as the test substitutes them: every account, node and provider.
 VARIABLES = {
     "$__rate_interval": "1m",
-    "${account}": ".*", "$account": ".*",
-    "${node}": ".*", "$node": ".*",
-    "${provider}": ".*", "$provider": ".*",
+    "${account}": ".*",
+    "$account": ".*",
+    "${node}": ".*",
+    "$node": ".*",
+    "${provider}": ".*",
+    "$provider": ".*",
 }
 
 
@@ -160,7 +162,8 @@ def dashboard_queries() -> dict[str, str]:
         for variable in board["templating"]["list"]:
             if variable["type"] == "query":
                 queries[f"{path.stem} / variable {variable['name']}"] = substitute(
-                    label_values_to_promql(variable["query"]))
+                    label_values_to_promql(variable["query"])
+                )
         for panel in board["panels"]:
             for target in panel.get("targets", []):
                 key = f"{path.stem} / {panel['title']} / {target['refId']}"
@@ -226,10 +229,14 @@ class Prometheus:
 
     def has_data(self, expr: str) -> bool:
         """At least one non-NaN sample since the test started, at a 1 s step."""
-        data = self.api("query_range", query=expr, start=f"{self.start:.3f}",
-                        end=f"{time.time():.3f}", step="1")
-        return any(not math.isnan(float(value))
-                   for series in data["result"] for _, value in series["values"])
+        data = self.api(
+            "query_range", query=expr, start=f"{self.start:.3f}", end=f"{time.time():.3f}", step="1"
+        )
+        return any(
+            not math.isnan(float(value))
+            for series in data["result"]
+            for _, value in series["values"]
+        )
 
 
 def ingested_since(base: str, server: subprocess.Popen[bytes]) -> float:
@@ -237,8 +244,9 @@ def ingested_since(base: str, server: subprocess.Popen[bytes]) -> float:
 
     Queries are judged from then on: before it, absent(up) and an account whose first poll
     cycle failed are true, as they would be in production while the exporter starts."""
-    query = ("count(session_exporter_last_success_timestamp_seconds) "
-             "== count(session_exporter_up) >= 3")
+    query = (
+        "count(session_exporter_last_success_timestamp_seconds) == count(session_exporter_up) >= 3"
+    )
     url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": query})
     deadline = time.monotonic() + DEADLINE_S
     while not json.loads(http_get(url))["data"]["result"]:
@@ -272,28 +280,52 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
     tmp = tmp_path_factory.mktemp("real-prometheus")
     exporter_port, prometheus_port = free_port(), free_port()
     config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s",
-                   "scrape_timeout": "1s"},
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"},
         "rule_files": [str(p) for p in every_second(RULE_FILES, tmp)],
-        "scrape_configs": [{"job_name": "session-exporter",
-                            "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}]}],
+        "scrape_configs": [
+            {
+                "job_name": "session-exporter",
+                "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}],
+            }
+        ],
     }
     (tmp / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     processes: list[subprocess.Popen[bytes]] = []
-    logs = {name: open(tmp / f"{name}.log", "wb")  # noqa: SIM115 - closed in finally
-            for name in ("exporter", "prometheus")}
+    logs = {
+        name: open(tmp / f"{name}.log", "wb")  # noqa: SIM115 - closed in finally
+        for name in ("exporter", "prometheus")
+    }
     try:
         exporter = subprocess.Popen(
-            [sys.executable, "-m", "exporter", "--demo",
-             "--web.listen-address", f"127.0.0.1:{exporter_port}", "--log.level", "warn"],
-            cwd=ROOT, env=env, stdout=logs["exporter"], stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "exporter",
+                "--demo",
+                "--web.listen-address",
+                f"127.0.0.1:{exporter_port}",
+                "--log.level",
+                "warn",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=logs["exporter"],
+            stderr=subprocess.STDOUT,
+        )
         processes.append(exporter)
         server = subprocess.Popen(
-            ["prometheus", f"--config.file={tmp / 'prometheus.yml'}",
-             f"--storage.tsdb.path={tmp / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{prometheus_port}", "--log.level=warn"],
-            cwd=tmp, stdout=logs["prometheus"], stderr=subprocess.STDOUT)
+            [
+                "prometheus",
+                f"--config.file={tmp / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{prometheus_port}",
+                "--log.level=warn",
+            ],
+            cwd=tmp,
+            stdout=logs["prometheus"],
+            stderr=subprocess.STDOUT,
+        )
         processes.append(server)
         wait_listening(f"http://127.0.0.1:{exporter_port}/-/healthy", exporter, "the exporter")
         base = f"http://127.0.0.1:{prometheus_port}"
@@ -318,8 +350,11 @@ def evaluated(prometheus: Prometheus) -> dict[str, bool]:
     returns expression -> has data, for the dashboards' queries, the rules and the reverse
     conditions."""
     expected = {q for q in dashboard_queries().values() if sparse_reason(q) is None}
-    expected |= {r["expr"] for r in rules()
-                 if r.get("alert") not in NOT_FIRING and r.get("alert") not in MAY_FIRE}
+    expected |= {
+        r["expr"]
+        for r in rules()
+        if r.get("alert") not in NOT_FIRING and r.get("alert") not in MAY_FIRE
+    }
     expected |= {reverse for _reason, reverse in NOT_FIRING.values()}
     expected |= {needed for _reason, needed in MAY_FIRE.values()}
     expected |= {reverse for _reason, reverse in SPARSE_IN_DEMO.values()}
@@ -352,14 +387,20 @@ def test_every_alert_not_expected_to_fire_is_a_real_alert() -> None:
 
 
 def test_every_dashboard_query_returns_data(evaluated: dict[str, bool]) -> None:
-    empty = [f"{key}: {expr}" for key, expr in dashboard_queries().items()
-             if not evaluated[expr] and sparse_reason(expr) is None]
+    empty = [
+        f"{key}: {expr}"
+        for key, expr in dashboard_queries().items()
+        if not evaluated[expr] and sparse_reason(expr) is None
+    ]
     assert not empty, "no data in the demo:\n" + "\n".join(empty)
 
 
 def test_sparse_dashboard_queries_have_their_input(evaluated: dict[str, bool]) -> None:
-    sparse = {expr: why for expr in dashboard_queries().values()
-              if (why := sparse_reason(expr)) is not None}
+    sparse = {
+        expr: why
+        for expr in dashboard_queries().values()
+        if (why := sparse_reason(expr)) is not None
+    }
     assert len({why for why in sparse.values()}) == len(SPARSE_IN_DEMO), "stale exception"
     for expr, (reason, reverse) in sparse.items():
         if not evaluated[expr]:
@@ -367,9 +408,13 @@ def test_sparse_dashboard_queries_have_their_input(evaluated: dict[str, bool]) -
 
 
 def test_every_rule_expression_returns_data(evaluated: dict[str, bool]) -> None:
-    empty = [rule.get("alert") or rule["record"] for rule in rules()
-             if rule.get("alert") not in NOT_FIRING and rule.get("alert") not in MAY_FIRE
-             and not evaluated[rule["expr"]]]
+    empty = [
+        rule.get("alert") or rule["record"]
+        for rule in rules()
+        if rule.get("alert") not in NOT_FIRING
+        and rule.get("alert") not in MAY_FIRE
+        and not evaluated[rule["expr"]]
+    ]
     assert not empty, f"rules without data in the demo: {empty}"
 
 
@@ -379,7 +424,8 @@ def test_alerts_that_may_fire_have_their_input(evaluated: dict[str, bool]) -> No
 
 
 def test_alerts_that_should_not_fire_do_not_and_their_reverse_holds(
-        evaluated: dict[str, bool]) -> None:
+    evaluated: dict[str, bool],
+) -> None:
     by_name = {r["alert"]: r for r in rules() if "alert" in r}
     for name, (reason, reverse) in NOT_FIRING.items():
         assert not evaluated[by_name[name]["expr"]], f"{name} fires in the demo ({reason})"
@@ -387,7 +433,8 @@ def test_alerts_that_should_not_fire_do_not_and_their_reverse_holds(
 
 
 def test_prometheus_evaluates_every_rule_without_error(
-        prometheus: Prometheus, evaluated: dict[str, bool]) -> None:
+    prometheus: Prometheus, evaluated: dict[str, bool]
+) -> None:
     groups = prometheus.api("rules")["groups"]
     loaded = [rule for group in groups for rule in group["rules"]]
     assert len(loaded) == len(rules())

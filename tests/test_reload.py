@@ -12,8 +12,10 @@ from .support import get, start_exporter, value, wait_for
 
 def account(name: str) -> str:
     # An account aimed at a closed loopback port: it fails fast, and its series show up.
-    return (f"  - name: {name}\n    partner_id: 1\n    api_key: key-{name}\n"
-            f"    base_url: http://127.0.0.1:9\n")
+    return (
+        f"  - name: {name}\n    partner_id: 1\n    api_key: key-{name}\n"
+        f"    base_url: http://127.0.0.1:9\n"
+    )
 
 
 def post(url: str) -> tuple[int, str]:
@@ -35,8 +37,7 @@ def test_sighup_and_post_reload(tmp_path: Path) -> None:
 
 def check_reloads(proc: subprocess.Popen[str], url: str, config: Path) -> None:
     def up(name: str) -> float | None:
-        return value(get(url + "/metrics")[1], "session_exporter_up", vendor="glance",
-                     account=name)
+        return value(get(url + "/metrics")[1], "session_exporter_up", vendor="glance", account=name)
 
     try:
         assert wait_for(lambda: get(url + "/-/ready")[0] == 200, 20)

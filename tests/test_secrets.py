@@ -50,6 +50,7 @@ SECRETS = {
 }
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+
 @dataclass
 class Echo:
     """How a hostile vendor quotes back what it received in its error text."""
@@ -64,8 +65,14 @@ ECHO = web.AppKey("echo", Echo)
 def forms(secret: str) -> set[str]:
     """The ways a secret could show up in text."""
     core = secret.split("-", 1)[1][:6]  # a fragment: catches cut or re-escaped leaks
-    return {secret, quote(secret, safe=""), quote_plus(secret), quote(secret),
-            base64.b64encode(secret.encode()).decode(), core}
+    return {
+        secret,
+        quote(secret, safe=""),
+        quote_plus(secret),
+        quote(secret),
+        base64.b64encode(secret.encode()).decode(),
+        core,
+    }
 
 
 def basic_forms() -> set[str]:
@@ -75,8 +82,12 @@ def basic_forms() -> set[str]:
 
 
 def leaks(text: str) -> list[str]:
-    found = [f"{name} as {form!r}" for name, secret in SECRETS.items()
-             for form in forms(secret) if form in text]
+    found = [
+        f"{name} as {form!r}"
+        for name, secret in SECRETS.items()
+        for form in forms(secret)
+        if form in text
+    ]
     found += [f"Basic auth as {form!r}" for form in basic_forms() if form in text]
     return found
 
@@ -94,8 +105,9 @@ async def echo_credentials(request: web.Request, handler: Handler) -> web.Stream
         decoded = BasicAuth.decode(auth)
         sent += f" {decoded.login} {decoded.password}"
     if request.path.startswith("/history"):
-        body = json.dumps({"Message": f"Denied for {sent}",
-                           "MessageDetail": auth if echo.header else None})
+        body = json.dumps(
+            {"Message": f"Denied for {sent}", "MessageDetail": auth if echo.header else None}
+        )
         return web.Response(status=401, text=body, content_type="application/json")
     if "/API/" in request.path:
         return web.Response(text=f"ERROR {sent}\r\n", content_type="text/plain")
@@ -107,19 +119,40 @@ def config_yaml(tmp_path: Path, urls: dict[str, str]) -> dict[str, Any]:
     (tmp_path / "rescue_pw").write_text(SECRETS["rescue_password"])
     return {
         "global": {"interval": "30s", "timeout": "1s", "stale_after": "1h"},
-        "glance": [{"name": "acme", "base_url": urls["glance"], "partner_id": DEMO_PARTNER_ID,
-                    "api_key": SECRETS["glance_api_key"], "users": ["JDemo"]}],
-        "securevideo": [{"name": "clinic", "base_url": urls["securevideo"],
-                         "api_key": "${SOAK_SV_KEY}",
-                         "api_secret_file": str(tmp_path / "sv_secret")}],
+        "glance": [
+            {
+                "name": "acme",
+                "base_url": urls["glance"],
+                "partner_id": DEMO_PARTNER_ID,
+                "api_key": SECRETS["glance_api_key"],
+                "users": ["JDemo"],
+            }
+        ],
+        "securevideo": [
+            {
+                "name": "clinic",
+                "base_url": urls["securevideo"],
+                "api_key": "${SOAK_SV_KEY}",
+                "api_secret_file": str(tmp_path / "sv_secret"),
+            }
+        ],
         "rescue": [
-            {"name": "code", "base_url": urls["rescue"],
-             "auth_code": SECRETS["rescue_auth_code"],
-             "nodes": [{"id": GROUP_ID, "ref": "NODE"}, {"id": CHANNELS[0].id,
-                                                           "ref": "CHANNEL"}]},
-            {"name": "login", "base_url": urls["rescue"], "email": "ops@example.com",
-             "password_file": str(tmp_path / "rescue_pw"),
-             "nodes": [{"id": GROUP_ID, "ref": "NODE"}]},
+            {
+                "name": "code",
+                "base_url": urls["rescue"],
+                "auth_code": SECRETS["rescue_auth_code"],
+                "nodes": [
+                    {"id": GROUP_ID, "ref": "NODE"},
+                    {"id": CHANNELS[0].id, "ref": "CHANNEL"},
+                ],
+            },
+            {
+                "name": "login",
+                "base_url": urls["rescue"],
+                "email": "ops@example.com",
+                "password_file": str(tmp_path / "rescue_pw"),
+                "nodes": [{"id": GROUP_ID, "ref": "NODE"}],
+            },
         ],
     }
 
@@ -144,18 +177,23 @@ def log_buffer() -> Any:
 
 # echo-authorization-header found a real leak once: the Basic token quoted back in a
 # SecureVideo error text. The client now masks the token as well as the key and secret.
-@pytest.mark.parametrize("header_echo", [False, True],
-                         ids=["echo-credentials", "echo-authorization-header"])
+@pytest.mark.parametrize(
+    "header_echo", [False, True], ids=["echo-credentials", "echo-authorization-header"]
+)
 async def test_no_secret_leaks_anywhere(
-    header_echo: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log_buffer: io.StringIO,
+    header_echo: bool,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    log_buffer: io.StringIO,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     monkeypatch.setenv("SOAK_SV_KEY", SECRETS["sv_api_key"])
     clock = FakeClock()
     glance = GlanceSimulator(clock, seed=1, api_key=SECRETS["glance_api_key"])
-    sv = SecureVideoSimulator(clock, seed=2, api_key=SECRETS["sv_api_key"],
-                              api_secret=SECRETS["sv_api_secret"])
+    sv = SecureVideoSimulator(
+        clock, seed=2, api_key=SECRETS["sv_api_key"], api_secret=SECRETS["sv_api_secret"]
+    )
     rescue = RescueSimulator(clock, seed=3)
     rescue.auth_code, rescue.email = SECRETS["rescue_auth_code"], "ops@example.com"
     rescue.password = SECRETS["rescue_password"]
@@ -165,11 +203,17 @@ async def test_no_secret_leaks_anywhere(
     produced: list[str] = []  # every text the exporter gave anyone
     outcomes: dict[str, set[str]] = {}  # vendor -> failure reasons seen
 
-    async with served(apps["glance"]) as g_url, served(apps["securevideo"]) as s_url, \
-            served(apps["rescue"]) as r_url:
+    async with (
+        served(apps["glance"]) as g_url,
+        served(apps["securevideo"]) as s_url,
+        served(apps["rescue"]) as r_url,
+    ):
         path = tmp_path / "config.yaml"
-        path.write_text(yaml.safe_dump(config_yaml(
-            tmp_path, {"glance": g_url, "securevideo": s_url, "rescue": r_url})))
+        path.write_text(
+            yaml.safe_dump(
+                config_yaml(tmp_path, {"glance": g_url, "securevideo": s_url, "rescue": r_url})
+            )
+        )
         config = load_config(path, VENDORS)
         produced += [repr(config), str(config)]
         daemon = Daemon(config, VENDORS, clock=clock, seed=1)
@@ -186,16 +230,18 @@ async def test_no_secret_leaks_anywhere(
 
         await daemon.start(schedule=False)
         try:
-            async with serve_app(build_app(daemon, reload, WebOptions())) as url, \
-                    aiohttp.ClientSession() as client:
+            async with (
+                serve_app(build_app(daemon, reload, WebOptions())) as url,
+                aiohttp.ClientSession() as client,
+            ):
 
                 async def everything_served() -> None:
                     for page in ("/metrics", "/", "/-/ready", "/-/healthy"):
                         async with client.get(url + page) as response:
                             produced.append(await response.text())
-                    async with client.get(url + "/metrics",
-                                          headers={"Accept": "application/openmetrics-text"}
-                                          ) as response:
+                    async with client.get(
+                        url + "/metrics", headers={"Accept": "application/openmetrics-text"}
+                    ) as response:
                         produced.append(await response.text())
 
                 async def cycle(expect_failure: bool) -> None:
@@ -211,19 +257,27 @@ async def test_no_secret_leaks_anywhere(
                     await daemon.collect_all_once()
                     if not expect_failure:
                         assert all(r.failures == 0 for r in daemon.runners.values()), {
-                            k: r.failures for k, r in daemon.runners.items()}
+                            k: r.failures for k, r in daemon.runners.items()
+                        }
                     await everything_served()
                     clock.advance(30)
 
                 await cycle(expect_failure=False)
 
                 # The shared faults, one kind at a time, on every vendor.
-                for kind in ("auth", "http_500", "http_503", "rate_limit", "garbage",
-                             "truncate", "reset", "timeout"):
+                for kind in (
+                    "auth",
+                    "http_500",
+                    "http_503",
+                    "rate_limit",
+                    "garbage",
+                    "truncate",
+                    "reset",
+                    "timeout",
+                ):
                     for sim in sims.values():
                         # aiohttp retries an idempotent request once on a reset.
-                        sim.faults.inject(kind, count=2 if kind == "reset" else 1,
-                                          seconds=1.0)
+                        sim.faults.inject(kind, count=2 if kind == "reset" else 1, seconds=1.0)
                     await cycle(expect_failure=True)
                     for sim in sims.values():
                         sim.faults.clear()
@@ -266,12 +320,31 @@ async def test_no_secret_leaks_anywhere(
             await daemon.stop()
 
     # The test did drive every path it claims to.
-    assert outcomes["glance"] >= {"auth", "http_5xx", "rate_limited", "parse", "connection",
-                                  "timeout"}, outcomes
-    assert outcomes["securevideo"] >= {"auth", "http_5xx", "rate_limited", "parse",
-                                       "connection", "timeout"}, outcomes
-    assert outcomes["rescue"] >= {"auth", "http_5xx", "rate_limited", "parse", "connection",
-                                  "timeout", "vendor_error"}, outcomes
+    assert outcomes["glance"] >= {
+        "auth",
+        "http_5xx",
+        "rate_limited",
+        "parse",
+        "connection",
+        "timeout",
+    }, outcomes
+    assert outcomes["securevideo"] >= {
+        "auth",
+        "http_5xx",
+        "rate_limited",
+        "parse",
+        "connection",
+        "timeout",
+    }, outcomes
+    assert outcomes["rescue"] >= {
+        "auth",
+        "http_5xx",
+        "rate_limited",
+        "parse",
+        "connection",
+        "timeout",
+        "vendor_error",
+    }, outcomes
     assert rescue.logins >= 2, "the login account should have logged in again"
     logs = log_buffer.getvalue()
     assert "level=debug" in logs or "level=warning" in logs

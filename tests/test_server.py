@@ -63,9 +63,13 @@ async def test_metrics_text_gzip_and_openmetrics() -> None:
         async with http.get(url + "/metrics", headers={"Accept-Encoding": "gzip"}) as r:
             assert r.headers["Content-Encoding"] == "gzip"
             assert gzip.decompress(await r.read()) == plain
-        async with http.get(url + "/metrics", headers={
+        async with http.get(
+            url + "/metrics",
+            headers={
                 "Accept": "application/openmetrics-text; version=1.0.0",
-                "Accept-Encoding": "identity"}) as r:
+                "Accept-Encoding": "identity",
+            },
+        ) as r:
             assert r.headers["Content-Type"].startswith("application/openmetrics-text")
             body = await r.read()
         assert body.endswith(b"# EOF\n")
@@ -158,7 +162,10 @@ async def test_account_detail_html_json_and_404() -> None:
             assert data["state"] == "up" and len(data["cycles"]) == 2
             request = data["cycles"][0]["requests"][0]
             assert (request["operation"], request["status"], request["records"]) == (
-                "value", 200, None)  # a float reply: nothing to count as records
+                "value",
+                200,
+                None,
+            )  # a float reply: nothing to count as records
             assert request["bytes"] == len(b"42.0")
         for path in ("/accounts/fake/nobody", "/accounts/glance/acme", "/accounts/fake/x.json"):
             async with http.get(url + path) as r:
@@ -191,8 +198,10 @@ async def test_status_pages_sit_behind_basic_auth(tmp_path: Path) -> None:
                     assert r.status == 401, path
         token = base64.b64encode(b"ops:pw").decode()
         headers = {"Authorization": f"Basic {token}"}
-        async with aiohttp.ClientSession(headers=headers) as http, \
-                http.get(url + "/accounts/fake/acme") as r:
+        async with (
+            aiohttp.ClientSession(headers=headers) as http,
+            http.get(url + "/accounts/fake/acme") as r,
+        ):
             assert r.status == 200
 
 

@@ -82,12 +82,13 @@ def test_the_empty_snapshot_is_valid_gzip() -> None:
 
 def changed(account: str, value: float) -> list[Metric]:
     """The account's families with one value changed and one family more."""
-    return [*account_families(account)[:2],
-            gauge("x_other", "Other.", ("account",), {(account,): value})]
+    return [
+        *account_families(account)[:2],
+        gauge("x_other", "Other.", ("account",), {(account,): value}),
+    ]
 
 
-@pytest.mark.parametrize("step", ["one_changed", "added", "removed", "all_removed",
-                                  "reordered"])
+@pytest.mark.parametrize("step", ["one_changed", "added", "removed", "all_removed", "reordered"])
 def test_incremental_gzip_decompresses_to_the_plain_body_after_updates(step: str) -> None:
     """As the renderer does: keep the other accounts' encoded parts, replace some."""
     parts = {name: render_chunks(account_families(name)) for name in ("a", "b", "c")}
@@ -105,9 +106,16 @@ def test_incremental_gzip_decompresses_to_the_plain_body_after_updates(step: str
     snapshot = assemble(parts.values())
     assert_consistent(snapshot)
     # The same accounts encoded afresh, all in one: the same plain bytes.
-    fresh = {name: render_chunks(changed(name, 7.0) if name == "b" and step == "one_changed"
-                                 else changed(name, 1e300) if name == "d"
-                                 else account_families(name)) for name in parts}
+    fresh = {
+        name: render_chunks(
+            changed(name, 7.0)
+            if name == "b" and step == "one_changed"
+            else changed(name, 1e300)
+            if name == "d"
+            else account_families(name)
+        )
+        for name in parts
+    }
     assert_same_exposition(snapshot, assemble(fresh.values()))
 
 
@@ -122,9 +130,11 @@ def test_a_big_exposition_keeps_its_length_and_crc() -> None:
 async def test_daemon_render_equals_a_naive_render_with_every_vendor() -> None:
     clock = FakeClock()
     simulators = {name: new(clock, 3) for name, new in SIMULATORS.items()}
-    async with serve_app(simulators["glance"].app()) as g, \
-            serve_app(simulators["securevideo"].app()) as s, \
-            serve_app(simulators["rescue"].app()) as r:
+    async with (
+        serve_app(simulators["glance"].app()) as g,
+        serve_app(simulators["securevideo"].app()) as s,
+        serve_app(simulators["rescue"].app()) as r,
+    ):
         data: dict[str, object] = {}
         for name, url in (("glance", g), ("securevideo", s), ("rescue", r)):
             entries = simulators[name].demo_accounts(url)
@@ -154,8 +164,7 @@ def test_our_own_series_are_re_encoded_only_for_the_accounts_that_changed(
 
     def counting(families: Iterable[Metric]) -> Chunks:
         families = list(families)
-        encoded.append(sorted({s.labels.get("account", "") for f in families
-                               for s in f.samples}))
+        encoded.append(sorted({s.labels.get("account", "") for f in families for s in f.samples}))
         return render_chunks(families)
 
     monkeypatch.setattr(render_module, "render_chunks", counting)
@@ -202,23 +211,38 @@ def test_an_account_encoded_again_reuses_only_its_unchanged_families() -> None:
     assert set(again.by_family) == {"x_now", "x_sessions", "x_other"}
 
 
-@pytest.mark.parametrize(("accept_encoding", "gzipped"), [
-    ("gzip", True), ("GZIP", True), ("deflate, gzip;q=0.5", True), ("gzip;q=0", False),
-    ("gzip;q=0, identity", False), ("gzip; q=0.0", False), ("gzip;q=x", False),
-    ("identity", False), ("", False), ("x-gzip", False),
-])
-def test_gzip_is_sent_only_when_asked_for_with_a_weight(accept_encoding: str,
-                                                        gzipped: bool) -> None:
+@pytest.mark.parametrize(
+    ("accept_encoding", "gzipped"),
+    [
+        ("gzip", True),
+        ("GZIP", True),
+        ("deflate, gzip;q=0.5", True),
+        ("gzip;q=0", False),
+        ("gzip;q=0, identity", False),
+        ("gzip; q=0.0", False),
+        ("gzip;q=x", False),
+        ("identity", False),
+        ("", False),
+        ("x-gzip", False),
+    ],
+)
+def test_gzip_is_sent_only_when_asked_for_with_a_weight(
+    accept_encoding: str, gzipped: bool
+) -> None:
     # `gzip;q=0` means "not gzip" (RFC 9110); it was answered gzipped.
     assert wants_gzip(accept_encoding) is gzipped
 
 
-@pytest.mark.parametrize(("accept", "openmetrics"), [
-    ("application/openmetrics-text; version=1.0.0", True),
-    ("Application/OpenMetrics-Text", True),
-    ("application/openmetrics-text;q=0, text/plain", False),
-    ("text/plain;version=0.0.4;q=0.5,*/*;q=0.1", False),
-])
-def test_openmetrics_is_sent_only_when_asked_for_with_a_weight(accept: str,
-                                                               openmetrics: bool) -> None:
+@pytest.mark.parametrize(
+    ("accept", "openmetrics"),
+    [
+        ("application/openmetrics-text; version=1.0.0", True),
+        ("Application/OpenMetrics-Text", True),
+        ("application/openmetrics-text;q=0, text/plain", False),
+        ("text/plain;version=0.0.4;q=0.5,*/*;q=0.1", False),
+    ],
+)
+def test_openmetrics_is_sent_only_when_asked_for_with_a_weight(
+    accept: str, openmetrics: bool
+) -> None:
     assert wants_openmetrics(accept) is openmetrics

@@ -57,8 +57,17 @@ T = TypeVar("T")
 SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "40"))
 SPEED = 10.0  # simulated seconds per real second
 FAULT_RATE = 0.2
-FAULT_KINDS = ("latency", "http_500", "http_503", "rate_limit", "timeout", "reset",
-               "truncate", "garbage", "auth")
+FAULT_KINDS = (
+    "latency",
+    "http_500",
+    "http_503",
+    "rate_limit",
+    "timeout",
+    "reset",
+    "truncate",
+    "garbage",
+    "auth",
+)
 EXPIRE_RATE = 0.1  # Rescue: share of getSession calls before which every login expires
 TIMEOUT = 0.7  # real seconds; below the 1 s that random latency/timeout faults last
 WORLD_TIME = "X-Simulator-Time"
@@ -116,8 +125,7 @@ class RecordingUpstream:
     def parse(self, operation: str, parser: Callable[[bytes], T], body: bytes) -> T:
         return self._parsed(self._inner.parse(operation, parser, body))
 
-    async def parse_off_loop(self, operation: str, parser: Callable[[bytes], T],
-                             body: bytes) -> T:
+    async def parse_off_loop(self, operation: str, parser: Callable[[bytes], T], body: bytes) -> T:
         return self._parsed(await self._inner.parse_off_loop(operation, parser, body))
 
     def _parsed(self, result: T) -> T:
@@ -160,43 +168,81 @@ class Scrapes:
         for key in monotone:
             before = self.last.get(key)
             assert before is None or current[key] >= before, (
-                f"{key} went backwards: {before} -> {current[key]}")
+                f"{key} went backwards: {before} -> {current[key]}"
+            )
         self.last = {k: v for k, v in current.items() if k in monotone} | {
-            k: v for k, v in self.last.items() if k not in current}
+            k: v for k, v in self.last.items() if k not in current
+        }
         for (name, labels), value in current.items():
             if name == "session_exporter_up":
                 d = dict(labels)
                 self.up_values.setdefault((d["vendor"], d["account"]), []).append(
-                    (self.phase, value))
+                    (self.phase, value)
+                )
         self.count += 1
         return current
 
-    def up_now(self, current: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> dict[
-            tuple[str, str], float]:
-        return {(dict(k)["vendor"], dict(k)["account"]): v
-                for (n, k), v in current.items() if n == "session_exporter_up"}
+    def up_now(
+        self, current: dict[tuple[str, tuple[tuple[str, str], ...]], float]
+    ) -> dict[tuple[str, str], float]:
+        return {
+            (dict(k)["vendor"], dict(k)["account"]): v
+            for (n, k), v in current.items()
+            if n == "session_exporter_up"
+        }
 
 
 def config_data(urls: dict[str, str], rescue: RescueSimulator) -> dict[str, Any]:
     return {
-        "global": {"interval": "1s", "timeout": f"{TIMEOUT}s", "max_backoff": "2s",
-                   "jitter": 0.2, "stale_after": "1h"},
-        "glance": [{"name": "acme", "base_url": urls["glance"], "partner_id": DEMO_PARTNER_ID,
-                    "api_key": DEMO_API_KEY, "users": ["JDemo", "ASmith"]}],
-        "securevideo": [{"name": "clinic", "base_url": urls["securevideo"],
-                         "api_key": SV_KEY, "api_secret": SV_SECRET, "month_interval": "1m"}],
+        "global": {
+            "interval": "1s",
+            "timeout": f"{TIMEOUT}s",
+            "max_backoff": "2s",
+            "jitter": 0.2,
+            "stale_after": "1h",
+        },
+        "glance": [
+            {
+                "name": "acme",
+                "base_url": urls["glance"],
+                "partner_id": DEMO_PARTNER_ID,
+                "api_key": DEMO_API_KEY,
+                "users": ["JDemo", "ASmith"],
+            }
+        ],
+        "securevideo": [
+            {
+                "name": "clinic",
+                "base_url": urls["securevideo"],
+                "api_key": SV_KEY,
+                "api_secret": SV_SECRET,
+                "month_interval": "1m",
+            }
+        ],
         "rescue": [
-            {"name": "helpdesk", "base_url": urls["rescue"], "auth_code": rescue.auth_code,
-             "nodes": [{"id": GROUP_ID, "ref": "NODE"},
-                       {"id": RESCUE_CHANNEL, "ref": "CHANNEL"}]},
-            {"name": "desk-login", "base_url": urls["rescue"], "email": rescue.email,
-             "password": rescue.password, "nodes": [{"id": GROUP_ID, "ref": "NODE"}]},
+            {
+                "name": "helpdesk",
+                "base_url": urls["rescue"],
+                "auth_code": rescue.auth_code,
+                "nodes": [
+                    {"id": GROUP_ID, "ref": "NODE"},
+                    {"id": RESCUE_CHANNEL, "ref": "CHANNEL"},
+                ],
+            },
+            {
+                "name": "desk-login",
+                "base_url": urls["rescue"],
+                "email": rescue.email,
+                "password": rescue.password,
+                "nodes": [{"id": GROUP_ID, "ref": "NODE"}],
+            },
         ],
     }
 
 
-def rescue_expected_waits(sim: RescueSimulator, node: int, ref: str,
-                          polls: list[float]) -> list[float]:
+def rescue_expected_waits(
+    sim: RescueSimulator, node: int, ref: str, polls: list[float]
+) -> list[float]:
     """Waits a poller at `polls` sees end: seen Waiting by one poll, over by a later one,
     measured from the true start to the last poll inside it (as the Rescue tests do)."""
     observed = []
@@ -207,14 +253,16 @@ def rescue_expected_waits(sim: RescueSimulator, node: int, ref: str,
     return observed
 
 
-def pick(final: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str,
-         **labels: str) -> dict[tuple[tuple[str, str], ...], float]:
+def pick(
+    final: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> dict[tuple[tuple[str, str], ...], float]:
     want = set(labels.items())
     return {k: v for (n, k), v in final.items() if n == name and want <= set(k)}
 
 
-def total(final: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str,
-          **labels: str) -> float:
+def total(
+    final: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> float:
     return sum(pick(final, name, **labels).values())
 
 
@@ -225,11 +273,16 @@ async def test_soak_all_vendors_under_faults() -> None:  # noqa: C901 - one long
     securevideo = SecureVideoSimulator(clock, seed=22)
     rescue = RescueSimulator(clock, seed=23)
     sims: dict[str, GlanceSimulator | SecureVideoSimulator | RescueSimulator] = {
-        "glance": glance, "securevideo": securevideo, "rescue": rescue}
+        "glance": glance,
+        "securevideo": securevideo,
+        "rescue": rescue,
+    }
 
-    async with (serve_app(glance.app()) as glance_url,
-                serve_app(securevideo.app()) as sv_url,
-                serve_app(rescue.app()) as rescue_url):
+    async with (
+        serve_app(glance.app()) as glance_url,
+        serve_app(securevideo.app()) as sv_url,
+        serve_app(rescue.app()) as rescue_url,
+    ):
         urls = {"glance": glance_url, "securevideo": sv_url, "rescue": rescue_url}
         config = parse_config(config_data(urls, rescue), VENDORS)
         daemon = Daemon(config, VENDORS, clock=clock, seed=5)
@@ -246,8 +299,10 @@ async def test_soak_all_vendors_under_faults() -> None:  # noqa: C901 - one long
 
         scrapes = Scrapes()
         try:
-            async with serve_app(build_app(daemon, reloader, WebOptions())) as url, \
-                    aiohttp.ClientSession() as client:
+            async with (
+                serve_app(build_app(daemon, reloader, WebOptions())) as url,
+                aiohttp.ClientSession() as client,
+            ):
 
                 async def scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
                     # Every scrape must succeed, whatever the vendors do; gzip now and then.
@@ -262,8 +317,10 @@ async def test_soak_all_vendors_under_faults() -> None:  # noqa: C901 - one long
                         sim.requests.clear()  # test bookkeeping, not exporter memory
                     return scrapes.check(text)
 
-                async def scrape_for(seconds: float, until: Callable[..., bool] | None = None,
-                                     ) -> bool:
+                async def scrape_for(
+                    seconds: float,
+                    until: Callable[..., bool] | None = None,
+                ) -> bool:
                     end = time.monotonic() + seconds
                     while time.monotonic() < end:
                         current = await scrape()
@@ -282,14 +339,19 @@ async def test_soak_all_vendors_under_faults() -> None:  # noqa: C901 - one long
                     rescue.expire_rate = EXPIRE_RATE
 
                     def every_account_down_once(current: Any) -> bool:
-                        downs = {k for k, seen in scrapes.up_values.items()
-                                 if (scrapes.phase, 0.0) in seen}
+                        downs = {
+                            k
+                            for k, seen in scrapes.up_values.items()
+                            if (scrapes.phase, 0.0) in seen
+                        }
                         return downs >= accounts
+
                     # Stay in the fault phase its full time, and at least until each
                     # account has been seen down.
                     await scrape_for(on_time)
                     assert await scrape_for(30.0, every_account_down_once), (
-                        "some account never went down under faults")
+                        "some account never went down under faults"
+                    )
 
                     scrapes.phase += 1
                     for sim in sims.values():
@@ -297,9 +359,12 @@ async def test_soak_all_vendors_under_faults() -> None:  # noqa: C901 - one long
                     rescue.expire_rate = 0.0
                     # A Rescue login blocked by LIMITREACHED stays blocked 180 world seconds.
                     recovery = 180.0 / SPEED + 15.0
-                    assert await scrape_for(recovery, lambda c: set(
-                        k for k, v in scrapes.up_now(c).items() if v == 1.0) >= accounts), (
-                        f"not every account came back up: {scrapes.up_now(scrapes.last)}")
+                    assert await scrape_for(
+                        recovery,
+                        lambda c: (
+                            set(k for k, v in scrapes.up_now(c).items() if v == 1.0) >= accounts
+                        ),
+                    ), f"not every account came back up: {scrapes.up_now(scrapes.last)}"
                     await scrape_for(SOAK_SECONDS * 0.2)
 
                 # Settle: stop the schedule, freeze the world, run one clean cycle.
@@ -310,7 +375,8 @@ async def test_soak_all_vendors_under_faults() -> None:  # noqa: C901 - one long
                 frozen = clock.freeze()
                 await daemon.collect_all_once()
                 assert all(r.failures == 0 for r in daemon.runners.values()), {
-                    k: r.failures for k, r in daemon.runners.items()}
+                    k: r.failures for k, r in daemon.runners.items()
+                }
                 final = await scrape()
         finally:
             await daemon.stop()
@@ -323,38 +389,50 @@ async def test_soak_all_vendors_under_faults() -> None:  # noqa: C901 - one long
     # Glance: the feed covers [start, frozen] without a gap; each session once.
     ended = glance.completed_ended(math.floor(started_at), frozen)
     want = Counter((s.type, s.final_status) for s in ended)
-    got = {(dict(k)["session_type"], dict(k)["status"]): v
-           for k, v in pick(final, "glance_sessions_completed_total").items() if v}
+    got = {
+        (dict(k)["session_type"], dict(k)["status"]): v
+        for k, v in pick(final, "glance_sessions_completed_total").items()
+        if v
+    }
     assert got == {k: float(v) for k, v in want.items()}
     assert sum(want.values()) >= 5
     for session_type in "CGV":
         mine = [s for s in ended if s.type == session_type]
-        assert total(final, "glance_session_duration_seconds_count",
-                     session_type=session_type) == len(mine)
-        assert total(final, "glance_session_duration_seconds_sum",
-                     session_type=session_type) == sum(s.duration for s in mine)
+        assert total(
+            final, "glance_session_duration_seconds_count", session_type=session_type
+        ) == len(mine)
+        assert total(
+            final, "glance_session_duration_seconds_sum", session_type=session_type
+        ) == sum(s.duration for s in mine)
 
     # SecureVideo: replay exactly the feed polls that got through.
     sv_polls = recorders[("securevideo", "clinic")].polls("history")
     truth = SecureVideoTruth()
     for t in sv_polls:
         truth.poll(securevideo.world, t, started_at)
-    got_sv = Counter({(dict(k)["billable_status"], dict(k)["schedule_type"],
-                       dict(k)["provider"]): int(v)
-                      for k, v in pick(final, "securevideo_sessions_total").items() if v})
+    got_sv = Counter(
+        {
+            (dict(k)["billable_status"], dict(k)["schedule_type"], dict(k)["provider"]): int(v)
+            for k, v in pick(final, "securevideo_sessions_total").items()
+            if v
+        }
+    )
     assert got_sv == +truth.sessions
     assert sum(truth.sessions.values()) > 5
-    for name, observed in (("securevideo_session_duration_seconds", truth.durations),
-                           ("securevideo_session_wait_seconds", truth.waits)):
+    for name, observed in (
+        ("securevideo_session_duration_seconds", truth.durations),
+        ("securevideo_session_wait_seconds", truth.waits),
+    ):
         for provider in ("Zoom", "One-Click", "VSee"):
             values = observed.get(provider, [])
             assert total(final, f"{name}_count", provider=provider) == len(values)
-            assert total(final, f"{name}_sum", provider=provider) == pytest.approx(
-                sum(values))
+            assert total(final, f"{name}_sum", provider=provider) == pytest.approx(sum(values))
 
     # Rescue: every wait seen begin and end by the polls that got through, once.
-    rescue_nodes = {"helpdesk": [(GROUP_ID, "NODE"), (RESCUE_CHANNEL, "CHANNEL")],
-                    "desk-login": [(GROUP_ID, "NODE")]}
+    rescue_nodes = {
+        "helpdesk": [(GROUP_ID, "NODE"), (RESCUE_CHANNEL, "CHANNEL")],
+        "desk-login": [(GROUP_ID, "NODE")],
+    }
     for account, nodes in rescue_nodes.items():
         for node, ref in nodes:
             polls = recorders[("rescue", account)].polls("getSession", str(node))
@@ -363,15 +441,25 @@ async def test_soak_all_vendors_under_faults() -> None:  # noqa: C901 - one long
             count = total(final, "rescue_session_wait_seconds_count", **labels)
             # Said in full when it fails: this once failed on CI (0 of 58) and not since.
             assert count == len(expected), (
-                account, node, count, len(expected), f"{len(polls)} polls recorded",
-                {n: v for (n, k), v in final.items()
-                 if n.startswith("rescue_") and dict(k).get("account") == account
-                 and (v or n.endswith("_count"))},
-                list(daemon.runners[("rescue", account)].history.cycles)[-3:])
+                account,
+                node,
+                count,
+                len(expected),
+                f"{len(polls)} polls recorded",
+                {
+                    n: v
+                    for (n, k), v in final.items()
+                    if n.startswith("rescue_")
+                    and dict(k).get("account") == account
+                    and (v or n.endswith("_count"))
+                },
+                list(daemon.runners[("rescue", account)].history.cycles)[-3:],
+            )
             # The exporter dates a wait by its own clock when the reply arrives: allow a
             # couple of world seconds per wait for whole-second Waiting Time and transit.
-            assert abs(total(final, "rescue_session_wait_seconds_sum", **labels)
-                       - sum(expected)) <= 3.0 * len(expected)
+            assert abs(
+                total(final, "rescue_session_wait_seconds_sum", **labels) - sum(expected)
+            ) <= 3.0 * len(expected)
     assert len(recorders[("rescue", "desk-login")].polls("getSession", str(GROUP_ID))) > 5
     assert rescue.logins > 1, "expired logins should have forced new ones"
 

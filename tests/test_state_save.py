@@ -52,8 +52,12 @@ class Remembering:
 
 
 def runner(collector: Remembering, name: str = "a") -> AccountRunner:
-    return cast(AccountRunner, SimpleNamespace(
-        collector=collector, common=SimpleNamespace(vendor="v", name=name), restored=False))
+    return cast(
+        AccountRunner,
+        SimpleNamespace(
+            collector=collector, common=SimpleNamespace(vendor="v", name=name), restored=False
+        ),
+    )
 
 
 def stored_keys(path: Path) -> dict[Any, float]:
@@ -77,8 +81,10 @@ def _hashable(key: Any) -> Any:
 def fail_on_key(path: Path, key: Any) -> None:
     """A write that fails half-way: the keys before it are written, then SQLite aborts."""
     with sqlite3.connect(path) as db:
-        db.execute(f"CREATE TRIGGER boom BEFORE INSERT ON account_keys "
-                   f"WHEN NEW.key = '{json.dumps(key)}' BEGIN SELECT RAISE(ABORT, 'boom'); END")
+        db.execute(
+            f"CREATE TRIGGER boom BEFORE INSERT ON account_keys "
+            f"WHEN NEW.key = '{json.dumps(key)}' BEGIN SELECT RAISE(ABORT, 'boom'); END"
+        )
 
 
 def heal(path: Path) -> None:
@@ -156,8 +162,10 @@ def test_restart_restores_keys_expiries_and_counts_exactly(tmp_path: Path) -> No
     async def cycles() -> None:
         for step in range(40):
             clock.advance(60.0)
-            c.see([rng.randrange(3000) for _ in range(100)]
-                  + [("tuple", step, rng.randrange(3))], clock.time())
+            c.see(
+                [rng.randrange(3000) for _ in range(100)] + [("tuple", step, rng.randrange(3))],
+                clock.time(),
+            )
             c.seen.prune(clock.time() - 900.0)
             await persistence.save(runner(c))
 
@@ -212,8 +220,9 @@ def test_a_write_killed_half_way_leaves_the_last_complete_cycle(tmp_path: Path) 
     c.see([7], 120.0)
     heal(path)
     with pytest.raises(StateGap):
-        store.save("v", "a", SavedState({"count": 99}, {"seen": KeyedChanges(False, {8: 1.0})}),
-                   120.0)
+        store.save(
+            "v", "a", SavedState({"count": 99}, {"seen": KeyedChanges(False, {8: 1.0})}), 120.0
+        )
     store.close()
     assert stored_blob(path)["count"] == 2
     assert set(stored_keys(path)) == {1, 2}
@@ -249,10 +258,14 @@ def test_a_cancelled_save_makes_the_next_whole(tmp_path: Path) -> None:
 def test_an_old_whole_state_row_loads_and_is_replaced(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     with sqlite3.connect(path) as db:  # as the store wrote it before keys had a table
-        db.execute("CREATE TABLE account_state (vendor TEXT NOT NULL, account TEXT NOT NULL, "
-                   "saved_at REAL NOT NULL, state TEXT NOT NULL, PRIMARY KEY (vendor, account))")
-        db.execute("INSERT INTO account_state VALUES ('v', 'a', 1.0, ?)",
-                   (json.dumps({"count": 3, "seen": [[1, 4000.0], [[2, "x"], 4100.0]]}),))
+        db.execute(
+            "CREATE TABLE account_state (vendor TEXT NOT NULL, account TEXT NOT NULL, "
+            "saved_at REAL NOT NULL, state TEXT NOT NULL, PRIMARY KEY (vendor, account))"
+        )
+        db.execute(
+            "INSERT INTO account_state VALUES ('v', 'a', 1.0, ?)",
+            (json.dumps({"count": 3, "seen": [[1, 4000.0], [[2, "x"], 4100.0]]}),),
+        )
     c = restarted(path)
     assert c.count == 3 and c.seen._expiry == {1: 4000.0, (2, "x"): 4100.0}
     c.see([9], 100.0)

@@ -40,18 +40,38 @@ SECRET = "page-secret-Zq81x"
 scrub.register(SECRET)
 
 
-def account(state: str = UP, name: str = "acme", failure: Failure | None = None,
-            hint: str | None = None, cycles: tuple[CycleRecord, ...] = ()) -> AccountView:
+def account(
+    state: str = UP,
+    name: str = "acme",
+    failure: Failure | None = None,
+    hint: str | None = None,
+    cycles: tuple[CycleRecord, ...] = (),
+) -> AccountView:
     return AccountView(
-        vendor="glance", name=name, state=state, last_success=NOW - 90,
-        last_failure=failure, consecutive_failures=0 if state == UP else 3,
-        next_poll=NOW + 30, last_duration=0.25, requests=120, failures=4, series=191,
-        hint=hint, cycles=cycles)
+        vendor="glance",
+        name=name,
+        state=state,
+        last_success=NOW - 90,
+        last_failure=failure,
+        consecutive_failures=0 if state == UP else 3,
+        next_poll=NOW + 30,
+        last_duration=0.25,
+        requests=120,
+        failures=4,
+        series=191,
+        hint=hint,
+        cycles=cycles,
+    )
 
 
 def view(*accounts: AccountView, reload_ok: bool = True) -> StatusView:
-    return StatusView(now=NOW, started_at=NOW - 3600, telemetry_path="/metrics",
-                      reload_ok=reload_ok, accounts=accounts)
+    return StatusView(
+        now=NOW,
+        started_at=NOW - 3600,
+        telemetry_path="/metrics",
+        reload_ok=reload_ok,
+        accounts=accounts,
+    )
 
 
 def text_of(page: str) -> str:
@@ -59,38 +79,59 @@ def text_of(page: str) -> str:
     return html.unescape(re.sub(r"<[^>]+>", " ", page))
 
 
-@pytest.mark.parametrize(("done", "up", "success", "fresh", "state"), [
-    (False, False, False, False, NOT_POLLED),
-    (True, True, True, True, UP),
-    (True, False, True, True, FAILING),  # failing, last data still served
-    (True, False, False, False, FAILING),  # never worked
-    (True, False, True, False, STALE),  # failing so long its series were dropped
-])
+@pytest.mark.parametrize(
+    ("done", "up", "success", "fresh", "state"),
+    [
+        (False, False, False, False, NOT_POLLED),
+        (True, True, True, True, UP),
+        (True, False, True, True, FAILING),  # failing, last data still served
+        (True, False, False, False, FAILING),  # never worked
+        (True, False, True, False, STALE),  # failing so long its series were dropped
+    ],
+)
 def test_state(done: bool, up: bool, success: bool, fresh: bool, state: str) -> None:
     assert state_of(done, up, success, fresh) == state
 
 
 def test_ages() -> None:
     assert [format_age(s) for s in (0, 59.4, 61, 3600 + 120, 3 * 86400 + 7200)] == [
-        "0s", "59s", "1m 1s", "1h 2m", "3d 2h"]
+        "0s",
+        "59s",
+        "1m 1s",
+        "1h 2m",
+        "3d 2h",
+    ]
 
 
 def test_summary_states_links_and_refresh() -> None:
-    failure = Failure("PartnerActiveSessions", "auth", "HTTP 500: Invalid partnerId or apiKey.",
-                      hints.for_failure("glance", "PartnerActiveSessions", "auth", ""), NOW - 5)
-    page = render_status(view(account(), account(FAILING, "bad", failure, failure.hint),
-                              account(NOT_POLLED, "new")))
+    failure = Failure(
+        "PartnerActiveSessions",
+        "auth",
+        "HTTP 500: Invalid partnerId or apiKey.",
+        hints.for_failure("glance", "PartnerActiveSessions", "auth", ""),
+        NOW - 5,
+    )
+    page = render_status(
+        view(account(), account(FAILING, "bad", failure, failure.hint), account(NOT_POLLED, "new"))
+    )
     text = text_of(page)
     assert "1 of 3 accounts up, 1 failing, 1 not yet polled" in text
     assert '<meta http-equiv="refresh" content="15">' in page
     assert 'name="viewport"' in page
     assert "<script" not in page
-    for href in ("/metrics", "/config", "/accounts/glance/acme", "/accounts/glance/bad",
-                 "/-/healthy", "/-/ready"):
+    for href in (
+        "/metrics",
+        "/config",
+        "/accounts/glance/acme",
+        "/accounts/glance/bad",
+        "/-/healthy",
+        "/-/ready",
+    ):
         assert f'href="{href}"' in page
     # The failing account says what failed, where, and what to check.
-    assert "auth in PartnerActiveSessions : HTTP 500: Invalid partnerId or apiKey." in \
-        " ".join(text.split())
+    assert "auth in PartnerActiveSessions : HTTP 500: Invalid partnerId or apiKey." in " ".join(
+        text.split()
+    )
     assert "Glance refused partner_id or api_key" in text
     assert "1m 30s ago (2025-12-31 23:58:30 UTC)" in " ".join(text.split())
     assert "in 30s" in text and "191" in text and "120 / 4" in text
@@ -100,8 +141,15 @@ def test_every_value_is_escaped_and_scrubbed() -> None:
     evil = f'<script>alert(1)</script> "quoted" & {SECRET}'
     failure = Failure("op<b>", "vendor_error", evil, f"check <i>{SECRET}</i>", NOW)
     request = RequestRecord("op<b>", "POST", 500, 10, 0.1, "vendor_error", evil, None)
-    cycle = CycleRecord(started=NOW - 1, duration=0.2, ok=False, requests=[request],
-                        rejected={"<bad>": 1}, failure=failure, hint=failure.hint)
+    cycle = CycleRecord(
+        started=NOW - 1,
+        duration=0.2,
+        ok=False,
+        requests=[request],
+        rejected={"<bad>": 1},
+        failure=failure,
+        hint=failure.hint,
+    )
     bad = account(FAILING, "x", failure, failure.hint, (cycle,))
     for page in (render_status(view(bad)), render_detail(view(bad), bad)):
         assert "<script>" not in page and "<b>" not in page and "<i>" not in page
@@ -121,9 +169,13 @@ def test_detail_shows_each_cycle_and_request() -> None:
     history.end(NOW - 9, 1.0, None, None)
     history.begin(NOW - 5)
     history.request(RequestRecord("getSession", "POST", 200, 30, 0.04))
-    failure = Failure("getSession", "vendor_error", "INVALIDPARAM_NODE for NODE 1",
-                      hints.for_failure("rescue", "getSession", "vendor_error",
-                                        "INVALIDPARAM_NODE for NODE 1"), NOW - 4)
+    failure = Failure(
+        "getSession",
+        "vendor_error",
+        "INVALIDPARAM_NODE for NODE 1",
+        hints.for_failure("rescue", "getSession", "vendor_error", "INVALIDPARAM_NODE for NODE 1"),
+        NOW - 4,
+    )
     history.failed("getSession", failure.reason, failure.message)
     history.end(NOW - 4, 0.5, failure, failure.hint)
     acc = account(FAILING, "helpdesk", failure, failure.hint, tuple(reversed(history.cycles)))
@@ -176,16 +228,22 @@ def test_reload_failure_banner() -> None:
 
 
 def test_config_page_shows_every_field_and_no_secret(tmp_path: object) -> None:
-    secrets = {name: f"{name}-Vq{i}x9-secret" for i, name in
-               enumerate(("gk", "svk", "svs", "rac", "rpw"))}
+    secrets = {
+        name: f"{name}-Vq{i}x9-secret" for i, name in enumerate(("gk", "svk", "svs", "rac", "rpw"))
+    }
     data = {
         "global": {"interval": "30s"},
-        "glance": [{"name": "g", "partner_id": 1, "api_key": secrets["gk"],
-                    "users": ["JDemo"]}],
+        "glance": [{"name": "g", "partner_id": 1, "api_key": secrets["gk"], "users": ["JDemo"]}],
         "securevideo": [{"name": "s", "api_key": secrets["svk"], "api_secret": secrets["svs"]}],
-        "rescue": [{"name": "r", "auth_code": secrets["rac"], "nodes": [{"id": 5}]},
-                   {"name": "r2", "email": "ops@example.com", "password": secrets["rpw"],
-                    "nodes": [{"id": 6, "ref": "CHANNEL"}]}],
+        "rescue": [
+            {"name": "r", "auth_code": secrets["rac"], "nodes": [{"id": 5}]},
+            {
+                "name": "r2",
+                "email": "ops@example.com",
+                "password": secrets["rpw"],
+                "nodes": [{"id": 6, "ref": "CHANNEL"}],
+            },
+        ],
     }
     config = parse_config(data, VENDORS)
     tables = dict(config_tables(config))

@@ -26,15 +26,19 @@ def test_store_round_trip_and_delete(tmp_path: Path) -> None:
     assert store.load("v", "a") is None
 
 
-@pytest.mark.parametrize("table", [
-    "account_state (vendor TEXT, account TEXT, state TEXT)",  # no saved_at
-    "account_state (vendor TEXT NOT NULL, account TEXT NOT NULL, saved_at REAL NOT NULL, "
-    "state TEXT NOT NULL, extra TEXT, PRIMARY KEY (vendor, account))",
-    "account_keys (vendor TEXT NOT NULL, account TEXT NOT NULL, tbl TEXT NOT NULL, "
-    "key TEXT NOT NULL, entry TEXT NOT NULL, PRIMARY KEY (vendor, account, key))",
-])
+@pytest.mark.parametrize(
+    "table",
+    [
+        "account_state (vendor TEXT, account TEXT, state TEXT)",  # no saved_at
+        "account_state (vendor TEXT NOT NULL, account TEXT NOT NULL, saved_at REAL NOT NULL, "
+        "state TEXT NOT NULL, extra TEXT, PRIMARY KEY (vendor, account))",
+        "account_keys (vendor TEXT NOT NULL, account TEXT NOT NULL, tbl TEXT NOT NULL, "
+        "key TEXT NOT NULL, entry TEXT NOT NULL, PRIMARY KEY (vendor, account, key))",
+    ],
+)
 def test_a_file_whose_tables_have_another_shape_is_refused_at_open(
-        tmp_path: Path, table: str) -> None:
+    tmp_path: Path, table: str
+) -> None:
     # Opened as ours, every save failed, cycle after cycle, and nothing was kept.
     path = tmp_path / "state.db"
     with sqlite3.connect(path) as db:
@@ -83,8 +87,9 @@ async def test_daemon_saves_after_success_and_restores_on_start(tmp_path: Path) 
     clock = FakeClock()
     simulator = FakeSimulator(clock, 1)
     async with serve_app(simulator.app()) as url:
-        config = parse_config({"fake": [{"name": "acme", "base_url": url,
-                                         "token": "s3cret-token"}]}, VENDORS)
+        config = parse_config(
+            {"fake": [{"name": "acme", "base_url": url, "token": "s3cret-token"}]}, VENDORS
+        )
         first = Daemon(config, VENDORS, clock=clock, store=StateStore(tmp_path / "s.db"))
         await first.start(schedule=False)
         await first.collect_once("fake", "acme")

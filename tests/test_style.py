@@ -15,12 +15,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
 
 
-COMMANDS = {"ruff": ("ruff", "check", "."),
-            "mypy": ("mypy", "--strict", "exporter", "tests", "bench")}
+COMMANDS = {
+    "ruff": ("ruff", "check", "."),
+    "mypy": ("mypy", "--strict", "exporter", "tests", "bench"),
+}
 
 
 @pytest.mark.parametrize("tool", sorted(COMMANDS))

@@ -56,8 +56,11 @@ def contract_violations(vendor: Vendor, seen: Seen) -> list[str]:
         if not set(spec.labels) <= labels <= set(spec.labels) | set(spec.optional_labels):
             problems.append(f"{spec.name}: labels {sorted(labels)}, declared {spec.labels}")
     prefix = vendor.name + "_"
-    problems += [f"{name}: exposed, not declared" for name in seen
-                 if name.startswith(prefix) and name not in declared]
+    problems += [
+        f"{name}: exposed, not declared"
+        for name in seen
+        if name.startswith(prefix) and name not in declared
+    ]
     return problems
 
 
@@ -79,7 +82,8 @@ def test_every_vendor_declares_families_with_unique_names() -> None:
         assert vendor.families, f"{vendor.name} declares no families"
         for spec in vendor.families:
             assert spec.name.startswith(vendor.name + "_") or spec.name.startswith(
-                "session_exporter_"), spec.name
+                "session_exporter_"
+            ), spec.name
             assert "account" in spec.labels, spec.name
 
 
@@ -94,10 +98,15 @@ def test_the_pinned_exposition_is_exactly_what_the_vendors_declare() -> None:
 def test_a_broken_declaration_is_caught() -> None:
     seen = exposed(GOLDEN.read_text(encoding="utf-8"))
     rescue = VENDORS["rescue"]
-    wrong = Vendor(**{**rescue.__dict__, "families": (
-        FamilySpec("rescue_sessions", "gauge", ("account", "node")),
-        FamilySpec("rescue_gone_total", "counter", ("account",)),
-    )})
+    wrong = Vendor(
+        **{
+            **rescue.__dict__,
+            "families": (
+                FamilySpec("rescue_sessions", "gauge", ("account", "node")),
+                FamilySpec("rescue_gone_total", "counter", ("account",)),
+            ),
+        }
+    )
     problems = contract_violations(wrong, seen)
     assert any(p.startswith("rescue_sessions: labels") for p in problems)
     assert "rescue_gone_total: declared, not exposed" in problems
@@ -111,13 +120,13 @@ async def test_a_fourth_vendor_registered_alongside_the_others_just_works() -> N
     simulator = fakevendor.FakeSimulator(clock, 1)
     async with serve_app(simulator.app()) as url:
         config = {
-            "glance": [{"name": "g", "partner_id": 1, "api_key": "k-g",
-                        "base_url": "http://127.0.0.1:1"}],
+            "glance": [
+                {"name": "g", "partner_id": 1, "api_key": "k-g", "base_url": "http://127.0.0.1:1"}
+            ],
             "fake": simulator.demo_accounts(url),
         }
         parsed = parse_config(config, WITH_FAKE)
-        assert [a.common.key for a in parsed.accounts] == [("glance", "g"),
-                                                           ("fake", "demo-fake")]
+        assert [a.common.key for a in parsed.accounts] == [("glance", "g"), ("fake", "demo-fake")]
         async with daemon_for(config, WITH_FAKE, clock) as daemon:
             assert await daemon.collect_once("fake", "demo-fake")
             seen = exposed(daemon.snapshot.text.decode())
@@ -130,8 +139,10 @@ def dashboard_text() -> str:
     exprs: list[str] = []
     for board in boards:
         text = board.read_text(encoding="utf-8")
-        exprs.extend(json.loads(match.group(1))
-                     for match in re.finditer(r'"expr":\s*("(?:[^"\\]|\\.)*")', text))
+        exprs.extend(
+            json.loads(match.group(1))
+            for match in re.finditer(r'"expr":\s*("(?:[^"\\]|\\.)*")', text)
+        )
     return "\n".join(exprs) + SERVICE_LEVEL_RULES.read_text(encoding="utf-8")
 
 
@@ -147,8 +158,12 @@ def readme_rows() -> dict[str, tuple[str, set[str]]]:
     for line in README.read_text(encoding="utf-8").splitlines():
         match = re.match(r"^\| `([a-z_]+)` \| (gauge|counter|histogram) \| ([^|]*) \|", line)
         if match:
-            labels = {label.strip() for label in re.sub(r"\(\+|opt-in\)", ",", match.group(3))
-                      .replace(")", "").split(",")}
+            labels = {
+                label.strip()
+                for label in re.sub(r"\(\+|opt-in\)", ",", match.group(3))
+                .replace(")", "")
+                .split(",")
+            }
             rows[match.group(1)] = (match.group(2), labels - {""})
     return rows
 

@@ -17,6 +17,7 @@ from exporter.vendors.base import AccountCollector, CollectorContext
 def ignore_rejects(reason: str, count: int) -> None:
     """Rejected records are not what these tests look at."""
 
+
 MINIMAL: dict[str, dict[str, Any]] = {
     "glance": {"name": "a", "partner_id": 1, "api_key": "k-glance"},
     "securevideo": {"name": "a", "api_key": "k-sv", "api_secret": "s-sv"},
@@ -26,8 +27,13 @@ MINIMAL: dict[str, dict[str, Any]] = {
 
 def collector(vendor: str) -> AccountCollector:
     (account,) = parse_config({vendor: [MINIMAL[vendor]]}, VENDORS).accounts
-    ctx = CollectorContext(clock=FakeClock(), log=get_logger(test=True), label_value_limit=5,
-                           reject=ignore_rejects, started_at=0.0)
+    ctx = CollectorContext(
+        clock=FakeClock(),
+        log=get_logger(test=True),
+        label_value_limit=5,
+        reject=ignore_rejects,
+        started_at=0.0,
+    )
     return VENDORS[vendor].new_collector(account, ctx)
 
 
@@ -64,17 +70,22 @@ def test_every_vendor_refuses_a_state_of_another_version(vendor: str, version: o
         collector(vendor).restore({**state, "version": version})
 
 
-@pytest.mark.parametrize(("vendor", "attribute"), [("glance", "max_records"),
-                                                   ("securevideo", "max_records"),
-                                                   ("rescue", "max_rows")])
-def test_every_client_takes_the_reply_limit_from_the_context(vendor: str,
-                                                             attribute: str) -> None:
+@pytest.mark.parametrize(
+    ("vendor", "attribute"),
+    [("glance", "max_records"), ("securevideo", "max_records"), ("rescue", "max_rows")],
+)
+def test_every_client_takes_the_reply_limit_from_the_context(vendor: str, attribute: str) -> None:
     # global.max_records_per_reply reached SecureVideo and Rescue only; Glance kept its
     # parser's own default whatever the config said.
     (account,) = parse_config({vendor: [MINIMAL[vendor]]}, VENDORS).accounts
-    ctx = CollectorContext(clock=FakeClock(), log=get_logger(test=True), label_value_limit=5,
-                           reject=ignore_rejects, started_at=0.0,
-                           max_records_per_reply=7)
+    ctx = CollectorContext(
+        clock=FakeClock(),
+        log=get_logger(test=True),
+        label_value_limit=5,
+        reject=ignore_rejects,
+        started_at=0.0,
+        max_records_per_reply=7,
+    )
     built = VENDORS[vendor].new_collector(account, ctx)
     assert getattr(built.client, attribute) == 7  # type: ignore[attr-defined]
 
@@ -85,21 +96,29 @@ def test_a_glance_state_keyed_by_the_old_account_name_restores_under_the_new_one
     fresh = collector("glance")
     state = fresh.state()
     assert state is not None and state["version"] == 3
-    old = {**state, "version": 2,
-           "completed": [[["old-name", *labels], 5.0 if labels == ["C", "C"] else value]
-                         for labels, value in state["completed"]],
-           "durations": [[["old-name", *labels], counts, total]
-                         for labels, counts, total in state["durations"]],
-           "waits": [[["old-name", *labels], counts, total]
-                     for labels, counts, total in state["waits"]]}
+    old = {
+        **state,
+        "version": 2,
+        "completed": [
+            [["old-name", *labels], 5.0 if labels == ["C", "C"] else value]
+            for labels, value in state["completed"]
+        ],
+        "durations": [
+            [["old-name", *labels], counts, total] for labels, counts, total in state["durations"]
+        ],
+        "waits": [
+            [["old-name", *labels], counts, total] for labels, counts, total in state["waits"]
+        ],
+    }
     restored = collector("glance")
     restored.restore(old)
-    completed = next(f for f in restored.families()
-                     if f.name == "glance_sessions_completed")
+    completed = next(f for f in restored.families() if f.name == "glance_sessions_completed")
     accounts = {s.labels["account"] for s in completed.samples}
     assert accounts == {"a"}
-    assert any(s.labels == {"account": "a", "session_type": "C", "status": "C"}
-               and s.value == 5.0 for s in completed.samples)
+    assert any(
+        s.labels == {"account": "a", "session_type": "C", "status": "C"} and s.value == 5.0
+        for s in completed.samples
+    )
 
 
 @pytest.mark.parametrize("vendor", list(MINIMAL))
@@ -107,8 +126,13 @@ def test_every_collector_takes_its_client_by_injection(vendor: str) -> None:
     import inspect
 
     (account,) = parse_config({vendor: [MINIMAL[vendor]]}, VENDORS).accounts
-    ctx = CollectorContext(clock=FakeClock(), log=get_logger(test=True), label_value_limit=5,
-                           reject=ignore_rejects, started_at=0.0)
+    ctx = CollectorContext(
+        clock=FakeClock(),
+        log=get_logger(test=True),
+        label_value_limit=5,
+        reject=ignore_rejects,
+        started_at=0.0,
+    )
     parameter = inspect.signature(VENDORS[vendor].new_collector).parameters["client"]
     assert parameter.kind is inspect.Parameter.KEYWORD_ONLY
     stand_in = object()

@@ -95,15 +95,16 @@ async def test_tls_and_basic_auth_and_certificate_rotation(tmp_path: Path) -> No
     [
         ("tls_server_config:\n  key_file: k\n", "cert_file: required"),
         ("basic_auth_users:\n  bob: plaintext\n", "bcrypt"),
-        ("tls_server_config:\n  cert_file: c\n  key_file: k\n  min_version: SSL3\n",
-         "min_version"),
+        ("tls_server_config:\n  cert_file: c\n  key_file: k\n  min_version: SSL3\n", "min_version"),
         ("colour: red\n", "unknown field"),
         # Passed loading, then every login of bob was an HTTP 500 ("Invalid salt").
         ("basic_auth_users:\n  bob: $2b$10$not-a-real-hash\n", "bcrypt"),
         ("basic_auth_users:\n  bob: caf\xe9\n", "UTF-8"),  # written as Latin-1 below
         # A second bob replaced the first without a word.
-        ("basic_auth_users:\n  bob: a\n  bob: b\n",
-         r"^basic_auth_users\.bob: given twice \(again at line 3\)$"),
+        (
+            "basic_auth_users:\n  bob: a\n  bob: b\n",
+            r"^basic_auth_users\.bob: given twice \(again at line 3\)$",
+        ),
     ],
 )
 def test_bad_web_config(tmp_path: Path, text: str, message: str) -> None:
@@ -123,7 +124,8 @@ def test_a_password_too_long_for_bcrypt_is_refused_not_a_server_error(tmp_path: 
 
 
 def test_an_unknown_user_costs_a_bcrypt_check_and_is_never_let_in(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Answered at once, a wrong user name was told apart from a wrong password by time.
     path = tmp_path / "web.yml"
     hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4))
@@ -151,8 +153,9 @@ def test_promtool_and_we_accept_the_example_web_config(tmp_path: Path) -> None:
     shutil.copy(ROOT / "examples" / "web-config.yml", example)
     (tmp_path / "tls").mkdir()
     make_cert(tmp_path / "tls", "server")
-    result = subprocess.run(["promtool", "check", "web-config", str(example)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["promtool", "check", "web-config", str(example)], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     security = WebSecurity.load(str(example))
     assert security.tls_enabled
@@ -164,11 +167,37 @@ async def test_client_certificates_are_required_and_verified(tmp_path: Path) -> 
     server_cert, server_key = make_cert(tmp_path, "server")
     ca_cert, ca_key = make_cert(tmp_path, "client-ca")
     # A client certificate signed by the CA, and one that is self-signed.
-    openssl(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=scraper",
-             "-keyout", str(tmp_path / "client.key"), "-out", str(tmp_path / "client.csr")])
-    openssl(["x509", "-req", "-in", str(tmp_path / "client.csr"), "-days", "1",
-             "-CA", str(ca_cert), "-CAkey", str(ca_key), "-CAcreateserial",
-             "-out", str(tmp_path / "client.crt")])
+    openssl(
+        [
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=scraper",
+            "-keyout",
+            str(tmp_path / "client.key"),
+            "-out",
+            str(tmp_path / "client.csr"),
+        ]
+    )
+    openssl(
+        [
+            "x509",
+            "-req",
+            "-in",
+            str(tmp_path / "client.csr"),
+            "-days",
+            "1",
+            "-CA",
+            str(ca_cert),
+            "-CAkey",
+            str(ca_key),
+            "-CAcreateserial",
+            "-out",
+            str(tmp_path / "client.crt"),
+        ]
+    )
     rogue_cert, rogue_key = make_cert(tmp_path, "rogue")
     config = tmp_path / "web.yml"
     config.write_text(
@@ -207,8 +236,10 @@ async def test_client_certificates_are_required_and_verified(tmp_path: Path) -> 
         ("  curve_preferences: [CurveP256]\n", "curve_preferences: not supported"),
         ("  colour: red\n", "tls_server_config.colour: unknown field"),
         ("  cipher_suites: [TLS_FAKE]\n", r"cipher_suites\[0\]"),
-        ("  client_auth_type: RequireAnyClientCert\n  client_ca_file: ca.crt\n",
-         "unverified client certificates"),
+        (
+            "  client_auth_type: RequireAnyClientCert\n  client_ca_file: ca.crt\n",
+            "unverified client certificates",
+        ),
         ("  client_auth_type: RequestClientCert\n", "unverified client certificates"),
         ("  client_allowed_sans: [scraper]\n", "needs a client_auth_type"),
         ("  max_version: TLS14\n", "max_version"),
@@ -274,12 +305,39 @@ async def test_client_allowed_sans_refuse_other_verified_clients(tmp_path: Path)
     ext = tmp_path / "san.ext"
     for name in ("scraper", "intruder"):
         ext.write_text(f"subjectAltName=DNS:{name}.example\n")
-        openssl(["req", "-newkey", "rsa:2048", "-nodes", "-subj",
-                 f"/CN={name}", "-keyout", str(tmp_path / f"{name}.key"),
-                 "-out", str(tmp_path / f"{name}.csr")])
-        openssl(["x509", "-req", "-in", str(tmp_path / f"{name}.csr"),
-                 "-days", "1", "-CA", str(ca_cert), "-CAkey", str(ca_key),
-                 "-CAcreateserial", "-extfile", str(ext), "-out", str(tmp_path / f"{name}.crt")])
+        openssl(
+            [
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                f"/CN={name}",
+                "-keyout",
+                str(tmp_path / f"{name}.key"),
+                "-out",
+                str(tmp_path / f"{name}.csr"),
+            ]
+        )
+        openssl(
+            [
+                "x509",
+                "-req",
+                "-in",
+                str(tmp_path / f"{name}.csr"),
+                "-days",
+                "1",
+                "-CA",
+                str(ca_cert),
+                "-CAkey",
+                str(ca_key),
+                "-CAcreateserial",
+                "-extfile",
+                str(ext),
+                "-out",
+                str(tmp_path / f"{name}.crt"),
+            ]
+        )
     config = tmp_path / "web.yml"
     config.write_text(
         "tls_server_config:\n"

@@ -34,8 +34,9 @@ def test_each_thread_parses_with_its_own_parser() -> None:
 
 
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32"])
-@pytest.mark.parametrize("doctype", ['<!DOCTYPE x [<!ENTITY a "b">]>',
-                                     '<!DOCTYPE x SYSTEM "http://127.0.0.1:1/x.dtd">'])
+@pytest.mark.parametrize(
+    "doctype", ['<!DOCTYPE x [<!ENTITY a "b">]>', '<!DOCTYPE x SYSTEM "http://127.0.0.1:1/x.dtd">']
+)
 def test_a_dtd_in_another_encoding_is_refused_too(encoding: str, doctype: str) -> None:
     # The byte scan for "<!DOCTYPE" sees nothing in UTF-16 or UTF-32.
     declaration = f'<?xml version="1.0" encoding="{encoding}"?>'

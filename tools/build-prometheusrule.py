@@ -58,8 +58,11 @@ def rule_files(rules_dir: Path) -> list[Path]:
 
 
 def is_unit_test_file(data: object) -> bool:
-    return isinstance(data, dict) and "groups" not in data and (
-        "tests" in data or "rule_files" in data)
+    return (
+        isinstance(data, dict)
+        and "groups" not in data
+        and ("tests" in data or "rule_files" in data)
+    )
 
 
 def load_groups(rules_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
@@ -124,8 +127,11 @@ def build(rules_dir: Path = RULES_DIR) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true",
-                        help="do not write; exit 1 when the manifest differs from the rules")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="do not write; exit 1 when the manifest differs from the rules",
+    )
     parser.add_argument("--rules-dir", type=Path, default=RULES_DIR)
     parser.add_argument("--output", type=Path, default=OUTPUT)
     args = parser.parse_args(argv)
@@ -137,8 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     current = args.output.read_text(encoding="utf-8") if args.output.exists() else None
     if args.check:
         if current != text:
-            print(f"{args.output} is out of date: run python3 tools/build-prometheusrule.py",
-                  file=sys.stderr)
+            print(
+                f"{args.output} is out of date: run python3 tools/build-prometheusrule.py",
+                file=sys.stderr,
+            )
             return 1
         return 0
     if current != text:

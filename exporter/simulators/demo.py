@@ -19,8 +19,9 @@ class DemoWorld:
     runners: list[web.AppRunner] = field(default_factory=list)
 
     def config_data(self, interval: str = "5s") -> dict[str, Any]:
-        data: dict[str, Any] = {"global": {"interval": interval, "timeout": "5s",
-                                           "stale_after": "1m"}}
+        data: dict[str, Any] = {
+            "global": {"interval": interval, "timeout": "5s", "stale_after": "1m"}
+        }
         for vendor, simulator in self.simulators.items():
             data[vendor] = simulator.demo_accounts(self.base_urls[vendor])
         return data

@@ -15,11 +15,27 @@ from aiohttp import web
 
 # What a vendor does now and then: errors and unreadable replies, never a hang.
 RANDOM_FAULT_KINDS = (
-    "http_500", "http_503", "rate_limit", "garbage", "malformed", "truncate", "reset",
+    "http_500",
+    "http_503",
+    "rate_limit",
+    "garbage",
+    "malformed",
+    "truncate",
+    "reset",
 )
 
-KINDS = ("latency", "http_500", "http_503", "rate_limit", "timeout", "reset", "truncate",
-         "garbage", "malformed", "auth")
+KINDS = (
+    "latency",
+    "http_500",
+    "http_503",
+    "rate_limit",
+    "timeout",
+    "reset",
+    "truncate",
+    "garbage",
+    "malformed",
+    "auth",
+)
 
 # A vendor's own kind of broken reply, made from a good one (a wrong XML root, a JSON
 # object instead of an array, a table whose rows do not fit its header).
@@ -43,8 +59,9 @@ class Faults:
         self._rng = random.Random(seed)
         self.injected: dict[str, int] = {}
 
-    def inject(self, kind: str, count: int | None = 1, path_contains: str = "",
-               seconds: float = 0.0) -> None:
+    def inject(
+        self, kind: str, count: int | None = 1, path_contains: str = "", seconds: float = 0.0
+    ) -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown fault {kind!r}; known: {', '.join(KINDS)}")
         self.armed.append(Fault(kind, count, path_contains, seconds))
@@ -100,8 +117,11 @@ class Faults:
         if fault.kind == "http_503":
             return web.Response(status=503, text="Service Unavailable")
         if fault.kind == "rate_limit":
-            return web.Response(status=429, text="Too Many Requests",
-                                headers={"Retry-After": str(int(fault.seconds or 30))})
+            return web.Response(
+                status=429,
+                text="Too Many Requests",
+                headers={"Retry-After": str(int(fault.seconds or 30))},
+            )
         if fault.kind == "auth":
             return web.Response(status=401, text="Unauthorized")
         if fault.kind == "reset":
@@ -133,6 +153,8 @@ async def _truncated(
         request.transport.abort()
     return cut
 
+
 def _clone(response: web.StreamResponse, body: bytes) -> web.Response:
-    return web.Response(status=response.status, body=body,
-                        content_type=response.content_type or "text/plain")
+    return web.Response(
+        status=response.status, body=body, content_type=response.content_type or "text/plain"
+    )

@@ -32,8 +32,12 @@ from .faults import Faults
 # be caught by this double, not shared with it.
 NS = "http://www.glancenetworks.com/services"  # every reply's xmlns
 OPERATIONS = (  # the six methods of the Activity Service
-    "PartnerActiveSessions", "PartnerSessionCounts", "PartnerSessionCountsEnding",
-    "PartnerCompletedSessions", "PartnerCompletedSessionsEnding", "PartnerUserSessions",
+    "PartnerActiveSessions",
+    "PartnerSessionCounts",
+    "PartnerSessionCountsEnding",
+    "PartnerCompletedSessions",
+    "PartnerCompletedSessionsEnding",
+    "PartnerUserSessions",
 )
 MAX_WINDOW = 31 * 86400  # "The maximum range is 31 days."
 PAGE_SIZE = 1000  # nResults "must be between 1 and 1000"
@@ -60,7 +64,13 @@ SESSION_TYPES: Mapping[str, float] = {"C": 0.5, "G": 0.35, "V": 0.15}
 # Sessions an agent joined end mostly Completed; the other letters are undocumented
 # outcomes. Q and T happen only to sessions nobody joined (below).
 FINAL_STATUSES: Mapping[str, float] = {
-    "C": 0.86, "X": 0.05, "D": 0.02, "E": 0.02, "J": 0.015, "K": 0.015, "L": 0.01,
+    "C": 0.86,
+    "X": 0.05,
+    "D": 0.02,
+    "E": 0.02,
+    "J": 0.015,
+    "K": 0.015,
+    "L": 0.01,
     "U": 0.01,
 }
 # Sessions no agent joined: the visitor gave up (Q), timed out (T), or the session was
@@ -102,8 +112,9 @@ class SimSession:
     @property
     def outcome(self) -> str:
         """Ground truth in the exporter's outcome vocabulary."""
-        return {"C": "answered", "X": "answered", "Q": "abandoned",
-                "T": "timed_out"}.get(self.final_status, "other")
+        return {"C": "answered", "X": "answered", "Q": "abandoned", "T": "timed_out"}.get(
+            self.final_status, "other"
+        )
 
     @property
     def observed_wait(self) -> int | None:
@@ -200,20 +211,34 @@ class GlanceSimulator(Simulator):
         session_type = _pick(rng, self._types)
         user = rng.choices(self._users, self._user_weights)[0]
         roll = rng.random()
-        wait = rng.randint(3, 30) if roll < 0.7 else (
-            rng.randint(30, 180) if roll < 0.95 else rng.randint(180, 600))
+        wait = (
+            rng.randint(3, 30)
+            if roll < 0.7
+            else (rng.randint(30, 180) if roll < 0.95 else rng.randint(180, 600))
+        )
         if rng.random() < UNJOINED_SHARE:
             active, final = 0, _pick(rng, UNJOINED_STATUSES)
         else:
             long_one = rng.random() < 0.05
-            active = rng.randint(1800, 7200) if long_one else int(
-                30 + min(5400.0, rng.expovariate(1 / 240)))
+            active = (
+                rng.randint(1800, 7200)
+                if long_one
+                else int(30 + min(5400.0, rng.expovariate(1 / 240)))
+            )
             final = _pick(rng, self._finals)
-        self._sessions.append(SimSession(
-            id=self._next_id, type=session_type, user=user, start=start, wait=wait,
-            active=active, final_status=final, guests=rng.randint(1, 3),
-            key=str(rng.randint(1000, 9999)),
-        ))
+        self._sessions.append(
+            SimSession(
+                id=self._next_id,
+                type=session_type,
+                user=user,
+                start=start,
+                wait=wait,
+                active=active,
+                final_status=final,
+                guests=rng.randint(1, 3),
+                key=str(rng.randint(1000, 9999)),
+            )
+        )
         self._starts.append(start)
         self._next_id += rng.randint(1, 40)  # ids are shared with other partners: gaps
 
@@ -236,8 +261,11 @@ class GlanceSimulator(Simulator):
     def completed_ended(self, lo: float, hi: float) -> list[SimSession]:
         """Completed sessions that ended in [lo, hi], as PartnerCompletedSessionsEnding."""
         now = self.advance()
-        return [s for s in self._started_between(lo - MAX_LIFETIME, hi)
-                if lo <= s.end <= hi and s.completed(now)]
+        return [
+            s
+            for s in self._started_between(lo - MAX_LIFETIME, hi)
+            if lo <= s.end <= hi and s.completed(now)
+        ]
 
     def completed_started(self, lo: float, hi: float) -> list[SimSession]:
         """Completed sessions that started in [lo, hi], as PartnerCompletedSessions."""
@@ -277,17 +305,19 @@ class GlanceSimulator(Simulator):
         return app
 
     def demo_accounts(self, base_url: str) -> list[dict[str, Any]]:
-        return [{
-            "name": "demo-glance",
-            "base_url": base_url,
-            "partner_id": self.partner_id,
-            "api_key": self.api_key,
-            "users": ["JDemo", "ASmith"],
-            "interval": "5s",
-            # The last hour's sessions at once, so service level, abandonment and speed of
-            # answer have data within the demo's first minutes (a Q is a few an hour).
-            "lookback": "1h",
-        }]
+        return [
+            {
+                "name": "demo-glance",
+                "base_url": base_url,
+                "partner_id": self.partner_id,
+                "api_key": self.api_key,
+                "users": ["JDemo", "ASmith"],
+                "interval": "5s",
+                # The last hour's sessions at once, so service level, abandonment and speed of
+                # answer have data within the demo's first minutes (a Q is a few an hour).
+                "lookback": "1h",
+            }
+        ]
 
     async def _handle(self, request: web.Request) -> web.Response:
         operation = request.match_info["op"]
@@ -307,12 +337,17 @@ class GlanceSimulator(Simulator):
             root = self._handlers()[operation](params, now)
         except AsmxError as exc:
             return web.Response(
-                status=500, text=f"{exc}\r\n   at Glance.Services.ActivityService.{operation}()",
+                status=500,
+                text=f"{exc}\r\n   at Glance.Services.ActivityService.{operation}()",
                 content_type="text/plain",
             )
         body = etree.tostring(root, xml_declaration=True, encoding="utf-8")
-        return web.Response(body=body, content_type="text/xml", charset="utf-8",
-                            headers={WORLD_TIME_HEADER: repr(now)})
+        return web.Response(
+            body=body,
+            content_type="text/xml",
+            charset="utf-8",
+            headers={WORLD_TIME_HEADER: repr(now)},
+        )
 
     def _handlers(self) -> dict[str, Callable[[dict[str, str], float], etree._Element]]:
         return {
@@ -328,11 +363,15 @@ class GlanceSimulator(Simulator):
         partner = _need(params, "partnerId")
         key = _need(params, "apiKey")
         if not partner.strip().isdigit():
-            raise AsmxError(f"System.ArgumentException: Cannot convert {partner[:40]} to "
-                            "System.Int32.\r\nParameter name: partnerId")
+            raise AsmxError(
+                f"System.ArgumentException: Cannot convert {partner[:40]} to "
+                "System.Int32.\r\nParameter name: partnerId"
+            )
         if int(partner) != self.partner_id or key != self.api_key:
-            raise AsmxError("System.Security.Authentication.AuthenticationException: "
-                            "Invalid partnerId or apiKey.")
+            raise AsmxError(
+                "System.Security.Authentication.AuthenticationException: "
+                "Invalid partnerId or apiKey."
+            )
 
     def _op_active(self, params: dict[str, str], now: float) -> etree._Element:
         root = _new_root("ArrayOfActiveSession")
@@ -341,9 +380,16 @@ class GlanceSimulator(Simulator):
             name, first, last = _user_names(s.user)
             status = s.status_at(now)
             for tag, value in (
-                ("id", s.id), ("type", s.type), ("status", status), ("startTime", _utc(s.start)),
-                ("key", s.key), ("isReverse", "false"), ("userName", name),
-                ("firstName", first), ("lastName", last), ("partnerUserId", s.user),
+                ("id", s.id),
+                ("type", s.type),
+                ("status", status),
+                ("startTime", _utc(s.start)),
+                ("key", s.key),
+                ("isReverse", "false"),
+                ("userName", name),
+                ("firstName", first),
+                ("lastName", last),
+                ("partnerUserId", s.user),
                 ("nguests", s.guests if status == "A" else 0),
             ):
                 _sub(item, tag, value)
@@ -353,7 +399,7 @@ class GlanceSimulator(Simulator):
         session_type = _need(params, "type", optional_value=True)
         status = _need(params, "status")
         if status not in ("A", "C"):
-            raise AsmxError("System.ArgumentException: status must be \"A\" or \"C\".")
+            raise AsmxError('System.ArgumentException: status must be "A" or "C".')
         lo, hi = _range(params)
         return _counts_xml(self.session_counts(lo, hi, status, session_type))
 
@@ -373,8 +419,10 @@ class GlanceSimulator(Simulator):
         key = _need(params, "sessionKey", optional_value=True)
         n_results = _int_param(params, "nResults")
         if not 1 <= n_results <= PAGE_SIZE:
-            raise AsmxError("System.ArgumentOutOfRangeException: nResults must be between 1 "
-                            "and 1000.\r\nParameter name: nResults")
+            raise AsmxError(
+                "System.ArgumentOutOfRangeException: nResults must be between 1 "
+                "and 1000.\r\nParameter name: nResults"
+            )
         next_id = _int_param(params, "nextId")
         found = self.completed_ended(lo, hi) if ending else self.completed_started(lo, hi)
         matches = [s for s in found if s.id >= next_id and (not key or s.key == key)]
@@ -404,16 +452,22 @@ class GlanceSimulator(Simulator):
         status = _need(params, "status")
         key = _need(params, "sessionKey", optional_value=True)
         if status not in ("A", "C"):
-            raise AsmxError("System.ArgumentException: status must be \"A\" or \"C\".")
+            raise AsmxError('System.ArgumentException: status must be "A" or "C".')
         lo, hi = _range(params)
         root = _new_root("userSessions")
         valid = user in self._users
         _sub(root, "validUser", "true" if valid else "false")
-        chosen = [
-            s for s in self._started_between(lo, hi)
-            if s.user == user and (not key or s.key == key)
-            and (s.in_progress(now) if status == "A" else s.completed(now))
-        ] if valid else []
+        chosen = (
+            [
+                s
+                for s in self._started_between(lo, hi)
+                if s.user == user
+                and (not key or s.key == key)
+                and (s.in_progress(now) if status == "A" else s.completed(now))
+            ]
+            if valid
+            else []
+        )
         _sessions_xml(root, chosen, now, self._completed_xml)
         return root
 
@@ -480,9 +534,16 @@ def _session_xml(container: etree._Element, s: SimSession, now: float) -> etree.
     elapsed = s.duration if done else int(now - s.start)
     item = _sub(container, "session")
     for tag, value in (
-        ("id", s.id), ("type", s.type), ("status", s.status_at(now)),
-        ("startTime", _utc(s.start)), ("key", s.key), ("width", 0), ("height", 0),
-        ("duration", elapsed), ("kbytes", 20 + elapsed // 20), ("isReverse", "false"),
+        ("id", s.id),
+        ("type", s.type),
+        ("status", s.status_at(now)),
+        ("startTime", _utc(s.start)),
+        ("key", s.key),
+        ("width", 0),
+        ("height", 0),
+        ("duration", elapsed),
+        ("kbytes", 20 + elapsed // 20),
+        ("isReverse", "false"),
     ):
         _sub(item, tag, value)
     guests = _sub(item, "guests")
@@ -497,8 +558,12 @@ def _session_xml(container: etree._Element, s: SimSession, now: float) -> etree.
     for kind, since in people:
         guest = _sub(guests, "guest")
         for tag, value in (
-            ("type", kind), ("status", "C" if done else "A"), ("startTime", _utc(since)),
-            ("duration", elapsed), ("kbytes", 10 + elapsed // 40), ("ip", "192.0.2.10"),
+            ("type", kind),
+            ("status", "C" if done else "A"),
+            ("startTime", _utc(since)),
+            ("duration", elapsed),
+            ("kbytes", 10 + elapsed // 40),
+            ("ip", "192.0.2.10"),
         ):
             _sub(guest, tag, value)
         where = _sub(guest, "location")
@@ -543,8 +608,10 @@ def _int_param(params: Mapping[str, str], name: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise AsmxError(f"System.ArgumentException: Cannot convert {text[:40]} to "
-                        f"System.Int32.\r\nParameter name: {name}") from None
+        raise AsmxError(
+            f"System.ArgumentException: Cannot convert {text[:40]} to "
+            f"System.Int32.\r\nParameter name: {name}"
+        ) from None
 
 
 _DATE = re.compile(
@@ -556,14 +623,14 @@ def parse_glance_date(text: str) -> float:
     """Dates as the web services conventions describe them, zone-less ones in US East."""
     match = _DATE.fullmatch(text.strip())
     if match is None:
-        raise AsmxError("System.FormatException: String was not recognized as a valid "
-                        "DateTime.")
+        raise AsmxError("System.FormatException: String was not recognized as a valid DateTime.")
     day, clock_time, zone = match.groups()
     try:
         naive = datetime.fromisoformat(f"{day}T{clock_time or '00:00:00'}")
     except ValueError:
-        raise AsmxError("System.FormatException: String was not recognized as a valid "
-                        "DateTime.") from None
+        raise AsmxError(
+            "System.FormatException: String was not recognized as a valid DateTime."
+        ) from None
     if zone == "Z":
         return naive.replace(tzinfo=UTC).timestamp()
     if zone:
@@ -598,5 +665,6 @@ def malformed_reply(body: bytes) -> bytes:
     if start < 0 or end < 0:
         return b"<unexpected/>"
     root = body[start + 1 : end]
-    return body.replace(b"<" + root, b"<unexpected", 1).replace(b"</" + root + b">",
-                                                                b"</unexpected>", 1)
+    return body.replace(b"<" + root, b"<unexpected", 1).replace(
+        b"</" + root + b">", b"</unexpected>", 1
+    )

@@ -45,8 +45,12 @@ class Technician:
 
 
 CHANNELS = (Channel(4411, "Billing"), Channel(4412, "Hardware"), Channel(4413, "Software"))
-TECHNICIANS = tuple(Technician(337400 + i, name) for i, name in enumerate(
-    ("John Doe", "Ana Silva", "Wei Chen", "Priya Nair", "Tom Berg"), start=1))
+TECHNICIANS = tuple(
+    Technician(337400 + i, name)
+    for i, name in enumerate(
+        ("John Doe", "Ana Silva", "Wei Chen", "Priya Nair", "Tom Berg"), start=1
+    )
+)
 
 # Status strings of a Portuguese account. The first three are from a real reply (the
 # captures); the others are this simulator's inventions, so they need `status_aliases`
@@ -98,8 +102,7 @@ SOAP_ENUM = {
     "Rebooting": "SESSION_REBOOTING",
     "Reconnecting": "SESSION_CONNECTIONPROBLEM",
     "Timed out": "SESSION_WAITINGTIMEOUT_PICKEDUP",
-    "Timed out: closed by technician":
-        "SESSION_TIMEOUT_TECHCONNECTIONLOSTORSESSIONWASNOTCLOSEDBYTECH",
+    "Timed out: closed by technician": "SESSION_TIMEOUT_TECHCONNECTIONLOSTORSESSIONWASNOTCLOSEDBYTECH",  # noqa: E501
     "Transferred": "SESSION_CLOSED_TRANSFERREDANOTHERTECH_WITHOUTPICKUP",
     "Transferring": "SESSION_TRANSFERINGBUTNOTPICKEDUP",
     "Waiting": "SESSION_WAITING",
@@ -123,24 +126,60 @@ WAIT_OUTCOME_OF = {
     "Timed out": "timed_out",
     "Transferring": "transferred",
 }
-SOAP_FIELDS = ("iID", "bStatus", "sStatus", "iEntry", "sEntry", "iTechnician", "sTechnician",
-               "sStartTime", "iWaitingTimeInSec", "sCustomField0", "sCustomField1",
-               "sCustomField2", "sCustomField3", "sCustomField4", "sCustomField5",
-               "sLanguage", "sTransferredTo", "sTransferredComment", "bIsLead",
-               "bHandingOff")
+SOAP_FIELDS = (
+    "iID",
+    "bStatus",
+    "sStatus",
+    "iEntry",
+    "sEntry",
+    "iTechnician",
+    "sTechnician",
+    "sStartTime",
+    "iWaitingTimeInSec",
+    "sCustomField0",
+    "sCustomField1",
+    "sCustomField2",
+    "sCustomField3",
+    "sCustomField4",
+    "sCustomField5",
+    "sLanguage",
+    "sTransferredTo",
+    "sTransferredComment",
+    "bIsLead",
+    "bHandingOff",
+)
 SOAP_ENDPOINT = "/API/API.asmx"
 
-V1_COLUMNS = ("ID", "Status", "Entry ID", "Entry", "Technician ID", "Technician", "Start Time",
-              "Waiting Time", "Custom Field 0", "Custom Field 1", "Custom Field 2", "Language",
-              "Transferred To", "Transferred Comment")
+V1_COLUMNS = (
+    "ID",
+    "Status",
+    "Entry ID",
+    "Entry",
+    "Technician ID",
+    "Technician",
+    "Start Time",
+    "Waiting Time",
+    "Custom Field 0",
+    "Custom Field 1",
+    "Custom Field 2",
+    "Language",
+    "Transferred To",
+    "Transferred Comment",
+)
 COLUMNS = {
     1: V1_COLUMNS,
     2: (*V1_COLUMNS, "Is Lead Technician", "HandingOff"),
-    3: (*V1_COLUMNS[:11], "Custom Field 3", "Custom Field 4", "Custom Field 5",
-        *V1_COLUMNS[11:], "Is Lead Technician", "HandingOff"),
+    3: (
+        *V1_COLUMNS[:11],
+        "Custom Field 3",
+        "Custom Field 4",
+        "Custom Field 5",
+        *V1_COLUMNS[11:],
+        "Is Lead Technician",
+        "HandingOff",
+    ),
 }
-ENDPOINTS = {"/API/getSession.aspx": 1, "/API/getSession_v2.aspx": 2,
-             "/API/getSession_v3.aspx": 3}
+ENDPOINTS = {"/API/getSession.aspx": 1, "/API/getSession_v2.aspx": 2, "/API/getSession_v3.aspx": 3}
 
 IDLE_EXPIRY = 20 * 60
 LOGIN_LIMIT, LOGIN_WINDOW = 10, 180
@@ -150,11 +189,21 @@ HISTORY = 900  # seconds of world simulated before the first request
 # test running the real clock can tell exactly what a poll could have seen.
 WORLD_TIME_HEADER = "X-Simulator-Time"
 PICKED_UP = frozenset({"Connecting", "Active"})
-FINAL = ("Closed by technician", "Closed by customer", "Closed by active customer",
-         "Timed out", "Disconnected", "Timed out: closed by technician")
+FINAL = (
+    "Closed by technician",
+    "Closed by customer",
+    "Closed by active customer",
+    "Timed out",
+    "Disconnected",
+    "Timed out: closed by technician",
+)
 # How a first wait ends, with its share: the rest are picked up.
-LEAVE_WAITING = (("Closed by waiting customer", 0.15), ("Timed out", 0.05),
-                 ("Transferring", 0.06), ("Offline", 0.04))
+LEAVE_WAITING = (
+    ("Closed by waiting customer", 0.15),
+    ("Timed out", 0.05),
+    ("Transferring", 0.06),
+    ("Offline", 0.04),
+)
 HELPER_SHARE = 0.2  # served sessions a second technician joins
 
 
@@ -201,9 +250,11 @@ class SimSession:
         """(entered Waiting, left Waiting, outcome) for every wait of this session."""
         nexts: list[str | None] = [status for status, _ in self.path[1:]] + [None]
         ends = [at for _, at in self.path[1:]] + [self.gone_at]
-        return [(at, end, WAIT_OUTCOME_OF.get(after or "", "other"))
-                for (status, at), end, after in zip(self.path, ends, nexts, strict=True)
-                if status == WAITING]
+        return [
+            (at, end, WAIT_OUTCOME_OF.get(after or "", "other"))
+            for (status, at), end, after in zip(self.path, ends, nexts, strict=True)
+            if status == WAITING
+        ]
 
 
 @dataclass(frozen=True)
@@ -216,8 +267,9 @@ class RecordedRequest:
 
 
 class RescueSimulator(Simulator):
-    def __init__(self, clock: Clock, seed: int, *, pipe_rate: float = 0.0,
-                 timezone: str = "UTC") -> None:
+    def __init__(
+        self, clock: Clock, seed: int, *, pipe_rate: float = 0.0, timezone: str = "UTC"
+    ) -> None:
         self.clock = clock
         self.faults = Faults(seed, malformed=malformed_reply)
         self._rng = random.Random(seed)
@@ -267,8 +319,14 @@ class RescueSimulator(Simulator):
         channel = None if private else r.choice(CHANNELS)
         pipe = r.random() < self.pipe_rate
         customer = f"Customer {r.randint(1, 999)}" + (" | ACME" if pipe else "")
-        session = SimSession(self._next_id, channel, r.choice(TECHNICIANS), t,
-                             (customer, f"T-{r.randint(1000, 9999)}"), r.choice(("en", "pt", "de")))
+        session = SimSession(
+            self._next_id,
+            channel,
+            r.choice(TECHNICIANS),
+            t,
+            (customer, f"T-{r.randint(1000, 9999)}"),
+            r.choice(("en", "pt", "de")),
+        )
         path = session.path
         path.append((WAITING, t))
         t += r.randint(5, 75)
@@ -342,13 +400,18 @@ class RescueSimulator(Simulator):
         A wait still going has the session's planned end."""
         return [(sid, start, end) for sid, start, end, _ in self.wait_outcomes(node, ref)]
 
-    def wait_outcomes(self, node: int = GROUP_ID,
-                      ref: str = "NODE") -> list[tuple[int, int, int, str]]:
+    def wait_outcomes(
+        self, node: int = GROUP_ID, ref: str = "NODE"
+    ) -> list[tuple[int, int, int, str]]:
         """(session id, entered Waiting, left Waiting, outcome) of every wait: the outcome
         of the status it moved to, `other` for a session that left the list."""
         self.advance()
-        return [(s.id, start, end, outcome) for s in (*self.finished, *self.live)
-                for start, end, outcome in s.wait_outcomes() if s.in_node(node, ref, start)]
+        return [
+            (s.id, start, end, outcome)
+            for s in (*self.finished, *self.live)
+            for start, end, outcome in s.wait_outcomes()
+            if s.in_node(node, ref, start)
+        ]
 
     def extra_technician_rows(self, node: int = GROUP_ID, ref: str = "NODE") -> int:
         """Rows beyond the first per session that a poll now would list."""
@@ -379,8 +442,15 @@ class RescueSimulator(Simulator):
 
     async def _params(self, request: web.Request) -> dict[str, str]:
         form = {k: str(v) for k, v in (await request.post()).items()}
-        self.requests.append(RecordedRequest(request.path, request.method, dict(request.query),
-                                             form, request.headers.get("Cookie", "")))
+        self.requests.append(
+            RecordedRequest(
+                request.path,
+                request.method,
+                dict(request.query),
+                form,
+                request.headers.get("Cookie", ""),
+            )
+        )
         return {**request.query, **form}
 
     def _forced(self, endpoint: str) -> str | None:
@@ -413,8 +483,9 @@ class RescueSimulator(Simulator):
 
     def _with_cookie(self, response: web.Response) -> web.Response:
         if self._new_cookie is not None:
-            response.headers["Set-Cookie"] = (f"ASP.NET_SessionId={self._new_cookie}; "
-                                              "path=/; HttpOnly")
+            response.headers["Set-Cookie"] = (
+                f"ASP.NET_SessionId={self._new_cookie}; path=/; HttpOnly"
+            )
             self._new_cookie = None
         return response
 
@@ -429,22 +500,24 @@ class RescueSimulator(Simulator):
 
     async def _get_session(self, request: web.Request) -> web.Response:
         params = await self._params(request)
-        now, code, node, ref = self._session_call(params.get("node", ""),
-                                                  params.get("noderef", "NODE"),
-                                                  params.get("authcode"), request)
+        now, code, node, ref = self._session_call(
+            params.get("node", ""), params.get("noderef", "NODE"), params.get("authcode"), request
+        )
         if code is not None:
             return _text(code)
         columns = COLUMNS[ENDPOINTS[request.path]]
         # The captures' layout: LF line ends, every line ending with `|`.
         lines = ["OK", "", "|".join(columns) + "|"]
-        lines.extend("|".join(row.get(c, "") for c in columns) + "|"
-                     for row in self.rows(node, ref, now))
+        lines.extend(
+            "|".join(row.get(c, "") for c in columns) + "|" for row in self.rows(node, ref, now)
+        )
         response = _text("\n".join(lines) + "\n")
         response.headers[WORLD_TIME_HEADER] = str(now)
         return response
 
-    def _session_call(self, node_text: str, ref: str, auth_code: str | None,
-                      request: web.Request) -> tuple[int, str | None, int, str]:
+    def _session_call(
+        self, node_text: str, ref: str, auth_code: str | None, request: web.Request
+    ) -> tuple[int, str | None, int, str]:
         """(world second, failure code or None, node, ref) of one getSession, either API."""
         now = self.advance()
         if self.expire_rate and self._expiry_rng.random() < self.expire_rate:
@@ -457,15 +530,25 @@ class RescueSimulator(Simulator):
 
     def rows(self, node: int, ref: str, now: int) -> list[dict[str, str]]:
         """The rows a getSession of `node` lists at `now`, text columns as keys."""
-        return [row for s in sorted(self.sessions(node, ref), key=lambda s: s.id)
-                for row in self._rows(s, now)]
+        return [
+            row
+            for s in sorted(self.sessions(node, ref), key=lambda s: s.id)
+            for row in self._rows(s, now)
+        ]
 
     # -- SOAP (API.asmx) -------------------------------------------------------------
 
     async def _soap(self, request: web.Request) -> web.Response:
         body = await request.read()
-        self.requests.append(RecordedRequest(request.path, request.method, dict(request.query),
-                                             {}, request.headers.get("Cookie", "")))
+        self.requests.append(
+            RecordedRequest(
+                request.path,
+                request.method,
+                dict(request.query),
+                {},
+                request.headers.get("Cookie", ""),
+            )
+        )
         try:
             root = parse_xml(body)
         except ParseError:
@@ -479,40 +562,57 @@ class RescueSimulator(Simulator):
         params = {etree.QName(e).localname: (e.text or "") for e in call}
         operation = etree.QName(call).localname
         if operation == "login":
-            code = self._login_code({"email": params.get("sEmail", ""),
-                                     "pwd": params.get("sPassword", "")})
-            result = {"OK": "login_OK", "INVALID": "login_Failed",
-                      "LIMITREACHED": "login_LimitReached"}.get(code, "login_Error")
+            code = self._login_code(
+                {"email": params.get("sEmail", ""), "pwd": params.get("sPassword", "")}
+            )
+            result = {
+                "OK": "login_OK",
+                "INVALID": "login_Failed",
+                "LIMITREACHED": "login_LimitReached",
+            }.get(code, "login_Error")
             return self._with_cookie(_soap_response(envelope, "login", result, ""))
         if operation != "getSession_V3":
             return _soap_fault(envelope, f"unknown operation {operation}")
         now, failure, node, ref = self._session_call(
-            params.get("iNodeID", ""), params.get("eNodeRef", "NODE"),
-            params.get("sAuthCode") or None, request)
+            params.get("iNodeID", ""),
+            params.get("eNodeRef", "NODE"),
+            params.get("sAuthCode") or None,
+            request,
+        )
         if failure is not None:
-            return _soap_response(envelope, "getSession_V3",
-                                  SOAP_RESULT.get(failure, "getSession_Error"), "")
+            return _soap_response(
+                envelope, "getSession_V3", SOAP_RESULT.get(failure, "getSession_Error"), ""
+            )
         sessions = "".join(self._soap_session(row) for row in self.rows(node, ref, now))
-        response = _soap_response(envelope, "getSession_V3", "getSession_OK",
-                                  f"<aSessions>{sessions}</aSessions>")
+        response = _soap_response(
+            envelope, "getSession_V3", "getSession_OK", f"<aSessions>{sessions}</aSessions>"
+        )
         response.headers[WORLD_TIME_HEADER] = str(now)
         return response
 
     def _soap_session(self, row: dict[str, str]) -> str:
         english = row["_status"]
         values = {
-            "iID": row["ID"], "bStatus": SOAP_ENUM[english], "sStatus": row["Status"],
-            "iEntry": row["Entry ID"], "sEntry": row["Entry"],
-            "iTechnician": row["Technician ID"], "sTechnician": row["Technician"],
-            "sStartTime": row["_start_seconds"], "iWaitingTimeInSec": row["Waiting Time"],
-            "sCustomField0": row["Custom Field 0"], "sCustomField1": row["Custom Field 1"],
+            "iID": row["ID"],
+            "bStatus": SOAP_ENUM[english],
+            "sStatus": row["Status"],
+            "iEntry": row["Entry ID"],
+            "sEntry": row["Entry"],
+            "iTechnician": row["Technician ID"],
+            "sTechnician": row["Technician"],
+            "sStartTime": row["_start_seconds"],
+            "iWaitingTimeInSec": row["Waiting Time"],
+            "sCustomField0": row["Custom Field 0"],
+            "sCustomField1": row["Custom Field 1"],
             "sLanguage": row["Language"],
             "bIsLead": "true" if row["Is Lead Technician"] else "false",
             "bHandingOff": "false",
         }
         # Empty strings as self-closing elements, as the captures have them.
-        fields = "".join(f"<{name}>{escape(values[name])}</{name}>" if values.get(name)
-                         else f"<{name}/>" for name in SOAP_FIELDS)
+        fields = "".join(
+            f"<{name}>{escape(values[name])}</{name}>" if values.get(name) else f"<{name}/>"
+            for name in SOAP_FIELDS
+        )
         return f"<SESSION_V3>{fields}</SESSION_V3>"
 
     def _authorize(self, auth_code: str | None, request: web.Request) -> str | None:
@@ -532,8 +632,11 @@ class RescueSimulator(Simulator):
     def _node_exists(self, node: str, ref: str) -> bool:
         if not node.isdigit():
             return False
-        ids = {c.id for c in CHANNELS} if ref == "CHANNEL" else \
-            {GROUP_ID} | {t.id for t in TECHNICIANS}
+        ids = (
+            {c.id for c in CHANNELS}
+            if ref == "CHANNEL"
+            else {GROUP_ID} | {t.id for t in TECHNICIANS}
+        )
         return int(node) in ids
 
     def _rows(self, s: SimSession, now: int) -> list[dict[str, str]]:
@@ -543,16 +646,24 @@ class RescueSimulator(Simulator):
         status, since = seg
         # Waiting (and never picked-up Offline) channel rows have technician 0, no name.
         shown_tech = s.channel is None or now >= s.picked_up_at
-        lead = self._row(s, status, s.created, now - since,
-                         s.technician if shown_tech else None, lead=True)
+        lead = self._row(
+            s, status, s.created, now - since, s.technician if shown_tech else None, lead=True
+        )
         if s.helper is None or now < s.helper[1] or status == WAITING:
             return [lead]
         helper, joined = s.helper
-        return [lead, self._row(s, status, joined, now - max(joined, since), helper,
-                                lead=False)]
+        return [lead, self._row(s, status, joined, now - max(joined, since), helper, lead=False)]
 
-    def _row(self, s: SimSession, status: str, start: int, waiting: int,
-             technician: Technician | None, *, lead: bool) -> dict[str, str]:
+    def _row(
+        self,
+        s: SimSession,
+        status: str,
+        start: int,
+        waiting: int,
+        technician: Technician | None,
+        *,
+        lead: bool,
+    ) -> dict[str, str]:
         started = datetime.fromtimestamp(start, self.zone)
         hour = started.hour % 12 or 12
         day = f"{started.month}/{started.day}/{started.year} {hour}:{started.minute:02d}"
@@ -576,14 +687,19 @@ class RescueSimulator(Simulator):
         }
 
     def demo_accounts(self, base_url: str) -> list[dict[str, Any]]:
-        return [{
-            "name": "demo-helpdesk",
-            "base_url": base_url,
-            "interval": "5s",
-            "auth_code": self.auth_code,
-            "nodes": [{"id": GROUP_ID, "ref": "NODE"}, {"id": CHANNELS[0].id, "ref": "CHANNEL"}],
-            "labels": ["channel"],
-        }]
+        return [
+            {
+                "name": "demo-helpdesk",
+                "base_url": base_url,
+                "interval": "5s",
+                "auth_code": self.auth_code,
+                "nodes": [
+                    {"id": GROUP_ID, "ref": "NODE"},
+                    {"id": CHANNELS[0].id, "ref": "CHANNEL"},
+                ],
+                "labels": ["channel"],
+            }
+        ]
 
 
 def _text(body: str) -> web.Response:
@@ -591,21 +707,26 @@ def _text(body: str) -> web.Response:
 
 
 def _soap_response(envelope: str, operation: str, result: str, rest: str) -> web.Response:
-    body = (f'<?xml version="1.0" encoding="utf-8"?>\n<soap:Envelope xmlns:soap="{envelope}" '
-            'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
-            'xmlns:xsd="http://www.w3.org/2001/XMLSchema"><soap:Body>'
-            f'<{operation}Response xmlns="{API_NAMESPACE}">'
-            f"<{operation}Result>{result}</{operation}Result>{rest}"
-            f"</{operation}Response></soap:Body></soap:Envelope>")
+    body = (
+        f'<?xml version="1.0" encoding="utf-8"?>\n<soap:Envelope xmlns:soap="{envelope}" '
+        'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+        'xmlns:xsd="http://www.w3.org/2001/XMLSchema"><soap:Body>'
+        f'<{operation}Response xmlns="{API_NAMESPACE}">'
+        f"<{operation}Result>{result}</{operation}Result>{rest}"
+        f"</{operation}Response></soap:Body></soap:Envelope>"
+    )
     return web.Response(body=body.encode(), content_type=_soap_type(envelope), charset="utf-8")
 
 
 def _soap_fault(envelope: str, reason: str) -> web.Response:
-    body = (f'<?xml version="1.0" encoding="utf-8"?>\n<soap:Envelope xmlns:soap="{envelope}">'
-            f"<soap:Body><soap:Fault><faultstring>{escape(reason)}</faultstring></soap:Fault>"
-            "</soap:Body></soap:Envelope>")
-    return web.Response(status=500, body=body.encode(), content_type=_soap_type(envelope),
-                        charset="utf-8")
+    body = (
+        f'<?xml version="1.0" encoding="utf-8"?>\n<soap:Envelope xmlns:soap="{envelope}">'
+        f"<soap:Body><soap:Fault><faultstring>{escape(reason)}</faultstring></soap:Fault>"
+        "</soap:Body></soap:Envelope>"
+    )
+    return web.Response(
+        status=500, body=body.encode(), content_type=_soap_type(envelope), charset="utf-8"
+    )
 
 
 def _soap_type(envelope: str) -> str:

@@ -26,11 +26,13 @@ _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 WORLD_TIME_HEADER = "X-Simulator-Time"
 
 
-def _error(status: int, message: str, detail: str | None = None,
-           headers: dict[str, str] | None = None) -> web.Response:
+def _error(
+    status: int, message: str, detail: str | None = None, headers: dict[str, str] | None = None
+) -> web.Response:
     body = {"Message": message, "MessageDetail": detail}
-    return web.Response(status=status, text=json.dumps(body), content_type=_JSON,
-                        charset="utf-8", headers=headers)
+    return web.Response(
+        status=status, text=json.dumps(body), content_type=_JSON, charset="utf-8", headers=headers
+    )
 
 
 class _BadDate(ValueError):
@@ -75,18 +77,20 @@ class SecureVideoSimulator(Simulator):
         return app
 
     def demo_accounts(self, base_url: str) -> list[dict[str, Any]]:
-        return [{
-            "name": "demo-clinic",
-            "base_url": base_url,
-            "interval": "5s",
-            "month_interval": "1m",
-            # The last hour's sessions at once: a wait is known only when a session ends
-            # (about one a minute here), and service level and speed of answer should have
-            # data from the first cycle, as they do for the other demo accounts.
-            "lookback": "1h",
-            "api_key": self.api_key,
-            "api_secret": self.api_secret,
-        }]
+        return [
+            {
+                "name": "demo-clinic",
+                "base_url": base_url,
+                "interval": "5s",
+                "month_interval": "1m",
+                # The last hour's sessions at once: a wait is known only when a session ends
+                # (about one a minute here), and service level and speed of answer should have
+                # data from the first cycle, as they do for the other demo accounts.
+                "lookback": "1h",
+                "api_key": self.api_key,
+                "api_secret": self.api_secret,
+            }
+        ]
 
     def _authorized(self, request: web.Request) -> bool:
         header = request.headers.get(hdrs.AUTHORIZATION, "")
@@ -103,8 +107,11 @@ class SecureVideoSimulator(Simulator):
         now = self.clock.time()
         self.world.advance_to(now)
         if not self._authorized(request):
-            return _error(401, "Authorization has been denied for this request.",
-                          headers={"WWW-Authenticate": 'Basic realm="SecureVideo"'})
+            return _error(
+                401,
+                "Authorization has been denied for this request.",
+                headers={"WWW-Authenticate": 'Basic realm="SecureVideo"'},
+            )
         host = request.match_info.get("host_user_id")
         if host is not None and not host.isdigit():
             return _error(404, "No HTTP resource was found that matches the request URI.")
@@ -118,12 +125,19 @@ class SecureVideoSimulator(Simulator):
         except _BadDate as exc:
             return _error(400, "The request is invalid.", str(exc))
         records = self.world.query(
-            now, month=month, start=start, end=end,
+            now,
+            month=month,
+            start=start,
+            end=end,
             host_user_id=int(host) if host is not None else None,
             participant_email=params.get("participantemail") or None,
         )
-        return web.Response(text=json.dumps(records), content_type=_JSON, charset="utf-8",
-                            headers={WORLD_TIME_HEADER: repr(now)})
+        return web.Response(
+            text=json.dumps(records),
+            content_type=_JSON,
+            charset="utf-8",
+            headers={WORLD_TIME_HEADER: repr(now)},
+        )
 
 
 def malformed_reply(body: bytes) -> bytes:

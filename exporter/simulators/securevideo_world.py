@@ -22,8 +22,16 @@ SLOT_MS = 30_000
 # Forget sessions this old: no query the exporter makes reaches back further than a month.
 RETENTION_MS = 40 * 86_400_000
 FIRST_SESSION_ID = 100_000
-HOSTS = ("Aaron Johnson", "Iam Demo", "Maria Lopez", "Wei Chen", "Sam Okafor",
-         "Priya Nair", "Jon Berg", "Ada Novak")
+HOSTS = (
+    "Aaron Johnson",
+    "Iam Demo",
+    "Maria Lopez",
+    "Wei Chen",
+    "Sam Okafor",
+    "Priya Nair",
+    "Jon Berg",
+    "Ada Novak",
+)
 PARTICIPANTS = tuple(f"patient{n}@example.org" for n in range(1, 41))
 DESCRIPTIONS = {
     "BILL": "Counted Session",

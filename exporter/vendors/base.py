@@ -49,8 +49,12 @@ class CollectorContext:
     def label(self, known: Iterable[str] = ()) -> BoundedLabel:
         """The one way a collector turns free vendor text into a label value: capped in
         length and in distinct values, scrubbed, and reporting its own overflow."""
-        return BoundedLabel(known, self.label_value_limit,
-                            max_length=self.label_value_max_length, reject=self.reject)
+        return BoundedLabel(
+            known,
+            self.label_value_limit,
+            max_length=self.label_value_max_length,
+            reject=self.reject,
+        )
 
 
 class AccountCollector(ABC):

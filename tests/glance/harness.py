@@ -90,12 +90,16 @@ class Harness:
     def base_url(self) -> str:
         return str(self.server.make_url("")).rstrip("/")
 
-    def upstream(self, account: str = "acme", max_body_bytes: int = 16 * 1024 * 1024
-                 ) -> Upstream:
+    def upstream(self, account: str = "acme", max_body_bytes: int = 16 * 1024 * 1024) -> Upstream:
         return Upstream(
-            self.session, vendor="glance", account=account, timeout=5.0,
-            admission=Admission(4), metrics=self.metrics,
-            max_body_bytes=max_body_bytes, wall_time=self.clock.time,
+            self.session,
+            vendor="glance",
+            account=account,
+            timeout=5.0,
+            admission=Admission(4),
+            metrics=self.metrics,
+            max_body_bytes=max_body_bytes,
+            wall_time=self.clock.time,
         )
 
     def collector(
@@ -110,14 +114,23 @@ class Harness:
     ) -> GlanceCollector:
         account = make_account(self.base_url, name=name, **fields)
 
-        ctx = collector_context(self.clock, self.rejects, started_at=started_at,
-                                label_limit=label_limit, log=self.log, **(limits or {}))
+        ctx = collector_context(
+            self.clock,
+            self.rejects,
+            started_at=started_at,
+            label_limit=label_limit,
+            log=self.log,
+            **(limits or {}),
+        )
         client = GlanceClient(account, ctx, page_size=page_size)
         return GlanceCollector(account, ctx, client=client)
 
     def failures(self, reason: str | None = None) -> dict[tuple[str, ...], float]:
-        return {k: v for k, v in self.metrics.failures.values.items()
-                if reason is None or k[3] == reason}
+        return {
+            k: v
+            for k, v in self.metrics.failures.values.items()
+            if reason is None or k[3] == reason
+        }
 
 
 async def start_harness(
@@ -155,8 +168,9 @@ def by_label(
 
 
 def completed(c: GlanceCollector) -> dict[tuple[str, ...], float]:
-    return by_label(series(c.families(), "glance_sessions_completed_total"),
-                    "session_type", "status")
+    return by_label(
+        series(c.families(), "glance_sessions_completed_total"), "session_type", "status"
+    )
 
 
 def assert_feed_matches(h: Harness, c: GlanceCollector, lo: float) -> None:
@@ -167,19 +181,28 @@ def assert_feed_matches(h: Harness, c: GlanceCollector, lo: float) -> None:
     assert nonzero(completed(c)) == truth(ended)
     families = list(c.families())
     readers: tuple[tuple[str, Callable[[SimSession], float | None]], ...] = (
-        ("duration", lambda s: s.duration), ("wait", lambda s: s.observed_wait))
+        ("duration", lambda s: s.duration),
+        ("wait", lambda s: s.observed_wait),
+    )
     for name, value in readers:
-        counts = by_label(series(families, f"glance_session_{name}_seconds_count"),
-                          "session_type", "outcome")
-        sums = by_label(series(families, f"glance_session_{name}_seconds_sum"),
-                        "session_type", "outcome")
+        counts = by_label(
+            series(families, f"glance_session_{name}_seconds_count"), "session_type", "outcome"
+        )
+        sums = by_label(
+            series(families, f"glance_session_{name}_seconds_sum"), "session_type", "outcome"
+        )
         types = {t for t, _ in counts}
         assert types >= {"C", "G", "V"}
         assert set(counts) == {(t, o) for t in types for o in OUTCOMES}, "zero-filled"
         for session_type in types:
             for outcome in OUTCOMES:
-                mine = [v for s in ended if s.type == session_type
-                        and s.outcome == outcome and (v := value(s)) is not None]
+                mine = [
+                    v
+                    for s in ended
+                    if s.type == session_type
+                    and s.outcome == outcome
+                    and (v := value(s)) is not None
+                ]
                 assert counts[(session_type, outcome)] == len(mine), (name, outcome)
                 assert sums[(session_type, outcome)] == sum(mine), (name, outcome)
 

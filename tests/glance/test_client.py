@@ -48,14 +48,26 @@ def metrics() -> SelfMetrics:
 @pytest.fixture
 async def upstream(metrics: SelfMetrics) -> AsyncIterator[Upstream]:
     session = new_client_session()
-    yield Upstream(session, vendor="glance", account="acme", timeout=5.0,
-                   admission=Admission(2), metrics=metrics,
-                   max_body_bytes=1 << 20, wall_time=FakeClock().time)
+    yield Upstream(
+        session,
+        vendor="glance",
+        account="acme",
+        timeout=5.0,
+        admission=Admission(2),
+        metrics=metrics,
+        max_body_bytes=1 << 20,
+        wall_time=FakeClock().time,
+    )
     await session.close()
 
 
-def make_client(key: str = KEY, partner_id: int = 12345, base: str = BASE + "/",
-                max_records: int | None = None, **options: int) -> GlanceClient:
+def make_client(
+    key: str = KEY,
+    partner_id: int = 12345,
+    base: str = BASE + "/",
+    max_records: int | None = None,
+    **options: int,
+) -> GlanceClient:
     """The client as its collector builds it, for `account` and the context's limits."""
     account = make_account(base, partner_id=partner_id, api_key=key)
     limits = {} if max_records is None else {"max_records_per_reply": max_records}
@@ -75,12 +87,15 @@ def sent(m: aioresponses, operation: str) -> list[dict[str, Any]]:
 
 def page(next_id: int | None, ids: list[int]) -> bytes:
     sessions = "".join(
-        f"<session><id>{i}</id><type>C</type><status>C</status><duration>60</duration>"
-        "</session>" for i in ids)
+        f"<session><id>{i}</id><type>C</type><status>C</status><duration>60</duration></session>"
+        for i in ids
+    )
     nxt = "" if next_id is None else f"<nextId>{next_id}</nextId>"
-    return (f'<groupSessions xmlns="{NS}">{nxt}<users><userSessions>'
-            f"<partnerUserId>U</partnerUserId><validUser>true</validUser>"
-            f"<sessions>{sessions}</sessions></userSessions></users></groupSessions>").encode()
+    return (
+        f'<groupSessions xmlns="{NS}">{nxt}<users><userSessions>'
+        f"<partnerUserId>U</partnerUserId><validUser>true</validUser>"
+        f"<sessions>{sessions}</sessions></userSessions></users></groupSessions>"
+    ).encode()
 
 
 def test_utc_is_explicit() -> None:
@@ -88,14 +103,20 @@ def test_utc_is_explicit() -> None:
     assert utc(T0 + 0.9) == "2026-01-01T00:00:00Z"
 
 
-@pytest.mark.parametrize(("start", "end", "expected"), [
-    (T0, T0, [(T0, T0)]),
-    (T0, T0 + 31 * DAY, [(T0, T0 + 31 * DAY)]),
-    (T0, T0 + 31 * DAY + 1, [(T0, T0 + 31 * DAY), (T0 + 31 * DAY, T0 + 31 * DAY + 1)]),
-    (T0 + 0.5, T0 + 10.2, [(T0, T0 + 11)]),  # widened to whole seconds, never narrowed
-    (T0, T0 + 70 * DAY, [(T0, T0 + 31 * DAY), (T0 + 31 * DAY, T0 + 62 * DAY),
-                         (T0 + 62 * DAY, T0 + 70 * DAY)]),
-])
+@pytest.mark.parametrize(
+    ("start", "end", "expected"),
+    [
+        (T0, T0, [(T0, T0)]),
+        (T0, T0 + 31 * DAY, [(T0, T0 + 31 * DAY)]),
+        (T0, T0 + 31 * DAY + 1, [(T0, T0 + 31 * DAY), (T0 + 31 * DAY, T0 + 31 * DAY + 1)]),
+        (T0 + 0.5, T0 + 10.2, [(T0, T0 + 11)]),  # widened to whole seconds, never narrowed
+        (
+            T0,
+            T0 + 70 * DAY,
+            [(T0, T0 + 31 * DAY), (T0 + 31 * DAY, T0 + 62 * DAY), (T0 + 62 * DAY, T0 + 70 * DAY)],
+        ),
+    ],
+)
 def test_windows(start: float, end: float, expected: list[tuple[int, int]]) -> None:
     assert windows(start, end) == expected
     assert all(hi - lo <= 31 * DAY for lo, hi in windows(start, end))
@@ -117,12 +138,25 @@ async def test_counts_request_shape(client: GlanceClient, upstream: Upstream) ->
         m.post(url("PartnerSessionCountsEnding"), body=sample("PartnerSessionCountsEnding"))
         await client.session_counts(upstream, "C", T0 - 5 * 3600, T0 + 19 * 3600)
         await client.session_counts_ending(upstream, T0, T0 + DAY)
-        assert sent(m, "PartnerSessionCounts") == [{
-            "partnerId": "12345", "apiKey": KEY, "type": "", "status": "C",
-            "startRange": "2025-12-31T19:00:00Z", "endRange": "2026-01-01T19:00:00Z"}]
-        assert sent(m, "PartnerSessionCountsEnding") == [{
-            "partnerId": "12345", "apiKey": KEY, "type": "",
-            "startRange": "2026-01-01T00:00:00Z", "endRange": "2026-01-02T00:00:00Z"}]
+        assert sent(m, "PartnerSessionCounts") == [
+            {
+                "partnerId": "12345",
+                "apiKey": KEY,
+                "type": "",
+                "status": "C",
+                "startRange": "2025-12-31T19:00:00Z",
+                "endRange": "2026-01-01T19:00:00Z",
+            }
+        ]
+        assert sent(m, "PartnerSessionCountsEnding") == [
+            {
+                "partnerId": "12345",
+                "apiKey": KEY,
+                "type": "",
+                "startRange": "2026-01-01T00:00:00Z",
+                "endRange": "2026-01-02T00:00:00Z",
+            }
+        ]
 
 
 async def test_user_sessions_request_shape(client: GlanceClient, upstream: Upstream) -> None:
@@ -130,14 +164,22 @@ async def test_user_sessions_request_shape(client: GlanceClient, upstream: Upstr
         m.post(url("PartnerUserSessions"), body=sample("PartnerUserSessions"))
         reply = await client.user_sessions(upstream, "JDemo", "A", T0 - DAY, T0 + 3600)
         assert reply.valid_user
-        assert sent(m, "PartnerUserSessions") == [{
-            "partnerId": "12345", "apiKey": KEY, "partnerUserId": "JDemo",
-            "startRange": "2025-12-31T00:00:00Z", "endRange": "2026-01-01T01:00:00Z",
-            "status": "A", "sessionKey": ""}]
+        assert sent(m, "PartnerUserSessions") == [
+            {
+                "partnerId": "12345",
+                "apiKey": KEY,
+                "partnerUserId": "JDemo",
+                "startRange": "2025-12-31T00:00:00Z",
+                "endRange": "2026-01-01T01:00:00Z",
+                "status": "A",
+                "sessionKey": "",
+            }
+        ]
 
 
-async def collect(client: GlanceClient, upstream: Upstream, operation: str,
-                  start: float, end: float) -> list[int]:
+async def collect(
+    client: GlanceClient, upstream: Upstream, operation: str, start: float, end: float
+) -> list[int]:
     ids: list[int] = []
     async for p in client.completed(upstream, operation, start, end):
         ids.extend(s.id for s in p.sessions)
@@ -157,7 +199,8 @@ async def test_feed_follows_next_id_until_an_empty_page(
     assert ids == [1, 2, 11, 12]
     assert [c["nextId"] for c in calls] == ["0", "11", "21"]
     assert {(c["startRange"], c["endRange"], c["nResults"], c["sessionKey"]) for c in calls} == {
-        ("2026-01-01T00:00:00Z", "2026-01-01T00:10:00Z", "1000", "")}
+        ("2026-01-01T00:00:00Z", "2026-01-01T00:10:00Z", "1000", "")
+    }
     assert all(KEY not in str(u) for _, u in m.requests)
 
 
@@ -220,21 +263,32 @@ async def test_page_size_is_sent(upstream: Upstream) -> None:
         make_client(partner_id=1, base=BASE, page_size=1001)
 
 
-@pytest.mark.parametrize(("status", "body", "reason"), [
-    (500, "System.Security.Authentication.AuthenticationException: Invalid partnerId or "
-          "apiKey.\r\n   at Glance.Services", "auth"),
-    (500, "Invalid API key " + KEY, "auth"),
-    (500, "System.InvalidOperationException: Missing parameter: partnerUserId.", "http_5xx"),
-    (500, "", "http_5xx"),
-    (503, "Service Unavailable", "http_5xx"),
-    (401, "Unauthorized", "auth"),
-    (429, "slow down", "rate_limited"),
-    (404, "nope", "http_4xx"),
-    (200, "<html>maintenance</html>", "parse"),
-])
+@pytest.mark.parametrize(
+    ("status", "body", "reason"),
+    [
+        (
+            500,
+            "System.Security.Authentication.AuthenticationException: Invalid partnerId or "
+            "apiKey.\r\n   at Glance.Services",
+            "auth",
+        ),
+        (500, "Invalid API key " + KEY, "auth"),
+        (500, "System.InvalidOperationException: Missing parameter: partnerUserId.", "http_5xx"),
+        (500, "", "http_5xx"),
+        (503, "Service Unavailable", "http_5xx"),
+        (401, "Unauthorized", "auth"),
+        (429, "slow down", "rate_limited"),
+        (404, "nope", "http_4xx"),
+        (200, "<html>maintenance</html>", "parse"),
+    ],
+)
 async def test_error_mapping(
-    client: GlanceClient, upstream: Upstream, metrics: SelfMetrics,
-    status: int, body: str, reason: str,
+    client: GlanceClient,
+    upstream: Upstream,
+    metrics: SelfMetrics,
+    status: int,
+    body: str,
+    reason: str,
 ) -> None:
     with aioresponses() as m:
         m.post(url("PartnerActiveSessions"), status=status, body=body)
@@ -248,8 +302,11 @@ async def test_error_mapping(
 
 async def test_asmx_message_is_kept_for_the_log(client: GlanceClient, upstream: Upstream) -> None:
     with aioresponses() as m:
-        m.post(url("PartnerActiveSessions"), status=500,
-               body="\r\nSystem.ArgumentException: Bad thing for " + KEY + "\r\n   at X.Y()")
+        m.post(
+            url("PartnerActiveSessions"),
+            status=500,
+            body="\r\nSystem.ArgumentException: Bad thing for " + KEY + "\r\n   at X.Y()",
+        )
         with pytest.raises(UpstreamError) as info:
             await client.active_sessions(upstream)
     assert "System.ArgumentException: Bad thing for <redacted>" in info.value.message
@@ -337,18 +394,23 @@ async def test_the_page_budget_stops_and_the_position_carries_on(upstream: Upstr
         m.post(url(COMPLETED), body=page(0, [21]))
         m.post(url(COMPLETED), body=page(0, [31]))
         with pytest.raises(UpstreamError) as info:  # noqa: PT012 - the feed raises mid-way
-            async for p in client.completed(upstream, COMPLETED, T0, T0, position=position,
-                                            budget=budget):
+            async for p in client.completed(
+                upstream, COMPLETED, T0, T0, position=position, budget=budget
+            ):
                 ids.extend(s.id for s in p.sessions)
         assert info.value.reason == "limit_exceeded"
         assert (position.next_id, position.start) == (21, T0)
         budget = PageBudget(5)
-        async for p in client.completed(upstream, COMPLETED, T0, T0, position=position,
-                                        budget=budget):
+        async for p in client.completed(
+            upstream, COMPLETED, T0, T0, position=position, budget=budget
+        ):
             ids.extend(s.id for s in p.sessions)
         calls = sent(m, COMPLETED)
     assert ids == [1, 2, 11, 12, 21, 31]
     assert position.done and budget.left == 3
     assert [(c["startRange"], c["nextId"]) for c in calls] == [
-        ("2026-01-01T00:00:00Z", "0"), ("2026-01-01T00:00:00Z", "11"),
-        ("2026-01-01T00:00:00Z", "21"), ("2026-02-01T00:00:00Z", "0")]
+        ("2026-01-01T00:00:00Z", "0"),
+        ("2026-01-01T00:00:00Z", "11"),
+        ("2026-01-01T00:00:00Z", "21"),
+        ("2026-02-01T00:00:00Z", "0"),
+    ]

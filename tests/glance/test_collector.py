@@ -43,10 +43,14 @@ async def test_every_metric_is_labelled_with_the_account_first(h: Harness) -> No
         for s in family.samples:
             assert s.labels["account"] == "acme-eu"
     assert names == {
-        "glance_sessions_current", "glance_session_guests_current",
-        "glance_waiting_session_oldest_start_timestamp_seconds", "glance_sessions_today",
-        "glance_session_average_duration_seconds", "glance_sessions_completed",
-        "glance_session_duration_seconds", "glance_session_wait_seconds",
+        "glance_sessions_current",
+        "glance_session_guests_current",
+        "glance_waiting_session_oldest_start_timestamp_seconds",
+        "glance_sessions_today",
+        "glance_session_average_duration_seconds",
+        "glance_sessions_completed",
+        "glance_session_duration_seconds",
+        "glance_session_wait_seconds",
         "glance_user_sessions_current",
     }
 
@@ -64,16 +68,19 @@ async def test_current_sessions_match_the_simulator(h: Harness) -> None:
     assert sum(want.values()) > 5
 
     guests = by_label(series(c.families(), "glance_session_guests_current"), "session_type")
-    assert guests == {(t,): float(sum(s.guests for s in live
-                                      if s.type == t and s.status_at(now) == "A"))
-                      for t in "CGV"}
+    assert guests == {
+        (t,): float(sum(s.guests for s in live if s.type == t and s.status_at(now) == "A"))
+        for t in "CGV"
+    }
 
-    oldest = by_label(series(c.families(),
-                             "glance_waiting_session_oldest_start_timestamp_seconds"),
-                      "session_type")
+    oldest = by_label(
+        series(c.families(), "glance_waiting_session_oldest_start_timestamp_seconds"),
+        "session_type",
+    )
     waiting = [s for s in live if s.status_at(now) == "W"]
-    assert oldest == {(t,): float(min(s.start for s in waiting if s.type == t))
-                      for t in {s.type for s in waiting}}
+    assert oldest == {
+        (t,): float(min(s.start for s in waiting if s.type == t)) for t in {s.type for s in waiting}
+    }
 
 
 async def test_oldest_waiting_is_absent_when_nobody_waits(h: Harness) -> None:
@@ -85,40 +92,53 @@ async def test_oldest_waiting_is_absent_when_nobody_waits(h: Harness) -> None:
         if waiting != {"C", "G", "V"}:
             break
         h.clock.advance(7)
-    got = by_label(series(c.families(),
-                          "glance_waiting_session_oldest_start_timestamp_seconds"),
-                   "session_type")
+    got = by_label(
+        series(c.families(), "glance_waiting_session_oldest_start_timestamp_seconds"),
+        "session_type",
+    )
     assert {k[0] for k in got} == waiting
 
 
-@pytest.mark.parametrize(("zone", "midnight"), [
-    ("UTC", datetime(2026, 3, 10, 0, 0, tzinfo=UTC).timestamp()),
-    ("America/New_York", datetime(2026, 3, 10, 4, 0, tzinfo=UTC).timestamp()),
-    ("Asia/Kolkata", datetime(2026, 3, 9, 18, 30, tzinfo=UTC).timestamp()),
-])
+@pytest.mark.parametrize(
+    ("zone", "midnight"),
+    [
+        ("UTC", datetime(2026, 3, 10, 0, 0, tzinfo=UTC).timestamp()),
+        ("America/New_York", datetime(2026, 3, 10, 4, 0, tzinfo=UTC).timestamp()),
+        ("Asia/Kolkata", datetime(2026, 3, 9, 18, 30, tzinfo=UTC).timestamp()),
+    ],
+)
 async def test_today_gauges_use_the_local_day(h: Harness, zone: str, midnight: float) -> None:
     c = h.collector(timezone=zone)
     await c.collect(h.upstream())
     end = midnight + 24 * HOUR
-    started = {**h.sim.session_counts(midnight, end, "A"),
-               **h.sim.session_counts(midnight, end, "C")}
+    started = {
+        **h.sim.session_counts(midnight, end, "A"),
+        **h.sim.session_counts(midnight, end, "C"),
+    }
     ended = h.sim.session_counts_ending(midnight, end)
     assert started and ended
 
-    counts = by_label(series(c.families(), "glance_sessions_today"),
-                      "counted_by", "session_type", "status")
-    averages = by_label(series(c.families(), "glance_session_average_duration_seconds"),
-                        "counted_by", "session_type", "status")
+    counts = by_label(
+        series(c.families(), "glance_sessions_today"), "counted_by", "session_type", "status"
+    )
+    averages = by_label(
+        series(c.families(), "glance_session_average_duration_seconds"),
+        "counted_by",
+        "session_type",
+        "status",
+    )
     want = {("start", t, s): float(n) for (t, s), (n, _) in started.items()}
     want |= {("end", t, s): float(n) for (t, s), (n, _) in ended.items()}
     zero_filled = {(by, t, "C"): 0.0 for by in ("start", "end") for t in "CGV"}
     assert counts == zero_filled | want
     assert averages == {("start", t, s): float(a) for (t, s), (_, a) in started.items()} | {
-        ("end", t, s): float(a) for (t, s), (_, a) in ended.items()}
+        ("end", t, s): float(a) for (t, s), (_, a) in ended.items()
+    }
     sent = [p for op, p in h.sim.requests if op == "PartnerSessionCounts"]
     assert sorted(p["status"] for p in sent) == ["A", "C"]
     assert {p["startRange"] for p in sent} == {
-        datetime.fromtimestamp(midnight, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+        datetime.fromtimestamp(midnight, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    }
 
 
 async def test_completed_sessions_counted_once_across_overlapping_polls_and_pages(
@@ -175,7 +195,8 @@ async def test_lookback_backfills_once(h: Harness) -> None:
     backfill = [p for op, p in h.sim.requests if op == "PartnerCompletedSessions"]
     assert backfill, "lookback reads PartnerCompletedSessions"
     assert {(p["startRange"], p["endRange"]) for p in backfill} == {
-        ("2026-03-10T12:00:00Z", "2026-03-10T15:00:00Z")}
+        ("2026-03-10T12:00:00Z", "2026-03-10T15:00:00Z")
+    }
     assert all(p["nextId"] != "0" for p in backfill[1:])  # one pass, paged, never repeated
 
 
@@ -199,8 +220,9 @@ def fail_nth(operation: str, n: int) -> Callable[..., Awaitable[web.StreamRespon
     seen = {"count": 0}
 
     @web.middleware
-    async def middleware(request: web.Request, handler: Callable[..., Awaitable[web.StreamResponse]]
-                         ) -> web.StreamResponse:
+    async def middleware(
+        request: web.Request, handler: Callable[..., Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
         if request.path.endswith("/" + operation):
             seen["count"] += 1
             if seen["count"] == n:
@@ -289,15 +311,25 @@ async def test_bad_api_key_is_an_auth_failure(h: Harness) -> None:
     assert "wrong-key" not in str(info.value)
     failed = {k[2] for k in h.failures("auth")}
     # The day's calls run in sequence and stop at the first failure; the rest run apart.
-    assert failed == {"PartnerActiveSessions", "PartnerSessionCounts",
-                      "PartnerCompletedSessionsEnding", "PartnerUserSessions"}
+    assert failed == {
+        "PartnerActiveSessions",
+        "PartnerSessionCounts",
+        "PartnerCompletedSessionsEnding",
+        "PartnerUserSessions",
+    }
     assert not h.failures("http_5xx")
 
 
-@pytest.mark.parametrize(("fault", "reason"), [
-    ("http_503", "http_5xx"), ("rate_limit", "rate_limited"), ("truncate", "connection"),
-    ("garbage", "parse"), ("auth", "auth"),
-])
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        ("http_503", "http_5xx"),
+        ("rate_limit", "rate_limited"),
+        ("truncate", "connection"),
+        ("garbage", "parse"),
+        ("auth", "auth"),
+    ],
+)
 async def test_faults_map_to_reasons(h: Harness, fault: str, reason: str) -> None:
     c = h.collector()
     h.sim.faults.inject(fault, None, seconds=42)
@@ -315,8 +347,7 @@ async def test_user_gauges_match_the_simulator(h: Harness) -> None:
         h.clock.advance(97)
         await c.collect(h.upstream())
         now = h.clock.time()
-        got = by_label(series(c.families(), "glance_user_sessions_current"),
-                       "user", "session_type")
+        got = by_label(series(c.families(), "glance_user_sessions_current"), "user", "session_type")
         want = {(u, t): 0.0 for u in users for t in "CGV"}
         for u in users:
             for s in h.sim.user_in_progress(u, now - 24 * HOUR, now + HOUR):
@@ -330,17 +361,25 @@ async def test_invalid_user_vanishes_and_is_logged_once(h: Harness) -> None:
     for _ in range(3):
         await c.collect(h.upstream())
         h.clock.advance(30)
-    users = {k[0] for k in by_label(series(c.families(), "glance_user_sessions_current"),
-                                    "user")}
+    users = {k[0] for k in by_label(series(c.families(), "glance_user_sessions_current"), "user")}
     assert users == {"JDemo"}
     warnings = [e for e in h.log.events if e[0] == "warning"]
-    assert warnings == [("warning", "glance_user_not_valid",
-                         {"user": "Nobody", "hint": "check the partnerUserId in the config"})]
+    assert warnings == [
+        (
+            "warning",
+            "glance_user_not_valid",
+            {"user": "Nobody", "hint": "check the partnerUserId in the config"},
+        )
+    ]
 
 
 async def test_unknown_types_and_statuses_are_kept_within_the_limit(clock: FakeClock) -> None:
-    sim = GlanceSimulator(clock, seed=2, session_types={"C": 1, "S": 1, "Y": 1, "Z": 1},
-                          final_statuses={"C": 1, "N": 1, "P": 1})
+    sim = GlanceSimulator(
+        clock,
+        seed=2,
+        session_types={"C": 1, "S": 1, "Y": 1, "Z": 1},
+        final_statuses={"C": 1, "N": 1, "P": 1},
+    )
     h = await start_harness(clock, sim)
     try:
         c = h.collector(label_limit=1, page_size=100)
@@ -388,9 +427,16 @@ async def test_a_host_clock_ahead_of_glances_loses_no_completed_session(
         account = make_account(h.base_url)
         ctx = collector_context(ours, h.rejects)
         c = GlanceCollector(account, ctx, client=GlanceClient(account, ctx))
-        upstream = Upstream(h.session, vendor="glance", account="acme", timeout=5.0,
-                            admission=Admission(4), metrics=h.metrics,
-                            max_body_bytes=1 << 24, wall_time=ours.time)
+        upstream = Upstream(
+            h.session,
+            vendor="glance",
+            account="acme",
+            timeout=5.0,
+            admission=Admission(4),
+            metrics=h.metrics,
+            max_body_bytes=1 << 24,
+            wall_time=ours.time,
+        )
         started = ours.time()
         for _ in range(120):
             clock.advance(60)

@@ -34,9 +34,16 @@ def test_defaults() -> None:
 
 
 def test_every_field() -> None:
-    account = parse(partner_id="7", api_key="k", users=["JDemo", 42], timezone="Europe/Paris",
-                    lookback="2h", feed_overlap="15m", duration_buckets=[10, 60.5],
-                    today_statuses=["C", "C"])
+    account = parse(
+        partner_id="7",
+        api_key="k",
+        users=["JDemo", 42],
+        timezone="Europe/Paris",
+        lookback="2h",
+        feed_overlap="15m",
+        duration_buckets=[10, 60.5],
+        today_statuses=["C", "C"],
+    )
     assert account.users == ("JDemo", "42")
     assert account.zone.key == "Europe/Paris"
     assert (account.lookback, account.feed_overlap) == (7200, 900)
@@ -53,32 +60,43 @@ def test_api_key_from_env_and_file(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert parse(partner_id=1, api_key_file=str(key_file)).api_key.reveal() == "from-file"
 
 
-@pytest.mark.parametrize(("data", "error"), [
-    ({"api_key": "k"}, "glance[0].partner_id: required"),
-    ({"partner_id": 0, "api_key": "k"}, "glance[0].partner_id: must be at least 1"),
-    ({"partner_id": "abc", "api_key": "k"}, "glance[0].partner_id: must be a whole number"),
-    # Digits to `str.isdigit`, not to us: int() refuses the first and reads the next as 3.
-    ({"partner_id": "²", "api_key": "k"}, "glance[0].partner_id: must be a whole number"),
-    ({"partner_id": "٣", "api_key": "k"}, "glance[0].partner_id: must be a whole number"),
-    ({"partner_id": 1}, "glance[0].api_key: required"),
-    ({"partner_id": 1, "api_key": "k", "timezone": "Mars/Olympus"}, "glance[0].timezone:"),
-    ({"partner_id": 1, "api_key": "k", "timezone": "../../etc/passwd"}, "glance[0].timezone:"),
-    ({"partner_id": 1, "api_key": "k", "users": "JDemo"}, "glance[0].users: must be a list"),
-    ({"partner_id": 1, "api_key": "k", "users": ["a", "a"]}, "glance[0].users: lists a user"),
-    ({"partner_id": 1, "api_key": "k", "users": ["", "b"]}, "glance[0].users[0]:"),
-    ({"partner_id": 1, "api_key": "k", "users": ["x" * 256]}, "glance[0].users[0]:"),
-    ({"partner_id": 1, "api_key": "k", "lookback": "soon"}, "glance[0].lookback:"),
-    ({"partner_id": 1, "api_key": "k", "feed_overlap": "-5m"}, "glance[0].feed_overlap:"),
-    ({"partner_id": 1, "api_key": "k", "duration_buckets": [60, 30]},
-     "glance[0].duration_buckets:"),
-    ({"partner_id": 1, "api_key": "k", "duration_buckets": [0, 30]},
-     "glance[0].duration_buckets: bounds must be positive"),
-    ({"partner_id": 1, "api_key": "k", "duration_buckets": [30, float("nan")]},
-     "glance[0].duration_buckets[1]: must be a finite number"),
-    ({"partner_id": 1, "api_key": "k", "today_statuses": ["W"]},
-     "glance[0].today_statuses[0]: must be A or C"),
-    ({"partner_id": 1, "api_key": "k", "nickname": "x"}, "glance[0].nickname: unknown field"),
-])
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        ({"api_key": "k"}, "glance[0].partner_id: required"),
+        ({"partner_id": 0, "api_key": "k"}, "glance[0].partner_id: must be at least 1"),
+        ({"partner_id": "abc", "api_key": "k"}, "glance[0].partner_id: must be a whole number"),
+        # Digits to `str.isdigit`, not to us: int() refuses the first and reads the next as 3.
+        ({"partner_id": "²", "api_key": "k"}, "glance[0].partner_id: must be a whole number"),
+        ({"partner_id": "٣", "api_key": "k"}, "glance[0].partner_id: must be a whole number"),
+        ({"partner_id": 1}, "glance[0].api_key: required"),
+        ({"partner_id": 1, "api_key": "k", "timezone": "Mars/Olympus"}, "glance[0].timezone:"),
+        ({"partner_id": 1, "api_key": "k", "timezone": "../../etc/passwd"}, "glance[0].timezone:"),
+        ({"partner_id": 1, "api_key": "k", "users": "JDemo"}, "glance[0].users: must be a list"),
+        ({"partner_id": 1, "api_key": "k", "users": ["a", "a"]}, "glance[0].users: lists a user"),
+        ({"partner_id": 1, "api_key": "k", "users": ["", "b"]}, "glance[0].users[0]:"),
+        ({"partner_id": 1, "api_key": "k", "users": ["x" * 256]}, "glance[0].users[0]:"),
+        ({"partner_id": 1, "api_key": "k", "lookback": "soon"}, "glance[0].lookback:"),
+        ({"partner_id": 1, "api_key": "k", "feed_overlap": "-5m"}, "glance[0].feed_overlap:"),
+        (
+            {"partner_id": 1, "api_key": "k", "duration_buckets": [60, 30]},
+            "glance[0].duration_buckets:",
+        ),
+        (
+            {"partner_id": 1, "api_key": "k", "duration_buckets": [0, 30]},
+            "glance[0].duration_buckets: bounds must be positive",
+        ),
+        (
+            {"partner_id": 1, "api_key": "k", "duration_buckets": [30, float("nan")]},
+            "glance[0].duration_buckets[1]: must be a finite number",
+        ),
+        (
+            {"partner_id": 1, "api_key": "k", "today_statuses": ["W"]},
+            "glance[0].today_statuses[0]: must be A or C",
+        ),
+        ({"partner_id": 1, "api_key": "k", "nickname": "x"}, "glance[0].nickname: unknown field"),
+    ],
+)
 def test_errors_name_the_field(data: dict[str, Any], error: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse(**data)
@@ -87,8 +105,17 @@ def test_errors_name_the_field(data: dict[str, Any], error: str) -> None:
 
 def test_through_the_core_config() -> None:
     config = parse_config(
-        {"glance": [{"name": "acme", "partner_id": 5, "api_key": "k", "interval": "30s",
-                     "users": ["JDemo"]}]},
+        {
+            "glance": [
+                {
+                    "name": "acme",
+                    "partner_id": 5,
+                    "api_key": "k",
+                    "interval": "30s",
+                    "users": ["JDemo"],
+                }
+            ]
+        },
         {"glance": VENDOR},
     )
     (account,) = config.accounts

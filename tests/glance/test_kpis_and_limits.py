@@ -52,11 +52,15 @@ async def test_every_outcome_has_exact_counts_waits_and_service_level(h: Harness
     outcomes = Counter(s.outcome for s in ended if s.observed_wait is not None)
     assert all(outcomes[o] > 0 for o in ("answered", "abandoned", "timed_out", "other"))
     # Service level 80/20 reads two exact bucket bounds: answered within 20 s / answered.
-    buckets = by_label(series(c.families(), "glance_session_wait_seconds_bucket"),
-                       "session_type", "outcome", "le")
+    buckets = by_label(
+        series(c.families(), "glance_session_wait_seconds_bucket"), "session_type", "outcome", "le"
+    )
     for session_type in "CGV":
-        answered = [s.observed_wait for s in ended if s.type == session_type
-                    and s.outcome == "answered" and s.observed_wait is not None]
+        answered = [
+            s.observed_wait
+            for s in ended
+            if s.type == session_type and s.outcome == "answered" and s.observed_wait is not None
+        ]
         assert buckets[(session_type, "answered", "20.0")] == sum(w <= 20 for w in answered)
         assert buckets[(session_type, "answered", "+Inf")] == len(answered)
     # Answered sessions nobody joined (X without an agent) have no wait, but a duration.
@@ -64,7 +68,8 @@ async def test_every_outcome_has_exact_counts_waits_and_service_level(h: Harness
     assert unanswerable, "the simulator should end some unjoined sessions with X"
     durations = series(c.families(), "glance_session_duration_seconds_count")
     assert sum(v for k, v in durations.items() if ("outcome", "answered") in k) == sum(
-        1 for s in ended if s.outcome == "answered")
+        1 for s in ended if s.outcome == "answered"
+    )
 
 
 async def test_help_texts_name_the_fields_and_say_polled(h: Harness) -> None:
@@ -90,7 +95,9 @@ async def test_the_page_budget_stops_a_cycle_and_the_next_carries_on(h: Harness)
         except UpstreamError as exc:
             # Counting the cycles that fail, in a loop: not one pytest.raises.
             assert (exc.operation, exc.reason) == (  # noqa: PT017
-                "PartnerCompletedSessionsEnding", "limit_exceeded")
+                "PartnerCompletedSessionsEnding",
+                "limit_exceeded",
+            )
             failures += 1
             continue
         break
@@ -136,8 +143,9 @@ async def test_a_reply_over_max_records_is_refused_and_the_gauges_kept(h: Harnes
 
 async def test_long_types_and_statuses_are_cut_and_counted(clock: FakeClock) -> None:
     long_type, long_status = "T" * 32_000, "S" * 32_000
-    sim = GlanceSimulator(clock, seed=2, session_types={"C": 1, long_type: 1},
-                          final_statuses={"C": 1, long_status: 1})
+    sim = GlanceSimulator(
+        clock, seed=2, session_types={"C": 1, long_type: 1}, final_statuses={"C": 1, long_status: 1}
+    )
     h = await start_harness(clock, sim)
     try:
         c = h.collector(page_size=100, limits={"label_value_max_length": 40})
@@ -160,15 +168,20 @@ async def test_long_types_and_statuses_are_cut_and_counted(clock: FakeClock) -> 
 
 
 def _page(*sessions: str, next_id: int = 0) -> bytes:
-    return (f'<groupSessions xmlns="{NS}"><nextId>{next_id}</nextId><users><userSessions>'
-            "<partnerUserId>U</partnerUserId><validUser>true</validUser><sessions>"
-            + "".join(sessions) + "</sessions></userSessions></users></groupSessions>").encode()
+    return (
+        f'<groupSessions xmlns="{NS}"><nextId>{next_id}</nextId><users><userSessions>'
+        "<partnerUserId>U</partnerUserId><validUser>true</validUser><sessions>"
+        + "".join(sessions)
+        + "</sessions></userSessions></users></groupSessions>"
+    ).encode()
 
 
 def _session(sid: int, status: str = "C", duration: str = "60", guests: str = "") -> str:
-    return (f"<session><id>{sid}</id><type>C</type><status>{status}</status>"
-            f"<startTime>2026-03-10T14:59:00Z</startTime><duration>{duration}</duration>"
-            f"<guests>{guests}</guests></session>")
+    return (
+        f"<session><id>{sid}</id><type>C</type><status>{status}</status>"
+        f"<startTime>2026-03-10T14:59:00Z</startTime><duration>{duration}</duration>"
+        f"<guests>{guests}</guests></session>"
+    )
 
 
 def _guest(kind: str, at: str) -> str:
@@ -176,16 +189,18 @@ def _guest(kind: str, at: str) -> str:
 
 
 @asynccontextmanager
-async def hostile(clock: FakeClock, feed: Callable[[], bytes],
-                  operation: str = COMPLETED_ENDING) -> AsyncIterator[Harness]:
+async def hostile(
+    clock: FakeClock, feed: Callable[[], bytes], operation: str = COMPLETED_ENDING
+) -> AsyncIterator[Harness]:
     """The simulator for every operation but one (the feed unless said), which serves
     `feed()`."""
     sim = GlanceSimulator(clock, seed=1)
     app = sim.app()
 
     @web.middleware
-    async def replace_feed(request: web.Request,
-                           handler: Callable[[web.Request], Any]) -> web.StreamResponse:
+    async def replace_feed(
+        request: web.Request, handler: Callable[[web.Request], Any]
+    ) -> web.StreamResponse:
         if request.path.endswith(f"/{operation}"):
             await request.post()
             return web.Response(body=feed(), content_type="text/xml")
@@ -202,19 +217,23 @@ async def hostile(clock: FakeClock, feed: Callable[[], bytes],
 
 async def test_absurd_numbers_are_rejected_never_observed(clock: FakeClock) -> None:
     who = _guest("visitor", "14:59:00") + _guest("agent", "14:59:12")
-    body = _page(_session(1, guests=who), _session(2, duration="1e308", guests=who),
-                 _session(3, duration="NaN"), _session(4, "Q", duration="-1"),
-                 _session(5, guests=_guest("visitor", "14:59:00").replace("2026", "9999")),
-                 _session(6, "T", duration="45"))
+    body = _page(
+        _session(1, guests=who),
+        _session(2, duration="1e308", guests=who),
+        _session(3, duration="NaN"),
+        _session(4, "Q", duration="-1"),
+        _session(5, guests=_guest("visitor", "14:59:00").replace("2026", "9999")),
+        _session(6, "T", duration="45"),
+    )
     served = iter([body, _page()])
     async with hostile(clock, lambda: next(served, _page())) as h:
         c = h.collector()
         await c.collect(h.upstream())
         families = list(c.families())
-    waits = by_label(series(families, "glance_session_wait_seconds_sum"),
-                     "session_type", "outcome")
-    counts = by_label(series(families, "glance_session_wait_seconds_count"),
-                      "session_type", "outcome")
+    waits = by_label(series(families, "glance_session_wait_seconds_sum"), "session_type", "outcome")
+    counts = by_label(
+        series(families, "glance_session_wait_seconds_count"), "session_type", "outcome"
+    )
     assert waits[("C", "answered")] == 12 and counts[("C", "answered")] == 1
     assert waits[("C", "timed_out")] == 45 and counts[("C", "timed_out")] == 1
     assert sum(counts.values()) == 2
@@ -224,29 +243,38 @@ async def test_absurd_numbers_are_rejected_never_observed(clock: FakeClock) -> N
 
 
 def _active(sid: int, status: str, start: float) -> str:
-    return (f"<activeSession><id>{sid}</id><type>C</type><status>{status}</status>"
-            f"<startTime>{utc(start)}</startTime><partnerUserId>U</partnerUserId>"
-            "<nguests>2</nguests></activeSession>")
+    return (
+        f"<activeSession><id>{sid}</id><type>C</type><status>{status}</status>"
+        f"<startTime>{utc(start)}</startTime><partnerUserId>U</partnerUserId>"
+        "<nguests>2</nguests></activeSession>"
+    )
 
 
 async def test_active_sessions_listed_twice_or_waiting_for_years_are_rejected(
     clock: FakeClock,
 ) -> None:
     now = clock.time()
-    body = (f'<ArrayOfActiveSession xmlns="{NS}">' + _active(1, "W", now - 120)
-            + _active(1, "W", now - 120) + _active(2, "A", now - 60)
-            + _active(3, "W", now - 26 * 365 * 86400) + _active(4, "W", now + 70 * 365 * 86400)
-            + "</ArrayOfActiveSession>").encode()
+    body = (
+        f'<ArrayOfActiveSession xmlns="{NS}">'
+        + _active(1, "W", now - 120)
+        + _active(1, "W", now - 120)
+        + _active(2, "A", now - 60)
+        + _active(3, "W", now - 26 * 365 * 86400)
+        + _active(4, "W", now + 70 * 365 * 86400)
+        + "</ArrayOfActiveSession>"
+    ).encode()
     async with hostile(clock, lambda: body, ACTIVE) as h:
         c = h.collector()
         await c.collect(h.upstream())
         families = list(c.families())
     current = by_label(series(families, "glance_sessions_current"), "session_type", "status")
     assert (current[("C", "W")], current[("C", "A")]) == (3.0, 1.0)  # session 1 once
-    assert by_label(series(families, "glance_session_guests_current"),
-                    "session_type")[("C",)] == 8.0
-    oldest = by_label(series(families, "glance_waiting_session_oldest_start_timestamp_seconds"),
-                      "session_type")
+    assert (
+        by_label(series(families, "glance_session_guests_current"), "session_type")[("C",)] == 8.0
+    )
+    oldest = by_label(
+        series(families, "glance_waiting_session_oldest_start_timestamp_seconds"), "session_type"
+    )
     assert oldest == {("C",): float(int(now - 120))}
     assert (h.rejects["invalid_record"], h.rejects["implausible_value"]) == (1, 2)
 
@@ -269,8 +297,11 @@ async def test_a_version_1_state_keeps_the_feed_and_counts(h: Harness) -> None:
     old = {k: v for k, v in state.items() if k not in ("waits", "wait_buckets")}
     old["version"] = 1  # which keyed every series with the account name too
     old["completed"] = [[["acme", *labels], value] for labels, value in state["completed"]]
-    old["durations"] = [[["acme", labels[0]], counts, total] for labels, counts, total
-                        in state["durations"] if labels[1] == "answered"]
+    old["durations"] = [
+        [["acme", labels[0]], counts, total]
+        for labels, counts, total in state["durations"]
+        if labels[1] == "answered"
+    ]
     second = h.collector()
     second.restore(old)
     assert completed(second) == completed(first)
@@ -305,8 +336,12 @@ async def test_changed_wait_buckets_restart_only_the_wait_histogram(h: Harness) 
 
 
 async def test_vendor_data_equal_to_the_key_never_becomes_a_label(clock: FakeClock) -> None:
-    sim = GlanceSimulator(clock, seed=2, session_types={"C": 1, DEMO_API_KEY: 1},
-                          final_statuses={"C": 1, quote_plus(DEMO_API_KEY): 1})
+    sim = GlanceSimulator(
+        clock,
+        seed=2,
+        session_types={"C": 1, DEMO_API_KEY: 1},
+        final_statuses={"C": 1, quote_plus(DEMO_API_KEY): 1},
+    )
     h = await start_harness(clock, sim)
     try:
         c = h.collector(page_size=100)

@@ -36,7 +36,10 @@ def ts(text: str) -> float:
 def test_session_counts_sample() -> None:
     counts = parse_session_counts(sample("PartnerSessionCounts"))
     assert [(r.type, r.status, r.count, r.average_duration) for r in counts.records] == [
-        ("C", "C", 141, 748), ("C", "Q", 2, 106), ("C", "T", 24, 127), ("C", "X", 2, 905),
+        ("C", "C", 141, 748),
+        ("C", "Q", 2, 106),
+        ("C", "T", 24, 127),
+        ("C", "X", 2, 905),
         ("G", "C", 123, 619),
     ]
     assert counts.skipped == 0
@@ -45,7 +48,9 @@ def test_session_counts_sample() -> None:
 def test_session_counts_ending_sample() -> None:
     counts = parse_session_counts(sample("PartnerSessionCountsEnding"))
     assert [(r.type, r.status, r.count, r.average_duration) for r in counts.records] == [
-        ("C", "C", 2, 40), ("C", "Q", 3, 8), ("C", "T", 2, 125),
+        ("C", "C", 2, 40),
+        ("C", "Q", 3, 8),
+        ("C", "T", 2, 125),
     ]
 
 
@@ -76,8 +81,7 @@ def test_user_sessions_sample() -> None:
     reply = parse_user_sessions(sample("PartnerUserSessions"))
     assert reply.valid_user is True
     (session,) = reply.sessions
-    assert (session.id, session.type, session.status, session.duration) == (
-        61943691, "C", "C", 687)
+    assert (session.id, session.type, session.status, session.duration) == (61943691, "C", "C", 687)
 
 
 @pytest.mark.parametrize("name", sorted(PARSERS))
@@ -137,16 +141,28 @@ PARAMETER_ENTITY = b"""<?xml version="1.0"?>
 
 @pytest.mark.parametrize("body", [BILLION_LAUGHS, EXTERNAL_ENTITY, PARAMETER_ENTITY])
 def test_dtds_and_entities_are_refused(body: bytes) -> None:
-    parser = parse_user_sessions if b"userSessions" in body else (
-        parse_active_sessions if b"Active" in body else parse_session_counts)
+    parser = (
+        parse_user_sessions
+        if b"userSessions" in body
+        else (parse_active_sessions if b"Active" in body else parse_session_counts)
+    )
     with pytest.raises(ParseError, match="DTD"):
         parser(body)
 
 
-@pytest.mark.parametrize("body", [
-    b"", b"   ", b"not xml at all", b"<ArrayOfSessionCount", b"\x00\xff\xfe<",
-    b"<?xml version='1.0'?>", b'{"json": true}', b"<a><b></a>",
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"   ",
+        b"not xml at all",
+        b"<ArrayOfSessionCount",
+        b"\x00\xff\xfe<",
+        b"<?xml version='1.0'?>",
+        b'{"json": true}',
+        b"<a><b></a>",
+    ],
+)
 def test_malformed(body: bytes) -> None:
     with pytest.raises(ParseError):
         parse_session_counts(body)
@@ -161,8 +177,9 @@ def test_oversized_body() -> None:
 
 
 def _counts(*items: str) -> bytes:
-    return (f'<ArrayOfSessionCount xmlns="{NS}">' + "".join(items)
-            + "</ArrayOfSessionCount>").encode()
+    return (
+        f'<ArrayOfSessionCount xmlns="{NS}">' + "".join(items) + "</ArrayOfSessionCount>"
+    ).encode()
 
 
 def test_unusable_count_records_are_skipped_not_fatal() -> None:
@@ -176,7 +193,9 @@ def test_unusable_count_records_are_skipped_not_fatal() -> None:
     )
     counts = parse_session_counts(body)
     assert [(r.type, r.status, r.count, r.average_duration) for r in counts.records] == [
-        ("C", "C", 3, None), ("V", "Z", 4, None)]
+        ("C", "C", 3, None),
+        ("V", "Z", 4, None),
+    ]
     assert counts.skipped == 3
 
 
@@ -193,11 +212,15 @@ def test_a_count_beyond_a_billion_is_implausible_and_a_billion_is_not() -> None:
 
 def test_a_guest_count_beyond_a_billion_rejects_the_active_session() -> None:
     def active(i: int, guests: int) -> str:
-        return (f"<activeSession><id>{i}</id><type>C</type><status>A</status>"
-                f"<nguests>{guests}</nguests></activeSession>")
+        return (
+            f"<activeSession><id>{i}</id><type>C</type><status>A</status>"
+            f"<nguests>{guests}</nguests></activeSession>"
+        )
 
-    body = (f'<ArrayOfActiveSession xmlns="{NS}">{active(1, 3)}{active(2, 10**12)}'
-            "</ArrayOfActiveSession>").encode()
+    body = (
+        f'<ArrayOfActiveSession xmlns="{NS}">{active(1, 3)}{active(2, 10**12)}'
+        "</ArrayOfActiveSession>"
+    ).encode()
     reply = parse_active_sessions(body)
     assert [(r.id, r.nguests) for r in reply.records] == [(1, 3)]
     assert (reply.skipped, reply.implausible) == (1, 1)
@@ -215,37 +238,57 @@ def test_group_sessions_edge_cases() -> None:
     page = parse_group_sessions(body)
     assert page.next_id is None
     assert [(s.id, s.type, s.status, s.duration, s.start_time) for s in page.sessions] == [
-        (5, "Z", "?", None, None), (6, "C", "C", 12, None)]
+        (5, "Z", "?", None, None),
+        (6, "C", "C", 12, None),
+    ]
     assert (page.skipped, page.implausible) == (1, 0)
     assert page.invalid_users == ["Gone"]
 
 
 def _group(*sessions: str) -> bytes:
-    return (f'<groupSessions xmlns="{NS}"><users><userSessions><partnerUserId>U'
-            "</partnerUserId><validUser>true</validUser><sessions>" + "".join(sessions)
-            + "</sessions></userSessions></users></groupSessions>").encode()
+    return (
+        f'<groupSessions xmlns="{NS}"><users><userSessions><partnerUserId>U'
+        "</partnerUserId><validUser>true</validUser><sessions>"
+        + "".join(sessions)
+        + "</sessions></userSessions></users></groupSessions>"
+    ).encode()
 
 
-def _session(sid: int, *, duration: str = "60", start: str = "2026-03-10T12:00:00Z",
-             guests: str = "") -> str:
-    return (f"<session><id>{sid}</id><type>C</type><status>C</status>"
-            f"<startTime>{start}</startTime><duration>{duration}</duration>"
-            f"<guests>{guests}</guests></session>")
+def _session(
+    sid: int, *, duration: str = "60", start: str = "2026-03-10T12:00:00Z", guests: str = ""
+) -> str:
+    return (
+        f"<session><id>{sid}</id><type>C</type><status>C</status>"
+        f"<startTime>{start}</startTime><duration>{duration}</duration>"
+        f"<guests>{guests}</guests></session>"
+    )
 
 
 def _guest(kind: str, start: str) -> str:
     return f"<guest><type>{kind}</type><startTime>{start}</startTime></guest>"
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("duration", "1e308"), ("duration", "-4"), ("duration", "NaN"), ("duration", "Infinity"),
-    ("duration", "1e400"), ("duration", str(7 * 86400 + 1)),
-    ("start", "9999-12-31T23:59:59Z"), ("start", "0001-01-01T00:00:00Z"),
-    ("guest", "9999-12-31T23:59:59Z"), ("guest", "0001-01-01T00:00:00"),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("duration", "1e308"),
+        ("duration", "-4"),
+        ("duration", "NaN"),
+        ("duration", "Infinity"),
+        ("duration", "1e400"),
+        ("duration", str(7 * 86400 + 1)),
+        ("start", "9999-12-31T23:59:59Z"),
+        ("start", "0001-01-01T00:00:00Z"),
+        ("guest", "9999-12-31T23:59:59Z"),
+        ("guest", "0001-01-01T00:00:00"),
+    ],
+)
 def test_implausible_numbers_and_dates_reject_the_session(field: str, value: str) -> None:
-    bad = {"duration": _session(2, duration=value), "start": _session(2, start=value),
-           "guest": _session(2, guests=_guest("visitor", value))}[field]
+    bad = {
+        "duration": _session(2, duration=value),
+        "start": _session(2, start=value),
+        "guest": _session(2, guests=_guest("visitor", value)),
+    }[field]
     page = parse_group_sessions(_group(_session(1), bad))
     assert [s.id for s in page.sessions] == [1]
     assert (page.skipped, page.implausible) == (1, 1)
@@ -258,14 +301,20 @@ def test_a_wait_of_more_than_a_week_is_implausible() -> None:
 
 
 def test_guest_starts_are_the_earliest_visitor_and_agent() -> None:
-    guests = (_guest("agent", "2026-03-10T12:00:40Z") + _guest("Visitor", "2026-03-10T12:00:30Z")
-              + _guest("visitor", "2026-03-10T12:00:05Z") + _guest("agent", "2026-03-10T12:00:20Z")
-              + _guest("observer", "2026-03-10T11:00:00Z") + _guest("agent", "garbage"))
+    guests = (
+        _guest("agent", "2026-03-10T12:00:40Z")
+        + _guest("Visitor", "2026-03-10T12:00:30Z")
+        + _guest("visitor", "2026-03-10T12:00:05Z")
+        + _guest("agent", "2026-03-10T12:00:20Z")
+        + _guest("observer", "2026-03-10T11:00:00Z")
+        + _guest("agent", "garbage")
+    )
     (session,) = parse_group_sessions(_group(_session(1, guests=guests))).sessions
     assert session.visitor_start == ts("2026-03-10T12:00:05")
     assert session.agent_start == ts("2026-03-10T12:00:20")
     (alone,) = parse_group_sessions(
-        _group(_session(2, guests=_guest("visitor", "2026-03-10T12:00:05Z")))).sessions
+        _group(_session(2, guests=_guest("visitor", "2026-03-10T12:00:05Z")))
+    ).sessions
     assert (alone.visitor_start, alone.agent_start) == (ts("2026-03-10T12:00:05"), None)
 
 
@@ -280,8 +329,9 @@ def test_replies_over_the_record_limit_are_not_built() -> None:
     assert len(parse_group_sessions(body, max_records=5).sessions) == 5
     page = parse_group_sessions(body, max_records=4)
     assert (page.sessions, page.over_limit) == ([], 5)
-    counts = _counts(*["<sessionCount><type>C</type><status>C</status><count>1</count>"
-                       "</sessionCount>"] * 3)
+    counts = _counts(
+        *["<sessionCount><type>C</type><status>C</status><count>1</count></sessionCount>"] * 3
+    )
     assert parse_session_counts(counts, max_records=2).over_limit == 3
     assert parse_session_counts(counts, max_records=3).over_limit is None
 
@@ -291,18 +341,17 @@ def test_a_lone_surrogate_is_made_encodable() -> None:
     # which XML forbids too; an unpaired surrogate escape in text is therefore a parse
     # error, and everything else is valid UTF-8 by construction.
     with pytest.raises(ParseError):
-        parse_group_sessions(_group(_session(1).replace("<type>C</type>",
-                                                        "<type>&#xD800;</type>")))
+        parse_group_sessions(_group(_session(1).replace("<type>C</type>", "<type>&#xD800;</type>")))
 
 
 @pytest.mark.parametrize("digits", ["9" * 19, "9" * 5000, "\u00b2", "\u0661\u0660"])
 def test_numbers_are_ascii_digits_of_bounded_length(digits: str) -> None:
-    page = parse_group_sessions(_group(_session(1).replace("<id>1</id>",
-                                                           f"<id>{digits}</id>")))
+    page = parse_group_sessions(_group(_session(1).replace("<id>1</id>", f"<id>{digits}</id>")))
     assert (page.sessions, page.skipped, page.implausible) == ([], 1, 0)
     with pytest.raises(ParseError, match="nextId"):
-        parse_group_sessions(f'<groupSessions xmlns="{NS}"><nextId>{digits}</nextId>'
-                             "</groupSessions>".encode())
+        parse_group_sessions(
+            f'<groupSessions xmlns="{NS}"><nextId>{digits}</nextId></groupSessions>'.encode()
+        )
 
 
 def test_group_sessions_bad_next_id() -> None:
@@ -315,25 +364,33 @@ def test_user_sessions_needs_valid_user() -> None:
     with pytest.raises(ParseError, match="validUser"):
         parse_user_sessions(f'<userSessions xmlns="{NS}"><sessions/></userSessions>'.encode())
     reply = parse_user_sessions(
-        f'<userSessions xmlns="{NS}"><validUser>false</validUser></userSessions>'.encode())
+        f'<userSessions xmlns="{NS}"><validUser>false</validUser></userSessions>'.encode()
+    )
     assert reply.valid_user is False
     assert reply.sessions == []
 
 
 def test_elements_in_a_foreign_namespace_are_ignored() -> None:
-    body = (f'<ArrayOfSessionCount xmlns="{NS}" xmlns:x="urn:x">'
-            "<x:sessionCount><type>C</type><status>C</status><count>9</count></x:sessionCount>"
-            "</ArrayOfSessionCount>").encode()
+    body = (
+        f'<ArrayOfSessionCount xmlns="{NS}" xmlns:x="urn:x">'
+        "<x:sessionCount><type>C</type><status>C</status><count>9</count></x:sessionCount>"
+        "</ArrayOfSessionCount>"
+    ).encode()
     assert parse_session_counts(body).records == []
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("2020-03-31T20:13:58Z", ts("2020-03-31T20:13:58")),
-    ("2020-03-31T20:13:58", ts("2020-03-31T20:13:58")),  # "Date values are returned in UTC"
-    ("2020-03-31T16:13:58-04:00", ts("2020-03-31T20:13:58")),
-    ("2020-03-31T20:13:58.250Z", ts("2020-03-31T20:13:58") + 0.25),
-    ("", None), ("garbage", None), (None, None),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2020-03-31T20:13:58Z", ts("2020-03-31T20:13:58")),
+        ("2020-03-31T20:13:58", ts("2020-03-31T20:13:58")),  # "Date values are returned in UTC"
+        ("2020-03-31T16:13:58-04:00", ts("2020-03-31T20:13:58")),
+        ("2020-03-31T20:13:58.250Z", ts("2020-03-31T20:13:58") + 0.25),
+        ("", None),
+        ("garbage", None),
+        (None, None),
+    ],
+)
 def test_parse_time(text: str | None, expected: float | None) -> None:
     assert parse_time(text) == expected
 
@@ -352,4 +409,4 @@ def test_mutated_samples_raise_only_parse_error(name: str, at: int, junk: bytes)
     body = sample(name)
     at %= len(body)
     with contextlib.suppress(ParseError):
-        PARSERS[name](body[:at] + junk + body[at + len(junk):])
+        PARSERS[name](body[:at] + junk + body[at + len(junk) :])

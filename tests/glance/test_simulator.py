@@ -67,8 +67,9 @@ def test_population_moves_and_has_history() -> None:
 
 async def test_bad_credentials_answer_like_asmx(http: Http) -> None:
     client, _, _ = http
-    reply = await client.post(PATH + "PartnerActiveSessions",
-                              data={"partnerId": str(DEMO_PARTNER_ID), "apiKey": "nope"})
+    reply = await client.post(
+        PATH + "PartnerActiveSessions", data={"partnerId": str(DEMO_PARTNER_ID), "apiKey": "nope"}
+    )
     assert reply.status == 500
     assert "apiKey" in await reply.text()
     reply = await client.post(PATH + "PartnerActiveSessions", data={"partnerId": "1"})
@@ -76,35 +77,60 @@ async def test_bad_credentials_answer_like_asmx(http: Http) -> None:
     assert "Missing parameter: apiKey" in await reply.text()
 
 
-@pytest.mark.parametrize(("operation", "params", "message"), [
-    ("PartnerCompletedSessions", {"sessionKey": "", "nResults": "10", "nextId": "0",
-                                  "startRange": "2026-01-01T00:00:00Z",
-                                  "endRange": "2026-02-01T00:00:01Z"}, "31 days"),
-    ("PartnerCompletedSessions", {**RANGE, "sessionKey": "", "nResults": "1001",
-                                  "nextId": "0"}, "between 1 and 1000"),
-    ("PartnerCompletedSessions", {**RANGE, "sessionKey": "", "nResults": "0",
-                                  "nextId": "0"}, "between 1 and 1000"),
-    ("PartnerCompletedSessionsEnding", {**RANGE, "nResults": "5", "nextId": "0"},
-     "Missing parameter: sessionKey"),
-    ("PartnerSessionCounts", {**RANGE, "status": "C"}, "Missing parameter: type"),
-    ("PartnerSessionCounts", {**RANGE, "type": "", "status": "Z"}, "status"),
-    ("PartnerUserSessions", {**RANGE, "status": "A", "sessionKey": ""},
-     "Missing parameter: partnerUserId"),
-    ("PartnerSessionCountsEnding", {"type": "", "startRange": "yesterday",
-                                    "endRange": "2026-01-01"}, "DateTime"),
-    ("NoSuchOperation", {}, "Request format is unrecognized"),
-])
-async def test_asmx_errors(http: Http,
-                           operation: str, params: dict[str, str], message: str) -> None:
+@pytest.mark.parametrize(
+    ("operation", "params", "message"),
+    [
+        (
+            "PartnerCompletedSessions",
+            {
+                "sessionKey": "",
+                "nResults": "10",
+                "nextId": "0",
+                "startRange": "2026-01-01T00:00:00Z",
+                "endRange": "2026-02-01T00:00:01Z",
+            },
+            "31 days",
+        ),
+        (
+            "PartnerCompletedSessions",
+            {**RANGE, "sessionKey": "", "nResults": "1001", "nextId": "0"},
+            "between 1 and 1000",
+        ),
+        (
+            "PartnerCompletedSessions",
+            {**RANGE, "sessionKey": "", "nResults": "0", "nextId": "0"},
+            "between 1 and 1000",
+        ),
+        (
+            "PartnerCompletedSessionsEnding",
+            {**RANGE, "nResults": "5", "nextId": "0"},
+            "Missing parameter: sessionKey",
+        ),
+        ("PartnerSessionCounts", {**RANGE, "status": "C"}, "Missing parameter: type"),
+        ("PartnerSessionCounts", {**RANGE, "type": "", "status": "Z"}, "status"),
+        (
+            "PartnerUserSessions",
+            {**RANGE, "status": "A", "sessionKey": ""},
+            "Missing parameter: partnerUserId",
+        ),
+        (
+            "PartnerSessionCountsEnding",
+            {"type": "", "startRange": "yesterday", "endRange": "2026-01-01"},
+            "DateTime",
+        ),
+        ("NoSuchOperation", {}, "Request format is unrecognized"),
+    ],
+)
+async def test_asmx_errors(
+    http: Http, operation: str, params: dict[str, str], message: str
+) -> None:
     client, _, _ = http
     reply = await client.post(PATH + operation, data={**AUTH, **params})
     assert reply.status == 500
     assert message in await reply.text()
 
 
-async def test_pages_in_the_glance_namespace(
-    http: Http
-) -> None:
+async def test_pages_in_the_glance_namespace(http: Http) -> None:
     client, sim, _ = http
     params = {**AUTH, **RANGE, "sessionKey": "", "nResults": "7", "nextId": "0"}
     ids: list[int] = []
@@ -133,8 +159,9 @@ async def test_a_reply_is_the_same_whether_its_sessions_were_served_before() -> 
     operations = ("PartnerCompletedSessions", "PartnerCompletedSessionsEnding")
     clocks = FakeClock(T0), FakeClock(T0)
     warm, cold = (GlanceSimulator(clock, seed=1, rate=1 / 600) for clock in clocks)
-    clients: list[Client] = [TestClient(TestServer(sim.app(), host="127.0.0.1"))
-                             for sim in (warm, cold)]
+    clients: list[Client] = [
+        TestClient(TestServer(sim.app(), host="127.0.0.1")) for sim in (warm, cold)
+    ]
     for client in clients:
         await client.start_server()
     try:
@@ -143,8 +170,10 @@ async def test_a_reply_is_the_same_whether_its_sessions_were_served_before() -> 
         for clock in clocks:
             clock.advance(600)  # sessions in progress then have completed since
         for operation in operations:
-            warm_body, cold_body = [await (await client.post(PATH + operation, data=params))
-                                    .read() for client in clients]
+            warm_body, cold_body = [
+                await (await client.post(PATH + operation, data=params)).read()
+                for client in clients
+            ]
             assert len(parse_group_sessions(warm_body).sessions) > 7
             assert warm_body == cold_body
     finally:
@@ -156,19 +185,17 @@ async def test_a_reply_is_the_same_whether_its_sessions_were_served_before() -> 
     assert kept > 7 and len(warm._completed_xml) == 0
 
 
-async def test_get_is_accepted_too(
-    http: Http
-) -> None:
+async def test_get_is_accepted_too(http: Http) -> None:
     client, _, _ = http
-    reply = await client.get(PATH + "PartnerUserSessions", params={
-        **AUTH, **RANGE, "partnerUserId": "Nobody", "status": "A", "sessionKey": ""})
+    reply = await client.get(
+        PATH + "PartnerUserSessions",
+        params={**AUTH, **RANGE, "partnerUserId": "Nobody", "status": "A", "sessionKey": ""},
+    )
     assert reply.status == 200
     assert parse_user_sessions(await reply.read()).valid_user is False
 
 
-async def test_faults_are_installed(
-    http: Http
-) -> None:
+async def test_faults_are_installed(http: Http) -> None:
     client, sim, _ = http
     sim.faults.inject("http_503", 1)
     reply = await client.post(PATH + "PartnerActiveSessions", data=AUTH)
@@ -177,14 +204,17 @@ async def test_faults_are_installed(
     assert reply.status == 200
 
 
-@pytest.mark.parametrize(("text", "iso"), [
-    ("2012-12-01T16:08:00Z", "2012-12-01T16:08:00+00:00"),
-    ("2012-12-01T16:08:00-5:00", "2012-12-01T21:08:00+00:00"),
-    ("2012-12-01T16:08:00+0130", "2012-12-01T14:38:00+00:00"),
-    ("2012-12-01T16:00:00", "2012-12-01T21:00:00+00:00"),  # no zone: US East (EST)
-    ("2012-07-01T16:00:00", "2012-07-01T20:00:00+00:00"),  # ... or EDT in summer
-    ("2012-12-01", "2012-12-01T05:00:00+00:00"),  # midnight, East Coast time
-])
+@pytest.mark.parametrize(
+    ("text", "iso"),
+    [
+        ("2012-12-01T16:08:00Z", "2012-12-01T16:08:00+00:00"),
+        ("2012-12-01T16:08:00-5:00", "2012-12-01T21:08:00+00:00"),
+        ("2012-12-01T16:08:00+0130", "2012-12-01T14:38:00+00:00"),
+        ("2012-12-01T16:00:00", "2012-12-01T21:00:00+00:00"),  # no zone: US East (EST)
+        ("2012-07-01T16:00:00", "2012-07-01T20:00:00+00:00"),  # ... or EDT in summer
+        ("2012-12-01", "2012-12-01T05:00:00+00:00"),  # midnight, East Coast time
+    ],
+)
 def test_dates_follow_the_web_services_conventions(text: str, iso: str) -> None:
     assert parse_glance_date(text) == datetime.fromisoformat(iso).timestamp()
 
@@ -193,7 +223,11 @@ def test_demo_accounts() -> None:
     sim = GlanceSimulator(FakeClock(T0))
     (account,) = sim.demo_accounts("http://127.0.0.1:9999")
     assert account == {
-        "name": "demo-glance", "base_url": "http://127.0.0.1:9999",
-        "partner_id": DEMO_PARTNER_ID, "api_key": DEMO_API_KEY,
-        "users": ["JDemo", "ASmith"], "interval": "5s", "lookback": "1h",
+        "name": "demo-glance",
+        "base_url": "http://127.0.0.1:9999",
+        "partner_id": DEMO_PARTNER_ID,
+        "api_key": DEMO_API_KEY,
+        "users": ["JDemo", "ASmith"],
+        "interval": "5s",
+        "lookback": "1h",
     }

@@ -127,7 +127,8 @@ async def test_a_state_that_does_not_fit_is_refused_and_changes_nothing(
 
 
 async def test_saved_by_changes_the_store_gives_back_what_state_gives(
-        h: Harness, tmp_path: Path) -> None:
+    h: Harness, tmp_path: Path
+) -> None:
     """Cycle after cycle saved as changes (the dedupe ids added, refreshed, forgotten),
     the store holds exactly the collector's whole state, and a restart carries on."""
     store = StateStore(tmp_path / "s.db")

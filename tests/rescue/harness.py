@@ -31,8 +31,9 @@ def account(base_url: str = "https://secure.logmeinrescue.com", **fields: Any) -
     data: dict[str, Any] = {"auth_code": "code-123", "nodes": [{"id": 337366, "ref": "NODE"}]}
     data.update(fields)
     data = {k: v for k, v in data.items() if v is not None}
-    common = AccountCommon(vendor="rescue", name=NAME, base_url=base_url, interval=5.0,
-                           timeout=5.0, stale_after=300.0)
+    common = AccountCommon(
+        vendor="rescue", name=NAME, base_url=base_url, interval=5.0, timeout=5.0, stale_after=300.0
+    )
     f = Fields(data, "rescue[0]")
     parsed = parse_account(f, common, GlobalConfig())
     f.check_unknown()
@@ -40,9 +41,16 @@ def account(base_url: str = "https://secure.logmeinrescue.com", **fields: Any) -
 
 
 def upstream(session: aiohttp.ClientSession, metrics: SelfMetrics, clock: FakeClock) -> Upstream:
-    return Upstream(session, vendor="rescue", account=NAME, timeout=5.0,
-                    admission=Admission(4), metrics=metrics,
-                    max_body_bytes=1 << 20, wall_time=clock.time)
+    return Upstream(
+        session,
+        vendor="rescue",
+        account=NAME,
+        timeout=5.0,
+        admission=Admission(4),
+        metrics=metrics,
+        max_body_bytes=1 << 20,
+        wall_time=clock.time,
+    )
 
 
 def failures(metrics: SelfMetrics) -> dict[tuple[str, str], float]:
@@ -62,12 +70,18 @@ class Rig:
     upstream: Upstream
     rejects: Counter[str]
 
-    def collector(self, limit: int = 50, max_records: int = 100_000,
-                  **fields: Any) -> RescueCollector:
+    def collector(
+        self, limit: int = 50, max_records: int = 100_000, **fields: Any
+    ) -> RescueCollector:
         fields.setdefault("auth_code", self.sim.auth_code)
         acc = account(self.base_url, **fields)
-        ctx = collector_context(self.clock, self.rejects, label_limit=limit,
-                                log=get_logger(test="rescue"), max_records_per_reply=max_records)
+        ctx = collector_context(
+            self.clock,
+            self.rejects,
+            label_limit=limit,
+            log=get_logger(test="rescue"),
+            max_records_per_reply=max_records,
+        )
         return RescueCollector(acc, ctx)
 
 
@@ -80,8 +94,14 @@ async def rig(seed: int = 7, **sim_options: Any) -> AsyncIterator[Rig]:
     session = new_client_session()
     metrics = SelfMetrics()
     try:
-        yield Rig(clock, sim, str(server.make_url("")).rstrip("/"), metrics,
-                  upstream(session, metrics, clock), Counter())
+        yield Rig(
+            clock,
+            sim,
+            str(server.make_url("")).rstrip("/"),
+            metrics,
+            upstream(session, metrics, clock),
+            Counter(),
+        )
     finally:
         await session.close()
         await server.close()
@@ -103,8 +123,9 @@ def samples(collector: RescueCollector) -> Samples:
     return family_samples(collector.families())
 
 
-def by_status(collector: RescueCollector, node: str, name: str = "rescue_sessions") -> dict[
-        str, float]:
+def by_status(
+    collector: RescueCollector, node: str, name: str = "rescue_sessions"
+) -> dict[str, float]:
     result: dict[str, float] = {}
     for (sample, labels), value in samples(collector).items():
         label = dict(labels)
@@ -114,8 +135,9 @@ def by_status(collector: RescueCollector, node: str, name: str = "rescue_session
     return result
 
 
-def histogram(collector: RescueCollector, node: str,
-              outcome: str | None = None) -> tuple[float, float]:
+def histogram(
+    collector: RescueCollector, node: str, outcome: str | None = None
+) -> tuple[float, float]:
     """(count, sum) of the node's waits, of one outcome or of all."""
     count = total = 0.0
     for (name, labels), value in samples(collector).items():
@@ -140,8 +162,7 @@ def expected_waits(r: Rig, node: int, ref: str, polls: list[float]) -> list[floa
     return observed
 
 
-async def poll_for(r: Rig, collector: RescueCollector, seconds: int, step: int = 5) -> list[
-        float]:
+async def poll_for(r: Rig, collector: RescueCollector, seconds: int, step: int = 5) -> list[float]:
     polls = []
     for i in range(seconds // step):
         if i:
@@ -172,9 +193,12 @@ SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
 SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
 
 
-def soap(inner: str, envelope: str = SOAP12, ns: str = API_NS,
-         result: str = "getSession_OK") -> bytes:
-    return (f'<soap:Envelope xmlns:soap="{envelope}"><soap:Body>'
-            f'<getSession_V3Response xmlns="{ns}"><getSession_V3Result>{result}'
-            f"</getSession_V3Result><aSessions>{inner}</aSessions></getSession_V3Response>"
-            "</soap:Body></soap:Envelope>").encode()
+def soap(
+    inner: str, envelope: str = SOAP12, ns: str = API_NS, result: str = "getSession_OK"
+) -> bytes:
+    return (
+        f'<soap:Envelope xmlns:soap="{envelope}"><soap:Body>'
+        f'<getSession_V3Response xmlns="{ns}"><getSession_V3Result>{result}'
+        f"</getSession_V3Result><aSessions>{inner}</aSessions></getSession_V3Response>"
+        "</soap:Body></soap:Envelope>"
+    ).encode()

@@ -24,24 +24,34 @@ from .harness import account, failures, upstream
 def ignore_rejects(reason: str, count: int) -> None:
     """Rejected records are not what these tests look at."""
 
+
 BASE = "https://secure.logmeinrescue.com"
 GET = f"{BASE}/API/getSession.aspx"
 LOGIN = f"{BASE}/API/login.aspx"
 TABLE = "OK\r\n\r\nID|Status|Waiting Time|\r\n17|Waiting|4|\r\n"
 COOKIE = "ASP.NET_SessionId=abc123; path=/; HttpOnly"
-LOGIN_FIELDS: dict[str, Any] = {"auth_code": None, "email": "ops@example.com",
-                                "password": "pw-secret"}
+LOGIN_FIELDS: dict[str, Any] = {
+    "auth_code": None,
+    "email": "ops@example.com",
+    "password": "pw-secret",
+}
 
 
 def context(clock: FakeClock, **limits: int) -> CollectorContext:
-    return CollectorContext(clock=clock, log=get_logger(test="rescue"), label_value_limit=50,
-                            reject=ignore_rejects, started_at=clock.time(),
-                            **limits)
+    return CollectorContext(
+        clock=clock,
+        log=get_logger(test="rescue"),
+        label_value_limit=50,
+        reject=ignore_rejects,
+        started_at=clock.time(),
+        **limits,
+    )
 
 
 class Env:
-    def __init__(self, mock: aioresponses, up: Upstream, metrics: SelfMetrics,
-                 clock: FakeClock) -> None:
+    def __init__(
+        self, mock: aioresponses, up: Upstream, metrics: SelfMetrics, clock: FakeClock
+    ) -> None:
         self.mock, self.up, self.metrics, self.clock = mock, up, metrics, clock
 
     def post(self, url: str, **kwargs: Any) -> None:
@@ -76,9 +86,10 @@ async def test_auth_code_goes_in_the_post_body(env: Env) -> None:
     assert not env.calls(LOGIN)
 
 
-@pytest.mark.parametrize(("version", "endpoint"), [(1, "getSession.aspx"),
-                                              (2, "getSession_v2.aspx"),
-                                              (3, "getSession_v3.aspx")])
+@pytest.mark.parametrize(
+    ("version", "endpoint"),
+    [(1, "getSession.aspx"), (2, "getSession_v2.aspx"), (3, "getSession_v3.aspx")],
+)
 async def test_api_version_picks_the_endpoint(env: Env, version: int, endpoint: str) -> None:
     url = f"{BASE}/API/{endpoint}"
     env.post(url, body=TABLE)
@@ -172,8 +183,9 @@ async def test_limitreached_backs_off_for_three_minutes(env: Env) -> None:
     assert len(env.calls(LOGIN)) == 2
 
 
-@pytest.mark.parametrize(("body", "reason"), [("INVALID", "auth"), ("ERROR", "vendor_error"),
-                                         ("<html>", "parse")])
+@pytest.mark.parametrize(
+    ("body", "reason"), [("INVALID", "auth"), ("ERROR", "vendor_error"), ("<html>", "parse")]
+)
 async def test_login_failures(env: Env, body: str, reason: str) -> None:
     env.post(LOGIN, body=body)
     acc = account(**LOGIN_FIELDS)
@@ -202,10 +214,16 @@ async def test_login_ok_without_cookie(env: Env) -> None:
     assert info.value.reason == "vendor_error"
 
 
-@pytest.mark.parametrize(("code", "reason"), [
-    ("INVALID_SECRETAUTHCODE", "auth"), ("USER_DELETED_OR_DISABLED", "auth"),
-    ("NOTLOGGEDIN", "auth"), ("ERROR", "vendor_error"), ("INVALIDPARAM_NODE", "vendor_error"),
-])
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [
+        ("INVALID_SECRETAUTHCODE", "auth"),
+        ("USER_DELETED_OR_DISABLED", "auth"),
+        ("NOTLOGGEDIN", "auth"),
+        ("ERROR", "vendor_error"),
+        ("INVALIDPARAM_NODE", "vendor_error"),
+    ],
+)
 async def test_get_session_codes(env: Env, code: str, reason: str) -> None:
     env.post(GET, body=f"{code}\r\n")
     acc = account()
@@ -293,32 +311,37 @@ API_NS = "https://secure.logmeinrescue.com/API/API.asmx"
 
 
 def soap_reply(result: str = "getSession_OK", sessions: str = "", envelope: str = SOAP12) -> str:
-    return (f'<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="{envelope}">'
-            f'<soap:Body><getSession_V3Response xmlns="{API_NS}">'
-            f"<getSession_V3Result>{result}</getSession_V3Result>"
-            f"<aSessions>{sessions}</aSessions></getSession_V3Response></soap:Body>"
-            "</soap:Envelope>")
+    return (
+        f'<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="{envelope}">'
+        f'<soap:Body><getSession_V3Response xmlns="{API_NS}">'
+        f"<getSession_V3Result>{result}</getSession_V3Result>"
+        f"<aSessions>{sessions}</aSessions></getSession_V3Response></soap:Body>"
+        "</soap:Envelope>"
+    )
 
 
-SOAP_SESSION = ("<SESSION_V3><iID>17</iID><bStatus>SESSION_WAITING</bStatus>"
-                "<sStatus>Aguardando</sStatus><iWaitingTimeInSec>4</iWaitingTimeInSec>"
-                "<bIsLead>true</bIsLead></SESSION_V3>")
+SOAP_SESSION = (
+    "<SESSION_V3><iID>17</iID><bStatus>SESSION_WAITING</bStatus>"
+    "<sStatus>Aguardando</sStatus><iWaitingTimeInSec>4</iWaitingTimeInSec>"
+    "<bIsLead>true</bIsLead></SESSION_V3>"
+)
 
 
 async def test_soap12_request_shape(env: Env) -> None:
     env.post(SOAP_URL, body=soap_reply(sessions=SOAP_SESSION))
     acc = account(api="soap", auth_code="a&b<c")
     result = await env.client(acc).get_sessions(env.up, acc.nodes[0])
-    assert [(s.id, s.status, s.waiting_seconds) for s in result.sessions] == [
-        ("17", "Waiting", 4)]
+    assert [(s.id, s.status, s.waiting_seconds) for s in result.sessions] == [("17", "Waiting", 4)]
     (call,) = env.calls(SOAP_URL)
     headers = call.kwargs["headers"]
     assert headers["Content-Type"] == (
-        f'application/soap+xml; charset=utf-8; action="{API_NS}/getSession_V3"')
+        f'application/soap+xml; charset=utf-8; action="{API_NS}/getSession_V3"'
+    )
     assert "SOAPAction" not in headers
     body = call.kwargs["data"]
     assert isinstance(body, bytes)
     from lxml import etree
+
     root = etree.fromstring(body)
     assert root.tag == f"{{{SOAP12}}}Envelope"
     soap_body = root.find(f"{{{SOAP12}}}Body")
@@ -326,7 +349,10 @@ async def test_soap12_request_shape(env: Env) -> None:
     (op,) = soap_body
     assert op.tag == f"{{{API_NS}}}getSession_V3"
     assert {etree.QName(e).localname: e.text for e in op} == {
-        "iNodeID": "337366", "eNodeRef": "NODE", "sAuthCode": "a&b<c"}
+        "iNodeID": "337366",
+        "eNodeRef": "NODE",
+        "sAuthCode": "a&b<c",
+    }
 
 
 async def test_soap11_request_shape_and_reply(env: Env) -> None:
@@ -340,14 +366,16 @@ async def test_soap11_request_shape_and_reply(env: Env) -> None:
     assert f"{{{SOAP11}}}".strip("{}").encode() in call.kwargs["data"]
 
 
-@pytest.mark.parametrize(("result", "reason"), [
-    ("getSession_Error", "vendor_error"),
-    ("getSession_Invalid_SecretAuthCode", "auth"),
-    ("getSession_User_Deleted_Or_Disabled", "auth"),
-    ("getSession_NotLoggedIn", "auth"),
-])
-async def test_soap_result_codes_map_like_the_text_ones(env: Env, result: str,
-                                                        reason: str) -> None:
+@pytest.mark.parametrize(
+    ("result", "reason"),
+    [
+        ("getSession_Error", "vendor_error"),
+        ("getSession_Invalid_SecretAuthCode", "auth"),
+        ("getSession_User_Deleted_Or_Disabled", "auth"),
+        ("getSession_NotLoggedIn", "auth"),
+    ],
+)
+async def test_soap_result_codes_map_like_the_text_ones(env: Env, result: str, reason: str) -> None:
     env.post(SOAP_URL, body=soap_reply(result))
     acc = account(api="soap")
     with pytest.raises(UpstreamError) as info:
@@ -364,9 +392,11 @@ async def test_soap_invalid_node_is_the_nodes_fault(env: Env) -> None:
 
 
 async def test_soap_login_then_cookie_and_relogin_on_notloggedin(env: Env) -> None:
-    login_ok = (f'<soap:Envelope xmlns:soap="{SOAP12}"><soap:Body>'
-                f'<loginResponse xmlns="{API_NS}"><loginResult>login_OK</loginResult>'
-                "</loginResponse></soap:Body></soap:Envelope>")
+    login_ok = (
+        f'<soap:Envelope xmlns:soap="{SOAP12}"><soap:Body>'
+        f'<loginResponse xmlns="{API_NS}"><loginResult>login_OK</loginResult>'
+        "</loginResponse></soap:Body></soap:Envelope>"
+    )
     env.post(SOAP_URL, body=soap_reply("getSession_NotLoggedIn"))
     env.post(SOAP_URL, body=login_ok, headers={"Set-Cookie": COOKIE})
     env.post(SOAP_URL, body=soap_reply(sessions=SOAP_SESSION))

@@ -60,7 +60,8 @@ async def test_requeued_sessions_count_each_wait() -> None:
         requeued = Counter(sid for sid, _, _ in waits)
         assert max(requeued.values()) >= 2  # the seed does produce second waits
         assert histogram(collector, str(GROUP_ID))[0] == len(
-            expected_waits(r, GROUP_ID, "NODE", polls))
+            expected_waits(r, GROUP_ID, "NODE", polls)
+        )
 
 
 async def test_polling_again_without_time_passing_counts_nothing_twice() -> None:
@@ -93,8 +94,11 @@ async def test_wait_buckets_are_configurable() -> None:
     async with rig() as r:
         collector = r.collector(wait_buckets=[7, 70])
         await poll_for(r, collector, 300)
-        bounds = {dict(labels)["le"] for (name, labels) in samples(collector)
-                  if name == "rescue_session_wait_seconds_bucket"}
+        bounds = {
+            dict(labels)["le"]
+            for (name, labels) in samples(collector)
+            if name == "rescue_session_wait_seconds_bucket"
+        }
         assert bounds == {"7.0", "70.0", "+Inf"}
 
 
@@ -105,10 +109,10 @@ async def test_localised_statuses_with_aliases_match_english_truth() -> None:
         collector = r.collector(status_aliases=aliases)
         polls = await poll_for(r, collector, 300)
         truth = r.sim.status_counts()
-        assert by_status(collector, str(GROUP_ID)) == {s: float(truth.get(s, 0))
-                                                        for s in STATUSES}
+        assert by_status(collector, str(GROUP_ID)) == {s: float(truth.get(s, 0)) for s in STATUSES}
         assert histogram(collector, str(GROUP_ID))[0] == len(
-            expected_waits(r, GROUP_ID, "NODE", polls))
+            expected_waits(r, GROUP_ID, "NODE", polls)
+        )
 
 
 async def test_unknown_statuses_kept_then_folded_into_other() -> None:
@@ -140,8 +144,9 @@ async def test_channel_and_technician_labels_are_opt_in() -> None:
         assert technicians <= {t.name for t in TECHNICIANS} | {""}
         plain = r.collector()
         await plain.collect(r.upstream)
-        assert not any({"channel", "technician"} & set(dict(labels))
-                       for _, labels in samples(plain))
+        assert not any(
+            {"channel", "technician"} & set(dict(labels)) for _, labels in samples(plain)
+        )
 
 
 async def test_shifted_rows_are_skipped_and_counted() -> None:
@@ -154,7 +159,8 @@ async def test_shifted_rows_are_skipped_and_counted() -> None:
         rows = r.sim.rows(GROUP_ID, "NODE", int(r.clock.time()))
         assert r.rejects["shifted_row"] == sum("|" in row["Custom Field 0"] for row in rows)
         assert sum(by_status(collector, str(GROUP_ID)).values()) == len(r.sim.sessions()) - len(
-            piped)
+            piped
+        )
 
 
 @pytest.mark.parametrize("version", [2, 3])
@@ -163,8 +169,7 @@ async def test_other_api_versions(version: int) -> None:
         collector = r.collector(api_version=version)
         await collector.collect(r.upstream)
         truth = r.sim.status_counts()
-        assert by_status(collector, str(GROUP_ID)) == {s: float(truth.get(s, 0))
-                                                        for s in STATUSES}
+        assert by_status(collector, str(GROUP_ID)) == {s: float(truth.get(s, 0)) for s in STATUSES}
         assert r.sim.requests[-1].path == f"/API/getSession_v{version}.aspx"
 
 
@@ -188,8 +193,9 @@ async def test_user_disabled_is_an_auth_failure() -> None:
 
 async def test_password_login_and_relogin_after_expiry() -> None:
     async with rig() as r:
-        collector = r.collector(auth_code=None, email=r.sim.email, password=r.sim.password,
-                                nodes=BOTH)
+        collector = r.collector(
+            auth_code=None, email=r.sim.email, password=r.sim.password, nodes=BOTH
+        )
         await collector.collect(r.upstream)
         assert r.sim.logins == 1
         r.clock.advance(5)
@@ -220,8 +226,9 @@ async def test_login_limit_is_respected() -> None:
 
 async def test_a_failed_login_ends_the_cycle_once_not_once_per_node() -> None:
     async with rig() as r:
-        collector = r.collector(auth_code=None, email=r.sim.email, password=r.sim.password,
-                                nodes=BOTH)
+        collector = r.collector(
+            auth_code=None, email=r.sim.email, password=r.sim.password, nodes=BOTH
+        )
         r.sim.fail_next("ERROR", endpoint="login")
         with pytest.raises(UpstreamError) as info:
             await collector.collect(r.upstream)
@@ -257,8 +264,11 @@ async def test_invalid_node_vanishes_and_other_nodes_still_collected() -> None:
         r.clock.advance(5)
         r.sim.fail_next("INVALIDPARAM_NODE")  # the group node is unknown, for one reply
         await collector.collect(r.upstream)
-        gauges = {dict(labels).get("node") for name, labels in samples(collector)
-                  if not name.startswith("rescue_session_wait_seconds")} - {None}
+        gauges = {
+            dict(labels).get("node")
+            for name, labels in samples(collector)
+            if not name.startswith("rescue_session_wait_seconds")
+        } - {None}
         assert gauges == {str(CHANNEL)}
         # Its histogram stays: the waits that ended did, and dropping their counts was
         # a counter reset when the node answered again.
@@ -286,14 +296,14 @@ async def test_error_on_one_node_keeps_the_others_and_fails_the_cycle() -> None:
             await collector.collect(r.upstream)
         assert info.value.reason == "vendor_error"
         truth = r.sim.status_counts(CHANNEL, "CHANNEL")
-        assert by_status(collector, str(CHANNEL)) == {s: float(truth.get(s, 0))
-                                                       for s in STATUSES}
+        assert by_status(collector, str(CHANNEL)) == {s: float(truth.get(s, 0)) for s in STATUSES}
         assert collector.nodes[str(GROUP_ID)].polled_at == r.clock.time() - 5
 
 
 @pytest.mark.parametrize(("nodes", "lines"), [(BOTH[:1], 0), (BOTH, 1)])
 async def test_a_failing_node_is_logged_by_node_only_beside_others(
-    nodes: list[dict[str, object]], lines: int,
+    nodes: list[dict[str, object]],
+    lines: int,
 ) -> None:
     # With one node, the scheduler's line for the failed cycle says it all: a second
     # line for the same failure was noise.
@@ -313,8 +323,11 @@ async def test_failing_node_goes_stale_then_vanishes() -> None:
         r.sim.fail_next("ERROR")
         with pytest.raises(UpstreamError):
             await collector.collect(r.upstream)
-        nodes = {dict(labels)["node"] for (name, labels) in samples(collector)
-                 if name == "rescue_sessions"}
+        nodes = {
+            dict(labels)["node"]
+            for (name, labels) in samples(collector)
+            if name == "rescue_sessions"
+        }
         assert nodes == {str(CHANNEL)}
 
 
@@ -327,8 +340,7 @@ async def test_garbage_and_truncated_replies_are_parse_failures() -> None:
             r.sim.faults.inject(fault)
             with pytest.raises(UpstreamError):
                 await collector.collect(r.upstream)
-        assert failures(r.metrics) == {("getSession", "parse"): 1,
-                                       ("getSession", "connection"): 1}
+        assert failures(r.metrics) == {("getSession", "parse"): 1, ("getSession", "connection"): 1}
         assert samples(collector) == before
 
 
@@ -344,7 +356,8 @@ async def test_waits_of_a_node_that_fails_for_a_while_are_observed_once() -> Non
         r.clock.advance(5)
         polls += await poll_for(r, collector, 120)
         assert histogram(collector, str(GROUP_ID))[0] == len(
-            expected_waits(r, GROUP_ID, "NODE", polls))
+            expected_waits(r, GROUP_ID, "NODE", polls)
+        )
 
 
 async def test_no_secret_in_requests_urls_or_labels() -> None:
@@ -353,8 +366,7 @@ async def test_no_secret_in_requests_urls_or_labels() -> None:
         await collector.collect(r.upstream)
         assert all(not q.query for q in r.sim.requests)
         assert r.sim.requests[0].form["authcode"] == r.sim.auth_code
-        assert all(r.sim.auth_code not in v for _, labels in samples(collector)
-                   for _, v in labels)
+        assert all(r.sim.auth_code not in v for _, labels in samples(collector) for _, v in labels)
 
 
 async def test_families_render_as_valid_exposition() -> None:
@@ -378,10 +390,15 @@ async def test_families_render_as_valid_exposition() -> None:
             registry.register(Adapter(c))  # type: ignore[arg-type]
             text = generate_latest(registry).decode()
             families = {f.name: f for f in text_string_to_metric_families(text)}
-            assert set(families) == {"rescue_sessions", "rescue_session_wait_seconds",
-                                     "rescue_session_status_oldest_change_timestamp_seconds",
-                                     "rescue_session_technicians", "rescue_get_fallbacks",
-                                     "session_exporter_unrecognized_status_values"}
-            assert all("polled in the background" in f.documentation.lower()
-                       for f in families.values())
+            assert set(families) == {
+                "rescue_sessions",
+                "rescue_session_wait_seconds",
+                "rescue_session_status_oldest_change_timestamp_seconds",
+                "rescue_session_technicians",
+                "rescue_get_fallbacks",
+                "session_exporter_unrecognized_status_values",
+            }
+            assert all(
+                "polled in the background" in f.documentation.lower() for f in families.values()
+            )
             assert families["rescue_session_wait_seconds"].type == "histogram"

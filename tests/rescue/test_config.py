@@ -35,8 +35,7 @@ def test_defaults() -> None:
 
 @pytest.mark.parametrize("api", ["soap", "soap11"])
 def test_soap_and_the_url_credentials_opt_in(api: str) -> None:
-    acc = parse({"auth_code": "abc", "nodes": NODES, "api": api,
-                 "allow_credentials_in_url": True})
+    acc = parse({"auth_code": "abc", "nodes": NODES, "api": api, "allow_credentials_in_url": True})
     assert acc.uses_soap and acc.api == api
     assert acc.allow_credentials_in_url is True
 
@@ -44,13 +43,18 @@ def test_soap_and_the_url_credentials_opt_in(api: str) -> None:
 def test_full(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     secret = tmp_path / "pw"
     secret.write_text("s3cret\n")
-    acc = parse({
-        "email": "ops@example.com", "password_file": str(secret),
-        "nodes": [{"id": 1, "ref": "CHANNEL"}, {"id": 2}],
-        "api_version": 3, "timezone": "America/Sao_Paulo",
-        "status_aliases": {"Aguardando": "Waiting", "Ativo": "Active"},
-        "labels": ["technician", "channel"], "wait_buckets": [5, 60],
-    })
+    acc = parse(
+        {
+            "email": "ops@example.com",
+            "password_file": str(secret),
+            "nodes": [{"id": 1, "ref": "CHANNEL"}, {"id": 2}],
+            "api_version": 3,
+            "timezone": "America/Sao_Paulo",
+            "status_aliases": {"Aguardando": "Waiting", "Ativo": "Active"},
+            "labels": ["technician", "channel"],
+            "wait_buckets": [5, 60],
+        }
+    )
     assert acc.uses_login and acc.email == "ops@example.com"
     assert acc.password.reveal() == "s3cret"
     assert [(n.id, n.ref) for n in acc.nodes] == [(1, "CHANNEL"), (2, "NODE")]
@@ -64,37 +68,70 @@ def test_auth_code_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert parse({"auth_code": "${RESCUE_CODE}", "nodes": NODES}).auth_code.reveal() == "from-env"
 
 
-@pytest.mark.parametrize(("entry", "path", "message"), [
-    ({"nodes": NODES}, "rescue[0]", "credentials required"),
-    ({"auth_code": "a", "email": "e@x", "password": "p", "nodes": NODES}, "rescue[0]",
-     "not both"),
-    ({"email": "e@x", "nodes": NODES}, "rescue[0].password", "required"),
-    ({"password": "p", "nodes": NODES}, "rescue[0].email", "required"),
-    ({"auth_code": "a"}, "rescue[0].nodes", "required"),
-    ({"auth_code": "a", "nodes": []}, "rescue[0].nodes", "required"),
-    ({"auth_code": "a", "nodes": [{"ref": "NODE"}]}, "rescue[0].nodes[0].id", "required"),
-    ({"auth_code": "a", "nodes": [{"id": 1, "ref": "GROUP"}]}, "rescue[0].nodes[0].ref",
-     "one of"),
-    ({"auth_code": "a", "nodes": [{"id": 1, "rf": "NODE"}]}, "rescue[0].nodes[0].rf",
-     "unknown"),
-    ({"auth_code": "a", "nodes": [{"id": 1}, {"id": 1, "ref": "CHANNEL"}]},
-     "rescue[0].nodes[1].id", "twice"),
-    ({"auth_code": "a", "nodes": NODES, "api_version": 4}, "rescue[0].api_version", "1, 2"),
-    ({"auth_code": "a", "nodes": NODES, "timezone": "Mars/Olympus"}, "rescue[0].timezone",
-     "unknown time zone"),
-    ({"auth_code": "a", "nodes": NODES, "status_aliases": {"Aguardando": "Queued"}},
-     "rescue[0].status_aliases.Aguardando", "not a status"),
-    ({"auth_code": "a", "nodes": NODES, "labels": ["customer"]}, "rescue[0].labels[0]",
-     "one of"),
-    ({"auth_code": "a", "nodes": NODES, "labels": ["channel", "channel"]}, "rescue[0].labels",
-     "twice"),
-    ({"auth_code": "a", "nodes": NODES, "wait_buckets": [60, 5]}, "rescue[0].wait_buckets",
-     "increasing"),
-    ({"auth_code": "a", "nodes": NODES, "authcode": "typo"}, "rescue[0].authcode", "unknown"),
-    ({"auth_code": "a", "nodes": NODES, "api": "rest"}, "rescue[0].api", "one of"),
-    ({"auth_code": "a", "nodes": NODES, "allow_credentials_in_url": "yes"},
-     "rescue[0].allow_credentials_in_url", "true or false"),
-])
+@pytest.mark.parametrize(
+    ("entry", "path", "message"),
+    [
+        ({"nodes": NODES}, "rescue[0]", "credentials required"),
+        (
+            {"auth_code": "a", "email": "e@x", "password": "p", "nodes": NODES},
+            "rescue[0]",
+            "not both",
+        ),
+        ({"email": "e@x", "nodes": NODES}, "rescue[0].password", "required"),
+        ({"password": "p", "nodes": NODES}, "rescue[0].email", "required"),
+        ({"auth_code": "a"}, "rescue[0].nodes", "required"),
+        ({"auth_code": "a", "nodes": []}, "rescue[0].nodes", "required"),
+        ({"auth_code": "a", "nodes": [{"ref": "NODE"}]}, "rescue[0].nodes[0].id", "required"),
+        (
+            {"auth_code": "a", "nodes": [{"id": 1, "ref": "GROUP"}]},
+            "rescue[0].nodes[0].ref",
+            "one of",
+        ),
+        (
+            {"auth_code": "a", "nodes": [{"id": 1, "rf": "NODE"}]},
+            "rescue[0].nodes[0].rf",
+            "unknown",
+        ),
+        (
+            {"auth_code": "a", "nodes": [{"id": 1}, {"id": 1, "ref": "CHANNEL"}]},
+            "rescue[0].nodes[1].id",
+            "twice",
+        ),
+        ({"auth_code": "a", "nodes": NODES, "api_version": 4}, "rescue[0].api_version", "1, 2"),
+        (
+            {"auth_code": "a", "nodes": NODES, "timezone": "Mars/Olympus"},
+            "rescue[0].timezone",
+            "unknown time zone",
+        ),
+        (
+            {"auth_code": "a", "nodes": NODES, "status_aliases": {"Aguardando": "Queued"}},
+            "rescue[0].status_aliases.Aguardando",
+            "not a status",
+        ),
+        (
+            {"auth_code": "a", "nodes": NODES, "labels": ["customer"]},
+            "rescue[0].labels[0]",
+            "one of",
+        ),
+        (
+            {"auth_code": "a", "nodes": NODES, "labels": ["channel", "channel"]},
+            "rescue[0].labels",
+            "twice",
+        ),
+        (
+            {"auth_code": "a", "nodes": NODES, "wait_buckets": [60, 5]},
+            "rescue[0].wait_buckets",
+            "increasing",
+        ),
+        ({"auth_code": "a", "nodes": NODES, "authcode": "typo"}, "rescue[0].authcode", "unknown"),
+        ({"auth_code": "a", "nodes": NODES, "api": "rest"}, "rescue[0].api", "one of"),
+        (
+            {"auth_code": "a", "nodes": NODES, "allow_credentials_in_url": "yes"},
+            "rescue[0].allow_credentials_in_url",
+            "true or false",
+        ),
+    ],
+)
 def test_errors_name_the_field(entry: dict[str, Any], path: str, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse(entry)

@@ -15,8 +15,9 @@ from exporter.vendors.rescue.statuses import STATUSES, outcome_of
 from .harness import BOTH, NODES, Rig, by_status, histogram, poll_for, rig, samples
 
 
-def expected_outcomes(sim: RescueSimulator, node: int, ref: str,
-                      polls: list[float]) -> dict[str, list[float]]:
+def expected_outcomes(
+    sim: RescueSimulator, node: int, ref: str, polls: list[float]
+) -> dict[str, list[float]]:
     """The waits a poller at `polls` sees end, by the outcome that poller can tell: the
     status at the first poll after the wait, `other` when the session is gone by then or
     waiting again (a new wait), and its measured length (true start to last poll inside)."""
@@ -28,8 +29,11 @@ def expected_outcomes(sim: RescueSimulator, node: int, ref: str,
         if not inside or not after:
             continue
         segment = sessions[sid].segment(after[0])
-        seen = None if segment is None or not sessions[sid].in_node(node, ref, after[0]) \
+        seen = (
+            None
+            if segment is None or not sessions[sid].in_node(node, ref, after[0])
             else segment[0]
+        )
         result[outcome_of(seen)].append(max(inside) - start)
     return result
 
@@ -65,8 +69,11 @@ async def test_with_polls_faster_than_any_status_every_true_outcome_is_seen() ->
                 truth[outcome] += 1
         got = {o: int(c) for o, (c, _) in by_outcome(collector, str(GROUP_ID)).items()}
         # Waits already running at the first poll are measured too (from Waiting Time).
-        running = Counter(outcome for _, start, end, outcome in r.sim.wait_outcomes()
-                          if start < polls[0] < end <= polls[-1])
+        running = Counter(
+            outcome
+            for _, start, end, outcome in r.sim.wait_outcomes()
+            if start < polls[0] < end <= polls[-1]
+        )
         assert got == {o: truth[o] + running[o] for o in OUTCOMES}
         assert all(got[o] > 0 for o in ("answered", "abandoned", "timed_out", "transferred"))
 
@@ -76,9 +83,11 @@ async def test_every_outcome_is_zero_filled_for_every_node() -> None:
         collector = r.collector(nodes=BOTH)
         await collector.collect(r.upstream)  # nothing ended yet
         for node in NODES:
-            outcomes = {dict(labels)["outcome"] for (name, labels) in samples(collector)
-                        if name == "rescue_session_wait_seconds_count"
-                        and dict(labels)["node"] == node}
+            outcomes = {
+                dict(labels)["outcome"]
+                for (name, labels) in samples(collector)
+                if name == "rescue_session_wait_seconds_count" and dict(labels)["node"] == node
+            }
             assert outcomes == set(OUTCOMES)
 
 
@@ -90,12 +99,14 @@ async def test_second_technicians_count_once_and_feed_the_technicians_gauge() ->
             await collector.collect(r.upstream)
             truth = r.sim.extra_technician_rows()
             seen_extra += truth
-            got = samples(collector)[("rescue_session_technicians",
-                                       (("account", "helpdesk"), ("node", str(GROUP_ID))))]
+            got = samples(collector)[
+                ("rescue_session_technicians", (("account", "helpdesk"), ("node", str(GROUP_ID))))
+            ]
             assert got == truth
             counts = r.sim.status_counts()
-            assert by_status(collector, str(GROUP_ID)) == {s: float(counts.get(s, 0))
-                                                            for s in STATUSES}
+            assert by_status(collector, str(GROUP_ID)) == {
+                s: float(counts.get(s, 0)) for s in STATUSES
+            }
             r.clock.advance(5)
         assert seen_extra > 0, "the seed does bring second technicians"
 
@@ -109,8 +120,9 @@ async def _same_polls(r: Rig, collectors: list[RescueCollector], seconds: int) -
 
 
 def _vendor_samples(collector: RescueCollector) -> dict[object, float]:
-    return {k: v for k, v in samples(collector).items()
-            if not k[0].startswith("rescue_get_fallbacks")}
+    return {
+        k: v for k, v in samples(collector).items() if not k[0].startswith("rescue_get_fallbacks")
+    }
 
 
 @pytest.mark.parametrize("api", ["soap", "soap11"])
@@ -124,16 +136,19 @@ async def test_text_and_soap_give_the_same_metrics(api: str, language: str) -> N
         await _same_polls(r, [text, soap], 600)
         assert _vendor_samples(soap) == _vendor_samples(text)
         assert histogram(soap, str(GROUP_ID))[0] > 10
-        unrecognized = ("session_exporter_unrecognized_status_values",
-                        (("account", "helpdesk"), ("vendor", "rescue")))
+        unrecognized = (
+            "session_exporter_unrecognized_status_values",
+            (("account", "helpdesk"), ("vendor", "rescue")),
+        )
         assert samples(soap)[unrecognized] == 0.0
         assert r.sim.requests[-1].path == "/API/API.asmx"
 
 
 async def test_soap_with_password_logs_in_and_relogs_after_expiry() -> None:
     async with rig() as r:
-        collector = r.collector(api="soap", auth_code=None, email=r.sim.email,
-                                password=r.sim.password)
+        collector = r.collector(
+            api="soap", auth_code=None, email=r.sim.email, password=r.sim.password
+        )
         await collector.collect(r.upstream)
         assert r.sim.logins == 1
         r.sim.expire_logins()
@@ -141,8 +156,7 @@ async def test_soap_with_password_logs_in_and_relogs_after_expiry() -> None:
         await collector.collect(r.upstream)
         assert r.sim.logins == 2
         counts = r.sim.status_counts()
-        assert by_status(collector, str(GROUP_ID)) == {s: float(counts.get(s, 0))
-                                                        for s in STATUSES}
+        assert by_status(collector, str(GROUP_ID)) == {s: float(counts.get(s, 0)) for s in STATUSES}
 
 
 async def test_portuguese_text_with_built_in_aliases_only_is_loud_not_silent() -> None:
@@ -156,18 +170,25 @@ async def test_portuguese_text_with_built_in_aliases_only_is_loud_not_silent() -
         assert counts["Active"] == truth["Active"] > 0
         # ... the others are kept, counted and announced.
         invented = {PORTUGUESE[s] for s in truth if s in PORTUGUESE} - {
-            "Ativas", "Encerrado pelo cliente ativo",
-            "Encerrado pelo cliente que estava esperando"}
+            "Ativas",
+            "Encerrado pelo cliente ativo",
+            "Encerrado pelo cliente que estava esperando",
+        }
         assert invented and invented <= set(counts)
-        gauge = samples(collector)[("session_exporter_unrecognized_status_values",
-                                     (("account", "helpdesk"), ("vendor", "rescue")))]
+        gauge = samples(collector)[
+            (
+                "session_exporter_unrecognized_status_values",
+                (("account", "helpdesk"), ("vendor", "rescue")),
+            )
+        ]
         assert gauge == len(collector.unrecognized) >= len(invented)
         assert r.rejects["unknown_status"] > 0
 
 
 @pytest.mark.parametrize("api", ["text", "soap"])
 async def test_a_reply_over_max_records_per_reply_is_refused_keeping_the_last_values(
-        api: str) -> None:
+    api: str,
+) -> None:
     from exporter.errors import UpstreamError
 
     from .harness import failures

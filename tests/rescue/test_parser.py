@@ -34,9 +34,11 @@ DOC_SAMPLE = (
     b"HandingOff|1663112|Waiting|0||337366|John Doe|2/16/2012 9:00 AM|13|Customer|||en|||yes|| "
 )
 
-HEADER_V2 = (b"ID|Status|Entry ID|Entry|Technician ID|Technician|Start Time|Waiting Time|"
-             b"Custom Field 0|Custom Field 1|Custom Field 2|Language|Transferred To|"
-             b"Transferred Comment|Is Lead Technician|HandingOff|")
+HEADER_V2 = (
+    b"ID|Status|Entry ID|Entry|Technician ID|Technician|Start Time|Waiting Time|"
+    b"Custom Field 0|Custom Field 1|Custom Field 2|Language|Transferred To|"
+    b"Transferred Comment|Is Lead Technician|HandingOff|"
+)
 ROW_1 = b"1663112|Waiting|4411|Billing|||2/16/2012 9:00 AM|13|Customer 1|T-1||en|||||"
 ROW_2 = b"1663115|Active|4412|Hardware|337401|John Doe|2/16/2012 9:05 PM|40|Customer 2|||pt|||yes||"
 
@@ -84,8 +86,10 @@ def test_line_endings(sep: bytes) -> None:
 @pytest.mark.parametrize("inside", ["\f", "\v", "\x1c", "\x85", "\u2028", "\u2029"])
 def test_only_cr_and_lf_end_a_line_not_what_splitlines_also_takes(inside: str) -> None:
     # A technician named with a form feed or U+2028 is one row, not two half rows.
-    odd = ("1663114|Active|4411|Billing|337401|John" + inside + "Doe|2/16/2012 9:00 AM|5|"
-           "Customer|||en|||||").encode()
+    odd = (
+        "1663114|Active|4411|Billing|337401|John" + inside + "Doe|2/16/2012 9:00 AM|5|"
+        "Customer|||en|||||"
+    ).encode()
     (_, session, _) = parse_sessions(capture(ROW_1, odd, ROW_2)).sessions
     assert session.technician == "John" + inside + "Doe"
 
@@ -110,7 +114,11 @@ def test_columns_found_by_name_not_position() -> None:
     body = b"OK\r\n\r\n" + header + b"\r\n" + b"7|On Hold|x|42|Ana Silva|\r\n"
     (session,) = parse_sessions(body).sessions
     assert (session.id, session.status, session.waiting_seconds, session.technician) == (
-        "42", "On Hold", 7, "Ana Silva")
+        "42",
+        "On Hold",
+        7,
+        "Ana Silva",
+    )
     assert session.start_time is None and session.channel == ""
 
 
@@ -135,8 +143,9 @@ def test_a_single_shifted_row_is_not_mistaken_for_the_doc_wrapping() -> None:
 
 
 def test_line_break_inside_a_field_keeps_the_row() -> None:
-    broken = (b"1663114|Active|4411|Billing|337401|John Doe|2/16/2012 9:00 AM|5|Cust\r\nomer"
-              b"|||en|||||")
+    broken = (
+        b"1663114|Active|4411|Billing|337401|John Doe|2/16/2012 9:00 AM|5|Cust\r\nomer|||en|||||"
+    )
     result = parse_sessions(capture(ROW_1, broken))
     assert [s.id for s in result.sessions] == ["1663112", "1663114"]
     assert result.shifted_rows == 0
@@ -145,8 +154,9 @@ def test_line_break_inside_a_field_keeps_the_row() -> None:
 def test_a_field_broken_over_many_lines_keeps_the_row() -> None:
     # Joined once the row ends, not line by line (quadratic: a 625 KiB row took 2.1 s).
     pieces = b"\r\n".join(b"part%d" % i for i in range(5000))
-    broken = (b"1663114|Active|4411|Billing|337401|John Doe|2/16/2012 9:00 AM|5|" + pieces
-              + b"|||en|||||")
+    broken = (
+        b"1663114|Active|4411|Billing|337401|John Doe|2/16/2012 9:00 AM|5|" + pieces + b"|||en|||||"
+    )
     result = parse_sessions(capture(ROW_1, broken, ROW_2))
     assert [s.id for s in result.sessions] == ["1663112", "1663114", "1663115"]
     assert result.shifted_rows == 0
@@ -209,7 +219,9 @@ def test_wrapped_table_with_two_rows() -> None:
 def test_localised_and_unknown_statuses_are_kept_verbatim() -> None:
     rows = (b"1|Aguardando|||||||||||||||", b"2|Something new|||||||||||||||")
     assert [s.status for s in parse_sessions(capture(*rows)).sessions] == [
-        "Aguardando", "Something new"]
+        "Aguardando",
+        "Something new",
+    ]
 
 
 def test_utf8_and_cp1252_bodies() -> None:
@@ -235,18 +247,35 @@ def test_unreadable_times_become_unknown_and_are_counted() -> None:
     assert result.invalid_values == 2
 
 
-@pytest.mark.parametrize("code", ["ERROR", "NOTLOGGEDIN", "INVALIDPARAM_NODE",
-                                  "INVALID_SECRETAUTHCODE", "USER_DELETED_OR_DISABLED"])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "ERROR",
+        "NOTLOGGEDIN",
+        "INVALIDPARAM_NODE",
+        "INVALID_SECRETAUTHCODE",
+        "USER_DELETED_OR_DISABLED",
+    ],
+)
 def test_error_codes(code: str) -> None:
     assert parse_sessions(code.encode()).code == code
     assert parse_sessions(f"{code}\r\n".encode()).sessions == ()
 
 
-@pytest.mark.parametrize("body", [
-    b"", b"   ", b"<html>Service Unavailable</html>", b"<<garbage|{\x00not what you expected",
-    b"MAINTENANCE", b"ok\r\n", b"\xff\xfe\x00O\x00K", b"OKAY|ID|",
-    b"OK\r\n\r\nStatus|Entry|\r\nActive|x|\r\n",
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"   ",
+        b"<html>Service Unavailable</html>",
+        b"<<garbage|{\x00not what you expected",
+        b"MAINTENANCE",
+        b"ok\r\n",
+        b"\xff\xfe\x00O\x00K",
+        b"OKAY|ID|",
+        b"OK\r\n\r\nStatus|Entry|\r\nActive|x|\r\n",
+    ],
+)
 def test_hostile_bodies_raise_parse_error(body: bytes) -> None:
     with pytest.raises(ParseError):
         parse_sessions(body)
@@ -262,10 +291,14 @@ def test_start_time_in_configured_zone() -> None:
     sao_paulo = ZoneInfo("America/Sao_Paulo")
     expected = datetime(2012, 2, 16, 0, 30, tzinfo=sao_paulo).timestamp()
     assert parse_start_time("2/16/2012 12:30 AM", sao_paulo) == expected
-    assert parse_start_time("2/16/2012 12:30 PM", UTC) == datetime(
-        2012, 2, 16, 12, 30, tzinfo=UTC).timestamp()
-    assert parse_start_time("2/16/2012 13:30", UTC) == datetime(
-        2012, 2, 16, 13, 30, tzinfo=UTC).timestamp()
+    assert (
+        parse_start_time("2/16/2012 12:30 PM", UTC)
+        == datetime(2012, 2, 16, 12, 30, tzinfo=UTC).timestamp()
+    )
+    assert (
+        parse_start_time("2/16/2012 13:30", UTC)
+        == datetime(2012, 2, 16, 13, 30, tzinfo=UTC).timestamp()
+    )
     assert parse_start_time("2/16/2012 13:30 PM", UTC) is None
     assert parse_start_time("16.02.2012 9:00", UTC) is None
 
@@ -277,8 +310,15 @@ def test_zone_is_used_by_parse_sessions() -> None:
     assert session.start_time == datetime(2024, 7, 1, 8, 0, tzinfo=UTC).timestamp()
 
 
-@pytest.mark.parametrize(("body", "code"), [(b"OK", "OK"), (b"INVALID\r\n", "INVALID"),
-                                       (b"LIMITREACHED", "LIMITREACHED"), (b"ERROR", "ERROR")])
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b"OK", "OK"),
+        (b"INVALID\r\n", "INVALID"),
+        (b"LIMITREACHED", "LIMITREACHED"),
+        (b"ERROR", "ERROR"),
+    ],
+)
 def test_login_codes(body: bytes, code: str) -> None:
     assert parse_login(body) == code
 
@@ -295,11 +335,28 @@ ZERO = timezone(timedelta(0))
 
 @pytest.mark.parametrize(
     "text",
-    ["2/29/2024 11:59 PM", "2/29/2023 1:00 AM", "2/29/1900 1:00 AM", "2/29/2000 12:00 AM",
-     "4/31/2026 1:00 PM", "13/1/2026 1:00 PM", "0/1/2026 1:00 PM", "1/0/2026 1:00 PM",
-     "12/31/9999 11:59:59 PM", "1/1/0001 12:00 AM", "1/1/0000 12:00 AM", "1/1/2026 0:00 AM",
-     "1/1/2026 13:00 PM", "1/1/2026 12:00 PM", "1/1/2026 24:00", "1/1/2026 23:59:59",
-     "1/1/2026 23:60", "1/1/2026 23:59:60", "1/1/1970 12:00 AM", "12/31/1969 11:59 PM"],
+    [
+        "2/29/2024 11:59 PM",
+        "2/29/2023 1:00 AM",
+        "2/29/1900 1:00 AM",
+        "2/29/2000 12:00 AM",
+        "4/31/2026 1:00 PM",
+        "13/1/2026 1:00 PM",
+        "0/1/2026 1:00 PM",
+        "1/0/2026 1:00 PM",
+        "12/31/9999 11:59:59 PM",
+        "1/1/0001 12:00 AM",
+        "1/1/0000 12:00 AM",
+        "1/1/2026 0:00 AM",
+        "1/1/2026 13:00 PM",
+        "1/1/2026 12:00 PM",
+        "1/1/2026 24:00",
+        "1/1/2026 23:59:59",
+        "1/1/2026 23:60",
+        "1/1/2026 23:59:60",
+        "1/1/1970 12:00 AM",
+        "12/31/1969 11:59 PM",
+    ],
 )
 @pytest.mark.parametrize("zone", [UTC, ZoneInfo("UTC")])
 def test_utc_fast_path_agrees_with_datetime(text: str, zone: tzinfo) -> None:
@@ -309,10 +366,12 @@ def test_utc_fast_path_agrees_with_datetime(text: str, zone: tzinfo) -> None:
 def test_utc_fast_path_agrees_on_random_times() -> None:
     rng = random.Random(3)
     for _ in range(2000):
-        text = (f"{rng.randint(0, 13)}/{rng.randint(0, 32)}/{rng.randint(1, 9999)} "
-                f"{rng.randint(0, 25)}:{rng.randint(0, 61):02d}"
-                + rng.choice(("", f":{rng.randint(0, 61):02d}"))
-                + rng.choice(("", " AM", " PM", "pm")))
+        text = (
+            f"{rng.randint(0, 13)}/{rng.randint(0, 32)}/{rng.randint(1, 9999)} "
+            f"{rng.randint(0, 25)}:{rng.randint(0, 61):02d}"
+            + rng.choice(("", f":{rng.randint(0, 61):02d}"))
+            + rng.choice(("", " AM", " PM", "pm"))
+        )
         assert parse_start_time(text, ZoneInfo("UTC")) == parse_start_time(text, ZERO), text
 
 
@@ -320,16 +379,34 @@ def test_utc_date_cache_stays_bounded() -> None:
     for n in range(3 * _MIDNIGHTS_MAX):
         day = date(2000, 1, 1) + timedelta(days=n)
         assert parse_start_time(f"{day.month}/{day.day}/{day.year} 1:00 AM", UTC) == (
-            datetime(day.year, day.month, day.day, 1, tzinfo=UTC).timestamp())
+            datetime(day.year, day.month, day.day, 1, tzinfo=UTC).timestamp()
+        )
         assert len(_MIDNIGHTS) <= _MIDNIGHTS_MAX
 
 
 # -- the captures of real replies (../shared/vendor-captures) ----------------------------
 
-V3_COLUMNS = ("ID", "Status", "Entry ID", "Entry", "Technician ID", "Technician", "Start Time",
-              "Waiting Time", "Custom Field 0", "Custom Field 1", "Custom Field 2",
-              "Custom Field 3", "Custom Field 4", "Custom Field 5", "Language",
-              "Transferred To", "Transferred Comment", "Is Lead Technician", "HandingOff")
+V3_COLUMNS = (
+    "ID",
+    "Status",
+    "Entry ID",
+    "Entry",
+    "Technician ID",
+    "Technician",
+    "Start Time",
+    "Waiting Time",
+    "Custom Field 0",
+    "Custom Field 1",
+    "Custom Field 2",
+    "Custom Field 3",
+    "Custom Field 4",
+    "Custom Field 5",
+    "Language",
+    "Transferred To",
+    "Transferred Comment",
+    "Is Lead Technician",
+    "HandingOff",
+)
 
 
 def test_english_capture_parses_whole() -> None:
@@ -338,11 +415,19 @@ def test_english_capture_parses_whole() -> None:
     result = parse_sessions(body)
     assert result.columns == V3_COLUMNS
     assert len(result.sessions) == 38
-    assert (result.shifted_rows, result.invalid_records, result.invalid_values,
-            result.implausible_values) == (0, 0, 0, 0)
+    assert (
+        result.shifted_rows,
+        result.invalid_records,
+        result.invalid_values,
+        result.implausible_values,
+    ) == (0, 0, 0, 0)
     assert Counter(s.status for s in result.sessions) == {
-        "Active": 22, "Waiting": 10, "Closed by active customer": 3, "On Hold": 2,
-        "Offline": 1}
+        "Active": 22,
+        "Waiting": 10,
+        "Closed by active customer": 3,
+        "On Hold": 2,
+        "Offline": 1,
+    }
     # Entry ID is the row's channel, the same on every row.
     assert {s.channel_id for s in result.sessions} == {"1927940688"}
     # Waiting and Offline rows: technician 0, no name.
@@ -359,8 +444,11 @@ def test_english_capture_start_times_fit_utc() -> None:
     # Start Time + Waiting Time of every Waiting row meets at one moment (the capture
     # time, to the minute Start Time has): read as UTC, the default `timezone`.
     result = parse_sessions(shared(CAPTURES / "getSession_v3-en.txt"))
-    ends = {(s.start_time or 0) + (s.waiting_seconds or 0)
-            for s in result.sessions if s.status == "Waiting"}
+    ends = {
+        (s.start_time or 0) + (s.waiting_seconds or 0)
+        for s in result.sessions
+        if s.status == "Waiting"
+    }
     assert max(ends) - min(ends) <= 60
     assert datetime.fromtimestamp(min(ends), UTC).date() == date(2024, 6, 19)
 
@@ -374,27 +462,36 @@ def test_portuguese_capture_with_built_in_aliases_counts_as_its_english_meaning(
     assert result.shifted_rows == result.invalid_records == 0
     sessions, _ = asyncio.run(one_row_per_session(result.sessions))
     english = Counter(BUILTIN_STATUS_ALIASES[s.status] for s in sessions)
-    assert english == {"Closed by active customer": 2, "Closed by waiting customer": 2,
-                       "Active": 1}
+    assert english == {"Closed by active customer": 2, "Closed by waiting customer": 2, "Active": 1}
     assert all(s.is_lead for s in result.sessions)  # `sim` is yes
 
 
-@pytest.mark.parametrize(("name", "expected"), [
-    ("getSession_V3-soap-one.xml", [("1053624555", "Active", 46)]),
-    ("getSession_V3-soap-two.xml", [("1053624838", "Waiting", 35),
-                                    ("1053624555", "Active", 573)]),
-])
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("getSession_V3-soap-one.xml", [("1053624555", "Active", 46)]),
+        (
+            "getSession_V3-soap-two.xml",
+            [("1053624838", "Waiting", 35), ("1053624555", "Active", 573)],
+        ),
+    ],
+)
 def test_soap_captures_parse(name: str, expected: list[tuple[str, str, int]]) -> None:
     result = parse_soap_sessions(shared(CAPTURES / name))
     assert result.code == "OK"
     assert [(s.id, s.status, s.waiting_seconds) for s in result.sessions] == expected
     first = result.sessions[0]
     assert (first.channel_id, first.channel, first.technician_id, first.technician) == (
-        "0", "", "26054541", "Agent One")
+        "0",
+        "",
+        "26054541",
+        "Agent One",
+    )
     assert all(s.is_lead for s in result.sessions)
     # SOAP has seconds in Start Time.
-    assert result.sessions[-1].start_time == datetime(2024, 2, 19, 14, 27, 27,
-                                                      tzinfo=UTC).timestamp()
+    assert (
+        result.sessions[-1].start_time == datetime(2024, 2, 19, 14, 27, 27, tzinfo=UTC).timestamp()
+    )
 
 
 def test_doc_sample_captures_and_simulator_agree_on_columns() -> None:
@@ -410,10 +507,17 @@ def test_doc_sample_captures_and_simulator_agree_on_columns() -> None:
 # -- SOAP replies ---------------------------------------------------------------------
 
 
-def session_v3(sid: str = "1", status: str = "SESSION_WAITING", wait: str = "5",
-               display: str = "Waiting", extra: str = "") -> str:
-    return (f"<SESSION_V3><iID>{sid}</iID><bStatus>{status}</bStatus><sStatus>{display}"
-            f"</sStatus><iWaitingTimeInSec>{wait}</iWaitingTimeInSec>{extra}</SESSION_V3>")
+def session_v3(
+    sid: str = "1",
+    status: str = "SESSION_WAITING",
+    wait: str = "5",
+    display: str = "Waiting",
+    extra: str = "",
+) -> str:
+    return (
+        f"<SESSION_V3><iID>{sid}</iID><bStatus>{status}</bStatus><sStatus>{display}"
+        f"</sStatus><iWaitingTimeInSec>{wait}</iWaitingTimeInSec>{extra}</SESSION_V3>"
+    )
 
 
 @pytest.mark.parametrize("envelope", [SOAP11, SOAP12])
@@ -423,37 +527,51 @@ def test_soap_both_envelopes(envelope: str) -> None:
 
 
 def test_soap_status_comes_from_the_enum_not_the_display_string() -> None:
-    result = parse_soap_sessions(soap(session_v3(status="SESSION_PICKEDUP", display="Ativas")
-                                      + session_v3("2", "SESSION_ONHOLD", display="Em espera")))
+    result = parse_soap_sessions(
+        soap(
+            session_v3(status="SESSION_PICKEDUP", display="Ativas")
+            + session_v3("2", "SESSION_ONHOLD", display="Em espera")
+        )
+    )
     assert [s.status for s in result.sessions] == ["Active", "On Hold"]
 
 
 def test_soap_unknown_enum_is_kept_verbatim_and_empty_enum_falls_back() -> None:
-    result = parse_soap_sessions(soap(session_v3(status="SESSION_BRAND_NEW")
-                                      + session_v3("2", "", display="Waiting")))
+    result = parse_soap_sessions(
+        soap(session_v3(status="SESSION_BRAND_NEW") + session_v3("2", "", display="Waiting"))
+    )
     assert [s.status for s in result.sessions] == ["SESSION_BRAND_NEW", "Waiting"]
 
 
-@pytest.mark.parametrize(("result", "code"), [
-    ("getSession_Error", "ERROR"), ("getSession_NotLoggedIn", "NOTLOGGEDIN"),
-    ("getSession_InvalidParam_NodeID", "INVALIDPARAM_NODE"),
-    ("getSession_Invalid_SecretAuthCode", "INVALID_SECRETAUTHCODE"),
-    ("getSession_User_Deleted_Or_Disabled", "USER_DELETED_OR_DISABLED"),
-])
+@pytest.mark.parametrize(
+    ("result", "code"),
+    [
+        ("getSession_Error", "ERROR"),
+        ("getSession_NotLoggedIn", "NOTLOGGEDIN"),
+        ("getSession_InvalidParam_NodeID", "INVALIDPARAM_NODE"),
+        ("getSession_Invalid_SecretAuthCode", "INVALID_SECRETAUTHCODE"),
+        ("getSession_User_Deleted_Or_Disabled", "USER_DELETED_OR_DISABLED"),
+    ],
+)
 def test_soap_result_codes_become_the_text_codes(result: str, code: str) -> None:
     assert parse_soap_sessions(soap("", result=result)).code == code
 
 
-@pytest.mark.parametrize("body", [
-    soap(session_v3(), envelope="urn:not-soap"),
-    soap(session_v3(), ns="urn:wrong-api"),
-    soap(session_v3(), result="getSession_Surprise"),
-    b'<!DOCTYPE x [<!ENTITY a "aaaa">]><x>&a;</x>',
-    soap(session_v3())[:-30],
-    (f'<soap:Envelope xmlns:soap="{SOAP12}"><soap:Body><soap:Fault><faultstring>x'
-     "</faultstring></soap:Fault></soap:Body></soap:Envelope>").encode(),
-    b"OK\n\nID|Status|\n",
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        soap(session_v3(), envelope="urn:not-soap"),
+        soap(session_v3(), ns="urn:wrong-api"),
+        soap(session_v3(), result="getSession_Surprise"),
+        b'<!DOCTYPE x [<!ENTITY a "aaaa">]><x>&a;</x>',
+        soap(session_v3())[:-30],
+        (
+            f'<soap:Envelope xmlns:soap="{SOAP12}"><soap:Body><soap:Fault><faultstring>x'
+            "</faultstring></soap:Fault></soap:Body></soap:Envelope>"
+        ).encode(),
+        b"OK\n\nID|Status|\n",
+    ],
+)
 def test_hostile_soap_raises_parse_error(body: bytes) -> None:
     with pytest.raises(ParseError):
         parse_soap_sessions(body)
@@ -461,18 +579,24 @@ def test_hostile_soap_raises_parse_error(body: bytes) -> None:
 
 def soap_sessions_in(container: str) -> bytes:
     """A getSession_V3 reply whose `container` (markup around "{rows}") holds one row."""
-    return (f'<soap:Envelope xmlns:soap="{SOAP12}"><soap:Body>'
-            f'<getSession_V3Response xmlns="{API_NS}"><getSession_V3Result>getSession_OK'
-            "</getSession_V3Result>" + container.format(rows=session_v3())
-            + "</getSession_V3Response></soap:Body></soap:Envelope>").encode()
+    return (
+        f'<soap:Envelope xmlns:soap="{SOAP12}"><soap:Body>'
+        f'<getSession_V3Response xmlns="{API_NS}"><getSession_V3Result>getSession_OK'
+        "</getSession_V3Result>"
+        + container.format(rows=session_v3())
+        + "</getSession_V3Response></soap:Body></soap:Envelope>"
+    ).encode()
 
 
-@pytest.mark.parametrize("container", [
-    '<aSessions xmlns="">{rows}</aSessions>',
-    '<x:aSessions xmlns:x="urn:other">{rows}</x:aSessions>',
-    '<aSessions><x:SESSION_V3 xmlns:x="urn:other"><iID>1</iID></x:SESSION_V3></aSessions>',
-    "<aSessions><SESSION><iID>1</iID><bStatus>SESSION_WAITING</bStatus></SESSION></aSessions>",
-])
+@pytest.mark.parametrize(
+    "container",
+    [
+        '<aSessions xmlns="">{rows}</aSessions>',
+        '<x:aSessions xmlns:x="urn:other">{rows}</x:aSessions>',
+        '<aSessions><x:SESSION_V3 xmlns:x="urn:other"><iID>1</iID></x:SESSION_V3></aSessions>',
+        "<aSessions><SESSION><iID>1</iID><bStatus>SESSION_WAITING</bStatus></SESSION></aSessions>",
+    ],
+)
 def test_soap_sessions_under_another_name_are_refused_not_read_as_none(container: str) -> None:
     # Read as "OK, no sessions", every Waiting session seemed to end (a wait observed,
     # then observed again when it came back), and nothing was logged or counted.
@@ -494,9 +618,12 @@ def test_soap_without_asessions_or_with_it_empty_has_no_sessions() -> None:
 
 def test_soap_login_results() -> None:
     def login(result: str) -> bytes:
-        return (f'<soap:Envelope xmlns:soap="{SOAP12}"><soap:Body><loginResponse '
-                f'xmlns="{API_NS}"><loginResult>{result}</loginResult></loginResponse>'
-                "</soap:Body></soap:Envelope>").encode()
+        return (
+            f'<soap:Envelope xmlns:soap="{SOAP12}"><soap:Body><loginResponse '
+            f'xmlns="{API_NS}"><loginResult>{result}</loginResult></loginResponse>'
+            "</soap:Body></soap:Envelope>"
+        ).encode()
+
     assert parse_soap_login(login("login_OK")) == "OK"
     assert parse_soap_login(login("login_Failed")) == "INVALID"
     with pytest.raises(ParseError):
@@ -504,6 +631,7 @@ def test_soap_login_results() -> None:
 
 
 # -- hostile values (issue 11) --------------------------------------------------------
+
 
 @pytest.mark.parametrize("digits", [400, 5000])
 def test_huge_waiting_time_is_an_invalid_value_not_a_crash(digits: int) -> None:
@@ -526,13 +654,19 @@ def test_waiting_time_takes_ascii_digits_only(wait: str) -> None:
 def test_implausible_waiting_and_start_times_are_dropped_not_the_row() -> None:
     # What Rescue counts is sessions by status: a session Offline for over a week, or
     # dated .NET's DateTime.MinValue, still exists. Only the absurd value goes.
-    rows = (b"5|Waiting||||||604801|||||||||",  # more than a week
-            b"6|Active|||||12/31/9999 11:59 PM|3|||||||||",
-            b"7|Active|||||1/1/0001 12:00 AM|3|||||||||",
-            b"8|Active|||||1/1/2026 1:00 AM|604800|||||||||")
+    rows = (
+        b"5|Waiting||||||604801|||||||||",  # more than a week
+        b"6|Active|||||12/31/9999 11:59 PM|3|||||||||",
+        b"7|Active|||||1/1/0001 12:00 AM|3|||||||||",
+        b"8|Active|||||1/1/2026 1:00 AM|604800|||||||||",
+    )
     result = parse_sessions(capture(*rows))
     assert [(s.id, s.waiting_seconds, s.start_time is not None) for s in result.sessions] == [
-        ("5", None, False), ("6", 3, False), ("7", 3, False), ("8", 604800, True)]
+        ("5", None, False),
+        ("6", 3, False),
+        ("7", 3, False),
+        ("8", 604800, True),
+    ]
     assert (result.implausible_values, result.invalid_values) == (3, 0)
 
 

@@ -24,8 +24,9 @@ from exporter.vendors.rescue.statuses import STATUSES
 from .harness import histogram, rig, samples
 
 
-async def post(sim: RescueSimulator, path: str, data: dict[str, str],
-               headers: dict[str, str] | None = None) -> tuple[str, Any]:
+async def post(
+    sim: RescueSimulator, path: str, data: dict[str, str], headers: dict[str, str] | None = None
+) -> tuple[str, Any]:
     async with TestClient(TestServer(sim.app())) as client:
         response = await client.post(path, data=data, headers=headers or {})
         return await response.text(), response
@@ -43,8 +44,11 @@ async def test_world_is_populated_at_construction_and_deterministic() -> None:
 
 async def test_real_capture_shape_and_columns_per_version() -> None:
     sim = RescueSimulator(FakeClock(), 1)
-    for version, path in ((1, "getSession.aspx"), (2, "getSession_v2.aspx"),
-                          (3, "getSession_v3.aspx")):
+    for version, path in (
+        (1, "getSession.aspx"),
+        (2, "getSession_v2.aspx"),
+        (3, "getSession_v3.aspx"),
+    ):
         body, response = await post(sim, f"/API/{path}", {"authcode": sim.auth_code})
         assert response.content_type == "text/plain"
         # The captures' layout: LF line ends, each line ending with `|`.
@@ -68,8 +72,13 @@ async def test_node_membership() -> None:
 
 async def test_error_codes_on_demand() -> None:
     sim = RescueSimulator(FakeClock(), 1)
-    for code in ("ERROR", "NOTLOGGEDIN", "INVALIDPARAM_NODE", "INVALID_SECRETAUTHCODE",
-                 "USER_DELETED_OR_DISABLED"):
+    for code in (
+        "ERROR",
+        "NOTLOGGEDIN",
+        "INVALIDPARAM_NODE",
+        "INVALID_SECRETAUTHCODE",
+        "USER_DELETED_OR_DISABLED",
+    ):
         sim.fail_next(code)
         body, _ = await post(sim, "/API/getSession.aspx", {"authcode": sim.auth_code})
         assert body == code
@@ -105,8 +114,9 @@ async def test_login_cookie_idle_expiry_and_limit() -> None:
 
 async def test_request_auth_code_shape() -> None:
     sim = RescueSimulator(FakeClock(), 1)
-    body, _ = await post(sim, "/API/requestAuthCode.aspx",
-                         {"email": sim.email, "pwd": sim.password})
+    body, _ = await post(
+        sim, "/API/requestAuthCode.aspx", {"email": sim.email, "pwd": sim.password}
+    )
     assert body == f"OK\r\nAUTHCODE: {sim.auth_code}\r\n"
     assert (await post(sim, "/API/requestAuthCode.aspx", {"email": sim.email}))[0] == "INVALID"
 
@@ -133,11 +143,15 @@ async def test_soap_answers_in_the_envelope_it_was_asked_in(api: str) -> None:
 
     sim = RescueSimulator(FakeClock(), 1)
     sim.language = "pt"
-    body, content_type = soap_request("getSession_V3", {
-        "iNodeID": str(GROUP_ID), "eNodeRef": "NODE", "sAuthCode": sim.auth_code}, api)
+    body, content_type = soap_request(
+        "getSession_V3",
+        {"iNodeID": str(GROUP_ID), "eNodeRef": "NODE", "sAuthCode": sim.auth_code},
+        api,
+    )
     async with TestClient(TestServer(sim.app())) as client:
-        response = await client.post("/API/API.asmx", data=body,
-                                     headers={"Content-Type": content_type})
+        response = await client.post(
+            "/API/API.asmx", data=body, headers={"Content-Type": content_type}
+        )
         reply = await response.read()
     namespace = SOAP11 if api == "soap11" else SOAP12
     assert reply.count(namespace.encode()) == 1
@@ -152,24 +166,32 @@ async def test_soap_errors_and_faults() -> None:
 
     sim = RescueSimulator(FakeClock(), 1)
     async with TestClient(TestServer(sim.app())) as client:
+
         async def ask(params: dict[str, str]) -> bytes:
             body, content_type = soap_request("getSession_V3", params)
-            response = await client.post("/API/API.asmx", data=body,
-                                         headers={"Content-Type": content_type})
+            response = await client.post(
+                "/API/API.asmx", data=body, headers={"Content-Type": content_type}
+            )
             return await response.read()
 
         assert b"getSession_Invalid_SecretAuthCode" in await ask(
-            {"iNodeID": "1", "eNodeRef": "NODE", "sAuthCode": "nope"})
+            {"iNodeID": "1", "eNodeRef": "NODE", "sAuthCode": "nope"}
+        )
         assert b"getSession_InvalidParam_NodeID" in await ask(
-            {"iNodeID": "5", "eNodeRef": "NODE", "sAuthCode": sim.auth_code})
+            {"iNodeID": "5", "eNodeRef": "NODE", "sAuthCode": sim.auth_code}
+        )
         assert b"getSession_NotLoggedIn" in await ask(
-            {"iNodeID": str(GROUP_ID), "eNodeRef": "NODE", "sAuthCode": ""})
+            {"iNodeID": str(GROUP_ID), "eNodeRef": "NODE", "sAuthCode": ""}
+        )
         response = await client.post("/API/API.asmx", data=b"<not-soap/>")
         assert response.status == 500 and b"Fault" in await response.read()
         sim.faults.inject("malformed")
         with pytest.raises(ParseError):
-            parse_soap_sessions(await ask(
-                {"iNodeID": str(GROUP_ID), "eNodeRef": "NODE", "sAuthCode": sim.auth_code}))
+            parse_soap_sessions(
+                await ask(
+                    {"iNodeID": str(GROUP_ID), "eNodeRef": "NODE", "sAuthCode": sim.auth_code}
+                )
+            )
 
 
 async def test_faults_middleware_installed() -> None:
@@ -194,6 +216,9 @@ async def test_demo_account_parses_and_every_metric_moves_within_a_minute() -> N
                 r.clock.advance(5)
             await collector.collect(r.upstream)
         names = {name for (name, _), value in samples(collector).items() if value > 0}
-        assert {"rescue_sessions", "rescue_session_status_oldest_change_timestamp_seconds",
-                "rescue_session_wait_seconds_count"} <= names
+        assert {
+            "rescue_sessions",
+            "rescue_session_status_oldest_change_timestamp_seconds",
+            "rescue_session_wait_seconds_count",
+        } <= names
         assert histogram(collector, str(GROUP_ID))[0] > 0

@@ -14,10 +14,24 @@ from exporter.vendors.rescue.parser import parse_soap_login, parse_soap_sessions
 
 from .harness import CAPTURES, shared, soap
 
-FAST = settings(max_examples=150, deadline=2000,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-FIELDS = ("iID", "bStatus", "sStatus", "iEntry", "sEntry", "iTechnician", "sTechnician",
-          "sStartTime", "iWaitingTimeInSec", "bIsLead", "other")
+FAST = settings(
+    max_examples=150,
+    deadline=2000,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+FIELDS = (
+    "iID",
+    "bStatus",
+    "sStatus",
+    "iEntry",
+    "sEntry",
+    "iTechnician",
+    "sTechnician",
+    "sStartTime",
+    "iWaitingTimeInSec",
+    "bIsLead",
+    "other",
+)
 TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=30)
 
 
@@ -43,8 +57,10 @@ def test_arbitrary_bytes(body: bytes) -> None:
 @FAST
 @given(st.lists(st.lists(st.tuples(st.sampled_from(FIELDS), TEXT), max_size=8), max_size=4))
 def test_any_field_text(sessions: list[list[tuple[str, str]]]) -> None:
-    inner = "".join("<SESSION_V3>" + "".join(f"<{k}>{escape(v)}</{k}>" for k, v in fields)
-                    + "</SESSION_V3>" for fields in sessions)
+    inner = "".join(
+        "<SESSION_V3>" + "".join(f"<{k}>{escape(v)}</{k}>" for k, v in fields) + "</SESSION_V3>"
+        for fields in sessions
+    )
     parse_both(soap(inner))
 
 
@@ -56,4 +72,4 @@ def test_cut_or_flipped_captures(data: st.DataObject) -> None:
     flip = data.draw(st.integers(0, len(body) - 1))
     byte = data.draw(st.integers(0, 255))
     parse_both(body[:cut])
-    parse_both(body[:flip] + bytes([byte]) + body[flip + 1:])
+    parse_both(body[:flip] + bytes([byte]) + body[flip + 1 :])

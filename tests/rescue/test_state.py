@@ -31,8 +31,7 @@ async def test_restart_observes_waits_that_ended_while_down_once() -> None:
         second = r.collector(nodes=BOTH)
         second.restore(saved)
         polls += await poll_for(r, second, 300)
-        ended_while_down = [w for w in r.sim.waits()
-                            if w[1] <= polls[59] < w[2] <= polls[60]]
+        ended_while_down = [w for w in r.sim.waits() if w[1] <= polls[59] < w[2] <= polls[60]]
         assert ended_while_down
         for node, (node_id, ref) in NODES.items():
             expected = expected_waits(r, node_id, ref, polls)

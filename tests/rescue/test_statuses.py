@@ -22,7 +22,7 @@ README = SHARED / "vendor-captures/README.md"
 
 def captured_enum_values() -> set[str]:
     text = shared(README).decode()
-    section = text[text.index("`bStatus` values"):text.index("Seen on the wire")]
+    section = text[text.index("`bStatus` values") : text.index("Seen on the wire")]
     return set(re.findall(r"SESSION_[A-Z_]+", section))
 
 
@@ -37,9 +37,10 @@ def test_every_enum_value_of_the_captures_readme_is_placed_on_a_documented_statu
 
 def test_every_soap_result_code_of_the_readme_is_mapped() -> None:
     text = shared(README).decode()
-    assert set(re.findall(r"getSession_[A-Za-z_]+(?=`)", text)) - {"getSession_V3",
-                                                                    "getSession_v3"} == set(
-        SOAP_GET_SESSION_CODES)
+    assert set(re.findall(r"getSession_[A-Za-z_]+(?=`)", text)) - {
+        "getSession_V3",
+        "getSession_v3",
+    } == set(SOAP_GET_SESSION_CODES)
 
 
 def test_every_documented_status_but_waiting_has_an_outcome() -> None:
@@ -50,7 +51,10 @@ def test_every_documented_status_but_waiting_has_an_outcome() -> None:
 
 def test_built_in_aliases_are_the_captured_strings_and_point_at_documented_statuses() -> None:
     assert set(BUILTIN_STATUS_ALIASES) == {
-        "Ativas", "Encerrado pelo cliente ativo", "Encerrado pelo cliente que estava esperando"}
+        "Ativas",
+        "Encerrado pelo cliente ativo",
+        "Encerrado pelo cliente que estava esperando",
+    }
     assert set(BUILTIN_STATUS_ALIASES.values()) <= set(STATUSES)
     pt = shared(SHARED / "vendor-captures/rescue/getSession_v3-pt-BR.txt").decode()
     assert all(f"|{alias}|" in pt for alias in BUILTIN_STATUS_ALIASES)

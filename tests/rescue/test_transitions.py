@@ -26,8 +26,9 @@ def make() -> tuple[RescueCollector, FakeClock, Counter[str]]:
 
 
 def poll(collector: RescueCollector, at: float, *sessions: tuple[str, str, int | None]) -> None:
-    reply = SessionList("OK", tuple(Session(id=i, status=s, waiting_seconds=w)
-                                    for i, s, w in sessions))
+    reply = SessionList(
+        "OK", tuple(Session(id=i, status=s, waiting_seconds=w) for i, s, w in sessions)
+    )
     asyncio.run(collector.apply(collector.account.nodes[0], reply, T0 + at))
 
 
@@ -72,8 +73,12 @@ class Replies:
     """A stand-in Rescue client: each poll of the one node answers the next reply."""
 
     def __init__(self, *replies: tuple[tuple[str, str, int], ...]) -> None:
-        self._replies = [SessionList("OK", tuple(Session(id=i, status=s, waiting_seconds=w)
-                                                 for i, s, w in reply)) for reply in replies]
+        self._replies = [
+            SessionList(
+                "OK", tuple(Session(id=i, status=s, waiting_seconds=w) for i, s, w in reply)
+            )
+            for reply in replies
+        ]
 
     async def get_sessions(self, upstream: object, node: object) -> SessionList:
         return self._replies.pop(0)
@@ -87,8 +92,11 @@ def test_a_wall_clock_step_between_polls_neither_splits_nor_shrinks_a_wait(
     ctx = collector_context(clock, rejects, started_at=T0, log=get_logger())
     c = RescueCollector(account(), ctx)
     # Rescue's own clock runs on: Waiting Time 60 s, then 120 s, then answered.
-    c.client = Replies((("1", "Waiting", 60),), (("1", "Waiting", 120),),  # type: ignore[assignment]
-                       (("1", "Active", 0),))
+    c.client = Replies(
+        (("1", "Waiting", 60),),
+        (("1", "Waiting", 120),),  # type: ignore[assignment]
+        (("1", "Active", 0),),
+    )
     for advance, stepped in ((0.0, 0.0), (60.0, step), (60.0, 0.0)):
         clock.advance(advance)
         clock.step(stepped)
@@ -179,19 +187,28 @@ def test_a_slow_reply_does_not_split_a_continuing_wait() -> None:
 
 
 def rows(collector: RescueCollector, at: float, *sessions: Session) -> None:
-    asyncio.run(collector.apply(collector.account.nodes[0], SessionList("OK", sessions),
-                                T0 + at))
+    asyncio.run(collector.apply(collector.account.nodes[0], SessionList("OK", sessions), T0 + at))
 
 
-@pytest.mark.parametrize(("status", "outcome"), [
-    ("Connecting", "answered"), ("Active", "answered"), ("On Hold", "answered"),
-    ("Closed by active customer", "answered"), ("Closed by technician", "answered"),
-    ("Closed by waiting customer", "abandoned"), ("Timed out", "timed_out"),
-    ("Transferring", "transferred"), ("Transferred", "transferred"),
-    ("Offline", "other"), ("Closed by customer", "other"), ("Something new", "other"),
-    ("Ativas", "answered"),
-    ("Encerrado pelo cliente que estava esperando", "abandoned"),
-])
+@pytest.mark.parametrize(
+    ("status", "outcome"),
+    [
+        ("Connecting", "answered"),
+        ("Active", "answered"),
+        ("On Hold", "answered"),
+        ("Closed by active customer", "answered"),
+        ("Closed by technician", "answered"),
+        ("Closed by waiting customer", "abandoned"),
+        ("Timed out", "timed_out"),
+        ("Transferring", "transferred"),
+        ("Transferred", "transferred"),
+        ("Offline", "other"),
+        ("Closed by customer", "other"),
+        ("Something new", "other"),
+        ("Ativas", "answered"),
+        ("Encerrado pelo cliente que estava esperando", "abandoned"),
+    ],
+)
 def test_the_status_a_wait_ends_in_gives_its_outcome(status: str, outcome: str) -> None:
     c, _, _ = make()
     poll(c, 100, ("1", "Waiting", 10))
@@ -220,19 +237,22 @@ def test_every_outcome_is_zero_filled_and_a_node_gone_for_now_keeps_them() -> No
 
 def test_the_lead_row_counts_and_the_others_feed_the_technicians_gauge() -> None:
     c, _, _ = make()
-    rows(c, 100,
-         Session(id="1", status="Active", technician="Second", waiting_seconds=3),
-         Session(id="1", status="Waiting", technician="Lead", waiting_seconds=30,
-                 is_lead=True),
-         Session(id="2", status="Active", technician="Only", waiting_seconds=8),
-         Session(id="2", status="Active", technician="Helper", waiting_seconds=1))
+    rows(
+        c,
+        100,
+        Session(id="1", status="Active", technician="Second", waiting_seconds=3),
+        Session(id="1", status="Waiting", technician="Lead", waiting_seconds=30, is_lead=True),
+        Session(id="2", status="Active", technician="Only", waiting_seconds=8),
+        Session(id="2", status="Active", technician="Helper", waiting_seconds=1),
+    )
     state = c.nodes["337366"]
     assert state.counts[("Waiting",)] == 1 and state.counts[("Active",)] == 1
     assert state.technicians == 2
     assert set(state.waiting) == {"1"}  # followed once, from the lead row
     assert state.waiting["1"].start == T0 + 70
-    (sample,) = [s for f in c.families() if f.name == "rescue_session_technicians"
-                 for s in f.samples]
+    (sample,) = [
+        s for f in c.families() if f.name == "rescue_session_technicians" for s in f.samples
+    ]
     assert sample.value == 2 and sample.labels == {"account": "helpdesk", "node": "337366"}
 
 
@@ -245,8 +265,12 @@ def test_unknown_statuses_are_counted_announced_once_and_gauged() -> None:
     (warning,) = [e for e in logs if e["event"] == "rescue_status_unrecognized"]
     assert (warning["statuses"], warning["count"]) == (["Novo status", "Outro"], 2)
     assert "status_aliases" in warning["hint"] and "api: soap" in warning["hint"]
-    (gauge,) = [s for f in c.families()
-                if f.name == "session_exporter_unrecognized_status_values" for s in f.samples]
+    (gauge,) = [
+        s
+        for f in c.families()
+        if f.name == "session_exporter_unrecognized_status_values"
+        for s in f.samples
+    ]
     assert gauge.value == 2 and gauge.labels == {"vendor": "rescue", "account": "helpdesk"}
     assert c.nodes["337366"].counts[("Novo status",)] == 1  # kept, as a label value
 
@@ -262,11 +286,20 @@ def test_a_reply_of_many_unknown_statuses_is_one_warning() -> None:
 
 def test_built_in_aliases_are_understood_without_config() -> None:
     c, _, rejects = make()
-    poll(c, 100, ("1", "Ativas", 1), ("2", "Encerrado pelo cliente ativo", 1),
-         ("3", "Encerrado pelo cliente que estava esperando", 1))
+    poll(
+        c,
+        100,
+        ("1", "Ativas", 1),
+        ("2", "Encerrado pelo cliente ativo", 1),
+        ("3", "Encerrado pelo cliente que estava esperando", 1),
+    )
     counts = c.nodes["337366"].counts
-    assert counts[("Active",)] == counts[("Closed by active customer",)] == counts[
-        ("Closed by waiting customer",)] == 1
+    assert (
+        counts[("Active",)]
+        == counts[("Closed by active customer",)]
+        == counts[("Closed by waiting customer",)]
+        == 1
+    )
     assert not rejects
 
 
@@ -274,11 +307,17 @@ def test_statuses_match_whatever_their_unicode_form_and_spacing(
     make_context: ContextFactory,
 ) -> None:
     ctx, rejects = make_context(FakeClock(T0), label_limit=5, started_at=T0)
-    c = RescueCollector(account(status_aliases={"Fechado pelo técnico": "Closed by technician"}),
-                        ctx)
+    c = RescueCollector(
+        account(status_aliases={"Fechado pelo técnico": "Closed by technician"}), ctx
+    )
     decomposed = "Fechado pelo te\u0301cnico"  # the accent as a combining mark (NFD)
-    poll(c, 100, ("1", decomposed, 1), ("2", "Encerrado  pelo\u00a0cliente ativo", 1),
-         ("3", " WAITING ", 1))
+    poll(
+        c,
+        100,
+        ("1", decomposed, 1),
+        ("2", "Encerrado  pelo\u00a0cliente ativo", 1),
+        ("3", " WAITING ", 1),
+    )
     counts = c.nodes["337366"].counts
     assert counts[("Closed by technician",)] == counts[("Closed by active customer",)] == 1
     assert counts[("Waiting",)] == 1
@@ -296,10 +335,13 @@ def test_label_values_are_capped_scrubbed_and_overflow_counted_once() -> None:
     clock, rejects = FakeClock(T0), Counter[str]()
     ctx = collector_context(clock, rejects, label_limit=2, started_at=T0, log=get_logger())
     c = RescueCollector(account(labels=["technician", "channel"]), ctx)
-    rows(c, 100,
-         Session(id="1", status="x" * 100_000, technician="code-123", channel="c" * 500),
-         Session(id="2", status="Novo", technician="Ana"),
-         Session(id="3", status="Mais um", technician="Wei"))
+    rows(
+        c,
+        100,
+        Session(id="1", status="x" * 100_000, technician="code-123", channel="c" * 500),
+        Session(id="2", status="Novo", technician="Ana"),
+        Session(id="3", status="Mais um", technician="Wei"),
+    )
     labels = {key for key in c.nodes["337366"].counts}
     values = {v for key in labels for v in key}
     assert "code-123" not in values  # a technician named like the auth code
@@ -317,8 +359,14 @@ def test_with_both_labels_statuses_are_zero_filled_per_channel_and_per_technicia
     clock, rejects = FakeClock(T0), Counter[str]()
     ctx = collector_context(clock, rejects, label_limit=60, started_at=T0, log=get_logger())
     c = RescueCollector(account(labels=["channel", "technician"]), ctx)
-    rows(c, 100, *(Session(id=str(i), status="Active", channel=f"c{i // 50}",
-                           technician=f"t{i % 50}") for i in range(2500)))
+    rows(
+        c,
+        100,
+        *(
+            Session(id=str(i), status="Active", channel=f"c{i // 50}", technician=f"t{i % 50}")
+            for i in range(2500)
+        ),
+    )
     counts = c.nodes["337366"].counts  # (status, channel, technician)
     assert len(counts) == 19 * (1 + 50 + 50) + 2500
     assert counts[("Waiting", "c7", "")] == 0 and counts[("Waiting", "", "t7")] == 0
@@ -336,8 +384,7 @@ def test_state_keeps_outcomes_and_a_version_1_state_hands_over_its_waits() -> No
     d, _, _ = make()
     d.restore(saved)
     assert observed(d, "timed_out") == (1, 10.0)
-    old = {**saved, "version": 1,
-           "waits": [[["337366"], [0] * (len(d.waits.bounds) + 1), 0.0]]}
+    old = {**saved, "version": 1, "waits": [[["337366"], [0] * (len(d.waits.bounds) + 1), 0.0]]}
     e, _, _ = make()
     e.restore(old)
     assert observed(e) == (0, 0.0)  # a histogram without outcomes restarts
@@ -353,8 +400,9 @@ async def test_a_long_reply_lets_the_loop_in_and_shows_only_whole_polls() -> Non
     waiting = Session(id="1", status="Waiting", waiting_seconds=0)
     await c.apply(node, SessionList("OK", (waiting,)), T0 + 100)
     before = c.nodes["337366"]
-    big = SessionList("OK", tuple(Session(id=str(i), status="Active")
-                                  for i in range(3 * APPLY_CHUNK)))
+    big = SessionList(
+        "OK", tuple(Session(id=str(i), status="Active") for i in range(3 * APPLY_CHUNK))
+    )
     task = asyncio.create_task(c.apply(node, big, T0 + 110))
     turns = 0
     while not task.done():

@@ -35,8 +35,13 @@ ACCOUNT = "clinic"
 
 
 def account(base_url: str, **fields: Any) -> SecureVideoAccount:
-    entry = {"name": ACCOUNT, "base_url": base_url, "api_key": DEMO_API_KEY,
-             "api_secret": DEMO_API_SECRET, **fields}
+    entry = {
+        "name": ACCOUNT,
+        "base_url": base_url,
+        "api_key": DEMO_API_KEY,
+        "api_secret": DEMO_API_SECRET,
+        **fields,
+    }
     config = parse_config({"securevideo": [entry]}, {"securevideo": VENDOR})
     result = config.accounts[0]
     assert isinstance(result, SecureVideoAccount)
@@ -51,11 +56,13 @@ class Harness:
     rejected: Counter[str] = field(default_factory=Counter)
 
     def context(self, started_at: float | None = None, limit: int = 50) -> CollectorContext:
-        return collector_context(self.clock, self.rejected, started_at=started_at,
-                                 label_limit=limit)
+        return collector_context(
+            self.clock, self.rejected, started_at=started_at, label_limit=limit
+        )
 
-    def collector(self, acct: SecureVideoAccount, started_at: float | None = None,
-                  limit: int = 50) -> SecureVideoCollector:
+    def collector(
+        self, acct: SecureVideoAccount, started_at: float | None = None, limit: int = 50
+    ) -> SecureVideoCollector:
         return SecureVideoCollector(acct, self.context(started_at, limit))
 
     def failures(self) -> dict[tuple[str, str], float]:
@@ -63,13 +70,19 @@ class Harness:
 
 
 @asynccontextmanager
-async def harness(clock: FakeClock,
-                  max_body_bytes: int = 16 * 1024 * 1024) -> AsyncIterator[Harness]:
+async def harness(
+    clock: FakeClock, max_body_bytes: int = 16 * 1024 * 1024
+) -> AsyncIterator[Harness]:
     session = new_client_session()
     metrics = SelfMetrics()
     upstream = Upstream(
-        session, vendor="securevideo", account=ACCOUNT, timeout=10.0,
-        admission=Admission(4), metrics=metrics, max_body_bytes=max_body_bytes,
+        session,
+        vendor="securevideo",
+        account=ACCOUNT,
+        timeout=10.0,
+        admission=Admission(4),
+        metrics=metrics,
+        max_body_bytes=max_body_bytes,
         wall_time=clock.time,
     )
     try:
@@ -96,8 +109,9 @@ def samples(families: Iterable[Metric]) -> Samples:
     return family_samples(families)
 
 
-def pick(all_samples: Samples, name: str, **labels: str) -> dict[tuple[tuple[str, str], ...],
-                                                                  float]:
+def pick(
+    all_samples: Samples, name: str, **labels: str
+) -> dict[tuple[tuple[str, str], ...], float]:
     """Samples of `name` whose labels include `labels`."""
     want = set(labels.items())
     return {k: v for (n, k), v in all_samples.items() if n == name and want <= set(k)}
@@ -126,8 +140,7 @@ class Truth:
 
     def poll(self, world: World, t: float, started_at: float, feed_days: int = 2) -> None:
         t_ms = int(t * 1000)
-        today = datetime.fromtimestamp(t, UTC).replace(hour=0, minute=0, second=0,
-                                                       microsecond=0)
+        today = datetime.fromtimestamp(t, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         low = int((today - timedelta(days=feed_days - 1)).timestamp() * 1000)
         high = int(today.timestamp() * 1000) + 86_399_000
         for s in world.visible(t):
@@ -160,20 +173,29 @@ class Truth:
 
 def assert_matches(c: SecureVideoCollector, truth: Truth) -> None:
     m = samples(c.families())
-    got = Counter({
-        (d["billable_status"], d["schedule_type"], d["provider"]): int(v)
-        for d, v in ((dict(k), v) for k, v in pick(m, "securevideo_sessions_total").items())
-    })
+    got = Counter(
+        {
+            (d["billable_status"], d["schedule_type"], d["provider"]): int(v)
+            for d, v in ((dict(k), v) for k, v in pick(m, "securevideo_sessions_total").items())
+        }
+    )
     assert got == truth.sessions
-    for name, observed in (("securevideo_session_duration_seconds", truth.durations),
-                           ("securevideo_session_wait_seconds", truth.waits),
-                           ("securevideo_session_consult_seconds", truth.consults)):
+    for name, observed in (
+        ("securevideo_session_duration_seconds", truth.durations),
+        ("securevideo_session_wait_seconds", truth.waits),
+        ("securevideo_session_consult_seconds", truth.consults),
+    ):
         for provider in ("Zoom", "One-Click", "VSee"):
             values = observed.get(provider, [])
             assert total(m, f"{name}_count", provider=provider) == len(values)
             assert total(m, f"{name}_sum", provider=provider) == pytest.approx(sum(values))
-            le_600 = m.get((f"{name}_bucket", (("account", "clinic"), ("le", "600.0"),
-                                                ("provider", provider))), 0.0)
+            le_600 = m.get(
+                (
+                    f"{name}_bucket",
+                    (("account", "clinic"), ("le", "600.0"), ("provider", provider)),
+                ),
+                0.0,
+            )
             assert le_600 == sum(1 for v in values if v <= 600)
     delay = "securevideo_session_start_delay_seconds"
     for schedule_type in ("Scheduled", "Rescheduled"):
@@ -181,11 +203,17 @@ def assert_matches(c: SecureVideoCollector, truth: Truth) -> None:
         assert total(m, f"{delay}_count", schedule_type=schedule_type) == len(values)
         assert total(m, f"{delay}_sum", schedule_type=schedule_type) == pytest.approx(sum(values))
         for le in ("5.0", "20.0", "60.0", "180.0"):  # early starts are zeros under 5
-            bucket = m[(f"{delay}_bucket", (("account", "clinic"), ("le", le),
-                                             ("schedule_type", schedule_type)))]
+            bucket = m[
+                (
+                    f"{delay}_bucket",
+                    (("account", "clinic"), ("le", le), ("schedule_type", schedule_type)),
+                )
+            ]
             assert bucket == sum(1 for v in values if v <= float(le))
-        assert total(m, "securevideo_session_early_starts_total",
-                     schedule_type=schedule_type) == truth.early_starts[schedule_type]
+        assert (
+            total(m, "securevideo_session_early_starts_total", schedule_type=schedule_type)
+            == truth.early_starts[schedule_type]
+        )
 
 
 # The History JSON example from the vendor document, verbatim.

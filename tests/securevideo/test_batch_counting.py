@@ -38,18 +38,24 @@ def records(draw: st.DrawFn) -> list[HistoryRecord]:
     for sid in range(1, count + 1):
         billable = NOW - draw(st.floats(0, 86400))
         offset = draw(OFFSETS)
-        result.append(HistoryRecord(
-            session_id=sid, billable_ts=billable,
-            duration_minutes=draw(MINUTES), wait_minutes=draw(MINUTES),
-            billable_status=draw(st.sampled_from(STATUSES)),
-            schedule_type=draw(st.sampled_from(TYPES)),
-            provider=draw(st.sampled_from(PROVIDERS)),
-            schedule_ts=None if offset is None else billable - offset))
+        result.append(
+            HistoryRecord(
+                session_id=sid,
+                billable_ts=billable,
+                duration_minutes=draw(MINUTES),
+                wait_minutes=draw(MINUTES),
+                billable_status=draw(st.sampled_from(STATUSES)),
+                schedule_type=draw(st.sampled_from(TYPES)),
+                provider=draw(st.sampled_from(PROVIDERS)),
+                schedule_ts=None if offset is None else billable - offset,
+            )
+        )
     return result
 
 
-async def _outcome(batches: list[list[HistoryRecord]],
-                   **fields: Any) -> tuple[dict[Any, float], Counter[str]]:
+async def _outcome(
+    batches: list[list[HistoryRecord]], **fields: Any
+) -> tuple[dict[Any, float], Counter[str]]:
     """The exposition and the reject reasons after feeding these batches, a cycle each."""
     async with harness(FakeClock(NOW)) as h:
         c, fake = make(h, started_at=0.0, limit=1, **fields)
@@ -61,8 +67,7 @@ async def _outcome(batches: list[list[HistoryRecord]],
 
 def _counted(exposition: dict[Any, float]) -> dict[Any, float]:
     # In progress is what the last reply says now, not a count: it differs by design.
-    return {k: v for k, v in exposition.items()
-            if k[0] != "securevideo_sessions_in_progress"}
+    return {k: v for k, v in exposition.items() if k[0] != "securevideo_sessions_in_progress"}
 
 
 @settings(max_examples=60, deadline=None)
@@ -76,13 +81,15 @@ def test_one_cycle_of_many_counts_as_one_cycle_each(batch: list[HistoryRecord]) 
 
 @settings(max_examples=30, deadline=None)
 @given(records(), st.integers(1, 6))
-def test_late_lengths_in_the_same_batch_as_new_sessions(batch: list[HistoryRecord],
-                                                        split: int) -> None:
+def test_late_lengths_in_the_same_batch_as_new_sessions(
+    batch: list[HistoryRecord], split: int
+) -> None:
     # The first poll knows some sessions without their length; the second brings the
     # lengths of those and new sessions, interleaved: late observations and new counts
     # come in record order either way.
-    first = [msgspec.structs.replace(r, duration_minutes=None, wait_minutes=None)
-             for r in batch[::split]]
+    first = [
+        msgspec.structs.replace(r, duration_minutes=None, wait_minutes=None) for r in batch[::split]
+    ]
     together = asyncio.run(_outcome([first, batch]))
     apart = asyncio.run(_outcome([first, *([record] for record in batch)]))
     assert together == apart
@@ -95,13 +102,22 @@ async def h() -> AsyncIterator[Harness]:
 
 
 async def test_a_cycle_cancelled_between_chunks_counts_what_it_remembered(
-        h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(collector_module, "APPLY_CHUNK", 4)
     c, fake = make(h, started_at=0.0)
     fake.feed_records = [
-        HistoryRecord(session_id=sid, billable_ts=NOW - 60, duration_minutes=10.0,
-                      wait_minutes=1.0, billable_status="BILL", schedule_type="OnDemand",
-                      provider="Zoom") for sid in range(1, 11)]
+        HistoryRecord(
+            session_id=sid,
+            billable_ts=NOW - 60,
+            duration_minutes=10.0,
+            wait_minutes=1.0,
+            billable_status="BILL",
+            schedule_type="OnDemand",
+            provider="Zoom",
+        )
+        for sid in range(1, 11)
+    ]
     task = asyncio.ensure_future(c.collect(h.upstream))
     for _ in range(100):  # step the loop until the cycle pauses at its first chunk
         await asyncio.sleep(0)

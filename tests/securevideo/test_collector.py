@@ -39,9 +39,13 @@ def in_progress(world: World, t: float, feed_days: int = 2) -> int:
     t_ms = int(t * 1000)
     today = datetime.fromtimestamp(t, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     low = int((today - timedelta(days=feed_days - 1)).timestamp() * 1000)
-    return sum(1 for s in world.visible(t)
-               if s.billable_ms is not None and low <= s.billable_ms <= t_ms
-               and s.duration_at(t_ms) is None)
+    return sum(
+        1
+        for s in world.visible(t)
+        if s.billable_ms is not None
+        and low <= s.billable_ms <= t_ms
+        and s.duration_at(t_ms) is None
+    )
 
 
 def month_truth(world: World, t: float) -> dict[str, float]:
@@ -49,8 +53,11 @@ def month_truth(world: World, t: float) -> dict[str, float]:
     month = datetime.fromtimestamp(t, UTC).strftime("%Y-%m")
     counts: Counter[str] = Counter(dict.fromkeys(BILLABLE_STATUSES, 0))
     for s in world.visible(t):
-        if s.billable_ms is not None and s.connected(t_ms) and datetime.fromtimestamp(
-                s.billable_ms / 1000, UTC).strftime("%Y-%m") == month:
+        if (
+            s.billable_ms is not None
+            and s.connected(t_ms)
+            and datetime.fromtimestamp(s.billable_ms / 1000, UTC).strftime("%Y-%m") == month
+        ):
             status = s.status_at(t_ms)
             assert status is not None
             counts[status] += 1
@@ -82,8 +89,10 @@ async def test_matches_ground_truth_across_midnight_month_and_year() -> None:
             assert_matches(c, truth)
             m = samples(c.families())
             assert total(m, "securevideo_sessions_in_progress") == in_progress(sim.world, t)
-            month = {dict(k)["billable_status"]: v
-                     for k, v in pick(m, "securevideo_sessions_month").items()}
+            month = {
+                dict(k)["billable_status"]: v
+                for k, v in pick(m, "securevideo_sessions_month").items()
+            }
             assert month == month_truth(sim.world, t)
             if t >= datetime(2026, 1, 1, tzinfo=UTC).timestamp() and not checked_month_change:
                 checked_month_change = True
@@ -98,9 +107,11 @@ async def test_matches_ground_truth_across_midnight_month_and_year() -> None:
     assert all(any(v > 60 for v in vs) for vs in truth.start_delays.values())
     assert set(truth.consults) == {"Zoom", "One-Click", "VSee"}
     # The counters only count sessions that connected after we started.
-    connected_since = {s.session_id for s in sim.world.visible()
-                       if s.billable_ms is not None and started_at <= s.billable_ms / 1000
-                       <= clock.time()}
+    connected_since = {
+        s.session_id
+        for s in sim.world.visible()
+        if s.billable_ms is not None and started_at <= s.billable_ms / 1000 <= clock.time()
+    }
     assert sum(truth.sessions.values()) == len(connected_since)
 
 
@@ -113,8 +124,10 @@ async def test_a_month_far_bigger_than_max_body_bytes_is_still_counted() -> None
         c = h.collector(account(url, feed_days=1), clock.time())
         await c.collect(h.upstream)
         assert h.failures() == {}
-        month = {dict(k)["billable_status"]: v
-                 for k, v in pick(samples(c.families()), "securevideo_sessions_month").items()}
+        month = {
+            dict(k)["billable_status"]: v
+            for k, v in pick(samples(c.families()), "securevideo_sessions_month").items()
+        }
         assert month == month_truth(sim.world, clock.time())
         assert sum(month.values()) > 5000
         # What the month reply weighs on the wire:
@@ -140,8 +153,11 @@ async def test_restart_does_not_recount_and_loses_nothing() -> None:
         await second.collect(h.upstream)
     before = total(samples(first.families()), "securevideo_sessions_total")
     after = total(samples(second.families()), "securevideo_sessions_total")
-    connected = [s.billable_ms / 1000 for s in sim.world.visible()
-                 if s.billable_ms is not None and s.billable_ms / 1000 <= clock.time()]
+    connected = [
+        s.billable_ms / 1000
+        for s in sim.world.visible()
+        if s.billable_ms is not None and s.billable_ms / 1000 <= clock.time()
+    ]
     assert before == sum(1 for b in connected if first_start <= b <= restart)
     assert after == sum(1 for b in connected if b >= restart)
     assert before > 0 and after > 0
@@ -158,8 +174,15 @@ async def test_restart_does_not_recount_and_loses_nothing() -> None:
 
 @pytest.mark.parametrize(
     ("fault", "reason"),
-    [("http_500", "http_5xx"), ("http_503", "http_5xx"), ("rate_limit", "rate_limited"),
-     ("auth", "auth"), ("garbage", "parse"), ("truncate", "connection"), ("reset", "connection")],
+    [
+        ("http_500", "http_5xx"),
+        ("http_503", "http_5xx"),
+        ("rate_limit", "rate_limited"),
+        ("auth", "auth"),
+        ("garbage", "parse"),
+        ("truncate", "connection"),
+        ("reset", "connection"),
+    ],
 )
 async def test_faults_map_to_reasons_and_nothing_is_lost(fault: str, reason: str) -> None:
     clock = FakeClock(NEW_YEARS_EVE)
@@ -198,8 +221,7 @@ async def test_bad_credentials_are_an_auth_failure_with_the_vendor_message(
         with pytest.raises(UpstreamError) as caught:
             await c.collect(h.upstream)
     assert caught.value.reason == "auth"
-    assert caught.value.message == ("HTTP 401: Authorization has been denied for this "
-                                    "request.")
+    assert caught.value.message == ("HTTP 401: Authorization has been denied for this request.")
     assert "wrong-secret-value" not in str(caught.value)
     assert total(read_metrics(c.families()), "securevideo_sessions_total") == 0
 
@@ -210,12 +232,18 @@ async def test_host_user_and_participant_filters_reach_the_simulator() -> None:
     async with harness(clock) as h, served(sim) as url:
         c = h.collector(account(url, host_user_id=3), started_at=0.0)
         await c.collect(h.upstream)
-    truth = sum(1 for s in sim.world.visible()
-                if s.host_user_id == 3 and s.billable_ms is not None
-                and s.connected(int(clock.time() * 1000)))
+    truth = sum(
+        1
+        for s in sim.world.visible()
+        if s.host_user_id == 3
+        and s.billable_ms is not None
+        and s.connected(int(clock.time() * 1000))
+    )
     assert total(samples(c.families()), "securevideo_sessions_total") == truth > 0
-    assert list(sim.requests)[-2:] == [{"startDt": "2025-12-30", "endDt": "2025-12-31"},
-                                 {"month": "2025-12-01"}]
+    assert list(sim.requests)[-2:] == [
+        {"startDt": "2025-12-30", "endDt": "2025-12-31"},
+        {"month": "2025-12-01"},
+    ]
 
 
 @pytest.mark.parametrize("offset", [0.0, 7.0, 13.5, 22.0, 29.9, 1234.5])
@@ -232,9 +260,13 @@ async def test_demo_every_metric_is_non_zero_within_a_minute(offset: float) -> N
             clock.advance(5)
         await c.collect(h.upstream)
     m = samples(c.families())
-    for name in ("securevideo_sessions_total", "securevideo_session_duration_seconds_count",
-                 "securevideo_session_wait_seconds_count", "securevideo_sessions_in_progress",
-                 "securevideo_sessions_month"):
+    for name in (
+        "securevideo_sessions_total",
+        "securevideo_session_duration_seconds_count",
+        "securevideo_session_wait_seconds_count",
+        "securevideo_sessions_in_progress",
+        "securevideo_sessions_month",
+    ):
         assert total(m, name) > 0, name
 
 
@@ -249,6 +281,12 @@ async def test_exposition_passes_promtool_check_metrics() -> None:
             clock.advance(20)
     text = render(c.families()).text
     assert b"securevideo_session_wait_seconds_bucket" in text
-    result = await asyncio.to_thread(subprocess.run, ["promtool", "check", "metrics"],
-                                     input=text, capture_output=True, check=False, timeout=60)
+    result = await asyncio.to_thread(
+        subprocess.run,
+        ["promtool", "check", "metrics"],
+        input=text,
+        capture_output=True,
+        check=False,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stdout + result.stderr

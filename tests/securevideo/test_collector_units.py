@@ -35,8 +35,7 @@ class FakeClient:
         self.fail_feed = False
         self.feed_starts: list[date | None] = []  # the catch-up's first day, if any
 
-    async def feed(self, upstream: Upstream, now: float,
-                   start: date | None = None) -> HistoryPage:
+    async def feed(self, upstream: Upstream, now: float, start: date | None = None) -> HistoryPage:
         self.feed_starts.append(start)
         if self.fail_feed:
             raise upstream.error("history", "http_5xx", "HTTP 500")
@@ -64,22 +63,35 @@ async def h() -> AsyncIterator[Harness]:
         yield result
 
 
-def make(h: Harness, started_at: float | None = None, limit: int = 50,
-         **fields: Any) -> tuple[SecureVideoCollector, FakeClient]:
+def make(
+    h: Harness, started_at: float | None = None, limit: int = 50, **fields: Any
+) -> tuple[SecureVideoCollector, FakeClient]:
     collector = h.collector(account(BASE, **fields), started_at, limit)
     fake = FakeClient()
     collector.client = fake  # type: ignore[assignment]
     return collector, fake
 
 
-def rec(sid: int, billable: str | None, duration: float | None = None,
-        wait: float | None = None, status: str | None = "BILL",
-        schedule: str | None = "OnDemand", provider: str | None = "Zoom",
-        scheduled: str | None = None) -> HistoryRecord:
-    return HistoryRecord(session_id=sid, billable_ts=ts(billable) if billable else None,
-                         duration_minutes=duration, wait_minutes=wait, billable_status=status,
-                         schedule_type=schedule, provider=provider,
-                         schedule_ts=ts(scheduled) if scheduled else None)
+def rec(
+    sid: int,
+    billable: str | None,
+    duration: float | None = None,
+    wait: float | None = None,
+    status: str | None = "BILL",
+    schedule: str | None = "OnDemand",
+    provider: str | None = "Zoom",
+    scheduled: str | None = None,
+) -> HistoryRecord:
+    return HistoryRecord(
+        session_id=sid,
+        billable_ts=ts(billable) if billable else None,
+        duration_minutes=duration,
+        wait_minutes=wait,
+        billable_status=status,
+        schedule_type=schedule,
+        provider=provider,
+        schedule_ts=ts(scheduled) if scheduled else None,
+    )
 
 
 def metrics(c: SecureVideoCollector) -> dict[Any, float]:
@@ -91,15 +103,19 @@ async def test_a_session_is_counted_once_with_the_labels_first_seen(h: Harness) 
     fake.feed_records = [rec(1, "2026-03-10T11:30:00", status="BILL", provider="Zoom")]
     await c.collect(h.upstream)
     # Comped and switched provider later: still the one original count.
-    fake.feed_records = [rec(1, "2026-03-10T11:30:00", 20, 2, status="COMP",
-                             provider="VSee")]
+    fake.feed_records = [rec(1, "2026-03-10T11:30:00", 20, 2, status="COMP", provider="VSee")]
     h.clock.advance(60)
     await c.collect(h.upstream)
     await c.collect(h.upstream)
     m = metrics(c)
     assert pick(m, "securevideo_sessions_total") == {
-        (("account", "clinic"), ("billable_status", "BILL"), ("provider", "Zoom"),
-         ("schedule_type", "OnDemand")): 1.0}
+        (
+            ("account", "clinic"),
+            ("billable_status", "BILL"),
+            ("provider", "Zoom"),
+            ("schedule_type", "OnDemand"),
+        ): 1.0
+    }
     # The duration is labelled with the provider current when it became known.
     assert total(m, "securevideo_session_duration_seconds_count", provider="VSee") == 1
     assert total(m, "securevideo_session_duration_seconds_sum", provider="VSee") == 1200
@@ -128,14 +144,23 @@ async def test_duration_observed_once_even_when_a_reconnect_grows_it(h: Harness)
 
 async def test_null_wait_is_unknown_but_zero_wait_is_observed(h: Harness) -> None:
     c, fake = make(h, started_at=0.0)
-    fake.feed_records = [rec(1, "2026-03-10T11:00:00", 10, None, provider="Zoom"),
-                         rec(2, "2026-03-10T11:05:00", 10, 0, provider="VSee")]
+    fake.feed_records = [
+        rec(1, "2026-03-10T11:00:00", 10, None, provider="Zoom"),
+        rec(2, "2026-03-10T11:05:00", 10, 0, provider="VSee"),
+    ]
     await c.collect(h.upstream)
     m = metrics(c)
     assert total(m, "securevideo_session_wait_seconds_count") == 1
     assert total(m, "securevideo_session_wait_seconds_count", provider="VSee") == 1
-    assert m[("securevideo_session_wait_seconds_bucket",
-              (("account", "clinic"), ("le", "10.0"), ("provider", "VSee")))] == 1
+    assert (
+        m[
+            (
+                "securevideo_session_wait_seconds_bucket",
+                (("account", "clinic"), ("le", "10.0"), ("provider", "VSee")),
+            )
+        ]
+        == 1
+    )
     assert total(m, "securevideo_session_duration_seconds_count") == 2
     # A wait that shows up later is observed then, once.
     fake.feed_records = [rec(1, "2026-03-10T11:00:00", 10, 4)]
@@ -153,8 +178,10 @@ async def test_restart_rule_sessions_before_start_are_never_counted(h: Harness) 
         rec(3, "2026-03-09T08:00:00", 30, 1),
     ]
     await c.collect(h.upstream)
-    fake.feed_records = [rec(1, "2026-03-10T10:59:59.999", 40, 2),
-                         rec(2, "2026-03-10T11:00:00", 15, 1)]
+    fake.feed_records = [
+        rec(1, "2026-03-10T10:59:59.999", 40, 2),
+        rec(2, "2026-03-10T11:00:00", 15, 1),
+    ]
     await c.collect(h.upstream)
     m = metrics(c)
     assert total(m, "securevideo_sessions_total") == 1
@@ -162,12 +189,11 @@ async def test_restart_rule_sessions_before_start_are_never_counted(h: Harness) 
     assert total(m, "securevideo_session_wait_seconds_sum") == 60
 
 
-async def test_lookback_counts_sessions_that_connected_shortly_before_start(
-        h: Harness) -> None:
+async def test_lookback_counts_sessions_that_connected_shortly_before_start(h: Harness) -> None:
     c, fake = make(h, started_at=ts("2026-03-10T11:00:00"), lookback=7200.0)
     fake.feed_records = [
         rec(1, "2026-03-10T10:59:59.999", 40, 2),  # within the 2 h lookback
-        rec(2, "2026-03-10T08:59:59", 30, 1),      # before it
+        rec(2, "2026-03-10T08:59:59", 30, 1),  # before it
     ]
     await c.collect(h.upstream)
     await c.collect(h.upstream)  # and once only
@@ -193,8 +219,7 @@ async def test_in_progress_max_age_drops_sessions_whose_end_was_never_learnt(
     h: Harness,
 ) -> None:
     c, fake = make(h, in_progress_max_age="6h")
-    fake.feed_records = [rec(1, "2026-03-10T11:00:00", None), rec(2, "2026-03-10T05:59:59",
-                                                                  None)]
+    fake.feed_records = [rec(1, "2026-03-10T11:00:00", None), rec(2, "2026-03-10T05:59:59", None)]
     await c.collect(h.upstream)
     assert total(metrics(c), "securevideo_sessions_in_progress") == 1
 
@@ -209,9 +234,10 @@ async def test_null_and_unknown_enum_values_and_label_overflow(h: Harness) -> No
     ]
     await c.collect(h.upstream)
     m = metrics(c)
-    sessions = {(d["billable_status"], d["schedule_type"], d["provider"]): n
-                for d, n in ((dict(k), n) for k, n in
-                             pick(m, "securevideo_sessions_total").items())}
+    sessions = {
+        (d["billable_status"], d["schedule_type"], d["provider"]): n
+        for d, n in ((dict(k), n) for k, n in pick(m, "securevideo_sessions_total").items())
+    }
     assert sessions == {
         ("unknown", "unknown", "unknown"): 1,
         ("TRIA", "unknown", "Teams"): 1,  # one extra value per label fits the limit
@@ -252,8 +278,9 @@ async def test_start_delay_of_appointments_early_starts_as_zero(h: Harness) -> N
         rec(6, "2026-03-10T11:00:00", schedule="Scheduled", scheduled="2026-03-02T11:00:00"),
     ]
     await c.collect(h.upstream)
-    fake.feed_records[0] = rec(1, "2026-03-10T11:01:30", 30, 2, schedule="Scheduled",
-                               scheduled="2026-03-10T11:00:00")
+    fake.feed_records[0] = rec(
+        1, "2026-03-10T11:01:30", 30, 2, schedule="Scheduled", scheduled="2026-03-10T11:00:00"
+    )
     await c.collect(h.upstream)  # observed once, when first counted
     m = metrics(c)
     delay = "securevideo_session_start_delay_seconds"
@@ -262,24 +289,36 @@ async def test_start_delay_of_appointments_early_starts_as_zero(h: Harness) -> N
     assert total(m, f"{delay}_count", schedule_type="Rescheduled") == 1
     assert total(m, f"{delay}_sum", schedule_type="Rescheduled") == 300
     assert pick(m, f"{delay}_count", schedule_type="OnDemand") == {}
-    assert m[(f"{delay}_bucket", (("account", "clinic"), ("le", "5.0"),
-                                  ("schedule_type", "Scheduled")))] == 1  # the early one
+    assert (
+        m[
+            (
+                f"{delay}_bucket",
+                (("account", "clinic"), ("le", "5.0"), ("schedule_type", "Scheduled")),
+            )
+        ]
+        == 1
+    )  # the early one
     assert pick(m, "securevideo_session_early_starts_total") == {
         (("account", "clinic"), ("schedule_type", "Rescheduled")): 0.0,
-        (("account", "clinic"), ("schedule_type", "Scheduled")): 1.0}
+        (("account", "clinic"), ("schedule_type", "Scheduled")): 1.0,
+    }
     assert h.rejected == {"implausible_value": 1}
     assert total(m, "securevideo_sessions_total") == 6  # counted all the same
 
 
 async def test_consult_is_duration_minus_wait_observed_once(h: Harness) -> None:
     c, fake = make(h, started_at=0.0)
-    fake.feed_records = [rec(1, "2026-03-10T11:00:00", 25, 4, provider="Zoom"),
-                         rec(2, "2026-03-10T11:00:00", 3, 5, provider="One-Click"),
-                         rec(3, "2026-03-10T11:00:00", 12, None, provider="VSee"),
-                         rec(4, "2026-03-10T11:00:00", None, None, provider="VSee")]
+    fake.feed_records = [
+        rec(1, "2026-03-10T11:00:00", 25, 4, provider="Zoom"),
+        rec(2, "2026-03-10T11:00:00", 3, 5, provider="One-Click"),
+        rec(3, "2026-03-10T11:00:00", 12, None, provider="VSee"),
+        rec(4, "2026-03-10T11:00:00", None, None, provider="VSee"),
+    ]
     await c.collect(h.upstream)
-    fake.feed_records = [rec(1, "2026-03-10T11:00:00", 40, 4, provider="Zoom"),
-                         rec(3, "2026-03-10T11:00:00", 12, 0, provider="VSee")]
+    fake.feed_records = [
+        rec(1, "2026-03-10T11:00:00", 40, 4, provider="Zoom"),
+        rec(3, "2026-03-10T11:00:00", 12, 0, provider="VSee"),
+    ]
     await c.collect(h.upstream)
     m = metrics(c)
     consult = "securevideo_session_consult_seconds"
@@ -294,14 +333,18 @@ async def test_consult_is_duration_minus_wait_observed_once(h: Harness) -> None:
 
 async def test_month_gauge_zero_filled_latest_status_and_interval(h: Harness) -> None:
     c, fake = make(h)
-    fake.month_records = [rec(1, "2026-03-01T00:00:00", status="BILL"),
-                          rec(2, "2026-03-02T00:00:00", status="COMP"),
-                          rec(2, "2026-03-02T00:00:00", status="COMP"),
-                          rec(3, "2026-03-03T00:00:00", status="WEIRD"),
-                          rec(4, None, status=None)]
+    fake.month_records = [
+        rec(1, "2026-03-01T00:00:00", status="BILL"),
+        rec(2, "2026-03-02T00:00:00", status="COMP"),
+        rec(2, "2026-03-02T00:00:00", status="COMP"),
+        rec(3, "2026-03-03T00:00:00", status="WEIRD"),
+        rec(4, None, status=None),
+    ]
     await c.collect(h.upstream)
-    month = {dict(k)["billable_status"]: v
-             for k, v in pick(metrics(c), "securevideo_sessions_month").items()}
+    month = {
+        dict(k)["billable_status"]: v
+        for k, v in pick(metrics(c), "securevideo_sessions_month").items()
+    }
     assert month == {"BILL": 1, "SVCO": 0, "DUPL": 0, "COMP": 1, "WEIRD": 1}
     fake.month_records = [rec(1, "2026-03-01T00:00:00", status="COMP")]
     h.clock.advance(299)
@@ -310,13 +353,14 @@ async def test_month_gauge_zero_filled_latest_status_and_interval(h: Harness) ->
     h.clock.advance(1)
     await c.collect(h.upstream)
     assert len(fake.month_calls) == 2
-    month = {dict(k)["billable_status"]: v
-             for k, v in pick(metrics(c), "securevideo_sessions_month").items()}
+    month = {
+        dict(k)["billable_status"]: v
+        for k, v in pick(metrics(c), "securevideo_sessions_month").items()
+    }
     assert month == {"BILL": 0, "SVCO": 0, "DUPL": 0, "COMP": 1}
 
 
-async def one_session_in_march(h: Harness, at: str) -> tuple[SecureVideoCollector,
-                                                             FakeClient]:
+async def one_session_in_march(h: Harness, at: str) -> tuple[SecureVideoCollector, FakeClient]:
     """A collector that counted one session in March's usage, polled at `at`."""
     h.clock.set(ts(at))
     c, fake = make(h, month_interval="1h")
@@ -390,12 +434,15 @@ async def test_a_failing_month_keeps_its_last_value_and_backs_off(h: Harness) ->
     assert total(metrics(c), "securevideo_sessions_month") == 0
 
 
-@pytest.mark.parametrize(("asked", "waited"), [
-    (500.0, 500.0),
-    # Capped at max_backoff (600 s), as the scheduler caps it: 10^17 s froze the month
-    # gauge until the month ended.
-    (1e17, 600.0),
-])
+@pytest.mark.parametrize(
+    ("asked", "waited"),
+    [
+        (500.0, 500.0),
+        # Capped at max_backoff (600 s), as the scheduler caps it: 10^17 s froze the month
+        # gauge until the month ended.
+        (1e17, 600.0),
+    ],
+)
 async def test_a_rate_limited_month_waits_as_asked_up_to_max_backoff(
     h: Harness, asked: float, waited: float
 ) -> None:
@@ -458,10 +505,15 @@ async def test_families_carry_account_first_and_help_texts(h: Harness) -> None:
     await c.collect(h.upstream)
     families = {f.name: f for f in c.families()}
     assert set(families) == {
-        "securevideo_sessions", "securevideo_session_duration_seconds",
-        "securevideo_session_wait_seconds", "securevideo_session_consult_seconds",
-        "securevideo_session_start_delay_seconds", "securevideo_session_early_starts",
-        "securevideo_sessions_in_progress", "securevideo_sessions_month"}
+        "securevideo_sessions",
+        "securevideo_session_duration_seconds",
+        "securevideo_session_wait_seconds",
+        "securevideo_session_consult_seconds",
+        "securevideo_session_start_delay_seconds",
+        "securevideo_session_early_starts",
+        "securevideo_sessions_in_progress",
+        "securevideo_sessions_month",
+    }
     assert families["securevideo_sessions"].type == "counter"
     assert families["securevideo_session_duration_seconds"].type == "histogram"
     for family in families.values():

@@ -32,9 +32,17 @@ def test_all_fields_and_secret_sources(tmp_path: Path, monkeypatch: pytest.Monke
     secret_file = tmp_path / "sv"
     secret_file.write_text("from-file\n")
     monkeypatch.setenv("SV_API_KEY", "from-env")
-    acct = parse(api_key="${SV_API_KEY}", api_secret_file=str(secret_file), host_user_id=5,
-                 participant_email="a@b.c", feed_days=3, duration_buckets=[60, 600],
-                 wait_buckets=[30], month_interval="10m", in_progress_max_age="12h")
+    acct = parse(
+        api_key="${SV_API_KEY}",
+        api_secret_file=str(secret_file),
+        host_user_id=5,
+        participant_email="a@b.c",
+        feed_days=3,
+        duration_buckets=[60, 600],
+        wait_buckets=[30],
+        month_interval="10m",
+        in_progress_max_age="12h",
+    )
     assert (acct.api_key.reveal(), acct.api_secret.reveal()) == ("from-env", "from-file")
     assert (acct.host_user_id, acct.participant_email, acct.feed_days) == (5, "a@b.c", 3)
     assert acct.duration_buckets == (60.0, 600.0) and acct.wait_buckets == (30.0,)
@@ -52,20 +60,41 @@ def test_explicit_nulls_are_accepted_for_optional_fields() -> None:
     [
         ({"api_secret": "s"}, "securevideo[0].api_key", "required"),
         ({"api_key": "k"}, "securevideo[0].api_secret", "required"),
-        ({"api_key": "k", "api_secret": "s", "api_secret_file": "/x"},
-         "securevideo[0].api_secret", "not both"),
-        ({"api_key": "k", "api_secret": "s", "feed_days": 0}, "securevideo[0].feed_days",
-         "at least 1"),
-        ({"api_key": "k", "api_secret": "s", "feed_days": 32}, "securevideo[0].feed_days",
-         "at most 31"),
-        ({"api_key": "k", "api_secret": "s", "host_user_id": "five"},
-         "securevideo[0].host_user_id", "whole number"),
-        ({"api_key": "k", "api_secret": "s", "duration_buckets": [60, 30]},
-         "securevideo[0].duration_buckets", "increasing"),
-        ({"api_key": "k", "api_secret": "s", "month_interval": "soon"},
-         "securevideo[0].month_interval", "not a duration"),
-        ({"api_key": "k", "api_secret": "s", "api_sceret": "typo"},
-         "securevideo[0].api_sceret", "unknown field"),
+        (
+            {"api_key": "k", "api_secret": "s", "api_secret_file": "/x"},
+            "securevideo[0].api_secret",
+            "not both",
+        ),
+        (
+            {"api_key": "k", "api_secret": "s", "feed_days": 0},
+            "securevideo[0].feed_days",
+            "at least 1",
+        ),
+        (
+            {"api_key": "k", "api_secret": "s", "feed_days": 32},
+            "securevideo[0].feed_days",
+            "at most 31",
+        ),
+        (
+            {"api_key": "k", "api_secret": "s", "host_user_id": "five"},
+            "securevideo[0].host_user_id",
+            "whole number",
+        ),
+        (
+            {"api_key": "k", "api_secret": "s", "duration_buckets": [60, 30]},
+            "securevideo[0].duration_buckets",
+            "increasing",
+        ),
+        (
+            {"api_key": "k", "api_secret": "s", "month_interval": "soon"},
+            "securevideo[0].month_interval",
+            "not a duration",
+        ),
+        (
+            {"api_key": "k", "api_secret": "s", "api_sceret": "typo"},
+            "securevideo[0].api_sceret",
+            "unknown field",
+        ),
     ],
 )
 def test_errors_name_the_field(fields: dict[str, Any], path: str, message: str) -> None:

@@ -36,10 +36,17 @@ Handler = Callable[[web.Request], web.Response]
 
 
 def good(sid: int, **fields: Any) -> dict[str, Any]:
-    return {"SessionId": sid, "ScheduleTs": "2026-03-10T11:00:00",
-            "BillableTs": "2026-03-10T11:02:00", "DurationMinutes": 20, "WaitTime": 2,
-            "BillableStatusCd": "BILL", "ScheduleType": "Scheduled",
-            "ReportableMeetingProvider": "Zoom", **fields}
+    return {
+        "SessionId": sid,
+        "ScheduleTs": "2026-03-10T11:00:00",
+        "BillableTs": "2026-03-10T11:02:00",
+        "DurationMinutes": 20,
+        "WaitTime": 2,
+        "BillableStatusCd": "BILL",
+        "ScheduleType": "Scheduled",
+        "ReportableMeetingProvider": "Zoom",
+        **fields,
+    }
 
 
 class Vendor:
@@ -89,8 +96,14 @@ async def h() -> AsyncIterator[Harness]:
 
 async def test_a_lone_surrogate_is_made_encodable_and_metrics_render(h: Harness) -> None:
     # Valid JSON: a \ud800 escape on its own. Before, every render failed on it for good.
-    records = [good(1, ReportableMeetingProvider="Zoom\\ud800",
-                    BillableStatusCd="BI\\udfffLL", ScheduleType="\\ud83dSched")]
+    records = [
+        good(
+            1,
+            ReportableMeetingProvider="Zoom\\ud800",
+            BillableStatusCd="BI\\udfffLL",
+            ScheduleType="\\ud83dSched",
+        )
+    ]
     body = json.dumps(records).replace("\\\\u", "\\u").encode()
     assert b'"Zoom\\ud800"' in body
     async with vendor() as (v, url):
@@ -104,13 +117,25 @@ async def test_a_lone_surrogate_is_made_encodable_and_metrics_render(h: Harness)
     assert total(samples(c.families()), "securevideo_sessions_month") == 1
 
 
-@pytest.mark.parametrize(("field", "literal"), [
-    ("WaitTime", "1e308"), ("WaitTime", "NaN"), ("WaitTime", "Infinity"), ("WaitTime", "-1"),
-    ("WaitTime", "-Infinity"), ("DurationMinutes", "1e308"), ("DurationMinutes", "NaN"),
-    ("DurationMinutes", "Infinity"), ("DurationMinutes", "-5"), ("DurationMinutes", "10081"),
-    ("BillableTs", '"9999-12-31T23:59:59"'), ("BillableTs", '"0001-01-01T00:00:00"'),
-    ("ScheduleTs", '"9999-12-31T23:59:59"'), ("ScheduleTs", '"0001-01-01T00:00:00"'),
-])
+@pytest.mark.parametrize(
+    ("field", "literal"),
+    [
+        ("WaitTime", "1e308"),
+        ("WaitTime", "NaN"),
+        ("WaitTime", "Infinity"),
+        ("WaitTime", "-1"),
+        ("WaitTime", "-Infinity"),
+        ("DurationMinutes", "1e308"),
+        ("DurationMinutes", "NaN"),
+        ("DurationMinutes", "Infinity"),
+        ("DurationMinutes", "-5"),
+        ("DurationMinutes", "10081"),
+        ("BillableTs", '"9999-12-31T23:59:59"'),
+        ("BillableTs", '"0001-01-01T00:00:00"'),
+        ("ScheduleTs", '"9999-12-31T23:59:59"'),
+        ("ScheduleTs", '"0001-01-01T00:00:00"'),
+    ],
+)
 async def test_absurd_numbers_and_dates_reject_the_record(
     h: Harness, field: str, literal: str
 ) -> None:
@@ -133,8 +158,10 @@ async def test_absurd_numbers_and_dates_reject_the_record(
 async def test_sessions_billed_in_the_future_are_rejected_never_remembered(h: Harness) -> None:
     # Counted and remembered until 2099 (pruning goes by BillableTs), five of them filled
     # a memory of five for good: every later day's sessions failed with limit_exceeded.
-    ahead = [good(i, BillableTs=stamp, DurationMinutes=None)
-             for i, stamp in ((90, "2099-12-31T10:00:00"), (91, "2026-03-11T13:00:00"))]
+    ahead = [
+        good(i, BillableTs=stamp, DurationMinutes=None)
+        for i, stamp in ((90, "2099-12-31T10:00:00"), (91, "2026-03-11T13:00:00"))
+    ]
     async with vendor() as (v, url):
         c = collector(h, url, max_remembered_ids=2)
         v.feed = json.dumps([good(1), *ahead]).encode()
@@ -151,9 +178,17 @@ async def test_sessions_billed_in_the_future_are_rejected_never_remembered(h: Ha
 
 def echoes() -> list[str]:
     padded = base64.b64encode(f"{KEY}:{SECRET}".encode()).decode()
-    return [KEY, SECRET, quote_plus(KEY), quote(SECRET, safe=""), padded, padded.rstrip("="),
-            quote(padded, safe=""), base64.urlsafe_b64encode(f"{KEY}:{SECRET}".encode()).decode(),
-            f"Basic {padded}"]
+    return [
+        KEY,
+        SECRET,
+        quote_plus(KEY),
+        quote(SECRET, safe=""),
+        padded,
+        padded.rstrip("="),
+        quote(padded, safe=""),
+        base64.urlsafe_b64encode(f"{KEY}:{SECRET}".encode()).decode(),
+        f"Basic {padded}",
+    ]
 
 
 @pytest.mark.parametrize("echo", echoes())
@@ -161,8 +196,10 @@ def echoes() -> list[str]:
 async def test_credentials_quoted_back_never_reach_an_error(
     h: Harness, echo: str, status: int
 ) -> None:
-    message = {"Message": f"Denied for header Authorization: {echo} (check it)",
-               "MessageDetail": echo}
+    message = {
+        "Message": f"Denied for header Authorization: {echo} (check it)",
+        "MessageDetail": echo,
+    }
     async with vendor() as (v, url):
         v.status, v.feed = status, json.dumps(message).encode()
         c = collector(h, url)
@@ -199,8 +236,12 @@ class _Recorder:
 
 async def test_vendor_data_equal_to_a_credential_never_becomes_a_label(h: Harness) -> None:
     async with vendor() as (v, url):
-        v.feed = json.dumps([good(1, ReportableMeetingProvider=SECRET),
-                             good(2, BillableStatusCd=KEY, ScheduleType=TOKEN)]).encode()
+        v.feed = json.dumps(
+            [
+                good(1, ReportableMeetingProvider=SECRET),
+                good(2, BillableStatusCd=KEY, ScheduleType=TOKEN),
+            ]
+        ).encode()
         c = collector(h, url)
         await c.collect(h.upstream)
     text = render(c.families()).text.decode()

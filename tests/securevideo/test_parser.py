@@ -40,15 +40,23 @@ def test_doc_sample_verbatim() -> None:
             session_id=105236,
             schedule_ts=NOV_3_2016 + 21 * 3600 + 45 * 60 + 9.467,
             billable_ts=NOV_3_2016 + 21 * 3600 + 46 * 60 + 16.1,
-            duration_minutes=25.0, wait_minutes=4.0, billable_status="BILL",
-            schedule_type="OnDemand", user_id=4, provider="Zoom",
+            duration_minutes=25.0,
+            wait_minutes=4.0,
+            billable_status="BILL",
+            schedule_type="OnDemand",
+            user_id=4,
+            provider="Zoom",
         ),
         HistoryRecord(
             session_id=105022,
             schedule_ts=NOV_3_2016 + 22 * 3600,
             billable_ts=NOV_3_2016 + 21 * 3600 + 56 * 60 + 30.72,
-            duration_minutes=31.0, wait_minutes=0.0, billable_status="SVCO",
-            schedule_type="Rescheduled", user_id=1, provider="One-Click",
+            duration_minutes=31.0,
+            wait_minutes=0.0,
+            billable_status="SVCO",
+            schedule_type="Rescheduled",
+            user_id=1,
+            provider="One-Click",
         ),
     )
 
@@ -74,9 +82,20 @@ def test_timestamp_rounding_matches_milliseconds_exactly() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["2016-11-03T21:46:16.12345678", "2016-11-03T21:46:16+01:00", "2016-11-03 21:46:16",
-     "2016-13-03T21:46:16", "2016-02-30T00:00:00", "2016-11-03T24:00:00", "0000-01-01T00:00:00",
-     "2016-11-03", "", "٢٠١٦-11-03T21:46:16", "2016-11-03T21:46:16.", "2016-11-03T21:46:16ZZ"],
+    [
+        "2016-11-03T21:46:16.12345678",
+        "2016-11-03T21:46:16+01:00",
+        "2016-11-03 21:46:16",
+        "2016-13-03T21:46:16",
+        "2016-02-30T00:00:00",
+        "2016-11-03T24:00:00",
+        "0000-01-01T00:00:00",
+        "2016-11-03",
+        "",
+        "٢٠١٦-11-03T21:46:16",
+        "2016-11-03T21:46:16.",
+        "2016-11-03T21:46:16ZZ",
+    ],
 )
 def test_malformed_timestamps_are_rejected(text: str) -> None:
     with pytest.raises(ValueError):
@@ -84,24 +103,41 @@ def test_malformed_timestamps_are_rejected(text: str) -> None:
 
 
 def test_nulls_absent_and_unknown_fields() -> None:
-    body = json.dumps([
-        {"SessionId": 1},
-        {"SessionId": 2, "ScheduleTs": None, "BillableTs": None, "DurationMinutes": None,
-         "WaitTime": None, "BillableStatusCd": None, "ScheduleType": None, "UserId": None,
-         "ReportableMeetingProvider": None, "CustomerId": 9, "CustomerName": "Acme",
-         "Brand-New": {"nested": [1, 2, {"x": None}]}},
-    ]).encode()
+    body = json.dumps(
+        [
+            {"SessionId": 1},
+            {
+                "SessionId": 2,
+                "ScheduleTs": None,
+                "BillableTs": None,
+                "DurationMinutes": None,
+                "WaitTime": None,
+                "BillableStatusCd": None,
+                "ScheduleType": None,
+                "UserId": None,
+                "ReportableMeetingProvider": None,
+                "CustomerId": 9,
+                "CustomerName": "Acme",
+                "Brand-New": {"nested": [1, 2, {"x": None}]},
+            },
+        ]
+    ).encode()
     page = parse_history(body)
     assert page.skipped == 0
     assert page.records == (HistoryRecord(session_id=1), HistoryRecord(session_id=2))
 
 
 def test_unknown_enum_values_are_kept_verbatim() -> None:
-    body = b'[{"SessionId": 3, "BillableStatusCd": "TRIA", "ScheduleType": "Recurring",' \
-           b' "ReportableMeetingProvider": "Teams"}]'
+    body = (
+        b'[{"SessionId": 3, "BillableStatusCd": "TRIA", "ScheduleType": "Recurring",'
+        b' "ReportableMeetingProvider": "Teams"}]'
+    )
     (record,) = parse_history(body).records
     assert (record.billable_status, record.schedule_type, record.provider) == (
-        "TRIA", "Recurring", "Teams")
+        "TRIA",
+        "Recurring",
+        "Teams",
+    )
 
 
 @pytest.mark.parametrize(
@@ -141,8 +177,9 @@ def test_problem_text_never_repeats_the_body() -> None:
 
 
 def test_fractional_minutes_are_accepted() -> None:
-    (record,) = parse_history(b'[{"SessionId": 1, "DurationMinutes": 2.5, "WaitTime": 0.0}]'
-                              ).records
+    (record,) = parse_history(
+        b'[{"SessionId": 1, "DurationMinutes": 2.5, "WaitTime": 0.0}]'
+    ).records
     assert (record.duration_minutes, record.wait_minutes) == (2.5, 0.0)
 
 
@@ -163,9 +200,21 @@ def test_an_absurdly_long_integer_skips_the_record_quickly() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [b"", b"   ", b"not json", b"<html>Service Unavailable</html>", b"[{", b'[{"SessionId": 1}',
-     b"\xff\xfe\x00garbage", b"<<garbage|{\x00not what you expected", b"{}", b'"text"', b"null",
-     b"42", b'{"Message": "An error has occurred."}'],
+    [
+        b"",
+        b"   ",
+        b"not json",
+        b"<html>Service Unavailable</html>",
+        b"[{",
+        b'[{"SessionId": 1}',
+        b"\xff\xfe\x00garbage",
+        b"<<garbage|{\x00not what you expected",
+        b"{}",
+        b'"text"',
+        b"null",
+        b"42",
+        b'{"Message": "An error has occurred."}',
+    ],
 )
 def test_a_reply_that_is_not_a_json_array_fails_as_a_whole(body: bytes) -> None:
     with pytest.raises(ParseError):
@@ -208,8 +257,8 @@ def test_error_message_with_detail() -> None:
 
 
 @pytest.mark.parametrize(
-    "body", [b"Unauthorized", b"", b"[]", b'{"message": "lower"}', b'{"Message": 5}',
-             b"[" * 100_000],
+    "body",
+    [b"Unauthorized", b"", b"[]", b'{"message": "lower"}', b'{"Message": 5}', b"[" * 100_000],
 )
 def test_not_an_error_object(body: bytes) -> None:
     assert parse_error_message(body) is None
@@ -228,21 +277,50 @@ def test_error_message_is_cut_cleaned_and_redacted() -> None:
 # -- the fast paths (bench/ingest.py): identical to the strict ones, edge by edge ----------
 
 FAST_PATH_EDGES = [
-    *(f"2016-11-03T21:46:16{'.' + '1234567'[:n] if n else ''}{z}"
-      for n in range(9) for z in ("", "Z")),  # 0-7 fractional digits accepted, 8 refused
-    "2024-02-29T12:00:00", "2000-02-29T00:00:00.5Z",  # leap days
-    "2023-02-29T12:00:00", "1900-02-29T00:00:00", "2016-04-31T00:00:00",  # no such day
-    "0001-01-01T00:00:00", "9999-12-31T23:59:59.9999999Z", "1969-12-31T23:59:59.9",
-    "2016-11-03T23:59:59", "2016-11-03T23:59:60", "2016-11-03T23:60:00",
-    "2016-11-03T24:00:00", "2016-00-03T00:00:00", "2016-11-00T00:00:00",
+    *(
+        f"2016-11-03T21:46:16{'.' + '1234567'[:n] if n else ''}{z}"
+        for n in range(9)
+        for z in ("", "Z")
+    ),  # 0-7 fractional digits accepted, 8 refused
+    "2024-02-29T12:00:00",
+    "2000-02-29T00:00:00.5Z",  # leap days
+    "2023-02-29T12:00:00",
+    "1900-02-29T00:00:00",
+    "2016-04-31T00:00:00",  # no such day
+    "0001-01-01T00:00:00",
+    "9999-12-31T23:59:59.9999999Z",
+    "1969-12-31T23:59:59.9",
+    "2016-11-03T23:59:59",
+    "2016-11-03T23:59:60",
+    "2016-11-03T23:60:00",
+    "2016-11-03T24:00:00",
+    "2016-00-03T00:00:00",
+    "2016-11-00T00:00:00",
     # What int() would accept but the strict pattern does not: signs, underscores, spaces.
-    "2016-11-03T+1:00:00", "2016-11-03T1_:00:00", "2016-11-03T 1:00:00",
-    "2016-11-03T21:46:16.+1", "2016-11-03T21:46:16._1", "2016-11-03T21:46:16. 1",
-    "+016-11-03T21:46:16", "2016-1_-03T21:46:16", "2016-11-03T21:46:1\u0666",
-    "2016-11-03T21:46:16.\u0661", "2016-11-03T21:46:16.Z", "2016-11-03T21:46:16.", "Z",
-    "2016-11-03T21:46:16ZZ", "2016-11-03T21:46:16z", "2016-11-03t21:46:16",
-    "2016-11-03 21:46:16", "2016/11/03T21:46:16", "2016-11-03T21-46-16", "2016-11-03T21:46",
-    "20161103T214616", "2016-11-03T21:46:16+00:00", " 2016-11-03T21:46:16", "",
+    "2016-11-03T+1:00:00",
+    "2016-11-03T1_:00:00",
+    "2016-11-03T 1:00:00",
+    "2016-11-03T21:46:16.+1",
+    "2016-11-03T21:46:16._1",
+    "2016-11-03T21:46:16. 1",
+    "+016-11-03T21:46:16",
+    "2016-1_-03T21:46:16",
+    "2016-11-03T21:46:1\u0666",
+    "2016-11-03T21:46:16.\u0661",
+    "2016-11-03T21:46:16.Z",
+    "2016-11-03T21:46:16.",
+    "Z",
+    "2016-11-03T21:46:16ZZ",
+    "2016-11-03T21:46:16z",
+    "2016-11-03t21:46:16",
+    "2016-11-03 21:46:16",
+    "2016/11/03T21:46:16",
+    "2016-11-03T21-46-16",
+    "2016-11-03T21:46",
+    "20161103T214616",
+    "2016-11-03T21:46:16+00:00",
+    " 2016-11-03T21:46:16",
+    "",
 ]
 
 
@@ -260,8 +338,7 @@ def test_fast_timestamp_path_agrees_with_the_strict_one(text: str) -> None:
 
 def test_fast_timestamp_path_values() -> None:
     assert parse_timestamp("2024-02-29T12:00:00") == 1709208000.0
-    assert parse_timestamp("2016-11-03T21:46:16.1234567Z") == (1478209576 * 10**7
-                                                                + 1234567) / 10**7
+    assert parse_timestamp("2016-11-03T21:46:16.1234567Z") == (1478209576 * 10**7 + 1234567) / 10**7
     with pytest.raises(ValueError):
         parse_timestamp("2023-02-29T12:00:00")
     with pytest.raises(ValueError):
@@ -272,10 +349,12 @@ def test_fast_timestamp_path_agrees_on_random_timestamps() -> None:
     rng = random.Random(7)
     for _ in range(2000):
         digits = rng.randint(0, 8)
-        text = (f"{rng.randint(1, 9999):04d}-{rng.randint(0, 13):02d}-{rng.randint(0, 32):02d}"
-                f"T{rng.randint(0, 25):02d}:{rng.randint(0, 61):02d}:{rng.randint(0, 61):02d}"
-                + (f".{rng.randrange(10**digits):0{digits}d}" if digits else "")
-                + rng.choice(("", "Z")))
+        text = (
+            f"{rng.randint(1, 9999):04d}-{rng.randint(0, 13):02d}-{rng.randint(0, 32):02d}"
+            f"T{rng.randint(0, 25):02d}:{rng.randint(0, 61):02d}:{rng.randint(0, 61):02d}"
+            + (f".{rng.randrange(10**digits):0{digits}d}" if digits else "")
+            + rng.choice(("", "Z"))
+        )
         assert _outcome(parse_timestamp, text) == _outcome(_parse_timestamp_strict, text), text
 
 
@@ -293,8 +372,10 @@ def _one_at_a_time(texts: Sequence[str | None]) -> object:
         return ValueError
 
 
-@pytest.mark.parametrize("text", [*FAST_PATH_EDGES, "2016-11-03T21:46:16\n2016-11-03T21:46:16",
-                                  "2016-11-03T21:46:16\n", "\n"])
+@pytest.mark.parametrize(
+    "text",
+    [*FAST_PATH_EDGES, "2016-11-03T21:46:16\n2016-11-03T21:46:16", "2016-11-03T21:46:16\n", "\n"],
+)
 def test_a_column_of_timestamps_is_read_as_one_at_a_time(text: str) -> None:
     good = "2016-11-03T21:46:16.5"
     for column in ([text], [None, text, None], [good, text], [text, good, None, good]):
@@ -307,12 +388,17 @@ def test_a_column_of_random_timestamps_is_read_as_one_at_a_time() -> None:
         column: list[str | None] = []
         for _ in range(rng.randint(0, 12)):
             digits = rng.choice((0, 0, 3, 6, 6, 7))
-            column.append(None if rng.random() < 0.1 else (
-                f"{rng.randint(1990, 2040):04d}-{rng.randint(1, 12):02d}-"
-                f"{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:"
-                f"{rng.randint(0, 59):02d}"
-                + (f".{rng.randrange(10**digits):0{digits}d}" if digits else "")
-                + rng.choice(("", "", "", "Z"))))
+            column.append(
+                None
+                if rng.random() < 0.1
+                else (
+                    f"{rng.randint(1990, 2040):04d}-{rng.randint(1, 12):02d}-"
+                    f"{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:"
+                    f"{rng.randint(0, 59):02d}"
+                    + (f".{rng.randrange(10**digits):0{digits}d}" if digits else "")
+                    + rng.choice(("", "", "", "Z"))
+                )
+            )
         assert _column_outcome(column) == _one_at_a_time(column), column
     assert stamp_column([]) == []
 
@@ -322,20 +408,30 @@ def test_the_day_cache_stays_bounded() -> None:
     for n in range(3 * _DAYS_MAX):
         day = start + datetime.timedelta(days=n)
         assert parse_timestamp(f"{day.isoformat()}T00:00:01") == (
-            datetime.datetime(day.year, day.month, day.day, 0, 0, 1,
-                              tzinfo=datetime.UTC).timestamp())
+            datetime.datetime(
+                day.year, day.month, day.day, 0, 0, 1, tzinfo=datetime.UTC
+            ).timestamp()
+        )
         assert len(_DAYS) <= _DAYS_MAX
 
 
 @pytest.mark.parametrize(
     ("field", "value", "kept"),
-    [("SessionId", 10**18 - 1, True), ("SessionId", -(10**18 - 1), True),
-     ("SessionId", 10**18, False), ("SessionId", -(10**18), False),
-     ("UserId", 10**18 - 1, True), ("UserId", 10**18, False),
-     # A number of minutes is plausible up to a week, far below 18 digits.
-     ("DurationMinutes", 10080, True), ("DurationMinutes", 10**18 - 1, False),
-     ("DurationMinutes", 10**18, False), ("WaitTime", 10**19, False),
-     ("ScheduleTs", 10**18, False), ("BillableStatusCd", 10**30, False)],
+    [
+        ("SessionId", 10**18 - 1, True),
+        ("SessionId", -(10**18 - 1), True),
+        ("SessionId", 10**18, False),
+        ("SessionId", -(10**18), False),
+        ("UserId", 10**18 - 1, True),
+        ("UserId", 10**18, False),
+        # A number of minutes is plausible up to a week, far below 18 digits.
+        ("DurationMinutes", 10080, True),
+        ("DurationMinutes", 10**18 - 1, False),
+        ("DurationMinutes", 10**18, False),
+        ("WaitTime", 10**19, False),
+        ("ScheduleTs", 10**18, False),
+        ("BillableStatusCd", 10**30, False),
+    ],
 )
 def test_integers_past_18_digits_are_refused_by_both_loaders(
     field: str, value: int, kept: bool, monkeypatch: pytest.MonkeyPatch
@@ -350,7 +446,8 @@ def test_integers_past_18_digits_are_refused_by_both_loaders(
 
 
 @pytest.mark.parametrize(
-    "body", [b"1" * 30, b"-" + b"1" * 5000, b'{"a": 1}', b"not json", b"[" * 200_000, b'"x"'])
+    "body", [b"1" * 30, b"-" + b"1" * 5000, b'{"a": 1}', b"not json", b"[" * 200_000, b'"x"']
+)
 def test_a_bad_reply_fails_in_the_strict_loaders_words(
     body: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -371,28 +468,64 @@ def test_an_integer_over_the_interpreter_cap_skips_only_its_record() -> None:
 
 # -- the typed fast path decides exactly as the general one ---------------------------------
 
-_ODD_NUMBERS = st.sampled_from([0, -0.0, 1, -1, 7 * 1440, 7 * 1440 + 1, 10**18 - 1, 10**18,
-                                -(10**18) + 1, 10**25, 1e308, 1e-400, 0.5, True,
-                                float("nan"), float("inf"), -float("inf")])
+_ODD_NUMBERS = st.sampled_from(
+    [
+        0,
+        -0.0,
+        1,
+        -1,
+        7 * 1440,
+        7 * 1440 + 1,
+        10**18 - 1,
+        10**18,
+        -(10**18) + 1,
+        10**25,
+        1e308,
+        1e-400,
+        0.5,
+        True,
+        float("nan"),
+        float("inf"),
+        -float("inf"),
+    ]
+)
 _ODD_TEXT = st.sampled_from(["BILL", "", "Zoom", "\ud800", "é", "a\x00b", "\ufeff"])
-_TIMES = st.sampled_from(["2016-11-03T21:46:16.1", "2016-11-03T22:00:00",
-                          "2016-11-03T22:00:00Z", "2099-12-31T23:59:59.9999999"])
-_ODD_TIMES = st.sampled_from([
-    "2016-02-30T00:00:00", "9999-01-01T00:00:00", "1999-12-31T23:59:59", "2016-11-03",
-    "2016-11-03T24:00:00", "", "2016-11-03T21:46:16.12345678", "2100-01-01T00:00:01"])
+_TIMES = st.sampled_from(
+    [
+        "2016-11-03T21:46:16.1",
+        "2016-11-03T22:00:00",
+        "2016-11-03T22:00:00Z",
+        "2099-12-31T23:59:59.9999999",
+    ]
+)
+_ODD_TIMES = st.sampled_from(
+    [
+        "2016-02-30T00:00:00",
+        "9999-01-01T00:00:00",
+        "1999-12-31T23:59:59",
+        "2016-11-03",
+        "2016-11-03T24:00:00",
+        "",
+        "2016-11-03T21:46:16.12345678",
+        "2100-01-01T00:00:01",
+    ]
+)
 _MINUTES = st.one_of(st.integers(0, 12_000), st.floats(0, 12_000))
 
 
-def _mostly(valid: st.SearchStrategy[object], *odd: st.SearchStrategy[object],
-            ) -> st.SearchStrategy[object]:
+def _mostly(
+    valid: st.SearchStrategy[object],
+    *odd: st.SearchStrategy[object],
+) -> st.SearchStrategy[object]:
     """Valid values three times in four, so that whole records often are valid but for
     one field, which is where the two paths could part."""
     return st.one_of(valid, valid, valid, st.none(), *odd)
 
 
 _FIELDS: dict[str, st.SearchStrategy[object]] = {
-    "SessionId": _mostly(st.integers(1, 10**9), st.integers(-(10**19), 10**19),
-                         _ODD_NUMBERS, _ODD_TEXT),
+    "SessionId": _mostly(
+        st.integers(1, 10**9), st.integers(-(10**19), 10**19), _ODD_NUMBERS, _ODD_TEXT
+    ),
     "ScheduleTs": _mostly(_TIMES, _ODD_TIMES, _ODD_NUMBERS),
     "BillableTs": _mostly(_TIMES, _ODD_TIMES),
     "DurationMinutes": _mostly(_MINUTES, st.floats(-1, 20_000), _ODD_NUMBERS, _ODD_TEXT),
@@ -416,11 +549,14 @@ def _history_item(draw: st.DrawFn) -> object:
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.lists(_history_item(), max_size=6), st.sampled_from(["", " ", "\ufeff"]),
-       st.integers(1, 8))
-def test_typed_path_decides_as_the_general_path(items: list[object], prefix: str,
-                                                max_records: int) -> None:
+@given(
+    st.lists(_history_item(), max_size=6), st.sampled_from(["", " ", "\ufeff"]), st.integers(1, 8)
+)
+def test_typed_path_decides_as_the_general_path(
+    items: list[object], prefix: str, max_records: int
+) -> None:
     body = (prefix + json.dumps(items)).encode("utf-8", "surrogatepass")
+
     def outcome(parse: Callable[[bytes, int], HistoryPage]) -> HistoryPage | str:
         try:
             return parse(body, max_records)
@@ -438,14 +574,45 @@ def test_typed_path_takes_a_plain_reply() -> None:
 
 
 _VALID_RECORD: dict[str, object] = {
-    "SessionId": 7, "ScheduleTs": "2016-11-03T21:00:00", "BillableTs": "2016-11-03T21:46:16.1",
-    "DurationMinutes": 12, "WaitTime": 3.5, "BillableStatusCd": "BILL",
-    "ScheduleType": "Scheduled", "UserId": 42, "ReportableMeetingProvider": "Zoom"}
+    "SessionId": 7,
+    "ScheduleTs": "2016-11-03T21:00:00",
+    "BillableTs": "2016-11-03T21:46:16.1",
+    "DurationMinutes": 12,
+    "WaitTime": 3.5,
+    "BillableStatusCd": "BILL",
+    "ScheduleType": "Scheduled",
+    "UserId": 42,
+    "ReportableMeetingProvider": "Zoom",
+}
 _EDGE_VALUES: list[object] = [
-    None, 0, -0.0, -1, 0.5, 7 * 1440, 7 * 1440 + 0.001, 10**18 - 1, 10**18, -(10**18) + 1,
-    -(10**18), 10**25, 1e308, 1e-400, True, float("nan"), float("inf"), "", "BILL", "\ud800",
-    "é", "2016-11-03T22:00:00", "2016-02-30T00:00:00", "2100-01-01T00:00:01",
-    "1999-12-31T23:59:59", [1], {"a": 1}]
+    None,
+    0,
+    -0.0,
+    -1,
+    0.5,
+    7 * 1440,
+    7 * 1440 + 0.001,
+    10**18 - 1,
+    10**18,
+    -(10**18) + 1,
+    -(10**18),
+    10**25,
+    1e308,
+    1e-400,
+    True,
+    float("nan"),
+    float("inf"),
+    "",
+    "BILL",
+    "\ud800",
+    "é",
+    "2016-11-03T22:00:00",
+    "2016-02-30T00:00:00",
+    "2100-01-01T00:00:01",
+    "1999-12-31T23:59:59",
+    [1],
+    {"a": 1},
+]
 
 
 @pytest.mark.parametrize("field", sorted(_VALID_RECORD))

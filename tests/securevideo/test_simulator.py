@@ -20,39 +20,74 @@ from exporter.vendors.securevideo.parser import parse_history
 from .harness import served
 
 START = datetime(2026, 2, 27, 21, tzinfo=UTC).timestamp()
-AUTH = {"Authorization": "Basic " + base64.b64encode(
-    f"{DEMO_API_KEY}:{DEMO_API_SECRET}".encode()).decode()}
+AUTH = {
+    "Authorization": "Basic "
+    + base64.b64encode(f"{DEMO_API_KEY}:{DEMO_API_SECRET}".encode()).decode()
+}
 DOC_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,3})?")
-DOC_FIELDS = {"SessionId", "ScheduleTs", "BillableTs", "DurationMinutes", "WaitTime",
-              "BillableStatusCd", "ScheduleType", "UserId", "UsageDescription",
-              "ScheduledByUserId", "ReportableMeetingProvider"}
+DOC_FIELDS = {
+    "SessionId",
+    "ScheduleTs",
+    "BillableTs",
+    "DurationMinutes",
+    "WaitTime",
+    "BillableStatusCd",
+    "ScheduleType",
+    "UserId",
+    "UsageDescription",
+    "ScheduledByUserId",
+    "ReportableMeetingProvider",
+}
 
 
-async def get(url: str, path: str = "/history", headers: dict[str, str] | None = None,
-              query: dict[str, str] | None = None, **params: str) -> tuple[int, Any]:
-    async with aiohttp.ClientSession() as session, session.get(
-            url + path, params={**(query or {}), **params},
-            headers=AUTH if headers is None else headers) as r:
+async def get(
+    url: str,
+    path: str = "/history",
+    headers: dict[str, str] | None = None,
+    query: dict[str, str] | None = None,
+    **params: str,
+) -> tuple[int, Any]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            url + path,
+            params={**(query or {}), **params},
+            headers=AUTH if headers is None else headers,
+        ) as r,
+    ):
         return r.status, json.loads(await r.read())
 
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": "Basic " + base64.b64encode(b"demo-securevideo-id:nope").decode()},
-     {"Authorization": "Basic !!!"}, {"Authorization": "Bearer abc"},
-     {"Authorization": "Basic " + base64.b64encode(f"x:{DEMO_API_SECRET}".encode()).decode()}],
+    [
+        {},
+        {"Authorization": "Basic " + base64.b64encode(b"demo-securevideo-id:nope").decode()},
+        {"Authorization": "Basic !!!"},
+        {"Authorization": "Bearer abc"},
+        {"Authorization": "Basic " + base64.b64encode(f"x:{DEMO_API_SECRET}".encode()).decode()},
+    ],
 )
 async def test_bad_credentials_get_a_401_json_error(headers: dict[str, str]) -> None:
     sim = SecureVideoSimulator(FakeClock(START), 1)
     async with served(sim) as url:
         status, body = await get(url, headers=headers)
     assert status == 401
-    assert body == {"Message": "Authorization has been denied for this request.",
-                    "MessageDetail": None}
+    assert body == {
+        "Message": "Authorization has been denied for this request.",
+        "MessageDetail": None,
+    }
 
 
-@pytest.mark.parametrize("params", [{"startDt": "2026-2-1"}, {"endDt": "yesterday"},
-                                    {"month": "2026-13-01"}, {"month": "20260201"}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"startDt": "2026-2-1"},
+        {"endDt": "yesterday"},
+        {"month": "2026-13-01"},
+        {"month": "20260201"},
+    ],
+)
 async def test_malformed_dates_get_a_400_json_error(params: dict[str, str]) -> None:
     sim = SecureVideoSimulator(FakeClock(START), 1)
     async with served(sim) as url:
@@ -74,8 +109,10 @@ async def test_replies_have_the_doc_shape_and_parse() -> None:
     sim = SecureVideoSimulator(clock, 1)
     async with served(sim) as url:
         status, records = await get(url)
-        async with aiohttp.ClientSession() as session, session.get(
-                url + "/history", headers=AUTH) as r:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(url + "/history", headers=AUTH) as r,
+        ):
             raw = await r.read()
             content_type = r.headers["Content-Type"]
     assert status == 200 and content_type == "application/json; charset=utf-8"
@@ -102,8 +139,9 @@ async def test_replies_have_the_doc_shape_and_parse() -> None:
     assert digits >= {0, 1, 2, 3}  # variable fractional digits, as in the doc
     page = parse_history(raw)
     assert page.skipped == 0 and len(page.records) == len(records)
-    kinds = {(r["BillableStatusCd"], r["ScheduleType"], r["ReportableMeetingProvider"])
-             for r in records}
+    kinds = {
+        (r["BillableStatusCd"], r["ScheduleType"], r["ReportableMeetingProvider"]) for r in records
+    }
     assert {k[0] for k in kinds} == {None, "BILL", "SVCO", "DUPL", "COMP"}
     assert {k[1] for k in kinds} == {None, "OnDemand", "Scheduled", "Rescheduled"}
     assert {k[2] for k in kinds} == {"Zoom", "One-Click", "VSee"}
@@ -121,8 +159,7 @@ async def test_date_filters_month_precedence_host_and_participant() -> None:
         _, everything = await get(url)
         _, day = await get(url, startDt="2026-02-26", endDt="2026-02-26")
         _, open_ended = await get(url, startDt="2026-02-26")
-        _, month_wins = await get(url, month="2026-02-01", startDt="2026-02-27",
-                                  endDt="2026-02-27")
+        _, month_wins = await get(url, month="2026-02-01", startDt="2026-02-27", endDt="2026-02-27")
         _, month_mid = await get(url, month="2026-02-15")
         _, january = await get(url, month="2026-01-01")
         _, host = await get(url, "/history/4", startdt="2026-02-26", ENDDT="2026-02-27")
@@ -148,8 +185,13 @@ def test_a_day_query_is_that_days_connected_sessions_but_its_last_second() -> No
     day = datetime(2026, 2, 27, tzinfo=UTC).date()
     got = {r["SessionId"] for r in sim.world.query(clock.time(), start=day, end=day)}
     low = int(datetime(2026, 2, 27, tzinfo=UTC).timestamp() * 1000)
-    expected = {s.session_id for s in sim.world.visible() if s.billable_ms is not None
-                and s.connected(t_ms) and low <= s.billable_ms < low + 86_399_000}
+    expected = {
+        s.session_id
+        for s in sim.world.visible()
+        if s.billable_ms is not None
+        and s.connected(t_ms)
+        and low <= s.billable_ms < low + 86_399_000
+    }
     assert got == expected and len(got) > 50
 
 
@@ -166,8 +208,7 @@ def test_world_is_a_function_of_seed_and_time_not_of_polling() -> None:
     t = polled_clock.time()
     assert polled.world.query(t) == quiet.world.query(t)
     other = SecureVideoSimulator(FakeClock(START), 10)
-    assert other.world.query(START) != SecureVideoSimulator(FakeClock(START), 9).world.query(
-        START)
+    assert other.world.query(START) != SecureVideoSimulator(FakeClock(START), 9).world.query(START)
 
 
 def test_population_moves_reconnects_grow_durations_and_statuses_change() -> None:

@@ -39,8 +39,15 @@ def through_json(state: dict[str, Any] | None) -> dict[str, Any]:
     return result
 
 
-async def poll(h: Harness, c: SecureVideoCollector, sim: SecureVideoSimulator, truth: Truth,
-               counted_from: float, steps: Sequence[float], feed_days: int = 2) -> None:
+async def poll(
+    h: Harness,
+    c: SecureVideoCollector,
+    sim: SecureVideoSimulator,
+    truth: Truth,
+    counted_from: float,
+    steps: Sequence[float],
+    feed_days: int = 2,
+) -> None:
     for step in steps:
         h.clock.advance(step)
         await c.collect(h.upstream)
@@ -66,8 +73,11 @@ async def test_restart_counts_what_connected_while_down_and_nothing_twice() -> N
         second.restore(saved)
         await poll(h, second, sim, truth, first_start, [0] + [60] * 20)
         assert_matches(second, truth)
-    connected_while_down = [s for s in sim.world.visible() if s.billable_ms is not None
-                            and down_from < s.billable_ms / 1000 < down_from + 1800]
+    connected_while_down = [
+        s
+        for s in sim.world.visible()
+        if s.billable_ms is not None and down_from < s.billable_ms / 1000 < down_from + 1800
+    ]
     assert len(connected_while_down) > 5
     assert sum(truth.sessions.values()) > 50
 
@@ -102,8 +112,15 @@ async def test_three_days_down_are_caught_up_once(down: str) -> None:
     feeds = [r["startDt"] for r in sim.requests if "startDt" in r]
     assert feeds[-3:] == ["2025-12-31", day(clock.time() - 86400), day(clock.time() - 86400)]
     # Days that only the catch-up covered were counted.
-    assert sum(1 for s in sim.world.visible() if s.billable_ms is not None
-               and first_start + 180 < s.billable_ms / 1000 < clock.time() - 2 * 86400) > 50
+    assert (
+        sum(
+            1
+            for s in sim.world.visible()
+            if s.billable_ms is not None
+            and first_start + 180 < s.billable_ms / 1000 < clock.time() - 2 * 86400
+        )
+        > 50
+    )
 
 
 async def test_a_catch_up_still_pending_at_shutdown_stays_pending() -> None:
@@ -184,22 +201,29 @@ async def test_a_version_1_state_carries_on_and_the_new_series_start_at_zero() -
         await poll(h, first, sim, Truth(), clock.time(), [0] + [60] * 20)
         state = through_json(first.state())
         # What the previous release saved: no consult, start delay or early starts.
-        old = {k: v for k, v in state.items()
-               if k not in ("consults", "start_delays", "early_starts")}
+        old = {
+            k: v for k, v in state.items() if k not in ("consults", "start_delays", "early_starts")
+        }
         old["version"] = 1
         old["seen"] = [item[:4] for item in state["seen"]]
         second = h.collector(account(url))
         second.restore(old)
         await second.collect(h.upstream)
         before, after = samples(first.families()), samples(second.families())
-    assert total(after, "securevideo_sessions_total") >= total(before,
-                                                               "securevideo_sessions_total") > 0
-    assert (total(after, "securevideo_session_duration_seconds_count")
-            >= total(before, "securevideo_session_duration_seconds_count") > 0)
+    assert (
+        total(after, "securevideo_sessions_total")
+        >= total(before, "securevideo_sessions_total")
+        > 0
+    )
+    assert (
+        total(after, "securevideo_session_duration_seconds_count")
+        >= total(before, "securevideo_session_duration_seconds_count")
+        > 0
+    )
     # Sessions whose duration the old process observed never land in the new histogram.
-    assert (total(after, "securevideo_session_consult_seconds_count")
-            == total(after, "securevideo_session_duration_seconds_count")
-            - total(before, "securevideo_session_duration_seconds_count"))
+    assert total(after, "securevideo_session_consult_seconds_count") == total(
+        after, "securevideo_session_duration_seconds_count"
+    ) - total(before, "securevideo_session_duration_seconds_count")
     assert len(pick(after, "securevideo_session_early_starts_total")) == 2  # zero-filled
 
 

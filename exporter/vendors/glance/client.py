@@ -37,6 +37,7 @@ class _Reply(Protocol):
     @property
     def over_limit(self) -> int | None: ...
 
+
 ACTIVE = "PartnerActiveSessions"
 COUNTS = "PartnerSessionCounts"
 COUNTS_ENDING = "PartnerSessionCountsEnding"
@@ -139,7 +140,8 @@ class GlanceClient:
             raise upstream.error(operation, reason, f"HTTP 500: {text or '(empty body)'}")
         max_body, max_records = upstream.max_body_bytes, self.max_records
         result = await upstream.parse_off_loop(
-            operation, lambda body: parser(body, max_body, max_records), reply.body)
+            operation, lambda body: parser(body, max_body, max_records), reply.body
+        )
         if result.over_limit is not None:
             raise upstream.too_many_records(operation, result.over_limit, max_records)
         return result
@@ -194,9 +196,11 @@ class GlanceClient:
         while pos.next_id is not None:
             if budget is not None and budget.left <= 0:
                 raise upstream.error(
-                    operation, "limit_exceeded",
+                    operation,
+                    "limit_exceeded",
                     "read max_pages_per_cycle pages this cycle; the feed carries on from "
-                    "this page in the next cycle")
+                    "this page in the next cycle",
+                )
             if pos.pages >= self.max_pages:
                 pos.next_id, pos.pages, pos.sent = 0, 0, set()  # the window starts over
                 raise upstream.error(
@@ -219,13 +223,15 @@ class GlanceClient:
             page = await self.call(upstream, operation, params, parse_group_sessions)
             yield page
             pos.pages += 1
-            ended = ((not page.sessions and not page.skipped) or page.next_id is None
-                     or page.next_id <= 0 or page.next_id in pos.sent)
+            ended = (
+                (not page.sessions and not page.skipped)
+                or page.next_id is None
+                or page.next_id <= 0
+                or page.next_id in pos.sent
+            )
             if not ended:
                 pos.next_id = page.next_id
             elif hi >= math.ceil(pos.end):
                 pos.next_id = None
             else:
                 pos.start, pos.next_id, pos.pages, pos.sent = hi, 0, 0, set()
-
-

@@ -107,8 +107,7 @@ class GlanceCollector(AccountCollector):
         # Ids are pruned against the next window's start, not the wall clock: while the
         # feed fails its window stays open and nothing is forgotten, so recovering from a
         # long outage cannot recount.
-        self.seen = SeenRecords(SKEW_MARGIN, limit=ctx.max_remembered_ids,
-                                slack=SEEN_SLACK)
+        self.seen = SeenRecords(SKEW_MARGIN, limit=ctx.max_remembered_ids, slack=SEEN_SLACK)
         # Reads of the feed (and of the backfill) that an earlier cycle did not finish:
         # the page budget ran out, a page failed or the cycle deadline passed. The next
         # cycle carries on from there instead of paging the same range again.
@@ -135,7 +134,8 @@ class GlanceCollector(AccountCollector):
             "Duration of completed Glance sessions (`duration` of "
             "PartnerCompletedSessionsEnding), observed once per session, by outcome of the "
             "final `status` (C, X answered; Q abandoned; T timed_out; others other); "
-            + POLLED + ".",
+            + POLLED
+            + ".",
             ("account", "session_type", "outcome"),
             account.duration_buckets,
         )
@@ -213,8 +213,10 @@ class GlanceCollector(AccountCollector):
                 counts[key] = counts.get(key, 0.0) + record.count
                 if record.average_duration is not None and record.count > 0:
                     total, n = weighted.get(key, (0.0, 0.0))
-                    weighted[key] = (total + record.average_duration * record.count,
-                                     n + record.count)
+                    weighted[key] = (
+                        total + record.average_duration * record.count,
+                        n + record.count,
+                    )
         # Applied only when every call of the day succeeded, so the set stays consistent.
         self._today_count = counts
         self._today_avg = {key: total / n for key, (total, n) in weighted.items()}
@@ -233,8 +235,9 @@ class GlanceCollector(AccountCollector):
             self._user_counts.pop(user, None)
             if user not in self._invalid_users:
                 self._invalid_users.add(user)
-                self.ctx.log.warning("glance_user_not_valid", user=user,
-                                     hint="check the partnerUserId in the config")
+                self.ctx.log.warning(
+                    "glance_user_not_valid", user=user, hint="check the partnerUserId in the config"
+                )
             return
         if user in self._invalid_users:
             self._invalid_users.discard(user)
@@ -283,11 +286,16 @@ class GlanceCollector(AccountCollector):
             raise error
 
     async def _read_feed(
-        self, upstream: Upstream, operation: str, position: FeedPosition, budget: PageBudget,
+        self,
+        upstream: Upstream,
+        operation: str,
+        position: FeedPosition,
+        budget: PageBudget,
         now: float,
     ) -> None:
-        pages = self.client.completed(upstream, operation, position.start, position.end,
-                                      position=position, budget=budget)
+        pages = self.client.completed(
+            upstream, operation, position.start, position.end, position=position, budget=budget
+        )
         async with aclosing(pages):
             async for page in pages:
                 self._rejected_records(page.skipped, page.implausible)
@@ -301,9 +309,11 @@ class GlanceCollector(AccountCollector):
                 except DedupeFull as exc:
                     # Sessions not remembered cannot be counted without risking a second
                     # count later: stop here; this page is read again next cycle.
-                    raise upstream.error(operation, "limit_exceeded",
-                                         f"{exc}; sessions are counted again once older "
-                                         "ids are forgotten") from None
+                    raise upstream.error(
+                        operation,
+                        "limit_exceeded",
+                        f"{exc}; sessions are counted again once older ids are forgotten",
+                    ) from None
 
     def _count(self, session: Session, touched: set[str]) -> None:
         session_type = self._types(session.type)
@@ -386,20 +396,31 @@ class GlanceCollector(AccountCollector):
             raise ValueError("state backfill_pending is not a boolean")
         seen = list_of(state, "seen")
         for item in seen:
-            if not (isinstance(item, list) and len(item) == 2 and is_int(item[0])
-                    and is_number(item[1])):
+            if not (
+                isinstance(item, list) and len(item) == 2 and is_int(item[0]) and is_number(item[1])
+            ):
                 raise ValueError("state seen entry is not [session id, expiry]")
         remembered_fits(len(seen), self.ctx.max_remembered_ids)
-        not_ahead(max((e for _, e in seen), default=now), now, "seen expiry",
-                  self.seen.retention + self.seen.slack)
-        completed = _unkeyed(counter_state(state, "completed", len(self.completed.labelnames)
-                                           - (not keyed)), keyed)
+        not_ahead(
+            max((e for _, e in seen), default=now),
+            now,
+            "seen expiry",
+            self.seen.retention + self.seen.slack,
+        )
+        completed = _unkeyed(
+            counter_state(state, "completed", len(self.completed.labelnames) - (not keyed)), keyed
+        )
         histograms: list[tuple[HistogramSet, list[Any]]] = []
         warnings: list[str] = []
         if version >= 2:
             for key, histogram in (("durations", self.durations), ("waits", self.waits)):
-                entries = saved_histogram(state, key, len(histogram.labelnames) - (not keyed),
-                                          histogram.bounds, f"{key[:-1]}_buckets")
+                entries = saved_histogram(
+                    state,
+                    key,
+                    len(histogram.labelnames) - (not keyed),
+                    histogram.bounds,
+                    f"{key[:-1]}_buckets",
+                )
                 if entries is None:
                     # The counter carries on; the histogram restarts.
                     warnings.append(f"glance_{key[:-1]}_buckets_changed")
@@ -462,8 +483,7 @@ class GlanceCollector(AccountCollector):
         yield gauge(
             "glance_sessions_today",
             "Glance sessions of the current local day, the `count` of PartnerSessionCounts "
-            "(counted_by=start) and PartnerSessionCountsEnding (counted_by=end); "
-            + POLLED + ".",
+            "(counted_by=start) and PartnerSessionCountsEnding (counted_by=end); " + POLLED + ".",
             ("account", "session_type", "status", "counted_by"),
             self._keyed(self._today_count or {}),
         )
@@ -483,7 +503,8 @@ class GlanceCollector(AccountCollector):
             "glance_user_sessions_current",
             "In-progress Glance sessions of each configured user (`partnerUserId`), from "
             "PartnerUserSessions with status A over the last 24 hours, by session `type`; "
-            + POLLED + ".",
+            + POLLED
+            + ".",
             ("account", "user", "session_type"),
             {
                 (self._name, user, session_type): value

@@ -48,18 +48,21 @@ class GlanceAccount:
     common: AccountCommon
     partner_id: int = setting(kind="int", minimum=1, doc="your Glance group id")
     api_key: Secret = setting(kind="secret", doc="the group's API key")
-    users: tuple[str, ...] = setting((), kind="custom",
-                                     doc="per-user gauges for these partnerUserIds")
+    users: tuple[str, ...] = setting(
+        (), kind="custom", doc="per-user gauges for these partnerUserIds"
+    )
     timezone: str = setting("UTC", kind="timezone", doc='what "today" means for *_today')
-    lookback: float = setting(0.0, kind="duration",
-                              doc="count sessions completed this long before start-up")
-    feed_overlap: float = setting(600.0, kind="duration",
-                                  doc="re-read this much of the completed feed")
-    duration_buckets: tuple[float, ...] = setting(DURATION_BUCKETS, kind="buckets",
-                                                  doc="seconds")
+    lookback: float = setting(
+        0.0, kind="duration", doc="count sessions completed this long before start-up"
+    )
+    feed_overlap: float = setting(
+        600.0, kind="duration", doc="re-read this much of the completed feed"
+    )
+    duration_buckets: tuple[float, ...] = setting(DURATION_BUCKETS, kind="buckets", doc="seconds")
     wait_buckets: tuple[float, ...] = setting(WAIT_BUCKETS, kind="buckets", doc="seconds")
-    today_statuses: tuple[str, ...] = setting(TODAY_STATUSES, kind="custom",
-                                              doc="PartnerSessionCounts statuses, A and C")
+    today_statuses: tuple[str, ...] = setting(
+        TODAY_STATUSES, kind="custom", doc="PartnerSessionCounts statuses, A and C"
+    )
 
     @property
     def zone(self) -> ZoneInfo:
@@ -71,5 +74,9 @@ def _path(fields: Fields, name: str) -> str:
 
 
 def parse_account(fields: Fields, common: AccountCommon, global_: GlobalConfig) -> GlanceAccount:
-    return read_declared(GlanceAccount, fields, common=common, parsers={
-        "users": _parse_users, "today_statuses": _parse_today_statuses})
+    return read_declared(
+        GlanceAccount,
+        fields,
+        common=common,
+        parsers={"users": _parse_users, "today_statuses": _parse_today_statuses},
+    )

@@ -273,12 +273,14 @@ def parse_session_counts(
     tally = _Tally(max_records)
     for fields in _first_texts(root, items, _COUNT_FIELDS):
         try:
-            records.append(SessionCount(
-                type=_present(fields.get("type"), "type"),
-                status=_present(fields.get("status"), "status"),
-                count=_count_of(fields.get("count"), "count"),
-                average_duration=_seconds(fields.get("averageDuration"), "averageDuration"),
-            ))
+            records.append(
+                SessionCount(
+                    type=_present(fields.get("type"), "type"),
+                    status=_present(fields.get("status"), "status"),
+                    count=_count_of(fields.get("count"), "count"),
+                    average_duration=_seconds(fields.get("averageDuration"), "averageDuration"),
+                )
+            )
         except _Skip as exc:
             tally.skip(exc)
     return Counts(records, tally.skipped, tally.implausible)
@@ -296,14 +298,16 @@ def parse_active_sessions(
     for fields in _first_texts(root, items, _ACTIVE_FIELDS):
         try:
             nguests_text = fields.get("nguests")
-            records.append(ActiveSession(
-                id=_int(fields.get("id"), "id"),
-                type=_present(fields.get("type"), "type"),
-                status=_present(fields.get("status"), "status"),
-                start_time=_time(fields.get("startTime"), "startTime"),
-                partner_user_id=fields.get("partnerUserId") or "",
-                nguests=_count_of(nguests_text, "nguests") if nguests_text else 0,
-            ))
+            records.append(
+                ActiveSession(
+                    id=_int(fields.get("id"), "id"),
+                    type=_present(fields.get("type"), "type"),
+                    status=_present(fields.get("status"), "status"),
+                    start_time=_time(fields.get("startTime"), "startTime"),
+                    partner_user_id=fields.get("partnerUserId") or "",
+                    nguests=_count_of(nguests_text, "nguests") if nguests_text else 0,
+                )
+            )
         except _Skip as exc:
             tally.skip(exc)
     return ActiveSessions(records, tally.skipped, tally.implausible)
@@ -311,14 +315,15 @@ def parse_active_sessions(
 
 # Qualified names built once: `_q` per lookup was a string format per field of every record.
 _SESSION_COUNT, _ACTIVE_SESSION = _q("sessionCount"), _q("activeSession")
-_COUNT_FIELDS = tuple((name, _q(name)) for name in ("type", "status", "count",
-                                                     "averageDuration"))
-_ACTIVE_FIELDS = tuple((name, _q(name)) for name in ("id", "type", "status", "startTime",
-                                                      "partnerUserId", "nguests"))
+_COUNT_FIELDS = tuple((name, _q(name)) for name in ("type", "status", "count", "averageDuration"))
+_ACTIVE_FIELDS = tuple(
+    (name, _q(name)) for name in ("id", "type", "status", "startTime", "partnerUserId", "nguests")
+)
 
 
-def _first_texts(root: etree._Element, items: list[etree._Element],
-                 fields: tuple[tuple[str, str], ...]) -> list[dict[str, str | None]]:
+def _first_texts(
+    root: etree._Element, items: list[etree._Element], fields: tuple[tuple[str, str], ...]
+) -> list[dict[str, str | None]]:
     """For each of `items`, what `_text(item, name)` reads for each field: the text of the
     item's first child of that name (even when that child has none, as `find` takes the
     first), stripped and clean; a field it lacks is not in its dict.
@@ -352,8 +357,7 @@ _SESSION_FIELDS = {_q(name): name for name in ("id", "type", "status", "startTim
 _GUEST_FIELDS = {_q(name): name for name in ("type", "startTime")}
 
 
-def _guest_starts(guests: list[dict[str, str]], tally: _Tally
-                  ) -> tuple[float | None, float | None]:
+def _guest_starts(guests: list[dict[str, str]], tally: _Tally) -> tuple[float | None, float | None]:
     """The earliest `startTime` of the session's visitor guests and of its agent guests
     (the document lists guests of `type` visitor and agent, each with its own start)."""
     visitor: float | None = None
@@ -372,8 +376,9 @@ def _guest_starts(guests: list[dict[str, str]], tally: _Tally
     return visitor, agent
 
 
-def _session(fields: dict[str, str], guests: list[dict[str, str]], user: str,
-             tally: _Tally) -> Session:
+def _session(
+    fields: dict[str, str], guests: list[dict[str, str]], user: str, tally: _Tally
+) -> Session:
     """One session from its fields and its guests' fields; raises `_Skip` for an unusable
     one, in the order the checks have always run (the first failure is what counts)."""
     session_id = _int(fields.get("id"), "id")
@@ -382,20 +387,23 @@ def _session(fields: dict[str, str], guests: list[dict[str, str]], user: str,
     start_time = tally.time(fields.get("startTime"), "startTime")
     duration = _seconds(fields.get("duration"), "duration")
     visitor, agent = _guest_starts(guests, tally)
-    if (visitor is not None and agent is not None
-            and not plausible_seconds(max(0.0, agent - visitor))):
+    if (
+        visitor is not None
+        and agent is not None
+        and not plausible_seconds(max(0.0, agent - visitor))
+    ):
         raise _Implausible("wait")
     # Positional, in the field order: keywords cost a third more per session.
-    return Session(session_id, session_type, status, start_time, duration, user, visitor,
-                   agent)
+    return Session(session_id, session_type, status, start_time, duration, user, visitor, agent)
 
 
 _SESSIONS, _SESSION, _GUESTS, _GUEST = _q("sessions"), _q("session"), _q("guests"), _q("guest")
 _WALKED = (_SESSION, _GUESTS, _GUEST, *_SESSION_FIELDS)
 
 
-def _walk_sessions(scope: etree._Element, containers: dict[etree._Element, str],
-                   tally: _Tally) -> list[Session] | None:
+def _walk_sessions(
+    scope: etree._Element, containers: dict[etree._Element, str], tally: _Tally
+) -> list[Session] | None:
     """The sessions of every container (`<sessions>` element -> its partnerUserId) under
     `scope`, in document order, or None once there are more than the tally's limit; in
     one pass: lxml picks the few wanted elements out of the whole subtree in C, where
@@ -456,8 +464,13 @@ def _take(found: dict[str, str], name: str, element: etree._Element) -> None:
         found[name] = text if text.isascii() else clean_text(text)
 
 
-def _finish(fields: dict[str, str], guests: list[dict[str, str]], user: str, tally: _Tally,
-            sessions: list[Session]) -> None:
+def _finish(
+    fields: dict[str, str],
+    guests: list[dict[str, str]],
+    user: str,
+    tally: _Tally,
+    sessions: list[Session],
+) -> None:
     try:
         sessions.append(_session(fields, guests, user, tally))
     except _Skip as exc:

@@ -49,8 +49,10 @@ AUTH_CODES = frozenset({"INVALID_SECRETAUTHCODE", "USER_DELETED_OR_DISABLED", "I
 # The parse result standing for a reply over `max_records_per_reply` (a limit, not a
 # vendor code): it is refused as `limit_exceeded`.
 TOO_MANY_ROWS = "TOO_MANY_ROWS"
-NO_GET_HINT = ("HTTP 405 to POST; a GET would carry credentials in its URL: set "
-               "allow_credentials_in_url: true to allow that, or use api: soap")
+NO_GET_HINT = (
+    "HTTP 405 to POST; a GET would carry credentials in its URL: set "
+    "allow_credentials_in_url: true to allow that, or use api: soap"
+)
 
 
 class UnknownNodeError(UpstreamError):
@@ -90,9 +92,13 @@ class RescueClient:
         if reply.code == "NOTLOGGEDIN" and self.account.uses_login and not fresh_login:
             # The cookie expired under us: one new login, one retry, never a loop. Not a
             # failure (the retry decides), but said once: it explains the extra login.
-            self.log.info("rescue_login_expired", node=node.id, ref=node.ref,
-                          hint="logged in again; check the vendor's session timeout if "
-                               "this comes every cycle")
+            self.log.info(
+                "rescue_login_expired",
+                node=node.id,
+                ref=node.ref,
+                hint="logged in again; check the vendor's session timeout if "
+                "this comes every cycle",
+            )
             self.cookie = None
             scrub.hold(self._holder, ())
             await self.login(upstream)
@@ -109,24 +115,44 @@ class RescueClient:
         parser: Callable[..., SessionList]
         if self.account.uses_soap:
             code = self.account.auth_code.reveal() if self.account.auth_code else ""
-            reply = await self._soap(upstream, GET_SESSION, SOAP_GET_SESSION, {
-                "iNodeID": str(node.id), "eNodeRef": node.ref, "sAuthCode": code})
+            reply = await self._soap(
+                upstream,
+                GET_SESSION,
+                SOAP_GET_SESSION,
+                {"iNodeID": str(node.id), "eNodeRef": node.ref, "sAuthCode": code},
+            )
             parser = parse_soap_sessions
         else:
             data = {"node": str(node.id), "noderef": node.ref}
             if self.account.auth_code is not None:
                 data["authcode"] = self.account.auth_code.reveal()
-            reply = await self._send(upstream, GET_SESSION, self.url, data, self._headers(),
-                                     credentials=self.account.auth_code is not None)
+            reply = await self._send(
+                upstream,
+                GET_SESSION,
+                self.url,
+                data,
+                self._headers(),
+                credentials=self.account.auth_code is not None,
+            )
             parser = parse_sessions
         self.cookie_used_at = self.clock.time()
         return await upstream.parse_off_loop(
-            GET_SESSION, partial(_bounded, parser, zone, self.max_rows), reply.body)
+            GET_SESSION, partial(_bounded, parser, zone, self.max_rows), reply.body
+        )
 
-    async def _send(self, upstream: Upstream, operation: str, url: str, data: dict[str, str],
-                    headers: dict[str, str], *, credentials: bool) -> Reply:
-        reply = await upstream.fetch(operation, "POST", url, data=data, headers=headers,
-                                     ok_statuses=(200, 405))
+    async def _send(
+        self,
+        upstream: Upstream,
+        operation: str,
+        url: str,
+        data: dict[str, str],
+        headers: dict[str, str],
+        *,
+        credentials: bool,
+    ) -> Reply:
+        reply = await upstream.fetch(
+            operation, "POST", url, data=data, headers=headers, ok_statuses=(200, 405)
+        )
         if reply.status == 200:
             return reply
         # 405: for this request only. The next one is a POST again, so a proxy that once
@@ -136,8 +162,9 @@ class RescueClient:
         self.get_fallbacks[operation] += 1
         return await upstream.fetch(operation, "GET", url, params=data, headers=headers)
 
-    async def _soap(self, upstream: Upstream, operation: str, method: str,
-                    params: dict[str, str]) -> Reply:
+    async def _soap(
+        self, upstream: Upstream, operation: str, method: str, params: dict[str, str]
+    ) -> Reply:
         envelope, content_type = soap_request(method, params, self.account.api)
         headers = {**self._headers(), "Content-Type": content_type}
         if self.account.api == "soap11":
@@ -149,9 +176,12 @@ class RescueClient:
         if code == "OK":
             return reply
         if code == TOO_MANY_ROWS:
-            raise upstream.error(GET_SESSION, "limit_exceeded",
-                                 f"more than max_records_per_reply ({self.max_rows}) sessions "
-                                 f"for {node.ref} {node.id}")
+            raise upstream.error(
+                GET_SESSION,
+                "limit_exceeded",
+                f"more than max_records_per_reply ({self.max_rows}) sessions "
+                f"for {node.ref} {node.id}",
+            )
         where = f"{code} for {node.ref} {node.id}"
         if code == "INVALIDPARAM_NODE":
             err = upstream.error(GET_SESSION, "vendor_error", where)
@@ -168,27 +198,36 @@ class RescueClient:
         now = self.clock.time()
         if now < self.login_blocked_until:
             wait = self.login_blocked_until - now
-            raise upstream.error(LOGIN, "rate_limited",
-                                 f"LIMITREACHED earlier; not logging in for {wait:.0f}s",
-                                 retry_after=wait)
+            raise upstream.error(
+                LOGIN,
+                "rate_limited",
+                f"LIMITREACHED earlier; not logging in for {wait:.0f}s",
+                retry_after=wait,
+            )
         email, password = self.account.email, self.account.password
         assert email is not None and password is not None  # noqa: S101 - config guarantees it
         self.logins += 1
         if self.account.uses_soap:
             # The doc's PHP and C# SOAP samples: `login`, then the same cookie container.
-            reply = await self._soap(upstream, LOGIN, LOGIN,
-                                     {"sEmail": email, "sPassword": password.reveal()})
+            reply = await self._soap(
+                upstream, LOGIN, LOGIN, {"sEmail": email, "sPassword": password.reveal()}
+            )
             code = upstream.parse(LOGIN, parse_soap_login, reply.body)
         else:
-            reply = await self._send(upstream, LOGIN,
-                                     f"{self.account.common.base_url}/API/login.aspx",
-                                     {"email": email, "pwd": password.reveal()}, {},
-                                     credentials=True)
+            reply = await self._send(
+                upstream,
+                LOGIN,
+                f"{self.account.common.base_url}/API/login.aspx",
+                {"email": email, "pwd": password.reveal()},
+                {},
+                credentials=True,
+            )
             code = upstream.parse(LOGIN, parse_login, reply.body)
         if code == "LIMITREACHED":
             self.login_blocked_until = self.clock.time() + LOGIN_LIMIT_BACKOFF
-            raise upstream.error(LOGIN, "rate_limited", "LIMITREACHED",
-                                 retry_after=LOGIN_LIMIT_BACKOFF)
+            raise upstream.error(
+                LOGIN, "rate_limited", "LIMITREACHED", retry_after=LOGIN_LIMIT_BACKOFF
+            )
         if code in AUTH_CODES:
             raise upstream.error(LOGIN, "auth", code)
         if code != "OK":
@@ -202,8 +241,9 @@ class RescueClient:
         scrub.hold(self._holder, (cookie, *cookie_values(cookie)))
 
 
-def _bounded(parser: Callable[..., SessionList], zone: object, max_rows: int | None,
-             body: bytes) -> SessionList:
+def _bounded(
+    parser: Callable[..., SessionList], zone: object, max_rows: int | None, body: bytes
+) -> SessionList:
     # Through `Upstream.parse` like any reply (a parse error stays `parse`), while a reply
     # over the row limit comes back as its own code for `_check` to refuse.
     try:
@@ -223,13 +263,12 @@ def soap_request(method: str, params: dict[str, str], api: str = "soap") -> tupl
         'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
         'xmlns:xsd="http://www.w3.org/2001/XMLSchema">'
         f'<soap:Body><{method} xmlns="{API_NAMESPACE}">{fields}</{method}></soap:Body>'
-        '</soap:Envelope>'
+        "</soap:Envelope>"
     )
     if soap11:
         content_type = "text/xml; charset=utf-8"
     else:
-        content_type = (f'application/soap+xml; charset=utf-8; '
-                        f'action="{API_NAMESPACE}/{method}"')
+        content_type = f'application/soap+xml; charset=utf-8; action="{API_NAMESPACE}/{method}"'
     return envelope.encode("utf-8"), content_type
 
 

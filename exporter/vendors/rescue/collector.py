@@ -32,21 +32,33 @@ TECHNICIANS = "rescue_session_technicians"
 UNRECOGNIZED = "session_exporter_unrecognized_status_values"
 GET_FALLBACKS = "rescue_get_fallbacks_total"
 
-SESSIONS_HELP = ("Current sessions of a Rescue node by getSession Status (every documented "
-                 "status zero-filled), polled in the background.")
-OLDEST_HELP = ("Poll time minus the largest getSession Waiting Time among the node's sessions "
-               "in this Status: when the longest-standing one entered it. Polled in the "
-               "background; absent when no session has the status.")
-WAIT_HELP = ("Time Rescue sessions spent in Waiting, from getSession Status and Waiting Time "
-             "polled in the background; observed once when a session leaves Waiting or "
-             "vanishes, by outcome (the status it moved to); a lower bound, precise to one "
-             "poll interval.")
-TECHNICIANS_HELP = ("Technician rows beyond the first per session in the node's last "
-                    "getSession poll (extra technicians engaged), polled in the background.")
-UNRECOGNIZED_HELP = ("Distinct getSession status values, polled in the background, that are "
-                     "neither documented nor aliased (set status_aliases, or use api: soap).")
-GET_FALLBACKS_HELP = ("Rescue requests, polled in the background, asked again with GET after "
-                      "the service answered their POST with 405 Method Not Allowed.")
+SESSIONS_HELP = (
+    "Current sessions of a Rescue node by getSession Status (every documented "
+    "status zero-filled), polled in the background."
+)
+OLDEST_HELP = (
+    "Poll time minus the largest getSession Waiting Time among the node's sessions "
+    "in this Status: when the longest-standing one entered it. Polled in the "
+    "background; absent when no session has the status."
+)
+WAIT_HELP = (
+    "Time Rescue sessions spent in Waiting, from getSession Status and Waiting Time "
+    "polled in the background; observed once when a session leaves Waiting or "
+    "vanishes, by outcome (the status it moved to); a lower bound, precise to one "
+    "poll interval."
+)
+TECHNICIANS_HELP = (
+    "Technician rows beyond the first per session in the node's last "
+    "getSession poll (extra technicians engaged), polled in the background."
+)
+UNRECOGNIZED_HELP = (
+    "Distinct getSession status values, polled in the background, that are "
+    "neither documented nor aliased (set status_aliases, or use api: soap)."
+)
+GET_FALLBACKS_HELP = (
+    "Rescue requests, polled in the background, asked again with GET after "
+    "the service answered their POST with 405 Method Not Allowed."
+)
 # Distinct unrecognised status values remembered (and warned about) per account.
 MAX_UNRECOGNIZED = 1000
 UNRECOGNIZED_SHOWN = 5  # of a reply's new unrecognised statuses, in its one warning
@@ -112,8 +124,9 @@ class RescueCollector(AccountCollector):
         # gauge pretends to be current before a poll.
         self._restored_waits: dict[str, dict[str, Wait]] = {}
         self._clock_offset: float | None = None  # wall minus monotonic time, last poll
-        self.waits = HistogramSet(WAIT, WAIT_HELP, ("account", "node", "outcome"),
-                                  account.wait_buckets)
+        self.waits = HistogramSet(
+            WAIT, WAIT_HELP, ("account", "node", "outcome"), account.wait_buckets
+        )
 
     async def collect(self, upstream: Upstream) -> None:
         self._follow_clock_steps()
@@ -128,8 +141,9 @@ class RescueCollector(AccountCollector):
                 # A node the vendor does not know has no current sessions to show; it is
                 # reported by the failure counter and this log line, without failing the
                 # other nodes.
-                self.ctx.log.warning("rescue_node_unknown", node=node.id, ref=node.ref,
-                                     error=str(exc))
+                self.ctx.log.warning(
+                    "rescue_node_unknown", node=node.id, ref=node.ref, error=str(exc)
+                )
                 self.forget_current(node.label)
                 unknown = exc
                 continue
@@ -141,8 +155,9 @@ class RescueCollector(AccountCollector):
                 if len(self.account.nodes) > 1:
                     # Which node: the scheduler's one line for the cycle has the first
                     # failure only, and with one node it says all there is.
-                    self.ctx.log.warning("rescue_node_failed", node=node.id, ref=node.ref,
-                                         error=str(exc))
+                    self.ctx.log.warning(
+                        "rescue_node_failed", node=node.id, ref=node.ref, error=str(exc)
+                    )
                 failure = failure or exc
                 continue
             await self.apply(node, reply, self.ctx.clock.time(), asked=asked)
@@ -184,10 +199,12 @@ class RescueCollector(AccountCollector):
         A long reply is counted in slices with scrapes served in between; the node's new
         state replaces the old one only once it is whole, so no render shows half a
         reply, and a cycle cancelled half-way leaves the last poll's state as it was."""
-        for reason, count in (("shifted_row", reply.shifted_rows),
-                              ("invalid_record", reply.invalid_records),
-                              ("invalid_value", reply.invalid_values),
-                              ("implausible_value", reply.implausible_values)):
+        for reason, count in (
+            ("shifted_row", reply.shifted_rows),
+            ("invalid_record", reply.invalid_records),
+            ("invalid_value", reply.invalid_values),
+            ("implausible_value", reply.implausible_values),
+        ):
             if count:
                 self.ctx.reject(reason, count)
         sessions, extra_rows = await one_row_per_session(reply.sessions)
@@ -236,18 +253,31 @@ class RescueCollector(AccountCollector):
         # From here to the end nothing awaits: the waits move on and the state is swapped
         # in one step.
         old = self.nodes.get(node.label)
-        previous = old.waiting if old is not None else self._restored_waits.pop(
-            node.label, {})
+        previous = old.waiting if old is not None else self._restored_waits.pop(node.label, {})
         for outcome in OUTCOMES:
             self.waits.touch((node.label, outcome))
         unreadable = reply.shifted_rows + reply.invalid_records > 0
-        state.waiting = self._follow_waits(node.label, previous, waiting, statuses, now,
-                                           now if asked is None else asked, unreadable)
+        state.waiting = self._follow_waits(
+            node.label,
+            previous,
+            waiting,
+            statuses,
+            now,
+            now if asked is None else asked,
+            unreadable,
+        )
         self.nodes[node.label] = state
 
-    def _follow_waits(self, node: str, previous: dict[str, Wait], waiting: list[Session],
-                      statuses: dict[str, str], now: float, asked: float,
-                      unreadable: bool = False) -> dict[str, Wait]:
+    def _follow_waits(
+        self,
+        node: str,
+        previous: dict[str, Wait],
+        waiting: list[Session],
+        statuses: dict[str, str],
+        now: float,
+        asked: float,
+        unreadable: bool = False,
+    ) -> dict[str, Wait]:
         """Carry each Waiting session's wait start across polls; observe finished waits,
         by the outcome the status they are in now says (`other` once gone from the list).
         A wait missing from a reply with `unreadable` rows may be one of them: it is
@@ -257,8 +287,7 @@ class RescueCollector(AccountCollector):
             # Date the start from when we asked: Rescue measured Waiting Time somewhere
             # between asking and our reading the reply, so a slow reply never makes a
             # continuing wait look like a new one.
-            start = asked - session.waiting_seconds if session.waiting_seconds is not None \
-                else None
+            start = asked - session.waiting_seconds if session.waiting_seconds is not None else None
             wait = previous.pop(session.id, None)
             if wait is not None and start is not None and start > wait.last_seen + ROUNDING:
                 # It left Waiting and came back between two polls: two waits, not one, and
@@ -286,8 +315,10 @@ class RescueCollector(AccountCollector):
         waiting.update({label: node.waiting for label, node in self.nodes.items()})
         return {
             "version": STATE_VERSION,
-            "waiting": {label: {sid: [w.start, w.last_seen] for sid, w in waits.items()}
-                        for label, waits in waiting.items()},
+            "waiting": {
+                label: {sid: [w.start, w.last_seen] for sid, w in waits.items()}
+                for label, waits in waiting.items()
+            },
             "waits": self.waits.to_state(),
             "wait_buckets": list(self.waits.bounds),
         }
@@ -310,8 +341,9 @@ class RescueCollector(AccountCollector):
                 raise ValueError("state waiting entry is not a mapping")
             node_waits: dict[str, Wait] = {}
             for sid, times in waits.items():
-                if not (isinstance(times, list) and len(times) == 2
-                        and all(is_number(t) for t in times)):
+                if not (
+                    isinstance(times, list) and len(times) == 2 and all(is_number(t) for t in times)
+                ):
                     raise ValueError("state wait is not [start, last seen]")
                 node_waits[sid] = Wait(start=float(times[0]), last_seen=float(times[1]))
             if label in configured:
@@ -321,16 +353,19 @@ class RescueCollector(AccountCollector):
 
         self._restored_waits = restored
         if version == 1:
-            self.ctx.log.warning("rescue_wait_histogram_gained_outcome",
-                                 hint="the wait histogram starts from zero")
+            self.ctx.log.warning(
+                "rescue_wait_histogram_gained_outcome", hint="the wait histogram starts from zero"
+            )
         elif entries is not None:
-            self.waits.load_state([e for e in entries
-                                   if e[0][0] in configured and e[0][1] in OUTCOMES])
+            self.waits.load_state(
+                [e for e in entries if e[0][0] in configured and e[0][1] in OUTCOMES]
+            )
         else:
             # Restarting the histogram is a counter reset to Prometheus; mixing counts
             # from two sets of bounds would be wrong.
-            self.ctx.log.warning("rescue_wait_buckets_changed",
-                                 hint="the wait histogram starts from zero")
+            self.ctx.log.warning(
+                "rescue_wait_buckets_changed", hint="the wait histogram starts from zero"
+            )
 
     def _observe(self, node: str, wait: Wait, outcome: str) -> None:
         self.waits.observe((node, outcome), max(0.0, wait.last_seen - wait.start))
@@ -356,9 +391,13 @@ class RescueCollector(AccountCollector):
         2,000 odd statuses wrote 1,000 lines."""
         new, self._newly_unrecognized = self._newly_unrecognized, []
         if new:
-            self.ctx.log.warning("rescue_status_unrecognized", status=new[0],
-                                 statuses=new[:UNRECOGNIZED_SHOWN], count=len(new),
-                                 hint="set status_aliases, or use api: soap")
+            self.ctx.log.warning(
+                "rescue_status_unrecognized",
+                status=new[0],
+                statuses=new[:UNRECOGNIZED_SHOWN],
+                count=len(new),
+                hint="set status_aliases, or use api: soap",
+            )
 
     def _extra(self, name: str, session: Session) -> str:
         value = session.channel if name == "channel" else session.technician
@@ -368,27 +407,46 @@ class RescueCollector(AccountCollector):
         account = self.account.common.name
         cutoff = self.ctx.clock.time() - self.account.common.stale_after
         fresh = {n: s for n, s in self.nodes.items() if s.polled_at >= cutoff}
-        counts = {(account, node, *labels): value
-                  for node, state in fresh.items() for labels, value in state.counts.items()}
-        oldest: dict[tuple[str, ...], float] = {(account, node, status): ts
-                  for node, state in fresh.items() for status, ts in state.oldest_change.items()}
+        counts = {
+            (account, node, *labels): value
+            for node, state in fresh.items()
+            for labels, value in state.counts.items()
+        }
+        oldest: dict[tuple[str, ...], float] = {
+            (account, node, status): ts
+            for node, state in fresh.items()
+            for status, ts in state.oldest_change.items()
+        }
         families: list[Metric] = [
-            gauge(SESSIONS, SESSIONS_HELP, ("account", "node", "status", *self.account.labels),
-                  counts),
+            gauge(
+                SESSIONS, SESSIONS_HELP, ("account", "node", "status", *self.account.labels), counts
+            ),
             gauge(OLDEST_CHANGE, OLDEST_HELP, ("account", "node", "status"), oldest),
             self.waits.family((account,)),
-            gauge(TECHNICIANS, TECHNICIANS_HELP, ("account", "node"),
-                  {(account, node): state.technicians for node, state in fresh.items()}),
-            gauge(UNRECOGNIZED, UNRECOGNIZED_HELP, ("vendor", "account"),
-                  {("rescue", account): float(len(self.unrecognized))}),
+            gauge(
+                TECHNICIANS,
+                TECHNICIANS_HELP,
+                ("account", "node"),
+                {(account, node): state.technicians for node, state in fresh.items()},
+            ),
+            gauge(
+                UNRECOGNIZED,
+                UNRECOGNIZED_HELP,
+                ("vendor", "account"),
+                {("rescue", account): float(len(self.unrecognized))},
+            ),
         ]
         if not self.account.uses_soap:
-            fallbacks = CounterMetricFamily(GET_FALLBACKS.removesuffix("_total"),
-                                            GET_FALLBACKS_HELP, labels=("account", "operation"))
+            fallbacks = CounterMetricFamily(
+                GET_FALLBACKS.removesuffix("_total"),
+                GET_FALLBACKS_HELP,
+                labels=("account", "operation"),
+            )
             operations = (GET_SESSION, LOGIN) if self.account.uses_login else (GET_SESSION,)
             for operation in operations:
-                fallbacks.add_metric([account, operation],
-                                     float(self.client.get_fallbacks[operation]))
+                fallbacks.add_metric(
+                    [account, operation], float(self.client.get_fallbacks[operation])
+                )
             families.append(fallbacks)
         return families
 
@@ -434,4 +492,3 @@ async def one_row_per_session(rows: Sequence[Session]) -> tuple[list[Session], i
         if row.is_lead and not first.is_lead:
             chosen[row.id] = row
     return list(chosen.values()), extra
-

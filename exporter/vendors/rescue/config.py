@@ -44,21 +44,25 @@ class RescueAccount:
     auth_code: Secret | None = setting(None, kind="secret", doc="preferred credential")
     email: str | None = setting(None, kind="optional_str", doc="login, with password")
     password: Secret | None = setting(None, kind="secret", doc="login, with email")
-    api_version: int = setting(1, kind="int", choices=API_VERSIONS,
-                               doc="text API only: 1, 2 or 3")
+    api_version: int = setting(1, kind="int", choices=API_VERSIONS, doc="text API only: 1, 2 or 3")
     timezone: str = setting("UTC", kind="timezone", doc='zone of the "Start Time" column')
     status_aliases: Mapping[str, str] = setting(
-        kind="custom", factory=lambda: MappingProxyType({}),
-        doc="localised status strings -> the doc's English ones")
-    labels: tuple[str, ...] = setting((), kind="custom",
-                                      doc="opt-in extra labels: channel, technician")
+        kind="custom",
+        factory=lambda: MappingProxyType({}),
+        doc="localised status strings -> the doc's English ones",
+    )
+    labels: tuple[str, ...] = setting(
+        (), kind="custom", doc="opt-in extra labels: channel, technician"
+    )
     wait_buckets: tuple[float, ...] = setting(WAIT_BUCKETS, kind="buckets", doc="seconds")
-    api: str = setting("text", kind="choice", choices=APIS,
-                       doc="text, soap (SOAP 1.2) or soap11 (SOAP 1.1)")
+    api: str = setting(
+        "text", kind="choice", choices=APIS, doc="text, soap (SOAP 1.2) or soap11 (SOAP 1.1)"
+    )
     # Only with this opt-in may a 405 to a POST be retried as a GET carrying the auth code
     # or password in its query string (where proxies and vendor logs keep it).
-    allow_credentials_in_url: bool = setting(False, kind="bool",
-                                             doc="let a 405 be retried as a GET")
+    allow_credentials_in_url: bool = setting(
+        False, kind="bool", doc="let a 405 be retried as a GET"
+    )
 
     @property
     def uses_login(self) -> bool:
@@ -74,10 +78,16 @@ class RescueAccount:
 
 
 def parse_account(fields: Fields, common: AccountCommon, global_: GlobalConfig) -> RescueAccount:
-    account = read_declared(RescueAccount, fields, common=common, parsers={
-        "nodes": _parse_nodes,
-        "status_aliases": lambda f: MappingProxyType(_parse_aliases(f)),
-        "labels": _parse_labels})
+    account = read_declared(
+        RescueAccount,
+        fields,
+        common=common,
+        parsers={
+            "nodes": _parse_nodes,
+            "status_aliases": lambda f: MappingProxyType(_parse_aliases(f)),
+            "labels": _parse_labels,
+        },
+    )
     _check_credentials(fields, account.auth_code, account.email, account.password)
     return account
 
@@ -93,8 +103,9 @@ def _check_credentials(
     if auth_code is not None and login:
         raise ConfigError(fields.path, "give either auth_code or email + password, not both")
     if auth_code is None and not login:
-        raise ConfigError(fields.path, "credentials required: auth_code (preferred) "
-                                       "or email + password")
+        raise ConfigError(
+            fields.path, "credentials required: auth_code (preferred) or email + password"
+        )
     if login and email is None:
         raise ConfigError(_path(fields, "email"), "required with password")
     if login and password is None:
@@ -122,8 +133,10 @@ def _parse_aliases(fields: Fields) -> dict[str, str]:
     aliases = fields.str_map("status_aliases")
     for local, english in aliases.items():
         if english not in STATUSES:
-            raise ConfigError(_path(fields, f"status_aliases.{local}"),
-                              f"{english!r} is not a status the Rescue docs list")
+            raise ConfigError(
+                _path(fields, f"status_aliases.{local}"),
+                f"{english!r} is not a status the Rescue docs list",
+            )
     return aliases
 
 
@@ -131,8 +144,9 @@ def _parse_labels(fields: Fields) -> tuple[str, ...]:
     labels = fields.str_list("labels")
     for i, label in enumerate(labels):
         if label not in EXTRA_LABELS:
-            raise ConfigError(f"{_path(fields, 'labels')}[{i}]",
-                              f"must be one of {', '.join(EXTRA_LABELS)}")
+            raise ConfigError(
+                f"{_path(fields, 'labels')}[{i}]", f"must be one of {', '.join(EXTRA_LABELS)}"
+            )
     if len(set(labels)) != len(labels):
         raise ConfigError(_path(fields, "labels"), "lists a label twice")
     # A fixed order keeps label names stable whatever order the user wrote.

@@ -56,9 +56,22 @@ _START = re.compile(
 # Every column name of getSession, _v2 and _v3, normalised; used to tell a header that
 # wrapped onto the next line from a data row (whose first field is a numeric session ID).
 KNOWN_COLUMNS = frozenset(
-    {"id", "status", "entryid", "entry", "technicianid", "technician", "starttime",
-     "waitingtime", "language", "transferredto", "transferredcomment", "isleadtechnician",
-     "handingoff"} | {f"customfield{i}" for i in range(6)}
+    {
+        "id",
+        "status",
+        "entryid",
+        "entry",
+        "technicianid",
+        "technician",
+        "starttime",
+        "waitingtime",
+        "language",
+        "transferredto",
+        "transferredcomment",
+        "isleadtechnician",
+        "handingoff",
+    }
+    | {f"customfield{i}" for i in range(6)}
 )
 
 
@@ -159,6 +172,8 @@ _UTC_KEYS = frozenset({"UTC", "Etc/UTC"})
 def _is_utc(zone: tzinfo) -> bool:
     """Whether Start Times in `zone` may take the quick UTC readings."""
     return zone is UTC or getattr(zone, "key", None) in _UTC_KEYS
+
+
 # (year, month, day) -> UTC midnight, or None for no such day. Cleared when full, so odd
 # replies with many distinct dates cost only misses, never memory.
 _MIDNIGHTS: dict[tuple[int, int, int], int | None] = {}
@@ -261,7 +276,7 @@ def _status(text: str, codes: frozenset[str]) -> tuple[str, str]:
     code = match.group(1)
     if code not in codes:
         raise ParseError(f"unknown return value {code[:40]!r}")
-    return code, text[match.end():]
+    return code, text[match.end() :]
 
 
 # What `str.splitlines` also takes for a line end, beyond CR, LF and CRLF.
@@ -317,8 +332,7 @@ def _norm(name: str) -> str:
 
 def _check_rows(count: int, max_rows: int | None) -> None:
     if max_rows is not None and count > max_rows:
-        raise TooManyRows(f"{count} session rows, more than max_records_per_reply "
-                          f"({max_rows})")
+        raise TooManyRows(f"{count} session rows, more than max_records_per_reply ({max_rows})")
 
 
 def _rows(rest: str, max_rows: int | None = None) -> tuple[list[str], list[list[str]], int]:
@@ -344,8 +358,7 @@ def _wraps(first: list[str], second: list[str]) -> bool:
     """Whether the header goes on in the second line (the doc sample's shape): it begins
     with a column name, and is not the header again (a repeated header is a row with
     no numeric ID, skipped and counted as such)."""
-    return (_norm(second[0]) in KNOWN_COLUMNS
-            and list(map(_norm, second)) != list(map(_norm, first)))
+    return _norm(second[0]) in KNOWN_COLUMNS and list(map(_norm, second)) != list(map(_norm, first))
 
 
 def _wrapped_rows(
@@ -365,7 +378,7 @@ def _wrapped_rows(
         raise ParseError(f"wrapped table does not split into rows of {width} fields")
     # One wrapped line may hold many rows: the limit counts rows, not lines.
     _check_rows(len(values) // width, max_rows)
-    rows = [values[i:i + width] for i in range(0, len(values), width)]
+    rows = [values[i : i + width] for i in range(0, len(values), width)]
     return header, rows, 0
 
 
@@ -377,9 +390,20 @@ def _sessions(header: list[str], rows: list[list[str]], shifted: int, zone: tzin
         raise ParseError("table header has no ID or Status column")
 
     # Column positions looked up once, not per row and cell; -1 for an absent column.
-    columns = [index.get(name, -1) for name in (
-        "id", "status", "waitingtime", "starttime", "entryid", "entry", "technicianid",
-        "technician", "isleadtechnician")]
+    columns = [
+        index.get(name, -1)
+        for name in (
+            "id",
+            "status",
+            "waitingtime",
+            "starttime",
+            "entryid",
+            "entry",
+            "technicianid",
+            "technician",
+            "isleadtechnician",
+        )
+    ]
 
     names = tuple(h.strip() for h in header)
     clean = _clean_columns(rows, columns, zone)
@@ -387,10 +411,28 @@ def _sessions(header: list[str], rows: list[list[str]], shifted: int, zone: tzin
         return SessionList(code=OK, sessions=clean, columns=names, shifted_rows=shifted)
     builder = _Builder(zone)
     for row in rows:
-        (session_id, status, waiting_text, start_text, channel_id, channel, technician_id,
-         technician, lead) = [row[i].strip() if i >= 0 else "" for i in columns]
-        builder.add(session_id, status, waiting_text, start_text, channel_id, channel,
-                    technician_id, technician, lead.casefold() in LEAD_VALUES)
+        (
+            session_id,
+            status,
+            waiting_text,
+            start_text,
+            channel_id,
+            channel,
+            technician_id,
+            technician,
+            lead,
+        ) = [row[i].strip() if i >= 0 else "" for i in columns]
+        builder.add(
+            session_id,
+            status,
+            waiting_text,
+            start_text,
+            channel_id,
+            channel,
+            technician_id,
+            technician,
+            lead.casefold() in LEAD_VALUES,
+        )
     return builder.result(names, shifted)
 
 
@@ -413,8 +455,17 @@ def _clean_columns(
     def column(position: int) -> tuple[str, ...]:
         return table[position] if position >= 0 else blank
 
-    (id_at, status_at, waiting_at, start_at, channel_id_at, channel_at, technician_id_at,
-     technician_at, lead_at) = columns
+    (
+        id_at,
+        status_at,
+        waiting_at,
+        start_at,
+        channel_id_at,
+        channel_at,
+        technician_id_at,
+        technician_at,
+        lead_at,
+    ) = columns
     ids = _number_column(column(id_at))
     if ids is None:
         return None
@@ -429,11 +480,20 @@ def _clean_columns(
         return None
     leads = _Repeated(column(lead_at))
     is_lead = {raw: text.casefold() in LEAD_VALUES for raw, text in leads.distinct.items()}
-    return tuple(map(Session, ids, statuses.values(), _Repeated(column(channel_id_at)).values(),
-                     _Repeated(column(channel_at)).values(),
-                     _Repeated(column(technician_id_at)).values(),
-                     _Repeated(column(technician_at)).values(), starts, waits,
-                     map(is_lead.__getitem__, leads.texts)))
+    return tuple(
+        map(
+            Session,
+            ids,
+            statuses.values(),
+            _Repeated(column(channel_id_at)).values(),
+            _Repeated(column(channel_at)).values(),
+            _Repeated(column(technician_id_at)).values(),
+            _Repeated(column(technician_at)).values(),
+            starts,
+            waits,
+            map(is_lead.__getitem__, leads.texts),
+        )
+    )
 
 
 class _Repeated:
@@ -465,8 +525,12 @@ def _all_numbers(texts: Sequence[str]) -> bool:
     if not texts:
         return True
     joined = "".join(texts)
-    return (joined.isascii() and joined.isdigit() and min(map(len, texts)) > 0
-            and max(map(len, texts)) <= MAX_DIGITS)
+    return (
+        joined.isascii()
+        and joined.isdigit()
+        and min(map(len, texts)) > 0
+        and max(map(len, texts)) <= MAX_DIGITS
+    )
 
 
 def _waiting_column(texts: Sequence[str]) -> list[int | None] | None:
@@ -529,9 +593,18 @@ class _Builder:
                 return start
         return parse_start_time(text, self.zone)
 
-    def add(self, session_id: str, status: str, waiting_text: str, start_text: str,
-            channel_id: str, channel: str, technician_id: str, technician: str,
-            is_lead: bool) -> None:
+    def add(
+        self,
+        session_id: str,
+        status: str,
+        waiting_text: str,
+        start_text: str,
+        channel_id: str,
+        channel: str,
+        technician_id: str,
+        technician: str,
+        is_lead: bool,
+    ) -> None:
         if strict_int(session_id) is None or not status:
             self.invalid_records += 1
             return
@@ -546,8 +619,8 @@ class _Builder:
                 start = self._starts[start_text]
             else:
                 start = self._starts[start_text] = self.start_time(start_text)
-        self.invalid_values += (waiting_text != "" and waiting is None)
-        self.invalid_values += (start_text != "" and start is None)
+        self.invalid_values += waiting_text != "" and waiting is None
+        self.invalid_values += start_text != "" and start is None
         # An absurd value is dropped, not the session: what Rescue counts is sessions by
         # status, and an Offline session may well sit for more than a week.
         if waiting is not None and not plausible_seconds(waiting):
@@ -558,10 +631,19 @@ class _Builder:
             start = None
         shared = self._shared.setdefault
         # Positional, in the field order: keywords cost a third more per row.
-        self.sessions.append(Session(session_id, shared(status, status),
-                                     shared(channel_id, channel_id), shared(channel, channel),
-                                     shared(technician_id, technician_id),
-                                     shared(technician, technician), start, waiting, is_lead))
+        self.sessions.append(
+            Session(
+                session_id,
+                shared(status, status),
+                shared(channel_id, channel_id),
+                shared(channel, channel),
+                shared(technician_id, technician_id),
+                shared(technician, technician),
+                start,
+                waiting,
+                is_lead,
+            )
+        )
 
     def result(self, columns: tuple[str, ...], shifted: int = 0) -> SessionList:
         return SessionList(
@@ -581,9 +663,15 @@ _ENVELOPES = frozenset({SOAP11_NAMESPACE, SOAP12_NAMESPACE})
 _API = f"{{{API_NAMESPACE}}}"
 # SESSION_V3 children -> the text header's column names, so both APIs report one shape.
 SOAP_COLUMNS = {
-    "iID": "ID", "bStatus": "Status", "iEntry": "Entry ID", "sEntry": "Entry",
-    "iTechnician": "Technician ID", "sTechnician": "Technician", "sStartTime": "Start Time",
-    "iWaitingTimeInSec": "Waiting Time", "bIsLead": "Is Lead Technician",
+    "iID": "ID",
+    "bStatus": "Status",
+    "iEntry": "Entry ID",
+    "sEntry": "Entry",
+    "iTechnician": "Technician ID",
+    "sTechnician": "Technician",
+    "sStartTime": "Start Time",
+    "iWaitingTimeInSec": "Waiting Time",
+    "bIsLead": "Is Lead Technician",
 }
 
 
@@ -602,18 +690,27 @@ def parse_soap_sessions(
     builder = _Builder(zone)
     builder.invalid_records += others
     for row in rows:
-        values = {etree.QName(e).localname: clean_text((e.text or "").strip())
-                  for e in row if isinstance(e.tag, str) and e.tag.startswith(_API)}
+        values = {
+            etree.QName(e).localname: clean_text((e.text or "").strip())
+            for e in row
+            if isinstance(e.tag, str) and e.tag.startswith(_API)
+        }
         enum = values.get("bStatus", "")
         # The enum is the language-independent truth; an enum value we have not placed is
         # kept verbatim (and counted as unrecognised by the collector), and only a missing
         # one falls back to the display string.
         status = SOAP_STATUSES.get(enum, enum) if enum else values.get("sStatus", "")
-        builder.add(values.get("iID", ""), status, values.get("iWaitingTimeInSec", ""),
-                    values.get("sStartTime", ""), values.get("iEntry", ""),
-                    values.get("sEntry", ""), values.get("iTechnician", ""),
-                    values.get("sTechnician", ""),
-                    values.get("bIsLead", "").casefold() in LEAD_VALUES)
+        builder.add(
+            values.get("iID", ""),
+            status,
+            values.get("iWaitingTimeInSec", ""),
+            values.get("sStartTime", ""),
+            values.get("iEntry", ""),
+            values.get("sEntry", ""),
+            values.get("iTechnician", ""),
+            values.get("sTechnician", ""),
+            values.get("bIsLead", "").casefold() in LEAD_VALUES,
+        )
     return builder.result(tuple(SOAP_COLUMNS.values()))
 
 
@@ -624,15 +721,17 @@ def _soap_rows(response: etree._Element) -> tuple[list[etree._Element], int]:
     session would seem to have ended."""
     container = response.find(f"{_API}aSessions")
     if container is None:
-        if any(isinstance(e.tag, str) and etree.QName(e).localname == "aSessions"
-               for e in response):
+        if any(
+            isinstance(e.tag, str) and etree.QName(e).localname == "aSessions" for e in response
+        ):
             raise ParseError("aSessions is not in the API namespace")
         return [], 0
     elements = [e for e in container if isinstance(e.tag, str)]
     rows = [e for e in elements if e.tag == f"{_API}SESSION_V3"]
     if elements and not rows:
-        raise ParseError(f"aSessions holds {len(elements)} elements, none a SESSION_V3 "
-                         "in the API namespace")
+        raise ParseError(
+            f"aSessions holds {len(elements)} elements, none a SESSION_V3 in the API namespace"
+        )
     return rows, len(elements) - len(rows)
 
 

@@ -31,11 +31,12 @@ MONTH = "history_month"
 # bytes each, far above a real History record (about 400 bytes).
 MAX_BYTES_PER_SESSION = 4096
 
+
 def _first_byte(chunks: tuple[bytes, ...]) -> bytes:
     """The first byte that is not JSON whitespace, without joining a big body."""
     for chunk in chunks:
         for start in range(0, len(chunk), 4096):
-            rest = chunk[start:start + 4096].lstrip()
+            rest = chunk[start : start + 4096].lstrip()
             if rest:
                 return rest[:1]
     return b""
@@ -67,7 +68,8 @@ class HistoryClient:
         self.max_month_sessions = ctx.max_remembered_ids
         base = account.common.base_url
         self.url = (
-            f"{base}/history" if account.host_user_id is None
+            f"{base}/history"
+            if account.host_user_id is None
             else f"{base}/history/{account.host_user_id}"
         )
         # Sent as a header rather than aiohttp.BasicAuth, which aiohttp 3.14 deprecates;
@@ -94,9 +96,7 @@ class HistoryClient:
     def month_params(self, now: float) -> dict[str, str]:
         return {"month": month_start(now).isoformat(), **self._filters()}
 
-    async def feed(
-        self, upstream: Upstream, now: float, start: date | None = None
-    ) -> HistoryPage:
+    async def feed(self, upstream: Upstream, now: float, start: date | None = None) -> HistoryPage:
         return await self._get(upstream, FEED, self.feed_params(now, start))
 
     async def month(self, upstream: Upstream, now: float) -> MonthCounts:
@@ -116,24 +116,32 @@ class HistoryClient:
             return counter.finish()
 
         counts = await upstream.stream(
-            MONTH, self.url, count, max_bytes=max(upstream.max_body_bytes,
-                                                  limit * MAX_BYTES_PER_SESSION),
-            params=self.month_params(now), headers=self._headers,
+            MONTH,
+            self.url,
+            count,
+            max_bytes=max(upstream.max_body_bytes, limit * MAX_BYTES_PER_SESSION),
+            params=self.month_params(now),
+            headers=self._headers,
             error_detail=lambda body: parse_error_message(body, self._secrets),
         )
         if counts.vendor_message is not None:
             raise upstream.error(MONTH, "vendor_error", f"HTTP 200: {counts.vendor_message}")
         if counts.over_limit is not None:
-            raise upstream.error(MONTH, "limit_exceeded",
-                                 f"the month holds more than {limit} sessions "
-                                 "(max_remembered_ids); the month gauge keeps its last value")
+            raise upstream.error(
+                MONTH,
+                "limit_exceeded",
+                f"the month holds more than {limit} sessions "
+                "(max_remembered_ids); the month gauge keeps its last value",
+            )
         return counts
 
-    async def _get(
-        self, upstream: Upstream, operation: str, params: dict[str, str]
-    ) -> HistoryPage:
+    async def _get(self, upstream: Upstream, operation: str, params: dict[str, str]) -> HistoryPage:
         reply = await upstream.fetch(
-            operation, "GET", self.url, params=params, headers=self._headers,
+            operation,
+            "GET",
+            self.url,
+            params=params,
+            headers=self._headers,
             error_detail=lambda body: parse_error_message(body, self._secrets),
         )
         if _first_byte(reply.chunks) == b"{":
@@ -144,7 +152,8 @@ class HistoryClient:
         limit = self.max_records
         # A partial, not a lambda: it must pickle to reach the parse worker process.
         page = await upstream.parse_off_loop(
-            operation, partial(parse_history, max_records=limit), reply.chunks)
+            operation, partial(parse_history, max_records=limit), reply.chunks
+        )
         if page.over_limit is not None:
             raise upstream.too_many_records(operation, page.over_limit, limit)
         return page

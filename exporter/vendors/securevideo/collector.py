@@ -64,8 +64,7 @@ POLLED = "polled in the background"
 
 def _saved(seen: _Seen) -> tuple[float, bool, bool, bool]:
     """A session's saved entry after its id (a copy: the flags change on the loop)."""
-    return (seen.billable_ts, seen.duration_observed, seen.wait_observed,
-            seen.consult_observed)
+    return (seen.billable_ts, seen.duration_observed, seen.wait_observed, seen.consult_observed)
 
 
 class _Seen(msgspec.Struct, gc=False):
@@ -137,8 +136,7 @@ class SecureVideoCollector(AccountCollector):
         self.early_starts = CounterSet(
             "securevideo_session_early_starts_total",
             "Scheduled and Rescheduled SecureVideo sessions that connected before their "
-            "appointment (History BillableTs before ScheduleTs), counted once; " + POLLED
-            + ".",
+            "appointment (History BillableTs before ScheduleTs), counted once; " + POLLED + ".",
             ("account", "schedule_type"),
         )
         self._zero_fill()
@@ -178,17 +176,21 @@ class SecureVideoCollector(AccountCollector):
         # The extra argument only when catching up: stand-in clients (tests) keep the
         # two-argument form.
         try:
-            page = await (self.client.feed(upstream, now) if start is None
-                          else self.client.feed(upstream, now, start))
+            page = await (
+                self.client.feed(upstream, now)
+                if start is None
+                else self.client.feed(upstream, now, start)
+            )
         except UpstreamError as exc:
             if start is not None and exc.reason == "limit_exceeded":
                 # A catch-up too big for one reply would fail every cycle for good: give
                 # it up (those days are lost, and said so) and carry on with the window.
                 self._catch_up_from = self._fed_until = None
-                self.ctx.log.warning("securevideo_catch_up_truncated",
-                                     lost_before=feed_window(now, self.account.feed_days)[0]
-                                     .isoformat(),
-                                     hint="the catch-up reply was over max_records_per_reply")
+                self.ctx.log.warning(
+                    "securevideo_catch_up_truncated",
+                    lost_before=feed_window(now, self.account.feed_days)[0].isoformat(),
+                    hint="the catch-up reply was over max_records_per_reply",
+                )
             raise
         self._reject_bad(page)
         try:
@@ -205,8 +207,11 @@ class SecureVideoCollector(AccountCollector):
         """The month gauge is a side view (billing): its query failing, or its reply being
         too big, never fails the cycle. The failure is counted and logged, the gauge keeps
         its last value of this month, and the query is retried with a backoff."""
-        left = (self.account.common.cycle_deadline - MONTH_DEADLINE_MARGIN
-                - (asyncio.get_running_loop().time() - began))
+        left = (
+            self.account.common.cycle_deadline
+            - MONTH_DEADLINE_MARGIN
+            - (asyncio.get_running_loop().time() - began)
+        )
         try:
             if left <= 0:
                 raise upstream.error(MONTH, "timeout", "no time left in this cycle")
@@ -214,9 +219,9 @@ class SecureVideoCollector(AccountCollector):
                 async with asyncio.timeout(left):
                     counts = await self.client.month(upstream, now)
             except TimeoutError:
-                raise upstream.error(MONTH, "timeout",
-                                     f"no reply within the {left:.3g}s left of the cycle "
-                                     "deadline") from None
+                raise upstream.error(
+                    MONTH, "timeout", f"no reply within the {left:.3g}s left of the cycle deadline"
+                ) from None
         except UpstreamError as exc:
             self._month_failed(now, exc)
             return
@@ -235,10 +240,14 @@ class SecureVideoCollector(AccountCollector):
         asked = min(exc.retry_after or 0.0, self.ctx.max_backoff)
         delay = max(min(backoff, self.account.month_interval), asked)
         self._month_retry_at = now + delay
-        self.ctx.log.warning("securevideo_month_failed", operation=exc.operation,
-                             reason=exc.reason, error=exc.message,
-                             consecutive_failures=self._month_failures,
-                             hint="securevideo_sessions_month keeps its last value")
+        self.ctx.log.warning(
+            "securevideo_month_failed",
+            operation=exc.operation,
+            reason=exc.reason,
+            error=exc.message,
+            consecutive_failures=self._month_failures,
+            hint="securevideo_sessions_month keeps its last value",
+        )
 
     def _catch_up_start(self, now: float) -> date | None:
         """The first day to ask for when the last feed applied (here, or by an earlier
@@ -255,8 +264,11 @@ class SecureVideoCollector(AccountCollector):
         # One reply has no pagination: never ask for more than the config allows at all.
         oldest = today - timedelta(days=MAX_FEED_DAYS - 1)
         if wanted < oldest:
-            self.ctx.log.warning("securevideo_catch_up_truncated", lost_before=oldest.isoformat(),
-                                 hint="sessions that connected earlier are not counted")
+            self.ctx.log.warning(
+                "securevideo_catch_up_truncated",
+                lost_before=oldest.isoformat(),
+                hint="sessions that connected earlier are not counted",
+            )
             wanted = oldest
         return wanted
 
@@ -276,8 +288,12 @@ class SecureVideoCollector(AccountCollector):
             self.ctx.reject("invalid_record", skipped - implausible)
         if implausible:
             self.ctx.reject("implausible_value", implausible)
-        self.ctx.log.debug("securevideo_records_skipped", count=skipped,
-                           implausible=implausible, first_problem=first_problem)
+        self.ctx.log.debug(
+            "securevideo_records_skipped",
+            count=skipped,
+            implausible=implausible,
+            first_problem=first_problem,
+        )
 
     async def _apply_feed(
         self, records: Iterable[HistoryRecord], now: float, catch_up: date | None = None
@@ -321,8 +337,11 @@ class SecureVideoCollector(AccountCollector):
                     ahead += 1
                     continue
                 duration, wait = record.duration_minutes, record.wait_minutes
-                if (duration is None and billable_ts >= window_from
-                        and (max_age <= 0 or now - billable_ts <= max_age)):
+                if (
+                    duration is None
+                    and billable_ts >= window_from
+                    and (max_age <= 0 or now - billable_ts <= max_age)
+                ):
                     in_progress += 1  # a catch-up reply's older days are not "now"
                 if billable_ts < eligible_from:
                     continue
@@ -334,18 +353,22 @@ class SecureVideoCollector(AccountCollector):
                     # Per-session flags pruned by BillableTs do not fit `SeenRecords`; the
                     # same bound applies.
                     if len(remembered) >= limit:
-                        raise DedupeFull(f"already remembering {len(remembered)} sessions "
-                                         "(max_remembered_ids)")
+                        raise DedupeFull(
+                            f"already remembering {len(remembered)} sessions (max_remembered_ids)"
+                        )
                     known_duration, known_wait = duration is not None, wait is not None
-                    remembered[session_id] = _Seen(billable_ts, known_duration, known_wait,
-                                                   known_duration and known_wait)
+                    remembered[session_id] = _Seen(
+                        billable_ts, known_duration, known_wait, known_duration and known_wait
+                    )
                     if not journal.whole:  # looked up each time: a save renews the journal
                         journal.dirty.add(session_id)
                         journal.deleted.discard(session_id)
                     fresh.append(record)
-                elif not ((duration is None or seen.duration_observed)
-                          and (wait is None or seen.wait_observed)
-                          and (duration is None or wait is None or seen.consult_observed)):
+                elif not (
+                    (duration is None or seen.duration_observed)
+                    and (wait is None or seen.wait_observed)
+                    and (duration is None or wait is None or seen.consult_observed)
+                ):
                     # Labels are given in the order the records came: those waiting first.
                     self._count_new(fresh)
                     self._observe_late(record, seen)
@@ -387,26 +410,38 @@ class SecureVideoCollector(AccountCollector):
         raws = list(map(_RAW_LABELS, records))
         provider_of: dict[tuple[str | None, ...], LabelValues] = {}
         for (status, schedule_type, provider), n in Counter(raws).items():
-            labels = (self._label(self._status, status, n),
-                      self._label(self._schedule, schedule_type, n),
-                      self._label(self._provider, provider, n))
+            labels = (
+                self._label(self._status, status, n),
+                self._label(self._schedule, schedule_type, n),
+                self._label(self._provider, provider, n),
+            )
             self.sessions.inc(labels, float(n))
             provider_of[status, schedule_type, provider] = labels[2:]
         by_provider: dict[LabelValues, list[HistoryRecord]] = {
-            provider: [] for provider in provider_of.values()}
+            provider: [] for provider in provider_of.values()
+        }
         for raw, record in zip(raws, records, strict=True):
             by_provider[provider_of[raw]].append(record)
         for provider, group in by_provider.items():
-            self.durations.observe_many(provider, [
-                r.duration_minutes * 60.0 for r in group if r.duration_minutes is not None])
-            self.waits.observe_many(provider, [
-                r.wait_minutes * 60.0 for r in group if r.wait_minutes is not None])
+            self.durations.observe_many(
+                provider,
+                [r.duration_minutes * 60.0 for r in group if r.duration_minutes is not None],
+            )
+            self.waits.observe_many(
+                provider, [r.wait_minutes * 60.0 for r in group if r.wait_minutes is not None]
+            )
             # A comparison, not `max(0.0, ...)`: a builtin call a session was 5 ms of a
             # 50,000-session first poll. The same value, 0.0 for any consult not above 0.
-            self.consults.observe_many(provider, [
-                consult * 60.0 if (consult := r.duration_minutes - r.wait_minutes) > 0.0
-                else 0.0
-                for r in group if r.duration_minutes is not None and r.wait_minutes is not None])
+            self.consults.observe_many(
+                provider,
+                [
+                    consult * 60.0
+                    if (consult := r.duration_minutes - r.wait_minutes) > 0.0
+                    else 0.0
+                    for r in group
+                    if r.duration_minutes is not None and r.wait_minutes is not None
+                ],
+            )
         self._observe_start_delays(records)
 
     def _observe_start_delays(self, records: list[HistoryRecord]) -> None:
@@ -454,19 +489,21 @@ class SecureVideoCollector(AccountCollector):
 
     def _histograms(self) -> tuple[tuple[str, HistogramSet, str], ...]:
         """(state key, histogram, key of its buckets) of every histogram kept."""
-        return (("durations", self.durations, "duration_buckets"),
-                ("waits", self.waits, "wait_buckets"),
-                ("consults", self.consults, "duration_buckets"),
-                ("start_delays", self.start_delays, "wait_buckets"))
+        return (
+            ("durations", self.durations, "duration_buckets"),
+            ("waits", self.waits, "wait_buckets"),
+            ("consults", self.consults, "duration_buckets"),
+            ("start_delays", self.start_delays, "wait_buckets"),
+        )
 
     def state(self) -> dict[str, Any]:
-        return {**self._small_state(),
-                "seen": [[sid, *_saved(s)] for sid, s in self._seen.items()]}
+        return {**self._small_state(), "seen": [[sid, *_saved(s)] for sid, s in self._seen.items()]}
 
     def saved_state(self) -> SavedState:
         # The per-session flags are most of the state: only those that changed.
-        return SavedState(self._small_state(),
-                          {"seen": self._seen_journal.take(self._seen, _saved)})
+        return SavedState(
+            self._small_state(), {"seen": self._seen_journal.take(self._seen, _saved)}
+        )
 
     def state_unsaved(self) -> None:
         self._seen_journal.unsaved()
@@ -505,9 +542,13 @@ class SecureVideoCollector(AccountCollector):
         width = 4 if version == 1 else 5
         seen: dict[int, _Seen] = {}
         for item in list_of(state, "seen"):
-            if not (isinstance(item, list) and len(item) == width and is_int(item[0])
-                    and is_number(item[1])
-                    and all(isinstance(flag, bool) for flag in item[2:])):
+            if not (
+                isinstance(item, list)
+                and len(item) == width
+                and is_int(item[0])
+                and is_number(item[1])
+                and all(isinstance(flag, bool) for flag in item[2:])
+            ):
                 raise ValueError(f"state seen entry is not [id, BillableTs, {width - 2} bools]")
             # Version 1 never observed a consult: one whose duration was observed then is
             # not observed now, lest an old session land in a new histogram.
@@ -517,14 +558,24 @@ class SecureVideoCollector(AccountCollector):
         # As a feed refuses them: remembered until then, they never left the memory.
         not_ahead(max((s.billable_ts for s in seen.values()), default=now), now, "BillableTs")
         sessions = counter_state(state, "sessions", len(self.sessions.labelnames) - 1)
-        early = (counter_state(state, "early_starts", len(self.early_starts.labelnames) - 1)
-                 if version != 1 else None)
+        early = (
+            counter_state(state, "early_starts", len(self.early_starts.labelnames) - 1)
+            if version != 1
+            else None
+        )
         histograms = []
         for key, histogram, bucket_key in self._histograms():
             if version == 1 and key not in ("durations", "waits"):
                 continue
-            histograms.append((key, histogram, saved_histogram(
-                state, key, len(histogram.labelnames) - 1, histogram.bounds, bucket_key)))
+            histograms.append(
+                (
+                    key,
+                    histogram,
+                    saved_histogram(
+                        state, key, len(histogram.labelnames) - 1, histogram.bounds, bucket_key
+                    ),
+                )
+            )
 
         self._counted_from, self._catch_up_from, self._seen = counted_from, fed_until, seen
         self._seen_journal.unsaved()  # the restored sessions are not journalled
@@ -535,8 +586,9 @@ class SecureVideoCollector(AccountCollector):
             self.early_starts.load_state(early)
         for labels in self.sessions.values:
             # Restored label values keep their place within the label cap.
-            for bounded, value in zip((self._status, self._schedule, self._provider), labels,
-                                      strict=True):
+            for bounded, value in zip(
+                (self._status, self._schedule, self._provider), labels, strict=True
+            ):
                 bounded(value)
         for key, histogram, items in histograms:
             if items is not None:
@@ -544,8 +596,11 @@ class SecureVideoCollector(AccountCollector):
             else:
                 # The counter carries on; this histogram restarts (a counter reset to
                 # Prometheus) rather than mixing counts from two sets of bounds.
-                self.ctx.log.warning("securevideo_buckets_changed", histogram=key,
-                                     hint="the histogram starts from zero")
+                self.ctx.log.warning(
+                    "securevideo_buckets_changed",
+                    histogram=key,
+                    hint="the histogram starts from zero",
+                )
         self._zero_fill()
 
     @property
@@ -563,19 +618,24 @@ class SecureVideoCollector(AccountCollector):
             self.early_starts.family(prefix),
         ]
         if self.in_progress is not None:
-            families.append(gauge(
-                "securevideo_sessions_in_progress",
-                "SecureVideo sessions in the feed window that are connected (History "
-                "BillableTs set) and whose DurationMinutes is still null; polled in the "
-                "background.",
-                ("account",), {prefix: float(self.in_progress)},
-            ))
+            families.append(
+                gauge(
+                    "securevideo_sessions_in_progress",
+                    "SecureVideo sessions in the feed window that are connected (History "
+                    "BillableTs set) and whose DurationMinutes is still null; polled in the "
+                    "background.",
+                    ("account",),
+                    {prefix: float(self.in_progress)},
+                )
+            )
         if self.month is not None:
-            families.append(gauge(
-                "securevideo_sessions_month",
-                "SecureVideo sessions billable in the current UTC month, by current History "
-                "BillableStatusCd; polled in the background.",
-                ("account", "billable_status"),
-                {(*prefix, status): float(n) for status, n in self.month.items()},
-            ))
+            families.append(
+                gauge(
+                    "securevideo_sessions_month",
+                    "SecureVideo sessions billable in the current UTC month, by current History "
+                    "BillableStatusCd; polled in the background.",
+                    ("account", "billable_status"),
+                    {(*prefix, status): float(n) for status, n in self.month.items()},
+                )
+            )
         return families

@@ -150,18 +150,18 @@ def _load_items(body: bytes) -> list[Any]:
     text = body.decode("utf-8-sig")
     space = _SPACE.match
     pos = space(text, 0).end()  # type: ignore[union-attr]
-    if text[pos:pos + 1] != "[":
+    if text[pos : pos + 1] != "[":
         raise ValueError("not an array")
     pos = space(text, pos + 1).end()  # type: ignore[union-attr]
     items: list[Any] = []
-    if text[pos:pos + 1] == "]":
+    if text[pos : pos + 1] == "]":
         pos += 1
     else:
         while True:
             item, pos = _PLAIN.raw_decode(text, pos)
             items.append(item)
             pos = space(text, pos).end()  # type: ignore[union-attr]
-            char = text[pos:pos + 1]
+            char = text[pos : pos + 1]
             if char == "]":
                 pos += 1
                 break
@@ -183,16 +183,18 @@ def parse_timestamp(text: str) -> float:
     """
     end = len(text) - (text[-1:] == "Z")
     if (
-        19 <= end <= 27 and text.isascii()
-        and text[13] == ":" and text[16] == ":" and (end == 19 or text[19] == ".")
+        19 <= end <= 27
+        and text.isascii()
+        and text[13] == ":"
+        and text[16] == ":"
+        and (end == 19 or text[19] == ".")
     ):
         prefix = text[:11]
         day = _DAYS.get(prefix)
         if day is None:
             day = _day_seconds(prefix)
         clock, fraction = text[11:13] + text[14:16] + text[17:19], text[20:end]
-        if (day is not None and clock.isdigit()
-                and (end == 19 or (end > 20 and fraction.isdigit()))):
+        if day is not None and clock.isdigit() and (end == 19 or (end > 20 and fraction.isdigit())):
             hhmmss = int(clock)
             hour, minute, second = hhmmss // 10000, hhmmss // 100 % 100, hhmmss % 100
             if hour < 24 and minute < 60 and second < 60:
@@ -210,12 +212,16 @@ _DAYS_MAX = 1024
 def _day_seconds(prefix: str) -> int | None:
     """UTC midnight of a "yyyy-mm-ddT" prefix (ASCII already checked), None if it is not
     one or names no real day (the strict path then raises)."""
-    if not (prefix[4] == prefix[7] == "-" and prefix[10] == "T"
-            and (prefix[:4] + prefix[5:7] + prefix[8:10]).isdigit()):
+    if not (
+        prefix[4] == prefix[7] == "-"
+        and prefix[10] == "T"
+        and (prefix[:4] + prefix[5:7] + prefix[8:10]).isdigit()
+    ):
         return None
     try:
-        day = int(datetime(int(prefix[:4]), int(prefix[5:7]), int(prefix[8:10]),
-                           tzinfo=UTC).timestamp())
+        day = int(
+            datetime(int(prefix[:4]), int(prefix[5:7]), int(prefix[8:10]), tzinfo=UTC).timestamp()
+        )
     except (ValueError, OverflowError):
         return None
     if len(_DAYS) >= _DAYS_MAX:
@@ -255,8 +261,9 @@ def _int(value: Any, name: str) -> int | None:
 def _minutes(value: Any, name: str) -> float | None:
     if value is None:
         return None
-    if ((type(value) is not float and type(value) is not int)
-            or (type(value) is int and abs(value) >= _INT_LIMIT)):
+    if (type(value) is not float and type(value) is not int) or (
+        type(value) is int and abs(value) >= _INT_LIMIT
+    ):
         raise _BadRecord(f"{name} is not a number")
     if not 0 <= value <= _MAX_MINUTES:  # NaN fails this too
         raise _Implausible(f"{name} is not between 0 and 7 days")
@@ -350,7 +357,8 @@ def _parse_typed(body: bytes, max_records: int) -> HistoryPage | None:
     if not wires:
         return HistoryPage(())
     ids, schedules, billables, durations, waits, statuses, kinds, users, providers = (
-        list(map(column, wires)) for column in _COLUMNS)
+        list(map(column, wires)) for column in _COLUMNS
+    )
     try:
         schedule_ts, billable_ts = stamp_column(schedules), stamp_column(billables)
     except (ValueError, OverflowError):
@@ -361,10 +369,22 @@ def _parse_typed(body: bytes, max_records: int) -> HistoryPage | None:
     # that a page of 50,000 records is a third fewer objects to build, send and free.
     texts: dict[str | None, str | None] = {None: None}
     text = texts.setdefault
-    return HistoryPage(tuple(map(
-        HistoryRecord, ids, schedule_ts, billable_ts, durations, waits,
-        map(text, statuses, statuses), map(text, kinds, kinds), users,
-        map(text, providers, providers))))
+    return HistoryPage(
+        tuple(
+            map(
+                HistoryRecord,
+                ids,
+                schedule_ts,
+                billable_ts,
+                durations,
+                waits,
+                map(text, statuses, statuses),
+                map(text, kinds, kinds),
+                users,
+                map(text, providers, providers),
+            )
+        )
+    )
 
 
 def _plausible_column(stamps: Sequence[float | None]) -> bool:
@@ -380,7 +400,8 @@ _AS_ZERO = str.maketrans("123456789", "000000000")
 # at most six fractional digits (it drops a seventh). Anything else, a "Z" included,
 # goes through `parse_timestamp` one value at a time.
 _ISO_SHAPES = frozenset(
-    ["0000-00-00T00:00:00", *("0000-00-00T00:00:00." + "0" * n for n in range(1, 7))])
+    ["0000-00-00T00:00:00", *("0000-00-00T00:00:00." + "0" * n for n in range(1, 7))]
+)
 
 
 def stamp_column(texts: Sequence[str | None]) -> list[float | None]:
@@ -393,10 +414,18 @@ def stamp_column(texts: Sequence[str | None]) -> list[float | None]:
     `parse_timestamp`, which refuses it (newer Pythons read it as the next midnight)."""
     present = [text for text in texts if text is not None]
     joined = "\n".join(present)
-    if (joined.isascii() and joined.count("\n") == len(present) - 1 and "T24" not in joined
-            and _ISO_SHAPES.issuperset(joined.translate(_AS_ZERO).split("\n"))):
-        seconds: list[float] = list(map(timedelta.total_seconds, map(
-            operator.sub, map(datetime.fromisoformat, present), repeat(_EPOCH))))
+    if (
+        joined.isascii()
+        and joined.count("\n") == len(present) - 1
+        and "T24" not in joined
+        and _ISO_SHAPES.issuperset(joined.translate(_AS_ZERO).split("\n"))
+    ):
+        seconds: list[float] = list(
+            map(
+                timedelta.total_seconds,
+                map(operator.sub, map(datetime.fromisoformat, present), repeat(_EPOCH)),
+            )
+        )
     else:
         seconds = list(map(parse_timestamp, present))
     if len(present) == len(texts):
@@ -496,8 +525,9 @@ class MonthCounter:
         self._buffer += self._decode(b"", final=True)
         self._scan(final=True)
         if self._state == "object":
-            message = parse_error_message(self._buffer.encode("utf-8", "surrogatepass"),
-                                          self._redact)
+            message = parse_error_message(
+                self._buffer.encode("utf-8", "surrogatepass"), self._redact
+            )
             if message is None:
                 raise ParseError("History reply is a JSON object, not an array")
             return MonthCounts(vendor_message=message)
@@ -588,8 +618,9 @@ class MonthCounter:
             known = self._statuses.get(status)
             if known is None:
                 if len(self._statuses) >= MAX_STATUSES:
-                    raise ParseError(f"more than {MAX_STATUSES} distinct BillableStatusCd "
-                                     "values in one month")
+                    raise ParseError(
+                        f"more than {MAX_STATUSES} distinct BillableStatusCd values in one month"
+                    )
                 known = self._statuses[status] = status
             status = known
         self._status[session_id] = status

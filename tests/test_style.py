@@ -1,4 +1,5 @@
-"""The style bar the project holds itself to: ruff clean, mypy --strict clean."""
+"""The style bar the project holds itself to: ruff and ruff format clean, mypy --strict
+clean."""
 
 from __future__ import annotations
 
@@ -22,13 +23,15 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 COMMANDS = {
     "ruff": ("ruff", "check", "."),
+    "ruff-format": ("ruff", "format", "--check", "."),
     "mypy": ("mypy", "--strict", "exporter", "tests", "bench"),
 }
 
 
 @pytest.mark.parametrize("tool", sorted(COMMANDS))
 def test_clean(tool: str) -> None:
-    if importlib.util.find_spec(tool) is None:  # a style check that cannot run must not pass
-        skip_or_fail(f"{tool} not installed (pip install -e '.[test]')")
+    module = tool.partition("-")[0]
+    if importlib.util.find_spec(module) is None:  # a style check that cannot run must not pass
+        skip_or_fail(f"{module} not installed (pip install -e '.[test]')")
     result = run(*COMMANDS[tool])
     assert result.returncode == 0, result.stdout + result.stderr

@@ -230,6 +230,18 @@ def test_deep_nesting_is_a_parse_error_not_a_crash(opener: bytes) -> None:
         parse_history(nested_in_record)
 
 
+@pytest.mark.parametrize("where", ["in a string", "between values"])
+def test_bytes_not_utf8_anywhere_are_a_parse_error(where: str) -> None:
+    record = json.dumps(json.loads(DOC_SAMPLE)[0]).encode()
+    if where == "in a string":
+        body = b"[" + record.replace(b'"BILL"', b'"\x80BILL"') + b"]"
+    else:
+        body = b"[" + record + b",\x80]"
+    assert b"\x80" in body
+    with pytest.raises(ParseError, match="not UTF-8 text"):
+        parse_history(body)
+
+
 def test_a_byte_order_mark_is_tolerated() -> None:
     page = parse_history(b"\xef\xbb\xbf" + DOC_SAMPLE)
     assert len(page.records) == 2

@@ -350,7 +350,9 @@ def _parse_typed(body: bytes, max_records: int) -> HistoryPage | None:
     The records are built a column at a time, each step a C loop over the column."""
     try:
         wires = _TYPED.decode(body)
-    except (msgspec.DecodeError, RecursionError):  # ValidationError included
+    # ValidationError is a DecodeError. UnicodeDecodeError: msgspec before 0.23 raises it
+    # for bytes that are not UTF-8 inside a string (0.18.0-0.22.0; 0.23.0 raises DecodeError).
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return None
     if len(wires) > max_records:
         return HistoryPage((), over_limit=len(wires))

@@ -119,8 +119,10 @@ class Scrubber:
     def without_trailing_fragment(self, cut: str) -> str:
         """`cut`, scrubbed text cut short, without a trailing piece that begins a secret
         form: the rest of the secret was beyond the cut."""
-        tries = [forms.trie for forms in self._current()]
-        while (start := min_start(fragment_start(trie, cut.lower()) for trie in tries)) is not None:
+        current = self._current()
+        # Each pass cuts at least MIN_FRAGMENT characters (`fold` keeps positions), so
+        # the loop ends; another form's beginning may be left in front of the cut.
+        while (start := min_start(fragment_start(f, fold(cut)) for f in current)) is not None:
             cut = cut[:start]
         return cut
 
@@ -132,23 +134,51 @@ def min_start(starts: Iterable[int | None]) -> int | None:
 
 @dataclass(frozen=True)
 class Forms:
-    """Secret forms, compiled: the trie (for fragments) and its pattern."""
+    """Secret forms, compiled: the trie (for fragments), its pattern, and the length of
+    the longest form."""
 
     trie: Trie
     pattern: re.Pattern[str] | None
+    longest: int
 
 
-NO_FORMS = Forms({}, None)
+NO_FORMS = Forms({}, None, 0)
 
 
 def compile_forms(forms: Iterable[str]) -> Forms:
-    # Lower-cased, matched ignoring case: percent-escapes come in either case, and
-    # redacting a look-alike costs nothing.
-    trie = build_trie(form.lower() for form in forms)
-    return Forms(trie, re.compile(trie_regex(trie), re.IGNORECASE) if trie else None)
+    # Folded, matched ignoring case: percent-escapes come in either case, and redacting
+    # a look-alike costs nothing.
+    folded = [fold(form) for form in forms]
+    trie = build_trie(folded)
+    pattern = re.compile(trie_regex(trie), re.IGNORECASE) if trie else None
+    return Forms(trie, pattern, max(map(len, folded), default=0))
 
 
-# A trie of lower-cased forms: each character leads to the rest; "" marks a form's end.
+class _CharFold(dict[int, str]):
+    """For `str.translate`: each character's lower case where that is one character,
+    else the character as it is (`str.lower` makes "İ" two characters, and then indexes
+    into the folded text were not indexes into the text: a cut there never shrank).
+    Remembered for the Basic Multilingual Plane only, so a vendor sending every code
+    point cannot grow it past 65,536 entries."""
+
+    def __missing__(self, code: int) -> str:
+        char = chr(code)
+        lowered = char.lower()
+        folded = lowered if len(lowered) == 1 else char
+        if code < 0x10000:
+            self[code] = folded
+        return folded
+
+
+_FOLD = _CharFold()
+
+
+def fold(text: str) -> str:
+    """`text` lower-cased a character at a time, the same length as `text`."""
+    return text.translate(_FOLD)
+
+
+# A trie of folded forms: each character leads to the rest; "" marks a form's end.
 Trie = dict[str, "Trie"]
 
 
@@ -181,12 +211,14 @@ def trie_regex(node: Trie) -> str:
     return f"(?:{body})?" if "" in node else body
 
 
-def fragment_start(trie: Trie, lowered: str) -> int | None:
-    """Where the longest tail of `lowered`, at least MIN_FRAGMENT long, that is a proper
-    beginning of some form starts, if one is."""
-    for start in range(len(lowered) - MIN_FRAGMENT + 1):
-        node: Trie | None = trie
-        for char in lowered[start:]:
+def fragment_start(forms: Forms, folded: str) -> int | None:
+    """Where the longest tail of `folded`, at least MIN_FRAGMENT long, that is a proper
+    beginning of some form starts, if one is. Only a tail shorter than the longest form
+    can be one, so a long text costs no more than a short one."""
+    first = max(0, len(folded) - forms.longest + 1)
+    for start in range(first, len(folded) - MIN_FRAGMENT + 1):
+        node: Trie | None = forms.trie
+        for char in folded[start:]:
             node = node.get(char) if node is not None else None
             if node is None:
                 break

@@ -499,3 +499,38 @@ def test_a_held_credential_cut_short_is_dropped_from_an_excerpt() -> None:
     scrubber.hold("rescue/a", ["cookie-value-0123456789"])
     # The text was cut before it reached us: only the first part of the cookie is in it.
     assert scrubber.excerpt("x" * 20 + "cookie-value-01", 30) == "x" * 20 + "…"
+
+
+def test_a_fragment_after_letters_whose_lower_case_is_longer_is_cut_and_the_cut_ends() -> None:
+    # "İ".lower() is two characters: positions found in the lower-cased text were past
+    # the fragment in the text, so with four of them before it the cut never shrank and
+    # the event loop spun for ever on a Turkish error line.
+    scrubber = scrub.Scrubber()
+    scrubber.register("k3y-0123456789abcdef")
+    line = "GEÇERSİZ İSTEK: İMZA İÇİN ANAHTAR k3y-01234"
+    result: list[str] = []
+    worker = threading.Thread(
+        target=lambda: result.append(scrubber.without_trailing_fragment(line)), daemon=True
+    )
+    worker.start()
+    worker.join(timeout=10)  # a bound on failure, not a wait for success
+    assert not worker.is_alive(), "the cut did not end"
+    assert result == ["GEÇERSİZ İSTEK: İMZA İÇİN ANAHTAR "]
+    assert scrubber.without_trailing_fragment("İ k3y-0") == "İ "  # no piece of it left
+
+
+def test_a_secret_whose_lower_case_is_longer_is_redacted() -> None:
+    scrubber = scrub.Scrubber()
+    scrubber.register("pİn-code-1234")
+    assert scrubber.scrub("x pİn-code-1234 y") == "x <redacted> y"
+    assert scrubber.scrub("x PİN-CODE-1234 y") == "x <redacted> y"
+    assert scrubber.excerpt("x" * 20 + "pİn-code", 27) == "x" * 20 + "…"
+
+
+def test_only_a_tail_shorter_than_the_longest_form_is_searched_for_a_fragment() -> None:
+    scrubber = scrub.Scrubber()
+    scrubber.register("abcdefgh-secret")
+    # "abcd" far from the end cannot be the start of a form cut at the end.
+    text = "abcd" + "x" * 100 + "abcdefg"
+    assert scrubber.without_trailing_fragment(text) == "abcd" + "x" * 100
+    assert scrubber.without_trailing_fragment("abcdx" + "y" * 20) == "abcdx" + "y" * 20

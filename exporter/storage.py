@@ -12,6 +12,7 @@ load.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import sqlite3
@@ -62,9 +63,10 @@ def _table_shapes(db: sqlite3.Connection, tables: list[str]) -> dict[str, list[t
 def _refuse_another_shape(db: sqlite3.Connection, path: Path) -> None:
     """`CREATE TABLE IF NOT EXISTS` leaves a table of the same name as it is: a file of
     another program, or of another version of ours, opened and then failed every save.
-    Refused at start instead, with what differs. The shape wanted is what `SCHEMA` makes
-    of an empty database."""
-    with sqlite3.connect(":memory:") as fresh:
+    Refused at start instead, with what differs, and before anything is written to it.
+    A table not there yet is fine: it is created. The shape wanted is what `SCHEMA`
+    makes of an empty database."""
+    with contextlib.closing(sqlite3.connect(":memory:")) as fresh:
         for statement in SCHEMA:
             fresh.execute(statement)
         tables = [
@@ -76,7 +78,7 @@ def _refuse_another_shape(db: sqlite3.Connection, path: Path) -> None:
         want = _table_shapes(fresh, tables)
     have = _table_shapes(db, tables)
     for table in tables:
-        if have[table] != want[table]:
+        if have[table] and have[table] != want[table]:
             names = ", ".join(str(column[0]) for column in have[table])[:200]
             raise sqlite3.DatabaseError(
                 f"{path}: table {table} has another shape ({names}): not this "
@@ -96,6 +98,12 @@ class StateStore:
         # the connection between two threads at once.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state-store")
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            _refuse_another_shape(self._db, self.path)
+        except sqlite3.DatabaseError:
+            self._db.close()
+            self._writer.shutdown()
+            raise
         # WAL survives a killed process without fsync on every commit.
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -104,7 +112,6 @@ class StateStore:
         self._db.execute("PRAGMA cache_size=-16384")
         for statement in SCHEMA:
             self._db.execute(statement)
-        _refuse_another_shape(self._db, self.path)
         # Accounts whose last write failed (touched in the writer thread only): until a
         # whole state is written, changes alone would be applied on top of a gap.
         self._gaps: set[tuple[str, str]] = set()

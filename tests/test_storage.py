@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -41,10 +42,15 @@ def test_a_file_whose_tables_have_another_shape_is_refused_at_open(
 ) -> None:
     # Opened as ours, every save failed, cycle after cycle, and nothing was kept.
     path = tmp_path / "state.db"
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db:
         db.execute(f"CREATE TABLE {table}")
+        db.commit()
+    before = path.read_bytes()
     with pytest.raises(sqlite3.DatabaseError, match="has another shape"):
         StateStore(path)  # `cli` logs it, "cannot open --storage.path", and exits 2
+    # Refused as it was: not turned to WAL, no table of ours added to another's file.
+    assert path.read_bytes() == before
+    assert not path.with_name("state.db-wal").exists()
 
 
 def test_a_state_that_is_json_but_not_an_object_is_refused_not_skipped(

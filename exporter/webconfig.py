@@ -361,28 +361,32 @@ class WebSecurity:
             await asyncio.sleep(every)
             self.maybe_reload()
 
-    def _credentials(self, header: str | None) -> _Credentials | None:
-        """What a Basic header offers, checked against its user's hash; an unknown user's
-        against a configured user's hash, so that bcrypt runs either way and the time of
-        the answer does not tell which user names exist (as the exporter-toolkit does)."""
+    def _credentials(self, users: dict[str, bytes], header: str | None) -> _Credentials | None:
+        """What a Basic header offers, checked against its user's hash in `users` (not
+        empty); an unknown user's against a configured user's hash, so that bcrypt runs
+        either way and the time of the answer does not tell which user names exist (as
+        the exporter-toolkit does)."""
         if not header or not header.startswith("Basic "):
             return None
         try:
             user, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
         except (ValueError, UnicodeDecodeError):
             return None
-        hashed = self.settings.users.get(user)
+        hashed = users.get(user)
         known = hashed is not None
         if hashed is None:
-            hashed = next(iter(self.settings.users.values()))
+            hashed = next(iter(users.values()))
         secret = password.encode()
         token = hashlib.sha256(hashed + b"\0" + secret).digest()
         return _Credentials(hashed, secret, token, known)
 
     def authorized(self, header: str | None) -> bool:
-        if not self.settings.users:
+        # Read once: this runs in a thread, and a reload may replace the settings
+        # between two reads (with no users, `next` above raised StopIteration).
+        users = self.settings.users
+        if not users:
             return True
-        found = self._credentials(header)
+        found = self._credentials(users, header)
         if found is None:
             return False
         if found.known and any(hmac.compare_digest(found.token, s) for s in self._verified):
@@ -398,9 +402,10 @@ class WebSecurity:
 
     def _known_verdict(self, header: str | None) -> bool | None:
         """The answer without bcrypt, or None when only bcrypt can tell."""
-        if not self.settings.users:
+        users = self.settings.users
+        if not users:
             return True
-        found = self._credentials(header)
+        found = self._credentials(users, header)
         if found is None:
             return False
         if found.known and any(hmac.compare_digest(found.token, s) for s in self._verified):

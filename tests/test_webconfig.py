@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 
 from exporter.simulators.clock import FakeClock
-from exporter.webconfig import WebConfigError, WebSecurity, load_settings
+from exporter.webconfig import WebConfigError, WebSecurity, WebSettings, load_settings
 
 from .support import make_cert, openssl, require_tool
 
@@ -145,6 +145,29 @@ def test_an_unknown_user_costs_a_bcrypt_check_and_is_never_let_in(
     assert not security.authorized(header)  # and is not remembered as verified
     assert checked == [hashed, hashed]
     assert security.authorized(basic("bob", "pw")["Authorization"])
+
+
+def test_a_reload_to_no_users_mid_check_is_no_server_error(tmp_path: Path) -> None:
+    # `authorized` runs in a thread while a reload may replace the settings: read twice,
+    # users there at the first read and gone at the second raised StopIteration (a 500).
+    path = tmp_path / "web.yml"
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4))
+    path.write_text(f"basic_auth_users:\n  bob: {hashed.decode()}\n")
+    security = WebSecurity(path, load_settings(path), FakeClock())
+    with_bob, without = security.settings, WebSettings()
+
+    class Swapped:
+        """The settings as a reload leaves them: bob at the first read only."""
+
+        reads = 0
+
+        @property
+        def users(self) -> dict[str, bytes]:
+            Swapped.reads += 1
+            return with_bob.users if Swapped.reads == 1 else without.users
+
+    security.settings = Swapped()  # type: ignore[assignment]
+    assert not security.authorized(basic("mallory", "pw")["Authorization"])
 
 
 def test_promtool_and_we_accept_the_example_web_config(tmp_path: Path) -> None:

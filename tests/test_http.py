@@ -66,7 +66,7 @@ def gzip_of_zeros(size: int) -> bytes:
 
 async def test_a_compressed_body_is_capped_as_it_is_inflated() -> None:
     # 256 KiB on the wire, 256 MiB inflated. aiohttp before 3.14 inflated each network read
-    # whole (3.10.11: 267 MiB of heap for one such reply of 1 GiB) or called the refusal a
+    # whole (3.10.11: 267 MiB of heap for this reply) or called the refusal a
     # body cut short (3.13.3-3.13.5); pyproject.toml asks for 3.14.
     bomb = gzip_of_zeros(256 << 20)
 

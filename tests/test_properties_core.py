@@ -43,6 +43,27 @@ def test_no_registered_secret_survives_in_any_encoding(
     assert form not in scrubber.excerpt(before + form + after, len(before) + len(form) // 2)
 
 
+# Letters whose lower case is longer ("İ") or context-dependent ("Σ") beside plain ones.
+CASE_TRAPS = st.text(
+    alphabet=st.sampled_from("\u0130\u03a3\u03c3\u03c2\u00df\u1e9e\u212a\ufb00aZ -"),
+    max_size=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(secret=SECRETS, before=st.one_of(CASE_TRAPS, st.text(max_size=30)), data=st.data())
+def test_a_secrets_beginning_at_the_cut_is_dropped_and_nothing_before_it(
+    secret: str, before: str, data: st.DataObject
+) -> None:
+    scrubber = scrub.Scrubber()
+    scrubber.register(secret)
+    size = data.draw(st.integers(scrub.MIN_FRAGMENT, len(secret) - 1))
+    text = before + secret[:size]
+    kept = scrubber.without_trailing_fragment(text)
+    assert text.startswith(kept)
+    assert len(kept) <= len(before)  # the piece went, and maybe more of a look-alike
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.text())
 def test_vendor_text_always_encodes_and_labels_stay_bounded(text: str) -> None:

@@ -211,6 +211,34 @@ def test_wrapped_table_that_does_not_divide_is_a_parse_error() -> None:
         parse_sessions(DOC_SAMPLE.replace(b"|Customer|", b"|Cust|omer|"))
 
 
+@pytest.mark.parametrize(
+    "body", [b"OK\n123|Status|\nID|Technician|\n", b"OK\n 7 |ID|\nStatus|x|\n1|2|\n"]
+)
+def test_a_session_id_before_any_column_name_is_a_parse_error(body: bytes) -> None:
+    # Read as a wrapped table of no columns, it divided by zero: the cycle crashed
+    # (`internal`, a traceback) and the account's other nodes went unpolled.
+    with pytest.raises(ParseError, match="no header before its first session ID"):
+        parse_sessions(body)
+
+
+def test_start_times_are_read_whatever_another_thread_does_to_the_shared_days(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Parse threads share the memo of days; one clearing it (full) between another's
+    # filling and reading gave that one a KeyError, and its cycle crashed.
+    from exporter.vendors.rescue import parser
+
+    date_midnight = parser._date_midnight
+
+    def cleared_meanwhile(date: str) -> int | None:
+        parser._DATES.clear()
+        return date_midnight(date)
+
+    monkeypatch.setattr(parser, "_date_midnight", cleared_meanwhile)
+    texts = ["2/16/2012 9:00 AM", "3/1/2013 10:30 PM", "12/31/2019 11:59 PM"]
+    assert parser.quick_utc_starts(texts) == [parse_start_time(t, UTC) for t in texts]
+
+
 def test_wrapped_table_with_two_rows() -> None:
     body = DOC_SAMPLE.rstrip() + b"1663113|Active|0||337366|John Doe|2/16/2012 9:01 AM|2|||||||||"
     assert [s.id for s in parse_sessions(body).sessions] == ["1663112", "1663113"]

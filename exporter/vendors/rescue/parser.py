@@ -218,9 +218,12 @@ def quick_utc_starts(texts: list[str]) -> list[float | None] | None:
     if None in seconds:
         return None
     dates = list(map(itemgetter(0), parts))
-    for date in set(dates).difference(_DATES):
-        _DATES[date] = _date_midnight(date)
-    midnights = list(map(_DATES.__getitem__, dates))
+    # Read from a dict of this reply's own: `_DATES` is shared by parse threads, and
+    # another one may clear it between filling and reading (a KeyError).
+    known = _DATES.copy()
+    for date in set(dates).difference(known):
+        known[date] = _DATES[date] = _date_midnight(date)
+    midnights = list(map(known.__getitem__, dates))
     if len(_DATES) >= _MIDNIGHTS_MAX:
         _DATES.clear()
     if None in midnights:
@@ -368,6 +371,8 @@ def _wrapped_rows(
     # stream; the header ends where the first numeric session ID begins.
     fields = [f.replace("\n", " ") for line in lines for f in _fields(line)]
     width = next((i for i, f in enumerate(fields) if _DIGITS.match(f.strip())), len(fields))
+    if not width:  # a session ID before any column name: rows of no width
+        raise ParseError("wrapped table has no header before its first session ID")
     header, values = fields[:width], fields[width:]
     names = [_norm(name) for name in header]
     if len(set(names)) != len(names):

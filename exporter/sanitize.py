@@ -51,7 +51,8 @@ def label_value(text: str, max_length: int = LABEL_VALUE_MAX_LENGTH) -> tuple[st
     be cut."""
     text = scrub(clean_text(text))
     if not text.isprintable():  # one C pass: most values have nothing to blank
-        text = _CONTROL.sub(" ", text)
+        # Scrubbed again: "pass\tphrase" blanked is "pass phrase", a secret again.
+        text = scrub(_CONTROL.sub(" ", text))
     if len(text) <= max_length:
         return text, False
     return text[: max_length - len(TRUNCATION_MARKER)] + TRUNCATION_MARKER, True

@@ -153,6 +153,8 @@ def test_control_characters_never_reach_a_terminal_from_a_log_or_a_label() -> No
     assert event["cut"] == "a\\x0db"
     assert event["trace"] == "1\n2\t3"  # the renderers handle these two
     assert label_value("Act\x1b[2Jive\x85") == ("Act [2Jive ", False)
+    Secret("correct horse battery")  # a passphrase: blanking its tab makes it whole
+    assert label_value("x correct\thorse\x1bbattery") == ("x <redacted>", False)
     assert label_value("\U0001f469\u200d\U0001f4bb Zoom") == (
         "\U0001f469\u200d\U0001f4bb Zoom",
         False,

@@ -286,6 +286,22 @@ def test_error_message_is_cut_cleaned_and_redacted() -> None:
     assert "xxxxx" not in message and "<redacted>" in message
 
 
+def test_an_error_object_larger_than_any_real_one_is_not_decoded() -> None:
+    # Decoded whole on the event loop, 16 MiB of integers in an error body held it 1.3 s.
+    padding = ",".join(["1"] * 40_000)
+    body = ('{"Message": "bad", "a": [' + padding + "]}").encode()
+    assert len(body) > 65_536
+    assert parse_error_message(body) is None
+    assert parse_error_message(b'{"Message": "bad", "a": [1]}') == "bad"
+
+
+def test_a_secret_made_whole_by_blanking_control_characters_is_redacted() -> None:
+    # Blanked after the mask, "correct\thorse" became a passphrase again, in our own log.
+    secret = "correct horse battery"
+    body = json.dumps({"Message": "bad key correct\thorse\x85battery"}).encode()
+    assert parse_error_message(body, redact=(secret,)) == "bad key <redacted>"
+
+
 # -- the fast paths (bench/ingest.py): identical to the strict ones, edge by edge ----------
 
 FAST_PATH_EDGES = [

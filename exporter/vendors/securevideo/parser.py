@@ -635,10 +635,21 @@ def count_month(body: bytes, max_sessions: int = 1_000_000) -> MonthCounts:
     return counter.finish()
 
 
+def _masked(message: str, redact: tuple[str, ...]) -> str:
+    message = scrub.scrub(message)
+    for secret in redact:
+        if secret:
+            message = message.replace(secret, "<redacted>")
+    return message
+
+
 def parse_error_message(body: bytes, redact: tuple[str, ...] = ()) -> str | None:
     """The `Message` (and `MessageDetail`) of a SecureVideo error body, made safe to log:
     the `redact` strings masked, control characters blanked, truncated. None when the
-    body is not such an object."""
+    body is not such an object, or larger than any error object (decoded whole, 16 MiB of
+    integers held the event loop for 1.3 s, every cycle)."""
+    if len(body) > _MAX_ERROR_OBJECT:
+        return None
     try:
         data = json.loads(body, parse_int=_parse_int)
     except (RecursionError, ValueError):
@@ -651,12 +662,12 @@ def parse_error_message(body: bytes, redact: tuple[str, ...] = ()) -> str | None
         message = f"{message} ({detail})"
     # Mask before cutting, so that no prefix of a secret survives at the cut: every
     # configured secret in every encoding (the Basic token too), and `redact`.
-    message = scrub.scrub(clean_text(message))
-    for secret in redact:
-        if secret:
-            message = message.replace(secret, "<redacted>")
+    message = _masked(clean_text(message), redact)
     message = message[: _MESSAGE_LIMIT + 1]
     printable = "".join(c if c.isprintable() else " " for c in message).strip()
+    if printable != message.strip():
+        # Masked again: a secret with a tab or a line break in it, blanked, is whole again.
+        printable = _masked(printable, redact)
     if len(printable) > _MESSAGE_LIMIT:
         printable = printable[: _MESSAGE_LIMIT - 3] + "..."
     return printable

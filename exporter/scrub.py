@@ -22,6 +22,8 @@ MIN_SECRET_LENGTH = 4
 # A cut excerpt may end inside a secret: a trailing fragment at least this long that
 # begins one of the forms is dropped too.
 MIN_FRAGMENT = 4
+# Pieces of secrets cut off the end of one text at the most (`without_trailing_fragment`).
+FRAGMENT_PASSES = 4
 
 
 def encodings(value: str) -> set[str]:
@@ -120,10 +122,16 @@ class Scrubber:
         """`cut`, scrubbed text cut short, without a trailing piece that begins a secret
         form: the rest of the secret was beyond the cut."""
         current = self._current()
-        # Each pass cuts at least MIN_FRAGMENT characters (`fold` keeps positions), so
-        # the loop ends; another form's beginning may be left in front of the cut.
-        while (start := min_start(fragment_start(f, fold(cut)) for f in current)) is not None:
-            cut = cut[:start]
+        folded = fold(cut)  # the same positions as `cut`
+        # Another form's beginning may be left in front of the cut, so a few passes; not
+        # more: a line of nothing but a key's first four characters again and again is a
+        # vendor repeating what it knows, not a key we cut, and one pass a piece made it
+        # quadratic (2 s on the loop for a 64 KiB line).
+        for _ in range(FRAGMENT_PASSES):
+            start = min_start(fragment_start(forms, folded) for forms in current)
+            if start is None:
+                break
+            cut, folded = cut[:start], folded[:start]
         return cut
 
 

@@ -6,6 +6,8 @@ import random
 import sys
 import time
 from collections.abc import Callable, Sequence
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -284,6 +286,33 @@ def test_error_message_is_cut_cleaned_and_redacted() -> None:
     assert len(message) <= 200 and message.endswith("...")
     assert "\n" not in message and "\x1b" not in message
     assert "xxxxx" not in message and "<redacted>" in message
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 100, 1024, 1 << 16])
+def test_a_month_in_tiny_chunks_counts_the_same_with_few_tries_a_record(chunk: int) -> None:
+    # Decoded again from the record's start at every chunk, a record arriving in small
+    # chunks was quadratic (1 MiB in 1 KiB chunks: 0.3 s of the event loop).
+    from exporter.vendors.securevideo.parser import MonthCounter, count_month
+
+    base = json.loads(DOC_SAMPLE)
+    long_record = base[0] | {"SessionId": 9, "UsageDescription": "x" * 20_000}
+    records = [*base, long_record, base[1] | {"SessionId": 10, "WaitTime": 12345678901}]
+    body = json.dumps(records).encode()
+    counter = MonthCounter(1000)
+    decoder = counter._json
+    tries = 0
+
+    def counted(text: str, pos: int) -> tuple[Any, int]:
+        nonlocal tries
+        tries += 1
+        return decoder.raw_decode(text, pos)
+
+    counter._json = SimpleNamespace(raw_decode=counted)  # type: ignore[assignment]
+    for start in range(0, len(body), chunk):
+        counter.feed(body[start : start + chunk])
+    assert counter.finish() == count_month(body)
+    # Doubling: about log2(size / chunk) tries for each record, not size / chunk.
+    assert tries <= len(records) * (2 + max(1, len(body) // chunk).bit_length())
 
 
 def test_an_error_object_larger_than_any_real_one_is_not_decoded() -> None:

@@ -93,6 +93,16 @@ UNSUPPORTED_TLS_FIELDS = {
     "curve_preferences": "not supported; OpenSSL's default curves are used",
 }
 HTTP_FIELDS = frozenset({"http2", "headers"})
+# The response headers the exporter-toolkit lets a web config set, lower-cased.
+ALLOWED_HEADERS = frozenset(
+    {
+        "content-security-policy",
+        "strict-transport-security",
+        "x-content-type-options",
+        "x-frame-options",
+        "x-xss-protection",
+    }
+)
 
 
 class WebConfigError(ValueError):
@@ -142,6 +152,26 @@ def _tls_version(t: dict[str, Any], name: str, default: str | None) -> str | Non
     return str(value)
 
 
+def _check_file_names(t: dict[str, Any]) -> None:
+    for name in ("cert_file", "key_file"):
+        if not t.get(name):
+            raise WebConfigError(f"tls_server_config.{name}: required")
+    for name in ("cert_file", "key_file", "client_ca_file"):
+        if t.get(name) is not None and not isinstance(t[name], str):
+            # A number or `true` here crashed the start with a TypeError.
+            raise WebConfigError(f"tls_server_config.{name}: must be a file name")
+
+
+def _tls_versions(t: dict[str, Any]) -> tuple[str, str | None]:
+    min_version = _tls_version(t, "min_version", "TLS12")
+    assert min_version is not None  # noqa: S101 - narrows the type for mypy
+    max_version = _tls_version(t, "max_version", None)
+    if max_version is not None and TLS_VERSIONS[max_version] < TLS_VERSIONS[min_version]:
+        # Accepted, every handshake failed.
+        raise WebConfigError("tls_server_config.max_version: below min_version")
+    return min_version, max_version
+
+
 def _parse_tls(t: Any, base: Path) -> TLSSettings:
     if not isinstance(t, dict):
         raise WebConfigError("tls_server_config: must be a mapping")
@@ -150,12 +180,8 @@ def _parse_tls(t: Any, base: Path) -> TLSSettings:
             raise WebConfigError(f"tls_server_config.{key}: {UNSUPPORTED_TLS_FIELDS[key]}")
         if key not in TLS_FIELDS:
             raise WebConfigError(f"tls_server_config.{key}: unknown field")
-    for name in ("cert_file", "key_file"):
-        if not t.get(name):
-            raise WebConfigError(f"tls_server_config.{name}: required")
-    min_version = _tls_version(t, "min_version", "TLS12")
-    assert min_version is not None  # noqa: S101 - narrows the type for mypy
-    max_version = _tls_version(t, "max_version", None)
+    _check_file_names(t)
+    min_version, max_version = _tls_versions(t)
     client_auth = str(t.get("client_auth_type", "NoClientCert"))
     if client_auth in UNVERIFIED_CLIENT_AUTH:
         raise WebConfigError(
@@ -210,6 +236,17 @@ def _parse_http(h: Any) -> dict[str, str]:
         isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
     ):
         raise WebConfigError("http_server_config.headers: must map header names to strings")
+    for name, value in headers.items():
+        # The exporter-toolkit's set: any other (Content-Length, Content-Encoding,
+        # Transfer-Encoding) corrupted every reply, and a line break in a value failed it.
+        if name.lower() not in ALLOWED_HEADERS:
+            raise WebConfigError(
+                f"http_server_config.headers.{name[:60]}: not one of {sorted(ALLOWED_HEADERS)}"
+            )
+        if not value.isprintable() or not value.isascii():
+            raise WebConfigError(
+                f"http_server_config.headers.{name}: printable ASCII only, on one line"
+            )
     return dict(headers)
 
 
@@ -220,7 +257,7 @@ def parse_web_config(data: Any, base: Path) -> WebSettings:
         raise WebConfigError("web config: must be a mapping")
     unknown = set(data) - {"tls_server_config", "basic_auth_users", "http_server_config"}
     if unknown:
-        raise WebConfigError(f"{sorted(unknown)[0]}: unknown field")
+        raise WebConfigError(f"{sorted(map(str, unknown))[0]}: unknown field")
     tls = _parse_tls(data["tls_server_config"], base) if data.get("tls_server_config") else None
     users: dict[str, bytes] = {}
     raw_users = data.get("basic_auth_users") or {}
@@ -303,8 +340,16 @@ class WebSecurity:
             raise WebConfigError(f"tls_server_config: cannot load certificate: {exc}") from None
         return self._context
 
+    @classmethod
+    def _apply_tls(cls, context: ssl.SSLContext, tls: TLSSettings) -> None:
+        """`tls` into `context`, all or nothing: tried on a new context first, since a step
+        that fails leaves the ones before it applied (a reload refused for a missing CA
+        file had already turned client certificate checks off)."""
+        cls._fill_tls(ssl.create_default_context(ssl.Purpose.CLIENT_AUTH), tls)
+        cls._fill_tls(context, tls)
+
     @staticmethod
-    def _apply_tls(context: ssl.SSLContext, tls: TLSSettings) -> None:
+    def _fill_tls(context: ssl.SSLContext, tls: TLSSettings) -> None:
         # Loading into the live context makes new handshakes use the new certificate.
         context.load_cert_chain(tls.cert_file, tls.key_file)
         context.minimum_version = TLS_VERSIONS[tls.min_version]
@@ -348,6 +393,14 @@ class WebSecurity:
                 self._apply_tls(self._context, settings.tls)
         except (WebConfigError, OSError, ssl.SSLError) as exc:
             log.error("web config reload failed; keeping the old settings", error=str(exc))
+            return
+        except Exception as exc:
+            # A reload must never stop the watcher. Only the type: a message may quote
+            # the file, and it can hold hashes.
+            log.error(
+                "web config reload failed; keeping the old settings",
+                error=f"unexpected {type(exc).__name__}",
+            )
             return
         self.settings = settings
         self._tls_mtimes = self._tls_stat(settings)

@@ -97,6 +97,18 @@ async def test_tls_and_basic_auth_and_certificate_rotation(tmp_path: Path) -> No
         ("basic_auth_users:\n  bob: plaintext\n", "bcrypt"),
         ("tls_server_config:\n  cert_file: c\n  key_file: k\n  min_version: SSL3\n", "min_version"),
         ("colour: red\n", "unknown field"),
+        # These crashed the start with a TypeError (and a reload with a 500).
+        ("tls_server_config:\n  cert_file: 123\n  key_file: k\n", "cert_file: must be a file"),
+        ("1: a\nb: c\n", "unknown field"),
+        # Accepted, then every handshake failed.
+        (
+            "tls_server_config:\n  cert_file: c\n  key_file: k\n"
+            "  min_version: TLS13\n  max_version: TLS12\n",
+            "max_version: below min_version",
+        ),
+        # Accepted, then every reply was corrupt or failed.
+        ("http_server_config:\n  headers:\n    Content-Length: '1'\n", "not one of"),
+        ('http_server_config:\n  headers:\n    X-Frame-Options: "deny\\r\\nX: y"\n', "one line"),
         # Passed loading, then every login of bob was an HTTP 500 ("Invalid salt").
         ("basic_auth_users:\n  bob: $2b$10$not-a-real-hash\n", "bcrypt"),
         ("basic_auth_users:\n  bob: caf\xe9\n", "UTF-8"),  # written as Latin-1 below
@@ -273,6 +285,55 @@ def test_tls_fields_are_honoured_or_refused(tmp_path: Path, tls_lines: str, mess
     path.write_text("tls_server_config:\n  cert_file: c\n  key_file: k\n" + tls_lines)
     with pytest.raises(WebConfigError, match=message):
         load_settings(path)
+
+
+def test_a_refused_tls_reload_changes_nothing_in_force(tmp_path: Path) -> None:
+    # Applied step by step, a reload refused for a missing CA file had already turned
+    # client certificate checks off, while the log said the old settings were kept.
+    cert, key = make_cert(tmp_path, "server")
+    ca, _ = make_cert(tmp_path, "client-ca")
+    path = tmp_path / "web.yml"
+    head = f"tls_server_config:\n  cert_file: {cert.name}\n  key_file: {key.name}\n"
+    path.write_text(
+        head + f"  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {ca.name}\n"
+    )
+    clock = FakeClock()
+    security = WebSecurity(path, load_settings(path), clock)
+    context = security.ssl_context()
+    assert context is not None and context.verify_mode == ssl.CERT_REQUIRED
+    path.write_text(
+        head + "  client_auth_type: NoClientCert\n  min_version: TLS13\n"
+        "  client_ca_file: missing.crt\n"
+    )
+    os.utime(path, (1, 2))
+    clock.advance(2)
+    security.maybe_reload()
+    assert security.settings.tls is not None
+    assert security.settings.tls.client_auth_type == "RequireAndVerifyClientCert"
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.minimum_version == ssl.TLSVersion.TLSv1_2
+
+
+def test_a_reload_that_fails_unexpectedly_keeps_the_settings_and_the_watcher(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Uncaught, it was a 500 for the request that triggered it, or the end of the watcher.
+    from exporter import webconfig
+
+    path = tmp_path / "web.yml"
+    path.write_text("http_server_config:\n  headers:\n    X-Frame-Options: deny\n")
+    clock = FakeClock()
+    security = WebSecurity(path, load_settings(path), clock)
+    before = security.settings
+
+    def broken(path: Path) -> WebSettings:
+        raise TypeError("unsupported operand")
+
+    monkeypatch.setattr(webconfig, "load_settings", broken)
+    os.utime(path, (1, 2))
+    clock.advance(2)
+    security.maybe_reload()
+    assert security.settings is before
 
 
 def test_cipher_suites_and_versions_reach_the_tls_context(tmp_path: Path) -> None:

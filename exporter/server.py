@@ -86,10 +86,7 @@ async def landing(request: web.Request) -> web.Response:
                 "up": view.up,
                 "total": len(view.accounts),
                 "time": view.now,
-                "accounts": [
-                    {k: v for k, v in detail_json(view, a).items() if k != "cycles"}
-                    for a in view.accounts
-                ],
+                "accounts": [detail_json(view, a, with_cycles=False) for a in view.accounts],
             }
         )
     return _html(render_status(view))

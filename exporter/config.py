@@ -26,7 +26,7 @@ import yaml
 from . import scrub
 from .accounts import AccountCommon as AccountCommon  # re-exported for vendor packages
 from .accounts import AccountConfig as AccountConfig
-from .yamlfile import DuplicateKeyError, load_yaml
+from .yamlfile import FieldError, load_yaml
 
 SECRET_FIELDS = ("api_key", "api_secret", "password", "auth_code")
 
@@ -622,8 +622,8 @@ def load_config(
         raise ConfigError("", f"cannot read config file {path}: not UTF-8 text") from None
     try:
         data = load_yaml(text)
-    except DuplicateKeyError as exc:
-        raise ConfigError(exc.path, f"given twice (again at line {exc.line})") from None
+    except FieldError as exc:
+        raise ConfigError(exc.path, exc.problem) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

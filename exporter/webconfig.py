@@ -34,7 +34,7 @@ from aiohttp import web
 
 from .clock import Clock, SystemClock
 from .logs import get_logger
-from .yamlfile import DuplicateKeyError, load_yaml
+from .yamlfile import FieldError, load_yaml
 
 log = get_logger(component="web")
 
@@ -280,7 +280,7 @@ def load_settings(path: Path) -> WebSettings:
         data = load_yaml(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise WebConfigError(f"cannot read web config {path}: {exc.strerror}") from None
-    except DuplicateKeyError as exc:
+    except FieldError as exc:
         raise WebConfigError(f"{exc}") from None
     except (yaml.YAMLError, ValueError, RecursionError):
         # ValueError: not UTF-8 (uncaught, it stopped the file's watcher for good).

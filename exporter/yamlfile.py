@@ -1,10 +1,12 @@
 """YAML of our own config files, read as `yaml.safe_load` reads it, but refusing a key
-given twice in one mapping: PyYAML keeps the last one silently, so a second `glance:` list
-or an `api_key` pasted twice would drop half a file with no word.
+given twice in one mapping (PyYAML keeps the last one silently, so a second `glance:` list
+or an `api_key` pasted twice would drop half a file with no word) and a string that is not
+text (a `"\\ud800"` escape loaded, then every page showing it failed to encode).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -12,18 +14,36 @@ import yaml
 KEY_SHOWN = 60  # characters of a repeated key in the error; a config key, never a secret
 
 
-class DuplicateKeyError(yaml.YAMLError):
+class FieldError(yaml.YAMLError):
+    """What is wrong with the field at `path` (dotted), found at `line`."""
+
+    def __init__(self, path: str, line: int, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.line = line
+        self.problem = problem
+
+
+class DuplicateKeyError(FieldError):
     """A mapping lists one key twice; `path` is the dotted path of the second."""
 
     def __init__(self, path: str, line: int) -> None:
-        super().__init__(f"{path}: given twice (again at line {line})")
-        self.path = path
-        self.line = line
+        super().__init__(path, line, f"given twice (again at line {line})")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _refuse_non_text(node: yaml.Node, path: str) -> None:
+    if isinstance(node, yaml.ScalarNode) and _SURROGATE.search(node.value):
+        line = node.start_mark.line + 1
+        raise FieldError(path, line, f"not text: a lone surrogate escape (line {line})")
 
 
 def load_yaml(text: str) -> Any:
     """The document in `text`, as `yaml.safe_load` gives it; raises `yaml.YAMLError`
-    (`DuplicateKeyError` for a repeated key), and RecursionError for nesting too deep."""
+    (`FieldError` for a repeated key or a string that is not text), and RecursionError
+    for nesting too deep."""
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
@@ -41,10 +61,12 @@ def _refuse_repeated_keys(node: yaml.Node, path: str, seen: set[int]) -> None:
     if id(node) in seen:
         return
     seen.add(id(node))
+    _refuse_non_text(node, path or "(document)")
     if isinstance(node, yaml.MappingNode):
         keys: set[tuple[str, str]] = set()
         for key, value in node.value:
             if isinstance(key, yaml.ScalarNode):
+                _refuse_non_text(key, f"{path}.?" if path else "?")
                 name = key.value[:KEY_SHOWN]
                 child = f"{path}.{name}" if path else name
                 # `<<` merges are PyYAML's to flatten; a merged key may override.

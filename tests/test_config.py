@@ -174,6 +174,26 @@ def test_a_key_given_twice_is_refused_with_its_path(
     assert "S3cr3t" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        ("fake:\n" + ACCOUNT_YAML.replace("name: a", 'name: "a\\ud800"'), "fake[0].name"),
+        ("fake:\n" + ACCOUNT_YAML + '    "\\udfff": x\n', "fake[0].?"),
+    ],
+)
+def test_a_string_that_is_not_text_is_refused_with_its_path(
+    tmp_path: Path, text: str, path: str
+) -> None:
+    # Loaded, it failed every page that showed it (`/config`: a 500, "surrogates not
+    # allowed").
+    config = tmp_path / "c.yaml"
+    config.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(config, VENDORS)
+    assert info.value.path == path
+    assert "not text: a lone surrogate escape (line " in str(info.value)
+
+
 def test_merge_keys_may_override_and_aliases_load_as_before(tmp_path: Path) -> None:
     # `<<` is how YAML shares fields between accounts; a key after it overrides, as it may.
     text = (

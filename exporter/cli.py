@@ -30,10 +30,28 @@ if TYPE_CHECKING:  # the test doubles are imported by --demo alone, when it runs
     from .simulators.demo import DemoWorld
 
 DEFAULT_PORT = 9786
+# A connection with no request for this long is closed: one that never finishes its
+# headers too (aiohttp arms this timer when a connection opens, and only a complete
+# request disarms it). aiohttp's default, an hour, let idle sockets pile up until accept
+# failed (EMFILE) and scrapes timed out. Longer than a 60 s scrape interval, so that
+# Prometheus keeps its connection.
+IDLE_CONNECTION_SECONDS = 75.0
 # What --demo.wrong-key puts in place of a demo credential: a secret like any other (the
 # page must show it redacted), and fixed, so tests can look for it.
 DEMO_WRONG_KEY = "demo-wrong-key-7Yq2"
 log = get_logger(component="main")
+
+
+def app_runner(
+    app: web.Application, idle_seconds: float = IDLE_CONNECTION_SECONDS
+) -> web.AppRunner:
+    return web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=2.0,
+        keepalive_timeout=idle_seconds,
+    )
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -341,7 +359,7 @@ async def serve(args: argparse.Namespace) -> int:
     host, port = split_address(args.listen_address or f"{default_host}:{DEFAULT_PORT}")
     middlewares = (web_security.middleware(),) if web_security else ()
     app = build_app(daemon, reload_config, WebOptions(args.telemetry_path), middlewares)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+    runner = app_runner(app)
     await daemon.start()
     await runner.setup()
     tune_garbage_collector()

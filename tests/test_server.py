@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import gzip
 import html
@@ -14,7 +15,7 @@ import bcrypt
 import pytest
 from aiohttp import web
 
-from exporter.cli import telemetry_path
+from exporter.cli import IDLE_CONNECTION_SECONDS, app_runner, telemetry_path
 from exporter.loop import Daemon
 from exporter.server import WebOptions, build_app
 from exporter.simulators.clock import FakeClock
@@ -210,3 +211,28 @@ def test_telemetry_path_cannot_shadow_a_page(path: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError):
         telemetry_path(path)
     assert telemetry_path("/custom-metrics") == "/custom-metrics"
+
+
+@pytest.mark.parametrize("sent", [b"", b"GET /metrics HTTP/1.1\r\nHost: x\r\n"])
+async def test_a_connection_that_never_finishes_a_request_is_closed(sent: bytes) -> None:
+    # aiohttp's default held such a socket for an hour: a few hundred of them and accept
+    # failed (EMFILE), and scrapes timed out.
+    async def hello(request: web.Request) -> web.Response:
+        return web.Response(text="hello")
+
+    app = web.Application()
+    app.router.add_get("/metrics", hello)
+    runner = app_runner(app, idle_seconds=0.2)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(sent)
+        # A bound on failure: the server closes at 0.2 s, or the read fails after 10.
+        assert await asyncio.wait_for(reader.read(), timeout=10) == b""
+        writer.close()
+    finally:
+        await runner.cleanup()
+    assert IDLE_CONNECTION_SECONDS > 60  # Prometheus's usual longest scrape interval

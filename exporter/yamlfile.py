@@ -6,10 +6,11 @@ text (a `"\\ud800"` escape loaded, then every page showing it failed to encode).
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import yaml
+
+from .sanitize import clean_text
 
 KEY_SHOWN = 60  # characters of a repeated key in the error; a config key, never a secret
 
@@ -31,11 +32,9 @@ class DuplicateKeyError(FieldError):
         super().__init__(path, line, f"given twice (again at line {line})")
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def _refuse_non_text(node: yaml.Node, path: str) -> None:
-    if isinstance(node, yaml.ScalarNode) and _SURROGATE.search(node.value):
+    # `clean_text` replaces lone surrogates: a value it changes is not text.
+    if isinstance(node, yaml.ScalarNode) and clean_text(node.value) != node.value:
         line = node.start_mark.line + 1
         raise FieldError(path, line, f"not text: a lone surrogate escape (line {line})")
 

@@ -332,10 +332,12 @@ class WebSecurity:
         tls = self.settings.tls
         if tls is None:
             return None
+        fresh = self._context is None
         if self._context is None:
             self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         try:
-            self._apply_tls(self._context, tls)
+            # A context made just now serves nothing yet: no need to try on a scratch one.
+            (self._fill_tls if fresh else self._apply_tls)(self._context, tls)
         except (OSError, ssl.SSLError) as exc:
             raise WebConfigError(f"tls_server_config: cannot load certificate: {exc}") from None
         return self._context

@@ -17,6 +17,7 @@ from aiohttp import web
 from . import __version__
 from .clock import SystemClock
 from .config import SECRET_FIELDS, ConfigError, load_config, parse_config
+from .connections import CappedTCPSite, ConnectionCap, default_limit
 from .heap import tune_garbage_collector
 from .logs import configure, get_logger
 from .loop import Daemon
@@ -63,6 +64,16 @@ def parse_shard(text: str) -> tuple[int, int]:
     if count < 1 or not 0 <= index < count:
         raise argparse.ArgumentTypeError("need 0 <= I < N")
     return index, count
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("use a whole number, e.g. 256") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("need at least 1")
+    return value
 
 
 def telemetry_path(text: str) -> str:
@@ -112,6 +123,15 @@ def build_parser() -> argparse.ArgumentParser:
         dest="web_config_file",
         default=None,
         help="exporter-toolkit web config: TLS and basic auth",
+    )
+    p.add_argument(
+        "--web.max-connections",
+        dest="max_connections",
+        default=None,
+        type=positive_int,
+        help="most client connections open at once; at the limit a new one closes the "
+        "oldest idle one (default: a quarter of the open-file limit, at most "
+        "1024 and at least 8)",
     )
     p.add_argument(
         "--log.level", dest="log_level", default="info", choices=("debug", "info", "warn", "error")
@@ -357,15 +377,21 @@ async def serve(args: argparse.Namespace) -> int:
 
     default_host = "127.0.0.1" if args.demo else ""
     host, port = split_address(args.listen_address or f"{default_host}:{DEFAULT_PORT}")
-    middlewares = (web_security.middleware(),) if web_security else ()
+    cap = ConnectionCap(args.max_connections or default_limit())
+    # The cap counts every request in flight, even those the web config turns away.
+    middlewares = (cap.middleware(),) + ((web_security.middleware(),) if web_security else ())
     app = build_app(daemon, reload_config, WebOptions(args.telemetry_path), middlewares)
     runner = app_runner(app)
     await daemon.start()
     await runner.setup()
     tune_garbage_collector()
     try:
-        site = web.TCPSite(
-            runner, host, port, ssl_context=web_security.ssl_context() if web_security else None
+        site = CappedTCPSite(
+            runner,
+            host,
+            port,
+            cap,
+            ssl_context=web_security.ssl_context() if web_security else None,
         )
         await site.start()
     except OSError as exc:
@@ -380,6 +406,7 @@ async def serve(args: argparse.Namespace) -> int:
         address=f"{host or ''}:{bound}",
         version=__version__,
         accounts=len(config.accounts),
+        max_connections=cap.limit,
         demo=args.demo,
         tls=bool(web_security and web_security.tls_enabled),
     )

@@ -47,6 +47,7 @@ def test_example_config_is_valid(tmp_path: Path) -> None:
         ("--web.telemetry-path", "metrics"),
         ("--web.telemetry-path", "/-/ready"),
         ("--shard", "3/3"),
+        ("--web.max-connections", "0"),
     ],
 )
 def test_bad_flags_are_clean_errors(flags: tuple[str, str]) -> None:

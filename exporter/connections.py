@@ -1,0 +1,128 @@
+"""A cap on open client connections, so that clients cannot use up the file descriptors.
+
+The idle timeout (``cli.IDLE_CONNECTION_SECONDS``) closes each silent connection in the
+end, but a client opening a few hundred every minute still exhausts a low
+``ulimit -n``: ``accept`` then fails and scrapes time out. At the cap, a new connection
+makes room by closing the oldest one that has no request in flight. Refusing the new one
+instead would let whoever holds the slots lock Prometheus out. A scrape in flight is
+closed only when every open connection has one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+
+from .logs import get_logger
+
+log = get_logger(component="http")
+# Half the descriptors go to polling, the state file and logs; a quarter is plenty for
+# Prometheus, a browser and probes, and keeps the cap within a low `ulimit -n`.
+_SHARE_OF_DESCRIPTORS = 4
+_MOST_BY_DEFAULT = 1024
+_FEWEST = 8
+_WARN_EVERY_SECONDS = 60.0
+
+
+def default_limit() -> int:
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return _MOST_BY_DEFAULT
+    return max(_FEWEST, min(_MOST_BY_DEFAULT, soft // _SHARE_OF_DESCRIPTORS))
+
+
+class ConnectionCap:
+    """Counts requests in flight per connection and makes room at the cap."""
+
+    def __init__(self, limit: int, monotonic: Callable[[], float] = time.monotonic) -> None:
+        if limit < 1:
+            raise ValueError("the connection limit must be at least 1")
+        self.limit = limit
+        self.closed_for_room = 0
+        self._in_flight: dict[object, int] = {}
+        self._monotonic = monotonic
+        self._last_warning: float | None = None
+
+    def middleware(self) -> Any:
+        @web.middleware
+        async def track(request: web.Request, handler: Any) -> web.StreamResponse:
+            connection = request.protocol
+            self._in_flight[connection] = self._in_flight.get(connection, 0) + 1
+            try:
+                response: web.StreamResponse = await handler(request)
+                return response
+            finally:
+                left = self._in_flight[connection] - 1
+                if left:
+                    self._in_flight[connection] = left
+                else:
+                    del self._in_flight[connection]
+
+        return track
+
+    def protocol_factory(self, server: web.Server) -> Callable[[], RequestHandler]:
+        def new_connection() -> RequestHandler:
+            open_now = server.connections  # oldest first
+            if len(open_now) >= self.limit:
+                self._make_room(open_now)
+            return server()
+
+        return new_connection
+
+    def _make_room(self, open_now: list[RequestHandler]) -> None:
+        idle = [c for c in open_now if c not in self._in_flight]
+        # Only a few connections are in flight at a time: the slots go to the idle ones.
+        for connection in (idle or open_now)[: len(open_now) - self.limit + 1]:
+            connection.force_close()
+            self.closed_for_room += 1
+        now = self._monotonic()
+        if self._last_warning is None or now - self._last_warning >= _WARN_EVERY_SECONDS:
+            self._last_warning = now
+            log.warning(
+                "connection limit reached; closed an older connection to make room",
+                limit=self.limit,
+                closed_so_far=self.closed_for_room,
+                hint="raise --web.max-connections, or look for a client that opens "
+                "connections and leaves them idle",
+            )
+
+
+class CappedTCPSite(web.BaseSite):
+    """``web.TCPSite``, with each new connection passing the cap first."""
+
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str | None,
+        port: int,
+        cap: ConnectionCap,
+        ssl_context: Any = None,
+    ) -> None:
+        super().__init__(runner, ssl_context=ssl_context)
+        self._listen_host = host
+        self._listen_port = port
+        self._cap = cap
+
+    @property
+    def name(self) -> str:
+        scheme = "https" if self._ssl_context else "http"
+        return f"{scheme}://{self._listen_host or '*'}:{self._listen_port}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        if server is None:
+            raise RuntimeError("call runner.setup() before starting a site")
+        self._server = await asyncio.get_running_loop().create_server(
+            self._cap.protocol_factory(server),
+            self._listen_host or None,
+            self._listen_port,
+            ssl=self._ssl_context,
+            backlog=self._backlog,
+        )

@@ -124,5 +124,7 @@ class CappedTCPSite(web.BaseSite):
             self._listen_host or None,
             self._listen_port,
             ssl=self._ssl_context,
-            backlog=self._backlog,
+            # asyncio accepts up to `backlog` connections in one go before any reaches
+            # the cap, so a flood holds up to twice the limit for a moment, not more.
+            backlog=min(self._backlog, self._cap.limit),
         )

@@ -551,6 +551,7 @@ class AccountParser(Protocol):
     def parse_account(self) -> Callable[[Fields, AccountCommon, GlobalConfig], AccountConfig]: ...
 
 
+JSON_SUFFIX = ".json"
 _ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")  # \Z: `$` takes a final "\n"
 
 
@@ -582,6 +583,11 @@ def parse_config(
             name = fields.str("name")
             if not _ACCOUNT_NAME.match(name):
                 raise ConfigError(fields._path("name"), "use 1-64 letters, digits, _ . : -")
+            if name.endswith(JSON_SUFFIX):
+                # /accounts/<vendor>/<name>.json is the account's page as JSON.
+                raise ConfigError(
+                    fields._path("name"), f"must not end in {JSON_SUFFIX} (its page's JSON is)"
+                )
             if (vendor_name, name) in seen:
                 raise ConfigError(fields._path("name"), f"duplicate account name {name!r}")
             seen.add((vendor_name, name))

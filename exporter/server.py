@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .config import JSON_SUFFIX
 from .loop import Daemon
 from .snapshot import content_type, wants_gzip, wants_openmetrics
 from .statuspage import (
@@ -98,8 +99,8 @@ async def account_detail(request: web.Request) -> web.Response:
     as_json = _wants_json(request)
     accounts = {(a.vendor, a.name): a for a in view.accounts}
     account = accounts.get((vendor, name))
-    if account is None and name.endswith(".json"):
-        account, as_json = accounts.get((vendor, name.removesuffix(".json"))), True
+    if account is None and name.endswith(JSON_SUFFIX):  # no account's name ends so
+        account, as_json = accounts.get((vendor, name.removesuffix(JSON_SUFFIX))), True
     if account is None:
         raise web.HTTPNotFound(text="no such account\n")
     if as_json:

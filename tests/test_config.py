@@ -58,6 +58,8 @@ def test_bad_durations(text: str) -> None:
         ({"fake": [account(base_url="http://[::1")]}, "fake[0].base_url", "not a URL"),
         ({"fake": [account(base_url="http://127.0.0.1:99999")]}, "fake[0].base_url", "not a URL"),
         ({"fake": [account(name="a\n")]}, "fake[0].name", ""),
+        # /accounts/fake/x.json is account x's JSON: an account x.json would be unreachable.
+        ({"fake": [account(name="x.json")]}, "fake[0].name", "must not end in .json"),
         ({"global": []}, "global", "must be a mapping"),
         ({"global": False}, "global", "must be a mapping"),
     ],

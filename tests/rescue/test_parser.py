@@ -235,8 +235,46 @@ def test_start_times_are_read_whatever_another_thread_does_to_the_shared_days(
         return date_midnight(date)
 
     monkeypatch.setattr(parser, "_date_midnight", cleared_meanwhile)
+    monkeypatch.setattr(parser, "_STARTS", {})  # read afresh, not remembered
     texts = ["2/16/2012 9:00 AM", "3/1/2013 10:30 PM", "12/31/2019 11:59 PM"]
     assert parser.quick_utc_starts(texts) == [parse_start_time(t, UTC) for t in texts]
+
+
+def test_start_times_read_before_are_remembered_across_replies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from exporter.vendors.rescue import parser
+
+    monkeypatch.setattr(parser, "_STARTS", {})
+    read: list[str] = []
+    date_midnight = parser._date_midnight
+
+    def counted(date: str) -> int | None:
+        read.append(date)
+        return date_midnight(date)
+
+    monkeypatch.setattr(parser, "_date_midnight", counted)
+    monkeypatch.setattr(parser, "_DATES", {})
+    first = ["2/16/2012 9:00 AM", "3/1/2013 10:30 PM"]
+    assert parser.quick_utc_starts(first) == [parse_start_time(t, UTC) for t in first]
+    second = ["4/2/2014 1:05 AM", "3/1/2013 10:30 PM", "2/16/2012 9:00 AM"]
+    assert parser.quick_utc_starts(second) == [parse_start_time(t, UTC) for t in second]
+    # Each date read once: the second reply read only its new text.
+    assert sorted(read) == ["2/16/2012", "3/1/2013", "4/2/2014"]
+    # A reply with a day that does not exist is refused whole, and leaves nothing behind.
+    assert parser.quick_utc_starts(["2/30/2015 9:00 AM", "5/5/2015 9:00 AM"]) is None
+    assert set(parser._STARTS) == set(first) | set(second)
+
+
+def test_the_memo_of_start_times_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from exporter.vendors.rescue import parser
+
+    monkeypatch.setattr(parser, "_STARTS", {})
+    monkeypatch.setattr(parser, "_STARTS_MAX", 100)
+    for day in range(1, 29):
+        texts = [f"2/{day}/2016 {hour}:{minute:02d} AM" for hour in (1, 2) for minute in range(30)]
+        assert parser.quick_utc_starts(texts) == [parse_start_time(t, UTC) for t in texts]
+        assert len(parser._STARTS) <= 100
 
 
 def test_wrapped_table_with_two_rows() -> None:

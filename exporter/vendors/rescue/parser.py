@@ -212,7 +212,31 @@ def quick_utc_start(text: str) -> float | None:
 
 def quick_utc_starts(texts: list[str]) -> list[float | None] | None:
     """`quick_utc_start` of each text, a column at a time (every step a C loop); None
-    unless every text has the common shape and names a real day."""
+    unless every text has the common shape and names a real day. Texts read before, by
+    any reply, are looked up: a poll's sessions are mostly the last poll's."""
+    remembered = list(map(_STARTS.get, texts))
+    if None not in remembered:
+        return remembered
+    missing = [text for text, value in zip(texts, remembered, strict=True) if value is None]
+    read = _read_utc_starts(missing)
+    if read is None:
+        return None
+    # Parse threads share the memo: each reply reads only its own lists, and an entry
+    # another thread clears meanwhile is only read again next time.
+    if len(_STARTS) + len(missing) > _STARTS_MAX:
+        _STARTS.clear()
+    _STARTS.update(zip(missing, cast(list[float], read), strict=True))
+    new = iter(read)
+    return [next(new) if value is None else value for value in remembered]
+
+
+# Start Time text -> its UTC reading, for the texts of the common shape: about a week of
+# minutes, each in both hour forms; cleared when full.
+_STARTS: dict[str, float] = {}
+_STARTS_MAX = 16_384
+
+
+def _read_utc_starts(texts: list[str]) -> list[float | None] | None:
     parts = list(map(str.partition, texts, repeat(" ")))
     seconds = list(map(_CLOCK_SECONDS.get, map(itemgetter(2), parts)))
     if None in seconds:

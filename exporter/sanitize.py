@@ -45,14 +45,20 @@ def clean_text(text: str) -> str:
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
-def label_value(text: str, max_length: int = LABEL_VALUE_MAX_LENGTH) -> tuple[str, bool]:
-    """A vendor string as a label value: encodable, scrubbed of secrets, control
-    characters blanked, at most `max_length` characters. The flag says whether it had to
-    be cut."""
+def printable(text: str) -> str:
+    """A vendor string fit to show: encodable, scrubbed of secrets, control characters
+    blanked one for one. Scrubbed again once blanked: "pass\tphrase" blanked is
+    "pass phrase", which may be a secret."""
     text = scrub(clean_text(text))
     if not text.isprintable():  # one C pass: most values have nothing to blank
-        # Scrubbed again: "pass\tphrase" blanked is "pass phrase", a secret again.
         text = scrub(_CONTROL.sub(" ", text))
+    return text
+
+
+def label_value(text: str, max_length: int = LABEL_VALUE_MAX_LENGTH) -> tuple[str, bool]:
+    """A vendor string as a label value: `printable`, at most `max_length` characters.
+    The flag says whether it had to be cut."""
+    text = printable(text)
     if len(text) <= max_length:
         return text, False
     return text[: max_length - len(TRUNCATION_MARKER)] + TRUNCATION_MARKER, True

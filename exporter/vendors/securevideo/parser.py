@@ -32,10 +32,9 @@ from typing import Annotated, Any
 
 import msgspec
 
-from ... import scrub
 from ...errors import ParseError
 from ...parseworker import RecordsInPieces
-from ...sanitize import MAX_PLAUSIBLE_SECONDS, clean_text, plausible_epoch
+from ...sanitize import MAX_PLAUSIBLE_SECONDS, clean_text, plausible_epoch, printable
 
 # SecureVideo writes .NET-style UTC times without an offset, with 0-7 fractional digits
 # ("2016-11-03T21:46:16.1", "2016-11-03T22:00:00"); a trailing Z is accepted too.
@@ -658,7 +657,6 @@ def count_month(body: bytes, max_sessions: int = 1_000_000) -> MonthCounts:
 
 
 def _masked(message: str, redact: tuple[str, ...]) -> str:
-    message = scrub.scrub(message)
     for secret in redact:
         if secret:
             message = message.replace(secret, "<redacted>")
@@ -682,14 +680,10 @@ def parse_error_message(body: bytes, redact: tuple[str, ...] = ()) -> str | None
     detail = data.get("MessageDetail")
     if isinstance(detail, str) and detail:
         message = f"{message} ({detail})"
-    # Mask before cutting, so that no prefix of a secret survives at the cut: every
-    # configured secret in every encoding (the Basic token too), and `redact`.
-    message = _masked(clean_text(message), redact)
-    message = message[: _MESSAGE_LIMIT + 1]
-    printable = "".join(c if c.isprintable() else " " for c in message).strip()
-    if printable != message.strip():
-        # Masked again: a secret with a tab or a line break in it, blanked, is whole again.
-        printable = _masked(printable, redact)
-    if len(printable) > _MESSAGE_LIMIT:
-        printable = printable[: _MESSAGE_LIMIT - 3] + "..."
-    return printable
+    # Scrubbed before it is cut, so that no prefix of a secret survives at the cut: every
+    # configured secret in every encoding (the Basic token too, by `printable`), and the
+    # `redact` strings, before and after control characters are blanked.
+    message = _masked(printable(_masked(message, redact)), redact).strip()
+    if len(message) > _MESSAGE_LIMIT:
+        message = message[: _MESSAGE_LIMIT - 3] + "..."
+    return message

@@ -12,6 +12,7 @@ import bcrypt
 import pytest
 from aiohttp import web
 
+from exporter.connections import CappedTCPSite, ConnectionCap
 from exporter.simulators.clock import FakeClock
 from exporter.webconfig import WebConfigError, WebSecurity, WebSettings, load_settings
 
@@ -30,12 +31,14 @@ async def hello(request: web.Request) -> web.Response:
 
 
 async def serve_secured(security: WebSecurity) -> tuple[web.AppRunner, str]:
-    """A hello app behind `security` (TLS and auth) on 127.0.0.1; clean up the runner."""
-    app = web.Application(middlewares=[security.middleware()])
+    """A hello app behind `security` (TLS and auth) on 127.0.0.1, on the daemon's own
+    kind of site; clean up the runner."""
+    cap = ConnectionCap(64)
+    app = web.Application(middlewares=[cap.middleware(), security.middleware()])
     app.router.add_get("/", hello)
     runner = web.AppRunner(app, shutdown_timeout=0.5)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=security.ssl_context())
+    site = CappedTCPSite(runner, "127.0.0.1", 0, cap, ssl_context=security.ssl_context())
     await site.start()
     return runner, f"https://127.0.0.1:{runner.addresses[0][1]}/"
 

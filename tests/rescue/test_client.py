@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 from aioresponses import aioresponses
+from multidict import CIMultiDict
 from yarl import URL
 
 from exporter import scrub
@@ -411,3 +412,52 @@ async def test_soap_login_then_cookie_and_relogin_on_notloggedin(env: Env) -> No
     assert b"<sAuthCode></sAuthCode>" in calls[2].kwargs["data"]
     assert calls[0].kwargs["headers"]["Cookie"] == "ASP.NET_SessionId=old"
     assert calls[2].kwargs["headers"]["Cookie"] == "ASP.NET_SessionId=abc123"
+
+
+def cookies(*set_cookie: str) -> CIMultiDict[str]:
+    return CIMultiDict(("Set-Cookie", value) for value in set_cookie)
+
+
+async def test_a_session_cookie_that_cannot_be_sent_back_is_a_vendor_error(env: Env) -> None:
+    # Python's cookie parser turns \012 into a line break; sent back in a header, it
+    # raised ValueError in aiohttp, and the account crashed every cycle ("internal").
+    env.post(LOGIN, body="OK", headers=cookies('ASP.NET_SessionId="abc\\012Injected: 1"'))
+    acc = account(**LOGIN_FIELDS)
+    with pytest.raises(UpstreamError) as info:
+        await env.client(acc).get_sessions(env.up, acc.nodes[0])
+    assert info.value.reason == "vendor_error"
+    assert "usable ASP.NET_SessionId cookie" in str(info.value)
+    assert not env.calls(GET)
+
+
+async def test_only_the_session_id_is_held_as_a_secret(env: Env) -> None:
+    # Every cookie's value was held: a vendor setting `a=acme` blanked the word "acme"
+    # out of every log line and page of every account.
+    env.post(
+        LOGIN,
+        body="OK",
+        headers=cookies("ASP.NET_SessionId=sid-5ce1a77b; path=/", "lb=Canal-rescue; path=/"),
+    )
+    env.post(GET, body=TABLE)
+    acc = account(**LOGIN_FIELDS)
+    await env.client(acc).get_sessions(env.up, acc.nodes[0])
+    (get,) = env.calls(GET)
+    assert get.kwargs["headers"]["Cookie"] == "ASP.NET_SessionId=sid-5ce1a77b; lb=Canal-rescue"
+    assert scrub.scrub("sid-5ce1a77b") == "<redacted>"
+    assert scrub.scrub("channel Canal-rescue") == "channel Canal-rescue"
+
+
+async def test_a_flood_of_cookies_sends_back_only_what_fits(env: Env) -> None:
+    # 100 cookies of 8,000 characters held as secrets froze the loop for 9 s and took
+    # 1.5 GB; sent back, they make a header no server takes.
+    long = [f"c{i}={'x' * 8000}" for i in range(100)]
+    medium = [f"m{i}={'y' * 500}" for i in range(100)]
+    env.post(LOGIN, body="OK", headers=cookies(*long, *medium, "ASP.NET_SessionId=sid-9"))
+    env.post(GET, body=TABLE)
+    acc = account(**LOGIN_FIELDS)
+    await env.client(acc).get_sessions(env.up, acc.nodes[0])
+    (get,) = env.calls(GET)
+    sent = get.kwargs["headers"]["Cookie"]
+    assert sent.startswith("ASP.NET_SessionId=sid-9; m0=")
+    assert "x" * 100 not in sent
+    assert len(sent) <= 8192

@@ -10,6 +10,7 @@ carries no credential or the account opted in (`allow_credentials_in_url`); othe
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable
 from functools import partial
@@ -232,13 +233,21 @@ class RescueClient:
             raise upstream.error(LOGIN, "auth", code)
         if code != "OK":
             raise upstream.error(LOGIN, "vendor_error", code)
-        cookie = session_cookie(reply)
-        if cookie is None:
-            raise upstream.error(LOGIN, "vendor_error", "OK without a session cookie")
+        found = session_cookie(reply)
+        if found is None:
+            raise upstream.error(
+                LOGIN,
+                "vendor_error",
+                f"OK without a usable {SESSION_COOKIE} cookie (missing, malformed or "
+                f"over {MAX_COOKIE_LENGTH} characters)",
+            )
+        cookie, session_id = found
         self.cookie, self.cookie_used_at = cookie, self.clock.time()
-        # The cookie is a credential for as long as it lives: a vendor echoing it, or a
-        # log quoting our request, must not show it.
-        scrub.hold(self._holder, (cookie, *cookie_values(cookie)))
+        # The session id is a credential for as long as it lives: a vendor echoing it,
+        # or a log quoting our request, must not show it. Only it: the other cookies'
+        # values are the vendor's words, and held as secrets they would be blanked out
+        # of every log line and page ("acme", "rescue").
+        scrub.hold(self._holder, (session_id,))
 
 
 def _bounded(
@@ -272,8 +281,22 @@ def soap_request(method: str, params: dict[str, str], api: str = "soap") -> tupl
     return envelope.encode("utf-8"), content_type
 
 
-def session_cookie(reply: Reply) -> str | None:
-    """The Cookie header to send back, from the login reply's Set-Cookie headers.
+SESSION_COOKIE = "ASP.NET_SessionId"
+# RFC 6265's cookie-octet: printable ASCII but space, `"`, `,`, `;` and `\\`. A value with
+# anything else (Python's cookie parser turns `\\012` into a line break) cannot be sent
+# back in a header.
+_COOKIE_VALUE = re.compile(r"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*\Z")
+# A browser's limit for one cookie; ASP.NET's session ids have 24 characters.
+MAX_COOKIE_LENGTH = 4096
+# What we send back, all cookies together: a vendor setting a hundred long cookies gets
+# only the first that fit (the session cookie always comes first).
+MAX_COOKIE_HEADER = 8192
+
+
+def session_cookie(reply: Reply) -> tuple[str, str] | None:
+    """(the Cookie header to send back, the session id) from the login reply's Set-Cookie
+    headers, or None without a usable session cookie. Cookies that could not be sent
+    back (bad characters, too long) are left out.
 
     The shared HTTP session has no cookie jar on purpose (accounts must not share
     cookies), so each account keeps its own.
@@ -284,11 +307,19 @@ def session_cookie(reply: Reply) -> str | None:
             jar.load(header)
         except CookieError:
             continue
-    if "ASP.NET_SessionId" not in jar:
+    usable = {
+        name: morsel.value
+        for name, morsel in jar.items()
+        if len(name) + len(morsel.value) < MAX_COOKIE_LENGTH and _COOKIE_VALUE.match(morsel.value)
+    }
+    session_id = usable.pop(SESSION_COOKIE, None)
+    if not session_id:
         return None
-    return "; ".join(f"{name}={morsel.value}" for name, morsel in jar.items())
-
-
-def cookie_values(cookie: str) -> list[str]:
-    """The values in a Cookie header we built: each is a secret on its own."""
-    return [pair.partition("=")[2] for pair in cookie.split("; ")]
+    pairs = [f"{SESSION_COOKIE}={session_id}"]
+    length = len(pairs[0])
+    for name, value in usable.items():
+        length += len(name) + len(value) + 3  # "; " and "="
+        if length > MAX_COOKIE_HEADER:
+            break
+        pairs.append(f"{name}={value}")
+    return "; ".join(pairs), session_id

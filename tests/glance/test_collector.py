@@ -450,7 +450,11 @@ async def test_a_host_clock_ahead_of_glances_loses_no_completed_session(
 def test_the_vendors_now_believes_a_date_header_behind_us_by_a_day_at_most() -> None:
     assert vendor_now(10_000_000.0, -1800.0) == 10_000_000.0 - 1800
     assert vendor_now(10_000_000.0, 120.0) == vendor_now(10_000_000.0, None) == 10_000_000.0
-    assert vendor_now(10_000_000.0, -9e9) == 10_000_000.0 - 86400  # a hostile Date
+    assert vendor_now(10_000_000.0, -86400.0) == 10_000_000.0 - 86400
+    # A hostile Date (1970) is not believed: taken as a day behind, it held every
+    # completed session back a day, with `up` 1 and nothing logged.
+    assert vendor_now(10_000_000.0, -86401.0) == 10_000_000.0
+    assert vendor_now(10_000_000.0, -9e9) == 10_000_000.0
 
 
 async def test_today_statuses_can_be_narrowed(h: Harness) -> None:

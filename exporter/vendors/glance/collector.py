@@ -67,10 +67,11 @@ def vendor_now(now: float, skew: float | None) -> float:
     """Our `now` on the vendor's clock when its Date header says it is behind ours (by
     at most `MAX_AHEAD`; a Date further off is not believed). The feed's cursor must not
     pass the vendor's now: with our clock 30 minutes ahead, every window began after
-    what Glance had recorded yet, and 334 of 938 completed sessions were never read."""
-    if skew is None or skew >= 0:
+    what Glance had recorded yet, and 334 of 938 completed sessions were never read.
+    Taken as a day behind, a Date of 1970 held every completed session back a day."""
+    if skew is None or skew >= 0 or skew < -MAX_AHEAD:
         return now
-    return now + max(skew, -MAX_AHEAD)
+    return now + skew
 
 
 def day_range(now: float, zone: ZoneInfo) -> tuple[float, float]:

@@ -509,7 +509,7 @@ class GlobalConfig:
     )
     # Bounds on what one hostile or broken vendor can cost (README "Reliability").
     label_value_max_length: int = setting(
-        64, kind="int", minimum=8, doc="longer vendor strings are cut"
+        64, kind="int", minimum=8, maximum=1024, doc="longer vendor strings are cut"
     )
     max_records_per_reply: int = setting(
         100_000, kind="int", minimum=1, doc="a reply with more records fails"

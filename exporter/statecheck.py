@@ -9,7 +9,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .sanitize import MAX_AHEAD
+from .sanitize import MAX_AHEAD, printable
+
+# Counts and counter values a float holds exactly: no real one comes near, and a saved
+# 10**400 made every render fail (OverflowError) with the account left out for good.
+MAX_SAVED_COUNT = 2**53
+# The longest label value any config makes (`global.label_value_max_length` is at most
+# this): a saved one longer was put there by hand, and was served uncut.
+MAX_SAVED_LABEL_LENGTH = 1024
 
 
 def is_number(value: object) -> bool:
@@ -18,6 +25,11 @@ def is_number(value: object) -> bool:
 
 def is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_count(value: object) -> bool:
+    """A whole number from 0 to `MAX_SAVED_COUNT`."""
+    return is_int(value) and 0 <= value <= MAX_SAVED_COUNT  # type: ignore[operator]
 
 
 def number(value: object, key: str) -> float:
@@ -49,10 +61,16 @@ def list_of(state: dict[str, Any], key: str) -> list[Any]:
 
 
 def _labels_ok(labels: object, width: int) -> bool:
+    return isinstance(labels, list) and len(labels) == width and all(map(_label_ok, labels))
+
+
+def _label_ok(value: object) -> bool:
+    """What a collector could have saved: a label value as `sanitize.printable` makes it
+    (no control character, no secret), of a length some config allows."""
     return (
-        isinstance(labels, list)
-        and len(labels) == width
-        and all(isinstance(v, str) for v in labels)
+        isinstance(value, str)
+        and len(value) <= MAX_SAVED_LABEL_LENGTH
+        and printable(value) == value
     )
 
 
@@ -65,7 +83,7 @@ def counter_state(state: dict[str, Any], key: str, width: int) -> list[Any]:
             and len(entry) == 2
             and _labels_ok(entry[0], width)
             and is_number(entry[1])
-            and entry[1] >= 0
+            and 0 <= entry[1] <= MAX_SAVED_COUNT
         ):
             raise ValueError(f"state {key} entry is not [labels, value]")
     return entries
@@ -82,7 +100,7 @@ def histogram_state(state: dict[str, Any], key: str, width: int, slots: int | No
             and _labels_ok(entry[0], width)
             and isinstance(entry[1], list)
             and len(entry[1]) == (slots or len(entry[1]))
-            and all(is_int(c) and c >= 0 for c in entry[1])
+            and all(map(is_count, entry[1]))
             and is_number(entry[2])
         ):
             raise ValueError(f"state {key} entry is not [labels, counts, sum]")

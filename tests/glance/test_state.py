@@ -108,6 +108,16 @@ BAD_STATES: list[tuple[str, Any]] = [
     ("durations", [[["C"], [0] * 13, 3.0]]),  # no outcome label
     ("waits", [[["C", "answered"], [1, 2], 3.0]]),
     ("waits", None),
+    # Found by a probe: the year -1199 crashed every cycle, written as a date.
+    ("origin", -1e11),
+    ("began", -1e11),
+    ("began", 4.2e9),  # 2103
+    # A count no float holds made every render fail; the account was left out for good.
+    ("durations", [[["C", "answered"], [10**400] + [0] * 12, 3.0]]),
+    ("completed", [[["C", "C"], 1e300]]),
+    # Label values a collector could not have made, served as they were.
+    ("completed", [[["x" * 5000, "C"], 1.0]]),
+    ("completed", [[["C\x1b[31m", "C"], 1.0]]),
 ]
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from exporter.families import WAIT_BUCKETS
 from exporter.simulators.rescue import GROUP_ID
 from exporter.vendors.rescue.collector import RescueCollector
 
@@ -81,6 +82,12 @@ BAD_STATES: list[tuple[str, Any]] = [
     ("waiting", {str(GROUP_ID): [1, 2]}),
     ("waiting", {str(GROUP_ID): {"7": [1.0]}}),
     ("waiting", {str(GROUP_ID): {"7": [1.0, "later"]}}),
+    # Found by a probe: a start of 0 was observed as a wait of 57 years.
+    ("waiting", {str(GROUP_ID): {"7": [0.0, 1.7e9]}}),
+    ("waiting", {str(GROUP_ID): {"7": [1.7e9, 1.7e9 + 30 * 86400]}}),  # a 30-day wait
+    ("waiting", {str(GROUP_ID): {"7": [1.7e9, 1.7e9 - 5]}}),  # last seen before its start
+    ("waiting", {str(GROUP_ID): {"7": [4.0e9, 4.0e9 + 5]}}),  # seen in 2096
+    ("waits", [[[str(GROUP_ID), "answered"], [10**400] + [0] * len(WAIT_BUCKETS), 3.0]]),
     ("waits", [[[str(GROUP_ID)], [1, 2], 3.0]]),
     ("waits", [[[GROUP_ID], [0] * 11, 3.0]]),
     ("waits", None),

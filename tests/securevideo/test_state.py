@@ -174,6 +174,7 @@ BAD_STATES: list[tuple[str, Any]] = [
     ("counted_from", None),
     ("fed_until", "yesterday"),
     ("fed_until", 1e12),  # the year 33658: every cycle failed, for good
+    ("fed_until", -1e11),  # the year -1199: the next feed would ask for every day since
     ("seen", [[1, 4.1e9, True, False, False]]),  # billed in 2099: never forgotten
     ("version", 3),
     ("version", True),

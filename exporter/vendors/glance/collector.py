@@ -386,6 +386,10 @@ class GlanceCollector(AccountCollector):
         if state.get("partner_id") != self.account.partner_id:
             raise ValueError("state partner_id does not match the account")
         began, origin, cursor = (number(state.get(k), k) for k in ("began", "origin", "cursor"))
+        # A cursor of -1e11 (the year -1199) crashed every cycle when written as a date,
+        # and one earlier still made millions of windows.
+        if min(began, origin, cursor) < 0:
+            raise ValueError("state began, origin or cursor is before 1970")
         if not origin <= cursor:
             raise ValueError("state cursor is before the feed origin")
         # A cursor ahead of now made every cycle fail for good (a window that ends

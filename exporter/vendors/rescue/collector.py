@@ -17,8 +17,8 @@ from ...families import HistogramSet, gauge
 from ...http import Upstream
 from ...outcomes import OTHER as OTHER_OUTCOME
 from ...outcomes import OUTCOMES
-from ...sanitize import label_value
-from ...statecheck import is_number, saved_histogram, state_version
+from ...sanitize import label_value, plausible_epoch, plausible_seconds
+from ...statecheck import is_number, not_ahead, saved_histogram, state_version
 from ..base import APPLY_CHUNK, AccountCollector, CollectorContext
 from .client import GET_SESSION, LOGIN, RescueClient, UnknownNodeError
 from .config import Node, RescueAccount
@@ -336,6 +336,7 @@ class RescueCollector(AccountCollector):
         if not isinstance(saved, dict):
             raise ValueError("state waiting is not a mapping")
         restored: dict[str, dict[str, Wait]] = {}
+        now = self.ctx.clock.time()
         for label, waits in saved.items():
             if not isinstance(waits, dict):
                 raise ValueError("state waiting entry is not a mapping")
@@ -345,7 +346,13 @@ class RescueCollector(AccountCollector):
                     isinstance(times, list) and len(times) == 2 and all(is_number(t) for t in times)
                 ):
                     raise ValueError("state wait is not [start, last seen]")
-                node_waits[sid] = Wait(start=float(times[0]), last_seen=float(times[1]))
+                start, last_seen = float(times[0]), float(times[1])
+                # As a poll would have taken them: a start of 0 was observed as a wait of
+                # 57 years, with nothing logged.
+                if not (plausible_epoch(start) and plausible_seconds(last_seen - start)):
+                    raise ValueError("state wait is not a plausible [start, last seen]")
+                not_ahead(last_seen, now, "wait last seen")
+                node_waits[sid] = Wait(start=start, last_seen=last_seen)
             if label in configured:
                 restored[label] = node_waits
         width = len(self.waits.labelnames) - 1 - (version == 1)

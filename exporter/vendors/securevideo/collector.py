@@ -538,6 +538,9 @@ class SecureVideoCollector(AccountCollector):
         if fed_until is not None:
             fed_until = number(fed_until, "fed_until")
         now = self.ctx.clock.time()
+        # Damaged or made by hand: the next feed would ask for every day since.
+        if fed_until is not None and fed_until < 0:
+            raise ValueError("state fed_until is before 1970")
         not_ahead(max(counted_from, fed_until or counted_from), now, "fed_until")
         width = 4 if version == 1 else 5
         seen: dict[int, _Seen] = {}

@@ -109,3 +109,22 @@ async def test_daemon_saves_after_success_and_restores_on_start(tmp_path: Path) 
         restored = second.runners[("fake", "acme")].collector
         assert restored.value == 42.0  # type: ignore[attr-defined]
         await second.stop()
+
+
+def test_a_damaged_file_is_refused_at_open(tmp_path: Path) -> None:
+    # One page overwritten: opened, some accounts started afresh, then every save of
+    # every account failed, each with a traceback, and nothing recovered.
+    path = tmp_path / "state.db"
+    store = StateStore(path)
+    for n in range(200):
+        store.save("v", f"a{n}", {"cursor": float(n), "seen": [[i, 2.0] for i in range(50)]}, 1.0)
+    store.close()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = bytearray(path.read_bytes())
+    assert len(data) > 8 * page_size
+    data[3 * page_size : 4 * page_size] = b"\xa5" * page_size  # page 4
+    path.write_bytes(bytes(data))
+    with pytest.raises(sqlite3.DatabaseError, match="damaged|malformed"):
+        StateStore(path)  # `cli` logs it, "cannot open --storage.path", and exits 2

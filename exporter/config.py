@@ -26,6 +26,7 @@ import yaml
 from . import scrub
 from .accounts import AccountCommon as AccountCommon  # re-exported for vendor packages
 from .accounts import AccountConfig as AccountConfig
+from .textfile import MAX_CONFIG_FILE_BYTES, MAX_SECRET_FILE_BYTES, read_text
 from .yamlfile import FieldError, load_yaml
 
 SECRET_FIELDS = ("api_key", "api_secret", "password", "auth_code")
@@ -303,7 +304,7 @@ class Fields:
         if from_file is not None:
             path = Path(str(from_file))
             try:
-                text = path.read_text(encoding="utf-8").strip()
+                text = read_text(path, MAX_SECRET_FILE_BYTES).strip()
             except OSError as exc:
                 raise ConfigError(self._path(file_name), f"cannot read: {exc.strerror}") from None
             except ValueError:
@@ -620,7 +621,7 @@ def load_config(
     path: str | Path, vendors: Mapping[str, AccountParser], shard: tuple[int, int] | None = None
 ) -> Config:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_text(path, MAX_CONFIG_FILE_BYTES)
     except OSError as exc:
         raise ConfigError("", f"cannot read config file {path}: {exc.strerror}") from None
     except ValueError:

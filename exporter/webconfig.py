@@ -34,6 +34,7 @@ from aiohttp import web
 
 from .clock import Clock, SystemClock
 from .logs import get_logger
+from .textfile import MAX_CONFIG_FILE_BYTES, read_text, require_regular
 from .yamlfile import FieldError, load_yaml
 
 log = get_logger(component="web")
@@ -277,7 +278,7 @@ _BCRYPT_HASH = re.compile(r"\$2[aby]?\$\d\d\$[./A-Za-z0-9]{53}")
 
 def load_settings(path: Path) -> WebSettings:
     try:
-        data = load_yaml(path.read_text(encoding="utf-8"))
+        data = load_yaml(read_text(path, MAX_CONFIG_FILE_BYTES))
     except OSError as exc:
         raise WebConfigError(f"cannot read web config {path}: {exc.strerror}") from None
     except FieldError as exc:
@@ -352,6 +353,9 @@ class WebSecurity:
 
     @staticmethod
     def _fill_tls(context: ssl.SSLContext, tls: TLSSettings) -> None:
+        for path in (tls.cert_file, tls.key_file, tls.client_ca_file):
+            if path is not None:
+                require_regular(path)
         # Loading into the live context makes new handshakes use the new certificate.
         context.load_cert_chain(tls.cert_file, tls.key_file)
         context.minimum_version = TLS_VERSIONS[tls.min_version]

@@ -56,6 +56,14 @@ def test_bad_flags_are_clean_errors(flags: tuple[str, str]) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_a_config_file_that_never_ends_is_a_clean_error() -> None:
+    # /dev/zero was read whole: a MemoryError traceback and exit status 1.
+    result = run_cli("--config.file", "/dev/zero", "--config.check")
+    assert result.returncode == 2
+    assert "not a regular file" in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.slow
 def test_demo_serves_every_vendor_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     with demo() as (proc, url):

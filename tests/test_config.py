@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import yaml
 
 from exporter.config import Config, ConfigError, in_shard, load_config, parse_config, parse_duration
+from exporter.textfile import MAX_SECRET_FILE_BYTES
 from exporter.yamlfile import load_yaml
 
 from .fakevendor import VENDORS
@@ -113,6 +115,37 @@ def test_missing_env_and_file_errors(tmp_path: Path) -> None:
         parse({"fake": [account(token=None, token_file=str(tmp_path / "missing"))]})
     with pytest.raises(ConfigError, match="not both"):
         parse({"fake": [account(token_file=str(tmp_path / "x"))]})
+
+
+def test_a_secret_file_must_be_a_small_regular_file(tmp_path: Path) -> None:
+    # A FIFO blocked the read: a reload never answered, and then held up the shutdown.
+    # /dev/zero never ends: a MemoryError traceback, exit status 1.
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    big = tmp_path / "big"
+    big.write_bytes(b"k" * (MAX_SECRET_FILE_BYTES + 1))
+    for path, problem in (
+        (fifo, "not a regular file"),
+        (Path("/dev/zero"), "not a regular file"),
+        (tmp_path, "cannot read"),
+        (big, f"larger than {MAX_SECRET_FILE_BYTES:,} bytes"),
+    ):
+        with pytest.raises(ConfigError) as info:
+            parse({"fake": [account(token=None, token_file=str(path))]})
+        assert info.value.path == "fake[0].token_file"
+        assert problem in str(info.value)
+    fine = tmp_path / "fine"
+    fine.write_bytes(b"k" * MAX_SECRET_FILE_BYTES)
+    (acc,) = parse({"fake": [account(token=None, token_file=str(fine))]}).accounts
+    assert len(acc.token.reveal()) == MAX_SECRET_FILE_BYTES  # type: ignore[attr-defined]
+
+
+def test_a_config_file_must_be_a_regular_file(tmp_path: Path) -> None:
+    fifo = tmp_path / "config.yaml"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/zero")):
+        with pytest.raises(ConfigError, match="not a regular file"):
+            load_config(path, VENDORS)
 
 
 def test_a_secret_file_that_is_not_utf8_never_shows_its_bytes(tmp_path: Path) -> None:

@@ -445,3 +445,23 @@ async def test_client_allowed_sans_refuse_other_verified_clients(tmp_path: Path)
         assert statuses == {"scraper": 200, "intruder": 403}
     finally:
         await runner.cleanup()
+
+
+def test_a_web_config_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
+    # A FIFO blocked the read (the watcher's thread for good); /dev/zero never ends.
+    fifo = tmp_path / "web.yml"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/zero")):
+        with pytest.raises(WebConfigError, match="not a regular file"):
+            load_settings(path)
+
+
+def test_a_certificate_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
+    # `ssl` reading a FIFO waits for a writer: the start, or the reload, hung.
+    _cert, key = make_cert(tmp_path, "server")
+    os.mkfifo(tmp_path / "fifo.crt")
+    path = tmp_path / "web.yml"
+    path.write_text(f"tls_server_config:\n  cert_file: fifo.crt\n  key_file: {key.name}\n")
+    security = WebSecurity(path, load_settings(path), FakeClock())
+    with pytest.raises(WebConfigError, match="not a regular file"):
+        security.ssl_context()

@@ -756,3 +756,23 @@ def test_odd_encodings_give_encodable_text() -> None:
     assert "\x00" not in nul.status
     for session in parse_sessions(capture(b"1|\xed\xa0\x80x|||||||||||||||")).sessions:
         session.status.encode("utf-8")  # a UTF-8-encoded lone surrogate: never unencodable
+
+
+@pytest.mark.parametrize("rows_before", [0, 1])
+def test_a_row_of_endless_fields_costs_no_more_than_its_text(rows_before: int) -> None:
+    # Split at every `|`, a 16 MiB row of "ab|" became 5.6 million strings: the parse
+    # worker peaked at 550 MB to skip one shifted row. Now split one field past the
+    # header's width, whether the row comes first (the wrapped-header check) or later.
+    import tracemalloc
+
+    good = "17|Waiting|4|2/16/2012 9:00 AM|\r\n" * rows_before
+    head = f"OK\r\n\r\nID|Status|Waiting Time|Start Time|\r\n{good}".encode()
+    body = head + b"ab|" * (1 << 20) + b"\r\n"
+    tracemalloc.start()
+    try:
+        result = parse_sessions(body)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (len(result.sessions), result.shifted_rows) == (rows_before, 1)
+    assert peak < 8 * len(body)  # the text, its lines and copies: 5x (24x before)

@@ -108,11 +108,13 @@ def get_logger(**bindings: object) -> structlog.stdlib.BoundLogger:
 
 # Control characters but line feed and tab (which both renderers handle): logfmt writes
 # them raw, and an ESC sequence in a vendor string would drive the terminal reading it.
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# The bidirectional overrides too: U+202E shows the rest of the line backwards.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def _escaped(match: re.Match[str]) -> str:
-    return f"\\x{ord(match.group()):02x}"
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def scrub_fields(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:

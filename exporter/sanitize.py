@@ -41,8 +41,9 @@ def clean_text(text: str) -> str:
 
 
 # C0 and C1 control characters and DEL: in a label value they reach terminals and pages
-# (ESC [ moves a cursor), and no real name has one.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+# (ESC [ moves a cursor), and no real name has one. And the bidirectional embeddings,
+# overrides and isolates: U+202E shows the rest of a log line or a page backwards.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def printable(text: str) -> str:

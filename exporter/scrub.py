@@ -243,7 +243,8 @@ _BOMS = (
     (codecs.BOM_UTF16_LE, "utf-16"),
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")  # C0, DEL and C1 (\x9b is a CSI)
+# C0, DEL and C1 (\x9b is a CSI), and the bidirectional overrides (as `sanitize`'s).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]+")
 
 
 def first_line_excerpt(body: bytes, limit: int, window: int = 65536) -> str:
@@ -265,7 +266,7 @@ def first_line_excerpt(body: bytes, limit: int, window: int = 65536) -> str:
     first = kept[0]
     if len(kept) > 1:
         first = SCRUBBER.without_trailing_fragment(first).rstrip()
-    return SCRUBBER.excerpt(_CONTROL.sub(" ", first), limit)
+    return SCRUBBER.excerpt(_CONTROL.sub(" ", first).strip(), limit)
 
 
 # The process's one scrubber: `config.Secret` registers every credential here.

@@ -161,6 +161,19 @@ def test_control_characters_never_reach_a_terminal_from_a_log_or_a_label() -> No
     )  # a joiner is no control
 
 
+def test_bidirectional_overrides_never_reorder_a_log_line_a_label_or_an_excerpt() -> None:
+    # Found by a probe: U+202E and U+2066 from a Glance 500 body, or a Rescue technician
+    # name, reached logs, labels and pages as they were, showing what follows backwards.
+    event = scrub_fields(None, "warning", {"event": "x", "name": "Ana\u202etxt.exe\u2066"})
+    assert event["name"] == "Ana\\u202etxt.exe\\u2066"
+    assert label_value("Ana\u202etxt\u2069") == ("Ana txt ", False)
+    assert scrub.first_line_excerpt("HTTP 500 \u202edeliver\u202c\n".encode(), 200) == (
+        "HTTP 500  deliver"
+    )
+    # Marks that only say which way a letter runs are no override: names keep them.
+    assert label_value("\u05d0\u200f x") == ("\u05d0\u200f x", False)
+
+
 def test_vendor_text_is_made_encodable_and_labels_are_capped_and_counted() -> None:
     assert clean_text("Zoom\ud800") == "Zoom\ufffd"
     assert clean_text("café 😀") == "café 😀"

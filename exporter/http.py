@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import math
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextvars import ContextVar
@@ -127,6 +128,19 @@ def _clock_skew(date_header: str | None, now: float) -> float | None:
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
     return when - now if math.isfinite(when) else None
+
+
+_CONTENT_ENCODING = re.compile(r"content-encoding: (\w+)", re.IGNORECASE)
+
+
+def _undecodable(exc: aiohttp.ClientError) -> str | None:
+    """What to say when aiohttp could not decompress a body (a gzip header on a plain
+    body was "cut short"; a brotli one, sent though we never ask for it, was "bad HTTP
+    reply (400)", from a vendor that had sent 200)."""
+    match = _CONTENT_ENCODING.search(str(exc))
+    if match is None:
+        return None
+    return f"reply body cannot be decoded as its Content-Encoding says ({match.group(1)})"
 
 
 def reason_for_status(status: int) -> str:
@@ -380,14 +394,17 @@ class Upstream:
             raise self.error(operation, "timeout", f"no reply within {self._timeout:g}s") from None
         except ParseError as exc:  # from a streaming consumer
             raise self.error(operation, "parse", str(exc)) from None
-        except aiohttp.ClientPayloadError:
-            raise self.error(operation, "connection", "reply body was cut short") from None
+        except aiohttp.ClientPayloadError as exc:
+            message = _undecodable(exc) or "reply body was cut short"
+            raise self.error(operation, "connection", message) from None
         except aiohttp.ClientHttpProxyError as exc:
             raise self.error(
                 operation, "connection", f"proxy refused the tunnel (HTTP {exc.status})"
             ) from None
         except aiohttp.ClientResponseError as exc:
-            raise self.error(operation, "connection", f"bad HTTP reply ({exc.status})") from None
+            # aiohttp's own status for a reply it could not read, not the vendor's.
+            message = _undecodable(exc) or f"bad HTTP reply ({exc.status})"
+            raise self.error(operation, "connection", message) from None
         except aiohttp.ClientConnectorCertificateError as exc:
             # Named apart from other connection failures: the fix (clock, CA bundle, an
             # intercepting proxy) is not the network's.

@@ -91,6 +91,23 @@ async def test_a_compressed_body_is_capped_as_it_is_inflated() -> None:
     assert peak < 16 << 20, f"{peak / 2**20:.0f} MiB of heap to refuse a 2 KiB reply"
 
 
+@pytest.mark.parametrize(("encoding", "named"), [("gzip", "gzip"), ("br", "brotli")])
+async def test_a_body_that_is_not_in_its_content_encoding_says_so(
+    encoding: str, named: str
+) -> None:
+    # Found by a probe: a gzip header on a plain body was "reply body was cut short", and
+    # a brotli one (we never ask for it) "bad HTTP reply (400)", from a vendor's 200.
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(body=b"plain text", headers={"Content-Encoding": encoding})
+
+    app = web.Application()
+    app.router.add_get("/lie", answer)
+    error, metrics = await failed_fetch(app, "/lie")
+    assert error.reason == "connection"
+    assert error.message == (f"reply body cannot be decoded as its Content-Encoding says ({named})")
+    assert metrics.failures.values == {("v", "a", "op", "connection"): 1.0}
+
+
 @pytest.mark.parametrize(
     ("status", "reason"),
     [

@@ -28,6 +28,10 @@ _SHARE_OF_DESCRIPTORS = 4
 _MOST_BY_DEFAULT = 1024
 _FEWEST = 8
 _WARN_EVERY_SECONDS = 60.0
+# A TLS connection reaches the cap only once its handshake is done, so a client that
+# opens connections and never says hello is bounded by this instead (asyncio's default
+# is 60 s). A real handshake takes well under a second.
+TLS_HANDSHAKE_SECONDS = 10.0
 
 
 def default_limit() -> int:
@@ -103,11 +107,13 @@ class CappedTCPSite(web.BaseSite):
         port: int,
         cap: ConnectionCap,
         ssl_context: Any = None,
+        handshake_seconds: float = TLS_HANDSHAKE_SECONDS,
     ) -> None:
         super().__init__(runner, ssl_context=ssl_context)
         self._listen_host = host
         self._listen_port = port
         self._cap = cap
+        self._handshake_seconds = handshake_seconds
 
     @property
     def name(self) -> str:
@@ -124,6 +130,7 @@ class CappedTCPSite(web.BaseSite):
             self._listen_host or None,
             self._listen_port,
             ssl=self._ssl_context,
+            ssl_handshake_timeout=self._handshake_seconds if self._ssl_context else None,
             # asyncio accepts up to `backlog` connections in one go before any reaches
             # the cap, so a flood holds up to twice the limit for a moment, not more.
             backlog=min(self._backlog, self._cap.limit),

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import shutil
@@ -12,7 +13,7 @@ import bcrypt
 import pytest
 from aiohttp import web
 
-from exporter.connections import CappedTCPSite, ConnectionCap
+from exporter.connections import TLS_HANDSHAKE_SECONDS, CappedTCPSite, ConnectionCap
 from exporter.simulators.clock import FakeClock
 from exporter.webconfig import WebConfigError, WebSecurity, WebSettings, load_settings
 
@@ -465,3 +466,34 @@ def test_a_certificate_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> 
     security = WebSecurity(path, load_settings(path), FakeClock())
     with pytest.raises(WebConfigError, match="not a regular file"):
         security.ssl_context()
+
+
+async def test_a_tls_connection_that_never_says_hello_is_closed(tmp_path: Path) -> None:
+    # Counted by the connection cap only once its handshake is done, such a connection
+    # is bounded by the handshake deadline instead (asyncio's default held it 60 s).
+    cert, key = make_cert(tmp_path, "server")
+    config = tmp_path / "web.yml"
+    config.write_text(f"tls_server_config:\n  cert_file: {cert.name}\n  key_file: {key.name}\n")
+    security = WebSecurity(config, load_settings(config), FakeClock())
+    app = web.Application()
+    app.router.add_get("/", hello)
+    runner = web.AppRunner(app, shutdown_timeout=0.5)
+    await runner.setup()
+    site = CappedTCPSite(
+        runner,
+        "127.0.0.1",
+        0,
+        ConnectionCap(8),
+        ssl_context=security.ssl_context(),
+        handshake_seconds=0.2,
+    )
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        # A bound on failure only: the server closes at 0.2 s, or the read fails after 10.
+        assert await asyncio.wait_for(reader.read(), timeout=10) == b""
+        writer.close()
+    finally:
+        await runner.cleanup()
+    assert TLS_HANDSHAKE_SECONDS <= 10

@@ -71,20 +71,50 @@ class ConnectionCap:
         return track
 
     def protocol_factory(self, server: web.Server) -> Callable[[], RequestHandler]:
+        loop = asyncio.get_running_loop()
+
         def new_connection() -> RequestHandler:
-            open_now = server.connections  # oldest first
-            if len(open_now) >= self.limit:
-                self._make_room(open_now)
+            self._keep_within(server.connections, self.limit - 1)  # room for this one
+            # Connections accepted in one go all pass here before any is registered (its
+            # `connection_made` is queued once this returns): look again after that, two
+            # hops on, or a burst stayed over the limit until the next connection came.
+            loop.call_soon(loop.call_soon, self._recheck, server)
             return server()
 
         return new_connection
 
-    def _make_room(self, open_now: list[RequestHandler]) -> None:
-        idle = [c for c in open_now if c not in self._in_flight]
-        # Only a few connections are in flight at a time: the slots go to the idle ones.
-        for connection in (idle or open_now)[: len(open_now) - self.limit + 1]:
+    def _recheck(self, server: web.Server) -> None:
+        self._keep_within(server.connections, self.limit)
+
+    def _keep_within(self, open_now: list[RequestHandler], most: int) -> None:
+        """Close the oldest idle connections (then, if need be, the oldest of all) until
+        at most `most` are left."""
+        # Already closing: a TLS one waits up to 30 s for the client's goodbye, and was
+        # closed again and again, each time in place of a live one.
+        live = [c for c in open_now if c.transport is not None]  # oldest first
+        excess = len(live) - most
+        if excess <= 0:
+            return
+        idle = [c for c in live if self._idle(c)]
+        busy = [c for c in live if not self._idle(c)]
+        for connection in (idle + busy)[:excess]:
+            # Aborted, not closed: a TLS close keeps the socket until the client answers.
+            transport = connection.transport
+            if transport is not None:
+                transport.abort()
             connection.force_close()
             self.closed_for_room += 1
+        self._warn()
+
+    def _idle(self, connection: RequestHandler) -> bool:
+        # aiohttp writes a reply after its handler returns: bytes still to send are a
+        # reply in flight (a slow reader of a big /metrics) as much as a running handler.
+        transport = connection.transport
+        return connection not in self._in_flight and (
+            transport is None or not transport.get_write_buffer_size()
+        )
+
+    def _warn(self) -> None:
         now = self._monotonic()
         if self._last_warning is None or now - self._last_warning >= _WARN_EVERY_SECONDS:
             self._last_warning = now
@@ -132,6 +162,6 @@ class CappedTCPSite(web.BaseSite):
             ssl=self._ssl_context,
             ssl_handshake_timeout=self._handshake_seconds if self._ssl_context else None,
             # asyncio accepts up to `backlog` connections in one go before any reaches
-            # the cap, so a flood holds up to twice the limit for a moment, not more.
+            # the cap (`_recheck`), so a flood holds at most twice the limit, briefly.
             backlog=min(self._backlog, self._cap.limit),
         )

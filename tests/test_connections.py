@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import resource
 import socket
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -195,3 +196,60 @@ def test_the_daemon_keeps_to_its_connection_limit() -> None:
             for s in idle:
                 s.close()
         assert "connection limit reached" in ex.log()
+
+
+async def test_a_burst_accepted_at_once_is_brought_within_the_limit() -> None:
+    # Connections accepted in one go all pass the cap before any is registered: a burst
+    # that landed while the loop was busy stayed over the limit until the next came.
+    busy, burst_in = threading.Event(), threading.Event()
+
+    async def block(_request: web.Request) -> web.Response:
+        busy.set()
+        burst_in.wait(SILENCE_BOUND)  # the loop held, as by a long render or GC pause
+        return web.Response(text="done")
+
+    cap = ConnectionCap(2)
+    made_room = asyncio.Event()
+    warn = cap._warn
+
+    def warned() -> None:  # called once connections were closed to make room
+        warn()
+        made_room.set()
+
+    cap._warn = warned  # type: ignore[method-assign]
+    app = web.Application(middlewares=[cap.middleware()])
+    app.router.add_get("/block", block)
+    runner = app_runner(app)
+    await runner.setup()
+    site = CappedTCPSite(runner, "127.0.0.1", 0, cap)
+    await site.start()
+    port = runner.addresses[0][1]
+    sockets: list[socket.socket] = []
+
+    def burst() -> None:
+        busy.wait(SILENCE_BOUND)
+        # Taken by the kernel while the loop is held: asyncio accepts them in one go (a
+        # backlog's worth: the limit), and neither sees the other registered.
+        sockets.extend(socket.create_connection(("127.0.0.1", port)) for _ in range(2))
+        burst_in.set()
+
+    try:
+        blocker, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /block HTTP/1.1\r\nHost: x\r\n\r\n")
+        thread = threading.Thread(target=burst)
+        thread.start()
+        assert (await asyncio.wait_for(blocker.readuntil(b"done"), SILENCE_BOUND)).startswith(
+            b"HTTP/1.1 200"
+        )
+        thread.join()
+        # No other connection comes: the limit holds all the same.
+        await asyncio.wait_for(made_room.wait(), SILENCE_BOUND)
+        server = runner.server
+        assert server is not None
+        assert len([c for c in server.connections if c.transport is not None]) == 2
+        assert cap.closed_for_room == 1
+        writer.close()
+    finally:
+        for s in sockets:
+            s.close()
+        await runner.cleanup()

@@ -4,6 +4,7 @@ import asyncio
 import base64
 import os
 import shutil
+import socket
 import ssl
 import subprocess
 from pathlib import Path
@@ -497,3 +498,42 @@ async def test_a_tls_connection_that_never_says_hello_is_closed(tmp_path: Path) 
     finally:
         await runner.cleanup()
     assert TLS_HANDSHAKE_SECONDS <= 10
+
+
+async def test_the_connection_cap_holds_under_tls(tmp_path: Path) -> None:
+    # Closed gracefully, a TLS connection waits up to 30 s for the client's goodbye and
+    # keeps its socket: clients that never answer held 100 connections at a cap of 8.
+    cert, key = make_cert(tmp_path, "server")
+    config = tmp_path / "web.yml"
+    config.write_text(f"tls_server_config:\n  cert_file: {cert.name}\n  key_file: {key.name}\n")
+    security = WebSecurity(config, load_settings(config), FakeClock())
+    app = web.Application()
+    app.router.add_get("/", hello)
+    runner = web.AppRunner(app, shutdown_timeout=0.5)
+    await runner.setup()
+    cap = ConnectionCap(4)
+    site = CappedTCPSite(runner, "127.0.0.1", 0, cap, ssl_context=security.ssl_context())
+    await site.start()
+    trust = ssl.create_default_context(cafile=str(cert))
+    trust.check_hostname = False
+    clients: list[ssl.SSLSocket] = []
+
+    def client(port: int) -> ssl.SSLSocket:
+        """One request, then the socket held and never read again: asyncio's own client
+        would answer the server's goodbye by itself."""
+        tls = trust.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10))
+        tls.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert tls.recv(4096).startswith(b"HTTP/1.1 200")
+        return tls
+
+    try:
+        port = runner.addresses[0][1]
+        clients.extend([await asyncio.to_thread(client, port) for _ in range(12)])
+        server = runner.server
+        assert server is not None
+        assert len(server.connections) <= 4
+        assert cap.closed_for_room == 8
+    finally:
+        for tls in clients:
+            tls.close()
+        await runner.cleanup()

@@ -95,7 +95,10 @@ def _refuse_damaged(db: sqlite3.Connection, path: Path) -> None:
     """A damaged file (one page overwritten) opened: some accounts' states read as
     unreadable and started afresh, then every save of every account failed. Refused at
     start instead; `quick_check` reads every page once (not the indexes' contents)."""
-    problems = [str(row[0]) for row in db.execute("PRAGMA quick_check(3)")]
+    try:
+        problems = [str(row[0]) for row in db.execute("PRAGMA quick_check(3)")]
+    except sqlite3.DatabaseError as exc:  # most damage: "database disk image is malformed"
+        problems = [str(exc)]
     if problems != ["ok"]:
         raise sqlite3.DatabaseError(
             f"{path}: the file is damaged ({'; '.join(problems)[:200]}): restore a copy "

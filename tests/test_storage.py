@@ -126,5 +126,5 @@ def test_a_damaged_file_is_refused_at_open(tmp_path: Path) -> None:
     assert len(data) > 8 * page_size
     data[3 * page_size : 4 * page_size] = b"\xa5" * page_size  # page 4
     path.write_bytes(bytes(data))
-    with pytest.raises(sqlite3.DatabaseError, match=r"damaged|malformed"):
+    with pytest.raises(sqlite3.DatabaseError, match=r"the file is damaged .*: restore a copy"):
         StateStore(path)  # `cli` logs it, "cannot open --storage.path", and exits 2

@@ -461,3 +461,18 @@ async def test_a_flood_of_cookies_sends_back_only_what_fits(env: Env) -> None:
     assert sent.startswith("ASP.NET_SessionId=sid-9; m0=")
     assert "x" * 100 not in sent
     assert len(sent) <= 8192
+
+
+def test_a_cookie_of_the_longest_length_is_kept() -> None:
+    from multidict import CIMultiDictProxy
+
+    from exporter.http import Reply
+    from exporter.vendors.rescue.client import MAX_COOKIE_LENGTH, SESSION_COOKIE, session_cookie
+
+    def sent(value: str) -> tuple[str, str] | None:
+        headers = CIMultiDictProxy(cookies(f"{SESSION_COOKIE}={value}; path=/"))
+        return session_cookie(Reply.of(200, b"OK", headers))
+
+    longest = "v" * (MAX_COOKIE_LENGTH - len(SESSION_COOKIE))
+    assert sent(longest) == (f"{SESSION_COOKIE}={longest}", longest)
+    assert sent(longest + "v") is None

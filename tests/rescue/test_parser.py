@@ -275,6 +275,15 @@ def test_the_memo_of_start_times_stays_bounded(monkeypatch: pytest.MonkeyPatch) 
         texts = [f"2/{day}/2016 {hour}:{minute:02d} AM" for hour in (1, 2) for minute in range(30)]
         assert parser.quick_utc_starts(texts) == [parse_start_time(t, UTC) for t in texts]
         assert len(parser._STARTS) <= 100
+    # One reply of more distinct texts than the memo holds is read, not remembered.
+    texts = [
+        f"3/{day}/2016 {hour}:{minute:02d} AM"
+        for day in (1, 2)
+        for hour in (1, 2)
+        for minute in range(60)
+    ]
+    assert parser.quick_utc_starts(texts) == [parse_start_time(t, UTC) for t in texts]
+    assert len(parser._STARTS) <= 100
 
 
 def test_wrapped_table_with_two_rows() -> None:

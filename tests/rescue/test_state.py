@@ -76,6 +76,20 @@ async def test_changed_buckets_restart_the_histogram() -> None:
         assert through_json(second.state())["waiting"]
 
 
+async def test_a_wait_followed_for_over_a_week_is_restored() -> None:
+    # A poll follows a wait for as long as it lasts; restore asked for a week at most,
+    # and refused the whole state (every node's waits and the histogram) for one such.
+    async with rig(seed=3) as r:
+        first = r.collector()
+        await poll_for(r, first, 60)
+        state = through_json(first.state())
+        now = r.clock.time()
+        state["waiting"] = {str(GROUP_ID): {"7": [now - 8 * 86400, now - 60]}}
+        second: RescueCollector = r.collector()
+        second.restore(state)
+        assert through_json(second.state())["waiting"] == state["waiting"]
+
+
 BAD_STATES: list[tuple[str, Any]] = [
     ("version", "1"),
     ("waiting", []),
@@ -84,7 +98,7 @@ BAD_STATES: list[tuple[str, Any]] = [
     ("waiting", {str(GROUP_ID): {"7": [1.0, "later"]}}),
     # Found by a probe: a start of 0 was observed as a wait of 57 years.
     ("waiting", {str(GROUP_ID): {"7": [0.0, 1.7e9]}}),
-    ("waiting", {str(GROUP_ID): {"7": [1.7e9, 1.7e9 + 30 * 86400]}}),  # a 30-day wait
+    ("waiting", {str(GROUP_ID): {"7": [1.7e9, 1.7e9 + 400 * 86400]}}),  # a 400-day wait
     ("waiting", {str(GROUP_ID): {"7": [1.7e9, 1.7e9 - 5]}}),  # last seen before its start
     ("waiting", {str(GROUP_ID): {"7": [4.0e9, 4.0e9 + 5]}}),  # seen in 2096
     ("waits", [[[str(GROUP_ID), "answered"], [10**400] + [0] * len(WAIT_BUCKETS), 3.0]]),

@@ -310,7 +310,7 @@ def session_cookie(reply: Reply) -> tuple[str, str] | None:
     usable = {
         name: morsel.value
         for name, morsel in jar.items()
-        if len(name) + len(morsel.value) < MAX_COOKIE_LENGTH and _COOKIE_VALUE.match(morsel.value)
+        if len(name) + len(morsel.value) <= MAX_COOKIE_LENGTH and _COOKIE_VALUE.match(morsel.value)
     }
     session_id = usable.pop(SESSION_COOKIE, None)
     if not session_id:

@@ -95,6 +95,9 @@ class NodeState:
     technicians: float = 0.0  # rows beyond the first per session
 
 
+_YEAR = 366 * 86400.0
+
+
 class RescueCollector(AccountCollector):
     def __init__(
         self,
@@ -347,9 +350,10 @@ class RescueCollector(AccountCollector):
                 ):
                     raise ValueError("state wait is not [start, last seen]")
                 start, last_seen = float(times[0]), float(times[1])
-                # As a poll would have taken them: a start of 0 was observed as a wait of
-                # 57 years, with nothing logged.
-                if not (plausible_epoch(start) and plausible_seconds(last_seen - start)):
+                # A start of 0 was observed as a wait of 57 years, with nothing logged. A
+                # poll follows a wait for as long as it lasts (a week and more, rarely),
+                # so only a start of this century and at most a year are asked of it.
+                if not (plausible_epoch(start) and plausible_seconds(last_seen - start, _YEAR)):
                     raise ValueError("state wait is not a plausible [start, last seen]")
                 not_ahead(last_seen, now, "wait last seen")
                 node_waits[sid] = Wait(start=start, last_seen=last_seen)

@@ -223,9 +223,10 @@ def quick_utc_starts(texts: list[str]) -> list[float | None] | None:
         return None
     # Parse threads share the memo: each reply reads only its own lists, and an entry
     # another thread clears meanwhile is only read again next time.
-    if len(_STARTS) + len(missing) > _STARTS_MAX:
-        _STARTS.clear()
-    _STARTS.update(zip(missing, cast(list[float], read), strict=True))
+    if len(missing) <= _STARTS_MAX:  # a reply with more is not remembered at all
+        if len(_STARTS) + len(missing) > _STARTS_MAX:
+            _STARTS.clear()
+        _STARTS.update(zip(missing, cast(list[float], read), strict=True))
     new = iter(read)
     return [next(new) if value is None else value for value in remembered]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 
-from .scrub import scrub
+from .scrub import UNSHOWABLE, scrub
 
 # The longest vendor string kept as a label value; longer ones are cut and marked.
 LABEL_VALUE_MAX_LENGTH = 64
@@ -40,10 +40,9 @@ def clean_text(text: str) -> str:
     return _SURROGATE.sub("\ufffd", text)
 
 
-# C0 and C1 control characters and DEL: in a label value they reach terminals and pages
-# (ESC [ moves a cursor), and no real name has one. And the bidirectional embeddings,
-# overrides and isolates: U+202E shows the rest of a log line or a page backwards.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# In a label value they reach terminals and pages (ESC [ moves a cursor, U+202E shows
+# what follows backwards), and no real name has one.
+_CONTROL = re.compile(f"[{UNSHOWABLE}]")
 
 
 def printable(text: str) -> str:

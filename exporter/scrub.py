@@ -243,8 +243,12 @@ _BOMS = (
     (codecs.BOM_UTF16_LE, "utf-16"),
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
-# C0, DEL and C1 (\x9b is a CSI), and the bidirectional overrides (as `sanitize`'s).
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]+")
+# The bidirectional embeddings, overrides and isolates (U+202E shows what follows
+# backwards), and with C0, DEL and C1 (\x9b is a CSI) every character no vendor string
+# is shown with: each the inside of a regex character class.
+BIDI_CONTROLS = "\u202a-\u202e\u2066-\u2069"
+UNSHOWABLE = "\x00-\x1f\x7f-\x9f" + BIDI_CONTROLS
+_CONTROL = re.compile(f"[{UNSHOWABLE}]+")
 
 
 def first_line_excerpt(body: bytes, limit: int, window: int = 65536) -> str:

@@ -430,20 +430,27 @@ async def test_a_session_cookie_that_cannot_be_sent_back_is_a_vendor_error(env: 
     assert not env.calls(GET)
 
 
-async def test_only_the_session_id_is_held_as_a_secret(env: Env) -> None:
+async def test_only_credentials_are_held_as_secrets(env: Env) -> None:
     # Every cookie's value was held: a vendor setting `a=acme` blanked the word "acme"
     # out of every log line and page of every account.
     env.post(
         LOGIN,
         body="OK",
-        headers=cookies("ASP.NET_SessionId=sid-5ce1a77b; path=/", "lb=Canal-rescue; path=/"),
+        headers=cookies(
+            "ASP.NET_SessionId=sid-5ce1a77b; path=/",
+            "lb=Canal-rescue; path=/",
+            ".ASPXAUTH=F0rm5-4uth-t1cket; path=/; HttpOnly",
+        ),
     )
     env.post(GET, body=TABLE)
     acc = account(**LOGIN_FIELDS)
     await env.client(acc).get_sessions(env.up, acc.nodes[0])
     (get,) = env.calls(GET)
-    assert get.kwargs["headers"]["Cookie"] == "ASP.NET_SessionId=sid-5ce1a77b; lb=Canal-rescue"
+    assert get.kwargs["headers"]["Cookie"] == (
+        "ASP.NET_SessionId=sid-5ce1a77b; lb=Canal-rescue; .ASPXAUTH=F0rm5-4uth-t1cket"
+    )
     assert scrub.scrub("sid-5ce1a77b") == "<redacted>"
+    assert scrub.scrub("F0rm5-4uth-t1cket") == "<redacted>"  # named like a credential
     assert scrub.scrub("channel Canal-rescue") == "channel Canal-rescue"
 
 
@@ -469,10 +476,10 @@ def test_a_cookie_of_the_longest_length_is_kept() -> None:
     from exporter.http import Reply
     from exporter.vendors.rescue.client import MAX_COOKIE_LENGTH, SESSION_COOKIE, session_cookie
 
-    def sent(value: str) -> tuple[str, str] | None:
+    def sent(value: str) -> tuple[str, tuple[str, ...]] | None:
         headers = CIMultiDictProxy(cookies(f"{SESSION_COOKIE}={value}; path=/"))
         return session_cookie(Reply.of(200, b"OK", headers))
 
     longest = "v" * (MAX_COOKIE_LENGTH - len(SESSION_COOKIE))
-    assert sent(longest) == (f"{SESSION_COOKIE}={longest}", longest)
+    assert sent(longest) == (f"{SESSION_COOKIE}={longest}", (longest,))
     assert sent(longest + "v") is None

@@ -241,13 +241,13 @@ class RescueClient:
                 f"OK without a usable {SESSION_COOKIE} cookie (missing, malformed or "
                 f"over {MAX_COOKIE_LENGTH} characters)",
             )
-        cookie, session_id = found
+        cookie, credentials = found
         self.cookie, self.cookie_used_at = cookie, self.clock.time()
         # The session id is a credential for as long as it lives: a vendor echoing it,
-        # or a log quoting our request, must not show it. Only it: the other cookies'
-        # values are the vendor's words, and held as secrets they would be blanked out
+        # or a log quoting our request, must not show it. Not every cookie's value: the
+        # others are the vendor's words, and held as secrets they would be blanked out
         # of every log line and page ("acme", "rescue").
-        scrub.hold(self._holder, (session_id,))
+        scrub.hold(self._holder, credentials)
 
 
 def _bounded(
@@ -293,10 +293,11 @@ MAX_COOKIE_LENGTH = 4096
 MAX_COOKIE_HEADER = 8192
 
 
-def session_cookie(reply: Reply) -> tuple[str, str] | None:
-    """(the Cookie header to send back, the session id) from the login reply's Set-Cookie
-    headers, or None without a usable session cookie. Cookies that could not be sent
-    back (bad characters, too long) are left out.
+def session_cookie(reply: Reply) -> tuple[str, tuple[str, ...]] | None:
+    """(the Cookie header to send back, the credentials in it) from the login reply's
+    Set-Cookie headers, or None without a usable session cookie. Cookies that could not
+    be sent back (bad characters, too long) are left out. The credentials are the
+    session id and the value of any cookie named like one (`.ASPXAUTH`, a token).
 
     The shared HTTP session has no cookie jar on purpose (accounts must not share
     cookies), so each account keeps its own.
@@ -316,10 +317,17 @@ def session_cookie(reply: Reply) -> tuple[str, str] | None:
     if not session_id:
         return None
     pairs = [f"{SESSION_COOKIE}={session_id}"]
+    credentials = [session_id]
     length = len(pairs[0])
     for name, value in usable.items():
         length += len(name) + len(value) + 3  # "; " and "="
         if length > MAX_COOKIE_HEADER:
             break
         pairs.append(f"{name}={value}")
-    return "; ".join(pairs), session_id
+        if _CREDENTIAL_NAME.search(name):
+            credentials.append(value)
+    return "; ".join(pairs), tuple(credentials)
+
+
+# Cookie names that say their value is a credential.
+_CREDENTIAL_NAME = re.compile("auth|sess|token|login|key", re.IGNORECASE)

@@ -7,7 +7,7 @@ import asyncio
 import resource
 import socket
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -34,6 +34,19 @@ class Served:
     entered: asyncio.Event
 
 
+async def serve_capped(
+    cap: ConnectionCap, routes: dict[str, Callable[[web.Request], Awaitable[web.Response]]]
+) -> tuple[web.AppRunner, int]:
+    """`routes` behind `cap`, as the daemon serves: (the runner to clean up, the port)."""
+    app = web.Application(middlewares=[cap.middleware()])
+    for path, handler in routes.items():
+        app.router.add_get(path, handler)
+    runner = app_runner(app)
+    await runner.setup()
+    await CappedTCPSite(runner, "127.0.0.1", 0, cap).start()
+    return runner, runner.addresses[0][1]
+
+
 @pytest.fixture
 async def served(request: pytest.FixtureRequest) -> AsyncIterator[Served]:
     limit: int = request.param
@@ -49,14 +62,7 @@ async def served(request: pytest.FixtureRequest) -> AsyncIterator[Served]:
 
     clock = iter(range(0, 10_000, 30))  # each warning check is 30 s after the last
     cap = ConnectionCap(limit, monotonic=lambda: float(next(clock)))
-    app = web.Application(middlewares=[cap.middleware()])
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/slow", slow)
-    runner = app_runner(app)
-    await runner.setup()
-    site = CappedTCPSite(runner, "127.0.0.1", 0, cap)
-    await site.start()
-    port = runner.addresses[0][1]
+    runner, port = await serve_capped(cap, {"/metrics": metrics, "/slow": slow})
     try:
         yield Served(f"http://127.0.0.1:{port}", port, runner, cap, release, entered)
     finally:
@@ -217,13 +223,7 @@ async def test_a_burst_accepted_at_once_is_brought_within_the_limit() -> None:
         made_room.set()
 
     cap._warn = warned  # type: ignore[method-assign]
-    app = web.Application(middlewares=[cap.middleware()])
-    app.router.add_get("/block", block)
-    runner = app_runner(app)
-    await runner.setup()
-    site = CappedTCPSite(runner, "127.0.0.1", 0, cap)
-    await site.start()
-    port = runner.addresses[0][1]
+    runner, port = await serve_capped(cap, {"/block": block})
     sockets: list[socket.socket] = []
 
     def burst() -> None:

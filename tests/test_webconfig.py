@@ -32,15 +32,26 @@ async def hello(request: web.Request) -> web.Response:
     return web.Response(text="hello")
 
 
-async def serve_secured(security: WebSecurity) -> tuple[web.AppRunner, str]:
+async def serve_secured(
+    security: WebSecurity,
+    cap: ConnectionCap | None = None,
+    handshake_seconds: float = TLS_HANDSHAKE_SECONDS,
+) -> tuple[web.AppRunner, str]:
     """A hello app behind `security` (TLS and auth) on 127.0.0.1, on the daemon's own
     kind of site; clean up the runner."""
-    cap = ConnectionCap(64)
+    cap = cap or ConnectionCap(64)
     app = web.Application(middlewares=[cap.middleware(), security.middleware()])
     app.router.add_get("/", hello)
     runner = web.AppRunner(app, shutdown_timeout=0.5)
     await runner.setup()
-    site = CappedTCPSite(runner, "127.0.0.1", 0, cap, ssl_context=security.ssl_context())
+    site = CappedTCPSite(
+        runner,
+        "127.0.0.1",
+        0,
+        cap,
+        ssl_context=security.ssl_context(),
+        handshake_seconds=handshake_seconds,
+    )
     await site.start()
     return runner, f"https://127.0.0.1:{runner.addresses[0][1]}/"
 
@@ -469,26 +480,19 @@ def test_a_certificate_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> 
         security.ssl_context()
 
 
-async def test_a_tls_connection_that_never_says_hello_is_closed(tmp_path: Path) -> None:
-    # Counted by the connection cap only once its handshake is done, such a connection
-    # is bounded by the handshake deadline instead (asyncio's default held it 60 s).
+def tls_only(tmp_path: Path) -> tuple[WebSecurity, Path]:
+    """TLS with a new certificate, no auth: (the security, the certificate)."""
     cert, key = make_cert(tmp_path, "server")
     config = tmp_path / "web.yml"
     config.write_text(f"tls_server_config:\n  cert_file: {cert.name}\n  key_file: {key.name}\n")
-    security = WebSecurity(config, load_settings(config), FakeClock())
-    app = web.Application()
-    app.router.add_get("/", hello)
-    runner = web.AppRunner(app, shutdown_timeout=0.5)
-    await runner.setup()
-    site = CappedTCPSite(
-        runner,
-        "127.0.0.1",
-        0,
-        ConnectionCap(8),
-        ssl_context=security.ssl_context(),
-        handshake_seconds=0.2,
-    )
-    await site.start()
+    return WebSecurity(config, load_settings(config), FakeClock()), cert
+
+
+async def test_a_tls_connection_that_never_says_hello_is_closed(tmp_path: Path) -> None:
+    # Counted by the connection cap only once its handshake is done, such a connection
+    # is bounded by the handshake deadline instead (asyncio's default held it 60 s).
+    security, _cert = tls_only(tmp_path)
+    runner, _url = await serve_secured(security, handshake_seconds=0.2)
     try:
         port = runner.addresses[0][1]
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -503,17 +507,9 @@ async def test_a_tls_connection_that_never_says_hello_is_closed(tmp_path: Path) 
 async def test_the_connection_cap_holds_under_tls(tmp_path: Path) -> None:
     # Closed gracefully, a TLS connection waits up to 30 s for the client's goodbye and
     # keeps its socket: clients that never answer held 100 connections at a cap of 8.
-    cert, key = make_cert(tmp_path, "server")
-    config = tmp_path / "web.yml"
-    config.write_text(f"tls_server_config:\n  cert_file: {cert.name}\n  key_file: {key.name}\n")
-    security = WebSecurity(config, load_settings(config), FakeClock())
-    app = web.Application()
-    app.router.add_get("/", hello)
-    runner = web.AppRunner(app, shutdown_timeout=0.5)
-    await runner.setup()
+    security, cert = tls_only(tmp_path)
     cap = ConnectionCap(4)
-    site = CappedTCPSite(runner, "127.0.0.1", 0, cap, ssl_context=security.ssl_context())
-    await site.start()
+    runner, _url = await serve_secured(security, cap)
     trust = ssl.create_default_context(cafile=str(cert))
     trust.check_hostname = False
     clients: list[ssl.SSLSocket] = []

@@ -231,8 +231,8 @@ def quick_utc_starts(texts: list[str]) -> list[float | None] | None:
     return [next(new) if value is None else value for value in remembered]
 
 
-# Start Time text -> its UTC reading, for the texts of the common shape: about a week of
-# minutes, each in both hour forms; cleared when full.
+# Start Time text -> its UTC reading, for the texts of the common shape: 11 days of
+# minutes (5 if each comes in both hour forms); cleared when full.
 _STARTS: dict[str, float] = {}
 _STARTS_MAX = 16_384
 

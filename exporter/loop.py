@@ -183,7 +183,9 @@ class Daemon:
             admission=admission,
             clock=self.clock,
             metrics=self.metrics,
-            started_at=self.started_at,
+            # An account a reload adds or changes starts afresh now, not at the process
+            # start: it re-counted every session that had ended since then.
+            started_at=self.clock.time(),
             parse_worker=self.parse_worker,
         )
         self.metrics.account(common.key)

@@ -96,8 +96,15 @@ class Renderer:
         return all(self.metrics.account(key).first_cycle_done for key in self.runners)
 
     def is_fresh(self, runner: AccountRunner) -> bool:
+        """Its last success is its own, and recent. A runner a reload made shows nothing
+        until its first cycle: before, it showed the zeros of counters not yet restored
+        (a drop to 0 and back, which Prometheus takes for a reset, counting it all again)."""
         last = self.metrics.account(runner.common.key).last_success
-        return last is not None and self.clock.time() - last <= runner.common.stale_after
+        return (
+            runner.succeeded
+            and last is not None
+            and self.clock.time() - last <= runner.common.stale_after
+        )
 
     def seconds_until_next_stale(self) -> float | None:
         now, deadlines = self.clock.time(), []

@@ -70,6 +70,9 @@ class AccountRunner:
     generation: int = 0
     # The last cycles, for the status page and the probe.
     history: AccountHistory = field(default_factory=AccountHistory, repr=False)
+    # Whether a cycle of this runner succeeded: the account's last success may be the
+    # runner's a reload replaced, whose counters this one has not taken over yet.
+    succeeded: bool = False
 
     @property
     def common(self) -> AccountCommon:
@@ -242,6 +245,7 @@ class Scheduler:
             if runner.failures:
                 log.info("collection recovered", vendor=common.vendor, account=common.name)
             runner.failures = 0
+            runner.succeeded = True
             health.last_success = self.clock.time()
             # Saved before the render that shows these values: saved counters may be
             # ahead of the last scrape, never behind it.

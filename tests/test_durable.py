@@ -575,3 +575,40 @@ async def test_sigterm_under_load_exits_0_within_5s_with_the_state_saved(
 
 async def _true_after(check: Callable[[], bool]) -> bool:
     return check()
+
+
+@pytest.mark.parametrize("with_store", [True, False])
+async def test_a_changed_account_neither_drops_to_zero_nor_counts_the_past_again(
+    tmp_path: Path, with_store: bool
+) -> None:
+    # Found by a probe. Between a reload and the new collector's first cycle, its counters
+    # showed 0 (taken from the old one's freshness) and then the restored values again:
+    # a reset to Prometheus, whose increase() counted the whole total twice. Without a
+    # store, the new collector read the feed from the process start, counting again
+    # every session that had ended before the reload.
+    name = "glance_sessions_completed_total"
+    async with world() as w:
+        daemon = Daemon(
+            parse_config(w.config(), VENDORS),
+            VENDORS,
+            clock=w.clock,
+            seed=1,
+            store=StateStore(tmp_path / "state.db") if with_store else None,
+        )
+        await daemon.start(schedule=False)
+        try:
+            for _ in range(10):
+                w.clock.advance(60)
+                await daemon.collect_all_once()
+            before = total(samples(daemon.snapshot.text), name)
+            assert before > 0
+            changed = w.config()
+            changed["glance"][0]["interval"] = "2m"
+            daemon.apply_config(parse_config(changed, VENDORS))
+            assert total(samples(daemon.snapshot.text), name) == 0  # absent, not zeros
+            assert f"{name}{{".encode() not in daemon.snapshot.text
+            await daemon.collect_all_once()  # the new collector's first cycle, no time on
+            after = total(samples(daemon.snapshot.text), name)
+            assert after == (before if with_store else 0.0)
+        finally:
+            await daemon.stop()

@@ -313,7 +313,10 @@ class GlanceCollector(AccountCollector):
                     raise upstream.error(
                         operation,
                         "limit_exceeded",
-                        f"{exc}; sessions are counted again once older ids are forgotten",
+                        # Ids are forgotten only once a window is read whole: a window
+                        # of more sessions than that waits here until the bound is raised.
+                        f"{exc}; the feed resumes here once max_remembered_ids is above the "
+                        "sessions ending in one feed window (31 days at most)",
                     ) from None
 
     def _count(self, session: Session, touched: set[str]) -> None:

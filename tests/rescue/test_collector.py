@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 
 import pytest
@@ -275,6 +276,25 @@ async def test_invalid_node_vanishes_and_other_nodes_still_collected() -> None:
         assert histogram(collector, str(GROUP_ID)) == ended
         await poll_for(r, collector, 60)
         assert histogram(collector, str(GROUP_ID))[0] >= ended[0]
+
+
+async def test_waits_of_a_node_unknown_for_one_reply_are_observed_as_after_an_error() -> None:
+    # Found by a probe: waits in progress went with the node, so one that ended during
+    # the glitch was never observed (answered or abandoned, it left the KPIs).
+    ended: dict[str, tuple[float, float]] = {}
+    for glitch in ("ERROR", "INVALIDPARAM_NODE"):
+        async with rig() as r:
+            collector = r.collector(nodes=BOTH)
+            await poll_for(r, collector, 300)
+            assert collector.nodes[str(GROUP_ID)].waiting, "the test needs waits in progress"
+            r.clock.advance(5)
+            r.sim.fail_next(glitch)  # the group node, for one reply
+            with contextlib.suppress(UpstreamError):
+                await collector.collect(r.upstream)
+            await poll_for(r, collector, 300)
+            ended[glitch] = histogram(collector, str(GROUP_ID))
+    assert ended["INVALIDPARAM_NODE"] == ended["ERROR"]
+    assert ended["ERROR"][0] > 0
 
 
 async def test_account_with_only_unknown_nodes_is_not_up() -> None:

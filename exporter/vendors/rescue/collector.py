@@ -187,12 +187,15 @@ class RescueCollector(AccountCollector):
                 wait.last_seen += step
 
     def forget_current(self, node: str) -> None:
-        """Drop what `node` has now (its gauges, the waits in progress), and keep its wait
-        histogram: counts of waits that ended, which one glitch of INVALIDPARAM_NODE reset
-        to zero (a counter reset to Prometheus) when they went with the node. A node is
-        named in the config, so what is kept is bounded by it, as a stale node's is."""
-        self.nodes.pop(node, None)
-        self._restored_waits.pop(node, None)
+        """Drop what `node` shows now (its gauges), and keep its wait histogram and the
+        waits in progress: one glitch of INVALIDPARAM_NODE reset the counts of waits that
+        ended to zero (a counter reset to Prometheus), and lost the waits that ended
+        during it (never observed). The waits are followed again, as restored ones are,
+        when the node answers. A node is named in the config, so what is kept is bounded
+        by it, as a stale node's is."""
+        state = self.nodes.pop(node, None)
+        if state is not None:
+            self._restored_waits[node] = state.waiting
 
     async def apply(
         self, node: Node, reply: SessionList, now: float, asked: float | None = None

@@ -29,6 +29,7 @@ from .scheduler import (
     Scheduler,
     build_runner,
     next_delay,
+    runner_settings,
 )
 from .selfmetrics import SelfMetrics
 from .snapshot import Snapshot
@@ -146,9 +147,16 @@ class Daemon:
 
     def apply_config(self, config: Config) -> None:
         """Swap in a new config: unchanged accounts keep their state and schedule. New
-        accounts restore their saved state at the start of their first cycle."""
+        accounts restore their saved state at the start of their first cycle. A change of
+        a global setting that runners are built with (`RUNNER_SETTINGS`) changes them all."""
         old, new = self.runners, {a.common.key: a for a in config.accounts}
-        for key in [k for k in old if k not in new or old[k].account != new[k]]:
+        # A global setting built into every runner (max_remembered_ids, the label and
+        # body limits...) changes every account, as its own settings would: kept, the
+        # runners went on with the old value until a restart.
+        rebuild = runner_settings(self.config.global_) != runner_settings(config.global_)
+        if rebuild:
+            self._admissions.clear()  # max_concurrency too
+        for key in [k for k in old if rebuild or k not in new or old[k].account != new[k]]:
             runner = self.runners.pop(key)
             if runner.task is not None:
                 runner.task.cancel()

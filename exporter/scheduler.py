@@ -88,6 +88,25 @@ class AccountRunner:
         self.chunks, self.encoded_generation = chunks, generation
 
 
+# The global settings `build_runner` (and the vendor's admission) build into a runner: a
+# reload that changes one rebuilds every runner, or it would wait for a restart.
+RUNNER_SETTINGS = (
+    "label_value_limit",
+    "label_value_max_length",
+    "max_records_per_reply",
+    "max_pages_per_cycle",
+    "max_remembered_ids",
+    "max_backoff",
+    "max_concurrency",
+    "max_concurrency_per_account",
+    "max_body_bytes",
+)
+
+
+def runner_settings(global_: GlobalConfig) -> tuple[object, ...]:
+    return tuple(getattr(global_, name) for name in RUNNER_SETTINGS)
+
+
 def build_runner(
     account: AccountConfig,
     vendor: Vendor,

@@ -527,3 +527,24 @@ async def test_an_accounts_series_stay_counted_between_its_cycle_and_its_render(
         assert series(d) == counted
         d.snapshot = await d.render_off_loop()
         assert not runner.needs_encoding and series(d) == counted
+
+
+async def test_a_reload_changing_a_limit_every_runner_uses_reaches_every_account() -> None:
+    # Found by a probe: runners of unchanged accounts were kept with the limits they were
+    # built with, so raising max_remembered_ids (as its limit_exceeded message says to)
+    # and reloading changed nothing until a restart.
+    clock = FakeClock()
+    simulator = FakeSimulator(clock, 1)
+    async with serve_app(simulator.app()) as url, daemon_for(config(url), VENDORS, clock) as d:
+        await d.collect_all_once()
+        first = d.runners[("fake", "acme")]
+        assert first.collector.ctx.max_remembered_ids == 250_000  # type: ignore[attr-defined]
+        same = config(url)
+        d.apply_config(parse_config(same, VENDORS))
+        assert d.runners[("fake", "acme")] is first  # nothing changed: kept
+        d.apply_config(parse_config(config(url, max_remembered_ids=500_000), VENDORS))
+        rebuilt = d.runners[("fake", "acme")]
+        assert rebuilt is not first
+        assert rebuilt.collector.ctx.max_remembered_ids == 500_000  # type: ignore[attr-defined]
+        await d.collect_all_once()
+        assert value(d.snapshot.text, "fake_value", account="acme") == 42.0

@@ -188,6 +188,15 @@ def test_load_config_reports_yaml_position(tmp_path: Path) -> None:
 ACCOUNT_YAML = "  - name: a\n    token: t\n    base_url: http://127.0.0.1:1\n"
 
 
+def refused_file(tmp_path: Path, text: str) -> ConfigError:
+    """The error `load_config` refuses a config file of `text` with."""
+    config = tmp_path / "c.yaml"
+    config.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(config, VENDORS)
+    return info.value
+
+
 @pytest.mark.parametrize(
     ("text", "path", "line"),
     [
@@ -200,13 +209,10 @@ ACCOUNT_YAML = "  - name: a\n    token: t\n    base_url: http://127.0.0.1:1\n"
 def test_a_key_given_twice_is_refused_with_its_path(
     tmp_path: Path, text: str, path: str, line: int
 ) -> None:
-    config = tmp_path / "c.yaml"
-    config.write_text(text)
-    with pytest.raises(ConfigError) as info:
-        load_config(config, VENDORS)
-    assert info.value.path == path
-    assert str(info.value) == f"{path}: given twice (again at line {line})"
-    assert "S3cr3t" not in str(info.value)
+    error = refused_file(tmp_path, text)
+    assert error.path == path
+    assert str(error) == f"{path}: given twice (again at line {line})"
+    assert "S3cr3t" not in str(error)
 
 
 @pytest.mark.parametrize(
@@ -221,12 +227,9 @@ def test_a_string_that_is_not_text_is_refused_with_its_path(
 ) -> None:
     # Loaded, it failed every page that showed it (`/config`: a 500, "surrogates not
     # allowed").
-    config = tmp_path / "c.yaml"
-    config.write_text(text)
-    with pytest.raises(ConfigError) as info:
-        load_config(config, VENDORS)
-    assert info.value.path == path
-    assert "not text: a lone surrogate escape (line " in str(info.value)
+    error = refused_file(tmp_path, text)
+    assert error.path == path
+    assert "not text: a lone surrogate escape (line " in str(error)
 
 
 def test_merge_keys_may_override_and_aliases_load_as_before(tmp_path: Path) -> None:

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
 
-from ... import scrub
 from ...http import Upstream
 from ..base import CollectorContext
 from .config import SecureVideoAccount
@@ -76,12 +75,9 @@ class HistoryClient:
         # the header is the same bytes either way (RFC 7617, UTF-8).
         pair = f"{account.api_key.reveal()}:{account.api_secret.reveal()}".encode()
         token = base64.b64encode(pair).decode("ascii")
+        # The key, the secret and this token are known to the scrubber (config registers
+        # them, the token by `scrub.register_basic`): a vendor quoting them shows none.
         self._headers = {"Authorization": "Basic " + token, "Accept": "application/json"}
-        # In case SecureVideo ever echoes a credential in an error message.
-        # The Basic token too: a vendor quoting our Authorization header must not leak it
-        # (config registers it with the scrubber in every encoding; this is belt and braces).
-        scrub.register(token)
-        self._secrets = (account.api_key.reveal(), account.api_secret.reveal(), token)
 
     def _filters(self) -> dict[str, str]:
         email = self.account.participant_email
@@ -105,7 +101,7 @@ class HistoryClient:
         limit = self.max_month_sessions
 
         async def count(chunks: AsyncIterator[bytes]) -> MonthCounts:
-            counter = MonthCounter(limit, self._secrets)
+            counter = MonthCounter(limit)
             async for chunk in chunks:
                 counter.feed(chunk)
                 if counter.over_limit:
@@ -122,7 +118,7 @@ class HistoryClient:
             max_bytes=max(upstream.max_body_bytes, limit * MAX_BYTES_PER_SESSION),
             params=self.month_params(now),
             headers=self._headers,
-            error_detail=lambda body: parse_error_message(body, self._secrets),
+            error_detail=lambda body: parse_error_message(body),
         )
         if counts.vendor_message is not None:
             raise upstream.error(MONTH, "vendor_error", f"HTTP 200: {counts.vendor_message}")
@@ -142,11 +138,11 @@ class HistoryClient:
             self.url,
             params=params,
             headers=self._headers,
-            error_detail=lambda body: parse_error_message(body, self._secrets),
+            error_detail=lambda body: parse_error_message(body),
         )
         if _first_byte(reply.chunks) == b"{":
             # A 200 carrying an error object instead of the array of sessions.
-            message = parse_error_message(reply.body, self._secrets)
+            message = parse_error_message(reply.body)
             if message is not None:
                 raise upstream.error(operation, "vendor_error", f"HTTP 200: {message}")
         limit = self.max_records

@@ -497,9 +497,8 @@ class MonthCounter:
     SessionId -> status map of at most `max_sessions` entries; `feed` raises only
     `ParseError`."""
 
-    def __init__(self, max_sessions: int, redact: tuple[str, ...] = ()) -> None:
+    def __init__(self, max_sessions: int) -> None:
         self.max_sessions = max_sessions
-        self._redact = redact
         self._decoder = codecs.getincrementaldecoder("utf-8-sig")()
         self._json = json.JSONDecoder(parse_int=_parse_int)
         self._buffer = ""
@@ -543,9 +542,7 @@ class MonthCounter:
         self._buffer += self._decode(b"", final=True)
         self._scan(final=True)
         if self._state == "object":
-            message = parse_error_message(
-                self._buffer.encode("utf-8", "surrogatepass"), self._redact
-            )
+            message = parse_error_message(self._buffer.encode("utf-8", "surrogatepass"))
             if message is None:
                 raise ParseError("History reply is a JSON object, not an array")
             return MonthCounts(vendor_message=message)
@@ -656,16 +653,9 @@ def count_month(body: bytes, max_sessions: int = 1_000_000) -> MonthCounts:
     return counter.finish()
 
 
-def _masked(message: str, redact: tuple[str, ...]) -> str:
-    for secret in redact:
-        if secret:
-            message = message.replace(secret, "<redacted>")
-    return message
-
-
-def parse_error_message(body: bytes, redact: tuple[str, ...] = ()) -> str | None:
+def parse_error_message(body: bytes) -> str | None:
     """The `Message` (and `MessageDetail`) of a SecureVideo error body, made safe to log:
-    the `redact` strings masked, control characters blanked, truncated. None when the
+    every known secret masked, control characters blanked, truncated. None when the
     body is not such an object, or larger than any error object (decoded whole, 16 MiB of
     integers held the event loop for 1.3 s, every cycle)."""
     if len(body) > _MAX_ERROR_OBJECT:
@@ -681,9 +671,8 @@ def parse_error_message(body: bytes, redact: tuple[str, ...] = ()) -> str | None
     if isinstance(detail, str) and detail:
         message = f"{message} ({detail})"
     # Scrubbed before it is cut, so that no prefix of a secret survives at the cut: every
-    # configured secret in every encoding (the Basic token too, by `printable`), and the
-    # `redact` strings, before and after control characters are blanked.
-    message = _masked(printable(_masked(message, redact)), redact).strip()
+    # configured secret in every encoding, the Basic token too (`scrub.register_basic`).
+    message = printable(message).strip()
     if len(message) > _MESSAGE_LIMIT:
         message = message[: _MESSAGE_LIMIT - 3] + "..."
     return message

@@ -95,9 +95,8 @@ class ConnectionCap:
         excess = len(live) - most
         if excess <= 0:
             return
-        idle = [c for c in live if self._idle(c)]
-        busy = [c for c in live if not self._idle(c)]
-        for connection in (idle + busy)[:excess]:
+        # Idle ones first, oldest first within each (the sort is stable).
+        for connection in sorted(live, key=self._busy)[:excess]:
             # Aborted, not closed: a TLS close keeps the socket until the client answers.
             transport = connection.transport
             if transport is not None:
@@ -106,12 +105,12 @@ class ConnectionCap:
             self.closed_for_room += 1
         self._warn()
 
-    def _idle(self, connection: RequestHandler) -> bool:
+    def _busy(self, connection: RequestHandler) -> bool:
         # aiohttp writes a reply after its handler returns: bytes still to send are a
         # reply in flight (a slow reader of a big /metrics) as much as a running handler.
         transport = connection.transport
-        return connection not in self._in_flight and (
-            transport is None or not transport.get_write_buffer_size()
+        return connection in self._in_flight or bool(
+            transport is not None and transport.get_write_buffer_size()
         )
 
     def _warn(self) -> None:

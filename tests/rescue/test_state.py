@@ -90,12 +90,31 @@ async def test_a_wait_followed_for_over_a_week_is_restored() -> None:
         assert through_json(second.state())["waiting"] == state["waiting"]
 
 
+async def test_a_wait_already_observed_is_not_observed_again_after_a_restart() -> None:
+    async with rig(seed=3) as r:
+        first = r.collector()
+        await poll_for(r, first, 60)
+        state = through_json(first.state())
+        now = r.clock.time()
+        state["waiting"] = {
+            str(GROUP_ID): {"7": [now - 100, now - 60, True], "8": [now - 100, now - 60]}
+        }
+        second: RescueCollector = r.collector()
+        second.restore(state)
+        assert through_json(second.state())["waiting"] == state["waiting"]
+        before = histogram(second, str(GROUP_ID))[0]
+        await poll_for(r, second, 5)  # one poll, listing neither: both went while down
+        assert histogram(second, str(GROUP_ID))[0] == before + 1
+
+
 BAD_STATES: list[tuple[str, Any]] = [
     ("version", "1"),
     ("waiting", []),
     ("waiting", {str(GROUP_ID): [1, 2]}),
     ("waiting", {str(GROUP_ID): {"7": [1.0]}}),
     ("waiting", {str(GROUP_ID): {"7": [1.0, "later"]}}),
+    ("waiting", {str(GROUP_ID): {"7": [1.7e9, 1.7e9 + 5, 1]}}),  # observed: `true` only
+    ("waiting", {str(GROUP_ID): {"7": [1.7e9, 1.7e9 + 5, True, True]}}),
     # Found by a probe: a start of 0 was observed as a wait of 57 years.
     ("waiting", {str(GROUP_ID): {"7": [0.0, 1.7e9]}}),
     ("waiting", {str(GROUP_ID): {"7": [1.7e9, 1.7e9 + 400 * 86400]}}),  # a 400-day wait

@@ -10,7 +10,7 @@ from structlog.testing import capture_logs
 
 from exporter.logs import get_logger
 from exporter.simulators.clock import FakeClock
-from exporter.vendors.rescue.collector import RescueCollector
+from exporter.vendors.rescue.collector import GONE_FOR, MAX_GONE, RescueCollector
 from exporter.vendors.rescue.parser import Session, SessionList
 
 from ..support import ContextFactory, collector_context
@@ -124,6 +124,53 @@ def test_vanished_waiting_session_is_observed_once_and_forgotten() -> None:
     assert c.nodes["337366"].waiting == {}
     poll(c, 120)
     assert observed(c) == (2, 3.0)
+
+
+def test_a_wait_left_out_of_one_reply_and_back_is_observed_once() -> None:
+    # The vendor left it out of one reply; its Waiting Time says it never left Waiting.
+    # It was observed as `other` when it went, and again when answered.
+    c, _, _ = make()
+    poll(c, 100, ("1", "Waiting", 10))
+    poll(c, 110)
+    assert observed(c) == observed(c, "other") == (1, 10.0)
+    poll(c, 120, ("1", "Waiting", 30))
+    assert c.nodes["337366"].waiting["1"].start == T0 + 90
+    poll(c, 130, ("1", "Active", 2))
+    poll(c, 140)
+    assert observed(c) == (1, 10.0)
+    assert c.nodes["337366"].gone == {}
+
+
+def test_a_session_back_in_a_new_wait_after_it_vanished_is_a_second_wait() -> None:
+    c, _, _ = make()
+    poll(c, 100, ("1", "Waiting", 10))
+    poll(c, 110)
+    poll(c, 130, ("1", "Waiting", 5))  # waiting since 125, after it went
+    poll(c, 140, ("1", "Active", 1))
+    assert observed(c) == (2, 15.0)
+    assert observed(c, "answered") == (1, 5.0)  # from 125, not from 90
+
+
+def test_a_vanished_wait_is_forgotten_after_a_while() -> None:
+    c, _, _ = make()
+    poll(c, 100, ("1", "Waiting", 10))
+    poll(c, 110)
+    poll(c, 110 + GONE_FOR)
+    assert c.nodes["337366"].gone == {}
+    # Back, its Waiting Time reaching before it went: followed as a wait of its own.
+    poll(c, 120 + GONE_FOR, ("1", "Waiting", 30 + int(GONE_FOR)))
+    poll(c, 130 + GONE_FOR, ("1", "Active", 2))
+    assert observed(c) == (2, 10.0 + 30.0 + GONE_FOR)
+
+
+def test_vanished_waits_are_remembered_up_to_a_bound_the_latest_kept() -> None:
+    c, _, _ = make()
+    for start in range(0, MAX_GONE + 5, 1000):
+        poll(c, 100, *((str(i), "Waiting", 0) for i in range(start, start + 1000)))
+        poll(c, 101)
+    gone = c.nodes["337366"].gone
+    assert len(gone) == MAX_GONE
+    assert "10999" in gone and "999" not in gone
 
 
 def test_leaving_and_coming_back_between_polls_is_two_waits() -> None:

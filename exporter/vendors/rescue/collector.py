@@ -68,6 +68,10 @@ ROUNDING = 1.0
 # A change of wall minus monotonic time beyond this between polls is a step of the wall
 # clock, not a slew.
 CLOCK_STEP = 2.0
+# A vanished wait is remembered this long past its last sighting, and at most this many
+# per node (the oldest forgotten first), in case the session comes back still waiting.
+GONE_FOR = 15 * 60.0
+MAX_GONE = 10_000
 
 # Stop the cycle at once for these: every other node would fail the same way.
 ACCOUNT_WIDE = frozenset({"auth", "rate_limited"})
@@ -84,6 +88,9 @@ class Wait:
     # Missing from the last reply, which had rows it could not read: given one poll's
     # grace (`_follow_waits`).
     unread: bool = False
+    # Already observed (as `other`, when it vanished from a reply) and back since, its
+    # Waiting Time saying it never left Waiting: not observed a second time.
+    counted: bool = False
 
 
 @dataclass
@@ -92,10 +99,41 @@ class NodeState:
     counts: dict[tuple[str, ...], float] = field(default_factory=dict)
     oldest_change: dict[str, float] = field(default_factory=dict)
     waiting: dict[str, Wait] = field(default_factory=dict)
+    # Waits observed as `other` because they vanished, by session id, in the order they
+    # went: a session back in a later reply with a Waiting Time reaching before it went
+    # is the same wait, already counted (`_follow_waits`).
+    gone: dict[str, Wait] = field(default_factory=dict)
     technicians: float = 0.0  # rows beyond the first per session
 
 
 _YEAR = 366 * 86400.0
+
+
+def _saved_wait(wait: Wait) -> list[float | bool]:
+    """[start, last seen], and `true` after them for a wait already observed."""
+    return [wait.start, wait.last_seen, True] if wait.counted else [wait.start, wait.last_seen]
+
+
+def _wait_times(saved: object) -> tuple[float, float, bool]:
+    """`_saved_wait` read back: start, last seen, and whether it was observed already."""
+    if not (
+        isinstance(saved, list)
+        and len(saved) in (2, 3)
+        and all(is_number(t) for t in saved[:2])
+        and (len(saved) == 2 or saved[2] is True)
+    ):
+        raise ValueError("state wait is not [start, last seen] or [start, last seen, true]")
+    return float(saved[0]), float(saved[1]), len(saved) == 3
+
+
+def _forget_gone(gone: dict[str, Wait], now: float) -> None:
+    """Drop the vanished waits last seen over `GONE_FOR` ago, and the oldest beyond
+    `MAX_GONE`: in the order they went, which is the order of the dict."""
+    stale = [sid for sid, wait in gone.items() if now - wait.last_seen > GONE_FOR]
+    for sid in stale:
+        del gone[sid]
+    for sid in list(gone)[: max(0, len(gone) - MAX_GONE)]:
+        del gone[sid]
 
 
 class RescueCollector(AccountCollector):
@@ -182,7 +220,7 @@ class RescueCollector(AccountCollector):
             return
         for state in self.nodes.values():
             state.polled_at += step
-            for wait in state.waiting.values():
+            for wait in (*state.waiting.values(), *state.gone.values()):
                 wait.start += step
                 wait.last_seen += step
 
@@ -260,12 +298,14 @@ class RescueCollector(AccountCollector):
         # in one step.
         old = self.nodes.get(node.label)
         previous = old.waiting if old is not None else self._restored_waits.pop(node.label, {})
+        state.gone = {} if old is None else old.gone
         for outcome in OUTCOMES:
             self.waits.touch((node.label, outcome))
         unreadable = reply.shifted_rows + reply.invalid_records > 0
         state.waiting = self._follow_waits(
             node.label,
             previous,
+            state.gone,
             waiting,
             statuses,
             now,
@@ -278,6 +318,7 @@ class RescueCollector(AccountCollector):
         self,
         node: str,
         previous: dict[str, Wait],
+        gone: dict[str, Wait],
         waiting: list[Session],
         statuses: dict[str, str],
         now: float,
@@ -287,7 +328,12 @@ class RescueCollector(AccountCollector):
         """Carry each Waiting session's wait start across polls; observe finished waits,
         by the outcome the status they are in now says (`other` once gone from the list).
         A wait missing from a reply with `unreadable` rows may be one of them: it is
-        carried for one poll, to be observed once, not as gone now and again later."""
+        carried for one poll, to be observed once, not as gone now and again later.
+
+        A wait that vanished is observed as `other` at once and remembered in `gone`
+        (updated in place): a session the vendor left out of a reply and lists again,
+        still waiting since before it went, is followed on as the one wait it is, and
+        not observed again."""
         current: dict[str, Wait] = {}
         for session in waiting:
             # Date the start from when we asked: Rescue measured Waiting Time somewhere
@@ -295,6 +341,10 @@ class RescueCollector(AccountCollector):
             # continuing wait look like a new one.
             start = asked - session.waiting_seconds if session.waiting_seconds is not None else None
             wait = previous.pop(session.id, None)
+            if wait is None and session.id in gone:
+                wait = gone.pop(session.id)
+                if start is None or start > wait.last_seen + ROUNDING:
+                    wait = None  # waiting again, since after it went: a new wait
             if wait is not None and start is not None and start > wait.last_seen + ROUNDING:
                 # It left Waiting and came back between two polls: two waits, not one, and
                 # where the first one went is unknown.
@@ -307,11 +357,16 @@ class RescueCollector(AccountCollector):
             wait.last_seen, wait.unread = now, False
             current[session.id] = wait
         for sid, wait in previous.items():  # left Waiting, or vanished from the list
-            if unreadable and sid not in statuses and not wait.unread:
+            if sid in statuses:
+                self._observe(node, wait, outcome_of(statuses[sid]))
+            elif unreadable and not wait.unread:
                 wait.unread = True
                 current[sid] = wait
-                continue
-            self._observe(node, wait, outcome_of(statuses.get(sid)))
+            else:
+                self._observe(node, wait, OTHER_OUTCOME)
+                wait.unread = False
+                gone[sid] = wait
+        _forget_gone(gone, now)
         return current
 
     # -- durable state (--storage.path) ------------------------------------------------
@@ -322,7 +377,7 @@ class RescueCollector(AccountCollector):
         return {
             "version": STATE_VERSION,
             "waiting": {
-                label: {sid: [w.start, w.last_seen] for sid, w in waits.items()}
+                label: {sid: _saved_wait(w) for sid, w in waits.items()}
                 for label, waits in waiting.items()
             },
             "waits": self.waits.to_state(),
@@ -347,19 +402,15 @@ class RescueCollector(AccountCollector):
             if not isinstance(waits, dict):
                 raise ValueError("state waiting entry is not a mapping")
             node_waits: dict[str, Wait] = {}
-            for sid, times in waits.items():
-                if not (
-                    isinstance(times, list) and len(times) == 2 and all(is_number(t) for t in times)
-                ):
-                    raise ValueError("state wait is not [start, last seen]")
-                start, last_seen = float(times[0]), float(times[1])
+            for sid, saved_wait in waits.items():
+                start, last_seen, counted = _wait_times(saved_wait)
                 # A start of 0 was observed as a wait of 57 years, with nothing logged. A
                 # poll follows a wait for as long as it lasts (a week and more, rarely),
                 # so only a start of this century and at most a year are asked of it.
                 if not (plausible_epoch(start) and plausible_seconds(last_seen - start, _YEAR)):
                     raise ValueError("state wait is not a plausible [start, last seen]")
                 not_ahead(last_seen, now, "wait last seen")
-                node_waits[sid] = Wait(start=start, last_seen=last_seen)
+                node_waits[sid] = Wait(start=start, last_seen=last_seen, counted=counted)
             if label in configured:
                 restored[label] = node_waits
         width = len(self.waits.labelnames) - 1 - (version == 1)
@@ -382,7 +433,9 @@ class RescueCollector(AccountCollector):
             )
 
     def _observe(self, node: str, wait: Wait, outcome: str) -> None:
-        self.waits.observe((node, outcome), max(0.0, wait.last_seen - wait.start))
+        if not wait.counted:
+            self.waits.observe((node, outcome), max(0.0, wait.last_seen - wait.start))
+            wait.counted = True
 
     def _zero_fill(self, state: NodeState, extras: tuple[str, ...]) -> None:
         for status in STATUSES:

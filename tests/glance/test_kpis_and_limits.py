@@ -19,6 +19,7 @@ from exporter.simulators.clock import FakeClock
 from exporter.simulators.glance import DEMO_API_KEY, GlanceSimulator
 from exporter.snapshot import render
 from exporter.vendors.glance.client import ACTIVE, COMPLETED_ENDING, utc
+from exporter.vendors.glance.collector import GlanceCollector
 from exporter.vendors.glance.parser import NS
 
 from .harness import (
@@ -125,6 +126,54 @@ async def test_a_full_dedupe_memory_stops_counting_without_counting_twice(h: Har
             await c.collect(h.upstream())
     assert sum(completed(c).values()) == 10  # the same ten, once each
     assert c.cursor == NOON_ISH
+
+
+async def catch_up(c: GlanceCollector, h: Harness, cycles: int) -> int:
+    """Cycles until one succeeds; how many failed, each with `limit_exceeded`."""
+    for failed in range(cycles):
+        try:
+            await c.collect(h.upstream())
+        except UpstreamError as exc:
+            assert exc.reason == "limit_exceeded", exc  # noqa: PT017
+            continue
+        return failed
+    pytest.fail(f"the feed did not catch up in {cycles} cycles")
+
+
+async def test_a_catch_up_of_more_sessions_than_can_be_remembered_counts_each_once(
+    h: Harness,
+) -> None:
+    # Found by a probe: the catch-up after an outage read its whole range (up to 31 days)
+    # in one read and forgot nothing before it ended, so a range of more sessions than
+    # max_remembered_ids waited there for good. Its reads are now halved until each can
+    # be remembered, and each forgets what ended before the next.
+    c = h.collector(page_size=200, limits={"max_remembered_ids": 2000})
+    await c.collect(h.upstream())
+    h.clock.advance(2 * 86400)  # down for two days: about 11,000 sessions end
+    assert len(h.sim.completed_ended(NOON_ISH, h.clock.time())) > 5 * 2000
+    await catch_up(c, h, 30)
+    assert_feed_matches(h, c, NOON_ISH)  # nothing lost, nothing twice
+    assert c.cursor == h.clock.time()
+    assert len(c.seen) <= 2000
+    assert any(event == "glance_feed_read_halved" for _, event, _ in h.log.events)
+
+
+async def test_a_catch_up_carried_over_a_restart_counts_each_once(h: Harness) -> None:
+    first = h.collector(
+        page_size=200, limits={"max_remembered_ids": 2000, "max_pages_per_cycle": 9}
+    )
+    await first.collect(h.upstream())
+    h.clock.advance(86400)
+    for _ in range(20):  # part of the way: the page budget stops each cycle
+        with pytest.raises(UpstreamError):
+            await first.collect(h.upstream())
+        if first.cursor > NOON_ISH:
+            break
+    assert NOON_ISH < first.cursor < h.clock.time(), "the test needs a catch-up half done"
+    second = h.collector(page_size=200, limits={"max_remembered_ids": 2000})
+    second.restore(through_json(first.state()))
+    await catch_up(second, h, 30)
+    assert_feed_matches(h, second, NOON_ISH)
 
 
 async def test_a_reply_over_max_records_is_refused_and_the_gauges_kept(h: Harness) -> None:

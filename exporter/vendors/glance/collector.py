@@ -38,8 +38,9 @@ SESSION_TYPES = ("C", "G", "V")
 STATUSES = ("A", "C", "D", "E", "J", "K", "L", "Q", "T", "U", "W", "X")
 CURRENT_STATUSES = ("A", "W")
 COUNTED_BY = ("start", "end")
-# A session id is forgotten only once the feed's next window starts this long after we
-# last saw it: more than any plausible clock skew between Glance and us.
+# A session id is forgotten only once the feed's next window starts this long after the
+# session ended (`_ended`): more than any plausible gap between Glance's own end of a
+# session and its startTime plus duration, or clock skew between Glance and us.
 SKEW_MARGIN = 3600.0
 # A re-seen id's expiry moves in steps of this much (SeenRecords): one seen in every
 # overlapping window (10 minutes by default) is then saved about once, not every cycle.
@@ -260,11 +261,18 @@ class GlanceCollector(AccountCollector):
                 if position is None:
                     start = max(self._origin, self.cursor - self.account.feed_overlap)
                     position = self._feed_position = FeedPosition(start, now)
-                await self._read_feed(upstream, COMPLETED_ENDING, position, budget, now)
+                try:
+                    await self._read_feed(upstream, COMPLETED_ENDING, position, budget, now)
+                except DedupeFull as exc:
+                    if not self._halve(position):
+                        raise self._remembered_too_many(upstream, COMPLETED_ENDING, exc) from None
+                    continue  # what was counted stays remembered: the shorter read skips it
                 # A finished read moves the cursor to its end; one an earlier cycle left
-                # unfinished ends before now, so the rest is read next.
+                # unfinished, or a read of a long catch-up, ends before now: the rest is
+                # read next.
                 self.cursor = max(self.cursor, position.end)
                 self._feed_position = None
+                self._forget_passed()
                 if position.end >= now:
                     break
         except UpstreamError as exc:
@@ -276,15 +284,56 @@ class GlanceCollector(AccountCollector):
                 position = FeedPosition(began - self.account.lookback, began)
                 self._backfill_position = position
             try:
-                await self._read_feed(upstream, COMPLETED, position, budget, now)
+                try:
+                    await self._read_feed(upstream, COMPLETED, position, budget, now)
+                except DedupeFull as exc:
+                    raise self._remembered_too_many(upstream, COMPLETED, exc) from None
                 self._backfill_pending, self._backfill_position = False, None
             except UpstreamError as exc:
                 error = error or exc
-        if not self._backfill_pending:
-            # Nothing ended before the next window's start can come back in it.
-            self.seen.prune(max(self._origin, self.cursor - self.account.feed_overlap))
+        self._forget_passed()
         if error is not None:
             raise error
+
+    def _forget_passed(self) -> None:
+        """Forget the ids of sessions that ended before the next read's start: it cannot
+        return them. Not while a backfill is pending: it may return any of them."""
+        if not self._backfill_pending:
+            self.seen.prune(max(self._origin, self.cursor - self.account.feed_overlap))
+
+    def _shortest_read(self) -> float:
+        """A read shorter than this would forget nothing when it ends: the ids of its
+        sessions are kept for the overlap and `SKEW_MARGIN` (and slack) past their end."""
+        return 2 * (self.account.feed_overlap + SKEW_MARGIN + SEEN_SLACK)
+
+    def _halve(self, position: FeedPosition) -> bool:
+        """Read the first half of `position` instead, from its first page (the feed's
+        ids come in no order of end time), so that the ids of sessions that ended in
+        it can be forgotten when it ends; False when it is as short as a read can
+        usefully be."""
+        span = position.end - position.start
+        if span / 2 < self._shortest_read():
+            return False
+        position.end = position.start + span / 2
+        position.next_id, position.pages, position.sent = 0, 0, set()
+        self.ctx.log.info(
+            "glance_feed_read_halved",
+            hint="more sessions ended in the feed's read than max_remembered_ids",
+            hours=round(span / 2 / 3600, 1),
+        )
+        return True
+
+    def _remembered_too_many(
+        self, upstream: Upstream, operation: str, exc: DedupeFull
+    ) -> UpstreamError:
+        # Sessions not remembered cannot be counted without risking a second count later:
+        # the feed stops here, and this page is read again next cycle.
+        return upstream.error(
+            operation,
+            "limit_exceeded",
+            f"{exc}; the feed resumes here once max_remembered_ids is above the sessions "
+            f"ending in {self._shortest_read() / 3600:.1f} hours",
+        )
 
     async def _read_feed(
         self,
@@ -294,6 +343,8 @@ class GlanceCollector(AccountCollector):
         budget: PageBudget,
         now: float,
     ) -> None:
+        """Count the sessions of `position` not counted before; raises `DedupeFull` at
+        the first that cannot be remembered."""
         pages = self.client.completed(
             upstream, operation, position.start, position.end, position=position, budget=budget
         )
@@ -303,21 +354,10 @@ class GlanceCollector(AccountCollector):
                 # Session types whose zero-filled series this page has made exist: ten
                 # series a type, touched once per page rather than once per session.
                 touched: set[str] = set()
-                try:
-                    for session in page.sessions:
-                        if self.seen.add(session.id, now):
-                            self._count(session, touched)
-                except DedupeFull as exc:
-                    # Sessions not remembered cannot be counted without risking a second
-                    # count later: stop here; this page is read again next cycle.
-                    raise upstream.error(
-                        operation,
-                        "limit_exceeded",
-                        # Ids are forgotten only once a window is read whole: a window
-                        # of more sessions than that waits here until the bound is raised.
-                        f"{exc}; the feed resumes here once max_remembered_ids is above the "
-                        "sessions ending in one feed window (31 days at most)",
-                    ) from None
+                earliest = position.start
+                for session in page.sessions:
+                    if self.seen.add(session.id, _ended(session, earliest, now)):
+                        self._count(session, touched)
 
     def _count(self, session: Session, touched: set[str]) -> None:
         session_type = self._types(session.type)
@@ -529,6 +569,17 @@ class GlanceCollector(AccountCollector):
 def _unkeyed(entries: list[Any], keyed: bool) -> list[Any]:
     """Saved series without the account name that states up to version 2 began with."""
     return [[entry[0][1:], *entry[1:]] for entry in entries] if keyed else entries
+
+
+def _ended(session: Session, earliest: float, latest: float) -> float:
+    """When `session` ended, by its startTime plus duration, for forgetting its id: kept
+    within the read that returned it, from its start (`earliest`) to now (`latest`), as
+    the feed returns a session only in windows that hold its end; `latest` when either
+    is unknown. The backfill, by start time, keeps within it too: a session it returns
+    began after its start."""
+    if session.start_time is None or session.duration is None:
+        return latest
+    return min(max(session.start_time + session.duration, earliest), latest)
 
 
 def outcome_of(status: str) -> str:

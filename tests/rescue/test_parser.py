@@ -785,3 +785,41 @@ def test_a_row_of_endless_fields_costs_no_more_than_its_text(rows_before: int) -
         tracemalloc.stop()
     assert (len(result.sessions), result.shifted_rows) == (rows_before, 1)
     assert peak < 8 * len(body)  # the text, its lines and copies: 5x (24x before)
+
+
+def traced_peak(body: bytes, max_rows: int | None = None) -> tuple[str, int]:
+    """(the error `parse_sessions` raised, its peak of Python allocations)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with pytest.raises((ParseError, TooManyRows)) as info:
+            parse_sessions(body, max_rows=max_rows)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return str(info.value), peak
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        # A header of a million columns, one a line and wrapped (the doc sample's shape).
+        (b"OK\n\n" + b"ab|" * (1 << 20) + b"\n1|x|\n", "more than 256 columns"),
+        (b"OK\n\nID|Status|\nStart Time|" + b"ab|" * (1 << 20) + b"\n", "more than 256 columns"),
+        (b"OK\n\nID|Status|\nStart Time|" + b"|" * (3 << 20) + b"\n", "more than 256 columns"),
+        # A wrapped table of a million rows, refused by its row count.
+        (b"OK\n\nID|Status|\nStart Time|" + b"1|ab|cd|" * (1 << 20) + b"\n", "max_records"),
+    ],
+)
+def test_a_hostile_table_is_refused_for_little_more_than_its_text(body: bytes, error: str) -> None:
+    # Read field by field, these took 1-5 s each at 16 MiB, and 335-719 MiB to refuse.
+    message, peak = traced_peak(body, max_rows=100_000)
+    assert error in message
+    assert peak < 8 * len(body)
+
+
+def test_a_header_of_256_columns_is_still_read() -> None:
+    header = "ID|Status|" + "".join(f"Column {i}|" for i in range(254))
+    row = "7|Waiting|" + "|" * 254
+    assert len(parse_sessions(f"OK\n\n{header}\n{row}\n".encode()).sessions) == 1

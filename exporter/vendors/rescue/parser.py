@@ -49,6 +49,9 @@ from .statuses import (
 
 _TOKEN = re.compile(r"\A\s*([A-Z][A-Z_]*)(?=\s|\Z)")
 _DIGITS = re.compile(r"\A[0-9]+\Z")
+# The doc's getSession_v3 header has 19 columns. A header of millions (a hostile reply of
+# `ab|` repeated) took 1-5 s and hundreds of MiB to refuse, read field by field.
+MAX_COLUMNS = 256
 _START = re.compile(
     r"\A(\d{1,2})/(\d{1,2})/(\d{4})\s+(\d{1,2}):(\d{2})(?::(\d{2}))?\s*([AaPp][Mm])?\Z"
 )
@@ -369,6 +372,8 @@ def _rows(rest: str, max_rows: int | None = None) -> tuple[list[str], list[list[
     if not lines:
         return [], [], 0
     _check_rows(len(lines) - 1, max_rows)
+    if lines[0].count("|") > MAX_COLUMNS:
+        raise ParseError(f"table header has more than {MAX_COLUMNS} columns")
     first = _fields(lines[0])
     # Split no further than one field past the header's width: enough to tell (below),
     # and a row of 16 MiB of `|`s became 5.6 million strings (550 MB in the worker).
@@ -397,22 +402,41 @@ def _wrapped_rows(
 ) -> tuple[list[str], list[list[str]], int]:
     # The doc sample's shape: line ends carry no meaning, so the fields are read as one
     # stream; the header ends where the first numeric session ID begins.
-    fields = [f.replace("\n", " ") for line in lines for f in _fields(line)]
-    width = next((i for i, f in enumerate(fields) if _DIGITS.match(f.strip())), len(fields))
+    header = _wrapped_header(lines)
+    width = len(header)
     if not width:  # a session ID before any column name: rows of no width
         raise ParseError("wrapped table has no header before its first session ID")
-    header, values = fields[:width], fields[width:]
     names = [_norm(name) for name in header]
     if len(set(names)) != len(names):
         # A header read twice over (repeated, then wrapped): rows of twice its width
         # would each hide a session.
         raise ParseError("wrapped table header lists a column twice")
-    if len(values) % width:
+    # Every line ends with `|`: its fields are its `|`s. Counted before any is made, so
+    # that a reply of millions is refused by its row count at the cost of a scan.
+    values = sum(map(str.count, lines, repeat("|"))) - width
+    if values % width:
         raise ParseError(f"wrapped table does not split into rows of {width} fields")
     # One wrapped line may hold many rows: the limit counts rows, not lines.
-    _check_rows(len(values) // width, max_rows)
-    rows = [values[i : i + width] for i in range(0, len(values), width)]
+    _check_rows(values // width, max_rows)
+    fields = [f.replace("\n", " ") for line in lines for f in _fields(line)][width:]
+    rows = [fields[i : i + width] for i in range(0, values, width)]
     return header, rows, 0
+
+
+def _wrapped_header(lines: list[str]) -> list[str]:
+    """The fields of a wrapped table before its first numeric session ID (all of them
+    when there is none), looked for among the first `MAX_COLUMNS` only."""
+    header: list[str] = []
+    for line in lines:
+        room = MAX_COLUMNS + 1 - len(header)
+        for field in line[:-1].split("|", room)[:room]:
+            field = field.replace("\n", " ")
+            if _DIGITS.match(field.strip()):
+                return header
+            header.append(field)
+        if len(header) > MAX_COLUMNS:
+            raise ParseError(f"wrapped table header has more than {MAX_COLUMNS} columns")
+    return header
 
 
 def _sessions(header: list[str], rows: list[list[str]], shifted: int, zone: tzinfo) -> SessionList:

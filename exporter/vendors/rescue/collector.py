@@ -85,6 +85,9 @@ STATE_VERSION = 2
 class Wait:
     start: float  # estimated moment the session entered Waiting
     last_seen: float  # the last poll that saw it Waiting
+    # Its Waiting Time at that poll: how long it had waited by Rescue's own clock, which
+    # no latency of ours lengthens. None when that poll gave none (or it was restored).
+    waited: float | None = None
     # Missing from the last reply, which had rows it could not read: given one poll's
     # grace (`_follow_waits`).
     unread: bool = False
@@ -354,7 +357,7 @@ class RescueCollector(AccountCollector):
                 # Waiting Time dates the start even for sessions queued before we started;
                 # without it, the first sighting is the best lower bound we have.
                 wait = Wait(start=start if start is not None else now, last_seen=now)
-            wait.last_seen, wait.unread = now, False
+            wait.last_seen, wait.unread, wait.waited = now, False, session.waiting_seconds
             current[session.id] = wait
         for sid, wait in previous.items():  # left Waiting, or vanished from the list
             if sid in statuses:
@@ -433,8 +436,12 @@ class RescueCollector(AccountCollector):
             )
 
     def _observe(self, node: str, wait: Wait, outcome: str) -> None:
+        """Observe the wait as its last sighting measured it: the Waiting Time Rescue
+        gave then, or, without one, from its start to that sighting (a slow reply made
+        that up to its latency longer: 18 s for an 11 s wait behind an 8 s reply)."""
         if not wait.counted:
-            self.waits.observe((node, outcome), max(0.0, wait.last_seen - wait.start))
+            waited = wait.waited if wait.waited is not None else wait.last_seen - wait.start
+            self.waits.observe((node, outcome), max(0.0, waited))
             wait.counted = True
 
     def _zero_fill(self, state: NodeState, extras: tuple[str, ...]) -> None:

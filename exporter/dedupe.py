@@ -7,7 +7,7 @@ forgotten) between two saves, so that saving costs what changed, not what is rem
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
 from .savedstate import KeyedChanges
@@ -114,6 +114,18 @@ class SeenRecords:
     def full(self) -> bool:
         return self.limit is not None and len(self._expiry) >= self.limit
 
+    def make_room(self, keys: Iterable[Hashable]) -> None:
+        """Raise `DedupeFull` unless every key of `keys` not remembered yet can be: so
+        that a batch (a page) is taken whole or not at all."""
+        if self.limit is None:
+            return
+        new = {key for key in keys if key not in self._expiry}
+        if len(self._expiry) + len(new) > self.limit:
+            raise DedupeFull(
+                f"already remembering {len(self._expiry)} ids, and {len(new)} more do not "
+                f"fit in {self.limit} (max_remembered_ids)"
+            )
+
     def add(self, key: Hashable, now: float) -> bool:
         """Remember `key`; True if it is new. Raises `DedupeFull` for a new key while
         `full`: the caller stops counting (and says why) instead of counting twice later."""
@@ -129,6 +141,28 @@ class SeenRecords:
             heapq.heappush(self._heap, (expires, self._tie, key))
         journal = self.journal
         if not journal.whole:  # inline: this runs for every record of every page
+            journal.dirty.add(key)
+            journal.deleted.discard(key)
+        return new
+
+    def add_shortest(self, key: Hashable, when: float) -> bool:
+        """`add`, for a feed whose every read bounds when a key's record ended: the key is
+        kept `retention` (and `slack`) past the earliest `when` it was added with, and
+        no longer, however often it comes again. A later read of a shorter range (a
+        halved one) brings a kept key's expiry forward. Raises `DedupeFull` as `add`."""
+        expires = self._expiry.get(key)
+        new = expires is None
+        if new and self.full:
+            raise DedupeFull(f"already remembering {self.limit} ids (max_remembered_ids)")
+        until = when + self.retention + self.slack
+        if expires is not None and expires <= until:
+            return False
+        self._expiry[key] = until
+        # A brought-forward key gets a second heap entry: `prune` skips the stale one.
+        self._tie += 1
+        heapq.heappush(self._heap, (until, self._tie, key))
+        journal = self.journal
+        if not journal.whole:
             journal.dirty.add(key)
             journal.deleted.discard(key)
         return new

@@ -14,7 +14,7 @@ from typing import Any, cast
 
 import pytest
 
-from exporter.dedupe import KeyJournal, SeenRecords
+from exporter.dedupe import DedupeFull, KeyJournal, SeenRecords
 from exporter.persistence import Persistence
 from exporter.savedstate import KeyedChanges, SavedState
 from exporter.scheduler import AccountRunner
@@ -123,6 +123,35 @@ def test_re_seen_keys_move_in_slack_steps_and_are_never_forgotten_early() -> Non
     # 40 sightings a minute; an expiry moves at most once per SLACK per key.
     assert rewrites <= 200 * (600 * 60.0 / SLACK + 1)
     assert rewrites < 600 * 40 / 2  # without the slack: every sighting
+
+
+def test_shortest_keys_are_kept_past_their_earliest_time_and_journalled_when_moved() -> None:
+    seen = SeenRecords(RETENTION, slack=SLACK)
+    seen.changes()
+    assert seen.add_shortest("a", 1000.0)
+    assert not seen.add_shortest("a", 5000.0)  # a later read: kept as it was
+    assert seen.changes().upserts == {"a": 1000.0 + RETENTION + SLACK}
+    assert not seen.add_shortest("a", 500.0)  # a shorter read: brought forward
+    assert seen.changes().upserts == {"a": 500.0 + RETENTION + SLACK}
+    seen.prune(500.0 + RETENTION + SLACK - 1)
+    assert "a" in seen
+    seen.prune(500.0 + RETENTION + SLACK)
+    assert "a" not in seen
+    seen.prune(1000.0 + RETENTION + SLACK)  # its stale heap entry: skipped
+    assert len(seen) == 0
+    assert seen.add_shortest("a", 2000.0)  # new again after it was forgotten
+
+
+def test_a_batch_is_remembered_whole_or_not_at_all() -> None:
+    seen = SeenRecords(RETENTION, limit=3)
+    seen.make_room(["a", "b", "b", "c"])
+    for key in "abc":
+        seen.add(key, 0.0)
+    seen.make_room(["a", "c"])  # nothing new: fits
+    with pytest.raises(DedupeFull, match="1 more do not fit in 3"):
+        seen.make_room(["a", "d"])
+    assert len(seen) == 3
+    SeenRecords(RETENTION).make_room(range(10**4))  # no limit
 
 
 def test_only_what_changed_is_taken_and_written(tmp_path: Path) -> None:

@@ -120,11 +120,12 @@ async def test_a_full_dedupe_memory_stops_counting_without_counting_twice(h: Har
         await c.collect(h.upstream())
     assert info.value.reason == "limit_exceeded"
     assert "max_remembered_ids" in info.value.message
-    assert sum(completed(c).values()) == 10
+    # Whole pages or none: the first page of seven fits, the second does not.
+    assert sum(completed(c).values()) == 7
     for _ in range(3):
         with pytest.raises(UpstreamError):
             await c.collect(h.upstream())
-    assert sum(completed(c).values()) == 10  # the same ten, once each
+    assert sum(completed(c).values()) == 7  # the same seven, once each
     assert c.cursor == NOON_ISH
 
 
@@ -156,6 +157,60 @@ async def test_a_catch_up_of_more_sessions_than_can_be_remembered_counts_each_on
     assert c.cursor == h.clock.time()
     assert len(c.seen) <= 2000
     assert any(event == "glance_feed_read_halved" for _, event, _ in h.log.events)
+
+
+async def test_an_outage_of_over_31_days_of_more_sessions_than_can_be_remembered(
+    clock: FakeClock,
+) -> None:
+    # Found by a review: a read of more than one 31-day window forgot nothing until it
+    # ended, so a second window that did not fit waited for good.
+    h = await start_harness(clock, GlanceSimulator(clock, seed=7, rate=1 / 600, history=45 * 86400))
+    try:
+        c = h.collector(limits={"max_remembered_ids": 5000})
+        await c.collect(h.upstream())
+        h.clock.advance(40 * 86400)  # 144 sessions a day: about 5,800
+        await catch_up(c, h, 30)
+        assert_feed_matches(h, c, NOON_ISH)
+    finally:
+        await stop_harness(h)
+
+
+@pytest.mark.parametrize("duration", ["0", None])
+async def test_a_catch_up_counts_each_once_whatever_the_durations_say(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch, duration: str | None
+) -> None:
+    # Found by a review: ids forgotten an hour after startTime plus duration counted
+    # sessions twice (17,080 of 17,078) once durations were reported as 0, and without a
+    # duration the catch-up waited for good. Ids are kept past the read's end instead.
+    import exporter.simulators.glance as glance_simulator
+
+    reply_of = glance_simulator._session_xml
+
+    def with_duration(container: Any, session: Any, now: float) -> Any:
+        item = reply_of(container, session, now)
+        field = item.find(f"{{{NS}}}duration")
+        assert field is not None
+        if duration is None:
+            item.remove(field)
+        elif session.completed(now):
+            field.text = duration
+        return item
+
+    monkeypatch.setattr(glance_simulator, "_session_xml", with_duration)
+    h = await start_harness(clock, GlanceSimulator(clock, seed=7))
+    try:
+        c = h.collector(page_size=200, limits={"max_remembered_ids": 2000})
+        await c.collect(h.upstream())
+        for _ in range(3):
+            h.clock.advance(86400)  # down for a day, then three cycles
+            await catch_up(c, h, 30)
+            for _ in range(3):
+                h.clock.advance(60)
+                await c.collect(h.upstream())
+        ended = h.sim.completed_ended(NOON_ISH, h.clock.time())
+        assert sum(completed(c).values()) == len(ended)
+    finally:
+        await stop_harness(h)
 
 
 async def test_a_catch_up_carried_over_a_restart_counts_each_once(h: Harness) -> None:

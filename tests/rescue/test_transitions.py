@@ -10,7 +10,7 @@ from structlog.testing import capture_logs
 
 from exporter.logs import get_logger
 from exporter.simulators.clock import FakeClock
-from exporter.vendors.rescue.collector import GONE_FOR, MAX_GONE, RescueCollector
+from exporter.vendors.rescue.collector import GONE_FOR, MAX_GONE, STATE_VERSION, RescueCollector
 from exporter.vendors.rescue.parser import Session, SessionList
 
 from ..support import ContextFactory, collector_context
@@ -139,6 +139,18 @@ def test_a_wait_left_out_of_one_reply_and_back_is_observed_once() -> None:
     poll(c, 140)
     assert observed(c) == (1, 10.0)
     assert c.nodes["337366"].gone == {}
+
+
+def test_a_vanished_wait_is_remembered_through_a_node_gone_for_one_reply() -> None:
+    # Found by a review: one INVALIDPARAM_NODE reply dropped the vanished waits, and the
+    # wait below was observed twice.
+    c, _, _ = make()
+    poll(c, 100, ("1", "Waiting", 10))
+    poll(c, 110)
+    c.forget_current("337366")  # one INVALIDPARAM_NODE reply
+    poll(c, 130, ("1", "Waiting", 40))  # back, waiting since 90: the same wait
+    poll(c, 140, ("1", "Active", 2))
+    assert observed(c) == (1, 10.0)
 
 
 def test_a_session_back_in_a_new_wait_after_it_vanished_is_a_second_wait() -> None:
@@ -429,7 +441,7 @@ def test_state_keeps_outcomes_and_a_version_1_state_hands_over_its_waits() -> No
     poll(c, 100, ("1", "Waiting", 10), ("2", "Waiting", 5))
     poll(c, 105, ("1", "Timed out", 1), ("2", "Waiting", 10))
     saved = c.state()
-    assert saved["version"] == 2
+    assert saved["version"] == STATE_VERSION == 3
     d, _, _ = make()
     d.restore(saved)
     assert observed(d, "timed_out") == (1, 10.0)

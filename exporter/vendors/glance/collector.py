@@ -30,7 +30,14 @@ from ...statecheck import (
     state_version,
 )
 from ..base import AccountCollector, CollectorContext
-from .client import COMPLETED, COMPLETED_ENDING, FeedPosition, GlanceClient, PageBudget
+from .client import (
+    COMPLETED,
+    COMPLETED_ENDING,
+    MAX_WINDOW,
+    FeedPosition,
+    GlanceClient,
+    PageBudget,
+)
 from .config import GlanceAccount
 from .parser import Counts, Session
 
@@ -38,9 +45,10 @@ SESSION_TYPES = ("C", "G", "V")
 STATUSES = ("A", "C", "D", "E", "J", "K", "L", "Q", "T", "U", "W", "X")
 CURRENT_STATUSES = ("A", "W")
 COUNTED_BY = ("start", "end")
-# A session id is forgotten only once the feed's next window starts this long after the
-# session ended (`_ended`): more than any plausible gap between Glance's own end of a
-# session and its startTime plus duration, or clock skew between Glance and us.
+# A session id is forgotten only once the feed's next read starts this long after the
+# end of the shortest read that returned it (the session ended by then): more than any
+# plausible clock skew between Glance and us. Not its startTime plus duration: a
+# duration an hour short counted sessions twice after a catch-up.
 SKEW_MARGIN = 3600.0
 # A re-seen id's expiry moves in steps of this much (SeenRecords): one seen in every
 # overlapping window (10 minutes by default) is then saved about once, not every cycle.
@@ -114,6 +122,9 @@ class GlanceCollector(AccountCollector):
         # the page budget ran out, a page failed or the cycle deadline passed. The next
         # cycle carries on from there instead of paging the same range again.
         self._feed_position: FeedPosition | None = None
+        # How long the feed's reads may be: one 31-day window, or less once a read held
+        # more sessions than can be remembered (`_halve`), until the feed is caught up.
+        self._read_span = MAX_WINDOW - 1.0
         self._backfill_position: FeedPosition | None = None
 
         self._current: dict[LabelValues, float] | None = None
@@ -260,7 +271,10 @@ class GlanceCollector(AccountCollector):
                 position = self._feed_position
                 if position is None:
                     start = max(self._origin, self.cursor - self.account.feed_overlap)
-                    position = self._feed_position = FeedPosition(start, now)
+                    # One window a read, so that each moves the cursor and lets the ids
+                    # of the reads before it go.
+                    end = min(now, start + self._read_span)
+                    position = self._feed_position = FeedPosition(start, end)
                 try:
                     await self._read_feed(upstream, COMPLETED_ENDING, position, budget, now)
                 except DedupeFull as exc:
@@ -274,6 +288,7 @@ class GlanceCollector(AccountCollector):
                 self._feed_position = None
                 self._forget_passed()
                 if position.end >= now:
+                    self._read_span = MAX_WINDOW - 1.0
                     break
         except UpstreamError as exc:
             error = exc  # what was counted stays counted; the retry is deduplicated
@@ -302,24 +317,28 @@ class GlanceCollector(AccountCollector):
             self.seen.prune(max(self._origin, self.cursor - self.account.feed_overlap))
 
     def _shortest_read(self) -> float:
-        """A read shorter than this would forget nothing when it ends: the ids of its
-        sessions are kept for the overlap and `SKEW_MARGIN` (and slack) past their end."""
-        return 2 * (self.account.feed_overlap + SKEW_MARGIN + SEEN_SLACK)
+        """The ids of a read are forgotten once the next one ends `SKEW_MARGIN` (and
+        slack) past it; a read shorter than this, with its overlap, never gets there."""
+        return 2 * self.account.feed_overlap + SKEW_MARGIN + SEEN_SLACK
 
     def _halve(self, position: FeedPosition) -> bool:
         """Read the first half of `position` instead, from its first page (the feed's
-        ids come in no order of end time), so that the ids of sessions that ended in
-        it can be forgotten when it ends; False when it is as short as a read can
-        usefully be."""
+        ids come in no order of end time), and read no more than that at a time until
+        the feed is caught up; False when it is as short as a read can usefully be.
+
+        The sessions counted so far stay remembered: those the shorter read returns
+        again are skipped, and kept only as long as it asks (`add_shortest`), so that
+        the reads after it can forget them."""
         span = position.end - position.start
-        if span / 2 < self._shortest_read():
+        if span <= self._shortest_read():
             return False
-        position.end = position.start + span / 2
+        self._read_span = max(span / 2, self._shortest_read())
+        position.end = position.start + self._read_span
         position.next_id, position.pages, position.sent = 0, 0, set()
         self.ctx.log.info(
             "glance_feed_read_halved",
             hint="more sessions ended in the feed's read than max_remembered_ids",
-            hours=round(span / 2 / 3600, 1),
+            hours=round(self._read_span / 3600, 1),
         )
         return True
 
@@ -332,8 +351,14 @@ class GlanceCollector(AccountCollector):
             operation,
             "limit_exceeded",
             f"{exc}; the feed resumes here once max_remembered_ids is above the sessions "
-            f"ending in {self._shortest_read() / 3600:.1f} hours",
+            f"ending in about {self._needs_remembered() / 3600:.0f} hours",
         )
+
+    def _needs_remembered(self) -> float:
+        """The span of sessions the shortest reads need remembered at once: the read
+        being read, the one before it, and about the margin's worth more (whole pages,
+        and what the longer reads before them counted)."""
+        return 2 * self._shortest_read() + SKEW_MARGIN
 
     async def _read_feed(
         self,
@@ -344,20 +369,34 @@ class GlanceCollector(AccountCollector):
         now: float,
     ) -> None:
         """Count the sessions of `position` not counted before; raises `DedupeFull` at
-        the first that cannot be remembered."""
+        the first that cannot be remembered.
+
+        The feed by end time returns a session only in reads whose range holds its end,
+        so its id is kept past the end of the shortest read that returned it
+        (`add_shortest`). The backfill, by start time, says nothing of when its sessions
+        ended: kept past now, never for less."""
         pages = self.client.completed(
             upstream, operation, position.start, position.end, position=position, budget=budget
         )
         async with aclosing(pages):
             async for page in pages:
+                # Whole pages or none: a page is one range of ids (in the feed's order,
+                # which is the order sessions began), so what a full memory stops at is
+                # a prefix of the read, and a shorter read can pick up from it (`_halve`).
+                self.seen.make_room(session.id for session in page.sessions)
                 self._rejected_records(page.skipped, page.implausible)
                 # Session types whose zero-filled series this page has made exist: ten
                 # series a type, touched once per page rather than once per session.
                 touched: set[str] = set()
-                earliest = position.start
-                for session in page.sessions:
-                    if self.seen.add(session.id, _ended(session, earliest, now)):
-                        self._count(session, touched)
+                if operation == COMPLETED_ENDING:
+                    end = position.end
+                    for session in page.sessions:
+                        if self.seen.add_shortest(session.id, end):
+                            self._count(session, touched)
+                else:
+                    for session in page.sessions:
+                        if self.seen.add(session.id, now):
+                            self._count(session, touched)
 
     def _count(self, session: Session, touched: set[str]) -> None:
         session_type = self._types(session.type)
@@ -569,17 +608,6 @@ class GlanceCollector(AccountCollector):
 def _unkeyed(entries: list[Any], keyed: bool) -> list[Any]:
     """Saved series without the account name that states up to version 2 began with."""
     return [[entry[0][1:], *entry[1:]] for entry in entries] if keyed else entries
-
-
-def _ended(session: Session, earliest: float, latest: float) -> float:
-    """When `session` ended, by its startTime plus duration, for forgetting its id: kept
-    within the read that returned it, from its start (`earliest`) to now (`latest`), as
-    the feed returns a session only in windows that hold its end; `latest` when either
-    is unknown. The backfill, by start time, keeps within it too: a session it returns
-    began after its start."""
-    if session.start_time is None or session.duration is None:
-        return latest
-    return min(max(session.start_time + session.duration, earliest), latest)
 
 
 def outcome_of(status: str) -> str:

@@ -78,7 +78,8 @@ ACCOUNT_WIDE = frozenset({"auth", "rate_limited"})
 # Bump when the shape of `state()` changes: an older or newer state is then ignored.
 # 2: the wait histogram has an `outcome` label. A version 1 state still hands over its
 # waits in progress; its histogram, without outcomes, restarts.
-STATE_VERSION = 2
+# 3: a wait may carry a third element, `true`: observed already (`Wait.counted`).
+STATE_VERSION = 3
 
 
 @dataclass
@@ -167,6 +168,8 @@ class RescueCollector(AccountCollector):
         # node's first poll here takes them over. Kept apart from `nodes` so that no
         # gauge pretends to be current before a poll.
         self._restored_waits: dict[str, dict[str, Wait]] = {}
+        # The vanished waits of a node gone for now (INVALIDPARAM_NODE), until it answers.
+        self._kept_gone: dict[str, dict[str, Wait]] = {}
         self._clock_offset: float | None = None  # wall minus monotonic time, last poll
         self.waits = HistogramSet(
             WAIT, WAIT_HELP, ("account", "node", "outcome"), account.wait_buckets
@@ -237,6 +240,7 @@ class RescueCollector(AccountCollector):
         state = self.nodes.pop(node, None)
         if state is not None:
             self._restored_waits[node] = state.waiting
+            self._kept_gone[node] = state.gone
 
     async def apply(
         self, node: Node, reply: SessionList, now: float, asked: float | None = None
@@ -301,7 +305,7 @@ class RescueCollector(AccountCollector):
         # in one step.
         old = self.nodes.get(node.label)
         previous = old.waiting if old is not None else self._restored_waits.pop(node.label, {})
-        state.gone = {} if old is None else old.gone
+        state.gone = old.gone if old is not None else self._kept_gone.pop(node.label, {})
         for outcome in OUTCOMES:
             self.waits.touch((node.label, outcome))
         unreadable = reply.shifted_rows + reply.invalid_records > 0
@@ -394,7 +398,7 @@ class RescueCollector(AccountCollector):
         measured to its last sighting, exactly as after a run of failed polls. Nodes no
         longer configured are dropped. Everything is checked before anything is applied:
         a state that does not fit raises ValueError."""
-        version = state_version(state, (1, STATE_VERSION))
+        version = state_version(state, (1, 2, STATE_VERSION))
         configured = {node.label for node in self.account.nodes}
         saved = state.get("waiting")
         if not isinstance(saved, dict):

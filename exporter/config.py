@@ -336,6 +336,13 @@ class Fields:
         value = _ENV_REF.sub(replace, text)
         if not value:
             raise ConfigError(self._path(name), "is empty")
+        if not value.isascii():
+            try:
+                value.encode()
+            except UnicodeEncodeError:
+                # Bytes of the environment that are not UTF-8 (Python keeps them as lone
+                # surrogates): no vendor would take them, and scrubbing them crashed.
+                raise ConfigError(self._path(name), "is not valid UTF-8") from None
         return value
 
     def base_url(self, name: builtins.str, default: builtins.str) -> builtins.str:

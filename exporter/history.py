@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import msgspec
 
 from . import scrub
-from .sanitize import clean_text
+from .sanitize import printable
 
 CYCLES_KEPT = 10
 REQUESTS_KEPT = 50
@@ -26,8 +26,10 @@ CLOCK_SKEW_LIMIT = 300.0
 
 
 def safe_text(text: str, limit: int = MESSAGE_LIMIT) -> str:
-    """Vendor-derived text fit for display: encodable, scrubbed, cut."""
-    return scrub.excerpt(clean_text(text), limit)
+    """Vendor-derived text fit for display: encodable, scrubbed, control characters
+    blanked (`printable`), cut. An lxml error quoting a hostile namespace carried U+202E
+    and C1 controls to the pages."""
+    return scrub.excerpt(printable(text), limit)
 
 
 # The records are msgspec Structs untracked by the garbage collector: an account keeps

@@ -108,6 +108,16 @@ def test_secret_from_env_and_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert "from-env" not in repr(config)
 
 
+def test_a_secret_from_the_environment_that_is_not_utf8_is_refused_with_its_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Found by a probe: its bytes (lone surrogates in Python) crashed the scrubber's
+    # set-up, a traceback with no field path, exit status 1.
+    monkeypatch.setenv("FAKE_TOKEN", "sec\udcffret99")
+    with pytest.raises(ConfigError, match=r"fake\[0\].token: is not valid UTF-8"):
+        parse({"fake": [account(token="${FAKE_TOKEN}")]})
+
+
 def test_missing_env_and_file_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"fake\[0\].token: environment variable NOPE_X"):
         parse({"fake": [account(token="${NOPE_X}")]})

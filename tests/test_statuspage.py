@@ -17,6 +17,7 @@ from exporter.history import (
     Failure,
     RequestRecord,
     count_records,
+    safe_text,
 )
 from exporter.registry import VENDORS
 from exporter.statuspage import (
@@ -158,6 +159,13 @@ def test_every_value_is_escaped_and_scrubbed() -> None:
         assert scrub.REDACTED not in page.replace(html.escape(scrub.REDACTED), "")
         assert html.escape(scrub.REDACTED) in page
     assert SECRET not in str(detail_json(view(bad), bad))
+
+
+def test_vendor_text_shown_has_its_control_and_bidi_characters_blanked() -> None:
+    # Found by a probe: an lxml error quoting a hostile namespace carried U+202E, C1
+    # controls and a line end to every page; the log line escaped them already.
+    message = f"malformed XML: namespace 'x\u202ey\x9bz\x85w\nv' {SECRET}"
+    assert safe_text(message) == f"malformed XML: namespace 'x y z w v' {scrub.REDACTED}"
 
 
 def test_detail_shows_each_cycle_and_request() -> None:

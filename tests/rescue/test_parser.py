@@ -823,3 +823,13 @@ def test_a_header_of_256_columns_is_still_read() -> None:
     header = "ID|Status|" + "".join(f"Column {i}|" for i in range(254))
     row = "7|Waiting|" + "|" * 254
     assert len(parse_sessions(f"OK\n\n{header}\n{row}\n".encode()).sessions) == 1
+
+
+def test_a_long_unknown_return_value_is_not_quoted_in_part() -> None:
+    # Found by a probe: cut to 40 characters before any scrub, it showed 10 of a
+    # 17-character password of capitals; a parse worker knows no secret to scrub.
+    with pytest.raises(ParseError) as info:
+        parse_login(b"ERRORUNKNOWNREPLYFROMSERVERXXXHUNTERTWOSECRETPW\n")
+    assert str(info.value) == "unknown return value of 47 characters"
+    with pytest.raises(ParseError, match="unknown return value 'NOPE'"):
+        parse_login(b"NOPE\n")

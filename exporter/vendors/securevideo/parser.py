@@ -471,9 +471,11 @@ _WHITESPACE = re.compile(r"[ \t\n\r]*")
 MAX_RECORD_CHARS = 1 << 20
 # A 200 carrying an error object instead of the array is read up to this size.
 _MAX_ERROR_OBJECT = 65536
-# Status codes longer than this are cut (labels are cut far shorter anyway), and more
-# distinct ones than this in one month is no billing system but a hostile reply.
-_MAX_STATUS_CHARS = 256
+# Status codes longer than this are cut, and more distinct ones than this in one month
+# is no billing system but a hostile reply. Longer than the longest label value (1,024)
+# by more than any credential: the label is scrubbed whole and then cut, and a
+# credential this cut split (here, in the parse worker, which knows none) lies beyond.
+_MAX_STATUS_CHARS = 2048
 MAX_STATUSES = 1024
 
 

@@ -587,6 +587,9 @@ def parse_config(
     accounts: list[AccountConfig] = []
     seen: set[tuple[str, str]] = set()
     for vendor_name, vendor in vendors.items():
+        if isinstance(data, dict) and vendor_name in data and data[vendor_name] is None:
+            # `securevideo:` and nothing under it: a file cut short (read while written).
+            raise ConfigError(vendor_name, "lists no account (a file cut short?)")
         for fields in root.items(vendor_name):
             name = fields.str("name")
             if not _ACCOUNT_NAME.match(name):
@@ -611,6 +614,10 @@ def parse_config(
             accounts.append(vendor.parse_account(fields, common, global_))
             fields.check_unknown()
     root.check_unknown()
+    if not accounts:
+        # An empty file (or one read while written) reloaded into nothing: every series
+        # gone and every saved state deleted. Refused, the old config stays in force.
+        raise ConfigError("", f"defines no account (under {', '.join(vendors)})")
     if shard is not None:
         accounts = [a for a in accounts if in_shard(a.common, *shard)]
     return Config(global_=global_, accounts=tuple(accounts), source=source)

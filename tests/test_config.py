@@ -64,6 +64,12 @@ def test_bad_durations(text: str) -> None:
         ({"fake": [account(name="x.json")]}, "fake[0].name", "must not end in .json"),
         ({"global": []}, "global", "must be a mapping"),
         ({"global": False}, "global", "must be a mapping"),
+        # Found by a probe: an empty file (or one read while written) reloaded into no
+        # account at all, with 200; every series and saved state went.
+        (None, "", "defines no account"),
+        ({"global": {"interval": "1m"}}, "", "defines no account"),
+        ({"fake": []}, "", "defines no account"),
+        ({"fake": None}, "fake", "lists no account (a file cut short?)"),
     ],
 )
 def test_errors_name_the_field(data: object, path: str, message: str) -> None:

@@ -41,7 +41,7 @@ def test_every_field_is_declared_once_with_a_kind_and_a_doc(cls: type[Any]) -> N
 
 
 def test_the_parsed_defaults_are_the_declared_defaults() -> None:
-    assert parse_config({}, VENDORS).global_ == GlobalConfig()
+    assert parse_config({"glance": [MINIMAL["glance"]]}, VENDORS).global_ == GlobalConfig()
     for vendor, cls in ACCOUNTS.items():
         (account,) = parse_config({vendor: [MINIMAL[vendor]]}, VENDORS).accounts
         for spec in declared(cls):

@@ -211,8 +211,9 @@ def test_plausible_ranges() -> None:
 
 
 def test_jitter_is_a_fraction_not_a_duration() -> None:
-    assert parse_config({"global": {"jitter": "10%"}}, VENDORS).global_.jitter == 0.1
-    assert parse_config({"global": {"jitter": 0.25}}, VENDORS).global_.jitter == 0.25
+    one = {"fake": [{"name": "a", "token": "t"}]}
+    assert parse_config({**one, "global": {"jitter": "10%"}}, VENDORS).global_.jitter == 0.1
+    assert parse_config({**one, "global": {"jitter": 0.25}}, VENDORS).global_.jitter == 0.25
     for bad in ("500ms", 1.5, "150%", True):
         with pytest.raises(ConfigError, match=r"global\.jitter"):
             parse_config({"global": {"jitter": bad}}, VENDORS)

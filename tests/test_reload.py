@@ -56,6 +56,15 @@ def check_reloads(proc: subprocess.Popen[str], url: str, config: Path) -> None:
         assert up("beta") == 0.0  # the old config stays in force
         assert "key-beta" not in metrics.decode() and "key-beta" not in text
 
+        # Found by a probe: an empty file, or one read while written, reloaded into no
+        # account at all with 200, and every series went.
+        for cut_short in ("", "# nothing yet\n", "global:\n  interval: 1h\nglance:\n"):
+            config.write_text(cut_short)
+            status, text = post(url + "/-/reload")
+            assert status == 500, cut_short
+            assert "no account" in text
+            assert up("beta") == 0.0
+
         config.write_text("global:\n  interval: 1h\nglance:\n" + account("gamma"))
         assert post(url + "/-/reload")[0] == 200
         metrics = get(url + "/metrics")[1]

@@ -100,6 +100,7 @@ RUNNER_SETTINGS = (
     "max_concurrency",
     "max_concurrency_per_account",
     "max_body_bytes",
+    "max_series_per_account",
 )
 
 
@@ -138,6 +139,7 @@ def build_runner(
         max_pages_per_cycle=global_.max_pages_per_cycle,
         max_remembered_ids=global_.max_remembered_ids,
         max_backoff=global_.max_backoff,
+        max_series_per_account=global_.max_series_per_account,
     )
     upstream = Upstream(
         session,

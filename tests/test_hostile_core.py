@@ -7,6 +7,7 @@ import asyncio
 import base64
 import io
 import threading
+from collections import Counter
 from collections.abc import Iterable
 from urllib.parse import quote, quote_plus
 
@@ -18,7 +19,7 @@ from exporter import scrub
 from exporter.admission import Admission
 from exporter.config import ConfigError, Secret, parse_config
 from exporter.errors import UpstreamError
-from exporter.families import OTHER, BoundedLabel
+from exporter.families import OTHER, BoundedLabel, CounterSet
 from exporter.http import parse_retry_after
 from exporter.logs import MAX_FIELD_LENGTH, LineLogger, LineLoggerFactory, scrub_fields
 from exporter.loop import Daemon
@@ -560,3 +561,27 @@ def test_a_line_of_a_keys_first_characters_again_and_again_loses_a_few_pieces_on
     line = "k3y-" * 16_250
     assert scrubber.without_trailing_fragment(line) == "k3y-" * (16_250 - scrub.FRAGMENT_PASSES)
     assert scrubber.without_trailing_fragment("two keys: k3y-01 k3y-0") == "two keys: k3y-01 "
+
+
+def test_a_bounded_counter_folds_new_combinations_and_a_saved_state_too() -> None:
+    reports: Counter[str] = Counter()
+    counter = CounterSet(
+        "x_total",
+        "x",
+        ("account", "a", "b"),
+        max_series=2,
+        reject=lambda r, n: reports.update({r: n}),
+    )
+    counter.inc(("1", "1"))
+    counter.inc(("2", "2"), 3.0)
+    counter.inc(("3", "3"), 2.0)
+    counter.inc(("1", "1"))  # known: counted as itself
+    assert counter.values == {("1", "1"): 2.0, ("2", "2"): 3.0, ("other", "other"): 2.0}
+    assert reports == {"label_overflow": 2}
+    restored = CounterSet("x_total", "x", ("account", "a", "b"), max_series=1)
+    restored.load_state([[["1", "1"], 2.0], [["2", "2"], 3.0], [["3", "3"], 4.0]])
+    assert restored.values == {("1", "1"): 2.0, ("other", "other"): 7.0}
+    unbounded = CounterSet("x_total", "x", ("account", "a"))
+    for i in range(100):
+        unbounded.inc((str(i),))
+    assert len(unbounded.values) == 100

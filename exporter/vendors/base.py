@@ -9,7 +9,7 @@ for an account, and which metric families it emits (its simulator lives apart, i
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,7 @@ from ..accounts import AccountCommon
 from ..accounts import AccountConfig as AccountConfig  # re-exported for vendor packages
 from ..clock import Clock
 from ..config import Fields, GlobalConfig
-from ..families import BoundedLabel, FamilySpec
+from ..families import BoundedLabel, CounterSet, FamilySpec
 from ..http import Upstream
 from ..savedstate import SavedState
 
@@ -45,6 +45,20 @@ class CollectorContext:
     max_remembered_ids: int = 250_000
     # The longest a vendor's Retry-After is honoured (GlobalConfig.max_backoff).
     max_backoff: float = 600.0
+    # Beyond this an account is left out of /metrics (GlobalConfig.max_series_per_account).
+    max_series_per_account: int = 20_000
+
+    def counter(self, name: str, documentation: str, labelnames: Sequence[str]) -> CounterSet:
+        """A counter of free-text labels, its label combinations bounded to a quarter of
+        `max_series_per_account` (beyond, they fold into `other`, reported): its series
+        never shrink, and each label bounded alone still multiplies with the others."""
+        return CounterSet(
+            name,
+            documentation,
+            labelnames,
+            max_series=self.max_series_per_account // 4,
+            reject=self.reject,
+        )
 
     def label(self, known: Iterable[str] = ()) -> BoundedLabel:
         """The one way a collector turns free vendor text into a label value: capped in

@@ -95,7 +95,7 @@ class SecureVideoCollector(AccountCollector):
         self._status = ctx.label((*BILLABLE_STATUSES, UNKNOWN))
         self._schedule = ctx.label((*SCHEDULE_TYPES, UNKNOWN))
         self._provider = ctx.label((*PROVIDERS, UNKNOWN))
-        self.sessions = CounterSet(
+        self.sessions = ctx.counter(
             "securevideo_sessions_total",
             "SecureVideo sessions that connected (History BillableTs set), counted once per "
             "SessionId with the BillableStatusCd, ScheduleType and ReportableMeetingProvider "

@@ -66,6 +66,9 @@ class Renderer:
         # Accounts the last render left out for the exposition budget: logged once when
         # they go out and once when they come back, not at every render (once a second).
         self._over_budget: set[Key] = set()
+        # Why each account its last render left out is missing from /metrics, for the
+        # status page: the log says it once, and the page said "up" with 0 series.
+        self.left_out: dict[Key, str] = {}
 
     @property
     def snapshot(self) -> Snapshot:
@@ -253,6 +256,7 @@ class Renderer:
             total -= chunks.size
             left_out.add(key)
             self.metrics.render_dropped(*key, "exposition_too_large")
+            self.left_out[key] = "left out of /metrics: exposition_too_large"
             if key not in self._over_budget:
                 log.error(
                     "account left out of /metrics",
@@ -265,6 +269,7 @@ class Renderer:
         shown = {key for key, _ in parts}
         for key in self._over_budget - left_out:
             if key in shown:
+                self.left_out.pop(key, None)
                 log.info(
                     "account back in /metrics",
                     vendor=key[0],
@@ -293,6 +298,7 @@ class Renderer:
                 hint=f"over global.max_series_per_account ({limit})",
             )
             return None
+        self.left_out.pop((common.vendor, common.name), None)
         return families
 
     def _checked(self, runner: AccountRunner, result: Chunks | Exception) -> Chunks:
@@ -303,6 +309,11 @@ class Renderer:
 
     def _left_out(self, common: AccountCommon, reason: str, **details: object) -> None:
         self.metrics.render_dropped(common.vendor, common.name, reason)
+        told = ", ".join(f"{k} {v}" for k, v in details.items() if k != "hint")
+        why = f"left out of /metrics: {reason}" + (f" ({told})" if told else "")
+        if "hint" in details:
+            why += f"; {details['hint']}"
+        self.left_out[common.vendor, common.name] = why
         log.error(
             "account left out of /metrics",
             vendor=common.vendor,

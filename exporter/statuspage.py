@@ -100,8 +100,9 @@ def build_view(daemon: Daemon, telemetry_path: str) -> StatusView:
         state = state_of(health.first_cycle_done, health.up, health.last_success is not None, fresh)
         history = runner.history
         last = history.last
-        # The last cycle's hint: its failure's, or what a good cycle saw (unknown statuses).
-        hint = last.hint if last is not None else None
+        # Why it is missing from /metrics, if it is; else the last cycle's hint: its
+        # failure's, or what a good cycle saw (unknown statuses).
+        hint = daemon.renderer.left_out.get(key) or (last.hint if last is not None else None)
         accounts.append(
             AccountView(
                 vendor=key[0],

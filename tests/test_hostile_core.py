@@ -31,6 +31,7 @@ from exporter.sanitize import (
     strict_int,
 )
 from exporter.simulators.clock import FakeClock
+from exporter.statuspage import build_view
 
 from .fakevendor import VENDORS, FakeSimulator
 from .support import daemon_for, serve_app, value
@@ -304,6 +305,13 @@ async def test_series_and_exposition_caps_drop_only_the_offending_account() -> N
                 )
                 == 1.0
             )
+            # The status page says why (it said "up" and 0 series).
+            hints = {a.name: a.hint for a in build_view(d, "/metrics").accounts}
+            assert hints["bad"] == (
+                "left out of /metrics: too_many_series (series 101); "
+                "over global.max_series_per_account (100)"
+            )
+            assert "left out" not in (hints["good"] or "")
             # 99 series of 1 KiB values: under the series cap, over the byte budget.
             text = await render_with(d, [family_with([f"{i}" + "v" * 1000 for i in range(99)])])
             assert len(text) < 65536
@@ -318,6 +326,12 @@ async def test_series_and_exposition_caps_drop_only_the_offending_account() -> N
                 )
                 == 1.0
             )
+            view = {a.name: a.hint for a in build_view(d, "/metrics").accounts}
+            assert view["bad"] == "left out of /metrics: exposition_too_large"
+            text = await render_with(d, [family_with(["1"])])
+            assert value(text, "fake_label", account="bad", v="1") == 1.0
+            back = {a.name: a.hint for a in build_view(d, "/metrics").accounts}["bad"]
+            assert "left out" not in (back or "")
 
 
 async def test_an_account_over_the_budget_is_logged_when_it_goes_out_and_comes_back() -> None:

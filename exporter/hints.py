@@ -157,6 +157,16 @@ RULES: tuple[Rule, ...] = (
         reason="http_3xx",
     ),
     Rule("A bug in session-exporter: please report it with the log line.", reason="internal"),
+    Rule(
+        "The vendor answered with an error of its own: its words are in the error; check "
+        "the account's settings with the vendor if it persists.",
+        reason="vendor_error",
+    ),
+    # Last: every failure line carries a hint (a 204 from a vendor had none).
+    Rule(
+        "See the error; the account's page (/accounts/<vendor>/<name>) shows each request "
+        "of its last cycles.",
+    ),
 )
 
 # Rejections that point at a config or host problem rather than a bad record.
@@ -172,7 +182,8 @@ REJECT_HINTS: tuple[tuple[str, str], ...] = (
     ),
     (
         "label_overflow",
-        "More distinct label values than label_value_limit: raise it, or drop an opt-in label.",
+        "More distinct label values than label_value_limit, or label combinations than a "
+        "quarter of max_series_per_account: raise it, or drop an opt-in label.",
     ),
 )
 

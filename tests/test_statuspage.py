@@ -281,3 +281,28 @@ def test_config_page_shows_every_field_and_no_secret(tmp_path: object) -> None:
     for value in secrets.values():
         assert value not in page
     assert "ops@example.com" in page and "label_value_limit" in page
+
+
+@pytest.mark.parametrize("vendor", sorted(VENDORS))
+@pytest.mark.parametrize(
+    "reason",
+    [
+        "auth",
+        "body_too_large",
+        "connection",
+        "http_2xx",
+        "http_3xx",
+        "http_4xx",
+        "http_5xx",
+        "internal",
+        "limit_exceeded",
+        "parse",
+        "rate_limited",
+        "timeout",
+        "vendor_error",
+        "x",
+    ],
+)
+def test_every_failure_has_a_hint(vendor: str, reason: str) -> None:
+    # Found by a probe: a SecureVideo error object in a 200, and a 204, had none.
+    assert hints.for_failure(vendor, "op", reason, "")

@@ -114,16 +114,18 @@ class SeenRecords:
     def full(self) -> bool:
         return self.limit is not None and len(self._expiry) >= self.limit
 
-    def make_room(self, keys: Iterable[Hashable]) -> None:
-        """Raise `DedupeFull` unless every key of `keys` not remembered yet can be: so
-        that a batch (a page) is taken whole or not at all."""
-        if self.limit is None:
+    def make_room(self, keys: Iterable[Hashable], within: int | None = None) -> None:
+        """Raise `DedupeFull` unless every key of `keys` not remembered yet can be, in
+        `within` keys if given (a bound below `limit`): so that a batch (a page) is
+        taken whole or not at all."""
+        limit = self.limit if within is None else within
+        if limit is None:
             return
         new = {key for key in keys if key not in self._expiry}
-        if len(self._expiry) + len(new) > self.limit:
+        if len(self._expiry) + len(new) > limit:
             raise DedupeFull(
                 f"already remembering {len(self._expiry)} ids, and {len(new)} more do not "
-                f"fit in {self.limit} (max_remembered_ids)"
+                f"fit in {limit} (of max_remembered_ids, {self.limit})"
             )
 
     def add(self, key: Hashable, now: float) -> bool:
@@ -159,13 +161,24 @@ class SeenRecords:
             return False
         self._expiry[key] = until
         # A brought-forward key gets a second heap entry: `prune` skips the stale one.
+        # Re-read reads bring many forward: past twice the keys, the heap is rebuilt.
         self._tie += 1
         heapq.heappush(self._heap, (until, self._tie, key))
+        if len(self._heap) > 2 * len(self._expiry) + 1024:
+            self._rebuild_heap()
         journal = self.journal
         if not journal.whole:
             journal.dirty.add(key)
             journal.deleted.discard(key)
         return new
+
+    def _rebuild_heap(self) -> None:
+        """One entry per key again, at its expiry."""
+        self._heap = []
+        for key, expires in self._expiry.items():
+            self._tie += 1
+            self._heap.append((expires, self._tie, key))
+        heapq.heapify(self._heap)
 
     def to_state(self) -> list[list[Any]]:
         return [[key, expires] for key, expires in self._expiry.items()]

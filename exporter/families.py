@@ -135,7 +135,8 @@ class CounterSet:
         overflow = (OTHER,) * len(labels)
         if self.max_series is None or len(self.values) < self.max_series or labels == overflow:
             return labels
-        if self._reject is not None:
+        if self._reject is not None and OTHER not in labels:
+            # A label folded already was reported by its `BoundedLabel`: once a record.
             self._reject("label_overflow", max(1, round(amount)))
         return overflow
 

@@ -100,7 +100,6 @@ RUNNER_SETTINGS = (
     "max_concurrency",
     "max_concurrency_per_account",
     "max_body_bytes",
-    "max_series_per_account",
 )
 
 

@@ -590,7 +590,8 @@ def test_a_bounded_counter_folds_new_combinations_and_a_saved_state_too() -> Non
     counter.inc(("2", "2"), 3.0)
     counter.inc(("3", "3"), 2.0)
     counter.inc(("1", "1"))  # known: counted as itself
-    assert counter.values == {("1", "1"): 2.0, ("2", "2"): 3.0, ("other", "other"): 2.0}
+    counter.inc(("other", "4"))  # a value its label folded already: reported there
+    assert counter.values == {("1", "1"): 2.0, ("2", "2"): 3.0, ("other", "other"): 3.0}
     assert reports == {"label_overflow": 2}
     restored = CounterSet("x_total", "x", ("account", "a", "b"), max_series=1)
     restored.load_state([[["1", "1"], 2.0], [["2", "2"], 3.0], [["3", "3"], 4.0]])

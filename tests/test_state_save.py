@@ -142,6 +142,20 @@ def test_shortest_keys_are_kept_past_their_earliest_time_and_journalled_when_mov
     assert seen.add_shortest("a", 2000.0)  # new again after it was forgotten
 
 
+def test_keys_brought_forward_again_and_again_keep_the_heap_bounded() -> None:
+    # Found by a review: each halved re-read pushed a second heap entry per key brought
+    # forward, 25,569 entries for 5,000 keys.
+    seen = SeenRecords(RETENTION)
+    for key in range(5000):
+        seen.add_shortest(key, 10_000.0)
+    for read_end in (9000.0, 8000.0, 7000.0, 6000.0, 5000.0):
+        for key in range(5000):
+            seen.add_shortest(key, read_end)
+    assert len(seen._heap) <= 2 * 5000 + 1024
+    seen.prune(5000.0 + RETENTION)
+    assert len(seen) == 0
+
+
 def test_a_batch_is_remembered_whole_or_not_at_all() -> None:
     seen = SeenRecords(RETENTION, limit=3)
     seen.make_room(["a", "b", "b", "c"])
@@ -150,6 +164,8 @@ def test_a_batch_is_remembered_whole_or_not_at_all() -> None:
     seen.make_room(["a", "c"])  # nothing new: fits
     with pytest.raises(DedupeFull, match="1 more do not fit in 3"):
         seen.make_room(["a", "d"])
+    with pytest.raises(DedupeFull, match="fit in 2 "):
+        seen.make_room(["a"], within=2)  # a lower bound for this batch
     assert len(seen) == 3
     SeenRecords(RETENTION).make_room(range(10**4))  # no limit
 

@@ -78,6 +78,8 @@ def test_api_key_from_env_and_file(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         ({"partner_id": 1, "api_key": "k", "users": ["x" * 256]}, "glance[0].users[0]:"),
         ({"partner_id": 1, "api_key": "k", "lookback": "soon"}, "glance[0].lookback:"),
         ({"partner_id": 1, "api_key": "k", "feed_overlap": "-5m"}, "glance[0].feed_overlap:"),
+        # Found by a review: an overlap of 31 days never moved the cursor.
+        ({"partner_id": 1, "api_key": "k", "feed_overlap": "2d"}, "glance[0].feed_overlap:"),
         (
             {"partner_id": 1, "api_key": "k", "duration_buckets": [60, 30]},
             "glance[0].duration_buckets:",

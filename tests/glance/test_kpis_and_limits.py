@@ -175,6 +175,24 @@ async def test_an_outage_of_over_31_days_of_more_sessions_than_can_be_remembered
         await stop_harness(h)
 
 
+async def test_a_quiet_month_then_a_busy_day_gets_through(clock: FakeClock) -> None:
+    # Found by a review: the quiet month's read completed holding 879 of 1,100 ids, kept
+    # until the next read ended, and no busy read, however short, fitted beside them.
+    # Reads that can still be halved now fill at most half the memory.
+    h = await start_harness(clock, GlanceSimulator(clock, seed=7, rate=1 / 3150, history=86400))
+    try:
+        c = h.collector(limits={"max_remembered_ids": 1100})
+        await c.collect(h.upstream())
+        h.clock.advance(31 * 86400)  # about 1.1 sessions an hour
+        h.sim.advance()
+        h.sim.rate = 240 / 3600
+        h.clock.advance(12 * 3600)  # then 240 an hour
+        await catch_up(c, h, 40)
+        assert_feed_matches(h, c, NOON_ISH)
+    finally:
+        await stop_harness(h)
+
+
 @pytest.mark.parametrize("duration", ["0", None])
 async def test_a_catch_up_counts_each_once_whatever_the_durations_say(
     clock: FakeClock, monkeypatch: pytest.MonkeyPatch, duration: str | None

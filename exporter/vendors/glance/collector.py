@@ -350,15 +350,19 @@ class GlanceCollector(AccountCollector):
         return upstream.error(
             operation,
             "limit_exceeded",
-            f"{exc}; the feed resumes here once max_remembered_ids is above the sessions "
-            f"ending in about {self._needs_remembered() / 3600:.0f} hours",
+            f"{exc}; the feed resumes here once max_remembered_ids is above twice the "
+            f"sessions ending in {self._shortest_read() / 3600:.1f} hours",
         )
 
-    def _needs_remembered(self) -> float:
-        """The span of sessions the shortest reads need remembered at once: the read
-        being read, the one before it, and about the margin's worth more (whole pages,
-        and what the longer reads before them counted)."""
-        return 2 * self._shortest_read() + SKEW_MARGIN
+    def _room(self, operation: str, position: FeedPosition) -> int | None:
+        """How many ids a read of the feed may fill the memory to. Half of it while the
+        read can still be halved: a read's ids are forgotten only once the next read
+        ends, so a finished one that filled the memory left the next no room at any
+        length (a quiet month, then a busy day). The whole of it for the shortest read
+        and for the backfill."""
+        if operation != COMPLETED_ENDING or position.end - position.start <= self._shortest_read():
+            return None
+        return self.ctx.max_remembered_ids // 2
 
     async def _read_feed(
         self,
@@ -383,7 +387,7 @@ class GlanceCollector(AccountCollector):
                 # Whole pages or none: a page is one range of ids (in the feed's order,
                 # which is the order sessions began), so what a full memory stops at is
                 # a prefix of the read, and a shorter read can pick up from it (`_halve`).
-                self.seen.make_room(session.id for session in page.sessions)
+                self.seen.make_room((s.id for s in page.sessions), self._room(operation, position))
                 self._rejected_records(page.skipped, page.implausible)
                 # Session types whose zero-filled series this page has made exist: ten
                 # series a type, touched once per page rather than once per session.

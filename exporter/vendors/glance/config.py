@@ -55,8 +55,10 @@ class GlanceAccount:
     lookback: float = setting(
         0.0, kind="duration", doc="count sessions completed this long before start-up"
     )
+    # At most a day: a read is one window of at most 31 days and must reach past the
+    # cursor it starts an overlap behind (an overlap of 31 days never moved it).
     feed_overlap: float = setting(
-        600.0, kind="duration", doc="re-read this much of the completed feed"
+        600.0, kind="duration", maximum=86400.0, doc="re-read this much of the completed feed"
     )
     duration_buckets: tuple[float, ...] = setting(DURATION_BUCKETS, kind="buckets", doc="seconds")
     wait_buckets: tuple[float, ...] = setting(WAIT_BUCKETS, kind="buckets", doc="seconds")

@@ -50,8 +50,9 @@ COUNTED_BY = ("start", "end")
 # plausible clock skew between Glance and us. Not its startTime plus duration: a
 # duration an hour short counted sessions twice after a catch-up.
 SKEW_MARGIN = 3600.0
-# A re-seen id's expiry moves in steps of this much (SeenRecords): one seen in every
-# overlapping window (10 minutes by default) is then saved about once, not every cycle.
+# Ids are kept this much past the margin (SeenRecords' slack). A backfill id seen again
+# moves its expiry in steps of this much, so it is saved about once, not every cycle;
+# a feed id's expiry never moves later (`add_shortest`).
 SEEN_SLACK = 600.0
 # PartnerUserSessions needs a start range: in-progress sessions started in the last day.
 USER_LOOKBACK = 86400.0
@@ -373,7 +374,7 @@ class GlanceCollector(AccountCollector):
         now: float,
     ) -> None:
         """Count the sessions of `position` not counted before; raises `DedupeFull` at
-        the first that cannot be remembered.
+        the first page whose new ids cannot be remembered, counting none of it.
 
         The feed by end time returns a session only in reads whose range holds its end,
         so its id is kept past the end of the shortest read that returned it
@@ -384,9 +385,9 @@ class GlanceCollector(AccountCollector):
         )
         async with aclosing(pages):
             async for page in pages:
-                # Whole pages or none: a page is one range of ids (in the feed's order,
-                # which is the order sessions began), so what a full memory stops at is
-                # a prefix of the read, and a shorter read can pick up from it (`_halve`).
+                # Whole pages or none: a page is one range of ids (nextId), and Glance's
+                # ids appear to grow as sessions begin, so what a full memory stops at
+                # is the read's earliest sessions, which a shorter read holds (`_halve`).
                 self.seen.make_room((s.id for s in page.sessions), self._room(operation, position))
                 self._rejected_records(page.skipped, page.implausible)
                 # Session types whose zero-filled series this page has made exist: ten

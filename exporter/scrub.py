@@ -28,13 +28,33 @@ FRAGMENT_PASSES = 4
 
 def encodings(value: str) -> set[str]:
     """The forms `value` takes on the wire: raw, URL and form encoded, base64 (padded or
-    not, standard and URL-safe alphabets), and those base64 forms URL-encoded."""
+    not, standard and URL-safe alphabets), and those base64 forms URL-encoded; and as
+    an HTML or XML error page quotes it (`markup_forms`)."""
     forms = {value, quote(value, safe=""), quote_plus(value), quote(value)}
     raw = value.encode("utf-8", "surrogatepass")
     for b64 in (base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()):
         for form in (b64, b64.rstrip("=")):
             forms.update({form, quote(form, safe=""), quote_plus(form)})
+    forms.update(markup_forms(value))
     return {f for f in forms if len(f) >= MIN_SECRET_LENGTH}
+
+
+# How markup writes the characters it must escape: `&`, `<` and `>` always as these, the
+# quotes in each of the ways HTML and XML writers do (Python's html.escape, .NET's
+# HtmlEncode and XmlWriter), or not at all.
+_MARKUP_QUOTES = {'"': ("&quot;", "&#34;", "&#x22;"), "'": ("&#x27;", "&#39;", "&apos;")}
+
+
+def markup_forms(value: str) -> set[str]:
+    """`value` as an HTML or XML page quotes it: a Glance error page quoted a key of
+    `Tz9&Qm<Rk>84'Lp` as `Tz9&amp;Qm&lt;Rk&gt;84&#x27;Lp`, whole, to the log and pages."""
+    if not any(c in value for c in "&<>\"'"):
+        return set()
+    escaped = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    forms = {escaped}
+    for quote_char, styles in _MARKUP_QUOTES.items():
+        forms |= {form.replace(quote_char, style) for form in forms for style in styles}
+    return forms
 
 
 class Scrubber:

@@ -60,6 +60,24 @@ def test_every_encoding_of_a_secret_is_scrubbed(form: str) -> None:
     assert scrub.REDACTED in scrub.scrub(text)
 
 
+@pytest.mark.parametrize(
+    "quoted",
+    [
+        "Tz9&amp;Qm&lt;Rk&gt;84&#x27;Lp",  # Python's html.escape
+        "Tz9&amp;Qm&lt;Rk&gt;84&#39;Lp",  # .NET's HtmlEncode
+        "Tz9&amp;Qm&lt;Rk&gt;84&apos;Lp",  # XML
+        "Tz9&amp;Qm&lt;Rk&gt;84'Lp",  # text content: quotes left as they are
+    ],
+)
+def test_a_secret_quoted_by_an_html_or_xml_page_is_scrubbed(quoted: str) -> None:
+    # Found by a probe: a Glance error page quoted a key of `Tz9&Qm<Rk>84'Lp` escaped,
+    # whole, to the log and the pages; cut, its start showed too.
+    Secret("Tz9&Qm<Rk>84'Lp")
+    page = f"<html><title>Invalid apiKey '{quoted}'</title></html>"
+    assert quoted not in scrub.scrub(page)
+    assert "Tz9&amp;Qm" not in scrub.excerpt(f"apiKey {quoted}", 16)
+
+
 def test_a_basic_token_is_scrubbed_padded_and_not() -> None:
     scrub.register_basic("sv-user-id", "sv-secret-value")
     token = base64.b64encode(b"sv-user-id:sv-secret-value").decode()

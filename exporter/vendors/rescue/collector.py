@@ -68,7 +68,7 @@ ROUNDING = 1.0
 # A change of wall minus monotonic time beyond this between polls is a step of the wall
 # clock, not a slew.
 CLOCK_STEP = 2.0
-# A vanished wait is remembered this long past its last sighting, and at most this many
+# An ended wait is remembered this long past its last sighting, and at most this many
 # per node (the oldest forgotten first), in case the session comes back still waiting.
 GONE_FOR = 15 * 60.0
 MAX_GONE = 10_000
@@ -92,8 +92,8 @@ class Wait:
     # Missing from the last reply, which had rows it could not read: given one poll's
     # grace (`_follow_waits`).
     unread: bool = False
-    # Already observed (as `other`, when it vanished from a reply) and back since, its
-    # Waiting Time saying it never left Waiting: not observed a second time.
+    # Already observed (when it left Waiting or the list) and back since, its Waiting
+    # Time saying it never left Waiting: not observed a second time.
     counted: bool = False
 
 
@@ -103,9 +103,9 @@ class NodeState:
     counts: dict[tuple[str, ...], float] = field(default_factory=dict)
     oldest_change: dict[str, float] = field(default_factory=dict)
     waiting: dict[str, Wait] = field(default_factory=dict)
-    # Waits observed as `other` because they vanished, by session id, in the order they
-    # went: a session back in a later reply with a Waiting Time reaching before it went
-    # is the same wait, already counted (`_follow_waits`).
+    # Waits observed because they left Waiting or the list, by session id, in the order
+    # they ended: a session Waiting again in a later reply with a Waiting Time reaching
+    # before then is the same wait, already counted (`_follow_waits`).
     gone: dict[str, Wait] = field(default_factory=dict)
     technicians: float = 0.0  # rows beyond the first per session
 
@@ -337,10 +337,12 @@ class RescueCollector(AccountCollector):
         A wait missing from a reply with `unreadable` rows may be one of them: it is
         carried for one poll, to be observed once, not as gone now and again later.
 
-        A wait that vanished is observed as `other` at once and remembered in `gone`
-        (updated in place): a session the vendor left out of a reply and lists again,
-        still waiting since before it went, is followed on as the one wait it is, and
-        not observed again."""
+        A wait that ends is observed at once (as `other` when it vanished) and remembered
+        in `gone` (updated in place): a session listed Waiting again, waiting since before
+        it ended by its Waiting Time, is followed on as the one wait it is and not
+        observed again. The vendor left it out of one reply, or two rows of the session
+        (a lead and a second technician's) came in the other order and showed another
+        status; a wait observed once per poll pair was counted four times in nine polls."""
         current: dict[str, Wait] = {}
         for session in waiting:
             # Date the start from when we asked: Rescue measured Waiting Time somewhere
@@ -364,15 +366,15 @@ class RescueCollector(AccountCollector):
             wait.last_seen, wait.unread, wait.waited = now, False, session.waiting_seconds
             current[session.id] = wait
         for sid, wait in previous.items():  # left Waiting, or vanished from the list
-            if sid in statuses:
-                self._observe(node, wait, outcome_of(statuses[sid]))
-            elif unreadable and not wait.unread:
+            if sid not in statuses and unreadable and not wait.unread:
                 wait.unread = True
                 current[sid] = wait
-            else:
-                self._observe(node, wait, OTHER_OUTCOME)
-                wait.unread = False
-                gone[sid] = wait
+                continue
+            self._observe(
+                node, wait, outcome_of(statuses[sid]) if sid in statuses else OTHER_OUTCOME
+            )
+            wait.unread = False
+            gone[sid] = wait
         _forget_gone(gone, now)
         return current
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -87,29 +88,23 @@ async def test_help_texts_name_the_fields_and_say_polled(h: Harness) -> None:
 
 
 async def test_the_page_budget_stops_a_cycle_and_the_next_carries_on(h: Harness) -> None:
+    # Found by a probe: each cycle that spent its budget failed, so the account backed
+    # off and, past stale_after, left /metrics during the catch-up. Such a cycle now
+    # succeeds (every page it read was good) and the next carries on.
     c = h.collector(page_size=5, limits={"max_pages_per_cycle": 4})
     h.clock.advance(3 * 3600)  # about 700 sessions end: far more than 4 pages of 5
-    failures = 0
-    for _ in range(200):
-        try:
-            await c.collect(h.upstream())
-        except UpstreamError as exc:
-            # Counting the cycles that fail, in a loop: not one pytest.raises.
-            assert (exc.operation, exc.reason) == (  # noqa: PT017
-                "PartnerCompletedSessionsEnding",
-                "limit_exceeded",
-            )
-            failures += 1
-            continue
-        break
-    else:
-        pytest.fail("the feed never caught up")
-    assert failures > 5
+    cycles = 0
+    while c.cursor < h.clock.time() and cycles < 200:
+        await c.collect(h.upstream())  # raises on a failure
+        cycles += 1
+    assert cycles > 5
     assert_feed_matches(h, c, NOON_ISH)  # nothing lost, nothing twice
+    assert not h.failures()
+    assert sum(e == "glance_feed_catching_up" for _, e, _ in h.log.events) == cycles - 1
     pages = [p for op, p in h.sim.requests if op == "PartnerCompletedSessionsEnding"]
     ended = len(h.sim.completed_ended(NOON_ISH, h.clock.time()))
     # Carrying on, not starting over: about one request per page of sessions.
-    assert len(pages) <= ended / 5 + failures + 3
+    assert len(pages) <= ended / 5 + cycles + 3
     assert c.cursor == h.clock.time()
 
 
@@ -238,7 +233,7 @@ async def test_a_catch_up_carried_over_a_restart_counts_each_once(h: Harness) ->
     await first.collect(h.upstream())
     h.clock.advance(86400)
     for _ in range(20):  # part of the way: the page budget stops each cycle
-        with pytest.raises(UpstreamError):
+        with contextlib.suppress(UpstreamError):  # a read halved, or one cut short
             await first.collect(h.upstream())
         if first.cursor > NOON_ISH:
             break

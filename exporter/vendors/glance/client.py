@@ -94,6 +94,11 @@ class FeedPosition:
         return self.next_id is None
 
 
+class PagesSpent(Exception):
+    """The cycle's page budget is spent: the read carries on from its position in the
+    next cycle. Not a failure: the feed is behind, and every page it read was good."""
+
+
 @dataclass
 class PageBudget:
     """Pages one cycle may still read (`max_pages_per_cycle`), across every feed."""
@@ -188,19 +193,14 @@ class GlanceClient:
         a page with no sessions, no (or a zero) nextId, or a nextId already sent.
         `position` moves past a page only once the consumer asks for the next one, so a
         page whose processing failed is read again. With `budget` spent, the read stops
-        with `limit_exceeded` and `position` says where to carry on.
+        with `PagesSpent` and `position` says where to carry on.
         """
         if operation not in (COMPLETED, COMPLETED_ENDING):
             raise ValueError(f"{operation} is not a completed-sessions feed")
         pos = position if position is not None else FeedPosition(start, end)
         while pos.next_id is not None:
             if budget is not None and budget.left <= 0:
-                raise upstream.error(
-                    operation,
-                    "limit_exceeded",
-                    "read max_pages_per_cycle pages this cycle; the feed carries on from "
-                    "this page in the next cycle",
-                )
+                raise PagesSpent(operation)
             if pos.pages >= self.max_pages:
                 pos.next_id, pos.pages, pos.sent = 0, 0, set()  # the window starts over
                 raise upstream.error(

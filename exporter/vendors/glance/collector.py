@@ -37,6 +37,7 @@ from .client import (
     FeedPosition,
     GlanceClient,
     PageBudget,
+    PagesSpent,
 )
 from .config import GlanceAccount
 from .parser import Counts, Session
@@ -291,6 +292,8 @@ class GlanceCollector(AccountCollector):
                 if position.end >= now:
                     self._read_span = MAX_WINDOW - 1.0
                     break
+        except PagesSpent:
+            self._catching_up(now)
         except UpstreamError as exc:
             error = exc  # what was counted stays counted; the retry is deduplicated
         if self._backfill_pending and budget.left > 0:
@@ -305,11 +308,24 @@ class GlanceCollector(AccountCollector):
                 except DedupeFull as exc:
                     raise self._remembered_too_many(upstream, COMPLETED, exc) from None
                 self._backfill_pending, self._backfill_position = False, None
+            except PagesSpent:
+                pass  # the backfill carries on next cycle
             except UpstreamError as exc:
                 error = error or exc
         self._forget_passed()
         if error is not None:
             raise error
+
+    def _catching_up(self, now: float) -> None:
+        """The page budget ran out with the feed behind: the cycle still succeeds (all it
+        read was good), and the next carries on. Failing it backed the account off
+        (60 s, 120 s, 240 s...) and, once stale_after passed, took every one of its
+        series out of /metrics during the catch-up, the current gauges too."""
+        self.ctx.log.info(
+            "glance_feed_catching_up",
+            behind_hours=round((now - self.cursor) / 3600, 1),
+            hint="the feed reads max_pages_per_cycle pages a cycle and carries on in the next",
+        )
 
     def _forget_passed(self) -> None:
         """Forget the ids of sessions that ended before the next read's start: it cannot

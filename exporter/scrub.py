@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import codecs
+import html
 import re
 import threading
 from collections.abc import Iterable
@@ -271,11 +272,17 @@ UNSHOWABLE = "\x00-\x1f\x7f-\x9f" + BIDI_CONTROLS
 _CONTROL = re.compile(f"[{UNSHOWABLE}]+")
 
 
+_HTML_START = re.compile(r"<!doctype\s+html|<html[\s>]", re.IGNORECASE)
+_HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title\s*>", re.IGNORECASE | re.DOTALL)
+
+
 def first_line_excerpt(body: bytes, limit: int, window: int = 65536) -> str:
-    """The first non-blank line of a vendor's error body, fit for a log line and the
-    status page: at most about `limit` characters, control characters blanked, every
-    secret scrubbed before anything is cut (at the line's end or at `limit`), and a
-    trailing piece of a secret dropped, as when a key is wrapped onto the next line.
+    """The first non-blank line of a vendor's error body, or the title of an HTML page
+    (an ASP.NET error page names the exception there; its first line is `<!DOCTYPE
+    html>`), fit for a log line and the status page: at most about `limit` characters,
+    control characters blanked, every secret scrubbed before anything is cut (at the
+    line's end or at `limit`), and a trailing piece of a secret dropped, as when a key
+    is wrapped onto the next line.
 
     Decoded by its byte order mark, else as UTF-8; NULs are removed before the scrub,
     so that a UTF-16 body without a mark, read as UTF-8, still shows its key whole."""
@@ -287,6 +294,11 @@ def first_line_excerpt(body: bytes, limit: int, window: int = 65536) -> str:
     kept = [line for line in lines if line]
     if not kept:
         return ""
+    title = _HTML_TITLE.search(text) if _HTML_START.match(kept[0]) else None
+    if title is not None and title.group(1).strip():
+        # Its entities read (a secret among them is then scrubbed raw), its lines joined.
+        named = SCRUBBER.scrub(" ".join(html.unescape(title.group(1)).split()))
+        return SCRUBBER.excerpt(_CONTROL.sub(" ", named), limit)
     first = kept[0]
     if len(kept) > 1:
         first = SCRUBBER.without_trailing_fragment(first).rstrip()

@@ -314,6 +314,25 @@ async def test_asmx_message_is_kept_for_the_log(client: GlanceClient, upstream: 
     assert "at X.Y" not in info.value.message
 
 
+async def test_an_aspnet_error_page_is_read_by_its_title(
+    client: GlanceClient, upstream: Upstream
+) -> None:
+    # Found by a probe: its first line, `<!DOCTYPE html>`, was all the message said, and
+    # a refused key on such a page was `http_5xx`, "usually passes by itself".
+    page = (
+        "<!DOCTYPE html>\r\n<html>\r\n    <head>\r\n        <title>Invalid apiKey &#39;"
+        + KEY
+        + "&#39; for\r\n partnerId 1</title>\r\n        <style>body {}</style>\r\n"
+        "    </head><body><h2>Server Error in '/' Application.</h2></body></html>"
+    )
+    with aioresponses() as m:
+        m.post(url("PartnerActiveSessions"), status=500, body=page)
+        with pytest.raises(UpstreamError) as info:
+            await client.active_sessions(upstream)
+    assert info.value.reason == "auth"
+    assert info.value.message == "HTTP 500: Invalid apiKey '<redacted>' for partnerId 1"
+
+
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32"])
 async def test_a_key_in_an_error_body_of_another_encoding_is_scrubbed_and_still_auth(
     client: GlanceClient, upstream: Upstream, encoding: str

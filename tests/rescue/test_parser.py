@@ -833,3 +833,30 @@ def test_a_long_unknown_return_value_is_not_quoted_in_part() -> None:
     assert str(info.value) == "unknown return value of 47 characters"
     with pytest.raises(ParseError, match="unknown return value 'NOPE'"):
         parse_login(b"NOPE\n")
+
+
+@pytest.mark.parametrize(
+    ("fault", "said"),
+    [
+        # SOAP 1.1: an unqualified faultstring, its lines joined.
+        (
+            "<soap:Fault><faultcode>soap:Client</faultcode><faultstring>Server was unable\n"
+            "  to read request.</faultstring></soap:Fault>",
+            "Server was unable to read request.",
+        ),
+        # SOAP 1.2: Reason/Text in the envelope's namespace.
+        (
+            "<soap:Fault><soap:Code><soap:Value>soap:Receiver</soap:Value></soap:Code>"
+            '<soap:Reason><soap:Text xml:lang="en">Invalid authcode</soap:Text></soap:Reason>'
+            "</soap:Fault>",
+            "Invalid authcode",
+        ),
+        ("<soap:Fault/>", "(no reason given)"),
+    ],
+)
+def test_a_soap_fault_says_what_the_service_said(fault: str, said: str) -> None:
+    # Found by a probe: the message was "SOAP fault", whatever the service said.
+    body = f'<soap:Envelope xmlns:soap="{SOAP12}"><soap:Body>{fault}</soap:Body></soap:Envelope>'
+    with pytest.raises(ParseError) as info:
+        parse_soap_sessions(body.encode())
+    assert str(info.value) == f"SOAP fault: {said}"

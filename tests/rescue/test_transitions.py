@@ -356,6 +356,17 @@ def test_unknown_statuses_are_counted_announced_once_and_gauged() -> None:
     assert c.nodes["337366"].counts[("Novo status",)] == 1  # kept, as a label value
 
 
+def test_an_unknown_status_on_a_soap_account_is_not_told_to_use_soap() -> None:
+    # Found by a probe: the hint said "or use api: soap" to an account that did.
+    clock, rejects = FakeClock(T0), Counter[str]()
+    ctx = collector_context(clock, rejects, started_at=T0, log=get_logger())
+    c = RescueCollector(account(api="soap"), ctx)
+    with capture_logs() as logs:
+        poll(c, 100, ("1", "SESSION_SOMETHING_NEW", 1))
+    (warning,) = [e for e in logs if e["event"] == "rescue_status_unrecognized"]
+    assert warning["hint"] == "set status_aliases (they map bStatus values too)"
+
+
 def test_a_reply_of_many_unknown_statuses_is_one_warning() -> None:
     c, _, _ = make()
     with capture_logs() as logs:

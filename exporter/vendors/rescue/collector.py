@@ -476,7 +476,10 @@ class RescueCollector(AccountCollector):
                 status=new[0],
                 statuses=new[:UNRECOGNIZED_SHOWN],
                 count=len(new),
-                hint="set status_aliases, or use api: soap",
+                # SOAP's bStatus is an enum: one the documents do not list is new to us.
+                hint="set status_aliases (they map bStatus values too)"
+                if self.account.uses_soap
+                else "set status_aliases, or use api: soap",
             )
 
     def _extra(self, name: str, session: Session) -> str:

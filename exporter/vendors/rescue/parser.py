@@ -23,6 +23,7 @@ from typing import cast
 import msgspec
 from lxml import etree
 
+from ... import scrub
 from ...errors import ParseError
 from ...parseworker import RecordsInPieces
 from ...sanitize import (
@@ -816,12 +817,26 @@ def _soap_response(body: bytes, operation: str) -> etree._Element:
     body_element = root.find(f"{soap}Body")
     if body_element is None:
         raise ParseError("SOAP envelope without a Body")
-    if body_element.find(f"{soap}Fault") is not None:
-        raise ParseError("SOAP fault")
+    fault = body_element.find(f"{soap}Fault")
+    if fault is not None:
+        raise ParseError(f"SOAP fault: {_fault_text(fault, soap)}")
     response = body_element.find(f"{_API}{operation}Response")
     if response is None:
         raise ParseError(f"SOAP Body without {operation}Response in the API namespace")
     return response
+
+
+# What a fault says, at most this much: the pages show 300 characters of a message.
+_FAULT_TEXT = 300
+
+
+def _fault_text(fault: etree._Element, soap: str) -> str:
+    """The words of a SOAP 1.1 (`faultstring`) or 1.2 (`Reason/Text`) fault, its lines
+    joined; "(no reason given)" without any. Scrubbed before it is cut, where the
+    scrubber knows the secrets (a reply this small is parsed in this process)."""
+    text = fault.findtext("faultstring") or fault.findtext(f"{soap}Reason/{soap}Text") or ""
+    words = " ".join(text.split())
+    return scrub.excerpt(words, _FAULT_TEXT) if words else "(no reason given)"
 
 
 def _child_text(element: etree._Element, name: str) -> str:

@@ -74,9 +74,22 @@ def _label_ok(value: object) -> bool:
     )
 
 
-def counter_state(state: dict[str, Any], key: str, width: int) -> list[Any]:
-    """A `CounterSet.to_state()` with `width` labels and non-negative values."""
+def _series_of(state: dict[str, Any], key: str, max_series: int | None) -> list[Any]:
+    """The saved series of one family, at most `max_series` (max_series_per_account): no
+    more could ever be shown. A state of 30,000 combinations of the right shape was
+    taken in, and its account was left out of /metrics (too_many_series) at every
+    cycle, and saved back so each time."""
     entries = list_of(state, key)
+    if max_series is not None and len(entries) > max_series:
+        raise ValueError(f"state {key} has {len(entries)} series, more than max_series_per_account")
+    return entries
+
+
+def counter_state(
+    state: dict[str, Any], key: str, width: int, max_series: int | None = None
+) -> list[Any]:
+    """A `CounterSet.to_state()` with `width` labels and non-negative values."""
+    entries = _series_of(state, key, max_series)
     for entry in entries:
         if not (
             isinstance(entry, list)
@@ -89,10 +102,12 @@ def counter_state(state: dict[str, Any], key: str, width: int) -> list[Any]:
     return entries
 
 
-def histogram_state(state: dict[str, Any], key: str, width: int, slots: int | None) -> list[Any]:
+def histogram_state(
+    state: dict[str, Any], key: str, width: int, slots: int | None, max_series: int | None = None
+) -> list[Any]:
     """A `HistogramSet.to_state()` with `width` labels and non-negative whole counts, and
     `slots` counts per series unless the buckets changed (None)."""
-    entries = list_of(state, key)
+    entries = _series_of(state, key, max_series)
     for entry in entries:
         if not (
             isinstance(entry, list)
@@ -121,6 +136,7 @@ def saved_histogram(
     width: int,
     bounds: tuple[float, ...],
     bounds_key: str,
+    max_series: int | None = None,
 ) -> list[Any] | None:
     """A saved histogram checked against the current `bounds` (saved under `bounds_key`):
     its entries, or None when the buckets changed since it was saved. Its entries are
@@ -128,5 +144,5 @@ def saved_histogram(
     restarts a histogram whose buckets changed (a counter reset to Prometheus) rather
     than mixing counts from two sets of bounds."""
     same = state.get(bounds_key) == list(bounds)
-    entries = histogram_state(state, key, width, len(bounds) + 1 if same else None)
+    entries = histogram_state(state, key, width, len(bounds) + 1 if same else None, max_series)
     return entries if same else None

@@ -118,6 +118,10 @@ BAD_STATES: list[tuple[str, Any]] = [
     # Label values a collector could not have made, served as they were.
     ("completed", [[["x" * 5000, "C"], 1.0]]),
     ("completed", [[["C\x1b[31m", "C"], 1.0]]),
+    # Found by a probe: more series than max_series_per_account (20,000) were taken in,
+    # and the account was left out of /metrics at every cycle, saved back so each time.
+    ("completed", [[["C", f"S{i}"], 1.0] for i in range(20_001)]),
+    ("durations", [[[f"T{i}", "answered"], [0] * 13, 0.0] for i in range(20_001)]),
 ]
 
 

@@ -516,7 +516,13 @@ class GlanceCollector(AccountCollector):
             self.seen.retention + self.seen.slack,
         )
         completed = _unkeyed(
-            counter_state(state, "completed", len(self.completed.labelnames) - (not keyed)), keyed
+            counter_state(
+                state,
+                "completed",
+                len(self.completed.labelnames) - (not keyed),
+                self.ctx.max_series_per_account,
+            ),
+            keyed,
         )
         histograms: list[tuple[HistogramSet, list[Any]]] = []
         warnings: list[str] = []
@@ -528,6 +534,7 @@ class GlanceCollector(AccountCollector):
                     len(histogram.labelnames) - (not keyed),
                     histogram.bounds,
                     f"{key[:-1]}_buckets",
+                    self.ctx.max_series_per_account,
                 )
                 if entries is None:
                     # The counter carries on; the histogram restarts.

@@ -423,7 +423,14 @@ class RescueCollector(AccountCollector):
             if label in configured:
                 restored[label] = node_waits
         width = len(self.waits.labelnames) - 1 - (version == 1)
-        entries = saved_histogram(state, "waits", width, self.waits.bounds, "wait_buckets")
+        entries = saved_histogram(
+            state,
+            "waits",
+            width,
+            self.waits.bounds,
+            "wait_buckets",
+            self.ctx.max_series_per_account,
+        )
 
         self._restored_waits = restored
         if version == 1:

@@ -560,9 +560,10 @@ class SecureVideoCollector(AccountCollector):
         remembered_fits(len(seen), self.ctx.max_remembered_ids)
         # As a feed refuses them: remembered until then, they never left the memory.
         not_ahead(max((s.billable_ts for s in seen.values()), default=now), now, "BillableTs")
-        sessions = counter_state(state, "sessions", len(self.sessions.labelnames) - 1)
+        most = self.ctx.max_series_per_account
+        sessions = counter_state(state, "sessions", len(self.sessions.labelnames) - 1, most)
         early = (
-            counter_state(state, "early_starts", len(self.early_starts.labelnames) - 1)
+            counter_state(state, "early_starts", len(self.early_starts.labelnames) - 1, most)
             if version != 1
             else None
         )
@@ -575,7 +576,12 @@ class SecureVideoCollector(AccountCollector):
                     key,
                     histogram,
                     saved_histogram(
-                        state, key, len(histogram.labelnames) - 1, histogram.bounds, bucket_key
+                        state,
+                        key,
+                        len(histogram.labelnames) - 1,
+                        histogram.bounds,
+                        bucket_key,
+                        most,
                     ),
                 )
             )

@@ -3,6 +3,7 @@ from __future__ import annotations
 import contextlib
 from collections import Counter
 
+import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
@@ -239,17 +240,34 @@ async def test_a_failed_login_ends_the_cycle_once_not_once_per_node() -> None:
 
 
 async def test_simulator_enforces_ten_logins_in_three_minutes() -> None:
+    async with rig() as r, aiohttp.ClientSession() as http:
+        form = {"email": r.sim.email, "pwd": r.sim.password}
+        answers = []
+        for _ in range(11):
+            async with http.post(f"{r.base_url}/API/login.aspx", data=form) as reply:
+                answers.append((await reply.text()).split()[0])
+            r.clock.advance(1)
+        assert answers == ["OK"] * 10 + ["LIMITREACHED"]
+
+
+async def test_logins_are_paced_below_the_vendors_limit() -> None:
+    # Found by a probe: a vendor dropping the login after every other call had each node
+    # log in again each cycle; three nodes reached LIMITREACHED in 20 s, which locks
+    # every client of that Rescue user out for three minutes.
     async with rig() as r:
         collector = r.collector(auth_code=None, email=r.sim.email, password=r.sim.password)
-        for _ in range(10):
+        for _ in range(8):
             r.sim.expire_logins()
             collector.client.cookie = None
             await collector.collect(r.upstream)
             r.clock.advance(1)
         collector.client.cookie = None
-        with pytest.raises(UpstreamError, match="rate_limited"):
+        with pytest.raises(UpstreamError, match=r"rate_limited.*before the vendor's LIMITREACHED"):
             await collector.collect(r.upstream)
-        assert r.sim.logins == 10
+        assert r.sim.logins == 8
+        r.clock.advance(180)
+        await collector.collect(r.upstream)  # the oldest login is three minutes old
+        assert r.sim.logins == 9
 
 
 async def test_invalid_node_vanishes_and_other_nodes_still_collected() -> None:

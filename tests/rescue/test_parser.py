@@ -838,11 +838,11 @@ def test_a_long_unknown_return_value_is_not_quoted_in_part() -> None:
 @pytest.mark.parametrize(
     ("fault", "said"),
     [
-        # SOAP 1.1: an unqualified faultstring, its lines joined.
+        # SOAP 1.1: an unqualified faultstring, whole (scrubbed and cut where shown).
         (
             "<soap:Fault><faultcode>soap:Client</faultcode><faultstring>Server was unable\n"
             "  to read request.</faultstring></soap:Fault>",
-            "Server was unable to read request.",
+            "Server was unable\n  to read request.",
         ),
         # SOAP 1.2: Reason/Text in the envelope's namespace.
         (
@@ -852,6 +852,10 @@ def test_a_long_unknown_return_value_is_not_quoted_in_part() -> None:
             "Invalid authcode",
         ),
         ("<soap:Fault/>", "(no reason given)"),
+        (
+            f"<soap:Fault><faultstring>{'x' * 5000}</faultstring></soap:Fault>",
+            "(a reason of 5000 characters)",
+        ),
     ],
 )
 def test_a_soap_fault_says_what_the_service_said(fault: str, said: str) -> None:

@@ -201,7 +201,8 @@ class RescueClient:
         return self.cookie is not None and idle < IDLE_EXPIRY - IDLE_MARGIN
 
     async def login(self, upstream: Upstream) -> None:
-        now = self.clock.time()
+        # Monotonic: a step of the wall clock back locked the account out for its size.
+        now = self.clock.monotonic()
         if now < self.login_blocked_until:
             wait = self.login_blocked_until - now
             raise upstream.error(
@@ -241,7 +242,7 @@ class RescueClient:
             )
             code = upstream.parse(LOGIN, parse_login, reply.body)
         if code == "LIMITREACHED":
-            self.login_blocked_until = self.clock.time() + LOGIN_LIMIT_BACKOFF
+            self.login_blocked_until = self.clock.monotonic() + LOGIN_LIMIT_BACKOFF
             raise upstream.error(
                 LOGIN, "rate_limited", "LIMITREACHED", retry_after=LOGIN_LIMIT_BACKOFF
             )

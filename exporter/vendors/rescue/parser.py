@@ -23,7 +23,6 @@ from typing import cast
 import msgspec
 from lxml import etree
 
-from ... import scrub
 from ...errors import ParseError
 from ...parseworker import RecordsInPieces
 from ...sanitize import (
@@ -826,17 +825,20 @@ def _soap_response(body: bytes, operation: str) -> etree._Element:
     return response
 
 
-# What a fault says, at most this much: the pages show 300 characters of a message.
-_FAULT_TEXT = 300
+# The longest fault text quoted, whole: scrubbed and cut where it is shown.
+_FAULT_TEXT = 4096
 
 
 def _fault_text(fault: etree._Element, soap: str) -> str:
-    """The words of a SOAP 1.1 (`faultstring`) or 1.2 (`Reason/Text`) fault, its lines
-    joined; "(no reason given)" without any. Scrubbed before it is cut, where the
-    scrubber knows the secrets (a reply this small is parsed in this process)."""
+    """The words of a SOAP 1.1 (`faultstring`) or 1.2 (`Reason/Text`) fault, whole, or
+    "(no reason given)". Never cut or changed here: the parse worker that may read a
+    big reply knows no secret, and a secret cut there, or its spaces joined, would not
+    be scrubbed where the words are shown. A longer text is not quoted."""
     text = fault.findtext("faultstring") or fault.findtext(f"{soap}Reason/{soap}Text") or ""
-    words = " ".join(text.split())
-    return scrub.excerpt(words, _FAULT_TEXT) if words else "(no reason given)"
+    text = text.strip()
+    if len(text) > _FAULT_TEXT:
+        return f"(a reason of {len(text)} characters)"
+    return text or "(no reason given)"
 
 
 def _child_text(element: etree._Element, name: str) -> str:

@@ -152,6 +152,22 @@ def test_a_status_flapping_without_a_new_waiting_time_is_one_wait() -> None:
     assert observed(c) == observed(c, "answered") == (1, 30.0)
 
 
+def test_a_session_queued_again_during_one_slow_reply_is_a_second_wait() -> None:
+    # Found by a review: the start was compared with the last sighting's read time, so a
+    # session queued again at 113, behind a reply asked at 120 and read at 133, was
+    # taken for the answered wait and never observed.
+    c, _, _ = make()
+    for asked, read, status, waited in (
+        (100, 101, "Waiting", 10),
+        (110, 111, "Active", 9),
+        (120, 133, "Waiting", 19),  # measured at 132: queued again at 113
+        (140, 141, "Active", 1),
+    ):
+        reply = SessionList("OK", (Session(id="1", status=status, waiting_seconds=waited),))
+        asyncio.run(c.apply(c.account.nodes[0], reply, T0 + read, asked=T0 + asked))
+    assert observed(c, "answered") == (2, 10.0 + 19.0)
+
+
 def test_a_session_queued_again_after_it_was_answered_is_a_second_wait() -> None:
     c, _, _ = make()
     poll(c, 100, ("1", "Waiting", 10))

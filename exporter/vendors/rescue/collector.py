@@ -130,6 +130,14 @@ def _wait_times(saved: object) -> tuple[float, float, bool]:
     return float(saved[0]), float(saved[1]), len(saved) == 3
 
 
+def _latest_start(wait: Wait) -> float:
+    """The latest its start can be: its last sighting less the Waiting Time it gave then
+    (it was measured at or before our reading it), or that sighting without one. A start
+    read later than this is a new wait: compared with the sighting alone, a session
+    queued again during one slow reply was taken for the same wait, and lost."""
+    return wait.last_seen if wait.waited is None else wait.last_seen - wait.waited
+
+
 def _forget_gone(gone: dict[str, Wait], now: float) -> None:
     """Drop the vanished waits last seen over `GONE_FOR` ago, and the oldest beyond
     `MAX_GONE`: in the order they went, which is the order of the dict."""
@@ -352,9 +360,9 @@ class RescueCollector(AccountCollector):
             wait = previous.pop(session.id, None)
             if wait is None and session.id in gone:
                 wait = gone.pop(session.id)
-                if start is None or start > wait.last_seen + ROUNDING:
+                if start is None or start > _latest_start(wait) + ROUNDING:
                     wait = None  # waiting again, since after it went: a new wait
-            if wait is not None and start is not None and start > wait.last_seen + ROUNDING:
+            if wait is not None and start is not None and start > _latest_start(wait) + ROUNDING:
                 # It left Waiting and came back between two polls: two waits, not one, and
                 # where the first one went is unknown.
                 self._observe(node, wait, OTHER_OUTCOME)

@@ -108,6 +108,17 @@ async def test_the_page_budget_stops_a_cycle_and_the_next_carries_on(h: Harness)
     assert c.cursor == h.clock.time()
 
 
+async def test_a_feed_falling_further_behind_says_so(h: Harness) -> None:
+    # Found by a review: with the budget no longer failing a cycle, a feed that can
+    # never catch up showed nowhere but an info line.
+    c = h.collector(page_size=1, limits={"max_pages_per_cycle": 2})
+    for _ in range(4):
+        h.clock.advance(600)  # far more than two sessions end in ten minutes
+        await c.collect(h.upstream())
+    warnings = [e for _, e, _ in h.log.events if e == "glance_feed_falling_behind"]
+    assert len(warnings) == 3  # every cycle after the first that ran out of pages
+
+
 async def test_a_full_dedupe_memory_stops_counting_without_counting_twice(h: Harness) -> None:
     c = h.collector(page_size=7, limits={"max_remembered_ids": 10})
     h.clock.advance(1800)

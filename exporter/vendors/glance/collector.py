@@ -127,6 +127,9 @@ class GlanceCollector(AccountCollector):
         # How long the feed's reads may be: one 31-day window, or less once a read held
         # more sessions than can be remembered (`_halve`), until the feed is caught up.
         self._read_span = MAX_WINDOW - 1.0
+        # How far behind now the feed's cursor was when the last cycle ran out of pages;
+        # None once it caught up (`_catching_up`).
+        self._behind: float | None = None
         self._backfill_position: FeedPosition | None = None
 
         self._current: dict[LabelValues, float] | None = None
@@ -290,7 +293,7 @@ class GlanceCollector(AccountCollector):
                 self._feed_position = None
                 self._forget_passed()
                 if position.end >= now:
-                    self._read_span = MAX_WINDOW - 1.0
+                    self._read_span, self._behind = MAX_WINDOW - 1.0, None
                     break
         except PagesSpent:
             self._catching_up(now)
@@ -320,10 +323,20 @@ class GlanceCollector(AccountCollector):
         """The page budget ran out with the feed behind: the cycle still succeeds (all it
         read was good), and the next carries on. Failing it backed the account off
         (60 s, 120 s, 240 s...) and, once stale_after passed, took every one of its
-        series out of /metrics during the catch-up, the current gauges too."""
+        series out of /metrics during the catch-up, the current gauges too. A feed
+        further behind than at the last such cycle never catches up: a warning."""
+        behind, before = now - self.cursor, self._behind
+        self._behind = behind
+        if before is not None and behind > before:
+            self.ctx.log.warning(
+                "glance_feed_falling_behind",
+                behind_hours=round(behind / 3600, 1),
+                hint="more sessions end than max_pages_per_cycle pages hold: raise it",
+            )
+            return
         self.ctx.log.info(
             "glance_feed_catching_up",
-            behind_hours=round((now - self.cursor) / 3600, 1),
+            behind_hours=round(behind / 3600, 1),
             hint="the feed reads max_pages_per_cycle pages a cycle and carries on in the next",
         )
 

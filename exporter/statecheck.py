@@ -74,14 +74,19 @@ def _label_ok(value: object) -> bool:
     )
 
 
-def _series_of(state: dict[str, Any], key: str, max_series: int | None) -> list[Any]:
-    """The saved series of one family, at most `max_series` (max_series_per_account): no
-    more could ever be shown. A state of 30,000 combinations of the right shape was
-    taken in, and its account was left out of /metrics (too_many_series) at every
-    cycle, and saved back so each time."""
+def _series_of(
+    state: dict[str, Any], key: str, max_series: int | None, samples: int = 1
+) -> list[Any]:
+    """The saved series of one family, of `samples` samples each, at most `max_series`
+    samples in all (max_series_per_account): no more could ever be shown. A state of
+    30,000 combinations of the right shape was taken in, and its account was left out of
+    /metrics (too_many_series) at every cycle, and saved back so each time."""
     entries = list_of(state, key)
-    if max_series is not None and len(entries) > max_series:
-        raise ValueError(f"state {key} has {len(entries)} series, more than max_series_per_account")
+    if max_series is not None and len(entries) * samples > max_series:
+        raise ValueError(
+            f"state {key} has {len(entries)} series of {samples} samples, more than "
+            "max_series_per_account"
+        )
     return entries
 
 
@@ -107,7 +112,8 @@ def histogram_state(
 ) -> list[Any]:
     """A `HistogramSet.to_state()` with `width` labels and non-negative whole counts, and
     `slots` counts per series unless the buckets changed (None)."""
-    entries = _series_of(state, key, max_series)
+    # Each a sample per bucket, and a count and a sum.
+    entries = _series_of(state, key, max_series, (slots or 1) + 2)
     for entry in entries:
         if not (
             isinstance(entry, list)

@@ -4,6 +4,7 @@ carry over, so a wait seen before the restart and ended during it is observed on
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from exporter.families import WAIT_BUCKETS
 from exporter.simulators.rescue import GROUP_ID
 from exporter.vendors.rescue.collector import RescueCollector
 
-from .harness import BOTH, NODES, expected_waits, histogram, poll_for, rig
+from .harness import BOTH, NODES, Rig, expected_waits, histogram, poll_for, rig
 
 
 def through_json(state: dict[str, Any] | None) -> dict[str, Any]:
@@ -76,32 +77,31 @@ async def test_changed_buckets_restart_the_histogram() -> None:
         assert through_json(second.state())["waiting"]
 
 
+async def restored_with(r: Rig, waits: Callable[[float], dict[str, Any]]) -> RescueCollector:
+    """A collector restored from a minute's state whose group node follows `waits(now)`,
+    which it saves again as it was given."""
+    first = r.collector()
+    await poll_for(r, first, 60)
+    state = through_json(first.state())
+    state["waiting"] = {str(GROUP_ID): waits(r.clock.time())}
+    second: RescueCollector = r.collector()
+    second.restore(state)
+    assert through_json(second.state())["waiting"] == state["waiting"]
+    return second
+
+
 async def test_a_wait_followed_for_over_a_week_is_restored() -> None:
     # A poll follows a wait for as long as it lasts; restore asked for a week at most,
     # and refused the whole state (every node's waits and the histogram) for one such.
     async with rig(seed=3) as r:
-        first = r.collector()
-        await poll_for(r, first, 60)
-        state = through_json(first.state())
-        now = r.clock.time()
-        state["waiting"] = {str(GROUP_ID): {"7": [now - 8 * 86400, now - 60]}}
-        second: RescueCollector = r.collector()
-        second.restore(state)
-        assert through_json(second.state())["waiting"] == state["waiting"]
+        await restored_with(r, lambda now: {"7": [now - 8 * 86400, now - 60]})
 
 
 async def test_a_wait_already_observed_is_not_observed_again_after_a_restart() -> None:
     async with rig(seed=3) as r:
-        first = r.collector()
-        await poll_for(r, first, 60)
-        state = through_json(first.state())
-        now = r.clock.time()
-        state["waiting"] = {
-            str(GROUP_ID): {"7": [now - 100, now - 60, True], "8": [now - 100, now - 60]}
-        }
-        second: RescueCollector = r.collector()
-        second.restore(state)
-        assert through_json(second.state())["waiting"] == state["waiting"]
+        second = await restored_with(
+            r, lambda now: {"7": [now - 100, now - 60, True], "8": [now - 100, now - 60]}
+        )
         before = histogram(second, str(GROUP_ID))[0]
         await poll_for(r, second, 5)  # one poll, listing neither: both went while down
         assert histogram(second, str(GROUP_ID))[0] == before + 1

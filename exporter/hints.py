@@ -138,8 +138,8 @@ RULES: tuple[Rule, ...] = (
         reason="body_too_large",
     ),
     Rule(
-        "A reply or cycle went over a bound (max_records_per_reply, "
-        "max_pages_per_cycle, max_remembered_ids): raise it if the volume is real.",
+        "A reply or cycle went over a bound (max_records_per_reply, max_remembered_ids): "
+        "raise it if the volume is real.",
         reason="limit_exceeded",
     ),
     Rule(

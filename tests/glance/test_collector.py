@@ -48,6 +48,7 @@ async def test_every_metric_is_labelled_with_the_account_first(h: Harness) -> No
         "glance_waiting_session_oldest_start_timestamp_seconds",
         "glance_sessions_today",
         "glance_session_average_duration_seconds",
+        "glance_completed_feed_timestamp_seconds",
         "glance_sessions_completed",
         "glance_session_duration_seconds",
         "glance_session_wait_seconds",

@@ -93,12 +93,17 @@ async def test_the_page_budget_stops_a_cycle_and_the_next_carries_on(h: Harness)
     # succeeds (every page it read was good) and the next carries on.
     c = h.collector(page_size=5, limits={"max_pages_per_cycle": 4})
     h.clock.advance(3 * 3600)  # about 700 sessions end: far more than 4 pages of 5
-    cycles = 0
+    cycles, behind = 0, []
     while c.cursor < h.clock.time() and cycles < 200:
         await c.collect(h.upstream())  # raises on a failure
         cycles += 1
+        (position,) = series(c.families(), "glance_completed_feed_timestamp_seconds").values()
+        behind.append(h.clock.time() - position)
+    assert behind[0] > 3600 and behind == sorted(behind, reverse=True)  # shown catching up
     assert cycles > 5
     assert_feed_matches(h, c, NOON_ISH)  # nothing lost, nothing twice
+    shown = series(c.families(), "glance_completed_feed_timestamp_seconds")
+    assert shown == {(("account", "acme"),): h.clock.time()}
     assert not h.failures()
     assert sum(e == "glance_feed_catching_up" for _, e, _ in h.log.events) == cycles - 1
     pages = [p for op, p in h.sim.requests if op == "PartnerCompletedSessionsEnding"]

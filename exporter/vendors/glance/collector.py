@@ -623,6 +623,14 @@ class GlanceCollector(AccountCollector):
             ("account", "session_type", "status", "counted_by"),
             self._keyed(self._today_avg if self._today_count is not None else {}),
         )
+        yield gauge(
+            "glance_completed_feed_timestamp_seconds",
+            "End (Unix seconds) of the PartnerCompletedSessionsEnding range read whole so "
+            "far: sessions that ended before it are in glance_sessions_completed_total. "
+            "Behind now by about the interval, and by more during a catch-up; " + POLLED + ".",
+            ("account",),
+            {(self._name,): self.cursor},
+        )
         prefix = (self._name,)
         yield self.completed.family(prefix)
         yield self.durations.family(prefix)

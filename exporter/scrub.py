@@ -308,8 +308,9 @@ def first_line_excerpt(body: bytes, limit: int, window: int = 65536) -> str:
         return ""
     title = _html_title(text) if _HTML_START.match(kept[0]) else None
     if title is not None and title.strip():
-        # Its entities read (a secret among them is then scrubbed raw), its lines joined.
-        named = SCRUBBER.scrub(" ".join(SCRUBBER.scrub(html.unescape(title)).split()))
+        # Its entities read (a secret among them is then scrubbed raw), its lines joined
+        # (`excerpt` scrubs once more: joined, "pass\nphrase" may be a secret).
+        named = " ".join(SCRUBBER.scrub(html.unescape(title)).split())
         return SCRUBBER.excerpt(_CONTROL.sub(" ", named), limit)
     first = kept[0]
     if len(kept) > 1:

@@ -170,6 +170,33 @@ async def test_a_catch_up_of_more_sessions_than_can_be_remembered_counts_each_on
     assert any(event == "glance_feed_read_halved" for _, event, _ in h.log.events)
 
 
+async def test_a_lookback_of_more_sessions_than_can_be_remembered_counts_each_once(
+    h: Harness,
+) -> None:
+    # Noticed in a closing note: while the lookback backfill was pending nothing was
+    # forgotten, so a lookback of more sessions than max_remembered_ids failed every
+    # cycle for good (the feed and the backfill both stopped). The Ending feed starts
+    # `lookback` early and counts every session that ended since, so the backfill is
+    # given up once it does not fit, and the feed reads on.
+    h.clock.advance(2 * 86400)
+    started_at = h.clock.time()
+    c = h.collector(
+        started_at=started_at, lookback="2d", page_size=200, limits={"max_remembered_ids": 2000}
+    )
+    assert len(h.sim.completed_ended(started_at - 2 * 86400, started_at)) > 5 * 2000
+    await catch_up(c, h, 30)
+    assert_feed_matches(h, c, started_at - 2 * 86400)  # nothing lost, nothing twice
+    assert c.cursor == h.clock.time()
+    assert len(c.seen) <= 2000
+    given_up = [fields for _, event, fields in h.log.events if event == "glance_backfill_given_up"]
+    assert len(given_up) == 1, h.log.events
+    for _ in range(3):  # and it stays given up: the next cycles read the feed alone
+        h.clock.advance(60)
+        await c.collect(h.upstream())
+    assert_feed_matches(h, c, started_at - 2 * 86400)
+    assert len([e for _, e, _ in h.log.events if e == "glance_backfill_given_up"]) == 1
+
+
 async def test_an_outage_of_over_31_days_of_more_sessions_than_can_be_remembered(
     clock: FakeClock,
 ) -> None:

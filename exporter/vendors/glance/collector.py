@@ -283,6 +283,11 @@ class GlanceCollector(AccountCollector):
                 try:
                     await self._read_feed(upstream, COMPLETED_ENDING, position, budget, now)
                 except DedupeFull as exc:
+                    if self._backfill_pending:
+                        # Nothing is forgotten while the backfill may return it: give
+                        # the backfill up, forget what has passed, read the page again.
+                        self._give_up_backfill()
+                        continue
                     if not self._halve(position):
                         raise self._remembered_too_many(upstream, COMPLETED_ENDING, exc) from None
                     continue  # what was counted stays remembered: the shorter read skips it
@@ -306,11 +311,10 @@ class GlanceCollector(AccountCollector):
                 position = FeedPosition(began - self.account.lookback, began)
                 self._backfill_position = position
             try:
-                try:
-                    await self._read_feed(upstream, COMPLETED, position, budget, now)
-                except DedupeFull as exc:
-                    raise self._remembered_too_many(upstream, COMPLETED, exc) from None
+                await self._read_feed(upstream, COMPLETED, position, budget, now)
                 self._backfill_pending, self._backfill_position = False, None
+            except DedupeFull:
+                self._give_up_backfill()
             except PagesSpent:
                 pass  # the backfill carries on next cycle
             except UpstreamError as exc:
@@ -318,6 +322,20 @@ class GlanceCollector(AccountCollector):
         self._forget_passed()
         if error is not None:
             raise error
+
+    def _give_up_backfill(self) -> None:
+        """Stop the `lookback` backfill for good: it holds more sessions than can be
+        remembered. While it was pending nothing could be forgotten, so the feed and the
+        backfill both stopped at the bound, every cycle. The Ending feed starts
+        `lookback` early and counts every session that ended since; what is given up is
+        only what PartnerCompletedSessions lists and the Ending feed does not."""
+        self._backfill_pending, self._backfill_position = False, None
+        self.ctx.log.warning(
+            "glance_backfill_given_up",
+            hint="the lookback holds more sessions than max_remembered_ids; the feed from "
+            "PartnerCompletedSessionsEnding still counts those that ended in it",
+        )
+        self._forget_passed()
 
     def _catching_up(self, now: float) -> None:
         """The page budget ran out with the feed behind: the cycle still succeeds (all it

@@ -124,6 +124,13 @@ BAD_STATES: list[tuple[str, Any]] = [
     ("waits", [[[str(GROUP_ID)], [1, 2], 3.0]]),
     ("waits", [[[GROUP_ID], [0] * 11, 3.0]]),
     ("waits", None),
+    ("gone", []),
+    ("gone", {str(GROUP_ID): [1, 2]}),
+    ("gone", {str(GROUP_ID): {"7": [1.7e9, 1.7e9 + 5, "ten"]}}),
+    ("gone", {str(GROUP_ID): {"7": [1.7e9, 1.7e9 + 5, -1]}}),
+    ("gone", {str(GROUP_ID): {"7": [1.7e9, 1.7e9 + 5, 10, 4]}}),
+    ("gone", {str(GROUP_ID): {"7": [0.0, 1.7e9]}}),
+    ("gone", {str(GROUP_ID): {"7": [4.0e9, 4.0e9 + 5]}}),  # seen in 2096
 ]
 
 

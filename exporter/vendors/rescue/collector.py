@@ -79,7 +79,9 @@ ACCOUNT_WIDE = frozenset({"auth", "rate_limited"})
 # 2: the wait histogram has an `outcome` label. A version 1 state still hands over its
 # waits in progress; its histogram, without outcomes, restarts.
 # 3: a wait may carry a third element, `true`: observed already (`Wait.counted`).
-STATE_VERSION = 3
+# 4: `gone`, the ended waits remembered (`NodeState.gone`), so that a session back in
+# the same wait after a restart is not observed again.
+STATE_VERSION = 4
 
 
 @dataclass
@@ -130,6 +132,35 @@ def _wait_times(saved: object) -> tuple[float, float, bool]:
     return float(saved[0]), float(saved[1]), len(saved) == 3
 
 
+def _saved_gone(wait: Wait) -> list[float]:
+    """[start, last seen], and the Waiting Time of that sighting after them if it gave
+    one: what `_latest_start` needs."""
+    if wait.waited is None:
+        return [wait.start, wait.last_seen]
+    return [wait.start, wait.last_seen, wait.waited]
+
+
+def _gone_times(saved: object) -> tuple[float, float, float | None]:
+    """`_saved_gone` read back: start, last seen, Waiting Time or None."""
+    if not (
+        isinstance(saved, list)
+        and len(saved) in (2, 3)
+        and all(is_number(t) for t in saved)
+        and (len(saved) == 2 or saved[2] >= 0)
+    ):
+        raise ValueError("state ended wait is not [start, last seen] or with its Waiting Time")
+    return float(saved[0]), float(saved[1]), float(saved[2]) if len(saved) == 3 else None
+
+
+def _plausible_wait(start: float, last_seen: float, now: float) -> None:
+    # A start of 0 was observed as a wait of 57 years, with nothing logged. A poll
+    # follows a wait for as long as it lasts (a week and more, rarely), so only a start
+    # of this century and at most a year are asked of it.
+    if not (plausible_epoch(start) and plausible_seconds(last_seen - start, _YEAR)):
+        raise ValueError("state wait is not a plausible [start, last seen]")
+    not_ahead(last_seen, now, "wait last seen")
+
+
 def _latest_start(wait: Wait) -> float:
     """The latest its start can be: its last sighting less the Waiting Time it gave then
     (it was measured at or before our reading it), or that sighting without one. A start
@@ -146,6 +177,25 @@ def _forget_gone(gone: dict[str, Wait], now: float) -> None:
         del gone[sid]
     for sid in list(gone)[: max(0, len(gone) - MAX_GONE)]:
         del gone[sid]
+
+
+def _restored_gone(saved: object, now: float) -> dict[str, dict[str, Wait]]:
+    """The ended waits of a saved state, by node, as `_forget_gone` would keep them now;
+    every one checked, kept or not."""
+    if not isinstance(saved, dict):
+        raise ValueError("state gone is not a mapping")
+    restored: dict[str, dict[str, Wait]] = {}
+    for label, waits in saved.items():
+        if not isinstance(waits, dict):
+            raise ValueError("state gone entry is not a mapping")
+        node_gone: dict[str, Wait] = {}
+        for sid, saved_wait in waits.items():
+            start, last_seen, waited = _gone_times(saved_wait)
+            _plausible_wait(start, last_seen, now)
+            node_gone[sid] = Wait(start, last_seen, waited=waited, counted=True)
+        _forget_gone(node_gone, now)
+        restored[label] = node_gone
+    return restored
 
 
 class RescueCollector(AccountCollector):
@@ -391,11 +441,18 @@ class RescueCollector(AccountCollector):
     def state(self) -> dict[str, Any]:
         waiting = {label: waits for label, waits in self._restored_waits.items()}
         waiting.update({label: node.waiting for label, node in self.nodes.items()})
+        gone = {label: waits for label, waits in self._kept_gone.items()}
+        gone.update({label: node.gone for label, node in self.nodes.items()})
         return {
             "version": STATE_VERSION,
             "waiting": {
                 label: {sid: _saved_wait(w) for sid, w in waits.items()}
                 for label, waits in waiting.items()
+            },
+            "gone": {
+                label: {sid: _saved_gone(w) for sid, w in waits.items()}
+                for label, waits in gone.items()
+                if waits
             },
             "waits": self.waits.to_state(),
             "wait_buckets": list(self.waits.bounds),
@@ -408,7 +465,7 @@ class RescueCollector(AccountCollector):
         measured to its last sighting, exactly as after a run of failed polls. Nodes no
         longer configured are dropped. Everything is checked before anything is applied:
         a state that does not fit raises ValueError."""
-        version = state_version(state, (1, 2, STATE_VERSION))
+        version = state_version(state, (1, 2, 3, STATE_VERSION))
         configured = {node.label for node in self.account.nodes}
         saved = state.get("waiting")
         if not isinstance(saved, dict):
@@ -421,15 +478,11 @@ class RescueCollector(AccountCollector):
             node_waits: dict[str, Wait] = {}
             for sid, saved_wait in waits.items():
                 start, last_seen, counted = _wait_times(saved_wait)
-                # A start of 0 was observed as a wait of 57 years, with nothing logged. A
-                # poll follows a wait for as long as it lasts (a week and more, rarely),
-                # so only a start of this century and at most a year are asked of it.
-                if not (plausible_epoch(start) and plausible_seconds(last_seen - start, _YEAR)):
-                    raise ValueError("state wait is not a plausible [start, last seen]")
-                not_ahead(last_seen, now, "wait last seen")
+                _plausible_wait(start, last_seen, now)
                 node_waits[sid] = Wait(start=start, last_seen=last_seen, counted=counted)
             if label in configured:
                 restored[label] = node_waits
+        kept_gone = _restored_gone(state.get("gone", {}) if version >= 4 else {}, now)
         width = len(self.waits.labelnames) - 1 - (version == 1)
         entries = saved_histogram(
             state,
@@ -441,6 +494,7 @@ class RescueCollector(AccountCollector):
         )
 
         self._restored_waits = restored
+        self._kept_gone = {label: w for label, w in kept_gone.items() if label in configured}
         if version == 1:
             self.ctx.log.warning(
                 "rescue_wait_histogram_gained_outcome", hint="the wait histogram starts from zero"

@@ -61,6 +61,31 @@ def markup_forms(value: str) -> set[str]:
     return forms
 
 
+# JSON's escapes of one character, as `json.dumps` and .NET's encoders write them;
+# surrogates are left escaped, so that what is read back is always encodable.
+_JSON_ESCAPE = re.compile(r"\\u(?!d[89a-f])([0-9a-f]{4})|\\([\\\"/])", re.IGNORECASE)
+
+
+def _json_char(match: re.Match[str]) -> str:
+    code, char = match.groups()
+    return chr(int(code, 16)) if code is not None else char
+
+
+def _unescaped(text: str) -> str:
+    """`text` with its HTML character references and JSON escapes read, twice over (an
+    escape escaped again, `&amp;#38;`); `text` itself, the same object, if it has none."""
+    result = text
+    for _ in range(2):
+        before = result
+        if "&" in result:
+            result = html.unescape(result)
+        if "\\" in result:
+            result = _JSON_ESCAPE.sub(_json_char, result)
+        if result == before:
+            break
+    return text if result == text else result
+
+
 class Scrubber:
     """Known secret forms, matched by two patterns compiled when next needed: one for the
     configured credentials, which only grows, and one for the session credentials that
@@ -122,12 +147,25 @@ class Scrubber:
             return self._kept_forms, self._held_forms
 
     def scrub(self, text: str) -> str:
+        text = self._scrub_forms(text)
+        # A secret written with escapes no form foresees (`&#38;` for `&` in a page,
+        # `\u0026` in JSON as .NET writes it): the text is shown with them read.
+        unescaped = _unescaped(text)
+        if unescaped is not text and self._has_form(unescaped):
+            text = self._scrub_forms(unescaped)
+        return text
+
+    def _scrub_forms(self, text: str) -> str:
         for forms in self._current():
             if forms.pattern is not None and text:
                 text = forms.pattern.sub(REDACTED, text)
         return text
 
     def contains_secret(self, text: str) -> bool:
+        unescaped = _unescaped(text)
+        return self._has_form(text) or (unescaped is not text and self._has_form(unescaped))
+
+    def _has_form(self, text: str) -> bool:
         return any(
             forms.pattern is not None and forms.pattern.search(text) is not None
             for forms in self._current()

@@ -78,6 +78,36 @@ def test_a_secret_quoted_by_an_html_or_xml_page_is_scrubbed(quoted: str) -> None
     assert "Tz9&amp;Qm" not in scrub.excerpt(f"apiKey {quoted}", 16)
 
 
+@pytest.mark.parametrize(
+    "quoted",
+    [
+        "Tz9&#38;Qm&#60;Rk&#62;84&#39;Lp",  # numeric character references
+        "Tz9&#x26;Qm&#x3C;Rk&#x3e;84&#x27;Lp",
+        "Tz9&amp;#38;Qm&lt;Rk&gt;84'Lp",  # escaped twice
+        "Tz9\\u0026Qm\\u003CRk\\u003E84\\u0027Lp",  # JSON, as .NET's encoder writes it
+        'Tz9\\u0026Qm<Rk>84\\u0027Lp\\"',  # and with a quote
+    ],
+)
+def test_a_secret_written_with_escapes_is_scrubbed(quoted: str) -> None:
+    # Noticed in a closing note: only the escapes markup_forms foresees were scrubbed.
+    Secret("Tz9&Qm<Rk>84'Lp")
+    Secret("Tz9&Qm<Rk>84'Lp\"")
+    text = f'{{"message": "Invalid apiKey {quoted}", "code": 7}}'
+    scrubbed = scrub.scrub(text)
+    assert "Qm" not in scrubbed and scrub.REDACTED in scrubbed
+    assert scrub.contains_secret(text)
+
+
+def test_text_with_escapes_and_no_secret_is_left_as_it_is() -> None:
+    Secret("Tz9&Qm<Rk>84'Lp")
+    for text in ('{"a": "x\\u0026y \\ud83d\\ude00"}', "&amp;#38; &lt;b&gt; \\\\n"):
+        assert scrub.scrub(text) is text
+    # Escaped surrogates stay escaped: what is shown is always encodable.
+    shown = scrub.scrub("Tz9\\u0026Qm\\u003CRk\\u003E84'Lp \\ud800")
+    assert shown == f"{scrub.REDACTED} \\ud800"
+    shown.encode("utf-8")
+
+
 def test_markup_forms_are_made_for_credentials_not_for_huge_secret_files() -> None:
     # Found by a review: the forms of a 64 KiB secret made the pattern take 4-5 s to build.
     assert scrub.markup_forms("a&b" * 400) == set()

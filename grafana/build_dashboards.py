@@ -1304,6 +1304,27 @@ def glance() -> dict[str, Any]:
         12,
         8,
     )
+    lay.add(
+        timeseries(
+            "Completed-sessions feed: how far behind",
+            "Seconds since the end of the PartnerCompletedSessionsEnding range read whole so "
+            "far (glance_completed_feed_timestamp_seconds): sessions completed since are not "
+            "yet in the panels of this row. About one poll interval normally; hours during a "
+            "catch-up after an outage, rising when the feed cannot keep up "
+            "(global.max_pages_per_cycle). Red from 1800 s, the default of "
+            "GlanceCompletedFeedBehind.",
+            targets(
+                (
+                    f"time() - max by (account) (glance_completed_feed_timestamp_seconds{{{acc}}})",
+                    "{{account}}",
+                )
+            ),
+            "s",
+            steps=thresholds((None, "green"), (1800, "red")),
+        ),
+        12,
+        8,
+    )
 
     lay.row("Configured users")
     lay.add(

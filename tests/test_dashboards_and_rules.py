@@ -72,6 +72,7 @@ REQUIRED_ALERTS = {
     "SessionExporterAccountDataStale",
     "SessionExporterVendorAuthFailing",
     "GlanceCustomerWaitingTooLong",
+    "GlanceCompletedFeedBehind",
     "RescueCustomerWaitingTooLong",
     "SecureVideoBillableSessionsNearLimit",
     "CompletedSessionsDropped",

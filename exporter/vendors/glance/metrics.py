@@ -26,8 +26,6 @@ FAMILIES = (
     ),
     FamilySpec("glance_session_wait_seconds", "histogram", ("account", "session_type", "outcome")),
     FamilySpec("glance_user_sessions_current", "gauge", ("account", "user", "session_type")),
-    # Diagnostic: how far the completed feed has been read, behind now during a catch-up.
-    FamilySpec(
-        "glance_completed_feed_timestamp_seconds", "gauge", ("account",), on_dashboard=False
-    ),
+    # How far the completed feed has been read, behind now during a catch-up.
+    FamilySpec("glance_completed_feed_timestamp_seconds", "gauge", ("account",)),
 )

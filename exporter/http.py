@@ -31,6 +31,7 @@ from .history import AccountHistory, RequestRecord, count_records, safe_text
 from .logs import get_logger
 from .parseworker import PROCESS_BYTES, ParseWorker, WorkerFailed, picklable
 from .sanitize import strict_int
+from .scrub import first_line_excerpt
 from .selfmetrics import SelfMetrics
 
 T = TypeVar("T")
@@ -83,6 +84,8 @@ def new_client_session() -> aiohttp.ClientSession:
 
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+# Characters of a refused reply's body quoted in its error (`first_line_excerpt`).
+ERROR_EXCERPT = 200
 
 
 def form_body(
@@ -348,7 +351,10 @@ class Upstream:
                 raise
             if reply.status not in ok_statuses:
                 retry_after = parse_retry_after(reply.headers.get("Retry-After"), self._wall_time())
+                # The vendor's own words where it gave some: what the vendor's reader
+                # makes of the body, else its first line (an HTML page's title).
                 detail = error_detail(reply.body) if error_detail is not None else None
+                detail = detail or first_line_excerpt(reply.body, ERROR_EXCERPT) or None
                 message = f"HTTP {reply.status}" + (f": {detail}" if detail else "")
                 reason = reason_for_status(reply.status)
                 self._note(operation, method, started, reply, reason, message)

@@ -385,6 +385,46 @@ async def test_soap_result_codes_map_like_the_text_ones(env: Env, result: str, r
     assert failures(env.metrics) == {("getSession", reason): 1}
 
 
+@pytest.mark.parametrize("api", ["soap", "soap11"])
+async def test_a_soap_fault_sent_with_500_says_what_the_service_said(env: Env, api: str) -> None:
+    # Found by a probe: SOAP over HTTP sends faults with 500, as ASMX services do, and
+    # the message was "HTTP 500" alone; only a fault in a 200 was quoted.
+    envelope = SOAP11 if api == "soap11" else SOAP12
+    fault = (
+        f'<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="{envelope}">'
+        "<soap:Body><soap:Fault><faultcode>soap:Server</faultcode><faultstring>Server was "
+        "unable to process request. ---&gt; Node 337366 is locked</faultstring></soap:Fault>"
+        "</soap:Body></soap:Envelope>"
+    )
+    env.post(SOAP_URL, status=500, body=fault)
+    acc = account(api=api)
+    with pytest.raises(UpstreamError) as info:
+        await env.client(acc).get_sessions(env.up, acc.nodes[0])
+    assert info.value.reason == "http_5xx"
+    assert info.value.message == (
+        "HTTP 500: SOAP fault: Server was unable to process request. ---> Node 337366 is locked"
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("<html><title>Runtime Error</title></html>", "HTTP 500: Runtime Error"),
+        ("", "HTTP 500"),
+        ("<soap:Envelope", "HTTP 500: <soap:Envelope"),
+        ("<x/>" + "x" * 70_000, "HTTP 500: <x/>" + "x" * 196 + "…"),  # too big to read
+    ],
+)
+async def test_a_500_that_is_no_soap_fault_is_quoted_by_its_first_line(
+    env: Env, body: str, message: str
+) -> None:
+    env.post(SOAP_URL, status=500, body=body)
+    acc = account(api="soap")
+    with pytest.raises(UpstreamError) as info:
+        await env.client(acc).get_sessions(env.up, acc.nodes[0])
+    assert (info.value.reason, info.value.message) == ("http_5xx", message)
+
+
 async def test_soap_invalid_node_is_the_nodes_fault(env: Env) -> None:
     env.post(SOAP_URL, body=soap_reply("getSession_InvalidParam_NodeID"))
     acc = account(api="soap")

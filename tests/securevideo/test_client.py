@@ -155,7 +155,7 @@ async def test_rate_limit_carries_retry_after(h: Harness) -> None:
         with pytest.raises(UpstreamError) as caught:
             await client().feed(h.upstream, h.clock.time())
     assert (caught.value.reason, caught.value.retry_after) == ("rate_limited", 120.0)
-    assert caught.value.message == "HTTP 429"
+    assert caught.value.message == "HTTP 429: Too Many Requests"  # the body, quoted
 
 
 async def test_http_date_retry_after_is_relative_to_our_clock(h: Harness) -> None:

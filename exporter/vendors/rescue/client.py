@@ -30,6 +30,7 @@ from .parser import (
     parse_sessions,
     parse_soap_login,
     parse_soap_sessions,
+    soap_fault_detail,
 )
 from .statuses import API_NAMESPACE, SOAP11_NAMESPACE, SOAP12_NAMESPACE
 
@@ -175,7 +176,14 @@ class RescueClient:
         headers = {**self._headers(), "Content-Type": content_type}
         if self.account.api == "soap11":
             headers["SOAPAction"] = f'"{API_NAMESPACE}/{method}"'
-        return await upstream.fetch(operation, "POST", self.url, data=envelope, headers=headers)
+        return await upstream.fetch(
+            operation,
+            "POST",
+            self.url,
+            data=envelope,
+            headers=headers,
+            error_detail=soap_fault_detail,
+        )
 
     def _check(self, upstream: Upstream, node: Node, reply: SessionList) -> SessionList:
         code = reply.code

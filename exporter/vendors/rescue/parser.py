@@ -827,6 +827,23 @@ def _soap_response(body: bytes, operation: str) -> etree._Element:
 
 # The longest fault text quoted, whole: scrubbed and cut where it is shown.
 _FAULT_TEXT = 4096
+# Larger error bodies are not read for a fault: parsed on the loop, 16 MiB of XML would
+# hold it for seconds.
+_MAX_FAULT_BODY = 65536
+
+
+def soap_fault_detail(body: bytes) -> str | None:
+    """What the fault of an error reply says ("SOAP fault: ..."), or None when the body
+    is no SOAP fault. SOAP over HTTP sends its faults with status 500 (the ASMX services
+    do): shown as "HTTP 500" alone, the service's own words were lost."""
+    if len(body) > _MAX_FAULT_BODY:
+        return None
+    try:
+        _soap_response(body, "")
+    except ParseError as exc:
+        text = str(exc)
+        return text if text.startswith("SOAP fault: ") else None
+    return None
 
 
 def _fault_text(fault: etree._Element, soap: str) -> str:

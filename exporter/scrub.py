@@ -13,7 +13,7 @@ import codecs
 import html
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from urllib.parse import quote, quote_plus
 
@@ -63,12 +63,41 @@ def markup_forms(value: str) -> set[str]:
 
 # JSON's escapes of one character, as `json.dumps` and .NET's encoders write them;
 # surrogates are left escaped, so that what is read back is always encodable.
-_JSON_ESCAPE = re.compile(r"\\u(?!d[89a-f])([0-9a-f]{4})|\\([\\\"/])", re.IGNORECASE)
+_JSON_ESCAPE = re.compile(r"\\u(?!d[89a-f])([0-9a-f]{4})|\\([\\\"/bfnrt])", re.IGNORECASE)
+_JSON_NAMED = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+# A line break and the blanks around it: where a vendor wrapped a long text.
+_LINE_BREAK = re.compile(r"[ \t]*(?:\r\n|\r|\n)[ \t]*")
+# Readings of one text tried in turn (`Scrubber.scrub`).
+_READINGS = 3
 
 
 def _json_char(match: re.Match[str]) -> str:
     code, char = match.groups()
-    return chr(int(code, 16)) if code is not None else char
+    if code is not None:
+        return chr(int(code, 16))
+    return _JSON_NAMED.get(char, char)
+
+
+def _unwrapped(text: str) -> str:
+    """`text` with its line breaks (and the blanks around them) taken out; `text` itself
+    if it has none."""
+    if "\n" not in text and "\r" not in text:
+        return text
+    return _LINE_BREAK.sub("", text)
+
+
+def _readings(text: str) -> Iterator[str]:
+    """`text` as read with its escapes decoded, with its lines joined, and both: each
+    that differs from it."""
+    unescaped = _unescaped(text)
+    if unescaped is not text:
+        yield unescaped
+    unwrapped = _unwrapped(text)
+    if unwrapped is not text:
+        yield unwrapped
+    both = _unwrapped(unescaped)
+    if both is not unescaped and unescaped is not text:
+        yield both
 
 
 def _unescaped(text: str) -> str:
@@ -149,10 +178,15 @@ class Scrubber:
     def scrub(self, text: str) -> str:
         text = self._scrub_forms(text)
         # A secret written with escapes no form foresees (`&#38;` for `&` in a page,
-        # `\u0026` in JSON as .NET writes it): the text is shown with them read.
-        unescaped = _unescaped(text)
-        if unescaped is not text and self._has_form(unescaped):
-            text = self._scrub_forms(unescaped)
+        # `\u0026` in JSON as .NET writes it), or wrapped onto the next line: the text
+        # is shown as read that way, scrubbed, and with the control characters that
+        # reading may have made (`\u0000`) blanked. A few times over, for a second
+        # secret another way.
+        for _ in range(_READINGS):
+            revealing = next(filter(self._has_form, _readings(text)), None)
+            if revealing is None:
+                break
+            text = _CONTROL.sub(" ", self._scrub_forms(revealing))
         return text
 
     def _scrub_forms(self, text: str) -> str:
@@ -162,8 +196,7 @@ class Scrubber:
         return text
 
     def contains_secret(self, text: str) -> bool:
-        unescaped = _unescaped(text)
-        return self._has_form(text) or (unescaped is not text and self._has_form(unescaped))
+        return self._has_form(text) or any(map(self._has_form, _readings(text)))
 
     def _has_form(self, text: str) -> bool:
         return any(

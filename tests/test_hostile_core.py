@@ -108,6 +108,31 @@ def test_text_with_escapes_and_no_secret_is_left_as_it_is() -> None:
     shown.encode("utf-8")
 
 
+@pytest.mark.parametrize(
+    "wrapped",
+    [
+        "S3cr&t/V\r\n+d<e>o'=x",  # a line break inside it
+        "S3cr&t/V \n    +d<e>o'=x",  # and the blanks a wrap leaves
+        "S3cr&t/V\\r\\n+d\\u003Ce\\u003Eo\\u0027=x",  # as raw JSON shows it, escaped
+    ],
+)
+def test_a_secret_wrapped_onto_the_next_line_is_scrubbed(wrapped: str) -> None:
+    # Found by a probe: a SecureVideo error detail with a secret split across two lines
+    # showed both halves, its line break blanked to spaces, in the log and the pages.
+    Secret("S3cr&t/V+d<e>o'=x")
+    text = f'{{"Message": "denied", "MessageDetail": "secret {wrapped} refused"}}'
+    for shown in (scrub.scrub(text), scrub.first_line_excerpt(text.encode(), 200)):
+        assert "S3cr" not in shown and "o'=x" not in shown and "o\\u0027=x" not in shown
+        assert scrub.REDACTED in shown
+    assert scrub.contains_secret(text)
+
+
+def test_a_reading_that_shows_a_secret_makes_no_control_character() -> None:
+    Secret("Tz9&Qm<Rk>84'Lp")
+    shown = scrub.scrub("\\u0000\\u001b[2J Tz9\\u0026Qm\\u003CRk\\u003E84\\u0027Lp")
+    assert shown == f" [2J {scrub.REDACTED}"
+
+
 def test_markup_forms_are_made_for_credentials_not_for_huge_secret_files() -> None:
     # Found by a review: the forms of a 64 KiB secret made the pattern take 4-5 s to build.
     assert scrub.markup_forms("a&b" * 400) == set()

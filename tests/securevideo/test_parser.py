@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter import scrub
+from exporter.config import Secret
 from exporter.errors import ParseError
 from exporter.vendors.securevideo.parser import (
     _DAYS,
@@ -270,6 +271,16 @@ def test_error_message_with_detail() -> None:
     body = b'{"Message": "The request is invalid.", "MessageDetail": "bad startDt"}'
     assert parse_error_message(body) == "The request is invalid. (bad startDt)"
     assert parse_error_message(b'{"Message": "Denied", "MessageDetail": null}') == "Denied"
+
+
+def test_an_error_message_quoting_a_secret_across_two_lines_is_scrubbed() -> None:
+    # Found by a probe: printed as "S3cr&t/V  +d<e>o'=x", both halves in the log.
+    Secret("S3cr&t/V+d<e>o'=x")
+    body = b'{"Message": "Denied", "MessageDetail": "secret S3cr&t/V\\r\\n+d<e>o\'=x refused"}'
+    message = parse_error_message(body)
+    # Other tests register other secrets in the process's one scrubber: this one only.
+    assert message is not None and message.endswith("<redacted> refused)")
+    assert "S3cr" not in message and "o'=x" not in message
 
 
 @pytest.mark.parametrize(

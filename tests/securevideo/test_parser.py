@@ -243,7 +243,7 @@ def test_bytes_not_utf8_anywhere_are_a_parse_error(where: str) -> None:
     else:
         body = b"[" + record + b",\x80]"
     assert b"\x80" in body
-    with pytest.raises(ParseError, match="not UTF-8 text"):
+    with pytest.raises(ParseError, match="not UTF-8, UTF-16 or UTF-32 text"):
         parse_history(body)
 
 
@@ -337,6 +337,26 @@ def test_a_month_in_tiny_chunks_counts_the_same_with_few_tries_a_record(chunk: i
     assert counter.finish() == count_month(body)
     # Doubling: about log2(size / chunk) tries for each record, not size / chunk.
     assert tries <= len(records) * (2 + max(1, len(body) // chunk).bit_length())
+
+
+@pytest.mark.parametrize(
+    "encoding", ["utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-be"]
+)
+@pytest.mark.parametrize("chunk", [1, 3, 1 << 16])
+def test_a_month_in_any_json_encoding_counts_as_the_feed_reads_it(
+    encoding: str, chunk: int
+) -> None:
+    # Found by a probe: a UTF-16 or UTF-32 reply was read by the feed (json.loads tells
+    # the encoding) and refused by the month counter, which took UTF-8 only.
+    from exporter.vendors.securevideo.parser import MonthCounter, count_month
+
+    body = DOC_SAMPLE.decode("utf-8").encode(encoding)
+    counter = MonthCounter(1000)
+    for start in range(0, len(body), chunk):
+        counter.feed(body[start : start + chunk])
+    counts = counter.finish()
+    assert counts == count_month(DOC_SAMPLE)
+    assert sum(counts.counts.values()) == len(parse_history(body).records) > 0
 
 
 def test_an_error_object_larger_than_any_real_one_is_not_decoded() -> None:

@@ -107,7 +107,7 @@ def _load(body: bytes) -> Any:
     except RecursionError:
         raise ParseError("History JSON is nested too deeply") from None
     except UnicodeDecodeError:
-        raise ParseError("History reply is not UTF-8 text") from None
+        raise ParseError("History reply is not UTF-8, UTF-16 or UTF-32 text") from None
     except ValueError as exc:
         # JSONDecodeError's text names a position, never the body's content.
         raise ParseError(f"History reply is not JSON ({exc})") from None
@@ -501,7 +501,11 @@ class MonthCounter:
 
     def __init__(self, max_sessions: int) -> None:
         self.max_sessions = max_sessions
-        self._decoder = codecs.getincrementaldecoder("utf-8-sig")()
+        # Made once the first four bytes tell the encoding, as `json.loads` tells it
+        # (`parse_history`): a UTF-16 or UTF-32 reply was read by the feed and refused
+        # here, so the month gauges stood still.
+        self._decoder: codecs.IncrementalDecoder | None = None
+        self._head = b""
         self._json = json.JSONDecoder(parse_int=_parse_int)
         self._buffer = ""
         # An unfinished record is decoded again once it is this long: twice what the last
@@ -558,10 +562,17 @@ class MonthCounter:
         return MonthCounts(counts, self._skipped, self._implausible, self._first_problem)
 
     def _decode(self, chunk: bytes, final: bool) -> str:
+        if self._decoder is None:
+            self._head += chunk
+            if len(self._head) < 4 and not final:
+                return ""
+            encoding = json.detect_encoding(self._head)
+            self._decoder = codecs.getincrementaldecoder(encoding)()
+            chunk, self._head = self._head, b""
         try:
             return self._decoder.decode(chunk, final)
         except UnicodeDecodeError:
-            raise ParseError("History reply is not UTF-8 text") from None
+            raise ParseError("History reply is not UTF-8, UTF-16 or UTF-32 text") from None
 
     def _scan(self, final: bool) -> None:  # noqa: C901 - one scanner loop, its states side by side
         text, pos, state = self._buffer, 0, self._state

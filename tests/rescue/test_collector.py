@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections import Counter
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -443,3 +445,50 @@ async def test_families_render_as_valid_exposition() -> None:
                 "polled in the background" in f.documentation.lower() for f in families.values()
             )
             assert families["rescue_session_wait_seconds"].type == "histogram"
+
+
+@contextlib.asynccontextmanager
+async def close_delimited(body: bytes) -> AsyncIterator[str]:
+    """An HTTP server on loopback answering every request with `body`, framed by nothing
+    but the closing of the connection (HTTP/1.0 style, as some proxies answer)."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            (
+                int(line.split(b":")[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            ),
+            0,
+        )
+        await reader.readexactly(length)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n")
+        writer.write(body)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_text_replies_without_framing_are_warned_of_once() -> None:
+    # Found by a probe: a reply framed only by the connection's close, cut where a row
+    # ends, looks whole (nothing in the text marks its end): the rows cut off were taken
+    # for sessions that ended, with no line said. It cannot be told; it is said once.
+    table = b"OK\r\n\r\nID|Status|Waiting Time|\r\n17|Waiting|4|\r\n"
+    async with rig() as r, close_delimited(table) as base_url:
+        r.base_url = base_url
+        collector = r.collector()
+        with capture_logs() as logs:
+            for _ in range(2):
+                await collector.collect(r.upstream)
+                r.clock.advance(5)
+        assert [e["event"] for e in logs] == ["rescue_reply_unframed"]
+        assert "api: soap" in logs[0]["hint"]
+        assert by_status(collector, str(GROUP_ID))["Waiting"] == 1

@@ -78,6 +78,7 @@ class RescueClient:
         self._login_times: deque[float] = deque(maxlen=LOGINS_PER_LIMIT)
         # Requests asked again with GET after a 405 to their POST, by operation.
         self.get_fallbacks: Counter[str] = Counter()
+        self._warned_unframed = False  # `_unframed`
 
     @property
     def _holder(self) -> str:
@@ -142,9 +143,29 @@ class RescueClient:
                 credentials=self.account.auth_code is not None,
             )
             parser = parse_sessions
+            self._unframed(reply)
         self.cookie_used_at = self.clock.time()
         return await upstream.parse_off_loop(
             GET_SESSION, partial(_bounded, parser, zone, self.max_rows), reply.body
+        )
+
+    def _unframed(self, reply: Reply) -> None:
+        """Say once that text replies come without Content-Length or chunked framing:
+        one cut short where a row ends then looks whole (nothing in the text marks its
+        end), and the sessions cut off would be taken for ended. XML and JSON end
+        themselves; this text does not."""
+        if self._warned_unframed:
+            return
+        headers = reply.headers
+        chunked = "chunked" in headers.get("Transfer-Encoding", "").lower()
+        if "Content-Length" in headers or chunked:
+            return
+        self._warned_unframed = True
+        self.log.warning(
+            "rescue_reply_unframed",
+            hint="getSession answered without Content-Length or chunked encoding (HTTP/1.0, "
+            "or a proxy): a reply cut short at a row's end cannot be told from a whole one; "
+            "use api: soap, or fix the proxy",
         )
 
     async def _send(

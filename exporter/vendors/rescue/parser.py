@@ -388,7 +388,8 @@ def _rows(rest: str, max_rows: int | None = None) -> tuple[list[str], list[list[
         return _wrapped_rows(lines, max_rows)
     # One row per line: a shifted row is detected by its width and costs only itself.
     # A missing final line end is accepted: the doc's own sample has none, and a reply
-    # cut short in transit is caught below us (Content-Length, chunked framing).
+    # cut short in transit is caught below us (Content-Length, chunked framing); one
+    # with neither is warned of (`RescueClient._unframed`).
     rows = [line[:-1].split("|", width) for line in lines[1:]]  # `_fields`, inline
     if set(map(len, rows)) <= {width}:
         return first, rows, 0

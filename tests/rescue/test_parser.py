@@ -759,8 +759,16 @@ def test_too_many_rows_are_refused_before_records_are_built() -> None:
 
 
 def test_odd_encodings_give_encodable_text() -> None:
-    utf16 = capture(b"1|Ativas|||||||||||||||").decode().encode("utf-16")
-    assert parse_sessions(utf16).sessions[0].status == "Ativas"
+    text = capture(b"1|Ativas|||||||||||||||").decode()
+    # Each with its byte order mark (the plain codecs write one themselves); UTF-32 LE's
+    # begins with UTF-16 LE's, and was read as UTF-16.
+    for body in (
+        text.encode("utf-16"),
+        ("\ufeff" + text).encode("utf-16-be"),
+        text.encode("utf-32"),
+        ("\ufeff" + text).encode("utf-32-be"),
+    ):
+        assert parse_sessions(body).sessions[0].status == "Ativas", body[:4]
     nul = parse_sessions(capture(b"1|Act\x00ive|||||||||||||||")).sessions[0]
     assert "\x00" not in nul.status
     for session in parse_sessions(capture(b"1|\xed\xa0\x80x|||||||||||||||")).sessions:

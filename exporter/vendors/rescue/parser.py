@@ -12,6 +12,7 @@ language-independent ``bStatus`` mapped to the doc's English statuses.
 
 from __future__ import annotations
 
+import codecs
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -289,7 +290,10 @@ def _utc_midnight(year: int, month: int, day: int) -> int | None:
 
 
 def _decode(body: bytes) -> str:
-    if body[:2] in (b"\xff\xfe", b"\xfe\xff"):
+    if body[:4] in (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE):
+        # Before UTF-16's: the UTF-32 LE mark begins with UTF-16 LE's.
+        text = body.decode("utf-32", errors="replace")
+    elif body[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
         # A UTF-16 reply (an IIS setting away): read it rather than call it garbage.
         text = body.decode("utf-16", errors="replace")
     else:

@@ -359,6 +359,18 @@ def test_a_month_in_any_json_encoding_counts_as_the_feed_reads_it(
     assert sum(counts.counts.values()) == len(parse_history(body).records) > 0
 
 
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16-le"])
+def test_a_month_with_a_lone_surrogate_counts_as_the_feed_reads_it(encoding: str) -> None:
+    # Found by a review: json.loads decodes with surrogatepass, the month counter did not,
+    # so a lone surrogate in a string was read by the feed and refused by the month.
+    from exporter.vendors.securevideo.parser import count_month
+
+    text = DOC_SAMPLE.decode("utf-8").replace('"BILL"', '"BI\ud800LL"', 1)
+    body = text.encode(encoding, "surrogatepass")
+    counts = count_month(body)
+    assert sum(counts.counts.values()) == len(parse_history(body).records) > 0
+
+
 def test_an_error_object_larger_than_any_real_one_is_not_decoded() -> None:
     # Decoded whole on the event loop, 16 MiB of integers in an error body held it 1.3 s.
     padding = ",".join(["1"] * 40_000)

@@ -567,7 +567,9 @@ class MonthCounter:
             if len(self._head) < 4 and not final:
                 return ""
             encoding = json.detect_encoding(self._head)
-            self._decoder = codecs.getincrementaldecoder(encoding)()
+            # `surrogatepass`, as `json.loads` decodes: a lone surrogate is read (and made
+            # encodable where a string is taken, `_text`), not refused.
+            self._decoder = codecs.getincrementaldecoder(encoding)("surrogatepass")
             chunk, self._head = self._head, b""
         try:
             return self._decoder.decode(chunk, final)

@@ -11,7 +11,13 @@ from structlog.testing import capture_logs
 
 from exporter.logs import get_logger
 from exporter.simulators.clock import FakeClock
-from exporter.vendors.rescue.collector import GONE_FOR, MAX_GONE, STATE_VERSION, RescueCollector
+from exporter.vendors.rescue.collector import (
+    GONE_FOR,
+    MAX_GONE,
+    MAX_SAVED_GONE,
+    STATE_VERSION,
+    RescueCollector,
+)
 from exporter.vendors.rescue.parser import Session, SessionList
 
 from ..support import ContextFactory, collector_context
@@ -539,6 +545,16 @@ def test_ended_waits_are_saved_with_their_waiting_time_and_restored_for_a_while(
     assert set(restarted(c, clock).state()["gone"]["337366"]) == {"1", "2"}
     clock.set(T0 + 100 + GONE_FOR + 1)  # a restart after they would have been forgotten
     assert restarted(c, clock).state()["gone"] == {}
+
+
+def test_the_latest_ended_waits_are_saved_up_to_a_bound() -> None:
+    c, _, _ = make()
+    count = MAX_SAVED_GONE + 500
+    poll(c, 100, *((str(i), "Waiting", 0) for i in range(count)))
+    poll(c, 101)
+    saved = c.state()["gone"]["337366"]
+    assert len(c.nodes["337366"].gone) == count
+    assert list(saved) == [str(i) for i in range(500, count)]
 
 
 def test_a_version_3_state_is_restored_without_ended_waits() -> None:

@@ -72,10 +72,14 @@ CLOCK_STEP = 2.0
 # per node (the oldest forgotten first), in case the session comes back still waiting.
 GONE_FOR = 15 * 60.0
 MAX_GONE = 10_000
+# Of those, the latest saved per node (--storage.path): the state is written whole after
+# every cycle, and 10,000 of them were 440 KB of it.
+MAX_SAVED_GONE = 2_000
 
 # Stop the cycle at once for these: every other node would fail the same way.
 ACCOUNT_WIDE = frozenset({"auth", "rate_limited"})
-# Bump when the shape of `state()` changes: an older or newer state is then ignored.
+# Bump when the shape of `state()` changes: a newer state, or an older one `restore` does
+# not read, is then ignored.
 # 2: the wait histogram has an `outcome` label. A version 1 state still hands over its
 # waits in progress; its histogram, without outcomes, restarts.
 # 3: a wait may carry a third element, `true`: observed already (`Wait.counted`).
@@ -450,7 +454,7 @@ class RescueCollector(AccountCollector):
                 for label, waits in waiting.items()
             },
             "gone": {
-                label: {sid: _saved_gone(w) for sid, w in waits.items()}
+                label: {sid: _saved_gone(w) for sid, w in list(waits.items())[-MAX_SAVED_GONE:]}
                 for label, waits in gone.items()
                 if waits
             },

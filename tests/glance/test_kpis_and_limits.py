@@ -197,6 +197,34 @@ async def test_a_lookback_of_more_sessions_than_can_be_remembered_counts_each_on
     assert len([e for _, e, _ in h.log.events if e == "glance_backfill_given_up"]) == 1
 
 
+async def test_a_backfill_that_cannot_be_remembered_is_given_up_and_the_cycle_succeeds(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The backfill itself meeting the bound (found by a review: the test above meets it
+    # in the feed). Here the Ending feed lists nothing, so every session comes from
+    # PartnerCompletedSessions; it failed every cycle with limit_exceeded.
+    monkeypatch.setattr(h.sim, "completed_ended", lambda lo, hi: [])
+    h.clock.advance(2 * 86400)
+    started_at = h.clock.time()
+    c = h.collector(
+        started_at=started_at, lookback="2d", page_size=200, limits={"max_remembered_ids": 2000}
+    )
+    assert len(h.sim.completed_started(started_at - 2 * 86400, started_at)) > 2000
+    await c.collect(h.upstream())  # succeeds
+    counted = sum(completed(c).values())
+    assert 0 < counted <= 2000 and counted % 200 == 0  # whole pages, each session once
+    backfill = sum(op == "PartnerCompletedSessions" for op, _ in h.sim.requests)
+    for _ in range(3):
+        h.clock.advance(60)
+        await c.collect(h.upstream())
+    assert sum(op == "PartnerCompletedSessions" for op, _ in h.sim.requests) == backfill
+    assert sum(completed(c).values()) == counted
+    assert [e for _, e, _ in h.log.events if e == "glance_backfill_given_up"] == [
+        "glance_backfill_given_up"
+    ]
+    assert not h.failures()
+
+
 async def test_an_outage_of_over_31_days_of_more_sessions_than_can_be_remembered(
     clock: FakeClock,
 ) -> None:

@@ -412,7 +412,7 @@ async def test_a_soap_fault_sent_with_500_says_what_the_service_said(env: Env, a
         ("<html><title>Runtime Error</title></html>", "HTTP 500: Runtime Error"),
         ("", "HTTP 500"),
         ("<soap:Envelope", "HTTP 500: <soap:Envelope"),
-        ("<x/>" + "x" * 70_000, "HTTP 500: <x/>" + "x" * 196 + "…"),  # too big to read
+        ("<x/>" + "x" * 70_000, "HTTP 500: <x/>" + "x" * 196 + "…"),
     ],
 )
 async def test_a_500_that_is_no_soap_fault_is_quoted_by_its_first_line(
@@ -423,6 +423,21 @@ async def test_a_500_that_is_no_soap_fault_is_quoted_by_its_first_line(
     with pytest.raises(UpstreamError) as info:
         await env.client(acc).get_sessions(env.up, acc.nodes[0])
     assert (info.value.reason, info.value.message) == ("http_5xx", message)
+
+
+async def test_a_soap_fault_too_big_to_read_on_the_loop_is_quoted_by_its_first_line(
+    env: Env,
+) -> None:
+    fault = (
+        f'<?xml version="1.0" encoding="utf-8"?>\n<soap:Envelope xmlns:soap="{SOAP12}">'
+        f"<soap:Body><soap:Fault><faultstring>{'x' * 70_000}</faultstring></soap:Fault>"
+        "</soap:Body></soap:Envelope>"
+    )
+    env.post(SOAP_URL, status=500, body=fault)
+    acc = account(api="soap")
+    with pytest.raises(UpstreamError) as info:
+        await env.client(acc).get_sessions(env.up, acc.nodes[0])
+    assert info.value.message == 'HTTP 500: <?xml version="1.0" encoding="utf-8"?>'
 
 
 async def test_soap_invalid_node_is_the_nodes_fault(env: Env) -> None:

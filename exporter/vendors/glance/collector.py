@@ -324,16 +324,18 @@ class GlanceCollector(AccountCollector):
             raise error
 
     def _give_up_backfill(self) -> None:
-        """Stop the `lookback` backfill for good: it holds more sessions than can be
-        remembered. While it was pending nothing could be forgotten, so the feed and the
-        backfill both stopped at the bound, every cycle. The Ending feed starts
-        `lookback` early and counts every session that ended since; what is given up is
-        only what PartnerCompletedSessions lists and the Ending feed does not."""
+        """Stop the `lookback` backfill for good: it, or the feed's catch-up beside it,
+        holds more sessions than can be remembered. While it was pending nothing could be
+        forgotten, so the feed and the backfill both stopped at the bound, every cycle.
+        The Ending feed starts `lookback` early and counts every session that ended
+        since; what is given up is only what PartnerCompletedSessions lists and the
+        Ending feed does not."""
         self._backfill_pending, self._backfill_position = False, None
         self.ctx.log.warning(
             "glance_backfill_given_up",
-            hint="the lookback holds more sessions than max_remembered_ids; the feed from "
-            "PartnerCompletedSessionsEnding still counts those that ended in it",
+            hint="the lookback (or the feed's catch-up beside it) holds more sessions than "
+            "max_remembered_ids; the feed from PartnerCompletedSessionsEnding still counts "
+            "those that ended in it",
         )
         self._forget_passed()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
@@ -183,23 +183,34 @@ def _forget_gone(gone: dict[str, Wait], now: float) -> None:
         del gone[sid]
 
 
-def _restored_gone(saved: object, now: float) -> dict[str, dict[str, Wait]]:
-    """The ended waits of a saved state, by node, as `_forget_gone` would keep them now;
-    every one checked, kept or not."""
+def _saved_waits(
+    saved: object, name: str, read: Callable[[object], Wait], now: float
+) -> dict[str, dict[str, Wait]]:
+    """A saved mapping of node -> session id -> wait, each wait read by `read` and
+    checked; ValueError for anything that does not fit."""
     if not isinstance(saved, dict):
-        raise ValueError("state gone is not a mapping")
+        raise ValueError(f"state {name} is not a mapping")
     restored: dict[str, dict[str, Wait]] = {}
     for label, waits in saved.items():
         if not isinstance(waits, dict):
-            raise ValueError("state gone entry is not a mapping")
-        node_gone: dict[str, Wait] = {}
+            raise ValueError(f"state {name} entry is not a mapping")
+        node_waits: dict[str, Wait] = {}
         for sid, saved_wait in waits.items():
-            start, last_seen, waited = _gone_times(saved_wait)
-            _plausible_wait(start, last_seen, now)
-            node_gone[sid] = Wait(start, last_seen, waited=waited, counted=True)
-        _forget_gone(node_gone, now)
-        restored[label] = node_gone
+            wait = read(saved_wait)
+            _plausible_wait(wait.start, wait.last_seen, now)
+            node_waits[sid] = wait
+        restored[label] = node_waits
     return restored
+
+
+def _read_waiting(saved: object) -> Wait:
+    start, last_seen, counted = _wait_times(saved)
+    return Wait(start=start, last_seen=last_seen, counted=counted)
+
+
+def _read_gone(saved: object) -> Wait:
+    start, last_seen, waited = _gone_times(saved)
+    return Wait(start=start, last_seen=last_seen, waited=waited, counted=True)
 
 
 class RescueCollector(AccountCollector):
@@ -471,22 +482,13 @@ class RescueCollector(AccountCollector):
         a state that does not fit raises ValueError."""
         version = state_version(state, (1, 2, 3, STATE_VERSION))
         configured = {node.label for node in self.account.nodes}
-        saved = state.get("waiting")
-        if not isinstance(saved, dict):
-            raise ValueError("state waiting is not a mapping")
-        restored: dict[str, dict[str, Wait]] = {}
         now = self.ctx.clock.time()
-        for label, waits in saved.items():
-            if not isinstance(waits, dict):
-                raise ValueError("state waiting entry is not a mapping")
-            node_waits: dict[str, Wait] = {}
-            for sid, saved_wait in waits.items():
-                start, last_seen, counted = _wait_times(saved_wait)
-                _plausible_wait(start, last_seen, now)
-                node_waits[sid] = Wait(start=start, last_seen=last_seen, counted=counted)
-            if label in configured:
-                restored[label] = node_waits
-        kept_gone = _restored_gone(state.get("gone", {}) if version >= 4 else {}, now)
+        waiting = _saved_waits(state.get("waiting"), "waiting", _read_waiting, now)
+        restored = {label: waits for label, waits in waiting.items() if label in configured}
+        saved_gone = state.get("gone", {}) if version >= 4 else {}
+        kept_gone = _saved_waits(saved_gone, "gone", _read_gone, now)
+        for gone in kept_gone.values():
+            _forget_gone(gone, now)  # as it would have been kept, had we run
         width = len(self.waits.labelnames) - 1 - (version == 1)
         entries = saved_histogram(
             state,

@@ -23,6 +23,7 @@ from .logs import configure, get_logger
 from .loop import Daemon
 from .probe import UnknownAccount, as_json, exit_status, format_line, run_probe, select
 from .registry import VENDORS
+from .reloader import ConfigReloader
 from .server import WebOptions, build_app
 from .storage import StateStore
 from .webconfig import WebConfigError, WebSecurity
@@ -351,29 +352,14 @@ async def serve(args: argparse.Namespace) -> int:
         return 2
     daemon = Daemon(config, VENDORS, clock=clock, store=store)
 
+    reloader = ConfigReloader(
+        lambda: load_config(args.config_file, VENDORS, shard=args.shard), daemon
+    )
+
     async def reload_config() -> str | None:
         if world is not None:
             return None  # the demo's config is generated, there is nothing to re-read
-        try:
-            # File reads (the config and any *_file secret) stay off the event loop.
-            new = await asyncio.to_thread(load_config, args.config_file, VENDORS, shard=args.shard)
-        except ConfigError as exc:
-            daemon.config_rejected()
-            log.error("config reload failed; keeping the old config", error=str(exc))
-            return str(exc)
-        except Exception as exc:  # a config we failed to refuse properly: still refused
-            # The type only: an exception's text may quote the file, credentials too.
-            daemon.config_rejected()
-            log.error(
-                "config reload failed; keeping the old config",
-                error=type(exc).__name__,
-                hint="a bug in session-exporter: please "
-                "report it with the config field that caused it (not its value)",
-            )
-            return f"unexpected {type(exc).__name__}"
-        daemon.apply_config(new)
-        log.info("config reloaded", accounts=len(new.accounts))
-        return None
+        return await reloader.reload()
 
     default_host = "127.0.0.1" if args.demo else ""
     host, port = split_address(args.listen_address or f"{default_host}:{DEFAULT_PORT}")

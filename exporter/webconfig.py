@@ -24,6 +24,7 @@ import hmac
 import re
 import ssl
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -273,6 +274,12 @@ def parse_web_config(data: Any, base: Path) -> WebSettings:
     return WebSettings(tls, users, _parse_http(data.get("http_server_config")))
 
 
+# Threads checking passwords with bcrypt (it releases the GIL while it hashes), and the
+# most checks that may wait for them; a request beyond is answered 429 at once. A
+# verified password is remembered, so Prometheus itself waits for no check after its
+# first scrape.
+CHECK_THREADS = 2
+MAX_PENDING_CHECKS = 16
 _BCRYPT_HASH = re.compile(r"\$2[aby]?\$\d\d\$[./A-Za-z0-9]{53}")
 
 
@@ -310,6 +317,11 @@ class WebSecurity:
         self._context: ssl.SSLContext | None = None
         # bcrypt is slow on purpose; remember credentials already verified against a hash.
         self._verified: set[bytes] = set()
+        # bcrypt checks run on threads of their own, at most MAX_PENDING_CHECKS waiting:
+        # in the default pool, 200 clients sending wrong passwords queued ahead of the
+        # parsing of replies and the renders, and accounts timed out (probe 6).
+        self._checks = ThreadPoolExecutor(CHECK_THREADS, thread_name_prefix="bcrypt")
+        self._pending_checks = 0
 
     @classmethod
     def load(cls, path: str) -> WebSecurity:
@@ -483,8 +495,19 @@ class WebSecurity:
             header = request.headers.get("Authorization")
             allowed = self._known_verdict(header)
             if allowed is None:
+                if self._pending_checks >= MAX_PENDING_CHECKS:
+                    return web.Response(
+                        status=429,
+                        text="Too many password checks at once\n",
+                        headers={"Retry-After": "1"},
+                    )
                 # bcrypt is slow on purpose: keep it off the event loop, once per password.
-                allowed = await asyncio.to_thread(self.authorized, header)
+                self._pending_checks += 1
+                try:
+                    loop = asyncio.get_running_loop()
+                    allowed = await loop.run_in_executor(self._checks, self.authorized, header)
+                finally:
+                    self._pending_checks -= 1
             if not allowed:
                 return web.Response(
                     status=401,

@@ -533,3 +533,69 @@ async def test_the_connection_cap_holds_under_tls(tmp_path: Path) -> None:
         for tls in clients:
             tls.close()
         await runner.cleanup()
+
+
+async def test_password_checks_have_threads_of_their_own_and_a_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found by a probe: 200 clients sending wrong passwords queued their bcrypt checks in
+    # the default thread pool, ahead of the parsing of vendor replies, and accounts went
+    # down with cycle timeouts. Checks now run on threads of their own, a bounded few
+    # waiting; a request beyond is answered 429 at once.
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    from typing import Any
+
+    from aiohttp.test_utils import TestServer
+
+    from exporter.webconfig import MAX_PENDING_CHECKS
+
+    path = tmp_path / "web.yml"
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
+    path.write_text(f"basic_auth_users:\n  bob: {hashed}\n")
+    security = WebSecurity(path, load_settings(path), FakeClock())
+    release = threading.Event()
+    threads: set[str] = set()
+
+    def slow_check(header: str | None) -> bool:
+        threads.add(threading.current_thread().name)
+        release.wait(10)
+        return False
+
+    monkeypatch.setattr(security, "authorized", slow_check)
+    all_waiting = asyncio.Event()
+    pool = security._checks
+
+    class Counted(ThreadPoolExecutor):
+        """The checks' pool, saying when every request waits for a check."""
+
+        submitted = 0
+
+        def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+            Counted.submitted += 1
+            if Counted.submitted == MAX_PENDING_CHECKS:
+                all_waiting.set()  # run_in_executor submits from the loop's thread
+            return pool.submit(fn, *args, **kwargs)
+
+    monkeypatch.setattr(security, "_checks", Counted(1))
+    app = web.Application(middlewares=[security.middleware()])
+    app.router.add_get("/", hello)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession() as session:
+
+            async def get(password: str) -> int:
+                async with session.get(server.make_url("/"), headers=basic("bob", password)) as r:
+                    return r.status
+
+            waiting = [asyncio.create_task(get(f"wrong-{i}")) for i in range(MAX_PENDING_CHECKS)]
+            await asyncio.wait_for(all_waiting.wait(), 10)
+            assert security._pending_checks == MAX_PENDING_CHECKS
+            assert await get("one-more") == 429
+            release.set()
+            assert await asyncio.gather(*waiting) == [401] * MAX_PENDING_CHECKS
+    finally:
+        release.set()
+        await server.close()
+    assert threads and all(name.startswith("bcrypt") for name in threads)

@@ -97,6 +97,15 @@ def _refuse_damaged(db: sqlite3.Connection, path: Path) -> None:
     start instead; `quick_check` reads every page once (not the indexes' contents)."""
     try:
         problems = [str(row[0]) for row in db.execute("PRAGMA quick_check(3)")]
+    except sqlite3.OperationalError as exc:
+        # Not damage: a file that cannot be opened or read as it is (a read-only
+        # directory, a `-wal` that is a directory). Called damaged, the advice to move it
+        # away threw good state out (probe 6).
+        raise sqlite3.OperationalError(
+            f"{path}: cannot be used ({str(exc)[:200]}): check that the file and its "
+            "directory are writable by the exporter, and that its -wal and -shm files "
+            "are files"
+        ) from None
     except sqlite3.DatabaseError as exc:  # most damage: "database disk image is malformed"
         problems = [str(exc)]
     if problems != ["ok"]:

@@ -128,3 +128,16 @@ def test_a_damaged_file_is_refused_at_open(tmp_path: Path) -> None:
     path.write_bytes(bytes(data))
     with pytest.raises(sqlite3.DatabaseError, match=r"the file is damaged .*: restore a copy"):
         StateStore(path)  # `cli` logs it, "cannot open --storage.path", and exits 2
+
+
+def test_a_file_that_cannot_be_opened_as_it_is_is_not_called_damaged(tmp_path: Path) -> None:
+    # Found by a probe: a `-wal` that is a directory (or a read-only directory) was
+    # reported as a damaged file, with the advice to move it away: good state thrown out.
+    path = tmp_path / "state.db"
+    store = StateStore(path)
+    store.save("v", "a", {"cursor": 1.0}, 1.0)
+    store.close()
+    (tmp_path / "state.db-wal").mkdir()
+    with pytest.raises(sqlite3.OperationalError, match="cannot be used") as info:
+        StateStore(path)
+    assert "damaged" not in str(info.value) and "-wal" in str(info.value)

@@ -1,11 +1,13 @@
 """YAML of our own config files, read as `yaml.safe_load` reads it, but refusing a key
 given twice in one mapping (PyYAML keeps the last one silently, so a second `glance:` list
 or an `api_key` pasted twice would drop half a file with no word) and a string that is not
-text (a `"\\ud800"` escape loaded, then every page showing it failed to encode).
+text (a `"\\ud800"` escape loaded, then every page showing it failed to encode), and an
+unquoted number in another base than ten.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -39,6 +41,30 @@ def _refuse_non_text(node: yaml.Node, path: str) -> None:
         raise FieldError(path, line, f"not text: a lone surrogate escape (line {line})")
 
 
+_INT_TAG = "tag:yaml.org,2002:int"
+# An integer as it reads in decimal, digit groups (`1_000`) allowed.
+_DECIMAL = re.compile(r"[-+]?(?:0|[1-9][0-9_]*)")
+
+
+def _refuse_other_bases(node: yaml.Node, path: str) -> None:
+    # YAML 1.1 reads an unquoted 012345 as octal, 0x1F as hex and 190:20:30 in base 60:
+    # an id or key written so became another number, or as text another string
+    # ("012345" -> "5349"), with nothing said (found by a probe).
+    if (
+        isinstance(node, yaml.ScalarNode)
+        and node.tag == _INT_TAG
+        and node.style is None
+        and _DECIMAL.fullmatch(node.value) is None
+    ):
+        line = node.start_mark.line + 1
+        raise FieldError(
+            path,
+            line,
+            f"a number YAML reads in another base (octal, hex or base 60; line {line}): "
+            "quote it if it is text, or write it in decimal",
+        )
+
+
 def load_yaml(text: str) -> Any:
     """The document in `text`, as `yaml.safe_load` gives it; raises `yaml.YAMLError`
     (`FieldError` for a repeated key or a string that is not text), and RecursionError
@@ -61,6 +87,7 @@ def _refuse_repeated_keys(node: yaml.Node, path: str, seen: set[int]) -> None:
         return
     seen.add(id(node))
     _refuse_non_text(node, path or "(document)")
+    _refuse_other_bases(node, path or "(document)")
     if isinstance(node, yaml.MappingNode):
         keys: set[tuple[str, str]] = set()
         for key, value in node.value:

@@ -248,6 +248,23 @@ def test_a_string_that_is_not_text_is_refused_with_its_path(
     assert "not text: a lone surrogate escape (line " in str(error)
 
 
+@pytest.mark.parametrize("number", ["012345", "0x1F", "190:20:30", "-017"])
+def test_an_unquoted_number_in_another_base_is_refused_with_its_path(
+    tmp_path: Path, number: str
+) -> None:
+    # Found by a probe: YAML 1.1 read `token: 012345` as octal, and the key sent was
+    # "5349", with nothing said.
+    error = refused_file(tmp_path, "fake:\n" + ACCOUNT_YAML.replace("token: t", f"token: {number}"))
+    assert error.path == "fake[0].token"
+    assert "a number YAML reads in another base" in str(error) and "quote it" in str(error)
+
+
+def test_quoted_numbers_and_decimal_ones_load_as_before(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("global:\n  max_body_bytes: 16_777_216\nfake:\n" + ACCOUNT_YAML)
+    assert load_config(config, VENDORS).global_.max_body_bytes == 16_777_216
+
+
 def test_merge_keys_may_override_and_aliases_load_as_before(tmp_path: Path) -> None:
     # `<<` is how YAML shares fields between accounts; a key after it overrides, as it may.
     text = (

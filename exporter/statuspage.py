@@ -20,6 +20,7 @@ from . import __version__, scrub
 from .config import Config, Secret
 from .history import CycleRecord, Failure, RequestRecord
 from .loop import AccountRunner, Daemon
+from .sanitize import printable
 
 T = TypeVar("T")
 REFRESH_SECONDS = 15
@@ -473,7 +474,9 @@ def display_value(value: object) -> str:
         return "[" + ", ".join(display_value(v) for v in value) + "]"
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return "{" + ", ".join(f"{k}: {display_value(v)}" for k, v in _fields(value)) + "}"
-    return scrub.scrub(str(value))
+    # Scrubbed and with control and bidi characters blanked, as vendor strings are shown:
+    # a `users` entry of "evil\u202egnp.exe" showed its override raw (probe 6).
+    return printable(str(value))
 
 
 def _fields(obj: object) -> Iterable[tuple[str, object]]:

@@ -306,3 +306,13 @@ def test_config_page_shows_every_field_and_no_secret(tmp_path: object) -> None:
 def test_every_failure_has_a_hint(vendor: str, reason: str) -> None:
     # Found by a probe: a SecureVideo error object in a 200, and a 204, had none.
     assert hints.for_failure(vendor, "op", reason, "")
+
+
+def test_a_config_value_is_shown_without_control_or_bidi_characters() -> None:
+    # Found by a probe: a Glance `users` entry "evil\u202egnp.exe" reached /config with
+    # its right-to-left override raw, showing as "evilexe.png".
+    from exporter.statuspage import display_value
+
+    shown = display_value(("evil\u202egnp.exe", "a\x1b[2Jb"))
+    assert "\u202e" not in shown and "\x1b" not in shown
+    assert shown == "[evil gnp.exe, a [2Jb]"

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import math
 import sqlite3
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from .savedstate import KeyedChanges, SavedState
 
@@ -115,11 +116,32 @@ def _refuse_damaged(db: sqlite3.Connection, path: Path) -> None:
         )
 
 
+def _lock_for(path: Path) -> IO[bytes]:
+    """An exclusive lock on `<path>.lock`, held while the file is open (released by the
+    system if the process dies). Two exporters on one file each saved only their own
+    changes over the other's: a reload in one deleted the other's dedupe keys, and
+    after a restart the other counted sessions again (found by a probe)."""
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        handle = open(lock_path, "ab")  # noqa: SIM115 - held open for the store's life
+    except OSError as exc:
+        raise sqlite3.OperationalError(f"{lock_path}: cannot be opened ({exc.strerror})") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise sqlite3.OperationalError(
+            f"{path}: in use by another session-exporter (each needs a --storage.path of its own)"
+        ) from None
+    return handle
+
+
 class StateStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         # One writer thread: saves leave the event loop, stay in order, and never share
         # the connection between two threads at once.
+        self._lock = _lock_for(self.path)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state-store")
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
@@ -128,6 +150,7 @@ class StateStore:
         except sqlite3.DatabaseError:
             self._db.close()
             self._writer.shutdown()
+            self._lock.close()
             raise
         # WAL survives a killed process without fsync on every commit.
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -285,6 +308,7 @@ class StateStore:
     def close(self) -> None:
         self._writer.shutdown(wait=True)
         self._db.close()
+        self._lock.close()  # and with it the lock
 
 
 def _rows(

@@ -141,3 +141,19 @@ def test_a_file_that_cannot_be_opened_as_it_is_is_not_called_damaged(tmp_path: P
     with pytest.raises(sqlite3.OperationalError, match="cannot be used") as info:
         StateStore(path)
     assert "damaged" not in str(info.value) and "-wal" in str(info.value)
+
+
+def test_a_file_in_use_by_another_store_is_refused_until_it_is_closed(tmp_path: Path) -> None:
+    # Found by a probe: two exporters on one file each saved only their own changes over
+    # the other's; a reload in one deleted the other's dedupe keys, and after a restart
+    # the other counted sessions again.
+    path = tmp_path / "state.db"
+    first = StateStore(path)
+    first.save("v", "a", {"cursor": 1.0}, 1.0)
+    with pytest.raises(sqlite3.OperationalError, match="in use by another session-exporter"):
+        StateStore(path)
+    assert first.load("v", "a") == {"cursor": 1.0}  # the refused one changed nothing
+    first.close()
+    second = StateStore(path)  # the lock goes with the store that held it
+    assert second.load("v", "a") == {"cursor": 1.0}
+    second.close()

@@ -16,7 +16,7 @@ from typing import Protocol, TypeVar
 
 from ... import scrub
 from ...config import Secret
-from ...http import Upstream
+from ...http import ERROR_EXCERPT, Upstream
 from ..base import CollectorContext
 from .config import GlanceAccount
 from .parser import (
@@ -49,9 +49,6 @@ OPERATIONS = (ACTIVE, COUNTS, COUNTS_ENDING, COMPLETED, COMPLETED_ENDING, USER_S
 MAX_WINDOW = 31 * 86400  # "The maximum range is 31 days."
 PAGE_SIZE = 1000  # nResults "must be between 1 and 1000"
 MAX_PAGES = 1000  # per window: a feed that never ends is a vendor bug, not a reason to spin
-# How much of an ASMX error text is kept for the log.
-EXCERPT = 200
-
 # An ASMX service reports a bad apiKey as HTTP 500 with a text message; these words tell
 # it apart from a crash. "partnerUserId" must not match: that is a per-user problem.
 _AUTH_HINT = re.compile(
@@ -140,7 +137,7 @@ class GlanceClient:
             operation, "POST", self.url(operation), data=form, ok_statuses=(200, 500)
         )
         if reply.status == 500:
-            text = scrub.first_line_excerpt(reply.body, EXCERPT)
+            text = scrub.first_line_excerpt(reply.body, ERROR_EXCERPT)
             reason = "auth" if _AUTH_HINT.search(text) else "http_5xx"
             raise upstream.error(operation, reason, f"HTTP 500: {text or '(empty body)'}")
         max_body, max_records = upstream.max_body_bytes, self.max_records

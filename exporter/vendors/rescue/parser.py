@@ -813,17 +813,9 @@ def parse_soap_login(body: bytes) -> str:
 
 
 def _soap_response(body: bytes, operation: str) -> etree._Element:
-    root = parse_xml(body)
-    envelope = etree.QName(root)
-    if envelope.namespace not in _ENVELOPES or envelope.localname != "Envelope":
-        raise ParseError("not a SOAP envelope")
-    soap = f"{{{envelope.namespace}}}"
-    body_element = root.find(f"{soap}Body")
-    if body_element is None:
-        raise ParseError("SOAP envelope without a Body")
-    fault = body_element.find(f"{soap}Fault")
+    body_element, fault = _soap_body(body)
     if fault is not None:
-        raise ParseError(f"SOAP fault: {_fault_text(fault, soap)}")
+        raise ParseError(fault)
     response = body_element.find(f"{_API}{operation}Response")
     if response is None:
         raise ParseError(f"SOAP Body without {operation}Response in the API namespace")
@@ -844,11 +836,23 @@ def soap_fault_detail(body: bytes) -> str | None:
     if len(body) > _MAX_FAULT_BODY:
         return None
     try:
-        _soap_response(body, "")
-    except ParseError as exc:
-        text = str(exc)
-        return text if text.startswith("SOAP fault: ") else None
-    return None
+        return _soap_body(body)[1]
+    except ParseError:
+        return None
+
+
+def _soap_body(body: bytes) -> tuple[etree._Element, str | None]:
+    """The envelope's Body, and what its fault says ("SOAP fault: ...") if it is one."""
+    root = parse_xml(body)
+    envelope = etree.QName(root)
+    if envelope.namespace not in _ENVELOPES or envelope.localname != "Envelope":
+        raise ParseError("not a SOAP envelope")
+    soap = f"{{{envelope.namespace}}}"
+    body_element = root.find(f"{soap}Body")
+    if body_element is None:
+        raise ParseError("SOAP envelope without a Body")
+    fault = body_element.find(f"{soap}Fault")
+    return body_element, None if fault is None else f"SOAP fault: {_fault_text(fault, soap)}"
 
 
 def _fault_text(fault: etree._Element, soap: str) -> str:

@@ -58,7 +58,6 @@ class CannedUpstream(Upstream):
         self._answer = answer
         self.history = None  # no status page here
         self.clock_skew = None  # no Date headers: our clock is the vendor's
-        self._headers = CIMultiDictProxy(CIMultiDict[str]())
         self._max_body = 1 << 30  # parsers read the body cap from the Upstream
         # Parsed in this process (a thread for big replies): the CPU cost of a parse is
         # what is measured, not a trip to the parse worker process.
@@ -86,7 +85,10 @@ class CannedUpstream(Upstream):
         **_: Any,
     ) -> Reply:
         form = data if isinstance(data, Mapping) else None  # no stand-in sends raw bytes
-        return Reply.of(200, self._answer(operation, form or params or {}), self._headers)
+        body = self._answer(operation, form or params or {})
+        # Framed as a server frames it: Rescue warns of a text reply that is not.
+        headers = CIMultiDictProxy(CIMultiDict({"Content-Length": str(len(body))}))
+        return Reply.of(200, body, headers)
 
     async def stream(
         self,

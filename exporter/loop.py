@@ -58,7 +58,7 @@ class Daemon:
         self.started_at = self.clock.time()
         self.store = store
         self.runners: dict[tuple[str, str], AccountRunner] = {}
-        self.persistence = Persistence(store, self.clock)
+        self.persistence = Persistence(store, self.clock, self.metrics)
         self.renderer = Renderer(
             self.runners, config.global_, clock=self.clock, metrics=self.metrics
         )

@@ -6,6 +6,9 @@ thread-safe and a state must be the state of one complete cycle; `saved_state()`
 the dedupe memory as its changes since the last save, so the loop's share of a save costs
 what changed in the cycle. A save that fails or is cancelled makes the next one whole, as
 is the first after a restore from an older, whole-state row.
+
+Each failure is logged, counted (`session_exporter_state_failures_total`) and shown on
+the account's status page until a save succeeds.
 """
 
 from __future__ import annotations
@@ -13,17 +16,30 @@ from __future__ import annotations
 import asyncio
 
 from .clock import Clock
+from .http import ERROR_EXCERPT
 from .logs import get_logger
+from .sanitize import printable
 from .scheduler import AccountRunner
+from .scrub import excerpt
+from .selfmetrics import SelfMetrics, StateFailure
 from .storage import StateStore
 
 log = get_logger(component="loop")
 
 
 class Persistence:
-    def __init__(self, store: StateStore | None, clock: Clock) -> None:
+    def __init__(self, store: StateStore | None, clock: Clock, metrics: SelfMetrics) -> None:
         self.store = store
         self.clock = clock
+        self.metrics = metrics
+
+    def _failed(self, runner: AccountRunner, operation: str, exc: BaseException) -> None:
+        common = runner.common
+        # What SQLite or the OS said (a path, "disk I/O error"): no vendor text, but
+        # scrubbed and capped as any text shown is.
+        message = excerpt(printable(f"{type(exc).__name__}: {exc}"), ERROR_EXCERPT)
+        failure = StateFailure(operation, self.clock.time(), message)
+        self.metrics.state_failed(common.vendor, common.name, failure)
 
     async def restore(self, runner: AccountRunner) -> None:
         """Offer the saved state to the collector, once, before its first cycle."""
@@ -33,9 +49,11 @@ class Persistence:
         if self.store is None:
             return
         common = runner.common
+        self.metrics.state_stored(common.vendor, common.name)
         try:
             state, keyed = await self.store.load_saved_async(common.vendor, common.name)
-        except Exception:  # a damaged store must not stop the account from running
+        except Exception as exc:  # a damaged store must not stop the account from running
+            self._failed(runner, "restore", exc)
             log.error(
                 "saved state unreadable; starting afresh",
                 vendor=common.vendor,
@@ -47,7 +65,8 @@ class Persistence:
             return
         try:
             runner.collector.restore(state)
-        except Exception:  # a state file from another version must not stop us
+        except Exception as exc:  # a state file from another version must not stop us
+            self._failed(runner, "restore", exc)
             log.error(
                 "saved state unusable; starting afresh",
                 vendor=common.vendor,
@@ -73,14 +92,17 @@ class Persistence:
         except asyncio.CancelledError:
             collector.state_unsaved()  # it may or may not have been written: rewrite all
             raise
-        except Exception:  # a full disk must not stop the account; the next save retries
+        except Exception as exc:  # a full disk must not stop the account; the next save retries
             collector.state_unsaved()
+            self._failed(runner, "save", exc)
             log.error(
                 "state not saved; the next save writes it whole",
                 vendor=common.vendor,
                 account=common.name,
                 exc_info=True,
             )
+        else:
+            self.metrics.state_saved(common.vendor, common.name)
 
     async def save_all(self, runners: list[AccountRunner]) -> None:
         """At shutdown: every state is taken first, between two awaits, so that each is
@@ -98,8 +120,9 @@ class Persistence:
             except asyncio.CancelledError:
                 runner.collector.state_unsaved()
                 raise
-            except Exception:  # the other accounts are still saved
+            except Exception as exc:  # the other accounts are still saved
                 runner.collector.state_unsaved()
+                self._failed(runner, "save", exc)
                 log.error(
                     "state not saved at shutdown",
                     vendor=common.vendor,

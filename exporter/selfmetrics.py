@@ -15,6 +15,7 @@ Key = tuple[str, str]  # (vendor, account)
 # One account's counter series by counter name, as `SelfMetrics.account_counts` finds them.
 AccountCounts = dict[str, list[tuple[LabelValues, float]]]
 _ACCOUNT_LABELS = ("vendor", "account")
+STATE_OPERATIONS = ("restore", "save")
 _UP = ("session_exporter_up", "1 when the account's last collection cycle succeeded, 0 otherwise.")
 _LAST_SUCCESS = (
     "session_exporter_last_success_timestamp_seconds",
@@ -26,6 +27,13 @@ _DURATION = (
 )
 
 
+@dataclass(frozen=True)
+class StateFailure:
+    operation: str  # restore or save
+    at: float
+    message: str  # scrubbed and capped: a path, or what SQLite said
+
+
 @dataclass
 class AccountHealth:
     up: bool = False
@@ -33,6 +41,9 @@ class AccountHealth:
     last_attempt: float | None = None
     collect_duration: float | None = None
     first_cycle_done: bool = False
+    # The last failure to save or restore its state (--storage.path), until a save
+    # succeeds: the status page shows it.
+    state_failure: StateFailure | None = None
 
 
 class SelfMetrics:
@@ -63,6 +74,13 @@ class SelfMetrics:
             "(max_exposition_bytes).",
             ("vendor", "account", "reason"),
         )
+        self.state_failures = CounterSet(
+            "session_exporter_state_failures_total",
+            "Times an account's saved state (--storage.path) could not be read at start "
+            "(restore: it starts afresh) or written after a cycle (save: the next save "
+            "writes it whole).",
+            ("vendor", "account", "operation"),
+        )
         self.reload_ok = True
         self.reload_success_time: float | None = None
         # Counter changes per account, so that a render re-encodes only the accounts
@@ -91,6 +109,23 @@ class SelfMetrics:
         self.render_drops.inc((vendor, account, reason))
         self._counted(vendor, account)
 
+    def state_stored(self, vendor: str, account: str) -> None:
+        """The account's state is kept (--storage.path): its failure series exist at 0,
+        so that `increase()` sees the first failure."""
+        for operation in STATE_OPERATIONS:
+            self.state_failures.values.setdefault((vendor, account, operation), 0.0)
+        self._counted(vendor, account)
+
+    def state_failed(self, vendor: str, account: str, failure: StateFailure) -> None:
+        self.state_failures.inc((vendor, account, failure.operation))
+        self.account((vendor, account)).state_failure = failure
+        self._counted(vendor, account)
+
+    def state_saved(self, vendor: str, account: str) -> None:
+        health = self.health.get((vendor, account))
+        if health is not None and health.state_failure is not None:
+            health.state_failure = None
+
     def account(self, key: tuple[str, str]) -> AccountHealth:
         return self.health.setdefault(key, AccountHealth())
 
@@ -103,7 +138,13 @@ class SelfMetrics:
                 del counters.values[labels]
 
     def _counter_sets(self) -> tuple[CounterSet, ...]:
-        return (self.requests, self.failures, self.rejected, self.render_drops)
+        return (
+            self.requests,
+            self.failures,
+            self.rejected,
+            self.render_drops,
+            self.state_failures,
+        )
 
     # -- exposition: per account, so that renders re-encode only what changed ------------
 

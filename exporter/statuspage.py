@@ -21,6 +21,7 @@ from .config import Config, Secret
 from .history import CycleRecord, Failure, RequestRecord
 from .loop import AccountRunner, Daemon
 from .sanitize import printable
+from .selfmetrics import StateFailure
 
 T = TypeVar("T")
 REFRESH_SECONDS = 15
@@ -42,6 +43,8 @@ class AccountView:
     series: int | None  # None while the account's next render is pending
     hint: str | None  # what to check now, if anything
     cycles: tuple[CycleRecord, ...]  # newest first
+    # Its state could not be restored or saved (--storage.path), until a save succeeds.
+    state_failure: StateFailure | None = None
 
     @property
     def path(self) -> str:
@@ -119,6 +122,7 @@ def build_view(daemon: Daemon, telemetry_path: str) -> StatusView:
                 series=_series(daemon, runner),
                 hint=hint,
                 cycles=tuple(reversed(history.cycles)),
+                state_failure=health.state_failure,
             )
         )
     return StatusView(
@@ -244,6 +248,16 @@ def _problem(failure: Failure, now: float) -> str:
     )
 
 
+def _state_problem(failure: StateFailure | None, now: float) -> str:
+    if failure is None:
+        return ""
+    what = "not saved" if failure.operation == "save" else "not restored: it started afresh"
+    return (
+        f'<p class="problem"><strong>State {e(what)}</strong> (--storage.path): '
+        f"{e(failure.message)} <small>({e(format_age(now - failure.at))} ago)</small></p>"
+    )
+
+
 def _hint(hint: str | None) -> str:
     return f'<p class="hint"><strong>Check:</strong> {e(hint)}</p>' if hint else ""
 
@@ -278,7 +292,8 @@ def _card(account: AccountView, now: float, link: bool = True) -> str:
     return (
         f'<article class="{e(css)}"><h2>{title} '
         f'<span class="badge">{e(account.state)}</span></h2>'
-        f"{problem}{_hint(account.hint)}{_facts(account, now)}</article>"
+        f"{problem}{_state_problem(account.state_failure, now)}{_hint(account.hint)}"
+        f"{_facts(account, now)}</article>"
     )
 
 
@@ -429,6 +444,13 @@ def detail_json(view: StatusView, account: AccountView, with_cycles: bool = True
             "series": account.series,
             "hint": account.hint,
             "last_failure": _failure_json(account.last_failure),
+            "state_failure": None
+            if account.state_failure is None
+            else {
+                "operation": account.state_failure.operation,
+                "at": account.state_failure.at,
+                "message": account.state_failure.message,
+            },
             "cycles": [
                 {
                     "started": c.started,

@@ -44,6 +44,7 @@ from exporter.simulators.securevideo import (
 from exporter.simulators.securevideo import (
     SecureVideoSimulator,
 )
+from exporter.statuspage import build_view, render_status
 from exporter.storage import StateStore
 
 from .securevideo.harness import Truth
@@ -276,6 +277,46 @@ async def test_a_state_from_another_version_is_ignored_with_a_log_line(
         assert_truth(w, metrics, START, polls, sv_truth)
     refused = {e["vendor"] for e in logged if e["event"] == "saved state unusable; starting afresh"}
     assert refused == {"glance", "securevideo", "rescue"}
+    # Counted as well as logged: one failed restore an account, none saved.
+    failed = pick(metrics, "session_exporter_state_failures_total", "vendor", "operation")
+    assert failed == {(v, "restore"): 1.0 for v in ("glance", "securevideo", "rescue")}
+
+
+async def test_a_failing_store_is_counted_and_shown_and_the_accounts_stay_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = StateStore(tmp_path / "state.db")
+
+    def disk_error(*_: object) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(store, "_transaction", disk_error)
+    async with world() as w:
+        daemon = Daemon(parse_config(w.config(), VENDORS), VENDORS, clock=w.clock, store=store)
+        await daemon.start(schedule=False)
+        try:
+            await daemon.collect_all_once()
+            w.clock.advance(30)
+            await daemon.collect_all_once()
+            metrics = samples(daemon.render_now().text)
+            page = render_status(build_view(daemon, "/metrics"))
+        finally:
+            monkeypatch.undo()  # the shutdown save then succeeds
+            await daemon.stop()
+    vendors = ("glance", "securevideo", "rescue")
+    assert pick(metrics, "session_exporter_up", "vendor") == {(v,): 1.0 for v in vendors}
+    failed = pick(metrics, "session_exporter_state_failures_total", "vendor", "operation")
+    assert failed == {(v, "save"): 2.0 for v in vendors}
+    zeros = [
+        dict(pairs)["vendor"]
+        for (name, pairs), value in metrics.items()
+        if name == "session_exporter_state_failures_total"
+        and ("operation", "restore") in pairs
+        and value == 0
+    ]
+    assert sorted(zeros) == sorted(vendors)  # the series exist before a restore fails
+    assert page.count("State not saved") == 3
+    assert page.count("OperationalError: disk I/O error") == 3
 
 
 # -- the real process -------------------------------------------------------------------------

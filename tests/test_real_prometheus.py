@@ -66,6 +66,10 @@ NOT_FIRING: dict[str, tuple[str, str]] = {
         "the demo's generated config always loads",
         "session_exporter_config_last_reload_successful == 1",
     ),
+    "SessionExporterStateNotSaved": (
+        "the test's demo saves its state to a file in a writable temporary directory",
+        'session_exporter_state_failures_total{operation="save"} == 0',
+    ),
     "GlanceCompletedFeedBehind": (
         "the demo polls every 5 s and its feed (a lookback of 1 h) is read whole in the first "
         "cycle, so it trails now by seconds, under the default threshold of 1800 s",
@@ -313,6 +317,8 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
                 f"127.0.0.1:{exporter_port}",
                 "--log.level",
                 "warn",
+                # As deployed: the state failure series exist only with a store.
+                f"--storage.path={tmp / 'state.db'}",
             ],
             cwd=ROOT,
             env=env,

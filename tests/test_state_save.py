@@ -18,6 +18,7 @@ from exporter.dedupe import DedupeFull, KeyJournal, SeenRecords
 from exporter.persistence import Persistence
 from exporter.savedstate import KeyedChanges, SavedState
 from exporter.scheduler import AccountRunner
+from exporter.selfmetrics import SelfMetrics
 from exporter.simulators.clock import FakeClock
 from exporter.storage import StateGap, StateStore
 
@@ -200,7 +201,7 @@ def test_restart_restores_keys_expiries_and_counts_exactly(tmp_path: Path) -> No
     path = tmp_path / "s.db"
     clock = FakeClock(1000.0)
     store = StateStore(path)
-    persistence = Persistence(store, clock)
+    persistence = Persistence(store, clock, SelfMetrics())
     c = Remembering()
     rng = random.Random(3)
 
@@ -227,7 +228,7 @@ def test_restart_restores_keys_expiries_and_counts_exactly(tmp_path: Path) -> No
 def test_a_failed_write_then_a_good_one_loses_nothing(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     clock = FakeClock(0.0)
-    persistence = Persistence(StateStore(path), clock)
+    persistence = Persistence(StateStore(path), clock, SelfMetrics())
     c = Remembering()
 
     async def scenario() -> None:
@@ -247,6 +248,57 @@ def test_a_failed_write_then_a_good_one_loses_nothing(tmp_path: Path) -> None:
     assert stored_keys(path) == c.seen._expiry
     assert set(stored_keys(path)) == {1, 2, 3, 4, "boom", 5, 6}
     assert restarted(path).count == 7
+
+
+def test_a_failed_save_is_counted_and_shown_until_a_save_succeeds(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    clock = FakeClock(0.0)
+    metrics = SelfMetrics()
+    persistence = Persistence(StateStore(path), clock, metrics)
+    c = Remembering()
+    r = runner(c)
+
+    def failures() -> dict[str, float]:
+        return {k[2]: v for k, v in metrics.state_failures.values.items() if k[:2] == ("v", "a")}
+
+    async def scenario() -> None:
+        await persistence.restore(r)
+        # Both series exist before anything fails, so that increase() sees the first.
+        assert failures() == {"restore": 0.0, "save": 0.0}
+        c.see([1], clock.time())
+        await persistence.save(r)
+        assert metrics.account(("v", "a")).state_failure is None
+        fail_on_key(path, "boom")
+        clock.advance(60.0)
+        c.see(["boom"], clock.time())
+        await persistence.save(r)
+        assert failures() == {"restore": 0.0, "save": 1.0}
+        shown = metrics.account(("v", "a")).state_failure
+        assert shown is not None
+        assert (shown.operation, shown.at) == ("save", 60.0)
+        assert shown.message == "IntegrityError: boom"
+        heal(path)
+        clock.advance(60.0)
+        await persistence.save(r)
+
+    asyncio.run(scenario())
+    persistence.close()
+    assert failures() == {"restore": 0.0, "save": 1.0}  # a counter: the failure stays counted
+    assert metrics.account(("v", "a")).state_failure is None  # but the page shows it no more
+
+
+def test_an_unusable_saved_state_is_counted_as_a_failed_restore(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    store = StateStore(path)
+    store.save("v", "a", SavedState({"count": "not a number"}, {}), 0.0)
+    store.close()
+    metrics = SelfMetrics()
+    persistence = Persistence(StateStore(path), FakeClock(60.0), metrics)
+    asyncio.run(persistence.restore(runner(Remembering())))
+    persistence.close()
+    assert metrics.state_failures.values[("v", "a", "restore")] == 1.0
+    shown = metrics.account(("v", "a")).state_failure
+    assert shown is not None and shown.operation == "restore"
 
 
 def test_a_write_killed_half_way_leaves_the_last_complete_cycle(tmp_path: Path) -> None:
@@ -282,7 +334,7 @@ def test_a_write_killed_half_way_leaves_the_last_complete_cycle(tmp_path: Path) 
 def test_a_cancelled_save_makes_the_next_whole(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     clock = FakeClock(0.0)
-    persistence = Persistence(StateStore(path), clock)
+    persistence = Persistence(StateStore(path), clock, SelfMetrics())
     c = Remembering()
 
     async def scenario() -> None:
@@ -358,7 +410,7 @@ def test_a_key_dropped_without_notice_is_saved_as_deleted() -> None:
 
 def test_save_all_saves_the_others_when_one_fails(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
-    persistence = Persistence(StateStore(path), FakeClock(0.0))
+    persistence = Persistence(StateStore(path), FakeClock(0.0), SelfMetrics())
     failing, fine = Remembering(), Remembering()
     failing.see(["boom"], 0.0)
     fine.see([1, 2], 0.0)
@@ -377,7 +429,7 @@ def test_a_restart_from_the_keys_table_saves_changes_alone(tmp_path: Path) -> No
     clock = FakeClock(0.0)
 
     async def run(c: Remembering, keys: list[Any]) -> None:
-        persistence = Persistence(StateStore(path), clock)
+        persistence = Persistence(StateStore(path), clock, SelfMetrics())
         await persistence.restore(runner(c))
         clock.advance(60.0)
         c.see(keys, clock.time())
@@ -400,7 +452,7 @@ def test_a_restart_from_an_old_whole_row_saves_every_id(tmp_path: Path) -> None:
     store.save("v", "a", {"count": 2, "seen": [[1, 4000.0], [2, 4000.0]]}, 0.0)
     store.close()
     c = Remembering()
-    persistence = Persistence(StateStore(path), FakeClock(60.0))
+    persistence = Persistence(StateStore(path), FakeClock(60.0), SelfMetrics())
 
     async def run() -> None:
         await persistence.restore(runner(c))

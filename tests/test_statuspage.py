@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import re
 
@@ -20,6 +21,7 @@ from exporter.history import (
     safe_text,
 )
 from exporter.registry import VENDORS
+from exporter.selfmetrics import StateFailure
 from exporter.statuspage import (
     FAILING,
     NOT_POLLED,
@@ -242,6 +244,23 @@ def test_records_are_counted_without_knowing_the_vendor() -> None:
     assert count_records([1, 2, 3]) == 3
     assert count_records(Page(None, [1, 2])) == 2
     assert count_records("OK") is None and count_records(7) is None
+
+
+def test_a_state_failure_is_shown_on_the_card_and_in_the_json() -> None:
+    failure = StateFailure("save", NOW - 120, "OperationalError: database or disk is full")
+    shown = dataclasses.replace(account(), state_failure=failure)
+    page = " ".join(text_of(render_status(view(shown))).split())
+    assert "State not saved (--storage.path): OperationalError: database or disk is full" in page
+    assert "(2m 0s ago)" in page
+    restored = dataclasses.replace(shown, state_failure=StateFailure("restore", NOW, "x"))
+    assert "State not restored: it started afresh" in text_of(render_detail(view(), restored))
+    assert detail_json(view(shown), shown)["state_failure"] == {
+        "operation": "save",
+        "at": NOW - 120,
+        "message": "OperationalError: database or disk is full",
+    }
+    assert "State not" not in render_status(view(account()))
+    assert detail_json(view(), account())["state_failure"] is None
 
 
 def test_reload_failure_banner() -> None:

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from exporter.errors import ParseError
-from exporter.xmlsafe import _parser, parse_xml
+from exporter.xmlsafe import MAX_TAGS, _parser, parse_xml
 
 
 def test_a_dtd_an_entity_and_a_huge_body_are_refused() -> None:
@@ -18,6 +18,17 @@ def test_a_dtd_an_entity_and_a_huge_body_are_refused() -> None:
     with pytest.raises(ParseError, match="malformed XML"):
         parse_xml(b"<r><a></r>")
     assert parse_xml(b"<r><!-- c --><a>1</a></r>").findtext("a") == "1"
+
+
+def test_a_reply_of_more_tags_than_the_cap_is_refused_unparsed() -> None:
+    # 16 MiB of `<a/>` took 550 MiB to hold; the cap refuses it before lxml builds it.
+    bomb = b"<r>" + b"<a/>" * MAX_TAGS + b"</r>"
+    with pytest.raises(ParseError, match=r"XML of 1,000,002 tags exceeds the cap of 1,000,000"):
+        parse_xml(bomb)
+    at_cap = b"<r>" + b"<a/>" * (MAX_TAGS - 2) + b"</r>"
+    assert len(parse_xml(at_cap)) == MAX_TAGS - 2
+    # Big is not many: a long text is parsed.
+    assert len(parse_xml(b"<r>" + b"x" * (2 * MAX_TAGS) + b"</r>").text or "") == 2 * MAX_TAGS
 
 
 def test_each_thread_parses_with_its_own_parser() -> None:

@@ -329,6 +329,22 @@ async def test_a_reply_over_max_records_is_refused_and_the_gauges_kept(h: Harnes
     assert ("glance", "acme", "PartnerActiveSessions", "limit_exceeded") in h.failures()
 
 
+async def test_a_reply_of_a_million_elements_is_refused_and_the_gauges_kept(h: Harness) -> None:
+    c = h.collector()
+    await c.collect(h.upstream())
+    before = series(c.families(), "glance_sessions_current")
+    assert sum(before.values()) > 3
+    bomb = b"<ArrayOfSession>" + b"<a/>" * 1_100_000 + b"</ArrayOfSession>"
+    h.sim.faults.malformed = lambda _body: bomb
+    h.sim.faults.inject("malformed", None, path_contains="PartnerActiveSessions")
+    h.clock.advance(60)
+    with pytest.raises(UpstreamError) as info:
+        await c.collect(h.upstream())
+    assert (info.value.operation, info.value.reason) == ("PartnerActiveSessions", "parse")
+    assert "XML of 1,100,002 tags exceeds the cap of 1,000,000" in info.value.message
+    assert series(c.families(), "glance_sessions_current") == before
+
+
 async def test_long_types_and_statuses_are_cut_and_counted(clock: FakeClock) -> None:
     long_type, long_status = "T" * 32_000, "S" * 32_000
     sim = GlanceSimulator(

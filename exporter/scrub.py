@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import base64
 import codecs
+import contextlib
 import html
 import re
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_from_bytes, quote_plus
 
 REDACTED = "<redacted>"
 # Shorter values would redact ordinary words; a credential this short is no secret anyway.
@@ -37,7 +38,33 @@ def encodings(value: str) -> set[str]:
         for form in (b64, b64.rstrip("=")):
             forms.update({form, quote(form, safe=""), quote_plus(form)})
     forms.update(markup_forms(value))
+    forms.update(mojibake_forms(value))
     return {f for f in forms if len(f) >= MIN_SECRET_LENGTH}
+
+
+# The single-byte codecs a vendor's error page may be written in instead of UTF-8.
+_SINGLE_BYTE_CODECS = ("cp1252", "latin-1")
+
+
+def mojibake_forms(value: str) -> set[str]:
+    """A non-ASCII `value` as it reads after a trip through another codec: echoed in
+    cp1252 and read by us as UTF-8 (`Schl\ufffdssel`: probe 5 saw 12 of a key's 13
+    characters so), our UTF-8 read by the vendor as cp1252 and echoed back
+    (`SchlÃ¼ssel`), and percent-encoded in cp1252."""
+    if value.isascii():
+        return set()
+    forms: set[str] = set()
+    raw = value.encode("utf-8", "surrogatepass")
+    for codec in _SINGLE_BYTE_CODECS:
+        with contextlib.suppress(UnicodeDecodeError):  # cp1252 leaves five bytes undefined
+            forms.add(raw.decode(codec))
+        try:
+            single = value.encode(codec)
+        except UnicodeEncodeError:  # a character the codec lacks: it cannot send this form
+            continue
+        forms.add(single.decode("utf-8", "replace"))
+        forms.update({quote_from_bytes(single, safe=""), quote_plus(single, safe="")})
+    return forms
 
 
 # How markup writes the characters it must escape: `&`, `<` and `>` always as these, the

@@ -99,6 +99,28 @@ def test_a_secret_written_with_escapes_is_scrubbed(quoted: str) -> None:
     assert scrub.contains_secret(text)
 
 
+NON_ASCII_KEY = "Schlüssel-Zq81é"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # echoed in cp1252 and read by us as UTF-8: probe 5 saw 12 of 13 characters
+        f"Invalid apiKey {NON_ASCII_KEY} for partnerId 1".encode("cp1252"),
+        f"Invalid apiKey {NON_ASCII_KEY} for partnerId 1".encode("latin-1"),
+        # our UTF-8 read by the vendor as cp1252, echoed back in UTF-8
+        f"Invalid apiKey {NON_ASCII_KEY.encode().decode('cp1252')} for partnerId 1".encode(),
+        # form-encoded in cp1252
+        f"apiKey={quote(NON_ASCII_KEY, safe='', encoding='cp1252')}&partnerId=1".encode(),
+    ],
+)
+def test_a_non_ascii_secret_through_another_codec_is_scrubbed(body: bytes) -> None:
+    Secret(NON_ASCII_KEY)
+    shown = scrub.first_line_excerpt(body, 200)
+    assert "ssel-Zq81" not in shown and "Schl" not in shown
+    assert scrub.REDACTED in shown
+
+
 def test_text_with_escapes_and_no_secret_is_left_as_it_is() -> None:
     Secret("Tz9&Qm<Rk>84'Lp")
     for text in ('{"a": "x\\u0026y \\ud83d\\ude00"}', "&amp;#38; &lt;b&gt; \\\\n"):

@@ -16,11 +16,10 @@ from __future__ import annotations
 import asyncio
 
 from .clock import Clock
+from .history import safe_text
 from .http import ERROR_EXCERPT
 from .logs import get_logger
-from .sanitize import printable
 from .scheduler import AccountRunner
-from .scrub import excerpt
 from .selfmetrics import SelfMetrics, StateFailure
 from .storage import StateStore
 
@@ -37,7 +36,7 @@ class Persistence:
         common = runner.common
         # What SQLite or the OS said (a path, "disk I/O error"): no vendor text, but
         # scrubbed and capped as any text shown is.
-        message = excerpt(printable(f"{type(exc).__name__}: {exc}"), ERROR_EXCERPT)
+        message = safe_text(f"{type(exc).__name__}: {exc}", ERROR_EXCERPT)
         failure = StateFailure(operation, self.clock.time(), message)
         self.metrics.state_failed(common.vendor, common.name, failure)
 

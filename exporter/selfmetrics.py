@@ -123,7 +123,7 @@ class SelfMetrics:
 
     def state_saved(self, vendor: str, account: str) -> None:
         health = self.health.get((vendor, account))
-        if health is not None and health.state_failure is not None:
+        if health is not None:
             health.state_failure = None
 
     def account(self, key: tuple[str, str]) -> AccountHealth:

@@ -446,11 +446,7 @@ def detail_json(view: StatusView, account: AccountView, with_cycles: bool = True
             "last_failure": _failure_json(account.last_failure),
             "state_failure": None
             if account.state_failure is None
-            else {
-                "operation": account.state_failure.operation,
-                "at": account.state_failure.at,
-                "message": account.state_failure.message,
-            },
+            else dataclasses.asdict(account.state_failure),
             "cycles": [
                 {
                     "started": c.started,

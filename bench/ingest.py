@@ -58,6 +58,7 @@ class CannedUpstream(Upstream):
         self._answer = answer
         self.history = None  # no status page here
         self.clock_skew = None  # no Date headers: our clock is the vendor's
+        self.dated_replies = 0
         self._max_body = 1 << 30  # parsers read the body cap from the Upstream
         # Parsed in this process (a thread for big replies): the CPU cost of a parse is
         # what is measured, not a trip to the parse worker process.

@@ -34,7 +34,7 @@ TYPES = ("C", "G", "V")
 
 # The stand-in client never uses the network; the collector reads only the clock skew
 # of the replies (none here: the vendor's clock is ours).
-NO_UPSTREAM = SimpleNamespace(clock_skew=None)
+NO_UPSTREAM = SimpleNamespace(clock_skew=None, dated_replies=0)
 
 
 def rss_mib() -> float:

@@ -200,7 +200,9 @@ class SeenRecords:
     def unsaved(self) -> None:
         self.journal.unsaved()
 
-    def prune(self, now: float) -> None:
+    def prune(self, now: float) -> float | None:
+        """Forget the keys that expire by `now`; the latest expiry forgotten, if any."""
+        latest = None
         while self._heap and self._heap[0][0] <= now:
             _, _, key = heapq.heappop(self._heap)
             expires = self._expiry.get(key)
@@ -209,7 +211,9 @@ class SeenRecords:
             if expires <= now:
                 del self._expiry[key]
                 self.journal.forgot(key)
+                latest = expires
             else:  # seen again since it was pushed: wait for its later expiry
                 self._tie += 1
                 heapq.heappush(self._heap, (expires, self._tie, key))
         self.journal.bound(len(self._expiry))
+        return latest

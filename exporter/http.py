@@ -198,8 +198,10 @@ class Upstream:
         self._max_body = max_body_bytes
         self._wall_time = wall_time
         self.history = history  # where each request is recorded for the status page
-        # The vendor's Date header minus our clock at the last reply that had one.
+        # The vendor's Date header minus our clock at the last reply that had one, and
+        # how many replies had one (so a collector can tell a skew measured just now).
         self.clock_skew: float | None = None
+        self.dated_replies = 0
 
     @property
     def max_body_bytes(self) -> int:
@@ -448,6 +450,7 @@ class Upstream:
             skew = _clock_skew(reply.headers.get("Date"), self._wall_time())
             if skew is not None:
                 self.clock_skew = skew
+                self.dated_replies += 1
         if self.history is None:
             return
         self.history.request(

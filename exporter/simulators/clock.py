@@ -24,3 +24,8 @@ class FakeClock:
 
     def set(self, when: float) -> None:
         self.advance(when - self._now)
+
+    def step(self, when: float) -> None:
+        """Set the wall clock to `when`, forward or back, as NTP steps a host's clock; the
+        monotonic clock does not move."""
+        self._now = when

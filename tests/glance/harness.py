@@ -90,7 +90,13 @@ class Harness:
     def base_url(self) -> str:
         return str(self.server.make_url("")).rstrip("/")
 
-    def upstream(self, account: str = "acme", max_body_bytes: int = 16 * 1024 * 1024) -> Upstream:
+    def upstream(
+        self,
+        account: str = "acme",
+        max_body_bytes: int = 16 * 1024 * 1024,
+        clock: FakeClock | None = None,
+    ) -> Upstream:
+        """`clock`: ours, when it differs from the simulator's (which dates its replies)."""
         return Upstream(
             self.session,
             vendor="glance",
@@ -99,7 +105,7 @@ class Harness:
             admission=Admission(4),
             metrics=self.metrics,
             max_body_bytes=max_body_bytes,
-            wall_time=self.clock.time,
+            wall_time=(clock or self.clock).time,
         )
 
     def collector(
@@ -110,12 +116,14 @@ class Harness:
         label_limit: int = 50,
         name: str = "acme",
         limits: dict[str, int] | None = None,
+        clock: FakeClock | None = None,
         **fields: Any,
     ) -> GlanceCollector:
+        """`clock`: ours, when it differs from the simulator's."""
         account = make_account(self.base_url, name=name, **fields)
 
         ctx = collector_context(
-            self.clock,
+            clock or self.clock,
             self.rejects,
             started_at=started_at,
             label_limit=label_limit,

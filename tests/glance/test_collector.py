@@ -14,7 +14,8 @@ from exporter.http import Upstream
 from exporter.simulators.clock import FakeClock
 from exporter.simulators.glance import GlanceSimulator
 from exporter.vendors.glance.client import GlanceClient
-from exporter.vendors.glance.collector import STATUSES, GlanceCollector, vendor_now
+from exporter.vendorclock import vendor_now
+from exporter.vendors.glance.collector import STATUSES, GlanceCollector
 
 from ..support import collector_context
 from .harness import (
@@ -422,6 +423,8 @@ async def test_a_host_clock_ahead_of_glances_loses_no_completed_session(
     # The feed's cursor followed our clock: 30 minutes ahead, each window began after
     # what Glance had recorded yet, and a third of the completed sessions were lost.
     sim = GlanceSimulator(clock, seed=1)  # its replies' Date follows its clock
+    # And the feed started when we did on our clock: the sessions that ended in the 30
+    # minutes after we started on Glance's were never read, even once the clocks agreed.
     h = await start_harness(clock, sim, sim.app())
     try:
         ours = FakeClock(clock.time() + 1800)
@@ -438,13 +441,14 @@ async def test_a_host_clock_ahead_of_glances_loses_no_completed_session(
             max_body_bytes=1 << 24,
             wall_time=ours.time,
         )
-        started = ours.time()
+        started = clock.time()  # on Glance's clock
         for _ in range(120):
             clock.advance(60)
             ours.advance(60)
             await c.collect(upstream)
         assert_feed_matches(h, c, started)
     finally:
+        assert h.sim.completed_ended(started, started + 1800), "sessions ended in the gap"
         await stop_harness(h)
 
 

@@ -290,3 +290,30 @@ async def test_exposition_passes_promtool_check_metrics() -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+async def test_a_host_clock_ahead_counts_from_our_start_on_securevideos_clock() -> None:
+    # Probe 7: started with our clock 30 minutes ahead, the sessions that connected in
+    # those 30 minutes after we started (on SecureVideo's clock) were never counted.
+    clock = FakeClock(datetime(2026, 5, 12, 14, tzinfo=UTC).timestamp())
+    sim = SecureVideoSimulator(clock, seed=5)
+    ours = FakeClock(clock.time() + 1800)
+    started = clock.time()
+    async with harness(ours) as h, served(sim) as url:  # our clock dates our side
+        c = h.collector(account(url))
+        for _ in range(90):
+            clock.advance(60)
+            ours.advance(60)
+            await c.collect(h.upstream)
+        assert h.failures() == {}
+
+    def connected(lo: float, hi: float) -> int:
+        return sum(
+            1
+            for s in sim.world.visible()
+            if s.billable_ms is not None and lo <= s.billable_ms / 1000 <= hi
+        )
+
+    assert connected(started, started + 1800) > 0, "sessions connected in the gap"
+    counted = total(samples(c.families()), "securevideo_sessions_total")
+    assert counted == connected(started, clock.time())

@@ -16,7 +16,7 @@ from ...errors import UpstreamError
 from ...families import CounterSet, HistogramSet, LabelValues, gauge
 from ...http import Upstream
 from ...outcomes import ABANDONED, ANSWERED, OTHER, OUTCOMES, TIMED_OUT
-from ...sanitize import MAX_AHEAD, plausible_start
+from ...sanitize import plausible_start
 from ...savedstate import SavedState
 from ...statecheck import (
     counter_state,
@@ -29,6 +29,7 @@ from ...statecheck import (
     saved_histogram,
     state_version,
 )
+from ...vendorclock import AHEAD_TOLERANCE, believed_skew, vendor_now
 from ..base import AccountCollector, CollectorContext
 from .client import (
     COMPLETED,
@@ -72,17 +73,6 @@ STATE_VERSION = 3
 OUTCOME_OF_STATUS = {"C": ANSWERED, "X": ANSWERED, "Q": ABANDONED, "T": TIMED_OUT}
 
 POLLED = "polled from the Glance Activity Service in the background"
-
-
-def vendor_now(now: float, skew: float | None) -> float:
-    """Our `now` on the vendor's clock when its Date header says it is behind ours (by
-    at most `MAX_AHEAD`; a Date further off is not believed). The feed's cursor must not
-    pass the vendor's now: with our clock 30 minutes ahead, every window began after
-    what Glance had recorded yet, and 334 of 938 completed sessions were never read.
-    Taken as a day behind, a Date of 1970 held every completed session back a day."""
-    if skew is None or skew >= 0 or skew < -MAX_AHEAD:
-        return now
-    return now + skew
 
 
 def day_range(now: float, zone: ZoneInfo) -> tuple[float, float]:
@@ -131,6 +121,12 @@ class GlanceCollector(AccountCollector):
         # None once it caught up (`_catching_up`).
         self._behind: float | None = None
         self._backfill_position: FeedPosition | None = None
+        # No read starts before this: ids of sessions that ended earlier may be forgotten
+        # (`_forgot_until`).
+        self._forgotten_below = float("-inf")
+        # Whether the feed's start was set on the vendor's clock (at its first Date header)
+        # or restored: until then it is on ours.
+        self._aligned = False
 
         self._current: dict[LabelValues, float] | None = None
         self._guests: dict[LabelValues, float] = {}
@@ -172,12 +168,17 @@ class GlanceCollector(AccountCollector):
 
     async def collect(self, upstream: Upstream) -> None:
         now = self.ctx.clock.time()
-        await _all(
-            self._collect_active(upstream, now),
-            self._collect_today(upstream, now),
-            self._collect_users(upstream, now),
-            self._collect_feed(upstream, now),
-        )
+        dated = upstream.dated_replies
+        try:
+            await _all(
+                self._collect_active(upstream, now),
+                self._collect_today(upstream, now),
+                self._collect_users(upstream, now),
+                self._collect_feed(upstream, now),
+            )
+        finally:
+            if upstream.dated_replies != dated:  # a Date of this cycle: Glance's clock now
+                self._keep_to_vendor_clock(upstream.clock_skew)
 
     async def _collect_active(self, upstream: Upstream, now: float) -> None:
         reply = await self.client.active_sessions(upstream)
@@ -270,15 +271,21 @@ class GlanceCollector(AccountCollector):
     async def _collect_feed(self, upstream: Upstream, now: float) -> None:
         error: UpstreamError | None = None
         budget = PageBudget(self.ctx.max_pages_per_cycle)
+        # The skew measured in an earlier cycle, until a reply of this one tells it anew.
+        dated = upstream.dated_replies
         now = vendor_now(now, upstream.clock_skew)
         try:
             while True:
                 position = self._feed_position
                 if position is None:
-                    start = max(self._origin, self.cursor - self.account.feed_overlap)
+                    start = self._next_read_start()
                     # One window a read, so that each moves the cursor and lets the ids
                     # of the reads before it go.
                     end = min(now, start + self._read_span)
+                    if end < start:
+                        # The vendor's now is before the next read starts (our clock
+                        # stepped back since the skew was measured): nothing to read yet.
+                        break
                     position = self._feed_position = FeedPosition(start, end)
                 try:
                     await self._read_feed(upstream, COMPLETED_ENDING, position, budget, now)
@@ -291,11 +298,14 @@ class GlanceCollector(AccountCollector):
                     if not self._halve(position):
                         raise self._remembered_too_many(upstream, COMPLETED_ENDING, exc) from None
                     continue  # what was counted stays remembered: the shorter read skips it
-                # A finished read moves the cursor to its end; one an earlier cycle left
-                # unfinished, or a read of a long catch-up, ends before now: the rest is
-                # read next.
-                self.cursor = max(self.cursor, position.end)
                 self._feed_position = None
+                if upstream.dated_replies != dated:
+                    now = vendor_now(self.ctx.clock.time(), upstream.clock_skew)
+                # A finished read moves the cursor to its end, but never past the vendor's
+                # now: what ends after it has not been recorded yet. One an earlier cycle
+                # left unfinished, or a read of a long catch-up, ends before now: the rest
+                # is read next.
+                self.cursor = max(self.cursor, min(position.end, now))
                 self._forget_passed()
                 if position.end >= now:
                     self._read_span, self._behind = MAX_WINDOW - 1.0, None
@@ -305,23 +315,30 @@ class GlanceCollector(AccountCollector):
         except UpstreamError as exc:
             error = exc  # what was counted stays counted; the retry is deduplicated
         if self._backfill_pending and budget.left > 0:
-            began = self._began
-            position = self._backfill_position
-            if position is None:
-                position = FeedPosition(began - self.account.lookback, began)
-                self._backfill_position = position
-            try:
-                await self._read_feed(upstream, COMPLETED, position, budget, now)
-                self._backfill_pending, self._backfill_position = False, None
-            except DedupeFull:
-                self._give_up_backfill()
-            except PagesSpent:
-                pass  # the backfill carries on next cycle
-            except UpstreamError as exc:
-                error = error or exc
+            backfill_error = await self._collect_backfill(upstream, budget, now)
+            error = error or backfill_error
         self._forget_passed()
         if error is not None:
             raise error
+
+    async def _collect_backfill(
+        self, upstream: Upstream, budget: PageBudget, now: float
+    ) -> UpstreamError | None:
+        began = self._began
+        position = self._backfill_position
+        if position is None:
+            position = FeedPosition(began - self.account.lookback, began)
+            self._backfill_position = position
+        try:
+            await self._read_feed(upstream, COMPLETED, position, budget, now)
+            self._backfill_pending, self._backfill_position = False, None
+        except DedupeFull:
+            self._give_up_backfill()
+        except PagesSpent:
+            pass  # the backfill carries on next cycle
+        except UpstreamError as exc:
+            return exc
+        return None
 
     def _give_up_backfill(self) -> None:
         """Stop the `lookback` backfill for good: it, or the feed's catch-up beside it,
@@ -360,11 +377,65 @@ class GlanceCollector(AccountCollector):
             hint="the feed reads max_pages_per_cycle pages a cycle and carries on in the next",
         )
 
+    def _next_read_start(self) -> float:
+        """An overlap before the cursor, and never where a forgotten id could come again."""
+        return max(self._origin, self.cursor - self.account.feed_overlap, self._forgotten_below)
+
     def _forget_passed(self) -> None:
         """Forget the ids of sessions that ended before the next read's start: it cannot
         return them. Not while a backfill is pending: it may return any of them."""
         if not self._backfill_pending:
-            self.seen.prune(max(self._origin, self.cursor - self.account.feed_overlap))
+            latest = self.seen.prune(max(self._origin, self.cursor - self.account.feed_overlap))
+            if latest is not None:
+                self._forgot_until(latest)
+
+    def _forgot_until(self, expiry: float) -> None:
+        """Ids kept until `expiry` or earlier are gone: a session a read returned ended
+        by that read's end, and its id was kept `SKEW_MARGIN` (and slack) past it (past
+        our now, for the backfill's). So no read may start at or before that end again,
+        even with the cursor moved back."""
+        forgotten = expiry - SKEW_MARGIN - SEEN_SLACK + 1.0
+        self._forgotten_below = max(self._forgotten_below, forgotten)
+
+    def _keep_to_vendor_clock(self, skew: float | None) -> None:
+        """Move the feed back to Glance's clock where it is ahead of it.
+
+        At the first Date of a fresh start (ours ahead of Glance's when we started): the
+        start, the origin and the cursor by the skew, so that what ended since we started
+        on Glance's clock, and the lookback before it, is read (again: the ids of what
+        was counted are remembered). Later (a restored cursor, Glance's clock stepped
+        back): the cursor to Glance's now, with a warning; `_next_read_start` keeps the
+        next read clear of forgotten ids, and what ended before that is not read."""
+        now = vendor_now(self.ctx.clock.time(), skew)
+        if not self._aligned:
+            self._aligned = True
+            shift = believed_skew(skew)
+            if shift < -AHEAD_TOLERANCE:
+                self._began += shift
+                self._origin += shift
+                self.cursor = self._origin
+                self._feed_position = self._backfill_position = None
+                self.ctx.log.info(
+                    "glance_feed_started_on_vendor_clock",
+                    behind_seconds=round(-shift),
+                    hint="this host's clock is ahead of Glance's (its Date header)",
+                )
+                return
+        ahead = self.cursor - now
+        if ahead <= AHEAD_TOLERANCE:
+            return
+        self.cursor = now
+        self._origin = min(self._origin, now)
+        self._feed_position = None
+        unread = self._forgotten_below - (now - self.account.feed_overlap)
+        self.ctx.log.warning(
+            "glance_feed_ahead_of_vendor",
+            ahead_seconds=round(ahead),
+            unread_seconds=round(max(0.0, unread)),
+            hint="the feed's cursor was ahead of Glance's clock (its Date header): it "
+            "reads from Glance's now on; sessions that ended in the unread seconds "
+            "before are not counted, since they may have been counted already",
+        )
 
     def _shortest_read(self) -> float:
         """The ids of a read are forgotten once the next one ends `SKEW_MARGIN` (and
@@ -580,6 +651,10 @@ class GlanceCollector(AccountCollector):
 
         self._began, self._origin, self.cursor = began, origin, cursor
         self._backfill_pending = backfill
+        # The process that saved this state may have forgotten ids up to its horizon.
+        self._aligned = True
+        self._forgotten_below = float("-inf")
+        self._forgot_until(max(origin, cursor - self.account.feed_overlap))
         self.seen.load_state(seen)
         self.completed.load_state(completed)
         for labels in self.completed.values:

@@ -35,6 +35,7 @@ from ...statecheck import (
     saved_histogram,
     state_version,
 )
+from ...vendorclock import AHEAD_TOLERANCE, believed_skew
 from ..base import APPLY_CHUNK, AccountCollector, CollectorContext
 from .client import FEED, MONTH, HistoryClient, day_start, feed_window, month_start, utc_day
 from .config import MAX_FEED_DAYS, SecureVideoAccount
@@ -155,6 +156,9 @@ class SecureVideoCollector(AccountCollector):
         self._fed_until: float | None = None
         # A lookback beyond the rolling window is read once, like a restart's catch-up.
         self._catch_up_from: float | None = self._counted_from if account.lookback else None
+        # Whether `_counted_from` is on SecureVideo's clock (set at the first feed reply,
+        # or restored): until then it is on ours.
+        self._aligned = False
         self.in_progress: int | None = None
         self.month: dict[str, int] | None = None
         self._month_key: str | None = None
@@ -193,6 +197,8 @@ class SecureVideoCollector(AccountCollector):
                 )
             raise
         self._reject_bad(page)
+        if not self._aligned:
+            self._count_from_vendor_clock(upstream.clock_skew)
         try:
             await self._apply_feed(page.records, now, start)
         except DedupeFull as exc:
@@ -228,6 +234,24 @@ class SecureVideoCollector(AccountCollector):
         self._reject_counts(counts.skipped, counts.implausible, counts.first_problem)
         self.month = self._month_counts(counts)
         self._month_fetched_at, self._month_retry_at, self._month_failures = now, None, 0
+
+    def _count_from_vendor_clock(self, skew: float | None) -> None:
+        """At the first feed reply, before anything is counted: our start on SecureVideo's
+        clock, when its Date is behind ours. With our clock 30 minutes ahead, the sessions
+        that connected in those 30 minutes after we started were never counted, even once
+        the clocks agreed."""
+        self._aligned = True
+        shift = believed_skew(skew)
+        if shift >= -AHEAD_TOLERANCE:
+            return
+        self._counted_from += shift
+        if self._catch_up_from is not None:
+            self._catch_up_from += shift
+        self.ctx.log.info(
+            "securevideo_counting_from_vendor_clock",
+            behind_seconds=round(-shift),
+            hint="this host's clock is ahead of SecureVideo's (its Date header)",
+        )
 
     def _month_failed(self, now: float, exc: UpstreamError) -> None:
         self._month_failures += 1
@@ -587,6 +611,7 @@ class SecureVideoCollector(AccountCollector):
             )
 
         self._counted_from, self._catch_up_from, self._seen = counted_from, fed_until, seen
+        self._aligned = True
         self._seen_journal.unsaved()  # the restored sessions are not journalled
         self._restored_version = version
         self._pruned_below = None

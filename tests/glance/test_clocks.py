@@ -1,0 +1,107 @@
+"""The Glance feed when this host's clock and Glance's disagree, or step: the feed never
+reads past Glance's now (its Date header), comes back when it finds itself ahead, and
+neither loses nor counts twice a completed session."""
+
+from __future__ import annotations
+
+from exporter.http import Upstream
+from exporter.simulators.clock import FakeClock
+from exporter.vendors.glance.collector import GlanceCollector
+
+from .harness import Harness, assert_feed_matches, completed
+from .test_state import through_json
+
+HOUR = 3600.0
+
+# `clock` (Glance's, which dates its replies) and `h` come from conftest.py.
+
+
+async def run(
+    h: Harness, c: GlanceCollector, up: Upstream, ours: FakeClock, cycles: int, by: float = 0.0
+) -> None:
+    """`cycles` a minute apart, our clock `by` ahead of Glance's; `up` is kept from cycle
+    to cycle, as the daemon keeps it, with the skew its last reply measured."""
+    for _ in range(cycles):
+        h.clock.advance(60)
+        ours.step(h.clock.time() + by)
+        await c.collect(up)
+
+
+async def test_our_clock_stepping_two_hours_ahead_for_a_cycle_loses_nothing(h: Harness) -> None:
+    # Probe 7: the cycle read while our clock was 2 h ahead moved the cursor 2 h into the
+    # future, and it never came back: every later read was empty, 32 of 93 sessions counted.
+    ours = FakeClock(h.clock.time())
+    started = h.clock.time()
+    c, up = h.collector(clock=ours), h.upstream(clock=ours)
+    await run(h, c, up, ours, 30)
+    h.clock.advance(15)
+    ours.step(h.clock.time() + 2 * HOUR)  # NTP steps us ahead (the skew is of the last cycle)
+    await c.collect(up)
+    assert c.cursor <= h.clock.time()
+    await run(h, c, up, ours, 90)  # and back
+    assert_feed_matches(h, c, started)
+    assert not [e for level, e, _ in h.log.events if level == "warning"]
+
+
+async def test_our_clock_stepping_back_for_a_cycle_neither_loses_nor_counts_twice(
+    h: Harness,
+) -> None:
+    ours = FakeClock(h.clock.time() + 2 * HOUR)
+    started = h.clock.time()
+    c, up = h.collector(clock=ours, feed_overlap="5m"), h.upstream(clock=ours)
+    # Our clock 2 h ahead from the start, for an hour (the feed keeps to Glance's Date),
+    await run(h, c, up, ours, 60, by=2 * HOUR)
+    # then corrected: the first cycle still believes Glance is 2 h behind.
+    await run(h, c, up, ours, 90)
+    assert_feed_matches(h, c, started)
+
+
+async def test_a_restored_cursor_ahead_of_glance_comes_back_with_a_warning(h: Harness) -> None:
+    # A predecessor that saved a cursor ahead of Glance's clock (an older version, or
+    # Glance's clock stepped back): its feed waited, empty, until Glance caught up.
+    started = h.clock.time()
+    ours = FakeClock(h.clock.time())
+    first = h.collector(clock=ours)
+    await run(h, first, h.upstream(clock=ours), ours, 30)
+    saved = through_json(first.state())
+    saved["cursor"] += 1800
+    second = h.collector(clock=ours)
+    second.restore(saved)
+    await run(h, second, h.upstream(clock=ours), ours, 60)
+    assert_feed_matches(h, second, started)
+    warned = [kw for level, e, kw in h.log.events if e == "glance_feed_ahead_of_vendor"]
+    assert len(warned) == 1 and warned[0]["ahead_seconds"] >= 1800 - 60
+    assert second.cursor <= h.clock.time()
+
+
+async def test_a_cursor_far_ahead_comes_back_without_reading_forgotten_ids_again(
+    h: Harness,
+) -> None:
+    # Ids are forgotten against the cursor: one 3 h ahead let go of every id the last
+    # hours returned. Brought back, the feed reads only past what may be forgotten, and
+    # counts no session twice (what ended in between is lost, and the warning says so).
+    ours = FakeClock(h.clock.time())
+    first = h.collector(clock=ours)
+    await run(h, first, h.upstream(clock=ours), ours, 60)
+    before = dict(completed(first))
+    saved = through_json(first.state())
+    saved["cursor"] += 3 * HOUR
+    second = h.collector(clock=ours)
+    second.restore(saved)
+    lost_until = saved["cursor"] - second.account.feed_overlap - HOUR - 600
+    await run(h, second, h.upstream(clock=ours), ours, 240)
+    assert_feed_matches_between(h, second, before, lost_until)
+
+
+def assert_feed_matches_between(
+    h: Harness, c: GlanceCollector, before: dict[tuple[str, ...], float], lo: float
+) -> None:
+    """The counts are those carried over plus the sessions that ended in [lo, now]."""
+    ended = h.sim.completed_ended(lo, h.clock.time())
+    assert ended
+    want = dict(before)
+    for s in ended:
+        key = (s.type, s.final_status)
+        want[key] = want.get(key, 0.0) + 1
+    got = {k: v for k, v in completed(c).items() if v}
+    assert got == {k: v for k, v in want.items() if v}

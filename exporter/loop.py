@@ -19,6 +19,7 @@ from .admission import Admission
 from .clock import Clock, SystemClock
 from .config import Config
 from .http import new_client_session
+from .logs import get_logger
 from .parseworker import ParseWorker
 from .persistence import Persistence
 from .render import RENDER_SPACING, Renderer
@@ -37,6 +38,11 @@ from .storage import StateStore
 from .vendors.base import AccountConfig, Vendor
 
 # Re-exported: the status page, the probe and tests import these from here.
+# How long `stop` waits for cancelled tasks to end before it saves state regardless.
+STOP_GRACE = 10.0
+
+log = get_logger(component="loop")
+
 __all__ = ["FIRST_CYCLE_SPREAD", "RENDER_SPACING", "AccountRunner", "Daemon", "next_delay"]
 
 
@@ -138,7 +144,15 @@ class Daemon:
             tasks.append(self._render_task)
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # Bounded: a task that ignores its cancel must not keep the state from being saved
+        # and the store's lock from being let go (the process exits after this anyway).
+        _, stuck = await asyncio.wait(tasks, timeout=STOP_GRACE) if tasks else (set(), set())
+        if stuck:
+            log.error(
+                "tasks did not stop",
+                tasks=sorted(t.get_name() for t in stuck),
+                grace_seconds=STOP_GRACE,
+            )
         await self.persistence.save_all(list(self.runners.values()))
         if self._session is not None:
             await self._session.close()

@@ -331,8 +331,11 @@ class Renderer:
         """Coalesce render requests: many accounts finishing together cost one render."""
         while True:
             # Waking on the timeout means an account just went stale: drop its series.
+            # Not `wait_for`: on Python 3.11, a cancel that came as the event was set was
+            # swallowed, and the next wait (with no timeout due) hung shutdown for good.
             with suppress(TimeoutError):
-                await asyncio.wait_for(self._dirty.wait(), self.seconds_until_next_stale())
+                async with asyncio.timeout(self.seconds_until_next_stale()):
+                    await self._dirty.wait()
             self._dirty.clear()
             try:
                 self.snapshot = await self.render_off_loop()

@@ -29,6 +29,7 @@ import aiohttp
 import pytest
 import structlog.testing
 
+from exporter import loop as loop_module
 from exporter.config import parse_config
 from exporter.loop import Daemon
 from exporter.registry import VENDORS
@@ -248,6 +249,47 @@ async def test_restart_with_a_store_loses_nothing_and_counts_nothing_twice(
             "rescue_session_wait_seconds_count",
         ):
             assert total(second, name) > total(first, name) > 0
+
+
+async def test_a_task_that_ignores_its_cancel_does_not_keep_the_state_unsaved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The renderer once swallowed its cancel (probe 7): `stop` waited on it for ever,
+    # so the final save never came and the store's lock stayed held.
+    monkeypatch.setattr(loop_module, "STOP_GRACE", 0.2)
+    store = tmp_path / "state.db"
+    async with world() as w:
+        daemon = Daemon(
+            parse_config(w.config(), VENDORS),
+            VENDORS,
+            clock=w.clock,
+            seed=1,
+            store=StateStore(store),
+        )
+        await daemon.start(schedule=False)
+        await daemon.collect_all_once()
+        started, stubborn = asyncio.Event(), asyncio.Event()
+
+        async def ignores_its_cancel() -> None:
+            started.set()
+            while not stubborn.is_set():
+                try:
+                    await stubborn.wait()
+                except asyncio.CancelledError:
+                    continue
+
+        daemon._render_task = asyncio.create_task(ignores_its_cancel(), name="renderer")
+        await started.wait()
+        with structlog.testing.capture_logs() as logs:
+            await daemon.stop()
+        stubborn.set()  # and now it ends
+        await daemon._render_task
+    assert any(e["event"] == "tasks did not stop" and e["tasks"] == ["renderer"] for e in logs)
+    reopened = StateStore(store)  # the lock was let go
+    try:
+        assert all(reopened.load(vendor, name) for vendor, name in daemon.runners)
+    finally:
+        reopened.close()
 
 
 async def test_without_a_store_counters_start_from_zero(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import gzip
 import shutil
 import subprocess
@@ -246,3 +247,27 @@ def test_openmetrics_is_sent_only_when_asked_for_with_a_weight(
     accept: str, openmetrics: bool
 ) -> None:
     assert wants_openmetrics(accept) is openmetrics
+
+
+async def test_the_render_loop_stops_when_cancelled_as_a_render_is_asked_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Probe 7: one SIGTERM in about 8 hung after "shutting down". `asyncio.wait_for`
+    # (Python 3.11) swallowed a cancel that came as the event was set, and the loop went
+    # on to wait again: `daemon.stop()` waited on it for ever.
+    renderer, _ = own_series_renderer()
+    monkeypatch.setattr(renderer, "seconds_until_next_stale", lambda: 3600.0)
+    waiting = asyncio.Event()
+    wait = renderer._dirty.wait
+
+    async def noted_wait() -> bool:
+        waiting.set()
+        return await wait()
+
+    monkeypatch.setattr(renderer._dirty, "wait", noted_wait)
+    task = asyncio.create_task(renderer.run())
+    await waiting.wait()  # the loop waits for a render request
+    renderer.request()
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=10)
+    assert task in done and task.cancelled()

@@ -226,8 +226,8 @@ class Upstream:
         return self.error(
             operation,
             "limit_exceeded",
-            f"reply holds {count} records, more than max_records_per_reply "
-            f"({limit}); nothing of it was used",
+            f"reply holds {'at least ' if count == limit + 1 else ''}{count} records, more "
+            f"than max_records_per_reply ({limit}); nothing of it was used",
         )
 
     def parse(self, operation: str, parser: Callable[[bytes], T], body: bytes) -> T:

@@ -22,6 +22,7 @@ from aiohttp.test_utils import TestServer
 from exporter.errors import UpstreamError
 from exporter.simulators.clock import FakeClock
 from exporter.snapshot import render
+from exporter.vendors.securevideo import parser
 from exporter.vendors.securevideo.collector import SecureVideoCollector
 
 from ..support import collector_context
@@ -275,6 +276,37 @@ async def test_a_feed_over_max_records_per_reply_is_refused_whole(h: Harness) ->
         await c.collect(h.upstream)
     assert total(samples(c.families()), "securevideo_sessions_total") == 10
     assert h.failures() == {("history", "limit_exceeded"): 1.0}
+
+
+@pytest.mark.parametrize("record", [b"{}", b'{"SessionId":1}', b"1"])
+def test_a_flood_of_tiny_records_is_refused_without_decoding_it_whole(
+    record: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 16 MiB of `{}` records (5.6 million) took 3.6 s and 478 MiB to decode whole before
+    # the record count refused them (probe 7). Decoding now stops at the cap.
+    body = b"[" + b",".join([record] * ((8 << 20) // len(record) + 1)) + b"]"
+    decoded = 0
+    raw_decode = parser._PLAIN.raw_decode
+
+    def counted(text: str, pos: int) -> tuple[Any, int]:
+        nonlocal decoded
+        decoded += 1
+        return raw_decode(text, pos)
+
+    monkeypatch.setattr(parser._PLAIN, "raw_decode", counted)
+    page = parser.parse_history(body, max_records=1000)
+    assert (page.records, page.over_limit) == ((), 1001)
+    assert decoded == 1001
+
+
+async def test_a_flood_of_empty_records_is_limit_exceeded_over_http(h: Harness) -> None:
+    async with vendor() as (v, url):
+        v.feed = b"[" + b",".join([b"{}"] * 3_000_000) + b"]"
+        c = collector(h, url)
+        with pytest.raises(UpstreamError) as caught:
+            await c.collect(h.upstream)
+    assert caught.value.reason == "limit_exceeded"
+    assert "at least 100001 records" in caught.value.message
 
 
 async def test_a_month_over_max_remembered_ids_is_refused_and_the_cycle_stays_up(

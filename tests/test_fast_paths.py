@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from exporter.errors import ParseError
-from exporter.sanitize import MAX_DIGITS, clean_text, plausible_seconds, strict_int
+from exporter.sanitize import MAX_DIGITS, clean_text, plausible_epoch, plausible_seconds, strict_int
 from exporter.vendors.glance import parser as glance
 from exporter.vendors.rescue import parser as rescue
 from exporter.vendors.rescue.parser import (
@@ -231,7 +231,19 @@ def reference_children(item: etree._Element, wanted: dict[str, str]) -> dict[str
     return found
 
 
-def reference_guest_starts(item: etree._Element) -> tuple[float | None, float | None]:
+def reference_time(text: str | None, name: str, tally: glance._Tally) -> float | None:
+    """A time as the parser reads it, without its memo: unreadable ones are counted."""
+    when = glance.parse_time(text)
+    if when is None:
+        tally.invalid_values += bool(text and text.strip())
+    elif not plausible_epoch(when):
+        raise glance._Implausible(name)
+    return when
+
+
+def reference_guest_starts(
+    item: etree._Element, tally: glance._Tally
+) -> tuple[float | None, float | None]:
     guests = item.find(glance._q("guests"))
     if guests is None:
         return None, None
@@ -242,7 +254,7 @@ def reference_guest_starts(item: etree._Element) -> tuple[float | None, float | 
         kind = fields.get("type", "").lower()
         if kind not in ("visitor", "agent"):
             continue
-        when = glance._time(fields.get("startTime"), "guest startTime")
+        when = reference_time(fields.get("startTime"), "guest startTime", tally)
         if when is None:
             continue
         if kind == "visitor":
@@ -263,13 +275,14 @@ def reference_sessions(
         if tally.full():
             return None
         fields = reference_children(item, glance._SESSION_FIELDS)
+        unread = tally.invalid_values
         try:
             session_id = glance._int(fields.get("id"), "id")
             session_type = glance._present(fields.get("type"), "type")
             status = glance._present(fields.get("status"), "status")
-            start_time = glance._time(fields.get("startTime"), "startTime")
+            start_time = reference_time(fields.get("startTime"), "startTime", tally)
             duration = glance._seconds(fields.get("duration"), "duration")
-            visitor, agent = reference_guest_starts(item)
+            visitor, agent = reference_guest_starts(item, tally)
             if (
                 visitor is not None
                 and agent is not None
@@ -289,6 +302,7 @@ def reference_sessions(
                 )
             )
         except glance._Skip as exc:
+            tally.invalid_values = unread
             tally.skip(exc)
     return sessions
 
@@ -313,7 +327,14 @@ def reference_group_sessions(body: bytes, max_records: int) -> glance.GroupSessi
             if found is None:
                 return glance.GroupSessions(next_id, [], over_limit=glance._count(root, "session"))
             sessions.extend(found)
-    return glance.GroupSessions(next_id, sessions, tally.skipped, invalid, tally.implausible)
+    return glance.GroupSessions(
+        next_id,
+        sessions,
+        tally.skipped,
+        invalid,
+        tally.implausible,
+        invalid_values=tally.invalid_values,
+    )
 
 
 def page(users: str) -> bytes:
@@ -598,6 +619,7 @@ def reference_active_sessions(body: bytes, max_records: int) -> glance.ActiveSes
     for item in root.iterfind(glance._q("activeSession")):
         if tally.full():
             return glance.ActiveSessions([], over_limit=glance._count(root, "activeSession"))
+        unread = tally.invalid_values
         try:
             nguests_text = reference_text(item, "nguests")
             records.append(
@@ -605,14 +627,19 @@ def reference_active_sessions(body: bytes, max_records: int) -> glance.ActiveSes
                     id=glance._int(reference_text(item, "id"), "id"),
                     type=reference_required(item, "type"),
                     status=reference_required(item, "status"),
-                    start_time=glance._time(reference_text(item, "startTime"), "startTime"),
+                    start_time=reference_time(
+                        reference_text(item, "startTime"), "startTime", tally
+                    ),
                     partner_user_id=reference_text(item, "partnerUserId") or "",
                     nguests=glance._int(nguests_text, "nguests") if nguests_text else 0,
                 )
             )
         except glance._Skip as exc:
+            tally.invalid_values = unread
             tally.skip(exc)
-    return glance.ActiveSessions(records, tally.skipped, tally.implausible)
+    return glance.ActiveSessions(
+        records, tally.skipped, tally.implausible, invalid_values=tally.invalid_values
+    )
 
 
 def array(root: str, items: str) -> bytes:
@@ -840,7 +867,13 @@ def reference_user_sessions(body: bytes, max_records: int) -> glance.UserSession
         return glance.UserSessions(
             glance._bool(valid_text), [], over_limit=glance._count(root, "session")
         )
-    return glance.UserSessions(glance._bool(valid_text), sessions, tally.skipped, tally.implausible)
+    return glance.UserSessions(
+        glance._bool(valid_text),
+        sessions,
+        tally.skipped,
+        tally.implausible,
+        invalid_values=tally.invalid_values,
+    )
 
 
 def user_page(inner: str, valid: str = "<validUser>true</validUser>") -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -13,8 +14,8 @@ from exporter.errors import UpstreamError
 from exporter.http import Upstream
 from exporter.simulators.clock import FakeClock
 from exporter.simulators.glance import GlanceSimulator
-from exporter.vendors.glance.client import GlanceClient
 from exporter.vendorclock import vendor_now
+from exporter.vendors.glance.client import GlanceClient
 from exporter.vendors.glance.collector import STATUSES, GlanceCollector
 
 from ..support import collector_context
@@ -422,9 +423,9 @@ async def test_a_host_clock_ahead_of_glances_loses_no_completed_session(
 ) -> None:
     # The feed's cursor followed our clock: 30 minutes ahead, each window began after
     # what Glance had recorded yet, and a third of the completed sessions were lost.
-    sim = GlanceSimulator(clock, seed=1)  # its replies' Date follows its clock
     # And the feed started when we did on our clock: the sessions that ended in the 30
     # minutes after we started on Glance's were never read, even once the clocks agreed.
+    sim = GlanceSimulator(clock, seed=1)  # its replies' Date follows its clock
     h = await start_harness(clock, sim, sim.app())
     try:
         ours = FakeClock(clock.time() + 1800)
@@ -447,8 +448,8 @@ async def test_a_host_clock_ahead_of_glances_loses_no_completed_session(
             ours.advance(60)
             await c.collect(upstream)
         assert_feed_matches(h, c, started)
-    finally:
         assert h.sim.completed_ended(started, started + 1800), "sessions ended in the gap"
+    finally:
         await stop_harness(h)
 
 
@@ -496,5 +497,38 @@ async def test_demo_account_shows_every_metric_within_a_minute(clock: FakeClock)
             clock.advance(5)
         for family in c.families():
             assert any(s.value > 0 for s in family.samples), family.name
+    finally:
+        await stop_harness(h)
+
+
+async def test_unreadable_start_times_are_counted_and_the_sessions_kept(clock: FakeClock) -> None:
+    # Probe 7: an unreadable startTime became None unseen: the waiting-oldest gauge lost
+    # its session and nothing said why.
+    @web.middleware
+    async def unreadable_starts(
+        request: web.Request, handler: Callable[..., Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        response = await handler(request)
+        if request.path.endswith("/PartnerActiveSessions") and isinstance(response, web.Response):
+            assert isinstance(response.body, bytes)
+            text = re.sub(
+                rb"<startTime>[^<]*</startTime>", b"<startTime>soon</startTime>", response.body
+            )
+            return web.Response(body=text, content_type="text/xml")
+        return response
+
+    sim = GlanceSimulator(clock, seed=7)
+    app = sim.app()
+    app.middlewares.append(unreadable_starts)
+    h = await start_harness(clock, sim, app)
+    try:
+        c = h.collector()
+        await c.collect(h.upstream())
+        live = h.sim.in_progress()
+        assert live
+        got = by_label(series(c.families(), "glance_sessions_current"), "session_type", "status")
+        assert sum(got.values()) == len(live)  # every session still counted
+        assert h.rejects["invalid_value"] == len(live)
+        assert series(c.families(), "glance_waiting_session_oldest_start_timestamp_seconds") == {}
     finally:
         await stop_harness(h)

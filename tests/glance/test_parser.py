@@ -226,6 +226,30 @@ def test_a_guest_count_beyond_a_billion_rejects_the_active_session() -> None:
     assert (reply.skipped, reply.implausible) == (1, 1)
 
 
+def test_an_unreadable_start_keeps_the_active_session_and_is_counted() -> None:
+    # Probe 7: a waiting session's startTime it could not read became None unseen, and
+    # the oldest-waiting gauge lost it without a word.
+    def active(i: int, start: str) -> str:
+        return (
+            f"<activeSession><id>{i}</id><type>C</type><status>W</status>"
+            f"<startTime>{start}</startTime></activeSession>"
+        )
+
+    body = (
+        f'<ArrayOfActiveSession xmlns="{NS}">{active(1, "2026-03-10T12:00:00Z")}'
+        f"{active(2, 'soon')}{active(3, '2026-13-45T00:00:00Z')}{active(4, '')}"
+        "</ArrayOfActiveSession>"
+    ).encode()
+    reply = parse_active_sessions(body)
+    assert [(r.id, r.start_time) for r in reply.records] == [
+        (1, ts("2026-03-10T12:00:00")),
+        (2, None),
+        (3, None),
+        (4, None),
+    ]
+    assert (reply.skipped, reply.invalid_values) == (0, 2)  # an empty one is absent
+
+
 def test_group_sessions_edge_cases() -> None:
     body = f"""<groupSessions xmlns="{NS}"><users>
       <userSessions><partnerUserId>Gone</partnerUserId><validUser>false</validUser></userSessions>
@@ -242,6 +266,7 @@ def test_group_sessions_edge_cases() -> None:
         (6, "C", "C", 12, None),
     ]
     assert (page.skipped, page.implausible) == (1, 0)
+    assert page.invalid_values == 1  # the kept session's startTime "yesterday"
     assert page.invalid_users == ["Gone"]
 
 
@@ -309,7 +334,9 @@ def test_guest_starts_are_the_earliest_visitor_and_agent() -> None:
         + _guest("observer", "2026-03-10T11:00:00Z")
         + _guest("agent", "garbage")
     )
-    (session,) = parse_group_sessions(_group(_session(1, guests=guests))).sessions
+    page = parse_group_sessions(_group(_session(1, guests=guests)))
+    (session,) = page.sessions
+    assert page.invalid_values == 1  # the agent's "garbage"
     assert session.visitor_start == ts("2026-03-10T12:00:05")
     assert session.agent_start == ts("2026-03-10T12:00:20")
     (alone,) = parse_group_sessions(

@@ -182,7 +182,7 @@ class GlanceCollector(AccountCollector):
 
     async def _collect_active(self, upstream: Upstream, now: float) -> None:
         reply = await self.client.active_sessions(upstream)
-        self._rejected_records(reply.skipped, reply.implausible)
+        self._rejected_records(reply.skipped, reply.implausible, reply.invalid_values)
         current: dict[LabelValues, float] = {
             (t, s): 0.0 for t in SESSION_TYPES for s in CURRENT_STATUSES
         }
@@ -261,7 +261,7 @@ class GlanceCollector(AccountCollector):
         if user in self._invalid_users:
             self._invalid_users.discard(user)
             self.ctx.log.info("glance_user_valid_again", user=user)
-        self._rejected_records(reply.skipped, reply.implausible)
+        self._rejected_records(reply.skipped, reply.implausible, reply.invalid_values)
         counts = dict.fromkeys(SESSION_TYPES, 0.0)
         for session in reply.sessions:
             session_type = self._types(session.type)
@@ -509,7 +509,7 @@ class GlanceCollector(AccountCollector):
                 # ids appear to grow as sessions begin, so what a full memory stops at
                 # is the read's earliest sessions, which a shorter read holds (`_halve`).
                 self.seen.make_room((s.id for s in page.sessions), self._room(operation, position))
-                self._rejected_records(page.skipped, page.implausible)
+                self._rejected_records(page.skipped, page.implausible, page.invalid_values)
                 # Session types whose zero-filled series this page has made exist: ten
                 # series a type, touched once per page rather than once per session.
                 touched: set[str] = set()
@@ -671,9 +671,10 @@ class GlanceCollector(AccountCollector):
 
     # -- helpers -----------------------------------------------------------------------
 
-    def _rejected_records(self, skipped: int, implausible: int) -> None:
+    def _rejected_records(self, skipped: int, implausible: int, invalid_values: int = 0) -> None:
         self._rejected("invalid_record", skipped - implausible)
         self._rejected("implausible_value", implausible)
+        self._rejected("invalid_value", invalid_values)
 
     def _rejected(self, reason: str, count: int) -> None:
         if count:

@@ -88,6 +88,7 @@ class ActiveSessions:
     skipped: int = 0
     implausible: int = 0
     over_limit: int | None = None
+    invalid_values: int = 0  # fields unreadable in records kept (a startTime)
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ class GroupSessions:
     invalid_users: list[str] = field(default_factory=list)
     implausible: int = 0
     over_limit: int | None = None
+    invalid_values: int = 0  # fields unreadable in records kept (a startTime)
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,7 @@ class UserSessions:
     skipped: int = 0
     implausible: int = 0
     over_limit: int | None = None
+    invalid_values: int = 0  # fields unreadable in records kept (a startTime)
 
 
 class _Skip(Exception):
@@ -126,6 +129,7 @@ class _Tally:
         self.limit = limit
         self.skipped = 0
         self.implausible = 0
+        self.invalid_values = 0  # times present but unreadable, in records kept
         self.seen = 0
         # `parse_time` of each time text met in this reply: a session's startTime recurs
         # as its first guest's, and a busy page repeats seconds.
@@ -134,14 +138,18 @@ class _Tally:
     def time(self, text: str | None, name: str) -> float | None:
         """`_time`, each distinct text parsed once per reply."""
         if text is None:
-            return _time(None, name)
+            return None
         # `in`, not try/except KeyError: most texts are new, and raising costs more than
         # the second lookup of a repeat.
         if text in self.times:
             when = self.times[text]
         else:
             when = self.times[text] = parse_time(text)
-        if when is not None and not plausible_epoch(when):
+        if when is None:
+            # Unreadable ("soon", a 13th month): the record is kept, its time unknown,
+            # and counted (`invalid_value`), or a waiting session's start vanished unseen.
+            self.invalid_values += bool(text.strip())
+        elif not plausible_epoch(when):
             raise _Implausible(name)
         return when
 
@@ -249,14 +257,6 @@ def parse_time(text: str | None) -> float | None:
         return None
 
 
-def _time(text: str | None, name: str) -> float | None:
-    """`parse_time`, and a date outside 2000-2100 makes the record implausible."""
-    when = parse_time(text)
-    if when is not None and not plausible_epoch(when):
-        raise _Implausible(name)
-    return when
-
-
 def _bool(text: str | None) -> bool:
     return (text or "").lower() in ("true", "1")
 
@@ -296,6 +296,7 @@ def parse_active_sessions(
     records: list[ActiveSession] = []
     tally = _Tally(max_records)
     for fields in _first_texts(root, items, _ACTIVE_FIELDS):
+        unread = tally.invalid_values
         try:
             nguests_text = fields.get("nguests")
             records.append(
@@ -303,14 +304,17 @@ def parse_active_sessions(
                     id=_int(fields.get("id"), "id"),
                     type=_present(fields.get("type"), "type"),
                     status=_present(fields.get("status"), "status"),
-                    start_time=_time(fields.get("startTime"), "startTime"),
+                    start_time=tally.time(fields.get("startTime"), "startTime"),
                     partner_user_id=fields.get("partnerUserId") or "",
                     nguests=_count_of(nguests_text, "nguests") if nguests_text else 0,
                 )
             )
         except _Skip as exc:
+            tally.invalid_values = unread  # a skipped record counts once, as skipped
             tally.skip(exc)
-    return ActiveSessions(records, tally.skipped, tally.implausible)
+    return ActiveSessions(
+        records, tally.skipped, tally.implausible, invalid_values=tally.invalid_values
+    )
 
 
 # Qualified names built once: `_q` per lookup was a string format per field of every record.
@@ -471,9 +475,11 @@ def _finish(
     tally: _Tally,
     sessions: list[Session],
 ) -> None:
+    unread = tally.invalid_values
     try:
         sessions.append(_session(fields, guests, user, tally))
     except _Skip as exc:
+        tally.invalid_values = unread  # a skipped record counts once, as skipped
         tally.skip(exc)
 
 
@@ -504,7 +510,14 @@ def parse_group_sessions(
         if found is None:
             return GroupSessions(next_id, [], over_limit=_count(root, "session"))
         sessions = found
-    return GroupSessions(next_id, sessions, tally.skipped, invalid, tally.implausible)
+    return GroupSessions(
+        next_id,
+        sessions,
+        tally.skipped,
+        invalid,
+        tally.implausible,
+        invalid_values=tally.invalid_values,
+    )
 
 
 def parse_user_sessions(
@@ -521,4 +534,10 @@ def parse_user_sessions(
     sessions = [] if container is None else _walk_sessions(container, {container: ""}, tally)
     if sessions is None:
         return UserSessions(_bool(valid_text), [], over_limit=_count(root, "session"))
-    return UserSessions(_bool(valid_text), sessions, tally.skipped, tally.implausible)
+    return UserSessions(
+        _bool(valid_text),
+        sessions,
+        tally.skipped,
+        tally.implausible,
+        invalid_values=tally.invalid_values,
+    )

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from exporter.admission import Admission
@@ -85,11 +86,26 @@ class Rig:
         return RescueCollector(acc, ctx)
 
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
 @asynccontextmanager
-async def rig(seed: int = 7, **sim_options: Any) -> AsyncIterator[Rig]:
+async def rig(seed: int = 7, reply_seconds: float = 0.0, **sim_options: Any) -> AsyncIterator[Rig]:
+    """`reply_seconds`: how long each reply takes to arrive, on the rig's clock (Rescue
+    measures its Waiting Times before)."""
     clock = FakeClock()
     sim = RescueSimulator(clock, seed, **sim_options)
-    server = TestServer(sim.app(), host="127.0.0.1")
+    app = sim.app()
+    if reply_seconds:
+
+        @web.middleware
+        async def slow(request: web.Request, handler: Handler) -> web.StreamResponse:
+            response = await handler(request)
+            clock.advance(reply_seconds)
+            return response
+
+        app.middlewares.append(slow)
+    server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     session = new_client_session()
     metrics = SelfMetrics()

@@ -107,6 +107,29 @@ async def test_a_wait_already_observed_is_not_observed_again_after_a_restart() -
         assert histogram(second, str(GROUP_ID))[0] == before + 1
 
 
+async def test_a_wait_that_ended_while_down_is_rescues_own_waiting_time() -> None:
+    # Probe 7: saved as [start, last seen], a wait in progress lost its last Waiting
+    # Time, and one that ended while no exporter ran was observed from its start to the
+    # reply's arrival: longer by the reply's time (4 s here).
+    async with rig(seed=3, reply_seconds=4.0) as r:
+        first = r.collector()
+        await poll_for(r, first, 120)
+        followed = first.nodes[str(GROUP_ID)].waiting
+        last_waited = {sid: wait.waited for sid, wait in followed.items()}
+        assert last_waited and None not in last_waited.values()
+        saved = through_json(first.state())
+        r.clock.advance(120)  # down: some of those waits end
+        second = r.collector()
+        second.restore(saved)
+        count_before, total_before = histogram(second, str(GROUP_ID))
+        await poll_for(r, second, 5)
+        ended = last_waited.keys() - second.nodes[str(GROUP_ID)].waiting.keys()
+        assert ended, "the test needs a wait that ended while down"
+        count, total = histogram(second, str(GROUP_ID))
+        assert count - count_before == len(ended)
+        assert total - total_before == pytest.approx(sum(last_waited[s] or 0.0 for s in ended))
+
+
 BAD_STATES: list[tuple[str, Any]] = [
     ("version", "1"),
     ("waiting", []),
@@ -115,6 +138,9 @@ BAD_STATES: list[tuple[str, Any]] = [
     ("waiting", {str(GROUP_ID): {"7": [1.0, "later"]}}),
     ("waiting", {str(GROUP_ID): {"7": [1.7e9, 1.7e9 + 5, 1]}}),  # observed: `true` only
     ("waiting", {str(GROUP_ID): {"7": [1.7e9, 1.7e9 + 5, True, True]}}),
+    ("waiting", {str(GROUP_ID): {"7": [1.7e9, 1.7e9 + 5, 0, 3.0]}}),  # observed: a boolean
+    ("waiting", {str(GROUP_ID): {"7": [1.7e9, 1.7e9 + 5, False, -3.0]}}),  # a Waiting Time < 0
+    ("waiting", {str(GROUP_ID): {"7": [1.7e9, 1.7e9 + 5, False, float("nan")]}}),
     # Found by a probe: a start of 0 was observed as a wait of 57 years.
     ("waiting", {str(GROUP_ID): {"7": [0.0, 1.7e9]}}),
     ("waiting", {str(GROUP_ID): {"7": [1.7e9, 1.7e9 + 400 * 86400]}}),  # a 400-day wait

@@ -495,7 +495,7 @@ def test_state_keeps_outcomes_and_a_version_1_state_hands_over_its_waits() -> No
     poll(c, 100, ("1", "Waiting", 10), ("2", "Waiting", 5))
     poll(c, 105, ("1", "Timed out", 1), ("2", "Waiting", 10))
     saved = c.state()
-    assert saved["version"] == STATE_VERSION == 4
+    assert saved["version"] == STATE_VERSION == 5
     d, _, _ = make()
     d.restore(saved)
     assert observed(d, "timed_out") == (1, 10.0)

@@ -85,7 +85,9 @@ ACCOUNT_WIDE = frozenset({"auth", "rate_limited"})
 # 3: a wait may carry a third element, `true`: observed already (`Wait.counted`).
 # 4: `gone`, the ended waits remembered (`NodeState.gone`), so that a session back in
 # the same wait after a restart is not observed again.
-STATE_VERSION = 4
+# 5: a wait in progress may carry the Waiting Time of its last sighting, as
+# [start, last seen, observed, Waiting Time] (`_saved_wait`).
+STATE_VERSION = 5
 
 
 @dataclass
@@ -120,20 +122,31 @@ _YEAR = 366 * 86400.0
 
 
 def _saved_wait(wait: Wait) -> list[float | bool]:
-    """[start, last seen], and `true` after them for a wait already observed."""
+    """[start, last seen], and `true` after them for a wait already observed; or, when
+    the last sighting gave a Waiting Time, [start, last seen, observed, Waiting Time]:
+    without it, a wait that ended while no exporter ran was observed from its start to
+    that reply's arrival, longer by the reply's time."""
+    if wait.waited is not None:
+        return [wait.start, wait.last_seen, wait.counted, wait.waited]
     return [wait.start, wait.last_seen, True] if wait.counted else [wait.start, wait.last_seen]
 
 
-def _wait_times(saved: object) -> tuple[float, float, bool]:
-    """`_saved_wait` read back: start, last seen, and whether it was observed already."""
+def _wait_times(saved: object) -> tuple[float, float, bool, float | None]:
+    """`_saved_wait` read back: start, last seen, whether it was observed already, and
+    the Waiting Time of the last sighting or None."""
     if not (
         isinstance(saved, list)
-        and len(saved) in (2, 3)
+        and len(saved) in (2, 3, 4)
         and all(is_number(t) for t in saved[:2])
-        and (len(saved) == 2 or saved[2] is True)
+        and (len(saved) == 2 or saved[2] is True or (len(saved) == 4 and saved[2] is False))
+        and (len(saved) < 4 or (is_number(saved[3]) and plausible_seconds(saved[3], _YEAR)))
     ):
-        raise ValueError("state wait is not [start, last seen] or [start, last seen, true]")
-    return float(saved[0]), float(saved[1]), len(saved) == 3
+        raise ValueError(
+            "state wait is not [start, last seen], [start, last seen, true] or "
+            "[start, last seen, observed, Waiting Time]"
+        )
+    waited = float(saved[3]) if len(saved) == 4 else None
+    return float(saved[0]), float(saved[1]), len(saved) >= 3 and saved[2] is True, waited
 
 
 def _saved_gone(wait: Wait) -> list[float]:
@@ -204,8 +217,8 @@ def _saved_waits(
 
 
 def _read_waiting(saved: object) -> Wait:
-    start, last_seen, counted = _wait_times(saved)
-    return Wait(start=start, last_seen=last_seen, counted=counted)
+    start, last_seen, counted, waited = _wait_times(saved)
+    return Wait(start=start, last_seen=last_seen, waited=waited, counted=counted)
 
 
 def _read_gone(saved: object) -> Wait:
@@ -480,7 +493,7 @@ class RescueCollector(AccountCollector):
         measured to its last sighting, exactly as after a run of failed polls. Nodes no
         longer configured are dropped. Everything is checked before anything is applied:
         a state that does not fit raises ValueError."""
-        version = state_version(state, (1, 2, 3, STATE_VERSION))
+        version = state_version(state, (1, 2, 3, 4, STATE_VERSION))
         configured = {node.label for node in self.account.nodes}
         now = self.ctx.clock.time()
         waiting = _saved_waits(state.get("waiting"), "waiting", _read_waiting, now)

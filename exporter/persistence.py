@@ -8,7 +8,7 @@ what changed in the cycle. A save that fails or is cancelled makes the next one 
 is the first after a restore from an older, whole-state row.
 
 Each failure is logged, counted (`session_exporter_state_failures_total`) and shown on
-the account's status page until a save succeeds.
+the account's status page until a save succeeds (a failed restore for an hour at least).
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ class Persistence:
                 exc_info=True,
             )
         else:
-            self.metrics.state_saved(common.vendor, common.name)
+            self.metrics.state_saved(common.vendor, common.name, self.clock.time())
 
     async def save_all(self, runners: list[AccountRunner]) -> None:
         """At shutdown: every state is taken first, between two awaits, so that each is

@@ -27,6 +27,10 @@ _DURATION = (
 )
 
 
+# How long the status page keeps showing a failed restore once saves succeed.
+RESTORE_FAILURE_SHOWN = 3600.0
+
+
 @dataclass(frozen=True)
 class StateFailure:
     operation: str  # restore or save
@@ -121,9 +125,15 @@ class SelfMetrics:
         self.account((vendor, account)).state_failure = failure
         self._counted(vendor, account)
 
-    def state_saved(self, vendor: str, account: str) -> None:
+    def state_saved(self, vendor: str, account: str, now: float) -> None:
+        """A save succeeded: a failed save is over. A failed restore stays shown for
+        `RESTORE_FAILURE_SHOWN` after it: the first save comes one interval after it, so
+        whoever opened the page a minute later never saw why the counts started afresh."""
         health = self.health.get((vendor, account))
-        if health is not None:
+        if health is None or health.state_failure is None:
+            return
+        failure = health.state_failure
+        if failure.operation == "save" or now - failure.at >= RESTORE_FAILURE_SHOWN:
             health.state_failure = None
 
     def account(self, key: tuple[str, str]) -> AccountHealth:

@@ -43,7 +43,8 @@ class AccountView:
     series: int | None  # None while the account's next render is pending
     hint: str | None  # what to check now, if anything
     cycles: tuple[CycleRecord, ...]  # newest first
-    # Its state could not be restored or saved (--storage.path), until a save succeeds.
+    # Its state could not be restored or saved (--storage.path), until a save succeeds
+    # (a failed restore for an hour at least).
     state_failure: StateFailure | None = None
 
     @property

@@ -18,7 +18,7 @@ from exporter.dedupe import DedupeFull, KeyJournal, SeenRecords
 from exporter.persistence import Persistence
 from exporter.savedstate import KeyedChanges, SavedState
 from exporter.scheduler import AccountRunner
-from exporter.selfmetrics import SelfMetrics
+from exporter.selfmetrics import RESTORE_FAILURE_SHOWN, SelfMetrics
 from exporter.simulators.clock import FakeClock
 from exporter.storage import StateGap, StateStore
 
@@ -45,6 +45,8 @@ class Remembering:
         self.seen.unsaved()
 
     def restore(self, state: dict[str, Any]) -> None:
+        if not isinstance(state["count"], int):  # as a collector checks before it applies
+            raise ValueError("state count is not a number")
         self.count = state["count"]
         self.seen.load_state(state["seen"])
 
@@ -293,12 +295,30 @@ def test_an_unusable_saved_state_is_counted_as_a_failed_restore(tmp_path: Path) 
     store.save("v", "a", SavedState({"count": "not a number"}, {}), 0.0)
     store.close()
     metrics = SelfMetrics()
-    persistence = Persistence(StateStore(path), FakeClock(60.0), metrics)
-    asyncio.run(persistence.restore(runner(Remembering())))
+    clock = FakeClock(60.0)
+    persistence = Persistence(StateStore(path), clock, metrics)
+    c = Remembering()
+    r = runner(c)
+
+    async def scenario() -> None:
+        await persistence.restore(r)
+        assert metrics.state_failures.values[("v", "a", "restore")] == 1.0
+        shown = metrics.account(("v", "a")).state_failure
+        assert shown is not None and shown.operation == "restore"
+        # The first good save comes an interval later: the failed restore stays shown
+        # (cleared then, nobody opening the page a minute later saw why counts restarted),
+        clock.advance(60.0)
+        c.see([1], clock.time())
+        await persistence.save(r)
+        assert metrics.account(("v", "a")).state_failure == shown
+        # for an hour.
+        clock.advance(RESTORE_FAILURE_SHOWN)
+        c.see([2], clock.time())
+        await persistence.save(r)
+        assert metrics.account(("v", "a")).state_failure is None
+
+    asyncio.run(scenario())
     persistence.close()
-    assert metrics.state_failures.values[("v", "a", "restore")] == 1.0
-    shown = metrics.account(("v", "a")).state_failure
-    assert shown is not None and shown.operation == "restore"
 
 
 def test_a_write_killed_half_way_leaves_the_last_complete_cycle(tmp_path: Path) -> None:

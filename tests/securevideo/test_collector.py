@@ -317,3 +317,31 @@ async def test_a_host_clock_ahead_counts_from_our_start_on_securevideos_clock() 
     assert connected(started, started + 1800) > 0, "sessions connected in the gap"
     counted = total(samples(c.families()), "securevideo_sessions_total")
     assert counted == connected(started, clock.time())
+
+
+async def test_our_clock_a_week_ahead_for_two_cycles_counts_nothing_twice() -> None:
+    # Sessions are forgotten against a horizon our clock sets: a week ahead for two
+    # cycles, it forgot all of today's, and they were counted again once it came back.
+    clock = FakeClock(datetime(2026, 5, 12, 9, tzinfo=UTC).timestamp())
+    sim = SecureVideoSimulator(clock, seed=5)
+    ours = FakeClock(clock.time())
+    started = clock.time()
+    async with harness(ours) as h, served(sim) as url:
+        c = h.collector(account(url))
+        for cycle in range(120):
+            clock.advance(60)
+            ours.step(clock.time() + (7 * 86400 if cycle in (60, 61) else 0))
+            await c.collect(h.upstream)
+        assert h.failures() == {}
+
+    def connected(lo: float, hi: float) -> int:
+        return sum(
+            1
+            for s in sim.world.visible()
+            if s.billable_ms is not None and lo <= s.billable_ms / 1000 <= hi
+        )
+
+    assert connected(started, clock.time() - 3600) > 20
+    assert total(samples(c.families()), "securevideo_sessions_total") == connected(
+        started, clock.time()
+    )

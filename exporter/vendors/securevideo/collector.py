@@ -9,6 +9,7 @@ changes once set: a session older than the window (plus a day of slack) cannot c
 from __future__ import annotations
 
 import asyncio
+import math
 import operator
 from collections import Counter
 from collections.abc import Iterable
@@ -146,6 +147,11 @@ class SecureVideoCollector(AccountCollector):
         self._seen_journal: KeyJournal[int] = KeyJournal()
         self._restored_version: int | None = None
         self._pruned_below: float | None = None  # the horizon `_seen` was last pruned at
+        # The latest BillableTs of a session forgotten: one billed then or before may have
+        # been counted, so it never is again, even once the horizon moves back (our
+        # clock stepped days ahead for a cycle pruned today's sessions, and counted them
+        # all again when it came back).
+        self._forgot_upto = -math.inf
         # Sessions that connected before this are never counted: our start, or with
         # --storage.path the start of the process whose counts we carry on.
         self._counted_from = ctx.started_at - account.lookback
@@ -329,6 +335,11 @@ class SecureVideoCollector(AccountCollector):
             # Only sessions at or after the horizon are ever remembered (below), so there
             # is something to forget only when it moved: once a day, not every cycle.
             kept = {sid: s for sid, s in self._seen.items() if s.billable_ts >= horizon}
+            if len(kept) < len(self._seen):
+                last_forgotten = max(
+                    s.billable_ts for s in self._seen.values() if s.billable_ts < horizon
+                )
+                self._forgot_upto = max(self._forgot_upto, last_forgotten)
             if not self._seen_journal.whole:
                 for sid in self._seen.keys() - kept.keys():
                     self._seen_journal.forgot(sid)
@@ -336,9 +347,12 @@ class SecureVideoCollector(AccountCollector):
             self._seen = kept
             self._pruned_below = horizon
         # Sessions that connected before we started were counted by our predecessor (or
-        # never will be); sessions beyond the horizon were already forgotten and must not
-        # be counted a second time if a vendor ever returns them.
-        eligible_from = max(self._counted_from, horizon)
+        # never will be); sessions beyond the horizon, or billed no later than one that
+        # was forgotten, may have been counted and forgotten, and must not be counted a
+        # second time if a vendor ever returns them.
+        eligible_from = max(
+            self._counted_from, horizon, math.nextafter(self._forgot_upto, math.inf)
+        )
         latest = {r.session_id: r for r in records}
         in_progress = 0
         max_age = self.account.in_progress_max_age

@@ -105,3 +105,20 @@ def assert_feed_matches_between(
         want[key] = want.get(key, 0.0) + 1
     got = {k: v for k, v in completed(c).items() if v}
     assert got == {k: v for k, v in want.items() if v}
+
+
+async def test_our_clock_a_week_ahead_for_two_cycles_neither_loses_nor_counts_twice(
+    h: Harness,
+) -> None:
+    # A week ahead is more than a Date header is believed for (a day): the feed reads to
+    # our now and forgets ids against it. Brought back, it reads from just after the
+    # latest id it forgot, so that what ended meanwhile is read and nothing is read twice.
+    ours = FakeClock(h.clock.time())
+    started = h.clock.time()
+    c, up = h.collector(clock=ours), h.upstream(clock=ours)
+    await run(h, c, up, ours, 90)
+    await run(h, c, up, ours, 2, by=7 * 86400)
+    await run(h, c, up, ours, 60)
+    assert_feed_matches(h, c, started)
+    warned = [kw for _, e, kw in h.log.events if e == "glance_feed_ahead_of_vendor"]
+    assert len(warned) == 1 and warned[0]["ahead_seconds"] > 6 * 86400

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Iterable
 from contextlib import aclosing
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -73,6 +73,10 @@ STATE_VERSION = 3
 OUTCOME_OF_STATUS = {"C": ANSWERED, "X": ANSWERED, "Q": ABANDONED, "T": TIMED_OUT}
 
 POLLED = "polled from the Glance Activity Service in the background"
+
+
+def utc_text(when: float) -> str:
+    return datetime.fromtimestamp(when, UTC).isoformat(timespec="seconds")
 
 
 def day_range(now: float, zone: ZoneInfo) -> tuple[float, float]:
@@ -427,14 +431,13 @@ class GlanceCollector(AccountCollector):
         self.cursor = now
         self._origin = min(self._origin, now)
         self._feed_position = None
-        unread = self._forgotten_below - (now - self.account.feed_overlap)
         self.ctx.log.warning(
             "glance_feed_ahead_of_vendor",
             ahead_seconds=round(ahead),
-            unread_seconds=round(max(0.0, unread)),
-            hint="the feed's cursor was ahead of Glance's clock (its Date header): it "
-            "reads from Glance's now on; sessions that ended in the unread seconds "
-            "before are not counted, since they may have been counted already",
+            next_read_from=utc_text(self._next_read_start()),
+            hint="the feed's cursor was ahead of Glance's clock (its Date header, or ours "
+            "when that is not believed): it reads on from there, and no earlier, since "
+            "the sessions that ended before may have been counted and forgotten",
         )
 
     def _shortest_read(self) -> float:

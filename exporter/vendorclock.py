@@ -29,3 +29,23 @@ def believed_skew(skew: float | None) -> float:
 def vendor_now(now: float, skew: float | None) -> float:
     """Our `now` on the vendor's clock, as far as its Date header is believed."""
     return now + believed_skew(skew)
+
+
+def vendor_latest(now: float, skew: float | None) -> float:
+    """The later of our clock and the vendor's, as its Date says within `MAX_AHEAD`: what
+    the vendor may have recorded up to. A bound for how long to remember what it sent,
+    and for whether a feed position is ahead of it (with our clock behind, a cursor
+    ahead of our clock is not ahead of the vendor's)."""
+    if skew is None or abs(skew) > MAX_AHEAD:
+        return now
+    return now + max(0.0, skew)
+
+
+def skew_when_made(made: tuple[float, float], now: float, monotonic: float, skew: float) -> float:
+    """`believed_skew` as it was at `made` (our wall and monotonic clocks then): the
+    vendor's clock then is its Date now less the monotonic time since. Our clock may have
+    stepped between the two (right at the start, then two hours ahead before the first
+    reply: the start was moved two hours back, and sessions before it were counted)."""
+    made_wall, made_monotonic = made
+    vendor_then = now + skew - (monotonic - made_monotonic)
+    return believed_skew(vendor_then - made_wall)

@@ -4,11 +4,18 @@ neither loses nor counts twice a completed session."""
 
 from __future__ import annotations
 
+from collections import Counter
+
+import pytest
+from aiohttp import web
+
 from exporter.http import Upstream
 from exporter.simulators.clock import FakeClock
+from exporter.simulators.glance import GlanceSimulator
 from exporter.vendors.glance.collector import GlanceCollector
+from exporter.vendors.glance.parser import Session
 
-from .harness import Harness, assert_feed_matches, completed
+from .harness import Harness, assert_feed_matches, completed, start_harness, stop_harness
 from .test_state import through_json
 
 HOUR = 3600.0
@@ -23,6 +30,7 @@ async def run(
     to cycle, as the daemon keeps it, with the skew its last reply measured."""
     for _ in range(cycles):
         h.clock.advance(60)
+        ours.advance(60)  # the monotonic clock runs on whatever the wall clock does
         ours.step(h.clock.time() + by)
         await c.collect(up)
 
@@ -35,6 +43,7 @@ async def test_our_clock_stepping_two_hours_ahead_for_a_cycle_loses_nothing(h: H
     c, up = h.collector(clock=ours), h.upstream(clock=ours)
     await run(h, c, up, ours, 30)
     h.clock.advance(15)
+    ours.advance(15)
     ours.step(h.clock.time() + 2 * HOUR)  # NTP steps us ahead (the skew is of the last cycle)
     await c.collect(up)
     assert c.cursor <= h.clock.time()
@@ -122,3 +131,87 @@ async def test_our_clock_a_week_ahead_for_two_cycles_neither_loses_nor_counts_tw
     assert_feed_matches(h, c, started)
     warned = [kw for _, e, kw in h.log.events if e == "glance_feed_ahead_of_vendor"]
     assert len(warned) == 1 and warned[0]["ahead_seconds"] > 6 * 86400
+
+
+async def test_our_clock_stepping_behind_glances_soon_after_start_counts_nothing_before_it(
+    h: Harness,
+) -> None:
+    # A review found that a cursor ahead of our (behind) clock was taken for one ahead of
+    # Glance's: the origin came back below our start, and 347 sessions that ended before
+    # it were counted.
+    ours = FakeClock(h.clock.time())
+    started = h.clock.time()
+    c, up = h.collector(clock=ours), h.upstream(clock=ours)
+    await run(h, c, up, ours, 30)
+    await run(h, c, up, ours, 60, by=-2 * HOUR)
+    await run(h, c, up, ours, 150)
+    assert_feed_matches(h, c, started)
+    assert not [e for level, e, _ in h.log.events if level == "warning"]
+
+
+async def test_our_clock_stepping_ahead_before_the_first_reply_counts_nothing_before_start(
+    h: Harness,
+) -> None:
+    # Right when the collector was made, 2 h ahead by its first reply: the skew was taken
+    # to have held at the start, which moved 2 h back (847 counted where 370 ended).
+    ours = FakeClock(h.clock.time())
+    started = h.clock.time()
+    c, up = h.collector(clock=ours), h.upstream(clock=ours)
+    await run(h, c, up, ours, 60, by=2 * HOUR)
+    await run(h, c, up, ours, 30)
+    assert_feed_matches(h, c, started)
+
+
+async def test_without_a_date_header_a_cursor_ahead_of_our_clock_comes_back(
+    clock: FakeClock,
+) -> None:
+    # Probe 7's step (2 h ahead for a cycle) with no Date to go by: the cursor stayed in
+    # the future, and 447 of 709 sessions were lost without a word.
+    sim = GlanceSimulator(clock, seed=7)
+    app = sim.app()
+
+    async def no_date(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers["Date"] = "not a date"  # aiohttp always sends one
+
+    app.on_response_prepare.append(no_date)
+    h = await start_harness(clock, sim, app)
+    try:
+        ours = FakeClock(h.clock.time())
+        started = h.clock.time()
+        c, up = h.collector(clock=ours), h.upstream(clock=ours)
+        await run(h, c, up, ours, 30)
+        await run(h, c, up, ours, 1, by=2 * HOUR)
+        await run(h, c, up, ours, 90)
+        assert up.dated_replies == 0
+        assert_feed_matches(h, c, started)
+        warned = [e for _, e, _ in h.log.events if e == "glance_feed_ahead_of_vendor"]
+        assert warned == ["glance_feed_ahead_of_vendor"]
+    finally:
+        await stop_harness(h)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_with_our_clock_behind_a_backfilled_session_is_counted_once(
+    clock: FakeClock, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A review found it: the backfill's ids were kept past our (behind) clock, and the
+    # feed, following that clock, reached a long session's end only after its id was
+    # forgotten, and counted it again (1 to 3 sessions in 7 of 8 seeds).
+    sim = GlanceSimulator(clock, seed=seed)
+    h = await start_harness(clock, sim)
+    try:
+        ours = FakeClock(h.clock.time() - 2 * HOUR)
+        c, up = h.collector(clock=ours, lookback="2h"), h.upstream(clock=ours)
+        times: Counter[int] = Counter()
+        count = c._count
+
+        def counted(session: Session, touched: set[str]) -> None:
+            times[session.id] += 1
+            count(session, touched)
+
+        monkeypatch.setattr(c, "_count", counted)
+        await run(h, c, up, ours, 200, by=-2 * HOUR)
+    finally:
+        await stop_harness(h)
+    assert len(times) > 500
+    assert [sid for sid, n in times.items() if n > 1] == []

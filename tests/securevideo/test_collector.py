@@ -330,6 +330,7 @@ async def test_our_clock_a_week_ahead_for_two_cycles_counts_nothing_twice() -> N
         c = h.collector(account(url))
         for cycle in range(120):
             clock.advance(60)
+            ours.advance(60)
             ours.step(clock.time() + (7 * 86400 if cycle in (60, 61) else 0))
             await c.collect(h.upstream)
         assert h.failures() == {}
@@ -345,3 +346,28 @@ async def test_our_clock_a_week_ahead_for_two_cycles_counts_nothing_twice() -> N
     assert total(samples(c.families()), "securevideo_sessions_total") == connected(
         started, clock.time()
     )
+
+
+async def test_a_clock_step_before_the_first_reply_counts_nothing_from_before_our_start() -> None:
+    # A review found it: right when the collector was made, 2 h ahead by the first reply,
+    # the skew was taken to have held at the start, which moved 2 h back (710 counted
+    # where 302 connected since).
+    clock = FakeClock(datetime(2026, 5, 12, 14, tzinfo=UTC).timestamp())
+    sim = SecureVideoSimulator(clock, seed=5)
+    ours = FakeClock(clock.time())
+    started = clock.time()
+    async with harness(ours) as h, served(sim) as url:
+        c = h.collector(account(url))
+        for _ in range(90):
+            clock.advance(60)
+            ours.advance(60)
+            ours.step(clock.time() + 2 * 3600)
+            await c.collect(h.upstream)
+
+    connected = sum(
+        1
+        for s in sim.world.visible()
+        if s.billable_ms is not None and started <= s.billable_ms / 1000 <= clock.time()
+    )
+    assert connected > 50
+    assert total(samples(c.families()), "securevideo_sessions_total") == connected

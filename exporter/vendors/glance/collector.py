@@ -29,7 +29,7 @@ from ...statecheck import (
     saved_histogram,
     state_version,
 )
-from ...vendorclock import AHEAD_TOLERANCE, believed_skew, vendor_now
+from ...vendorclock import AHEAD_TOLERANCE, skew_when_made, vendor_latest, vendor_now
 from ..base import AccountCollector, CollectorContext
 from .client import (
     COMPLETED,
@@ -129,8 +129,9 @@ class GlanceCollector(AccountCollector):
         # (`_forgot_until`).
         self._forgotten_below = float("-inf")
         # Whether the feed's start was set on the vendor's clock (at its first Date header)
-        # or restored: until then it is on ours.
+        # or restored: until then it is on ours, as it was when this collector was made.
         self._aligned = False
+        self._made_at = (ctx.clock.time(), ctx.clock.monotonic())
 
         self._current: dict[LabelValues, float] | None = None
         self._guests: dict[LabelValues, float] = {}
@@ -181,8 +182,9 @@ class GlanceCollector(AccountCollector):
                 self._collect_feed(upstream, now),
             )
         finally:
-            if upstream.dated_replies != dated:  # a Date of this cycle: Glance's clock now
-                self._keep_to_vendor_clock(upstream.clock_skew)
+            # A skew measured in an earlier cycle says nothing of a clock stepped since.
+            fresh = upstream.dated_replies != dated
+            self._keep_to_vendor_clock(upstream.clock_skew if fresh else None)
 
     async def _collect_active(self, upstream: Upstream, now: float) -> None:
         reply = await self.client.active_sessions(upstream)
@@ -328,6 +330,10 @@ class GlanceCollector(AccountCollector):
     async def _collect_backfill(
         self, upstream: Upstream, budget: PageBudget, now: float
     ) -> UpstreamError | None:
+        # Its ids are kept past the latest Glance may have recorded: with our clock behind
+        # Glance's, the feed reached a long session's end only after its id was forgotten,
+        # and counted it a second time.
+        now = max(now, vendor_latest(self.ctx.clock.time(), upstream.clock_skew))
         began = self._began
         position = self._backfill_position
         if position is None:
@@ -402,42 +408,46 @@ class GlanceCollector(AccountCollector):
         self._forgotten_below = max(self._forgotten_below, forgotten)
 
     def _keep_to_vendor_clock(self, skew: float | None) -> None:
-        """Move the feed back to Glance's clock where it is ahead of it.
+        """Keep the feed to Glance's clock: `skew` as this cycle's replies measured it, or
+        None when none had a Date (our clock is all there is).
 
-        At the first Date of a fresh start (ours ahead of Glance's when we started): the
-        start, the origin and the cursor by the skew, so that what ended since we started
-        on Glance's clock, and the lookback before it, is read (again: the ids of what
-        was counted are remembered). Later (a restored cursor, Glance's clock stepped
-        back): the cursor to Glance's now, with a warning; `_next_read_start` keeps the
-        next read clear of forgotten ids, and what ended before that is not read."""
-        now = vendor_now(self.ctx.clock.time(), skew)
-        if not self._aligned:
+        At the first Date of a fresh start, with our clock ahead of Glance's when this
+        collector was made: the start, the origin and the cursor by that skew, so that
+        what ended since we started on Glance's clock, and the lookback before it, is
+        read (again: what was counted is remembered). Later, a cursor ahead of Glance's
+        clock (a restored one, Glance's clock stepped back, ours more than a day ahead
+        for a while) comes back to Glance's now, never before the origin, with a
+        warning; `_next_read_start` keeps the next read clear of forgotten ids."""
+        wall, monotonic = self.ctx.clock.time(), self.ctx.clock.monotonic()
+        if not self._aligned and skew is not None:
             self._aligned = True
-            shift = believed_skew(skew)
+            shift = skew_when_made(self._made_at, wall, monotonic, skew)
             if shift < -AHEAD_TOLERANCE:
                 self._began += shift
                 self._origin += shift
                 self.cursor = self._origin
                 self._feed_position = self._backfill_position = None
+                self._backfill_pending = self.account.lookback > 0  # its range moved too
                 self.ctx.log.info(
                     "glance_feed_started_on_vendor_clock",
                     behind_seconds=round(-shift),
-                    hint="this host's clock is ahead of Glance's (its Date header)",
+                    hint="this host's clock was ahead of Glance's (its Date header)",
                 )
                 return
-        ahead = self.cursor - now
-        if ahead <= AHEAD_TOLERANCE:
+        ahead = self.cursor - vendor_latest(wall, skew)
+        back_to = max(self._origin, vendor_now(wall, skew))
+        if ahead <= AHEAD_TOLERANCE or back_to >= self.cursor:
             return
-        self.cursor = now
-        self._origin = min(self._origin, now)
+        self.cursor = back_to
         self._feed_position = None
         self.ctx.log.warning(
             "glance_feed_ahead_of_vendor",
             ahead_seconds=round(ahead),
             next_read_from=utc_text(self._next_read_start()),
             hint="the feed's cursor was ahead of Glance's clock (its Date header, or ours "
-            "when that is not believed): it reads on from there, and no earlier, since "
-            "the sessions that ended before may have been counted and forgotten",
+            "without one or when it is not believed): it reads on from there, and no "
+            "earlier, since the sessions that ended before may have been counted and "
+            "forgotten",
         )
 
     def _shortest_read(self) -> float:

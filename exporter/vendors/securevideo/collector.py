@@ -36,7 +36,7 @@ from ...statecheck import (
     saved_histogram,
     state_version,
 )
-from ...vendorclock import AHEAD_TOLERANCE, believed_skew
+from ...vendorclock import AHEAD_TOLERANCE, skew_when_made
 from ..base import APPLY_CHUNK, AccountCollector, CollectorContext
 from .client import FEED, MONTH, HistoryClient, day_start, feed_window, month_start, utc_day
 from .config import MAX_FEED_DAYS, SecureVideoAccount
@@ -163,8 +163,9 @@ class SecureVideoCollector(AccountCollector):
         # A lookback beyond the rolling window is read once, like a restart's catch-up.
         self._catch_up_from: float | None = self._counted_from if account.lookback else None
         # Whether `_counted_from` is on SecureVideo's clock (set at the first feed reply,
-        # or restored): until then it is on ours.
+        # or restored): until then it is on ours, as it was when this collector was made.
         self._aligned = False
+        self._made_at = (ctx.clock.time(), ctx.clock.monotonic())
         self.in_progress: int | None = None
         self.month: dict[str, int] | None = None
         self._month_key: str | None = None
@@ -183,28 +184,15 @@ class SecureVideoCollector(AccountCollector):
             self.month, self._month_key, self._month_fetched_at = None, key, None
             self._month_retry_at, self._month_failures = None, 0
         start = self._catch_up_start(now)
-        # The extra argument only when catching up: stand-in clients (tests) keep the
-        # two-argument form.
-        try:
-            page = await (
-                self.client.feed(upstream, now)
-                if start is None
-                else self.client.feed(upstream, now, start)
-            )
-        except UpstreamError as exc:
-            if start is not None and exc.reason == "limit_exceeded":
-                # A catch-up too big for one reply would fail every cycle for good: give
-                # it up (those days are lost, and said so) and carry on with the window.
-                self._catch_up_from = self._fed_until = None
-                self.ctx.log.warning(
-                    "securevideo_catch_up_truncated",
-                    lost_before=feed_window(now, self.account.feed_days)[0].isoformat(),
-                    hint="the catch-up reply was over max_records_per_reply",
-                )
-            raise
+        page = await self._fetch_feed(upstream, now, start)
+        if not self._aligned and self._count_from_vendor_clock(upstream.clock_skew):
+            # Our start moved back, and a lookback with it: ask again if its catch-up now
+            # begins on an earlier day than the reply covers.
+            again = self._catch_up_start(now)
+            if again is not None and (start is None or again < start):
+                start = again
+                page = await self._fetch_feed(upstream, now, start)
         self._reject_bad(page)
-        if not self._aligned:
-            self._count_from_vendor_clock(upstream.clock_skew)
         try:
             await self._apply_feed(page.records, now, start)
         except DedupeFull as exc:
@@ -241,23 +229,49 @@ class SecureVideoCollector(AccountCollector):
         self.month = self._month_counts(counts)
         self._month_fetched_at, self._month_retry_at, self._month_failures = now, None, 0
 
-    def _count_from_vendor_clock(self, skew: float | None) -> None:
+    async def _fetch_feed(self, upstream: Upstream, now: float, start: date | None) -> HistoryPage:
+        # The extra argument only when catching up: stand-in clients (tests) keep the
+        # two-argument form.
+        try:
+            return await (
+                self.client.feed(upstream, now)
+                if start is None
+                else self.client.feed(upstream, now, start)
+            )
+        except UpstreamError as exc:
+            if start is not None and exc.reason == "limit_exceeded":
+                # A catch-up too big for one reply would fail every cycle for good: give
+                # it up (those days are lost, and said so) and carry on with the window.
+                self._catch_up_from = self._fed_until = None
+                self.ctx.log.warning(
+                    "securevideo_catch_up_truncated",
+                    lost_before=feed_window(now, self.account.feed_days)[0].isoformat(),
+                    hint="the catch-up reply was over max_records_per_reply",
+                )
+            raise
+
+    def _count_from_vendor_clock(self, skew: float | None) -> bool:
         """At the first feed reply, before anything is counted: our start on SecureVideo's
-        clock, when its Date is behind ours. With our clock 30 minutes ahead, the sessions
-        that connected in those 30 minutes after we started were never counted, even once
-        the clocks agreed."""
+        clock when its Date says it was behind ours when this collector was made; True if
+        that moved it. With our clock 30 minutes ahead, the sessions that connected in
+        those 30 minutes after we started were never counted, even once the clocks
+        agreed. A reply without a Date changes nothing: the next one may have one."""
+        if skew is None:
+            return False
         self._aligned = True
-        shift = believed_skew(skew)
+        clock = self.ctx.clock
+        shift = skew_when_made(self._made_at, clock.time(), clock.monotonic(), skew)
         if shift >= -AHEAD_TOLERANCE:
-            return
+            return False
         self._counted_from += shift
         if self._catch_up_from is not None:
             self._catch_up_from += shift
         self.ctx.log.info(
             "securevideo_counting_from_vendor_clock",
             behind_seconds=round(-shift),
-            hint="this host's clock is ahead of SecureVideo's (its Date header)",
+            hint="this host's clock was ahead of SecureVideo's (its Date header)",
         )
+        return True
 
     def _month_failed(self, now: float, exc: UpstreamError) -> None:
         self._month_failures += 1

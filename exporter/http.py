@@ -26,6 +26,7 @@ import aiohttp
 from multidict import CIMultiDictProxy
 
 from .admission import Admission
+from .contentcoding import ACCEPT_ENCODING, BodyDecoder, CutShort, Undecodable
 from .errors import ParseError, UpstreamError
 from .history import AccountHistory, RequestRecord, count_records, safe_text
 from .logs import get_logger
@@ -78,8 +79,10 @@ def new_client_session() -> aiohttp.ClientSession:
         # No pool-wide cap: the per-vendor admissions bound concurrency, and a global cap
         # would make one busy vendor's accounts wait on another's.
         connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300),
-        headers={"User-Agent": "session-exporter"},
-        auto_decompress=True,
+        # Bodies are decoded by `contentcoding`, a bounded piece at a time, their end
+        # checked: aiohttp took a cut gzip stream for a whole body.
+        headers={"User-Agent": "session-exporter", "Accept-Encoding": ACCEPT_ENCODING},
+        auto_decompress=False,
     )
 
 
@@ -474,23 +477,35 @@ class Upstream:
         declared = response.content_length
         if declared is not None and declared > self._max_body:
             raise self.error(operation, "body_too_large", f"reply declares {declared} bytes")
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.content.iter_chunked(65536):
-            size += len(chunk)
-            if size > self._max_body:
-                raise self.error(
-                    operation, "body_too_large", f"reply exceeds {self._max_body} bytes"
-                )
-            chunks.append(chunk)
-        return tuple(chunks)
+        return tuple([chunk async for chunk in self._chunks(operation, response, self._max_body)])
 
     async def _chunks(
         self, operation: str, response: aiohttp.ClientResponse, max_bytes: int
     ) -> AsyncIterator[bytes]:
+        """The body as it arrives, decoded (`contentcoding`), at most `max_bytes` of it."""
         size = 0
-        async for chunk in response.content.iter_chunked(65536):
-            size += len(chunk)
-            if size > max_bytes:
-                raise self.error(operation, "body_too_large", f"reply exceeds {max_bytes} bytes")
-            yield chunk
+        try:
+            decoder = BodyDecoder(response.headers.get("Content-Encoding"))
+            async for chunk in response.content.iter_chunked(65536):
+                for count, piece in enumerate(decoder.feed(chunk)):
+                    if count:
+                        await asyncio.sleep(0)  # a piece inflated: scrapes go in between
+                    size += len(piece)
+                    if size > max_bytes:
+                        raise self.error(
+                            operation, "body_too_large", f"reply exceeds {max_bytes} bytes"
+                        )
+                    yield piece
+            decoder.finish()
+        except Undecodable as exc:
+            raise self.error(
+                operation,
+                "connection",
+                f"reply body cannot be decoded as its Content-Encoding says ({exc.coding})",
+            ) from None
+        except CutShort as exc:
+            raise self.error(
+                operation,
+                "connection",
+                f"reply body was cut short (its {exc.coding} stream ends early)",
+            ) from None

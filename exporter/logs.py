@@ -12,7 +12,7 @@ import structlog
 from structlog.types import EventDict, WrappedLogger
 
 from .sanitize import clean_text
-from .scrub import BIDI_CONTROLS, scrub
+from .scrub import BIDI_CONTROLS, INVISIBLE, scrub
 
 # Longest value of one log field; vendor text beyond it is cut (tracebacks are exempt).
 MAX_FIELD_LENGTH = 512
@@ -109,7 +109,7 @@ def get_logger(**bindings: object) -> structlog.stdlib.BoundLogger:
 # Control characters but line feed and tab (which both renderers handle): logfmt writes
 # them raw, and an ESC sequence in a vendor string would drive the terminal reading it.
 # The bidirectional overrides too: U+202E shows the rest of the line backwards.
-_CONTROL = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{BIDI_CONTROLS}]")
+_CONTROL = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{BIDI_CONTROLS}{INVISIBLE}]")
 
 
 def _escaped(match: re.Match[str]) -> str:

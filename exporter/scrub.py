@@ -14,6 +14,7 @@ import contextlib
 import html
 import re
 import threading
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from urllib.parse import quote, quote_from_bytes, quote_plus
@@ -27,6 +28,25 @@ MIN_FRAGMENT = 4
 # Pieces of secrets cut off the end of one text at the most (`without_trailing_fragment`).
 FRAGMENT_PASSES = 4
 
+# Byte order marks of the encodings a vendor's error body may come in, longest first.
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+# The bidirectional embeddings, overrides and isolates (U+202E shows what follows
+# backwards), and with C0, DEL and C1 (\x9b is a CSI) every character no vendor string
+# is shown with: each the inside of a regex character class.
+BIDI_CONTROLS = "\u202a-\u202e\u2066-\u2069"
+# Invisible format characters that no text needs shown: the soft hyphen, zero-width
+# spaces, the word joiner, the BOM (`Wai\u00adting` read exactly as `Waiting` on a
+# page). Not the zero-width joiners and direction marks: emoji and right-to-left text
+# are written with them.
+INVISIBLE = "\u00ad\u180e\u200b\u2060-\u2064\ufeff"
+UNSHOWABLE = "\x00-\x1f\x7f-\x9f" + BIDI_CONTROLS + INVISIBLE
+
 
 def encodings(value: str) -> set[str]:
     """The forms `value` takes on the wire: raw, URL and form encoded, base64 (padded or
@@ -34,6 +54,8 @@ def encodings(value: str) -> set[str]:
     an HTML or XML error page quotes it (`markup_forms`)."""
     forms = {value, quote(value, safe=""), quote_plus(value), quote(value)}
     raw = value.encode("utf-8", "surrogatepass")
+    # Every byte percent-encoded, and in hex (probe 8 saw both reach the log whole).
+    forms.update({"".join(f"%{byte:02X}" for byte in raw), raw.hex()})
     for b64 in (base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()):
         for form in (b64, b64.rstrip("=")):
             forms.update({form, quote(form, safe=""), quote_plus(form)})
@@ -117,9 +139,28 @@ def _unwrapped(text: str) -> str:
     )
 
 
+# Characters of Unicode's format category a vendor may put inside a secret without
+# changing how it looks: zero-width spaces and joiners, the soft hyphen, the BOM.
+_FORMAT_CHARS = re.compile(f"[{INVISIBLE}\u200c-\u200f]+")
+
+
+def _normalized(text: str) -> str:
+    """`text` as it looks: NFKC (full-width letters, a no-break space, read as their
+    plain selves) and without invisible format characters; `text` itself, the same
+    object, if that changes nothing (ASCII text never changes)."""
+    if text.isascii():
+        return text
+    result = _FORMAT_CHARS.sub("", unicodedata.normalize("NFKC", text))
+    return text if result == text else result
+
+
 def _readings(text: str) -> Iterator[str]:
     """`text` as read with its escapes decoded, with its lines joined, and both ways
-    round (a break may fall inside an escape): each that differs from it."""
+    round (a break may fall inside an escape), and as it looks (`_normalized`): each
+    that differs from it."""
+    normalized = _normalized(text)
+    if normalized is not text:
+        yield normalized
     unescaped = _unescaped(text)
     if unescaped is not text:
         yield unescaped
@@ -371,19 +412,6 @@ def fragment_start(forms: Forms, folded: str) -> int | None:
     return None
 
 
-# Byte order marks of the encodings a vendor's error body may come in, longest first.
-_BOMS = (
-    (codecs.BOM_UTF32_LE, "utf-32"),
-    (codecs.BOM_UTF32_BE, "utf-32"),
-    (codecs.BOM_UTF8, "utf-8-sig"),
-    (codecs.BOM_UTF16_LE, "utf-16"),
-    (codecs.BOM_UTF16_BE, "utf-16"),
-)
-# The bidirectional embeddings, overrides and isolates (U+202E shows what follows
-# backwards), and with C0, DEL and C1 (\x9b is a CSI) every character no vendor string
-# is shown with: each the inside of a regex character class.
-BIDI_CONTROLS = "\u202a-\u202e\u2066-\u2069"
-UNSHOWABLE = "\x00-\x1f\x7f-\x9f" + BIDI_CONTROLS
 _CONTROL = re.compile(f"[{UNSHOWABLE}]+")
 
 

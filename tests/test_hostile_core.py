@@ -99,6 +99,32 @@ def test_a_secret_written_with_escapes_is_scrubbed(quoted: str) -> None:
     assert scrub.contains_secret(text)
 
 
+SPELLED_KEY = "RSCauthZq9x7Kp2"
+
+
+@pytest.mark.parametrize(
+    "quoted",
+    [
+        "".join(f"%{b:02X}" for b in SPELLED_KEY.encode()),  # every byte percent-encoded
+        "".join(f"%{b:02x}" for b in SPELLED_KEY.encode()),
+        SPELLED_KEY.encode().hex(),
+        SPELLED_KEY.encode().hex().upper(),
+        "".join(chr(ord(c) + 0xFEE0) for c in SPELLED_KEY),  # full-width letters
+        "\u200b".join(SPELLED_KEY),  # a zero-width space between each character
+        SPELLED_KEY[:6] + "\u00ad" + SPELLED_KEY[6:],  # a soft hyphen
+        SPELLED_KEY[:6] + "\u2060" + SPELLED_KEY[6:],  # a word joiner
+    ],
+)
+def test_a_secret_spelled_another_way_is_scrubbed(quoted: str) -> None:
+    # Probe 8: each of these reached the log, the pages and their JSON whole.
+    Secret(SPELLED_KEY)
+    text = f"401: authcode {quoted} is not valid for node 337366"
+    scrubbed = scrub.scrub(text)
+    assert scrub.REDACTED in scrubbed
+    assert "Zq9x7" not in scrubbed and quoted not in scrubbed
+    assert "337366" in scrubbed
+
+
 NON_ASCII_KEY = "Schlüssel-Zq81é"
 
 
@@ -284,6 +310,11 @@ def test_control_characters_never_reach_a_terminal_from_a_log_or_a_label() -> No
         "\U0001f469\u200d\U0001f4bb Zoom",
         False,
     )  # a joiner is no control
+    # Probe 8: `Wai\u00adting` showed exactly as `Waiting`, though it is no such status.
+    assert label_value("Wai\u00adting") == ("Wai ting", False)
+    assert label_value("Act\u200bive\ufeff") == ("Act ive ", False)
+    logged = scrub_fields(None, "warning", {"event": "x", "status": "Wai\u00adting"})
+    assert logged["status"] == "Wai\\xadting"
 
 
 def test_bidirectional_overrides_never_reorder_a_log_line_a_label_or_an_excerpt() -> None:

@@ -119,6 +119,13 @@ RULES: tuple[Rule, ...] = (
         message=_re(r"name resolution|not known|resolve|getaddrinfo"),
     ),
     Rule(
+        "The cycle ran past cycle_timeout (at most 90% of interval, never below timeout) "
+        "with a reply still coming in: the vendor is slow rather than unreachable. The "
+        "requests below say which; raise interval (or cycle_timeout).",
+        reason="timeout",
+        operation="cycle",
+    ),
+    Rule(
         "No reply in time: check that base_url is reachable from this host, or raise "
         "timeout (or cycle_timeout).",
         reason="timeout",

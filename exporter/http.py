@@ -149,6 +149,15 @@ def _undecodable(exc: aiohttp.ClientError) -> str | None:
     return f"reply body cannot be decoded as its Content-Encoding says ({match.group(1)})"
 
 
+_CANCELLED = (
+    "stopped before the reply was read: the cycle's deadline passed, or the exporter is stopping"
+)
+_UNREADABLE_HTTP = (
+    "reply is not readable HTTP: its status line, headers or chunked framing are "
+    "malformed or too large"
+)
+
+
 def reason_for_status(status: int) -> str:
     """The failure reason of a status the caller did not expect."""
     if status in (401, 403):
@@ -354,6 +363,11 @@ class Upstream:
             except UpstreamError as exc:
                 self._note(operation, method, started, None, exc.reason, exc.message)
                 raise
+            except asyncio.CancelledError:
+                # Counted as sent above: shown too, or the page had no trace of a reply
+                # still dripping in when the cycle's deadline stopped it (probe 8).
+                self._note(operation, method, started, None, "cancelled", _CANCELLED)
+                raise
             if reply.status not in ok_statuses:
                 retry_after = parse_retry_after(reply.headers.get("Retry-After"), self._wall_time())
                 # The vendor's own words where it gave some: what the vendor's reader
@@ -413,8 +427,10 @@ class Upstream:
                 operation, "connection", f"proxy refused the tunnel (HTTP {exc.status})"
             ) from None
         except aiohttp.ClientResponseError as exc:
-            # aiohttp's own status for a reply it could not read, not the vendor's.
-            message = _undecodable(exc) or f"bad HTTP reply ({exc.status})"
+            # aiohttp's own status for a reply it could not read, not the vendor's: "bad
+            # HTTP reply (400)" read as if the vendor had sent a 400 (probe 8: a 1 MB
+            # header, 20,000 headers, a bad chunk size).
+            message = _undecodable(exc) or _UNREADABLE_HTTP
             raise self.error(operation, "connection", message) from None
         except aiohttp.ClientConnectorCertificateError as exc:
             # Named apart from other connection failures: the fix (clock, CA bundle, an

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import tracemalloc
 import zlib
 
@@ -8,6 +9,7 @@ from aiohttp import web
 
 from exporter.admission import Admission
 from exporter.errors import UpstreamError
+from exporter.history import AccountHistory
 from exporter.http import Upstream, new_client_session, parse_retry_after
 from exporter.selfmetrics import SelfMetrics
 
@@ -139,3 +141,55 @@ def test_retry_after_forms() -> None:
     assert parse_retry_after("Thu, 01 Jan 1970 00:02:00 GMT", 60) == 60
     assert parse_retry_after("soon", 0) is None
     assert parse_retry_after(None, 0) is None
+
+
+async def test_a_request_stopped_mid_reply_is_on_the_accounts_page() -> None:
+    # Probe 8: a reply still dripping in when the cycle's deadline stopped it was counted
+    # as sent, but the account's page listed no request at all.
+    replying, never = asyncio.Event(), asyncio.Event()
+
+    async def drip(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(b"OK\r\n")
+        replying.set()
+        await never.wait()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/drip", drip)
+    history = AccountHistory()
+    history.begin(0.0)
+    async with serve_app(app) as url, new_client_session() as session:
+        upstream = Upstream(
+            session,
+            vendor="v",
+            account="a",
+            timeout=30,
+            admission=Admission(1),
+            metrics=SelfMetrics(),
+            max_body_bytes=2048,
+            wall_time=lambda: 0.0,
+            history=history,
+        )
+        fetch = asyncio.create_task(upstream.fetch("op", "GET", url + "/drip"))
+        await replying.wait()
+        fetch.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await fetch
+        never.set()
+    assert history.current is not None
+    (record,) = history.current.requests
+    assert (record.operation, record.reason) == ("op", "cancelled")
+    assert record.error is not None and "deadline" in record.error
+
+
+async def test_a_reply_aiohttp_cannot_read_is_not_called_a_vendors_400() -> None:
+    async def huge_header(request: web.Request) -> web.Response:
+        return web.Response(text="OK", headers={"X-Big": "x" * 20_000})
+
+    app = web.Application()
+    app.router.add_get("/big-header", huge_header)
+    error, _ = await failed_fetch(app, "/big-header")
+    assert error.reason == "connection"
+    assert "400" not in error.message and "not readable HTTP" in error.message

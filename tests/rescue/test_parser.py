@@ -176,6 +176,20 @@ def test_a_wrapped_header_that_lists_a_column_twice_is_a_parse_error() -> None:
         parse_sessions(body)
 
 
+@pytest.mark.parametrize("twice", ["Status", "ID", "Waiting Time", "waiting time"])
+def test_a_header_naming_a_read_column_twice_is_a_parse_error(twice: str) -> None:
+    # Probe 8: the first of the two was read, silently, whichever held the values.
+    header = b"ID|Status|Waiting Time|" + twice.encode() + b"|"
+    with pytest.raises(ParseError, match="column twice"):
+        parse_sessions(b"OK\r\n\r\n" + header + b"\r\n1|Waiting|5|x|\r\n")
+
+
+def test_a_column_not_read_may_come_twice() -> None:
+    header = b"ID|Status|Custom Field 0|Custom Field 0|"
+    table = parse_sessions(b"OK\r\n\r\n" + header + b"\r\n1|Waiting|a|b|\r\n")
+    assert [(s.id, s.status) for s in table.sessions] == [("1", "Waiting")]
+
+
 def test_a_no_break_space_after_the_last_pipe_is_no_truncation() -> None:
     table = parse_sessions(capture(ROW_1, ROW_2 + b"\xc2\xa0"))
     assert [s.id for s in table.sessions] == ["1663112", "1663115"]
@@ -599,6 +613,14 @@ def session_v3(
 def test_soap_both_envelopes(envelope: str) -> None:
     result = parse_soap_sessions(soap(session_v3(), envelope))
     assert [(s.id, s.status) for s in result.sessions] == [("1", "Waiting")]
+
+
+def test_a_soap_field_given_twice_takes_the_first_and_counts_the_doubt() -> None:
+    # Probe 8: the last of two bStatus (and of two iID) was taken, silently.
+    extra = "<bStatus>SESSION_ACTIVE</bStatus><iID>2</iID>"
+    result = parse_soap_sessions(soap(session_v3(extra=extra)))
+    assert [(s.id, s.status) for s in result.sessions] == [("1", "Waiting")]
+    assert result.invalid_values == 2
 
 
 def test_soap_status_comes_from_the_enum_not_the_display_string() -> None:

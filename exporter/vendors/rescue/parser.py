@@ -450,10 +450,30 @@ def _wrapped_header(lines: list[str]) -> list[str]:
     return header
 
 
+# The columns read, by their normalised name (`_norm`), as the document names them.
+_READ_COLUMNS = {
+    _name.replace(" ", "").casefold(): _name
+    for _name in (
+        "ID",
+        "Status",
+        "Waiting Time",
+        "Start Time",
+        "Entry ID",
+        "Entry",
+        "Technician ID",
+        "Technician",
+        "Is Lead Technician",
+    )
+}
+
+
 def _sessions(header: list[str], rows: list[list[str]], shifted: int, zone: tzinfo) -> SessionList:
     index: dict[str, int] = {}
     for i, name in enumerate(header):
-        index.setdefault(_norm(name), i)
+        if index.setdefault(_norm(name), i) != i and _norm(name) in _READ_COLUMNS:
+            # Which of the two holds the value is anybody's guess, for every row: a
+            # reply read from the wrong one would count every session wrong, silently.
+            raise ParseError(f"table header names the {_READ_COLUMNS[_norm(name)]} column twice")
     if "id" not in index or "status" not in index:
         raise ParseError("table header has no ID or Status column")
 
@@ -741,6 +761,7 @@ SOAP_COLUMNS = {
     "iWaitingTimeInSec": "Waiting Time",
     "bIsLead": "Is Lead Technician",
 }
+_SOAP_READ = frozenset([*SOAP_COLUMNS, "sStatus"])
 
 
 def parse_soap_sessions(
@@ -758,11 +779,13 @@ def parse_soap_sessions(
     builder = _Builder(zone)
     builder.invalid_records += others
     for row in rows:
-        values = {
-            etree.QName(e).localname: clean_text((e.text or "").strip())
-            for e in row
-            if isinstance(e.tag, str) and e.tag.startswith(_API)
-        }
+        values: dict[str, str] = {}
+        for e in row:
+            if isinstance(e.tag, str) and e.tag.startswith(_API):
+                name, text = etree.QName(e).localname, clean_text((e.text or "").strip())
+                if values.setdefault(name, text) != text and name in _SOAP_READ:
+                    # The first is taken, as from a text table, and the doubt counted.
+                    builder.invalid_values += 1
         enum = values.get("bStatus", "")
         # The enum is the language-independent truth; an enum value we have not placed is
         # kept verbatim (and counted as unrecognised by the collector), and only a missing

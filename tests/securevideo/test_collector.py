@@ -371,3 +371,26 @@ async def test_a_clock_step_before_the_first_reply_counts_nothing_from_before_ou
     )
     assert connected > 50
     assert total(samples(c.families()), "securevideo_sessions_total") == connected
+
+
+async def test_a_one_day_window_follows_securevideos_day_with_our_clock_ahead() -> None:
+    # A review found it: with feed_days 1 and our clock 30 minutes ahead at 23:50, the
+    # window was our clock's day, tomorrow's, and 34 of 105 sessions were lost.
+    clock = FakeClock(datetime(2026, 5, 12, 23, 50, tzinfo=UTC).timestamp())
+    sim = SecureVideoSimulator(clock, seed=5)
+    ours = FakeClock(clock.time() + 1800)
+    started = clock.time()
+    async with harness(ours) as h, served(sim) as url:
+        c = h.collector(account(url, feed_days=1))
+        for _ in range(60):
+            clock.advance(60)
+            ours.advance(60)
+            await c.collect(h.upstream)
+
+    connected = sum(
+        1
+        for s in sim.world.visible()
+        if s.billable_ms is not None and started <= s.billable_ms / 1000 <= clock.time()
+    )
+    assert connected > 20
+    assert total(samples(c.families()), "securevideo_sessions_total") == connected

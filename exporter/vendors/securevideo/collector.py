@@ -36,7 +36,7 @@ from ...statecheck import (
     saved_histogram,
     state_version,
 )
-from ...vendorclock import AHEAD_TOLERANCE, skew_when_made
+from ...vendorclock import AHEAD_TOLERANCE, believed_skew, skew_when_made
 from ..base import APPLY_CHUNK, AccountCollector, CollectorContext
 from .client import FEED, MONTH, HistoryClient, day_start, feed_window, month_start, utc_day
 from .config import MAX_FEED_DAYS, SecureVideoAccount
@@ -175,7 +175,12 @@ class SecureVideoCollector(AccountCollector):
         self._month_failures = 0
 
     async def collect(self, upstream: Upstream) -> None:
+        # On SecureVideo's clock where its Date says ours is ahead (as the last reply
+        # measured it): its days make the feed's window, its month the usage gauge. With
+        # feed_days 1 and our clock 30 minutes ahead at 23:50, the window was tomorrow's.
         now = self.ctx.clock.time()
+        if (skew := believed_skew(upstream.clock_skew)) < -AHEAD_TOLERANCE:
+            now += skew
         began = asyncio.get_running_loop().time()
         key = month_start(now).isoformat()
         if key != self._month_key:

@@ -18,6 +18,12 @@ from collections.abc import Iterator
 
 ACCEPT_ENCODING = "gzip, deflate"
 PIECE = 1 << 20  # bytes inflated at most per step
+# gzip members in one body at the most, as aiohttp allows: each costs a new inflater,
+# and a body of 20-byte empty members was never capped by its decoded size.
+MAX_MEMBERS = 1024
+# What a server may put after the end of a compressed stream without it being another
+# stream: a line break, blanks, zero padding (aiohttp took a gzip body and a newline).
+_PADDING = b"\r\n\t \x00"
 # Names for messages: "br" alone would mean little to whoever reads the log.
 _SPOKEN = {"br": "brotli", "x-gzip": "gzip"}
 
@@ -46,6 +52,7 @@ class _Inflater:
         self._gzip = coding in ("gzip", "x-gzip")
         self._raw = False  # deflate sent without its zlib wrapper
         self._started = False  # some input came
+        self._members = 1
         self._zlib = self._new()
 
     def _new(self) -> zlib._Decompress:
@@ -63,8 +70,11 @@ class _Inflater:
                 self._zlib = self._new()
         while data:
             if self._zlib.eof:
-                if not self._gzip:
+                if not data.strip(_PADDING):
+                    return  # padding after the last stream
+                if not self._gzip or self._members >= MAX_MEMBERS:
                     raise Undecodable(self.coding)  # bytes after the end of the stream
+                self._members += 1
                 self._zlib = self._new()  # a further gzip member
             try:
                 yield self._zlib.decompress(data, PIECE)

@@ -119,9 +119,10 @@ RULES: tuple[Rule, ...] = (
         message=_re(r"name resolution|not known|resolve|getaddrinfo"),
     ),
     Rule(
-        "The cycle ran past cycle_timeout (at most 90% of interval, never below timeout) "
-        "with a reply still coming in: the vendor is slow rather than unreachable. The "
-        "requests below say which; raise interval (or cycle_timeout).",
+        "The whole cycle ran past cycle_timeout (at most 90% of interval, never below "
+        "timeout) before its requests were done: the requests below say which was still "
+        "waiting, and whether any bytes had come. Raise interval (or cycle_timeout) for a "
+        "slow vendor; check that base_url answers if nothing came.",
         reason="timeout",
         operation="cycle",
     ),

@@ -238,8 +238,13 @@ class Upstream:
         return self.error(
             operation,
             "limit_exceeded",
-            f"reply holds {'at least ' if count == limit + 1 else ''}{count} records, more "
-            f"than max_records_per_reply ({limit}); nothing of it was used",
+            (
+                f"reply holds more than max_records_per_reply ({limit}) records, or more "
+                "objects and arrays than that many records would"
+                if count == limit + 1
+                else f"reply holds {count} records, more than max_records_per_reply ({limit})"
+            )
+            + "; nothing of it was used",
         )
 
     def parse(self, operation: str, parser: Callable[[bytes], T], body: bytes) -> T:

@@ -54,8 +54,11 @@ def encodings(value: str) -> set[str]:
     an HTML or XML error page quotes it (`markup_forms`)."""
     forms = {value, quote(value, safe=""), quote_plus(value), quote(value)}
     raw = value.encode("utf-8", "surrogatepass")
-    # Every byte percent-encoded, and in hex (probe 8 saw both reach the log whole).
-    forms.update({"".join(f"%{byte:02X}" for byte in raw), raw.hex()})
+    if len(value) <= _MARKUP_LONGEST:  # credentials, not a 64 KiB secret file
+        # Every byte percent-encoded, and in hex (probe 8 saw both reach the log whole).
+        forms.update({"".join(f"%{byte:02X}" for byte in raw), raw.hex()})
+        # As `_normalized` reads a text: `Kennwort²` is read `Kennwort2` there.
+        forms.add(_FORMAT_CHARS.sub("", unicodedata.normalize("NFKC", value)))
     for b64 in (base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()):
         for form in (b64, b64.rstrip("=")):
             forms.update({form, quote(form, safe=""), quote_plus(form)})
@@ -156,11 +159,18 @@ def _normalized(text: str) -> str:
 
 def _readings(text: str) -> Iterator[str]:
     """`text` as read with its escapes decoded, with its lines joined, and both ways
-    round (a break may fall inside an escape), and as it looks (`_normalized`): each
-    that differs from it."""
-    normalized = _normalized(text)
-    if normalized is not text:
-        yield normalized
+    round (a break may fall inside an escape), each also as it looks (`_normalized`,
+    so that `&shy;` or `\\u200b` inside a secret hide nothing): each that differs."""
+    for reading in _plain_readings(text):
+        if reading is not text:
+            yield reading
+        normalized = _normalized(reading)
+        if normalized is not reading:
+            yield normalized
+
+
+def _plain_readings(text: str) -> Iterator[str]:
+    yield text
     unescaped = _unescaped(text)
     if unescaped is not text:
         yield unescaped

@@ -8,6 +8,7 @@ import base64
 import io
 import threading
 import time
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 from urllib.parse import quote, quote_plus
@@ -123,6 +124,24 @@ def test_a_secret_spelled_another_way_is_scrubbed(quoted: str) -> None:
     assert scrub.REDACTED in scrubbed
     assert "Zq9x7" not in scrubbed and quoted not in scrubbed
     assert "337366" in scrubbed
+
+
+@pytest.mark.parametrize(
+    ("secret", "quoted"),
+    [
+        # A review's finds: the secret's own NFKC form was not known, and escapes that
+        # make an invisible character were read, but not then normalised.
+        ("Kennwort²9x", "\u200b".join("Kennwort²9x")),
+        ("Schlüssel-Q7w", unicodedata.normalize("NFD", "Schlüs\u00adsel-Q7w")),
+        ("RSC9f3kQ2m", "RSC9f&shy;3kQ2m"),
+        ("RSC9f3kQ2m", "RSC9f&#8203;3kQ2m"),
+        ("RSC9f3kQ2m", "RSC9f\\u200b3kQ2m"),
+    ],
+)
+def test_a_secret_hidden_by_normalisation_or_escapes_is_scrubbed(secret: str, quoted: str) -> None:
+    Secret(secret)
+    scrubbed = scrub.scrub(f"401: key {quoted} refused")
+    assert scrub.REDACTED in scrubbed and "refused" in scrubbed
 
 
 NON_ASCII_KEY = "Schlüssel-Zq81é"

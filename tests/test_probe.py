@@ -294,7 +294,7 @@ def test_summarize_counts_sessions_not_times() -> None:
         ("glance", "x", "timeout", "no reply within 20s", "No reply in time"),
         # Probe 8: a reply dripping past the cycle's deadline was told to check that
         # base_url is reachable, though the vendor had answered.
-        ("rescue", "cycle", "timeout", "cycle exceeded 4s", "The cycle ran past"),
+        ("rescue", "cycle", "timeout", "cycle exceeded 4s", "The whole cycle ran past"),
     ],
 )
 def test_hint_table(vendor: str, operation: str, reason: str, message: str, start: str) -> None:

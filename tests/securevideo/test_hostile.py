@@ -278,13 +278,26 @@ async def test_a_feed_over_max_records_per_reply_is_refused_whole(h: Harness) ->
     assert h.failures() == {("history", "limit_exceeded"): 1.0}
 
 
-@pytest.mark.parametrize("record", [b"{}", b'{"SessionId":1}', b"1"])
+FLOOD = (8 << 20) // 3  # elements of 8 MiB
+
+
+@pytest.mark.parametrize(
+    ("body", "decoded_at_most"),
+    [
+        # Not records the typed decoder takes: refused by the count of objects and
+        # arrays before any decoding, flat or nested in one record (a review found the
+        # count of top-level elements missed that).
+        (b"[" + b",".join([b"{}"] * FLOOD) + b"]", 0),
+        (b'[{"x":[' + b",".join([b"{}"] * FLOOD) + b"]}]", 0),
+        # no objects to count: decoded one element at a time, up to the bound
+        (b"[" + b",".join([b"1"] * FLOOD) + b"]", 1001),
+    ],
+)
 def test_a_flood_of_tiny_records_is_refused_without_decoding_it_whole(
-    record: bytes, monkeypatch: pytest.MonkeyPatch
+    body: bytes, decoded_at_most: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # 16 MiB of `{}` records (5.6 million) took 3.6 s and 478 MiB to decode whole before
-    # the record count refused them (probe 7). Decoding now stops at the cap.
-    body = b"[" + b",".join([record] * ((8 << 20) // len(record) + 1)) + b"]"
+    # the record count refused them (probe 7).
     decoded = 0
     raw_decode = parser._PLAIN.raw_decode
 
@@ -296,7 +309,14 @@ def test_a_flood_of_tiny_records_is_refused_without_decoding_it_whole(
     monkeypatch.setattr(parser._PLAIN, "raw_decode", counted)
     page = parser.parse_history(body, max_records=1000)
     assert (page.records, page.over_limit) == ((), 1001)
-    assert decoded == 1001
+    assert decoded == decoded_at_most
+
+
+def test_a_flood_nested_in_a_record_the_typed_decoder_takes_is_skipped_not_built() -> None:
+    # An unknown field is skipped by the typed decoder without being built: one record.
+    body = b'[{"SessionId":1,"x":[' + b",".join([b"{}"] * FLOOD) + b"]}]"
+    page = parser.parse_history(body, max_records=1000)
+    assert [r.session_id for r in page.records] == [1] and page.over_limit is None
 
 
 async def test_a_flood_of_empty_records_is_limit_exceeded_over_http(h: Harness) -> None:
@@ -306,7 +326,7 @@ async def test_a_flood_of_empty_records_is_limit_exceeded_over_http(h: Harness) 
         with pytest.raises(UpstreamError) as caught:
             await c.collect(h.upstream)
     assert caught.value.reason == "limit_exceeded"
-    assert "at least 100001 records" in caught.value.message
+    assert "more than max_records_per_reply (100000) records" in caught.value.message
 
 
 async def test_a_month_over_max_remembered_ids_is_refused_and_the_cycle_stays_up(

@@ -319,6 +319,21 @@ def test_implausible_numbers_and_dates_reject_the_session(field: str, value: str
     assert (page.skipped, page.implausible) == (1, 1)
 
 
+@pytest.mark.parametrize("duration", ["\u0667", "1_0", "\uff17", "0x10", "12 s"])
+def test_a_duration_that_is_no_ascii_decimal_is_unreadable(duration: str) -> None:
+    # Probe 9: `float` read Arabic-Indic `7` and `1_0` as 7 s and 10 s.
+    (session,) = parse_group_sessions(_group(_session(1, duration=duration))).sessions
+    assert session.duration is None
+
+
+def test_an_offset_with_a_one_digit_hour_is_read_as_the_conventions_write_it() -> None:
+    # glance-web-services-conventions: "2012-12-01T16:08:00-5:00 Time with offset from UTC"
+    (session,) = parse_group_sessions(
+        _group(_session(1, start="2012-12-01T16:08:00-5:00"))
+    ).sessions
+    assert session.start_time == ts("2012-12-01T21:08:00")
+
+
 def test_a_wait_of_more_than_a_week_is_implausible() -> None:
     guests = _guest("visitor", "2026-03-01T00:00:00Z") + _guest("agent", "2026-03-09T00:00:00Z")
     page = parse_group_sessions(_group(_session(1, guests=guests)))

@@ -227,6 +227,11 @@ def _count_of(text: str | None, name: str) -> int:
 
 # Longer than any number Glance sends; float() of a megabyte of digits is slow.
 _MAX_NUMBER_TEXT = 64
+# A decimal number in ASCII, as the documents print them (blanks around allowed).
+_DECIMAL = re.compile(r"\s*[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\s*", re.ASCII)
+_NOT_FINITE = frozenset({"nan", "inf", "infinity"})
+# An offset with a one-digit hour, as the conventions document writes it (`-5:00`).
+_SHORT_OFFSET = re.compile(r"([+-])([0-9]):([0-9]{2})$")
 
 
 def _seconds(text: str | None, name: str) -> float | None:
@@ -234,10 +239,13 @@ def _seconds(text: str | None, name: str) -> float | None:
     to 7 days (negative, 1e308, NaN, Infinity) makes the record implausible."""
     if text is None or len(text) > _MAX_NUMBER_TEXT:
         return None
-    try:
-        value = float(text)
-    except ValueError:
+    if not _DECIMAL.fullmatch(text):
+        # `float` reads Arabic-Indic digits and `1_0` too (probe 9: 7 s and 10 s); a
+        # NaN or an infinity is a number, and implausible.
+        if text.strip().lstrip("+-").lower() in _NOT_FINITE:
+            raise _Implausible(name)
         return None
+    value = float(text)
     if not plausible_seconds(value):
         raise _Implausible(name)
     return value
@@ -250,8 +258,18 @@ def parse_time(text: str | None) -> float | None:
         return None
     try:
         when = datetime.fromisoformat(text)
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
+    except ValueError:
+        # `2012-12-01T16:08:00-5:00`, as the conventions document writes an offset.
+        padded = _SHORT_OFFSET.sub(r"\g<1>0\2:\3", text)
+        if padded == text:
+            return None
+        try:
+            when = datetime.fromisoformat(padded)
+        except ValueError:
+            return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    try:
         return when.timestamp()
     except (ValueError, OverflowError):
         return None

@@ -6,6 +6,7 @@ from typing import Any
 from urllib.parse import quote, quote_plus
 
 import pytest
+import structlog.testing
 from yarl import URL
 
 from exporter.admission import Admission
@@ -213,9 +214,11 @@ async def test_feed_stops_on_zero_missing_or_repeated_next_id(
         m.post(url(COMPLETED_ENDING), body=page(11, [1, 2]))
         m.post(url(COMPLETED_ENDING), body=page(last_next, [11, 12]))
         m.post(url(COMPLETED_ENDING), body=page(99, [99]))  # must never be asked for
-        ids = await collect(client, upstream, COMPLETED_ENDING, T0, T0 + 600)
+        with structlog.testing.capture_logs() as logs:
+            ids = await collect(client, upstream, COMPLETED_ENDING, T0, T0 + 600)
         assert len(sent(m, COMPLETED_ENDING)) == pages
     assert ids == [1, 2, 11, 12]
+    assert logs == []  # each a way the document leaves open to mark the last page
 
 
 async def test_feed_stops_on_a_next_id_cycle(client: GlanceClient, upstream: Upstream) -> None:
@@ -224,8 +227,11 @@ async def test_feed_stops_on_a_next_id_cycle(client: GlanceClient, upstream: Ups
         m.post(url(COMPLETED_ENDING), body=page(9, [5]))
         m.post(url(COMPLETED_ENDING), body=page(5, [9]))  # back to 5: already sent
         m.post(url(COMPLETED_ENDING), body=page(9, [5]), repeat=True)
-        assert await collect(client, upstream, COMPLETED_ENDING, T0, T0 + 60) == [1, 5, 9]
+        with structlog.testing.capture_logs() as logs:
+            assert await collect(client, upstream, COMPLETED_ENDING, T0, T0 + 60) == [1, 5, 9]
         assert len(sent(m, COMPLETED_ENDING)) == 3
+    # Going back ends the window as a repeat does, but is no way to mark a last page.
+    assert [e["event"] for e in logs] == ["glance_feed_paging_went_back"]
 
 
 async def test_feed_page_cap_is_an_error(upstream: Upstream, metrics: SelfMetrics) -> None:

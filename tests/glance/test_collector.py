@@ -532,3 +532,48 @@ async def test_unreadable_start_times_are_counted_and_the_sessions_kept(clock: F
         assert series(c.families(), "glance_waiting_session_oldest_start_timestamp_seconds") == {}
     finally:
         await stop_harness(h)
+
+
+async def test_a_session_returned_outside_the_range_asked_is_never_counted(
+    clock: FakeClock,
+) -> None:
+    # Probe 9: a session on every read, ended three days before the range: remembered only
+    # as long as a read asks, it was counted again about every 70 minutes.
+    old = datetime.fromtimestamp(NOON_ISH - 3 * 86400, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stray = (
+        f"<session><id>7001</id><type>C</type><status>C</status><startTime>{old}</startTime>"
+        "<duration>60</duration></session>"
+    ).encode()
+
+    @web.middleware
+    async def always_stray(
+        request: web.Request, handler: Callable[..., Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        response = await handler(request)
+        if request.path.endswith("/PartnerCompletedSessionsEnding") and isinstance(
+            response, web.Response
+        ):
+            assert isinstance(response.body, bytes)
+            body = response.body.replace(b"<sessions>", b"<sessions>" + stray, 1)
+            if body == response.body:  # a page of no user: give it one
+                body = body.replace(
+                    b"<users />",
+                    b"<users><userSessions><partnerUserId>U</partnerUserId><validUser>true"
+                    b"</validUser><sessions>" + stray + b"</sessions></userSessions></users>",
+                )
+            return web.Response(body=body, content_type="text/xml")
+        return response
+
+    sim = GlanceSimulator(clock, seed=7)
+    app = sim.app()
+    app.middlewares.append(always_stray)
+    h = await start_harness(clock, sim, app)
+    try:
+        c = h.collector(page_size=50)
+        for _ in range(180):
+            clock.advance(60)
+            await c.collect(h.upstream())
+        assert_feed_matches(h, c, NOON_ISH)  # 7001 is no session of the simulator's
+        assert h.rejects["implausible_value"] >= 180
+    finally:
+        await stop_harness(h)

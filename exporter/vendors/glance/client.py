@@ -121,6 +121,23 @@ class GlanceClient:
         self.max_pages = max_pages
         # global.max_records_per_reply bounds every reply, as in the other vendors.
         self.max_records = ctx.max_records_per_reply
+        self._log = ctx.log
+        self._warned_paging = False
+
+    def _paging_back(self, operation: str) -> None:
+        """Say once that a page named a nextId below the one just sent. Repeating the one
+        just sent, or naming one on an empty page, is how a last page may be marked (the
+        document does not say); going back is not, yet it too ends the window, and if
+        Glance meant more, that window's later sessions are not read (probe 9)."""
+        if self._warned_paging:
+            return
+        self._warned_paging = True
+        self._log.warning(
+            "glance_feed_paging_went_back",
+            operation=operation,
+            hint="a page named a nextId below the one sent; the window was taken as "
+            "ended there, and sessions after it in the window may not be read",
+        )
 
     def url(self, operation: str) -> str:
         return f"{self.base_url}/services/activityservice.asmx/{operation}"
@@ -226,6 +243,8 @@ class GlanceClient:
                 or page.next_id <= 0
                 or page.next_id in pos.sent
             )
+            if page.next_id is not None and 0 < page.next_id < next_id:
+                self._paging_back(operation)
             if not ended:
                 pos.next_id = page.next_id
             elif hi >= math.ceil(pos.end):

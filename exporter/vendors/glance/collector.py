@@ -56,6 +56,10 @@ SKEW_MARGIN = 3600.0
 # moves its expiry in steps of this much, so it is saved about once, not every cycle;
 # a feed id's expiry never moves later (`add_shortest`).
 SEEN_SLACK = 600.0
+# A completed session whose start plus duration is further than this outside the range
+# of the read that returned it is not in that range: skipped (`implausible_value`).
+# Wide, as Glance's durations have been an hour short.
+OUT_OF_RANGE = 86400.0
 # PartnerUserSessions needs a start range: in-progress sessions started in the last day.
 USER_LOOKBACK = 86400.0
 USER_LOOKAHEAD = 3600.0
@@ -528,9 +532,23 @@ class GlanceCollector(AccountCollector):
                 touched: set[str] = set()
                 if operation == COMPLETED_ENDING:
                     end = position.end
+                    # Read as Glance dates it, a session ends by its start plus duration:
+                    # one that ended a day outside the range asked for was returned by
+                    # mistake, and remembered only as long as this read asks, it was
+                    # counted again every 70 minutes when every read returned it.
+                    earliest, latest = position.start - OUT_OF_RANGE, end + OUT_OF_RANGE
+                    outside = 0
                     for session in page.sessions:
-                        if self.seen.add_shortest(session.id, end):
+                        start, duration = session.start_time, session.duration
+                        if (
+                            start is not None
+                            and duration is not None
+                            and not earliest <= start + duration <= latest
+                        ):
+                            outside += 1
+                        elif self.seen.add_shortest(session.id, end):
                             self._count(session, touched)
+                    self._rejected("implausible_value", outside)
                 else:
                     for session in page.sessions:
                         if self.seen.add(session.id, now):

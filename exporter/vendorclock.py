@@ -49,3 +49,33 @@ def skew_when_made(made: tuple[float, float], now: float, monotonic: float, skew
     made_wall, made_monotonic = made
     vendor_then = now + skew - (monotonic - made_monotonic)
     return believed_skew(vendor_then - made_wall)
+
+
+class StartOnVendorClock:
+    """By how much to move a fresh collector's start onto the vendor's clock: the skew as
+    it was when the collector was made (`skew_when_made`), once two dated cycles agree
+    on it. One stale Date at start-up (a reply cached 23 hours) moved the start 23 hours
+    back, and the sessions that had ended in them were counted (probe 9)."""
+
+    def __init__(self, wall: float, monotonic: float) -> None:
+        self._made = (wall, monotonic)
+        self._candidate: float | None = None
+        self.settled = False
+
+    def restored(self) -> None:
+        """The start came from a saved state: it is not moved."""
+        self.settled = True
+
+    def observe(self, wall: float, monotonic: float, skew: float) -> float | None:
+        """The shift to apply (0 for none), once, when it settles; None until then."""
+        if self.settled:
+            return None
+        shift = skew_when_made(self._made, wall, monotonic, skew)
+        if shift >= -AHEAD_TOLERANCE:
+            self.settled = True
+            return 0.0
+        if self._candidate is not None and abs(shift - self._candidate) <= AHEAD_TOLERANCE:
+            self.settled = True
+            return shift
+        self._candidate = shift
+        return None

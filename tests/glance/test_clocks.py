@@ -5,6 +5,7 @@ neither loses nor counts twice a completed session."""
 from __future__ import annotations
 
 from collections import Counter
+from email.utils import formatdate
 
 import pytest
 from aiohttp import web
@@ -215,3 +216,30 @@ async def test_with_our_clock_behind_a_backfilled_session_is_counted_once(
         await stop_harness(h)
     assert len(times) > 500
     assert [sid for sid, n in times.items() if n > 1] == []
+
+
+async def test_one_stale_date_at_start_up_counts_nothing_from_before_the_start(
+    clock: FakeClock,
+) -> None:
+    # Probe 9: a Date 23 h behind in the first cycle only (a cached reply) moved the
+    # start 23 h back, and 40 sessions that had ended before it were counted.
+    sim = GlanceSimulator(clock, seed=7)
+    app = sim.app()
+    stale = [True]
+
+    async def first_cycle_stale(request: web.Request, response: web.StreamResponse) -> None:
+        if stale[0]:
+            response.headers["Date"] = formatdate(clock.time() - 23 * HOUR, usegmt=True)
+
+    app.on_response_prepare.append(first_cycle_stale)
+    h = await start_harness(clock, sim, app)
+    try:
+        ours = FakeClock(h.clock.time())
+        started = h.clock.time()
+        c, up = h.collector(clock=ours), h.upstream(clock=ours)
+        await run(h, c, up, ours, 1)
+        stale[0] = False
+        await run(h, c, up, ours, 120)
+        assert_feed_matches(h, c, started)
+    finally:
+        await stop_harness(h)

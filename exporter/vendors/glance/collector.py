@@ -29,7 +29,7 @@ from ...statecheck import (
     saved_histogram,
     state_version,
 )
-from ...vendorclock import AHEAD_TOLERANCE, skew_when_made, vendor_latest, vendor_now
+from ...vendorclock import AHEAD_TOLERANCE, StartOnVendorClock, vendor_latest, vendor_now
 from ..base import AccountCollector, CollectorContext
 from .client import (
     COMPLETED,
@@ -132,10 +132,9 @@ class GlanceCollector(AccountCollector):
         # No read starts before this: ids of sessions that ended earlier may be forgotten
         # (`_forgot_until`).
         self._forgotten_below = float("-inf")
-        # Whether the feed's start was set on the vendor's clock (at its first Date header)
-        # or restored: until then it is on ours, as it was when this collector was made.
-        self._aligned = False
-        self._made_at = (ctx.clock.time(), ctx.clock.monotonic())
+        # The feed's start is on our clock until the vendor's Date headers say where it
+        # was on theirs (or it is restored).
+        self._start = StartOnVendorClock(ctx.clock.time(), ctx.clock.monotonic())
 
         self._current: dict[LabelValues, float] | None = None
         self._guests: dict[LabelValues, float] = {}
@@ -415,17 +414,19 @@ class GlanceCollector(AccountCollector):
         """Keep the feed to Glance's clock: `skew` as this cycle's replies measured it, or
         None when none had a Date (our clock is all there is).
 
-        At the first Date of a fresh start, with our clock ahead of Glance's when this
-        collector was made: the start, the origin and the cursor by that skew, so that
-        what ended since we started on Glance's clock, and the lookback before it, is
-        read (again: what was counted is remembered). Later, a cursor ahead of Glance's
+        Once two dated cycles of a fresh start agree that our clock was ahead of
+        Glance's when this collector was made: the start, the origin and the cursor by
+        that skew, so that what ended since we started on Glance's clock, and the
+        lookback before it, is read (again: what was counted is remembered). Until they
+        agree, nothing is moved. Later, a cursor ahead of Glance's
         clock (a restored one, Glance's clock stepped back, ours more than a day ahead
         for a while) comes back to Glance's now, never before the origin, with a
         warning; `_next_read_start` keeps the next read clear of forgotten ids."""
         wall, monotonic = self.ctx.clock.time(), self.ctx.clock.monotonic()
-        if not self._aligned and skew is not None:
-            self._aligned = True
-            shift = skew_when_made(self._made_at, wall, monotonic, skew)
+        if not self._start.settled and skew is not None:
+            shift = self._start.observe(wall, monotonic, skew)
+            if shift is None:
+                return  # one cycle's word is not enough to move the start
             if shift < -AHEAD_TOLERANCE:
                 self._began += shift
                 self._origin += shift
@@ -683,7 +684,7 @@ class GlanceCollector(AccountCollector):
         self._began, self._origin, self.cursor = began, origin, cursor
         self._backfill_pending = backfill
         # The process that saved this state may have forgotten ids up to its horizon.
-        self._aligned = True
+        self._start.restored()
         self._forgotten_below = float("-inf")
         self._forgot_until(max(origin, cursor - self.account.feed_overlap))
         self.seen.load_state(seen)

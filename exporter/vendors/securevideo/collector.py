@@ -36,7 +36,7 @@ from ...statecheck import (
     saved_histogram,
     state_version,
 )
-from ...vendorclock import AHEAD_TOLERANCE, believed_skew, skew_when_made
+from ...vendorclock import AHEAD_TOLERANCE, StartOnVendorClock, believed_skew
 from ..base import APPLY_CHUNK, AccountCollector, CollectorContext
 from .client import FEED, MONTH, HistoryClient, day_start, feed_window, month_start, utc_day
 from .config import MAX_FEED_DAYS, SecureVideoAccount
@@ -162,10 +162,9 @@ class SecureVideoCollector(AccountCollector):
         self._fed_until: float | None = None
         # A lookback beyond the rolling window is read once, like a restart's catch-up.
         self._catch_up_from: float | None = self._counted_from if account.lookback else None
-        # Whether `_counted_from` is on SecureVideo's clock (set at the first feed reply,
-        # or restored): until then it is on ours, as it was when this collector was made.
-        self._aligned = False
-        self._made_at = (ctx.clock.time(), ctx.clock.monotonic())
+        # `_counted_from` is on our clock until SecureVideo's Date headers say where it
+        # was on theirs (or it is restored).
+        self._start = StartOnVendorClock(ctx.clock.time(), ctx.clock.monotonic())
         self.in_progress: int | None = None
         self.month: dict[str, int] | None = None
         self._month_key: str | None = None
@@ -190,7 +189,7 @@ class SecureVideoCollector(AccountCollector):
             self._month_retry_at, self._month_failures = None, 0
         start = self._catch_up_start(now)
         page = await self._fetch_feed(upstream, now, start)
-        if not self._aligned and self._count_from_vendor_clock(upstream.clock_skew):
+        if not self._start.settled and self._count_from_vendor_clock(upstream.clock_skew):
             # Our start moved back, and a lookback with it: ask again if its catch-up now
             # begins on an earlier day than the reply covers.
             again = self._catch_up_start(now)
@@ -256,17 +255,17 @@ class SecureVideoCollector(AccountCollector):
             raise
 
     def _count_from_vendor_clock(self, skew: float | None) -> bool:
-        """At the first feed reply, before anything is counted: our start on SecureVideo's
-        clock when its Date says it was behind ours when this collector was made; True if
-        that moved it. With our clock 30 minutes ahead, the sessions that connected in
-        those 30 minutes after we started were never counted, even once the clocks
-        agreed. A reply without a Date changes nothing: the next one may have one."""
+        """At a feed reply, before it is counted: our start on SecureVideo's clock once
+        two replies' Dates agree it was behind ours when this collector was made; True if
+        that moved it (the sessions of the gap the first reply left out count then). With
+        our clock 30 minutes ahead, the sessions that connected in those 30 minutes after
+        we started were never counted, even once the clocks agreed. A reply without a
+        Date changes nothing: the next one may have one."""
         if skew is None:
             return False
-        self._aligned = True
         clock = self.ctx.clock
-        shift = skew_when_made(self._made_at, clock.time(), clock.monotonic(), skew)
-        if shift >= -AHEAD_TOLERANCE:
+        shift = self._start.observe(clock.time(), clock.monotonic(), skew)
+        if shift is None or shift >= -AHEAD_TOLERANCE:
             return False
         self._counted_from += shift
         if self._catch_up_from is not None:
@@ -644,7 +643,7 @@ class SecureVideoCollector(AccountCollector):
             )
 
         self._counted_from, self._catch_up_from, self._seen = counted_from, fed_until, seen
-        self._aligned = True
+        self._start.restored()
         self._seen_journal.unsaved()  # the restored sessions are not journalled
         self._restored_version = version
         self._pruned_below = None

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiohttp
+import structlog
 
 from .accounts import AccountCommon, AccountConfig
 from .admission import Admission
@@ -103,6 +104,35 @@ RUNNER_SETTINGS = (
 )
 
 
+# Rejected records are logged when a reason first comes for an account, then at most
+# this often, with how many since: the counter alone told nobody (probe 9), and a line
+# per reply would flood the log.
+REJECTIONS_LOGGED_EVERY = 3600.0
+
+
+class RejectionLog:
+    """The log lines of one account's rejected records (`CollectorContext.reject`)."""
+
+    def __init__(self, log: structlog.stdlib.BoundLogger, clock: Clock) -> None:
+        self._log, self._clock = log, clock
+        self._last: dict[str, float] = {}
+        self._since: dict[str, int] = {}
+
+    def rejected(self, reason: str, count: int) -> None:
+        self._since[reason] = self._since.get(reason, 0) + count
+        now, last = self._clock.monotonic(), self._last.get(reason)
+        if last is not None and now - last < REJECTIONS_LOGGED_EVERY:
+            return
+        self._last[reason] = now
+        self._log.warning(
+            "records_rejected",
+            reason=reason,
+            count=self._since.pop(reason),
+            hint="session_exporter_records_rejected_total counts them; the account's page "
+            "says what the first was (logged again at most hourly)",
+        )
+
+
 def runner_settings(global_: GlobalConfig) -> tuple[object, ...]:
     return tuple(getattr(global_, name) for name in RUNNER_SETTINGS)
 
@@ -122,14 +152,17 @@ def build_runner(
     """The collector of one account, with its context and its own `Upstream`."""
     common = account.common
     history = AccountHistory()
+    log = get_logger(vendor=common.vendor, account=common.name)
+    logged = RejectionLog(log, clock)
 
     def reject(reason: str, count: int = 1) -> None:
         metrics.record_rejected(common.vendor, common.name, reason, count)
         history.rejected(reason, count)
+        logged.rejected(reason, count)
 
     ctx = CollectorContext(
         clock=clock,
-        log=get_logger(vendor=common.vendor, account=common.name),
+        log=log,
         label_value_limit=global_.label_value_limit,
         reject=reject,
         started_at=started_at,

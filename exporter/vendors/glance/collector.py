@@ -380,13 +380,15 @@ class GlanceCollector(AccountCollector):
         if before is not None and behind > before:
             self.ctx.log.warning(
                 "glance_feed_falling_behind",
-                behind_hours=round(behind / 3600, 1),
-                hint="more sessions end than max_pages_per_cycle pages hold: raise it",
+                behind_hours=round(behind / 3600, 2),
+                hint="more sessions end than max_pages_per_cycle pages hold: raise it. If "
+                "one window pages on without end (Glance always naming a new nextId), "
+                "raising it does not help: a vendor_error 'pagination did not end' follows",
             )
             return
         self.ctx.log.info(
             "glance_feed_catching_up",
-            behind_hours=round(behind / 3600, 1),
+            behind_hours=round(behind / 3600, 2),
             hint="the feed reads max_pages_per_cycle pages a cycle and carries on in the next",
         )
 

@@ -308,13 +308,16 @@ class GlanceCollector(AccountCollector):
                         raise self._remembered_too_many(upstream, COMPLETED_ENDING, exc) from None
                     continue  # what was counted stays remembered: the shorter read skips it
                 self._feed_position = None
-                if upstream.dated_replies != dated:
-                    now = vendor_now(self.ctx.clock.time(), upstream.clock_skew)
                 # A finished read moves the cursor to its end, but never past the vendor's
-                # now: what ends after it has not been recorded yet. One an earlier cycle
-                # left unfinished, or a read of a long catch-up, ends before now: the rest
-                # is read next.
-                self.cursor = max(self.cursor, min(position.end, now))
+                # now as this cycle's replies date it: what ends after it has not been
+                # recorded yet. One an earlier cycle left unfinished, or a read of a long
+                # catch-up, ends before now: the rest is read next. (`now` itself stays
+                # as the cycle began: refreshed, time spent reading made the feed read
+                # the same range again, four times in a cycle of the accounts bench.)
+                reached = position.end
+                if upstream.dated_replies != dated:
+                    reached = min(reached, vendor_now(self.ctx.clock.time(), upstream.clock_skew))
+                self.cursor = max(self.cursor, reached)
                 self._forget_passed()
                 if position.end >= now:
                     self._read_span, self._behind = MAX_WINDOW - 1.0, None

@@ -292,6 +292,15 @@ async def test_exposition_passes_promtool_check_metrics() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def connected(sim: SecureVideoSimulator, lo: float, hi: float) -> int:
+    """The simulator's sessions that connected (BillableTs) in [lo, hi]."""
+    return sum(
+        1
+        for s in sim.world.visible()
+        if s.billable_ms is not None and lo <= s.billable_ms / 1000 <= hi
+    )
+
+
 async def test_a_host_clock_ahead_counts_from_our_start_on_securevideos_clock() -> None:
     # Probe 7: started with our clock 30 minutes ahead, the sessions that connected in
     # those 30 minutes after we started (on SecureVideo's clock) were never counted.
@@ -307,16 +316,9 @@ async def test_a_host_clock_ahead_counts_from_our_start_on_securevideos_clock() 
             await c.collect(h.upstream)
         assert h.failures() == {}
 
-    def connected(lo: float, hi: float) -> int:
-        return sum(
-            1
-            for s in sim.world.visible()
-            if s.billable_ms is not None and lo <= s.billable_ms / 1000 <= hi
-        )
-
-    assert connected(started, started + 1800) > 0, "sessions connected in the gap"
+    assert connected(sim, started, started + 1800) > 0, "sessions connected in the gap"
     counted = total(samples(c.families()), "securevideo_sessions_total")
-    assert counted == connected(started, clock.time())
+    assert counted == connected(sim, started, clock.time())
 
 
 async def test_our_clock_a_week_ahead_for_two_cycles_counts_nothing_twice() -> None:
@@ -335,16 +337,9 @@ async def test_our_clock_a_week_ahead_for_two_cycles_counts_nothing_twice() -> N
             await c.collect(h.upstream)
         assert h.failures() == {}
 
-    def connected(lo: float, hi: float) -> int:
-        return sum(
-            1
-            for s in sim.world.visible()
-            if s.billable_ms is not None and lo <= s.billable_ms / 1000 <= hi
-        )
-
-    assert connected(started, clock.time() - 3600) > 20
+    assert connected(sim, started, clock.time() - 3600) > 20
     assert total(samples(c.families()), "securevideo_sessions_total") == connected(
-        started, clock.time()
+        sim, started, clock.time()
     )
 
 
@@ -364,13 +359,9 @@ async def test_a_clock_step_before_the_first_reply_counts_nothing_from_before_ou
             ours.step(clock.time() + 2 * 3600)
             await c.collect(h.upstream)
 
-    connected = sum(
-        1
-        for s in sim.world.visible()
-        if s.billable_ms is not None and started <= s.billable_ms / 1000 <= clock.time()
-    )
-    assert connected > 50
-    assert total(samples(c.families()), "securevideo_sessions_total") == connected
+    since_start = connected(sim, started, clock.time())
+    assert since_start > 50
+    assert total(samples(c.families()), "securevideo_sessions_total") == since_start
 
 
 async def test_a_one_day_window_follows_securevideos_day_with_our_clock_ahead() -> None:
@@ -387,10 +378,6 @@ async def test_a_one_day_window_follows_securevideos_day_with_our_clock_ahead() 
             ours.advance(60)
             await c.collect(h.upstream)
 
-    connected = sum(
-        1
-        for s in sim.world.visible()
-        if s.billable_ms is not None and started <= s.billable_ms / 1000 <= clock.time()
-    )
-    assert connected > 20
-    assert total(samples(c.families()), "securevideo_sessions_total") == connected
+    since_start = connected(sim, started, clock.time())
+    assert since_start > 20
+    assert total(samples(c.families()), "securevideo_sessions_total") == since_start

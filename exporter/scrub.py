@@ -268,7 +268,17 @@ class Scrubber:
             return self._kept_forms, self._held_forms
 
     def scrub(self, text: str) -> str:
-        text = self._scrub_forms(text)
+        # A reading that shows a secret the text itself does not (one wrapped onto the
+        # next line, or escaped) is scrubbed first: scrubbed as it is, a shorter secret
+        # inside it (another account's) was cut out, and what was left of the longer one
+        # was in no reading any more, so it showed.
+        hiding, any_shown = self._hiding_reading(text)
+        if hiding is not None:
+            text = _CONTROL.sub(" ", self._scrub_forms(hiding))
+        else:
+            text = self._scrub_forms(text)
+            if not any_shown:
+                return text  # no reading of it shows a secret: none of the scrubbed will
         # A secret written with escapes no form foresees (`&#38;` for `&` in a page,
         # `\u0026` in JSON as .NET writes it), or wrapped onto the next line: the text
         # is shown as read that way, scrubbed, and with the control characters that
@@ -280,6 +290,27 @@ class Scrubber:
                 break
             text = _CONTROL.sub(" ", self._scrub_forms(revealing))
         return text
+
+    def _hiding_reading(self, text: str) -> tuple[str | None, bool]:
+        """The first reading of `text` in which a secret form shows that `text` itself
+        does not hold, if one does; and whether any reading shows one at all."""
+        plain: set[str] | None = None
+        for reading in _readings(text):
+            found = self._found(reading)
+            if found:
+                if plain is None:
+                    plain = self._found(text)
+                if not found <= plain:
+                    return reading, True
+        return None, plain is not None
+
+    def _found(self, text: str) -> set[str]:
+        return {
+            match
+            for forms in self._current()
+            if forms.pattern is not None
+            for match in map(str.casefold, forms.pattern.findall(text))
+        }
 
     def _scrub_forms(self, text: str) -> str:
         for forms in self._current():

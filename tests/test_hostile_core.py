@@ -197,6 +197,26 @@ def test_a_secret_wrapped_onto_the_next_line_is_scrubbed(wrapped: str) -> None:
     assert scrub.contains_secret(text)
 
 
+@pytest.mark.parametrize(
+    "wrapped",
+    [
+        "Gl4nceKey-Sup3rS3cr3t-abcdef\r\n123456",  # the shorter one whole on a line
+        "Gl4nceKey-Sup3rS3cr3t-abcdef\\r\\n123456",  # as raw JSON shows it
+        "Gl4nceKey-Sup3rS3cr3t&#45;abcdef123456",  # escaped beside the shorter one
+    ],
+)
+def test_a_secret_inside_another_wrapped_one_leaves_no_piece_of_it(wrapped: str) -> None:
+    # Found in this suite's order: another account's secret inside a wrapped key was
+    # scrubbed first, as the text stood, and the rest of the key then showed in no
+    # reading: `Invalid apiKey Gl4nceKey-Sup3r<redacted>-abcdef` went into the error.
+    Secret("Sup3rS3cr3t")
+    Secret("Gl4nceKey-Sup3rS3cr3t-abcdef123456")
+    text = f"SoapException: Invalid apiKey {wrapped} for partnerId 1"
+    for shown in (scrub.scrub(text), scrub.first_line_excerpt(text.encode(), 200)):
+        assert "Gl4nce" not in shown and "abcdef" not in shown and "123456" not in shown
+        assert scrub.REDACTED in shown and "partnerId 1" in shown
+
+
 def test_joining_lines_is_linear_in_the_blanks() -> None:
     # Found by a review: the lines were joined by a regex that backtracked through every
     # run of blanks: 39 s for 64 KiB of them, on the event loop, for any refused reply.

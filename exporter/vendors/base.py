@@ -22,6 +22,7 @@ from ..clock import Clock
 from ..config import Fields, GlobalConfig
 from ..families import BoundedLabel, CounterSet, FamilySpec
 from ..http import Upstream
+from ..rejections import RejectedOnce
 from ..savedstate import SavedState
 
 # A collector applying a long reply awaits `asyncio.sleep(0)` after every this many
@@ -59,6 +60,11 @@ class CollectorContext:
             max_series=self.max_series_per_account // 4,
             reject=self.reject,
         )
+
+    def rejected_once(self) -> RejectedOnce:
+        """The one way a collector counts a rejected record once, however many replies
+        hold it: by the record's id, where the parser could read one."""
+        return RejectedOnce(self.reject)
 
     def label(self, known: Iterable[str] = ()) -> BoundedLabel:
         """The one way a collector turns free vendor text into a label value: capped in

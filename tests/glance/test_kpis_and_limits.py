@@ -483,6 +483,31 @@ async def test_active_sessions_listed_twice_or_waiting_for_years_are_rejected(
     assert (h.rejects["invalid_record"], h.rejects["implausible_value"]) == (1, 2)
 
 
+async def test_a_bad_record_in_every_reply_is_counted_once(clock: FakeClock) -> None:
+    # Probe 9: a bad record that every poll (or overlapping read) returns was counted in
+    # each reply: about 11 times for one completed session at the default overlap.
+    now = clock.time()
+    body = (
+        f'<ArrayOfActiveSession xmlns="{NS}">'
+        + _active(1, "W", now - 120).replace(utc(now - 120), "soon")  # kept, time unknown
+        + _active(2, "W", now - 26 * 365 * 86400)  # skipped: implausible
+        + _active(3, "A", now - 60).replace("<type>C</type>", "")  # skipped: no type
+        + _active(4, "A", now - 60).replace("<id>4</id>", "")  # skipped, no id to know it by
+        + "</ArrayOfActiveSession>"
+    ).encode()
+    async with hostile(clock, lambda: body, ACTIVE) as h:
+        c = h.collector()
+        for _ in range(3):
+            await c.collect(h.upstream())
+            clock.advance(60)
+        current = by_label(
+            series(c.families(), "glance_sessions_current"), "session_type", "status"
+        )
+    assert current[("C", "W")] == 2.0  # sessions 1 and 2 still counted every poll
+    assert (h.rejects["invalid_value"], h.rejects["implausible_value"]) == (1, 1)
+    assert h.rejects["invalid_record"] == 1 + 3  # session 3 once; the id-less one each poll
+
+
 async def test_the_parser_body_cap_comes_from_max_body_bytes(clock: FakeClock) -> None:
     pad = (b" " * 1020 + b"<p/>") * (17 * 1024)  # more than the old fixed 16 MiB cap
     body = _page(_session(1)).replace(b"<users>", b"<users>" + pad)

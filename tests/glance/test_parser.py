@@ -248,6 +248,7 @@ def test_an_unreadable_start_keeps_the_active_session_and_is_counted() -> None:
         (4, None),
     ]
     assert (reply.skipped, reply.invalid_values) == (0, 2)  # an empty one is absent
+    assert reply.rejected_ids == (("invalid_value", 2), ("invalid_value", 3))
 
 
 def test_group_sessions_edge_cases() -> None:
@@ -268,6 +269,8 @@ def test_group_sessions_edge_cases() -> None:
     assert (page.skipped, page.implausible) == (1, 0)
     assert page.invalid_values == 1  # the kept session's startTime "yesterday"
     assert page.invalid_users == ["Gone"]
+    # The session without an id cannot be told apart from another: no id is handed back.
+    assert page.rejected_ids == (("invalid_value", 6),)
 
 
 def _group(*sessions: str) -> bytes:

@@ -765,6 +765,19 @@ def test_implausible_waiting_and_start_times_are_dropped_not_the_row() -> None:
         ("8", 604800, True),
     ]
     assert (result.implausible_values, result.invalid_values) == (3, 0)
+    # By ID, so that a session every poll returns is counted once (`RejectedOnce`).
+    assert result.rejected_ids == (
+        ("implausible_value", "5"),
+        ("implausible_value", "6"),
+        ("implausible_value", "7"),
+    )
+
+
+def test_rejected_rows_are_named_by_their_id_where_it_is_numeric() -> None:
+    rows = (b"5|Waiting||||||soon|||||||||", b"x|Waiting||||||3|||||||||", b"0042||||||||||||||||")
+    result = parse_sessions(capture(*rows))
+    assert (result.invalid_values, result.invalid_records) == (1, 2)
+    assert result.rejected_ids == (("invalid_value", "5"), ("invalid_record", "42"))
 
 
 def test_too_many_rows_are_refused_before_records_are_built() -> None:

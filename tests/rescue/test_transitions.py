@@ -364,8 +364,8 @@ def test_unknown_statuses_are_counted_announced_once_and_gauged() -> None:
     c, _, rejects = make()
     with capture_logs() as logs:
         poll(c, 100, ("1", "Novo status", 1), ("2", "Novo status", 1), ("3", "Outro", 1))
-        poll(c, 105, ("1", "Novo status", 1))
-    assert rejects["unknown_status"] == 4  # each row of each poll
+        poll(c, 105, ("1", "Novo status", 1), ("4", "Outro", 1))
+    assert rejects["unknown_status"] == 4  # each session once: 1 again is not counted
     (warning,) = [e for e in logs if e["event"] == "rescue_status_unrecognized"]
     assert (warning["statuses"], warning["count"]) == (["Novo status", "Outro"], 2)
     assert "status_aliases" in warning["hint"] and "api: soap" in warning["hint"]

@@ -173,7 +173,7 @@ async def test_sessions_billed_in_the_future_are_rejected_never_remembered(h: Ha
     m = samples(c.families())
     assert total(m, "securevideo_sessions_total") == 2
     assert total(m, "securevideo_sessions_in_progress") == 0
-    assert h.rejected == {"implausible_value": 4}  # the two, at each of the two polls
+    assert h.rejected == {"implausible_value": 2}  # the two, once though both polls hold them
     assert h.failures() == {}
 
 
@@ -327,6 +327,29 @@ async def test_a_flood_of_empty_records_is_limit_exceeded_over_http(h: Harness) 
             await c.collect(h.upstream)
     assert caught.value.reason == "limit_exceeded"
     assert "more than max_records_per_reply (100000) records" in caught.value.message
+
+
+async def test_a_bad_record_in_every_reply_is_counted_once(h: Harness) -> None:
+    # A bad session of this month was counted again by every month query (hourly), and
+    # one in the feed's window by every poll.
+    records = [
+        good(1),
+        good(2, DurationMinutes="abc"),  # skipped, known by its SessionId
+        good(3, BillableTs="2026-99-10T11:02:00"),
+        {"SessionId": "four", "BillableTs": "2026-03-10T11:02:00"},  # no usable id
+    ]
+    async with vendor() as (v, url):
+        c = collector(h, url)
+        v.feed = v.month = json.dumps(records).encode()
+        for _ in range(3):
+            await c.collect(h.upstream)
+            h.clock.advance(3600)
+    m = samples(c.families())
+    assert total(m, "securevideo_sessions_total") == 1
+    assert total(m, "securevideo_sessions_month") == 2  # the month reads no duration
+    # Sessions 2 and 3 once in the feed, 3 once in the month (another query, another
+    # record); the one without an id in each of the 3 feed and 3 month replies.
+    assert h.rejected == {"invalid_record": 3 + 6}
 
 
 async def test_a_month_over_max_remembered_ids_is_refused_and_the_cycle_stays_up(

@@ -118,6 +118,7 @@ class GlanceCollector(AccountCollector):
         # feed fails its window stays open and nothing is forgotten, so recovering from a
         # long outage cannot recount.
         self.seen = SeenRecords(SKEW_MARGIN, limit=ctx.max_remembered_ids, slack=SEEN_SLACK)
+        self._once = ctx.rejected_once()
         # Reads of the feed (and of the backfill) that an earlier cycle did not finish:
         # the page budget ran out, a page failed or the cycle deadline passed. The next
         # cycle carries on from there instead of paging the same range again.
@@ -191,16 +192,20 @@ class GlanceCollector(AccountCollector):
 
     async def _collect_active(self, upstream: Upstream, now: float) -> None:
         reply = await self.client.active_sessions(upstream)
-        self._rejected_records(reply.skipped, reply.implausible, reply.invalid_values)
+        self._rejected_records(
+            reply.skipped, reply.implausible, reply.invalid_values, ("active", reply.rejected_ids)
+        )
         current: dict[LabelValues, float] = {
             (t, s): 0.0 for t in SESSION_TYPES for s in CURRENT_STATUSES
         }
         guests: dict[LabelValues, float] = {(t,): 0.0 for t in SESSION_TYPES}
         oldest: dict[LabelValues, float] = {}
         seen: set[int] = set()
+        twice: list[tuple[str, int]] = []
+        implausible: list[tuple[str, int]] = []
         for session in reply.records:
             if session.id in seen:
-                self.ctx.reject("invalid_record", 1)  # listed twice: counted once
+                twice.append(("active", session.id))  # listed twice: counted once
                 continue
             seen.add(session.id)
             session_type = self._types(session.type)
@@ -214,9 +219,11 @@ class GlanceCollector(AccountCollector):
                 if not plausible_start(start, now):
                     # A wait of years, or one yet to begin, would page someone for
                     # nothing: the session counts, its start does not.
-                    self.ctx.reject("implausible_value", 1)
+                    implausible.append(("active", session.id))
                     continue
                 oldest[per_type] = min(oldest.get(per_type, start), start)
+        self._once.reject("invalid_record", twice, now)
+        self._once.reject("implausible_value", implausible, now)
         self._current, self._guests, self._oldest_wait = current, guests, oldest
 
     async def _collect_today(self, upstream: Upstream, now: float) -> None:
@@ -270,7 +277,9 @@ class GlanceCollector(AccountCollector):
         if user in self._invalid_users:
             self._invalid_users.discard(user)
             self.ctx.log.info("glance_user_valid_again", user=user)
-        self._rejected_records(reply.skipped, reply.implausible, reply.invalid_values)
+        self._rejected_records(
+            reply.skipped, reply.implausible, reply.invalid_values, ("user", reply.rejected_ids)
+        )
         counts = dict.fromkeys(SESSION_TYPES, 0.0)
         for session in reply.sessions:
             session_type = self._types(session.type)
@@ -532,7 +541,12 @@ class GlanceCollector(AccountCollector):
                 # ids appear to grow as sessions begin, so what a full memory stops at
                 # is the read's earliest sessions, which a shorter read holds (`_halve`).
                 self.seen.make_room((s.id for s in page.sessions), self._room(operation, position))
-                self._rejected_records(page.skipped, page.implausible, page.invalid_values)
+                self._rejected_records(
+                    page.skipped,
+                    page.implausible,
+                    page.invalid_values,
+                    ("completed", page.rejected_ids),
+                )
                 # Session types whose zero-filled series this page has made exist: ten
                 # series a type, touched once per page rather than once per session.
                 touched: set[str] = set()
@@ -543,7 +557,7 @@ class GlanceCollector(AccountCollector):
                     # mistake, and remembered only as long as this read asks, it was
                     # counted again every 70 minutes when every read returned it.
                     earliest, latest = position.start - OUT_OF_RANGE, end + OUT_OF_RANGE
-                    outside = 0
+                    outside: list[tuple[str, int]] = []
                     for session in page.sessions:
                         start, duration = session.start_time, session.duration
                         if (
@@ -551,10 +565,11 @@ class GlanceCollector(AccountCollector):
                             and duration is not None
                             and not earliest <= start + duration <= latest
                         ):
-                            outside += 1
+                            outside.append(("completed", session.id))
                         elif self.seen.add_shortest(session.id, end):
                             self._count(session, touched)
-                    self._rejected("implausible_value", outside)
+                    if outside:
+                        self._once.reject("implausible_value", outside, self.ctx.clock.time())
                 else:
                     for session in page.sessions:
                         if self.seen.add(session.id, now):
@@ -708,10 +723,21 @@ class GlanceCollector(AccountCollector):
 
     # -- helpers -----------------------------------------------------------------------
 
-    def _rejected_records(self, skipped: int, implausible: int, invalid_values: int = 0) -> None:
-        self._rejected("invalid_record", skipped - implausible)
-        self._rejected("implausible_value", implausible)
-        self._rejected("invalid_value", invalid_values)
+    def _rejected_records(
+        self,
+        skipped: int,
+        implausible: int,
+        invalid_values: int = 0,
+        ids: tuple[str, tuple[tuple[str, int], ...]] = ("", ()),
+    ) -> None:
+        """Count one reply's rejections; those of `ids` (what the reply was, and the
+        parser's `rejected_ids`) once however many replies of that kind hold them."""
+        totals = {
+            "invalid_record": skipped - implausible,
+            "implausible_value": implausible,
+            "invalid_value": invalid_values,
+        }
+        self._once.reply(ids[0], totals, ids[1], self.ctx.clock.time())
 
     def _rejected(self, reason: str, count: int) -> None:
         if count:

@@ -89,6 +89,7 @@ class ActiveSessions:
     implausible: int = 0
     over_limit: int | None = None
     invalid_values: int = 0  # fields unreadable in records kept (a startTime)
+    rejected_ids: tuple[tuple[str, int], ...] = ()  # `_Tally.rejected_ids`
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ class GroupSessions:
     implausible: int = 0
     over_limit: int | None = None
     invalid_values: int = 0  # fields unreadable in records kept (a startTime)
+    rejected_ids: tuple[tuple[str, int], ...] = ()  # `_Tally.rejected_ids`
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,7 @@ class UserSessions:
     implausible: int = 0
     over_limit: int | None = None
     invalid_values: int = 0  # fields unreadable in records kept (a startTime)
+    rejected_ids: tuple[tuple[str, int], ...] = ()  # `_Tally.rejected_ids`
 
 
 class _Skip(Exception):
@@ -130,6 +133,10 @@ class _Tally:
         self.skipped = 0
         self.implausible = 0
         self.invalid_values = 0  # times present but unreadable, in records kept
+        # (reason, id) of each rejection whose record has a readable id, so that the
+        # collector counts a bad record once however many replies hold it
+        # (`RejectedOnce`); a record with two unreadable times is here twice.
+        self.rejected_ids: list[tuple[str, int]] = []
         self.seen = 0
         # `parse_time` of each time text met in this reply: a session's startTime recurs
         # as its first guest's, and a busy page repeats seconds.
@@ -153,10 +160,23 @@ class _Tally:
             raise _Implausible(name)
         return when
 
-    def skip(self, exc: _Skip) -> None:
+    def skip(self, exc: _Skip, unread: int | None = None, id_text: str | None = None) -> None:
+        """A record skipped for `exc`; `unread` is `invalid_values` before it was read
+        (a skipped record counts once, as skipped), `id_text` its id's text."""
+        if unread is not None:
+            self.invalid_values = unread
         self.skipped += 1
-        if isinstance(exc, _Implausible):
-            self.implausible += 1
+        implausible = isinstance(exc, _Implausible)
+        self.implausible += implausible
+        record_id = strict_int(id_text) if id_text else None
+        if record_id is not None:
+            reason = "implausible_value" if implausible else "invalid_record"
+            self.rejected_ids.append((reason, record_id))
+
+    def kept(self, record_id: int, unread: int) -> None:
+        """A record kept; `unread` is `invalid_values` before it was read."""
+        for _ in range(self.invalid_values - unread):
+            self.rejected_ids.append(("invalid_value", record_id))
 
     def full(self) -> bool:
         """Count one more record; True once there are more than `limit`."""
@@ -317,21 +337,25 @@ def parse_active_sessions(
         unread = tally.invalid_values
         try:
             nguests_text = fields.get("nguests")
-            records.append(
-                ActiveSession(
-                    id=_int(fields.get("id"), "id"),
-                    type=_present(fields.get("type"), "type"),
-                    status=_present(fields.get("status"), "status"),
-                    start_time=tally.time(fields.get("startTime"), "startTime"),
-                    partner_user_id=fields.get("partnerUserId") or "",
-                    nguests=_count_of(nguests_text, "nguests") if nguests_text else 0,
-                )
+            record = ActiveSession(
+                id=_int(fields.get("id"), "id"),
+                type=_present(fields.get("type"), "type"),
+                status=_present(fields.get("status"), "status"),
+                start_time=tally.time(fields.get("startTime"), "startTime"),
+                partner_user_id=fields.get("partnerUserId") or "",
+                nguests=_count_of(nguests_text, "nguests") if nguests_text else 0,
             )
         except _Skip as exc:
-            tally.invalid_values = unread  # a skipped record counts once, as skipped
-            tally.skip(exc)
+            tally.skip(exc, unread, fields.get("id"))
+        else:
+            records.append(record)
+            tally.kept(record.id, unread)
     return ActiveSessions(
-        records, tally.skipped, tally.implausible, invalid_values=tally.invalid_values
+        records,
+        tally.skipped,
+        tally.implausible,
+        invalid_values=tally.invalid_values,
+        rejected_ids=tuple(tally.rejected_ids),
     )
 
 
@@ -495,10 +519,13 @@ def _finish(
 ) -> None:
     unread = tally.invalid_values
     try:
-        sessions.append(_session(fields, guests, user, tally))
+        session = _session(fields, guests, user, tally)
     except _Skip as exc:
-        tally.invalid_values = unread  # a skipped record counts once, as skipped
-        tally.skip(exc)
+        tally.skip(exc, unread, fields.get("id"))
+    else:
+        sessions.append(session)
+        if tally.invalid_values != unread:
+            tally.kept(session.id, unread)
 
 
 def parse_group_sessions(
@@ -535,6 +562,7 @@ def parse_group_sessions(
         invalid,
         tally.implausible,
         invalid_values=tally.invalid_values,
+        rejected_ids=tuple(tally.rejected_ids),
     )
 
 
@@ -558,4 +586,5 @@ def parse_user_sessions(
         tally.skipped,
         tally.implausible,
         invalid_values=tally.invalid_values,
+        rejected_ids=tuple(tally.rejected_ids),
     )

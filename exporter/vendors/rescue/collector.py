@@ -239,6 +239,7 @@ class RescueCollector(AccountCollector):
         # Tests hand in a stand-in client here, as with every vendor's collector.
         self.client = client or RescueClient(account, ctx)
         self.status_label = ctx.label(STATUSES)
+        self._once = ctx.rejected_once()
         self.extra_labels = {name: ctx.label() for name in account.labels}
         # English statuses match whatever their case, Unicode form and spacing
         # (`status_key`); aliases translate localised ones (the built-in ones from real
@@ -336,14 +337,13 @@ class RescueCollector(AccountCollector):
         A long reply is counted in slices with scrapes served in between; the node's new
         state replaces the old one only once it is whole, so no render shows half a
         reply, and a cycle cancelled half-way leaves the last poll's state as it was."""
-        for reason, count in (
-            ("shifted_row", reply.shifted_rows),
-            ("invalid_record", reply.invalid_records),
-            ("invalid_value", reply.invalid_values),
-            ("implausible_value", reply.implausible_values),
-        ):
-            if count:
-                self.ctx.reject(reason, count)
+        totals = {
+            "shifted_row": reply.shifted_rows,
+            "invalid_record": reply.invalid_records,
+            "invalid_value": reply.invalid_values,
+            "implausible_value": reply.implausible_values,
+        }
+        self._once.reply(node.label, totals, reply.rejected_ids, now)
         sessions, extra_rows = await one_row_per_session(reply.sessions)
         state = NodeState(polled_at=now, technicians=extra_rows)
         # The blank combination keeps every node's statuses present (zero) even with
@@ -358,6 +358,7 @@ class RescueCollector(AccountCollector):
         recognised: dict[str, str] = {}
         extra_names = tuple(self.extra_labels)
         combinations: set[tuple[str, ...]] = set()
+        unknown: list[tuple[str, str]] = []  # (node, ID) of the sessions of such statuses
         for done, session in enumerate(sessions, 1):
             if done % APPLY_CHUNK == 0:
                 await asyncio.sleep(0)
@@ -369,6 +370,7 @@ class RescueCollector(AccountCollector):
                     recognised[raw] = status = english
                 else:
                     status = self._unrecognized(raw)
+                    unknown.append((node.label, session.id))
             statuses[session.id] = status
             if extra_names:
                 extras = tuple(self._extra(name, session) for name in extra_names)
@@ -386,6 +388,7 @@ class RescueCollector(AccountCollector):
                     oldest[status] = changed
             if status == WAITING:
                 waiting.append(session)
+        self._once.reject("unknown_status", unknown, now)
         self._warn_unrecognized()
         # From here to the end nothing awaits: the waits move on and the state is swapped
         # in one step.
@@ -546,7 +549,6 @@ class RescueCollector(AccountCollector):
         """The label of a status neither documented nor aliased: kept as a (bounded,
         scrubbed) label value, but loudly: an account answering in another language
         would otherwise report zero Waiting, silently."""
-        self.ctx.reject("unknown_status", 1)
         value = self.status_label(raw)
         seen, _ = label_value(raw, self.ctx.label_value_max_length)
         if seen not in self.unrecognized and len(self.unrecognized) < MAX_UNRECOGNIZED:

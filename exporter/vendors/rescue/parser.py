@@ -123,6 +123,9 @@ class SessionList(RecordsInPieces):
     # Waiting Time beyond a week, Start Time outside 2000-2100: the row is kept, the value
     # dropped.
     implausible_values: int = 0
+    # (reason, ID) of each of the above whose row has a numeric ID, so that the collector
+    # counts it once however many polls return it (`RejectedOnce`).
+    rejected_ids: tuple[tuple[str, str], ...] = ()
 
 
 class TooManyRows(ParseError):
@@ -673,6 +676,7 @@ class _Builder:
         self._shared: dict[str, str] = {}
         self._utc = _is_utc(zone)
         self.invalid_records = self.invalid_values = self.implausible_values = 0
+        self.rejected_ids: list[tuple[str, str]] = []
 
     def start_time(self, text: str) -> float | None:
         if self._utc:
@@ -695,6 +699,7 @@ class _Builder:
     ) -> None:
         if strict_int(session_id) is None or not status:
             self.invalid_records += 1
+            self.rejected(session_id, "invalid_record")  # an ID without a Status
             return
         # Strictly ASCII digits of bounded length: 5,000 digits are a counted bad value,
         # never a ValueError from Python's int conversion limit.
@@ -707,15 +712,19 @@ class _Builder:
                 start = self._starts[start_text]
             else:
                 start = self._starts[start_text] = self.start_time(start_text)
-        self.invalid_values += waiting_text != "" and waiting is None
-        self.invalid_values += start_text != "" and start is None
+        if waiting_text != "" and waiting is None:
+            self.invalid_value(session_id)
+        if start_text != "" and start is None:
+            self.invalid_value(session_id)
         # An absurd value is dropped, not the session: what Rescue counts is sessions by
         # status, and an Offline session may well sit for more than a week.
         if waiting is not None and not plausible_seconds(waiting):
             self.implausible_values += 1
+            self.rejected(session_id, "implausible_value")
             waiting = None
         if start is not None and not plausible_epoch(start):
             self.implausible_values += 1
+            self.rejected(session_id, "implausible_value")
             start = None
         shared = self._shared.setdefault
         # Positional, in the field order: keywords cost a third more per row.
@@ -733,6 +742,16 @@ class _Builder:
             )
         )
 
+    def invalid_value(self, session_id: str) -> None:
+        self.invalid_values += 1
+        self.rejected(session_id, "invalid_value")
+
+    def rejected(self, session_id: str, reason: str) -> None:
+        """Note a rejection of the row of `session_id`, if that is a numeric ID."""
+        number = strict_int(session_id)
+        if number is not None:
+            self.rejected_ids.append((reason, str(number)))
+
     def result(self, columns: tuple[str, ...], shifted: int = 0) -> SessionList:
         return SessionList(
             code=OK,
@@ -742,6 +761,7 @@ class _Builder:
             invalid_records=self.invalid_records,
             invalid_values=self.invalid_values,
             implausible_values=self.implausible_values,
+            rejected_ids=tuple(self.rejected_ids),
         )
 
 
@@ -780,12 +800,15 @@ def parse_soap_sessions(
     builder.invalid_records += others
     for row in rows:
         values: dict[str, str] = {}
+        doubts = 0
         for e in row:
             if isinstance(e.tag, str) and e.tag.startswith(_API):
                 name, text = etree.QName(e).localname, clean_text((e.text or "").strip())
                 if values.setdefault(name, text) != text and name in _SOAP_READ:
                     # The first is taken, as from a text table, and the doubt counted.
-                    builder.invalid_values += 1
+                    doubts += 1
+        for _ in range(doubts):
+            builder.invalid_value(values.get("iID", ""))
         enum = values.get("bStatus", "")
         # The enum is the language-independent truth; an enum value we have not placed is
         # kept verbatim (and counted as unrecognised by the collector), and only a missing

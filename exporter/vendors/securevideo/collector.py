@@ -12,7 +12,7 @@ import asyncio
 import math
 import operator
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
 from typing import Any
 
@@ -91,6 +91,7 @@ class SecureVideoCollector(AccountCollector):
     ) -> None:
         self.account = account
         self.ctx = ctx
+        self._once = ctx.rejected_once()
         # Tests hand in a stand-in client here, as with every vendor's collector.
         self.client = client or HistoryClient(account, ctx)
         self._prefix = (account.common.name,)
@@ -229,7 +230,9 @@ class SecureVideoCollector(AccountCollector):
         except UpstreamError as exc:
             self._month_failed(now, exc)
             return
-        self._reject_counts(counts.skipped, counts.implausible, counts.first_problem)
+        self._reject_counts(
+            counts.skipped, counts.implausible, counts.first_problem, ("month", counts.rejected_ids)
+        )
         self.month = self._month_counts(counts)
         self._month_fetched_at, self._month_retry_at, self._month_failures = now, None, 0
 
@@ -327,15 +330,23 @@ class SecureVideoCollector(AccountCollector):
         return last is None or now - last >= self.account.month_interval
 
     def _reject_bad(self, page: HistoryPage) -> None:
-        self._reject_counts(page.skipped, page.implausible, page.first_problem)
+        self._reject_counts(
+            page.skipped, page.implausible, page.first_problem, ("feed", page.rejected_ids)
+        )
 
-    def _reject_counts(self, skipped: int, implausible: int, first_problem: str | None) -> None:
+    def _reject_counts(
+        self,
+        skipped: int,
+        implausible: int,
+        first_problem: str | None,
+        ids: tuple[str, Sequence[tuple[str, int]]],
+    ) -> None:
+        """Count one reply's skipped records; those of `ids` (which query, and the
+        parser's `rejected_ids`) once however many of its replies hold them."""
         if not skipped:
             return
-        if skipped > implausible:
-            self.ctx.reject("invalid_record", skipped - implausible)
-        if implausible:
-            self.ctx.reject("implausible_value", implausible)
+        totals = {"invalid_record": skipped - implausible, "implausible_value": implausible}
+        self._once.reply(ids[0], totals, ids[1], self.ctx.clock.time())
         self.ctx.log.debug(
             "securevideo_records_skipped",
             count=skipped,
@@ -379,7 +390,7 @@ class SecureVideoCollector(AccountCollector):
         fresh: list[HistoryRecord] = []  # remembered, to be counted by `_count_new`
         # A session billed in the future would be counted, and remembered (pruning goes
         # by BillableTs) until that day: enough of them fill the dedupe memory for good.
-        latest_plausible, ahead = now + MAX_AHEAD, 0
+        latest_plausible, ahead = now + MAX_AHEAD, []
         try:
             for done, record in enumerate(latest.values(), 1):
                 if done % APPLY_CHUNK == 0:
@@ -390,7 +401,7 @@ class SecureVideoCollector(AccountCollector):
                 if billable_ts is None:
                     continue
                 if billable_ts > latest_plausible:
-                    ahead += 1
+                    ahead.append(("implausible_value", record.session_id))
                     continue
                 duration, wait = record.duration_minutes, record.wait_minutes
                 if (
@@ -434,7 +445,9 @@ class SecureVideoCollector(AccountCollector):
             # Whatever was remembered is counted, even if the cycle ends here (a full
             # dedupe memory, the cycle's deadline): it is never offered again.
             self._count_new(fresh)
-            self._reject_counts(ahead, ahead, "BillableTs more than a day after now")
+            self._reject_counts(
+                len(ahead), len(ahead), "BillableTs more than a day after now", ("feed", ahead)
+            )
         self.in_progress = in_progress
 
     def _observe_late(self, record: HistoryRecord, seen: _Seen) -> None:

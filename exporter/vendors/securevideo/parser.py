@@ -84,6 +84,9 @@ class HistoryPage(RecordsInPieces):
     # The record count when it exceeds max_records (max_records + 1 when the decoding
     # stopped at the cap: at least that many).
     over_limit: int | None = None
+    # (reason, SessionId) of each skipped record with a usable SessionId, so that the
+    # collector counts it once however many replies hold it (`RejectedOnce`).
+    rejected_ids: tuple[tuple[str, int], ...] = ()
 
 
 class _BadRecord(Exception):
@@ -481,15 +484,32 @@ def _parse_general(body: bytes, max_records: int = MAX_RECORDS) -> HistoryPage:
         return HistoryPage((), over_limit=len(data))
     records: list[HistoryRecord] = []
     skipped, implausible, first_problem = 0, 0, None
+    rejected: list[tuple[str, int]] = []
     for index, item in enumerate(data):
         try:
             records.append(_record(item))
         except _BadRecord as exc:
             skipped += 1
             implausible += isinstance(exc, _Implausible)
+            _note_rejected(rejected, exc, item)
             if first_problem is None:
                 first_problem = f"record {index}: {exc}"
-    return HistoryPage(tuple(records), skipped, first_problem, implausible)
+    return HistoryPage(
+        tuple(records), skipped, first_problem, implausible, rejected_ids=tuple(rejected)
+    )
+
+
+def _note_rejected(rejected: list[tuple[str, int]], exc: _BadRecord, item: Any) -> None:
+    """Add a skipped record's reason and SessionId, if it has a usable one."""
+    if not isinstance(item, dict):
+        return
+    try:
+        session_id = _int(item.get("SessionId"), "SessionId")
+    except _BadRecord:
+        return
+    if session_id is not None:
+        reason = "implausible_value" if isinstance(exc, _Implausible) else "invalid_record"
+        rejected.append((reason, session_id))
 
 
 # -- the month query: counted as it streams ---------------------------------------------
@@ -518,6 +538,7 @@ class MonthCounts:
     first_problem: str | None = None
     over_limit: int | None = None  # more distinct sessions than max_sessions
     vendor_message: str | None = None  # the `Message` of a 200 that carried an error
+    rejected_ids: tuple[tuple[str, int], ...] = ()  # as `HistoryPage.rejected_ids`
 
 
 class MonthCounter:
@@ -548,6 +569,7 @@ class MonthCounter:
         self._statuses: dict[str, str] = {}
         self._skipped = self._implausible = 0
         self._first_problem: str | None = None
+        self._rejected: list[tuple[str, int]] = []
 
     @property
     def over_limit(self) -> bool:
@@ -587,7 +609,13 @@ class MonthCounter:
         counts: dict[str | None, int] = {}
         for status in self._status.values():
             counts[status] = counts.get(status, 0) + 1
-        return MonthCounts(counts, self._skipped, self._implausible, self._first_problem)
+        return MonthCounts(
+            counts,
+            self._skipped,
+            self._implausible,
+            self._first_problem,
+            rejected_ids=tuple(self._rejected),
+        )
 
     def _decode(self, chunk: bytes, final: bool) -> str:
         if self._decoder is None:
@@ -671,6 +699,7 @@ class MonthCounter:
         except _BadRecord as exc:
             self._skipped += 1
             self._implausible += isinstance(exc, _Implausible)
+            _note_rejected(self._rejected, exc, item)
             if self._first_problem is None:
                 self._first_problem = f"record {index}: {exc}"
             return

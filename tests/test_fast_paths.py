@@ -301,9 +301,9 @@ def reference_sessions(
                     agent_start=agent,
                 )
             )
+            tally.kept(session_id, unread)
         except glance._Skip as exc:
-            tally.invalid_values = unread
-            tally.skip(exc)
+            tally.skip(exc, unread, fields.get("id"))
     return sessions
 
 
@@ -334,6 +334,7 @@ def reference_group_sessions(body: bytes, max_records: int) -> glance.GroupSessi
         invalid,
         tally.implausible,
         invalid_values=tally.invalid_values,
+        rejected_ids=tuple(tally.rejected_ids),
     )
 
 
@@ -634,11 +635,15 @@ def reference_active_sessions(body: bytes, max_records: int) -> glance.ActiveSes
                     nguests=glance._int(nguests_text, "nguests") if nguests_text else 0,
                 )
             )
+            tally.kept(records[-1].id, unread)
         except glance._Skip as exc:
-            tally.invalid_values = unread
-            tally.skip(exc)
+            tally.skip(exc, unread, reference_text(item, "id"))
     return glance.ActiveSessions(
-        records, tally.skipped, tally.implausible, invalid_values=tally.invalid_values
+        records,
+        tally.skipped,
+        tally.implausible,
+        invalid_values=tally.invalid_values,
+        rejected_ids=tuple(tally.rejected_ids),
     )
 
 
@@ -873,6 +878,7 @@ def reference_user_sessions(body: bytes, max_records: int) -> glance.UserSession
         tally.skipped,
         tally.implausible,
         invalid_values=tally.invalid_values,
+        rejected_ids=tuple(tally.rejected_ids),
     )
 
 

@@ -50,7 +50,13 @@ def test_full(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
             "nodes": [{"id": 1, "ref": "CHANNEL"}, {"id": 2}],
             "api_version": 3,
             "timezone": "America/Sao_Paulo",
-            "status_aliases": {"Aguardando": "Waiting", "Ativo": "Active"},
+            # The same status twice with one meaning, and English meaning itself: harmless.
+            "status_aliases": {
+                "Aguardando": "Waiting",
+                "Ativo": "Active",
+                "ATIVO": "Active",
+                "waiting": "Waiting",
+            },
             "labels": ["technician", "channel"],
             "wait_buckets": [5, 60],
         }
@@ -107,6 +113,27 @@ def test_auth_code_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
             {"auth_code": "a", "nodes": NODES, "status_aliases": {"Aguardando": "Queued"}},
             "rescue[0].status_aliases.Aguardando",
             "not a status",
+        ),
+        # Probe 10: statuses match whatever their case, so the second silently won, and
+        # a real `Ativas` (Active) session was counted as Waiting.
+        (
+            {
+                "auth_code": "a",
+                "nodes": NODES,
+                "status_aliases": {"ativas": "Active", "Ativas ": "Waiting"},
+            },
+            "rescue[0].status_aliases.Ativas ",
+            "same statuses as 'ativas'",
+        ),
+        (
+            {"auth_code": "a", "nodes": NODES, "status_aliases": {"waiting": "Active"}},
+            "rescue[0].status_aliases.waiting",
+            "'Waiting' is a documented status",
+        ),
+        (
+            {"auth_code": "a", "nodes": NODES, "status_aliases": {" ": "Waiting"}},
+            "rescue[0].status_aliases. ",
+            "empty status",
         ),
         (
             {"auth_code": "a", "nodes": NODES, "labels": ["customer"]},

@@ -4,7 +4,6 @@ getSession polls (text or SOAP: the parsers give the same records)."""
 from __future__ import annotations
 
 import asyncio
-import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
@@ -23,7 +22,7 @@ from ..base import APPLY_CHUNK, AccountCollector, CollectorContext
 from .client import GET_SESSION, LOGIN, RescueClient, UnknownNodeError
 from .config import Node, RescueAccount
 from .parser import Session, SessionList
-from .statuses import BUILTIN_STATUS_ALIASES, STATUSES, WAITING, outcome_of
+from .statuses import BUILTIN_STATUS_ALIASES, STATUSES, WAITING, outcome_of, status_key
 
 SESSIONS = "rescue_sessions"
 OLDEST_CHANGE = "rescue_session_status_oldest_change_timestamp_seconds"
@@ -635,12 +634,6 @@ def _each_alone(extras: tuple[str, ...]) -> Iterable[tuple[str, ...]]:
     for i, value in enumerate(extras):
         if value:
             yield ("",) * i + (value,) + ("",) * (len(extras) - i - 1)
-
-
-def status_key(status: str) -> str:
-    """What two spellings of one status share: the same letters whatever their case,
-    Unicode form (an accent composed or not) and spacing (doubled, or a no-break space)."""
-    return " ".join(unicodedata.normalize("NFKC", status).split()).casefold()
 
 
 async def one_row_per_session(rows: Sequence[Session]) -> tuple[list[Session], int]:

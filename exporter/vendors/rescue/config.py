@@ -17,7 +17,7 @@ from ...config import (
     setting,
 )
 from ...families import WAIT_BUCKETS
-from .statuses import NODE_REFS, STATUSES
+from .statuses import NODE_REFS, STATUSES, status_key
 
 EXTRA_LABELS = ("channel", "technician")
 API_VERSIONS = (1, 2, 3)
@@ -130,12 +130,29 @@ def _parse_nodes(fields: Fields) -> tuple[Node, ...]:
 
 
 def _parse_aliases(fields: Fields) -> dict[str, str]:
+    """Statuses are matched whatever their case, Unicode form and spacing (`status_key`):
+    two aliases that match alike but mean two statuses, or one that gives a documented
+    status another meaning, would count sessions as the wrong status, silently."""
     aliases = fields.str_map("status_aliases")
+    documented = {status_key(status): status for status in STATUSES}
+    meant: dict[str, tuple[str, str]] = {}
     for local, english in aliases.items():
+        path = _path(fields, f"status_aliases.{local}")
         if english not in STATUSES:
+            raise ConfigError(path, f"{english!r} is not a status the Rescue docs list")
+        key = status_key(local)
+        if not key:
+            raise ConfigError(path, "an empty status matches no session")
+        if documented.get(key, english) != english:
             raise ConfigError(
-                _path(fields, f"status_aliases.{local}"),
-                f"{english!r} is not a status the Rescue docs list",
+                path, f"{documented[key]!r} is a documented status: it cannot mean {english!r}"
+            )
+        other, other_english = meant.setdefault(key, (local, english))
+        if other_english != english:
+            raise ConfigError(
+                path,
+                f"matches the same statuses as {other!r} (case, accents and spacing aside), "
+                f"which means {other_english!r}, not {english!r}",
             )
     return aliases
 

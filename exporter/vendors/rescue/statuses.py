@@ -3,6 +3,7 @@ replies carry, the SOAP enum, the wait outcomes, and the return codes of both AP
 
 from __future__ import annotations
 
+import unicodedata
 from types import MappingProxyType
 
 from ...outcomes import ABANDONED, ANSWERED, TIMED_OUT, TRANSFERRED
@@ -174,3 +175,9 @@ NODE_REFS = ("NODE", "CHANNEL")
 API_NAMESPACE = "https://secure.logmeinrescue.com/API/API.asmx"
 SOAP11_NAMESPACE = "http://schemas.xmlsoap.org/soap/envelope/"
 SOAP12_NAMESPACE = "http://www.w3.org/2003/05/soap-envelope"
+
+
+def status_key(status: str) -> str:
+    """What two spellings of one status share: the same letters whatever their case,
+    Unicode form (an accent composed or not) and spacing (doubled, or a no-break space)."""
+    return " ".join(unicodedata.normalize("NFKC", status).split()).casefold()

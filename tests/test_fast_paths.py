@@ -303,7 +303,7 @@ def reference_sessions(
             )
             tally.kept(session_id, unread)
         except glance._Skip as exc:
-            tally.skip(exc, unread, fields.get("id"))
+            tally.skip(exc, unread, glance._readable_id(fields.get("id")))
     return sessions
 
 
@@ -609,8 +609,11 @@ def reference_session_counts(body: bytes, max_records: int) -> glance.Counts:
                 )
             )
         except glance._Skip as exc:
-            tally.skip(exc)
-    return glance.Counts(records, tally.skipped, tally.implausible)
+            row = (reference_text(item, "type"), reference_text(item, "status"))
+            tally.skip(exc, record_id=row if all(row) else None)
+    return glance.Counts(
+        records, tally.skipped, tally.implausible, rejected_ids=tuple(tally.rejected_ids)
+    )
 
 
 def reference_active_sessions(body: bytes, max_records: int) -> glance.ActiveSessions:
@@ -637,7 +640,7 @@ def reference_active_sessions(body: bytes, max_records: int) -> glance.ActiveSes
             )
             tally.kept(records[-1].id, unread)
         except glance._Skip as exc:
-            tally.skip(exc, unread, reference_text(item, "id"))
+            tally.skip(exc, unread, glance._readable_id(reference_text(item, "id")))
     return glance.ActiveSessions(
         records,
         tally.skipped,

@@ -19,7 +19,7 @@ from exporter.outcomes import OUTCOMES
 from exporter.simulators.clock import FakeClock
 from exporter.simulators.glance import DEMO_API_KEY, GlanceSimulator
 from exporter.snapshot import render
-from exporter.vendors.glance.client import ACTIVE, COMPLETED_ENDING, utc
+from exporter.vendors.glance.client import ACTIVE, COMPLETED_ENDING, COUNTS_ENDING, utc
 from exporter.vendors.glance.collector import GlanceCollector
 from exporter.vendors.glance.parser import NS
 
@@ -506,6 +506,28 @@ async def test_a_bad_record_in_every_reply_is_counted_once(clock: FakeClock) -> 
     assert current[("C", "W")] == 2.0  # sessions 1 and 2 still counted every poll
     assert (h.rejects["invalid_value"], h.rejects["implausible_value"]) == (1, 1)
     assert h.rejects["invalid_record"] == 1 + 3  # session 3 once; the id-less one each poll
+
+
+async def test_a_bad_row_of_todays_counts_is_counted_once_a_day(clock: FakeClock) -> None:
+    def row(status: str, count: str) -> str:
+        return (
+            f"<sessionCount><type>C</type><status>{status}</status><count>{count}</count>"
+            "<averageDuration>60</averageDuration></sessionCount>"
+        )
+
+    body = (
+        f'<ArrayOfSessionCount xmlns="{NS}">{row("C", "3")}{row("X", "many")}'
+        f"{row('', 'few')}</ArrayOfSessionCount>"
+    ).encode()
+    async with hostile(clock, lambda: body, COUNTS_ENDING) as h:
+        c = h.collector()
+        for _ in range(3):
+            await c.collect(h.upstream())
+            clock.advance(60)
+        assert h.rejects["invalid_record"] == 1 + 3  # (C, X) once; the row of no status each
+        clock.advance(86400)  # another day's counts: another record
+        await c.collect(h.upstream())
+    assert h.rejects["invalid_record"] == 2 + 4
 
 
 async def test_the_parser_body_cap_comes_from_max_body_bytes(clock: FakeClock) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Hashable, Iterable
 from contextlib import aclosing
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -242,7 +242,9 @@ class GlanceCollector(AccountCollector):
         }
         weighted: dict[LabelValues, tuple[float, float]] = {}
         for counted_by, reply in replies:
-            self._rejected_records(reply.skipped, reply.implausible)
+            # A bad row of today's counts is one record until the day changes.
+            kind = f"counts {counted_by} {start}"
+            self._rejected_records(reply.skipped, reply.implausible, 0, (kind, reply.rejected_ids))
             for record in reply.records:
                 key = (self._types(record.type), self._statuses(record.status), counted_by)
                 counts[key] = counts.get(key, 0.0) + record.count
@@ -728,7 +730,7 @@ class GlanceCollector(AccountCollector):
         skipped: int,
         implausible: int,
         invalid_values: int = 0,
-        ids: tuple[str, tuple[tuple[str, int], ...]] = ("", ()),
+        ids: tuple[str, tuple[tuple[str, Hashable], ...]] = ("", ()),
     ) -> None:
         """Count one reply's rejections; those of `ids` (what the reply was, and the
         parser's `rejected_ids`) once however many replies of that kind hold them."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 from lxml import etree
@@ -80,6 +81,8 @@ class Counts:
     skipped: int = 0
     implausible: int = 0
     over_limit: int | None = None  # the record count when it exceeds max_records
+    # (reason, (type, status)) of each skipped row that has both: a row's identity.
+    rejected_ids: tuple[tuple[str, tuple[str, str]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -136,7 +139,7 @@ class _Tally:
         # (reason, id) of each rejection whose record has a readable id, so that the
         # collector counts a bad record once however many replies hold it
         # (`RejectedOnce`); a record with two unreadable times is here twice.
-        self.rejected_ids: list[tuple[str, int]] = []
+        self.rejected_ids: list[tuple[str, Any]] = []
         self.seen = 0
         # `parse_time` of each time text met in this reply: a session's startTime recurs
         # as its first guest's, and a busy page repeats seconds.
@@ -160,15 +163,14 @@ class _Tally:
             raise _Implausible(name)
         return when
 
-    def skip(self, exc: _Skip, unread: int | None = None, id_text: str | None = None) -> None:
+    def skip(self, exc: _Skip, unread: int | None = None, record_id: Any = None) -> None:
         """A record skipped for `exc`; `unread` is `invalid_values` before it was read
-        (a skipped record counts once, as skipped), `id_text` its id's text."""
+        (a skipped record counts once, as skipped), `record_id` what tells it apart."""
         if unread is not None:
             self.invalid_values = unread
         self.skipped += 1
         implausible = isinstance(exc, _Implausible)
         self.implausible += implausible
-        record_id = strict_int(id_text) if id_text else None
         if record_id is not None:
             reason = "implausible_value" if implausible else "invalid_record"
             self.rejected_ids.append((reason, record_id))
@@ -320,8 +322,9 @@ def parse_session_counts(
                 )
             )
         except _Skip as exc:
-            tally.skip(exc)
-    return Counts(records, tally.skipped, tally.implausible)
+            row = (fields.get("type"), fields.get("status"))
+            tally.skip(exc, record_id=row if all(row) else None)
+    return Counts(records, tally.skipped, tally.implausible, rejected_ids=tuple(tally.rejected_ids))
 
 
 def parse_active_sessions(
@@ -346,7 +349,7 @@ def parse_active_sessions(
                 nguests=_count_of(nguests_text, "nguests") if nguests_text else 0,
             )
         except _Skip as exc:
-            tally.skip(exc, unread, fields.get("id"))
+            tally.skip(exc, unread, _readable_id(fields.get("id")))
         else:
             records.append(record)
             tally.kept(record.id, unread)
@@ -510,6 +513,10 @@ def _take(found: dict[str, str], name: str, element: etree._Element) -> None:
         found[name] = text if text.isascii() else clean_text(text)
 
 
+def _readable_id(text: str | None) -> int | None:
+    return strict_int(text) if text else None
+
+
 def _finish(
     fields: dict[str, str],
     guests: list[dict[str, str]],
@@ -521,7 +528,7 @@ def _finish(
     try:
         session = _session(fields, guests, user, tally)
     except _Skip as exc:
-        tally.skip(exc, unread, fields.get("id"))
+        tally.skip(exc, unread, _readable_id(fields.get("id")))
     else:
         sessions.append(session)
         if tally.invalid_values != unread:

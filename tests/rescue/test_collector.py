@@ -165,6 +165,16 @@ async def test_shifted_rows_are_skipped_and_counted() -> None:
         assert sum(by_status(collector, str(GROUP_ID)).values()) == len(r.sim.sessions()) - len(
             piped
         )
+        # Polled again, a shifted session already counted is not counted again.
+        first = {row["ID"] for row in rows if "|" in row["Custom Field 0"]}
+        before = r.rejects["shifted_row"]
+        r.clock.advance(60)
+        await collector.collect(r.upstream)
+        again = r.sim.rows(GROUP_ID, "NODE", int(r.clock.time()))
+        piped_again = [row["ID"] for row in again if "|" in row["Custom Field 0"]]
+        assert set(piped_again) & first  # the same sessions, still listed
+        new = sum(1 for sid in piped_again if sid not in first)
+        assert r.rejects["shifted_row"] == before + new
 
 
 @pytest.mark.parametrize("version", [2, 3])

@@ -143,6 +143,15 @@ def parse_sessions(body: bytes, zone: tzinfo = UTC, max_rows: int | None = None)
     return _sessions(header, rows, shifted, zone)
 
 
+def _shifted_ids(header: list[str], shifted: list[list[str]]) -> list[tuple[str, str]]:
+    """("shifted_row", ID) of each shifted row with a numeric ID, where the ID is the
+    first column (as in every real header): no field before it can have shifted it."""
+    if not shifted or _norm(header[0]) != "id":
+        return []
+    numbers = (strict_int(row[0]) for row in shifted)
+    return [("shifted_row", str(number)) for number in numbers if number is not None]
+
+
 def parse_login(body: bytes) -> str:
     """The return value of login.aspx (OK, INVALID, LIMITREACHED, ERROR ...)."""
     code, _ = _status(_decode(body), LOGIN_CODES)
@@ -379,11 +388,13 @@ def _check_rows(count: int, max_rows: int | None) -> None:
         raise TooManyRows(f"{count} session rows, more than max_records_per_reply ({max_rows})")
 
 
-def _rows(rest: str, max_rows: int | None = None) -> tuple[list[str], list[list[str]], int]:
-    """(header, rows of the header's width, number of rows skipped as shifted)."""
+def _rows(
+    rest: str, max_rows: int | None = None
+) -> tuple[list[str], list[list[str]], list[list[str]]]:
+    """(header, rows of the header's width, rows skipped as shifted)."""
     lines = _logical_lines(rest)
     if not lines:
-        return [], [], 0
+        return [], [], []
     _check_rows(len(lines) - 1, max_rows)
     if lines[0].count("|") > MAX_COLUMNS:
         raise ParseError(f"table header has more than {MAX_COLUMNS} columns")
@@ -399,9 +410,9 @@ def _rows(rest: str, max_rows: int | None = None) -> tuple[list[str], list[list[
     # with neither is warned of (`RescueClient._unframed`).
     rows = [line[:-1].split("|", width) for line in lines[1:]]  # `_fields`, inline
     if set(map(len, rows)) <= {width}:
-        return first, rows, 0
-    good = [row for row in rows if len(row) == len(first)]
-    return first, good, len(rows) - len(good)
+        return first, rows, []
+    good = [row for row in rows if len(row) == width]
+    return first, good, [row for row in rows if len(row) != width]
 
 
 def _wraps(first: list[str], second: list[str]) -> bool:
@@ -413,7 +424,7 @@ def _wraps(first: list[str], second: list[str]) -> bool:
 
 def _wrapped_rows(
     lines: list[str], max_rows: int | None = None
-) -> tuple[list[str], list[list[str]], int]:
+) -> tuple[list[str], list[list[str]], list[list[str]]]:
     # The doc sample's shape: line ends carry no meaning, so the fields are read as one
     # stream; the header ends where the first numeric session ID begins.
     header = _wrapped_header(lines)
@@ -434,7 +445,7 @@ def _wrapped_rows(
     _check_rows(values // width, max_rows)
     fields = [f.replace("\n", " ") for line in lines for f in _fields(line)][width:]
     rows = [fields[i : i + width] for i in range(0, values, width)]
-    return header, rows, 0
+    return header, rows, []
 
 
 def _wrapped_header(lines: list[str]) -> list[str]:
@@ -470,7 +481,9 @@ _READ_COLUMNS = {
 }
 
 
-def _sessions(header: list[str], rows: list[list[str]], shifted: int, zone: tzinfo) -> SessionList:
+def _sessions(
+    header: list[str], rows: list[list[str]], shifted: list[list[str]], zone: tzinfo
+) -> SessionList:
     index: dict[str, int] = {}
     for i, name in enumerate(header):
         if index.setdefault(_norm(name), i) != i and _norm(name) in _READ_COLUMNS:
@@ -499,7 +512,13 @@ def _sessions(header: list[str], rows: list[list[str]], shifted: int, zone: tzin
     names = tuple(h.strip() for h in header)
     clean = _clean_columns(rows, columns, zone)
     if clean is not None:
-        return SessionList(code=OK, sessions=clean, columns=names, shifted_rows=shifted)
+        return SessionList(
+            code=OK,
+            sessions=clean,
+            columns=names,
+            shifted_rows=len(shifted),
+            rejected_ids=tuple(_shifted_ids(header, shifted)),
+        )
     builder = _Builder(zone)
     for row in rows:
         (
@@ -524,7 +543,8 @@ def _sessions(header: list[str], rows: list[list[str]], shifted: int, zone: tzin
             technician,
             lead.casefold() in LEAD_VALUES,
         )
-    return builder.result(names, shifted)
+    builder.rejected_ids[:0] = _shifted_ids(header, shifted)
+    return builder.result(names, len(shifted))
 
 
 def _clean_columns(

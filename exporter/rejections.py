@@ -11,7 +11,8 @@ in every reply that holds them.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from typing import TypeVar
 
 from .dedupe import DedupeFull, SeenRecords
 
@@ -22,6 +23,15 @@ RETENTION = 2 * 86400.0
 # remembered (counted again when they come again): a vendor sending millions of bad
 # records must not grow memory, and a rejection is never dropped uncounted.
 LIMIT = 10_000
+
+T = TypeVar("T")
+
+
+def handed_back(ids: Sequence[T]) -> tuple[T, ...]:
+    """The rejected ids a parser hands back: no more than can be remembered. The rest
+    are counted as records without an id; a reply of 100,000 bad rows must not make a
+    parse worker's result 100,000 tuples longer."""
+    return tuple(ids[:LIMIT])
 
 
 class RejectedOnce:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from exporter.rejections import RejectedOnce
+from exporter.rejections import LIMIT, RejectedOnce, handed_back
 
 
 def counting() -> tuple[RejectedOnce, Counter[str]]:
@@ -57,3 +57,9 @@ def test_a_reply_splits_its_totals_into_ids_and_the_rest() -> None:
     once.reply("active", totals, ids, 60.0)
     once.reply("user", totals, ids, 60.0)  # another query's record
     assert counted == {"invalid_record": 3 + 2 + 3, "implausible_value": 1 + 1}
+
+
+def test_a_parser_hands_back_no_more_ids_than_can_be_remembered() -> None:
+    # The rest count as records without an id: a parse worker's result of 100,000 bad
+    # rows stays small.
+    assert handed_back(list(range(LIMIT + 5))) == tuple(range(LIMIT))

@@ -20,6 +20,7 @@ import msgspec
 from lxml import etree
 
 from ...errors import ParseError
+from ...rejections import handed_back
 from ...sanitize import (
     MAX_PLAUSIBLE_COUNT,
     clean_text,
@@ -324,7 +325,9 @@ def parse_session_counts(
         except _Skip as exc:
             row = (fields.get("type"), fields.get("status"))
             tally.skip(exc, record_id=row if all(row) else None)
-    return Counts(records, tally.skipped, tally.implausible, rejected_ids=tuple(tally.rejected_ids))
+    return Counts(
+        records, tally.skipped, tally.implausible, rejected_ids=handed_back(tally.rejected_ids)
+    )
 
 
 def parse_active_sessions(
@@ -358,7 +361,7 @@ def parse_active_sessions(
         tally.skipped,
         tally.implausible,
         invalid_values=tally.invalid_values,
-        rejected_ids=tuple(tally.rejected_ids),
+        rejected_ids=handed_back(tally.rejected_ids),
     )
 
 
@@ -569,7 +572,7 @@ def parse_group_sessions(
         invalid,
         tally.implausible,
         invalid_values=tally.invalid_values,
-        rejected_ids=tuple(tally.rejected_ids),
+        rejected_ids=handed_back(tally.rejected_ids),
     )
 
 
@@ -593,5 +596,5 @@ def parse_user_sessions(
         tally.skipped,
         tally.implausible,
         invalid_values=tally.invalid_values,
-        rejected_ids=tuple(tally.rejected_ids),
+        rejected_ids=handed_back(tally.rejected_ids),
     )

@@ -26,6 +26,7 @@ from lxml import etree
 
 from ...errors import ParseError
 from ...parseworker import RecordsInPieces
+from ...rejections import handed_back
 from ...sanitize import (
     MAX_DIGITS,
     MAX_PLAUSIBLE_SECONDS,
@@ -517,7 +518,7 @@ def _sessions(
             sessions=clean,
             columns=names,
             shifted_rows=len(shifted),
-            rejected_ids=tuple(_shifted_ids(header, shifted)),
+            rejected_ids=handed_back(_shifted_ids(header, shifted)),
         )
     builder = _Builder(zone)
     for row in rows:
@@ -781,7 +782,7 @@ class _Builder:
             invalid_records=self.invalid_records,
             invalid_values=self.invalid_values,
             implausible_values=self.implausible_values,
-            rejected_ids=tuple(self.rejected_ids),
+            rejected_ids=handed_back(self.rejected_ids),
         )
 
 

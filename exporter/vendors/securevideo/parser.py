@@ -34,6 +34,7 @@ import msgspec
 
 from ...errors import ParseError
 from ...parseworker import RecordsInPieces
+from ...rejections import handed_back
 from ...sanitize import MAX_PLAUSIBLE_SECONDS, clean_text, plausible_epoch, printable
 
 # SecureVideo writes .NET-style UTC times without an offset, with 0-7 fractional digits
@@ -495,7 +496,7 @@ def _parse_general(body: bytes, max_records: int = MAX_RECORDS) -> HistoryPage:
             if first_problem is None:
                 first_problem = f"record {index}: {exc}"
     return HistoryPage(
-        tuple(records), skipped, first_problem, implausible, rejected_ids=tuple(rejected)
+        tuple(records), skipped, first_problem, implausible, rejected_ids=handed_back(rejected)
     )
 
 
@@ -614,7 +615,7 @@ class MonthCounter:
             self._skipped,
             self._implausible,
             self._first_problem,
-            rejected_ids=tuple(self._rejected),
+            rejected_ids=handed_back(self._rejected),
         )
 
     def _decode(self, chunk: bytes, final: bool) -> str:

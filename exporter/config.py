@@ -27,7 +27,7 @@ from . import scrub
 from .accounts import AccountCommon as AccountCommon  # re-exported for vendor packages
 from .accounts import AccountConfig as AccountConfig
 from .textfile import MAX_CONFIG_FILE_BYTES, MAX_SECRET_FILE_BYTES, read_text
-from .yamlfile import FieldError, load_yaml
+from .yamlfile import FieldError, load_yaml, where_and_why
 
 SECRET_FIELDS = ("api_key", "api_secret", "password", "auth_code")
 
@@ -183,7 +183,9 @@ class Fields:
             seconds = float(value) if isinstance(value, int | float) else parse_duration(str(value))
         except (ValueError, OverflowError) as exc:
             raise ConfigError(self._path(name), str(exc)) from None
-        if not math.isfinite(seconds) or seconds > MAX_DURATION:
+        if math.isnan(seconds):
+            raise ConfigError(self._path(name), "is not a number")
+        if seconds > MAX_DURATION:  # inf too
             raise ConfigError(self._path(name), f"must be at most {MAX_DURATION / 86400:g} days")
         if seconds < minimum:
             raise ConfigError(self._path(name), f"must be at least {minimum:g}s")
@@ -646,9 +648,7 @@ def load_config(
     except FieldError as exc:
         raise ConfigError(exc.path, exc.problem) from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError("", f"{path} is not valid YAML{where}") from None
+        raise ConfigError("", f"{path} is not valid YAML{where_and_why(exc)}") from None
     except (RecursionError, ValueError):  # nested thousands deep; a 5,000-digit number
         raise ConfigError(
             "", f"{path} is not valid YAML (too deep, or a number too long)"

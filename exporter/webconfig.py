@@ -36,7 +36,7 @@ from aiohttp import web
 from .clock import Clock, SystemClock
 from .logs import get_logger
 from .textfile import MAX_CONFIG_FILE_BYTES, read_text, require_regular
-from .yamlfile import FieldError, load_yaml
+from .yamlfile import FieldError, load_yaml, where_and_why
 
 log = get_logger(component="web")
 
@@ -290,7 +290,9 @@ def load_settings(path: Path) -> WebSettings:
         raise WebConfigError(f"cannot read web config {path}: {exc.strerror}") from None
     except FieldError as exc:
         raise WebConfigError(f"{exc}") from None
-    except (yaml.YAMLError, ValueError, RecursionError):
+    except yaml.YAMLError as exc:
+        raise WebConfigError(f"{path} is not valid YAML{where_and_why(exc)}") from None
+    except (ValueError, RecursionError):
         # ValueError: not UTF-8 (uncaught, it stopped the file's watcher for good).
         raise WebConfigError(f"{path} is not valid YAML in UTF-8") from None
     return parse_web_config(data, path.parent)

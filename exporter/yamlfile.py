@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from . import scrub
 from .sanitize import clean_text
 
 KEY_SHOWN = 60  # characters of a repeated key in the error; a config key, never a secret
@@ -106,3 +107,20 @@ def _refuse_repeated_keys(node: yaml.Node, path: str, seen: set[int]) -> None:
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             _refuse_repeated_keys(item, f"{path}[{i}]", seen)
+
+
+# Characters of PyYAML's own words on what is wrong ("found character '\t' that cannot
+# start any token"): its problem text, never the snippet of the line it also prints, which
+# may hold a secret pasted into the file.
+PROBLEM_SHOWN = 120
+
+
+def where_and_why(exc: yaml.YAMLError) -> str:
+    """ " at line L, column C: what PyYAML found wrong", as much of it as it says."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    words = [getattr(exc, name, None) for name in ("context", "problem")]
+    said = ", ".join(w.strip() for w in words if isinstance(w, str) and w.strip())
+    if not said:
+        return where
+    return f"{where}: {scrub.SCRUBBER.excerpt(clean_text(said), PROBLEM_SHOWN)}"

@@ -54,7 +54,7 @@ def test_bad_durations(text: str) -> None:
         ({"fake": {"name": "x"}}, "fake", "must be a list"),
         ({"fake": ["x"]}, "fake[0]", "must be a mapping"),
         # Found by a probe: each of these passed, or crashed with a traceback.
-        ({"global": {"interval": float("nan")}}, "global.interval", "at most"),
+        ({"global": {"interval": float("nan")}}, "global.interval", "not a number"),
         ({"global": {"interval": float("inf")}}, "global.interval", "at most"),
         ({"global": {"stale_after": "1e12"}}, "global.stale_after", "at most"),
         ({"fake": [account(base_url="http://[::1")]}, "fake[0].base_url", "not a URL"),
@@ -199,6 +199,27 @@ def test_load_config_reports_yaml_position(tmp_path: Path) -> None:
     path.write_text("fake:\n  - name: a\n   bad: [\n")
     with pytest.raises(ConfigError, match="not valid YAML at line"):
         load_config(path, VENDORS)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("fake:\n\t- name: a\n", "found character '\\t' that cannot start any token"),
+        ("fake:\n  - {name: a, token: t}\n---\nfake: []\n", "but found another document"),
+        ("fake:\n  - {name: a, token: !!python/object:os.system x}\n", "constructor for the tag"),
+    ],
+)
+def test_a_yaml_error_says_what_is_wrong_but_never_the_line(
+    tmp_path: Path, text: str, reason: str
+) -> None:
+    # Probe 11: only a line and a column; a tab, a second document or a tag went unsaid.
+    # PyYAML's own message also quotes the line, which may hold a pasted secret.
+    path = tmp_path / "c.yaml"
+    path.write_text(text.replace("token: t", "token: S3cr3t-in-line"))
+    with pytest.raises(ConfigError) as info:
+        load_config(path, VENDORS)
+    assert reason in str(info.value) and " at line " in str(info.value)
+    assert "S3cr3t" not in str(info.value)
 
 
 ACCOUNT_YAML = "  - name: a\n    token: t\n    base_url: http://127.0.0.1:1\n"

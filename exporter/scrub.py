@@ -469,13 +469,47 @@ def _html_title(text: str) -> str | None:
     return None if end < 0 else text[opened + 1 : end]
 
 
+# A tag, but not our own mark of a scrubbed secret; no nested quantifier: linear.
+_TAG = re.compile(f"(?!{re.escape(REDACTED)})<[^<>]*>")
+
+
+def _without_blocks(text: str, name: str) -> str:
+    """`text` without its `<name ...>...</name>` blocks (scripts, styles), by `find`, as
+    `_html_title`; an unclosed one takes the rest of the text with it."""
+    lower, kept, at = text.lower(), [], 0
+    while (start := lower.find(f"<{name}", at)) >= 0:
+        kept.append(text[at:start])
+        end = lower.find(f"</{name}", start)
+        if end < 0:
+            return "".join(kept)
+        at = lower.find(">", end)
+        at = len(text) if at < 0 else at + 1
+    kept.append(text[at:])
+    return "".join(kept)
+
+
+def _html_text(text: str) -> str:
+    """What a browser would show of an HTML page, roughly: its text without tags,
+    scripts and styles, entities read, white space collapsed. For an error page with no
+    `<title>` (`<h1>Service Unavailable</h1><p>Maintenance until 18:00</p>`), whose
+    first line is markup only."""
+    for name in ("script", "style"):
+        text = _without_blocks(text, name)
+    shown = " ".join(html.unescape(_TAG.sub(" ", text)).split())
+    # A secret split by a tag (`sec<b>ret</b>`) shows joined up only without the spaces.
+    joined = html.unescape(_TAG.sub("", text))
+    if SCRUBBER.contains_secret(joined) and not SCRUBBER.contains_secret(shown):
+        shown = " ".join(joined.split())
+    return SCRUBBER.scrub(shown)
+
+
 def first_line_excerpt(body: bytes, limit: int, window: int = 65536) -> str:
     """The first non-blank line of a vendor's error body, or the title of an HTML page
     (an ASP.NET error page names the exception there; its first line is `<!DOCTYPE
-    html>`), fit for a log line and the status page: at most about `limit` characters,
-    control characters blanked, every secret scrubbed before anything is cut (at the
-    line's end or at `limit`), and a trailing piece of a secret dropped, as when a key
-    is wrapped onto the next line.
+    html>`), or the text of one without a title, fit for a log line and the status
+    page: at most about `limit` characters, control characters blanked, every secret
+    scrubbed before anything is cut (at the line's end or at `limit`), and a trailing
+    piece of a secret dropped, as when a key is wrapped onto the next line.
 
     Decoded by its byte order mark, else as UTF-8; NULs are removed before the scrub,
     so that a UTF-16 body without a mark, read as UTF-8, still shows its key whole."""
@@ -493,6 +527,10 @@ def first_line_excerpt(body: bytes, limit: int, window: int = 65536) -> str:
         # (`excerpt` scrubs once more: joined, "pass\nphrase" may be a secret).
         named = " ".join(SCRUBBER.scrub(html.unescape(title)).split())
         return SCRUBBER.excerpt(_CONTROL.sub(" ", named), limit)
+    if title is None and _HTML_START.match(kept[0]):
+        shown = _html_text(text)
+        if shown:
+            return SCRUBBER.excerpt(_CONTROL.sub(" ", shown), limit)
     first = kept[0]
     if len(kept) > 1:
         first = SCRUBBER.without_trailing_fragment(first).rstrip()

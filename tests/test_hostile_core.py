@@ -248,6 +248,37 @@ def test_an_html_page_without_a_closed_title_is_quoted_by_its_first_line() -> No
     assert scrub.first_line_excerpt(b"<html>\n<TITLE lang=en>Oops</TITLE>", 40) == "Oops"
 
 
+@pytest.mark.parametrize(
+    ("page", "shown"),
+    [
+        (
+            b"\n<html>\n<body>\n<h1>Service Unavailable</h1>\n"
+            b"<p>Maintenance until 18:00 UTC</p></body></html>",
+            "Service Unavailable Maintenance until 18:00 UTC",
+        ),
+        (
+            b"<html><head><style>h1{color:red}</style><script>var k=1</script></head>"
+            b"<body><h1>403 Forbidden</h1>by WAF</body></html>",
+            "403 Forbidden by WAF",
+        ),
+        (b"<html><p>Try again &amp; wait</p><script>unclosed", "Try again & wait"),
+    ],
+)
+def test_an_html_page_without_a_title_is_quoted_by_its_text(page: bytes, shown: str) -> None:
+    # Probe 11: `HTTP 503: <html>`, or the raw markup, was all the status page said.
+    assert scrub.first_line_excerpt(page, 200) == shown
+
+
+def test_a_secret_in_an_html_page_without_a_title_stays_scrubbed() -> None:
+    Secret("Pa9e-S3cretKey")
+    for page in (
+        b"<html><p>key Pa9e-S3cretKey denied</p></html>",
+        b"<html><p>key Pa9e-<b>S3cretKey</b> denied</p></html>",  # split by a tag
+        b"<html><p>key Pa9e-&#83;3cretKey denied</p></html>",  # an entity inside
+    ):
+        assert scrub.first_line_excerpt(page, 200) == f"key {scrub.REDACTED} denied"
+
+
 def test_a_basic_token_is_scrubbed_padded_and_not() -> None:
     scrub.register_basic("sv-user-id", "sv-secret-value")
     token = base64.b64encode(b"sv-user-id:sv-secret-value").decode()

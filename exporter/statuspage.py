@@ -184,7 +184,7 @@ def _duration(seconds: float | None) -> str:
 STYLE = """
 :root{color-scheme:light dark;--ok:#1a7f37;--bad:#cf222e;--warn:#9a6700;--muted:#6e7781}
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0 auto;
-max-width:72rem;padding:0 .8rem 2rem;overflow-wrap:anywhere}
+max-width:72rem;padding:0 .8rem 2rem;overflow-wrap:break-word}
 h3{font-size:1rem;margin:1rem 0 .3rem}section{border-top:1px solid rgba(110,119,129,.3)}
 h1{font-size:1.4rem;margin:.8rem 0 .2rem}h2{font-size:1.1rem;margin:0 0 .4rem}
 nav a{margin-right:1rem}main{margin-top:.8rem}.summary{font-size:1.1rem;font-weight:600}
@@ -203,7 +203,7 @@ dt{color:var(--muted)}dd{margin:0}
 background:rgba(154,103,0,.15)}
 .scroll{overflow-x:auto}table{border-collapse:collapse;font-size:.9rem}
 th,td{text-align:left;padding:.2rem .5rem;border-bottom:1px solid rgba(110,119,129,.3);
-vertical-align:top}td.n{text-align:right}
+vertical-align:top}td.n{text-align:right;white-space:nowrap}
 .banner{padding:.4rem .6rem;background:rgba(207,34,46,.15);border-radius:.3rem}
 footer{margin-top:1.5rem;color:var(--muted);font-size:.85rem}
 """

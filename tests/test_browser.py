@@ -181,6 +181,14 @@ def assert_nothing_secret(*texts: str) -> None:
             assert secret not in text
 
 
+# The table cells whose text runs over more lines than it has words: broken inside one.
+BROKEN_CELLS = """[...document.querySelectorAll('td, th')].filter(cell => {
+  const range = document.createRange(); range.selectNodeContents(cell);
+  const lines = new Set([...range.getClientRects()].map(r => Math.round(r.top)));
+  return lines.size > cell.textContent.trim().split(/\\s+/).length;
+}).map(cell => cell.textContent)"""
+
+
 async def test_status_and_detail_pages_in_chromium(tmp_path: Path) -> None:
     require_tool("chromium")
     with demo("--demo.wrong-key", "glance") as (proc, url):
@@ -226,6 +234,9 @@ async def test_status_and_detail_pages_in_chromium(tmp_path: Path) -> None:
                 await tab.open(url + path)
                 assert not await tab.scrolls_sideways(), path
                 assert "Check: Glance refused partner_id or api_key" in await tab.visible_text()
+            # Probe 11: `overflow-wrap: anywhere` broke table cells inside numbers and
+            # words there (`2114` bytes as `211` over `4`, `HTTP` as `HT`/`TP`).
+            assert await tab.evaluate(BROKEN_CELLS) == [], "cells broken inside a word"
 
             # The config in force, every credential redacted.
             await tab.open(url + "/config")

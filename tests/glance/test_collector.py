@@ -158,6 +158,18 @@ async def test_completed_sessions_counted_once_across_overlapping_polls_and_page
     assert not h.rejects
 
 
+async def test_the_feed_begins_at_the_first_whole_second_after_the_start(h: Harness) -> None:
+    # Probe 12: started 0.02 s into a second, the first read began at that second, and
+    # a session that had ended in it, before the start, was counted.
+    started_at = float(int(h.clock.time())) + 0.02
+    c = h.collector(started_at=started_at)
+    h.clock.advance(60)
+    await c.collect(h.upstream())
+    (first, *_) = [p for op, p in h.sim.requests if op == "PartnerCompletedSessionsEnding"]
+    whole = datetime.fromtimestamp(int(started_at) + 1, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert first["startRange"] == whole
+
+
 @pytest.mark.parametrize("end_style", ["empty_page", "zero", "same"])
 async def test_every_way_of_ending_a_feed(clock: FakeClock, end_style: str) -> None:
     sim = GlanceSimulator(clock, seed=3, end_style=end_style)

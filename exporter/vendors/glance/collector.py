@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Hashable, Iterable
 from contextlib import aclosing
 from datetime import UTC, datetime, time, timedelta
@@ -111,8 +112,11 @@ class GlanceCollector(AccountCollector):
         # With --storage.path a restored state replaces both: the feed then resumes where
         # the previous process left it.
         self._began = ctx.started_at
-        self._origin = ctx.started_at - account.lookback
-        self.cursor = self._origin
+        # From the first whole second after: Glance's times are whole seconds, and a read
+        # is widened to them, so a feed from the start's own second counted sessions that
+        # had ended before it (probe 12: one ending at S, for a start at S + 0.02 s).
+        self._origin: float = math.ceil(ctx.started_at - account.lookback)
+        self.cursor: float = self._origin
         self._backfill_pending = account.lookback > 0
         # Ids are pruned against the next window's start, not the wall clock: while the
         # feed fails its window stays open and nothing is forgotten, so recovering from a

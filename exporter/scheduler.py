@@ -308,7 +308,7 @@ class Scheduler:
         health.first_cycle_done = True
         runner.generation += 1
         self.hooks.after()
-        runner.history.end(
+        cycle = runner.history.end(
             self.clock.time(),
             health.collect_duration,
             failure,
@@ -316,6 +316,18 @@ class Scheduler:
         )
         delay = next_delay(common, self.global_, runner.failures, retry_after, self.rng)
         runner.history.next_poll = self.clock.time() + delay
+        # With --log.level debug, every cycle: what a healthy account does, a line each.
+        log.debug(
+            "cycle done",
+            vendor=common.vendor,
+            account=common.name,
+            up=health.up,
+            seconds=round(health.collect_duration, 3),
+            requests=cycle.request_count,
+            records=cycle.records_parsed,
+            rejected=sum(cycle.rejected.values()),
+            next_in=round(delay, 1),
+        )
         return delay
 
     def _cycle_timeout(self, common: AccountCommon, deadline: float) -> UpstreamError:

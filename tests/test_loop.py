@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
+import structlog
 from prometheus_client.core import Metric
 
 from exporter import loop
@@ -145,6 +146,24 @@ async def test_timeout_is_a_failure_not_a_hang() -> None:
             )
             == 1.0
         )
+
+
+async def test_every_cycle_is_a_debug_line() -> None:
+    # Probe 11: `--log.level debug` printed what `info` did; a healthy account was
+    # never in the log at all.
+    clock = FakeClock()
+    simulator = FakeSimulator(clock, 1)
+    async with serve_app(simulator.app()) as url, daemon_for(config(url), VENDORS, clock) as d:
+        with structlog.testing.capture_logs() as logs:
+            assert await d.collect_once("fake", "acme")
+            simulator.faults.inject("http_500", count=None)
+            assert not await d.collect_once("fake", "acme")
+    done = [e for e in logs if e["event"] == "cycle done"]
+    assert [(e["log_level"], e["account"], e["up"], e["requests"]) for e in done] == [
+        ("debug", "acme", True, 1),
+        ("debug", "acme", False, 1),
+    ]
+    assert all(e["seconds"] >= 0 and e["next_in"] > 0 for e in done)
 
 
 def test_backoff_grows_to_a_cap_and_honours_retry_after() -> None:

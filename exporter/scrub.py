@@ -304,6 +304,10 @@ class Scrubber:
                     return reading, True
         return None, plain is not None
 
+    def shows_more(self, reading: str, text: str) -> bool:
+        """Whether `reading` of `text` holds a secret form that `text` itself does not."""
+        return not self._found(reading) <= self._found(text)
+
     def _found(self, text: str) -> set[str]:
         return {
             match
@@ -496,11 +500,10 @@ def _html_text(text: str) -> str:
     for name in ("script", "style"):
         text = _without_blocks(text, name)
     shown = " ".join(html.unescape(_TAG.sub(" ", text)).split())
-    # A secret split by a tag (`sec<b>ret</b>`) shows joined up only without the spaces.
-    joined = html.unescape(_TAG.sub("", text))
-    if SCRUBBER.contains_secret(joined) and not SCRUBBER.contains_secret(shown):
-        shown = " ".join(joined.split())
-    return SCRUBBER.scrub(shown)
+    # A secret split by a tag (`sec<b>ret</b>`) shows joined up only without the spaces
+    # (and a shorter one inside it must not be scrubbed first, as with a wrapped line).
+    joined = " ".join(html.unescape(_TAG.sub("", text)).split())
+    return SCRUBBER.scrub(joined if SCRUBBER.shows_more(joined, shown) else shown)
 
 
 def first_line_excerpt(body: bytes, limit: int, window: int = 65536) -> str:
@@ -515,8 +518,8 @@ def first_line_excerpt(body: bytes, limit: int, window: int = 65536) -> str:
     so that a UTF-16 body without a mark, read as UTF-8, still shows its key whole."""
     head = body[:window]
     encoding = next((name for bom, name in _BOMS if head.startswith(bom)), "utf-8")
-    text = head.decode(encoding, "replace").replace("\x00", "")
-    text = SCRUBBER.scrub(text)
+    raw = head.decode(encoding, "replace").replace("\x00", "")
+    text = SCRUBBER.scrub(raw)
     lines = [line.strip() for line in text.splitlines()]
     kept = [line for line in lines if line]
     if not kept:
@@ -528,7 +531,7 @@ def first_line_excerpt(body: bytes, limit: int, window: int = 65536) -> str:
         named = " ".join(SCRUBBER.scrub(html.unescape(title)).split())
         return SCRUBBER.excerpt(_CONTROL.sub(" ", named), limit)
     if title is None and _HTML_START.match(kept[0]):
-        shown = _html_text(text)
+        shown = _html_text(raw)  # read before any scrub: tags may split a secret
         if shown:
             return SCRUBBER.excerpt(_CONTROL.sub(" ", shown), limit)
     first = kept[0]

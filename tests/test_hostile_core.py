@@ -271,6 +271,7 @@ def test_an_html_page_without_a_title_is_quoted_by_its_text(page: bytes, shown: 
 
 def test_a_secret_in_an_html_page_without_a_title_stays_scrubbed() -> None:
     Secret("Pa9e-S3cretKey")
+    Secret("S3cret")  # another account's, inside it: never scrubbed first
     for page in (
         b"<html><p>key Pa9e-S3cretKey denied</p></html>",
         b"<html><p>key Pa9e-<b>S3cretKey</b> denied</p></html>",  # split by a tag

@@ -387,7 +387,8 @@ async def test_soak_all_vendors_under_faults() -> None:  # noqa: C901 - one long
     assert scrapes.count > 100
 
     # Glance: the feed covers [start, frozen] without a gap; each session once.
-    ended = glance.completed_ended(math.floor(started_at), frozen)
+    # From the first whole second after the start (Glance times are whole seconds).
+    ended = glance.completed_ended(math.ceil(started_at), frozen)
     want = Counter((s.type, s.final_status) for s in ended)
     got = {
         (dict(k)["session_type"], dict(k)["status"]): v

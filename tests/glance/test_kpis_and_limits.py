@@ -483,6 +483,15 @@ async def test_active_sessions_listed_twice_or_waiting_for_years_are_rejected(
     assert (h.rejects["invalid_record"], h.rejects["implausible_value"]) == (1, 2)
 
 
+async def polled(h: Harness, clock: FakeClock, cycles: int) -> GlanceCollector:
+    """A collector after `cycles` cycles a minute apart."""
+    c = h.collector()
+    for _ in range(cycles):
+        await c.collect(h.upstream())
+        clock.advance(60)
+    return c
+
+
 async def test_a_bad_record_in_every_reply_is_counted_once(clock: FakeClock) -> None:
     # Probe 9: a bad record that every poll (or overlapping read) returns was counted in
     # each reply: about 11 times for one completed session at the default overlap.
@@ -496,10 +505,7 @@ async def test_a_bad_record_in_every_reply_is_counted_once(clock: FakeClock) -> 
         + "</ArrayOfActiveSession>"
     ).encode()
     async with hostile(clock, lambda: body, ACTIVE) as h:
-        c = h.collector()
-        for _ in range(3):
-            await c.collect(h.upstream())
-            clock.advance(60)
+        c = await polled(h, clock, 3)
         current = by_label(
             series(c.families(), "glance_sessions_current"), "session_type", "status"
         )
@@ -520,10 +526,7 @@ async def test_a_bad_row_of_todays_counts_is_counted_once_a_day(clock: FakeClock
         f"{row('', 'few')}</ArrayOfSessionCount>"
     ).encode()
     async with hostile(clock, lambda: body, COUNTS_ENDING) as h:
-        c = h.collector()
-        for _ in range(3):
-            await c.collect(h.upstream())
-            clock.advance(60)
+        c = await polled(h, clock, 3)
         assert h.rejects["invalid_record"] == 1 + 3  # (C, X) once; the row of no status each
         clock.advance(86400)  # another day's counts: another record
         await c.collect(h.upstream())

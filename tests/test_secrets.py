@@ -257,7 +257,8 @@ async def test_no_secret_leaks_anywhere(
                     await daemon.collect_all_once()
                     if not expect_failure:
                         assert all(r.failures == 0 for r in daemon.runners.values()), {
-                            k: r.failures for k, r in daemon.runners.items()
+                            k: (r.failures, r.history.last_failure)
+                            for k, r in daemon.runners.items()
                         }
                     await everything_served()
                     clock.advance(30)

@@ -118,7 +118,7 @@ def config_yaml(tmp_path: Path, urls: dict[str, str]) -> dict[str, Any]:
     (tmp_path / "sv_secret").write_text(SECRETS["sv_api_secret"] + "\n")
     (tmp_path / "rescue_pw").write_text(SECRETS["rescue_password"])
     return {
-        "global": {"interval": "30s", "timeout": "1s", "stale_after": "1h"},
+        "global": {"interval": "30s", "timeout": "2s", "stale_after": "1h"},
         "glance": [
             {
                 "name": "acme",
@@ -278,7 +278,9 @@ async def test_no_secret_leaks_anywhere(
                 ):
                     for sim in sims.values():
                         # aiohttp retries an idempotent request once on a reset.
-                        sim.faults.inject(kind, count=2 if kind == "reset" else 1, seconds=1.0)
+                        # A timeout's reply comes after our 2 s timeout, never with it.
+                        late = 3.0 if kind == "timeout" else 1.0
+                        sim.faults.inject(kind, count=2 if kind == "reset" else 1, seconds=late)
                     await cycle(expect_failure=True)
                     for sim in sims.values():
                         sim.faults.clear()

@@ -27,6 +27,12 @@ LIMIT = 10_000
 T = TypeVar("T")
 
 
+def skipped_reason(implausible: bool) -> str:
+    """The reason a skipped record is counted under: `implausible_value` for a number
+    or date outside its range, else `invalid_record`."""
+    return "implausible_value" if implausible else "invalid_record"
+
+
 def handed_back(ids: Sequence[T]) -> tuple[T, ...]:
     """The rejected ids a parser hands back: no more than can be remembered. The rest
     are counted as records without an id; a reply of 100,000 bad rows must not make a

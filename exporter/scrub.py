@@ -524,13 +524,14 @@ def first_line_excerpt(body: bytes, limit: int, window: int = 65536) -> str:
     kept = [line for line in lines if line]
     if not kept:
         return ""
-    title = _html_title(text) if _HTML_START.match(kept[0]) else None
+    is_html = _HTML_START.match(kept[0]) is not None
+    title = _html_title(text) if is_html else None
     if title is not None and title.strip():
         # Its entities read (a secret among them is then scrubbed raw), its lines joined
         # (`excerpt` scrubs once more: joined, "pass\nphrase" may be a secret).
         named = " ".join(SCRUBBER.scrub(html.unescape(title)).split())
         return SCRUBBER.excerpt(_CONTROL.sub(" ", named), limit)
-    if title is None and _HTML_START.match(kept[0]):
+    if is_html and title is None:
         shown = _html_text(raw)  # read before any scrub: tags may split a secret
         if shown:
             return SCRUBBER.excerpt(_CONTROL.sub(" ", shown), limit)

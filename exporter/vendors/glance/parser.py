@@ -20,7 +20,7 @@ import msgspec
 from lxml import etree
 
 from ...errors import ParseError
-from ...rejections import handed_back
+from ...rejections import handed_back, skipped_reason
 from ...sanitize import (
     MAX_PLAUSIBLE_COUNT,
     clean_text,
@@ -173,8 +173,7 @@ class _Tally:
         implausible = isinstance(exc, _Implausible)
         self.implausible += implausible
         if record_id is not None:
-            reason = "implausible_value" if implausible else "invalid_record"
-            self.rejected_ids.append((reason, record_id))
+            self.rejected_ids.append((skipped_reason(implausible), record_id))
 
     def kept(self, record_id: int, unread: int) -> None:
         """A record kept; `unread` is `invalid_values` before it was read."""

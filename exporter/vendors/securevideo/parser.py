@@ -34,7 +34,7 @@ import msgspec
 
 from ...errors import ParseError
 from ...parseworker import RecordsInPieces
-from ...rejections import handed_back
+from ...rejections import handed_back, skipped_reason
 from ...sanitize import MAX_PLAUSIBLE_SECONDS, clean_text, plausible_epoch, printable
 
 # SecureVideo writes .NET-style UTC times without an offset, with 0-7 fractional digits
@@ -509,8 +509,7 @@ def _note_rejected(rejected: list[tuple[str, int]], exc: _BadRecord, item: Any) 
     except _BadRecord:
         return
     if session_id is not None:
-        reason = "implausible_value" if isinstance(exc, _Implausible) else "invalid_record"
-        rejected.append((reason, session_id))
+        rejected.append((skipped_reason(isinstance(exc, _Implausible)), session_id))
 
 
 # -- the month query: counted as it streams ---------------------------------------------

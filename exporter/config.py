@@ -360,6 +360,12 @@ class Fields:
             raise ConfigError(self._path(name), "plain http is only allowed for loopback hosts")
         if parts.username or parts.password or parts.query:
             raise ConfigError(self._path(name), "must not carry credentials or a query string")
+        if "#" in url:
+            # urlsplit drops the fragment from every path joined to it: the requests
+            # would go somewhere other than what the config shows.
+            raise ConfigError(self._path(name), "must not carry a #fragment")
+        if any(char.isspace() or not char.isprintable() for char in url):
+            raise ConfigError(self._path(name), "must not hold spaces or control characters")
         return url
 
     def check_unknown(self) -> None:

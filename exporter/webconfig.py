@@ -266,11 +266,19 @@ def parse_web_config(data: Any, base: Path) -> WebSettings:
     if not isinstance(raw_users, dict):
         raise WebConfigError("basic_auth_users: must be a mapping of user to bcrypt hash")
     for user, hashed in raw_users.items():
+        name = str(user)
+        # Basic auth splits at the first colon, so such a user could never log in.
+        if not name or ":" in name or not name.isprintable():
+            shown = name[:60] if name.isprintable() else repr(name[:60])
+            raise WebConfigError(
+                f"basic_auth_users.{shown}: a user name must be non-empty, printable and "
+                "without ':'"
+            )
         # The whole shape, not just "$2": a malformed hash passed loading, then made
         # every login of that user an HTTP 500 (bcrypt's "Invalid salt").
         if not isinstance(hashed, str) or not _BCRYPT_HASH.fullmatch(hashed):
             raise WebConfigError(f"basic_auth_users.{user}: must be a bcrypt hash")
-        users[str(user)] = hashed.encode()
+        users[name] = hashed.encode()
     return WebSettings(tls, users, _parse_http(data.get("http_server_config")))
 
 

@@ -59,6 +59,10 @@ def test_bad_durations(text: str) -> None:
         ({"global": {"stale_after": "1e12"}}, "global.stale_after", "at most"),
         ({"fake": [account(base_url="http://[::1")]}, "fake[0].base_url", "not a URL"),
         ({"fake": [account(base_url="http://127.0.0.1:99999")]}, "fake[0].base_url", "not a URL"),
+        # Probe 11: both were accepted; a fragment swallows every path joined after it.
+        ({"fake": [account(base_url="http://127.0.0.1:1/#x")]}, "fake[0].base_url", "fragment"),
+        ({"fake": [account(base_url="http://127.0.0.1:1/a b")]}, "fake[0].base_url", "spaces"),
+        ({"fake": [account(base_url="http://127.0.0.1:1/\x00")]}, "fake[0].base_url", "control"),
         ({"fake": [account(name="a\n")]}, "fake[0].name", ""),
         # /accounts/fake/x.json is account x's JSON: an account x.json would be unreachable.
         ({"fake": [account(name="x.json")]}, "fake[0].name", "must not end in .json"),

@@ -128,6 +128,13 @@ async def test_tls_and_basic_auth_and_certificate_rotation(tmp_path: Path) -> No
         # Passed loading, then every login of bob was an HTTP 500 ("Invalid salt").
         ("basic_auth_users:\n  bob: $2b$10$not-a-real-hash\n", "bcrypt"),
         ("basic_auth_users:\n  bob: caf\xe9\n", "UTF-8"),  # written as Latin-1 below
+        # Probe 11: accepted, and no login could ever reach them (Basic auth splits at
+        # the first colon).
+        (
+            "basic_auth_users:\n  'a:b': $2b$12$" + "a" * 53 + "\n",
+            r"^basic_auth_users\.a:b: a user name must be non-empty, printable and without ':'$",
+        ),
+        ("basic_auth_users:\n  '': $2b$12$" + "a" * 53 + "\n", "non-empty"),
         # A second bob replaced the first without a word.
         (
             "basic_auth_users:\n  bob: a\n  bob: b\n",

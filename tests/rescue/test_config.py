@@ -104,6 +104,12 @@ def test_auth_code_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
             "twice",
         ),
         ({"auth_code": "a", "nodes": NODES, "api_version": 4}, "rescue[0].api_version", "1, 2"),
+        # Probe 11: SOAP has one operation, so a version beside it was silently ignored.
+        (
+            {"auth_code": "a", "nodes": NODES, "api": "soap", "api_version": 3},
+            "rescue[0].api_version",
+            "api: text only",
+        ),
         (
             {"auth_code": "a", "nodes": NODES, "timezone": "Mars/Olympus"},
             "rescue[0].timezone",

@@ -89,6 +89,10 @@ def parse_account(fields: Fields, common: AccountCommon, global_: GlobalConfig) 
         },
     )
     _check_credentials(fields, account.auth_code, account.email, account.password)
+    if account.uses_soap and fields.has("api_version"):
+        # SOAP has one operation (getSession_V3): a version given with it would be
+        # silently ignored, and the user believes it is in force.
+        raise ConfigError(_path(fields, "api_version"), "applies to api: text only")
     return account
 
 

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 import aiohttp
 from prometheus_client.core import Metric
 
+from . import scrub
 from .admission import Admission
 from .clock import Clock, SystemClock
 from .config import Config
@@ -40,6 +41,8 @@ from .vendors.base import AccountConfig, Vendor
 # Re-exported: the status page, the probe and tests import these from here.
 # How long `stop` waits for cancelled tasks to end before it saves state regardless.
 STOP_GRACE = 10.0
+# A refused reload's reason on the status page: a field path and what is wrong fit.
+RELOAD_ERROR_MAX = 300
 
 log = get_logger(component="loop")
 
@@ -183,12 +186,15 @@ class Daemon:
             if key not in self.runners:
                 self._add(account)
         self.metrics.reload_ok = True
+        self.metrics.reload_error = ""
         self.metrics.reload_success_time = self.clock.time()
         self.snapshot = self.render_now()  # removed accounts vanish from the next scrape
 
-    def config_rejected(self) -> None:
-        """A new config was refused: the old one stays, and the self-metric says so."""
+    def config_rejected(self, reason: str = "") -> None:
+        """A new config was refused: the old one stays, and the self-metric says so, and
+        the status page says why (an operator's first question)."""
         self.metrics.reload_ok = False
+        self.metrics.reload_error = scrub.excerpt(reason, RELOAD_ERROR_MAX)
         self.snapshot = self.render_now()  # the next scrape must already say so
 
     def _add(self, account: AccountConfig) -> None:

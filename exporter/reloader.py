@@ -15,7 +15,7 @@ log = get_logger(component="main")
 class Reloadable(Protocol):
     def apply_config(self, config: Config) -> None: ...
 
-    def config_rejected(self) -> None: ...
+    def config_rejected(self, reason: str) -> None: ...
 
 
 class ConfigReloader:
@@ -40,12 +40,12 @@ class ConfigReloader:
             # File reads (the config and any *_file secret) stay off the event loop.
             new = await asyncio.to_thread(self._load)
         except ConfigError as exc:
-            self._target.config_rejected()
+            self._target.config_rejected(str(exc))
             log.error("config reload failed; keeping the old config", error=str(exc))
             return str(exc)
         except Exception as exc:  # a config we failed to refuse properly: still refused
             # The type only: an exception's text may quote the file, credentials too.
-            self._target.config_rejected()
+            self._target.config_rejected(f"unexpected {type(exc).__name__} (see the log)")
             log.error(
                 "config reload failed; keeping the old config",
                 error=type(exc).__name__,

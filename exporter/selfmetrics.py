@@ -87,6 +87,8 @@ class SelfMetrics:
         )
         self.reload_ok = True
         self.reload_success_time: float | None = None
+        # Why the last reload was refused (scrubbed, capped), for the status page banner.
+        self.reload_error = ""
         # Counter changes per account, so that a render re-encodes only the accounts
         # whose own series changed (`version`). Counters change only through the methods
         # below.

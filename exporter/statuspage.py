@@ -59,6 +59,7 @@ class StatusView:
     telemetry_path: str
     reload_ok: bool
     accounts: tuple[AccountView, ...]
+    reload_error: str = ""
 
     @property
     def up(self) -> int:
@@ -132,6 +133,7 @@ def build_view(daemon: Daemon, telemetry_path: str) -> StatusView:
         telemetry_path=telemetry_path,
         reload_ok=daemon.metrics.reload_ok,
         accounts=tuple(accounts),
+        reload_error=daemon.metrics.reload_error,
     )
 
 
@@ -309,9 +311,10 @@ def _footer(view: StatusView) -> str:
 def _banner(view: StatusView) -> str:
     if view.reload_ok:
         return ""
+    why = f": {e(scrub.scrub(view.reload_error))}" if view.reload_error else " (see the log)"
     return (
-        '<p class="banner">The last config reload failed (see the log); the previous '
-        "config is still in force.</p>"
+        f'<p class="banner">The last config reload failed{why}. The previous config is '
+        "still in force.</p>"
     )
 
 

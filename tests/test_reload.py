@@ -55,6 +55,9 @@ def check_reloads(proc: subprocess.Popen[str], url: str, config: Path) -> None:
         assert value(metrics, "session_exporter_config_last_reload_successful") == 0.0
         assert up("beta") == 0.0  # the old config stays in force
         assert "key-beta" not in metrics.decode() and "key-beta" not in text
+        # The status page says why, where an operator looks first (it said "see the log").
+        page = get(url + "/")[1].decode()
+        assert "The last config reload failed: glance[0].partner_id: required." in page
 
         # Found by a probe: an empty file, or one read while written, reloaded into no
         # account at all with 200, and every series went.
@@ -69,6 +72,7 @@ def check_reloads(proc: subprocess.Popen[str], url: str, config: Path) -> None:
         assert post(url + "/-/reload")[0] == 200
         metrics = get(url + "/metrics")[1]
         assert value(metrics, "session_exporter_config_last_reload_successful") == 1.0
+        assert "reload failed" not in get(url + "/")[1].decode()
         assert wait_for(lambda: up("gamma") == 0.0, 10)
     finally:
         proc.terminate()

@@ -21,12 +21,14 @@ class Target:
     def __init__(self) -> None:
         self.applied: list[Config] = []
         self.rejected = 0
+        self.reasons: list[str] = []
 
     def apply_config(self, new: Config) -> None:
         self.applied.append(new)
 
-    def config_rejected(self) -> None:
+    def config_rejected(self, reason: str) -> None:
         self.rejected += 1
+        self.reasons.append(reason)
 
 
 async def test_two_reloads_at_once_apply_in_the_order_asked() -> None:
@@ -77,3 +79,4 @@ async def test_a_refused_config_is_said_and_the_next_reload_still_runs() -> None
     assert await reloader.reload() == "glance[0].partner_id: required"
     assert await reloader.reload() is None
     assert (target.rejected, len(target.applied)) == (1, 1)
+    assert target.reasons == ["glance[0].partner_id: required"]  # for the status page

@@ -222,7 +222,7 @@ async def test_no_secret_leaks_anywhere(
             try:
                 new = load_config(path, VENDORS)
             except ConfigError as exc:
-                daemon.config_rejected()
+                daemon.config_rejected(str(exc))
                 produced.append(str(exc))
                 return str(exc)
             daemon.apply_config(new)

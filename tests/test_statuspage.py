@@ -264,8 +264,22 @@ def test_a_state_failure_is_shown_on_the_card_and_in_the_json() -> None:
 
 
 def test_reload_failure_banner() -> None:
-    assert "last config reload failed" in render_status(view(account(), reload_ok=False))
+    assert "last config reload failed (see the log)" in render_status(
+        view(account(), reload_ok=False)
+    )
     assert "last config reload failed" not in render_status(view(account()))
+    failed = StatusView(
+        now=NOW,
+        started_at=NOW,
+        telemetry_path="/metrics",
+        reload_ok=False,
+        accounts=(account(),),
+        reload_error="glance[0].base_url: must not carry a <#fragment>",
+    )
+    assert (
+        "The last config reload failed: glance[0].base_url: must not carry a "
+        "&lt;#fragment&gt;. The previous config is still in force." in render_status(failed)
+    )
 
 
 def test_config_page_shows_every_field_and_no_secret(tmp_path: object) -> None:

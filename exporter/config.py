@@ -364,7 +364,7 @@ class Fields:
             # urlsplit drops the fragment from every path joined to it: the requests
             # would go somewhere other than what the config shows.
             raise ConfigError(self._path(name), "must not carry a #fragment")
-        if any(char.isspace() or not char.isprintable() for char in url):
+        if " " in url or not url.isprintable():  # every other space is unprintable
             raise ConfigError(self._path(name), "must not hold spaces or control characters")
         return url
 

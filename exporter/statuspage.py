@@ -311,7 +311,7 @@ def _footer(view: StatusView) -> str:
 def _banner(view: StatusView) -> str:
     if view.reload_ok:
         return ""
-    why = f": {e(scrub.scrub(view.reload_error))}" if view.reload_error else " (see the log)"
+    why = f": {e(view.reload_error)}" if view.reload_error else " (see the log)"
     return (
         f'<p class="banner">The last config reload failed{why}. The previous config is '
         "still in force.</p>"

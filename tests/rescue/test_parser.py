@@ -122,11 +122,16 @@ def test_columns_found_by_name_not_position() -> None:
     assert session.start_time is None and session.channel == ""
 
 
-def test_empty_list_and_header_only() -> None:
-    assert parse_sessions(b"OK").sessions == ()
-    assert parse_sessions(b"OK\r\n\r\n").sessions == ()
+def test_empty_list_is_the_header_only() -> None:
     result = parse_sessions(capture())
     assert result.sessions == () and len(result.columns) == 16
+
+
+@pytest.mark.parametrize("body", [b"OK", b"OK\r\n", b"OK\r\n\r\n", b"OK\n \n\t"])
+def test_reply_cut_after_ok_is_refused_not_read_as_no_sessions(body: bytes) -> None:
+    # Read as an empty list, it would end every Waiting session's wait as `other`.
+    with pytest.raises(ParseError, match="without the table header"):
+        parse_sessions(body)
 
 
 def test_pipe_in_custom_field_shifts_only_that_row() -> None:

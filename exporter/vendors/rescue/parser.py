@@ -140,7 +140,10 @@ def parse_sessions(body: bytes, zone: tzinfo = UTC, max_rows: int | None = None)
         return SessionList(code)
     header, rows, shifted = _rows(rest, max_rows)
     if not header:
-        return SessionList(code)
+        # An empty list still has its header row (the doc's grammar; public clients see
+        # `OK` and the header). A reply that stops after `OK` was cut short, and read
+        # as no sessions it would end every Waiting session and zero every gauge.
+        raise ParseError("reply ends after OK, without the table header (truncated?)")
     return _sessions(header, rows, shifted, zone)
 
 

@@ -912,3 +912,12 @@ def test_a_soap_fault_says_what_the_service_said(fault: str, said: str) -> None:
     with pytest.raises(ParseError) as info:
         parse_soap_sessions(body.encode())
     assert str(info.value) == f"SOAP fault: {said}"
+
+
+@pytest.mark.parametrize("waiting", [b"13", b"x"], ids=["column-at-a-time", "row-by-row"])
+def test_an_id_with_leading_zeros_is_the_number_it_spells(waiting: bytes) -> None:
+    # "x" is an unreadable Waiting Time: the table is then read row by row (`_Builder`).
+    zeros = b"0001663112|Waiting|4411|Billing|||2/16/2012 9:00 AM|" + waiting + b"|||||||||"
+    result = parse_sessions(capture(zeros, b"0|Offline|||||||||||||||"))
+    assert [s.id for s in result.sessions] == ["1663112", "0"]
+    assert result.rejected_ids == ((("invalid_value", "1663112"),) if waiting == b"x" else ())

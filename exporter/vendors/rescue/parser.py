@@ -626,12 +626,24 @@ class _Repeated:
 
 
 def _number_column(texts: tuple[str, ...]) -> list[str] | None:
-    """`texts` stripped, if `strict_int` takes every one; else None. Tried unstripped
-    first: all digits, they have nothing to strip."""
-    if _all_numbers(texts):
-        return list(texts)
-    stripped = list(map(str.strip, texts))
-    return stripped if _all_numbers(stripped) else None
+    """`texts` as `canonical_id` makes them, if `strict_int` takes every one; else None.
+    Tried unstripped first: all digits, they have nothing to strip."""
+    if not _all_numbers(texts):
+        texts = tuple(map(str.strip, texts))
+        if not _all_numbers(texts):
+            return None
+    # One C scan for a leading zero, which real IDs never have.
+    if "|0" in "|" + "|".join(texts):
+        return [str(int(text)) for text in texts]
+    return list(texts)
+
+
+def canonical_id(text: str) -> str | None:
+    """A session ID as the number it is (`0001001` is `1001`, as SOAP's integer `iID`
+    reads it): the text keys the session's wait and its rejections, so two spellings of
+    one number must not be two sessions. None where `strict_int` refuses it."""
+    number = strict_int(text)
+    return None if number is None else str(number)
 
 
 def _all_numbers(texts: Sequence[str]) -> bool:
@@ -721,10 +733,12 @@ class _Builder:
         technician: str,
         is_lead: bool,
     ) -> None:
-        if strict_int(session_id) is None or not status:
+        number = canonical_id(session_id)
+        if number is None or not status:
             self.invalid_records += 1
             self.rejected(session_id, "invalid_record")  # an ID without a Status
             return
+        session_id = number
         # Strictly ASCII digits of bounded length: 5,000 digits are a counted bad value,
         # never a ValueError from Python's int conversion limit.
         waiting = strict_int(waiting_text) if waiting_text else None
@@ -772,9 +786,9 @@ class _Builder:
 
     def rejected(self, session_id: str, reason: str) -> None:
         """Note a rejection of the row of `session_id`, if that is a numeric ID."""
-        number = strict_int(session_id)
+        number = canonical_id(session_id)
         if number is not None:
-            self.rejected_ids.append((reason, str(number)))
+            self.rejected_ids.append((reason, number))
 
     def result(self, columns: tuple[str, ...], shifted: int = 0) -> SessionList:
         return SessionList(

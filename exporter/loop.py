@@ -38,7 +38,6 @@ from .snapshot import Snapshot
 from .storage import StateStore
 from .vendors.base import AccountConfig, Vendor
 
-# Re-exported: the status page, the probe and tests import these from here.
 # How long `stop` waits for cancelled tasks to end before it saves state regardless.
 STOP_GRACE = 10.0
 # A refused reload's reason on the status page: a field path and what is wrong fit.
@@ -46,6 +45,7 @@ RELOAD_ERROR_MAX = 300
 
 log = get_logger(component="loop")
 
+# Re-exported: the status page, the probe and tests import these from here.
 __all__ = ["FIRST_CYCLE_SPREAD", "RENDER_SPACING", "AccountRunner", "Daemon", "next_delay"]
 
 

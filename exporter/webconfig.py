@@ -232,7 +232,10 @@ def _parse_http(h: Any) -> dict[str, str]:
     for key in h:
         if key not in HTTP_FIELDS:
             raise WebConfigError(f"http_server_config.{key}: unknown field")
-    # http2 is accepted and has no effect: we serve HTTP/1.1, which Prometheus speaks.
+    # http2 is accepted, as the toolkit's files carry it, and has no effect: we serve
+    # HTTP/1.1, which Prometheus speaks. A non-boolean is a typo the toolkit refuses too.
+    if not isinstance(h.get("http2", False), bool):
+        raise WebConfigError("http_server_config.http2: must be true or false")
     headers = h.get("headers") or {}
     if not isinstance(headers, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in headers.items()

@@ -125,6 +125,7 @@ async def test_tls_and_basic_auth_and_certificate_rotation(tmp_path: Path) -> No
         # Accepted, then every reply was corrupt or failed.
         ("http_server_config:\n  headers:\n    Content-Length: '1'\n", "not one of"),
         ('http_server_config:\n  headers:\n    X-Frame-Options: "deny\\r\\nX: y"\n', "one line"),
+        ("http_server_config:\n  http2: sometimes\n", "http2: must be true or false"),
         # Passed loading, then every login of bob was an HTTP 500 ("Invalid salt").
         ("basic_auth_users:\n  bob: $2b$10$not-a-real-hash\n", "bcrypt"),
         ("basic_auth_users:\n  bob: caf\xe9\n", "UTF-8"),  # written as Latin-1 below
@@ -147,6 +148,13 @@ def test_bad_web_config(tmp_path: Path, text: str, message: str) -> None:
     path.write_bytes(text.encode("latin-1"))
     with pytest.raises(WebConfigError, match=message):
         load_settings(path)
+
+
+@pytest.mark.parametrize("value", ["true", "false"])
+def test_http2_is_accepted_as_the_toolkit_writes_it(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "web.yml"
+    path.write_text(f"http_server_config:\n  http2: {value}\n")
+    assert load_settings(path).headers == {}
 
 
 def test_a_password_too_long_for_bcrypt_is_refused_not_a_server_error(tmp_path: Path) -> None:

@@ -309,10 +309,7 @@ def reference_sessions(
 
 def reference_group_sessions(body: bytes, max_records: int) -> glance.GroupSessions:
     root = glance._root(body, "groupSessions", glance.MAX_BYTES)
-    next_text = glance._text(root, "nextId")
-    next_id = strict_int(next_text) if next_text else None
-    if next_text and next_id is None:
-        raise ParseError("nextId is not a whole number")
+    next_id = glance.read_next_id(glance._text(root, "nextId"))
     sessions: list[glance.Session] = []
     invalid: list[str] = []
     tally = glance._Tally(max_records)

@@ -206,7 +206,7 @@ async def test_feed_follows_next_id_until_an_empty_page(
     assert all(KEY not in str(u) for _, u in m.requests)
 
 
-@pytest.mark.parametrize(("last_next", "pages"), [(0, 2), (None, 2), (11, 2)])
+@pytest.mark.parametrize(("last_next", "pages"), [(0, 2), (None, 2), (11, 2), (-1, 2)])
 async def test_feed_stops_on_zero_missing_or_repeated_next_id(
     client: GlanceClient, upstream: Upstream, last_next: int | None, pages: int
 ) -> None:
@@ -232,6 +232,25 @@ async def test_feed_stops_on_a_next_id_cycle(client: GlanceClient, upstream: Ups
         assert len(sent(m, COMPLETED_ENDING)) == 3
     # Going back ends the window as a repeat does, but is no way to mark a last page.
     assert [e["event"] for e in logs] == ["glance_feed_paging_went_back"]
+    assert "taken as ended" in logs[0]["hint"]
+
+
+async def test_feed_follows_a_lower_next_id_not_sent_before(
+    client: GlanceClient, upstream: Upstream
+) -> None:
+    with aioresponses() as m:
+        m.post(url(COMPLETED_ENDING), body=page(100, [1]))
+        m.post(url(COMPLETED_ENDING), body=page(50, [100]))  # back, but new
+        m.post(url(COMPLETED_ENDING), body=page(0, [50]))
+        with structlog.testing.capture_logs() as logs:
+            assert await collect(client, upstream, COMPLETED_ENDING, T0, T0 + 60) == [1, 100, 50]
+    # The warning says what happened: paging went on (probe 13: it said the window ended).
+    assert [(e["event"], e["hint"]) for e in logs] == [
+        (
+            "glance_feed_paging_went_back",
+            "a page named a nextId below the one sent; paging went on from it",
+        )
+    ]
 
 
 async def test_feed_page_cap_is_an_error(upstream: Upstream, metrics: SelfMetrics) -> None:
@@ -243,7 +262,36 @@ async def test_feed_page_cap_is_an_error(upstream: Upstream, metrics: SelfMetric
             await collect(client, upstream, COMPLETED_ENDING, T0, T0 + 60)
         assert len(sent(m, COMPLETED_ENDING)) == 3
     assert info.value.reason == "vendor_error"
+    assert "the rest of 2026-01-01T00:00:00Z..2026-01-01T00:01:00Z is skipped" in str(info.value)
     assert metrics.failures.values == {("glance", "acme", COMPLETED_ENDING, "vendor_error"): 1}
+
+
+async def test_a_window_that_pages_without_end_is_given_up_not_read_forever(
+    upstream: Upstream,
+) -> None:
+    # Probe 13: the window started over after the cap, so a feed that always names a
+    # new nextId was read from its first page every time, and never got past it.
+    client = make_client(partner_id=1, base=BASE, max_pages=3)
+    position = FeedPosition(T0, T0 + 40 * DAY)
+    with aioresponses() as m:
+        for n in range(1, 4):
+            m.post(url(COMPLETED_ENDING), body=page(n + 1, [n]))
+        m.post(url(COMPLETED_ENDING), body=page(0, [99]))
+        with pytest.raises(UpstreamError):
+            async for _ in client.completed(
+                upstream, COMPLETED_ENDING, T0, T0 + 40 * DAY, position=position
+            ):
+                pass
+        ids = [
+            s.id
+            async for p in client.completed(
+                upstream, COMPLETED_ENDING, T0, T0 + 40 * DAY, position=position
+            )
+            for s in p.sessions
+        ]
+        calls = sent(m, COMPLETED_ENDING)
+    assert ids == [99] and position.done
+    assert [(c["startRange"], c["nextId"]) for c in calls[3:]] == [("2026-02-01T00:00:00Z", "0")]
 
 
 async def test_feed_splits_long_ranges_into_31_day_windows(

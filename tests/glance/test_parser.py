@@ -399,10 +399,18 @@ def test_numbers_are_ascii_digits_of_bounded_length(digits: str) -> None:
         )
 
 
-def test_group_sessions_bad_next_id() -> None:
-    body = f'<groupSessions xmlns="{NS}"><nextId>abc</nextId></groupSessions>'.encode()
+@pytest.mark.parametrize("text", ["abc", "+100", "-", "-abc", "1e3", "-" + "9" * 19])
+def test_group_sessions_bad_next_id(text: str) -> None:
+    body = f'<groupSessions xmlns="{NS}"><nextId>{text}</nextId></groupSessions>'.encode()
     with pytest.raises(ParseError, match="nextId"):
         parse_group_sessions(body)
+
+
+@pytest.mark.parametrize("text", ["-1", " -1 ", "-0", "-61943153"])
+def test_a_negative_next_id_marks_the_last_page_as_zero_does(text: str) -> None:
+    # Probe 13: read as a parse error, -1 failed the feed on every retry, for good.
+    body = f'<groupSessions xmlns="{NS}"><nextId>{text}</nextId></groupSessions>'.encode()
+    assert parse_group_sessions(body).next_id == 0
 
 
 def test_user_sessions_needs_valid_user() -> None:

@@ -124,19 +124,22 @@ class GlanceClient:
         self._log = ctx.log
         self._warned_paging = False
 
-    def _paging_back(self, operation: str) -> None:
+    def _paging_back(self, operation: str, ended: bool) -> None:
         """Say once that a page named a nextId below the one just sent. Repeating the one
         just sent, or naming one on an empty page, is how a last page may be marked (the
-        document does not say); going back is not, yet it too ends the window, and if
-        Glance meant more, that window's later sessions are not read (probe 9)."""
+        document does not say); going back is not. Paging follows a lower nextId not sent
+        before; one already sent ends the window, and if Glance meant more, that window's
+        later sessions are not read (probe 9)."""
         if self._warned_paging:
             return
         self._warned_paging = True
         self._log.warning(
             "glance_feed_paging_went_back",
             operation=operation,
-            hint="a page named a nextId below the one sent; the window was taken as "
-            "ended there, and sessions after it in the window may not be read",
+            hint="a page named a nextId below the one sent, and one already sent: the "
+            "window was taken as ended there, and sessions after it may not be read"
+            if ended
+            else "a page named a nextId below the one sent; paging went on from it",
         )
 
     def url(self, operation: str) -> str:
@@ -215,14 +218,17 @@ class GlanceClient:
         while pos.next_id is not None:
             if budget is not None and budget.left <= 0:
                 raise PagesSpent(operation)
+            lo, hi = windows(pos.start, pos.end)[0]
             if pos.pages >= self.max_pages:
-                pos.next_id, pos.pages, pos.sent = 0, 0, set()  # the window starts over
+                # Read again, the window paged on as endlessly each time and the feed
+                # never got past it: the rest of it is given up, the failure says so.
+                self._next_window(pos, hi)
                 raise upstream.error(
                     operation,
                     "vendor_error",
-                    f"pagination did not end after {self.max_pages} pages",
+                    f"pagination did not end after {self.max_pages} pages; the rest of "
+                    f"{utc(lo)}..{utc(hi)} is skipped",
                 )
-            lo, hi = windows(pos.start, pos.end)[0]
             next_id = pos.next_id
             pos.sent.add(next_id)
             params = {
@@ -244,10 +250,16 @@ class GlanceClient:
                 or page.next_id in pos.sent
             )
             if page.next_id is not None and 0 < page.next_id < next_id:
-                self._paging_back(operation)
+                self._paging_back(operation, ended)
             if not ended:
                 pos.next_id = page.next_id
-            elif hi >= math.ceil(pos.end):
-                pos.next_id = None
             else:
-                pos.start, pos.next_id, pos.pages, pos.sent = hi, 0, 0, set()
+                self._next_window(pos, hi)
+
+    @staticmethod
+    def _next_window(pos: FeedPosition, hi: int) -> None:
+        """Move `pos` past its current window, which ends at `hi`."""
+        if hi >= math.ceil(pos.end):
+            pos.next_id = None
+        else:
+            pos.start, pos.next_id, pos.pages, pos.sent = hi, 0, 0, set()

@@ -63,6 +63,7 @@ SEEN_SLACK = 600.0
 OUT_OF_RANGE = 86400.0
 # PartnerUserSessions needs a start range: in-progress sessions started in the last day.
 USER_LOOKBACK = 86400.0
+FALLING_BEHIND_LOGGED_EVERY = 3600.0
 USER_LOOKAHEAD = 3600.0
 # Bump when the shape of `state()` changes: an older or newer state is then ignored.
 # Version 1 (no outcome label, no wait histogram) is still read: its feed position and
@@ -133,6 +134,8 @@ class GlanceCollector(AccountCollector):
         # How far behind now the feed's cursor was when the last cycle ran out of pages;
         # None once it caught up (`_catching_up`).
         self._behind: float | None = None
+        # When `glance_feed_falling_behind` was last logged (monotonic): at most hourly.
+        self._warned_behind: float | None = None
         self._backfill_position: FeedPosition | None = None
         # No read starts before this: ids of sessions that ended earlier may be forgotten
         # (`_forgot_until`).
@@ -392,10 +395,17 @@ class GlanceCollector(AccountCollector):
         read was good), and the next carries on. Failing it backed the account off
         (60 s, 120 s, 240 s...) and, once stale_after passed, took every one of its
         series out of /metrics during the catch-up, the current gauges too. A feed
-        further behind than at the last such cycle never catches up: a warning."""
+        further behind than at the last such cycle never catches up: a warning, at most
+        hourly (it came every cycle, a minute apart, for as long as it lasted)."""
         behind, before = now - self.cursor, self._behind
         self._behind = behind
-        if before is not None and behind > before:
+        monotonic, warned = self.ctx.clock.monotonic(), self._warned_behind
+        if (
+            before is not None
+            and behind > before
+            and (warned is None or monotonic - warned >= FALLING_BEHIND_LOGGED_EVERY)
+        ):
+            self._warned_behind = monotonic
             self.ctx.log.warning(
                 "glance_feed_falling_behind",
                 behind_hours=round(behind / 3600, 2),

@@ -537,15 +537,27 @@ def _finish(
             tally.kept(session.id, unread)
 
 
+def read_next_id(text: str | None) -> int | None:
+    """A page's nextId: None when absent or empty, 0 for a negative one (-1 is a common
+    "no more pages" mark, and read as a parse error it failed the feed on every retry,
+    for good). Anything else unreadable is a parse error: where paging goes on is then
+    unknown."""
+    if not text:
+        return None
+    number = strict_int(text)
+    if number is None and text.startswith("-") and strict_int(text[1:]) is not None:
+        return 0
+    if number is None:
+        raise ParseError("nextId is not a whole number")
+    return number
+
+
 def parse_group_sessions(
     body: bytes, max_bytes: int = MAX_BYTES, max_records: int = MAX_RECORDS
 ) -> GroupSessions:
     """PartnerCompletedSessions and PartnerCompletedSessionsEnding: one page."""
     root = _root(body, "groupSessions", max_bytes)
-    next_text = _text(root, "nextId")
-    next_id = strict_int(next_text) if next_text else None
-    if next_text and next_id is None:
-        raise ParseError("nextId is not a whole number")
+    next_id = read_next_id(_text(root, "nextId"))
     sessions: list[Session] = []
     invalid: list[str] = []
     tally = _Tally(max_records)

@@ -175,6 +175,17 @@ def test_a_session_queued_again_during_one_slow_reply_is_a_second_wait() -> None
     assert observed(c, "answered") == (2, 10.0 + 19.0)
 
 
+def test_a_waiting_time_that_stands_still_is_one_wait_not_one_a_poll() -> None:
+    # Probe 13: a stalled back end (or a cached reply) gave the same Waiting Time each
+    # poll; each start read later than the last, so every poll began a new wait and
+    # observed the last as `other`: count and sum grew without bound.
+    c, _, _ = make()
+    for at in range(100, 160, 5):
+        poll(c, at, ("1", "Waiting", 100))
+    poll(c, 160, ("1", "Active", 2))
+    assert observed(c) == observed(c, "answered") == (1, 100.0)  # was (12, 1200.0)
+
+
 def test_a_session_queued_again_after_it_was_answered_is_a_second_wait() -> None:
     c, _, _ = make()
     poll(c, 100, ("1", "Waiting", 10))

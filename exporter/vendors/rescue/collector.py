@@ -185,6 +185,16 @@ def _latest_start(wait: Wait) -> float:
     return wait.last_seen if wait.waited is None else wait.last_seen - wait.waited
 
 
+def _began_since(wait: Wait, start: float, slack: float) -> bool:
+    """Whether a Waiting session whose wait is read to begin at `start` began a new wait
+    since `wait`: later than `wait` can have begun (`_latest_start`), and after its last
+    sighting, give or take `slack`. A start between the two says it was waiting then, by
+    a status change the reply of that sighting did not know of: a Waiting Time that stood
+    still (a stalled back end, a cached reply) read that way made every poll a new wait,
+    observed as `other`, for every Waiting session (probe 13)."""
+    return start > _latest_start(wait) + ROUNDING and start > wait.last_seen - slack
+
+
 def _forget_gone(gone: dict[str, Wait], now: float) -> None:
     """Drop the vanished waits last seen over `GONE_FOR` ago, and the oldest beyond
     `MAX_GONE`: in the order they went, which is the order of the dict."""
@@ -432,6 +442,8 @@ class RescueCollector(AccountCollector):
         (a lead and a second technician's) came in the other order and showed another
         status; a wait observed once per poll pair was counted four times in nine polls."""
         current: dict[str, Wait] = {}
+        # This reply's time in transit, and (unknown, taken as the same) the last one's.
+        slack = ROUNDING + 2 * max(0.0, now - asked)
         for session in waiting:
             # Date the start from when we asked: Rescue measured Waiting Time somewhere
             # between asking and our reading the reply, so a slow reply never makes a
@@ -440,9 +452,9 @@ class RescueCollector(AccountCollector):
             wait = previous.pop(session.id, None)
             if wait is None and session.id in gone:
                 wait = gone.pop(session.id)
-                if start is None or start > _latest_start(wait) + ROUNDING:
+                if start is None or _began_since(wait, start, slack):
                     wait = None  # waiting again, since after it went: a new wait
-            if wait is not None and start is not None and start > _latest_start(wait) + ROUNDING:
+            if wait is not None and start is not None and _began_since(wait, start, slack):
                 # It left Waiting and came back between two polls: two waits, not one, and
                 # where the first one went is unknown.
                 self._observe(node, wait, OTHER_OUTCOME)

@@ -114,6 +114,12 @@ RULES: tuple[Rule, ...] = (
         message=_re(r"refused"),
     ),
     Rule(
+        "The connection was closed or reset before the reply was read: usually passes; "
+        "if it persists, check proxies, load balancers and their idle timeouts on the way.",
+        reason="connection",
+        message=_re(r"reset by peer|closed the connection|Broken pipe|aborted"),
+    ),
+    Rule(
         "The vendor's host name does not resolve: check base_url and this host's DNS.",
         reason="connection",
         message=_re(r"name resolution|not known|resolve|getaddrinfo"),

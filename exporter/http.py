@@ -118,6 +118,16 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     return max(0.0, when - now) if math.isfinite(when) else None
 
 
+def _connection_lost(exc: aiohttp.ClientError | OSError) -> str:
+    """What ended a connection after it was made, never `str(exc)` (it may name the
+    URL): a bare "ClientOSError" told nobody that the vendor had reset it (probe 13)."""
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "ServerDisconnectedError: the vendor closed the connection before its reply"
+    if isinstance(exc, OSError) and exc.errno:
+        return f"{type(exc).__name__}: {os.strerror(exc.errno)}"
+    return type(exc).__name__
+
+
 def _os_reason(error: OSError) -> str:
     # From the errno ("Connection refused"): asyncio's strerror adds the address.
     if error.errno:
@@ -457,7 +467,7 @@ class Upstream:
                 operation, "connection", f"{type(exc).__name__}: {_os_reason(exc.os_error)}"
             ) from None
         except (aiohttp.ClientError, OSError) as exc:
-            raise self.error(operation, "connection", type(exc).__name__) from None
+            raise self.error(operation, "connection", _connection_lost(exc)) from None
 
     def _note(
         self,

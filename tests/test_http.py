@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 import tracemalloc
 import zlib
 
@@ -9,6 +11,7 @@ from aiohttp import web
 
 from exporter.admission import Admission
 from exporter.errors import UpstreamError
+from exporter.hints import for_failure
 from exporter.history import AccountHistory
 from exporter.http import Upstream, new_client_session, parse_retry_after
 from exporter.selfmetrics import SelfMetrics
@@ -193,3 +196,53 @@ async def test_a_reply_aiohttp_cannot_read_is_not_called_a_vendors_400() -> None
     error, _ = await failed_fetch(app, "/big-header")
     assert error.reason == "connection"
     assert "400" not in error.message and "not readable HTTP" in error.message
+
+
+async def failure_from_raw_server(send: bytes, reset: bool) -> UpstreamError:
+    """The error of a GET from a server that reads the request, sends `send` and then
+    closes the connection, with a TCP reset when `reset`."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(send)
+        await writer.drain()
+        if reset:
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with new_client_session() as session:
+            upstream = Upstream(
+                session,
+                vendor="v",
+                account="a",
+                timeout=5,
+                admission=Admission(1),
+                metrics=SelfMetrics(),
+                max_body_bytes=2048,
+                wall_time=lambda: 0.0,
+            )
+            with pytest.raises(UpstreamError) as info:
+                await upstream.fetch("op", "GET", f"http://127.0.0.1:{port}/x")
+    finally:
+        server.close()
+        await server.wait_closed()
+    return info.value
+
+
+@pytest.mark.parametrize(
+    ("send", "reset", "message"),
+    [
+        (b"", False, "the vendor closed the connection before its reply"),
+        (b"HTTP/1.1 200 OK\r\nContent-Ty", True, "Connection reset by peer"),
+    ],
+)
+async def test_a_connection_closed_or_reset_says_so(send: bytes, reset: bool, message: str) -> None:
+    # Probe 13: a reset mid-headers was the bare "ClientOSError", with the catch-all hint.
+    error = await failure_from_raw_server(send, reset)
+    assert error.reason == "connection"
+    assert message in error.message
+    assert "closed or reset" in (for_failure("v", "op", error.reason, error.message) or "")

@@ -533,7 +533,8 @@ def test_the_day_cache_stays_bounded() -> None:
     ("field", "value", "kept"),
     [
         ("SessionId", 10**18 - 1, True),
-        ("SessionId", -(10**18 - 1), True),
+        ("SessionId", -(10**18 - 1), False),  # negative (probe 13)
+        ("SessionId", 0, True),
         ("SessionId", 10**18, False),
         ("SessionId", -(10**18), False),
         ("UserId", 10**18 - 1, True),
@@ -736,3 +737,65 @@ def test_typed_path_decides_as_the_general_path_at_every_edge(field: str) -> Non
     for record in [*({**_VALID_RECORD, field: value} for value in _EDGE_VALUES), missing]:
         body = json.dumps([record, _VALID_RECORD]).encode("utf-8", "surrogatepass")
         assert parse_history(body) == _parse_general(body), record
+
+
+@pytest.mark.parametrize(
+    "body", [b"[[1, 2], [3]]", b'[null, 1, "x"]', b'[[{"SessionId": 1}]]', b"[true]"]
+)
+def test_an_array_of_no_objects_is_no_history_reply(body: bytes) -> None:
+    # Probe 13: read as a reply of skipped records, it was a success that zeroed every
+    # gauge of the account; the month counted none.
+    from exporter.vendors.securevideo.parser import count_month
+
+    with pytest.raises(ParseError, match="none of them a JSON object"):
+        parse_history(body)
+    with pytest.raises(ParseError, match="none of them a JSON object"):
+        count_month(body)
+
+
+def test_objects_among_other_items_are_read_and_the_others_skipped() -> None:
+    page = parse_history(b'[null, {"SessionId": 5}, [1]]')
+    assert [r.session_id for r in page.records] == [5] and page.skipped == 2
+
+
+@pytest.mark.parametrize("session_id", [-1, -5, -(10**17)])
+def test_a_negative_session_id_is_an_invalid_record_in_the_feed_and_the_month(
+    session_id: int,
+) -> None:
+    from exporter.vendors.securevideo.parser import count_month
+
+    body = json.dumps(
+        [{"SessionId": session_id, "BillableTs": "2026-01-02T10:00:00", "BillableStatusCd": "BILL"}]
+    ).encode()
+    page, month = parse_history(body), count_month(body)
+    assert (page.records, page.skipped, page.first_problem) == (
+        (),
+        1,
+        "record 0: SessionId is negative",
+    )
+    assert (month.counts, month.skipped) == ({}, 1)
+
+
+def test_a_month_record_too_long_to_read_says_so_not_that_it_is_not_json() -> None:
+    # Probe 13: a valid record of 2 MB failed the month as "is not JSON".
+    from exporter.vendors.securevideo.parser import MAX_RECORD_CHARS, MonthCounter
+
+    record = json.dumps({"SessionId": 1, "UsageDescription": "U" * 2 * MAX_RECORD_CHARS})
+    body = ("[" + record + "]").encode()
+    counter = MonthCounter(1000)
+
+    def count() -> None:
+        for start in range(0, len(body), 1 << 16):
+            counter.feed(body[start : start + (1 << 16)])
+        counter.finish()
+
+    with pytest.raises(ParseError, match=r"record 0 does not end within 1 MiB"):
+        count()
+
+
+def test_a_deeply_nested_month_record_is_named_as_such() -> None:
+    from exporter.vendors.securevideo.parser import count_month
+
+    body = b'[{"SessionId": 1, "X": ' + b"[" * 200_000 + b"]" * 200_000 + b"}]"
+    with pytest.raises(ParseError, match="record 0 is nested too deeply"):
+        count_month(body)

@@ -271,6 +271,15 @@ def _int(value: Any, name: str) -> int | None:
     return value
 
 
+def _session_id(value: Any) -> int | None:
+    """A SessionId: a whole number of at least 0, as the ids of the other vendors (ASCII
+    digits). A negative one was counted as a session (probe 13)."""
+    session_id = _int(value, "SessionId")
+    if session_id is not None and session_id < 0:
+        raise _BadRecord("SessionId is negative")
+    return session_id
+
+
 def _minutes(value: Any, name: str) -> float | None:
     if value is None:
         return None
@@ -309,7 +318,7 @@ def _record(item: Any) -> HistoryRecord:
     if not isinstance(item, dict):
         raise _BadRecord("is not a JSON object")
     get = item.get
-    session_id = _int(get("SessionId"), "SessionId")
+    session_id = _session_id(get("SessionId"))
     if session_id is None:
         raise _BadRecord("has no SessionId")
     # Keyword order is the check order: a record's first problem is the one reported.
@@ -329,6 +338,7 @@ def _record(item: Any) -> HistoryRecord:
 # The checks of `_int` and `_minutes`, as msgspec constraints: a value outside them makes
 # the typed decoder give up on the reply, and the general path decides.
 _Id = Annotated[int, msgspec.Meta(gt=-_INT_LIMIT, lt=_INT_LIMIT)]
+_SessionId = Annotated[int, msgspec.Meta(ge=0, lt=_INT_LIMIT)]
 _Minutes = Annotated[float, msgspec.Meta(ge=0, le=_MAX_MINUTES)]
 
 
@@ -336,7 +346,7 @@ class _Wire(msgspec.Struct, frozen=True, gc=False):
     """A History record as the typed decoder takes it; unknown fields are ignored, as
     `_record` ignores them."""
 
-    SessionId: _Id
+    SessionId: _SessionId
     ScheduleTs: str | None = None
     BillableTs: str | None = None
     DurationMinutes: _Minutes | None = None
@@ -471,6 +481,11 @@ def too_many_containers(body: bytes, max_records: int) -> bool:
     return body.count(b"{") + body.count(b"[") > 2 * max_records + 1
 
 
+# An array of arrays (or of numbers...) is no History reply: read as one of skipped
+# records, it was a success that emptied every gauge (probe 13).
+_NO_RECORDS = "History reply is an array of {} items, none of them a JSON object (a record)"
+
+
 def _parse_general(body: bytes, max_records: int = MAX_RECORDS) -> HistoryPage:
     """Record by record, each bad one skipped and counted, with the first problem."""
     if too_many_containers(body, max_records):
@@ -483,6 +498,8 @@ def _parse_general(body: bytes, max_records: int = MAX_RECORDS) -> HistoryPage:
         raise ParseError(f"History reply is a JSON {type(data).__name__}, not an array")
     if len(data) > max_records:
         return HistoryPage((), over_limit=len(data))
+    if data and not any(isinstance(item, dict) for item in data):
+        raise ParseError(_NO_RECORDS.format(len(data)))
     records: list[HistoryRecord] = []
     skipped, implausible, first_problem = 0, 0, None
     rejected: list[tuple[str, int]] = []
@@ -565,6 +582,7 @@ class MonthCounter:
         self._waiting_chars = 0
         self._state = "start"  # start, first, item, sep, end, object, over
         self._index = 0
+        self._objects = 0  # items that were JSON objects
         self._status: dict[int, str | None] = {}
         self._statuses: dict[str, str] = {}
         self._skipped = self._implausible = 0
@@ -606,6 +624,8 @@ class MonthCounter:
             raise ParseError("History reply is empty")
         if self._state != "end":
             raise ParseError("History reply ends before its closing ]")
+        if self._index and not self._objects:
+            raise ParseError(_NO_RECORDS.format(self._index))
         counts: dict[str | None, int] = {}
         for status in self._status.values():
             counts[status] = counts.get(status, 0) + 1
@@ -662,9 +682,18 @@ class MonthCounter:
                 break  # the rest of the record is still on its way
             try:
                 item, end = self._json.raw_decode(text, pos)
-            except (ValueError, RecursionError):
-                if final or size - pos > MAX_RECORD_CHARS:
+            except RecursionError:
+                raise ParseError(f"History record {self._index} is nested too deeply") from None
+            except ValueError:
+                if final:
                     raise ParseError(f"History record {self._index} is not JSON") from None
+                if size - pos > MAX_RECORD_CHARS:
+                    # Valid JSON, maybe, but no History record is that long: said so,
+                    # where "is not JSON" sent a reader looking for a syntax error.
+                    raise ParseError(
+                        f"History record {self._index} does not end within "
+                        f"{MAX_RECORD_CHARS >> 20} MiB (the month query's bound of a record)"
+                    ) from None
                 self._retry_at = min(2 * (size - pos), MAX_RECORD_CHARS + 1)
                 break  # the rest of the record is still on its way
             if end >= size and not final:
@@ -691,7 +720,8 @@ class MonthCounter:
         try:
             if not isinstance(item, dict):
                 raise _BadRecord("is not a JSON object")
-            session_id = _int(item.get("SessionId"), "SessionId")
+            self._objects += 1
+            session_id = _session_id(item.get("SessionId"))
             if session_id is None:
                 raise _BadRecord("has no SessionId")
             billable = _time(item.get("BillableTs"), "BillableTs")

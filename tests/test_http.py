@@ -33,10 +33,9 @@ async def declared_reply(request: web.Request) -> web.Response:
     return web.Response(body=b"y" * 4096)
 
 
-async def failed_fetch(app: web.Application, path: str) -> tuple[UpstreamError, SelfMetrics]:
-    """The error of a GET of `path` on `app` (bodies capped at 2 KiB), and the metrics."""
-    metrics = SelfMetrics()
-    async with serve_app(app) as url, new_client_session() as session:
+async def failed_get(url: str, metrics: SelfMetrics) -> UpstreamError:
+    """The error of a GET of `url` (bodies capped at 2 KiB)."""
+    async with new_client_session() as session:
         upstream = Upstream(
             session,
             vendor="v",
@@ -48,8 +47,15 @@ async def failed_fetch(app: web.Application, path: str) -> tuple[UpstreamError, 
             wall_time=lambda: 0.0,
         )
         with pytest.raises(UpstreamError) as info:
-            await upstream.fetch("op", "GET", url + path)
-    return info.value, metrics
+            await upstream.fetch("op", "GET", url)
+    return info.value
+
+
+async def failed_fetch(app: web.Application, path: str) -> tuple[UpstreamError, SelfMetrics]:
+    """The error of a GET of `path` on `app`, and the metrics."""
+    metrics = SelfMetrics()
+    async with serve_app(app) as url:
+        return await failed_get(url + path, metrics), metrics
 
 
 @pytest.mark.parametrize(("path", "message"), [("/big", "exceeds"), ("/declared", "declares")])
@@ -214,23 +220,10 @@ async def failure_from_raw_server(send: bytes, reset: bool) -> UpstreamError:
     server = await asyncio.start_server(answer, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        async with new_client_session() as session:
-            upstream = Upstream(
-                session,
-                vendor="v",
-                account="a",
-                timeout=5,
-                admission=Admission(1),
-                metrics=SelfMetrics(),
-                max_body_bytes=2048,
-                wall_time=lambda: 0.0,
-            )
-            with pytest.raises(UpstreamError) as info:
-                await upstream.fetch("op", "GET", f"http://127.0.0.1:{port}/x")
+        return await failed_get(f"http://127.0.0.1:{port}/x", SelfMetrics())
     finally:
         server.close()
         await server.wait_closed()
-    return info.value
 
 
 @pytest.mark.parametrize(

@@ -143,6 +143,21 @@ async def test_duration_observed_once_even_when_a_reconnect_grows_it(h: Harness)
     assert total(m, "securevideo_sessions_in_progress") == 0
 
 
+async def test_every_session_histogram_exists_at_zero_for_each_provider(h: Harness) -> None:
+    # Probe 13: the wait and duration series were made by their first session, so they
+    # began at 1 and `increase()` lost it from offered, answered and the speed of answer.
+    c, _ = make(h, started_at=0.0)
+    await c.collect(h.upstream)  # an empty feed
+    m = metrics(c)
+    for name in ("wait", "duration", "consult"):
+        counts = pick(m, f"securevideo_session_{name}_seconds_count")
+        assert {dict(labels)["provider"]: n for labels, n in counts.items()} == {
+            "Zoom": 0,
+            "One-Click": 0,
+            "VSee": 0,
+        }
+
+
 async def test_null_wait_is_unknown_but_zero_wait_is_observed(h: Harness) -> None:
     c, fake = make(h, started_at=0.0)
     fake.feed_records = [

@@ -548,7 +548,12 @@ class SecureVideoCollector(AccountCollector):
         return bounded(value, count) if value else UNKNOWN
 
     def _zero_fill(self) -> None:
+        # The wait histogram too: the service level's inputs. Made by its first session,
+        # a series began at 1 and `increase()` lost that session from offered, answered
+        # and the speed of answer, while the zero-filled consults counted it (probe 13).
         for provider in PROVIDERS:
+            self.durations.touch((provider,))
+            self.waits.touch((provider,))
             self.consults.touch((provider,))
         for schedule_type in APPOINTMENT_TYPES:
             self.start_delays.touch((schedule_type,))

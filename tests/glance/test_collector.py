@@ -16,7 +16,8 @@ from exporter.simulators.clock import FakeClock
 from exporter.simulators.glance import GlanceSimulator
 from exporter.vendorclock import vendor_now
 from exporter.vendors.glance.client import GlanceClient
-from exporter.vendors.glance.collector import STATUSES, GlanceCollector
+from exporter.vendors.glance.collector import STATUSES, GlanceCollector, utc_text
+from exporter.vendors.glance.parser import NS
 
 from ..support import collector_context
 from .harness import (
@@ -264,6 +265,53 @@ async def test_failure_mid_feed_keeps_what_was_counted(clock: FakeClock) -> None
         await c.collect(h.upstream())
         assert c.cursor == clock.time()
         assert_feed_matches(h, c, NOON_ISH)
+    finally:
+        await stop_harness(h)
+
+
+def cached_page(body: bytes) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Middleware answering every PartnerCompletedSessionsEnding page with `body`."""
+
+    @web.middleware
+    async def middleware(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if request.path.endswith("/PartnerCompletedSessionsEnding"):
+            return web.Response(body=body, content_type="text/xml")
+        return await handler(request)
+
+    return middleware
+
+
+async def test_a_cached_reply_is_counted_once_however_long_it_is_served(clock: FakeClock) -> None:
+    # Probe 13: sessions a read returned whose end lay outside its range (here two hours
+    # before it, within the day's tolerance) were kept only as long as the read asked,
+    # so a reply served for every read counted them again each 80 minutes.
+    ended = NOON_ISH - 2 * 3600
+    sessions = "".join(
+        f"<session><id>{i}</id><type>C</type><status>C</status>"
+        f"<startTime>{utc_text(ended - duration)}</startTime>{tail}</session>"
+        for i, duration, tail in ((1, 300, "<duration>300</duration>"), (2, 60, ""))
+    )
+    body = (
+        f'<groupSessions xmlns="{NS}"><nextId>0</nextId><users><userSessions>'
+        "<partnerUserId>U</partnerUserId><validUser>true</validUser>"
+        f"<sessions>{sessions}</sessions></userSessions></users></groupSessions>"
+    ).encode()
+    sim = GlanceSimulator(clock, seed=3)
+    app = sim.app()
+    app.middlewares.append(cached_page(body))
+    h = await start_harness(clock, sim, app)
+    try:
+        c = h.collector()
+        counted = []
+        for _ in range(6 * 30):  # 30 hours of ten-minute cycles
+            await c.collect(h.upstream())
+            counted.append(sum(completed(c).values()))
+            clock.advance(600)
+        # The one without a duration is dated by its start, the bound of its end we have.
+        assert set(counted) == {2.0}
+        assert h.rejects["implausible_value"] == 2  # once each, once a day past them
     finally:
         await stop_harness(h)
 

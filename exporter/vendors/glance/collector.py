@@ -576,13 +576,21 @@ class GlanceCollector(AccountCollector):
                     outside: list[tuple[str, int]] = []
                     for session in page.sessions:
                         start, duration = session.start_time, session.duration
-                        if (
-                            start is not None
-                            and duration is not None
-                            and not earliest <= start + duration <= latest
-                        ):
-                            outside.append(("completed", session.id))
-                        elif self.seen.add_shortest(session.id, end):
+                        kept_until = end
+                        if start is not None:
+                            # Without a duration its start is the bound of its end we have.
+                            ended = start if duration is None else start + duration
+                            if not earliest <= ended <= latest:
+                                outside.append(("completed", session.id))
+                                continue
+                            if not position.start <= ended <= end:
+                                # Returned by a read that does not hold its end: a
+                                # read may return it again (a cached reply did, each
+                                # read) until the reads are a day past it, where it is
+                                # refused above. Kept until then, or it was counted
+                                # again each time it was forgotten (probe 13).
+                                kept_until = max(end, ended + OUT_OF_RANGE)
+                        if self.seen.add_shortest(session.id, kept_until):
                             self._count(session, touched)
                     if outside:
                         self._once.reject("implausible_value", outside, self.ctx.clock.time())

@@ -11,7 +11,7 @@ import bisect
 import math
 import operator
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import reduce
 from itertools import repeat
@@ -58,7 +58,9 @@ class BoundedLabel:
     Every value is made encodable, scrubbed of secrets and cut to `max_length` first (a
     cut is reported as ``label_truncated``). Known values always pass. Beyond the limit,
     new values fold into ``other`` (reported as ``label_overflow``), so that a vendor
-    returning garbage cannot blow up the series count. `reject` receives the reports.
+    returning garbage cannot blow up the series count. `reject` receives the reports;
+    those of a `record` go to `once` instead, which counts each record once however
+    many polls label it again (a session listed every poll was reported every poll).
     """
 
     def __init__(
@@ -68,32 +70,37 @@ class BoundedLabel:
         *,
         max_length: int = LABEL_VALUE_MAX_LENGTH,
         reject: Callable[[str, int], None] | None = None,
+        once: Callable[[str, int, Hashable], None] | None = None,
     ) -> None:
         self.known = frozenset(known)
         self.limit = limit
         self.max_length = max_length
         self._reject = reject
+        self._once = once
         self._extra: set[str] = set()
 
-    def __call__(self, value: str, count: int = 1) -> str:
+    def __call__(self, value: str, count: int = 1, record: Hashable | None = None) -> str:
         """The label of `count` records with this value, each reported as if labelled one
         at a time (the first admits a new value, if any does; the rest then report what
-        the first reported, or nothing)."""
+        the first reported, or nothing). `record` names them, where the caller labels
+        the same records again at every poll: they are then reported once."""
         if value in self.known or value in self._extra:
             return value
         value, cut = label_value(value, self.max_length)
         if cut:
-            self._report("label_truncated", count)
+            self._report("label_truncated", count, record)
         if value in self.known or value in self._extra:
             return value
         if len(self._extra) < self.limit:
             self._extra.add(value)
             return value
-        self._report("label_overflow", count)
+        self._report("label_overflow", count, record)
         return OTHER
 
-    def _report(self, reason: str, count: int) -> None:
-        if self._reject is not None:
+    def _report(self, reason: str, count: int, record: Hashable | None) -> None:
+        if record is not None and self._once is not None:
+            self._once(reason, count, record)
+        elif self._reject is not None:
             self._reject(reason, count)
 
 

@@ -9,8 +9,9 @@ for an account, and which metric families it emits (its simulator lives apart, i
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 import structlog
@@ -48,6 +49,8 @@ class CollectorContext:
     max_backoff: float = 600.0
     # Beyond this an account is left out of /metrics (GlobalConfig.max_series_per_account).
     max_series_per_account: int = 20_000
+    # The records whose labels were reported, shared by the account's labels (`label`).
+    _labelled_once: RejectedOnce | None = field(default=None, init=False, repr=False)
 
     def counter(self, name: str, documentation: str, labelnames: Sequence[str]) -> CounterSet:
         """A counter of free-text labels, its label combinations bounded to a quarter of
@@ -68,12 +71,21 @@ class CollectorContext:
 
     def label(self, known: Iterable[str] = ()) -> BoundedLabel:
         """The one way a collector turns free vendor text into a label value: capped in
-        length and in distinct values, scrubbed, and reporting its own overflow."""
+        length and in distinct values, scrubbed, and reporting its own overflow: once
+        per record where the caller names it, across every label of the account."""
+        if self._labelled_once is None:
+            self._labelled_once = self.rejected_once()
+        once = self._labelled_once
+
+        def report_once(reason: str, count: int, record: Hashable) -> None:
+            once.reject(reason, repeat(record, count), self.clock.time())
+
         return BoundedLabel(
             known,
             self.label_value_limit,
             max_length=self.label_value_max_length,
             reject=self.reject,
+            once=report_once,
         )
 
 

@@ -594,6 +594,40 @@ async def test_unreadable_start_times_are_counted_and_the_sessions_kept(clock: F
         await stop_harness(h)
 
 
+async def test_an_active_session_of_a_long_type_is_reported_once_not_every_poll(
+    clock: FakeClock,
+) -> None:
+    # Probe 13: the labels of the sessions in progress are made at every poll, and a cut
+    # one was reported (label_truncated) again at every poll.
+    @web.middleware
+    async def long_types(
+        request: web.Request, handler: Callable[..., Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        response = await handler(request)
+        if request.path.endswith("/PartnerActiveSessions") and isinstance(response, web.Response):
+            assert isinstance(response.body, bytes)
+            long_type = b"<type>" + b"Y" * 100 + b"</type>"
+            text = re.sub(rb"<type>[^<]*</type>", long_type, response.body)
+            return web.Response(body=text, content_type="text/xml")
+        return response
+
+    sim = GlanceSimulator(clock, seed=7)
+    app = sim.app()
+    app.middlewares.append(long_types)
+    h = await start_harness(clock, sim, app)
+    try:
+        c = h.collector()
+        await c.collect(h.upstream())
+        live = {s.id for s in h.sim.in_progress()}
+        assert live and h.rejects["label_truncated"] == len(live)
+        for _ in range(3):
+            await c.collect(h.upstream())  # the same sessions, still in progress
+        assert {s.id for s in h.sim.in_progress()} == live
+        assert h.rejects["label_truncated"] == len(live)
+    finally:
+        await stop_harness(h)
+
+
 async def test_a_session_returned_outside_the_range_asked_is_never_counted(
     clock: FakeClock,
 ) -> None:

@@ -472,10 +472,11 @@ def test_label_values_are_capped_scrubbed_and_overflow_counted_once() -> None:
     values = {v for key in labels for v in key}
     assert "code-123" not in values  # a technician named like the auth code
     assert all(len(v) <= 64 for v in values)
-    assert rejects["label_truncated"] == 2  # the status and the channel
-    # The third distinct status and technician fold into other, each reported once, by
-    # the label itself (the collector no longer counts overflow too).
-    assert rejects["label_overflow"] == 2
+    # Session 1's status and channel are cut: one record, counted once (probe 13).
+    assert rejects["label_truncated"] == 1
+    # Session 3's status and technician, each the third distinct, fold into other: one
+    # record, reported once by the labels (the collector no longer counts overflow too).
+    assert rejects["label_overflow"] == 1
     assert ("other", "", "other") in labels  # (status, channel, technician)
 
 
@@ -602,3 +603,23 @@ async def test_a_long_reply_lets_the_loop_in_and_shows_only_whole_polls() -> Non
     assert turns >= 3
     assert c.nodes["337366"].counts[("Active",)] == 3 * APPLY_CHUNK
     assert observed(c) == (1, 0.0)  # session 1 left Waiting: its wait is observed once
+
+
+def test_a_label_cut_or_folded_is_reported_once_per_session_not_every_poll() -> None:
+    # Probe 13: a session listed at every poll reported its long technician name, and
+    # every name past label_value_limit, again at every poll.
+    clock, rejects = FakeClock(T0), Counter[str]()
+    ctx = collector_context(clock, rejects, label_limit=5, started_at=T0, log=get_logger())
+    c = RescueCollector(account(labels=["technician"]), ctx)
+    rows = [
+        Session(id=str(i), status="Active", technician=f"Technician {i:02d} " + "Q" * 100)
+        for i in range(1, 9)
+    ]
+    for at in range(100, 160, 10):
+        clock.advance(10)
+        asyncio.run(c.apply(c.account.nodes[0], SessionList("OK", tuple(rows)), T0 + at))
+    # Eight cut names, once each; three of them past the limit of five, once each.
+    assert (rejects["label_truncated"], rejects["label_overflow"]) == (8, 3)
+    rows.append(Session(id="9", status="Active", technician="T" * 100))
+    asyncio.run(c.apply(c.account.nodes[0], SessionList("OK", tuple(rows)), T0 + 170))
+    assert (rejects["label_truncated"], rejects["label_overflow"]) == (9, 4)  # a new session

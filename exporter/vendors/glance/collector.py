@@ -215,8 +215,10 @@ class GlanceCollector(AccountCollector):
                 twice.append(("active", session.id))  # listed twice: counted once
                 continue
             seen.add(session.id)
-            session_type = self._types(session.type)
-            status = self._statuses(session.status)
+            # Listed at every poll while it lasts: its labels reported once (`record`).
+            record = ("active", session.id)
+            session_type = self._types(session.type, record=record)
+            status = self._statuses(session.status, record=record)
             key = (session_type, status)
             current[key] = current.get(key, 0.0) + 1
             per_type = (session_type,)
@@ -253,7 +255,12 @@ class GlanceCollector(AccountCollector):
             kind = f"counts {counted_by} {start}"
             self._rejected_records(reply.skipped, reply.implausible, 0, (kind, reply.rejected_ids))
             for record in reply.records:
-                key = (self._types(record.type), self._statuses(record.status), counted_by)
+                row = (kind, record.type, record.status)  # a row of the day, once a day
+                key = (
+                    self._types(record.type, record=row),
+                    self._statuses(record.status, record=row),
+                    counted_by,
+                )
                 counts[key] = counts.get(key, 0.0) + record.count
                 if record.average_duration is not None and record.count > 0:
                     total, n = weighted.get(key, (0.0, 0.0))
@@ -291,7 +298,7 @@ class GlanceCollector(AccountCollector):
         )
         counts = dict.fromkeys(SESSION_TYPES, 0.0)
         for session in reply.sessions:
-            session_type = self._types(session.type)
+            session_type = self._types(session.type, record=("user", user, session.id))
             counts[session_type] = counts.get(session_type, 0.0) + 1
         self._user_counts[user] = counts
 

@@ -378,11 +378,13 @@ class RescueCollector(AccountCollector):
                 if english is not None:
                     recognised[raw] = status = english
                 else:
-                    status = self._unrecognized(raw)
+                    status = self._unrecognized(raw, (node.label, session.id))
                     unknown.append((node.label, session.id))
             statuses[session.id] = status
             if extra_names:
-                extras = tuple(self._extra(name, session) for name in extra_names)
+                extras = tuple(
+                    self._extra(name, session, (node.label, session.id)) for name in extra_names
+                )
                 if extras not in combinations:
                     combinations.add(extras)
                     for alone in _each_alone(extras):
@@ -556,11 +558,11 @@ class RescueCollector(AccountCollector):
         for status in STATUSES:
             state.counts.setdefault((status, *extras), 0.0)
 
-    def _unrecognized(self, raw: str) -> str:
+    def _unrecognized(self, raw: str, record: tuple[str, str]) -> str:
         """The label of a status neither documented nor aliased: kept as a (bounded,
         scrubbed) label value, but loudly: an account answering in another language
         would otherwise report zero Waiting, silently."""
-        value = self.status_label(raw)
+        value = self.status_label(raw, record=record)
         seen, _ = label_value(raw, self.ctx.label_value_max_length)
         if seen not in self.unrecognized and len(self.unrecognized) < MAX_UNRECOGNIZED:
             self.unrecognized.add(seen)
@@ -583,9 +585,9 @@ class RescueCollector(AccountCollector):
                 else "set status_aliases, or use api: soap",
             )
 
-    def _extra(self, name: str, session: Session) -> str:
+    def _extra(self, name: str, session: Session, record: tuple[str, str]) -> str:
         value = session.channel if name == "channel" else session.technician
-        return self.extra_labels[name](value) if value else ""
+        return self.extra_labels[name](value, record=record) if value else ""
 
     def families(self) -> Iterable[Metric]:
         account = self.account.common.name

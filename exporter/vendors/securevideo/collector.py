@@ -12,7 +12,7 @@ import asyncio
 import math
 import operator
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from datetime import date, timedelta
 from typing import Any
 
@@ -233,7 +233,7 @@ class SecureVideoCollector(AccountCollector):
         self._reject_counts(
             counts.skipped, counts.implausible, counts.first_problem, ("month", counts.rejected_ids)
         )
-        self.month = self._month_counts(counts)
+        self.month = self._month_counts(counts, month_start(now).isoformat())
         self._month_fetched_at, self._month_retry_at, self._month_failures = now, None, 0
 
     async def _fetch_feed(self, upstream: Upstream, now: float, start: date | None) -> HistoryPage:
@@ -534,18 +534,24 @@ class SecureVideoCollector(AccountCollector):
         for schedule_type, values in delays.items():
             self.start_delays.observe_many((schedule_type,), values)
 
-    def _month_counts(self, counts: MonthCounts) -> dict[str, int]:
+    def _month_counts(self, counts: MonthCounts, month: str) -> dict[str, int]:
         result = dict.fromkeys(BILLABLE_STATUSES, 0)
         for raw, n in counts.counts.items():
-            status = self._label(self._status, raw)
+            # Queried every month_interval: each odd status reported once a month.
+            status = self._label(self._status, raw, record=("month", month, raw))
             result[status] = result.get(status, 0) + n
         return result
 
     @staticmethod
-    def _label(bounded: BoundedLabel, value: str | None, count: int = 1) -> str:
+    def _label(
+        bounded: BoundedLabel,
+        value: str | None,
+        count: int = 1,
+        record: Hashable | None = None,
+    ) -> str:
         """Null, absent or empty is `unknown`; the rest is capped, scrubbed and counted
         by the bounded label itself (label_truncated, label_overflow), once a record."""
-        return bounded(value, count) if value else UNKNOWN
+        return bounded(value, count, record) if value else UNKNOWN
 
     def _zero_fill(self) -> None:
         # The wait histogram too: the service level's inputs. Made by its first session,

@@ -706,6 +706,17 @@ def test_soap_sessions_under_another_name_are_refused_not_read_as_none(container
         parse_soap_sessions(soap_sessions_in(container))
 
 
+@pytest.mark.parametrize(
+    "container",
+    ["<Sessions>{rows}</Sessions>", "{rows}", '<x:List xmlns:x="urn:o">{rows}</x:List>'],
+)
+def test_soap_sessions_without_asessions_are_refused_not_read_as_none(container: str) -> None:
+    # Probe 13: with no aSessions at all, sessions under another container were read
+    # as none, and every Waiting session's wait ended as `other`.
+    with pytest.raises(ParseError, match="SESSION_V3 elements outside aSessions"):
+        parse_soap_sessions(soap_sessions_in(container))
+
+
 def test_soap_elements_beside_the_sessions_are_counted_as_invalid_records() -> None:
     result = parse_soap_sessions(soap_sessions_in("<aSessions>{rows}<SESSION/></aSessions>"))
     assert [s.id for s in result.sessions] == ["1"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import codecs
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from itertools import repeat
@@ -877,6 +877,10 @@ def _soap_rows(response: etree._Element) -> tuple[list[etree._Element], int]:
             isinstance(e.tag, str) and etree.QName(e).localname == "aSessions" for e in response
         ):
             raise ParseError("aSessions is not in the API namespace")
+        # No aSessions is no sessions (ASMX leaves a null array out), unless sessions
+        # came under another name: read as none, every Waiting one ended (probe 13).
+        if any(etree.QName(e).localname == "SESSION_V3" for e in _elements(response)):
+            raise ParseError("SESSION_V3 elements outside aSessions")
         return [], 0
     elements = [e for e in container if isinstance(e.tag, str)]
     rows = [e for e in elements if e.tag == f"{_API}SESSION_V3"]
@@ -885,6 +889,11 @@ def _soap_rows(response: etree._Element) -> tuple[list[etree._Element], int]:
             f"aSessions holds {len(elements)} elements, none a SESSION_V3 in the API namespace"
         )
     return rows, len(elements) - len(rows)
+
+
+def _elements(root: etree._Element) -> Iterator[etree._Element]:
+    """Every element below `root`, not its comments or processing instructions."""
+    return (e for e in root.iterdescendants() if isinstance(e.tag, str))
 
 
 def parse_soap_login(body: bytes) -> str:

@@ -13,6 +13,7 @@ from aiohttp import web
 from exporter.http import Upstream
 from exporter.simulators.clock import FakeClock
 from exporter.simulators.glance import GlanceSimulator
+from exporter.vendors.glance.client import utc
 from exporter.vendors.glance.collector import GlanceCollector
 from exporter.vendors.glance.parser import Session
 
@@ -241,5 +242,40 @@ async def test_one_stale_date_at_start_up_counts_nothing_from_before_the_start(
         stale[0] = False
         await run(h, c, up, ours, 120)
         assert_feed_matches(h, c, started)
+    finally:
+        await stop_harness(h)
+
+
+async def test_glance_clock_stepping_back_past_the_overlap_brings_the_cursor_back(
+    clock: FakeClock,
+) -> None:
+    # Probe 13: Glance's clock stepped back 15 minutes (its Date says so, and what ends
+    # from then on is dated by it): the cursor, set by its earlier now, was compared with
+    # our clock, never found ahead, and the next read began 5 minutes before it, past
+    # what ended in the step. It comes back to Glance's now, with a warning.
+    sim = GlanceSimulator(clock, seed=7)
+    app = sim.app()
+    behind = [0.0]
+
+    async def glance_date(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers["Date"] = formatdate(clock.time() - behind[0], usegmt=True)
+
+    app.on_response_prepare.append(glance_date)
+    h = await start_harness(clock, sim, app)
+    try:
+        ours = FakeClock(h.clock.time())
+        c, up = h.collector(clock=ours, feed_overlap="5m"), h.upstream(clock=ours)
+        await run(h, c, up, ours, 30)
+        assert c.cursor == pytest.approx(ours.time(), abs=2.0)
+        behind[0] = 900.0
+        await run(h, c, up, ours, 1)  # its Date is 15 minutes behind ours from here
+        assert c.cursor == pytest.approx(ours.time() - 900.0, abs=2.0)
+        warned = [e for _, e, _ in h.log.events if e == "glance_feed_ahead_of_vendor"]
+        assert warned == ["glance_feed_ahead_of_vendor"]
+        h.sim.requests.clear()
+        await run(h, c, up, ours, 1)
+        (first, *_) = [p for op, p in h.sim.requests if op == "PartnerCompletedSessionsEnding"]
+        # From Glance's now of the step less the overlap: what ended in the step is read.
+        assert first["startRange"] <= utc(ours.time() - 60 - 900.0 - 300.0)
     finally:
         await stop_harness(h)

@@ -30,7 +30,13 @@ from ...statecheck import (
     saved_histogram,
     state_version,
 )
-from ...vendorclock import AHEAD_TOLERANCE, StartOnVendorClock, vendor_latest, vendor_now
+from ...vendorclock import (
+    AHEAD_TOLERANCE,
+    StartOnVendorClock,
+    believed_skew,
+    vendor_latest,
+    vendor_now,
+)
 from ..base import AccountCollector, CollectorContext
 from .client import (
     COMPLETED,
@@ -476,7 +482,11 @@ class GlanceCollector(AccountCollector):
                     hint="this host's clock was ahead of Glance's (its Date header)",
                 )
                 return
-        ahead = self.cursor - vendor_latest(wall, skew)
+        # Glance's now by its Date, either way within a day. With its clock stepped back
+        # the cursor, set by its earlier now, is ahead of it; against our clock it never
+        # was, and what ended in a step longer than feed_overlap was lost unseen
+        # (probe 13).
+        ahead = self.cursor - (vendor_latest(wall, skew) + believed_skew(skew))
         back_to = max(self._origin, vendor_now(wall, skew))
         if ahead <= AHEAD_TOLERANCE or back_to >= self.cursor:
             return

@@ -14,6 +14,7 @@ the account's status page until a save succeeds (a failed restore for an hour at
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 
 from .clock import Clock
 from .history import safe_text
@@ -21,9 +22,16 @@ from .http import ERROR_EXCERPT
 from .logs import get_logger
 from .scheduler import AccountRunner
 from .selfmetrics import SelfMetrics, StateFailure
-from .storage import StateStore
+from .storage import StateFileReplaced, StateGap, StateStore
 
 log = get_logger(component="loop")
+
+# What a disk, SQLite or the file's fate raises: said in one line, no traceback (a
+# read-only file wrote one a cycle for every account). Anything else may be our bug.
+EXPECTED_FAILURES = (sqlite3.Error, OSError, StateGap, StateFileReplaced)
+# The same failure of one account is logged again at most this often; it is counted and
+# shown on the account's page every time.
+SAME_FAILURE_LOGGED_EVERY = 3600.0
 
 
 class Persistence:
@@ -31,14 +39,31 @@ class Persistence:
         self.store = store
         self.clock = clock
         self.metrics = metrics
+        # (vendor, account) -> (message, monotonic time) of the save failure last logged.
+        self._logged: dict[tuple[str, str], tuple[str, float]] = {}
 
-    def _failed(self, runner: AccountRunner, operation: str, exc: BaseException) -> None:
+    def _failed(self, runner: AccountRunner, operation: str, exc: BaseException) -> str:
         common = runner.common
         # What SQLite or the OS said (a path, "disk I/O error"): no vendor text, but
         # scrubbed and capped as any text shown is.
         message = safe_text(f"{type(exc).__name__}: {exc}", ERROR_EXCERPT)
         failure = StateFailure(operation, self.clock.time(), message)
         self.metrics.state_failed(common.vendor, common.name, failure)
+        return message
+
+    def _log_save_failure(self, runner: AccountRunner, exc: BaseException, message: str) -> None:
+        key = (runner.common.vendor, runner.common.name)
+        now, last = self.clock.monotonic(), self._logged.get(key)
+        if last is not None and last[0] == message and now - last[1] < SAME_FAILURE_LOGGED_EVERY:
+            return
+        self._logged[key] = (message, now)
+        log.error(
+            "state not saved; the next save writes it whole",
+            vendor=key[0],
+            account=key[1],
+            error=message,
+            exc_info=not isinstance(exc, EXPECTED_FAILURES),
+        )
 
     async def restore(self, runner: AccountRunner) -> None:
         """Offer the saved state to the collector, once, before its first cycle."""
@@ -93,15 +118,11 @@ class Persistence:
             raise
         except Exception as exc:  # a full disk must not stop the account; the next save retries
             collector.state_unsaved()
-            self._failed(runner, "save", exc)
-            log.error(
-                "state not saved; the next save writes it whole",
-                vendor=common.vendor,
-                account=common.name,
-                exc_info=True,
-            )
+            self._log_save_failure(runner, exc, self._failed(runner, "save", exc))
         else:
             self.metrics.state_saved(common.vendor, common.name, self.clock.time())
+            if self._logged.pop((common.vendor, common.name), None) is not None:
+                log.info("state saved again", vendor=common.vendor, account=common.name)
 
     async def save_all(self, runners: list[AccountRunner]) -> None:
         """At shutdown: every state is taken first, between two awaits, so that each is

@@ -116,6 +116,39 @@ def _refuse_damaged(db: sqlite3.Connection, path: Path) -> None:
         )
 
 
+def _refuse_read_only(db: sqlite3.Connection, path: Path) -> None:
+    """SQLite opens a file it may not write read-only, without a word: every save then
+    failed, each with its traceback (probe 13). Tried with a row never committed."""
+    db.execute("BEGIN")
+    try:
+        db.execute(
+            "INSERT OR REPLACE INTO account_state (vendor, account, saved_at, state) "
+            "VALUES ('', '', 0, '{}')"
+        )
+    except sqlite3.OperationalError as exc:
+        raise sqlite3.OperationalError(
+            f"{path}: cannot be written ({str(exc)[:200]}): check that the exporter may "
+            "write the file"
+        ) from None
+    finally:
+        _roll_back(db)
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file at `path`; None when there is none."""
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
+
+
+class StateFileReplaced(Exception):
+    """The file at the path is not the one the store opened: deleted (or replaced) while
+    the exporter ran. Saves went on into the deleted file, which no path names, and
+    the next start found no state, with nothing said (probe 13)."""
+
+
 def _lock_for(path: Path) -> IO[bytes]:
     """An exclusive lock on `<path>.lock`, held while the file is open (released by the
     system if the process dies). Two exporters on one file each saved only their own
@@ -143,26 +176,52 @@ class StateStore:
         # the connection between two threads at once.
         self._lock = _lock_for(self.path)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state-store")
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
-            _refuse_damaged(self._db, self.path)
-            _refuse_another_shape(self._db, self.path)
+            self._db = self._open()
         except sqlite3.DatabaseError:
-            self._db.close()
             self._writer.shutdown()
             self._lock.close()
             raise
-        # WAL survives a killed process without fsync on every commit.
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        # Up to 16 MiB of pages cached (SQLite's default is 2): a whole save of 250,000
-        # dedupe keys then does not read back the pages it is writing.
-        self._db.execute("PRAGMA cache_size=-16384")
-        for statement in SCHEMA:
-            self._db.execute(statement)
+        self._identity = _identity(self.path)
         # Accounts whose last write failed (touched in the writer thread only): until a
         # whole state is written, changes alone would be applied on top of a gap.
         self._gaps: set[tuple[str, str]] = set()
+        # Once the file was made anew (`_check_file`): the accounts written whole since.
+        # Any other account's changes alone would leave the rest of its state out.
+        self._rewritten: set[tuple[str, str]] | None = None
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            _refuse_damaged(db, self.path)
+            _refuse_another_shape(db, self.path)
+            # WAL survives a killed process without fsync on every commit.
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            # Up to 16 MiB of pages cached (SQLite's default is 2): a whole save of
+            # 250,000 dedupe keys then does not read back the pages it is writing.
+            db.execute("PRAGMA cache_size=-16384")
+            for statement in SCHEMA:
+                db.execute(statement)
+            _refuse_read_only(db, self.path)
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        return db
+
+    def _check_file(self) -> None:
+        """Raise `StateFileReplaced` if the path no longer names the file open, after
+        opening a new one there (each account's next save must then be whole)."""
+        if _identity(self.path) == self._identity:
+            return
+        self._db.close()
+        self._db = self._open()
+        self._identity = _identity(self.path)
+        self._rewritten = set()
+        raise StateFileReplaced(
+            f"{self.path}: the file was deleted or replaced while the exporter ran; a new "
+            "one was made there, and each account's next save writes its whole state"
+        )
 
     def load(self, vendor: str, account: str) -> dict[str, Any] | None:
         return self._writer.submit(self._read, vendor, account).result()
@@ -231,9 +290,13 @@ class StateStore:
     ) -> None:
         saved = state if isinstance(state, SavedState) else SavedState(state)
         account_key = (vendor, account)
-        if not saved.whole and account_key in self._gaps:
-            raise StateGap(f"{vendor}/{account}: the previous write failed")
         try:
+            self._check_file()
+            if not saved.whole and account_key in self._gaps:
+                raise StateGap(f"{vendor}/{account}: the previous write failed")
+            rewritten = self._rewritten
+            if not saved.whole and rewritten is not None and account_key not in rewritten:
+                raise StateGap(f"{vendor}/{account}: the state file was made anew")
             self._transaction(vendor, account, saved, now)
         except BaseException:
             # Whatever the failure (encoding, disk, a kill of the thread's work), the
@@ -241,6 +304,8 @@ class StateStore:
             self._gaps.add(account_key)
             raise
         self._gaps.discard(account_key)
+        if saved.whole and self._rewritten is not None:
+            self._rewritten.add(account_key)
 
     def _transaction(self, vendor: str, account: str, saved: SavedState, now: float) -> None:
         blob = saved.blob

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
+import structlog.testing
 
 from exporter.dedupe import DedupeFull, KeyJournal, SeenRecords
 from exporter.persistence import Persistence
@@ -484,3 +485,78 @@ def test_a_restart_from_an_old_whole_row_saves_every_id(tmp_path: Path) -> None:
     (taken,) = c.taken
     assert taken.tables["seen"].whole
     assert set(stored_keys(path)) == {1, 2, 3}
+
+
+def test_a_state_file_deleted_while_running_is_made_anew_and_written_whole(
+    tmp_path: Path,
+) -> None:
+    # Probe 13: saves went on into the deleted file, nothing was said or counted, and the
+    # next start found no state: counters from zero, feeds from now.
+    path = tmp_path / "s.db"
+    clock = FakeClock(0.0)
+    metrics = SelfMetrics()
+    persistence = Persistence(StateStore(path), clock, metrics)
+    first, second = Remembering(), Remembering()
+
+    def failed() -> dict[str, float]:
+        return {k[1]: v for k, v in metrics.state_failures.values.items() if k[2] == "save"}
+
+    async def cycle(keys: list[Any]) -> None:
+        clock.advance(60.0)
+        first.see(keys, clock.time())
+        second.see([f"b{k}" for k in keys], clock.time())
+        await persistence.save(runner(first, "a"))
+        await persistence.save(runner(second, "b"))
+
+    def delete_the_file() -> None:
+        for leftover in tmp_path.glob("s.db*"):
+            if leftover.suffix != ".lock":
+                leftover.unlink()
+
+    async def scenario() -> None:
+        await cycle([1, 2])
+        delete_the_file()
+        await cycle([3])  # each account's save fails once, saying why,
+        failure = metrics.account(("v", "a")).state_failure
+        assert failure is not None and "deleted or replaced" in failure.message
+        assert failed() == {"a": 1.0, "b": 1.0}
+        await cycle([4])  # and the next writes it whole, into the new file
+        assert failed() == {"a": 1.0, "b": 1.0}
+
+    asyncio.run(scenario())
+    persistence.close()
+    assert path.exists()
+    again = restarted(path)
+    assert (again.count, set(again.seen._expiry)) == (4, {1, 2, 3, 4})
+
+
+def test_the_same_save_failure_is_logged_once_an_hour_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    # Probe 13: a read-only or full disk wrote an ERROR line with its traceback for every
+    # account at every cycle; each failure is still counted.
+    path = tmp_path / "s.db"
+    clock = FakeClock(0.0)
+    metrics = SelfMetrics()
+    persistence = Persistence(StateStore(path), clock, metrics)
+    c = Remembering()
+
+    async def scenario() -> None:
+        c.see([1], clock.time())
+        await persistence.save(runner(c))
+        fail_on_key(path, "boom")
+        for _ in range(5):
+            clock.advance(60.0)
+            c.see(["boom"], clock.time())
+            await persistence.save(runner(c))
+        heal(path)
+        clock.advance(60.0)
+        await persistence.save(runner(c))
+
+    with structlog.testing.capture_logs() as logs:
+        asyncio.run(scenario())
+    persistence.close()
+    failed = [e for e in logs if e["event"].startswith("state not saved")]
+    assert [(e["error"], e["exc_info"]) for e in failed] == [("IntegrityError: boom", False)]
+    assert metrics.state_failures.values[("v", "a", "save")] == 5.0
+    assert [e["event"] for e in logs if e["event"] == "state saved again"] == ["state saved again"]

@@ -10,7 +10,7 @@ import pytest
 from exporter.config import parse_config
 from exporter.loop import Daemon
 from exporter.simulators.clock import FakeClock
-from exporter.storage import StateStore
+from exporter.storage import StateStore, _refuse_read_only
 
 from .fakevendor import VENDORS, FakeSimulator
 from .support import serve_app
@@ -157,3 +157,14 @@ def test_a_file_in_use_by_another_store_is_refused_until_it_is_closed(tmp_path: 
     second = StateStore(path)  # the lock goes with the store that held it
     assert second.load("v", "a") == {"cursor": 1.0}
     second.close()
+
+
+def test_a_file_that_can_only_be_read_is_refused_at_open(tmp_path: Path) -> None:
+    # Probe 13: SQLite opens such a file read-only without a word, and every save then
+    # failed, each with a traceback. Opened read-only here as SQLite opens it then.
+    path = tmp_path / "state.db"
+    StateStore(path).close()
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        with pytest.raises(sqlite3.OperationalError, match="cannot be written"):
+            _refuse_read_only(db, path)
+        assert not db.in_transaction

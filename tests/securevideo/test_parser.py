@@ -799,3 +799,21 @@ def test_a_deeply_nested_month_record_is_named_as_such() -> None:
     body = b'[{"SessionId": 1, "X": ' + b"[" * 200_000 + b"]" * 200_000 + b"}]"
     with pytest.raises(ParseError, match="record 0 is nested too deeply"):
         count_month(body)
+
+
+def test_the_month_skips_a_session_billed_after_now_as_the_feed_does() -> None:
+    # Probe 13: the month gauge counted sessions billed next year, which the feed skips
+    # as implausible ("BillableTs more than a day after now").
+    from exporter.vendors.securevideo.parser import count_month
+
+    now = datetime.datetime(2026, 12, 10, 12, 0, tzinfo=datetime.UTC).timestamp()
+    body = json.dumps(
+        [
+            {"SessionId": 1, "BillableTs": "2026-12-10T11:00:00", "BillableStatusCd": "COMP"},
+            {"SessionId": 2, "BillableTs": "2027-01-01T00:00:00", "BillableStatusCd": "COMP"},
+        ]
+    ).encode()
+    month = count_month(body, latest=now + 86400)
+    assert (month.counts, month.skipped, month.implausible) == ({"COMP": 1}, 1, 1)
+    assert month.rejected_ids == (("implausible_value", 2),)
+    assert count_month(body).counts == {"COMP": 2}  # no bound given: every one counts

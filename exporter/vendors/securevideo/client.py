@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from functools import partial
 
 from ...http import Upstream
+from ...sanitize import MAX_AHEAD
 from ..base import CollectorContext
 from .config import SecureVideoAccount
 from .parser import (
@@ -101,7 +102,7 @@ class HistoryClient:
         limit = self.max_month_sessions
 
         async def count(chunks: AsyncIterator[bytes]) -> MonthCounts:
-            counter = MonthCounter(limit)
+            counter = MonthCounter(limit, latest=now + MAX_AHEAD)
             async for chunk in chunks:
                 counter.feed(chunk)
                 if counter.over_limit:

@@ -565,8 +565,11 @@ class MonthCounter:
     SessionId -> status map of at most `max_sessions` entries; `feed` raises only
     `ParseError`."""
 
-    def __init__(self, max_sessions: int) -> None:
+    def __init__(self, max_sessions: int, latest: float | None = None) -> None:
         self.max_sessions = max_sessions
+        # A BillableTs after this is implausible, as the feed finds it (its now and a
+        # day): the month counted sessions billed next year that the feed skipped.
+        self.latest = latest
         # Made once the first four bytes tell the encoding, as `json.loads` tells it
         # (`parse_history`): a UTF-16 or UTF-32 reply was read by the feed and refused
         # here, so the month gauges stood still.
@@ -726,6 +729,8 @@ class MonthCounter:
                 raise _BadRecord("has no SessionId")
             billable = _time(item.get("BillableTs"), "BillableTs")
             status = _text(item.get("BillableStatusCd"), "BillableStatusCd")
+            if billable is not None and self.latest is not None and billable > self.latest:
+                raise _Implausible("BillableTs more than a day after now")
         except _BadRecord as exc:
             self._skipped += 1
             self._implausible += isinstance(exc, _Implausible)
@@ -748,9 +753,11 @@ class MonthCounter:
         self._status[session_id] = status
 
 
-def count_month(body: bytes, max_sessions: int = 1_000_000) -> MonthCounts:
+def count_month(
+    body: bytes, max_sessions: int = 1_000_000, latest: float | None = None
+) -> MonthCounts:
     """A whole month reply counted at once (tests, tools)."""
-    counter = MonthCounter(max_sessions)
+    counter = MonthCounter(max_sessions, latest)
     counter.feed(body)
     return counter.finish()
 

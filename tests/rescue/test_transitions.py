@@ -186,6 +186,20 @@ def test_a_waiting_time_that_stands_still_is_one_wait_not_one_a_poll() -> None:
     assert observed(c) == observed(c, "answered") == (1, 100.0)  # was (12, 1200.0)
 
 
+def test_a_session_queued_again_during_a_slow_reply_before_a_quick_one_is_a_second_wait() -> None:
+    # Found by a review of the test above's fix: the last sighting's reply took 10 s, this
+    # one 0.1 s; judged by this one's transit alone, the wait begun at 105 was merged.
+    c, _, _ = make()
+    for asked, read, status, waited in (
+        (100, 110, "Waiting", 50),
+        (115, 115.1, "Waiting", 10),  # queued again at 105, while the last reply travelled
+        (120, 120.1, "Active", 1),
+    ):
+        reply = SessionList("OK", (Session(id="1", status=status, waiting_seconds=waited),))
+        asyncio.run(c.apply(c.account.nodes[0], reply, T0 + read, asked=T0 + asked))
+    assert (observed(c, "other"), observed(c, "answered")) == ((1, 50.0), (1, 10.0))
+
+
 def test_a_session_queued_again_after_it_was_answered_is_a_second_wait() -> None:
     c, _, _ = make()
     poll(c, 100, ("1", "Waiting", 10))

@@ -102,6 +102,9 @@ class Wait:
     # Already observed (when it left Waiting or the list) and back since, its Waiting
     # Time saying it never left Waiting: not observed a second time.
     counted: bool = False
+    # When the poll of the last sighting was asked for (not saved: None once restored).
+    # Rescue measured that reply's Waiting Time after it, so a new wait begins later.
+    asked: float | None = None
 
 
 @dataclass
@@ -185,14 +188,18 @@ def _latest_start(wait: Wait) -> float:
     return wait.last_seen if wait.waited is None else wait.last_seen - wait.waited
 
 
-def _began_since(wait: Wait, start: float, slack: float) -> bool:
-    """Whether a Waiting session whose wait is read to begin at `start` began a new wait
-    since `wait`: later than `wait` can have begun (`_latest_start`), and after its last
-    sighting, give or take `slack`. A start between the two says it was waiting then, by
-    a status change the reply of that sighting did not know of: a Waiting Time that stood
-    still (a stalled back end, a cached reply) read that way made every poll a new wait,
-    observed as `other`, for every Waiting session (probe 13)."""
-    return start > _latest_start(wait) + ROUNDING and start > wait.last_seen - slack
+def _began_since(wait: Wait, start: float, transit: float) -> bool:
+    """Whether a Waiting session whose wait is read to begin at `start`, from a reply
+    `transit` seconds in flight, began a new wait since `wait`: later than `wait` can
+    have begun (`_latest_start`), and after the poll of its last sighting was asked for
+    (Rescue measured that reply after it), give or take this reply's transit and a
+    second. A start between the two says it was waiting then, by a status change that
+    reply did not know of: a Waiting Time that stood still (a stalled back end, a cached
+    reply) read that way made every poll a new wait, observed as `other`, for every
+    Waiting session (probe 13). Restored, the sighting's asking is unknown: its reading
+    stands in, a bound later by that reply's transit."""
+    since = wait.last_seen if wait.asked is None else wait.asked
+    return start > _latest_start(wait) + ROUNDING and start > since - transit - ROUNDING
 
 
 def _forget_gone(gone: dict[str, Wait], now: float) -> None:
@@ -444,8 +451,8 @@ class RescueCollector(AccountCollector):
         (a lead and a second technician's) came in the other order and showed another
         status; a wait observed once per poll pair was counted four times in nine polls."""
         current: dict[str, Wait] = {}
-        # This reply's time in transit, and (unknown, taken as the same) the last one's.
-        slack = ROUNDING + 2 * max(0.0, now - asked)
+        # This reply's time in transit: its Waiting Time was measured within it.
+        transit = max(0.0, now - asked)
         for session in waiting:
             # Date the start from when we asked: Rescue measured Waiting Time somewhere
             # between asking and our reading the reply, so a slow reply never makes a
@@ -454,9 +461,9 @@ class RescueCollector(AccountCollector):
             wait = previous.pop(session.id, None)
             if wait is None and session.id in gone:
                 wait = gone.pop(session.id)
-                if start is None or _began_since(wait, start, slack):
+                if start is None or _began_since(wait, start, transit):
                     wait = None  # waiting again, since after it went: a new wait
-            if wait is not None and start is not None and _began_since(wait, start, slack):
+            if wait is not None and start is not None and _began_since(wait, start, transit):
                 # It left Waiting and came back between two polls: two waits, not one, and
                 # where the first one went is unknown.
                 self._observe(node, wait, OTHER_OUTCOME)
@@ -466,6 +473,7 @@ class RescueCollector(AccountCollector):
                 # without it, the first sighting is the best lower bound we have.
                 wait = Wait(start=start if start is not None else now, last_seen=now)
             wait.last_seen, wait.unread, wait.waited = now, False, session.waiting_seconds
+            wait.asked = asked
             current[session.id] = wait
         for sid, wait in previous.items():  # left Waiting, or vanished from the list
             if sid not in statuses and unreadable and not wait.unread:

@@ -269,38 +269,59 @@ async def test_failure_mid_feed_keeps_what_was_counted(clock: FakeClock) -> None
         await stop_harness(h)
 
 
-def cached_page(body: bytes) -> Callable[..., Awaitable[web.StreamResponse]]:
-    """Middleware answering every PartnerCompletedSessionsEnding page with `body`."""
+def cached_page(
+    body: bytes, clock: FakeClock, since: float = 0.0
+) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Middleware answering every PartnerCompletedSessionsEnding page with `body` from
+    Glance's time `since` (an empty page before)."""
+    empty = completed_page("")
 
     @web.middleware
     async def middleware(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         if request.path.endswith("/PartnerCompletedSessionsEnding"):
-            return web.Response(body=body, content_type="text/xml")
+            served = body if clock.time() >= since else empty
+            return web.Response(body=served, content_type="text/xml")
         return await handler(request)
 
     return middleware
 
 
-async def test_a_cached_reply_is_counted_once_however_long_it_is_served(clock: FakeClock) -> None:
-    # Probe 13: sessions a read returned whose end lay outside its range (here two hours
-    # before it, within the day's tolerance) were kept only as long as the read asked,
-    # so a reply served for every read counted them again each 80 minutes.
-    ended = NOON_ISH - 2 * 3600
-    sessions = "".join(
-        f"<session><id>{i}</id><type>C</type><status>C</status>"
-        f"<startTime>{utc_text(ended - duration)}</startTime>{tail}</session>"
-        for i, duration, tail in ((1, 300, "<duration>300</duration>"), (2, 60, ""))
-    )
-    body = (
+def completed_page(sessions: str) -> bytes:
+    return (
         f'<groupSessions xmlns="{NS}"><nextId>0</nextId><users><userSessions>'
         "<partnerUserId>U</partnerUserId><validUser>true</validUser>"
         f"<sessions>{sessions}</sessions></userSessions></users></groupSessions>"
     ).encode()
+
+
+def completed_session(session_id: int, start: float, duration: str) -> str:
+    return (
+        f"<session><id>{session_id}</id><type>C</type><status>C</status>"
+        f"<startTime>{utc_text(start)}</startTime>{duration}</session>"
+    )
+
+
+@pytest.mark.parametrize(
+    "ended",
+    [NOON_ISH - 2 * 3600, NOON_ISH + 1800],
+    ids=["first-read-after-its-end", "first-read-holding-its-end"],
+)
+async def test_a_cached_reply_is_counted_once_however_long_it_is_served(
+    clock: FakeClock, ended: float
+) -> None:
+    # Probe 13: a session a read returned whose end lay outside that read's range
+    # (within the day's tolerance) was kept only as long as the read that first held
+    # it asked, so a reply served for every read (a cache) counted it again each 80
+    # minutes; the review found the second case, a cache of a reply first read right.
+    body = completed_page(
+        completed_session(1, ended - 300, "<duration>300</duration>")
+        + completed_session(2, ended - 60, "")  # no duration: its end is within a week
+    )
     sim = GlanceSimulator(clock, seed=3)
     app = sim.app()
-    app.middlewares.append(cached_page(body))
+    app.middlewares.append(cached_page(body, clock, since=ended + 30))
     h = await start_harness(clock, sim, app)
     try:
         c = h.collector()
@@ -309,9 +330,28 @@ async def test_a_cached_reply_is_counted_once_however_long_it_is_served(clock: F
             await c.collect(h.upstream())
             counted.append(sum(completed(c).values()))
             clock.advance(600)
-        # The one without a duration is dated by its start, the bound of its end we have.
-        assert set(counted) == {2.0}
-        assert h.rejects["implausible_value"] == 2  # once each, once a day past them
+        assert set(counted) - {0.0} == {2.0}
+        assert h.rejects["implausible_value"] == 1  # the first, once, a day past its end
+    finally:
+        await stop_harness(h)
+
+
+@pytest.mark.parametrize("duration", ["", "<duration>x</duration>"])
+async def test_a_long_session_without_a_duration_is_counted(
+    clock: FakeClock, duration: str
+) -> None:
+    # The review: dated by its start alone, a 30-hour session that ended in the read
+    # was refused as a day outside it; without a duration its end is within a week.
+    body = completed_page(completed_session(1, NOON_ISH - 30 * 3600, duration))
+    sim = GlanceSimulator(clock, seed=3)
+    app = sim.app()
+    app.middlewares.append(cached_page(body, clock))
+    h = await start_harness(clock, sim, app)
+    try:
+        c = h.collector()
+        await c.collect(h.upstream())
+        assert sum(completed(c).values()) == 1.0
+        assert (h.rejects["missing_duration"], h.rejects["implausible_value"]) == (1, 0)
     finally:
         await stop_harness(h)
 

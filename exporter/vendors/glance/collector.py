@@ -17,7 +17,7 @@ from ...errors import UpstreamError
 from ...families import CounterSet, HistogramSet, LabelValues, gauge
 from ...http import Upstream
 from ...outcomes import ABANDONED, ANSWERED, OTHER, OUTCOMES, TIMED_OUT
-from ...sanitize import plausible_start
+from ...sanitize import MAX_PLAUSIBLE_SECONDS, plausible_start
 from ...savedstate import SavedState
 from ...statecheck import (
     counter_state,
@@ -593,21 +593,26 @@ class GlanceCollector(AccountCollector):
                     outside: list[tuple[str, int]] = []
                     for session in page.sessions:
                         start, duration = session.start_time, session.duration
-                        kept_until = end
-                        if start is not None:
-                            # Without a duration its start is the bound of its end we have.
-                            ended = start if duration is None else start + duration
-                            if not earliest <= ended <= latest:
+                        if start is None:
+                            new = self.seen.add_shortest(session.id, end)
+                        else:
+                            # When it ended: to the second, or (no duration) within the
+                            # week a session may last.
+                            first = start if duration is None else start + duration
+                            last = start + MAX_PLAUSIBLE_SECONDS if duration is None else first
+                            if last < earliest or first > latest:
                                 outside.append(("completed", session.id))
                                 continue
-                            if not position.start <= ended <= end:
-                                # Returned by a read that does not hold its end: a
-                                # read may return it again (a cached reply did, each
-                                # read) until the reads are a day past it, where it is
-                                # refused above. Kept until then, or it was counted
-                                # again each time it was forgotten (probe 13).
-                                kept_until = max(end, ended + OUT_OF_RANGE)
-                        if self.seen.add_shortest(session.id, kept_until):
+                            if position.start <= first and last <= end:
+                                new = self.seen.add_shortest(session.id, end)
+                            else:
+                                # A read that does not hold its end returned it: later
+                                # reads may too (a cached reply did, each read) until
+                                # they are a day past that end, where it is refused
+                                # above. Kept until then, however it came first, or it
+                                # was counted again each time it was forgotten (probe 13).
+                                new = self.seen.add(session.id, max(end, last + OUT_OF_RANGE))
+                        if new:
                             self._count(session, touched)
                     if outside:
                         self._once.reject("implausible_value", outside, self.ctx.clock.time())

@@ -309,7 +309,14 @@ def reference_sessions(
 
 def reference_group_sessions(body: bytes, max_records: int) -> glance.GroupSessions:
     root = glance._root(body, "groupSessions", glance.MAX_BYTES)
-    next_id = glance.read_next_id(glance._text(root, "nextId"))
+    # The reference's own reading: a negative one marks the last page, as 0 does.
+    next_text = glance._text(root, "nextId")
+    negative = next_text is not None and next_text.startswith("-")
+    next_id = strict_int(next_text[1:] if negative else next_text) if next_text else None
+    if next_text and next_id is None:
+        raise ParseError("nextId is not a whole number")
+    if negative:
+        next_id = 0
     sessions: list[glance.Session] = []
     invalid: list[str] = []
     tally = glance._Tally(max_records)

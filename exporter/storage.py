@@ -219,8 +219,9 @@ class StateStore:
         self._identity = _identity(self.path)
         self._rewritten = set()
         raise StateFileReplaced(
-            f"{self.path}: the file was deleted or replaced while the exporter ran; a new "
-            "one was made there, and each account's next save writes its whole state"
+            f"{self.path}: the file was deleted or replaced while the exporter ran; the "
+            "file now at the path is used (made anew if none was there), and each "
+            "account's next save writes its whole state"
         )
 
     def load(self, vendor: str, account: str) -> dict[str, Any] | None:

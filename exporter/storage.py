@@ -214,10 +214,11 @@ class StateStore:
         opening a new one there (each account's next save must then be whole)."""
         if _identity(self.path) == self._identity:
             return
+        # Opened first: if it cannot be (its directory gone), this save fails, the open
+        # connection stays usable for loads and deletes, and the next save tries again.
+        db = self._open()
         self._db.close()
-        self._db = self._open()
-        self._identity = _identity(self.path)
-        self._rewritten = set()
+        self._db, self._identity, self._rewritten = db, _identity(self.path), set()
         raise StateFileReplaced(
             f"{self.path}: the file was deleted or replaced while the exporter ran; the "
             "file now at the path is used (made anew if none was there), and each "

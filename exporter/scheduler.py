@@ -129,7 +129,7 @@ class RejectionLog:
             reason=reason,
             count=self._since.pop(reason),
             hint="session_exporter_records_rejected_total counts them; the account's page "
-            "says what the first was (logged again at most hourly)",
+            "lists them by reason for each of its last cycles (logged again at most hourly)",
         )
 
 

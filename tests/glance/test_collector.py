@@ -459,6 +459,42 @@ async def test_user_gauges_match_the_simulator(h: Harness) -> None:
         assert sum(want.values()) > 0
 
 
+async def test_a_user_session_listed_twice_is_counted_once(clock: FakeClock) -> None:
+    # Probe 13: PartnerUserSessions' sessions were counted per row, so one listed twice
+    # counted two (PartnerActiveSessions' already counted it once).
+    session = (
+        f"<session><id>61943691</id><type>C</type><status>A</status>"
+        f"<startTime>{utc_text(clock.time() - 60)}</startTime></session>"
+    )
+    body = (
+        f'<userSessions xmlns="{NS}"><partnerUserId>JDemo</partnerUserId>'
+        f"<validUser>true</validUser><sessions>{session * 2}</sessions></userSessions>"
+    ).encode()
+
+    @web.middleware
+    async def twice(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if request.path.endswith("/PartnerUserSessions"):
+            return web.Response(body=body, content_type="text/xml")
+        return await handler(request)
+
+    sim = GlanceSimulator(clock, seed=3)
+    app = sim.app()
+    app.middlewares.append(twice)
+    h = await start_harness(clock, sim, app)
+    try:
+        c = h.collector(users=["JDemo"])
+        for _ in range(3):
+            await c.collect(h.upstream())
+            clock.advance(30)
+        got = by_label(series(c.families(), "glance_user_sessions_current"), "user", "session_type")
+        assert got[("JDemo", "C")] == 1.0
+        assert h.rejects["invalid_record"] == 1  # the second row, once
+    finally:
+        await stop_harness(h)
+
+
 async def test_invalid_user_vanishes_and_is_logged_once(h: Harness) -> None:
     c = h.collector(users=["JDemo", "Nobody"])
     for _ in range(3):

@@ -303,9 +303,16 @@ class GlanceCollector(AccountCollector):
             reply.skipped, reply.implausible, reply.invalid_values, ("user", reply.rejected_ids)
         )
         counts = dict.fromkeys(SESSION_TYPES, 0.0)
+        seen: set[int] = set()
+        twice: list[tuple[str, str, int]] = []
         for session in reply.sessions:
+            if session.id in seen:
+                twice.append(("user", user, session.id))  # listed twice: counted once
+                continue
+            seen.add(session.id)
             session_type = self._types(session.type, record=("user", user, session.id))
             counts[session_type] = counts.get(session_type, 0.0) + 1
+        self._once.reject("invalid_record", twice, now)
         self._user_counts[user] = counts
 
     async def _collect_feed(self, upstream: Upstream, now: float) -> None:

@@ -317,7 +317,7 @@ async def test_a_cached_reply_is_counted_once_however_long_it_is_served(
     # minutes; the review found the second case, a cache of a reply first read right.
     body = completed_page(
         completed_session(1, ended - 300, "<duration>300</duration>")
-        + completed_session(2, ended - 60, "")  # no duration: its end is within a week
+        + completed_session(2, ended - 60, "<duration>60</duration>")
     )
     sim = GlanceSimulator(clock, seed=3)
     app = sim.app()
@@ -331,7 +331,7 @@ async def test_a_cached_reply_is_counted_once_however_long_it_is_served(
             counted.append(sum(completed(c).values()))
             clock.advance(600)
         assert set(counted) - {0.0} == {2.0}
-        assert h.rejects["implausible_value"] == 1  # the first, once, a day past its end
+        assert h.rejects["implausible_value"] == 2  # once each, a day past its end
     finally:
         await stop_harness(h)
 
@@ -341,7 +341,7 @@ async def test_a_long_session_without_a_duration_is_counted(
     clock: FakeClock, duration: str
 ) -> None:
     # The review: dated by its start alone, a 30-hour session that ended in the read
-    # was refused as a day outside it; without a duration its end is within a week.
+    # was refused as a day outside it. Undated, it is taken as ending in the read.
     body = completed_page(completed_session(1, NOON_ISH - 30 * 3600, duration))
     sim = GlanceSimulator(clock, seed=3)
     app = sim.app()

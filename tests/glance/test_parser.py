@@ -423,6 +423,22 @@ def test_user_sessions_needs_valid_user() -> None:
     assert reply.sessions == []
 
 
+@pytest.mark.parametrize(
+    ("text", "valid"), [("true", True), ("True", True), ("1", True), ("false", False), ("0", False)]
+)
+def test_valid_user_is_an_xsd_boolean(text: str, valid: bool) -> None:
+    body = f'<userSessions xmlns="{NS}"><validUser>{text}</validUser></userSessions>'
+    assert parse_user_sessions(body.encode()).valid_user is valid
+
+
+@pytest.mark.parametrize("text", ["yes", "no", "truthy", "t"])
+def test_a_valid_user_neither_true_nor_false_is_refused_not_read_as_false(text: str) -> None:
+    # Probe 13: "yes" was read as false, and the user's series went with a log line only.
+    body = f'<userSessions xmlns="{NS}"><validUser>{text}</validUser></userSessions>'
+    with pytest.raises(ParseError, match="not true or false"):
+        parse_user_sessions(body.encode())
+
+
 def test_elements_in_a_foreign_namespace_are_ignored() -> None:
     body = (
         f'<ArrayOfSessionCount xmlns="{NS}" xmlns:x="urn:x">'

@@ -17,7 +17,7 @@ from ...errors import UpstreamError
 from ...families import CounterSet, HistogramSet, LabelValues, gauge
 from ...http import Upstream
 from ...outcomes import ABANDONED, ANSWERED, OTHER, OUTCOMES, TIMED_OUT
-from ...sanitize import MAX_PLAUSIBLE_SECONDS, plausible_start
+from ...sanitize import plausible_start
 from ...savedstate import SavedState
 from ...statecheck import (
     counter_state,
@@ -600,17 +600,17 @@ class GlanceCollector(AccountCollector):
                     outside: list[tuple[str, int]] = []
                     for session in page.sessions:
                         start, duration = session.start_time, session.duration
-                        if start is None:
+                        if start is None or duration is None:
+                            # Undated: taken as ending in the read. Kept longer (up to
+                            # the week a session may last), a catch-up of sessions
+                            # without durations filled max_remembered_ids for good.
                             new = self.seen.add_shortest(session.id, end)
                         else:
-                            # When it ended: to the second, or (no duration) within the
-                            # week a session may last.
-                            first = start if duration is None else start + duration
-                            last = start + MAX_PLAUSIBLE_SECONDS if duration is None else first
-                            if last < earliest or first > latest:
+                            ended = start + duration
+                            if not earliest <= ended <= latest:
                                 outside.append(("completed", session.id))
                                 continue
-                            if position.start <= first and last <= end:
+                            if position.start <= ended <= end:
                                 new = self.seen.add_shortest(session.id, end)
                             else:
                                 # A read that does not hold its end returned it: later
@@ -618,7 +618,7 @@ class GlanceCollector(AccountCollector):
                                 # they are a day past that end, where it is refused
                                 # above. Kept until then, however it came first, or it
                                 # was counted again each time it was forgotten (probe 13).
-                                new = self.seen.add(session.id, max(end, last + OUT_OF_RANGE))
+                                new = self.seen.add(session.id, max(end, ended + OUT_OF_RANGE))
                         if new:
                             self._count(session, touched)
                     if outside:

@@ -595,6 +595,10 @@ def parse_user_sessions(
     valid_text = _text(root, "validUser")
     if valid_text is None:
         raise ParseError("<validUser> is missing")
+    if valid_text.lower() not in ("true", "false", "1", "0"):
+        # An xsd:boolean is one of these: read as false, "yes" took the user's series
+        # away with only a log line that the user was not valid (probe 13).
+        raise ParseError("<validUser> is not true or false")
     tally = _Tally(max_records)
     # Its first <sessions> only, read the way a group page's are: `_walk_sessions`.
     container = root.find(_SESSIONS)

@@ -69,8 +69,10 @@ SEEN_SLACK = 600.0
 OUT_OF_RANGE = 86400.0
 # PartnerUserSessions needs a start range: in-progress sessions started in the last day.
 USER_LOOKBACK = 86400.0
-FALLING_BEHIND_LOGGED_EVERY = 3600.0
 USER_LOOKAHEAD = 3600.0
+# `glance_feed_falling_behind` at most this often: it is true for every cycle of a feed
+# that cannot keep up.
+FALLING_BEHIND_LOGGED_EVERY = 3600.0
 # Bump when the shape of `state()` changes: an older or newer state is then ignored.
 # Version 1 (no outcome label, no wait histogram) is still read: its feed position and
 # counts carry on, its duration histogram restarts.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -637,25 +638,31 @@ async def test_demo_account_shows_every_metric_within_a_minute(clock: FakeClock)
         await stop_harness(h)
 
 
-async def test_unreadable_start_times_are_counted_and_the_sessions_kept(clock: FakeClock) -> None:
-    # Probe 7: an unreadable startTime became None unseen: the waiting-oldest gauge lost
-    # its session and nothing said why.
+def active_rewritten(pattern: bytes, replacement: bytes) -> Callable[..., Any]:
+    """Middleware rewriting the simulator's PartnerActiveSessions replies (`re.sub`)."""
+
     @web.middleware
-    async def unreadable_starts(
+    async def rewrite(
         request: web.Request, handler: Callable[..., Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         response = await handler(request)
         if request.path.endswith("/PartnerActiveSessions") and isinstance(response, web.Response):
             assert isinstance(response.body, bytes)
-            text = re.sub(
-                rb"<startTime>[^<]*</startTime>", b"<startTime>soon</startTime>", response.body
-            )
+            text = re.sub(pattern, replacement, response.body)
             return web.Response(body=text, content_type="text/xml")
         return response
 
+    return rewrite
+
+
+async def test_unreadable_start_times_are_counted_and_the_sessions_kept(clock: FakeClock) -> None:
+    # Probe 7: an unreadable startTime became None unseen: the waiting-oldest gauge lost
+    # its session and nothing said why.
     sim = GlanceSimulator(clock, seed=7)
     app = sim.app()
-    app.middlewares.append(unreadable_starts)
+    app.middlewares.append(
+        active_rewritten(rb"<startTime>[^<]*</startTime>", b"<startTime>soon</startTime>")
+    )
     h = await start_harness(clock, sim, app)
     try:
         c = h.collector()
@@ -675,21 +682,11 @@ async def test_an_active_session_of_a_long_type_is_reported_once_not_every_poll(
 ) -> None:
     # Probe 13: the labels of the sessions in progress are made at every poll, and a cut
     # one was reported (label_truncated) again at every poll.
-    @web.middleware
-    async def long_types(
-        request: web.Request, handler: Callable[..., Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        response = await handler(request)
-        if request.path.endswith("/PartnerActiveSessions") and isinstance(response, web.Response):
-            assert isinstance(response.body, bytes)
-            long_type = b"<type>" + b"Y" * 100 + b"</type>"
-            text = re.sub(rb"<type>[^<]*</type>", long_type, response.body)
-            return web.Response(body=text, content_type="text/xml")
-        return response
-
     sim = GlanceSimulator(clock, seed=7)
     app = sim.app()
-    app.middlewares.append(long_types)
+    app.middlewares.append(
+        active_rewritten(rb"<type>[^<]*</type>", b"<type>" + b"Y" * 100 + b"</type>")
+    )
     h = await start_harness(clock, sim, app)
     try:
         c = h.collector()

@@ -540,6 +540,44 @@ async def test_a_bad_row_of_todays_counts_is_counted_once_a_day(clock: FakeClock
     assert h.rejects["invalid_record"] == 2 + 4
 
 
+async def test_a_bad_row_of_todays_counts_keeps_its_last_value_of_the_day(
+    clock: FakeClock,
+) -> None:
+    # Probe 13: a row skipped (a count of 9x10^17) was zero-filled, so the day's count of
+    # C/X read 0, as if no session had ended today; the last good value stays instead.
+    counts = ["5", str(9 * 10**17), "7"]
+
+    def body() -> bytes:
+        return (
+            f'<ArrayOfSessionCount xmlns="{NS}"><sessionCount><type>C</type><status>X'
+            f"</status><count>{counts[0]}</count><averageDuration>60</averageDuration>"
+            "</sessionCount></ArrayOfSessionCount>"
+        ).encode()
+
+    async with hostile(clock, body, COUNTS_ENDING) as h:
+        c = h.collector()
+        seen = []
+        for _ in range(3):
+            await c.collect(h.upstream())
+            today = by_label(
+                series(c.families(), "glance_sessions_today"),
+                "session_type",
+                "status",
+                "counted_by",
+            )
+            average = by_label(
+                series(c.families(), "glance_session_average_duration_seconds"),
+                "session_type",
+                "status",
+                "counted_by",
+            )
+            seen.append((today.get(("C", "X", "end")), average.get(("C", "X", "end"))))
+            counts.pop(0)
+            clock.advance(60)
+    assert seen == [(5.0, 60.0), (5.0, 60.0), (7.0, 60.0)]
+    assert h.rejects["implausible_value"] == 1
+
+
 async def test_the_parser_body_cap_comes_from_max_body_bytes(clock: FakeClock) -> None:
     pad = (b" " * 1020 + b"<p/>") * (17 * 1024)  # more than the old fixed 16 MiB cap
     body = _page(_session(1)).replace(b"<users>", b"<users>" + pad)

@@ -258,10 +258,21 @@ class GlanceCollector(AccountCollector):
             (t, "C", by): 0.0 for t in SESSION_TYPES for by in COUNTED_BY
         }
         weighted: dict[LabelValues, tuple[float, float]] = {}
+        fed: set[LabelValues] = set()  # the keys a row of this cycle gave
+        refused: list[LabelValues] = []  # the keys of rows skipped
         for counted_by, reply in replies:
             # A bad row of today's counts is one record until the day changes.
             kind = f"counts {counted_by} {start}"
             self._rejected_records(reply.skipped, reply.implausible, 0, (kind, reply.rejected_ids))
+            for _, (row_type, row_status) in reply.rejected_ids:
+                row = (kind, row_type, row_status)
+                refused.append(
+                    (
+                        self._types(row_type, record=row),
+                        self._statuses(row_status, record=row),
+                        counted_by,
+                    )
+                )
             for record in reply.records:
                 row = (kind, record.type, record.status)  # a row of the day, once a day
                 key = (
@@ -269,6 +280,7 @@ class GlanceCollector(AccountCollector):
                     self._statuses(record.status, record=row),
                     counted_by,
                 )
+                fed.add(key)
                 counts[key] = counts.get(key, 0.0) + record.count
                 if record.average_duration is not None and record.count > 0:
                     total, n = weighted.get(key, (0.0, 0.0))
@@ -276,9 +288,18 @@ class GlanceCollector(AccountCollector):
                         total + record.average_duration * record.count,
                         n + record.count,
                     )
+        averages = {key: total / n for key, (total, n) in weighted.items()}
+        # A skipped row keeps its last value of the day (the last good data), where no
+        # row of this cycle gave its key: zero-filled, a count of 10^18 showed as 0.
+        last_counts, last_averages = self._today_count or {}, self._today_avg
+        for kept in refused:
+            if kept not in fed and kept in last_counts:
+                counts[kept] = last_counts[kept]
+                if kept in last_averages:
+                    averages[kept] = last_averages[kept]
         # Applied only when every call of the day succeeded, so the set stays consistent.
         self._today_count = counts
-        self._today_avg = {key: total / n for key, (total, n) in weighted.items()}
+        self._today_avg = averages
 
     async def _collect_users(self, upstream: Upstream, now: float) -> None:
         configured = set(self.account.users)

@@ -487,15 +487,20 @@ def test_a_restart_from_an_old_whole_row_saves_every_id(tmp_path: Path) -> None:
     assert set(stored_keys(path)) == {1, 2, 3}
 
 
+def persisted(tmp_path: Path) -> tuple[Path, FakeClock, SelfMetrics, Persistence]:
+    """A store at `tmp_path / "s.db"` behind a Persistence, its clock and its metrics."""
+    path = tmp_path / "s.db"
+    clock = FakeClock(0.0)
+    metrics = SelfMetrics()
+    return path, clock, metrics, Persistence(StateStore(path), clock, metrics)
+
+
 def test_a_state_file_deleted_while_running_is_made_anew_and_written_whole(
     tmp_path: Path,
 ) -> None:
     # Probe 13: saves went on into the deleted file, nothing was said or counted, and the
     # next start found no state: counters from zero, feeds from now.
-    path = tmp_path / "s.db"
-    clock = FakeClock(0.0)
-    metrics = SelfMetrics()
-    persistence = Persistence(StateStore(path), clock, metrics)
+    path, clock, metrics, persistence = persisted(tmp_path)
     first, second = Remembering(), Remembering()
 
     def failed() -> dict[str, float]:
@@ -535,10 +540,7 @@ def test_the_same_save_failure_is_logged_once_an_hour_without_a_traceback(
 ) -> None:
     # Probe 13: a read-only or full disk wrote an ERROR line with its traceback for every
     # account at every cycle; each failure is still counted.
-    path = tmp_path / "s.db"
-    clock = FakeClock(0.0)
-    metrics = SelfMetrics()
-    persistence = Persistence(StateStore(path), clock, metrics)
+    path, clock, metrics, persistence = persisted(tmp_path)
     c = Remembering()
 
     async def scenario() -> None:

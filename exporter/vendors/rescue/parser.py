@@ -152,8 +152,8 @@ def _shifted_ids(header: list[str], shifted: list[list[str]]) -> list[tuple[str,
     first column (as in every real header): no field before it can have shifted it."""
     if not shifted or _norm(header[0]) != "id":
         return []
-    numbers = (strict_int(row[0]) for row in shifted)
-    return [("shifted_row", str(number)) for number in numbers if number is not None]
+    numbers = (canonical_id(row[0]) for row in shifted)
+    return [("shifted_row", number) for number in numbers if number is not None]
 
 
 def parse_login(body: bytes) -> str:
